@@ -1,0 +1,1 @@
+"""Command-line entry points: each parses absl flags and calls the library."""

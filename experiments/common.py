@@ -1,0 +1,193 @@
+"""Flag definitions shared by several experiments, and their validators."""
+
+from absl import flags
+import numpy as np
+
+from linear_jax import losses
+
+LOSS_NAMES = tuple(losses.LOSSES)
+PENALTY_NAMES = tuple(losses.PENALTIES)
+
+
+def define_objective_flags(allow_all=False):
+  """`--loss`, `--penalty`, `--reg`, `--margin`, `--seed`; `all` allowed if asked."""
+  extra = ('all',) if allow_all else ()
+  flags.DEFINE_enum('loss', 'all' if allow_all else 'softmax', LOSS_NAMES + extra, 'Loss of the scores.')
+  flags.DEFINE_enum(
+    'penalty', 'all' if allow_all else 'l2', PENALTY_NAMES + extra, 'Penalty on W (never on the bias).'
+  )
+  flags.DEFINE_float('reg', 0.1 if allow_all else 1e-4, 'Regularization strength, >= 0.', lower_bound=0.0)
+  flags.DEFINE_float('margin', 1.0, 'Margin Δ of the svm and hinge losses, >= 0.', lower_bound=0.0)
+  flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
+
+
+def parse_float_list(name, text):
+  """`'1e-3,1e-2'` -> `[0.001, 0.01]`, or a `flags.ValidationError` naming the flag."""
+  try:
+    values = [float(t) for t in text.split(',') if t.strip()]
+  except ValueError as e:
+    raise flags.ValidationError(f'--{name}: {text!r} is not a comma-separated list of numbers.') from e
+  if not values:
+    raise flags.ValidationError(f'--{name} is empty.')
+  return values
+
+
+def define_data_flags():
+  """Which dataset, where its files are, how it is split and preprocessed."""
+  from linear_jax import data  # pylint: disable=import-outside-toplevel
+
+  flags.DEFINE_enum('dataset', 'digits', data.DATASETS, 'Dataset to train on.')
+  flags.DEFINE_string('data_dir', None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
+  flags.DEFINE_string('data_path', None, 'npz / csv: the file.')
+  flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
+  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N.', lower_bound=1)
+  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D.', lower_bound=1)
+  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C.', lower_bound=2)
+  flags.DEFINE_float('val_fraction', 0.1, 'Fraction of the data held out for validation.')
+  flags.DEFINE_float('test_fraction', 0.2, 'Fraction held out for test (unless the format has a test split).')
+  flags.DEFINE_enum('preprocess', 'standardize', data.PREPROCESSING, 'Fitted on the training split only.')
+  for name in ('val_fraction', 'test_fraction'):
+    flags.register_validator(name, lambda v: 0 <= v < 1, message=f'--{name} must be in [0, 1).')
+
+
+# The target kind of each dataset whose kind is known before loading it.
+KNOWN_KINDS = {
+  'digits': ('class', 10),
+  'breast_cancer': ('class', 2),
+  'diabetes': ('real', None),
+  'linreg': ('real', None),
+  'binary2d': ('class', 2),
+}
+
+
+def define_training_flags():
+  """Optimizer, schedule, batches, gradient source and the rest of a training run."""
+  from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  flags.DEFINE_enum('optimizer', 'sgd', train.OPTIMIZERS, 'optax optimizer.')
+  flags.DEFINE_float('learning_rate', 0.1, 'Base learning rate, > 0.')
+  flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
+  flags.DEFINE_enum('schedule', 'constant', train.SCHEDULES, 'Learning-rate schedule.')
+  flags.DEFINE_float('decay_rate', 0.5, 'step / exponential / inverse_time: factor per decay period.')
+  flags.DEFINE_float('decay_epochs', 10.0, 'step / exponential / inverse_time: epochs per decay period.')
+  flags.DEFINE_integer('batch_size', 64, 'Mini-batch size, > 0 (see --full_batch).')
+  flags.DEFINE_bool('full_batch', False, 'Full-batch gradient descent: one step per epoch on all examples.')
+  flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
+  flags.DEFINE_enum('grad', 'analytic', grad_sources.GRAD_SOURCES, 'Gradient source.')
+  flags.DEFINE_bool('bias_trick', False, 'Fold b into W and append the constant-1 feature.')
+  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights.', lower_bound=0.0)
+  flags.DEFINE_integer(
+    'patience', 0, 'Early stopping: epochs without validation gain (0: off).', lower_bound=0
+  )
+  flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
+  flags.register_validator('learning_rate', lambda v: v > 0, message='--learning_rate must be > 0.')
+  flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
+  flags.register_validator('epochs', lambda v: v > 0, message='--epochs must be > 0.')
+  flags.register_validator('momentum', lambda v: 0 <= v < 1, message='--momentum must be in [0, 1).')
+  flags.register_validator('decay_rate', lambda v: 0 < v <= 1, message='--decay_rate must be in (0, 1].')
+  flags.register_validator('decay_epochs', lambda v: v > 0, message='--decay_epochs must be > 0.')
+
+  def loss_fits_dataset(f):
+    known = KNOWN_KINDS.get(f['dataset'])
+    if f['dataset'] == 'blobs':
+      known = ('class', f['num_classes'])
+    if known is None:
+      return True  # files: checked once loaded, before any compile
+    from linear_jax import data  # pylint: disable=import-outside-toplevel
+
+    why = data.fits_loss(known[1], known[0], losses.LOSSES[f['loss']].targets)
+    if why:
+      raise flags.ValidationError(f'--loss={f["loss"]} does not fit --dataset={f["dataset"]}: it {why}.')
+    return True
+
+  flags.register_multi_flags_validator(['loss', 'dataset', 'num_classes'], loss_fits_dataset)
+
+
+def train_config(f):
+  """The `TrainConfig` the parsed flags describe."""
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  return train.TrainConfig(
+    loss=f.loss,
+    penalty=f.penalty,
+    reg=f.reg,
+    margin=f.margin,
+    optimizer=f.optimizer,
+    learning_rate=f.learning_rate,
+    momentum=f.momentum,
+    schedule=f.schedule,
+    decay_rate=f.decay_rate,
+    decay_epochs=f.decay_epochs,
+    batch_size=0 if f.full_batch else f.batch_size,
+    epochs=f.epochs,
+    grad=f.grad,
+    bias_trick=f.bias_trick,
+    init_scale=f.init_scale,
+    patience=f.patience,
+    seed=f.seed,
+    dtype=f.dtype,
+  )
+
+
+def load_dataset(f):
+  """Loads and prepares the dataset the flags name; errors name the file."""
+  from linear_jax import data  # pylint: disable=import-outside-toplevel
+
+  raw = data.load(
+    f.dataset,
+    data_dir=f.data_dir,
+    data_path=f.data_path,
+    target_column=f.target_column,
+    num_examples=f.num_examples,
+    num_features=f.num_features,
+    num_classes=f.num_classes,
+    seed=f.seed,
+  )
+  return data.prepare(
+    raw,
+    f.dataset,
+    f.val_fraction,
+    f.test_fraction,
+    f.preprocess,
+    seed=f.seed,
+    dtype=np.dtype(f.dtype) if hasattr(f, 'dtype') else np.float32,
+  )
+
+
+def prepare_workdir(path):
+  """Creates `path` and proves it writable now, not after training."""
+  import os  # pylint: disable=import-outside-toplevel
+
+  try:
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, '.write-test')
+    with open(probe, 'w') as fh:
+      fh.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise SystemExit(f'--workdir={path} is not writable: {e.strerror}.') from e
+  return path
+
+
+def versions():
+  import platform  # pylint: disable=import-outside-toplevel
+
+  import jax  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+
+  return {
+    'python': platform.python_version(),
+    'jax': jax.__version__,
+    'optax': optax.__version__,
+    'numpy': np.__version__,
+    'device': str(jax.devices()[0].device_kind),
+    'backend': jax.default_backend(),
+  }
+
+
+def quiet_logs():
+  """Only warnings from the libraries' loggers (JAX tells of every backend it tries)."""
+  from absl import logging  # pylint: disable=import-outside-toplevel
+
+  logging.set_verbosity(logging.WARNING)

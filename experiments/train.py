@@ -1,0 +1,152 @@
+r"""Trains a linear classifier or regressor; the main job of linear_jax.
+
+    python -m experiments.train
+    python -m experiments.train --dataset=breast_cancer --loss=hinge --optimizer=adam
+    python -m experiments.train --dataset=cifar10 --data_dir=~/data/cifar-10-batches-py
+
+Leaves in --workdir: metrics.jsonl (one line per epoch), summary.json,
+params.npz (W [C, D] and b [C] in raw input units: scores = x @ W.T + b),
+curves.png, templates.png (image data), regions.png (2-D data) and
+checkpoint.npz (--resume continues from it, bit-for-bit).
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from experiments import common
+
+common.define_objective_flags()
+common.define_data_flags()
+common.define_training_flags()
+flags.DEFINE_string('workdir', 'workdir/train', 'Where outputs and checkpoints go.')
+flags.DEFINE_bool('resume', False, 'Continue from --workdir/checkpoint.npz.')
+flags.DEFINE_integer('checkpoint_every', 1, 'Epochs between checkpoints.', lower_bound=1)
+flags.DEFINE_bool('quiet', False, 'No progress display.')
+flags.DEFINE_bool('plots', True, 'Draw the pictures.')
+
+FLAGS = flags.FLAGS
+
+
+def _write_json(path, obj):
+  with open(path, 'w') as f:
+    json.dump(obj, f, indent=1, allow_nan=False)  # a NaN must never reach a file
+
+
+def _progress(metrics):
+  split = 'val' if 'val_loss' in metrics else 'train'
+  quality = (
+    f'{split} acc {100 * metrics[f"{split}_accuracy"]:5.1f}%'
+    if f'{split}_accuracy' in metrics
+    else f'{split} mse {metrics[f"{split}_mse"]:.4g}'
+  )
+  print(
+    f'epoch {metrics["epoch"]:>4}/{FLAGS.epochs}  loss {metrics["train_loss"]:.4f}  {quality}  '
+    f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s',
+    flush=True,
+  )
+
+
+def run(workdir):
+  """Trains as the flags say and writes every output; returns the summary."""
+  from linear_jax import model  # pylint: disable=import-outside-toplevel
+  from linear_jax import plots  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  start = time.perf_counter()
+  cfg = common.train_config(FLAGS)
+  dataset = common.load_dataset(FLAGS)
+  train.check_fit(cfg, dataset)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if not FLAGS.resume and os.path.exists(os.path.join(workdir, train.CHECKPOINT)):
+    os.remove(os.path.join(workdir, train.CHECKPOINT))
+
+  def on_epoch(metrics):
+    with open(metrics_path, 'a') as f:
+      f.write(json.dumps(metrics, allow_nan=False) + '\n')
+    if not FLAGS.quiet:
+      _progress(metrics)
+
+  # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
+  history = []
+  ckpt = os.path.join(workdir, train.CHECKPOINT)
+  if FLAGS.resume and os.path.exists(ckpt):
+    history = json.loads(str(np.load(ckpt, allow_pickle=False)['meta']))['history']
+  with open(metrics_path, 'w') as f:
+    f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
+
+  result = train.fit(
+    cfg,
+    dataset,
+    workdir=workdir,
+    resume=FLAGS.resume,
+    on_epoch=on_epoch,
+    checkpoint_every=FLAGS.checkpoint_every,
+  )
+  chosen = result.best_params if cfg.patience else result.params
+  w_raw, b_raw = train.raw_params(chosen, dataset)
+  np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
+  summary = {
+    'dataset': dataset.name,
+    'final': train.evaluate(cfg, dataset, result.params),
+    'best': train.evaluate(cfg, dataset, result.best_params),
+    'best_epoch': result.best_epoch,
+    'epochs_run': len(result.history),
+    'saved_params': 'best' if cfg.patience else 'final',
+    'stopped_early': result.stopped_early,
+    'interrupted': result.interrupted,
+    'resumed_from_epoch': result.resumed_from,
+    'seconds': time.perf_counter() - start,
+    'flags': {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
+    | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
+    'versions': common.versions(),
+  }
+  _write_json(os.path.join(workdir, 'summary.json'), summary)
+  if FLAGS.plots and result.history:
+    plots.curves(result.history, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
+    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss in ('softmax', 'svm'):
+      w = chosen if chosen.b is not None else model.unfold_bias(chosen)
+      plots.templates(
+        np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
+      )
+    if dataset.num_features == 2:
+      plots.decision_regions(
+        w_raw,
+        b_raw,
+        dataset.shift + dataset.scale * dataset.x_train,
+        dataset.y_train,
+        os.path.join(workdir, 'regions.png'),
+      )
+  return summary, result
+
+
+def main(argv):
+  del argv
+  common.quiet_logs()
+  workdir = common.prepare_workdir(FLAGS.workdir)
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  try:
+    summary, result = run(workdir)
+  except train.Diverged as e:
+    sys.exit(f'Training diverged: {e}')
+  except ValueError as e:
+    sys.exit(f'Error: {e}')
+  final = summary['final']
+  key = 'test_accuracy' if 'test_accuracy' in final else 'test_mse'
+  print(
+    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} epochs, {summary["seconds"]:.1f} s); '
+    f'outputs in {workdir}'
+  )
+  if result.interrupted:
+    print('Interrupted: checkpoint saved; continue with --resume.', file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,66 @@
+"""Crash-safe checkpoints: a pytree of arrays and a JSON header in one `.npz`.
+
+Written to a temporary file in the same folder, fsynced, then renamed over the
+old one, so a crash at any moment leaves either the old or the new checkpoint,
+never a torn one. Read with `allow_pickle=False`.
+"""
+
+import json
+import os
+import tempfile
+
+import jax
+import numpy as np
+
+
+def save(path, tree, meta):
+  """Atomically writes the arrays of `tree` and the JSON-able dict `meta`."""
+  leaves = jax.tree.leaves(tree)
+  arrays = {f'leaf_{i:04d}': np.asarray(a) for i, a in enumerate(leaves)}
+  arrays['meta'] = np.asarray(json.dumps(meta))
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.npz', dir=folder)
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  dir_fd = os.open(folder, os.O_RDONLY)
+  try:
+    os.fsync(dir_fd)
+  finally:
+    os.close(dir_fd)
+
+
+def load(path, template):
+  """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
+
+  Raises a `ValueError` naming the file if it is unreadable or was written for
+  another model (a different number, shape or dtype of arrays).
+  """
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      files = dict(f.items())
+  except Exception as e:  # noqa: BLE001 - any failure to read means a bad file
+    raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e}).') from e
+  if 'meta' not in files:
+    raise ValueError(f'{path}: not a linear_jax checkpoint (no header).')
+  meta = json.loads(str(files.pop('meta')))
+  leaves, treedef = jax.tree.flatten(template)
+  if len(files) != len(leaves):
+    raise ValueError(f'{path}: holds {len(files)} arrays, this model needs {len(leaves)}.')
+  restored = []
+  for i, leaf in enumerate(leaves):
+    got, want = files[f'leaf_{i:04d}'], np.asarray(leaf)
+    if got.shape != want.shape or got.dtype != want.dtype:
+      raise ValueError(
+        f'{path}: array {i} is {got.dtype}{list(got.shape)} but this model needs '
+        f'{want.dtype}{list(want.shape)} (a checkpoint of another model shape or dtype?).'
+      )
+    restored.append(got)
+  return jax.tree.unflatten(treedef, restored), meta

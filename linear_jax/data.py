@@ -1,0 +1,569 @@
+"""Datasets: built-in, synthetic and local files; validation, splits, preprocessing.
+
+Every loader returns raw `(x [N, D] float, y [N])` arrays and `prepare` splits
+them and fits preprocessing on the training split only. Data is validated here,
+where it enters, so compiled code never meets a bad label: each problem raises
+a `ValueError` naming the file (or dataset) and what is wrong.
+"""
+
+import csv
+import dataclasses
+import gzip
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+from linear_jax import validation
+
+BUILTIN = ('digits', 'breast_cancer', 'diabetes')
+SYNTHETIC = ('blobs', 'linreg', 'binary2d')
+FILES = ('cifar10', 'mnist', 'npz', 'csv')
+DATASETS = BUILTIN + SYNTHETIC + FILES
+PREPROCESSING = ('standardize', 'center', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+  """A dataset as loaded: features, targets and what is known about them.
+
+  Attributes:
+    x: `[N, D]` float features in their original units.
+    y: `[N]` integer labels or `[N]` / `[N, K]` real targets.
+    kind: `'class'` or `'real'` (two-class data also fits binary losses).
+    num_classes: number of classes (`None` for real targets).
+    image_shape: `(H, W)` or `(C, H, W)` if each row is an image, else `None`.
+    class_names: names of the classes, if known.
+    test: an official `(x, y)` test split, if the format has one.
+    extra: anything a generator knows (e.g. the true `W*` of `linreg`).
+  """
+
+  x: np.ndarray
+  y: np.ndarray
+  kind: str
+  num_classes: int | None = None
+  image_shape: tuple | None = None
+  class_names: tuple | None = None
+  test: tuple | None = None
+  extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train / validation / test splits, preprocessed, ready for training.
+
+  Features are `(x_raw − shift) / scale`, fitted on the training split;
+  `params_to_raw` folds that back into the weights.
+  """
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  kind: str
+  num_classes: int | None
+  shift: np.ndarray
+  scale: np.ndarray
+  image_shape: tuple | None = None
+  class_names: tuple | None = None
+  extra: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def num_features(self):
+    return self.x_train.shape[1]
+
+
+def _fail(where, what):
+  raise ValueError(f'{where}: {what}')
+
+
+def check_raw(raw, where):
+  """Validates loaded arrays: finite features, matching counts, valid labels."""
+  x, y = raw.x, raw.y
+  validation.check_features(x, where=where)
+  if len(y) != len(x):
+    _fail(where, f'{len(x)} feature rows but {len(y)} targets.')
+  if raw.kind == 'class':
+    validation.check_targets(y, 'class', max(raw.num_classes, 2), where=where)
+  else:
+    validation.check_targets(y, 'real', 1 if y.ndim == 1 else y.shape[1], where=where)
+  return raw
+
+
+# ---------------------------------------------------------------- built-in
+
+
+def load_builtin(name):
+  """The real datasets bundled with scikit-learn: no download."""
+  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+
+  if name == 'digits':
+    d = datasets.load_digits()
+    return Raw(
+      d.data.astype(np.float64),
+      d.target.astype(np.int64),
+      'class',
+      10,
+      (8, 8),
+      tuple(str(i) for i in range(10)),
+    )
+  if name == 'breast_cancer':
+    d = datasets.load_breast_cancer()
+    return Raw(
+      d.data.astype(np.float64), d.target.astype(np.int64), 'class', 2, class_names=tuple(d.target_names)
+    )
+  if name == 'diabetes':
+    d = datasets.load_diabetes()
+    return Raw(d.data.astype(np.float64), d.target.astype(np.float64), 'real')
+  raise ValueError(f'Unknown built-in dataset {name!r}; valid: {", ".join(BUILTIN)}.')
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def blobs(num_examples=600, num_features=2, num_classes=3, spread=1.0, seed=0):
+  """Gaussian blobs: class `c` is `N(μ_c, spread² I)` with random centres."""
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(scale=4.0, size=(num_classes, num_features))
+  y = rng.integers(0, num_classes, num_examples)
+  x = centres[y] + spread * rng.normal(size=(num_examples, num_features))
+  return Raw(x, y.astype(np.int64), 'class', num_classes)
+
+
+def linreg(num_examples=500, num_features=5, num_outputs=1, noise=0.1, seed=0):
+  """`y = x W*ᵀ + b* + noise` with a known `W*` (in `extra`)."""
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(num_outputs, num_features))
+  b = rng.normal(size=(num_outputs,))
+  x = rng.normal(size=(num_examples, num_features))
+  y = x @ w.T + b + noise * rng.normal(size=(num_examples, num_outputs))
+  return Raw(x, y[:, 0] if num_outputs == 1 else y, 'real', extra={'W': w, 'b': b})
+
+
+def binary2d(num_examples=400, separation=3.0, seed=0):
+  """Two Gaussian clouds in 2-D, labels {0, 1}: the geometric viewpoint."""
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, 2, num_examples)
+  direction = np.array([1.0, 0.6]) / np.linalg.norm([1.0, 0.6])
+  x = rng.normal(size=(num_examples, 2)) + np.outer(2 * y - 1, direction) * separation / 2
+  return Raw(x, y.astype(np.int64), 'class', 2, class_names=('0', '1'))
+
+
+# ---------------------------------------------------------------- files
+
+
+def _read(path):
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
+  if path.endswith('.gz'):
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+      raise ValueError(f'{path}: not a valid gzip file ({e}).') from e
+  return data
+
+
+CIFAR_RECORD = 1 + 3072
+CIFAR_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+
+
+def read_cifar_bin(path):
+  """One CIFAR-10 binary batch: records of 1 label byte + 3,072 pixel bytes."""
+  data = _read(path)
+  if not data or len(data) % CIFAR_RECORD:
+    _fail(
+      path, f'size {len(data)} bytes is not a positive multiple of the {CIFAR_RECORD}-byte CIFAR-10 record.'
+    )
+  records = np.frombuffer(data, np.uint8).reshape(-1, CIFAR_RECORD)
+  labels = records[:, 0].astype(np.int64)
+  if labels.max() > 9:
+    i = int(np.argmax(labels > 9))
+    _fail(path, f'record {i} has label byte {labels[i]}, above 9.')
+  return records[:, 1:].astype(np.float32), labels
+
+
+class _CifarUnpickler(pickle.Unpickler):
+  """Admits only what a CIFAR-10 Python batch holds: NumPy arrays and builtins."""
+
+  ALLOWED = {
+    ('numpy.core.multiarray', '_reconstruct'),
+    ('numpy._core.multiarray', '_reconstruct'),
+    ('numpy', 'ndarray'),
+    ('numpy', 'dtype'),
+  }
+
+  def __init__(self, f, path):
+    super().__init__(f, encoding='bytes')
+    self.path = path
+
+  def find_class(self, module, name):
+    if (module, name) not in self.ALLOWED:
+      raise ValueError(
+        f'{self.path}: refused to unpickle {module}.{name}; a CIFAR-10 Python '
+        'batch holds only NumPy arrays, lists, bytes and numbers.'
+      )
+    module = module.replace('numpy.core.', 'numpy._core.')
+    return super().find_class(module, name)
+
+
+def read_cifar_py(path):
+  """One CIFAR-10 Python batch (a pickled dict), through a restricted unpickler."""
+  import io  # pylint: disable=import-outside-toplevel
+
+  data = _read(path)
+  try:
+    batch = _CifarUnpickler(io.BytesIO(data), path).load()
+  except ValueError:
+    raise
+  except Exception as e:  # a corrupt pickle can raise almost anything
+    raise ValueError(f'{path}: not a valid CIFAR-10 Python batch ({type(e).__name__}: {e}).') from e
+  if not isinstance(batch, dict) or b'data' not in batch or b'labels' not in batch:
+    _fail(path, "expected a dict with keys b'data' and b'labels'.")
+  x, labels = batch[b'data'], batch[b'labels']
+  if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 3072:
+    _fail(path, f"b'data' must be an [N, 3072] array, got {getattr(x, 'shape', type(x).__name__)}.")
+  try:
+    y = np.asarray(labels, np.int64)
+  except (TypeError, ValueError, OverflowError) as e:
+    raise ValueError(f"{path}: b'labels' are not integers.") from e
+  if y.shape != (len(x),):
+    _fail(path, f'{len(x)} images but {y.size} labels.')
+  out = (y < 0) | (y > 9)
+  if out.any():
+    i = int(np.argmax(out))
+    _fail(path, f'label {y[i]} at index {i} is outside [0, 9].')
+  return x.astype(np.float32), y
+
+
+def _find_dir(data_dir, names, what):
+  """`data_dir` itself if it holds one of `names`, else its one subfolder that does."""
+  if not data_dir:
+    raise ValueError(f'{what} needs --data_dir: the unpacked folder, or the folder above it.')
+  candidates = (
+    [data_dir]
+    + [
+      os.path.join(data_dir, d)
+      for d in sorted(os.listdir(data_dir))
+      if os.path.isdir(os.path.join(data_dir, d))
+    ]
+    if os.path.isdir(data_dir)
+    else []
+  )
+  for d in candidates:
+    if any(os.path.exists(os.path.join(d, n)) for n in names):
+      return d
+  raise ValueError(
+    f'{data_dir}: no {what} files found here or one folder below (looked for {", ".join(names)}).'
+  )
+
+
+def load_cifar10(data_dir):
+  """CIFAR-10 from `cifar-10-batches-bin` or `cifar-10-batches-py` (or the folder above)."""
+  names = ['data_batch_1.bin', 'data_batch_1']
+  d = _find_dir(data_dir, names, 'CIFAR-10')
+  binary = os.path.exists(os.path.join(d, 'data_batch_1.bin'))
+  reader, suffix = (read_cifar_bin, '.bin') if binary else (read_cifar_py, '')
+  train = [
+    reader(os.path.join(d, f'data_batch_{i}{suffix}'))
+    for i in range(1, 6)
+    if os.path.exists(os.path.join(d, f'data_batch_{i}{suffix}'))
+  ]
+  test_path = os.path.join(d, f'test_batch{suffix}')
+  test = reader(test_path) if os.path.exists(test_path) else None
+  x = np.concatenate([t[0] for t in train])
+  y = np.concatenate([t[1] for t in train])
+  return Raw(x, y, 'class', 10, (3, 32, 32), CIFAR_CLASSES, test=test)
+
+
+IDX_IMAGES, IDX_LABELS = 2051, 2049
+
+
+def read_idx(path, expect_magic):
+  """An MNIST IDX file (raw or `.gz`): images `[N, H·W]` or labels `[N]`."""
+  data = _read(path)
+  if len(data) < 8:
+    _fail(path, f'{len(data)} bytes is too short for an IDX header.')
+  magic, n = struct.unpack('>II', data[:8])
+  if magic != expect_magic:
+    _fail(
+      path,
+      f'IDX magic number {magic}, expected {expect_magic} '
+      f'({"images" if expect_magic == IDX_IMAGES else "labels"}).',
+    )
+  if magic == IDX_IMAGES:
+    if len(data) < 16:
+      _fail(path, 'truncated IDX image header.')
+    rows, cols = struct.unpack('>II', data[8:16])
+    expected = 16 + n * rows * cols
+    if len(data) != expected:
+      _fail(
+        path,
+        f'header says {n} images of {rows}x{cols} ({expected} bytes) but the file has {len(data)} bytes.',
+      )
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows * cols).astype(np.float32), (rows, cols)
+  if len(data) != 8 + n:
+    _fail(path, f'header says {n} labels but the file has {len(data) - 8}.')
+  return np.frombuffer(data, np.uint8, offset=8).astype(np.int64), None
+
+
+def _idx_path(d, stem):
+  for name in (stem, stem + '.gz'):
+    if os.path.exists(os.path.join(d, name)):
+      return os.path.join(d, name)
+  return None
+
+
+def load_mnist(data_dir):
+  """MNIST or Fashion-MNIST IDX files (raw or gzipped) from `data_dir` or a folder in it."""
+  stems = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+  }
+  d = _find_dir(data_dir, [stems['train'][0], stems['train'][0] + '.gz'], 'MNIST IDX')
+  splits = {}
+  for split, (img, lab) in stems.items():
+    ip, lp = _idx_path(d, img), _idx_path(d, lab)
+    if ip is None or lp is None:
+      if split == 'train':
+        _fail(d, f'missing {img} or {lab} (raw or .gz).')
+      continue
+    x, shape = read_idx(ip, IDX_IMAGES)
+    y, _ = read_idx(lp, IDX_LABELS)
+    if len(x) != len(y):
+      _fail(lp, f'{len(y)} labels for {len(x)} images in {ip}.')
+    if y.max(initial=0) > 9:
+      i = int(np.argmax(y > 9))
+      _fail(lp, f'label {y[i]} at index {i} is outside [0, 9].')
+    splits[split] = (x, y, shape)
+  x, y, shape = splits['train']
+  test = splits['test'][:2] if 'test' in splits else None
+  return Raw(x, y, 'class', 10, shape, test=test)
+
+
+def _targets_kind(y, path):
+  if np.issubdtype(y.dtype, np.integer):
+    return 'class'
+  if (
+    np.issubdtype(y.dtype, np.floating)
+    and y.ndim == 1
+    and np.all(np.isfinite(y))
+    and np.all(y == np.round(y))
+  ):
+    return 'class'
+  if np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+    return 'real'
+  if y.dtype == bool:
+    return 'class'
+  _fail(path, f'targets must be numbers, got dtype {y.dtype}.')
+  return None
+
+
+def _from_arrays(x, y, path):
+  kind = _targets_kind(y, path)
+  if kind == 'class':
+    y = y.astype(np.float64)
+    if (y < 0).any():
+      i = int(np.argmax(y < 0))
+      _fail(path, f'label {y[i]:g} at index {i} is negative.')
+    y = y.astype(np.int64)
+    return Raw(x.astype(np.float64), y, 'class', int(y.max(initial=0)) + 1)
+  return Raw(x.astype(np.float64), y.astype(np.float64), 'real')
+
+
+def load_npz(path):
+  """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = {'x', 'y'} - set(f.files)
+      if missing:
+        _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
+      x, y = f['x'], f['y']
+  except ValueError as e:
+    if str(e).startswith(path):
+      raise
+    raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
+  except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
+  if x.ndim < 2:
+    _fail(path, f'x must be [N, D], got shape {x.shape}.')
+  if not np.issubdtype(x.dtype, np.number) or x.dtype == bool:
+    _fail(path, f'x must be numeric, got dtype {x.dtype}.')
+  image_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
+  raw = _from_arrays(x.reshape(len(x), -1), y, path)
+  return dataclasses.replace(raw, image_shape=image_shape)
+
+
+def load_csv(path, target_column=-1):
+  """A `.csv` of numbers, one example a row; `target_column` is a header name or an index."""
+  try:
+    with open(path, newline='') as f:
+      rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
+  if not rows:
+    _fail(path, 'no rows.')
+  header = None
+  try:
+    [float(c) for c in rows[0]]
+  except ValueError:
+    header, rows = rows[0], rows[1:]
+  if not rows:
+    _fail(path, 'a header but no data rows.')
+  width = len(header or rows[0])
+  if isinstance(target_column, str) and not target_column.lstrip('-').isdigit():
+    if header is None or target_column not in header:
+      _fail(path, f'no column named {target_column!r}; columns: {", ".join(header or []) or "(no header)"}.')
+    col = header.index(target_column)
+  else:
+    col = int(target_column)
+    if not -width <= col < width:
+      _fail(path, f'target column {col} is out of range for {width} columns.')
+    col %= width
+  values = np.empty((len(rows), width))
+  first_line = 2 if header else 1
+  for i, r in enumerate(rows):
+    if len(r) != width:
+      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+    try:
+      values[i] = [float(c) for c in r]
+    except ValueError:
+      bad = next(j for j, c in enumerate(r) if not _is_float(c))
+      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number.')
+  x = np.delete(values, col, axis=1)
+  if x.shape[1] == 0:
+    _fail(path, 'no feature columns besides the target.')
+  return _from_arrays(x, values[:, col], path)
+
+
+def _is_float(s):
+  try:
+    float(s)
+    return True
+  except ValueError:
+    return False
+
+
+# ---------------------------------------------------------------- entry
+
+
+def load(
+  name,
+  data_dir=None,
+  data_path=None,
+  target_column=-1,
+  num_examples=600,
+  num_features=2,
+  num_classes=3,
+  seed=0,
+):
+  """Loads any dataset by name; file datasets read `data_dir` or `data_path`."""
+  validation.check_name('dataset', name, DATASETS)
+  if name in BUILTIN:
+    raw, where = load_builtin(name), name
+  elif name == 'blobs':
+    raw, where = blobs(num_examples, num_features, num_classes, seed=seed), name
+  elif name == 'linreg':
+    raw, where = linreg(num_examples, num_features, seed=seed), name
+  elif name == 'binary2d':
+    raw, where = binary2d(num_examples, seed=seed), name
+  elif name == 'cifar10':
+    raw, where = load_cifar10(data_dir), data_dir
+  elif name == 'mnist':
+    raw, where = load_mnist(data_dir), data_dir
+  else:
+    if not data_path:
+      raise ValueError(f'--dataset={name} needs --data_path=FILE.')
+    raw = load_npz(data_path) if name == 'npz' else load_csv(data_path, target_column)
+    where = data_path
+  check_raw(raw, where)
+  if raw.test is not None:
+    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{where} (test split)')
+  return raw
+
+
+def prepare(
+  raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='standardize', seed=0, dtype=np.float32
+):
+  """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
+
+  The official test split is used when the format has one. `'standardize'`
+  maps each feature to zero mean and unit variance, `'center'` subtracts the
+  mean (the mean image, for images); both are fitted on the training split
+  only. Features are cast to `dtype` (float32 for training by default).
+  """
+  validation.check_name('preprocessing', preprocess, PREPROCESSING)
+  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    if not 0 <= f < 1:
+      raise ValueError(f'{what} must be in [0, 1), got {f}.')
+  rng = np.random.default_rng(seed)
+  n = len(raw.x)
+  order = rng.permutation(n)
+  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
+  n_val = int(round(val_fraction * n))
+  if n - n_test - n_val < 1:
+    raise ValueError(
+      f'{name}: {n} examples leave no training split with '
+      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
+    )
+  test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+  if raw.test is not None:
+    x_test, y_test = raw.test
+  else:
+    x_test, y_test = raw.x[test_idx], raw.y[test_idx]
+  x_train = raw.x[train_idx]
+  shift = np.zeros(raw.x.shape[1])
+  scale = np.ones(raw.x.shape[1])
+  if preprocess in ('standardize', 'center'):
+    shift = x_train.mean(axis=0)
+  if preprocess == 'standardize':
+    sd = x_train.std(axis=0)
+    scale = np.where(sd > 1e-12 * max(1.0, float(np.abs(x_train).max())), sd, 1.0)
+
+  def tf(x):
+    return ((np.asarray(x, np.float64) - shift) / scale).astype(dtype)
+
+  ydt = np.int32 if raw.kind == 'class' else dtype
+  return Dataset(
+    name=name,
+    x_train=tf(x_train),
+    y_train=raw.y[train_idx].astype(ydt),
+    x_val=tf(raw.x[val_idx]),
+    y_val=raw.y[val_idx].astype(ydt),
+    x_test=tf(x_test),
+    y_test=np.asarray(y_test).astype(ydt),
+    kind=raw.kind,
+    num_classes=raw.num_classes,
+    shift=shift,
+    scale=scale,
+    image_shape=raw.image_shape,
+    class_names=raw.class_names,
+    extra=raw.extra,
+  )
+
+
+def params_to_raw(W, b, shift, scale):
+  """Folds preprocessing into the weights: scores of raw `x` are `x @ W_rawᵀ + b_raw`.
+
+  With `x' = (x − shift) / scale`: `W x' + b = (W / scale) x + (b − (W / scale) shift)`.
+  """
+  w_raw = np.asarray(W, np.float64) / scale
+  return w_raw, np.asarray(b, np.float64) - w_raw @ shift
+
+
+def fits_loss(num_classes, kind, loss_targets):
+  """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
+  if kind == 'real' and loss_targets != 'real':
+    return 'has real-valued targets; use a regression loss (l2, l1)'
+  if kind == 'class' and loss_targets == 'real':
+    return 'has class labels; use a classification loss (softmax, svm) or, for two classes, a binary one'
+  if loss_targets == 'binary' and num_classes != 2:
+    return f'has {num_classes} classes; binary losses (hinge, logistic, sigmoid_l2) need 2'
+  return None

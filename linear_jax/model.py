@@ -1,0 +1,109 @@
+"""The linear score function f(x, W) = Wx + b, the bias trick and prediction."""
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+class Params(NamedTuple):
+  """Parameters of a linear model in the lecture's notation.
+
+  Attributes:
+    W: `[C, D]` weights, one row per class: row `c` is the class template of
+      the visual viewpoint and the normal of class `c`'s hyperplane in the
+      geometric one.
+    b: `[C]` biases, or `None` for the bias-trick form, where the bias is the
+      last column of `W` and every input ends with the constant feature 1.
+  """
+
+  W: chex.Array
+  b: chex.Array | None
+
+
+def init_params(key, num_features, num_classes, scale=1e-3, dtype=jnp.float32):
+  """Small random weights, zero bias: at start every score is about 0.
+
+  Args:
+    key: a `jax.random` key.
+    num_features: D, the input dimension.
+    num_classes: C, the number of outputs (1 for binary and scalar regression).
+    scale: standard deviation of the Gaussian weights.
+    dtype: floating dtype of the parameters.
+
+  Returns:
+    `Params(W=[C, D], b=[C])`.
+  """
+  if num_features < 1 or num_classes < 1:
+    raise ValueError(
+      f'init_params needs num_features >= 1 and num_classes >= 1, got '
+      f'num_features={num_features}, num_classes={num_classes}.'
+    )
+  w = scale * jax.random.normal(key, (num_classes, num_features), dtype)
+  return Params(W=w, b=jnp.zeros((num_classes,), dtype))
+
+
+def scores(params, x):
+  """Class scores `s = Wx + b` for a batch, written row-wise as `x Wᵀ + b`.
+
+  Args:
+    params: `Params`; with `b=None` the bias is folded into `W` (bias trick)
+      and `x` must already end with the constant-1 feature.
+    x: `[N, D]` inputs (`[N, D + 1]` in the bias-trick form).
+
+  Returns:
+    `[N, C]` scores.
+  """
+  chex.assert_rank(x, 2)
+  chex.assert_rank(params.W, 2)
+  s = jnp.dot(x, params.W.T)
+  if params.b is not None:
+    s = s + params.b
+  return s
+
+
+def predict(params, x):
+  """Predicted labels: argmax of the scores for C ≥ 2, `score ≥ 0` for C = 1.
+
+  Args:
+    params: `Params`.
+    x: `[N, D]` inputs.
+
+  Returns:
+    `[N]` integer labels.
+  """
+  s = scores(params, x)
+  if s.shape[-1] == 1:
+    return (s[:, 0] >= 0).astype(jnp.int32)
+  return jnp.argmax(s, axis=-1).astype(jnp.int32)
+
+
+def softmax(s):
+  """Probabilities `P(Y=k|x) = exp(s_k) / Σ_j exp(s_j)` from `[N, C]` scores."""
+  return jax.nn.softmax(s, axis=-1)
+
+
+def add_bias_feature(x):
+  """Appends the constant feature 1: `[N, D]` -> `[N, D + 1]`."""
+  chex.assert_rank(x, 2)
+  return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+
+
+def fold_bias(params):
+  """The bias trick: `Params(W, b)` -> `Params([W | b], None)`."""
+  if params.b is None:
+    raise ValueError('fold_bias: these params are already in bias-trick form.')
+  return Params(W=jnp.concatenate([params.W, params.b[:, None]], axis=1), b=None)
+
+
+def unfold_bias(params):
+  """Inverse of `fold_bias`: `Params([W | b], None)` -> `Params(W, b)`."""
+  if params.b is not None:
+    raise ValueError('unfold_bias: these params are not in bias-trick form.')
+  return Params(W=params.W[:, :-1], b=params.W[:, -1])
+
+
+def penalized_weights(params):
+  """The weights a penalty sees: all of `W` except the bias column, if folded."""
+  return params.W if params.b is not None else params.W[:, :-1]

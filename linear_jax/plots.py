@@ -1,0 +1,100 @@
+"""Every picture: curves, class templates, decision regions. Writes PNG files."""
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def curves(history, path, title=''):
+  """Loss and accuracy (or MSE) per epoch, training and validation."""
+  epochs = [m['epoch'] for m in history]
+  second = 'accuracy' if 'train_accuracy' in history[0] else 'mse'
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+  for ax, metric in zip(axes, ('loss', second), strict=True):
+    for split in ('train', 'val'):
+      key = f'{split}_{metric}'
+      if key in history[0]:
+        ax.plot(epochs, [m[key] for m in history], label=split)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(metric)
+    if metric == 'loss':
+      ax.set_yscale('log')
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def _as_image(row, image_shape):
+  img = row.reshape(image_shape)
+  if img.ndim == 3:  # CIFAR's [C, H, W] -> [H, W, C], scaled to [0, 1] for display
+    img = np.transpose(img, (1, 2, 0))
+    lo, hi = img.min(), img.max()
+    return (img - lo) / (hi - lo + 1e-12)
+  return img
+
+
+def templates(W, image_shape, path, class_names=None, title='Class templates (rows of W)'):
+  """The visual viewpoint: each row of `W` drawn as an image of the input's shape."""
+  c = W.shape[0]
+  cols = min(c, 5)
+  rows = int(np.ceil(c / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows + 0.4), squeeze=False)
+  lim = np.abs(W).max()
+  for i, ax in enumerate(axes.flat):
+    ax.axis('off')
+    if i >= c:
+      continue
+    img = _as_image(W[i], image_shape)
+    if img.ndim == 2:
+      ax.imshow(img, cmap='RdBu_r', vmin=-lim, vmax=lim)
+    else:
+      ax.imshow(img)
+    ax.set_title(class_names[i] if class_names else str(i), fontsize=9)
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def decision_regions(W, b, x, y, path, title='Decision regions and hyperplanes'):
+  """The geometric viewpoint for 2-D inputs: regions, the hyperplanes `w·x + b = 0`, data."""
+  pad = 0.5
+  (x0, y0), (x1, y1) = x.min(0) - pad, x.max(0) + pad
+  gx, gy = np.meshgrid(np.linspace(x0, x1, 300), np.linspace(y0, y1, 300))
+  grid = np.stack([gx.ravel(), gy.ravel()], 1)
+  s = grid @ W.T + b
+  pred = (s[:, 0] >= 0).astype(int) if W.shape[0] == 1 else s.argmax(1)
+  fig, ax = plt.subplots(figsize=(5, 4.4))
+  ax.contourf(
+    gx,
+    gy,
+    pred.reshape(gx.shape),
+    alpha=0.25,
+    cmap='tab10',
+    vmin=0,
+    vmax=9,
+    levels=np.arange(-0.5, max(pred.max(), 1) + 1.5),
+  )
+  for c in range(W.shape[0]):  # each class's hyperplane w_c·x + b_c = 0
+    ax.contour(
+      gx,
+      gy,
+      s[:, c].reshape(gx.shape),
+      levels=[0.0],
+      colors=[plt.cm.tab10(c)],
+      linewidths=1.2,
+      linestyles='--',
+    )
+  ax.scatter(x[:, 0], x[:, 1], c=y, cmap='tab10', vmin=0, vmax=9, s=12, edgecolors='k', linewidths=0.3)
+  ax.set_xlim(x0, x1)
+  ax.set_ylim(y0, y1)
+  ax.set_title(title)
+  return _save(fig, path)

@@ -1,0 +1,386 @@
+"""Gradient descent: the jitted epoch (a scan over mini-batches) and the fit loop.
+
+`make_epoch_fn` builds one compiled program per epoch: shuffle, pad the last
+partial batch (masked, so every example counts once and shapes stay static),
+and `lax.scan` the optimizer step over the batches. Hyperparameters that a
+sweep varies (`HParams`) are arrays, so new values never recompile; the
+sweep module `vmap`s the same function over them.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from linear_jax import checkpoint
+from linear_jax import data as data_lib
+from linear_jax import grad_sources
+from linear_jax import losses
+from linear_jax import model
+from linear_jax import validation
+
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam')
+SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time', 'cosine')
+DTYPES = ('float32', 'float64')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Every choice of a training run; the flags of `experiments/train.py`."""
+
+  loss: str = 'softmax'
+  penalty: str = 'l2'
+  reg: float = 1e-4
+  margin: float = 1.0
+  optimizer: str = 'sgd'
+  learning_rate: float = 0.1
+  momentum: float = 0.9
+  schedule: str = 'constant'
+  decay_rate: float = 0.5
+  decay_epochs: float = 10.0
+  batch_size: int = 64  # 0: full batch
+  epochs: int = 30
+  grad: str = 'analytic'
+  bias_trick: bool = False
+  init_scale: float = 1e-3
+  patience: int = 0  # 0: no early stopping
+  explode_factor: float = 1e4
+  seed: int = 0
+  dtype: str = 'float32'
+
+  def validate(self):
+    """Raises a `ValueError` naming the first bad field."""
+    validation.check_name('loss', self.loss, losses.LOSSES)
+    validation.check_name('penalty', self.penalty, losses.PENALTIES)
+    validation.check_name('optimizer', self.optimizer, OPTIMIZERS)
+    validation.check_name('schedule', self.schedule, SCHEDULES)
+    validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
+    validation.check_name('dtype', self.dtype, DTYPES)
+    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor')
+    for name in positive:
+      if not getattr(self, name) > 0:
+        raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
+    for name in ('reg', 'margin', 'batch_size', 'patience', 'init_scale'):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
+    if not 0 <= self.momentum < 1:
+      raise ValueError(f'momentum must be in [0, 1), got {self.momentum}.')
+    if not 0 < self.decay_rate <= 1:
+      raise ValueError(f'decay_rate must be in (0, 1], got {self.decay_rate}.')
+    return self
+
+
+class HParams(NamedTuple):
+  """Hyperparameters carried as arrays: changing them never recompiles."""
+
+  learning_rate: jax.Array
+  reg: jax.Array
+  margin: jax.Array
+  momentum: jax.Array
+
+
+def hparams(cfg, dtype=None):
+  dtype = dtype or cfg.dtype
+  return HParams(*(jnp.asarray(getattr(cfg, f), dtype) for f in HParams._fields))
+
+
+def steps_per_epoch(cfg, num_examples):
+  batch = num_examples if cfg.batch_size in (0, None) else min(cfg.batch_size, num_examples)
+  return math.ceil(num_examples / batch), batch
+
+
+def schedule_fn(cfg, steps):
+  """The learning-rate multiplier at optimizer step `count` (1 at step 0)."""
+  decay_steps = max(1, int(round(cfg.decay_epochs * steps)))
+  if cfg.schedule == 'constant':
+    return optax.constant_schedule(1.0)
+  if cfg.schedule in ('step', 'exponential'):
+    return optax.exponential_decay(1.0, decay_steps, cfg.decay_rate, staircase=cfg.schedule == 'step')
+  if cfg.schedule == 'inverse_time':
+    # lr_t = lr / (1 + k t / T), with k = 1/decay_rate - 1 so lr_T = decay_rate · lr.
+    k = 1.0 / cfg.decay_rate - 1.0
+    return lambda count: 1.0 / (1.0 + k * count / decay_steps)
+  return optax.cosine_decay_schedule(1.0, max(1, cfg.epochs * steps))
+
+
+def make_optimizer(cfg, hp, steps):
+  """The optax optimizer with base learning rate `hp.learning_rate` (an array)."""
+  multiplier = schedule_fn(cfg, steps)
+  lr = lambda count: hp.learning_rate * multiplier(count)
+  if cfg.optimizer == 'sgd':
+    return optax.sgd(lr)
+  if cfg.optimizer in ('momentum', 'nesterov'):
+    return optax.sgd(lr, momentum=hp.momentum, nesterov=cfg.optimizer == 'nesterov')
+  return optax.adam(lr)
+
+
+def init_state(cfg, num_features, num_outputs, hp, steps):
+  """Initial `(params, opt_state)`: small random `W`, zero `b`."""
+  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0x1217)
+  params = model.init_params(key, num_features, num_outputs, cfg.init_scale, jnp.dtype(cfg.dtype))
+  if cfg.bias_trick:
+    params = model.fold_bias(params)
+  return params, make_optimizer(cfg, hp, steps).init(params)
+
+
+def make_epoch_fn(cfg, num_examples):
+  """`(params, opt_state, x, y, key, hp) -> (params, opt_state, step_losses)`.
+
+  One epoch: a permutation of the examples drawn from `key`, cut into
+  `steps` batches of `batch` (the last one padded with masked rows, so every
+  example is seen exactly once), and a `lax.scan` of optimizer steps.
+  """
+  steps, batch = steps_per_epoch(cfg, num_examples)
+  pad = steps * batch - num_examples
+
+  def epoch(params, opt_state, x, y, key, hp):
+    order = jax.random.permutation(key, num_examples) if steps > 1 else jnp.arange(num_examples)
+    idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
+    mask = jnp.concatenate([jnp.ones((num_examples,), x.dtype), jnp.zeros((pad,), x.dtype)])
+    mask = mask.reshape(steps, batch)
+    opt = make_optimizer(cfg, hp, steps)
+
+    def step(carry, batch_idx_mask):
+      params, opt_state = carry
+      bi, bm = batch_idx_mask
+      value, g = grad_sources.value_and_grad(
+        cfg.grad,
+        params,
+        x[bi],
+        y[bi],
+        loss=cfg.loss,
+        reg=hp.reg,
+        penalty=cfg.penalty,
+        margin=hp.margin,
+        mask=None if pad == 0 else bm,
+      )
+      updates, opt_state = opt.update(g, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (idx, mask))
+    return params, opt_state, values
+
+  return epoch
+
+
+def make_eval_fn(cfg):
+  """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
+  spec = losses.LOSSES[cfg.loss]
+
+  def evaluate(params, x, y, hp):
+    s = model.scores(params, x)
+    data_loss = jnp.mean(spec.value(s, y, hp.margin))
+    out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
+    if spec.targets == 'real':
+      r = s - (y[:, None] if y.ndim == 1 else y)
+      out['mse'] = jnp.mean(jnp.square(r))
+      out['mae'] = jnp.mean(jnp.abs(r))
+    else:
+      pred = (s[:, 0] >= 0).astype(jnp.int32) if s.shape[1] == 1 else jnp.argmax(s, -1)
+      out['accuracy'] = jnp.mean((pred == y).astype(jnp.float32))
+    return out
+
+  return evaluate
+
+
+class Diverged(RuntimeError):
+  """The loss became non-finite or exploded; the message names step and rate."""
+
+
+@dataclasses.dataclass
+class FitResult:
+  params: model.Params
+  best_params: model.Params
+  history: list
+  best_epoch: int
+  stopped_early: bool = False
+  interrupted: bool = False
+  resumed_from: int = 0
+
+
+def _selection_metric(metrics, prefix):
+  if f'{prefix}accuracy' in metrics:
+    return metrics[f'{prefix}accuracy']
+  return -metrics[f'{prefix}mse']
+
+
+def num_outputs(cfg, dataset):
+  spec = losses.LOSSES[cfg.loss]
+  if spec.targets == 'class':
+    return dataset.num_classes
+  if spec.targets == 'binary':
+    return 1
+  return 1 if dataset.y_train.ndim == 1 else dataset.y_train.shape[1]
+
+
+def check_fit(cfg, dataset):
+  """Host-side checks before any compile: config, loss vs data, every split."""
+  cfg.validate()
+  spec = losses.LOSSES[cfg.loss]
+  why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
+  if why:
+    raise ValueError(f'--loss={cfg.loss} does not fit --dataset={dataset.name}: it {why}.')
+  c = num_outputs(cfg, dataset)
+  for split in ('train', 'val', 'test'):
+    x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
+    if split != 'train' and len(x) == 0:
+      continue
+    validation.check_features(x, where=f'{dataset.name} {split} split')
+    validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')
+
+
+def _device_data(cfg, dataset):
+  dt = jnp.dtype(cfg.dtype)
+  spec = losses.LOSSES[cfg.loss]
+  ydt = dt if spec.targets == 'real' else jnp.int32
+
+  def put(split):
+    x = getattr(dataset, f'x_{split}')
+    if cfg.bias_trick:
+      x = np.concatenate([x, np.ones((len(x), 1), x.dtype)], axis=1)
+    return jnp.asarray(x, dt), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
+
+  return {s: put(s) for s in ('train', 'val', 'test')}
+
+
+CHECKPOINT = 'checkpoint.npz'
+
+
+def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_every=1):
+  """Trains a linear model on `dataset` with the choices of `cfg`.
+
+  Args:
+    cfg: a `TrainConfig`.
+    dataset: a `data.Dataset`.
+    workdir: where checkpoints go (`None`: no checkpoints).
+    resume: continue from `workdir/checkpoint.npz` if it exists; the resumed
+      run ends bit-for-bit equal to an uninterrupted one.
+    on_epoch: called as `on_epoch(metrics_dict)` after every epoch.
+    checkpoint_every: epochs between checkpoints.
+
+  Returns:
+    A `FitResult`. Raises `Diverged` when the loss stops being finite or
+    exceeds `explode_factor` times its starting value.
+  """
+  check_fit(cfg, dataset)
+  arrays = _device_data(cfg, dataset)
+  x, y = arrays['train']
+  n, d = x.shape
+  steps, batch = steps_per_epoch(cfg, n)
+  hp = hparams(cfg)
+  params, opt_state = init_state(cfg, d, num_outputs(cfg, dataset), hp, steps)
+  epoch_fn = jax.jit(make_epoch_fn(cfg, n))
+  eval_fn = jax.jit(make_eval_fn(cfg))
+  multiplier = schedule_fn(cfg, steps)
+  base_key = jax.random.PRNGKey(cfg.seed)
+  has_val = len(dataset.x_val) > 0
+
+  history, start = [], 0
+  best = {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0}
+  ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
+  if resume and ckpt_path and os.path.exists(ckpt_path):
+    template = (params, opt_state, params)
+    (params, opt_state, best_params), meta = checkpoint.load(ckpt_path, template)
+    if meta.get('config') != dataclasses.asdict(cfg):
+      changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if meta.get('config', {}).get(k) != v)
+      raise ValueError(f'{ckpt_path}: written with other settings ({", ".join(changed)}); cannot resume.')
+    start, history = meta['epoch'], meta['history']
+    best = {
+      'params': best_params,
+      'score': meta['best_score'],
+      'epoch': meta['best_epoch'],
+      'bad': meta['bad'],
+    }
+
+  def save(epoch):
+    if ckpt_path:
+      meta = {
+        'epoch': epoch,
+        'history': history,
+        'config': dataclasses.asdict(cfg),
+        'best_score': best['score'],
+        'best_epoch': best['epoch'],
+        'bad': best['bad'],
+      }
+      checkpoint.save(ckpt_path, (params, opt_state, best['params']), meta)
+
+  initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
+  stopped_early = interrupted = False
+  epoch = start
+  try:
+    for epoch in range(start, cfg.epochs):
+      t0 = time.perf_counter()
+      new_params, new_opt_state, values = epoch_fn(
+        params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp
+      )
+      values = np.asarray(values)  # waits for the epoch to finish
+      seconds = time.perf_counter() - t0
+      bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
+      if bad.any():
+        s = int(np.argmax(bad))
+        raise Diverged(
+          f'loss {"became non-finite" if not np.isfinite(values[s]) else f"exploded to {values[s]:.3g}"} '
+          f'at step {epoch * steps + s + 1} (epoch {epoch + 1}) with learning_rate='
+          f'{cfg.learning_rate:g} ({cfg.optimizer}, {cfg.schedule} schedule); try a smaller --learning_rate.'
+        )
+      params, opt_state = new_params, new_opt_state
+      metrics = {'epoch': epoch + 1, 'step': (epoch + 1) * steps}
+      for split in ('train', 'val') if has_val else ('train',):
+        for k, v in eval_fn(params, *arrays[split], hp).items():
+          metrics[f'{split}_{k}'] = float(v)
+      metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
+      metrics['examples_per_s'] = n / seconds
+      metrics['seconds'] = seconds
+      if epoch == 0:
+        metrics['initial_loss'] = initial
+      history.append(metrics)
+      score = _selection_metric(metrics, 'val_' if has_val else 'train_')
+      if score > best['score']:
+        best.update(params=params, score=score, epoch=epoch + 1, bad=0)
+      else:
+        best['bad'] += 1
+      if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+        save(epoch + 1)
+      if on_epoch:
+        on_epoch(metrics)
+      if cfg.patience and best['bad'] >= cfg.patience:
+        stopped_early = True
+        save(epoch + 1)
+        break
+  except KeyboardInterrupt:
+    interrupted = True
+    save(len(history))
+  return FitResult(
+    params=params,
+    best_params=best['params'],
+    history=history,
+    best_epoch=best['epoch'],
+    stopped_early=stopped_early,
+    interrupted=interrupted,
+    resumed_from=start,
+  )
+
+
+def evaluate(cfg, dataset, params):
+  """Metrics of `params` on every split: `{'train_loss': ..., 'test_accuracy': ...}`."""
+  arrays = _device_data(cfg, dataset)
+  eval_fn = jax.jit(make_eval_fn(cfg))
+  hp = hparams(cfg)
+  out = {}
+  for split, (x, y) in arrays.items():
+    if len(x):
+      out.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, x, y, hp).items()})
+  return out
+
+
+def raw_params(params, dataset):
+  """`(W [C, D], b [C])` in the raw input units, preprocessing folded in."""
+  if params.b is None:
+    params = model.unfold_bias(params)
+  return data_lib.params_to_raw(params.W, params.b, dataset.shift, dataset.scale)

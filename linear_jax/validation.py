@@ -1,0 +1,129 @@
+"""Host-side checks of inputs, run before any compiled work.
+
+JAX clamps an out-of-range index silently and `one_hot` gives a zero row for
+one, so a bad label inside `jit` is a wrong number rather than an error. Every
+check here runs on concrete (NumPy or JAX) arrays and raises a `ValueError`
+that names the problem; on tracers only the static shape checks run.
+"""
+
+import jax
+import numpy as np
+
+TARGET_KINDS = ('class', 'binary', 'real')
+
+
+def check_name(what, name, valid):
+  """Raises unless `name` is one of `valid`, listing the valid names."""
+  if name not in valid:
+    raise ValueError(f'Unknown {what} {name!r}; valid: {", ".join(sorted(valid))}.')
+
+
+def concrete(a):
+  """`a` as a NumPy array, or `None` when it is a tracer inside a transform."""
+  if isinstance(a, jax.core.Tracer):
+    return None
+  return np.asarray(a)
+
+
+def check_nonnegative(what, value):
+  v = concrete(value)
+  if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
+    raise ValueError(f'{what} must be finite and >= 0, got {v.tolist()}.')
+
+
+def check_features(x, where='x'):
+  """Raises if `x` is not a non-empty `[N, D]` array of finite numbers."""
+  if np.ndim(x) != 2:
+    raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
+  if np.shape(x)[0] == 0:
+    raise ValueError(f'{where}: empty batch (N = 0).')
+  xv = concrete(x)
+  if xv is None:
+    return
+  if not np.issubdtype(xv.dtype, np.number) or np.issubdtype(xv.dtype, np.complexfloating):
+    raise ValueError(f'{where}: features must be real numbers, got dtype {xv.dtype}.')
+  bad = ~np.isfinite(xv)
+  if bad.any():
+    i, j = np.argwhere(bad)[0]
+    raise ValueError(
+      f'{where}: {int(bad.sum())} non-finite feature value(s); first at example {i}, feature {j}: {xv[i, j]}.'
+    )
+
+
+def check_targets(targets, kind, num_outputs, where='targets'):
+  """Raises unless `targets` fit a loss of target kind `kind` with C outputs.
+
+  Args:
+    targets: the labels or real targets.
+    kind: `'class'`, `'binary'` or `'real'`.
+    num_outputs: C, the number of scores per example.
+    where: how the message names the targets (a file name, say).
+  """
+  check_name('target kind', kind, TARGET_KINDS)
+  shape = np.shape(targets)
+  if kind == 'class' and num_outputs < 2:
+    raise ValueError(
+      f'{where}: a classification loss needs C >= 2 scores per example, '
+      f'got C = {num_outputs}; use a binary loss (hinge, logistic, '
+      'sigmoid_l2) with a single score.'
+    )
+  if kind == 'binary' and num_outputs != 1:
+    raise ValueError(
+      f'{where}: a binary loss needs a single score per example (C = 1), got C = {num_outputs}.'
+    )
+  if kind in ('class', 'binary') and len(shape) != 1:
+    raise ValueError(f'{where}: labels must be [N], got shape {shape}.')
+  if kind == 'real' and not (
+    (len(shape) == 1 and num_outputs == 1) or (len(shape) == 2 and shape[1] == num_outputs)
+  ):
+    raise ValueError(
+      f'{where}: regression targets must be [N] (C = 1) or [N, C] with C = {num_outputs}, got shape {shape}.'
+    )
+  t = concrete(targets)
+  if t is None:
+    return
+  if t.dtype == bool or not np.issubdtype(t.dtype, np.number):
+    raise ValueError(f'{where}: targets must be numbers, got dtype {t.dtype}.')
+  bad = ~np.isfinite(t)
+  if bad.any():
+    i = int(np.argwhere(bad)[0][0])
+    raise ValueError(f'{where}: non-finite target at index {i}: {t.reshape(len(t), -1)[i]}.')
+  if kind == 'real':
+    return
+  if np.issubdtype(t.dtype, np.floating):
+    frac = t != np.round(t)
+    if frac.any():
+      i = int(np.argmax(frac))
+      raise ValueError(
+        f'{where}: labels must be integers, got {t[i]} at index {i} '
+        f'(real-valued targets given to a {kind} loss?).'
+      )
+  high = 2 if kind == 'binary' else num_outputs
+  out = (t < 0) | (t >= high)
+  if out.any():
+    i = int(np.argmax(out))
+    valid = '{0, 1}' if kind == 'binary' else f'[0, {high})'
+    raise ValueError(f'{where}: label {t[i]:g} at index {i} is outside {valid}.')
+
+
+def check_inputs(params, x, targets, kind, reg=0.0, margin=1.0):
+  """All checks of one objective call: shapes agree, values are valid."""
+  check_features(x)
+  w = params.W
+  if np.ndim(w) != 2:
+    raise ValueError(f'W must be [C, D], got shape {np.shape(w)}.')
+  num_outputs, dim = np.shape(w)
+  if np.shape(x)[1] != dim:
+    form = ' (bias-trick form: x must end with the constant-1 feature)' if params.b is None else ''
+    raise ValueError(
+      f'x has {np.shape(x)[1]} features but W expects {dim}{form}: W is {np.shape(w)}, x is {np.shape(x)}.'
+    )
+  if params.b is not None and np.shape(params.b) != (num_outputs,):
+    raise ValueError(f'b must be [C] = [{num_outputs}], got shape {np.shape(params.b)}.')
+  if np.shape(targets)[:1] != np.shape(x)[:1]:
+    raise ValueError(
+      f'targets hold {np.shape(targets)[0] if np.ndim(targets) else 0} examples but x holds {np.shape(x)[0]}.'
+    )
+  check_targets(targets, kind, num_outputs)
+  check_nonnegative('reg', reg)
+  check_nonnegative('margin', margin)
