@@ -381,6 +381,12 @@ def _from_arrays(x, y, path):
 def load_npz(path):
   """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles."""
   try:
+    is_zip = zipfile.is_zipfile(path)
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
+  if not is_zip:
+    _fail(path, 'not a valid .npz file (not a zip archive).')
+  try:
     with np.load(path, allow_pickle=False) as f:
       missing = {'x', 'y'} - set(f.files)
       if missing:

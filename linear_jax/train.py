@@ -271,65 +271,67 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   check_fit(cfg, dataset)
   arrays = _device_data(cfg, dataset)
   x, y = arrays['train']
-  n, d = x.shape
+  n = x.shape[0]
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
-  params, opt_state = init_state(cfg, d, num_outputs(cfg, dataset), hp, steps)
+  params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
   epoch_fn = jax.jit(make_epoch_fn(cfg, n))
   eval_fn = jax.jit(make_eval_fn(cfg))
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0
 
-  history, start = [], 0
-  best = {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0}
+  # Everything a checkpoint holds, replaced in one assignment per epoch so that
+  # a Ctrl-C between two statements can never save a half-updated state.
+  history, best = (), {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0}
+  committed = (params, opt_state, history, best)
+  start = 0
   ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
   if resume and ckpt_path and os.path.exists(ckpt_path):
-    template = (params, opt_state, params)
-    (params, opt_state, best_params), meta = checkpoint.load(ckpt_path, template)
-    if meta.get('config') != dataclasses.asdict(cfg):
-      changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if meta.get('config', {}).get(k) != v)
+    (params, opt_state, best_params), meta = checkpoint.load(ckpt_path, (params, opt_state, params))
+    saved = meta.get('config', {})
+    if saved != dataclasses.asdict(cfg):
+      changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
       raise ValueError(f'{ckpt_path}: written with other settings ({", ".join(changed)}); cannot resume.')
-    start, history = meta['epoch'], meta['history']
+    start, history = meta['epoch'], tuple(meta['history'])
     best = {
       'params': best_params,
       'score': meta['best_score'],
       'epoch': meta['best_epoch'],
       'bad': meta['bad'],
     }
+    committed = (params, opt_state, history, best)
 
-  def save(epoch):
+  def save(state):
     if ckpt_path:
+      p, o, h, bst = state
       meta = {
-        'epoch': epoch,
-        'history': history,
+        'epoch': len(h),
+        'history': list(h),
         'config': dataclasses.asdict(cfg),
-        'best_score': best['score'],
-        'best_epoch': best['epoch'],
-        'bad': best['bad'],
+        'best_score': bst['score'],
+        'best_epoch': bst['epoch'],
+        'bad': bst['bad'],
       }
-      checkpoint.save(ckpt_path, (params, opt_state, best['params']), meta)
+      checkpoint.save(ckpt_path, (p, o, bst['params']), meta)
 
   initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
   stopped_early = interrupted = False
-  epoch = start
   try:
     for epoch in range(start, cfg.epochs):
+      params, opt_state, history, best = committed
       t0 = time.perf_counter()
-      new_params, new_opt_state, values = epoch_fn(
-        params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp
-      )
+      params, opt_state, values = epoch_fn(params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp)
       values = np.asarray(values)  # waits for the epoch to finish
       seconds = time.perf_counter() - t0
       bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
       if bad.any():
         s = int(np.argmax(bad))
+        what = 'became non-finite' if not np.isfinite(values[s]) else f'exploded to {values[s]:.3g}'
         raise Diverged(
-          f'loss {"became non-finite" if not np.isfinite(values[s]) else f"exploded to {values[s]:.3g}"} '
-          f'at step {epoch * steps + s + 1} (epoch {epoch + 1}) with learning_rate='
+          f'loss {what} at step {epoch * steps + s + 1} (epoch {epoch + 1}) with learning_rate='
           f'{cfg.learning_rate:g} ({cfg.optimizer}, {cfg.schedule} schedule); try a smaller --learning_rate.'
         )
-      params, opt_state = new_params, new_opt_state
       metrics = {'epoch': epoch + 1, 'step': (epoch + 1) * steps}
       for split in ('train', 'val') if has_val else ('train',):
         for k, v in eval_fn(params, *arrays[split], hp).items():
@@ -339,27 +341,28 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       metrics['seconds'] = seconds
       if epoch == 0:
         metrics['initial_loss'] = initial
-      history.append(metrics)
       score = _selection_metric(metrics, 'val_' if has_val else 'train_')
       if score > best['score']:
-        best.update(params=params, score=score, epoch=epoch + 1, bad=0)
+        best = {'params': params, 'score': score, 'epoch': epoch + 1, 'bad': 0}
       else:
-        best['bad'] += 1
+        best = {**best, 'bad': best['bad'] + 1}
+      committed = (params, opt_state, (*history, metrics), best)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-        save(epoch + 1)
+        save(committed)
       if on_epoch:
         on_epoch(metrics)
       if cfg.patience and best['bad'] >= cfg.patience:
         stopped_early = True
-        save(epoch + 1)
+        save(committed)
         break
   except KeyboardInterrupt:
     interrupted = True
-    save(len(history))
+    save(committed)
+  params, opt_state, history, best = committed
   return FitResult(
     params=params,
     best_params=best['params'],
-    history=history,
+    history=list(history),
     best_epoch=best['epoch'],
     stopped_early=stopped_early,
     interrupted=interrupted,

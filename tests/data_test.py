@@ -1,0 +1,230 @@
+"""Tests of linear_jax.data: every format built here, validated where it enters."""
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from linear_jax import data
+
+
+def test_builtin_datasets_are_real_and_offline():
+  digits = data.load('digits')
+  assert digits.x.shape == (1797, 64) and digits.num_classes == 10 and digits.image_shape == (8, 8)
+  cancer = data.load('breast_cancer')
+  assert cancer.x.shape == (569, 30) and set(np.unique(cancer.y)) == {0, 1}
+  diabetes = data.load('diabetes')
+  assert diabetes.kind == 'real' and diabetes.x.shape == (442, 10)
+
+
+def test_synthetic_generators():
+  b = data.blobs(100, 5, 4, seed=1)
+  assert b.x.shape == (100, 5) and b.y.max() < 4
+  r = data.linreg(50, 3, seed=2)
+  np.testing.assert_allclose(r.y, r.x @ r.extra['W'][0] + r.extra['b'][0], atol=0.5)
+  two = data.binary2d(80)
+  assert two.x.shape == (80, 2) and two.num_classes == 2
+
+
+def test_prepare_splits_and_fits_preprocessing_on_train_only():
+  raw = data.load('digits')
+  ds = data.prepare(raw, 'digits', val_fraction=0.1, test_fraction=0.2, seed=3)
+  n = len(ds.x_train) + len(ds.x_val) + len(ds.x_test)
+  assert n == 1797 and len(ds.x_test) == 359 and len(ds.x_val) == 180
+  assert ds.x_train.dtype == np.float32
+  np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-5)  # fitted on train...
+  assert np.abs(ds.x_val.mean(0)).max() > 1e-3  # ...so other splits are not exactly centred
+  again = data.prepare(raw, 'digits', seed=3)
+  np.testing.assert_array_equal(again.y_test, ds.y_test)  # the split is a function of the seed
+
+
+def test_params_to_raw_folds_preprocessing():
+  rng = np.random.default_rng(0)
+  x = rng.normal(3.0, 5.0, size=(20, 4))
+  shift, scale = x.mean(0), x.std(0)
+  w, b = rng.normal(size=(3, 4)), rng.normal(size=3)
+  w_raw, b_raw = data.params_to_raw(w, b, shift, scale)
+  np.testing.assert_allclose(x @ w_raw.T + b_raw, ((x - shift) / scale) @ w.T + b, rtol=1e-10)
+
+
+# ------------------------------------------------------------------ CIFAR-10
+
+
+def _cifar_bin(folder, n=5, seed=0):
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for name in ['data_batch_1.bin', 'data_batch_2.bin', 'test_batch.bin']:
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    pixels = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
+    with open(os.path.join(folder, name), 'wb') as f:
+      f.write(np.concatenate([labels[:, None], pixels], 1).tobytes())
+
+
+def _cifar_py(folder, n=5, seed=0):
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for name in ['data_batch_1', 'test_batch']:
+    batch = {
+      b'data': rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+      b'labels': rng.integers(0, 10, n).tolist(),
+      b'batch_label': b'x',
+    }
+    with open(os.path.join(folder, name), 'wb') as f:
+      pickle.dump(batch, f)
+
+
+@pytest.mark.parametrize('fmt', ['bin', 'py'])
+@pytest.mark.parametrize('point_at', ['folder', 'parent'])
+def test_cifar10_both_formats_from_folder_or_parent(tmp_path, fmt, point_at):
+  folder = tmp_path / f'cifar-10-batches-{fmt}'
+  (_cifar_bin if fmt == 'bin' else _cifar_py)(str(folder))
+  raw = data.load('cifar10', data_dir=str(folder if point_at == 'folder' else tmp_path))
+  assert raw.x.shape == ((10 if fmt == 'bin' else 5), 3072) and raw.image_shape == (3, 32, 32)
+  assert raw.test[0].shape == (5, 3072) and raw.num_classes == 10
+
+
+def test_cifar_bin_values_are_read_exactly(tmp_path):
+  record = np.zeros(3073, np.uint8)
+  record[0], record[1], record[3072] = 7, 200, 9
+  path = tmp_path / 'data_batch_1.bin'
+  path.write_bytes(record.tobytes())
+  x, y = data.read_cifar_bin(str(path))
+  assert y.tolist() == [7] and x[0, 0] == 200 and x[0, 3071] == 9
+
+
+def test_cifar_bin_rejects_bad_size_and_label(tmp_path):
+  path = tmp_path / 'data_batch_1.bin'
+  path.write_bytes(b'\x01' * 3074)
+  with pytest.raises(ValueError, match=r'data_batch_1.bin: size 3074 bytes is not a positive multiple'):
+    data.read_cifar_bin(str(path))
+  path.write_bytes(bytes([3]) + b'\x00' * 3072 + bytes([12]) + b'\x00' * 3072)
+  with pytest.raises(ValueError, match=r'record 1 has label byte 12, above 9'):
+    data.read_cifar_bin(str(path))
+
+
+class _Evil:
+  def __reduce__(self):
+    return (os.system, ('echo pwned',))
+
+
+def test_cifar_py_refuses_foreign_objects(tmp_path):
+  path = tmp_path / 'data_batch_1'
+  path.write_bytes(pickle.dumps({b'data': np.zeros((1, 3072), np.uint8), b'labels': [0], b'x': _Evil()}))
+  with pytest.raises(ValueError, match=r'data_batch_1: refused to unpickle (posix|os)\.system'):
+    data.read_cifar_py(str(path))
+
+
+def test_cifar_py_rejects_bad_contents(tmp_path):
+  path = tmp_path / 'data_batch_1'
+  path.write_bytes(pickle.dumps({b'data': np.zeros((2, 3072), np.uint8), b'labels': [0, 10]}))
+  with pytest.raises(ValueError, match=r'label 10 at index 1 is outside \[0, 9\]'):
+    data.read_cifar_py(str(path))
+  path.write_bytes(pickle.dumps({b'data': np.zeros((2, 100), np.uint8), b'labels': [0, 1]}))
+  with pytest.raises(ValueError, match=r"b'data' must be an \[N, 3072\] array"):
+    data.read_cifar_py(str(path))
+  path.write_bytes(b'not a pickle at all')
+  with pytest.raises(ValueError, match=r'data_batch_1: not a valid CIFAR-10 Python batch'):
+    data.read_cifar_py(str(path))
+
+
+# ------------------------------------------------------------------ MNIST IDX
+
+
+def _idx(folder, n=6, rows=4, cols=3, gz=False, magic_images=2051, label_count=None, max_label=9):
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(0)
+  images = (
+    struct.pack('>IIII', magic_images, n, rows, cols)
+    + rng.integers(0, 256, n * rows * cols).astype(np.uint8).tobytes()
+  )
+  labels = (
+    struct.pack('>II', 2049, n if label_count is None else label_count)
+    + rng.integers(0, max_label + 1, n).astype(np.uint8).tobytes()
+  )
+  opener = gzip.compress if gz else (lambda b: b)
+  ext = '.gz' if gz else ''
+  for prefix in ('train', 't10k'):
+    (folder / f'{prefix}-images-idx3-ubyte{ext}').write_bytes(opener(images))
+    (folder / f'{prefix}-labels-idx1-ubyte{ext}').write_bytes(opener(labels))
+
+
+@pytest.mark.parametrize('gz', [False, True])
+def test_mnist_idx_raw_and_gzipped(tmp_path, gz):
+  _idx(tmp_path / 'fashion', gz=gz)
+  raw = data.load('mnist', data_dir=str(tmp_path))  # the folder above works too
+  assert raw.x.shape == (6, 12) and raw.image_shape == (4, 3) and raw.test[0].shape == (6, 12)
+
+
+def test_mnist_rejects_bad_magic_and_counts(tmp_path):
+  _idx(tmp_path / 'a', magic_images=2049)
+  with pytest.raises(ValueError, match=r'train-images-idx3-ubyte: IDX magic number 2049, expected 2051'):
+    data.load('mnist', data_dir=str(tmp_path / 'a'))
+  _idx(tmp_path / 'b', label_count=7)
+  with pytest.raises(ValueError, match=r'train-labels-idx1-ubyte: header says 7 labels but the file has 6'):
+    data.load('mnist', data_dir=str(tmp_path / 'b'))
+  _idx(tmp_path / 'c')
+  path = tmp_path / 'c' / 'train-images-idx3-ubyte'
+  path.write_bytes(path.read_bytes()[:-5])
+  with pytest.raises(ValueError, match=r'header says 6 images of 4x3 \(88 bytes\) but the file has 83'):
+    data.load('mnist', data_dir=str(tmp_path / 'c'))
+  with pytest.raises(ValueError, match=r'no MNIST IDX files found'):
+    data.load('mnist', data_dir=str(tmp_path / 'nothing-here'))
+
+
+# ------------------------------------------------------------------ npz / csv
+
+
+def test_npz_round_trip_and_errors(tmp_path):
+  path = tmp_path / 'd.npz'
+  np.savez(path, x=np.ones((4, 2, 2)), y=np.array([0, 1, 2, 1]))
+  raw = data.load('npz', data_path=str(path))
+  assert raw.x.shape == (4, 4) and raw.num_classes == 3 and raw.image_shape == (2, 2)
+  np.savez(path, x=np.ones((4, 2)), z=np.zeros(4))
+  with pytest.raises(ValueError, match=r'd.npz: missing array\(s\) y'):
+    data.load('npz', data_path=str(path))
+  np.savez(path, x=np.array([[1.0, np.nan]]), y=np.array([0]))
+  with pytest.raises(ValueError, match=r'd.npz: 1 non-finite feature'):
+    data.load('npz', data_path=str(path))
+  np.savez(path, x=np.ones((3, 2)), y=np.array([0, 1]))
+  with pytest.raises(ValueError, match=r'd.npz: 3 feature rows but 2 targets'):
+    data.load('npz', data_path=str(path))
+  np.savez(path, x=np.array([object()] * 2, dtype=object), y=np.array([0, 1]))
+  with pytest.raises(ValueError, match=r'd.npz: cannot read as .npz without pickle'):
+    data.load('npz', data_path=str(path))
+  path.write_bytes(b'garbage')
+  with pytest.raises(ValueError, match=r'd.npz: not a valid .npz file'):
+    data.load('npz', data_path=str(path))
+
+
+def test_csv_with_header_named_target_and_errors(tmp_path):
+  path = tmp_path / 't.csv'
+  path.write_text('a,label,b\n1,0,2\n3,1,4\n5,1,6\n')
+  raw = data.load('csv', data_path=str(path), target_column='label')
+  np.testing.assert_array_equal(raw.x, [[1, 2], [3, 4], [5, 6]])
+  np.testing.assert_array_equal(raw.y, [0, 1, 1])
+  reg = data.load('csv', data_path=str(path), target_column='-1')
+  assert reg.kind == 'class'  # integral targets; real ones would give 'real'
+  path.write_text('1,2,0.5\n3,4,1.5\n')
+  assert data.load('csv', data_path=str(path)).kind == 'real'
+  path.write_text('a,b\n1,2\n3,x\n')
+  with pytest.raises(ValueError, match=r"t.csv: line 3, column 2: 'x' is not a number"):
+    data.load('csv', data_path=str(path))
+  path.write_text('a,b\n1,2\n3\n')
+  with pytest.raises(ValueError, match=r't.csv: line 3 has 1 fields, expected 2'):
+    data.load('csv', data_path=str(path))
+  path.write_text('a,b\n1,2\n')
+  with pytest.raises(ValueError, match=r"t.csv: no column named 'c'; columns: a, b"):
+    data.load('csv', data_path=str(path), target_column='c')
+  path.write_text('a,b\n1,-1\n')
+  with pytest.raises(ValueError, match=r't.csv: label -1 at index 0 is negative'):
+    data.load('csv', data_path=str(path))
+
+
+def test_unknown_dataset_and_missing_path():
+  with pytest.raises(ValueError, match=r"Unknown dataset 'imagenet'"):
+    data.load('imagenet')
+  with pytest.raises(ValueError, match=r'--dataset=npz needs --data_path'):
+    data.load('npz')

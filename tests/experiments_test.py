@@ -1,0 +1,177 @@
+"""End-to-end smoke tests of the experiments, each run as a user would run it."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(module, *args, timeout=240):
+  return subprocess.run(
+    [sys.executable, '-m', module, *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
+
+
+def _assert_png(path):
+  with open(path, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n', path
+
+
+def test_train_writes_every_output(tmp_path):
+  out = _run('experiments.train', f'--workdir={tmp_path}', '--epochs=4', '--quiet')
+  assert out.returncode == 0, out.stderr
+  assert 'test_accuracy' in out.stdout
+  lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [m['epoch'] for m in lines] == [1, 2, 3, 4]
+  assert {'train_loss', 'val_accuracy', 'learning_rate', 'examples_per_s'} <= set(lines[0])
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['final']['test_accuracy'] > 0.85 and summary['flags']['loss'] == 'softmax'
+  assert 'jax' in summary['versions']
+  for png in ('curves.png', 'templates.png'):
+    _assert_png(tmp_path / png)
+  # NumPy alone scores raw data with the saved W [C, D] and b [C].
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+
+  d = load_digits()
+  p = np.load(tmp_path / 'params.npz')
+  assert p['W'].shape == (10, 64) and p['b'].shape == (10,)
+  acc = np.mean(np.argmax(d.data @ p['W'].T + p['b'], 1) == d.target)
+  assert acc > 0.85
+
+
+def test_train_on_2d_data_draws_regions(tmp_path):
+  out = _run(
+    'experiments.train',
+    '--dataset=binary2d',
+    '--loss=logistic',
+    '--bias_trick',
+    f'--workdir={tmp_path}',
+    '--epochs=3',
+    '--quiet',
+  )
+  assert out.returncode == 0, out.stderr
+  _assert_png(tmp_path / 'regions.png')
+
+
+BAD_FLAGS = [
+  (['--learning_rate=0'], '--learning_rate must be > 0'),
+  (['--batch_size=0'], '--batch_size must be > 0'),
+  (['--epochs=-1'], '--epochs must be > 0'),
+  (['--reg=-0.5'], 'reg'),
+  (['--loss=hinge2'], 'loss'),
+  (['--optimizer=lbfgs'], 'optimizer'),
+  (['--loss=hinge'], '--loss=hinge does not fit --dataset=digits: it has 10 classes'),
+  (['--dataset=diabetes', '--loss=softmax'], '--loss=softmax does not fit --dataset=diabetes'),
+  (['--momentum=1.5'], '--momentum must be in [0, 1)'),
+]
+
+
+def test_bad_flags_are_refused_naming_the_flag():
+  script = (
+    'import json, sys\n'
+    'from absl import flags\n'
+    'import experiments.train\n'
+    'out = []\n'
+    'for argv in json.loads(sys.argv[1]):\n'
+    '  try:\n'
+    "    flags.FLAGS(['train'] + argv)\n"
+    "    out.append('accepted')\n"
+    '  except flags.Error as e:\n'
+    '    out.append(str(e))\n'
+    '  flags.FLAGS.unparse_flags()\n'
+    'print(json.dumps(out))\n'
+  )
+  cases = [argv for argv, _ in BAD_FLAGS]
+  res = subprocess.run(
+    [sys.executable, '-c', script, json.dumps(cases)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
+  messages = json.loads(res.stdout.strip().splitlines()[-1])
+  for (argv, expected), message in zip(BAD_FLAGS, messages, strict=True):
+    assert expected in message, (argv, message)
+
+
+def test_bad_data_file_and_workdir_fail_before_training(tmp_path):
+  bad = tmp_path / 'bad.npz'
+  np.savez(bad, x=np.ones((5, 2)), y=np.array([0, 1, 2, 7, -1]))
+  out = _run('experiments.train', '--dataset=npz', f'--data_path={bad}', f'--workdir={tmp_path}/w')
+  assert out.returncode != 0 and f'{bad}: label -1 at index 4 is negative' in out.stderr
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  out = _run('experiments.train', f'--workdir={blocker}/sub')
+  assert out.returncode != 0 and 'is not writable' in out.stderr
+
+
+def test_divergence_exits_nonzero_and_writes_no_nan(tmp_path):
+  out = _run(
+    'experiments.train',
+    '--dataset=diabetes',
+    '--loss=l2',
+    '--learning_rate=100',
+    f'--workdir={tmp_path}',
+    '--quiet',
+  )
+  assert out.returncode == 1
+  assert 'Training diverged' in out.stderr and 'learning_rate=100' in out.stderr
+  for f in tmp_path.iterdir():
+    if f.suffix in ('.json', '.jsonl'):
+      assert 'NaN' not in f.read_text() and 'Infinity' not in f.read_text()
+
+
+def test_ctrl_c_saves_and_resume_is_bit_exact(tmp_path):
+  args = ['--epochs=100', '--batch_size=16', '--checkpoint_every=1', '--plots=false']
+  whole = _run('experiments.train', *args, f'--workdir={tmp_path / "whole"}', '--quiet')
+  assert whole.returncode == 0, whole.stderr
+  part = tmp_path / 'part'
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'experiments.train', *args, f'--workdir={part}'],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  deadline = time.time() + 120
+  for line in proc.stdout:
+    if line.startswith('epoch') and int(line.split()[1].split('/')[0]) >= 3:
+      proc.send_signal(signal.SIGINT)
+      break
+    assert time.time() < deadline
+  rc = proc.wait(timeout=60)
+  proc.stdout.close()
+  stderr = proc.stderr.read()
+  proc.stderr.close()
+  assert rc == 130 and 'checkpoint saved' in stderr, stderr
+  assert os.path.exists(part / 'checkpoint.npz')
+  resumed = _run('experiments.train', *args, f'--workdir={part}', '--resume', '--quiet')
+  assert resumed.returncode == 0, resumed.stderr
+  a, b = np.load(tmp_path / 'whole' / 'params.npz'), np.load(part / 'params.npz')
+  np.testing.assert_array_equal(a['W'], b['W'])
+  np.testing.assert_array_equal(a['b'], b['b'])
+  epochs = [json.loads(x)['epoch'] for x in (part / 'metrics.jsonl').read_text().splitlines()]
+  assert epochs == list(range(1, 101))
+
+
+def test_gradcheck_passes_and_catches_a_planted_bug(tmp_path):
+  report = tmp_path / 'gc.json'
+  ok = _run('experiments.gradcheck', '--loss=svm', '--method=central', f'--json_out={report}')
+  assert ok.returncode == 0, ok.stdout + ok.stderr
+  assert json.loads(report.read_text())['passed'] is True
+  assert '4 passed, 0 failed' in ok.stdout  # 2 penalties x 2 forms
+  bad = _run('experiments.gradcheck', '--loss=softmax', '--method=sparse', '--plant=missing_reg')
+  assert bad.returncode == 1 and 'Gradient check FAILED' in bad.stderr
