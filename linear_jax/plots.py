@@ -98,3 +98,55 @@ def decision_regions(W, b, x, y, path, title='Decision regions and hyperplanes')
   ax.set_ylim(y0, y1)
   ax.set_title(title)
   return _save(fig, path)
+
+
+def _fmt(v):
+  return '0' if v == 0 else f'{v:.0e}'.replace('e-0', 'e-').replace('e+0', 'e')
+
+
+def sweep_heatmap(lrs, regs, values, path, label='validation accuracy'):
+  """The course's heatmap: `values [len(regs), len(lrs)]` over log lr × log reg; NaN = diverged."""
+  fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(lrs) + 2), max(3, 0.45 * len(regs) + 1.5)))
+  masked = np.ma.masked_invalid(values)
+  im = ax.imshow(masked, aspect='auto', origin='lower', cmap='viridis')
+  ax.set_xticks(range(len(lrs)), [_fmt(v) for v in lrs], rotation=60, fontsize=8)
+  ax.set_yticks(range(len(regs)), [_fmt(v) for v in regs], fontsize=8)
+  for i, j in zip(*np.nonzero(np.isnan(values)), strict=True):
+    ax.text(j, i, '×', ha='center', va='center', color='red', fontsize=9)
+  ax.set_xlabel('learning rate (log scale)')
+  ax.set_ylabel('reg')
+  fig.colorbar(im, ax=ax, label=label)
+  ax.set_title(f'{label}; × = diverged')
+  return _save(fig, path)
+
+
+def loss_vs_lr(lrs, regs, final_loss, path):
+  """Final training loss against learning rate, one line per reg: too small crawls, too large diverges."""
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for i, reg in enumerate(regs):
+    ax.plot(lrs, final_loss[i], marker='o', ms=3, label=f'reg={_fmt(reg)}')
+  ax.set_xscale('log')
+  ax.set_yscale('log')
+  ax.set_xlabel('learning rate')
+  ax.set_ylabel('final training loss')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title('Final loss against learning rate (gaps: diverged)')
+  return _save(fig, path)
+
+
+def sweep_curves(curves, labels, path, title='Training loss of every model'):
+  """`curves [K, epochs]` on one plot, coloured by learning rate."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  colors = plt.cm.plasma(np.linspace(0, 0.9, len(curves)))
+  epochs = np.arange(1, curves.shape[1] + 1)
+  for c, lab, col in zip(curves, labels, colors, strict=True):
+    ax.plot(epochs, c, color=col, lw=1, alpha=0.8, label=lab)
+  ax.set_yscale('log')
+  ax.set_xlabel('epoch')
+  ax.set_ylabel('training loss')
+  if len(curves) <= 16:
+    ax.legend(fontsize=6, ncol=2)
+  ax.grid(alpha=0.3)
+  ax.set_title(title)
+  return _save(fig, path)

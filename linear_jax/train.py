@@ -8,6 +8,7 @@ sweep module `vmap`s the same function over them.
 """
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -129,44 +130,97 @@ def init_state(cfg, num_features, num_outputs, hp, steps):
   return params, make_optimizer(cfg, hp, steps).init(params)
 
 
+def batch_plan(key, num_examples, steps, batch, dtype):
+  """`([steps, batch] indices, [steps, batch] 0/1 mask)` of one shuffled epoch.
+
+  The last batch is padded with index 0 and mask 0, so every example is used
+  exactly once and every batch has the same static shape.
+  """
+  pad = steps * batch - num_examples
+  order = jax.random.permutation(key, num_examples)
+  idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
+  mask = jnp.concatenate([jnp.ones((num_examples,), dtype), jnp.zeros((pad,), dtype)])
+  return idx, mask.reshape(steps, batch)
+
+
+def make_update(cfg, steps, masked):
+  """`(params, opt_state, x, y, mask, hp) -> (params, opt_state, objective)`: one step."""
+
+  def update(params, opt_state, xb, yb, mb, hp):
+    value, g = grad_sources.value_and_grad(
+      cfg.grad,
+      params,
+      xb,
+      yb,
+      loss=cfg.loss,
+      reg=hp.reg,
+      penalty=cfg.penalty,
+      margin=hp.margin,
+      mask=mb if masked else None,
+    )
+    updates, opt_state = make_optimizer(cfg, hp, steps).update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+  return update
+
+
 def make_epoch_fn(cfg, num_examples):
   """`(params, opt_state, x, y, key, hp) -> (params, opt_state, step_losses)`.
 
   One epoch: a permutation of the examples drawn from `key`, cut into
-  `steps` batches of `batch` (the last one padded with masked rows, so every
-  example is seen exactly once), and a `lax.scan` of optimizer steps.
+  `steps` batches (see `batch_plan`), and a `lax.scan` of optimizer steps.
+  Full-batch descent skips the shuffle and uses `x` as it is.
   """
   steps, batch = steps_per_epoch(cfg, num_examples)
-  pad = steps * batch - num_examples
+  update = make_update(cfg, steps, masked=steps * batch != num_examples)
 
   def epoch(params, opt_state, x, y, key, hp):
-    order = jax.random.permutation(key, num_examples) if steps > 1 else jnp.arange(num_examples)
-    idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
-    mask = jnp.concatenate([jnp.ones((num_examples,), x.dtype), jnp.zeros((pad,), x.dtype)])
-    mask = mask.reshape(steps, batch)
-    opt = make_optimizer(cfg, hp, steps)
+    if steps == 1:
+      params, opt_state, value = update(params, opt_state, x, y, None, hp)
+      return params, opt_state, value[None]
+    idx, mask = batch_plan(key, num_examples, steps, batch, x.dtype)
 
-    def step(carry, batch_idx_mask):
-      params, opt_state = carry
+    def body(carry, batch_idx_mask):
       bi, bm = batch_idx_mask
-      value, g = grad_sources.value_and_grad(
-        cfg.grad,
-        params,
-        x[bi],
-        y[bi],
-        loss=cfg.loss,
-        reg=hp.reg,
-        penalty=cfg.penalty,
-        margin=hp.margin,
-        mask=None if pad == 0 else bm,
-      )
-      updates, opt_state = opt.update(g, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), value
+      params, opt_state, value = update(*carry, x[bi], y[bi], bm, hp)
+      return (params, opt_state), value
 
-    (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (idx, mask))
+    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (idx, mask))
     return params, opt_state, values
 
   return epoch
+
+
+def structural(cfg):
+  """`cfg` with the fields that are arrays at run time blanked: the compile-cache key."""
+  return dataclasses.replace(
+    cfg,
+    learning_rate=1.0,
+    reg=0.0,
+    margin=0.0,
+    momentum=0.0,
+    seed=0,
+    patience=0,
+    init_scale=0.0,
+    explode_factor=1.0,
+  )
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(kind, cfg, num_examples):
+  if kind == 'epoch':
+    return jax.jit(make_epoch_fn(cfg, num_examples))
+  return jax.jit(make_eval_fn(cfg))
+
+
+def compiled_epoch_fn(cfg, num_examples):
+  """The jitted epoch, shared by every run whose structure matches: new
+  hyperparameter values, seeds or datasets of the same size never recompile."""
+  return _compiled('epoch', structural(cfg), num_examples)
+
+
+def compiled_eval_fn(cfg):
+  return _compiled('eval', structural(cfg), None)
 
 
 def make_eval_fn(cfg):
@@ -275,8 +329,8 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
-  epoch_fn = jax.jit(make_epoch_fn(cfg, n))
-  eval_fn = jax.jit(make_eval_fn(cfg))
+  epoch_fn = compiled_epoch_fn(cfg, n)
+  eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0
@@ -373,7 +427,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
 def evaluate(cfg, dataset, params):
   """Metrics of `params` on every split: `{'train_loss': ..., 'test_accuracy': ...}`."""
   arrays = _device_data(cfg, dataset)
-  eval_fn = jax.jit(make_eval_fn(cfg))
+  eval_fn = compiled_eval_fn(cfg)
   hp = hparams(cfg)
   out = {}
   for split, (x, y) in arrays.items():

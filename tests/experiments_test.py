@@ -175,3 +175,33 @@ def test_gradcheck_passes_and_catches_a_planted_bug(tmp_path):
   assert '4 passed, 0 failed' in ok.stdout  # 2 penalties x 2 forms
   bad = _run('experiments.gradcheck', '--loss=softmax', '--method=sparse', '--plant=missing_reg')
   assert bad.returncode == 1 and 'Gradient check FAILED' in bad.stderr
+
+
+def test_lr_sweep_writes_outputs_and_refuses_bad_flags(tmp_path):
+  out = _run(
+    'experiments.lr_sweep',
+    '--dataset=diabetes',
+    '--loss=l2',
+    '--lrs=0.01,0.1,100',
+    '--regs=0,1e-3',
+    '--epochs=5',
+    f'--workdir={tmp_path}',
+    '--retrain_best',
+  )
+  assert out.returncode == 0, out.stderr
+  assert 'best: learning_rate=0.1' in out.stdout and '2 diverged' in out.stdout
+  result = json.loads((tmp_path / 'sweep.json').read_text())
+  assert result['num_models'] == 6 and result['best']['diverged_step'] is None
+  assert 'test_mse' in result['best_retrained']
+  assert len((tmp_path / 'sweep.csv').read_text().splitlines()) == 7
+  for png in ('heatmap.png', 'loss_vs_lr.png', 'curves.png'):
+    _assert_png(tmp_path / png)
+  for args, expected in [
+    (['--lrs=0.1,-1'], '--lrs must hold only values > 0'),
+    (['--lrs='], '--lrs is empty'),
+    (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
+    (['--regs=0,-1e-3'], '--regs must hold only values >= 0'),
+    (['--regs=a,b'], "--regs: 'a,b' is not a comma-separated list"),
+  ]:
+    bad = _run('experiments.lr_sweep', *args, f'--workdir={tmp_path}/bad')
+    assert bad.returncode != 0 and expected in bad.stderr, (args, bad.stderr[-500:])

@@ -1,0 +1,187 @@
+r"""Sweeps learning rate × regularization, every setting trained together.
+
+    python -m experiments.lr_sweep --dataset=digits --loss=softmax \
+        --lr_min=1e-4 --lr_max=10 --num_lrs=16 --regs=0,1e-4,1e-3,1e-2
+
+Writes sweep.json and sweep.csv (per model: hyperparameters, final and best
+metrics, best epoch, diverged step), heatmap.png, loss_vs_lr.png and
+curves.png to --workdir, and prints the best setting; --retrain_best trains
+it alone and reports its test metric.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from experiments import common
+
+common.define_objective_flags()
+common.define_data_flags()
+common.define_training_flags()
+flags.DEFINE_string('lrs', None, 'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).')
+flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
+flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
+flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
+flags.DEFINE_string('regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.')
+flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too.')
+flags.DEFINE_string('momenta', None, 'Optional comma-separated momenta to sweep too (momentum optimizers).')
+flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
+flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
+flags.DEFINE_string('workdir', 'workdir/sweep', 'Where outputs go.')
+flags.DEFINE_bool('quiet', False, 'No progress display.')
+
+FLAGS = flags.FLAGS
+
+
+def _positive_list(name):
+  def check(text):
+    if text is None:
+      return True
+    values = common.parse_float_list(name, text)
+    if any(not v > 0 for v in values):
+      raise flags.ValidationError(f'--{name} must hold only values > 0, got {text!r}.')
+    return True
+
+  return check
+
+
+def _nonnegative_list(name):
+  def check(text):
+    if text is None:
+      return True
+    if any(not v >= 0 for v in common.parse_float_list(name, text)):
+      raise flags.ValidationError(f'--{name} must hold only values >= 0, got {text!r}.')
+    return True
+
+  return check
+
+
+flags.register_validator('lrs', _positive_list('lrs'))
+flags.register_validator('regs', _nonnegative_list('regs'))
+flags.register_validator('margins', _nonnegative_list('margins'))
+flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
+flags.register_multi_flags_validator(
+  ['lr_min', 'lr_max', 'lrs'],
+  lambda f: f['lrs'] is not None or f['lr_min'] < f['lr_max'],
+  message='--lr_min must be < --lr_max.',
+)
+
+
+def _momenta_ok(text):
+  if text is None:
+    return True
+  if any(not 0 <= v < 1 for v in common.parse_float_list('momenta', text)):
+    raise flags.ValidationError(f'--momenta must hold only values in [0, 1), got {text!r}.')
+  return True
+
+
+flags.register_validator('momenta', _momenta_ok)
+
+
+def learning_rates():
+  if FLAGS.lrs is not None:
+    return common.parse_float_list('lrs', FLAGS.lrs)
+  return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
+
+
+def _progress(epoch, start, k, total, metrics, dead):
+  split = 'val' if 'val_loss' in metrics else 'train'
+  key = f'{split}_accuracy' if f'{split}_accuracy' in metrics else f'{split}_mse'
+  vals = metrics[key]
+  best = np.nanmax(vals) if key.endswith('accuracy') else np.nanmin(vals)
+  chunk = f' models {start + 1}-{start + k} of {total}' if k < total else f' {total} models'
+  print(
+    f'epoch {epoch:>4}/{FLAGS.epochs}{chunk}: {int((~dead).sum())} alive, best {key} {best:.4f}', flush=True
+  )
+
+
+def run(workdir):
+  from linear_jax import plots  # pylint: disable=import-outside-toplevel
+  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  cfg = common.train_config(FLAGS)
+  dataset = common.load_dataset(FLAGS)
+  lrs = learning_rates()
+  regs = common.parse_float_list('regs', FLAGS.regs)
+  margins = common.parse_float_list('margins', FLAGS.margins) if FLAGS.margins else None
+  momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
+  settings = sweep.grid(lrs, regs, margins, momenta)
+  result = sweep.run_sweep(
+    cfg, dataset, settings, chunk_size=FLAGS.chunk_size or None, on_epoch=None if FLAGS.quiet else _progress
+  )
+  rows = result.rows()
+  best = result.best_index()
+  out = {
+    'dataset': dataset.name,
+    'loss': cfg.loss,
+    'num_models': len(rows),
+    'epochs': cfg.epochs,
+    'seconds': result.seconds,
+    'models': rows,
+    'best': None if best is None else rows[best],
+    'versions': common.versions(),
+  }
+  if best is not None and FLAGS.retrain_best:
+    alone = dataclasses.replace(cfg, **{k: v for k, v in settings[best].items()})
+    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
+  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
+    json.dump(out, f, indent=1, allow_nan=False)
+  with open(os.path.join(workdir, 'sweep.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+
+  # Pictures over the lr × reg grid (the first margin / momentum if those vary too).
+  first = [
+    i
+    for i, s in enumerate(settings)
+    if (margins is None or s['margin'] == margins[0]) and (momenta is None or s['momentum'] == momenta[0])
+  ]
+  shape = (len(lrs), len(regs))
+  metric = (
+    'val_accuracy'
+    if 'val_accuracy' in result.best
+    else ('val_mse' if 'val_mse' in result.best else 'train_mse')
+  )
+  values = result.best[metric][first].reshape(shape).T
+  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), metric.replace('_', ' '))
+  final_loss = result.final['train_loss'][first].reshape(shape).T
+  plots.loss_vs_lr(lrs, regs, final_loss, os.path.join(workdir, 'loss_vs_lr.png'))
+  curves = np.stack([h['train_loss'] for h in result.history], 1)[first]
+  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[i] for i in first)]
+  plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
+  return out
+
+
+def main(argv):
+  del argv
+  common.quiet_logs()
+  workdir = common.prepare_workdir(FLAGS.workdir)
+  try:
+    out = run(workdir)
+  except ValueError as e:
+    sys.exit(f'Error: {e}')
+  diverged = sum(r['diverged_step'] is not None for r in out['models'])
+  print(f'{out["num_models"]} models, {out["epochs"]} epochs in {out["seconds"]:.2f} s; {diverged} diverged')
+  if out['best'] is None:
+    sys.exit('Every model diverged: lower --lr_max.')
+  b = out['best']
+  metric = 'best_val_accuracy' if 'best_val_accuracy' in b else 'best_val_mse'
+  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={b.get(metric)}')
+  if 'best_retrained' in out:
+    print(
+      'best retrained alone: '
+      + ', '.join(f'{k}={v:.4f}' for k, v in out['best_retrained'].items() if k.startswith('test'))
+    )
+  print(f'outputs in {workdir}')
+
+
+if __name__ == '__main__':
+  app.run(main)

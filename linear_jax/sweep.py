@@ -1,0 +1,250 @@
+"""Many hyperparameter settings trained together as one compiled program.
+
+K = |learning rates| × |regs| (× |margins| × |momenta|) models share every
+mini-batch: the epoch of `train.py` is `vmap`-ed over the model axis with the
+data unbatched, so each batch is gathered once and multiplied against all K
+weight matrices at once. Hyperparameters are arrays (`train.HParams`), so a
+sweep with other values reuses the compiled program. A model whose loss
+becomes non-finite or explodes is frozen at that step and marked diverged;
+the others go on unharmed.
+"""
+
+import dataclasses
+import functools
+import itertools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax import train
+
+
+def _tree_where(cond, a, b):
+  return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
+
+
+def make_sweep_epoch_fn(cfg, num_examples):
+  """`(params, opt_state, diverged_at, x, y, key, hp, limit, step0) -> (..., losses [K, steps])`.
+
+  Leading axis K on `params`, `opt_state`, `diverged_at` (−1 while healthy,
+  else the 1-based step it diverged at), `hp` and `limit` (the loss above which
+  a model counts as exploded); `x`, `y`, `key` and `step0` are shared.
+  """
+  steps, batch = train.steps_per_epoch(cfg, num_examples)
+  masked = steps * batch != num_examples
+  update = train.make_update(cfg, steps, masked)
+
+  def guarded(params, opt_state, diverged_at, xb, yb, mb, hp, limit, step):
+    new_params, new_opt_state, value = update(params, opt_state, xb, yb, mb, hp)
+    bad = ~jnp.isfinite(value) | (value > limit)
+    frozen = (diverged_at >= 0) | bad
+    params = _tree_where(frozen, params, new_params)
+    opt_state = _tree_where(frozen, opt_state, new_opt_state)
+    diverged_at = jnp.where((diverged_at < 0) & bad, step, diverged_at)
+    return params, opt_state, diverged_at, jnp.where(diverged_at >= 0, jnp.nan, value)
+
+  # The batch is gathered outside the vmap: read once, shared by all K models.
+  many = jax.vmap(guarded, in_axes=(0, 0, 0, None, None, None, 0, 0, None))
+
+  def epoch(params, opt_state, diverged_at, x, y, key, hp, limit, step0):
+    if steps == 1:
+      out = many(params, opt_state, diverged_at, x, y, None, hp, limit, step0 + 1)
+      return (*out[:3], out[3][:, None])
+    idx, mask = train.batch_plan(key, num_examples, steps, batch, x.dtype)
+
+    def body(carry, inputs):
+      bi, bm, t = inputs
+      *state, value = many(*carry, x[bi], y[bi], bm, hp, limit, step0 + t + 1)
+      return tuple(state), value
+
+    state, values = jax.lax.scan(
+      body, (params, opt_state, diverged_at), (idx, mask, jnp.arange(steps, dtype=jnp.int32))
+    )
+    return (*state, values.T)
+
+  return epoch
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(cfg, num_examples):
+  return (
+    jax.jit(make_sweep_epoch_fn(cfg, num_examples)),
+    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0))),
+  )
+
+
+def compiled_sweep_fns(cfg, num_examples):
+  """The jitted sweep epoch and evaluation; other hyperparameter values reuse them."""
+  return _compiled(train.structural(cfg), num_examples)
+
+
+def grid(learning_rates, regs, margins=None, momenta=None):
+  """Every combination, as a list of dicts of hyperparameter values."""
+  axes = {'learning_rate': learning_rates, 'reg': regs}
+  if margins is not None:
+    axes['margin'] = margins
+  if momenta is not None:
+    axes['momentum'] = momenta
+  return [
+    {name: float(v) for name, v in zip(axes, values, strict=True)}
+    for values in itertools.product(*axes.values())
+  ]
+
+
+def check_grid(settings):
+  """Raises a `ValueError` naming the hyperparameter whose values are bad."""
+  if not settings:
+    raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
+  for s in settings:
+    if not (math.isfinite(s['learning_rate']) and s['learning_rate'] > 0):
+      raise ValueError(f'learning rates must be > 0, got {s["learning_rate"]}.')
+    if not (math.isfinite(s['reg']) and s['reg'] >= 0):
+      raise ValueError(f'regs must be >= 0, got {s["reg"]}.')
+    if not s.get('margin', 0) >= 0:
+      raise ValueError(f'margins must be >= 0, got {s["margin"]}.')
+    if not 0 <= s.get('momentum', 0) < 1:
+      raise ValueError(f'momenta must be in [0, 1), got {s["momentum"]}.')
+
+
+@dataclasses.dataclass
+class SweepResult:
+  """Per model: its hyperparameters, curves, final and best metrics, divergence."""
+
+  settings: list  # [K] dicts of hyperparameter values
+  history: list  # per epoch: dict of [K] arrays
+  final: dict  # metric -> [K] array after the last epoch
+  best: dict  # metric -> [K] array at each model's best epoch
+  best_epoch: np.ndarray  # [K], 0 if it never improved
+  diverged_at: np.ndarray  # [K] step, -1 if it did not diverge
+  params: object  # Params with a leading [K] axis, final (frozen where diverged)
+  seconds: float
+
+  @property
+  def alive(self):
+    return self.diverged_at < 0
+
+  def best_index(self):
+    """The best model that did not diverge (validation metric); `None` if all did."""
+    score = self.best['score']
+    score = np.where(self.alive & np.isfinite(score), score, -np.inf)
+    return None if not np.isfinite(score).any() else int(np.argmax(score))
+
+  def rows(self):
+    """One JSON-ready dict per model; missing or non-finite values are `None`."""
+
+    def clean(v):
+      v = float(v)
+      return v if math.isfinite(v) else None
+
+    out = []
+    for k, s in enumerate(self.settings):
+      row = dict(s)
+      row.update({f'final_{m}': clean(v[k]) for m, v in self.final.items() if m != 'score'})
+      row.update({f'best_{m}': clean(v[k]) for m, v in self.best.items() if m != 'score'})
+      row['best_epoch'] = int(self.best_epoch[k])
+      row['diverged_step'] = None if self.diverged_at[k] < 0 else int(self.diverged_at[k])
+      out.append(row)
+    return out
+
+
+def _score(metrics, prefix):
+  if f'{prefix}accuracy' in metrics:
+    return metrics[f'{prefix}accuracy']
+  return -metrics[f'{prefix}mse']
+
+
+def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total):
+  x, y = arrays['train']
+  n = x.shape[0]
+  k = len(settings)
+  steps, _ = train.steps_per_epoch(cfg, n)
+  dt = jnp.dtype(cfg.dtype)
+  base = train.hparams(cfg)
+  hp = train.HParams(
+    *(jnp.asarray([s.get(f, float(getattr(base, f))) for s in settings], dt) for f in train.HParams._fields)
+  )
+  params, opt_state = train.init_state(cfg, num_features, num_outputs, train.hparams(cfg), steps)
+  stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
+  params, opt_state = stack(params), stack(opt_state)
+  epoch_fn, eval_fn = compiled_sweep_fns(cfg, n)
+  initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
+  limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
+  diverged_at = jnp.full((k,), -1, jnp.int32)
+  base_key = jax.random.PRNGKey(cfg.seed)
+  splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
+  history = []
+  best = {'score': np.full(k, -np.inf)}
+  best_epoch = np.zeros(k, int)
+  for epoch in range(cfg.epochs):
+    params, opt_state, diverged_at, _ = epoch_fn(
+      params,
+      opt_state,
+      diverged_at,
+      x,
+      y,
+      jax.random.fold_in(base_key, epoch),
+      hp,
+      limit,
+      jnp.int32(epoch * steps),
+    )
+    metrics = {}
+    for split in splits:
+      for name, v in eval_fn(params, *arrays[split], hp).items():
+        metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
+    dead = np.asarray(diverged_at) >= 0
+    metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
+    score = _score(metrics, 'val_' if 'val_loss' in metrics else 'train_')
+    improved = np.nan_to_num(score, nan=-np.inf) > best['score']
+    for m, v in {**metrics, 'score': score}.items():
+      best[m] = np.where(improved, v, best.get(m, np.full(k, np.nan)))
+    best_epoch = np.where(improved, epoch + 1, best_epoch)
+    history.append(metrics)
+    if on_epoch:
+      on_epoch(epoch + 1, chunk_offset, k, total, metrics, dead)
+  final = dict(history[-1])
+  final['score'] = _score(final, 'val_' if 'val_loss' in final else 'train_')
+  return params, history, final, best, best_epoch, np.asarray(diverged_at)
+
+
+def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
+  """Trains every setting of `settings` (see `grid`) on `dataset` together.
+
+  Args:
+    cfg: the `TrainConfig` of everything the sweep does not vary.
+    dataset: a `data.Dataset`.
+    settings: `[K]` dicts with `learning_rate`, `reg` and optionally
+      `margin`, `momentum`.
+    chunk_size: train at most this many models at once (memory); `None`: all.
+    on_epoch: called as `on_epoch(epoch, chunk_start, chunk_len, K, metrics, dead)`.
+
+  Returns:
+    A `SweepResult`. Model k ends equal (to float tolerance) to `train.fit`
+    with `cfg` and setting k.
+  """
+  check_grid(settings)
+  train.check_fit(cfg, dataset)
+  arrays = train._device_data(cfg, dataset)  # pylint: disable=protected-access
+  c = train.num_outputs(cfg, dataset)
+  chunk = len(settings) if not chunk_size else int(chunk_size)
+  if chunk < 1:
+    raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
+  start = time.perf_counter()
+  parts = [
+    _run_chunk(cfg, arrays, settings[i : i + chunk], dataset.num_features, c, on_epoch, i, len(settings))
+    for i in range(0, len(settings), chunk)
+  ]
+  cat = lambda xs: np.concatenate(xs)
+  history = [{m: cat([p[1][e][m] for p in parts]) for m in parts[0][1][e]} for e in range(len(parts[0][1]))]
+  return SweepResult(
+    settings=list(settings),
+    history=history,
+    final={m: cat([p[2][m] for p in parts]) for m in parts[0][2]},
+    best={m: cat([p[3][m] for p in parts]) for m in parts[0][3]},
+    best_epoch=cat([p[4] for p in parts]),
+    diverged_at=cat([p[5] for p in parts]),
+    params=jax.tree.map(lambda *a: jnp.concatenate(a), *[p[0] for p in parts]),
+    seconds=time.perf_counter() - start,
+  )

@@ -1,0 +1,103 @@
+"""Tests of linear_jax.sweep: each model equals its run alone; divergence is contained."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from linear_jax import data
+from linear_jax import sweep
+from linear_jax import train
+
+
+@pytest.fixture(scope='module')
+def blobs():
+  return data.prepare(data.blobs(120, 4, 3, seed=1), 'blobs', seed=1)
+
+
+@pytest.fixture(scope='module')
+def regression():
+  return data.prepare(data.linreg(100, 3, seed=2), 'linreg', seed=2)
+
+
+@pytest.mark.parametrize(
+  'overrides',
+  [
+    {'loss': 'softmax', 'optimizer': 'sgd', 'batch_size': 16},
+    {'loss': 'svm', 'optimizer': 'momentum', 'schedule': 'cosine', 'batch_size': 0},
+    {'loss': 'softmax', 'optimizer': 'adam', 'grad': 'autodiff', 'batch_size': 32},
+  ],
+)
+def test_each_model_equals_the_same_setting_trained_alone(blobs, overrides):
+  cfg = train.TrainConfig(epochs=6, **overrides)
+  settings = sweep.grid([0.01, 0.1, 0.5], [0.0, 1e-2])
+  result = sweep.run_sweep(cfg, blobs, settings)
+  for k in (0, 3, 5):
+    alone = train.fit(dataclasses.replace(cfg, **settings[k]), blobs)
+    np.testing.assert_allclose(result.params.W[k], alone.params.W, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.params.b[k], alone.params.b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.final['val_accuracy'][k], alone.history[-1]['val_accuracy'], atol=1e-6)
+
+
+def test_sweeping_margin_and_momentum(blobs):
+  cfg = train.TrainConfig(loss='svm', optimizer='momentum', epochs=3)
+  settings = sweep.grid([0.05], [1e-3], margins=[0.5, 2.0], momenta=[0.0, 0.9])
+  result = sweep.run_sweep(cfg, blobs, settings)
+  alone = train.fit(dataclasses.replace(cfg, **settings[3]), blobs)
+  assert settings[3] == {'learning_rate': 0.05, 'reg': 1e-3, 'margin': 2.0, 'momentum': 0.9}
+  np.testing.assert_allclose(result.params.W[3], alone.params.W, rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_is_contained_and_never_best(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=8, batch_size=16)
+  healthy = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05], [0.0]))
+  mixed = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05, 100.0], [0.0]))
+  assert list(mixed.diverged_at[:2]) == [-1, -1] and mixed.diverged_at[2] > 0
+  np.testing.assert_array_equal(mixed.params.W[:2], healthy.params.W)
+  assert np.all(np.isfinite(mixed.params.W[2]))  # frozen at the last good step
+  assert mixed.best_index() in (0, 1)
+  rows = mixed.rows()
+  assert rows[2]['diverged_step'] == int(mixed.diverged_at[2]) and rows[2]['final_train_loss'] is None
+  json.dumps(rows, allow_nan=False)  # raises on any NaN
+
+
+def test_all_diverged_has_no_best(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=3, batch_size=16)
+  assert sweep.run_sweep(cfg, regression, sweep.grid([200.0, 500.0], [0.0])).best_index() is None
+
+
+def test_chunks_equal_one_program(blobs):
+  cfg = train.TrainConfig(epochs=3, batch_size=16)
+  settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
+  whole = sweep.run_sweep(cfg, blobs, settings)
+  parts = sweep.run_sweep(cfg, blobs, settings, chunk_size=4)
+  np.testing.assert_allclose(parts.params.W, whole.params.W, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(parts.best_epoch, whole.best_epoch)
+
+
+def test_no_recompile_for_new_hyperparameter_values(blobs):
+  cfg = train.TrainConfig(epochs=2, batch_size=16, loss='svm')
+  sweep.run_sweep(cfg, blobs, sweep.grid([0.01, 0.1], [0.0, 1e-3]))
+  epoch_fn, eval_fn = sweep.compiled_sweep_fns(cfg, len(blobs.x_train))
+  sizes = epoch_fn._cache_size(), eval_fn._cache_size()
+  assert sizes == (1, 2)  # one epoch program; evaluation of the train and val splits
+  other = dataclasses.replace(cfg, margin=2.0, seed=3)
+  sweep.run_sweep(other, blobs, sweep.grid([0.02, 0.3], [1e-4, 1e-2]))
+  assert sweep.compiled_sweep_fns(other, len(blobs.x_train)) == (epoch_fn, eval_fn)
+  assert (epoch_fn._cache_size(), eval_fn._cache_size()) == sizes
+
+
+@pytest.mark.parametrize(
+  'settings,match',
+  [
+    ([], 'The sweep is empty'),
+    (sweep.grid([0.0], [0.0]), 'learning rates must be > 0'),
+    (sweep.grid([-0.1], [0.0]), 'learning rates must be > 0'),
+    (sweep.grid([0.1], [-1e-3]), 'regs must be >= 0'),
+    (sweep.grid([0.1], [0.0], momenta=[1.0]), r'momenta must be in \[0, 1\)'),
+  ],
+)
+def test_bad_grids_are_refused(blobs, settings, match):
+  with pytest.raises(ValueError, match=match):
+    sweep.run_sweep(train.TrainConfig(epochs=1), blobs, settings)
