@@ -28,6 +28,8 @@ quotients `(f(w) − f(w − h))/h` and `(f(w + h) − f(w))/h` (within toleranc
 
 from collections.abc import Callable
 import dataclasses
+import functools
+from typing import NamedTuple
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -78,70 +80,128 @@ def _to64(tree):
   return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
-def _kink_state_fn(params_template, x, targets, loss, penalty, margin):
-  """`flat params -> bool array` that changes exactly when a kink is crossed."""
+def _kink_state(params, x, targets, loss, penalty, margin):
+  """A bool array that changes exactly when a kink of the objective is crossed."""
   spec = losses.LOSSES[loss]
-  _, unravel = ravel_pytree(params_template)
-
-  def state(v):
-    params = unravel(v)
-    parts = []
-    if spec.kinks is not None:
-      parts.append(jnp.ravel(spec.kinks(model.scores(params, x), targets, margin) > 0))
-      if loss == 'l1':  # |r| also has a kink at r = 0 seen from below.
-        parts.append(jnp.ravel(spec.kinks(model.scores(params, x), targets, margin) < 0))
-    if penalty == 'l1':
-      w = model.penalized_weights(params)
-      parts += [jnp.ravel(w > 0), jnp.ravel(w < 0)]
-    if not parts:
-      return jnp.zeros((0,), bool)
-    return jnp.concatenate(parts)
-
-  return state
+  parts = []
+  if spec.kinks is not None:
+    k = spec.kinks(model.scores(params, x), targets, margin)
+    parts.append(jnp.ravel(k > 0))
+    if loss == 'l1':  # |r| has its kink at r = 0 seen from either side
+      parts.append(jnp.ravel(k < 0))
+  if penalty == 'l1':
+    w = model.penalized_weights(params)
+    parts += [jnp.ravel(w > 0), jnp.ravel(w < 0)]
+  return jnp.concatenate(parts) if parts else jnp.zeros((0,), bool)
 
 
-def _probe_fn(f, state, base_state):
-  """`(v, i, step) -> (f(v + step e_i), kink crossed?)`, for `lax.map`."""
+def _probes(f, state, chunk_size):
+  """`(v, args, coords, step) -> (f(v + step e_i), kink crossed?)` for every `i` in `coords`.
 
-  def probe(v, i, step):
-    w = v.at[i].add(step)
-    return f(w), jnp.any(state(w) != base_state)
-
-  return probe
-
-
-def _coordinate_differences(f, state, v, coords, h, method, chunk_size):
-  """Difference quotients over `coords`, vectorized in chunks of coordinates.
-
-  Returns `(numerical, kink, backward, forward)`: the difference quotient
-  (central or forward), whether the step crossed a kink, and the two
-  one-sided quotients (`nan` where not computed).
+  `chunk_size` coordinates at a time under `vmap` (`lax.map` with a batch
+  size), so memory stays bounded and there is no Python call per coordinate.
   """
-  f0 = f(v)
-  base_state = state(v)
-  probe = _probe_fn(f, state, base_state)
 
-  def run(step):
-    fn = jax.jit(lambda v, idx: jax.lax.map(lambda i: probe(v, i, step), idx, batch_size=chunk_size))
-    return fn(v, coords)
+  def run(v, args, coords, step):
+    base = state(v, args)
 
-  f_plus, kink_plus = run(h)
-  f_plus = np.asarray(f_plus)
+    def probe(i):
+      w = v.at[i].add(step)
+      return f(w, args), jnp.any(state(w, args) != base)
+
+    return jax.lax.map(probe, coords, batch_size=chunk_size)
+
+  return run
+
+
+class _Kernels(NamedTuple):
+  value: Callable
+  grad: Callable
+  probes: Callable
+  directional: Callable
+  minus_at: Callable
+
+
+@functools.lru_cache(maxsize=64)
+def _kernels(loss, penalty, w_shape, has_bias, chunk_size):
+  """Jitted pieces of a check, compiled once per loss, penalty and shape.
+
+  Data enter as arguments (`args = (x, targets, reg, margin)`), never as
+  closures, so checking again (new data, new point, new `reg`) recompiles
+  nothing.
+  """
+  template = model.Params(
+    W=jnp.zeros(w_shape, jnp.float64), b=jnp.zeros(w_shape[:1], jnp.float64) if has_bias else None
+  )
+  unravel = ravel_pytree(template)[1]
+
+  def f(v, args):
+    x, targets, reg, margin = args
+    return grad_sources._pure_objective(  # pylint: disable=protected-access
+      unravel(v), x, targets, reg, margin, None, loss, penalty
+    )
+
+  def state(v, args):
+    x, targets, _, margin = args
+    return _kink_state(unravel(v), x, targets, loss, penalty, margin)
+
+  def directional(v, args, dirs, h):
+    base = state(v, args)
+
+    def one(u):
+      jvp = jax.jvp(lambda w: f(w, args), (v,), (u,))[1]
+      kink = jnp.any(state(v + h * u, args) != base) | jnp.any(state(v - h * u, args) != base)
+      return jvp, f(v + h * u, args), f(v - h * u, args), kink
+
+    return jax.vmap(one)(dirs)
+
+  return _Kernels(
+    value=jax.jit(f),
+    grad=jax.jit(jax.grad(f)),
+    probes=jax.jit(_probes(f, state, chunk_size)),
+    directional=jax.jit(directional),
+    minus_at=jax.jit(lambda v, args, idx, h: jax.vmap(lambda i: f(v.at[i].add(-h), args))(idx)),
+  )
+
+
+def _coordinate_differences(kern, v, args, coords, h, method):
+  """Difference quotients over `coords`: `(numerical, kink, backward, forward)`.
+
+  The difference quotient (central or forward), whether the step crossed a
+  kink, and the two one-sided quotients (`nan` where not computed).
+  """
+  f0 = float(kern.value(v, args))
+  f_plus, kink_plus = (np.asarray(a) for a in kern.probes(v, args, coords, h))
   if method == 'forward':
     numerical = (f_plus - f0) / h
-    kink = np.asarray(kink_plus)
+    kink = kink_plus
     # The backward quotient is needed only where the step met a kink.
     f_minus = np.full(f_plus.shape, np.nan)
     at = np.flatnonzero(kink)
     if at.size:
-      f_minus[at] = np.asarray(jax.vmap(lambda i: f(v.at[i].add(-h)))(coords[at]))
+      f_minus[at] = np.asarray(kern.minus_at(v, args, jnp.asarray(coords)[at], h))
   else:
-    f_minus, kink_minus = run(-h)
-    f_minus = np.asarray(f_minus)
+    f_minus, kink_minus = (np.asarray(a) for a in kern.probes(v, args, coords, -h))
     numerical = (f_plus - f_minus) / (2 * h)
-    kink = np.asarray(kink_plus) | np.asarray(kink_minus)
-  f0 = float(f0)
+    kink = kink_plus | kink_minus
   return numerical, kink, (f0 - f_minus) / h, (f_plus - f0) / h
+
+
+def make_numerical_grad(f, h=1e-5, method='central', chunk_size=256):
+  """A jitted `params -> numerical gradient of f` for repeated use (see `numerical_grad`)."""
+  validation.check_name('numerical method', method, ('central', 'forward'))
+
+  @jax.jit
+  def numerical(params):
+    v, unravel = ravel_pytree(params)
+    flat = lambda w, _: f(unravel(w))
+    probes = _probes(flat, lambda w, _: jnp.zeros((0,), bool), chunk_size)
+    coords = jnp.arange(v.size)
+    f_plus = probes(v, None, coords, h)[0]
+    other = probes(v, None, coords, -h)[0] if method == 'central' else f(params)
+    return unravel((f_plus - other) / (2 * h if method == 'central' else h))
+
+  return numerical
 
 
 def numerical_grad(f, params, h=1e-5, method='central', chunk_size=256):
@@ -150,7 +210,7 @@ def numerical_grad(f, params, h=1e-5, method='central', chunk_size=256):
   The lecture's forward difference `(f(w + h e_i) − f(w)) / h` or the central
   difference `(f(w + h e_i) − f(w − h e_i)) / 2h`, computed under `jit` with
   `chunk_size` coordinates at a time under `vmap` (not one call per
-  coordinate).
+  coordinate). To call it many times, build it once with `make_numerical_grad`.
 
   Args:
     f: scalar function of `params` (any pytree).
@@ -162,13 +222,7 @@ def numerical_grad(f, params, h=1e-5, method='central', chunk_size=256):
   Returns:
     The numerical gradient with the structure of `params`.
   """
-  validation.check_name('numerical method', method, ('central', 'forward'))
-  v, unravel = ravel_pytree(params)
-  flat_f = lambda w: f(unravel(w))
-  no_kinks = lambda w: jnp.zeros((0,), bool)
-  coords = jnp.arange(v.size)
-  numerical, _, _, _ = _coordinate_differences(flat_f, no_kinks, v, coords, h, method, chunk_size)
-  return unravel(jnp.asarray(numerical, v.dtype))
+  return make_numerical_grad(f, h, method, chunk_size)(params)
 
 
 @dataclasses.dataclass
@@ -314,32 +368,22 @@ def check_gradients(
   targets = jnp.asarray(targets)
   if spec.targets == 'real':
     targets = targets.astype(jnp.float64)
-  v, unravel = ravel_pytree(params)
+  v, _ = ravel_pytree(params)
   names = coordinate_names(params)
-
-  def f(w):
-    return grad_sources._pure_objective(  # pylint: disable=protected-access
-      unravel(w), x, targets, reg, margin, None, loss, penalty
-    )
+  kern = _kernels(loss, penalty, tuple(params.W.shape), params.b is not None, int(chunk_size))
+  args = (x, targets, jnp.float64(reg), jnp.float64(margin))
 
   analytic = ravel_pytree(grad_fn(params, x, targets, loss=loss, reg=reg, penalty=penalty, margin=margin))[0]
-  autodiff = jax.jit(jax.grad(f))(v)
+  autodiff = kern.grad(v, args)
   comparisons = [_compare('analytic vs autodiff', analytic, autodiff, names, 'autodiff')]
-  state = jax.jit(_kink_state_fn(params, x, targets, loss, penalty, margin))
 
   if method == 'directional':
     dirs = jax.random.normal(key, (num_directions, v.size), jnp.float64)
     dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
-    jvp = jax.jit(jax.vmap(lambda u: jax.jvp(f, (v,), (u,))[1]))(dirs)
-    f0 = f(v)
-    fp = jax.jit(jax.vmap(lambda u: f(v + h * u)))(dirs)
-    fm = jax.jit(jax.vmap(lambda u: f(v - h * u)))(dirs)
+    jvp, fp, fm, kink = (np.asarray(a) for a in kern.directional(v, args, dirs, h))
+    f0 = float(kern.value(v, args))
     numeric = (fp - fm) / (2 * h)
-    base = state(v)
-    kink = np.asarray(
-      jax.vmap(lambda u: jnp.any(state(v + h * u) != base) | jnp.any(state(v - h * u) != base))(dirs)
-    )
-    lower, upper = np.asarray((f0 - fm) / h), np.asarray((fp - f0) / h)
+    lower, upper = (f0 - fm) / h, (fp - f0) / h
     dnames = [f'direction {i}' for i in range(num_directions)]
     a_dir = np.asarray(dirs @ analytic)
     comparisons += [
@@ -353,9 +397,7 @@ def check_gradients(
     else:
       coords = np.arange(v.size)
     kind = 'forward' if method == 'forward' else 'central'
-    numeric, kink, lower, upper = _coordinate_differences(
-      f, state, v, jnp.asarray(coords), h, kind, chunk_size
-    )
+    numeric, kink, lower, upper = _coordinate_differences(kern, v, args, jnp.asarray(coords), h, kind)
     sub = [names[i] for i in coords]
     a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(autodiff)[coords]
     comparisons += [

@@ -150,3 +150,19 @@ def sweep_curves(curves, labels, path, title='Training loss of every model'):
   ax.grid(alpha=0.3)
   ax.set_title(title)
   return _save(fig, path)
+
+
+def search_curves(problems, path):
+  """Best training loss against loss evaluations, one panel per problem, one line per method."""
+  fig, axes = plt.subplots(1, len(problems), figsize=(5.2 * len(problems), 3.8), squeeze=False)
+  for ax, (title, curves) in zip(axes[0], problems.items(), strict=True):
+    for label, (evals, loss) in curves.items():
+      ax.plot(np.maximum(evals, 1), loss, label=label, lw=1.3)
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('loss evaluations (a gradient counts 2)')
+    ax.set_ylabel('best training loss so far')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  return _save(fig, path)

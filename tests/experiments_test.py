@@ -205,3 +205,49 @@ def test_lr_sweep_writes_outputs_and_refuses_bad_flags(tmp_path):
   ]:
     bad = _run('experiments.lr_sweep', *args, f'--workdir={tmp_path}/bad')
     assert bad.returncode != 0 and expected in bad.stderr, (args, bad.stderr[-500:])
+
+
+def test_search_runs_every_method_within_budget(tmp_path):
+  out = _run(
+    'experiments.search',
+    '--dataset=breast_cancer',
+    '--loss=logistic',
+    '--budget=400',
+    '--population=20',
+    f'--workdir={tmp_path}',
+  )
+  assert out.returncode == 0, out.stderr
+  rows = json.loads((tmp_path / 'search.json').read_text())['rows']
+  assert {r['method'] for r in rows} == {
+    'random search',
+    'random local search',
+    'genetic algorithm',
+    'GD full batch',
+    'GD mini-batch',
+  }
+  assert {r['problem'] for r in rows} == {'2-D blobs', 'breast_cancer'}
+  assert all(r['evaluations'] <= 400 for r in rows)
+  _assert_png(tmp_path / 'search.png')
+  for args, expected in [
+    (['--budget=0'], '--budget must be >= 1'),
+    (['--population=0'], '--population must be >= 2'),
+    (['--mutation_scale=0'], '--mutation_scale must be > 0'),
+    (['--mutation_scale=-1'], '--mutation_scale must be > 0'),
+  ]:
+    bad = _run('experiments.search', *args, f'--workdir={tmp_path}/bad')
+    assert bad.returncode != 0 and expected in bad.stderr, (args, bad.stderr[-400:])
+
+
+def test_benchmark_script_runs(tmp_path):
+  out = _run(
+    'experiments.benchmark',
+    '--quick',
+    '--sections=4,5',
+    '--repeats=1',
+    f'--out={tmp_path}/R.md',
+    f'--json_out={tmp_path}/r.json',
+  )
+  assert out.returncode == 0, out.stderr
+  text = (tmp_path / 'R.md').read_text()
+  assert '### 4. Sweeps' in text and '### 5. Gradient checking' in text
+  assert json.loads((tmp_path / 'r.json').read_text())['5']['full']['params'] == 650

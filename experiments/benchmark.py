@@ -1,0 +1,474 @@
+r"""Benchmarks linear_jax against its peers, measured in one run on one machine.
+
+    python -m experiments.benchmark --out=benchmarks/RESULTS.md
+
+Every time is the median of --repeats runs after a warm-up; every ratio
+compares two numbers measured in this run. Sections (--sections=1,2,3,4,5):
+1. loss + gradient on CIFAR-shaped data against NumPy (and PyTorch if
+   installed), and the effective bandwidth against a plain read of x;
+2. mini-batch training throughput against scikit-learn's SGDClassifier;
+3. time to accuracy on digits, imports and compilation included;
+4. sweeps of K models trained together against K sequential runs;
+5. gradient checking: vectorized numerical gradient against a coordinate loop.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+flags.DEFINE_string('out', 'benchmarks/RESULTS.md', 'Markdown file for the tables.')
+flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
+flags.DEFINE_integer('repeats', 7, 'Timed runs per measurement (median reported).', lower_bound=1)
+flags.DEFINE_string('sections', '1,2,3,4,5', 'Which sections to run.')
+flags.DEFINE_bool('quick', False, 'Small sizes, for a smoke test of the script itself.')
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def median_time(fn, repeats=None, warmup=1):
+  """Median wall time of `fn()` in seconds, after `warmup` untimed calls."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats or FLAGS.repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def machine():
+  import jax  # pylint: disable=import-outside-toplevel
+
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  dev = jax.devices()[0]
+  return {
+    'cpu': cpu,
+    'cores': os.cpu_count(),
+    'python': platform.python_version(),
+    'jax': jax.__version__,
+    'backend': jax.default_backend(),
+    'device': f'{dev.platform}: {dev.device_kind}',
+    'date': time.strftime('%Y-%m-%d'),
+  }
+
+
+def _cifar_like(n, d=3072, c=10, seed=0, signal=0.05):
+  """CIFAR-shaped float32 data with a learnable linear signal: `x = μ_y + noise`."""
+  rng = np.random.default_rng(seed)
+  means = rng.standard_normal((c, d), dtype=np.float32) * signal
+  y = rng.integers(0, c, n).astype(np.int32)
+  x = means[y] + rng.standard_normal((n, d), dtype=np.float32)
+  return x, y
+
+
+def _try_torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+
+    return torch
+  except ImportError:
+    return None
+
+
+# ----------------------------------------------------------------- section 1
+
+
+def numpy_value_and_grad(loss, W, b, x, y, reg):
+  """The same formulas as grads.py, in plain vectorized NumPy."""
+  n = x.shape[0]
+  s = x @ W.T + b
+  rows = np.arange(n)
+  if loss == 'softmax':
+    s = s - s.max(1, keepdims=True)
+    e = np.exp(s)
+    p = e / e.sum(1, keepdims=True)
+    value = -np.log(p[rows, y]).mean()
+    p[rows, y] -= 1.0
+    g = p
+  else:
+    m = s - s[rows, y][:, None] + 1.0
+    m[rows, y] = 0.0
+    value = np.maximum(m, 0).sum(1).mean()
+    g = (m > 0).astype(s.dtype)
+    g[rows, y] = -g.sum(1)
+  g /= n
+  return value + reg * (W * W).sum(), g.T @ x + 2 * reg * W, g.sum(0)
+
+
+def torch_value_and_grad(torch, loss, W, b, x, y, reg):
+  n = x.shape[0]
+  s = x @ W.T + b
+  rows = torch.arange(n)
+  if loss == 'softmax':
+    p = torch.softmax(s, 1)
+    value = -torch.log(p[rows, y]).mean()
+    p[rows, y] -= 1.0
+    g = p
+  else:
+    m = s - s[rows, y][:, None] + 1.0
+    m[rows, y] = 0.0
+    value = m.clamp(min=0).sum(1).mean()
+    g = (m > 0).to(s.dtype)
+    g[rows, y] = -g.sum(1)
+  g /= n
+  return value + reg * (W * W).sum(), g.T @ x + 2 * reg * W, g.sum(0)
+
+
+def section_gradients():
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
+  from linear_jax import model  # pylint: disable=import-outside-toplevel
+
+  n = 1000 if FLAGS.quick else 10000
+  x, y = _cifar_like(n)
+  params = model.init_params(jax.random.PRNGKey(0), 3072, 10, 1e-3)
+  xj, yj = jax.device_put(x), jax.device_put(y)
+  reg = 1e-3
+  read_jax = jax.jit(jnp.sum)
+  t_read_jax = median_time(lambda: jax.block_until_ready(read_jax(xj)))
+  t_read_np = median_time(lambda: x.sum())
+  rows, out = [], {'bytes': x.nbytes, 'read_jax_s': t_read_jax, 'read_numpy_s': t_read_np}
+  w_np, b_np = np.asarray(params.W), np.asarray(params.b)
+  torch = _try_torch()
+  for loss in ('softmax', 'svm'):
+    times = {}
+    for source in ('analytic', 'autodiff'):
+      fn = jax.jit(lambda p, x, y, s=source, l=loss: grad_sources.value_and_grad(s, p, x, y, loss=l, reg=reg))
+      times[source] = median_time(lambda f=fn: jax.block_until_ready(f(params, xj, yj)))
+    times['numpy'] = median_time(lambda l=loss: numpy_value_and_grad(l, w_np, b_np, x, y, reg))
+    if torch is not None:
+      tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+      tw, tb = torch.from_numpy(w_np.copy()), torch.from_numpy(b_np.copy())
+      times['torch'] = median_time(lambda l=loss: torch_value_and_grad(torch, l, tw, tb, tx, ty, reg))
+    out[loss] = times
+    read = min(t_read_jax, t_read_np)
+    names = {
+      'analytic': 'hand-derived (jit)',
+      'autodiff': 'jax.grad (jit)',
+      'numpy': 'NumPy',
+      'torch': 'PyTorch',
+    }
+    for source, t in times.items():
+      rows.append(
+        [
+          f'{loss} {names[source]}',
+          f'{1e3 * t:.2f}',
+          f'{times["numpy"] / t:.2f}×',
+          f'{x.nbytes / t / 1e9:.1f} GB/s ({100 * read / t:.0f}% of read)',
+        ]
+      )
+  # Where the time goes: the two products that read x, each alone.
+  g = jax.device_put(np.full((n, 10), 1e-4, np.float32))
+  scores_only = jax.jit(lambda w, x: x @ w.T)
+  grad_only = jax.jit(lambda g, x: g.T @ x)
+  t_s = median_time(lambda: jax.block_until_ready(scores_only(params.W, xj)))
+  t_g = median_time(lambda: jax.block_until_ready(grad_only(g, xj)))
+  out['scores_matmul_s'], out['grad_matmul_s'] = t_s, t_g
+  rows.append(
+    ['  of which: scores x·Wᵀ alone (jit)', f'{1e3 * t_s:.2f}', '', f'{x.nbytes / t_s / 1e9:.1f} GB/s']
+  )
+  rows.append(['  of which: Gᵀ·x alone (jit)', f'{1e3 * t_g:.2f}', '', f'{x.nbytes / t_g / 1e9:.1f} GB/s'])
+  table = [['computation', 'median ms', 'speed-up vs NumPy', 'effective bandwidth of x']] + rows
+  table.append(
+    [
+      'plain read of x (jnp.sum, jit)',
+      f'{1e3 * t_read_jax:.2f}',
+      '',
+      f'{x.nbytes / t_read_jax / 1e9:.1f} GB/s',
+    ]
+  )
+  table.append(
+    ['plain read of x (NumPy sum)', f'{1e3 * t_read_np:.2f}', '', f'{x.nbytes / t_read_np / 1e9:.1f} GB/s']
+  )
+  out['torch'] = 'not installed' if torch is None else torch.__version__
+  return f'1. Loss + gradient, {n:,} × 3,072 float32, 10 classes', table, out
+
+
+# ----------------------------------------------------------------- section 2
+
+
+def section_training():
+  from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
+
+  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  n = 2000 if FLAGS.quick else 10000
+  epochs = 2 if FLAGS.quick else 5
+  x, y = _cifar_like(n + 2000, seed=1)
+  raw = data.Raw(x, y.astype(np.int64), 'class', 10, (3, 32, 32), test=(x[n:], y[n:].astype(np.int64)))
+  raw = data.Raw(x[:n], y[:n].astype(np.int64), 'class', 10, (3, 32, 32), test=raw.test)
+  ds = data.prepare(raw, 'cifar-shaped', val_fraction=0.0, preprocess='none')
+  rows, out = [], {}
+  for loss, sk_loss, lr in (('svm', 'hinge', 0.01), ('softmax', 'log_loss', 0.01)):
+    cfg = train.TrainConfig(loss=loss, batch_size=256, epochs=epochs, learning_rate=lr, reg=1e-4)
+    result = train.fit(cfg, ds)
+    # examples/s of the training epochs, the first (which compiles) left out
+    ours = float(np.median([m['examples_per_s'] for m in result.history[1:]]))
+    ours_acc = train.evaluate(cfg, ds, result.params)['test_accuracy']
+    clf = SGDClassifier(loss=sk_loss, max_iter=epochs, tol=None, alpha=1e-4, random_state=0)
+    t = time.perf_counter()
+    import warnings  # pylint: disable=import-outside-toplevel
+
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # max_iter reached: we ask for exactly `epochs`
+      clf.fit(ds.x_train, ds.y_train)
+    sk = len(ds.x_train) * epochs / (time.perf_counter() - t)
+    sk_acc = clf.score(ds.x_test, ds.y_test)
+    out[loss] = {'ours_ex_s': ours, 'sklearn_ex_s': sk, 'ours_acc': ours_acc, 'sklearn_acc': sk_acc}
+    rows.append(
+      [
+        f'{loss} vs SGDClassifier({sk_loss})',
+        f'{ours:,.0f}',
+        f'{sk:,.0f}',
+        f'{ours / sk:.1f}×',
+        f'{100 * ours_acc:.1f}%',
+        f'{100 * sk_acc:.1f}%',
+      ]
+    )
+  header = [
+    'training (batch 256)',
+    'linear_jax ex/s',
+    'scikit-learn ex/s',
+    'ratio',
+    'linear_jax test acc',
+    'scikit-learn test acc',
+  ]
+  return f'2. Training throughput, {n:,} × 3,072, {epochs} epochs', [header] + rows, out
+
+
+# ----------------------------------------------------------------- section 3
+
+SKLEARN_DIGITS = r"""
+import sys, time
+t = time.perf_counter()
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+d = load_digits()
+xtr, xte, ytr, yte = train_test_split(d.data, d.target, test_size=0.2, random_state=0)
+sc = StandardScaler().fit(xtr)
+clf = LogisticRegression(max_iter=5000) if sys.argv[1] == 'logreg' else SGDClassifier(random_state=0)
+clf.fit(sc.transform(xtr), ytr)
+print(clf.score(sc.transform(xte), yte), time.perf_counter() - t)
+"""
+
+
+def _wall(cmd):
+  t = time.perf_counter()
+  res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+  return time.perf_counter() - t, res.stdout
+
+
+def section_time_to_accuracy():
+  rows, out = [], {}
+  with tempfile.TemporaryDirectory() as tmp:
+    runs = []
+    for _ in range(1 if FLAGS.quick else 3):
+      wall, _ = _wall(
+        [sys.executable, '-m', 'experiments.train', '--quiet', '--plots=false', f'--workdir={tmp}']
+      )
+      with open(os.path.join(tmp, 'summary.json')) as f:
+        acc = json.load(f)['final']['test_accuracy']
+      runs.append((wall, acc))
+  wall, acc = float(np.median([r[0] for r in runs])), runs[0][1]
+  out['linear_jax'] = {'seconds': wall, 'accuracy': acc}
+  rows.append(
+    ['linear_jax `python -m experiments.train` (softmax, 30 epochs)', f'{wall:.2f}', f'{100 * acc:.1f}%']
+  )
+  for name in ('logreg', 'sgd'):
+    runs = [_wall([sys.executable, '-c', SKLEARN_DIGITS, name]) for _ in range(1 if FLAGS.quick else 3)]
+    wall = float(np.median([r[0] for r in runs]))
+    acc = float(runs[0][1].split()[0])
+    out[name] = {'seconds': wall, 'accuracy': acc}
+    label = 'LogisticRegression' if name == 'logreg' else 'SGDClassifier'
+    rows.append([f'scikit-learn {label}', f'{wall:.2f}', f'{100 * acc:.1f}%'])
+  header = ['digits, fresh process (imports + compile + train + evaluate)', 'seconds', 'test accuracy']
+  return '3. Time to accuracy on digits', [header] + rows, out
+
+
+# ----------------------------------------------------------------- section 4
+
+
+def section_sweeps():
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
+
+  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  ds = data.prepare(data.load('digits'), 'digits')
+  cfg = train.TrainConfig(epochs=10 if FLAGS.quick else 30)
+  ks = (1, 4, 16) if FLAGS.quick else (1, 4, 16, 64)
+  rows, out = [], {}
+  base = None
+  for k in ks:
+    lrs = list(np.logspace(-3, 0.5, k))
+    settings = sweep.grid(lrs, [1e-4])
+    together = median_time(lambda s=settings: sweep.run_sweep(cfg, ds, s), repeats=3)
+    seq = median_time(lambda s=settings: [train.fit(dataclasses.replace(cfg, **v), ds) for v in s], repeats=1)
+    base = together if k == 1 else base
+    out[k] = {'together_s': together, 'sequential_s': seq}
+    rows.append(
+      [
+        str(k),
+        f'{together:.3f}',
+        f'{k / together:.1f}',
+        f'{together / base:.2f}×',
+        f'{seq:.3f}',
+        f'{seq / together:.1f}×',
+      ]
+    )
+  # 16 SGDClassifier fits with the same learning rates and epochs, one after another.
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  def sk16():
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      for lr in np.logspace(-3, 0.5, 16):
+        SGDClassifier(
+          loss='log_loss',
+          learning_rate='constant',
+          eta0=lr,
+          max_iter=cfg.epochs,
+          tol=None,
+          alpha=1e-4,
+          random_state=0,
+        ).fit(ds.x_train, ds.y_train)
+
+  t_sk = median_time(sk16, repeats=1, warmup=0)
+  out['sklearn16_s'] = t_sk
+  header = ['K models', 'together s', 'models/s', 'time vs K=1', 'K sequential fits s', 'speed-up']
+  table = [header] + rows
+  table.append(
+    [
+      '16 × SGDClassifier(log_loss)',
+      f'{t_sk:.3f}',
+      f'{16 / t_sk:.1f}',
+      '',
+      '',
+      f'{t_sk / out[16]["together_s"]:.1f}× slower than the K=16 sweep',
+    ]
+  )
+  return f'4. Sweeps on digits ({cfg.epochs} epochs, batch 64)', table, out
+
+
+# ----------------------------------------------------------------- section 5
+
+
+def section_gradcheck():
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.flatten_util import ravel_pytree  # pylint: disable=import-outside-toplevel
+
+  jax.config.update('jax_enable_x64', True)
+  import linear_jax as lj  # pylint: disable=import-outside-toplevel
+  from linear_jax import gradcheck  # pylint: disable=import-outside-toplevel
+
+  rows, out = [], {}
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(0), 'softmax', 64, 64, 10)
+  f = lambda p: lj.objective(p, x, y, loss='softmax', reg=1e-3)
+  v, unravel = ravel_pytree(params)
+  pure = jax.jit(lambda v: lj.objective(unravel(v), x, y, loss='softmax', reg=1e-3))
+  h = 1e-5
+
+  def loop():
+    grad = np.empty(v.size)
+    for i in range(v.size):  # one coordinate at a time, the same jitted loss
+      grad[i] = (float(pure(v.at[i].add(h))) - float(pure(v.at[i].add(-h)))) / (2 * h)
+    return grad
+
+  numerical = gradcheck.make_numerical_grad(f, h=h)  # compiled once, like the loop's loss
+  t_vec = median_time(lambda: jax.block_until_ready(numerical(params)), repeats=3)
+  t_loop = median_time(loop, repeats=1)
+  out['full'] = {'params': int(v.size), 'vectorized_s': t_vec, 'loop_s': t_loop}
+  rows.append(
+    [
+      f'full central-difference gradient, {v.size} params (vectorized vs loop)',
+      f'{t_vec:.3f}',
+      f'{t_loop:.3f}',
+      f'{t_loop / t_vec:.1f}×',
+    ]
+  )
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(1), 'softmax', 64, 3072, 10)
+  for method, kw in (('sparse', {'num_coords': 64}), ('directional', {'num_directions': 8})):
+    run = lambda m=method, k=kw: lj.check_gradients(params, x, y, method=m, **k)
+    t = median_time(run, repeats=3)
+    assert run().passed
+    out[method] = t
+    rows.append([f'{method} check, 30,730 params (after compilation)', f'{t:.3f}', '', ''])
+  header = ['gradient check', 'linear_jax s', 'coordinate loop s', 'speed-up']
+  return '5. Gradient checking (float64)', [header] + rows, out
+
+
+SECTIONS = {
+  '1': section_gradients,
+  '2': section_training,
+  '3': section_time_to_accuracy,
+  '4': section_sweeps,
+  '5': section_gradcheck,
+}
+
+
+def markdown(title, table):
+  lines = [f'### {title}', '', '| ' + ' | '.join(table[0]) + ' |', '|' + ' --- |' * len(table[0])]
+  lines += ['| ' + ' | '.join(r) + ' |' for r in table[1:]]
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  from experiments import common  # pylint: disable=import-outside-toplevel
+
+  common.quiet_logs()
+  info = machine()
+  parts = [
+    '## CPU results',
+    '',
+    f'Machine: {info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} '
+    f'({info["device"]}); {info["date"]}. Medians of {FLAGS.repeats} runs after warm-up unless a '
+    'table says otherwise; ratios are between numbers measured in this run.',
+    '',
+  ]
+  results = {'machine': info}
+  for key in FLAGS.sections.split(','):
+    title, table, out = SECTIONS[key.strip()]()
+    results[key] = out
+    text = markdown(title, table)
+    print(text, flush=True)
+    parts.append(text)
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  with open(FLAGS.out, 'w') as f:
+    f.write(
+      '# linear_jax benchmark results\n\nMade by `python -m experiments.benchmark --out='
+      + FLAGS.out
+      + '`.\n\n'
+      + '\n'.join(parts)
+    )
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, 'w') as f:
+      json.dump(results, f, indent=1, default=float)
+  print(f'wrote {FLAGS.out}')
+
+
+if __name__ == '__main__':
+  app.run(main)

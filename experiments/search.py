@@ -1,0 +1,170 @@
+r"""Learning is search: random, local and genetic search against gradient descent.
+
+    python -m experiments.search --dataset=digits --loss=softmax --budget=20000
+
+Runs every method with the same budget of loss evaluations (a gradient counts
+as 2: it costs two passes over the data) on a low-dimensional problem (2-D
+blobs) and on the named dataset, and prints a table of best training loss,
+validation accuracy, evaluations and seconds; search.png plots best loss
+against evaluations. Search is competitive with a handful of weights and
+hopeless with hundreds.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from experiments import common
+
+common.define_objective_flags()
+common.define_data_flags()
+flags.DEFINE_integer('budget', 20000, 'Loss evaluations each method may spend, >= 1.')
+flags.DEFINE_integer('population', 100, 'Genetic algorithm: population size, >= 2.')
+flags.DEFINE_integer('elite', 4, 'Genetic algorithm: members kept unchanged each generation.', lower_bound=0)
+flags.DEFINE_float('mutation_scale', 0.1, 'Genetic algorithm: standard deviation of mutations, > 0.')
+flags.DEFINE_float('step_size', 0.05, 'Random local search: standard deviation of perturbations, > 0.')
+flags.DEFINE_integer('proposals', 10, 'Random local search: perturbations tried per iteration, >= 1.')
+flags.DEFINE_float('init_scale', 1.0, 'Random and genetic search: standard deviation of random weights, > 0.')
+flags.DEFINE_float('learning_rate', 0.1, 'Gradient descent: learning rate, > 0.')
+flags.DEFINE_integer('batch_size', 64, 'Mini-batch gradient descent: batch size, > 0.')
+flags.DEFINE_bool('low_dim', True, 'Also run on a 2-D problem (blobs, or linreg for regression losses).')
+flags.DEFINE_string('workdir', 'workdir/search', 'Where outputs go.')
+
+for _name in ('budget', 'proposals', 'batch_size'):
+  flags.register_validator(_name, lambda v: v >= 1, message=f'--{_name} must be >= 1.')
+flags.register_validator('population', lambda v: v >= 2, message='--population must be >= 2.')
+for _name in ('mutation_scale', 'step_size', 'init_scale', 'learning_rate'):
+  flags.register_validator(_name, lambda v: v > 0, message=f'--{_name} must be > 0.')
+flags.register_multi_flags_validator(
+  ['elite', 'population'], lambda f: f['elite'] < f['population'], message='--elite must be < --population.'
+)
+flags.register_multi_flags_validator(
+  ['budget', 'population'],
+  lambda f: f['budget'] >= f['population'],
+  message='--budget must be at least one --population.',
+)
+
+FLAGS = flags.FLAGS
+
+
+def run_problem(name, dataset):
+  """Every method on one dataset; returns the rows of the table and the curves."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  from linear_jax import model  # pylint: disable=import-outside-toplevel
+  from linear_jax import search  # pylint: disable=import-outside-toplevel
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  cfg = train.TrainConfig(
+    loss=FLAGS.loss,
+    penalty=FLAGS.penalty,
+    reg=FLAGS.reg,
+    margin=FLAGS.margin,
+    learning_rate=FLAGS.learning_rate,
+    seed=FLAGS.seed,
+    epochs=1,
+  )
+  train.check_fit(cfg, dataset)
+  c = train.num_outputs(cfg, dataset)
+  x, y = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  loss_fn = search.make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
+  key = jax.random.PRNGKey(FLAGS.seed)
+  init = model.init_params(key, dataset.num_features, c, 1e-3)
+  template = init
+  methods = {
+    'random search': lambda: search.random_search(loss_fn, key, template, FLAGS.budget, FLAGS.init_scale),
+    'random local search': lambda: search.random_local_search(
+      loss_fn, key, init, FLAGS.budget, FLAGS.step_size, FLAGS.proposals
+    ),
+    'genetic algorithm': lambda: search.genetic_algorithm(
+      loss_fn,
+      key,
+      template,
+      FLAGS.budget,
+      FLAGS.population,
+      FLAGS.elite,
+      FLAGS.mutation_scale,
+      FLAGS.init_scale,
+    ),
+    'GD full batch': lambda: search.gradient_descent(
+      dataclasses.replace(cfg, batch_size=0), x, y, init, FLAGS.budget, loss_fn
+    ),
+    'GD mini-batch': lambda: search.gradient_descent(
+      dataclasses.replace(cfg, batch_size=FLAGS.batch_size), x, y, init, FLAGS.budget, loss_fn
+    ),
+  }
+  rows, curves = [], {}
+  for label, fn in methods.items():
+    t = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - t
+    metrics = train.evaluate(cfg, dataset, result.params)
+    quality = metrics.get('val_accuracy', metrics.get('val_mse'))
+    rows.append(
+      {
+        'problem': name,
+        'method': label,
+        'best_train_loss': result.best_loss,
+        'val_metric': quality,
+        'evaluations': result.evaluations,
+        'seconds': seconds,
+      }
+    )
+    curves[label] = (result.curve_evals, result.curve_loss)
+  return rows, curves
+
+
+def main(argv):
+  del argv
+  common.quiet_logs()
+  workdir = common.prepare_workdir(FLAGS.workdir)
+  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax import plots  # pylint: disable=import-outside-toplevel
+
+  problems = []
+  if FLAGS.low_dim:  # a 2-D problem whose targets fit the loss
+    from linear_jax import losses  # pylint: disable=import-outside-toplevel
+
+    kind = losses.LOSSES[FLAGS.loss].targets
+    raw = {
+      'class': data.blobs(600, 2, 3, seed=FLAGS.seed),
+      'binary': data.binary2d(600, seed=FLAGS.seed),
+      'real': data.linreg(600, 2, seed=FLAGS.seed),
+    }[kind]
+    name = '2-D linreg' if kind == 'real' else '2-D blobs'
+    problems.append((name, data.prepare(raw, name, seed=FLAGS.seed)))
+  try:
+    problems.append((FLAGS.dataset, common.load_dataset(FLAGS)))
+    all_rows, all_curves = [], {}
+    for name, dataset in problems:
+      rows, curves = run_problem(name, dataset)
+      all_rows += rows
+      all_curves[f'{name} ({dataset.num_features * (dataset.num_classes or 1)}+ weights)'] = curves
+  except ValueError as e:
+    sys.exit(f'Error: {e}')
+  print(
+    f'Budget: {FLAGS.budget} loss evaluations per method; a gradient costs {2} (two passes over the data);'
+  )
+  print('the loss of the curves is monitored once per epoch for gradient descent, not counted.\n')
+  print(
+    f'{"problem":<12} {"method":<22} {"best train loss":>15} {"val metric":>10} {"evals":>7} {"seconds":>8}'
+  )
+  for r in all_rows:
+    print(
+      f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {r["val_metric"]:>10.4f} '
+      f'{r["evaluations"]:>7} {r["seconds"]:>8.2f}'
+    )
+  with open(os.path.join(workdir, 'search.json'), 'w') as f:
+    json.dump({'budget': FLAGS.budget, 'gradient_cost': 2, 'rows': all_rows}, f, indent=1, allow_nan=False)
+  plots.search_curves(all_curves, os.path.join(workdir, 'search.png'))
+  print(f'\noutputs in {workdir}')
+
+
+if __name__ == '__main__':
+  app.run(main)

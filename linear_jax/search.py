@@ -1,0 +1,278 @@
+"""Learning as search: random search, random local search, a genetic algorithm.
+
+The lecture's three classes of methods for finding the weights that minimize
+the loss, all on the same objective as gradient descent (`losses.objective`
+on the training set). Each is jit-compiled, with populations of weight
+matrices evaluated under `vmap`, and each spends exactly the number of loss
+evaluations it is given, never more, and reports how many it used.
+
+A loss evaluation is one pass of the objective over the training data. Its
+gradient, for a linear model, costs two such passes (the scores `x Wᵀ` and
+the product `Gᵀ x`), so `gradient_descent` counts 2 evaluations per
+full-batch step and `2·B/N` per mini-batch step of `B` examples.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax import grad_sources
+from linear_jax import model
+from linear_jax import train
+
+GRADIENT_COST = 2  # loss evaluations per gradient evaluation (see the module docstring)
+
+
+@dataclasses.dataclass
+class SearchResult:
+  """The best parameters found, the evaluations spent and the curve of the search."""
+
+  method: str
+  params: model.Params
+  best_loss: float
+  evaluations: int
+  curve_evals: np.ndarray  # evaluations spent at each point of the curve
+  curve_loss: np.ndarray  # best training loss found by then
+  seconds: float = 0.0
+
+
+def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
+  for name, v in (('budget', budget), ('population', population)):
+    if not (isinstance(v, (int, np.integer)) and v >= 1):
+      raise ValueError(f'{name} must be a whole number >= 1, got {v!r}.')
+  for name, v in (('mutation_scale', mutation_scale), ('scale', scale)):
+    if not (math.isfinite(v) and v > 0):
+      raise ValueError(f'{name} must be > 0, got {v!r}.')
+
+
+def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', margin=1.0):
+  """`params -> objective` on fixed data, with no host checks: for `vmap` and `jit`."""
+  x, targets = jnp.asarray(x), jnp.asarray(targets)
+  return lambda p: grad_sources._pure_objective(  # pylint: disable=protected-access
+    p, x, targets, reg, margin, None, loss, penalty
+  )
+
+
+def _random_params(key, template, scale):
+  leaves, treedef = jax.tree.flatten(template)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree.unflatten(
+    treedef,
+    [scale * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)],
+  )
+
+
+def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
+  """Draws `budget` random weight sets `N(0, scale²)` and keeps the best.
+
+  Args:
+    loss_fn: `params -> scalar`, e.g. from `make_loss_fn`.
+    key: `jax.random` key.
+    template: `Params` giving shapes and dtype.
+    budget: loss evaluations (= candidates drawn).
+    scale: standard deviation of the draws.
+    chunk_size: candidates evaluated together under `vmap`.
+  """
+  _check(budget=budget, scale=scale)
+  chunk = min(chunk_size, budget)
+  keys = jax.random.split(key, budget)
+
+  @jax.jit
+  def evaluate(keys):
+    cands = jax.vmap(lambda k: _random_params(k, template, scale))(keys)
+    return jax.lax.map(loss_fn, cands, batch_size=chunk), cands
+
+  losses_, cands = evaluate(keys)
+  losses_ = np.asarray(losses_)
+  losses_ = np.where(np.isfinite(losses_), losses_, np.inf)
+  best = int(np.argmin(losses_))
+  curve = np.minimum.accumulate(losses_)
+  return SearchResult(
+    'random search',
+    jax.tree.map(lambda a: a[best], cands),
+    float(losses_[best]),
+    budget,
+    np.arange(1, budget + 1),
+    curve,
+  )
+
+
+def random_local_search(loss_fn, key, init, budget, step_size=0.1, proposals=10):
+  """Perturbs the best weights at random and keeps a perturbation that lowers the loss.
+
+  Each iteration draws `proposals` perturbations `W + step_size·N(0, I)` of
+  the current best, evaluated together under `vmap`; the best of them
+  replaces the current weights if it is lower. Spends `1 + k·proposals ≤
+  budget` evaluations (the start, then `k` iterations).
+  """
+  _check(budget=budget, population=proposals, scale=step_size)
+  iterations = (budget - 1) // proposals
+
+  @jax.jit
+  def run(key, init):
+    def body(carry, k):
+      best, best_loss = carry
+      cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, _random_params(kk, best, step_size)))(
+        jax.random.split(k, proposals)
+      )
+      vals = jax.vmap(loss_fn)(cands)
+      vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+      i = jnp.argmin(vals)
+      better = vals[i] < best_loss
+      best = jax.tree.map(lambda c, b: jnp.where(better, c[i], b), cands, best)
+      best_loss = jnp.where(better, vals[i], best_loss)
+      return (best, best_loss), best_loss
+
+    start = loss_fn(init)
+    (best, best_loss), curve = jax.lax.scan(body, (init, start), jax.random.split(key, iterations))
+    return best, best_loss, start, curve
+
+  best, best_loss, start, curve = run(key, init)
+  evals = 1 + proposals * np.arange(iterations + 1)
+  return SearchResult(
+    'random local search',
+    best,
+    float(best_loss),
+    int(evals[-1]),
+    evals,
+    np.concatenate([[float(start)], np.asarray(curve)]),
+  )
+
+
+def genetic_algorithm(
+  loss_fn,
+  key,
+  template,
+  budget,
+  population=100,
+  elite=4,
+  mutation_scale=0.1,
+  init_scale=1.0,
+  tournament=3,
+):
+  """A genetic algorithm: population, tournament selection, uniform crossover, mutation.
+
+  Generation 0 is `population` random weight sets. Each later generation keeps
+  the `elite` best unchanged (their loss is known, so they cost nothing) and
+  breeds `population − elite` children: two parents, each the best of
+  `tournament` random members, mixed gene by gene (uniform crossover), plus
+  Gaussian mutation of scale `mutation_scale`. Spends `population + g ·
+  (population − elite) ≤ budget` evaluations.
+  """
+  _check(budget=budget, population=population, mutation_scale=mutation_scale, scale=init_scale)
+  if not 0 <= elite < population:
+    raise ValueError(f'elite must be in [0, population), got {elite} with population {population}.')
+  if budget < population:
+    raise ValueError(f'budget {budget} is smaller than one population ({population}).')
+  children = population - elite
+  generations = (budget - population) // children
+
+  @jax.jit
+  def run(key):
+    k0, key = jax.random.split(key)
+    pop = jax.vmap(lambda k: _random_params(k, template, init_scale))(jax.random.split(k0, population))
+    fit = jax.vmap(loss_fn)(pop)
+    fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
+
+    def generation(carry, k):
+      pop, fit = carry
+      order = jnp.argsort(fit)
+      ks, kc = jax.random.split(k)
+      contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
+      winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
+
+      def breed(a, b, kk):
+        k1, k2 = jax.random.split(kk)
+        pa = jax.tree.map(lambda t: t[a], pop)
+        pb = jax.tree.map(lambda t: t[b], pop)
+        leaves = jax.tree.leaves(pa)
+        masks = [
+          jax.random.bernoulli(k, 0.5, leaf.shape)
+          for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
+        ]
+        mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
+        child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
+        noise = _random_params(k2, child, mutation_scale)
+        return jax.tree.map(jnp.add, child, noise)
+
+      kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
+      kid_fit = jax.vmap(loss_fn)(kids)
+      kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
+      elites = order[:elite]
+      pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
+      fit = jnp.concatenate([fit[elites], kid_fit])
+      return (pop, fit), jnp.min(fit)
+
+    first = jnp.min(fit)
+    (pop, fit), curve = jax.lax.scan(generation, (pop, fit), jax.random.split(key, generations))
+    best = jnp.argmin(fit)
+    return jax.tree.map(lambda t: t[best], pop), fit[best], first, curve
+
+  best, best_loss, first, curve = run(key)
+  evals = population + children * np.arange(generations + 1)
+  return SearchResult(
+    'genetic algorithm',
+    best,
+    float(best_loss),
+    int(evals[-1]),
+    evals,
+    np.minimum.accumulate(np.concatenate([[float(first)], np.asarray(curve)])),
+  )
+
+
+def gradient_descent(cfg, x, targets, init, budget, loss_fn=None):
+  """Gradient descent (full batch if `cfg.batch_size` is 0, else mini-batch) within `budget`.
+
+  An epoch costs `GRADIENT_COST` evaluations whatever the batch size (every
+  example passes forward and backward once), so it runs `budget //
+  GRADIENT_COST` epochs. The curve's training loss is measured once per
+  epoch for display only; those monitoring passes are not counted.
+  """
+  _check(budget=budget)
+  epochs = budget // GRADIENT_COST
+  if epochs < 1:
+    raise ValueError(f'budget {budget} is less than one gradient evaluation ({GRADIENT_COST}).')
+  x, targets = jnp.asarray(x), jnp.asarray(targets)
+  n = x.shape[0]
+  steps, _ = train.steps_per_epoch(cfg, n)
+  hp = train.hparams(cfg)
+  epoch = train.make_epoch_fn(cfg, n)
+  loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
+  opt_state = train.make_optimizer(cfg, hp, steps).init(init)
+
+  @jax.jit
+  def run(params, opt_state, key):
+    def body(carry, k):
+      params, opt_state = carry
+      params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp)
+      return (params, opt_state), loss_fn(params)
+
+    return jax.lax.scan(body, (params, opt_state), jax.random.split(key, epochs))
+
+  (params, _), curve = run(init, opt_state, jax.random.PRNGKey(cfg.seed))
+  curve = np.asarray(curve)
+  start = float(loss_fn(init))
+  finite = np.where(np.isfinite(curve), curve, np.inf)
+  name = 'gradient descent (full batch)' if steps == 1 else f'gradient descent (mini-batch {cfg.batch_size})'
+  return SearchResult(
+    name,
+    params,
+    float(finite[-1]),
+    epochs * GRADIENT_COST,
+    GRADIENT_COST * np.arange(epochs + 1),
+    np.minimum.accumulate(np.concatenate([[start], finite])),
+  )
+
+
+__all__ = [
+  'GRADIENT_COST',
+  'SearchResult',
+  'genetic_algorithm',
+  'gradient_descent',
+  'make_loss_fn',
+  'random_local_search',
+  'random_search',
+]
