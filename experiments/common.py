@@ -81,6 +81,26 @@ def define_training_flags():
     'patience', 0, 'Early stopping: epochs without validation gain (0: off).', lower_bound=0
   )
   flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
+  flags.DEFINE_enum('parallel', 'none', ('none', 'shard_map', 'pmap'), 'Data parallelism over devices.')
+  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel (0: all).', lower_bound=0)
+  flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
+  flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
+  flags.DEFINE_integer(
+    'process_id', None, 'Multi-host: this process, in [0, --num_processes).', lower_bound=0
+  )
+  flags.DEFINE_bool(
+    'distributed', False, 'Multi-host from the cluster environment JAX detects (Slurm, MPI, TPU).'
+  )
+  flags.register_multi_flags_validator(
+    ['coordinator_address', 'num_processes', 'process_id'],
+    lambda f: len({v is None for v in f.values()}) == 1,
+    message='--coordinator_address, --num_processes and --process_id go together.',
+  )
+  flags.register_multi_flags_validator(
+    ['num_processes', 'process_id'],
+    lambda f: f['process_id'] is None or f['process_id'] < f['num_processes'],
+    message='--process_id must be < --num_processes.',
+  )
   flags.register_validator('learning_rate', lambda v: v > 0, message='--learning_rate must be > 0.')
   flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
   flags.register_validator('epochs', lambda v: v > 0, message='--epochs must be > 0.')
@@ -127,6 +147,8 @@ def train_config(f):
     patience=f.patience,
     seed=f.seed,
     dtype=f.dtype,
+    parallel=f.parallel,
+    num_devices=f.num_devices,
   )
 
 
@@ -191,3 +213,11 @@ def quiet_logs():
   from absl import logging  # pylint: disable=import-outside-toplevel
 
   logging.set_verbosity(logging.WARNING)
+
+
+def start_distributed(f):
+  """Starts JAX's multi-process runtime if the flags ask for it (before any JAX work)."""
+  if f.distributed or f.coordinator_address:
+    from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+    parallel.initialize(f.coordinator_address, f.num_processes, f.process_id)

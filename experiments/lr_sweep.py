@@ -2,6 +2,7 @@ r"""Sweeps learning rate × regularization, every setting trained together.
 
     python -m experiments.lr_sweep --dataset=digits --loss=softmax \
         --lr_min=1e-4 --lr_max=10 --num_lrs=16 --regs=0,1e-4,1e-3,1e-2
+    python -m experiments.lr_sweep --parallel=shard_map   # models spread over the devices
 
 Writes sweep.json and sweep.csv (per model: hyperparameters, final and best
 metrics, best epoch, diverged step), heatmap.png, loss_vs_lr.png and
@@ -13,7 +14,9 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -163,11 +166,18 @@ def run(workdir):
 def main(argv):
   del argv
   common.quiet_logs()
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  common.start_distributed(FLAGS)
+  import jax  # pylint: disable=import-outside-toplevel
+
+  main_process = jax.process_index() == 0  # only process 0 writes outputs
+  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else tempfile.mkdtemp()
   try:
     out = run(workdir)
   except ValueError as e:
     sys.exit(f'Error: {e}')
+  if not main_process:
+    shutil.rmtree(workdir)
+    return
   diverged = sum(r['diverged_step'] is not None for r in out['models'])
   print(f'{out["num_models"]} models, {out["epochs"]} epochs in {out["seconds"]:.2f} s; {diverged} diverged')
   if out['best'] is None:

@@ -3,6 +3,9 @@ r"""Trains a linear classifier or regressor; the main job of linear_jax.
     python -m experiments.train
     python -m experiments.train --dataset=breast_cancer --loss=hinge --optimizer=adam
     python -m experiments.train --dataset=cifar10 --data_dir=~/data/cifar-10-batches-py
+    python -m experiments.train --parallel=shard_map          # every local device
+    python -m experiments.train --parallel=shard_map --coordinator_address=host0:1234 \
+        --num_processes=2 --process_id=0                      # and --process_id=1 on host 1
 
 Leaves in --workdir: metrics.jsonl (one line per epoch), summary.json,
 params.npz (W [C, D] and b [C] in raw input units: scores = x @ W.T + b),
@@ -62,6 +65,9 @@ def run(workdir):
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
   train.check_fit(cfg, dataset)
+  if workdir is None:  # not process 0 of a multi-host run: train, write nothing
+    result = train.fit(cfg, dataset)
+    return {'final': train.evaluate(cfg, dataset, result.params)}, result
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if not FLAGS.resume and os.path.exists(os.path.join(workdir, train.CHECKPOINT)):
     os.remove(os.path.join(workdir, train.CHECKPOINT))
@@ -128,8 +134,13 @@ def run(workdir):
 def main(argv):
   del argv
   common.quiet_logs()
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  common.start_distributed(FLAGS)
+  import jax  # pylint: disable=import-outside-toplevel
+
   from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
+  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else None
 
   try:
     summary, result = run(workdir)
@@ -137,6 +148,8 @@ def main(argv):
     sys.exit(f'Training diverged: {e}')
   except ValueError as e:
     sys.exit(f'Error: {e}')
+  if not main_process:
+    return
   final = summary['final']
   key = 'test_accuracy' if 'test_accuracy' in final else 'test_mse'
   print(

@@ -170,9 +170,17 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
   stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
   params, opt_state = stack(params), stack(opt_state)
   epoch_fn, eval_fn = compiled_sweep_fns(cfg, n)
+  diverged_at = jnp.full((k,), -1, jnp.int32)
+  if cfg.parallel != 'none':  # the model axis spread over the devices
+    from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+    params, opt_state, hp, diverged_at = parallel.shard_models(
+      (params, opt_state, hp, diverged_at), cfg.num_devices
+    )
   initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
   limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
-  diverged_at = jnp.full((k,), -1, jnp.int32)
+  if cfg.parallel != 'none':
+    limit = parallel.shard_models(limit, cfg.num_devices)
   base_key = jax.random.PRNGKey(cfg.seed)
   splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
   history = []
@@ -209,6 +217,19 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
   return params, history, final, best, best_epoch, np.asarray(diverged_at)
 
 
+def _take_models(out, k):
+  params, history, final, best, best_epoch, diverged_at = out
+  first = lambda d: {m: v[:k] for m, v in d.items()}
+  return (
+    jax.tree.map(lambda a: a[:k], params),
+    [first(h) for h in history],
+    first(final),
+    first(best),
+    best_epoch[:k],
+    diverged_at[:k],
+  )
+
+
 def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
   """Trains every setting of `settings` (see `grid`) on `dataset` together.
 
@@ -218,6 +239,9 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
     settings: `[K]` dicts with `learning_rate`, `reg` and optionally
       `margin`, `momentum`.
     chunk_size: train at most this many models at once (memory); `None`: all.
+      With `cfg.parallel` set, the model axis is spread over the devices
+      (K/devices models on each; a K that does not divide is padded with
+      dummy models that are dropped).
     on_epoch: called as `on_epoch(epoch, chunk_start, chunk_len, K, metrics, dead)`.
 
   Returns:
@@ -231,11 +255,16 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
   chunk = len(settings) if not chunk_size else int(chunk_size)
   if chunk < 1:
     raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
+  num_devices = 1 if cfg.parallel == 'none' else (cfg.num_devices or jax.device_count())
+  chunk = -(-chunk // num_devices) * num_devices  # whole models per device
   start = time.perf_counter()
-  parts = [
-    _run_chunk(cfg, arrays, settings[i : i + chunk], dataset.num_features, c, on_epoch, i, len(settings))
-    for i in range(0, len(settings), chunk)
-  ]
+  parts = []
+  for i in range(0, len(settings), chunk):
+    part = list(settings[i : i + chunk])
+    real = len(part)
+    part += [part[-1]] * ((-real) % num_devices)  # dummies, dropped below
+    out = _run_chunk(cfg, arrays, part, dataset.num_features, c, on_epoch, i, len(settings))
+    parts.append(_take_models(out, real))
   cat = lambda xs: np.concatenate(xs)
   history = [{m: cat([p[1][e][m] for p in parts]) for m in parts[0][1][e]} for e in range(len(parts[0][1]))]
   return SweepResult(

@@ -54,6 +54,8 @@ class TrainConfig:
   explode_factor: float = 1e4
   seed: int = 0
   dtype: str = 'float32'
+  parallel: str = 'none'  # 'shard_map' or 'pmap': data parallel over devices
+  num_devices: int = 0  # 0: every device
 
   def validate(self):
     """Raises a `ValueError` naming the first bad field."""
@@ -63,11 +65,12 @@ class TrainConfig:
     validation.check_name('schedule', self.schedule, SCHEDULES)
     validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
     validation.check_name('dtype', self.dtype, DTYPES)
+    validation.check_name('parallel', self.parallel, ('none', 'shard_map', 'pmap'))
     positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor')
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
-    for name in ('reg', 'margin', 'batch_size', 'patience', 'init_scale'):
+    for name in ('reg', 'margin', 'batch_size', 'patience', 'init_scale', 'num_devices'):
       if not getattr(self, name) >= 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not 0 <= self.momentum < 1:
@@ -303,6 +306,23 @@ def _device_data(cfg, dataset):
   return {s: put(s) for s in ('train', 'val', 'test')}
 
 
+def _parallel_epoch_fn(cfg, dataset, x, y):
+  """A data-parallel epoch with the single-device signature (see parallel.py)."""
+  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  num_devices = cfg.num_devices or jax.device_count()
+  if num_devices > jax.device_count():
+    raise ValueError(f'num_devices={num_devices} but only {jax.device_count()} device(s) are visible.')
+  sharded = jax.process_count() > 1
+  if sharded:  # each process trains on its own rows of the training split
+    rows = parallel.shard_rows(len(dataset.x_train))
+    x, y = x[rows], y[rows]
+  xs, ys, valid = parallel.place(cfg, np.asarray(x), np.asarray(y), num_devices, sharded)
+  per_device = parallel.rows_per_device(cfg, len(x), num_devices, sharded)
+  run = parallel.compiled_epoch_fn(structural(cfg), per_device, num_devices, sharded)
+  return lambda params, opt_state, _x, _y, key, hp: run(params, opt_state, xs, ys, valid, key, hp)
+
+
 CHECKPOINT = 'checkpoint.npz'
 
 
@@ -329,7 +349,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
-  epoch_fn = compiled_epoch_fn(cfg, n)
+  epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
   eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)

@@ -1,0 +1,115 @@
+"""Data parallelism on simulated CPU devices and on two local processes.
+
+Each test runs in a subprocess: the number of CPU devices is fixed when JAX's
+backend starts, and the suite's own process has one.
+"""
+
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+EIGHT_DEVICES = r'''
+import json, dataclasses, sys
+import jax
+jax.config.update('jax_num_cpu_devices', 8)
+import numpy as np
+from linear_jax import data, parallel, sweep, train
+
+ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
+out = {'devices': jax.device_count()}
+# 16 divides 8; 13 and 203 (full batch) do not: padded and masked.
+for bs in (16, 13, 0):
+  cfg = train.TrainConfig(epochs=4, batch_size=bs, loss='svm', reg=1e-2, optimizer='momentum', grad=sys.argv[1])
+  single = train.fit(cfg, ds).params
+  for par in ('shard_map', 'pmap'):
+    for nd in (8, 3):
+      p = train.fit(dataclasses.replace(cfg, parallel=par, num_devices=nd), ds).params
+      out[f'{bs}/{par}/{nd}'] = float(max(np.abs(np.asarray(p.W) - np.asarray(single.W)).max(),
+                                          np.abs(np.asarray(p.b) - np.asarray(single.b)).max()))
+cfg = train.TrainConfig(epochs=3, batch_size=16)
+settings = sweep.grid([0.01, 0.1, 0.3, 1.0, 3.0], [0.0, 1e-3])  # 10 models on 8 devices
+a = sweep.run_sweep(cfg, ds, settings)
+b = sweep.run_sweep(dataclasses.replace(cfg, parallel='shard_map'), ds, settings)
+out['sweep'] = float(np.abs(np.asarray(a.params.W) - np.asarray(b.params.W)).max())
+out['sweep_models'] = int(b.params.W.shape[0])
+sharded = parallel.shard_models(np.zeros((16, 3)))
+out['per_device_rows'] = sorted({s.data.shape[0] for s in sharded.addressable_shards})
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize('grad', ['analytic', 'autodiff'])
+def test_eight_simulated_devices_equal_one(grad):
+  res = subprocess.run([sys.executable, '-c', EIGHT_DEVICES, grad], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, check=False)
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 8
+  for key, diff in out.items():
+    if '/' in key:
+      assert diff < 1e-5, (key, diff)
+  assert out['sweep'] < 1e-6 and out['sweep_models'] == 10
+  assert out['per_device_rows'] == [2]  # 16 models on 8 devices: 2 each
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_equal_one(tmp_path):
+  args = ['--dataset=blobs', '--num_examples=301', '--num_features=4', '--full_batch', '--epochs=5',
+          '--plots=false', '--quiet', '--learning_rate=0.5']
+  one = subprocess.run([sys.executable, '-m', 'experiments.train', *args, f'--workdir={tmp_path}/one'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert one.returncode == 0, one.stderr
+  port = _free_port()
+  procs = [
+      subprocess.Popen(
+          [sys.executable, '-m', 'experiments.train', *args, '--parallel=shard_map',
+           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}',
+           f'--workdir={tmp_path}/p{i}'],
+          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      )
+      for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=180) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-2000:]
+  assert not (tmp_path / 'p1').exists()  # only process 0 writes
+  a, b = np.load(tmp_path / 'one' / 'params.npz'), np.load(tmp_path / 'p0' / 'params.npz')
+  np.testing.assert_allclose(b['W'], a['W'], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(b['b'], a['b'], rtol=1e-5, atol=1e-6)
+
+
+def test_shard_rows_covers_every_row_once():
+  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  for n, count in ((10, 3), (7, 2), (2, 4)):
+    rows = [list(range(n))[parallel.shard_rows(n, i, count)] for i in range(count)]
+    assert sum(rows, []) == list(range(n))
+
+
+def test_distributed_flags_go_together():
+  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(ValueError, match='go together'):
+    parallel.initialize('127.0.0.1:1234', None, None)
+  with pytest.raises(ValueError, match=r'process_id=2 must be in \[0, num_processes=2\)'):
+    parallel.initialize('127.0.0.1:1234', 2, 2)
+  with pytest.raises(ValueError, match='num_devices=4 but only 1 device'):
+    parallel.make_mesh(4)
