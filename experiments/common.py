@@ -46,6 +46,10 @@ def define_data_flags():
   flags.DEFINE_float('val_fraction', 0.1, 'Fraction of the data held out for validation.')
   flags.DEFINE_float('test_fraction', 0.2, 'Fraction held out for test (unless the format has a test split).')
   flags.DEFINE_enum('preprocess', 'standardize', data.PREPROCESSING, 'Fitted on the training split only.')
+  flags.DEFINE_enum(
+    'features', 'pixels', data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
+  )
+  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram.', lower_bound=1)
   for name in ('val_fraction', 'test_fraction'):
     flags.register_validator(name, lambda v: 0 <= v < 1, message=f'--{name} must be in [0, 1).')
 
@@ -166,6 +170,8 @@ def load_dataset(f):
     num_classes=f.num_classes,
     seed=f.seed,
   )
+  if getattr(f, 'features', 'pixels') == 'histogram':
+    raw = data.histogram_features(raw, f.bins)
   return data.prepare(
     raw,
     f.dataset,

@@ -10,11 +10,9 @@ against evaluations. Search is competitive with a handful of weights and
 hopeless with hundreds.
 """
 
-import dataclasses
 import json
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -54,10 +52,6 @@ FLAGS = flags.FLAGS
 
 def run_problem(name, dataset):
   """Every method on one dataset; returns the rows of the table and the curves."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
-  from linear_jax import model  # pylint: disable=import-outside-toplevel
   from linear_jax import search  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
@@ -70,54 +64,19 @@ def run_problem(name, dataset):
     seed=FLAGS.seed,
     epochs=1,
   )
-  train.check_fit(cfg, dataset)
-  c = train.num_outputs(cfg, dataset)
-  x, y = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-  loss_fn = search.make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
-  key = jax.random.PRNGKey(FLAGS.seed)
-  init = model.init_params(key, dataset.num_features, c, 1e-3)
-  template = init
-  methods = {
-    'random search': lambda: search.random_search(loss_fn, key, template, FLAGS.budget, FLAGS.init_scale),
-    'random local search': lambda: search.random_local_search(
-      loss_fn, key, init, FLAGS.budget, FLAGS.step_size, FLAGS.proposals
-    ),
-    'genetic algorithm': lambda: search.genetic_algorithm(
-      loss_fn,
-      key,
-      template,
-      FLAGS.budget,
-      FLAGS.population,
-      FLAGS.elite,
-      FLAGS.mutation_scale,
-      FLAGS.init_scale,
-    ),
-    'GD full batch': lambda: search.gradient_descent(
-      dataclasses.replace(cfg, batch_size=0), x, y, init, FLAGS.budget, loss_fn
-    ),
-    'GD mini-batch': lambda: search.gradient_descent(
-      dataclasses.replace(cfg, batch_size=FLAGS.batch_size), x, y, init, FLAGS.budget, loss_fn
-    ),
-  }
-  rows, curves = [], {}
-  for label, fn in methods.items():
-    t = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - t
-    metrics = train.evaluate(cfg, dataset, result.params)
-    quality = metrics.get('val_accuracy', metrics.get('val_mse'))
-    rows.append(
-      {
-        'problem': name,
-        'method': label,
-        'best_train_loss': result.best_loss,
-        'val_metric': quality,
-        'evaluations': result.evaluations,
-        'seconds': seconds,
-      }
-    )
-    curves[label] = (result.curve_evals, result.curve_loss)
-  return rows, curves
+  return search.compare(
+    cfg,
+    dataset,
+    FLAGS.budget,
+    population=FLAGS.population,
+    elite=FLAGS.elite,
+    mutation_scale=FLAGS.mutation_scale,
+    step_size=FLAGS.step_size,
+    proposals=FLAGS.proposals,
+    init_scale=FLAGS.init_scale,
+    batch_size=FLAGS.batch_size,
+    name=name,
+  )
 
 
 def main(argv):

@@ -166,3 +166,56 @@ def search_curves(problems, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def landscapes(panels, path):
+  """Loss contours over two weights with descent paths: `{title: (w1, w2, Z, {label: path})}`."""
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.6), squeeze=False)
+  colors = ['tab:blue', 'tab:green', 'tab:red', 'tab:purple', 'tab:orange']
+  for ax, (title, (w1, w2, z, paths)) in zip(axes[0], panels.items(), strict=True):
+    levels = np.quantile(z, np.linspace(0.0, 0.95, 14))
+    cs = ax.contour(w1, w2, z, levels=np.unique(levels), cmap='Greys', linewidths=0.8)
+    ax.clabel(cs, fontsize=6, fmt='%.2f')
+    for (label, p), col in zip(paths.items(), colors, strict=False):
+      ax.plot(p[:, 0], p[:, 1], '-', color=col, lw=1.1, alpha=0.9, label=label)
+      ax.plot(p[-1, 0], p[-1, 1], 'o', color=col, ms=4)
+    ax.plot(paths[next(iter(paths))][0, 0], paths[next(iter(paths))][0, 1], 'k*', ms=9, label='start')
+    ax.set_xlim(w1[0], w1[-1])
+    ax.set_ylim(w2[0], w2[-1])
+    ax.set_xlabel('w₁')
+    ax.set_ylabel('w₂')
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc='lower right')
+  return _save(fig, path)
+
+
+def svm_vs_softmax(score_range, svm, softmax, path, margin_met_at=None):
+  """How each loss changes as the correct class's score moves, the other scores fixed."""
+  fig, ax = plt.subplots(figsize=(5.6, 3.8))
+  ax.plot(score_range, svm, label='multiclass SVM (hinge)', lw=2)
+  ax.plot(score_range, softmax, label='softmax cross-entropy', lw=2)
+  if margin_met_at is not None:
+    ax.axvline(margin_met_at, color='grey', ls='--', lw=1)
+    ax.text(margin_met_at, ax.get_ylim()[1] * 0.9, ' every margin met:\n SVM loss is 0 from here', fontsize=8)
+  ax.set_xlabel('score of the correct class (other scores fixed)')
+  ax.set_ylabel('loss')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  ax.set_title('SVM: 0 once margins are met; softmax always wants more', fontsize=10)
+  return _save(fig, path)
+
+
+def hard_case(x, y, grid_scores, extent, path, title):
+  """A 2-D hard case: the data and the decision boundary `score = 0` of a trained model."""
+  fig, ax = plt.subplots(figsize=(4.2, 4.0))
+  (x0, x1, y0, y1) = extent
+  gx, gy = np.meshgrid(np.linspace(x0, x1, grid_scores.shape[1]), np.linspace(y0, y1, grid_scores.shape[0]))
+  ax.contourf(
+    gx, gy, grid_scores >= 0, levels=[-0.5, 0.5, 1.5], colors=['tab:blue', 'tab:orange'], alpha=0.18
+  )
+  ax.contour(gx, gy, grid_scores, levels=[0.0], colors='k', linewidths=1.2)
+  ax.scatter(x[:, 0], x[:, 1], c=y, cmap='coolwarm', s=6, alpha=0.7)
+  ax.set_xlim(x0, x1)
+  ax.set_ylim(y0, y1)
+  ax.set_title(title, fontsize=9)
+  return _save(fig, path)

@@ -276,3 +276,63 @@ __all__ = [
   'random_local_search',
   'random_search',
 ]
+
+
+def compare(
+  cfg,
+  dataset,
+  budget,
+  population=100,
+  elite=4,
+  mutation_scale=0.1,
+  step_size=0.05,
+  proposals=10,
+  init_scale=1.0,
+  batch_size=64,
+  name=None,
+):
+  """Every method on `dataset` with the same budget: `(rows, curves)`.
+
+  `cfg` gives the objective (loss, penalty, reg, margin) and gradient
+  descent's optimizer and learning rate. Each row holds the method, its best
+  training loss, the validation metric of its weights, the evaluations it
+  spent and its wall time (compilation included).
+  """
+  import time  # pylint: disable=import-outside-toplevel
+
+  train.check_fit(cfg, dataset)
+  x, y = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
+  key = jax.random.PRNGKey(cfg.seed)
+  init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)
+  methods = {
+    'random search': lambda: random_search(loss_fn, key, init, budget, init_scale),
+    'random local search': lambda: random_local_search(loss_fn, key, init, budget, step_size, proposals),
+    'genetic algorithm': lambda: genetic_algorithm(
+      loss_fn, key, init, budget, population, elite, mutation_scale, init_scale
+    ),
+    'GD full batch': lambda: gradient_descent(
+      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn
+    ),
+    'GD mini-batch': lambda: gradient_descent(
+      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn
+    ),
+  }
+  rows, curves = [], {}
+  for label, run in methods.items():
+    t = time.perf_counter()
+    result = run()
+    seconds = time.perf_counter() - t
+    metrics = train.evaluate(cfg, dataset, result.params)
+    rows.append(
+      {
+        'problem': name or dataset.name,
+        'method': label,
+        'best_train_loss': result.best_loss,
+        'val_metric': metrics.get('val_accuracy', metrics.get('val_mse')),
+        'evaluations': result.evaluations,
+        'seconds': seconds,
+      }
+    )
+    curves[label] = (result.curve_evals, result.curve_loss)
+  return rows, curves

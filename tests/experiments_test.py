@@ -251,3 +251,32 @@ def test_benchmark_script_runs(tmp_path):
   text = (tmp_path / 'R.md').read_text()
   assert '### 4. Sweeps' in text and '### 5. Gradient checking' in text
   assert json.loads((tmp_path / 'r.json').read_text())['5']['full']['params'] == 650
+
+
+def test_hard_cases_experiment(tmp_path):
+  out = _run('experiments.hard_cases', '--num_examples=300', '--epochs=30', f'--workdir={tmp_path}')
+  assert out.returncode == 0, out.stderr
+  rows = {r['case']: r for r in json.loads((tmp_path / 'hard_cases.json').read_text())}
+  assert set(rows) == {'parity', 'ring', 'three_modes'}
+  for case in rows:
+    for tag in ('linear', 'feature_map'):
+      _assert_png(tmp_path / f'{case}_{tag}.png')
+
+
+def test_report_runs_end_to_end_and_every_picture_is_a_png(tmp_path):
+  import base64  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+
+  out = _run('experiments.report', '--tiny', f'--workdir={tmp_path}', timeout=400)
+  assert out.returncode == 0, out.stderr
+  assert 'gradient checks all pass' in out.stdout
+  page = (tmp_path / 'report.html').read_text()
+  images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*"\s+data-file="([^"]+)">', page)
+  assert len(images) >= 12
+  for data, name in images:
+    assert base64.b64decode(data)[:8] == b'\x89PNG\r\n\x1a\n'
+    _assert_png(tmp_path / name)
+  for heading in ('Training a softmax classifier', 'checked three ways', 'sweep', 'Learning is search',
+                  'Hard cases', 'Gradient descent made visible', 'Histogram'):
+    assert heading in page
+  assert page.count('<figcaption>') == len(images)

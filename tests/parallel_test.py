@@ -15,7 +15,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-EIGHT_DEVICES = r'''
+EIGHT_DEVICES = r"""
 import json, dataclasses, sys
 import jax
 jax.config.update('jax_num_cpu_devices', 8)
@@ -26,7 +26,8 @@ ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
 out = {'devices': jax.device_count()}
 # 16 divides 8; 13 and 203 (full batch) do not: padded and masked.
 for bs in (16, 13, 0):
-  cfg = train.TrainConfig(epochs=4, batch_size=bs, loss='svm', reg=1e-2, optimizer='momentum', grad=sys.argv[1])
+  cfg = train.TrainConfig(epochs=4, batch_size=bs, loss='svm', reg=1e-2, optimizer='momentum',
+                          grad=sys.argv[1])
   single = train.fit(cfg, ds).params
   for par in ('shard_map', 'pmap'):
     for nd in (8, 3):
@@ -42,13 +43,19 @@ out['sweep_models'] = int(b.params.W.shape[0])
 sharded = parallel.shard_models(np.zeros((16, 3)))
 out['per_device_rows'] = sorted({s.data.shape[0] for s in sharded.addressable_shards})
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.parametrize('grad', ['analytic', 'autodiff'])
 def test_eight_simulated_devices_equal_one(grad):
-  res = subprocess.run([sys.executable, '-c', EIGHT_DEVICES, grad], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, check=False)
+  res = subprocess.run(
+    [sys.executable, '-c', EIGHT_DEVICES, grad],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert res.returncode == 0, res.stderr[-3000:]
   out = json.loads(res.stdout.strip().splitlines()[-1])
   assert out['devices'] == 8
@@ -66,20 +73,45 @@ def _free_port():
 
 
 def test_two_processes_train_together_and_equal_one(tmp_path):
-  args = ['--dataset=blobs', '--num_examples=301', '--num_features=4', '--full_batch', '--epochs=5',
-          '--plots=false', '--quiet', '--learning_rate=0.5']
-  one = subprocess.run([sys.executable, '-m', 'experiments.train', *args, f'--workdir={tmp_path}/one'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  args = [
+    '--dataset=blobs',
+    '--num_examples=301',
+    '--num_features=4',
+    '--full_batch',
+    '--epochs=5',
+    '--plots=false',
+    '--quiet',
+    '--learning_rate=0.5',
+  ]
+  one = subprocess.run(
+    [sys.executable, '-m', 'experiments.train', *args, f'--workdir={tmp_path}/one'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert one.returncode == 0, one.stderr
   port = _free_port()
   procs = [
-      subprocess.Popen(
-          [sys.executable, '-m', 'experiments.train', *args, '--parallel=shard_map',
-           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}',
-           f'--workdir={tmp_path}/p{i}'],
-          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      )
-      for i in range(2)
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'experiments.train',
+        *args,
+        '--parallel=shard_map',
+        f'--coordinator_address=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+        f'--workdir={tmp_path}/p{i}',
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
   ]
   try:
     outs = [p.communicate(timeout=180) for p in procs]
