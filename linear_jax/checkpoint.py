@@ -8,9 +8,34 @@ never a torn one. Read with `allow_pickle=False`.
 import json
 import os
 import tempfile
+import time
 
 import jax
 import numpy as np
+
+# For the crash-safety test only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
+# the N-th save creates the file MARKER and waits, its temporary file written
+# and not yet renamed, so the test can kill the process at the worst moment.
+_PAUSE = os.environ.get('LINEAR_JAX_CHECKPOINT_PAUSE')
+_saves = 0
+
+
+def _crash_test_pause():
+  global _saves  # noqa: PLW0603 - a counter the test hook needs
+  _saves += 1
+  if _PAUSE:
+    count, marker = _PAUSE.split(':', 1)
+    if _saves == int(count):
+      with open(marker, 'w') as f:
+        f.write('paused')
+      time.sleep(600)
+
+
+def remove_stale(folder):
+  """Deletes temporary files left by a save that a crash interrupted."""
+  for name in os.listdir(folder):
+    if name.startswith('.tmp-') and name.endswith('.npz'):
+      os.remove(os.path.join(folder, name))
 
 
 def save(path, tree, meta):
@@ -25,6 +50,7 @@ def save(path, tree, meta):
       np.savez(f, **arrays)
       f.flush()
       os.fsync(f.fileno())
+    _crash_test_pause()
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def _read(path):
   if path.endswith('.gz'):
     try:
       data = gzip.decompress(data)
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:
       raise ValueError(f'{path}: not a valid gzip file ({e}).') from e
   return data
 
@@ -396,7 +397,7 @@ def load_npz(path):
     if str(e).startswith(path):
       raise
     raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
-  except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+  except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
     raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
   if x.ndim < 2:
     _fail(path, f'x must be [N, D], got shape {x.shape}.')

@@ -361,6 +361,8 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   committed = (params, opt_state, history, best)
   start = 0
   ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
+  if workdir:
+    checkpoint.remove_stale(workdir)
   if resume and ckpt_path and os.path.exists(ckpt_path):
     (params, opt_state, best_params), meta = checkpoint.load(ckpt_path, (params, opt_state, params))
     saved = meta.get('config', {})

@@ -276,7 +276,14 @@ def test_report_runs_end_to_end_and_every_picture_is_a_png(tmp_path):
   for data, name in images:
     assert base64.b64decode(data)[:8] == b'\x89PNG\r\n\x1a\n'
     _assert_png(tmp_path / name)
-  for heading in ('Training a softmax classifier', 'checked three ways', 'sweep', 'Learning is search',
-                  'Hard cases', 'Gradient descent made visible', 'Histogram'):
+  for heading in (
+    'Training a softmax classifier',
+    'checked three ways',
+    'sweep',
+    'Learning is search',
+    'Hard cases',
+    'Gradient descent made visible',
+    'Histogram',
+  ):
     assert heading in page
   assert page.count('<figcaption>') == len(images)
