@@ -155,14 +155,7 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
 
   def epoch(params, opt_state, x, y, valid, key, hp):
     idx, mask = plan(key, valid)
-
-    def body(carry, im):
-      bi, bm = im
-      params, opt_state, value = step(*carry, x[bi], y[bi], bm, hp)
-      return (params, opt_state), value
-
-    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (idx, mask))
-    return params, opt_state, values
+    return train.scan_batches(step, params, opt_state, x, y, idx, mask, hp)
 
   return epoch
 

@@ -230,7 +230,20 @@ def _take_models(out, k):
   )
 
 
-def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
+def _auto_chunk(cfg, dataset, num_outputs, max_bytes):
+  """How many models fit in `max_bytes`: parameters, optimizer state and per-batch scores."""
+  n = len(dataset.x_train)
+  steps, batch = train.steps_per_epoch(cfg, n)
+  params, opt_state = jax.eval_shape(
+    lambda: train.init_state(cfg, dataset.num_features, num_outputs, train.hparams(cfg), steps)
+  )
+  itemsize = jnp.dtype(cfg.dtype).itemsize
+  state = sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves((params, opt_state)))
+  per_model = 3 * state + 4 * batch * num_outputs * itemsize  # params, updates, grads; scores and G
+  return max(1, int(max_bytes // per_model))
+
+
+def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=1 << 30):
   """Trains every setting of `settings` (see `grid`) on `dataset` together.
 
   Args:
@@ -238,11 +251,14 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
     dataset: a `data.Dataset`.
     settings: `[K]` dicts with `learning_rate`, `reg` and optionally
       `margin`, `momentum`.
-    chunk_size: train at most this many models at once (memory); `None`: all.
+    chunk_size: train at most this many models at once; `None`: as many as
+      fit in `max_bytes` (an estimate of each model's parameters, optimizer
+      state and per-batch scores), all of them for the usual sizes.
       With `cfg.parallel` set, the model axis is spread over the devices
       (K/devices models on each; a K that does not divide is padded with
       dummy models that are dropped).
     on_epoch: called as `on_epoch(epoch, chunk_start, chunk_len, K, metrics, dead)`.
+    max_bytes: the memory the automatic chunking may plan for.
 
   Returns:
     A `SweepResult`. Model k ends equal (to float tolerance) to `train.fit`
@@ -252,7 +268,7 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None):
   train.check_fit(cfg, dataset)
   arrays = train._device_data(cfg, dataset)  # pylint: disable=protected-access
   c = train.num_outputs(cfg, dataset)
-  chunk = len(settings) if not chunk_size else int(chunk_size)
+  chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)
   if chunk < 1:
     raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
   num_devices = 1 if cfg.parallel == 'none' else (cfg.num_devices or jax.device_count())

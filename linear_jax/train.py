@@ -182,16 +182,21 @@ def make_epoch_fn(cfg, num_examples):
       params, opt_state, value = update(params, opt_state, x, y, None, hp)
       return params, opt_state, value[None]
     idx, mask = batch_plan(key, num_examples, steps, batch, x.dtype)
-
-    def body(carry, batch_idx_mask):
-      bi, bm = batch_idx_mask
-      params, opt_state, value = update(*carry, x[bi], y[bi], bm, hp)
-      return (params, opt_state), value
-
-    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (idx, mask))
-    return params, opt_state, values
+    return scan_batches(update, params, opt_state, x, y, idx, mask, hp)
 
   return epoch
+
+
+def scan_batches(update, params, opt_state, x, y, idx, mask, hp):
+  """`lax.scan` of `update` over the batches `x[idx[s]]` (rows weighted by `mask[s]`)."""
+
+  def body(carry, batch_idx_mask):
+    bi, bm = batch_idx_mask
+    params, opt_state, value = update(*carry, x[bi], y[bi], bm, hp)
+    return (params, opt_state), value
+
+  (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (idx, mask))
+  return params, opt_state, values
 
 
 def structural(cfg):
@@ -364,7 +369,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   if workdir:
     checkpoint.remove_stale(workdir)
   if resume and ckpt_path and os.path.exists(ckpt_path):
-    (params, opt_state, best_params), meta = checkpoint.load(ckpt_path, (params, opt_state, params))
+    (params, opt_state, best_params, base_key), meta = checkpoint.load(
+      ckpt_path, (params, opt_state, params, base_key)
+    )
     saved = meta.get('config', {})
     if saved != dataclasses.asdict(cfg):
       changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
@@ -388,8 +395,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         'best_score': bst['score'],
         'best_epoch': bst['epoch'],
         'bad': bst['bad'],
+        # Epoch e shuffles with fold_in(key, e): the key and the epoch fix the data order.
+        'data_order': 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
       }
-      checkpoint.save(ckpt_path, (p, o, bst['params']), meta)
+      checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
   initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
   stopped_early = interrupted = False

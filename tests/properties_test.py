@@ -17,6 +17,14 @@ shapes = st.tuples(
   st.integers(1, 6), st.integers(1, 4), st.integers(2, 5)
 )  # N, D, C (N=1, D=1, C=2 included)
 scales = st.sampled_from([1e-3, 1.0, 30.0, 1e4])
+# seed, (N, D, C), weight scale, loss, penalty
+problems = (
+  st.integers(0, 2**31),
+  shapes,
+  scales,
+  st.sampled_from(sorted(losses.LOSSES)),
+  st.sampled_from(sorted(losses.PENALTIES)),
+)
 
 
 def _problem(seed, n, d, c, scale, loss):
@@ -68,13 +76,7 @@ def test_softmax_invariant_to_shifting_all_scores(seed, shape, shift):
 
 
 @PROPS
-@given(
-  st.integers(0, 2**31),
-  shapes,
-  scales,
-  st.sampled_from(sorted(losses.LOSSES)),
-  st.sampled_from(sorted(losses.PENALTIES)),
-)
+@given(*problems)
 def test_hand_derived_gradient_equals_autodiff(seed, shape, scale, loss, penalty):
   params, x, targets = _problem(seed, *shape, scale, loss)
   kw = dict(loss=loss, reg=0.1, penalty=penalty)
@@ -86,13 +88,7 @@ def test_hand_derived_gradient_equals_autodiff(seed, shape, scale, loss, penalty
 
 
 @PROPS
-@given(
-  st.integers(0, 2**31),
-  shapes,
-  scales,
-  st.sampled_from(sorted(losses.LOSSES)),
-  st.sampled_from(sorted(losses.PENALTIES)),
-)
+@given(*problems)
 def test_bias_trick_objective_equals_plain(seed, shape, scale, loss, penalty):
   params, x, targets = _problem(seed, *shape, scale, loss)
   kw = dict(loss=loss, reg=0.3, penalty=penalty)

@@ -101,3 +101,15 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
 def test_bad_grids_are_refused(blobs, settings, match):
   with pytest.raises(ValueError, match=match):
     sweep.run_sweep(train.TrainConfig(epochs=1), blobs, settings)
+
+
+def test_chunks_are_chosen_to_fit_memory(blobs):
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
+  whole = sweep.run_sweep(cfg, blobs, settings)
+  seen = []
+  small = sweep.run_sweep(
+    cfg, blobs, settings, max_bytes=2500, on_epoch=lambda e, start, k, total, m, dead: seen.append(k)
+  )
+  assert max(seen) < len(settings)  # split into chunks by the memory estimate
+  np.testing.assert_allclose(small.params.W, whole.params.W, rtol=1e-6, atol=1e-7)
