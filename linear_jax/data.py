@@ -509,6 +509,8 @@ def load(
 ):
   """Loads any dataset by name; file datasets read `data_dir` or `data_path`."""
   validation.check_name('dataset', name, DATASETS)
+  data_dir = os.path.expanduser(data_dir) if data_dir else data_dir  # '--data_dir=~/x' reaches us unexpanded
+  data_path = os.path.expanduser(data_path) if data_path else data_path
   if name in BUILTIN:
     raw, where = load_builtin(name), name
   elif name == 'blobs':

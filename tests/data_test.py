@@ -228,3 +228,9 @@ def test_unknown_dataset_and_missing_path():
     data.load('imagenet')
   with pytest.raises(ValueError, match=r'--dataset=npz needs --data_path'):
     data.load('npz')
+
+
+def test_data_dir_with_tilde_is_expanded(tmp_path, monkeypatch):
+  monkeypatch.setenv('HOME', str(tmp_path))
+  _cifar_bin(str(tmp_path / 'data' / 'cifar-10-batches-bin'))
+  assert data.load('cifar10', data_dir='~/data').x.shape == (10, 3072)
