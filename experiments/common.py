@@ -221,6 +221,14 @@ def quiet_logs():
   logging.set_verbosity(logging.WARNING)
 
 
+def configure_precision(f):
+  """Turns on float64 in JAX when --dtype=float64 asks for it (before any JAX work)."""
+  if getattr(f, 'dtype', 'float32') == 'float64':
+    import jax  # pylint: disable=import-outside-toplevel
+
+    jax.config.update('jax_enable_x64', True)
+
+
 def start_distributed(f):
   """Starts JAX's multi-process runtime if the flags ask for it (before any JAX work)."""
   if f.distributed or f.coordinator_address:

@@ -284,6 +284,11 @@ def num_outputs(cfg, dataset):
 def check_fit(cfg, dataset):
   """Host-side checks before any compile: config, loss vs data, every split."""
   cfg.validate()
+  if cfg.dtype == 'float64' and not jax.config.jax_enable_x64:
+    raise ValueError(
+      "dtype='float64' needs jax.config.update('jax_enable_x64', True) before any JAX work; "
+      'without it JAX would silently train in float32.'
+    )
   spec = losses.LOSSES[cfg.loss]
   why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
   if why:

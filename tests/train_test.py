@@ -232,3 +232,16 @@ def test_loss_that_does_not_fit_the_data_is_refused():
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field if field != 'optimizer' else 'Unknown optimizer'):
     train.TrainConfig(**{field: value}).validate()
+
+
+def test_float64_without_x64_is_refused_not_truncated():
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+
+  code = (
+    'from linear_jax import data, train\n'
+    "ds = data.prepare(data.blobs(30, 2, 2), 'blobs')\n"
+    "train.fit(train.TrainConfig(dtype='float64', epochs=1), ds)\n"
+  )
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+  assert out.returncode != 0 and 'silently train in float32' in out.stderr
