@@ -232,17 +232,8 @@ def rows_per_device(cfg, num_local_rows, num_devices, sharded):
 def shard_models(tree, num_devices=0):
   """Spreads the leading model axis of a sweep's arrays over the devices of a mesh.
 
-  The model count must divide the device count (`pad_models`).
+  The model count must be a multiple of the device count (`sweep.run_sweep`
+  pads it with dummy models).
   """
   sharding = NamedSharding(make_mesh(num_devices), P(AXIS))
   return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
-
-
-def pad_models(k, num_devices):
-  """How many dummy models make `k` divisible by `num_devices`."""
-  return (-k) % num_devices
-
-
-def is_main_process():
-  """Only process 0 writes outputs and checkpoints."""
-  return jax.process_index() == 0

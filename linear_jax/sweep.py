@@ -150,12 +150,6 @@ class SweepResult:
     return out
 
 
-def _score(metrics, prefix):
-  if f'{prefix}accuracy' in metrics:
-    return metrics[f'{prefix}accuracy']
-  return -metrics[f'{prefix}mse']
-
-
 def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total):
   x, y = arrays['train']
   n = x.shape[0]
@@ -204,7 +198,7 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
         metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
     dead = np.asarray(diverged_at) >= 0
     metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
-    score = _score(metrics, 'val_' if 'val_loss' in metrics else 'train_')
+    score = train.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
     improved = np.nan_to_num(score, nan=-np.inf) > best['score']
     for m, v in {**metrics, 'score': score}.items():
       best[m] = np.where(improved, v, best.get(m, np.full(k, np.nan)))
@@ -213,7 +207,7 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
     if on_epoch:
       on_epoch(epoch + 1, chunk_offset, k, total, metrics, dead)
   final = dict(history[-1])
-  final['score'] = _score(final, 'val_' if 'val_loss' in final else 'train_')
+  final['score'] = train.selection_metric(final, 'val_' if 'val_loss' in final else 'train_')
   return params, history, final, best, best_epoch, np.asarray(diverged_at)
 
 

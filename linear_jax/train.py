@@ -266,7 +266,8 @@ class FitResult:
   resumed_from: int = 0
 
 
-def _selection_metric(metrics, prefix):
+def selection_metric(metrics, prefix):
+  """What 'best' means: accuracy for classifiers, −MSE for regression (higher is better)."""
   if f'{prefix}accuracy' in metrics:
     return metrics[f'{prefix}accuracy']
   return -metrics[f'{prefix}mse']
@@ -431,7 +432,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       metrics['seconds'] = seconds
       if epoch == 0:
         metrics['initial_loss'] = initial
-      score = _selection_metric(metrics, 'val_' if has_val else 'train_')
+      score = selection_metric(metrics, 'val_' if has_val else 'train_')
       if score > best['score']:
         best = {'params': params, 'score': score, 'epoch': epoch + 1, 'bad': 0}
       else:
