@@ -15,28 +15,19 @@ from linear_jax import losses
 GRAD_SOURCES = ('analytic', 'autodiff', 'custom_vjp')
 
 
-def _pure_objective(params, x, targets, reg, margin, mask, loss, penalty):
-  """`losses.objective` without host checks, for use inside transforms."""
-  return losses._objective(  # pylint: disable=protected-access
-    params, x, targets, losses.LOSSES[loss].value, losses.PENALTIES[penalty], reg, margin, mask
-  )
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
 def _custom_objective(params, x, targets, reg, margin, mask, loss, penalty):
-  return _pure_objective(params, x, targets, reg, margin, mask, loss, penalty)
+  return losses.unchecked_objective(params, x, targets, loss, reg, penalty, margin, mask)
 
 
 def _custom_fwd(params, x, targets, reg, margin, mask, loss, penalty):
-  value = _pure_objective(params, x, targets, reg, margin, mask, loss, penalty)
+  value = losses.unchecked_objective(params, x, targets, loss, reg, penalty, margin, mask)
   return value, (params, x, targets, reg, margin, mask)
 
 
 def _custom_bwd(loss, penalty, residuals, cotangent):
   params, x, targets, reg, margin, mask = residuals
-  g = grads._analytic_grad(  # pylint: disable=protected-access
-    params, x, targets, loss, reg, penalty, margin, mask
-  )
+  g = grads.unchecked_analytic_grad(params, x, targets, loss, reg, penalty, margin, mask)
   g = jax.tree.map(lambda a: cotangent * a, g)
   # Only the parameters are differentiated through the hand-derived rule.
   return g, None, None, None, None, None
@@ -67,13 +58,13 @@ def value_and_grad(source, params, x, targets, loss='softmax', reg=0.0, penalty=
     A scalar and a `Params`-shaped gradient. Pure and jittable; no host checks.
   """
   if source == 'analytic':
-    value = _pure_objective(params, x, targets, reg, margin, mask, loss, penalty)
-    g = grads._analytic_grad(  # pylint: disable=protected-access
-      params, x, targets, loss, reg, penalty, margin, mask
-    )
+    value = losses.unchecked_objective(params, x, targets, loss, reg, penalty, margin, mask)
+    g = grads.unchecked_analytic_grad(params, x, targets, loss, reg, penalty, margin, mask)
     return value, g
   if source == 'autodiff':
-    return jax.value_and_grad(_pure_objective)(params, x, targets, reg, margin, mask, loss, penalty)
+    return jax.value_and_grad(losses.unchecked_objective)(
+      params, x, targets, loss, reg, penalty, margin, mask
+    )
   if source == 'custom_vjp':
     return jax.value_and_grad(custom_vjp_objective)(params, x, targets, loss, reg, penalty, margin, mask)
   raise ValueError(f'Unknown gradient source {source!r}; valid: {", ".join(GRAD_SOURCES)}.')

@@ -36,7 +36,6 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
-from linear_jax import grad_sources
 from linear_jax import grads
 from linear_jax import losses
 from linear_jax import model
@@ -137,9 +136,7 @@ def _kernels(loss, penalty, w_shape, has_bias, chunk_size):
 
   def f(v, args):
     x, targets, reg, margin = args
-    return grad_sources._pure_objective(  # pylint: disable=protected-access
-      unravel(v), x, targets, reg, margin, None, loss, penalty
-    )
+    return losses.unchecked_objective(unravel(v), x, targets, loss, reg, penalty, margin)
 
   def state(v, args):
     x, targets, _, margin = args

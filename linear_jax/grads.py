@@ -120,7 +120,8 @@ def penalty_grad(params, penalty, reg):
   return dr
 
 
-def _analytic_grad(params, x, targets, loss, reg, penalty, margin, mask):
+def unchecked_analytic_grad(params, x, targets, loss='softmax', reg=0.0, penalty='l2', margin=1.0, mask=None):
+  """`analytic_grad` without the host checks: for use inside transforms."""
   s = model.scores(params, x)
   g = SCORE_GRADS[loss](s, targets, margin)
   if mask is None:
@@ -151,4 +152,4 @@ def analytic_grad(
   spec = losses.get_loss(loss)
   validation.check_name('penalty', penalty, PENALTY_GRADS)
   validation.check_inputs(params, x, targets, spec.targets, reg=reg, margin=margin)
-  return _analytic_grad(params, x, targets, loss, reg, penalty, margin, mask)
+  return unchecked_analytic_grad(params, x, targets, loss, reg, penalty, margin, mask)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax import grad_sources
+from linear_jax import losses
 from linear_jax import model
 
 
@@ -23,9 +24,7 @@ def surface(loss, x, y, w1, w2, reg=0.0, margin=1.0):
   def at(w):
     # A zero bias column keeps both weights in W and out of the bias-trick form.
     params = model.Params(W=w[None, :], b=jnp.zeros((1,), w.dtype))
-    return grad_sources._pure_objective(  # pylint: disable=protected-access
-      params, x, y, reg, margin, None, loss, 'l2'
-    )
+    return losses.unchecked_objective(params, x, y, loss, reg, 'l2', margin)
 
   g1, g2 = jnp.meshgrid(jnp.asarray(w1, x.dtype), jnp.asarray(w2, x.dtype))
   grid = jnp.stack([g1.ravel(), g2.ravel()], axis=1)

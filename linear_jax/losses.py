@@ -262,9 +262,13 @@ def objective(
   spec = get_loss(loss)
   validation.check_name('penalty', penalty, PENALTIES)
   validation.check_inputs(params, x, targets, spec.targets, reg=reg, margin=margin)
-  return _objective(params, x, targets, spec.value, PENALTIES[penalty], reg, margin, mask)
+  return unchecked_objective(params, x, targets, loss, reg, penalty, margin, mask)
 
 
-def _objective(params, x, targets, loss_fn, penalty_fn, reg, margin, mask):
-  per_example = loss_fn(model.scores(params, x), targets, margin)
-  return masked_mean(per_example, mask) + reg * penalty_fn(model.penalized_weights(params))
+def unchecked_objective(params, x, targets, loss='softmax', reg=0.0, penalty='l2', margin=1.0, mask=None):
+  """`objective` without the host checks: for use inside `jit`, `vmap` and `grad`.
+
+  Arguments as for `objective`; validate the data where it enters instead.
+  """
+  per_example = LOSSES[loss].value(model.scores(params, x), targets, margin)
+  return masked_mean(per_example, mask) + reg * PENALTIES[penalty](model.penalized_weights(params))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linear_jax import grad_sources
+from linear_jax import losses
 from linear_jax import model
 from linear_jax import train
 
@@ -51,9 +51,7 @@ def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
 def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', margin=1.0):
   """`params -> objective` on fixed data, with no host checks: for `vmap` and `jit`."""
   x, targets = jnp.asarray(x), jnp.asarray(targets)
-  return lambda p: grad_sources._pure_objective(  # pylint: disable=protected-access
-    p, x, targets, reg, margin, None, loss, penalty
-  )
+  return lambda p: losses.unchecked_objective(p, x, targets, loss, reg, penalty, margin)
 
 
 def _random_params(key, template, scale):
@@ -80,19 +78,18 @@ def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
   chunk = min(chunk_size, budget)
   keys = jax.random.split(key, budget)
 
-  @jax.jit
-  def evaluate(keys):
-    cands = jax.vmap(lambda k: _random_params(k, template, scale))(keys)
-    return jax.lax.map(loss_fn, cands, batch_size=chunk), cands
-
-  losses_, cands = evaluate(keys)
-  losses_ = np.asarray(losses_)
+  draw = lambda k: _random_params(k, template, scale)
+  # Each candidate is drawn inside the map from its own key, so only `chunk`
+  # weight sets exist at a time; the winner is drawn again from its key.
+  losses_ = np.asarray(
+    jax.jit(lambda ks: jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk))(keys)
+  )
   losses_ = np.where(np.isfinite(losses_), losses_, np.inf)
   best = int(np.argmin(losses_))
   curve = np.minimum.accumulate(losses_)
   return SearchResult(
     'random search',
-    jax.tree.map(lambda a: a[best], cands),
+    draw(keys[best]),
     float(losses_[best]),
     budget,
     np.arange(1, budget + 1),

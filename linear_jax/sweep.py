@@ -260,7 +260,7 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
   """
   check_grid(settings)
   train.check_fit(cfg, dataset)
-  arrays = train._device_data(cfg, dataset)  # pylint: disable=protected-access
+  arrays = train.device_data(cfg, dataset)
   c = train.num_outputs(cfg, dataset)
   chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)
   if chunk < 1:

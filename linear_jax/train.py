@@ -303,7 +303,8 @@ def check_fit(cfg, dataset):
     validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')
 
 
-def _device_data(cfg, dataset):
+def device_data(cfg, dataset):
+  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick)."""
   dt = jnp.dtype(cfg.dtype)
   spec = losses.LOSSES[cfg.loss]
   ydt = dt if spec.targets == 'real' else jnp.int32
@@ -354,7 +355,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     exceeds `explode_factor` times its starting value.
   """
   check_fit(cfg, dataset)
-  arrays = _device_data(cfg, dataset)
+  arrays = device_data(cfg, dataset)
   x, y = arrays['train']
   n = x.shape[0]
   steps, batch = steps_per_epoch(cfg, n)
@@ -463,7 +464,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
 
 def evaluate(cfg, dataset, params):
   """Metrics of `params` on every split: `{'train_loss': ..., 'test_accuracy': ...}`."""
-  arrays = _device_data(cfg, dataset)
+  arrays = device_data(cfg, dataset)
   eval_fn = compiled_eval_fn(cfg)
   hp = hparams(cfg)
   out = {}
