@@ -147,6 +147,7 @@ def section_gradients():
   rows, out = [], {'bytes': x.nbytes, 'read_jax_s': t_read_jax, 'read_numpy_s': t_read_np}
   w_np, b_np = np.asarray(params.W), np.asarray(params.b)
   torch = _try_torch()
+  read = min(t_read_jax, t_read_np)  # the faster read is the machine's limit
   for loss in ('softmax', 'svm'):
     times = {}
     for source in ('analytic', 'autodiff'):
@@ -158,7 +159,6 @@ def section_gradients():
       tw, tb = torch.from_numpy(w_np.copy()), torch.from_numpy(b_np.copy())
       times['torch'] = median_time(lambda l=loss: torch_value_and_grad(torch, l, tw, tb, tx, ty, reg))
     out[loss] = times
-    read = min(t_read_jax, t_read_np)
     names = {
       'analytic': 'hand-derived (jit)',
       'autodiff': 'jax.grad (jit)',
@@ -185,6 +185,41 @@ def section_gradients():
     ['  of which: scores x·Wᵀ alone (jit)', f'{1e3 * t_s:.2f}', '', f'{x.nbytes / t_s / 1e9:.1f} GB/s']
   )
   rows.append(['  of which: Gᵀ·x alone (jit)', f'{1e3 * t_g:.2f}', '', f'{x.nbytes / t_g / 1e9:.1f} GB/s'])
+  # The compute floor: both products together are 4·N·D·C flops. At the
+  # device's own dense-matmul peak, measured now, they cannot take less time.
+  m = 2048 if jax.default_backend() == 'cpu' else 8192
+  a = jax.device_put(np.ones((m, m), np.float32))
+  square = jax.jit(jnp.dot)
+  peak = 2 * m**3 / median_time(lambda: jax.block_until_ready(square(a, a)))
+  flops = 4 * n * 3072 * 10
+  floor = flops / peak
+  out.update(peak_flops=peak, gradient_flops=flops, compute_floor_s=floor)
+  rows.append(
+    [
+      f'compute floor: 4·N·D·C = {flops / 1e9:.2f} GFLOP at the peak below',
+      f'{1e3 * floor:.2f}',
+      '',
+      f'{x.nbytes / floor / 1e9:.1f} GB/s ({100 * read / floor:.0f}% of read at most)',
+    ]
+  )
+  rows.append([f'dense matmul peak ({m}² jnp.dot, jit)', '', '', f'{peak / 1e9:.0f} GFLOP/s'])
+  # With few classes the gradient is bound by memory, as the issue assumed.
+  few = {}
+  for loss, c in (('softmax', 2), ('logistic', 1)):
+    p_c = model.init_params(jax.random.PRNGKey(0), 3072, c, 1e-3)
+    y_c = jax.device_put((y % 2).astype(np.int32))
+    fn = jax.jit(lambda p, x, y, l=loss: grad_sources.value_and_grad('analytic', p, x, y, loss=l, reg=reg))
+    t = few[loss] = median_time(lambda f=fn, p=p_c, y=y_c: jax.block_until_ready(f(p, xj, y)))
+    label = '2 classes' if c == 2 else 'binary, one score'
+    rows.append(
+      [
+        f'{loss} hand-derived (jit), {label}',
+        f'{1e3 * t:.2f}',
+        '',
+        f'{x.nbytes / t / 1e9:.1f} GB/s ({100 * read / t:.0f}% of read)',
+      ]
+    )
+  out['few_classes_s'] = few
   table = [['computation', 'median ms', 'speed-up vs NumPy', 'effective bandwidth of x']] + rows
   table.append(
     [
@@ -196,6 +231,18 @@ def section_gradients():
   )
   table.append(
     ['plain read of x (NumPy sum)', f'{1e3 * t_read_np:.2f}', '', f'{x.nbytes / t_read_np / 1e9:.1f} GB/s']
+  )
+  # Which bound holds here: flops per byte of x against the machine's balance.
+  balance = peak / (x.nbytes / read)
+  best = min(out['softmax']['analytic'], out['svm']['analytic'])
+  out['verdict'] = (
+    f'Effective bandwidth, 10 classes: {100 * read / best:.0f}% of a plain read (target 50%). '
+    f'The gradient does {flops / x.nbytes:.0f} flops per byte of x; this device does '
+    f'{balance:.1f} flops in the time it reads a byte, so here the gradient is bound by '
+    + ('arithmetic' if flops / x.nbytes > balance else 'memory')
+    + f', and even at the dense-matmul peak it could reach at most {100 * read / floor:.0f}% of a read. '
+    f'With few classes, where memory is the bound, the hand-derived gradient reaches '
+    f"{100 * read / min(few.values()):.0f}% of a read (x is read twice: Gᵀ·x needs all of a row's scores)."
   )
   out['torch'] = 'not installed' if torch is None else torch.__version__
   return f'1. Loss + gradient, {n:,} × 3,072 float32, 10 classes', table, out
@@ -442,7 +489,7 @@ def main(argv):
   common.quiet_logs()
   info = machine()
   parts = [
-    '## CPU results',
+    f'## {info["backend"].upper()} results',
     '',
     f'Machine: {info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} '
     f'({info["device"]}); {info["date"]}. Medians of {FLAGS.repeats} runs after warm-up unless a '
@@ -454,6 +501,8 @@ def main(argv):
     title, table, out = SECTIONS[key.strip()]()
     results[key] = out
     text = markdown(title, table)
+    if 'verdict' in out:
+      text += '\n' + out['verdict'] + '\n'
     print(text, flush=True)
     parts.append(text)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -250,7 +251,7 @@ def test_benchmark_script_runs(tmp_path):
   out = _run(
     'experiments.benchmark',
     '--quick',
-    '--sections=4,5',
+    '--sections=1,4,5',
     '--repeats=1',
     f'--out={tmp_path}/R.md',
     f'--json_out={tmp_path}/r.json',
@@ -258,7 +259,14 @@ def test_benchmark_script_runs(tmp_path):
   assert out.returncode == 0, out.stderr
   text = (tmp_path / 'R.md').read_text()
   assert '### 4. Sweeps' in text and '### 5. Gradient checking' in text
-  assert json.loads((tmp_path / 'r.json').read_text())['5']['full']['params'] == 650
+  results = json.loads((tmp_path / 'r.json').read_text())
+  assert results['5']['full']['params'] == 650
+  # Section 1 states the compute floor it measured and which bound holds.
+  first = results['1']
+  assert first['gradient_flops'] == 4 * 1000 * 3072 * 10
+  assert first['compute_floor_s'] == pytest.approx(first['gradient_flops'] / first['peak_flops'])
+  assert set(first['few_classes_s']) == {'softmax', 'logistic'}
+  assert first['verdict'] in text and 'compute floor' in text
 
 
 def test_hard_cases_experiment(tmp_path):
