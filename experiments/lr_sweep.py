@@ -7,7 +7,9 @@ r"""Sweeps learning rate × regularization, every setting trained together.
 Writes sweep.json and sweep.csv (per model: hyperparameters, final and best
 metrics, best epoch, diverged step), heatmap.png, loss_vs_lr.png and
 curves.png to --workdir, and prints the best setting; --retrain_best trains
-it alone and reports its test metric.
+it alone and reports its test metric. With --seeds=0,1,2 every setting is
+trained once per seed, judged by its mean over them, and settings.csv (and
+the JSON's "settings") holds each setting's mean and standard deviation.
 """
 
 import csv
@@ -34,6 +36,12 @@ flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', l
 flags.DEFINE_string('regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.')
 flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too.')
 flags.DEFINE_string('momenta', None, 'Optional comma-separated momenta to sweep too (momentum optimizers).')
+flags.DEFINE_string(
+  'seeds',
+  None,
+  'Optional comma-separated seeds (initialization and batch order): every setting is trained once per '
+  'seed and judged by its mean over them (the split stays that of --seed).',
+)
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
 flags.DEFINE_string('workdir', 'workdir/sweep', 'Where outputs go.')
@@ -87,6 +95,18 @@ def _momenta_ok(text):
 flags.register_validator('momenta', _momenta_ok)
 
 
+def parse_seeds(text):
+  values = [t.strip() for t in text.split(',') if t.strip()]
+  if not values or not all(v.isdigit() and int(v) < 2**32 for v in values):
+    raise flags.ValidationError(f'--seeds must be comma-separated integers in [0, 2**32), got {text!r}.')
+  if len(set(map(int, values))) != len(values):
+    raise flags.ValidationError(f'--seeds repeats a seed: {text!r}.')
+  return [int(v) for v in values]
+
+
+flags.register_validator('seeds', lambda text: text is None or bool(parse_seeds(text)))
+
+
 def learning_rates():
   if FLAGS.lrs is not None:
     return common.parse_float_list('lrs', FLAGS.lrs)
@@ -115,12 +135,13 @@ def run(workdir):
   regs = common.parse_float_list('regs', FLAGS.regs)
   margins = common.parse_float_list('margins', FLAGS.margins) if FLAGS.margins else None
   momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
-  settings = sweep.grid(lrs, regs, margins, momenta)
+  seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else None
+  settings = sweep.grid(lrs, regs, margins, momenta, seeds)
   result = sweep.run_sweep(
     cfg, dataset, settings, chunk_size=FLAGS.chunk_size or None, on_epoch=None if FLAGS.quiet else _progress
   )
   rows = result.rows()
-  best = result.best_index()
+  groups = result.seed_groups()
   out = {
     'dataset': dataset.name,
     'loss': cfg.loss,
@@ -128,24 +149,33 @@ def run(workdir):
     'epochs': cfg.epochs,
     'seconds': result.seconds,
     'models': rows,
-    'best': None if best is None else rows[best],
-    'versions': common.versions(),
   }
+  if seeds is None:
+    best = result.best_index()
+    out['best'] = None if best is None else rows[best]
+  else:  # settings judged by their mean over the seeds
+    out['seeds'] = seeds
+    out['settings'] = result.setting_rows()
+    best_group = result.best_setting()
+    out['best'] = None if best_group is None else out['settings'][best_group]
+    best = None if best_group is None else groups[best_group][0]
+  out['versions'] = common.versions()
   if best is not None and FLAGS.retrain_best:
     alone = dataclasses.replace(cfg, **{k: v for k, v in settings[best].items()})
     out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
   with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
     json.dump(out, f, indent=1, allow_nan=False)
-  with open(os.path.join(workdir, 'sweep.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+  _write_csv(os.path.join(workdir, 'sweep.csv'), rows)
+  if seeds is not None:
+    _write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
 
-  # Pictures over the lr × reg grid (the first margin / momentum if those vary too).
+  # Pictures over the lr × reg grid (the first margin / momentum if those
+  # vary too), each setting its mean over the seeds.
   first = [
-    i
-    for i, s in enumerate(settings)
-    if (margins is None or s['margin'] == margins[0]) and (momenta is None or s['momentum'] == momenta[0])
+    g
+    for g in groups
+    if (margins is None or settings[g[0]]['margin'] == margins[0])
+    and (momenta is None or settings[g[0]]['momentum'] == momenta[0])
   ]
   shape = (len(lrs), len(regs))
   metric = (
@@ -153,14 +183,23 @@ def run(workdir):
     if 'val_accuracy' in result.best
     else ('val_mse' if 'val_mse' in result.best else 'train_mse')
   )
-  values = result.best[metric][first].reshape(shape).T
-  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), metric.replace('_', ' '))
-  final_loss = result.final['train_loss'][first].reshape(shape).T
+  mean = lambda v: np.array([np.mean(v[g]) for g in first])
+  label = metric.replace('_', ' ') + (f', mean of {len(seeds)} seeds' if seeds else '')
+  values = mean(result.best[metric]).reshape(shape).T
+  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), label)
+  final_loss = mean(result.final['train_loss']).reshape(shape).T
   plots.loss_vs_lr(lrs, regs, final_loss, os.path.join(workdir, 'loss_vs_lr.png'))
-  curves = np.stack([h['train_loss'] for h in result.history], 1)[first]
-  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[i] for i in first)]
+  curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
+  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
   plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
   return out
+
+
+def _write_csv(path, rows):
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
 
 
 def main(argv):
@@ -184,8 +223,13 @@ def main(argv):
   if out['best'] is None:
     sys.exit('Every model diverged: lower --lr_max.')
   b = out['best']
-  metric = 'best_val_accuracy' if 'best_val_accuracy' in b else 'best_val_mse'
-  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={b.get(metric)}')
+  if 'seeds' in out:
+    metric = 'best_val_accuracy' if 'best_val_accuracy_mean' in b else 'best_val_mse'
+    spread = f'{b[metric + "_mean"]:.4f} ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
+    print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={spread}')
+  else:
+    metric = 'best_val_accuracy' if 'best_val_accuracy' in b else 'best_val_mse'
+    print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={b.get(metric)}')
   if 'best_retrained' in out:
     print(
       'best retrained alone: '

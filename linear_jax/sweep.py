@@ -1,12 +1,14 @@
 """Many hyperparameter settings trained together as one compiled program.
 
-K = |learning rates| × |regs| (× |margins| × |momenta|) models share every
-mini-batch: the epoch of `train.py` is `vmap`-ed over the model axis with the
-data unbatched, so each batch is gathered once and multiplied against all K
-weight matrices at once. Hyperparameters are arrays (`train.HParams`), so a
-sweep with other values reuses the compiled program. A model whose loss
-becomes non-finite or explodes is frozen at that step and marked diverged;
-the others go on unharmed.
+K = |learning rates| × |regs| (× |margins| × |momenta| × |seeds|) models:
+the epoch of `train.py` is `vmap`-ed over the model axis with the data
+unbatched, so each batch is gathered once and multiplied against all the
+weight matrices of one seed at once. Hyperparameters are arrays
+(`train.HParams`), so a sweep with other values reuses the compiled program.
+Seeds (initialization and mini-batch order) run one after another through the
+same program, each with its own data order, so every model still equals its
+setting trained alone. A model whose loss becomes non-finite or explodes is
+frozen at that step and marked diverged; the others go on unharmed.
 """
 
 import dataclasses
@@ -81,15 +83,22 @@ def compiled_sweep_fns(cfg, num_examples):
   return _compiled(train.structural(cfg), num_examples)
 
 
-def grid(learning_rates, regs, margins=None, momenta=None):
-  """Every combination, as a list of dicts of hyperparameter values."""
+def grid(learning_rates, regs, margins=None, momenta=None, seeds=None):
+  """Every combination, as a list of dicts of hyperparameter values.
+
+  With `seeds`, each setting is repeated once per seed (the last axis), and
+  its dicts gain an integer `'seed'`.
+  """
   axes = {'learning_rate': learning_rates, 'reg': regs}
   if margins is not None:
     axes['margin'] = margins
   if momenta is not None:
     axes['momentum'] = momenta
+  if seeds is not None:
+    axes['seed'] = seeds
+  cast = lambda name, v: v if name == 'seed' else float(v)
   return [
-    {name: float(v) for name, v in zip(axes, values, strict=True)}
+    {name: cast(name, v) for name, v in zip(axes, values, strict=True)}
     for values in itertools.product(*axes.values())
   ]
 
@@ -107,6 +116,11 @@ def check_grid(settings):
       raise ValueError(f'margins must be >= 0, got {s["margin"]}.')
     if not 0 <= s.get('momentum', 0) < 1:
       raise ValueError(f'momenta must be in [0, 1), got {s["momentum"]}.')
+    seed = s.get('seed', 0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+      raise ValueError(f'seeds must be integers in [0, 2**32), got {seed!r}.')
+  if 'seed' in settings[0] and any('seed' not in s for s in settings):
+    raise ValueError('Either every setting of a sweep names a seed or none does.')
 
 
 @dataclasses.dataclass
@@ -132,22 +146,62 @@ class SweepResult:
     score = np.where(self.alive & np.isfinite(score), score, -np.inf)
     return None if not np.isfinite(score).any() else int(np.argmax(score))
 
+  def seed_groups(self):
+    """Indices of the models that differ only in their seed: one list per setting, in first-seen order."""
+    groups = {}
+    for k, s in enumerate(self.settings):
+      groups.setdefault(tuple((n, v) for n, v in s.items() if n != 'seed'), []).append(k)
+    return list(groups.values())
+
+  def setting_scores(self):
+    """`[G]` mean validation score over each setting's seeds; `-inf` where any seed diverged."""
+    score = np.where(self.alive, self.best['score'], -np.inf)
+    return np.array(
+      [np.mean(score[g]) if np.isfinite(score[g]).all() else -np.inf for g in self.seed_groups()]
+    )
+
+  def best_setting(self):
+    """Index into `seed_groups()` of the best mean over seeds; a setting with a diverged seed never wins."""
+    scores = self.setting_scores()
+    return None if not np.isfinite(scores).any() else int(np.argmax(scores))
+
+  def setting_rows(self):
+    """One JSON-ready dict per setting: its seeds, then mean and sample standard deviation over them.
+
+    A metric is `None` (mean and std) if any seed diverged; `diverged_seeds`
+    counts those seeds.
+    """
+    out = []
+    for g in self.seed_groups():
+      row = {n: v for n, v in self.settings[g[0]].items() if n != 'seed'}
+      row['seeds'] = [self.settings[k].get('seed') for k in g]
+      for prefix, metrics in (('final', self.final), ('best', self.best)):
+        for m, v in metrics.items():
+          if m != 'score':
+            vals = np.asarray(v[g], np.float64)
+            ok = np.isfinite(vals).all() and self.alive[g].all()
+            row[f'{prefix}_{m}_mean'] = _clean(vals.mean()) if ok else None
+            row[f'{prefix}_{m}_std'] = _clean(vals.std(ddof=min(1, len(g) - 1))) if ok else None
+      row['diverged_seeds'] = int((~self.alive[g]).sum())
+      out.append(row)
+    return out
+
   def rows(self):
     """One JSON-ready dict per model; missing or non-finite values are `None`."""
-
-    def clean(v):
-      v = float(v)
-      return v if math.isfinite(v) else None
-
     out = []
     for k, s in enumerate(self.settings):
       row = dict(s)
-      row.update({f'final_{m}': clean(v[k]) for m, v in self.final.items() if m != 'score'})
-      row.update({f'best_{m}': clean(v[k]) for m, v in self.best.items() if m != 'score'})
+      row.update({f'final_{m}': _clean(v[k]) for m, v in self.final.items() if m != 'score'})
+      row.update({f'best_{m}': _clean(v[k]) for m, v in self.best.items() if m != 'score'})
       row['best_epoch'] = int(self.best_epoch[k])
       row['diverged_step'] = None if self.diverged_at[k] < 0 else int(self.diverged_at[k])
       out.append(row)
     return out
+
+
+def _clean(v):
+  v = float(v)
+  return v if math.isfinite(v) else None
 
 
 def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total):
@@ -244,7 +298,9 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     cfg: the `TrainConfig` of everything the sweep does not vary.
     dataset: a `data.Dataset`.
     settings: `[K]` dicts with `learning_rate`, `reg` and optionally
-      `margin`, `momentum`.
+      `margin`, `momentum` and `seed` (initialization and mini-batch order;
+      models of one seed train together, seeds one after another; without
+      it, every model uses `cfg.seed`).
     chunk_size: train at most this many models at once; `None`: as many as
       fit in `max_bytes` (an estimate of each model's parameters, optimizer
       state and per-batch scores), all of them for the usual sizes.
@@ -255,8 +311,8 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     max_bytes: the memory the automatic chunking may plan for.
 
   Returns:
-    A `SweepResult`. Model k ends equal (to float tolerance) to `train.fit`
-    with `cfg` and setting k.
+    A `SweepResult` in the order of `settings`. Model k ends equal (to float
+    tolerance) to `train.fit` with `cfg` and setting k.
   """
   check_grid(settings)
   train.check_fit(cfg, dataset)
@@ -268,14 +324,21 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
   num_devices = 1 if cfg.parallel == 'none' else (cfg.num_devices or jax.device_count())
   chunk = -(-chunk // num_devices) * num_devices  # whole models per device
   start = time.perf_counter()
-  parts = []
-  for i in range(0, len(settings), chunk):
-    part = list(settings[i : i + chunk])
-    real = len(part)
-    part += [part[-1]] * ((-real) % num_devices)  # dummies, dropped below
-    out = _run_chunk(cfg, arrays, part, dataset.num_features, c, on_epoch, i, len(settings))
-    parts.append(_take_models(out, real))
-  cat = lambda xs: np.concatenate(xs)
+  parts, order = [], []
+  by_seed = {}  # models of one seed share a data order, so they train together
+  for k, s in enumerate(settings):
+    by_seed.setdefault(s.get('seed', cfg.seed), []).append(k)
+  for seed, members in by_seed.items():
+    seed_cfg = dataclasses.replace(cfg, seed=int(seed))
+    for i in range(0, len(members), chunk):
+      idx = members[i : i + chunk]
+      part = [settings[j] for j in idx]
+      part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
+      out = _run_chunk(seed_cfg, arrays, part, dataset.num_features, c, on_epoch, len(order), len(settings))
+      parts.append(_take_models(out, len(idx)))
+      order += idx
+  back = np.argsort(order)  # from training order back to the order of `settings`
+  cat = lambda xs: np.concatenate(xs)[back]
   history = [{m: cat([p[1][e][m] for p in parts]) for m in parts[0][1][e]} for e in range(len(parts[0][1]))]
   return SweepResult(
     settings=list(settings),
@@ -284,6 +347,6 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     best={m: cat([p[3][m] for p in parts]) for m in parts[0][3]},
     best_epoch=cat([p[4] for p in parts]),
     diverged_at=cat([p[5] for p in parts]),
-    params=jax.tree.map(lambda *a: jnp.concatenate(a), *[p[0] for p in parts]),
+    params=jax.tree.map(lambda *a: jnp.concatenate(a)[back], *[p[0] for p in parts]),
     seconds=time.perf_counter() - start,
   )

@@ -211,8 +211,37 @@ def test_lr_sweep_writes_outputs_and_refuses_bad_flags(tmp_path):
       (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
       (['--regs=0,-1e-3'], '--regs must hold only values >= 0'),
       (['--regs=a,b'], "--regs: 'a,b' is not a comma-separated list"),
+      (['--seeds=0,-1'], '--seeds must be comma-separated integers'),
+      (['--seeds=a'], '--seeds must be comma-separated integers'),
+      (['--seeds=1,1'], '--seeds repeats a seed'),
     ],
   )
+
+
+def test_lr_sweep_over_seeds_reports_mean_and_std(tmp_path):
+  out = _run(
+    'experiments.lr_sweep',
+    '--dataset=digits',
+    '--lrs=0.05,0.5',
+    '--regs=0',
+    '--seeds=0,1,2',
+    '--epochs=3',
+    '--quiet',
+    f'--workdir={tmp_path}',
+  )
+  assert out.returncode == 0, out.stderr
+  result = json.loads((tmp_path / 'sweep.json').read_text())
+  assert result['num_models'] == 6 and result['seeds'] == [0, 1, 2]
+  assert sorted(r['seed'] for r in result['models']) == [0, 0, 1, 1, 2, 2]
+  for row in result['settings']:
+    accs = [m['best_val_accuracy'] for m in result['models'] if m['learning_rate'] == row['learning_rate']]
+    assert row['best_val_accuracy_mean'] == pytest.approx(np.mean(accs))
+    assert row['best_val_accuracy_std'] == pytest.approx(np.std(accs, ddof=1))
+  best = max(result['settings'], key=lambda r: r['best_val_accuracy_mean'])
+  assert result['best'] == best
+  assert f'± {best["best_val_accuracy_std"]:.4f} over 3 seeds' in out.stdout
+  assert len((tmp_path / 'settings.csv').read_text().splitlines()) == 3
+  _assert_png(tmp_path / 'heatmap.png')
 
 
 def test_search_runs_every_method_within_budget(tmp_path):

@@ -96,6 +96,9 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     (sweep.grid([-0.1], [0.0]), 'learning rates must be > 0'),
     (sweep.grid([0.1], [-1e-3]), 'regs must be >= 0'),
     (sweep.grid([0.1], [0.0], momenta=[1.0]), r'momenta must be in \[0, 1\)'),
+    (sweep.grid([0.1], [0.0], seeds=[-1]), r'seeds must be integers in \[0, 2\*\*32\), got -1'),
+    (sweep.grid([0.1], [0.0], seeds=[1.5]), 'seeds must be integers.*got 1.5'),
+    (sweep.grid([0.1], [0.0], seeds=[0]) + sweep.grid([0.2], [0.0]), 'every setting of a sweep names a seed'),
   ],
 )
 def test_bad_grids_are_refused(blobs, settings, match):
@@ -113,3 +116,38 @@ def test_chunks_are_chosen_to_fit_memory(blobs):
   )
   assert max(seen) < len(settings)  # split into chunks by the memory estimate
   np.testing.assert_allclose(small.params.W, whole.params.W, rtol=1e-6, atol=1e-7)
+
+
+def test_seeds_each_model_equals_its_seed_trained_alone(blobs):
+  cfg = train.TrainConfig(epochs=4, batch_size=16, seed=7)
+  settings = sweep.grid([0.05, 0.3], [1e-3], seeds=[0, 1, 2])
+  assert [s['seed'] for s in settings] == [0, 1, 2, 0, 1, 2]  # the seed is the last axis
+  result = sweep.run_sweep(cfg, blobs, settings, chunk_size=2)  # chunks within each seed
+  assert result.settings == settings  # results come back in the order asked for
+  for k in range(len(settings)):
+    alone = train.fit(dataclasses.replace(cfg, **settings[k]), blobs)
+    np.testing.assert_allclose(result.params.W[k], alone.params.W, rtol=1e-4, atol=1e-6)
+    assert result.best_epoch[k] == alone.best_epoch
+  # Other seeds start elsewhere and see other batches: the models differ.
+  assert not np.allclose(result.params.W[0], result.params.W[1], atol=1e-4)
+  assert result.seed_groups() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_seed_summary_is_the_mean_and_std_over_seeds(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=5, batch_size=16)
+  settings = sweep.grid([0.01, 0.05, 100.0], [0.0], seeds=[3, 4])
+  result = sweep.run_sweep(cfg, regression, settings)
+  rows = result.setting_rows()
+  assert [r['learning_rate'] for r in rows] == [0.01, 0.05, 100.0]
+  assert all(r['seeds'] == [3, 4] and 'seed' not in r for r in rows)
+  for g, row in zip(result.seed_groups(), rows, strict=True):
+    if row['diverged_seeds']:
+      continue
+    vals = result.best['val_mse'][g]
+    assert row['best_val_mse_mean'] == pytest.approx(np.mean(vals))
+    assert row['best_val_mse_std'] == pytest.approx(np.std(vals, ddof=1))
+  # lr=100 diverges: its numbers are null and it is never the best setting.
+  assert rows[2]['diverged_seeds'] == 2 and rows[2]['best_val_mse_mean'] is None
+  scores = result.setting_scores()
+  assert result.best_setting() == int(np.argmax(scores[:2])) and scores[2] == -np.inf
+  json.dumps(rows, allow_nan=False)
