@@ -379,6 +379,61 @@ def _from_arrays(x, y, path):
   return Raw(x.astype(np.float64), y.astype(np.float64), 'real')
 
 
+def _feature_matrix(x, where):
+  x = np.asarray(x)
+  if x.ndim < 2:
+    _fail(where, f'x must be [N, D] (or [N, ...] images), got shape {x.shape}.')
+  if not np.issubdtype(x.dtype, np.number) or x.dtype == bool:
+    _fail(where, f'x must be numeric, got dtype {x.dtype}.')
+  return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
+
+
+def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='arrays'):
+  """Your own NumPy arrays as a dataset, for `prepare` and then `train.fit`.
+
+  Args:
+    x: `[N, D]` features, or `[N, ...]` images (flattened; the shape is kept
+      for the template pictures).
+    y: `[N]` integer labels (whole-number floats and bools count as labels)
+      or `[N]` / `[N, K]` real targets for the regression losses.
+    num_classes: for labels, the number of classes; `None`: the largest label
+      plus one. A label outside `[0, num_classes)` is refused.
+    test: an optional held-out `(x_test, y_test)`; `prepare` then uses it
+      instead of splitting one off.
+    class_names: optional names, one per class.
+    name: how error messages name these arrays.
+
+  Returns:
+    A checked `Raw`. Raises a `ValueError` naming the first bad value.
+  """
+  x, image_shape = _feature_matrix(x, name)
+  raw = _from_arrays(x, np.asarray(y), name)
+  if num_classes is not None:
+    if raw.kind != 'class':
+      _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
+    if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 1):
+      _fail(name, f'num_classes must be a whole number >= 1, got {num_classes!r}.')
+    raw = dataclasses.replace(raw, num_classes=int(num_classes))
+  if test is not None:
+    x_test, test_shape = _feature_matrix(test[0], f'{name} (test)')
+    if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
+      _fail(f'{name} (test)', f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
+    y_test = np.asarray(test[1])
+    y_test = (
+      y_test.astype(np.int64) if raw.kind == 'class' and _targets_kind(y_test, name) == 'class' else y_test
+    )
+    raw = dataclasses.replace(raw, test=(x_test.astype(np.float64), y_test))
+  if class_names is not None:
+    if raw.kind != 'class' or len(class_names) != raw.num_classes:
+      _fail(name, f'{len(class_names)} class names for {raw.num_classes} classes.')
+    raw = dataclasses.replace(raw, class_names=tuple(str(c) for c in class_names))
+  raw = dataclasses.replace(raw, image_shape=image_shape)
+  check_raw(raw, name)
+  if raw.test is not None:
+    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{name} (test)')
+  return raw
+
+
 def load_npz(path):
   """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles."""
   try:
@@ -399,13 +454,8 @@ def load_npz(path):
     raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
   except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
     raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
-  if x.ndim < 2:
-    _fail(path, f'x must be [N, D], got shape {x.shape}.')
-  if not np.issubdtype(x.dtype, np.number) or x.dtype == bool:
-    _fail(path, f'x must be numeric, got dtype {x.dtype}.')
-  image_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
-  raw = _from_arrays(x.reshape(len(x), -1), y, path)
-  return dataclasses.replace(raw, image_shape=image_shape)
+  x, image_shape = _feature_matrix(x, path)
+  return dataclasses.replace(_from_arrays(x, y, path), image_shape=image_shape)
 
 
 def load_csv(path, target_column=-1):

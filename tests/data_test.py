@@ -234,3 +234,60 @@ def test_data_dir_with_tilde_is_expanded(tmp_path, monkeypatch):
   monkeypatch.setenv('HOME', str(tmp_path))
   _cifar_bin(str(tmp_path / 'data' / 'cifar-10-batches-bin'))
   assert data.load('cifar10', data_dir='~/data').x.shape == (10, 3072)
+
+
+def test_from_arrays_trains_like_logistic_regression():
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
+
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  means = rng.normal(size=(3, 4, 4)) * 2
+  y = rng.integers(0, 3, 300)
+  x = means[y] + rng.normal(size=(300, 4, 4))  # "images" of 4 × 4
+  raw = data.from_arrays(x, y.astype(np.float64), class_names=['a', 'b', 'c'])  # whole floats are labels
+  assert (raw.kind, raw.num_classes, raw.image_shape, raw.x.shape) == ('class', 3, (4, 4), (300, 16))
+  ds = data.prepare(raw, 'mine', val_fraction=0.0)
+  cfg = train.TrainConfig(loss='softmax', epochs=40, learning_rate=0.1, reg=1e-4)
+  ours = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
+  ref = LogisticRegression(max_iter=2000).fit(ds.x_train, ds.y_train).score(ds.x_test, ds.y_test)
+  assert ours >= ref - 0.02
+
+
+def test_from_arrays_regression_and_official_test_split():
+  rng = np.random.default_rng(1)
+  x, x_test = rng.normal(size=(80, 3)), rng.normal(size=(20, 3))
+  w = np.array([1.0, -2.0, 0.5])
+  raw = data.from_arrays(x, x @ w + 0.3, test=(x_test, x_test @ w + 0.3))
+  assert raw.kind == 'real' and raw.num_classes is None
+  ds = data.prepare(raw, 'mine')
+  assert len(ds.x_test) == 20 and len(ds.x_train) + len(ds.x_val) == 80  # the given test split, kept whole
+
+
+@pytest.mark.parametrize(
+  'args, kwargs, match',
+  [
+    ((np.ones(5), np.zeros(5)), {}, r'arrays: x must be \[N, D\]'),
+    ((np.array([['a']]), np.zeros(1)), {}, 'arrays: x must be numeric'),
+    ((np.array([[1.0], [np.nan]]), np.zeros(2)), {}, 'arrays: .*non-finite.*example 1'),
+    ((np.ones((3, 2)), np.zeros(2)), {}, 'arrays: 3 feature rows but 2 targets'),
+    ((np.ones((3, 2)), np.array([0, 1, 5])), {'num_classes': 3}, 'label 5 at index 2 is outside'),
+    ((np.ones((3, 2)), np.array([0, -1, 1])), {}, 'label -1 at index 1 is negative'),
+    ((np.ones((3, 2)), np.array([0.5, 1.5, 2.0])), {'num_classes': 3}, 'targets are real numbers'),
+    (
+      (np.ones((3, 2)), np.array([0, 1, 1])),
+      {'test': (np.ones((2, 3)), np.zeros(2))},
+      r'\(test\): x has shape',
+    ),
+    (
+      (np.ones((3, 2)), np.array([0, 1, 1])),
+      {'test': (np.ones((2, 2)), np.array([0, 4]))},
+      r'\(test\).*label 4',
+    ),
+    ((np.ones((3, 2)), np.array([0, 1, 1])), {'class_names': ['a']}, '1 class names for 2 classes'),
+    ((np.ones((3, 2)), np.array([0, 1, 1])), {'name': 'mine.x', 'num_classes': 0}, 'mine.x: num_classes'),
+  ],
+)
+def test_from_arrays_refuses_bad_input(args, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    data.from_arrays(*args, **kwargs)

@@ -28,3 +28,11 @@ def test_requirements_are_pinned():
     for line in (ROOT / name).read_text().splitlines():
       if line and not line.startswith(('#', '-r')):
         assert '==' in line, f'{name}: {line!r} is not pinned'
+
+
+def test_readme_python_examples_run():
+  text = (ROOT / 'README.md').read_text()
+  blocks = re.findall(r'```python\n(.*?)```', text, re.S)
+  assert len(blocks) >= 2
+  for block in blocks:
+    exec(compile(block, 'README.md', 'exec'), {'__name__': 'readme'})  # noqa: S102 - our own README
