@@ -10,11 +10,16 @@ compares two numbers measured in this run. Sections (--sections=1,2,3,4,5):
 3. time to accuracy on digits, imports and compilation included;
 4. sweeps of K models trained together against K sequential runs;
 5. gradient checking: vectorized numerical gradient against a coordinate loop.
+
+Run on a GPU, the same command adds a "## GPU results" section to the same
+file (naming the card, and the fraction of its data-sheet bandwidth reached)
+and keeps the CPU one.
 """
 
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,7 +29,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
-flags.DEFINE_string('out', 'benchmarks/RESULTS.md', 'Markdown file for the tables.')
+flags.DEFINE_string(
+  'out',
+  'benchmarks/RESULTS.md',
+  'Markdown file for the tables: this backend\'s section ("## CPU results", "## GPU results") is replaced, '
+  "the other backends' sections are kept.",
+)
 flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
 flags.DEFINE_integer('repeats', 7, 'Timed runs per measurement (median reported).', lower_bound=1)
 flags.DEFINE_string('sections', '1,2,3,4,5', 'Which sections to run.')
@@ -32,6 +42,27 @@ flags.DEFINE_bool('quick', False, 'Small sizes, for a smoke test of the script i
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Memory bandwidth from the vendors' data sheets (GB/s), by a part of
+# `device_kind`, the most specific first: a GPU section also states what
+# fraction of its card's bandwidth the read and the gradient reach.
+DATA_SHEET_BANDWIDTH = (
+  ('H200', 4800),
+  ('H100 NVL', 3900),
+  ('H100 PCIe', 2000),
+  ('H100', 3350),
+  ('A100 80GB PCIe', 1935),
+  ('A100-SXM4-80GB', 2039),
+  ('A100', 1555),
+)
+
+
+def data_sheet_bandwidth(device_kind):
+  """The card's data-sheet memory bandwidth in bytes/s, or `None` if not listed."""
+  for part, gbs in DATA_SHEET_BANDWIDTH:
+    if part in device_kind:
+      return gbs * 1e9
+  return None
 
 
 def median_time(fn, repeats=None, warmup=1):
@@ -235,15 +266,29 @@ def section_gradients():
   # Which bound holds here: flops per byte of x against the machine's balance.
   balance = peak / (x.nbytes / read)
   best = min(out['softmax']['analytic'], out['svm']['analytic'])
+  compute_bound = flops / x.nbytes > balance
+  ceiling = (
+    f'even at the dense-matmul peak it could reach at most {100 * read / floor:.0f}% of a read'
+    if compute_bound
+    else f'at the dense-matmul peak its arithmetic takes {100 * floor / read:.0f}% of the time of one read'
+  )
   out['verdict'] = (
     f'Effective bandwidth, 10 classes: {100 * read / best:.0f}% of a plain read (target 50%). '
-    f'The gradient does {flops / x.nbytes:.0f} flops per byte of x; this device does '
-    f'{balance:.1f} flops in the time it reads a byte, so here the gradient is bound by '
-    + ('arithmetic' if flops / x.nbytes > balance else 'memory')
-    + f', and even at the dense-matmul peak it could reach at most {100 * read / floor:.0f}% of a read. '
-    f'With few classes, where memory is the bound, the hand-derived gradient reaches '
-    f"{100 * read / min(few.values()):.0f}% of a read (x is read twice: Gᵀ·x needs all of a row's scores)."
+    f'The gradient does {flops / x.nbytes:.0f} flops per byte of x; this device does {balance:.1f} '
+    f'flops in the time it reads a byte, so here the gradient is bound by '
+    f'{"arithmetic" if compute_bound else "memory"}, and {ceiling}. With few classes, where memory is '
+    f'the bound, the hand-derived gradient reaches {100 * read / min(few.values()):.0f}% of a read '
+    "(x is read twice: Gᵀ·x needs all of a row's scores)."
   )
+  kind = jax.devices()[0].device_kind
+  sheet = data_sheet_bandwidth(kind)
+  if sheet is not None:
+    out['data_sheet_bandwidth'] = sheet
+    out['verdict'] += (
+      f" Against the data sheet's {sheet / 1e12:.2f} TB/s of this {kind}: the plain read reaches "
+      f'{100 * x.nbytes / t_read_jax / sheet:.0f}%, '
+      f'the 10-class gradient {100 * x.nbytes / best / sheet:.0f}%.'
+    )
   out['torch'] = 'not installed' if torch is None else torch.__version__
   return f'1. Loss + gradient, {n:,} × 3,072 float32, 10 classes', table, out
 
@@ -476,6 +521,23 @@ SECTIONS = {
 }
 
 
+def merge_results(previous, header, section):
+  """The results file with `section` in place of the one of its backend; other backends' are kept.
+
+  So the same command run on a CPU and on a GPU leaves both sections in one file.
+  """
+  title = section.split('\n', 1)[0]
+  parts = re.split(r'(?m)^(?=## )', previous)[1:]  # the old sections, each from its '## ' line
+  kept = [p.rstrip('\n') + '\n' for p in parts if p.split('\n', 1)[0] != title]
+  mine = section.rstrip('\n') + '\n'
+  old_titles = [p.split('\n', 1)[0] for p in parts]
+  if title in old_titles:  # keep its place
+    kept.insert(old_titles.index(title), mine)
+  else:
+    kept.append(mine)
+  return header + '\n' + '\n'.join(kept)
+
+
 def markdown(title, table):
   lines = [f'### {title}', '', '| ' + ' | '.join(table[0]) + ' |', '|' + ' --- |' * len(table[0])]
   lines += ['| ' + ' | '.join(r) + ' |' for r in table[1:]]
@@ -506,13 +568,16 @@ def main(argv):
     print(text, flush=True)
     parts.append(text)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, 'w') as f:
-    f.write(
-      '# linear_jax benchmark results\n\nMade by `python -m experiments.benchmark --out='
-      + FLAGS.out
-      + '`.\n\n'
-      + '\n'.join(parts)
-    )
+  previous = ''
+  if os.path.exists(FLAGS.out):
+    with open(FLAGS.out) as f:
+      previous = f.read()
+  header = f'# linear_jax benchmark results\n\nMade by `python -m experiments.benchmark --out={FLAGS.out}`.\n'
+  text = merge_results(previous, header, '\n'.join(parts))
+  tmp = FLAGS.out + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, FLAGS.out)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:
       json.dump(results, f, indent=1, default=float)

@@ -298,6 +298,28 @@ def test_benchmark_script_runs(tmp_path):
   assert first['verdict'] in text and 'compute floor' in text
 
 
+def test_benchmark_keeps_the_other_backends_section(tmp_path):
+  from experiments import benchmark  # pylint: disable=import-outside-toplevel
+
+  gpu = '## GPU results\n\nMachine: NVIDIA H100 80GB HBM3\n\n### 1. Loss\n\n| a |\n'
+  old = '# linear_jax benchmark results\n\n## CPU results\n\nold cpu numbers\n\n' + gpu
+  merged = benchmark.merge_results(old, '# header\n', '## CPU results\n\nnew cpu numbers\n')
+  assert merged == '# header\n\n## CPU results\n\nnew cpu numbers\n\n' + gpu  # replaced in place
+  added = benchmark.merge_results('# h\n\n## CPU results\n\ncpu\n', '# h\n', gpu)
+  assert added == '# h\n\n## CPU results\n\ncpu\n\n' + gpu
+  assert benchmark.merge_results('', '# h\n', '## CPU results\n\nx') == '# h\n\n## CPU results\n\nx\n'
+  # The same command on a GPU adds its section: run section 5 into a file that has a GPU one.
+  (tmp_path / 'R.md').write_text(old)
+  out = _run('experiments.benchmark', '--quick', '--sections=5', '--repeats=1', f'--out={tmp_path}/R.md')
+  assert out.returncode == 0, out.stderr
+  text = (tmp_path / 'R.md').read_text()
+  assert text.endswith(gpu) and 'old cpu numbers' not in text and '### 5. Gradient checking' in text
+  assert benchmark.data_sheet_bandwidth('NVIDIA H100 80GB HBM3') == 3.35e12
+  assert benchmark.data_sheet_bandwidth('NVIDIA H100 PCIe') == 2.0e12
+  assert benchmark.data_sheet_bandwidth('NVIDIA H200') == 4.8e12
+  assert benchmark.data_sheet_bandwidth('cpu') is None
+
+
 def test_hard_cases_experiment(tmp_path):
   out = _run('experiments.hard_cases', '--num_examples=300', '--epochs=30', f'--workdir={tmp_path}')
   assert out.returncode == 0, out.stderr
