@@ -1,5 +1,7 @@
 """Flag definitions shared by several experiments, and their validators."""
 
+import os
+
 from absl import flags
 import numpy as np
 
@@ -212,6 +214,43 @@ def versions():
     'device': str(jax.devices()[0].device_kind),
     'backend': jax.default_backend(),
   }
+
+
+def _default_cache_dir():
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'linear_jax', 'xla')
+
+
+flags.DEFINE_string(
+  'compilation_cache',
+  _default_cache_dir(),
+  'Directory where compiled XLA programs are kept between runs, so a repeated run skips compilation '
+  '(about 1 s of the 3 s of the default training run); empty to turn it off.',
+)
+
+
+def configure_compilation_cache(f):
+  """Keeps compiled programs across runs in --compilation_cache (call before any JAX work).
+
+  The cache only saves time: if the directory cannot be made or written, a
+  warning names it and the run goes on compiling as usual.
+  """
+  from absl import logging  # pylint: disable=import-outside-toplevel
+
+  path = os.path.expanduser(f.compilation_cache or '')
+  if not path:
+    return
+  try:
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):
+      raise PermissionError(13, 'Permission denied')
+  except OSError as e:
+    logging.warning('--compilation_cache=%s cannot be used (%s); compiling without it.', path, e.strerror)
+    return
+  import jax  # pylint: disable=import-outside-toplevel
+
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 def quiet_logs():

@@ -134,6 +134,7 @@ def run(workdir):
 def main(argv):
   del argv
   common.quiet_logs()
+  common.configure_compilation_cache(FLAGS)
   common.configure_precision(FLAGS)
   common.start_distributed(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel

@@ -276,6 +276,32 @@ def test_search_runs_every_method_within_budget(tmp_path):
   )
 
 
+def test_compilation_cache_is_reused_and_never_changes_results(tmp_path):
+  cache = tmp_path / 'cc'
+  args = ('--epochs=3', '--quiet', '--plots=false', f'--compilation_cache={cache}')
+  first = _run('experiments.train', *args, f'--workdir={tmp_path}/a')
+  assert first.returncode == 0, first.stderr
+  entries = set(os.listdir(cache))
+  assert any('epoch' in e for e in entries)  # the training epoch's program was kept
+  second = _run('experiments.train', *args, f'--workdir={tmp_path}/b')
+  assert second.returncode == 0, second.stderr
+  assert set(os.listdir(cache)) == entries  # nothing compiled anew: every program came from the cache
+  a, b = np.load(tmp_path / 'a' / 'params.npz'), np.load(tmp_path / 'b' / 'params.npz')
+  np.testing.assert_array_equal(a['W'], b['W'])
+  # A cache that cannot be made is named in a warning, and the run goes on.
+  (tmp_path / 'file').write_text('')
+  out = _run(
+    'experiments.train',
+    '--epochs=1',
+    '--quiet',
+    '--plots=false',
+    f'--compilation_cache={tmp_path}/file/cc',
+    f'--workdir={tmp_path}/c',
+  )
+  assert out.returncode == 0, out.stderr
+  assert f'--compilation_cache={tmp_path}/file/cc cannot be used' in out.stderr
+
+
 def test_benchmark_script_runs(tmp_path):
   out = _run(
     'experiments.benchmark',
