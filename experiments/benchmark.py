@@ -303,7 +303,7 @@ def section_training():
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   n = 2000 if FLAGS.quick else 10000
-  epochs = 2 if FLAGS.quick else 5
+  epochs = 2 if FLAGS.quick else 10
   x, y = _cifar_like(n + 2000, seed=1)
   raw = data.Raw(x, y.astype(np.int64), 'class', 10, (3, 32, 32), test=(x[n:], y[n:].astype(np.int64)))
   raw = data.Raw(x[:n], y[:n].astype(np.int64), 'class', 10, (3, 32, 32), test=raw.test)

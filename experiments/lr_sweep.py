@@ -224,13 +224,18 @@ def main(argv):
   if out['best'] is None:
     sys.exit('Every model diverged: lower --lr_max.')
   b = out['best']
+  suffix = '_mean' if 'seeds' in out else ''
+  metric = next(
+    (
+      m
+      for m in ('best_val_accuracy', 'best_val_mse', 'best_train_accuracy', 'best_train_mse')
+      if m + suffix in b
+    ),
+  )
+  value = f'{b[metric + suffix]:.4f}'
   if 'seeds' in out:
-    metric = 'best_val_accuracy' if 'best_val_accuracy_mean' in b else 'best_val_mse'
-    spread = f'{b[metric + "_mean"]:.4f} ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
-    print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={spread}')
-  else:
-    metric = 'best_val_accuracy' if 'best_val_accuracy' in b else 'best_val_mse'
-    print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={b.get(metric)}')
+    value += f' ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
+  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={value}')
   if 'best_retrained' in out:
     print(
       'best retrained alone: '

@@ -96,11 +96,17 @@ def grid(learning_rates, regs, margins=None, momenta=None, seeds=None):
     axes['momentum'] = momenta
   if seeds is not None:
     axes['seed'] = seeds
-  cast = lambda name, v: v if name == 'seed' else float(v)
   return [
-    {name: cast(name, v) for name, v in zip(axes, values, strict=True)}
+    {name: _cast(name, v) for name, v in zip(axes, values, strict=True)}
     for values in itertools.product(*axes.values())
   ]
+
+
+def _cast(name, v):
+  if name != 'seed':
+    return float(v)
+  # NumPy integers become ints (JSON-ready); anything else is left for check_grid to refuse.
+  return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
 
 
 def check_grid(settings):

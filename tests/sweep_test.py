@@ -122,6 +122,7 @@ def test_seeds_each_model_equals_its_seed_trained_alone(blobs):
   cfg = train.TrainConfig(epochs=4, batch_size=16, seed=7)
   settings = sweep.grid([0.05, 0.3], [1e-3], seeds=[0, 1, 2])
   assert [s['seed'] for s in settings] == [0, 1, 2, 0, 1, 2]  # the seed is the last axis
+  assert type(sweep.grid([0.1], [0.0], seeds=np.arange(2))[1]['seed']) is int  # JSON-ready
   result = sweep.run_sweep(cfg, blobs, settings, chunk_size=2)  # chunks within each seed
   assert result.settings == settings  # results come back in the order asked for
   for k in range(len(settings)):
