@@ -77,6 +77,29 @@ def median_time(fn, repeats=None, warmup=1):
   return float(np.median(times))
 
 
+def median_times(fns, repeats=None, rounds=3):
+  """Like `median_time` for several `{name: fn}`, measured in `rounds` turns.
+
+  Each round gives every function one untimed call, then its share of the
+  `repeats` timed calls, one function after another. Taking turns spreads a
+  noisy neighbour's bursts over all of them, so their ratios hold on a busy
+  machine; a block of calls per turn keeps one library's idle threads (OpenMP
+  spins after a parallel region) from slowing the next one's first call.
+  """
+  repeats = repeats or FLAGS.repeats
+  rounds = max(1, min(rounds, repeats))
+  times = {name: [] for name in fns}
+  for r in range(rounds):
+    share = repeats // rounds + (r < repeats % rounds)
+    for name, fn in fns.items():
+      fn()
+      for _ in range(share):
+        t = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t)
+  return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
 def machine():
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -172,56 +195,68 @@ def section_gradients():
   params = model.init_params(jax.random.PRNGKey(0), 3072, 10, 1e-3)
   xj, yj = jax.device_put(x), jax.device_put(y)
   reg = 1e-3
-  read_jax = jax.jit(jnp.sum)
-  t_read_jax = median_time(lambda: jax.block_until_ready(read_jax(xj)))
-  t_read_np = median_time(lambda: x.sum())
-  rows, out = [], {'bytes': x.nbytes, 'read_jax_s': t_read_jax, 'read_numpy_s': t_read_np}
   w_np, b_np = np.asarray(params.W), np.asarray(params.b)
   torch = _try_torch()
-  read = min(t_read_jax, t_read_np)  # the faster read is the machine's limit
+  names = {
+    'analytic': 'hand-derived (jit)',
+    'autodiff': 'jax.grad (jit)',
+    'numpy': 'NumPy',
+    'torch': 'PyTorch',
+  }
+  # Everything of this section is timed in turns, so the ratios hold on a noisy machine.
+  fns = {}
+  read_jax = jax.jit(jnp.sum)
+  fns['read_jax'] = lambda: jax.block_until_ready(read_jax(xj))
+  fns['read_numpy'] = lambda: x.sum()
   for loss in ('softmax', 'svm'):
-    times = {}
     for source in ('analytic', 'autodiff'):
       fn = jax.jit(lambda p, x, y, s=source, l=loss: grad_sources.value_and_grad(s, p, x, y, loss=l, reg=reg))
-      times[source] = median_time(lambda f=fn: jax.block_until_ready(f(params, xj, yj)))
-    times['numpy'] = median_time(lambda l=loss: numpy_value_and_grad(l, w_np, b_np, x, y, reg))
+      fns[loss, source] = lambda f=fn: jax.block_until_ready(f(params, xj, yj))
+    fns[loss, 'numpy'] = lambda l=loss: numpy_value_and_grad(l, w_np, b_np, x, y, reg)
     if torch is not None:
       tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
       tw, tb = torch.from_numpy(w_np.copy()), torch.from_numpy(b_np.copy())
-      times['torch'] = median_time(lambda l=loss: torch_value_and_grad(torch, l, tw, tb, tx, ty, reg))
-    out[loss] = times
-    names = {
-      'analytic': 'hand-derived (jit)',
-      'autodiff': 'jax.grad (jit)',
-      'numpy': 'NumPy',
-      'torch': 'PyTorch',
-    }
-    for source, t in times.items():
-      rows.append(
-        [
-          f'{loss} {names[source]}',
-          f'{1e3 * t:.2f}',
-          f'{times["numpy"] / t:.2f}×',
-          f'{x.nbytes / t / 1e9:.1f} GB/s ({100 * read / t:.0f}% of read)',
-        ]
-      )
+      fns[loss, 'torch'] = lambda l=loss: torch_value_and_grad(torch, l, tw, tb, tx, ty, reg)
   # Where the time goes: the two products that read x, each alone.
   g = jax.device_put(np.full((n, 10), 1e-4, np.float32))
   scores_only = jax.jit(lambda w, x: x @ w.T)
   grad_only = jax.jit(lambda g, x: g.T @ x)
-  t_s = median_time(lambda: jax.block_until_ready(scores_only(params.W, xj)))
-  t_g = median_time(lambda: jax.block_until_ready(grad_only(g, xj)))
-  out['scores_matmul_s'], out['grad_matmul_s'] = t_s, t_g
-  rows.append(
-    ['  of which: scores x·Wᵀ alone (jit)', f'{1e3 * t_s:.2f}', '', f'{x.nbytes / t_s / 1e9:.1f} GB/s']
-  )
-  rows.append(['  of which: Gᵀ·x alone (jit)', f'{1e3 * t_g:.2f}', '', f'{x.nbytes / t_g / 1e9:.1f} GB/s'])
+  fns['scores_matmul'] = lambda: jax.block_until_ready(scores_only(params.W, xj))
+  fns['grad_matmul'] = lambda: jax.block_until_ready(grad_only(g, xj))
   # The compute floor: both products together are 4·N·D·C flops. At the
   # device's own dense-matmul peak, measured now, they cannot take less time.
   m = 2048 if jax.default_backend() == 'cpu' else 8192
   a = jax.device_put(np.ones((m, m), np.float32))
   square = jax.jit(jnp.dot)
-  peak = 2 * m**3 / median_time(lambda: jax.block_until_ready(square(a, a)))
+  fns['square_matmul'] = lambda: jax.block_until_ready(square(a, a))
+  # With few classes the gradient is bound by memory, as the issue assumed.
+  y2 = jax.device_put((y % 2).astype(np.int32))
+  for loss, c in (('softmax', 2), ('logistic', 1)):
+    p_c = model.init_params(jax.random.PRNGKey(0), 3072, c, 1e-3)
+    fn = jax.jit(lambda p, x, y, l=loss: grad_sources.value_and_grad('analytic', p, x, y, loss=l, reg=reg))
+    fns['few', loss] = lambda f=fn, p=p_c: jax.block_until_ready(f(p, xj, y2))
+  t = median_times(fns)
+
+  t_read_jax, t_read_np = t['read_jax'], t['read_numpy']
+  read = min(t_read_jax, t_read_np)  # the faster read is the machine's limit
+  rows, out = [], {'bytes': x.nbytes, 'read_jax_s': t_read_jax, 'read_numpy_s': t_read_np}
+  for loss in ('softmax', 'svm'):
+    times = out[loss] = {source: t[loss, source] for source in names if (loss, source) in t}
+    for source, ts in times.items():
+      rows.append(
+        [
+          f'{loss} {names[source]}',
+          f'{1e3 * ts:.2f}',
+          f'{times["numpy"] / ts:.2f}×',
+          f'{x.nbytes / ts / 1e9:.1f} GB/s ({100 * read / ts:.0f}% of read)',
+        ]
+      )
+  t_s, t_g = out['scores_matmul_s'], out['grad_matmul_s'] = t['scores_matmul'], t['grad_matmul']
+  rows.append(
+    ['  of which: scores x·Wᵀ alone (jit)', f'{1e3 * t_s:.2f}', '', f'{x.nbytes / t_s / 1e9:.1f} GB/s']
+  )
+  rows.append(['  of which: Gᵀ·x alone (jit)', f'{1e3 * t_g:.2f}', '', f'{x.nbytes / t_g / 1e9:.1f} GB/s'])
+  peak = 2 * m**3 / t['square_matmul']
   flops = 4 * n * 3072 * 10
   floor = flops / peak
   out.update(peak_flops=peak, gradient_flops=flops, compute_floor_s=floor)
@@ -234,23 +269,16 @@ def section_gradients():
     ]
   )
   rows.append([f'dense matmul peak ({m}² jnp.dot, jit)', '', '', f'{peak / 1e9:.0f} GFLOP/s'])
-  # With few classes the gradient is bound by memory, as the issue assumed.
-  few = {}
-  for loss, c in (('softmax', 2), ('logistic', 1)):
-    p_c = model.init_params(jax.random.PRNGKey(0), 3072, c, 1e-3)
-    y_c = jax.device_put((y % 2).astype(np.int32))
-    fn = jax.jit(lambda p, x, y, l=loss: grad_sources.value_and_grad('analytic', p, x, y, loss=l, reg=reg))
-    t = few[loss] = median_time(lambda f=fn, p=p_c, y=y_c: jax.block_until_ready(f(p, xj, y)))
-    label = '2 classes' if c == 2 else 'binary, one score'
+  few = out['few_classes_s'] = {loss: t['few', loss] for loss in ('softmax', 'logistic')}
+  for loss, label in (('softmax', '2 classes'), ('logistic', 'binary, one score')):
     rows.append(
       [
         f'{loss} hand-derived (jit), {label}',
-        f'{1e3 * t:.2f}',
+        f'{1e3 * few[loss]:.2f}',
         '',
-        f'{x.nbytes / t / 1e9:.1f} GB/s ({100 * read / t:.0f}% of read)',
+        f'{x.nbytes / few[loss] / 1e9:.1f} GB/s ({100 * read / few[loss]:.0f}% of read)',
       ]
     )
-  out['few_classes_s'] = few
   table = [['computation', 'median ms', 'speed-up vs NumPy', 'effective bandwidth of x']] + rows
   table.append(
     [
@@ -308,21 +336,27 @@ def section_training():
   raw = data.Raw(x, y.astype(np.int64), 'class', 10, (3, 32, 32), test=(x[n:], y[n:].astype(np.int64)))
   raw = data.Raw(x[:n], y[:n].astype(np.int64), 'class', 10, (3, 32, 32), test=raw.test)
   ds = data.prepare(raw, 'cifar-shaped', val_fraction=0.0, preprocess='none')
+  import warnings  # pylint: disable=import-outside-toplevel
+
   rows, out = [], {}
+  # Both sides fit `fits` times, alternating, and the medians are compared: on a shared
+  # machine a neighbour can take a core for a whole fit (a fit here lasts a quarter second).
+  fits = 1 if FLAGS.quick else 3
   for loss, sk_loss, lr in (('svm', 'hinge', 0.01), ('softmax', 'log_loss', 0.01)):
     cfg = train.TrainConfig(loss=loss, batch_size=256, epochs=epochs, learning_rate=lr, reg=1e-4)
-    result = train.fit(cfg, ds)
-    # examples/s of the training epochs, the first (which compiles) left out
-    ours = float(np.median([m['examples_per_s'] for m in result.history[1:]]))
+    ours_runs, sk_runs = [], []
+    for _ in range(fits):
+      result = train.fit(cfg, ds)
+      # examples/s of the training epochs, the first (which may compile) left out
+      ours_runs.append(float(np.median([m['examples_per_s'] for m in result.history[1:]])))
+      clf = SGDClassifier(loss=sk_loss, max_iter=epochs, tol=None, alpha=1e-4, random_state=0)
+      t = time.perf_counter()
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # max_iter reached: we ask for exactly `epochs`
+        clf.fit(ds.x_train, ds.y_train)
+      sk_runs.append(len(ds.x_train) * epochs / (time.perf_counter() - t))
+    ours, sk = float(np.median(ours_runs)), float(np.median(sk_runs))
     ours_acc = train.evaluate(cfg, ds, result.params)['test_accuracy']
-    clf = SGDClassifier(loss=sk_loss, max_iter=epochs, tol=None, alpha=1e-4, random_state=0)
-    t = time.perf_counter()
-    import warnings  # pylint: disable=import-outside-toplevel
-
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')  # max_iter reached: we ask for exactly `epochs`
-      clf.fit(ds.x_train, ds.y_train)
-    sk = len(ds.x_train) * epochs / (time.perf_counter() - t)
     sk_acc = clf.score(ds.x_test, ds.y_test)
     out[loss] = {'ours_ex_s': ours, 'sklearn_ex_s': sk, 'ours_acc': ours_acc, 'sklearn_acc': sk_acc}
     rows.append(
@@ -336,7 +370,7 @@ def section_training():
       ]
     )
   header = [
-    'training (batch 256)',
+    f'training (batch 256), median of {fits} fits',
     'linear_jax ex/s',
     'scikit-learn ex/s',
     'ratio',
