@@ -394,8 +394,9 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
   Args:
     x: `[N, D]` features, or `[N, ...]` images (flattened; the shape is kept
       for the template pictures).
-    y: `[N]` integer labels (whole-number floats and bools count as labels)
-      or `[N]` / `[N, K]` real targets for the regression losses.
+    y: `[N]` integer labels (whole-number floats and bools count as labels),
+      `[N]` text labels (classes numbered in sorted order and named after
+      them), or `[N]` / `[N, K]` real targets for the regression losses.
     num_classes: for labels, the number of classes; `None`: the largest label
       plus one. A label outside `[0, num_classes)` is refused.
     test: an optional held-out `(x_test, y_test)`; `prepare` then uses it
@@ -407,7 +408,14 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
     A checked `Raw`. Raises a `ValueError` naming the first bad value.
   """
   x, image_shape = _feature_matrix(x, name)
-  raw = _from_arrays(x, np.asarray(y), name)
+  y = np.asarray(y)
+  names_of_labels = None
+  if y.dtype.kind in 'USO' and y.ndim == 1 and all(isinstance(v, str) for v in y.tolist()):
+    # Text labels ('cat', 'dog'): classes in sorted order, named after them.
+    if class_names is not None:
+      _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
+    names_of_labels, y = np.unique(y, return_inverse=True)
+  raw = _from_arrays(x, y, name)
   if num_classes is not None:
     if raw.kind != 'class':
       _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
@@ -419,10 +427,18 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
     if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
       _fail(f'{name} (test)', f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
     y_test = np.asarray(test[1])
+    if names_of_labels is not None:
+      index = {v: i for i, v in enumerate(names_of_labels.tolist())}
+      unknown = [v for v in y_test.tolist() if v not in index]
+      if unknown:
+        _fail(f'{name} (test)', f'label {unknown[0]!r} does not occur in the training labels.')
+      y_test = np.array([index[v] for v in y_test.tolist()], np.int64)
     y_test = (
       y_test.astype(np.int64) if raw.kind == 'class' and _targets_kind(y_test, name) == 'class' else y_test
     )
     raw = dataclasses.replace(raw, test=(x_test.astype(np.float64), y_test))
+  if names_of_labels is not None:
+    class_names = [str(v) for v in names_of_labels.tolist()]
   if class_names is not None:
     if raw.kind != 'class' or len(class_names) != raw.num_classes:
       _fail(name, f'{len(class_names)} class names for {raw.num_classes} classes.')

@@ -264,6 +264,20 @@ def test_from_arrays_regression_and_official_test_split():
   assert len(ds.x_test) == 20 and len(ds.x_train) + len(ds.x_val) == 80  # the given test split, kept whole
 
 
+def test_from_arrays_text_labels_name_the_classes():
+  x = np.arange(12.0).reshape(6, 2)
+  raw = data.from_arrays(x, ['dog', 'cat', 'dog', 'bird', 'cat', 'dog'], test=(x[:2], ['cat', 'bird']))
+  assert raw.class_names == ('bird', 'cat', 'dog') and raw.num_classes == 3  # sorted, as np.unique
+  np.testing.assert_array_equal(raw.y, [2, 1, 2, 0, 1, 2])
+  np.testing.assert_array_equal(raw.test[1], [1, 0])
+  with pytest.raises(
+    ValueError, match=r"arrays \(test\): label 'fish' does not occur in the training labels"
+  ):
+    data.from_arrays(x, ['a', 'b'] * 3, test=(x[:1], ['fish']))
+  with pytest.raises(ValueError, match='class_names cannot be given with text labels'):
+    data.from_arrays(x, ['a', 'b'] * 3, class_names=['x', 'y'])
+
+
 @pytest.mark.parametrize(
   'args, kwargs, match',
   [
