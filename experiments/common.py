@@ -225,7 +225,8 @@ flags.DEFINE_string(
   'compilation_cache',
   _default_cache_dir(),
   'Directory where compiled XLA programs are kept between runs, so a repeated run skips compilation '
-  '(about 1 s of the 3 s of the default training run); empty to turn it off.',
+  '(about 1 s of the 3.5 s of the default training run; at most 512 MiB, least recently used '
+  'programs go first); empty to turn it off.',
 )
 
 
@@ -251,6 +252,7 @@ def configure_compilation_cache(f):
 
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_compilation_cache_max_size', 512 * 2**20)  # least recently used go first
 
 
 def quiet_logs():
