@@ -107,6 +107,10 @@ def parse_seeds(text):
 flags.register_validator('seeds', lambda text: text is None or bool(parse_seeds(text)))
 
 
+# What a sweep is judged and pictured by: the first of these that it has.
+METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
+
+
 def learning_rates():
   if FLAGS.lrs is not None:
     return common.parse_float_list('lrs', FLAGS.lrs)
@@ -178,11 +182,7 @@ def run(workdir):
     and (momenta is None or settings[g[0]]['momentum'] == momenta[0])
   ]
   shape = (len(lrs), len(regs))
-  metric = (
-    'val_accuracy'
-    if 'val_accuracy' in result.best
-    else ('val_mse' if 'val_mse' in result.best else 'train_mse')
-  )
+  metric = next(m for m in METRICS if m in result.best)
   mean = lambda v: np.array([np.mean(v[g]) for g in first])
   label = metric.replace('_', ' ') + (f', mean of {len(seeds)} seeds' if seeds else '')
   values = mean(result.best[metric]).reshape(shape).T

@@ -242,6 +242,19 @@ def test_lr_sweep_over_seeds_reports_mean_and_std(tmp_path):
   assert f'± {best["best_val_accuracy_std"]:.4f} over 3 seeds' in out.stdout
   assert len((tmp_path / 'settings.csv').read_text().splitlines()) == 3
   _assert_png(tmp_path / 'heatmap.png')
+  # Without a validation split, the sweep is judged on the training split.
+  out = _run(
+    'experiments.lr_sweep',
+    '--val_fraction=0',
+    '--lrs=0.1',
+    '--regs=0',
+    '--seeds=0,1',
+    '--epochs=1',
+    '--quiet',
+    f'--workdir={tmp_path}/noval',
+  )
+  assert out.returncode == 0, out.stderr
+  assert 'best_train_accuracy=' in out.stdout and 'over 2 seeds' in out.stdout
 
 
 def test_search_runs_every_method_within_budget(tmp_path):
