@@ -153,7 +153,13 @@ def main(argv):
   if not main_process:
     return
   final = summary['final']
-  key = 'test_accuracy' if 'test_accuracy' in final else 'test_mse'
+  # The held-out number if there is one (--test_fraction=0 leaves none).
+  key = next(
+    f'{split}_{m}'
+    for split in ('test', 'val', 'train')
+    for m in ('accuracy', 'mse')
+    if f'{split}_{m}' in final
+  )
   print(
     f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} epochs, {summary["seconds"]:.1f} s); '
     f'outputs in {workdir}'

@@ -52,6 +52,23 @@ def test_train_writes_every_output(tmp_path):
   assert acc > 0.85
 
 
+def test_train_without_test_or_validation_split_reports_what_it_has(tmp_path):
+  out = _run('experiments.train', f'--workdir={tmp_path}/a', '--epochs=1', '--quiet', '--test_fraction=0')
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.startswith('val_accuracy: ')
+  out = _run(
+    'experiments.train',
+    f'--workdir={tmp_path}/b',
+    '--epochs=1',
+    '--quiet',
+    '--test_fraction=0',
+    '--val_fraction=0',
+  )
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.startswith('train_accuracy: ')
+  assert 'test_accuracy' not in json.loads((tmp_path / 'b' / 'summary.json').read_text())['final']
+
+
 def test_train_on_2d_data_draws_regions(tmp_path):
   out = _run(
     'experiments.train',
