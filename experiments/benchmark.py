@@ -615,7 +615,11 @@ def main(argv):
   if os.path.exists(FLAGS.out):
     with open(FLAGS.out) as f:
       previous = f.read()
-  header = f'# linear_jax benchmark results\n\nMade by `python -m experiments.benchmark --out={FLAGS.out}`.\n'
+  header = (
+    '# linear_jax benchmark results\n\n'
+    'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
+    'each section on its own backend (on a lent GPU: `bash benchmarks/gpu_run.sh`).\n'
+  )
   text = merge_results(previous, header, '\n'.join(parts))
   tmp = FLAGS.out + '.tmp'
   with open(tmp, 'w') as f:
