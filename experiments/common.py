@@ -1,5 +1,6 @@
 """Flag definitions shared by several experiments, and their validators."""
 
+import importlib.util
 import os
 
 from absl import flags
@@ -252,7 +253,8 @@ def configure_compilation_cache(f):
 
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  jax.config.update('jax_compilation_cache_max_size', 512 * 2**20)  # least recently used go first
+  if importlib.util.find_spec('filelock'):  # JAX needs it to evict; without it the cache is uncapped
+    jax.config.update('jax_compilation_cache_max_size', 512 * 2**20)  # least recently used go first
 
 
 def quiet_logs():

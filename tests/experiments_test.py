@@ -311,10 +311,12 @@ def test_compilation_cache_is_reused_and_never_changes_results(tmp_path):
   args = ('--epochs=3', '--quiet', '--plots=false', f'--compilation_cache={cache}')
   first = _run('experiments.train', *args, f'--workdir={tmp_path}/a')
   assert first.returncode == 0, first.stderr
+  assert 'compilation cache' not in first.stderr, first.stderr  # JAX warns when it cannot read or write it
   entries = set(os.listdir(cache))
   assert any('epoch' in e for e in entries)  # the training epoch's program was kept
   second = _run('experiments.train', *args, f'--workdir={tmp_path}/b')
   assert second.returncode == 0, second.stderr
+  assert 'compilation cache' not in second.stderr, second.stderr
   assert set(os.listdir(cache)) == entries  # nothing compiled anew: every program came from the cache
   a, b = np.load(tmp_path / 'a' / 'params.npz'), np.load(tmp_path / 'b' / 'params.npz')
   np.testing.assert_array_equal(a['W'], b['W'])
