@@ -65,24 +65,12 @@ def data_sheet_bandwidth(device_kind):
   return None
 
 
-def median_time(fn, repeats=None, warmup=1):
-  """Median wall time of `fn()` in seconds, after `warmup` untimed calls."""
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats or FLAGS.repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+def median_times(fns, repeats=None, rounds=3, warmup=1):
+  """Median wall time in seconds of each of `{name: fn}`, measured in `rounds` turns.
 
-
-def median_times(fns, repeats=None, rounds=3):
-  """Like `median_time` for several `{name: fn}`, measured in `rounds` turns.
-
-  Each round gives every function one untimed call, then its share of the
-  `repeats` timed calls, one function after another. Taking turns spreads a
-  noisy neighbour's bursts over all of them, so their ratios hold on a busy
+  Each round gives every function `warmup` untimed calls, then its share of
+  the `repeats` timed calls, one function after another. Taking turns spreads
+  a noisy neighbour's bursts over all of them, so their ratios hold on a busy
   machine; a block of calls per turn keeps one library's idle threads (OpenMP
   spins after a parallel region) from slowing the next one's first call.
   """
@@ -92,12 +80,18 @@ def median_times(fns, repeats=None, rounds=3):
   for r in range(rounds):
     share = repeats // rounds + (r < repeats % rounds)
     for name, fn in fns.items():
-      fn()
+      for _ in range(warmup):
+        fn()
       for _ in range(share):
         t = time.perf_counter()
         fn()
         times[name].append(time.perf_counter() - t)
   return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
+def median_time(fn, repeats=None, warmup=1):
+  """Median wall time of `fn()` in seconds, after `warmup` untimed calls."""
+  return median_times({'': fn}, repeats, rounds=1, warmup=warmup)['']
 
 
 def machine():

@@ -272,6 +272,17 @@ def configure_precision(f):
     jax.config.update('jax_enable_x64', True)
 
 
+def start(f):
+  """What every experiment does first, before any JAX work: quiet library logs,
+  the compilation cache, float64 if `--dtype` asks for it, and the multi-host
+  runtime if the flags ask for it."""
+  quiet_logs()
+  configure_compilation_cache(f)
+  configure_precision(f)
+  if 'distributed' in f:  # only experiments with the training flags have it
+    start_distributed(f)
+
+
 def start_distributed(f):
   """Starts JAX's multi-process runtime if the flags ask for it (before any JAX work)."""
   if f.distributed or f.coordinator_address:

@@ -97,8 +97,7 @@ def run():
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
+  common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)
   reports = run()
   failed = [r for r in reports if not r.passed]

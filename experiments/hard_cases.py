@@ -54,8 +54,7 @@ def run(workdir, num_examples, epochs, seed):
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
+  common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir)
   rows = run(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
   print(f'{"case":<12} {"majority":>9} {"linear":>9} {"feature map":>12}')

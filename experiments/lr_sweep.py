@@ -204,10 +204,7 @@ def _write_csv(path, rows):
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
-  common.configure_precision(FLAGS)
-  common.start_distributed(FLAGS)
+  common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs

@@ -340,8 +340,7 @@ def features_section(rep, tiny):
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
+  common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
   jax.config.update('jax_enable_x64', True)  # for the gradient checks; training stays float32

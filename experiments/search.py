@@ -81,8 +81,7 @@ def run_problem(name, dataset):
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
+  common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir)
   from linear_jax import data  # pylint: disable=import-outside-toplevel
   from linear_jax import plots  # pylint: disable=import-outside-toplevel

@@ -133,10 +133,7 @@ def run(workdir):
 
 def main(argv):
   del argv
-  common.quiet_logs()
-  common.configure_compilation_cache(FLAGS)
-  common.configure_precision(FLAGS)
-  common.start_distributed(FLAGS)
+  common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
   from linear_jax import train  # pylint: disable=import-outside-toplevel

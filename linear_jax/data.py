@@ -434,7 +434,9 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
         _fail(f'{name} (test)', f'label {unknown[0]!r} does not occur in the training labels.')
       y_test = np.array([index[v] for v in y_test.tolist()], np.int64)
     y_test = (
-      y_test.astype(np.int64) if raw.kind == 'class' and _targets_kind(y_test, name) == 'class' else y_test
+      y_test.astype(np.int64)
+      if raw.kind == 'class' and _targets_kind(y_test, f'{name} (test)') == 'class'
+      else y_test
     )
     raw = dataclasses.replace(raw, test=(x_test.astype(np.float64), y_test))
   if names_of_labels is not None:
