@@ -8,20 +8,87 @@ import numpy as np
 
 from linear_jax import losses
 
-LOSS_NAMES = tuple(losses.LOSSES)
 PENALTY_NAMES = tuple(losses.PENALTIES)
 
 
 def define_objective_flags(allow_all=False):
-  """`--loss`, `--penalty`, `--reg`, `--margin`, `--seed`; `all` allowed if asked."""
-  extra = ('all',) if allow_all else ()
-  flags.DEFINE_enum('loss', 'all' if allow_all else 'softmax', LOSS_NAMES + extra, 'Loss of the scores.')
+  """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked."""
+  flags.DEFINE_string(
+    'loss',
+    'all' if allow_all else 'softmax',
+    f'Loss of the scores: {", ".join(sorted(losses.LOSSES))}{", all" if allow_all else ""}; or a Loss '
+    'record in your own file, FILE.py:NAME, or module, package.module:NAME (this runs that file).',
+  )
+  flags.DEFINE_list(
+    'loss_hparams', [], 'Hyperparameters of the loss, NAME=VALUE,... (e.g. delta=0.5); defaults for the rest.'
+  )
+  flags.DEFINE_float(
+    'margin', None, 'Margin Δ of the losses that have one (svm, hinge, ...); their default if unset.'
+  )
   flags.DEFINE_enum(
-    'penalty', 'all' if allow_all else 'l2', PENALTY_NAMES + extra, 'Penalty on W (never on the bias).'
+    'penalty',
+    'all' if allow_all else 'l2',
+    PENALTY_NAMES + (('all',) if allow_all else ()),
+    'Penalty on W (never on the bias).',
   )
   flags.DEFINE_float('reg', 0.1 if allow_all else 1e-4, 'Regularization strength, >= 0.', lower_bound=0.0)
-  flags.DEFINE_float('margin', 1.0, 'Margin Δ of the svm and hinge losses, >= 0.', lower_bound=0.0)
   flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
+
+  def loss_and_hparams_ok(f):
+    names = loss_names(f['loss'])
+    given = parse_loss_hparams(f['loss_hparams'], f['margin'])
+    for name in names:
+      spec = losses.get_loss(name)
+      own = {k: v for k, v in given.items() if k in spec.hparams} if len(names) > 1 else given
+      try:
+        spec.resolve_hparams(own)
+      except ValueError as e:
+        raise flags.ValidationError(f'--loss={f["loss"]}: {e}') from e
+    if len(names) > 1:
+      unused = set(given) - {k for n in names for k in losses.get_loss(n).hparams}
+      if unused:
+        raise flags.ValidationError(
+          f'No loss of --loss={f["loss"]} has the hyperparameter(s) {", ".join(sorted(unused))}.'
+        )
+    return True
+
+  flags.register_multi_flags_validator(['loss', 'loss_hparams', 'margin'], loss_and_hparams_ok)
+
+
+def loss_names(text):
+  """The losses `--loss` names: every registered one for `all`; a file or module is loaded here."""
+  if text == 'all':
+    return tuple(sorted(losses.LOSSES))
+  try:
+    losses.get_loss(text)
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from e
+  return (text,)
+
+
+def parse_loss_hparams(items, margin=None):
+  """`['delta=0.5']` (and `--margin`) -> `{'delta': 0.5}`, or a `flags.ValidationError` naming the item."""
+  out = {}
+  for item in items or ():
+    name, eq, value = item.partition('=')
+    try:
+      if not eq or not name.strip():
+        raise ValueError
+      out[name.strip()] = float(value)
+    except ValueError as e:
+      raise flags.ValidationError(f'--loss_hparams: {item!r} is not NAME=NUMBER.') from e
+  if margin is not None:
+    if 'margin' in out and out['margin'] != margin:
+      raise flags.ValidationError('--margin and --loss_hparams=margin=... disagree; give one.')
+    out['margin'] = float(margin)
+  return out
+
+
+def loss_hparams_for(f, loss):
+  """The hyperparameters the flags give for `loss` (with `--loss=all`: those it has)."""
+  given = parse_loss_hparams(f.loss_hparams, f.margin)
+  spec = losses.get_loss(loss)
+  return {k: v for k, v in given.items() if k in spec.hparams} if f.loss == 'all' else given
 
 
 def parse_float_list(name, text):
@@ -123,7 +190,11 @@ def define_training_flags():
       return True  # files: checked once loaded, before any compile
     from linear_jax import data  # pylint: disable=import-outside-toplevel
 
-    why = data.fits_loss(known[1], known[0], losses.LOSSES[f['loss']].targets)
+    try:
+      targets = losses.get_loss(f['loss']).targets
+    except ValueError:
+      return True  # the --loss validator names the problem
+    why = data.fits_loss(known[1], known[0], targets)
     if why:
       raise flags.ValidationError(f'--loss={f["loss"]} does not fit --dataset={f["dataset"]}: it {why}.')
     return True
@@ -137,9 +208,9 @@ def train_config(f):
 
   return train.TrainConfig(
     loss=f.loss,
+    loss_hparams=loss_hparams_for(f, f.loss),
     penalty=f.penalty,
     reg=f.reg,
-    margin=f.margin,
     optimizer=f.optimizer,
     learning_rate=f.learning_rate,
     momentum=f.momentum,

@@ -13,7 +13,6 @@ the JSON's "settings") holds each setting's mean and standard deviation.
 """
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +33,13 @@ flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced ran
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
 flags.DEFINE_string('regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.')
-flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too.')
+flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too (losses with a margin).')
+flags.DEFINE_multi_string(
+  'sweep_loss_hparam',
+  [],
+  'NAME=V1,V2,...: sweep a hyperparameter of the loss too, in the same compiled program (repeatable; '
+  '--margins=... is short for --sweep_loss_hparam=margin=...).',
+)
 flags.DEFINE_string('momenta', None, 'Optional comma-separated momenta to sweep too (momentum optimizers).')
 flags.DEFINE_string(
   'seeds',
@@ -77,6 +82,50 @@ flags.register_validator('lrs', _positive_list('lrs'))
 flags.register_validator('regs', _nonnegative_list('regs'))
 flags.register_validator('margins', _nonnegative_list('margins'))
 flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
+
+
+def loss_hparam_axes(items, margins):
+  """`['delta=0.5,1']` and `--margins` -> `{'delta': [0.5, 1.0], 'margin': [...]}`."""
+  axes = {}
+  for item in items:
+    name, eq, values = item.partition('=')
+    if not eq or not name.strip():
+      raise flags.ValidationError(f'--sweep_loss_hparam: {item!r} is not NAME=V1,V2,...')
+    if name.strip() in axes:
+      raise flags.ValidationError(f'--sweep_loss_hparam names {name.strip()!r} twice.')
+    axes[name.strip()] = common.parse_float_list(f'sweep_loss_hparam={name.strip()}', values)
+  if margins:
+    if 'margin' in axes:
+      raise flags.ValidationError(
+        '--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.'
+      )
+    axes['margin'] = common.parse_float_list('margins', margins)
+  return axes
+
+
+def _loss_hparam_axes_ok(f):
+  from linear_jax import losses  # pylint: disable=import-outside-toplevel
+
+  axes = loss_hparam_axes(f['sweep_loss_hparam'], f['margins'])
+  try:
+    spec = losses.get_loss(f['loss'])
+  except ValueError:
+    return True  # the --loss validator names the problem
+  fixed = common.parse_loss_hparams(f['loss_hparams'], f['margin'])
+  for name, values in axes.items():
+    if name in fixed:
+      raise flags.ValidationError(f'--loss_hparams sets {name!r} and the sweep varies it; give one.')
+    for v in values:
+      try:
+        spec.resolve_hparams({name: v})
+      except ValueError as e:
+        raise flags.ValidationError(f'--sweep_loss_hparam: {e}') from e
+  return True
+
+
+flags.register_multi_flags_validator(
+  ['sweep_loss_hparam', 'margins', 'loss', 'loss_hparams', 'margin'], _loss_hparam_axes_ok
+)
 flags.register_multi_flags_validator(
   ['lr_min', 'lr_max', 'lrs'],
   lambda f: f['lrs'] is not None or f['lr_min'] < f['lr_max'],
@@ -137,10 +186,10 @@ def run(workdir):
   dataset = common.load_dataset(FLAGS)
   lrs = learning_rates()
   regs = common.parse_float_list('regs', FLAGS.regs)
-  margins = common.parse_float_list('margins', FLAGS.margins) if FLAGS.margins else None
+  loss_axes = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
   momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
   seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else None
-  settings = sweep.grid(lrs, regs, margins, momenta, seeds)
+  settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
   result = sweep.run_sweep(
     cfg, dataset, settings, chunk_size=FLAGS.chunk_size or None, on_epoch=None if FLAGS.quiet else _progress
   )
@@ -149,6 +198,7 @@ def run(workdir):
   out = {
     'dataset': dataset.name,
     'loss': cfg.loss,
+    'loss_hparams': cfg.resolved_loss_hparams(),
     'num_models': len(rows),
     'epochs': cfg.epochs,
     'seconds': result.seconds,
@@ -165,7 +215,7 @@ def run(workdir):
     best = None if best_group is None else groups[best_group][0]
   out['versions'] = common.versions()
   if best is not None and FLAGS.retrain_best:
-    alone = dataclasses.replace(cfg, **{k: v for k, v in settings[best].items()})
+    alone = sweep.config_for(cfg, settings[best])
     out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
   with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
     json.dump(out, f, indent=1, allow_nan=False)
@@ -173,14 +223,10 @@ def run(workdir):
   if seeds is not None:
     _write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
 
-  # Pictures over the lr × reg grid (the first margin / momentum if those
-  # vary too), each setting its mean over the seeds.
-  first = [
-    g
-    for g in groups
-    if (margins is None or settings[g[0]]['margin'] == margins[0])
-    and (momenta is None or settings[g[0]]['momentum'] == momenta[0])
-  ]
+  # Pictures over the lr × reg grid (the first value of each loss
+  # hyperparameter and momentum if those vary too), each setting its mean over the seeds.
+  firsts = {**{n: v[0] for n, v in loss_axes.items()}, **({'momentum': momenta[0]} if momenta else {})}
+  first = [g for g in groups if all(settings[g[0]][n] == v for n, v in firsts.items())]
   shape = (len(lrs), len(regs))
   metric = next(m for m in METRICS if m in result.best)
   mean = lambda v: np.array([np.mean(v[g]) for g in first])
@@ -232,7 +278,8 @@ def main(argv):
   value = f'{b[metric + suffix]:.4f}'
   if 'seeds' in out:
     value += f' ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
-  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g} {metric}={value}')
+  varied = ''.join(f' {n}={b[n]:g}' for n in loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins))
+  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g}{varied} {metric}={value}')
   if 'best_retrained' in out:
     print(
       'best retrained alone: '

@@ -59,7 +59,7 @@ def run_problem(name, dataset):
     loss=FLAGS.loss,
     penalty=FLAGS.penalty,
     reg=FLAGS.reg,
-    margin=FLAGS.margin,
+    loss_hparams=common.loss_hparams_for(FLAGS, FLAGS.loss),
     learning_rate=FLAGS.learning_rate,
     seed=FLAGS.seed,
     epochs=1,
@@ -90,7 +90,7 @@ def main(argv):
   if FLAGS.low_dim:  # a 2-D problem whose targets fit the loss
     from linear_jax import losses  # pylint: disable=import-outside-toplevel
 
-    kind = losses.LOSSES[FLAGS.loss].targets
+    kind = losses.get_loss(FLAGS.loss).targets
     raw = {
       'class': data.blobs(600, 2, 3, seed=FLAGS.seed),
       'binary': data.binary2d(600, seed=FLAGS.seed),

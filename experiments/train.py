@@ -99,6 +99,8 @@ def run(workdir):
   np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
   summary = {
     'dataset': dataset.name,
+    'loss': cfg.loss,
+    'loss_hparams': cfg.resolved_loss_hparams(),
     'final': train.evaluate(cfg, dataset, result.params),
     'best': train.evaluate(cfg, dataset, result.best_params),
     'best_epoch': result.best_epoch,
@@ -115,7 +117,7 @@ def run(workdir):
   _write_json(os.path.join(workdir, 'summary.json'), summary)
   if FLAGS.plots and result.history:
     plots.curves(result.history, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
-    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss in ('softmax', 'svm'):
+    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
       w = chosen if chosen.b is not None else model.unfold_bias(chosen)
       plots.templates(
         np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names

@@ -674,9 +674,9 @@ def params_to_raw(W, b, shift, scale):
 def fits_loss(num_classes, kind, loss_targets):
   """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
   if kind == 'real' and loss_targets != 'real':
-    return 'has real-valued targets; use a regression loss (l2, l1)'
+    return "has real-valued targets; use a loss with 'real' targets (regression)"
   if kind == 'class' and loss_targets == 'real':
-    return 'has class labels; use a classification loss (softmax, svm) or, for two classes, a binary one'
+    return "has class labels; use a loss with 'class' targets or, for two classes, 'binary' ones"
   if loss_targets == 'binary' and num_classes != 2:
-    return f'has {num_classes} classes; binary losses (hinge, logistic, sigmoid_l2) need 2'
+    return f"has {num_classes} classes; a loss with 'binary' targets needs 2"
   return None

@@ -18,20 +18,20 @@ def two_weight_problem(num_examples=200, seed=0):
   return jnp.asarray(x), jnp.asarray(raw.y)
 
 
-def surface(loss, x, y, w1, w2, reg=0.0, margin=1.0):
+def surface(loss, x, y, w1, w2, reg=0.0, loss_hparams=None):
   """The objective on the grid `w1 × w2`: `[len(w2), len(w1)]`."""
 
   def at(w):
     # A zero bias column keeps both weights in W and out of the bias-trick form.
     params = model.Params(W=w[None, :], b=jnp.zeros((1,), w.dtype))
-    return losses.unchecked_objective(params, x, y, loss, reg, 'l2', margin)
+    return losses.unchecked_objective(params, x, y, loss, reg, 'l2', loss_hparams)
 
   g1, g2 = jnp.meshgrid(jnp.asarray(w1, x.dtype), jnp.asarray(w2, x.dtype))
   grid = jnp.stack([g1.ravel(), g2.ravel()], axis=1)
   return np.asarray(jax.jit(jax.vmap(at))(grid)).reshape(g1.shape)
 
 
-def descent_path(loss, x, y, w0, learning_rate, steps, batch_size=None, reg=0.0, margin=1.0, seed=0):
+def descent_path(loss, x, y, w0, learning_rate, steps, batch_size=None, reg=0.0, loss_hparams=None, seed=0):
   """Weights after each of `steps` gradient steps (hand-derived gradient): `[steps + 1, 2]`.
 
   Full batch when `batch_size` is `None`; otherwise each step uses a random
@@ -42,7 +42,9 @@ def descent_path(loss, x, y, w0, learning_rate, steps, batch_size=None, reg=0.0,
   def grad_at(w, idx):
     params = model.Params(W=w[None, :], b=jnp.zeros((1,), w.dtype))
     xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-    _, g = grad_sources.value_and_grad('analytic', params, xb, yb, loss=loss, reg=reg, margin=margin)
+    _, g = grad_sources.value_and_grad(
+      'analytic', params, xb, yb, loss=loss, reg=reg, loss_hparams=loss_hparams
+    )
     return g.W[0]
 
   @jax.jit

@@ -93,7 +93,15 @@ def _global_mean_step(cfg, steps):
     # would otherwise be summed over devices by shard_map's transpose already.
     local = jax.tree.map(lambda a: jax.lax.pcast(a, AXIS, to='varying'), params)
     value, g = grad_sources.value_and_grad(
-      cfg.grad, local, xb, yb, loss=cfg.loss, reg=0.0, penalty=cfg.penalty, margin=hp.margin, mask=mb
+      cfg.grad,
+      local,
+      xb,
+      yb,
+      loss=cfg.loss_record,
+      reg=0.0,
+      penalty=cfg.penalty,
+      loss_hparams=hp.loss_hparams,
+      mask=mb,
     )
     count = jnp.sum(mb)
     total = jax.lax.psum(count, AXIS)

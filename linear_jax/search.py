@@ -48,10 +48,12 @@ def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
       raise ValueError(f'{name} must be > 0, got {v!r}.')
 
 
-def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', margin=1.0):
+def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None):
   """`params -> objective` on fixed data, with no host checks: for `vmap` and `jit`."""
   x, targets = jnp.asarray(x), jnp.asarray(targets)
-  return lambda p: losses.unchecked_objective(p, x, targets, loss, reg, penalty, margin)
+  spec = losses.get_loss(loss)
+  hp = spec.resolve_hparams(loss_hparams)
+  return lambda p: losses.unchecked_objective(p, x, targets, spec, reg, penalty, hp)
 
 
 def _random_params(key, template, scale):
@@ -237,7 +239,7 @@ def gradient_descent(cfg, x, targets, init, budget, loss_fn=None):
   steps, _ = train.steps_per_epoch(cfg, n)
   hp = train.hparams(cfg)
   epoch = train.make_epoch_fn(cfg, n)
-  loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
+  loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   opt_state = train.make_optimizer(cfg, hp, steps).init(init)
 
   @jax.jit
@@ -299,7 +301,7 @@ def compare(
 
   train.check_fit(cfg, dataset)
   x, y = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.margin)
+  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)
   methods = {

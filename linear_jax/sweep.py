@@ -1,6 +1,6 @@
 """Many hyperparameter settings trained together as one compiled program.
 
-K = |learning rates| × |regs| (× |margins| × |momenta| × |seeds|) models:
+K = |learning rates| × |regs| (× |each loss hyperparameter| × |momenta| × |seeds|) models:
 the epoch of `train.py` is `vmap`-ed over the model axis with the data
 unbatched, so each batch is gathered once and multiplied against all the
 weight matrices of one seed at once. Hyperparameters are arrays
@@ -21,7 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax import losses
 from linear_jax import train
+
+RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
 
 
 def _tree_where(cond, a, b):
@@ -83,15 +86,19 @@ def compiled_sweep_fns(cfg, num_examples):
   return _compiled(train.structural(cfg), num_examples)
 
 
-def grid(learning_rates, regs, margins=None, momenta=None, seeds=None):
+def grid(learning_rates, regs, margins=None, momenta=None, seeds=None, loss_hparams=None):
   """Every combination, as a list of dicts of hyperparameter values.
 
-  With `seeds`, each setting is repeated once per seed (the last axis), and
-  its dicts gain an integer `'seed'`.
+  `loss_hparams` maps hyperparameters of the loss to the values to sweep
+  (`margins` is short for `loss_hparams={'margin': margins}`). With `seeds`,
+  each setting is repeated once per seed (the last axis), and its dicts gain
+  an integer `'seed'`.
   """
   axes = {'learning_rate': learning_rates, 'reg': regs}
+  loss_axes = dict(loss_hparams or {})
   if margins is not None:
-    axes['margin'] = margins
+    loss_axes['margin'] = margins
+  axes.update(loss_axes)
   if momenta is not None:
     axes['momentum'] = momenta
   if seeds is not None:
@@ -102,6 +109,13 @@ def grid(learning_rates, regs, margins=None, momenta=None, seeds=None):
   ]
 
 
+def config_for(cfg, setting):
+  """The `TrainConfig` that trains `setting` (a dict of `grid`) alone, as model k of a sweep."""
+  loss_hp = {n: v for n, v in setting.items() if n not in RUN_HPARAMS}
+  run = {n: v for n, v in setting.items() if n in RUN_HPARAMS}
+  return dataclasses.replace(cfg, **run, loss_hparams={**cfg.loss_hparams, **loss_hp})
+
+
 def _cast(name, v):
   if name != 'seed':
     return float(v)
@@ -109,8 +123,12 @@ def _cast(name, v):
   return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
 
 
-def check_grid(settings):
-  """Raises a `ValueError` naming the hyperparameter whose values are bad."""
+def check_grid(settings, loss=None):
+  """Raises a `ValueError` naming the hyperparameter whose values are bad.
+
+  With `loss` (a record or name), every other key must be one of its
+  hyperparameters, within its bounds.
+  """
   if not settings:
     raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
   for s in settings:
@@ -118,13 +136,13 @@ def check_grid(settings):
       raise ValueError(f'learning rates must be > 0, got {s["learning_rate"]}.')
     if not (math.isfinite(s['reg']) and s['reg'] >= 0):
       raise ValueError(f'regs must be >= 0, got {s["reg"]}.')
-    if not s.get('margin', 0) >= 0:
-      raise ValueError(f'margins must be >= 0, got {s["margin"]}.')
     if not 0 <= s.get('momentum', 0) < 1:
       raise ValueError(f'momenta must be in [0, 1), got {s["momentum"]}.')
     seed = s.get('seed', 0)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
       raise ValueError(f'seeds must be integers in [0, 2**32), got {seed!r}.')
+    if loss is not None:
+      losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
   if 'seed' in settings[0] and any('seed' not in s for s in settings):
     raise ValueError('Either every setting of a sweep names a seed or none does.')
 
@@ -216,10 +234,8 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
   k = len(settings)
   steps, _ = train.steps_per_epoch(cfg, n)
   dt = jnp.dtype(cfg.dtype)
-  base = train.hparams(cfg)
-  hp = train.HParams(
-    *(jnp.asarray([s.get(f, float(getattr(base, f))) for s in settings], dt) for f in train.HParams._fields)
-  )
+  each = [train.hparams(cfg, dt, **{n: v for n, v in s.items() if n != 'seed'}) for s in settings]
+  hp = jax.tree.map(lambda *a: jnp.stack(a), *each)
   params, opt_state = train.init_state(cfg, num_features, num_outputs, train.hparams(cfg), steps)
   stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
   params, opt_state = stack(params), stack(opt_state)
@@ -304,7 +320,8 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     cfg: the `TrainConfig` of everything the sweep does not vary.
     dataset: a `data.Dataset`.
     settings: `[K]` dicts with `learning_rate`, `reg` and optionally
-      `margin`, `momentum` and `seed` (initialization and mini-batch order;
+      hyperparameters of the loss (`margin`, `delta`, ...), `momentum` and
+      `seed` (initialization and mini-batch order;
       models of one seed train together, seeds one after another; without
       it, every model uses `cfg.seed`).
     chunk_size: train at most this many models at once; `None`: as many as
@@ -320,8 +337,8 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     A `SweepResult` in the order of `settings`. Model k ends equal (to float
     tolerance) to `train.fit` with `cfg` and setting k.
   """
-  check_grid(settings)
   train.check_fit(cfg, dataset)
+  check_grid(settings, cfg.loss)
   arrays = train.device_data(cfg, dataset)
   c = train.num_outputs(cfg, dataset)
   chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)

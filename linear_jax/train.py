@@ -7,8 +7,10 @@ sweep varies (`HParams`) are arrays, so new values never recompile; the
 sweep module `vmap`s the same function over them.
 """
 
+from collections.abc import Mapping
 import dataclasses
 import functools
+import json
 import math
 import os
 import time
@@ -35,10 +37,10 @@ DTYPES = ('float32', 'float64')
 class TrainConfig:
   """Every choice of a training run; the flags of `experiments/train.py`."""
 
-  loss: str = 'softmax'
+  loss: str = 'softmax'  # a registered name, or FILE.py:NAME / package.module:NAME
+  loss_hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)  # defaults for the rest
   penalty: str = 'l2'
   reg: float = 1e-4
-  margin: float = 1.0
   optimizer: str = 'sgd'
   learning_rate: float = 0.1
   momentum: float = 0.9
@@ -57,9 +59,29 @@ class TrainConfig:
   parallel: str = 'none'  # 'shard_map' or 'pmap': data parallel over devices
   num_devices: int = 0  # 0: every device
 
+  def __post_init__(self):
+    object.__setattr__(self, 'loss_hparams', dict(sorted(dict(self.loss_hparams).items())))
+
+  def __hash__(self):  # loss_hparams is a dict; the compile caches key on configs
+    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
+
+  @property
+  def loss_record(self):
+    """The `losses.Loss` that `loss` names."""
+    return losses.get_loss(self.loss)
+
+  def resolved_loss_hparams(self):
+    """Every hyperparameter of the loss: the given values, defaults for the rest."""
+    return self.loss_record.resolve_hparams(self.loss_hparams)
+
   def validate(self):
     """Raises a `ValueError` naming the first bad field."""
-    validation.check_name('loss', self.loss, losses.LOSSES)
+    if not isinstance(self.loss, str):
+      raise ValueError(
+        'TrainConfig.loss is a name (register a Loss record with linear_jax.register_loss), '
+        f'got {self.loss!r}.'
+      )
+    self.resolved_loss_hparams()
     validation.check_name('penalty', self.penalty, losses.PENALTIES)
     validation.check_name('optimizer', self.optimizer, OPTIMIZERS)
     validation.check_name('schedule', self.schedule, SCHEDULES)
@@ -70,7 +92,7 @@ class TrainConfig:
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
-    for name in ('reg', 'margin', 'batch_size', 'patience', 'init_scale', 'num_devices'):
+    for name in ('reg', 'batch_size', 'patience', 'init_scale', 'num_devices'):
       if not getattr(self, name) >= 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not 0 <= self.momentum < 1:
@@ -85,13 +107,23 @@ class HParams(NamedTuple):
 
   learning_rate: jax.Array
   reg: jax.Array
-  margin: jax.Array
+  loss_hparams: dict  # name -> array, every hyperparameter of the loss
   momentum: jax.Array
 
 
-def hparams(cfg, dtype=None):
+def hparams(cfg, dtype=None, **overrides):
+  """`HParams` of `cfg` as arrays of `dtype`; `overrides` replace any value (loss ones by name)."""
   dtype = dtype or cfg.dtype
-  return HParams(*(jnp.asarray(getattr(cfg, f), dtype) for f in HParams._fields))
+  loss_hp = {**cfg.resolved_loss_hparams()}
+  run = {'learning_rate': cfg.learning_rate, 'reg': cfg.reg, 'momentum': cfg.momentum}
+  for k, v in overrides.items():
+    (loss_hp if k in loss_hp else run)[k] = v
+  return HParams(
+    learning_rate=jnp.asarray(run['learning_rate'], dtype),
+    reg=jnp.asarray(run['reg'], dtype),
+    loss_hparams={k: jnp.asarray(v, dtype) for k, v in loss_hp.items()},
+    momentum=jnp.asarray(run['momentum'], dtype),
+  )
 
 
 def steps_per_epoch(cfg, num_examples):
@@ -155,10 +187,10 @@ def make_update(cfg, steps, masked):
       params,
       xb,
       yb,
-      loss=cfg.loss,
+      loss=cfg.loss_record,
       reg=hp.reg,
       penalty=cfg.penalty,
-      margin=hp.margin,
+      loss_hparams=hp.loss_hparams,
       mask=mb if masked else None,
     )
     updates, opt_state = make_optimizer(cfg, hp, steps).update(g, opt_state, params)
@@ -205,7 +237,7 @@ def structural(cfg):
     cfg,
     learning_rate=1.0,
     reg=0.0,
-    margin=0.0,
+    loss_hparams={},
     momentum=0.0,
     seed=0,
     patience=0,
@@ -233,11 +265,11 @@ def compiled_eval_fn(cfg):
 
 def make_eval_fn(cfg):
   """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
-  spec = losses.LOSSES[cfg.loss]
+  spec = cfg.loss_record
 
   def evaluate(params, x, y, hp):
     s = model.scores(params, x)
-    data_loss = jnp.mean(spec.value(s, y, hp.margin))
+    data_loss = jnp.mean(spec.value(s, y, **hp.loss_hparams))
     out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
     if spec.targets == 'real':
       r = s - (y[:, None] if y.ndim == 1 else y)
@@ -274,7 +306,7 @@ def selection_metric(metrics, prefix):
 
 
 def num_outputs(cfg, dataset):
-  spec = losses.LOSSES[cfg.loss]
+  spec = cfg.loss_record
   if spec.targets == 'class':
     return dataset.num_classes
   if spec.targets == 'binary':
@@ -290,10 +322,16 @@ def check_fit(cfg, dataset):
       "dtype='float64' needs jax.config.update('jax_enable_x64', True) before any JAX work; "
       'without it JAX would silently train in float32.'
     )
-  spec = losses.LOSSES[cfg.loss]
+  spec = cfg.loss_record
+  losses.probe(spec, concrete=True)
   why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
   if why:
     raise ValueError(f'--loss={cfg.loss} does not fit --dataset={dataset.name}: it {why}.')
+  if cfg.grad in ('analytic', 'custom_vjp') and spec.score_grad is None:
+    raise ValueError(
+      f'--grad={cfg.grad} needs a hand-derived score_grad, and loss {cfg.loss!r} has none; '
+      'use --grad=autodiff.'
+    )
   c = num_outputs(cfg, dataset)
   for split in ('train', 'val', 'test'):
     x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
@@ -306,7 +344,7 @@ def check_fit(cfg, dataset):
 def device_data(cfg, dataset):
   """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick)."""
   dt = jnp.dtype(cfg.dtype)
-  spec = losses.LOSSES[cfg.loss]
+  spec = cfg.loss_record
   ydt = dt if spec.targets == 'real' else jnp.int32
 
   def put(split):

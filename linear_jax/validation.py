@@ -64,8 +64,7 @@ def check_targets(targets, kind, num_outputs, where='targets'):
   if kind == 'class' and num_outputs < 2:
     raise ValueError(
       f'{where}: a classification loss needs C >= 2 scores per example, '
-      f'got C = {num_outputs}; use a binary loss (hinge, logistic, '
-      'sigmoid_l2) with a single score.'
+      f"got C = {num_outputs}; use a loss with 'binary' targets and a single score."
     )
   if kind == 'binary' and num_outputs != 1:
     raise ValueError(
@@ -106,7 +105,24 @@ def check_targets(targets, kind, num_outputs, where='targets'):
     raise ValueError(f'{where}: label {t[i]:g} at index {i} is outside {valid}.')
 
 
-def check_inputs(params, x, targets, kind, reg=0.0, margin=1.0):
+def check_weights(weights, num_examples, where='sample weights'):
+  """Raises unless `weights` are `[N]` finite numbers ≥ 0, not all 0."""
+  if np.shape(weights) != (num_examples,):
+    raise ValueError(f'{where}: must be [N] = [{num_examples}], got shape {np.shape(weights)}.')
+  w = concrete(weights)
+  if w is None:
+    return
+  if w.dtype == bool or not np.issubdtype(w.dtype, np.number):
+    raise ValueError(f'{where}: must be numbers, got dtype {w.dtype}.')
+  bad = ~np.isfinite(w) | (w < 0)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise ValueError(f'{where}: must be finite and >= 0; index {i} holds {w[i]}.')
+  if not (w > 0).any():
+    raise ValueError(f'{where}: all {num_examples} are 0, so no example counts.')
+
+
+def check_inputs(params, x, targets, kind, reg=0.0, mask=None):
   """All checks of one objective call: shapes agree, values are valid."""
   check_features(x)
   w = params.W
@@ -126,4 +142,5 @@ def check_inputs(params, x, targets, kind, reg=0.0, margin=1.0):
     )
   check_targets(targets, kind, num_outputs)
   check_nonnegative('reg', reg)
-  check_nonnegative('margin', margin)
+  if mask is not None:
+    check_weights(mask, np.shape(x)[0], where='mask (sample weights)')

@@ -28,7 +28,7 @@ def _flat(tree):
 def test_analytic_matches_autodiff(loss, penalty, bias_trick):
   for seed, (n, d, c) in enumerate(SHAPES):
     params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(seed), loss, n, d, c, bias_trick)
-    kw = dict(loss=loss, reg=0.3, penalty=penalty, margin=1.0)
+    kw = dict(loss=loss, reg=0.3, penalty=penalty)
     analytic = _flat(lj.analytic_grad(params, x, targets, **kw))
     autodiff = _flat(jax.grad(lj.objective)(params, x, targets, **kw))
     np.testing.assert_allclose(analytic, autodiff, rtol=1e-12, atol=1e-14)
@@ -36,7 +36,7 @@ def test_analytic_matches_autodiff(loss, penalty, bias_trick):
     np.testing.assert_allclose(analytic, numerical, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize('loss', ['softmax', 'logistic', 'sigmoid_l2', 'l2'])
+@pytest.mark.parametrize('loss', sorted(n for n, rec in losses.LOSSES.items() if rec.smooth))
 def test_smooth_objectives_pass_check_grads(loss):
   params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(3), loss, 6, 3, 3)
   f = lambda p: lj.objective(p, x, targets, loss=loss, reg=0.1, penalty='l2')
@@ -46,7 +46,7 @@ def test_smooth_objectives_pass_check_grads(loss):
 @pytest.mark.parametrize('loss', sorted(losses.LOSSES))
 def test_custom_vjp_matches_analytic_and_passes_check_grads(loss):
   params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(4), loss, 6, 3, 3)
-  kw = dict(loss=loss, reg=0.2, penalty='l2', margin=1.0)
+  kw = dict(loss=loss, reg=0.2, penalty='l2')
   g = jax.grad(lj.custom_vjp_objective)(params, x, targets, **kw)
   np.testing.assert_allclose(_flat(g), _flat(lj.analytic_grad(params, x, targets, **kw)), rtol=1e-12)
   check_grads(lambda p: lj.custom_vjp_objective(p, x, targets, **kw), (params,), order=1, modes=['rev'])
@@ -117,3 +117,31 @@ def test_masked_gradient_equals_gradient_of_the_unpadded_batch():
     np.testing.assert_allclose(
       _flat(g), _flat(lj.analytic_grad(params, x, targets, loss='hinge', reg=0.1)), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize('loss', ['softmax', 'svm', 'logistic', 'l2', 'huber'])
+def test_weights_are_checked_and_weighted_gradients_match(loss):
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(11), loss, 12, 3, 3)
+  w = np.linspace(0.0, 2.0, 12)
+  per_example = losses.get_loss(loss).value(lj.scores(params, x), targets, **losses.get_loss(loss).hparams)
+  expect = np.sum(w * np.asarray(per_example)) / np.sum(w) + 0.1 * np.sum(np.square(params.W))
+  kw = dict(loss=loss, reg=0.1, mask=w)
+  np.testing.assert_allclose(lj.objective(params, x, targets, **kw), expect, rtol=1e-12)
+  analytic = _flat(lj.analytic_grad(params, x, targets, **kw))
+  np.testing.assert_allclose(analytic, _flat(jax.grad(lj.objective)(params, x, targets, **kw)), rtol=1e-11)
+  assert lj.check_gradients(params, x, targets, loss=loss, reg=0.1, mask=w).passed
+  # Integer weights are repeated rows.
+  reps = np.arange(12) % 3
+  rows = np.repeat(np.arange(12), reps)
+  same = lj.analytic_grad(params, x[rows], targets[rows], loss=loss, reg=0.1)
+  np.testing.assert_allclose(
+    _flat(lj.analytic_grad(params, x, targets, loss=loss, reg=0.1, mask=reps)), _flat(same), rtol=1e-11
+  )
+  for bad, match in (
+    (-w, 'must be finite and >= 0; index 1'),
+    (np.zeros(12), 'all 12 are 0'),
+    (w[:5], r'must be \[N\] = \[12\]'),
+    (np.where(w > 1, np.nan, w), 'must be finite'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      lj.objective(params, x, targets, loss=loss, mask=bad)

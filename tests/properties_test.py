@@ -43,7 +43,9 @@ def _problem(seed, n, d, c, scale, loss):
 @given(st.integers(0, 2**31), shapes, scales, st.sampled_from(sorted(losses.LOSSES)))
 def test_losses_are_nonnegative_and_finite(seed, shape, scale, loss):
   params, x, targets = _problem(seed, *shape, scale, loss)
-  per_example = losses.LOSSES[loss].value(lj.scores(params, x), jnp.asarray(targets), 1.0)
+  per_example = losses.LOSSES[loss].value(
+    lj.scores(params, x), jnp.asarray(targets), **losses.LOSSES[loss].hparams
+  )
   assert bool(jnp.all(per_example >= 0)) and bool(jnp.all(jnp.isfinite(per_example)))
 
 

@@ -44,7 +44,7 @@ def test_sweeping_margin_and_momentum(blobs):
   cfg = train.TrainConfig(loss='svm', optimizer='momentum', epochs=3)
   settings = sweep.grid([0.05], [1e-3], margins=[0.5, 2.0], momenta=[0.0, 0.9])
   result = sweep.run_sweep(cfg, blobs, settings)
-  alone = train.fit(dataclasses.replace(cfg, **settings[3]), blobs)
+  alone = train.fit(sweep.config_for(cfg, settings[3]), blobs)
   assert settings[3] == {'learning_rate': 0.05, 'reg': 1e-3, 'margin': 2.0, 'momentum': 0.9}
   np.testing.assert_allclose(result.params.W[3], alone.params.W, rtol=1e-4, atol=1e-6)
 
@@ -82,7 +82,7 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
   epoch_fn, eval_fn = sweep.compiled_sweep_fns(cfg, len(blobs.x_train))
   sizes = epoch_fn._cache_size(), eval_fn._cache_size()
   assert sizes == (1, 2)  # one epoch program; evaluation of the train and val splits
-  other = dataclasses.replace(cfg, margin=2.0, seed=3)
+  other = dataclasses.replace(cfg, loss_hparams={'margin': 2.0}, seed=3)
   sweep.run_sweep(other, blobs, sweep.grid([0.02, 0.3], [1e-4, 1e-2]))
   assert sweep.compiled_sweep_fns(other, len(blobs.x_train)) == (epoch_fn, eval_fn)
   assert (epoch_fn._cache_size(), eval_fn._cache_size()) == sizes
