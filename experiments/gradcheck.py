@@ -32,6 +32,7 @@ flags.DEFINE_enum(
   'bias_trick', 'both', ('no', 'yes', 'both'), 'Check the plain form, the bias-trick form, or both.'
 )
 flags.DEFINE_enum('grad', 'analytic', ('analytic', 'custom_vjp'), 'The gradient under test.')
+flags.DEFINE_bool('richardson', False, 'Richardson-extrapolated central differences (steps h and h/2).')
 flags.DEFINE_enum(
   'plant',
   'none',
@@ -60,8 +61,9 @@ def _grad_under_test():
 def run():
   """Runs every requested check; returns the reports."""
   from linear_jax import gradcheck  # pylint: disable=import-outside-toplevel
+  from linear_jax import losses  # pylint: disable=import-outside-toplevel
 
-  losses_ = common.LOSS_NAMES if FLAGS.loss == 'all' else (FLAGS.loss,)
+  losses_ = common.loss_names(FLAGS.loss)
   penalties = common.PENALTY_NAMES if FLAGS.penalty == 'all' else (FLAGS.penalty,)
   methods = gradcheck.METHODS if FLAGS.method == 'all' else (FLAGS.method,)
   forms = {'no': (False,), 'yes': (True,), 'both': (False, True)}[FLAGS.bias_trick]
@@ -69,6 +71,9 @@ def run():
   key = jax.random.PRNGKey(FLAGS.seed)
   reports = []
   for loss in losses_:
+    if grad_fn is None and FLAGS.grad == 'analytic' and losses.get_loss(loss).score_grad is None:
+      print(f'{loss:<10} no hand-derived score_grad: nothing to check', flush=True)
+      continue
     for penalty in penalties:
       for bias_trick in forms:
         params, x, targets = gradcheck.random_problem(
@@ -82,13 +87,14 @@ def run():
             loss=loss,
             reg=FLAGS.reg,
             penalty=penalty,
-            margin=FLAGS.margin,
             grad_fn=grad_fn,
+            richardson=FLAGS.richardson and method != 'forward',
             method=method,
             h=FLAGS.h,
             num_coords=FLAGS.num_coords,
             num_directions=FLAGS.num_directions,
             key=jax.random.fold_in(key, 7),
+            **common.loss_hparams_for(FLAGS, loss),
           )
           print(report.summary(), flush=True)
           reports.append(report)

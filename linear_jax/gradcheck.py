@@ -1,11 +1,14 @@
 """Gradient checking: finite differences, relative error, a three-way report.
 
 The lecture's advice, done properly: derive the analytic gradient, then check
-it against a numerical one. Here every hand-derived gradient is compared with
-two independent references, `jax.grad` and finite differences, and the
-report says which coordinates disagree, by name (`W[c, d]`, `b[c]`).
+it against a numerical one. `check_function_gradients` compares a hand-written
+gradient of any scalar function of any pytree of float arrays with two
+independent references, `jax.grad` and finite differences, and the report says
+which coordinates disagree, by their tree path (`W[c, d]`, `b[c]`,
+`['w1'][i, j]`). `check_gradients` is that check applied to the linear model's
+objective.
 
-Verdict thresholds (a pair of values agrees when either holds):
+Verdict thresholds in float64 (a pair of values agrees when either holds):
 
 ==========================  ===================  ==================
 pair                        relative error ≤     or |a − b| ≤
@@ -17,18 +20,21 @@ either vs forward diffs     1e-3                 1e-6
 
 The absolute floor stops gradients that are zero up to round-off (where the
 relative error of two tiny numbers means nothing) from failing the check.
-Checks run in float64; `jax_enable_x64` must be on.
+Checks run in float64 when `jax_enable_x64` is on (the linear-model check
+requires it); a float32 check uses float32 steps and looser thresholds.
 
-Hinge kinks: the `svm`, `hinge` and `l1` losses and the `l1` penalty are not
-differentiable where a margin, residual or weight is exactly 0. A coordinate
-whose finite-difference step crosses such a kink is reported as a kink, and
-passes only if the gradient under test lies between the one-sided difference
-quotients `(f(w) − f(w − h))/h` and `(f(w + h) − f(w))/h` (within tolerance).
+Kinks: the hinge-type losses, the L1 loss and the L1 penalty are not
+differentiable where a margin, residual or weight is exactly 0. Given a
+`kinks(params)` array that changes sign exactly there, a coordinate whose
+finite-difference step crosses a kink is reported as a kink, and passes only if
+the gradient under test lies between the one-sided difference quotients
+`(f(w) − f(w − h))/h` and `(f(w + h) − f(w))/h` (within tolerance).
 """
 
 from collections.abc import Callable
 import dataclasses
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -42,13 +48,18 @@ from linear_jax import model
 from linear_jax import validation
 
 METHODS = ('central', 'forward', 'sparse', 'directional')
-DEFAULT_STEP = {'central': 1e-5, 'forward': 1e-7, 'sparse': 1e-5, 'directional': 1e-5}
-# (relative tolerance, absolute tolerance) per comparison.
-THRESHOLDS = {
-  'autodiff': (1e-9, 1e-12),
-  'central': (1e-6, 1e-8),
-  'forward': (1e-3, 1e-6),
+# Steps near the optimum for each method: ~eps^(1/3) for central, ~eps^(1/2) for forward differences.
+DEFAULT_STEP = {
+  'float64': {'central': 1e-5, 'forward': 1e-7, 'sparse': 1e-5, 'directional': 1e-5},
+  'float32': {'central': 5e-3, 'forward': 3e-4, 'sparse': 5e-3, 'directional': 5e-3},
 }
+# (relative tolerance, absolute tolerance) per comparison and dtype.
+THRESHOLDS = {
+  'float64': {'autodiff': (1e-9, 1e-12), 'central': (1e-6, 1e-8), 'forward': (1e-3, 1e-6)},
+  'float32': {'autodiff': (1e-4, 1e-6), 'central': (2e-2, 1e-3), 'forward': (5e-2, 2e-3)},
+}
+# Coordinates re-checked one by one, per leaf, when a directional check fails.
+ESCALATION_COORDS = 4096
 
 
 def relative_error(a, b):
@@ -59,39 +70,53 @@ def relative_error(a, b):
     return np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
 
 
+def _leaf_name(path):
+  name = jax.tree_util.keystr(path)
+  return name[1:] if name.startswith('.') else name
+
+
 def coordinate_names(params):
-  """Names of the coordinates of `ravel_pytree(params)`: `W[c, d]` then `b[c]`."""
-  c, d = np.shape(params.W)
-  names = [f'W[{i}, {j}]' for i in range(c) for j in range(d)]
-  if params.b is not None:
-    names += [f'b[{i}]' for i in range(c)]
+  """Names of the coordinates of `ravel_pytree(params)`, from their tree paths.
+
+  `Params` gives `W[c, d]` then `b[c]`; a dict `{'w1': ...}` gives
+  `['w1'][i, j]`; a scalar leaf is named by its path alone.
+  """
+  names = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    base = _leaf_name(path)
+    shape = np.shape(leaf)
+    if not shape:
+      names.append(base)
+      continue
+    names += [f'{base}[{", ".join(map(str, idx))}]' for idx in np.ndindex(*shape)]
   return names
 
 
-def _require_x64():
+def _leaf_slices(params):
+  """`[(leaf name, slice of the flat vector)]` in `ravel_pytree` order."""
+  out, start = [], 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    size = int(np.size(leaf))
+    out.append((_leaf_name(path), slice(start, start + size)))
+    start += size
+  return out
+
+
+def require_x64():
   if not jax.config.jax_enable_x64:
     raise ValueError(
       "Gradient checks need float64: call jax.config.update('jax_enable_x64', True) before any JAX work."
     )
 
 
-def _to64(tree):
-  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
-
-
-def _kink_state(params, x, targets, loss, penalty, margin):
-  """A bool array that changes exactly when a kink of the objective is crossed."""
-  spec = losses.LOSSES[loss]
-  parts = []
-  if spec.kinks is not None:
-    k = spec.kinks(model.scores(params, x), targets, margin)
-    parts.append(jnp.ravel(k > 0))
-    if loss == 'l1':  # |r| has its kink at r = 0 seen from either side
-      parts.append(jnp.ravel(k < 0))
-  if penalty == 'l1':
-    w = model.penalized_weights(params)
-    parts += [jnp.ravel(w > 0), jnp.ravel(w < 0)]
-  return jnp.concatenate(parts) if parts else jnp.zeros((0,), bool)
+def _check_dtype(params):
+  """`'float64'` when x64 is on, else `'float32'`; non-float leaves are refused by path."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise ValueError(
+        f'params{jax.tree_util.keystr(path)}: gradients need float arrays, got {jnp.result_type(leaf)}.'
+      )
+  return 'float64' if jax.config.jax_enable_x64 else 'float32'
 
 
 def _probes(f, state, chunk_size):
@@ -122,50 +147,56 @@ class _Kernels(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _kernels(loss, penalty, w_shape, has_bias, chunk_size):
-  """Jitted pieces of a check, compiled once per loss, penalty and shape.
+def _kernels(f, kinks, treedef, leaves, chunk_size):
+  """Jitted pieces of a check, compiled once per function, kink function, structure and shapes.
 
-  Data enter as arguments (`args = (x, targets, reg, margin)`), never as
-  closures, so checking again (new data, new point, new `reg`) recompiles
-  nothing.
+  Data enter as arguments (`args`), never as closures, so checking again (new
+  data, new point, new hyperparameters) recompiles nothing.
   """
-  template = model.Params(
-    W=jnp.zeros(w_shape, jnp.float64), b=jnp.zeros(w_shape[:1], jnp.float64) if has_bias else None
-  )
+  template = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s, d) for s, d in leaves])
   unravel = ravel_pytree(template)[1]
 
-  def f(v, args):
-    x, targets, reg, margin = args
-    return losses.unchecked_objective(unravel(v), x, targets, loss, reg, penalty, margin)
+  def flat_f(v, args):
+    return f(unravel(v), *args)
 
   def state(v, args):
-    x, targets, _, margin = args
-    return _kink_state(unravel(v), x, targets, loss, penalty, margin)
+    if kinks is None:
+      return jnp.zeros((0,), jnp.int8)
+    return jnp.sign(jnp.ravel(kinks(unravel(v), *args))).astype(jnp.int8)
 
-  def directional(v, args, dirs, h):
+  def directional(v, args, dirs, hs):
     base = state(v, args)
 
     def one(u):
-      jvp = jax.jvp(lambda w: f(w, args), (v,), (u,))[1]
+      jvp = jax.jvp(lambda w: flat_f(w, args), (v,), (u,))[1]
+      plus = jax.vmap(lambda h: flat_f(v + h * u, args))(hs)
+      minus = jax.vmap(lambda h: flat_f(v - h * u, args))(hs)
+      h = hs[0]
       kink = jnp.any(state(v + h * u, args) != base) | jnp.any(state(v - h * u, args) != base)
-      return jvp, f(v + h * u, args), f(v - h * u, args), kink
+      return jvp, plus, minus, kink
 
     return jax.vmap(one)(dirs)
 
   return _Kernels(
-    value=jax.jit(f),
-    grad=jax.jit(jax.grad(f)),
-    probes=jax.jit(_probes(f, state, chunk_size)),
+    value=jax.jit(flat_f),
+    grad=jax.jit(jax.grad(flat_f)),
+    probes=jax.jit(_probes(flat_f, state, chunk_size)),
     directional=jax.jit(directional),
-    minus_at=jax.jit(lambda v, args, idx, h: jax.vmap(lambda i: f(v.at[i].add(-h), args))(idx)),
+    minus_at=jax.jit(lambda v, args, idx, h: jax.vmap(lambda i: flat_f(v.at[i].add(-h), args))(idx)),
   )
 
 
-def _coordinate_differences(kern, v, args, coords, h, method):
+def _richardson(d_h, d_half):
+  """Central differences at `h` and `h/2` combined to cancel the `h²` error term: O(h⁴)."""
+  return (4.0 * d_half - d_h) / 3.0
+
+
+def _coordinate_differences(kern, v, args, coords, h, method, richardson=False):
   """Difference quotients over `coords`: `(numerical, kink, backward, forward)`.
 
-  The difference quotient (central or forward), whether the step crossed a
-  kink, and the two one-sided quotients (`nan` where not computed).
+  The difference quotient (central, forward, or Richardson-extrapolated
+  central), whether the step crossed a kink, and the two one-sided quotients
+  (`nan` where not computed).
   """
   f0 = float(kern.value(v, args))
   f_plus, kink_plus = (np.asarray(a) for a in kern.probes(v, args, coords, h))
@@ -181,6 +212,10 @@ def _coordinate_differences(kern, v, args, coords, h, method):
     f_minus, kink_minus = (np.asarray(a) for a in kern.probes(v, args, coords, -h))
     numerical = (f_plus - f_minus) / (2 * h)
     kink = kink_plus | kink_minus
+    if richardson:
+      half_plus = np.asarray(kern.probes(v, args, coords, h / 2)[0])
+      half_minus = np.asarray(kern.probes(v, args, coords, -h / 2)[0])
+      numerical = _richardson(numerical, (half_plus - half_minus) / h)
   return numerical, kink, (f0 - f_minus) / h, (f_plus - f0) / h
 
 
@@ -241,17 +276,24 @@ class Comparison:
 
 @dataclasses.dataclass
 class GradCheckReport:
-  """The three-way report of one gradient check."""
+  """The three-way report of one gradient check.
+
+  `loss` names what was checked (a loss, or the function's name); `penalty`,
+  `reg` and `bias_trick` are `None` for a function that is not the linear
+  model's objective; `hparams` holds the loss's hyperparameters.
+  """
 
   loss: str
-  penalty: str
-  reg: float
-  margin: float
-  bias_trick: bool
+  penalty: str | None
+  reg: float | None
+  hparams: dict
+  bias_trick: bool | None
   method: str
   step: float
   num_params: int
   comparisons: list
+  richardson: bool = False
+  dtype: str = 'float64'
 
   @property
   def passed(self):
@@ -266,12 +308,17 @@ class GradCheckReport:
 
   def summary(self):
     """A few lines a person reads: one per pair, then the worst coordinates."""
-    head = (
-      f'{self.loss:<10} penalty={self.penalty} reg={self.reg:g} '
-      f'bias_trick={self.bias_trick} method={self.method} h={self.step:g} '
-      f'params={self.num_params}: {"OK" if self.passed else "FAIL"}'
-    )
-    lines = [head]
+    parts = [f'{self.loss:<10}']
+    if self.penalty is not None:
+      parts.append(f'penalty={self.penalty} reg={self.reg:g}')
+    parts += [f'{k}={v:g}' for k, v in sorted(self.hparams.items())]
+    if self.bias_trick is not None:
+      parts.append(f'bias_trick={self.bias_trick}')
+    method = f'{self.method}+richardson' if self.richardson else self.method
+    parts.append(f'method={method} h={self.step:g}')
+    if self.dtype != 'float64':
+      parts.append(f'dtype={self.dtype}')
+    lines = [f'{" ".join(parts)} params={self.num_params}: {"OK" if self.passed else "FAIL"}']
     for c in self.comparisons:
       lines.append(
         f'  {c.pair:<26} max rel {c.max_rel_error:9.2e}  max abs '
@@ -284,13 +331,14 @@ class GradCheckReport:
     return '\n'.join(lines)
 
 
-def _compare(pair, a, b, names, kind, kink=None, lower=None, upper=None, top=3):
-  rtol, atol = THRESHOLDS[kind]
+def compare(pair, a, b, names, tol, kink=None, lower=None, upper=None, top=3):
+  rtol, atol = tol
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   absdiff = np.abs(a - b)
   # Relative error means nothing for two values that are 0 up to round-off.
   rel = np.where(np.maximum(np.abs(a), np.abs(b)) > atol, relative_error(a, b), 0.0)
   ok = (rel <= rtol) | (absdiff <= atol)
+  ok &= np.isfinite(a) & np.isfinite(b)
   num_kinks = 0
   if kink is not None and kink.any():
     num_kinks = int(kink.sum())
@@ -301,17 +349,236 @@ def _compare(pair, a, b, names, kind, kink=None, lower=None, upper=None, top=3):
     rel = np.where(kink, 0.0, rel)
     absdiff = np.where(kink, 0.0, absdiff)
   bad = np.flatnonzero(~ok)
-  order = bad[np.argsort(-relative_error(a[bad], b[bad]))][:top]
+  with np.errstate(invalid='ignore'):
+    order = bad[np.argsort(-np.nan_to_num(relative_error(a[bad], b[bad]), nan=np.inf))][:top]
   worst = [(names[i], float(a[i]), float(b[i]), float(relative_error(a[i], b[i]))) for i in order]
   return Comparison(
     pair=pair,
-    max_rel_error=float(rel.max(initial=0.0)),
-    max_abs_error=float(absdiff.max(initial=0.0)),
+    max_rel_error=float(np.nan_to_num(rel, nan=np.inf).max(initial=0.0)),
+    max_abs_error=float(np.nan_to_num(absdiff, nan=np.inf).max(initial=0.0)),
     num_compared=int(a.size),
     num_failed=int(bad.size),
     num_kinks=num_kinks,
     worst=worst,
   )
+
+
+def _flat_grad(grad_fn, params, args, structure):
+  """The gradient under test, flattened; its structure must be that of `params`."""
+  g = grad_fn(params, *args)
+  got = jax.tree.structure(g)
+  if got != structure:
+    raise ValueError(f'The gradient under test has structure {got}, but params have {structure}.')
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(g)[0], jax.tree.leaves(params), strict=True):
+    if np.shape(a) != np.shape(b):
+      raise ValueError(
+        f'The gradient under test has shape {np.shape(a)} at {_leaf_name(path)}, '
+        f'but params have {np.shape(b)} there.'
+      )
+  return ravel_pytree(jax.tree.map(lambda a, p: jnp.asarray(a, p.dtype), g, params))[0]
+
+
+def _directional(kern, v, args, analytic, dirs, hs, tol, richardson):
+  """Directional comparisons along the unit rows of `dirs`."""
+  jvp, plus, minus, kink = (np.asarray(a) for a in kern.directional(v, args, dirs, hs))
+  f0 = float(kern.value(v, args))
+  h = float(hs[0])
+  numeric = (plus[:, 0] - minus[:, 0]) / (2 * h)
+  if richardson:
+    numeric = _richardson(numeric, (plus[:, 1] - minus[:, 1]) / h)
+  lower, upper = (f0 - minus[:, 0]) / h, (plus[:, 0] - f0) / h
+  names = [f'direction {i}' for i in range(len(dirs))]
+  a_dir = np.asarray(dirs @ analytic)
+  return [
+    compare('analytic vs numerical', a_dir, numeric, names, tol, kink, lower, upper),
+    compare('autodiff vs numerical', jvp, numeric, names, tol, kink, lower, upper),
+  ]
+
+
+def check_function_gradients(
+  f: Callable,
+  params,
+  grad_fn: Callable,
+  *,
+  args: tuple = (),
+  kinks: Callable | None = None,
+  method: str = 'central',
+  h: float | None = None,
+  richardson: bool = False,
+  num_coords: int = 64,
+  num_directions: int = 8,
+  key: jax.Array | None = None,
+  chunk_size: int = 256,
+  escalate: bool = True,
+  name: str | None = None,
+  info: dict | None = None,
+) -> GradCheckReport:
+  """Checks a hand-written gradient of any scalar function against `jax.grad` and finite differences.
+
+  Args:
+    f: `f(params, *args) -> scalar`, written in `jax.numpy`.
+    params: any pytree of float arrays: where to check.
+    grad_fn: `grad_fn(params, *args)`, the gradient under test, with the
+      structure and shapes of `params`.
+    args: further arguments of `f`, `grad_fn` and `kinks` (data), passed to
+      compiled code as arguments, so checking again with new data does not
+      recompile.
+    kinks: optional `kinks(params, *args) ->` an array whose entries change
+      sign exactly at the kinks of `f` (see the module docstring).
+    method: `'central'` or `'forward'` (every coordinate), `'sparse'`
+      (`num_coords` random coordinates, central differences) or
+      `'directional'` (`num_directions` random unit directions: the
+      directional derivative by JVP, by central differences and as the dot
+      product with the gradient under test).
+    h: finite-difference step; by default chosen by dtype and method
+      (`DEFAULT_STEP`).
+    richardson: central differences at `h` and `h/2` combined to cancel the
+      `h²` error term, for functions where a plain step is not accurate.
+    num_coords: coordinates drawn by the sparse check.
+    num_directions: directions drawn by the directional check.
+    key: `jax.random` key of the sparse and directional draws.
+    chunk_size: coordinates evaluated together under `vmap`.
+    escalate: when a directional check fails, re-check the coordinates of
+      each leaf whose own directions fail (up to `ESCALATION_COORDS` per
+      leaf) and name the worst.
+    name: what the report calls `f` (its `__name__` by default).
+    info: report fields for the linear-model check (`penalty`, `reg`,
+      `hparams`, `bias_trick`).
+
+  Returns:
+    A `GradCheckReport`; `report.passed` is the verdict.
+  """
+  validation.check_name('gradient-check method', method, METHODS)
+  dtype = _check_dtype(params)
+  if dtype == 'float64':
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  h = DEFAULT_STEP[dtype][method] if h is None else float(h)
+  if not (math.isfinite(h) and h > 0):
+    raise ValueError(f'The finite-difference step h must be finite and > 0, got {h}.')
+  if richardson and method == 'forward':
+    raise ValueError(
+      "richardson=True extrapolates central differences; use method='central', 'sparse' or 'directional'."
+    )
+  key = jax.random.PRNGKey(0) if key is None else key
+  tols = THRESHOLDS[dtype]
+  v, _ = ravel_pytree(params)
+  flat, treedef = jax.tree.flatten(params)
+  structure = jax.tree.structure(params)
+  names = coordinate_names(params)
+  leaves = tuple((tuple(np.shape(a)), jnp.result_type(a)) for a in flat)
+  kern = _kernels(f, kinks, treedef, leaves, int(chunk_size))
+  args = tuple(args)
+
+  analytic = _flat_grad(grad_fn, params, args, structure)
+  autodiff = kern.grad(v, args)
+  comparisons = [compare('analytic vs autodiff', analytic, autodiff, names, tols['autodiff'])]
+  hs = jnp.asarray([h, h / 2], v.dtype)
+  central = 'forward' if method == 'forward' else 'central'
+
+  if method == 'directional':
+    dirs = jax.random.normal(key, (num_directions, v.size), v.dtype)
+    dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
+    directional = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)
+    comparisons += directional
+    if escalate and not all(c.passed for c in directional):
+      comparisons += _escalate(
+        kern, v, args, analytic, params, names, h, tols, richardson, key, num_directions
+      )
+  else:
+    if method == 'sparse':
+      k = min(num_coords, v.size)
+      coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
+    else:
+      coords = np.arange(v.size)
+    numeric, kink, lower, upper = _coordinate_differences(
+      kern, v, args, jnp.asarray(coords), h, central, richardson
+    )
+    sub = [names[i] for i in coords]
+    a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(autodiff)[coords]
+    comparisons += [
+      compare('analytic vs numerical', a_sub, numeric, sub, tols[central], kink, lower, upper),
+      compare('autodiff vs numerical', ad_sub, numeric, sub, tols[central], kink, lower, upper),
+    ]
+  info = info or {}
+  return GradCheckReport(
+    loss=name or getattr(f, '__name__', 'f'),
+    penalty=info.get('penalty'),
+    reg=info.get('reg'),
+    hparams=dict(info.get('hparams', {})),
+    bias_trick=info.get('bias_trick'),
+    method=method,
+    step=h,
+    num_params=int(v.size),
+    comparisons=comparisons,
+    richardson=bool(richardson),
+    dtype=dtype,
+  )
+
+
+def _escalate(kern, v, args, analytic, params, names, h, tols, richardson, key, num_directions):
+  """After a failed directional check: which leaves fail, and their worst coordinates."""
+  out = []
+  hs = jnp.asarray([h, h / 2], v.dtype)
+  for i, (leaf, sl) in enumerate(_leaf_slices(params)):
+    size = sl.stop - sl.start
+    if size == 0:
+      continue
+    k = jax.random.fold_in(key, i + 1)
+    dirs = jnp.zeros((num_directions, v.size), v.dtype)
+    local = jax.random.normal(k, (num_directions, size), v.dtype)
+    dirs = dirs.at[:, sl].set(local / jnp.linalg.norm(local, axis=1, keepdims=True))
+    analytic_vs = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)[0]
+    if analytic_vs.passed:
+      continue
+    coords = np.arange(sl.start, sl.stop)
+    if size > ESCALATION_COORDS:
+      coords = np.sort(np.asarray(jax.random.choice(k, coords, (ESCALATION_COORDS,), replace=False)))
+    numeric, kink, lower, upper = _coordinate_differences(
+      kern, v, args, jnp.asarray(coords), h, 'central', richardson
+    )
+    sub = [names[j] for j in coords]
+    out.append(
+      compare(
+        f'analytic vs numerical: {leaf}',
+        np.asarray(analytic)[coords],
+        numeric,
+        sub,
+        tols['central'],
+        kink,
+        lower,
+        upper,
+      )
+    )
+  return out
+
+
+@functools.lru_cache(maxsize=256)
+def _objective_fns(spec, penalty):
+  """`(f, kinks)` of the linear model's objective for one loss record and penalty.
+
+  Cached, so the checker's compiled kernels are shared by every check of the
+  same loss, penalty and shapes.
+  """
+
+  def f(params, x, targets, reg, hp, mask):
+    return losses.unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
+
+  if spec.kinks is None and penalty != 'l1':
+    return f, None
+
+  def kinks(params, x, targets, reg, hp, mask):
+    del reg
+    parts = []
+    if spec.kinks is not None:
+      k = spec.kinks(model.scores(params, x), targets, **hp)
+      if mask is not None:  # a row of weight 0 contributes nothing, and so no kink
+        k = jnp.where(jnp.reshape(mask > 0, (-1,) + (1,) * (k.ndim - 1)), k, 1.0)
+      parts.append(jnp.ravel(k))
+    if penalty == 'l1':
+      parts.append(jnp.ravel(model.penalized_weights(params)))
+    return jnp.concatenate(parts)
+
+  return f, kinks
 
 
 def check_gradients(
@@ -321,7 +588,6 @@ def check_gradients(
   loss='softmax',
   reg=0.0,
   penalty='l2',
-  margin=1.0,
   grad_fn: Callable | None = None,
   method='central',
   h=None,
@@ -329,88 +595,66 @@ def check_gradients(
   num_directions=8,
   key=None,
   chunk_size=256,
-):
-  """Checks a hand-derived gradient against `jax.grad` and finite differences.
+  mask=None,
+  richardson=False,
+  **loss_hparams,
+) -> GradCheckReport:
+  """Checks a hand-derived gradient of the linear model's objective (see `check_function_gradients`).
 
   Args:
-    params, x, targets, loss, reg, penalty, margin: as for `objective`.
+    params, x, targets, loss, reg, penalty, mask: as for `objective`
+      (`mask`: optional sample weights).
     grad_fn: the gradient under test, called like `grads.analytic_grad`
-      (the default); pass your own to check a derivation of your own.
-    method: `'central'` or `'forward'` (every coordinate), `'sparse'`
-      (`num_coords` random coordinates, central differences) or
-      `'directional'` (`num_directions` random unit directions: the
-      directional derivative by JVP, by central differences and as the dot
-      product with the gradient under test).
-    h: finite-difference step; `DEFAULT_STEP[method]` if `None`.
-    num_coords: coordinates drawn by the sparse check.
-    num_directions: directions drawn by the directional check.
-    key: `jax.random` key of the sparse and directional draws.
-    chunk_size: coordinates evaluated together under `vmap`.
+      (the default): `grad_fn(params, x, targets, loss=, reg=, penalty=,
+      **loss_hparams)`, plus `mask=` when weights are given.
+    method, h, num_coords, num_directions, key, chunk_size, richardson: as
+      for `check_function_gradients`.
+    **loss_hparams: the loss's hyperparameters (defaults for the rest).
 
   Returns:
     A `GradCheckReport`; `report.passed` is the verdict.
   """
-  _require_x64()
+  require_x64()
   validation.check_name('gradient-check method', method, METHODS)
   spec = losses.get_loss(loss)
   validation.check_name('penalty', penalty, losses.PENALTIES)
-  validation.check_inputs(params, x, targets, spec.targets, reg=reg, margin=margin)
+  hp = spec.resolve_hparams(loss_hparams)
+  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  losses.probe(spec, concrete=True)
+  if grad_fn is None and spec.score_grad is None:
+    raise grads.missing_score_grad(spec)
   grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
-  h = DEFAULT_STEP[method] if h is None else float(h)
-  if not h > 0:
-    raise ValueError(f'The finite-difference step h must be > 0, got {h}.')
-  key = jax.random.PRNGKey(0) if key is None else key
 
-  params, x = _to64(params), jnp.asarray(x, jnp.float64)
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  x = jnp.asarray(x, jnp.float64)
   targets = jnp.asarray(targets)
   if spec.targets == 'real':
     targets = targets.astype(jnp.float64)
-  v, _ = ravel_pytree(params)
-  names = coordinate_names(params)
-  kern = _kernels(loss, penalty, tuple(params.W.shape), params.b is not None, int(chunk_size))
-  args = (x, targets, jnp.float64(reg), jnp.float64(margin))
+  weights = None if mask is None else jnp.asarray(mask, jnp.float64)
+  hp64 = {k: jnp.float64(v) for k, v in hp.items()}
+  args = (x, targets, jnp.float64(reg), hp64, weights)
+  f, kinks = _objective_fns(spec, penalty)
+  extra = {} if mask is None else {'mask': weights}
 
-  analytic = ravel_pytree(grad_fn(params, x, targets, loss=loss, reg=reg, penalty=penalty, margin=margin))[0]
-  autodiff = kern.grad(v, args)
-  comparisons = [_compare('analytic vs autodiff', analytic, autodiff, names, 'autodiff')]
+  def under_test(p, x_, t_, reg_, hp_, mask_):
+    del reg_, hp_, mask_  # the user's function takes Python numbers, as analytic_grad does
+    return grad_fn(p, x_, t_, loss=loss, reg=reg, penalty=penalty, **hp, **extra)
 
-  if method == 'directional':
-    dirs = jax.random.normal(key, (num_directions, v.size), jnp.float64)
-    dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
-    jvp, fp, fm, kink = (np.asarray(a) for a in kern.directional(v, args, dirs, h))
-    f0 = float(kern.value(v, args))
-    numeric = (fp - fm) / (2 * h)
-    lower, upper = (f0 - fm) / h, (fp - f0) / h
-    dnames = [f'direction {i}' for i in range(num_directions)]
-    a_dir = np.asarray(dirs @ analytic)
-    comparisons += [
-      _compare('analytic vs numerical', a_dir, numeric, dnames, 'central', kink, lower, upper),
-      _compare('autodiff vs numerical', jvp, numeric, dnames, 'central', kink, lower, upper),
-    ]
-  else:
-    if method == 'sparse':
-      k = min(num_coords, v.size)
-      coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
-    else:
-      coords = np.arange(v.size)
-    kind = 'forward' if method == 'forward' else 'central'
-    numeric, kink, lower, upper = _coordinate_differences(kern, v, args, jnp.asarray(coords), h, kind)
-    sub = [names[i] for i in coords]
-    a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(autodiff)[coords]
-    comparisons += [
-      _compare('analytic vs numerical', a_sub, numeric, sub, kind, kink, lower, upper),
-      _compare('autodiff vs numerical', ad_sub, numeric, sub, kind, kink, lower, upper),
-    ]
-  return GradCheckReport(
-    loss=loss,
-    penalty=penalty,
-    reg=float(reg),
-    margin=float(margin),
-    bias_trick=params.b is None,
+  return check_function_gradients(
+    f,
+    params,
+    under_test,
+    args=args,
+    kinks=kinks,
     method=method,
-    step=h,
-    num_params=int(v.size),
-    comparisons=comparisons,
+    h=h,
+    richardson=richardson,
+    num_coords=num_coords,
+    num_directions=num_directions,
+    key=key,
+    chunk_size=chunk_size,
+    name=losses.loss_name(spec),
+    info={'penalty': penalty, 'reg': float(reg), 'hparams': hp, 'bias_trick': params.b is None},
   )
 
 
@@ -424,7 +668,7 @@ def random_problem(key, loss, num_examples=20, num_features=6, num_classes=4, bi
   kp, kx, ky = jax.random.split(key, 3)
   c = 1 if spec.targets == 'binary' else num_classes
   if spec.targets == 'class' and c < 2:
-    raise ValueError(f'loss {loss!r} needs num_classes >= 2, got {num_classes}.')
+    raise ValueError(f'loss {losses.loss_name(spec)!r} needs num_classes >= 2, got {num_classes}.')
   x = jax.random.normal(kx, (num_examples, num_features), jnp.float64)
   params = model.init_params(kp, num_features, c, scale=1.0, dtype=jnp.float64)
   params = params._replace(b=0.5 * jax.random.normal(jax.random.fold_in(kp, 1), (c,), jnp.float64))
