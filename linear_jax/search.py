@@ -18,6 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from linear_jax import losses
 from linear_jax import model
@@ -57,12 +58,8 @@ def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams
 
 
 def _random_params(key, template, scale):
-  leaves, treedef = jax.tree.flatten(template)
-  keys = jax.random.split(key, len(leaves))
-  return jax.tree.unflatten(
-    treedef,
-    [scale * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)],
-  )
+  """Weights shaped like `template`, each drawn from `N(0, scale²)`."""
+  return jax.tree.map(lambda a: scale * a, optax.tree_utils.tree_random_like(key, template))
 
 
 def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):

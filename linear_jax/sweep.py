@@ -20,15 +20,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from linear_jax import losses
 from linear_jax import train
 
 RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
-
-
-def _tree_where(cond, a, b):
-  return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
 
 
 def make_sweep_epoch_fn(cfg, num_examples):
@@ -46,8 +43,8 @@ def make_sweep_epoch_fn(cfg, num_examples):
     new_params, new_opt_state, value = update(params, opt_state, xb, yb, mb, hp)
     bad = ~jnp.isfinite(value) | (value > limit)
     frozen = (diverged_at >= 0) | bad
-    params = _tree_where(frozen, params, new_params)
-    opt_state = _tree_where(frozen, opt_state, new_opt_state)
+    params = optax.tree_utils.tree_where(frozen, params, new_params)
+    opt_state = optax.tree_utils.tree_where(frozen, opt_state, new_opt_state)
     diverged_at = jnp.where((diverged_at < 0) & bad, step, diverged_at)
     return params, opt_state, diverged_at, jnp.where(diverged_at >= 0, jnp.nan, value)
 
