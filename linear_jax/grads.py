@@ -89,7 +89,16 @@ def unchecked_analytic_grad(
   return grad._replace(W=grad.W + penalty_grad(params, penalty, reg))
 
 
-def analytic_grad(params, x, targets, loss='softmax', reg=0.0, penalty='l2', mask=None, **loss_hparams):
+def analytic_grad(
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | losses.Loss' = 'softmax',
+  reg: float = 0.0,
+  penalty: str = 'l2',
+  mask: chex.Array | None = None,
+  **loss_hparams: float,
+) -> model.Params:
   """Hand-derived gradient of `losses.objective`, with the structure of `params`.
 
   `dL/dW = Σ_i w_i G_iᵀ x_i / Σ_i w_i + reg · dR/dW`, `dL/db = Σ_i w_i G_i / Σ_i w_i`,

@@ -189,7 +189,7 @@ def probe(loss, concrete=False):
     _PROBED.add(id(loss))
 
 
-def register_loss(name, loss, *, overwrite=False):
+def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
   """Makes `loss` usable by `name` everywhere a loss name is taken.
 
   Args:
@@ -243,7 +243,7 @@ def _load_object(spec):
   return getattr(module, attr)
 
 
-def get_loss(loss):
+def get_loss(loss: 'str | Loss') -> Loss:
   """The `Loss` record for `loss`: a record, a registered name, or `'FILE.py:NAME'` / `'module:NAME'`.
 
   A file or module is loaded once and its record registered under the text
@@ -526,7 +526,16 @@ def check_loss_hparams(loss, loss_hparams):
   return get_loss(loss).resolve_hparams(loss_hparams)
 
 
-def objective(params, x, targets, loss='softmax', reg=0.0, penalty='l2', mask=None, **loss_hparams):
+def objective(
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | Loss' = 'softmax',
+  reg: float = 0.0,
+  penalty: str = 'l2',
+  mask: chex.Array | None = None,
+  **loss_hparams: float,
+) -> jax.Array:
   """The empirical risk `L = Σ_i w_i L_i(f(x_i, W), y_i) / Σ_i w_i + reg · R(W)`.
 
   Inputs are checked on the host when they are concrete arrays (shape checks

@@ -22,7 +22,9 @@ class Params(NamedTuple):
   b: chex.Array | None
 
 
-def init_params(key, num_features, num_classes, scale=1e-3, dtype=jnp.float32):
+def init_params(
+  key: chex.PRNGKey, num_features: int, num_classes: int, scale: float = 1e-3, dtype=jnp.float32
+) -> Params:
   """Small random weights, zero bias: at start every score is about 0.
 
   Args:
@@ -44,7 +46,7 @@ def init_params(key, num_features, num_classes, scale=1e-3, dtype=jnp.float32):
   return Params(W=w, b=jnp.zeros((num_classes,), dtype))
 
 
-def scores(params, x):
+def scores(params: Params, x: chex.Array) -> chex.Array:
   """Class scores `s = Wx + b` for a batch, written row-wise as `x Wᵀ + b`.
 
   Args:
@@ -63,7 +65,7 @@ def scores(params, x):
   return s
 
 
-def predict(params, x):
+def predict(params: Params, x: chex.Array) -> chex.Array:
   """Predicted labels: argmax of the scores for C ≥ 2, `score ≥ 0` for C = 1.
 
   Args:
@@ -79,31 +81,31 @@ def predict(params, x):
   return jnp.argmax(s, axis=-1).astype(jnp.int32)
 
 
-def softmax(s):
+def softmax(s: chex.Array) -> chex.Array:
   """Probabilities `P(Y=k|x) = exp(s_k) / Σ_j exp(s_j)` from `[N, C]` scores."""
   return jax.nn.softmax(s, axis=-1)
 
 
-def add_bias_feature(x):
+def add_bias_feature(x: chex.Array) -> chex.Array:
   """Appends the constant feature 1: `[N, D]` -> `[N, D + 1]`."""
   chex.assert_rank(x, 2)
   return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
 
 
-def fold_bias(params):
+def fold_bias(params: Params) -> Params:
   """The bias trick: `Params(W, b)` -> `Params([W | b], None)`."""
   if params.b is None:
     raise ValueError('fold_bias: these params are already in bias-trick form.')
   return Params(W=jnp.concatenate([params.W, params.b[:, None]], axis=1), b=None)
 
 
-def unfold_bias(params):
+def unfold_bias(params: Params) -> Params:
   """Inverse of `fold_bias`: `Params([W | b], None)` -> `Params(W, b)`."""
   if params.b is not None:
     raise ValueError('unfold_bias: these params are not in bias-trick form.')
   return Params(W=params.W[:, :-1], b=params.W[:, -1])
 
 
-def penalized_weights(params):
+def penalized_weights(params: Params) -> chex.Array:
   """The weights a penalty sees: all of `W` except the bias column, if folded."""
   return params.W if params.b is not None else params.W[:, :-1]
