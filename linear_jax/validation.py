@@ -40,7 +40,8 @@ def check_features(x, where='x'):
   xv = concrete(x)
   if xv is None:
     return
-  if not np.issubdtype(xv.dtype, np.number) or np.issubdtype(xv.dtype, np.complexfloating):
+  real = np.issubdtype(xv.dtype, np.number) or xv.dtype == jax.numpy.bfloat16  # bfloat16 is no np.number
+  if not real or np.issubdtype(xv.dtype, np.complexfloating):
     raise ValueError(f'{where}: features must be real numbers, got dtype {xv.dtype}.')
   bad = ~np.isfinite(xv)
   if bad.any():
