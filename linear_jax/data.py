@@ -17,11 +17,13 @@ import zlib
 
 import numpy as np
 
+from linear_jax import chunks
+from linear_jax import npyfile
 from linear_jax import validation
 
 BUILTIN = ('digits', 'breast_cancer', 'diabetes')
 SYNTHETIC = ('blobs', 'linreg', 'binary2d')
-FILES = ('cifar10', 'mnist', 'npz', 'csv')
+FILES = ('cifar10', 'mnist', 'npz', 'npy', 'csv')
 DATASETS = BUILTIN + SYNTHETIC + FILES
 PREPROCESSING = ('standardize', 'center', 'none')
 
@@ -83,10 +85,30 @@ def _fail(where, what):
   raise ValueError(f'{where}: {what}')
 
 
-def check_raw(raw, where):
-  """Validates loaded arrays: finite features, matching counts, valid labels."""
+def check_features(x, where, values=True):
+  """Raises unless `x` is a non-empty `[N, D]` array of finite real numbers (bfloat16 too).
+
+  The values are checked in blocks (no whole-matrix mask); with
+  `values=False` a memory map's values are left to `prepare`.
+  """
+  if np.ndim(x) != 2:
+    raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
+  if np.shape(x)[0] == 0:
+    raise ValueError(f'{where}: empty batch (N = 0).')
+  if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.integer)):
+    raise ValueError(f'{where}: features must be real numbers, got dtype {x.dtype}.')
+  if values or not chunks.is_mapped(x):
+    chunks.check_finite(x, where)
+
+
+def check_raw(raw, where, values=True):
+  """Validates loaded arrays: finite features, matching counts, valid labels.
+
+  `values=False` leaves the finiteness of memory-mapped features to `prepare`,
+  whose one read of the file checks every value anyway.
+  """
   x, y = raw.x, raw.y
-  validation.check_features(x, where=where)
+  check_features(x, where, values)
   if len(y) != len(x):
     _fail(where, f'{len(x)} feature rows but {len(y)} targets.')
   if raw.kind == 'class':
@@ -375,16 +397,27 @@ def _from_arrays(x, y, path):
       i = int(np.argmax(y < 0))
       _fail(path, f'label {y[i]:g} at index {i} is negative.')
     y = y.astype(np.int64)
-    return Raw(x.astype(np.float64), y, 'class', int(y.max(initial=0)) + 1)
-  return Raw(x.astype(np.float64), y.astype(np.float64), 'real')
+    return Raw(float_features(x), y, 'class', int(y.max(initial=0)) + 1)
+  return Raw(float_features(x), y.astype(np.float64), 'real')
+
+
+def float_features(x):
+  """`x` in a float dtype without a copy when it has one: float16, bfloat16, float32 and
+  float64 (and memory maps) pass through; integers of up to 16 bits become float32
+  (exactly), wider ones float64."""
+  if chunks.is_float(x.dtype):
+    return x
+  return x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
 
 
 def _feature_matrix(x, where):
-  x = np.asarray(x)
+  x = x if isinstance(x, np.ndarray) else np.asarray(x)  # a memory map stays one
   if x.ndim < 2:
     _fail(where, f'x must be [N, D] (or [N, ...] images), got shape {x.shape}.')
-  if not np.issubdtype(x.dtype, np.number) or x.dtype == bool:
+  if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.number)) or x.dtype == bool:
     _fail(where, f'x must be numeric, got dtype {x.dtype}.')
+  if np.iscomplexobj(x):
+    _fail(where, f'x must be real numbers, got dtype {x.dtype}.')
   return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
 
 
@@ -438,7 +471,7 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
       if raw.kind == 'class' and _targets_kind(y_test, f'{name} (test)') == 'class'
       else y_test
     )
-    raw = dataclasses.replace(raw, test=(x_test.astype(np.float64), y_test))
+    raw = dataclasses.replace(raw, test=(float_features(x_test), y_test))
   if names_of_labels is not None:
     class_names = [str(v) for v in names_of_labels.tolist()]
   if class_names is not None:
@@ -453,7 +486,11 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
 
 
 def load_npz(path):
-  """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles."""
+  """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles.
+
+  Arrays stored uncompressed (`np.savez`) are memory-mapped, so `x` is read
+  once, in blocks, by `prepare`; compressed ones are read into memory.
+  """
   try:
     is_zip = zipfile.is_zipfile(path)
   except OSError as e:
@@ -465,13 +502,39 @@ def load_npz(path):
       missing = {'x', 'y'} - set(f.files)
       if missing:
         _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
-      x, y = f['x'], f['y']
+      x, y = npyfile.npz_member(path, f, 'x'), f['y']
   except ValueError as e:
     if str(e).startswith(path):
       raise
     raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
   except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
     raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
+  x, image_shape = _feature_matrix(x, path)
+  return dataclasses.replace(_from_arrays(x, y, path), image_shape=image_shape)
+
+
+def load_npy(path, labels_path):
+  """Features from a `.npy` (memory-mapped, read-only, never unpickled) and labels from another.
+
+  `path` holds `[N, D]` (or `[N, ...]`, flattened) float16 / bfloat16 /
+  float32 / float64 (or integer) features; `labels_path` holds `[N]` labels
+  or real targets.
+  """
+  if not labels_path:
+    _fail(path, '--dataset=npy needs --labels_path=LABELS.npy beside --data_path.')
+  x = npyfile.open_npy(path)
+  try:
+    y = np.load(labels_path, allow_pickle=False)
+  except OSError as e:
+    raise ValueError(f'{labels_path}: cannot read ({e.strerror or e}).') from e
+  except ValueError as e:
+    raise ValueError(f'{labels_path}: cannot read as .npy without pickle ({e}).') from e
+  except Exception as e:  # noqa: BLE001 - a corrupt file can raise almost anything
+    raise ValueError(f'{labels_path}: not a valid .npy file ({type(e).__name__}: {e}).') from e
+  if not isinstance(y, np.ndarray):
+    _fail(labels_path, 'not a .npy array.')
+  if len(y) != len(x):
+    _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
   x, image_shape = _feature_matrix(x, path)
   return dataclasses.replace(_from_arrays(x, y, path), image_shape=image_shape)
 
@@ -570,12 +633,20 @@ def load(
   data_dir=None,
   data_path=None,
   target_column=-1,
+  labels_path=None,
   num_examples=600,
   num_features=2,
   num_classes=3,
   seed=0,
+  check_values=True,
 ):
-  """Loads any dataset by name; file datasets read `data_dir` or `data_path`."""
+  """Loads any dataset by name; file datasets read `data_dir` or `data_path`.
+
+  `.npy` features, and `x` stored uncompressed in an `.npz`, come back as
+  read-only memory maps in the file's dtype. `check_values=False` leaves
+  their finiteness check to `prepare`'s one read (the experiments do so);
+  with `True` it costs a read of the file here.
+  """
   validation.check_name('dataset', name, DATASETS)
   data_dir = os.path.expanduser(data_dir) if data_dir else data_dir  # '--data_dir=~/x' reaches us unexpanded
   data_path = os.path.expanduser(data_path) if data_path else data_path
@@ -594,64 +665,230 @@ def load(
   else:
     if not data_path:
       raise ValueError(f'--dataset={name} needs --data_path=FILE.')
-    raw = load_npz(data_path) if name == 'npz' else load_csv(data_path, target_column)
+    data_path = os.path.expanduser(data_path)
+    if name == 'npz':
+      raw = load_npz(data_path)
+    elif name == 'npy':
+      raw = load_npy(data_path, os.path.expanduser(labels_path) if labels_path else labels_path)
+    else:
+      raw = load_csv(data_path, target_column)
     where = data_path
-  check_raw(raw, where)
+  check_raw(raw, where, check_values)
   if raw.test is not None:
-    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{where} (test split)')
+    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{where} (test split)', check_values)
   return raw
 
 
-def prepare(
-  raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='standardize', seed=0, dtype=np.float32
-):
-  """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
+def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False, name='data'):
+  """Rows of each split, `{'train', 'val', 'test'}` -> int64 indices, shuffled by `seed`.
 
-  The official test split is used when the format has one. `'standardize'`
-  maps each feature to zero mean and unit variance, `'center'` subtracts the
-  mean (the mean image, for images); both are fitted on the training split
-  only. Features are cast to `dtype` (float32 for training by default).
+  With `has_test` (the format or a file gives the test split) no test rows
+  are taken from the `n` rows. The same seed gives the same split.
   """
-  validation.check_name('preprocessing', preprocess, PREPROCESSING)
   for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
     if not 0 <= f < 1:
       raise ValueError(f'{what} must be in [0, 1), got {f}.')
-  rng = np.random.default_rng(seed)
-  n = len(raw.x)
-  order = rng.permutation(n)
-  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
+  order = np.random.default_rng(seed).permutation(n)
+  n_test = 0 if has_test else int(round(test_fraction * n))
   n_val = int(round(val_fraction * n))
   if n - n_test - n_val < 1:
     raise ValueError(
       f'{name}: {n} examples leave no training split with '
       f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
     )
-  test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+  return {'test': order[:n_test], 'val': order[n_test : n_test + n_val], 'train': order[n_test + n_val :]}
+
+
+def host_dtype(source_dtype, dtype=np.float32):
+  """The dtype the prepared splits keep on the host: the file's, if it is a narrower float.
+
+  float16 and bfloat16 features stay 2 bytes wide (training widens them on
+  the device); float32 stays float32; anything wider, and integers, become
+  `dtype` (the training dtype).
+  """
+  source_dtype, dtype = np.dtype(source_dtype), np.dtype(dtype)
+  if chunks.is_float(source_dtype) and source_dtype.itemsize < dtype.itemsize:
+    return source_dtype
+  return dtype
+
+
+def memory_needed(num_rows, num_features, dtype=np.float32, source_mapped=True):
+  """Bytes of host memory `prepare` needs for `num_rows` x `num_features` rows kept in `dtype`.
+
+  The prepared splits (one copy of the rows, in `host_dtype`), plus a few
+  blocks of working space; a source that is not a memory map is already in
+  memory and is not counted again.
+  """
+  del source_mapped  # a map's pages are released as they are read: only the splits count
+  return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
+
+
+def memory_available():
+  """Bytes the kernel says can be allocated without swapping (`MemAvailable`), or `None`."""
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def check_memory(need, name, available=None):
+  """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
+  available = memory_available() if available is None else available
+  if available is not None and need > available:
+    raise ValueError(
+      f'{name}: the prepared data needs {need / 1e9:.2f} GB of memory but only {available / 1e9:.2f} GB '
+      'is available; train with --stream, which reads the file in blocks instead of holding it.'
+    )
+
+
+# Loads of at least this many bytes report progress (rows done, MB/s) through `prepare`'s `progress`.
+PROGRESS_BYTES = 256 * 2**20
+
+
+class _Progress:
+  """Tells `report` (a `str -> None` callable) how a long pass goes, at most every `every` seconds."""
+
+  def __init__(self, report, total_rows, row_bytes, every=2.0):
+    import time  # pylint: disable=import-outside-toplevel
+
+    self.clock = time.perf_counter
+    self.report, self.total, self.row_bytes, self.every = report, total_rows, row_bytes, every
+    self.start = self.last = self.clock()
+
+  def __call__(self, what, done, final=False):
+    if self.report is None:
+      return
+    now = self.clock()
+    if final or now - self.last >= self.every:
+      self.last = now
+      rate = done * self.row_bytes / max(now - self.start, 1e-9) / 1e6
+      self.report(
+        f'{what}: {done:,} / {self.total:,} rows ({100 * done / max(self.total, 1):.0f}%), {rate:,.0f} MB/s'
+      )
+
+
+def prepare(
+  raw,
+  name='data',
+  val_fraction=0.1,
+  test_fraction=0.2,
+  preprocess='standardize',
+  seed=0,
+  dtype=np.float32,
+  progress=None,
+):
+  """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
+
+  The official test split is used when the format has one. `'standardize'`
+  maps each feature to zero mean and unit variance, `'center'` subtracts the
+  mean (the mean image, for images); both are fitted on the training split
+  only, in float64, block by block. The splits are kept in
+  `host_dtype(raw.x.dtype, dtype)`: the file's float16 / bfloat16 / float32
+  stays as it is, wider data becomes `dtype` (float32 for training by default).
+
+  Passes and copies (see docs/DATA.md): one read of the source, which checks
+  every value is finite, accumulates the statistics of the training rows and
+  writes every row once into its split; then one in-place pass over the
+  splits to standardize them (none with `preprocess='none'`). The only
+  whole-data allocation is the splits themselves; everything else is one
+  block of about `chunks.CHUNK_BYTES`. A source wider than the splits
+  (float64 data prepared in float32) is read a second time instead, so
+  standardization happens before rounding.
+
+  Args:
+    progress: an optional `str -> None` callable told the memory needed up
+      front and how the passes go (rows done, MB/s), for data of at least
+      `PROGRESS_BYTES`.
+
+  Raises:
+    ValueError: bad fractions, too few rows, non-finite values (by row and
+      column), or splits that cannot fit in the memory available (with the
+      figure and the `--stream` advice), all before any copy is made.
+  """
+  validation.check_name('preprocessing', preprocess, PREPROCESSING)
+  n, d = raw.x.shape
+  idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
+  dt = host_dtype(raw.x.dtype, dtype)
+  sources = [(raw.x, idx)]
   if raw.test is not None:
-    x_test, y_test = raw.test
-  else:
-    x_test, y_test = raw.x[test_idx], raw.y[test_idx]
-  x_train = raw.x[train_idx]
-  shift = np.zeros(raw.x.shape[1])
-  scale = np.ones(raw.x.shape[1])
-  if preprocess in ('standardize', 'center'):
-    shift = x_train.mean(axis=0)
+    x_test_src = np.asarray(raw.test[0]) if not chunks.is_mapped(raw.test[0]) else raw.test[0]
+    sources.append((x_test_src, {'test': np.arange(len(x_test_src))}))
+  sizes = {s: sum(len(i.get(s, ())) for _, i in sources) for s in ('train', 'val', 'test')}
+  total_rows = sum(sizes.values())
+  need = memory_needed(total_rows, d, dt)
+  big = total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES
+  report = progress if big else None
+  if report:
+    avail = memory_available()
+    report(
+      f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
+      f'needs {need / 1e9:.2f} GB of memory'
+      + (f' ({avail / 1e9:.1f} GB available)' if avail is not None else '')
+    )
+  check_memory(need, name)
+  out = {s: np.empty((sizes[s], d), dt) for s in sizes}
+  stats = chunks.ColumnStats(d) if preprocess != 'none' else None
+  exact = all(np.can_cast(src.dtype, dt, 'safe') for src, _ in sources)
+  tick = _Progress(report, total_rows, d * raw.x.dtype.itemsize)
+  done = 0
+  for k, (src, rows) in enumerate(sources):
+    where = name if k == 0 else f'{name} (test)'
+    split_of = np.full(len(src), -1, np.int8)
+    pos = np.zeros(len(src), np.int64)
+    names = [s for s in ('train', 'val', 'test') if s in rows]
+    offset = {'train': 0, 'val': 0, 'test': sum(len(i.get('test', ())) for _, i in sources[:k])}
+    for code, s in enumerate(names):
+      split_of[rows[s]] = code
+      pos[rows[s]] = offset[s] + np.arange(len(rows[s]))
+    check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
+    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src)):
+      block = src[a:b]
+      if check:
+        bad = chunks.first_non_finite(block)
+        if bad:
+          raise ValueError(
+            f'{where}: {bad[0]} non-finite feature value(s) in rows {a}-{b - 1}; first at example '
+            f'{a + bad[1]}, feature {bad[2]}: {bad[3]}.'
+          )
+      codes = split_of[a:b]
+      for code, s in enumerate(names):
+        m = codes == code
+        if not m.any():
+          continue
+        if s == 'train' and stats is not None:
+          stats.add(block[m] if not m.all() else block)
+        if exact:
+          out[s][pos[a:b][m]] = block[m]
+      chunks.release(block)
+      done += b - a
+      tick('reading', done)
+  tick('reading', done, final=True)
+  shift = np.zeros(d)
+  scale = np.ones(d)
+  if stats is not None:
+    shift = stats.mean
   if preprocess == 'standardize':
-    sd = x_train.std(axis=0)
-    scale = np.where(sd > 1e-12 * max(1.0, float(np.abs(x_train).max())), sd, 1.0)
-
-  def tf(x):
-    return ((np.asarray(x, np.float64) - shift) / scale).astype(dtype)
-
+    sd = stats.std
+    scale = np.where(sd > 1e-12 * max(1.0, stats.max_abs), sd, 1.0)
+  if stats is not None or not exact:
+    _transform(out, sources, shift, scale, exact)
   ydt = np.int32 if raw.kind == 'class' else dtype
+  y_test = np.asarray(raw.test[1]) if raw.test is not None else raw.y[idx['test']]
   return Dataset(
     name=name,
-    x_train=tf(x_train),
-    y_train=raw.y[train_idx].astype(ydt),
-    x_val=tf(raw.x[val_idx]),
-    y_val=raw.y[val_idx].astype(ydt),
-    x_test=tf(x_test),
-    y_test=np.asarray(y_test).astype(ydt),
+    x_train=out['train'],
+    y_train=raw.y[idx['train']].astype(ydt),
+    x_val=out['val'],
+    y_val=raw.y[idx['val']].astype(ydt),
+    x_test=out['test'],
+    y_test=y_test.astype(ydt),
     kind=raw.kind,
     num_classes=raw.num_classes,
     shift=shift,
@@ -660,6 +897,28 @@ def prepare(
     class_names=raw.class_names,
     extra=raw.extra,
   )
+
+
+def _transform(out, sources, shift, scale, exact):
+  """`(x − shift) / scale` into the splits, in float64 one block at a time.
+
+  `exact`: the splits already hold the rows (the cast was exact), so they are
+  standardized in place; otherwise each split's rows are read again from
+  their source, wider than the splits, and rounded once, after standardizing.
+  """
+  for s, dest in out.items():
+    step = chunks.rows_per_chunk(dest)
+    if exact:
+      for a, b in chunks.blocks(len(dest), step):
+        dest[a:b] = (dest[a:b].astype(np.float64) - shift) / scale
+      continue
+    start = 0
+    for src, rows in sources:
+      r = rows.get(s, ())
+      for a, b in chunks.blocks(len(r), step):
+        dest[start + a : start + b] = (np.asarray(src[r[a:b]], np.float64) - shift) / scale
+        chunks.release(src)  # a gather from a map touches pages all over it
+      start += len(r)
 
 
 def params_to_raw(W, b, shift, scale):

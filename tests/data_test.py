@@ -3,6 +3,7 @@
 import gzip
 import os
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -305,3 +306,177 @@ def test_from_arrays_text_labels_name_the_classes():
 def test_from_arrays_refuses_bad_input(args, kwargs, match):
   with pytest.raises(ValueError, match=match):
     data.from_arrays(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ large files: npy, maps, dtypes
+
+
+def _reference_prepare(x, y, seed=0, val_fraction=0.1, test_fraction=0.2, dtype=np.float32):
+  """The split and standardization written plainly in float64 NumPy: the reference `prepare` must match."""
+  idx = data.split_indices(len(x), val_fraction, test_fraction, seed)
+  x = np.asarray(x, np.float64)
+  shift, sd = x[idx['train']].mean(0), x[idx['train']].std(0)
+  scale = np.where(sd > 1e-12 * max(1.0, np.abs(x[idx['train']]).max()), sd, 1.0)
+  return {s: (((x[i] - shift) / scale).astype(dtype), y[i]) for s, i in idx.items()}
+
+
+def _features(n=500, d=7, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d) + rng.normal(scale=10.0, size=d)
+  return x, rng.integers(0, 3, n)
+
+
+def test_column_stats_in_blocks_match_numpy_float64(monkeypatch):
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 7 * 13)  # 13 rows a block: many merges
+  x, _ = _features()
+  x[:, 0] += 1e6  # a large mean: a naive sum of squares would lose the variance
+  stats = data.chunks.ColumnStats(7)
+  for a, b in data.chunks.blocks(len(x), data.chunks.rows_per_chunk(x.astype(np.float32))):
+    stats.add(x[a:b].astype(np.float32))
+  x32 = x.astype(np.float32).astype(np.float64)
+  np.testing.assert_allclose(stats.mean, x32.mean(0), rtol=1e-13)
+  np.testing.assert_allclose(stats.std, x32.std(0), rtol=1e-9)
+
+
+@pytest.mark.parametrize('fmt', ['npy', 'npz', 'npz_compressed'])
+def test_float32_file_prepares_like_numpy_and_stays_float32(tmp_path, monkeypatch, fmt):
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 7 * 50)  # several blocks
+  x, y = _features()
+  x = x.astype(np.float32)
+  if fmt == 'npy':
+    np.save(tmp_path / 'x.npy', x)
+    np.save(tmp_path / 'y.npy', y)
+    raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  else:
+    (np.savez if fmt == 'npz' else np.savez_compressed)(tmp_path / 'd.npz', x=x, y=y)
+    raw = data.load('npz', data_path=str(tmp_path / 'd.npz'))
+  assert raw.x.dtype == np.float32 and data.chunks.is_mapped(raw.x) == (fmt != 'npz_compressed')
+  ds = data.prepare(raw, fmt, seed=4)
+  ref = _reference_prepare(x, y, seed=4)
+  for s in ('train', 'val', 'test'):
+    got = getattr(ds, f'x_{s}')
+    assert got.dtype == np.float32 and not data.chunks.is_mapped(got)
+    np.testing.assert_allclose(got, ref[s][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(getattr(ds, f'y_{s}'), ref[s][1])
+
+
+def test_float64_data_is_standardized_before_rounding():
+  x, y = _features()
+  x[:, 1] += 1e5  # float32 rounding of the raw value would cost ~1e-3 standardized units here
+  ds = data.prepare(data.from_arrays(x, y), 'f64', seed=1)
+  ref = _reference_prepare(x, y, seed=1)
+  np.testing.assert_allclose(ds.x_train, ref['train'][0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('narrow', ['float16', 'bfloat16'])
+def test_half_precision_files_stay_narrow_on_the_host(tmp_path, narrow):
+  dt = np.dtype(np.float16) if narrow == 'float16' else data.chunks.bfloat16()
+  x, y = _features()
+  np.save(tmp_path / 'x.npy', x.astype(dt))  # bfloat16 is saved as '|V2' and read back as bfloat16
+  np.save(tmp_path / 'y.npy', y)
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  assert raw.x.dtype == dt
+  ds = data.prepare(raw, narrow)
+  assert ds.x_train.dtype == dt and ds.x_test.dtype == dt
+  ref = _reference_prepare(x.astype(dt).astype(np.float64), y)
+  tol = 1e-2 if narrow == 'float16' else 2e-2  # one rounding to the narrow type, after standardizing
+  np.testing.assert_allclose(ds.x_train.astype(np.float64), ref['train'][0], rtol=tol, atol=tol)
+
+
+def test_npy_refuses_objects_without_unpickling(tmp_path):
+  np.save(tmp_path / 'x.npy', np.array([_Evil(), _Evil()], dtype=object), allow_pickle=True)
+  np.save(tmp_path / 'y.npy', np.array([0, 1]))
+  with pytest.raises(ValueError, match=r'x.npy: cannot read as .npy without pickle: it holds Python objects'):
+    data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+
+
+def test_npy_refuses_truncated_files_and_row_mismatch(tmp_path):
+  np.save(tmp_path / 'x.npy', np.ones((10, 4), np.float32))
+  np.save(tmp_path / 'y.npy', np.zeros(9, np.int64))
+  xp, yp = str(tmp_path / 'x.npy'), str(tmp_path / 'y.npy')
+  with pytest.raises(ValueError, match=r'y.npy: 9 labels but .*x.npy has 10 rows'):
+    data.load('npy', data_path=xp, labels_path=yp)
+  blob = (tmp_path / 'x.npy').read_bytes()
+  (tmp_path / 'x.npy').write_bytes(blob[:-20])
+  with pytest.raises(ValueError, match=r'x.npy: truncated: the header promises 10 x 4 float32 \(160 bytes\)'):
+    data.load('npy', data_path=xp, labels_path=yp)
+  (tmp_path / 'x.npy').write_bytes(b'\x93NUMPY nonsense')
+  with pytest.raises(ValueError, match=r'x.npy: not a valid .npy file'):
+    data.load('npy', data_path=xp, labels_path=yp)
+  with pytest.raises(ValueError, match=r'--dataset=npy needs --labels_path'):
+    data.load('npy', data_path=xp)
+
+
+def test_non_finite_values_in_a_map_are_named_by_row_and_column(tmp_path, monkeypatch):
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 3 * 8)
+  x = np.ones((40, 3), np.float32)
+  x[29, 2] = np.inf
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', np.zeros(40, np.int64))
+  args = dict(data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  with pytest.raises(
+    ValueError, match=r'x.npy: 1 non-finite feature value\(s\); first at example 29, feature 2: inf'
+  ):
+    data.load('npy', **args)  # checked on loading...
+  raw = data.load('npy', check_values=False, **args)  # ...or by prepare's one read
+  with pytest.raises(
+    ValueError, match=r'npy: 1 non-finite .* in rows 24-31; first at example 29, feature 2: inf'
+  ):
+    data.prepare(raw, 'npy')
+
+
+def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_path, monkeypatch):
+  np.save(tmp_path / 'x.npy', np.ones((1000, 50), np.float32))
+  np.save(tmp_path / 'y.npy', np.zeros(1000, np.int64))
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  need = data.memory_needed(1000, 50, np.float32)
+  assert need == 1000 * 50 * 4 + 4 * data.chunks.CHUNK_BYTES
+  monkeypatch.setattr(data, 'memory_available', lambda: need - 1)
+  with pytest.raises(
+    ValueError, match=r'big: the prepared data needs 0.13 GB of memory but only 0.13 GB .*--stream'
+  ):
+    data.prepare(raw, 'big')
+
+
+def test_large_loads_report_memory_and_progress(tmp_path, monkeypatch):
+  monkeypatch.setattr(data, 'PROGRESS_BYTES', 0)
+  x, y = _features()
+  np.save(tmp_path / 'x.npy', x.astype(np.float32))
+  np.save(tmp_path / 'y.npy', y)
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  lines = []
+  data.prepare(raw, 'emb', progress=lines.append)
+  assert re.match(
+    r'emb: 500 rows x 7 features, float32 in the file, kept as float32; needs [\d.]+ GB', lines[0]
+  )
+  assert re.match(r'reading: 500 / 500 rows \(100%\), [\d,]+ MB/s', lines[-1])
+
+
+def test_train_from_npy_files_on_the_command_line(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+
+  x, y = _features(300, 6)
+  np.save(tmp_path / 'x.npy', x.astype(np.float32))
+  np.save(tmp_path / 'y.npy', y)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.train',
+      '--dataset=npy',
+      f'--data_path={tmp_path / "x.npy"}',
+      f'--labels_path={tmp_path / "y.npy"}',
+      f'--workdir={tmp_path / "run"}',
+      '--epochs=2',
+      '--quiet',
+    ],
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    capture_output=True,
+    text=True,
+    timeout=240,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr
+  p = np.load(tmp_path / 'run' / 'params.npz')
+  assert p['W'].shape == (3, 6)
