@@ -108,7 +108,11 @@ def define_data_flags():
 
   flags.DEFINE_enum('dataset', 'digits', data.DATASETS, 'Dataset to train on.')
   flags.DEFINE_string('data_dir', None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
-  flags.DEFINE_string('data_path', None, 'npz / csv: the file.')
+  flags.DEFINE_string('data_path', None, 'npz / npy / csv: the file (npy: the features, memory-mapped).')
+  flags.DEFINE_string('labels_path', None, 'npy: the labels (or real targets), one per row of --data_path.')
+  flags.DEFINE_bool(
+    'stream', False, 'Train by reading the training split from the file in blocks instead of holding it.'
+  )
   flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
   flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N.', lower_bound=1)
   flags.DEFINE_integer('num_features', 2, 'Synthetic data: D.', lower_bound=1)
@@ -239,10 +243,12 @@ def load_dataset(f):
     data_dir=f.data_dir,
     data_path=f.data_path,
     target_column=f.target_column,
+    labels_path=f.labels_path,
     num_examples=f.num_examples,
     num_features=f.num_features,
     num_classes=f.num_classes,
     seed=f.seed,
+    check_values=False,  # prepare's one read of the file checks every value
   )
   if getattr(f, 'features', 'pixels') == 'histogram':
     raw = data.histogram_features(raw, f.bins)
@@ -254,7 +260,15 @@ def load_dataset(f):
     f.preprocess,
     seed=f.seed,
     dtype=np.dtype(f.dtype) if hasattr(f, 'dtype') else np.float32,
+    progress=_progress_line,
   )
+
+
+def _progress_line(message):
+  """Memory and progress of a large load, on stderr (stdout stays the run's results)."""
+  import sys  # pylint: disable=import-outside-toplevel
+
+  print(message, file=sys.stderr, flush=True)
 
 
 def prepare_workdir(path):
