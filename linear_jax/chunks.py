@@ -12,7 +12,7 @@ import mmap
 
 import numpy as np
 
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 2**20  # a block stays in the CPU cache while several passes work on it
 BFLOAT16 = None  # np.dtype of bfloat16, set on first use (it comes with JAX, through ml_dtypes)
 
 
@@ -79,39 +79,50 @@ def release(block):
 
 
 class ColumnStats:
-  """Per-column count, mean, sum of squared deviations and max |x|, merged block by block.
+  """Per-column count, mean and standard deviation, accumulated block by block in float64.
 
-  Accumulated in float64 with Chan et al.'s pairwise update, so the
-  standard deviation keeps its precision when the mean is large, and no
-  float64 copy of more than one block is ever made.
+  Each block's values are shifted by a fixed per-column reference `k` (the
+  first block's mean), summed (as are their squares) in the block's own
+  precision over its few hundred rows, and the sums are added in float64.
+  With the shift, the sums stay small when the mean is large, so the
+  variance `E[(x-k)²] − E[x-k]²` keeps its precision; no float64 copy of
+  more than one block is made, and blocks small enough to stay in the CPU
+  cache make the extra arithmetic nearly free.
   """
 
   def __init__(self, num_features):
     self.n = 0
-    self.mean = np.zeros(num_features)
-    self.m2 = np.zeros(num_features)
-    self.max_abs = 0.0
+    self.k = None
+    self.s1 = np.zeros(num_features)
+    self.s2 = np.zeros(num_features)
 
   def add(self, block):
-    """Adds the rows of `block` `[n, D]` (any real dtype)."""
+    """Adds the rows of `block` `[n, D]`; `False` if its sums are not finite (a NaN or inf in it)."""
     if len(block) == 0:
-      return
-    b = np.array(block, np.float64)  # a copy of one block, never of the matrix
-    n_b = len(b)
-    self.max_abs = max(self.max_abs, float(np.max(np.abs(b))))
-    mean_b = b.mean(axis=0)
-    b -= mean_b
-    m2_b = np.einsum('ij,ij->j', b, b)
-    n = self.n + n_b
-    delta = mean_b - self.mean
-    self.mean = self.mean + delta * (n_b / n)
-    self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
-    self.n = n
+      return True
+    work = np.float64 if block.dtype == np.float64 else np.float32  # half precision is summed in float32
+    if self.k is None:
+      self.k = block.mean(axis=0, dtype=work).astype(work)
+    d = np.subtract(block, self.k, dtype=work)
+    s1 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
+    np.multiply(d, d, out=d)
+    s2 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
+    if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
+      return False
+    self.n += len(block)
+    self.s1 += s1
+    self.s2 += s2
+    return True
+
+  @property
+  def mean(self):
+    return self.k + self.s1 / max(self.n, 1) if self.k is not None else self.s1
 
   @property
   def std(self):
     """Population standard deviation (NumPy's `std` with `ddof=0`)."""
-    return np.sqrt(self.m2 / max(self.n, 1))
+    m1 = self.s1 / max(self.n, 1)
+    return np.sqrt(np.maximum(self.s2 / max(self.n, 1) - m1 * m1, 0.0))
 
 
 def first_non_finite(block):

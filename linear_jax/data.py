@@ -743,9 +743,13 @@ def check_memory(need, name, available=None):
   available = memory_available() if available is None else available
   if available is not None and need > available:
     raise ValueError(
-      f'{name}: the prepared data needs {need / 1e9:.2f} GB of memory but only {available / 1e9:.2f} GB '
-      'is available; train with --stream, which reads the file in blocks instead of holding it.'
+      f'{name}: the prepared data needs {_size(need)} of memory but only {_size(available)} is available; '
+      'train with --stream, which reads the file in blocks instead of holding it.'
     )
+
+
+def _size(num_bytes):
+  return f'{num_bytes / 1e9:.2f} GB' if num_bytes >= 1e9 else f'{num_bytes / 1e6:.1f} MB'
 
 
 # Loads of at least this many bytes report progress (rows done, MB/s) through `prepare`'s `progress`.
@@ -816,77 +820,51 @@ def prepare(
   n, d = raw.x.shape
   idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   dt = host_dtype(raw.x.dtype, dtype)
-  sources = [(raw.x, idx)]
+  sources = [(raw.x, idx, name)]
   if raw.test is not None:
-    x_test_src = np.asarray(raw.test[0]) if not chunks.is_mapped(raw.test[0]) else raw.test[0]
-    sources.append((x_test_src, {'test': np.arange(len(x_test_src))}))
-  sizes = {s: sum(len(i.get(s, ())) for _, i in sources) for s in ('train', 'val', 'test')}
+    x_test = raw.test[0] if isinstance(raw.test[0], np.ndarray) else np.asarray(raw.test[0])
+    sources.append((x_test, {'test': np.arange(len(x_test))}, f'{name} (test)'))
+  in_place = all(src.dtype == dt for src, _, _ in sources)
+  if in_place:  # rows in file order within each split (training shuffles every epoch)
+    sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
+  sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
   total_rows = sum(sizes.values())
   need = memory_needed(total_rows, d, dt)
-  big = total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES
-  report = progress if big else None
+  report = progress if total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES else None
   if report:
     avail = memory_available()
     report(
       f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
-      f'needs {need / 1e9:.2f} GB of memory'
-      + (f' ({avail / 1e9:.1f} GB available)' if avail is not None else '')
+      f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
     )
   check_memory(need, name)
   out = {s: np.empty((sizes[s], d), dt) for s in sizes}
   stats = chunks.ColumnStats(d) if preprocess != 'none' else None
-  exact = all(np.can_cast(src.dtype, dt, 'safe') for src, _ in sources)
   tick = _Progress(report, total_rows, d * raw.x.dtype.itemsize)
-  done = 0
-  for k, (src, rows) in enumerate(sources):
-    where = name if k == 0 else f'{name} (test)'
-    split_of = np.full(len(src), -1, np.int8)
-    pos = np.zeros(len(src), np.int64)
-    names = [s for s in ('train', 'val', 'test') if s in rows]
-    offset = {'train': 0, 'val': 0, 'test': sum(len(i.get('test', ())) for _, i in sources[:k])}
-    for code, s in enumerate(names):
-      split_of[rows[s]] = code
-      pos[rows[s]] = offset[s] + np.arange(len(rows[s]))
-    check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
-    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src)):
-      block = src[a:b]
-      if check:
-        bad = chunks.first_non_finite(block)
-        if bad:
-          raise ValueError(
-            f'{where}: {bad[0]} non-finite feature value(s) in rows {a}-{b - 1}; first at example '
-            f'{a + bad[1]}, feature {bad[2]}: {bad[3]}.'
-          )
-      codes = split_of[a:b]
-      for code, s in enumerate(names):
-        m = codes == code
-        if not m.any():
-          continue
-        if s == 'train' and stats is not None:
-          stats.add(block[m] if not m.all() else block)
-        if exact:
-          out[s][pos[a:b][m]] = block[m]
-      chunks.release(block)
-      done += b - a
-      tick('reading', done)
-  tick('reading', done, final=True)
-  shift = np.zeros(d)
-  scale = np.ones(d)
+  if in_place:
+    _read_into_splits(sources, out, stats, tick)
+  else:
+    _read_statistics(sources, stats, tick)
+  shift, scale = np.zeros(d), np.ones(d)
   if stats is not None:
     shift = stats.mean
   if preprocess == 'standardize':
     sd = stats.std
-    scale = np.where(sd > 1e-12 * max(1.0, stats.max_abs), sd, 1.0)
-  if stats is not None or not exact:
-    _transform(out, sources, shift, scale, exact)
+    scale = np.where(sd > 1e-12 * max(1.0, float(np.max(np.abs(shift) + sd, initial=0.0))), sd, 1.0)
+  if in_place:
+    if stats is not None:
+      _standardize_in_place(out, shift, scale)
+  else:
+    _gather_standardized(sources, out, shift, scale)
   ydt = np.int32 if raw.kind == 'class' else dtype
-  y_test = np.asarray(raw.test[1]) if raw.test is not None else raw.y[idx['test']]
+  rows = sources[0][1]
+  y_test = np.asarray(raw.test[1])[sources[1][1]['test']] if raw.test is not None else raw.y[rows['test']]
   return Dataset(
     name=name,
     x_train=out['train'],
-    y_train=raw.y[idx['train']].astype(ydt),
+    y_train=raw.y[rows['train']].astype(ydt),
     x_val=out['val'],
-    y_val=raw.y[idx['val']].astype(ydt),
+    y_val=raw.y[rows['val']].astype(ydt),
     x_test=out['test'],
     y_test=y_test.astype(ydt),
     kind=raw.kind,
@@ -899,24 +877,97 @@ def prepare(
   )
 
 
-def _transform(out, sources, shift, scale, exact):
-  """`(x − shift) / scale` into the splits, in float64 one block at a time.
+def _non_finite(block, where, first_row):
+  bad = chunks.first_non_finite(block)
+  if bad:
+    raise ValueError(
+      f'{where}: {bad[0]} non-finite feature value(s) in rows {first_row}-{first_row + len(block) - 1}; '
+      f'first at example {first_row + bad[1]}, feature {bad[2]}: {bad[3]}.'
+    )
 
-  `exact`: the splits already hold the rows (the cast was exact), so they are
-  standardized in place; otherwise each split's rows are read again from
-  their source, wider than the splits, and rounded once, after standardizing.
+
+def _read_into_splits(sources, out, stats, tick):
+  """The one read of the sources: each block's rows copied straight into their splits.
+
+  Rows are taken in file order, so a block's rows of one split land in one
+  contiguous range of it; that range, still in the CPU cache, is then checked
+  for non-finite values and added to the training statistics.
   """
+  done = 0
+  offset = {'train': 0, 'val': 0, 'test': 0}
+  for src, rows, where in sources:
+    step = chunks.rows_per_chunk(src)
+    for a, b in chunks.blocks(len(src), step):
+      block = src[a:b]
+      for s, r in rows.items():
+        lo, hi = np.searchsorted(r, (a, b))
+        if hi == lo:
+          continue
+        dest = out[s][offset[s] + lo : offset[s] + hi]
+        if hi - lo == b - a:
+          dest[...] = block
+        else:
+          np.take(block, r[lo:hi] - a, axis=0, out=dest)
+        if s == 'train' and stats is not None:
+          if not stats.add(dest):
+            _non_finite(block, where, a)
+        elif not np.isfinite(dest.sum(dtype=np.float32)):
+          _non_finite(block, where, a)
+      chunks.release(block)
+      done += b - a
+      tick('reading', done)
+    for s, r in rows.items():
+      offset[s] += len(r)
+  tick('reading', done, final=True)
+
+
+def _read_statistics(sources, stats, tick):
+  """First of two reads of a source wider than the splits: finiteness (of maps) and statistics."""
+  done = 0
+  for src, rows, where in sources:
+    train = np.zeros(len(src), bool)
+    train[rows.get('train', [])] = True
+    check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
+    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src)):
+      block = src[a:b]
+      if check:
+        _non_finite(block, where, a)
+      m = train[a:b]
+      if stats is not None and m.any() and not stats.add(block[m]):
+        _non_finite(block, where, a)
+      chunks.release(block)
+      done += b - a
+      tick('reading', done)
+  tick('reading', done, final=True)
+
+
+def _standardize_in_place(out, shift, scale):
+  """`(x − shift) / scale` over the splits, block by block, in place (in float32 for half precision)."""
+  for dest in out.values():
+    work = dest.dtype if dest.dtype.itemsize >= 4 else np.dtype(np.float32)
+    hi, inv = shift.astype(work), (1.0 / scale).astype(work)
+    for a, b in chunks.blocks(len(dest), chunks.rows_per_chunk(dest)):
+      block = dest[a:b]
+      if work == dest.dtype:
+        block -= hi
+        block *= inv
+      else:
+        t = block.astype(work)
+        t -= hi
+        t *= inv
+        block[...] = t
+
+
+def _gather_standardized(sources, out, shift, scale):
+  """Second read of a source wider than the splits: rows gathered in split order,
+  standardized in float64 and rounded once."""
   for s, dest in out.items():
-    step = chunks.rows_per_chunk(dest)
-    if exact:
-      for a, b in chunks.blocks(len(dest), step):
-        dest[a:b] = (dest[a:b].astype(np.float64) - shift) / scale
-      continue
     start = 0
-    for src, rows in sources:
+    for src, rows, _ in sources:
       r = rows.get(s, ())
-      for a, b in chunks.blocks(len(r), step):
+      for a, b in chunks.blocks(len(r), chunks.rows_per_chunk(dest)):
         dest[start + a : start + b] = (np.asarray(src[r[a:b]], np.float64) - shift) / scale
+      if chunks.is_mapped(src):
         chunks.release(src)  # a gather from a map touches pages all over it
       start += len(r)
 
