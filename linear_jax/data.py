@@ -41,6 +41,8 @@ class Raw:
     class_names: names of the classes, if known.
     test: an official `(x, y)` test split, if the format has one.
     extra: anything a generator knows (e.g. the true `W*` of `linreg`).
+    w: `[N]` non-negative sample weights, or `None` (all 1).
+    w_test: `[N_test]` weights of the test split, or `None`.
   """
 
   x: np.ndarray
@@ -51,14 +53,20 @@ class Raw:
   class_names: tuple | None = None
   test: tuple | None = None
   extra: dict = dataclasses.field(default_factory=dict)
+  w: np.ndarray | None = None
+  w_test: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """Train / validation / test splits, preprocessed, ready for training.
 
-  Features are `(x_raw − shift) / scale`, fitted on the training split;
-  `params_to_raw` folds that back into the weights.
+  Features `x_*` are `(x_raw − shift) / scale`, fitted on the training split
+  (`params_to_raw` folds that back into the weights), held in
+  `host_dtype(file dtype, training dtype)`: float16 / bfloat16 / float32
+  files keep their dtype. `w_*` are `[n]` float sample weights (the data's
+  own, times the class weights if asked for), or `None` when every example
+  weighs 1.
   """
 
   name: str
@@ -75,6 +83,9 @@ class Dataset:
   image_shape: tuple | None = None
   class_names: tuple | None = None
   extra: dict = dataclasses.field(default_factory=dict)
+  w_train: np.ndarray | None = None
+  w_val: np.ndarray | None = None
+  w_test: np.ndarray | None = None
 
   @property
   def num_features(self):
@@ -385,20 +396,63 @@ def _targets_kind(y, path):
     return 'real'
   if y.dtype == bool:
     return 'class'
-  _fail(path, f'targets must be numbers, got dtype {y.dtype}.')
+  _fail(path, f'targets must be numbers or text labels, got dtype {y.dtype}.')
   return None
 
 
-def _from_arrays(x, y, path):
+def text_labels(y):
+  """`(labels [N] int64, names)` for text labels (classes numbered in sorted order), else `(y, None)`."""
+  y = np.asarray(y)
+  if y.dtype.kind in 'USO' and y.ndim == 1 and len(y) and all(isinstance(v, str) for v in y.tolist()):
+    names, numbered = np.unique(y, return_inverse=True)
+    return numbered.astype(np.int64), tuple(str(v) for v in names.tolist())
+  return y, None
+
+
+def labels_by_name(y, names, where):
+  """Text labels `y` numbered as the training labels `names` number them; an unknown one is refused."""
+  index = {v: i for i, v in enumerate(names)}
+  values = [str(v) for v in np.asarray(y).tolist()]
+  unknown = [v for v in values if v not in index]
+  if unknown:
+    _fail(where, f'label {unknown[0]!r} does not occur in the training labels.')
+  return np.array([index[v] for v in values], np.int64)
+
+
+def check_weights(w, n, where):
+  """`w` as `[n]` float64 sample weights, or a `ValueError` naming what is wrong with them."""
+  try:
+    w = np.asarray(w, np.float64)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'{where}: sample weights must be numbers ({e}).') from e
+  if w.shape != (n,):
+    _fail(where, f'sample weights have shape {w.shape}, expected ({n},): one per example.')
+  bad = ~np.isfinite(w)
+  if bad.any():
+    i = int(np.argmax(bad))
+    _fail(where, f'sample weight {w[i]} at index {i} is not finite.')
+  if (w < 0).any():
+    i = int(np.argmax(w < 0))
+    _fail(where, f'sample weight {w[i]:g} at index {i} is negative.')
+  if n and not (w > 0).any():
+    _fail(where, 'every sample weight is 0: nothing would be learned.')
+  return w
+
+
+def _from_arrays(x, y, path, w=None):
+  y, names = text_labels(y)
   kind = _targets_kind(y, path)
+  w = None if w is None else check_weights(w, len(y), path)
   if kind == 'class':
     y = y.astype(np.float64)
     if (y < 0).any():
       i = int(np.argmax(y < 0))
       _fail(path, f'label {y[i]:g} at index {i} is negative.')
     y = y.astype(np.int64)
-    return Raw(float_features(x), y, 'class', int(y.max(initial=0)) + 1)
-  return Raw(float_features(x), y.astype(np.float64), 'real')
+    num_classes = len(names) if names is not None else int(y.max(initial=0)) + 1
+    extra = {'x_kind': _feature_kind(x.dtype), 'text_labels': names is not None}
+    return Raw(float_features(x), y, 'class', num_classes, class_names=names, w=w, extra=extra)
+  return Raw(float_features(x), y.astype(np.float64), 'real', w=w, extra={'x_kind': _feature_kind(x.dtype)})
 
 
 def float_features(x):
@@ -421,34 +475,69 @@ def _feature_matrix(x, where):
   return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
 
 
-def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='arrays'):
+def _feature_kind(dtype):
+  return 'float' if chunks.is_float(dtype) else 'integer'
+
+
+def with_test(raw, test, where, train_where):
+  """`raw` with `test` (a `Raw` from a held-out file or arrays) as its test split, checked against it.
+
+  The test data must have the same number of features (and image shape),
+  the same dtype kind of features (float or integer) and of targets (class
+  labels, text labels or real targets), and only labels the training data
+  has; each difference is a `ValueError` naming `where`.
+  """
+  if test.x.shape[1] != raw.x.shape[1] or test.image_shape != raw.image_shape:
+    shape = lambda r: r.image_shape or (r.x.shape[1],)  # noqa: E731
+    _fail(
+      where,
+      f'{" x ".join(map(str, shape(test)))} features, but {train_where} has '
+      f'{" x ".join(map(str, shape(raw)))}.',
+    )
+  kinds = raw.extra.get('x_kind'), test.extra.get('x_kind')
+  if None not in kinds and kinds[0] != kinds[1]:
+    _fail(where, f'features are {kinds[1]}s, but {train_where} holds {kinds[0]}s: save both alike.')
+  text = lambda r: r.kind == 'class' and r.extra.get('text_labels', False)  # noqa: E731
+  if test.kind != raw.kind or text(test) != text(raw):
+    what = lambda r: 'text labels' if text(r) else ('class labels' if r.kind == 'class' else 'real targets')  # noqa: E731
+    _fail(where, f'targets are {what(test)}, but {train_where} has {what(raw)}.')
+  y = test.y
+  if text(raw):
+    y = labels_by_name(np.asarray(test.class_names)[test.y], raw.class_names, where)
+  elif raw.kind == 'class':
+    unknown = np.setdiff1d(np.unique(y), np.unique(raw.y))
+    if len(unknown):
+      _fail(where, f'label {unknown[0]} does not occur in the training labels of {train_where}.')
+  elif (y.ndim, y.shape[1:]) != (raw.y.ndim, raw.y.shape[1:]):
+    _fail(where, f'targets of shape {y.shape}, but {train_where} has {raw.y.shape}.')
+  return dataclasses.replace(raw, test=(test.x, y), w_test=test.w)
+
+
+def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='arrays', sample_weight=None):
   """Your own NumPy arrays as a dataset, for `prepare` and then `train.fit`.
 
   Args:
     x: `[N, D]` features, or `[N, ...]` images (flattened; the shape is kept
-      for the template pictures).
+      for the template pictures). A float dtype (float16, bfloat16, float32,
+      float64) and a memory map are kept as they are.
     y: `[N]` integer labels (whole-number floats and bools count as labels),
       `[N]` text labels (classes numbered in sorted order and named after
       them), or `[N]` / `[N, K]` real targets for the regression losses.
     num_classes: for labels, the number of classes; `None`: the largest label
       plus one. A label outside `[0, num_classes)` is refused.
-    test: an optional held-out `(x_test, y_test)`; `prepare` then uses it
-      instead of splitting one off.
+    test: an optional held-out `(x_test, y_test)` or `(x_test, y_test,
+      w_test)`; `prepare` then uses it instead of splitting one off.
     class_names: optional names, one per class.
     name: how error messages name these arrays.
+    sample_weight: optional `[N]` non-negative weights, not all 0.
 
   Returns:
     A checked `Raw`. Raises a `ValueError` naming the first bad value.
   """
   x, image_shape = _feature_matrix(x, name)
-  y = np.asarray(y)
-  names_of_labels = None
-  if y.dtype.kind in 'USO' and y.ndim == 1 and all(isinstance(v, str) for v in y.tolist()):
-    # Text labels ('cat', 'dog'): classes in sorted order, named after them.
-    if class_names is not None:
-      _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
-    names_of_labels, y = np.unique(y, return_inverse=True)
-  raw = _from_arrays(x, y, name)
+  if class_names is not None and text_labels(y)[1] is not None:
+    _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
+  raw = dataclasses.replace(_from_arrays(x, np.asarray(y), name, sample_weight), image_shape=image_shape)
   if num_classes is not None:
     if raw.kind != 'class':
       _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
@@ -456,41 +545,29 @@ def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='array
       _fail(name, f'num_classes must be a whole number >= 1, got {num_classes!r}.')
     raw = dataclasses.replace(raw, num_classes=int(num_classes))
   if test is not None:
-    x_test, test_shape = _feature_matrix(test[0], f'{name} (test)')
+    where = f'{name} (test)'
+    x_test, test_shape = _feature_matrix(test[0], where)
     if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
-      _fail(f'{name} (test)', f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
-    y_test = np.asarray(test[1])
-    if names_of_labels is not None:
-      index = {v: i for i, v in enumerate(names_of_labels.tolist())}
-      unknown = [v for v in y_test.tolist() if v not in index]
-      if unknown:
-        _fail(f'{name} (test)', f'label {unknown[0]!r} does not occur in the training labels.')
-      y_test = np.array([index[v] for v in y_test.tolist()], np.int64)
-    y_test = (
-      y_test.astype(np.int64)
-      if raw.kind == 'class' and _targets_kind(y_test, f'{name} (test)') == 'class'
-      else y_test
-    )
-    raw = dataclasses.replace(raw, test=(float_features(x_test), y_test))
-  if names_of_labels is not None:
-    class_names = [str(v) for v in names_of_labels.tolist()]
+      _fail(where, f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
+    y_test, w_test = np.asarray(test[1]), (test[2] if len(test) > 2 else None)
+    if raw.extra.get('text_labels'):
+      y_test = labels_by_name(y_test, raw.class_names, where)
+    elif raw.kind == 'class' and _targets_kind(y_test, where) == 'class':
+      y_test = y_test.astype(np.int64)
+    w_test = None if w_test is None else check_weights(w_test, len(y_test), where)
+    raw = dataclasses.replace(raw, test=(float_features(x_test), y_test), w_test=w_test)
   if class_names is not None:
     if raw.kind != 'class' or len(class_names) != raw.num_classes:
       _fail(name, f'{len(class_names)} class names for {raw.num_classes} classes.')
     raw = dataclasses.replace(raw, class_names=tuple(str(c) for c in class_names))
-  raw = dataclasses.replace(raw, image_shape=image_shape)
   check_raw(raw, name)
   if raw.test is not None:
     check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{name} (test)')
   return raw
 
 
-def load_npz(path):
-  """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles.
-
-  Arrays stored uncompressed (`np.savez`) are memory-mapped, so `x` is read
-  once, in blocks, by `prepare`; compressed ones are read into memory.
-  """
+def _npz_arrays(path, names):
+  """The arrays `names` of an npz (x-like ones mapped when stored uncompressed); `None` for absent ones."""
   try:
     is_zip = zipfile.is_zipfile(path)
   except OSError as e:
@@ -502,15 +579,39 @@ def load_npz(path):
       missing = {'x', 'y'} - set(f.files)
       if missing:
         _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
-      x, y = npyfile.npz_member(path, f, 'x'), f['y']
+      return {
+        n: (npyfile.npz_member(path, f, n) if n.startswith('x') else f[n]) if n in f.files else None
+        for n in names
+      }
   except ValueError as e:
     if str(e).startswith(path):
       raise
     raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
   except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
     raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
-  x, image_shape = _feature_matrix(x, path)
-  return dataclasses.replace(_from_arrays(x, y, path), image_shape=image_shape)
+
+
+def load_npz(path):
+  """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles.
+
+  Optional arrays: `w` (`[N]` sample weights), and a held-out test split
+  `x_test`, `y_test` (and `w_test`). Arrays stored uncompressed (`np.savez`)
+  are memory-mapped, so `x` is read once, in blocks, by `prepare`;
+  compressed ones are read into memory.
+  """
+  a = _npz_arrays(path, ('x', 'y', 'w', 'x_test', 'y_test', 'w_test'))
+  if (a['x_test'] is None) != (a['y_test'] is None):
+    _fail(path, 'has one of x_test and y_test but not the other; a test split needs both.')
+  raw = _raw_from_file(a['x'], a['y'], a['w'], path)
+  if a['x_test'] is not None:
+    test = _raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)')
+    raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)')
+  return raw
+
+
+def _raw_from_file(x, y, w, where):
+  x, image_shape = _feature_matrix(x, where)
+  return dataclasses.replace(_from_arrays(x, y, where, w), image_shape=image_shape)
 
 
 def load_npy(path, labels_path):
@@ -518,10 +619,14 @@ def load_npy(path, labels_path):
 
   `path` holds `[N, D]` (or `[N, ...]`, flattened) float16 / bfloat16 /
   float32 / float64 (or integer) features; `labels_path` holds `[N]` labels
-  or real targets.
+  (integers or text) or real targets.
   """
   if not labels_path:
-    _fail(path, '--dataset=npy needs --labels_path=LABELS.npy beside --data_path.')
+    _fail(
+      path,
+      '--dataset=npy needs --labels_path=LABELS.npy beside --data_path (and --test_labels_path '
+      'beside --test_path).',
+    )
   x = npyfile.open_npy(path)
   try:
     y = np.load(labels_path, allow_pickle=False)
@@ -531,54 +636,100 @@ def load_npy(path, labels_path):
     raise ValueError(f'{labels_path}: cannot read as .npy without pickle ({e}).') from e
   except Exception as e:  # noqa: BLE001 - a corrupt file can raise almost anything
     raise ValueError(f'{labels_path}: not a valid .npy file ({type(e).__name__}: {e}).') from e
-  if not isinstance(y, np.ndarray):
-    _fail(labels_path, 'not a .npy array.')
+  if not isinstance(y, np.ndarray) or y.ndim == 0:
+    _fail(labels_path, 'not an array of labels.')
   if len(y) != len(x):
     _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
-  x, image_shape = _feature_matrix(x, path)
-  return dataclasses.replace(_from_arrays(x, y, path), image_shape=image_shape)
+  return _raw_from_file(x, y, None, path)
 
 
-def load_csv(path, target_column=-1):
-  """A `.csv` of numbers, one example a row; `target_column` is a header name or an index."""
+DELIMITERS = (',', ';', '\t')
+
+
+def detect_delimiter(lines):
+  """The csv delimiter of `lines` (the file's first few): tab, `;` or `,`.
+
+  The first of tab, `;` and `,` that occurs the same number of times (at
+  least once) on every line; `,` if none does. `;` comes before `,`, so a
+  file with decimal commas and `;` between fields is read right.
+  """
+  lines = [line for line in lines if line.strip()]
+  for d in ('\t', ';', ','):
+    counts = {line.count(d) for line in lines}
+    if len(counts) == 1 and counts.pop() > 0:
+      return d
+  return ','
+
+
+def _column(spec, header, width, path, what):
+  if isinstance(spec, str) and not spec.lstrip('-').isdigit():
+    if header is None or spec not in header:
+      _fail(path, f'no column named {spec!r}; columns: {", ".join(header or []) or "(no header)"}.')
+    return header.index(spec)
+  col = int(spec)
+  if not -width <= col < width:
+    _fail(path, f'{what} column {col} is out of range for {width} columns.')
+  return col % width
+
+
+def load_csv(path, target_column=-1, delimiter=None, weight_column=None):
+  """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
+
+  Args:
+    path: the file.
+    target_column: the target column, by header name or index.
+    delimiter: `','`, `';'` or tab; `None` detects it (`detect_delimiter`).
+    weight_column: an optional column of sample weights (name or index),
+      removed from the features.
+  """
+  if delimiter is not None and delimiter not in DELIMITERS:
+    _fail(path, f'delimiter {delimiter!r} is not one of ",", ";", tab.')
   try:
     with open(path, newline='') as f:
-      rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-  except (OSError, UnicodeDecodeError, csv.Error) as e:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
+  delimiter = delimiter or detect_delimiter(text.splitlines()[:5])
+  try:
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and any(c.strip() for c in r)]
+  except csv.Error as e:
     raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
   if not rows:
     _fail(path, 'no rows.')
   header = None
-  try:
-    [float(c) for c in rows[0]]
-  except ValueError:
-    header, rows = rows[0], rows[1:]
+  if len(rows) == 1:
+    if not all(_is_float(c) for c in rows[0]):
+      header, rows = rows[0], []
+  elif any(not _is_float(a) and _is_float(b) for a, b in zip(rows[0], rows[1], strict=False)):
+    header, rows = rows[0], rows[1:]  # a text cell above a number: the first row names the columns
   if not rows:
     _fail(path, 'a header but no data rows.')
   width = len(header or rows[0])
-  if isinstance(target_column, str) and not target_column.lstrip('-').isdigit():
-    if header is None or target_column not in header:
-      _fail(path, f'no column named {target_column!r}; columns: {", ".join(header or []) or "(no header)"}.')
-    col = header.index(target_column)
-  else:
-    col = int(target_column)
-    if not -width <= col < width:
-      _fail(path, f'target column {col} is out of range for {width} columns.')
-    col %= width
-  values = np.empty((len(rows), width))
+  col = _column(target_column, header, width, path, 'target')
+  wcol = None if weight_column in (None, '') else _column(weight_column, header, width, path, 'weight')
+  if wcol == col:
+    _fail(path, 'the weight column cannot also be the target column.')
   first_line = 2 if header else 1
   for i, r in enumerate(rows):
     if len(r) != width:
       _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+  targets = [r[col].strip() for r in rows]
+  text_targets = not any(_is_float(t) for t in targets)  # all text: labels; a mix: a bad number
+  numbers = [j for j in range(width) if j != col or not text_targets]
+  values = np.empty((len(rows), len(numbers)))
+  for i, r in enumerate(rows):
     try:
-      values[i] = [float(c) for c in r]
+      values[i] = [float(r[j]) for j in numbers]
     except ValueError:
-      bad = next(j for j, c in enumerate(r) if not _is_float(c))
+      bad = next(j for j in numbers if not _is_float(r[j]))
       _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number.')
-  x = np.delete(values, col, axis=1)
+  where = {j: k for k, j in enumerate(numbers)}
+  y = np.array(targets) if text_targets else values[:, where[col]]
+  w = None if wcol is None else values[:, where[wcol]]
+  x = np.delete(values, [where[j] for j in (col, wcol) if j is not None and j in where], axis=1)
   if x.shape[1] == 0:
     _fail(path, 'no feature columns besides the target.')
-  return _from_arrays(x, values[:, col], path)
+  return _from_arrays(x, y, path, w)
 
 
 def _is_float(s):
@@ -639,6 +790,10 @@ def load(
   num_classes=3,
   seed=0,
   check_values=True,
+  test_path=None,
+  test_labels_path=None,
+  delimiter=None,
+  weight_column=None,
 ):
   """Loads any dataset by name; file datasets read `data_dir` or `data_path`.
 
@@ -646,10 +801,22 @@ def load(
   read-only memory maps in the file's dtype. `check_values=False` leaves
   their finiteness check to `prepare`'s one read (the experiments do so);
   with `True` it costs a read of the file here.
+
+  `test_path` (npz, npy with `test_labels_path`, csv) is a held-out test
+  file in the format of `data_path`, checked against it (`with_test`);
+  `prepare` then takes no test split from `data_path`. `delimiter` and
+  `weight_column` are the csv's (see `load_csv`).
   """
   validation.check_name('dataset', name, DATASETS)
   data_dir = os.path.expanduser(data_dir) if data_dir else data_dir  # '--data_dir=~/x' reaches us unexpanded
-  data_path = os.path.expanduser(data_path) if data_path else data_path
+  expand = lambda p: os.path.expanduser(p) if p else p  # noqa: E731
+  data_path, labels_path, test_path, test_labels_path = map(
+    expand, (data_path, labels_path, test_path, test_labels_path)
+  )
+  if test_path and name not in ('npz', 'npy', 'csv'):
+    raise ValueError(f'--test_path needs a file dataset (npz, npy, csv), not --dataset={name}.')
+  if weight_column not in (None, '') and name != 'csv':
+    raise ValueError('--weight_column is for --dataset=csv; an npz holds its weights as an array w.')
   if name in BUILTIN:
     raw, where = load_builtin(name), name
   elif name == 'blobs':
@@ -665,18 +832,32 @@ def load(
   else:
     if not data_path:
       raise ValueError(f'--dataset={name} needs --data_path=FILE.')
-    data_path = os.path.expanduser(data_path)
-    if name == 'npz':
-      raw = load_npz(data_path)
-    elif name == 'npy':
-      raw = load_npy(data_path, os.path.expanduser(labels_path) if labels_path else labels_path)
-    else:
-      raw = load_csv(data_path, target_column)
-    where = data_path
+    raw, where = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column), data_path
+    if test_path:
+      if raw.test is not None:
+        raise ValueError(
+          f'{data_path}: holds x_test and y_test already; --test_path={test_path} would be a second.'
+        )
+      test = _load_file(name, test_path, test_labels_path, target_column, delimiter, weight_column)
+      if test.test is not None:
+        raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
+      raw = with_test(raw, test, test_path, data_path)
   check_raw(raw, where, check_values)
   if raw.test is not None:
-    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{where} (test split)', check_values)
+    check_raw(
+      dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]),
+      test_path or f'{where} (test split)',
+      check_values,
+    )
   return raw
+
+
+def _load_file(name, path, labels_path, target_column, delimiter, weight_column):
+  if name == 'npz':
+    return load_npz(path)
+  if name == 'npy':
+    return load_npy(path, labels_path)
+  return load_csv(path, target_column, delimiter or None, weight_column)
 
 
 def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False, name='data'):
@@ -787,6 +968,7 @@ def prepare(
   seed=0,
   dtype=np.float32,
   progress=None,
+  class_weight=None,
 ):
   """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
 
@@ -806,10 +988,16 @@ def prepare(
   (float64 data prepared in float32) is read a second time instead, so
   standardization happens before rounding.
 
+  Sample weights (`raw.w`, `raw.w_test`) are split with the rows they
+  belong to. `class_weight='balanced'` multiplies them by scikit-learn's
+  `n / (C · count)` of each class, counted on the training split and applied
+  to every split (`class_weights`).
+
   Args:
     progress: an optional `str -> None` callable told the memory needed up
       front and how the passes go (rows done, MB/s), for data of at least
       `PROGRESS_BYTES`.
+    class_weight: `None` or `'balanced'`.
 
   Raises:
     ValueError: bad fractions, too few rows, non-finite values (by row and
@@ -817,6 +1005,10 @@ def prepare(
       figure and the `--stream` advice), all before any copy is made.
   """
   validation.check_name('preprocessing', preprocess, PREPROCESSING)
+  if class_weight not in (None, 'none', 'balanced'):
+    raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+  if class_weight == 'balanced' and raw.kind != 'class':
+    raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
   n, d = raw.x.shape
   idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   dt = host_dtype(raw.x.dtype, dtype)
@@ -859,14 +1051,37 @@ def prepare(
   ydt = np.int32 if raw.kind == 'class' else dtype
   rows = sources[0][1]
   y_test = np.asarray(raw.test[1])[sources[1][1]['test']] if raw.test is not None else raw.y[rows['test']]
+  ys = {'train': raw.y[rows['train']], 'val': raw.y[rows['val']], 'test': y_test}
+  ws = None
+  if raw.w is not None or raw.w_test is not None or class_weight == 'balanced':
+    ws = {s: np.ones(len(ys[s])) for s in ys}
+    if raw.w is not None:
+      ws['train'], ws['val'] = raw.w[rows['train']], raw.w[rows['val']]
+      if raw.test is None:
+        ws['test'] = raw.w[rows['test']]
+    if raw.test is not None and raw.w_test is not None:
+      ws['test'] = raw.w_test[sources[1][1]['test']]
+    if class_weight == 'balanced':
+      per_class = class_weights(ys['train'], raw.num_classes, name)
+      for s in ws:
+        unseen = ys[s][per_class[ys[s]] == 0] if len(ys[s]) else ()
+        if len(unseen):
+          raise ValueError(
+            f"{name}: class_weight='balanced': class {unseen[0]} occurs in the {s} split but not in the "
+            'training split, so it has no weight.'
+          )
+        ws[s] = ws[s] * per_class[ys[s]]
+    if not ws['train'].any():
+      raise ValueError(f'{name}: every sample weight of the training split is 0: nothing would be learned.')
+    ws = {s: w.astype(dtype) for s, w in ws.items()}
   return Dataset(
     name=name,
     x_train=out['train'],
-    y_train=raw.y[rows['train']].astype(ydt),
+    y_train=ys['train'].astype(ydt),
     x_val=out['val'],
-    y_val=raw.y[rows['val']].astype(ydt),
+    y_val=ys['val'].astype(ydt),
     x_test=out['test'],
-    y_test=y_test.astype(ydt),
+    y_test=ys['test'].astype(ydt),
     kind=raw.kind,
     num_classes=raw.num_classes,
     shift=shift,
@@ -874,7 +1089,25 @@ def prepare(
     image_shape=raw.image_shape,
     class_names=raw.class_names,
     extra=raw.extra,
+    w_train=None if ws is None else ws['train'],
+    w_val=None if ws is None else ws['val'],
+    w_test=None if ws is None else ws['test'],
   )
+
+
+def class_weights(y, num_classes, name='data'):
+  """scikit-learn's `'balanced'` class weights, `n / (C · count_c)`, as a `[num_classes]` array.
+
+  `C` counts the classes present in `y` (the training labels); a class absent
+  from them gets weight 0.
+  """
+  counts = np.bincount(np.asarray(y, np.int64), minlength=num_classes).astype(np.float64)
+  present = counts > 0
+  if not present.any():
+    raise ValueError(f"{name}: class_weight='balanced' needs training labels.")
+  out = np.zeros(len(counts))
+  out[present] = len(y) / (present.sum() * counts[present])
+  return out
 
 
 def _non_finite(block, where, first_row):

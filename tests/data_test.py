@@ -1,6 +1,7 @@
 """Tests of linear_jax.data: every format built here, validated where it enters."""
 
 import gzip
+import json
 import os
 import pickle
 import re
@@ -489,3 +490,231 @@ def test_train_from_npy_files_on_the_command_line(tmp_path):
   assert out.returncode == 0, out.stderr
   p = np.load(tmp_path / 'run' / 'params.npz')
   assert p['W'].shape == (3, 6)
+
+
+# ------------------------------------------------------------------ held-out test files
+
+
+def _write(fmt, folder, stem, x, y, w=None):
+  """Writes `x`, `y` (and weights `w`) in format `fmt`; returns `load`'s keyword arguments for it."""
+  if fmt == 'npz':
+    arrays = {'x': x, 'y': y} | ({'w': w} if w is not None else {})
+    np.savez(folder / f'{stem}.npz', **arrays)
+    return {'data_path': str(folder / f'{stem}.npz')}
+  if fmt == 'npy':
+    np.save(folder / f'{stem}_x.npy', x)
+    np.save(folder / f'{stem}_y.npy', y)
+    return {'data_path': str(folder / f'{stem}_x.npy'), 'labels_path': str(folder / f'{stem}_y.npy')}
+  cols = [f'f{j}' for j in range(x.shape[1])] + ['label'] + (['weight'] if w is not None else [])
+  lines = [','.join(cols)]
+  for i in range(len(x)):
+    cells = [repr(float(v)) for v in x[i]] + [str(y[i])] + ([repr(float(w[i]))] if w is not None else [])
+    lines.append(','.join(cells))
+  (folder / f'{stem}.csv').write_text('\n'.join(lines) + '\n')
+  return {'data_path': str(folder / f'{stem}.csv'), 'target_column': 'label'}
+
+
+def _as_test(kwargs):
+  return {'test_path': kwargs['data_path']} | (
+    {'test_labels_path': kwargs['labels_path']} if 'labels_path' in kwargs else {}
+  )
+
+
+@pytest.mark.parametrize('fmt', ['npz', 'npy', 'csv'])
+def test_test_file_is_the_whole_test_split_standardized_with_training_statistics(tmp_path, fmt):
+  x, y = _features(200, 4, seed=1)
+  x_test, y_test = _features(50, 4, seed=2)
+  train = _write(fmt, tmp_path, 'train', x.astype(np.float32), y)
+  test = _write(fmt, tmp_path, 'test', x_test.astype(np.float32), y_test)
+  raw = data.load(fmt, **train, **_as_test(test))
+  ds = data.prepare(raw, fmt, val_fraction=0.0, seed=3)
+  assert len(ds.x_val) == 0 and len(ds.x_train) == 200 and len(ds.x_test) == 50
+  x32 = x.astype(np.float32).astype(np.float64)
+  shift, scale = x32.mean(0), x32.std(0)
+  np.testing.assert_allclose(ds.x_test, (x_test.astype(np.float32) - shift) / scale, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(ds.y_test, y_test)
+
+
+def test_npz_may_hold_its_own_test_split(tmp_path):
+  x, y = _features(100, 3)
+  np.savez(tmp_path / 'd.npz', x=x, y=y, x_test=x[:10] + 1, y_test=y[:10])
+  ds = data.prepare(data.load('npz', data_path=str(tmp_path / 'd.npz')), 'npz', val_fraction=0.0)
+  assert len(ds.x_test) == 10 and len(ds.x_train) == 100
+  np.testing.assert_array_equal(ds.y_test, y[:10])
+  np.savez(tmp_path / 'd.npz', x=x, y=y, x_test=x[:10])
+  with pytest.raises(ValueError, match=r'd.npz: has one of x_test and y_test but not the other'):
+    data.load('npz', data_path=str(tmp_path / 'd.npz'))
+
+
+def test_test_file_with_other_features_labels_or_dtype_kind_is_refused(tmp_path):
+  x, y = _features(60, 4)
+  train = _write('npz', tmp_path, 'train', x, y)
+  cases = {
+    'width': (x[:, :3], y, r'test.npz: 3 features, but .*train.npz has 4'),
+    'labels': (x, np.where(y == 2, 7, y), r'test.npz: label 7 does not occur in the training labels'),
+    'x_kind': (
+      np.round(x).astype(np.int32),
+      y,
+      r'test.npz: features are integers, but .*train.npz holds floats',
+    ),
+    'y_kind': (x, y + 0.5, r'test.npz: targets are real targets, but .*train.npz has class labels'),
+    'text': (
+      x,
+      np.array(['a', 'b', 'c'])[y],
+      r'test.npz: targets are text labels, but .*train.npz has class',
+    ),
+  }
+  for xt, yt, match in cases.values():
+    test = _write('npz', tmp_path, 'test', xt, yt)
+    with pytest.raises(ValueError, match=match):
+      data.load('npz', **train, **_as_test(test))
+  npy_train = _write('npy', tmp_path, 'tr', x.astype(np.float32), y)
+  with pytest.raises(ValueError, match=r'needs --labels_path.*--test_labels_path'):
+    data.load('npy', **npy_train, test_path=npy_train['data_path'])
+  with pytest.raises(ValueError, match=r'--test_path needs a file dataset'):
+    data.load('digits', test_path=train['data_path'])
+
+
+# ------------------------------------------------------------------ text labels, delimiters
+
+
+IRIS_LIKE = [
+  ('5.1', '3.5', 'setosa'),
+  ('4.9', '3.0', 'setosa'),
+  ('7.0', '3.2', 'versicolor'),
+  ('6.3', '3.3', 'virginica'),
+  ('5.8', '2.7', 'virginica'),
+]
+
+
+@pytest.mark.parametrize('delimiter', [',', ';', '\t'])
+@pytest.mark.parametrize('given', [False, True])
+def test_csv_text_labels_and_delimiters(tmp_path, delimiter, given):
+  lines = [delimiter.join(('sepal_length', 'sepal_width', 'species'))] + [
+    delimiter.join(r) for r in IRIS_LIKE
+  ]
+  path = tmp_path / 'iris.csv'
+  path.write_text('\n'.join(lines) + '\n')
+  raw = data.load('csv', data_path=str(path), delimiter=delimiter if given else None)
+  assert raw.class_names == ('setosa', 'versicolor', 'virginica') and raw.num_classes == 3
+  np.testing.assert_array_equal(raw.y, [0, 0, 1, 2, 2])
+  np.testing.assert_array_equal(raw.x, [[float(a), float(b)] for a, b, _ in IRIS_LIKE])
+  headerless = tmp_path / 'bare.csv'
+  headerless.write_text('\n'.join(lines[1:]) + '\n')
+  assert data.load('csv', data_path=str(headerless)).x.shape == (5, 2)
+
+
+def test_csv_with_decimal_commas_and_semicolons_is_detected():
+  assert data.detect_delimiter(['1,5;2,25;0', '3,0;4,5;1']) == ';'
+  assert data.detect_delimiter(['1,2,0', '3,4,1']) == ','
+  assert data.detect_delimiter(['a\tb', '1\t2']) == '\t'
+
+
+def test_npz_text_labels_and_a_test_file_numbered_by_the_training_names(tmp_path):
+  x, y = _features(30, 2)
+  names = np.array(['cat', 'dog', 'emu'])
+  train = _write('npz', tmp_path, 'train', x, names[y])
+  test = _write('npz', tmp_path, 'test', x[:4], np.array(['emu', 'emu', 'dog', 'emu']))  # no 'cat' here
+  raw = data.load('npz', **train, **_as_test(test))
+  assert raw.class_names == ('cat', 'dog', 'emu')
+  np.testing.assert_array_equal(raw.y, y)
+  np.testing.assert_array_equal(raw.test[1], [2, 2, 1, 2])
+  bad = _write('npz', tmp_path, 'bad', x[:2], np.array(['cat', 'fox']))
+  with pytest.raises(ValueError, match=r"bad.npz: label 'fox' does not occur in the training labels"):
+    data.load('npz', **train, **_as_test(bad))
+
+
+# ------------------------------------------------------------------ sample and class weights
+
+
+def test_sample_weights_are_split_with_their_rows(tmp_path):
+  n = 120
+  x = np.column_stack([np.arange(n, dtype=np.float64), np.random.default_rng(0).normal(size=n)])
+  y = np.arange(n) % 3
+  w = 1.0 + np.arange(n)  # the weight of row i is i + 1, and x[i, 0] is i
+  for fmt in ('npz', 'csv'):
+    kwargs = _write(fmt, tmp_path, 'w', x, y, w)
+    if fmt == 'csv':
+      kwargs['weight_column'] = 'weight'
+    ds = data.prepare(data.load(fmt, **kwargs), fmt, preprocess='none', seed=2)
+    assert ds.num_features == 2  # the weight column is not a feature
+    for s in ('train', 'val', 'test'):
+      np.testing.assert_array_equal(getattr(ds, f'w_{s}'), getattr(ds, f'x_{s}')[:, 0] + 1)
+  ds = data.prepare(data.from_arrays(x, y, sample_weight=w), 'mine', preprocess='none')
+  np.testing.assert_array_equal(ds.w_train, ds.x_train[:, 0] + 1)
+  plain = data.prepare(data.from_arrays(x, y), 'mine')
+  assert plain.w_train is None and plain.w_val is None and plain.w_test is None
+
+
+def test_balanced_class_weights_match_scikit_learn():
+  from sklearn.utils.class_weight import compute_class_weight  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  y = rng.choice(4, size=400, p=[0.6, 0.25, 0.1, 0.05])
+  x = rng.normal(size=(400, 3))
+  w = rng.uniform(0.5, 2.0, 400)
+  ds = data.prepare(data.from_arrays(x, y, sample_weight=w), 'imb', class_weight='balanced', seed=1)
+  ref = compute_class_weight('balanced', classes=np.unique(ds.y_train), y=ds.y_train)
+  raw_w = {s: w[data.split_indices(400, seed=1)[s]] for s in ('train', 'val', 'test')}
+  for s in ('train', 'val', 'test'):
+    y_s = getattr(ds, f'y_{s}')
+    np.testing.assert_allclose(getattr(ds, f'w_{s}'), raw_w[s] * ref[y_s], rtol=1e-6)
+  with pytest.raises(ValueError, match=r"class_weight='balanced' needs class labels"):
+    data.prepare(data.linreg(50, 2), 'linreg', class_weight='balanced')
+
+
+@pytest.mark.parametrize(
+  'w, match',
+  [
+    (np.array([1.0, -0.5, 1.0, 1.0]), r'sample weight -0.5 at index 1 is negative'),
+    (np.array([1.0, 1.0, np.nan, 1.0]), r'sample weight nan at index 2 is not finite'),
+    (np.zeros(4), r'every sample weight is 0'),
+    (np.ones(3), r'sample weights have shape \(3,\), expected \(4,\)'),
+  ],
+)
+def test_bad_sample_weights_are_refused(tmp_path, w, match):
+  x, y = np.arange(8.0).reshape(4, 2), np.array([0, 1, 0, 1])
+  with pytest.raises(ValueError, match='arrays: ' + match):
+    data.from_arrays(x, y, sample_weight=w)
+  np.savez(tmp_path / 'd.npz', x=x, y=y, w=w)
+  with pytest.raises(ValueError, match='d.npz: ' + match):
+    data.load('npz', data_path=str(tmp_path / 'd.npz'))
+
+
+def test_train_on_a_csv_of_text_labels_with_a_test_file_and_balanced_weights(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  for stem, n in (('train', 150), ('test', 40)):
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 2)) + 3 * np.eye(3)[y][:, :2]
+    rows = [
+      f'{a:.4f};{b:.4f};{("setosa", "versicolor", "virginica")[c]}' for (a, b), c in zip(x, y, strict=True)
+    ]
+    (tmp_path / f'{stem}.csv').write_text('a;b;species\n' + '\n'.join(rows) + '\n')
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.train',
+      '--dataset=csv',
+      f'--data_path={tmp_path / "train.csv"}',
+      f'--test_path={tmp_path / "test.csv"}',
+      '--target_column=species',
+      '--val_fraction=0',
+      '--class_weight=balanced',
+      f'--workdir={tmp_path / "run"}',
+      '--epochs=5',
+      '--quiet',
+    ],
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    capture_output=True,
+    text=True,
+    timeout=240,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr
+  assert float(out.stdout.split('test_accuracy: ')[1].split()[0]) > 0.7
+  summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  assert summary['class_names'] == ['setosa', 'versicolor', 'virginica']
