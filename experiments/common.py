@@ -113,6 +113,22 @@ def define_data_flags():
   flags.DEFINE_bool(
     'stream', False, 'Train by reading the training split from the file in blocks instead of holding it.'
   )
+  flags.DEFINE_string(
+    'test_path',
+    None,
+    'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).',
+  )
+  flags.DEFINE_string('test_labels_path', None, 'npy: the labels of --test_path.')
+  flags.DEFINE_enum(
+    'delimiter', 'auto', ('auto', ',', ';', 'tab'), 'csv: the field delimiter (auto: detected).'
+  )
+  flags.DEFINE_string('weight_column', None, 'csv: a column of sample weights, by header name or index.')
+  flags.DEFINE_enum(
+    'class_weight',
+    'none',
+    ('none', 'balanced'),
+    "balanced: weigh each class n / (C * count), as scikit-learn's.",
+  )
   flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
   flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N.', lower_bound=1)
   flags.DEFINE_integer('num_features', 2, 'Synthetic data: D.', lower_bound=1)
@@ -249,6 +265,10 @@ def load_dataset(f):
     num_classes=f.num_classes,
     seed=f.seed,
     check_values=False,  # prepare's one read of the file checks every value
+    test_path=f.test_path,
+    test_labels_path=f.test_labels_path,
+    delimiter={'auto': None, 'tab': '\t'}.get(f.delimiter, f.delimiter),
+    weight_column=f.weight_column,
   )
   if getattr(f, 'features', 'pixels') == 'histogram':
     raw = data.histogram_features(raw, f.bins)
@@ -261,6 +281,7 @@ def load_dataset(f):
     seed=f.seed,
     dtype=np.dtype(f.dtype) if hasattr(f, 'dtype') else np.float32,
     progress=_progress_line,
+    class_weight=None if f.class_weight == 'none' else f.class_weight,
   )
 
 
