@@ -101,6 +101,7 @@ def run(workdir):
     'dataset': dataset.name,
     'loss': cfg.loss,
     'loss_hparams': cfg.resolved_loss_hparams(),
+    'class_names': list(dataset.class_names) if dataset.class_names else None,
     'final': train.evaluate(cfg, dataset, result.params),
     'best': train.evaluate(cfg, dataset, result.best_params),
     'best_epoch': result.best_epoch,
