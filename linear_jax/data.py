@@ -579,6 +579,20 @@ def _npz_arrays(path, names):
       missing = {'x', 'y'} - set(f.files)
       if missing:
         _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
+      compressed = sum(
+        f.zip.getinfo(n + '.npy').file_size
+        for n in names
+        if n.startswith('x')
+        and n in f.files
+        and f.zip.getinfo(n + '.npy').compress_type != zipfile.ZIP_STORED
+      )
+      if compressed:  # decompressed into memory, then prepared into splits of about the same size
+        check_memory(
+          2 * compressed + 4 * chunks.CHUNK_BYTES,
+          path,
+          advice='a compressed npz must be decompressed whole: save it with np.savez (uncompressed) or as '
+          '.npy, then train with --stream, which reads the file in blocks.',
+        )
       return {
         n: (npyfile.npz_member(path, f, n) if n.startswith('x') else f[n]) if n in f.files else None
         for n in names
@@ -919,13 +933,16 @@ def memory_available():
     return None
 
 
-def check_memory(need, name, available=None):
+STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
+
+
+def check_memory(need, name, available=None, advice=STREAM_ADVICE):
   """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
   available = memory_available() if available is None else available
   if available is not None and need > available:
     raise ValueError(
       f'{name}: the prepared data needs {_size(need)} of memory but only {_size(available)} is available; '
-      'train with --stream, which reads the file in blocks instead of holding it.'
+      + advice
     )
 
 
