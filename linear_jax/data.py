@@ -1033,7 +1033,9 @@ def prepare(
   if raw.test is not None:
     x_test = raw.test[0] if isinstance(raw.test[0], np.ndarray) else np.asarray(raw.test[0])
     sources.append((x_test, {'test': np.arange(len(x_test))}, f'{name} (test)'))
-  in_place = all(src.dtype == dt for src, _, _ in sources)
+  # float64 data (the bundled datasets, csv) keeps the shuffled gather whatever the training dtype, so
+  # --dtype=float64 and float32 runs see the same rows in the same order.
+  in_place = dt != np.float64 and all(src.dtype == dt for src, _, _ in sources)
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}

@@ -370,6 +370,14 @@ def test_float32_file_prepares_like_numpy_and_stays_float32(tmp_path, monkeypatc
     np.testing.assert_array_equal(getattr(ds, f'y_{s}'), ref[s][1])
 
 
+def test_float64_data_has_the_same_split_in_either_training_dtype():
+  raw = data.load('digits')
+  single, double = data.prepare(raw, 'd', seed=5), data.prepare(raw, 'd', seed=5, dtype=np.float64)
+  assert single.x_train.dtype == np.float32 and double.x_train.dtype == np.float64
+  np.testing.assert_array_equal(single.y_train, double.y_train)
+  np.testing.assert_allclose(single.x_train, double.x_train, rtol=1e-6, atol=1e-6)
+
+
 def test_float64_data_is_standardized_before_rounding():
   x, y = _features()
   x[:, 1] += 1e5  # float32 rounding of the raw value would cost ~1e-3 standardized units here
