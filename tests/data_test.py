@@ -729,3 +729,18 @@ def test_train_on_a_csv_of_text_labels_with_a_test_file_and_balanced_weights(tmp
   assert float(out.stdout.split('test_accuracy: ')[1].split()[0]) > 0.7
   summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
   assert summary['class_names'] == ['setosa', 'versicolor', 'virginica']
+
+
+@pytest.mark.parametrize('narrow', ['float16', 'bfloat16'])
+def test_half_precision_splits_train_like_float32(narrow):
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  dt = np.dtype(np.float16) if narrow == 'float16' else data.chunks.bfloat16()
+  raw = data.blobs(300, 4, 3, spread=0.8, seed=3)
+  cfg = train.TrainConfig(loss='softmax', epochs=5, learning_rate=0.1)
+  accs = {}
+  for name, x in (('narrow', raw.x.astype(dt)), ('wide', raw.x.astype(dt).astype(np.float32))):
+    ds = data.prepare(data.from_arrays(x, raw.y), name, seed=1)
+    assert ds.x_train.dtype == (dt if name == 'narrow' else np.float32)
+    accs[name] = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
+  assert abs(accs['narrow'] - accs['wide']) <= 0.05 and accs['wide'] > 0.8
