@@ -907,14 +907,14 @@ def host_dtype(source_dtype, dtype=np.float32):
   return dtype
 
 
-def memory_needed(num_rows, num_features, dtype=np.float32, source_mapped=True):
+def memory_needed(num_rows, num_features, dtype=np.float32):
   """Bytes of host memory `prepare` needs for `num_rows` x `num_features` rows kept in `dtype`.
 
   The prepared splits (one copy of the rows, in `host_dtype`), plus a few
-  blocks of working space; a source that is not a memory map is already in
-  memory and is not counted again.
+  blocks of working space. A memory-mapped source costs nothing more (its
+  pages are released as they are read); one already in memory is not counted
+  again.
   """
-  del source_mapped  # a map's pages are released as they are read: only the splits count
   return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
 
 
