@@ -420,22 +420,16 @@ def labels_by_name(y, names, where):
 
 
 def check_weights(w, n, where):
-  """`w` as `[n]` float64 sample weights, or a `ValueError` naming what is wrong with them."""
+  """`w` as `[n]` float64 sample weights, or a `ValueError` naming `where` and what is wrong.
+
+  The checks are `validation.check_weights`' (shape, finite, >= 0, not all 0),
+  run on the host where the weights enter.
+  """
   try:
     w = np.asarray(w, np.float64)
   except (TypeError, ValueError) as e:
     raise ValueError(f'{where}: sample weights must be numbers ({e}).') from e
-  if w.shape != (n,):
-    _fail(where, f'sample weights have shape {w.shape}, expected ({n},): one per example.')
-  bad = ~np.isfinite(w)
-  if bad.any():
-    i = int(np.argmax(bad))
-    _fail(where, f'sample weight {w[i]} at index {i} is not finite.')
-  if (w < 0).any():
-    i = int(np.argmax(w < 0))
-    _fail(where, f'sample weight {w[i]:g} at index {i} is negative.')
-  if n and not (w > 0).any():
-    _fail(where, 'every sample weight is 0: nothing would be learned.')
+  validation.check_weights(w, n, where=f'{where}: sample weights')
   return w
 
 

@@ -677,10 +677,10 @@ def test_balanced_class_weights_match_scikit_learn():
 @pytest.mark.parametrize(
   'w, match',
   [
-    (np.array([1.0, -0.5, 1.0, 1.0]), r'sample weight -0.5 at index 1 is negative'),
-    (np.array([1.0, 1.0, np.nan, 1.0]), r'sample weight nan at index 2 is not finite'),
-    (np.zeros(4), r'every sample weight is 0'),
-    (np.ones(3), r'sample weights have shape \(3,\), expected \(4,\)'),
+    (np.array([1.0, -0.5, 1.0, 1.0]), r'sample weights: must be finite and >= 0; index 1 holds -0.5'),
+    (np.array([1.0, 1.0, np.nan, 1.0]), r'sample weights: must be finite and >= 0; index 2 holds nan'),
+    (np.zeros(4), r'sample weights: all 4 are 0'),
+    (np.ones(3), r'sample weights: must be \[N\] = \[4\], got shape \(3,\)'),
   ],
 )
 def test_bad_sample_weights_are_refused(tmp_path, w, match):
