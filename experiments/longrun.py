@@ -1,0 +1,53 @@
+"""What the long-running entry points share: the workdir lock, stop signals, and how to continue.
+
+`guarded(workdir)` holds the workdir's lock (`linear_jax/workdir.py`) and
+turns SIGTERM / SIGINT into a clean stop (`linear_jax/preemption.py`) for the
+life of the run; `exit_stopped` prints the one line that names the checkpoint
+and the command that continues from it, and exits with
+`preemption.EXIT_STATUS` (75).
+"""
+
+import contextlib
+import shlex
+import sys
+
+from linear_jax import preemption
+from linear_jax import workdir as workdir_lib
+
+RESUME_FLAGS = (
+  '--resume',
+  '--noresume',
+  '--resume=true',
+  '--resume=false',
+  '--resume=True',
+  '--resume=False',
+)
+
+
+@contextlib.contextmanager
+def guarded(workdir):
+  """The lock of `workdir` (none if `None`: a process that writes nothing) and the stop signals."""
+  with contextlib.ExitStack() as stack:
+    if workdir is not None:
+      stack.enter_context(workdir_lib.locked(workdir))
+    stack.enter_context(preemption.handling())
+    yield
+
+
+def continue_command(module, argv=None):
+  """The command line of this run with `--resume` (and no other `--resume` form) at its end."""
+  argv = sys.argv if argv is None else argv
+  args = [a for a in argv[1:] if a not in RESUME_FLAGS]
+  return shlex.join(['python', '-m', module, *args, '--resume'])
+
+
+def exit_stopped(module, checkpoint, progress):
+  """Says where the stopped run's checkpoint is and how to continue, then exits with status 75."""
+  where = f'checkpoint saved to {checkpoint}' if checkpoint else 'no checkpoint (no workdir)'
+  print(
+    f'Stopped by {preemption.signal_name() or "request"} after {progress}: {where}; '
+    f'continue with: {continue_command(module)}',
+    file=sys.stderr,
+    flush=True,
+  )
+  sys.exit(preemption.EXIT_STATUS)
