@@ -63,11 +63,10 @@ def save(path, tree, meta):
     os.close(dir_fd)
 
 
-def load(path, template):
-  """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
+def read(path):
+  """`(arrays, meta)`: every array of a checkpoint in the order written, and its header.
 
-  Raises a `ValueError` naming the file if it is unreadable or was written for
-  another model (a different number, shape or dtype of arrays).
+  Raises a `ValueError` naming the file if it is unreadable.
   """
   try:
     with np.load(path, allow_pickle=False) as f:
@@ -76,7 +75,21 @@ def load(path, template):
     raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e}).') from e
   if 'meta' not in files:
     raise ValueError(f'{path}: not a linear_jax checkpoint (no header).')
-  meta = json.loads(str(files.pop('meta')))
+  try:
+    meta = json.loads(str(files.pop('meta')))
+  except ValueError as e:
+    raise ValueError(f'{path}: not a linear_jax checkpoint (unreadable header: {e}).') from e
+  return [files[f'leaf_{i:04d}'] for i in range(len(files)) if f'leaf_{i:04d}' in files], meta
+
+
+def load(path, template):
+  """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
+
+  Raises a `ValueError` naming the file if it is unreadable or was written for
+  another model (a different number, shape or dtype of arrays).
+  """
+  arrays, meta = read(path)
+  files = {f'leaf_{i:04d}': a for i, a in enumerate(arrays)}
   leaves, treedef = jax.tree.flatten(template)
   if len(files) != len(leaves):
     raise ValueError(f'{path}: holds {len(files)} arrays, this model needs {len(leaves)}.')
