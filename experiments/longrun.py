@@ -28,9 +28,9 @@ RESUME_FLAGS = (
 def guarded(workdir):
   """The lock of `workdir` (none if `None`: a process that writes nothing) and the stop signals."""
   with contextlib.ExitStack() as stack:
+    stack.enter_context(preemption.handling())  # first: from the moment the lock names us, a signal is a stop
     if workdir is not None:
       stack.enter_context(workdir_lib.locked(workdir))
-    stack.enter_context(preemption.handling())
     yield
 
 

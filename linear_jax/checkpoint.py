@@ -13,9 +13,10 @@ import time
 import jax
 import numpy as np
 
-# For the crash-safety test only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
-# the N-th save creates the file MARKER and waits, its temporary file written
-# and not yet renamed, so the test can kill the process at the worst moment.
+# For the crash-safety tests only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
+# the N-th save creates the file MARKER and waits (until MARKER is deleted, at
+# most 600 s), its temporary file written and not yet renamed, so a test can
+# kill or signal the process at the worst moment.
 _PAUSE = os.environ.get('LINEAR_JAX_CHECKPOINT_PAUSE')
 _saves = 0
 
@@ -28,7 +29,9 @@ def _crash_test_pause():
     if _saves == int(count):
       with open(marker, 'w') as f:
         f.write('paused')
-      time.sleep(600)
+      deadline = time.time() + 600
+      while os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def remove_stale(folder):
