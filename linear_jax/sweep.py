@@ -423,6 +423,7 @@ def run_sweep(
       stop = preemption.stop_requested()
       if checkpoint_path and (stop or p.epoch % checkpoint_every == 0):
         sweep_state.save(checkpoint_path, ident, parts, p)
+        stop = stop or preemption.stop_requested()  # a signal during the write: this checkpoint is the last
       if stop:
         raise preemption.Stopped(checkpoint_path, f'epoch {p.epoch} of {cfg.epochs} ({where})')
 
