@@ -4,10 +4,11 @@
 turns SIGTERM / SIGINT into a clean stop (`linear_jax/preemption.py`) for the
 life of the run; `exit_stopped` prints the one line that names the checkpoint
 and the command that continues from it, and exits with
-`preemption.EXIT_STATUS` (75).
+`preemption.EXIT_STATUS` (75) at once.
 """
 
 import contextlib
+import os
 import shlex
 import sys
 
@@ -48,6 +49,9 @@ def exit_stopped(module, checkpoint, progress):
     f'Stopped by {preemption.signal_name() or "request"} after {progress}: {where}; '
     f'continue with: {continue_command(module)}',
     file=sys.stderr,
-    flush=True,
   )
-  sys.exit(preemption.EXIT_STATUS)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # The checkpoint is on disk and every output file closed: exit now, without waiting for a
+  # step that was abandoned in flight (see preemption.wait) to finish computing.
+  os._exit(preemption.EXIT_STATUS)

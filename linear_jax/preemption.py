@@ -25,6 +25,7 @@ EXIT_STATUS = 75  # EX_TEMPFAIL of sysexits.h: stopped on request, a checkpoint 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _received = []  # signal numbers, in the order they came
+_handling = []  # non-empty inside handling()
 
 
 class Stopped(Exception):  # noqa: N818 - a stop, not an error
@@ -56,9 +57,11 @@ def handling(signals=SIGNALS):
     yield
     return
   previous = {s: signal.signal(s, _handler) for s in signals}
+  _handling.append(True)
   try:
     yield
   finally:
+    _handling.pop()
     for s, h in previous.items():
       signal.signal(s, h)
 
@@ -83,6 +86,40 @@ def stop_requested():
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   return bool(np.any(multihost_utils.process_allgather(np.int32(requested()))))
+
+
+def wait(tree):
+  """Waits until the arrays of `tree` are computed; `False` as soon as a stop signal comes first.
+
+  A compiled epoch cannot be interrupted, and Python runs a signal handler
+  only between bytecodes, so a loop that blocks on an epoch would hear a
+  signal only when the epoch ends. Inside `handling()` (one process), a
+  helper thread blocks instead and the loop looks at the flag every 50 ms:
+  on a stop it abandons the step in flight and saves the state before it.
+  (The abandoned computation runs on; `experiments/longrun.py` exits without
+  waiting for it.) Elsewhere this is `jax.block_until_ready`.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if not _handling or jax.process_count() > 1:  # processes stop together, at step boundaries
+    jax.block_until_ready(tree)
+    return True
+  done = threading.Event()
+
+  def block():
+    try:
+      jax.block_until_ready(tree)
+    except Exception:  # noqa: BLE001, S110 - raised again below, in the caller's thread
+      pass
+    finally:
+      done.set()
+
+  threading.Thread(target=block, daemon=True).start()
+  while not done.wait(0.05):
+    if requested():
+      return False
+  jax.block_until_ready(tree)  # raises here, in the caller's thread, what the computation raised
+  return True
 
 
 def reset():

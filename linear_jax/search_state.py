@@ -72,7 +72,8 @@ class Segments:
     cur = meta['search']['current']
     if cur is not None:
       carry = [arrays[n] for n in meta['names'] if n.startswith('cur/carry/')]
-      self.current = (cur['label'], cur['units'], carry, [arrays['cur/curve']])
+      curve = arrays['cur/curve']
+      self.current = (cur['label'], cur['units'], carry, [curve] if curve.size else [])
 
   def _save(self, current):
     arrays, done = {}, []
@@ -85,7 +86,7 @@ class Segments:
       cur = {'label': label, 'units': units}
       for j, leaf in enumerate(jax.tree.leaves(carry)):
         arrays[f'cur/carry/{j:03d}'] = np.asarray(leaf)
-      arrays['cur/curve'] = np.concatenate([np.asarray(p) for p in pieces])
+      arrays['cur/curve'] = np.concatenate([np.asarray(p) for p in pieces] or [np.zeros((0,), np.float32)])
     names = sorted(arrays)
     meta = {'search': {'identity': self.identity, 'done': done, 'current': cur}, 'names': names}
     checkpoint.save(self.path, [arrays[n] for n in names], meta)
@@ -104,7 +105,11 @@ class Segments:
       carry = jax.tree.unflatten(jax.tree.structure(carry), leaves)
       self.current = None
     for a in range(start, units, step):
+      before = carry
       carry, piece = segment(carry, keys[a : a + step])
+      if not preemption.wait((carry, piece)):  # a stop signal: abandon the slice in flight
+        self._save((self.label, a, before, pieces))
+        raise preemption.Stopped(self.path, f'{a} of {units} steps of {self.label}')
       pieces.append(np.asarray(piece))
       b = min(a + step, units)
       if b == units:

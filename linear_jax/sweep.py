@@ -279,6 +279,7 @@ def _run_chunk(
   base_key = jax.random.PRNGKey(cfg.seed)
   splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
   for epoch in range(start, cfg.epochs):
+    before = (params, opt_state, diverged_at)
     params, opt_state, diverged_at, _ = epoch_fn(
       params,
       opt_state,
@@ -290,6 +291,8 @@ def _run_chunk(
       limit,
       jnp.int32(epoch * steps),
     )
+    if after_epoch and not preemption.wait(params):  # a stop signal: abandon the epoch in flight
+      after_epoch(sweep_state.ChunkProgress(*before, limit, history, best, best_epoch, epoch), abandon=True)
     metrics = {}
     for split in splits:
       for name, v in eval_fn(params, *arrays[split], hp).items():
@@ -417,10 +420,10 @@ def run_sweep(
     part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
     where = f'models {len(order) + 1}-{len(order) + len(idx)} of {len(settings)}'
 
-    def after_epoch(p, where=where):
-      if p.epoch == cfg.epochs:
+    def after_epoch(p, abandon=False, where=where):
+      if p.epoch == cfg.epochs and not abandon:
         return  # the chunk's end is saved with the chunk
-      stop = preemption.stop_requested()
+      stop = abandon or preemption.stop_requested()
       if checkpoint_path and (stop or p.epoch % checkpoint_every == 0):
         sweep_state.save(checkpoint_path, ident, parts, p)
         stop = stop or preemption.stop_requested()  # a signal during the write: this checkpoint is the last

@@ -462,7 +462,11 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       params, opt_state, history, best = committed
       t0 = time.perf_counter()
       params, opt_state, values = epoch_fn(params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp)
-      values = np.asarray(values)  # waits for the epoch to finish
+      if not preemption.wait(values):  # a stop signal came first: abandon the epoch in flight
+        interrupted = True
+        save(committed)
+        break
+      values = np.asarray(values)
       seconds = time.perf_counter() - t0
       bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
       if bad.any():

@@ -99,3 +99,32 @@ def test_resume_with_other_settings_is_refused_naming_them(blobs, tmp_path):
   (tmp_path / 'bad.npz').write_bytes(b'not a checkpoint')
   with pytest.raises(ValueError, match='bad.npz: not a readable checkpoint'):
     sweep.run_sweep(CFG, blobs, SETTINGS[:4], checkpoint_path=str(tmp_path / 'bad.npz'), resume=True)
+
+
+def test_signal_at_seeded_moments_abandons_the_epoch_in_flight_and_resumes_bit_exact(blobs, whole, tmp_path):
+  import os  # pylint: disable=import-outside-toplevel
+  import threading  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+
+  path = str(tmp_path / sweep_state.FILE)
+  t = time.perf_counter()
+  sweep.run_sweep(CFG, blobs, SETTINGS, chunk_size=CHUNK, checkpoint_path=path, checkpoint_every=2)
+  seconds = time.perf_counter() - t
+  rng = random.Random(3)
+  for _ in range(3):
+    preemption.reset()
+    timer = threading.Timer(rng.uniform(0, seconds), os.kill, (os.getpid(), signal.SIGTERM))
+    with preemption.handling():  # the timer is stopped before the handlers go
+      timer.start()
+      try:
+        sweep.run_sweep(CFG, blobs, SETTINGS, chunk_size=CHUNK, checkpoint_path=path, checkpoint_every=2)
+      except preemption.Stopped:
+        pass
+      finally:
+        timer.cancel()
+        timer.join()
+    preemption.reset()
+    resumed = sweep.run_sweep(
+      CFG, blobs, SETTINGS, chunk_size=CHUNK, checkpoint_path=path, checkpoint_every=2, resume=True
+    )
+    _assert_same(resumed, whole)
