@@ -3,9 +3,10 @@
 Clusters, cloud queues and TPU pods stop a job with SIGTERM and a grace
 period; a user stops one with Ctrl-C (SIGINT). Inside `handling()` either
 signal only sets a flag: the loops of `train.fit`, `sweep.run_sweep` and the
-search check it after each epoch, generation or batch of evaluations, write a
-checkpoint and stop (`train.fit` returns with `interrupted=True`; the sweep
-and search raise `Stopped`). A second signal while the checkpoint is being
+search watch it while an epoch or a slice of generations computes (`wait`),
+abandon that step, write a checkpoint of the state before it and stop
+(`train.fit` returns with `interrupted=True`; the sweep and search raise
+`Stopped`). A second signal while the checkpoint is being
 written is noted and ignored, so it can never tear the write (the write is
 atomic anyway: see `checkpoint.py`). Outside `handling()` nothing changes:
 Ctrl-C raises `KeyboardInterrupt` as usual.
