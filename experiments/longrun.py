@@ -50,6 +50,10 @@ def exit_stopped(module, checkpoint, progress):
     f'continue with: {continue_command(module)}',
     file=sys.stderr,
   )
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if jax.process_count() > 1:  # no step was abandoned; JAX's shutdown lets the processes leave together
+    sys.exit(preemption.EXIT_STATUS)
   sys.stdout.flush()
   sys.stderr.flush()
   # The checkpoint is on disk and every output file closed: exit now, without waiting for a
