@@ -24,6 +24,10 @@ from absl import flags
 import numpy as np
 
 from experiments import common
+from experiments import longrun
+from linear_jax import preemption
+from linear_jax import sweep as sweep_lib
+from linear_jax import sweep_state
 
 common.define_objective_flags()
 common.define_data_flags()
@@ -49,7 +53,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
-flags.DEFINE_string('workdir', 'workdir/sweep', 'Where outputs go.')
+flags.DEFINE_string('workdir', 'workdir/sweep', 'Where outputs and the checkpoint go.')
+flags.DEFINE_bool('resume', False, 'Continue from --workdir/sweep_checkpoint.npz (bit for bit).')
+flags.DEFINE_integer(
+  'checkpoint_every',
+  sweep_lib.CHECKPOINT_EVERY,
+  'Epochs between checkpoints (and after every chunk).',
+  lower_bound=1,
+)
 flags.DEFINE_bool('quiet', False, 'No progress display.')
 
 FLAGS = flags.FLAGS
@@ -190,8 +201,18 @@ def run(workdir):
   momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
   seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else None
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
+  ckpt = checkpoint_path(workdir)
+  if not FLAGS.resume and ckpt and os.path.exists(ckpt):
+    os.remove(ckpt)
   result = sweep.run_sweep(
-    cfg, dataset, settings, chunk_size=FLAGS.chunk_size or None, on_epoch=None if FLAGS.quiet else _progress
+    cfg,
+    dataset,
+    settings,
+    chunk_size=FLAGS.chunk_size or None,
+    on_epoch=None if FLAGS.quiet else _progress,
+    checkpoint_path=ckpt,
+    checkpoint_every=FLAGS.checkpoint_every,
+    resume=FLAGS.resume,
   )
   rows = result.rows()
   groups = result.seed_groups()
@@ -241,6 +262,13 @@ def run(workdir):
   return out
 
 
+def checkpoint_path(workdir):
+  """Where the sweep's checkpoint goes; `None` with several processes (see sweep.run_sweep)."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  return os.path.join(workdir, sweep_state.FILE) if jax.process_count() == 1 else None
+
+
 def _write_csv(path, rows):
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -256,7 +284,10 @@ def main(argv):
   main_process = jax.process_index() == 0  # only process 0 writes outputs
   workdir = common.prepare_workdir(FLAGS.workdir) if main_process else tempfile.mkdtemp()
   try:
-    out = run(workdir)
+    with longrun.guarded(workdir if main_process else None):
+      out = run(workdir)
+  except preemption.Stopped as e:
+    longrun.exit_stopped('experiments.lr_sweep', e.checkpoint, e.progress)
   except ValueError as e:
     sys.exit(f'Error: {e}')
   if not main_process:

@@ -16,8 +16,12 @@ import sys
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from experiments import common
+from experiments import longrun
+from linear_jax import preemption
+from linear_jax import search_state
 
 common.define_objective_flags()
 common.define_data_flags()
@@ -31,7 +35,15 @@ flags.DEFINE_float('init_scale', 1.0, 'Random and genetic search: standard devia
 flags.DEFINE_float('learning_rate', 0.1, 'Gradient descent: learning rate, > 0.')
 flags.DEFINE_integer('batch_size', 64, 'Mini-batch gradient descent: batch size, > 0.')
 flags.DEFINE_bool('low_dim', True, 'Also run on a 2-D problem (blobs, or linreg for regression losses).')
-flags.DEFINE_string('workdir', 'workdir/search', 'Where outputs go.')
+flags.DEFINE_string('workdir', 'workdir/search', 'Where outputs and the checkpoint go.')
+flags.DEFINE_bool('resume', False, 'Continue from --workdir/search_checkpoint.npz (bit for bit).')
+flags.DEFINE_integer(
+  'checkpoint_every',
+  search_state.CHECKPOINT_EVERY,
+  'Loss evaluations between checkpoints (rounded down to whole generations, iterations or epochs; '
+  'and after every method).',
+  lower_bound=1,
+)
 
 for _name in ('budget', 'proposals', 'batch_size'):
   flags.register_validator(_name, lambda v: v >= 1, message=f'--{_name} must be >= 1.')
@@ -50,7 +62,7 @@ flags.register_multi_flags_validator(
 FLAGS = flags.FLAGS
 
 
-def run_problem(name, dataset):
+def run_problem(name, dataset, segments=None):
   """Every method on one dataset; returns the rows of the table and the curves."""
   from linear_jax import search  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
@@ -76,7 +88,26 @@ def run_problem(name, dataset):
     init_scale=FLAGS.init_scale,
     batch_size=FLAGS.batch_size,
     name=name,
+    segments=segments,
   )
+
+
+SETTINGS_FLAGS = ('workdir', 'resume', 'checkpoint_every', 'compilation_cache')  # do not change the result
+
+
+def identity(problems):
+  """What fixes the search's result: its flags and a checksum of each problem's data."""
+  import zlib  # pylint: disable=import-outside-toplevel
+
+  out = {
+    f.name: f.value
+    for module in (sys.modules[__name__], common)
+    for f in FLAGS.get_key_flags_for_module(module)
+    if f.name not in SETTINGS_FLAGS
+  }
+  for name, ds in problems:
+    out[f'data {name}'] = [zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in (ds.x_train, ds.y_train)]
+  return out
 
 
 def main(argv):
@@ -99,12 +130,19 @@ def main(argv):
     name = '2-D linreg' if kind == 'real' else '2-D blobs'
     problems.append((name, data.prepare(raw, name, seed=FLAGS.seed)))
   try:
-    problems.append((FLAGS.dataset, common.load_dataset(FLAGS)))
-    all_rows, all_curves = [], {}
-    for name, dataset in problems:
-      rows, curves = run_problem(name, dataset)
-      all_rows += rows
-      all_curves[f'{name} ({dataset.num_features * (dataset.num_classes or 1)}+ weights)'] = curves
+    with longrun.guarded(workdir):
+      problems.append((FLAGS.dataset, common.load_dataset(FLAGS)))
+      ckpt = os.path.join(workdir, search_state.FILE)
+      if not FLAGS.resume and os.path.exists(ckpt):
+        os.remove(ckpt)
+      segments = search_state.Segments(ckpt, identity(problems), FLAGS.checkpoint_every, FLAGS.resume)
+      all_rows, all_curves = [], {}
+      for name, dataset in problems:
+        rows, curves = run_problem(name, dataset, segments)
+        all_rows += rows
+        all_curves[f'{name} ({dataset.num_features * (dataset.num_classes or 1)}+ weights)'] = curves
+  except preemption.Stopped as e:
+    longrun.exit_stopped('experiments.search', e.checkpoint, e.progress)
   except ValueError as e:
     sys.exit(f'Error: {e}')
   print(

@@ -23,6 +23,7 @@ from absl import flags
 import numpy as np
 
 from experiments import common
+from experiments import longrun
 
 common.define_objective_flags()
 common.define_data_flags()
@@ -65,8 +66,10 @@ def run(workdir):
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
   train.check_fit(cfg, dataset)
-  if workdir is None:  # not process 0 of a multi-host run: train, write nothing
-    result = train.fit(cfg, dataset)
+  if workdir is None:  # not process 0 of a multi-host run: train, read process 0's checkpoint, write nothing
+    result = train.fit(
+      cfg, dataset, workdir=FLAGS.workdir, resume=FLAGS.resume, checkpoint_every=FLAGS.checkpoint_every
+    )
     return {'final': train.evaluate(cfg, dataset, result.params)}, result
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if not FLAGS.resume and os.path.exists(os.path.join(workdir, train.CHECKPOINT)):
@@ -116,7 +119,7 @@ def run(workdir):
     'versions': common.versions(),
   }
   _write_json(os.path.join(workdir, 'summary.json'), summary)
-  if FLAGS.plots and result.history:
+  if FLAGS.plots and result.history and not result.interrupted:  # a stopped run exits within its grace period
     plots.curves(result.history, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
     if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
       w = chosen if chosen.b is not None else model.unfold_bias(chosen)
@@ -145,11 +148,15 @@ def main(argv):
   workdir = common.prepare_workdir(FLAGS.workdir) if main_process else None
 
   try:
-    summary, result = run(workdir)
+    with longrun.guarded(workdir):
+      summary, result = run(workdir)
   except train.Diverged as e:
     sys.exit(f'Training diverged: {e}')
   except ValueError as e:
     sys.exit(f'Error: {e}')
+  if result.interrupted:
+    checkpoint = os.path.join(FLAGS.workdir, train.CHECKPOINT)
+    longrun.exit_stopped('experiments.train', checkpoint, f'epoch {len(result.history)} of {FLAGS.epochs}')
   if not main_process:
     return
   final = summary['final']
@@ -164,9 +171,6 @@ def main(argv):
     f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} epochs, {summary["seconds"]:.1f} s); '
     f'outputs in {workdir}'
   )
-  if result.interrupted:
-    print('Interrupted: checkpoint saved; continue with --resume.', file=sys.stderr)
-    sys.exit(130)
 
 
 if __name__ == '__main__':

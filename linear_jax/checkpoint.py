@@ -13,9 +13,10 @@ import time
 import jax
 import numpy as np
 
-# For the crash-safety test only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
-# the N-th save creates the file MARKER and waits, its temporary file written
-# and not yet renamed, so the test can kill the process at the worst moment.
+# For the crash-safety tests only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
+# the N-th save creates the file MARKER and waits (until MARKER is deleted, at
+# most 600 s), its temporary file written and not yet renamed, so a test can
+# kill or signal the process at the worst moment.
 _PAUSE = os.environ.get('LINEAR_JAX_CHECKPOINT_PAUSE')
 _saves = 0
 
@@ -28,7 +29,9 @@ def _crash_test_pause():
     if _saves == int(count):
       with open(marker, 'w') as f:
         f.write('paused')
-      time.sleep(600)
+      deadline = time.time() + 600
+      while os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def remove_stale(folder):
@@ -63,11 +66,10 @@ def save(path, tree, meta):
     os.close(dir_fd)
 
 
-def load(path, template):
-  """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
+def read(path):
+  """`(arrays, meta)`: every array of a checkpoint in the order written, and its header.
 
-  Raises a `ValueError` naming the file if it is unreadable or was written for
-  another model (a different number, shape or dtype of arrays).
+  Raises a `ValueError` naming the file if it is unreadable.
   """
   try:
     with np.load(path, allow_pickle=False) as f:
@@ -76,7 +78,21 @@ def load(path, template):
     raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e}).') from e
   if 'meta' not in files:
     raise ValueError(f'{path}: not a linear_jax checkpoint (no header).')
-  meta = json.loads(str(files.pop('meta')))
+  try:
+    meta = json.loads(str(files.pop('meta')))
+  except ValueError as e:
+    raise ValueError(f'{path}: not a linear_jax checkpoint (unreadable header: {e}).') from e
+  return [files[f'leaf_{i:04d}'] for i in range(len(files)) if f'leaf_{i:04d}' in files], meta
+
+
+def load(path, template):
+  """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
+
+  Raises a `ValueError` naming the file if it is unreadable or was written for
+  another model (a different number, shape or dtype of arrays).
+  """
+  arrays, meta = read(path)
+  files = {f'leaf_{i:04d}': a for i, a in enumerate(arrays)}
   leaves, treedef = jax.tree.flatten(template)
   if len(files) != len(leaves):
     raise ValueError(f'{path}: holds {len(files)} arrays, this model needs {len(leaves)}.')

@@ -22,6 +22,7 @@ import optax
 
 from linear_jax import losses
 from linear_jax import model
+from linear_jax import search_state
 from linear_jax import train
 
 GRADIENT_COST = 2  # loss evaluations per gradient evaluation (see the module docstring)
@@ -62,7 +63,9 @@ def _random_params(key, template, scale):
   return jax.tree.map(lambda a: scale * a, optax.tree_utils.tree_random_like(key, template))
 
 
-def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
+def random_search(
+  loss_fn, key, template, budget, scale=1.0, chunk_size=256, run_segments=search_state.in_one
+):
   """Draws `budget` random weight sets `N(0, scale²)` and keeps the best.
 
   Args:
@@ -72,6 +75,8 @@ def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
     budget: loss evaluations (= candidates drawn).
     scale: standard deviation of the draws.
     chunk_size: candidates evaluated together under `vmap`.
+    run_segments: how the scan over units runs (`search_state.Segments.run`
+      checkpoints between slices); the same for every method.
   """
   _check(budget=budget, scale=scale)
   chunk = min(chunk_size, budget)
@@ -80,9 +85,8 @@ def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
   draw = lambda k: _random_params(k, template, scale)
   # Each candidate is drawn inside the map from its own key, so only `chunk`
   # weight sets exist at a time; the winner is drawn again from its key.
-  losses_ = np.asarray(
-    jax.jit(lambda ks: jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk))(keys)
-  )
+  segment = jax.jit(lambda _, ks: (None, jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk)))
+  losses_ = np.asarray(run_segments(segment, None, keys, 1)[1])
   losses_ = np.where(np.isfinite(losses_), losses_, np.inf)
   best = int(np.argmin(losses_))
   curve = np.minimum.accumulate(losses_)
@@ -96,7 +100,9 @@ def random_search(loss_fn, key, template, budget, scale=1.0, chunk_size=256):
   )
 
 
-def random_local_search(loss_fn, key, init, budget, step_size=0.1, proposals=10):
+def random_local_search(
+  loss_fn, key, init, budget, step_size=0.1, proposals=10, run_segments=search_state.in_one
+):
   """Perturbs the best weights at random and keeps a perturbation that lowers the loss.
 
   Each iteration draws `proposals` perturbations `W + step_size·N(0, I)` of
@@ -107,26 +113,24 @@ def random_local_search(loss_fn, key, init, budget, step_size=0.1, proposals=10)
   _check(budget=budget, population=proposals, scale=step_size)
   iterations = (budget - 1) // proposals
 
-  @jax.jit
-  def run(key, init):
-    def body(carry, k):
-      best, best_loss = carry
-      cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, _random_params(kk, best, step_size)))(
-        jax.random.split(k, proposals)
-      )
-      vals = jax.vmap(loss_fn)(cands)
-      vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
-      i = jnp.argmin(vals)
-      better = vals[i] < best_loss
-      best = jax.tree.map(lambda c, b: jnp.where(better, c[i], b), cands, best)
-      best_loss = jnp.where(better, vals[i], best_loss)
-      return (best, best_loss), best_loss
+  def body(carry, k):
+    best, best_loss = carry
+    cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, _random_params(kk, best, step_size)))(
+      jax.random.split(k, proposals)
+    )
+    vals = jax.vmap(loss_fn)(cands)
+    vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+    i = jnp.argmin(vals)
+    better = vals[i] < best_loss
+    best = jax.tree.map(lambda c, b: jnp.where(better, c[i], b), cands, best)
+    best_loss = jnp.where(better, vals[i], best_loss)
+    return (best, best_loss), best_loss
 
-    start = loss_fn(init)
-    (best, best_loss), curve = jax.lax.scan(body, (init, start), jax.random.split(key, iterations))
-    return best, best_loss, start, curve
-
-  best, best_loss, start, curve = run(key, init)
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
+  start = jax.jit(loss_fn)(init)
+  (best, best_loss), curve = run_segments(
+    segment, (init, start), jax.random.split(key, iterations), proposals
+  )
   evals = 1 + proposals * np.arange(iterations + 1)
   return SearchResult(
     'random local search',
@@ -148,6 +152,7 @@ def genetic_algorithm(
   mutation_scale=0.1,
   init_scale=1.0,
   tournament=3,
+  run_segments=search_state.in_one,
 ):
   """A genetic algorithm: population, tournament selection, uniform crossover, mutation.
 
@@ -167,47 +172,47 @@ def genetic_algorithm(
   generations = (budget - population) // children
 
   @jax.jit
-  def run(key):
+  def start(key):
     k0, key = jax.random.split(key)
     pop = jax.vmap(lambda k: _random_params(k, template, init_scale))(jax.random.split(k0, population))
     fit = jax.vmap(loss_fn)(pop)
     fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
+    return (pop, fit), jnp.min(fit), jax.random.split(key, generations)
 
-    def generation(carry, k):
-      pop, fit = carry
-      order = jnp.argsort(fit)
-      ks, kc = jax.random.split(k)
-      contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
-      winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
+  def generation(carry, k):
+    pop, fit = carry
+    order = jnp.argsort(fit)
+    ks, kc = jax.random.split(k)
+    contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
+    winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
 
-      def breed(a, b, kk):
-        k1, k2 = jax.random.split(kk)
-        pa = jax.tree.map(lambda t: t[a], pop)
-        pb = jax.tree.map(lambda t: t[b], pop)
-        leaves = jax.tree.leaves(pa)
-        masks = [
-          jax.random.bernoulli(k, 0.5, leaf.shape)
-          for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
-        ]
-        mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
-        child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
-        noise = _random_params(k2, child, mutation_scale)
-        return jax.tree.map(jnp.add, child, noise)
+    def breed(a, b, kk):
+      k1, k2 = jax.random.split(kk)
+      pa = jax.tree.map(lambda t: t[a], pop)
+      pb = jax.tree.map(lambda t: t[b], pop)
+      leaves = jax.tree.leaves(pa)
+      masks = [
+        jax.random.bernoulli(k, 0.5, leaf.shape)
+        for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
+      ]
+      mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
+      child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
+      noise = _random_params(k2, child, mutation_scale)
+      return jax.tree.map(jnp.add, child, noise)
 
-      kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
-      kid_fit = jax.vmap(loss_fn)(kids)
-      kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
-      elites = order[:elite]
-      pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
-      fit = jnp.concatenate([fit[elites], kid_fit])
-      return (pop, fit), jnp.min(fit)
+    kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
+    kid_fit = jax.vmap(loss_fn)(kids)
+    kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
+    elites = order[:elite]
+    pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
+    fit = jnp.concatenate([fit[elites], kid_fit])
+    return (pop, fit), jnp.min(fit)
 
-    first = jnp.min(fit)
-    (pop, fit), curve = jax.lax.scan(generation, (pop, fit), jax.random.split(key, generations))
-    best = jnp.argmin(fit)
-    return jax.tree.map(lambda t: t[best], pop), fit[best], first, curve
-
-  best, best_loss, first, curve = run(key)
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(generation, carry, keys))
+  carry, first, keys = start(key)
+  (pop, fit), curve = run_segments(segment, carry, keys, children)
+  i = int(jnp.argmin(fit))
+  best, best_loss = jax.tree.map(lambda t: t[i], pop), fit[i]
   evals = population + children * np.arange(generations + 1)
   return SearchResult(
     'genetic algorithm',
@@ -219,7 +224,7 @@ def genetic_algorithm(
   )
 
 
-def gradient_descent(cfg, x, targets, init, budget, loss_fn=None):
+def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=search_state.in_one):
   """Gradient descent (full batch if `cfg.batch_size` is 0, else mini-batch) within `budget`.
 
   An epoch costs `GRADIENT_COST` evaluations whatever the batch size (every
@@ -239,16 +244,14 @@ def gradient_descent(cfg, x, targets, init, budget, loss_fn=None):
   loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   opt_state = train.make_optimizer(cfg, hp, steps).init(init)
 
-  @jax.jit
-  def run(params, opt_state, key):
-    def body(carry, k):
-      params, opt_state = carry
-      params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp)
-      return (params, opt_state), loss_fn(params)
+  def body(carry, k):
+    params, opt_state = carry
+    params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp)
+    return (params, opt_state), loss_fn(params)
 
-    return jax.lax.scan(body, (params, opt_state), jax.random.split(key, epochs))
-
-  (params, _), curve = run(init, opt_state, jax.random.PRNGKey(cfg.seed))
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
+  keys = jax.random.split(jax.random.PRNGKey(cfg.seed), epochs)
+  (params, _), curve = run_segments(segment, (init, opt_state), keys, GRADIENT_COST)
   curve = np.asarray(curve)
   start = float(loss_fn(init))
   finite = np.where(np.isfinite(curve), curve, np.inf)
@@ -286,13 +289,17 @@ def compare(
   init_scale=1.0,
   batch_size=64,
   name=None,
+  segments=None,
 ):
   """Every method on `dataset` with the same budget: `(rows, curves)`.
 
   `cfg` gives the objective (loss, penalty, reg, margin) and gradient
   descent's optimizer and learning rate. Each row holds the method, its best
   training loss, the validation metric of its weights, the evaluations it
-  spent and its wall time (compilation included).
+  spent and its wall time (compilation included). With `segments` (a
+  `search_state.Segments`), every method checkpoints as it goes, methods
+  finished before a resume are not run again, and a stop signal raises
+  `preemption.Stopped` after a checkpoint.
   """
   import time  # pylint: disable=import-outside-toplevel
 
@@ -301,21 +308,32 @@ def compare(
   loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)
+  seg = segments.run if segments else search_state.in_one
   methods = {
-    'random search': lambda: random_search(loss_fn, key, init, budget, init_scale),
-    'random local search': lambda: random_local_search(loss_fn, key, init, budget, step_size, proposals),
+    'random search': lambda: random_search(loss_fn, key, init, budget, init_scale, run_segments=seg),
+    'random local search': lambda: random_local_search(
+      loss_fn, key, init, budget, step_size, proposals, run_segments=seg
+    ),
     'genetic algorithm': lambda: genetic_algorithm(
-      loss_fn, key, init, budget, population, elite, mutation_scale, init_scale
+      loss_fn, key, init, budget, population, elite, mutation_scale, init_scale, run_segments=seg
     ),
     'GD full batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn
+      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn, run_segments=seg
     ),
     'GD mini-batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn
+      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn, run_segments=seg
     ),
   }
   rows, curves = [], {}
   for label, run in methods.items():
+    where = f'{name or dataset.name}: {label}'
+    done = segments.finished(where) if segments else None
+    if done is not None:  # finished before the resume
+      rows.append(done[0])
+      curves[label] = done[1:]
+      continue
+    if segments:
+      segments.label = where
     t = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - t
@@ -331,4 +349,6 @@ def compare(
       }
     )
     curves[label] = (result.curve_evals, result.curve_loss)
+    if segments:
+      segments.finish(where, rows[-1], *curves[label])
   return rows, curves

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import time
 
 import jax
@@ -23,9 +24,13 @@ import numpy as np
 import optax
 
 from linear_jax import losses
+from linear_jax import preemption
+from linear_jax import sweep_state
 from linear_jax import train
 
 RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
+# Epochs between a sweep's checkpoints: under 5% of its time (experiments/bench_longruns.py).
+CHECKPOINT_EVERY = 10
 
 
 def make_sweep_epoch_fn(cfg, num_examples):
@@ -225,7 +230,18 @@ def _clean(v):
   return v if math.isfinite(v) else None
 
 
-def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total):
+def _run_chunk(
+  cfg,
+  arrays,
+  settings,
+  num_features,
+  num_outputs,
+  on_epoch,
+  chunk_offset,
+  total,
+  progress=None,
+  after_epoch=None,
+):
   x, y = arrays['train']
   n = x.shape[0]
   k = len(settings)
@@ -244,16 +260,26 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
     params, opt_state, hp, diverged_at = parallel.shard_models(
       (params, opt_state, hp, diverged_at), cfg.num_devices
     )
-  initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
-  limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
+  if progress is None:
+    initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
+    limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
+    history, best, best_epoch, start = [], {'score': np.full(k, -np.inf)}, np.zeros(k, int), 0
+  else:  # resumed (sweep_state.py): the state after the chunk's last checkpointed epoch
+    p = progress
+    params, opt_state, diverged_at, limit = jax.tree.map(
+      jnp.asarray, (p.params, p.opt_state, p.diverged_at, p.limit)
+    )
+    if cfg.parallel != 'none':
+      params, opt_state, diverged_at = parallel.shard_models(
+        (params, opt_state, diverged_at), cfg.num_devices
+      )
+    history, best, best_epoch, start = list(p.history), dict(p.best), p.best_epoch, p.epoch
   if cfg.parallel != 'none':
     limit = parallel.shard_models(limit, cfg.num_devices)
   base_key = jax.random.PRNGKey(cfg.seed)
   splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
-  history = []
-  best = {'score': np.full(k, -np.inf)}
-  best_epoch = np.zeros(k, int)
-  for epoch in range(cfg.epochs):
+  for epoch in range(start, cfg.epochs):
+    before = (params, opt_state, diverged_at)
     params, opt_state, diverged_at, _ = epoch_fn(
       params,
       opt_state,
@@ -265,6 +291,8 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
       limit,
       jnp.int32(epoch * steps),
     )
+    if after_epoch and not preemption.wait(params):  # a stop signal: abandon the epoch in flight
+      after_epoch(sweep_state.ChunkProgress(*before, limit, history, best, best_epoch, epoch), abandon=True)
     metrics = {}
     for split in splits:
       for name, v in eval_fn(params, *arrays[split], hp).items():
@@ -279,6 +307,11 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
     history.append(metrics)
     if on_epoch:
       on_epoch(epoch + 1, chunk_offset, k, total, metrics, dead)
+    if after_epoch:  # checkpoints and stop signals (run_sweep)
+      progress = sweep_state.ChunkProgress(
+        params, opt_state, diverged_at, limit, history, best, best_epoch, epoch + 1
+      )
+      after_epoch(progress)
   final = dict(history[-1])
   final['score'] = train.selection_metric(final, 'val_' if 'val_loss' in final else 'train_')
   return params, history, final, best, best_epoch, np.asarray(diverged_at)
@@ -310,7 +343,17 @@ def _auto_chunk(cfg, dataset, num_outputs, max_bytes):
   return max(1, int(max_bytes // per_model))
 
 
-def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=1 << 30):
+def run_sweep(
+  cfg,
+  dataset,
+  settings,
+  chunk_size=None,
+  on_epoch=None,
+  max_bytes=1 << 30,
+  checkpoint_path=None,
+  checkpoint_every=CHECKPOINT_EVERY,
+  resume=False,
+):
   """Trains every setting of `settings` (see `grid`) on `dataset` together.
 
   Args:
@@ -329,10 +372,18 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
       dummy models that are dropped).
     on_epoch: called as `on_epoch(epoch, chunk_start, chunk_len, K, metrics, dead)`.
     max_bytes: the memory the automatic chunking may plan for.
+    checkpoint_path: where to write checkpoints (`sweep_state.py`), atomically,
+      every `checkpoint_every` epochs and after every chunk; `None`: none.
+    checkpoint_every: epochs between checkpoints.
+    resume: continue from `checkpoint_path` if it exists (refused, naming
+      what differs, if it was written with other settings); the resumed
+      sweep ends bit for bit equal to an uninterrupted one.
 
   Returns:
     A `SweepResult` in the order of `settings`. Model k ends equal (to float
-    tolerance) to `train.fit` with `cfg` and setting k.
+    tolerance) to `train.fit` with `cfg` and setting k. Raises
+    `preemption.Stopped` after writing a checkpoint if a stop signal came
+    (see `preemption.handling`).
   """
   train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss)
@@ -343,20 +394,61 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
     raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
   num_devices = 1 if cfg.parallel == 'none' else (cfg.num_devices or jax.device_count())
   chunk = -(-chunk // num_devices) * num_devices  # whole models per device
+  if checkpoint_every < 1:
+    raise ValueError(f'checkpoint_every must be >= 1, got {checkpoint_every}.')
+  if checkpoint_path and jax.process_count() > 1:
+    raise ValueError('sweep checkpoints are written by single-process sweeps only; give no checkpoint_path.')
   start = time.perf_counter()
-  parts, order = [], []
   by_seed = {}  # models of one seed share a data order, so they train together
   for k, s in enumerate(settings):
     by_seed.setdefault(s.get('seed', cfg.seed), []).append(k)
-  for seed, members in by_seed.items():
+  plan = [(seed, m[i : i + chunk]) for seed, m in by_seed.items() for i in range(0, len(m), chunk)]
+  parts, progress, ident = [], None, None
+  if checkpoint_path:
+    ident = sweep_state.identity(cfg, dataset, settings, chunk)
+    if resume and os.path.exists(checkpoint_path):
+      params, opt_state = jax.eval_shape(
+        lambda: train.init_state(cfg, dataset.num_features, c, train.hparams(cfg), 1)
+      )
+      parts, progress = sweep_state.load(
+        checkpoint_path, ident, jax.tree.structure(params), jax.tree.structure(opt_state)
+      )
+  order = [j for _, idx in plan[: len(parts)] for j in idx]
+  for seed, idx in plan[len(parts) :]:
     seed_cfg = dataclasses.replace(cfg, seed=int(seed))
-    for i in range(0, len(members), chunk):
-      idx = members[i : i + chunk]
-      part = [settings[j] for j in idx]
-      part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
-      out = _run_chunk(seed_cfg, arrays, part, dataset.num_features, c, on_epoch, len(order), len(settings))
-      parts.append(_take_models(out, len(idx)))
-      order += idx
+    part = [settings[j] for j in idx]
+    part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
+    where = f'models {len(order) + 1}-{len(order) + len(idx)} of {len(settings)}'
+
+    def after_epoch(p, abandon=False, where=where):
+      if p.epoch == cfg.epochs and not abandon:
+        return  # the chunk's end is saved with the chunk
+      stop = abandon or preemption.stop_requested()
+      if checkpoint_path and (stop or p.epoch % checkpoint_every == 0):
+        sweep_state.save(checkpoint_path, ident, parts, p)
+        stop = stop or preemption.stop_requested()  # a signal during the write: this checkpoint is the last
+      if stop:
+        raise preemption.Stopped(checkpoint_path, f'epoch {p.epoch} of {cfg.epochs} ({where})')
+
+    out = _run_chunk(
+      seed_cfg,
+      arrays,
+      part,
+      dataset.num_features,
+      c,
+      on_epoch,
+      len(order),
+      len(settings),
+      progress,
+      after_epoch,
+    )
+    progress = None
+    parts.append(_take_models(out, len(idx)))
+    order += idx
+    if checkpoint_path:
+      sweep_state.save(checkpoint_path, ident, parts, None)
+    if len(parts) < len(plan) and preemption.stop_requested():
+      raise preemption.Stopped(checkpoint_path, f'epoch {cfg.epochs} of {cfg.epochs} ({where})')
   back = np.argsort(order)  # from training order back to the order of `settings`
   cat = lambda xs: np.concatenate(xs)[back]
   history = [{m: cat([p[1][e][m] for p in parts]) for m in parts[0][1][e]} for e in range(len(parts[0][1]))]

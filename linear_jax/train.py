@@ -26,6 +26,8 @@ from linear_jax import data as data_lib
 from linear_jax import grad_sources
 from linear_jax import losses
 from linear_jax import model
+from linear_jax import multihost
+from linear_jax import preemption
 from linear_jax import validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam')
@@ -411,12 +413,16 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   committed = (params, opt_state, history, best)
   start = 0
   ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
-  if workdir:
+  writer = jax.process_index() == 0  # with several processes, process 0 writes and every process reads
+  if workdir and writer:
     checkpoint.remove_stale(workdir)
-  if resume and ckpt_path and os.path.exists(ckpt_path):
+  found = resume and ckpt_path and os.path.exists(ckpt_path)
+  multihost.check_same_view(ckpt_path, found)
+  if found:
     (params, opt_state, best_params, base_key), meta = checkpoint.load(
       ckpt_path, (params, opt_state, params, base_key)
     )
+    multihost.check_process_count(ckpt_path, meta)
     saved = meta.get('config', {})
     if saved != dataclasses.asdict(cfg):
       changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
@@ -433,7 +439,11 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   def save(state):
     if ckpt_path:
       p, o, h, bst = state
+      multihost.barrier(f'checkpoint after epoch {len(h)}')  # every process has reached this epoch
+      if not writer:
+        return
       meta = {
+        'num_processes': jax.process_count(),
         'epoch': len(h),
         'history': list(h),
         'config': dataclasses.asdict(cfg),
@@ -452,7 +462,11 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       params, opt_state, history, best = committed
       t0 = time.perf_counter()
       params, opt_state, values = epoch_fn(params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp)
-      values = np.asarray(values)  # waits for the epoch to finish
+      if not preemption.wait(values):  # a stop signal came first: abandon the epoch in flight
+        interrupted = True
+        save(committed)
+        break
+      values = np.asarray(values)
       seconds = time.perf_counter() - t0
       bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
       if bad.any():
@@ -477,13 +491,19 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       else:
         best = {**best, 'bad': best['bad'] + 1}
       committed = (params, opt_state, (*history, metrics), best)
-      if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+      saved = (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs
+      if saved:
         save(committed)
       if on_epoch:
         on_epoch(metrics)
       if cfg.patience and best['bad'] >= cfg.patience:
         stopped_early = True
         save(committed)
+        break
+      if epoch + 1 < cfg.epochs and preemption.stop_requested():  # SIGTERM / SIGINT (see preemption.py)
+        interrupted = True
+        if not saved:
+          save(committed)
         break
   except KeyboardInterrupt:
     interrupted = True

@@ -1,0 +1,47 @@
+"""Checkpoints of a multi-process run: process 0 writes, every process reads, all agree.
+
+With `jax.distributed`, the parameters and optimizer state are replicated on
+every process, so one copy is enough: process 0 writes it after a barrier
+(every process has reached the same step), and on resume every process reads
+it from a folder they all see (a shared file system, or one machine). Each
+process trains on its own shard of the rows, and that split depends on the
+number of processes, so a checkpoint resumes only with the number of
+processes that wrote it; another number is refused, naming both. With one
+process every function here does nothing.
+"""
+
+import jax
+import numpy as np
+
+
+def barrier(name):
+  """Waits until every process arrives here (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    multihost_utils.sync_global_devices(name)
+
+
+def check_same_view(path, found):
+  """Raises a `ValueError` unless every process does or does not see the checkpoint `path`."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  seen = np.asarray(multihost_utils.process_allgather(np.int32(bool(found))))
+  if seen.min() != seen.max():
+    missing = [int(i) for i in np.flatnonzero(seen == 0)]
+    raise ValueError(
+      f'{path}: process(es) {missing} do not see this checkpoint; resuming with several processes needs '
+      'a --workdir that every process reads (a shared file system).'
+    )
+
+
+def check_process_count(path, meta):
+  """Raises a `ValueError` if the checkpoint was written by another number of processes."""
+  wrote = meta.get('num_processes', 1)
+  if wrote != jax.process_count():
+    raise ValueError(
+      f'{path}: written by a run of {wrote} process(es) but this run has {jax.process_count()}; each '
+      f'process trains on its own shard of the data, so resume with --num_processes={wrote}.'
+    )

@@ -1,0 +1,128 @@
+"""SIGTERM and SIGINT as a clean stop: a flag the training loops read between steps.
+
+Clusters, cloud queues and TPU pods stop a job with SIGTERM and a grace
+period; a user stops one with Ctrl-C (SIGINT). Inside `handling()` either
+signal only sets a flag: the loops of `train.fit`, `sweep.run_sweep` and the
+search watch it while an epoch or a slice of generations computes (`wait`),
+abandon that step, write a checkpoint of the state before it and stop
+(`train.fit` returns with `interrupted=True`; the sweep and search raise
+`Stopped`). A second signal while the checkpoint is being
+written is noted and ignored, so it can never tear the write (the write is
+atomic anyway: see `checkpoint.py`). Outside `handling()` nothing changes:
+Ctrl-C raises `KeyboardInterrupt` as usual.
+
+With several processes (`jax.distributed`) every process must stop at the
+same step, or the others would wait for it in a collective forever:
+`stop_requested()` agrees on the flag over all processes (any one stopped
+means all stop).
+"""
+
+import contextlib
+import os
+import signal
+import threading
+
+EXIT_STATUS = 75  # EX_TEMPFAIL of sysexits.h: stopped on request, a checkpoint written; run again to continue
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_received = []  # signal numbers, in the order they came
+_handling = []  # non-empty inside handling()
+
+
+class Stopped(Exception):  # noqa: N818 - a stop, not an error
+  """A sweep or search stopped on a signal after writing `checkpoint` (`None`: no workdir)."""
+
+  def __init__(self, checkpoint, progress):
+    super().__init__(f'stopped after {progress}; checkpoint {checkpoint}')
+    self.checkpoint = checkpoint
+    self.progress = progress
+
+
+def _handler(signum, frame):
+  del frame
+  _received.append(signum)
+  if len(_received) > 1:  # os.write, not print: a handler may interrupt a print in progress
+    os.write(
+      2, f'{signal.Signals(signum).name} again: already stopping, the checkpoint is on its way.\n'.encode()
+    )
+
+
+@contextlib.contextmanager
+def handling(signals=SIGNALS):
+  """Within the block, `signals` set the stop flag instead of killing the process.
+
+  Only the main thread may install handlers; elsewhere this does nothing.
+  The previous handlers come back on exit.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {s: signal.signal(s, _handler) for s in signals}
+  _handling.append(True)
+  try:
+    yield
+  finally:
+    _handling.pop()
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+def requested():
+  """Whether this process received a stop signal."""
+  return bool(_received)
+
+
+def signal_name():
+  """The name of the first stop signal received (`'SIGTERM'`), or `None`."""
+  return signal.Signals(_received[0]).name if _received else None
+
+
+def stop_requested():
+  """Whether to stop now: this process's flag, or-ed over every process of a multi-process run."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if jax.process_count() == 1:
+    return requested()
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  return bool(np.any(multihost_utils.process_allgather(np.int32(requested()))))
+
+
+def wait(tree):
+  """Waits until the arrays of `tree` are computed; `False` as soon as a stop signal comes first.
+
+  A compiled epoch cannot be interrupted, and Python runs a signal handler
+  only between bytecodes, so a loop that blocks on an epoch would hear a
+  signal only when the epoch ends. Inside `handling()` (one process), a
+  helper thread blocks instead and the loop looks at the flag every 50 ms:
+  on a stop it abandons the step in flight and saves the state before it.
+  (The abandoned computation runs on; `experiments/longrun.py` exits without
+  waiting for it.) Elsewhere this is `jax.block_until_ready`.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if not _handling or jax.process_count() > 1:  # processes stop together, at step boundaries
+    jax.block_until_ready(tree)
+    return True
+  done = threading.Event()
+
+  def block():
+    try:
+      jax.block_until_ready(tree)
+    except Exception:  # noqa: BLE001, S110 - raised again below, in the caller's thread
+      pass
+    finally:
+      done.set()
+
+  threading.Thread(target=block, daemon=True).start()
+  while not done.wait(0.05):
+    if requested():
+      return False
+  jax.block_until_ready(tree)  # raises here, in the caller's thread, what the computation raised
+  return True
+
+
+def reset():
+  """Forgets received signals (for tests that run several stops in one process)."""
+  _received.clear()
