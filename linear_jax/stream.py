@@ -1,0 +1,368 @@
+"""Training on data larger than memory: blocks read from a memory map, sent to the device one ahead.
+
+A split too large for host or device memory (or any split, with
+`TrainConfig.stream`) is read in contiguous blocks of `block_rows` rows, for
+instance from `np.load(path, mmap_mode='r')`. One epoch of mini-batch SGD
+visits the blocks in an order drawn from the epoch's key, shuffles the rows
+inside each block with the block's own key, and runs the compiled steps of
+in-memory training (`train.make_update`, `train.batch_plan`,
+`train.scan_batches`) over the block's batches. Blocks hold a whole number of
+batches, so every example is used exactly once per epoch, every batch but one
+is full, and an epoch has as many steps as in memory. Full-batch descent adds
+the blocks' gradients, each weighted by its share of the rows, and takes one
+optimizer step (`train.make_apply`): in-memory descent up to float rounding.
+Evaluation adds the blocks' metrics the same way.
+
+While the device works on one block, the host reads the next one from the map
+and sends it (double buffering: compiled calls return before they finish). A
+block is copied into a fresh 64-byte-aligned buffer, which `jax.device_put`
+on the CPU takes without another copy, and the map's pages it came from are
+handed back to the kernel (`madvise(MADV_DONTNEED)`), so resident memory
+stays near a few blocks, not the file. Features stay in the file's float
+dtype until the device widens them (float16 and bfloat16 travel at half size).
+"""
+
+import functools
+import math
+import mmap
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax import losses
+from linear_jax import train
+
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+# Stream when the splits need more than this fraction of the free memory.
+MEMORY_FRACTION = 0.8
+ALIGN = 64
+
+
+# ----------------------------------------------------------------- host side
+
+
+def host_array(x, dtype, bias_column=False, copy=False):
+  """`x` as a C-ordered, 64-byte-aligned `[N, D]` array of `dtype`.
+
+  With `bias_column` it is `[N, D + 1]` and its last column is 1.
+
+  `jax.device_put` on the CPU aliases such an array instead of copying it.
+  `x` itself is returned when it already qualifies and no copy is asked for.
+  """
+  dtype = np.dtype(dtype)
+  if (
+    not copy
+    and not bias_column
+    and isinstance(x, np.ndarray)
+    and not isinstance(x, np.memmap)
+    and x.dtype == dtype
+    and x.flags.c_contiguous
+    and x.ctypes.data % ALIGN == 0
+  ):
+    return x
+  rows, cols = x.shape[0], x.shape[1] + bias_column
+  size = rows * cols * dtype.itemsize
+  buf = np.empty(size + ALIGN, np.uint8)
+  start = -buf.ctypes.data % ALIGN
+  out = buf[start : start + size].view(dtype).reshape(rows, cols)
+  if bias_column:
+    out[:, :-1] = x
+    out[:, -1] = 1
+  else:
+    out[...] = x
+  return out
+
+
+def release(x, start, stop):
+  """Hands the pages of rows `[start, stop)` of a memory map back to the kernel (a no-op otherwise).
+
+  The pages stay in the page cache; they only stop counting as this
+  process's resident memory, and a later read maps them again.
+  """
+  mm = getattr(x, '_mmap', None)
+  if mm is None or not hasattr(mm, 'madvise') or stop <= start:
+    return
+  row = x.strides[0]
+  base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data  # x's offset inside the map
+  lo = base + start * row
+  hi = base + stop * row
+  lo -= lo % mmap.PAGESIZE
+  try:
+    mm.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(mm)) - lo)
+  except (OSError, ValueError):  # advice only: the data stays correct either way
+    pass
+
+
+def transfer_dtype(x, dtype):
+  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`."""
+  xd = np.dtype(x.dtype)
+  if np.issubdtype(xd, np.floating) or xd.name == 'bfloat16':
+    if xd.itemsize <= np.dtype(dtype).itemsize:
+      return xd
+  return np.dtype(dtype)
+
+
+def read(x, start, stop, dtype):
+  """Rows `[start, stop)` of `x` (an array or a memory map) as a fresh aligned array of `dtype`."""
+  out = host_array(x[start:stop], dtype, copy=True)
+  release(x, start, stop)
+  return out
+
+
+def spans(num_rows, rows):
+  """`[(start, stop), ...]`: `num_rows` cut into contiguous blocks of `rows` (the last may be shorter)."""
+  return [(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
+
+
+def block_rows(cfg, num_rows, num_features, itemsize):
+  """Rows per block: `cfg.block_rows` or about 32 MiB, a multiple of the batch size for SGD."""
+  rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
+  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  if steps > 1:
+    rows = max(batch, rows // batch * batch)
+  return min(rows, num_rows)
+
+
+def check_features(x, where, rows=None):
+  """`validation.check_features` in blocks: no whole-array temporary, pages released as it goes.
+
+  Raises a `ValueError` naming `where`, the number of non-finite values, and
+  the row and column of the first.
+  """
+  if np.ndim(x) != 2:
+    raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
+  if x.shape[0] == 0:
+    raise ValueError(f'{where}: empty batch (N = 0).')
+  dt = np.dtype(x.dtype)
+  if dt.name != 'bfloat16' and (not np.issubdtype(dt, np.number) or np.issubdtype(dt, np.complexfloating)):
+    raise ValueError(f'{where}: features must be real numbers, got dtype {dt}.')
+  rows = rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+  count, first = 0, None
+  for a, b in spans(x.shape[0], rows):
+    block = np.asarray(x[a:b])
+    bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
+    if bad.any():
+      count += int(bad.sum())
+      if first is None:
+        i, j = np.argwhere(bad)[0]
+        first = (a + int(i), int(j), block[i, j])
+    release(x, a, b)
+  if count:
+    i, j, v = first
+    raise ValueError(f'{where}: {count} non-finite feature value(s); first at example {i}, feature {j}: {v}.')
+
+
+def memory_budget(device=None):
+  """Bytes free for the data: the accelerator's free memory, or the host's `MemAvailable` on a CPU."""
+  device = device or jax.devices()[0]
+  stats = device.memory_stats() if device.platform != 'cpu' else None
+  if stats and 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return math.inf
+
+
+def bytes_needed(cfg, dataset):
+  """Bytes the splits take on the device in the training dtype (bias column included)."""
+  item = np.dtype(cfg.dtype).itemsize
+  total = 0
+  for split in ('train', 'val', 'test'):
+    x = getattr(dataset, f'x_{split}')
+    total += len(x) * (x.shape[1] + cfg.bias_trick) * item + np.asarray(getattr(dataset, f'y_{split}')).nbytes
+  return total
+
+
+def should_stream(cfg, dataset):
+  """Whether `train.fit` streams: when asked to, or when the splits do not fit in free memory."""
+  return bool(cfg.stream) or bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
+
+
+def check_config(cfg):
+  """Raises a `ValueError` for what streaming cannot do yet."""
+  if cfg.parallel != 'none':
+    raise ValueError(
+      f'streaming trains on one device; --parallel={cfg.parallel} with --stream (or data larger '
+      'than memory) is not supported.'
+    )
+
+
+def host_splits(cfg, dataset):
+  """`{split: (x, y)}` left on the host: `x` as it is (a memory map stays one), `y` in the target dtype."""
+  spec = cfg.loss_record
+  ydt = np.dtype(cfg.dtype) if spec.targets == 'real' else np.int32
+  return {
+    s: (getattr(dataset, f'x_{s}'), np.asarray(getattr(dataset, f'y_{s}'), ydt))
+    for s in ('train', 'val', 'test')
+  }
+
+
+def device_blocks(x, y, block_spans, dtype):
+  """Yields `(x_block, y_block)` on the device for each span, reading the next span while
+  the caller's work on the current one runs (compiled calls return before they finish)."""
+  if not block_spans:
+    return
+  put = lambda a, b: (jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])))
+  current = put(*block_spans[0])
+  for k in range(len(block_spans)):
+    yield current
+    if k + 1 < len(block_spans):
+      current = put(*block_spans[k + 1])
+
+
+# ----------------------------------------------------------------- device side
+
+
+def _widen(cfg, xb):
+  """A block as the step wants it: the training dtype, with the constant-1 feature under the bias trick."""
+  xb = xb.astype(cfg.dtype)
+  if cfg.bias_trick:
+    xb = jnp.concatenate([xb, jnp.ones((xb.shape[0], 1), xb.dtype)], axis=1)
+  return xb
+
+
+def block_plan(key, rows, batch):
+  """`(steps, idx [steps, batch], mask [steps, batch])` of one block of `rows` rows: `train.batch_plan`."""
+  steps = math.ceil(rows / batch)
+  idx, mask = train.batch_plan(key, rows, steps, batch, jnp.float32)
+  return steps, idx, mask
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_block(cfg, rows, batch, steps_per_epoch):
+  """SGD over one block: `(params, opt_state, xb, yb, key, hp) -> (params, opt_state, step_objectives)`."""
+  steps = math.ceil(rows / batch)
+  update = train.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
+
+  def block(params, opt_state, xb, yb, key, hp):
+    xb = _widen(cfg, xb)
+    idx, mask = train.batch_plan(key, rows, steps, batch, xb.dtype)
+    return train.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
+
+  return jax.jit(block)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_accumulate_grad(cfg):
+  """`(total, params, xb, yb, weight, hp) -> total + weight · (objective, gradient)` on one block."""
+
+  def accumulate(total, params, xb, yb, weight, hp):
+    value, g = train.batch_value_and_grad(cfg, params, _widen(cfg, xb), yb, None, hp)
+    return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
+
+  return jax.jit(accumulate)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_apply(cfg):
+  return jax.jit(train.make_apply(cfg, 1))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_accumulate_eval(cfg):
+  """`(total, params, xb, yb, weight, hp) -> total + weight · metrics` on one block."""
+  evaluate = train.make_eval_fn(cfg)
+
+  def accumulate(total, params, xb, yb, weight, hp):
+    out = evaluate(params, _widen(cfg, xb), yb, hp)
+    return {k: total[k] + weight * v for k, v in out.items()}
+
+  return jax.jit(accumulate)
+
+
+def block_order(key, num_blocks):
+  """`(block order [num_blocks], key of the rows inside the blocks)` of one epoch."""
+  order_key, rows_key = jax.random.split(key)
+  return np.asarray(jax.random.permutation(order_key, num_blocks)), rows_key
+
+
+def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
+  """The rows one streamed SGD epoch visits, in order (`[num_rows]`; padding left out).
+
+  Computed from the same keys and plans as `make_epoch_fn` uses, so tests can
+  check the order statistics of what training actually does.
+  """
+  rows = block_rows(cfg, num_rows, num_features, itemsize)
+  _, batch = train.steps_per_epoch(cfg, num_rows)
+  block_spans = spans(num_rows, rows)
+  order, rows_key = block_order(key, len(block_spans))
+  out = []
+  for k in order:
+    a, b = block_spans[k]
+    _, idx, mask = block_plan(jax.random.fold_in(rows_key, int(k)), b - a, batch)
+    out.append(a + np.asarray(idx)[np.asarray(mask) > 0])
+  return np.concatenate(out)
+
+
+def make_epoch_fn(cfg, x, y):
+  """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
+
+  Returns `(params, opt_state, _x, _y, key, hp) -> (params, opt_state, step_objectives)`;
+  the `_x, _y` it is called with are ignored (they are `x, y` themselves in `train.fit`).
+  """
+  num_rows = x.shape[0]
+  dt = transfer_dtype(x, cfg.dtype)
+  rows = block_rows(cfg, num_rows, x.shape[1], dt.itemsize)
+  block_spans = spans(num_rows, rows)
+  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  scfg = train.structural(cfg)
+
+  if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
+
+    def full_batch_epoch(params, opt_state, _x, _y, key, hp):
+      del key
+      accumulate = _compiled_accumulate_grad(scfg)
+      zero = jnp.zeros((), params.W.dtype)
+      total = (zero, jax.tree.map(jnp.zeros_like, params))
+      for (a, b), (xb, yb) in zip(block_spans, device_blocks(x, y, block_spans, dt), strict=True):
+        total = accumulate(total, params, xb, yb, jnp.asarray((b - a) / num_rows, params.W.dtype), hp)
+      params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
+      return params, opt_state, total[0][None]
+
+    return full_batch_epoch
+
+  def epoch(params, opt_state, _x, _y, key, hp):
+    order, rows_key = block_order(key, len(block_spans))
+    ordered = [block_spans[k] for k in order]
+    values = []
+    for k, (a, b), (xb, yb) in zip(order, ordered, device_blocks(x, y, ordered, dt), strict=True):
+      run = _compiled_block(scfg, b - a, batch, steps)
+      params, opt_state, v = run(params, opt_state, xb, yb, jax.random.fold_in(rows_key, int(k)), hp)
+      values.append(v)
+    return params, opt_state, jnp.concatenate(values)
+
+  return epoch
+
+
+def make_eval_fn(cfg, block_rows_=None):
+  """A streamed `train.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
+  scfg = train.structural(cfg)
+
+  def evaluate(params, x, y, hp):
+    num_rows = x.shape[0]
+    dt = transfer_dtype(x, cfg.dtype)
+    rows = block_rows_ or cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+    block_spans = spans(num_rows, min(rows, num_rows))
+    accumulate = _compiled_accumulate_eval(scfg)
+    total = None
+    for (a, b), (xb, yb) in zip(block_spans, device_blocks(x, y, block_spans, dt), strict=True):
+      weight = jnp.asarray((b - a) / num_rows, params.W.dtype)
+      if total is None:
+        names = jax.eval_shape(
+          lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp), params, xb, yb
+        )
+        total = {k: jnp.zeros((), params.W.dtype) for k in names}
+      total = accumulate(total, params, xb, yb, weight, hp)
+    return total
+
+  return evaluate
