@@ -13,13 +13,15 @@ the blocks' gradients, each weighted by its share of the rows, and takes one
 optimizer step (`train.make_apply`): in-memory descent up to float rounding.
 Evaluation adds the blocks' metrics the same way.
 
-While the device works on one block, the host reads the next one from the map
-and sends it (double buffering: compiled calls return before they finish). A
-block is copied into a fresh 64-byte-aligned buffer, which `jax.device_put`
-on the CPU takes without another copy, and the map's pages it came from are
-handed back to the kernel (`madvise(MADV_DONTNEED)`), so resident memory
-stays near a few blocks, not the file. Features stay in the file's float
-dtype until the device widens them (float16 and bfloat16 travel at half size).
+While the device works on one block, the host asks the kernel to read the
+next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
+compiled calls return before they finish); it then waits for the block
+before, whose pages it hands back (`madvise(MADV_DONTNEED)`), so at most two
+blocks are resident, not the file. A block of an `.npy` map in the training
+dtype is sent as it is (its rows are 64-byte aligned, and `jax.device_put` on
+the CPU then reads the mapped pages without a copy); other blocks are copied
+once into an aligned buffer. Features stay in the file's float dtype until
+the device widens them (float16 and bfloat16 travel at half size).
 """
 
 import functools
@@ -68,11 +70,31 @@ def host_array(x, dtype, bias_column=False, copy=False):
   start = -buf.ctypes.data % ALIGN
   out = buf[start : start + size].view(dtype).reshape(rows, cols)
   if bias_column:
-    out[:, :-1] = x
     out[:, -1] = 1
-  else:
-    out[...] = x
+  # A memory map is copied a block at a time and its pages handed back as it goes,
+  # so the copy, not the copy plus the mapped file, is what stays resident.
+  step = (
+    max(1, DEFAULT_BLOCK_BYTES // max(1, cols * dtype.itemsize)) if isinstance(x, np.memmap) else max(rows, 1)
+  )
+  for a in range(0, rows, step):
+    b = min(a + step, rows)
+    out[a:b, : x.shape[1]] = x[a:b]
+    release(x, a, b)
   return out
+
+
+def _advise(x, start, stop, advice):
+  """`madvise(advice)` on the pages of rows `[start, stop)` of a memory map (a no-op for other arrays)."""
+  mm = getattr(x, '_mmap', None)
+  if mm is None or not hasattr(mm, 'madvise') or stop <= start:
+    return
+  base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data  # x's offset inside the map
+  lo, hi = base + start * x.strides[0], base + stop * x.strides[0]
+  lo -= lo % mmap.PAGESIZE
+  try:
+    mm.madvise(advice, lo, min(hi, len(mm)) - lo)
+  except (OSError, ValueError):  # advice only: the data stays correct either way
+    pass
 
 
 def release(x, start, stop):
@@ -81,18 +103,12 @@ def release(x, start, stop):
   The pages stay in the page cache; they only stop counting as this
   process's resident memory, and a later read maps them again.
   """
-  mm = getattr(x, '_mmap', None)
-  if mm is None or not hasattr(mm, 'madvise') or stop <= start:
-    return
-  row = x.strides[0]
-  base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data  # x's offset inside the map
-  lo = base + start * row
-  hi = base + stop * row
-  lo -= lo % mmap.PAGESIZE
-  try:
-    mm.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(mm)) - lo)
-  except (OSError, ValueError):  # advice only: the data stays correct either way
-    pass
+  _advise(x, start, stop, mmap.MADV_DONTNEED)
+
+
+def prefetch(x, start, stop):
+  """Asks the kernel to start reading rows `[start, stop)` of a memory map in the background."""
+  _advise(x, start, stop, mmap.MADV_WILLNEED)
 
 
 def transfer_dtype(x, dtype):
@@ -105,10 +121,15 @@ def transfer_dtype(x, dtype):
 
 
 def read(x, start, stop, dtype):
-  """Rows `[start, stop)` of `x` (an array or a memory map) as a fresh aligned array of `dtype`."""
-  out = host_array(x[start:stop], dtype, copy=True)
-  release(x, start, stop)
-  return out
+  """Rows `[start, stop)` of `x` (an array or a memory map) as an aligned array of `dtype`.
+
+  A view of `x` when it already is one (`jax.device_put` on the CPU then reads
+  the mapped pages themselves, with no copy), else a fresh copy.
+  """
+  view = x[start:stop]
+  if view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
+    return np.asarray(view)
+  return host_array(view, dtype, copy=True)
 
 
 def spans(num_rows, rows):
@@ -207,17 +228,31 @@ def host_splits(cfg, dataset):
   }
 
 
-def device_blocks(x, y, block_spans, dtype):
-  """Yields `(x_block, y_block)` on the device for each span, reading the next span while
-  the caller's work on the current one runs (compiled calls return before they finish)."""
-  if not block_spans:
-    return
+def pipeline(step, state, x, y, block_spans, dtype):
+  """`state = step(state, k, x_block, y_block)` over the blocks, the next block read while the device works.
+
+  Compiled calls return before they finish, so while block `k` computes the
+  host asks for block `k + 1` (and the kernel to read it ahead) and sends it
+  (double buffering); it then waits for block `k − 1`, whose pages it hands
+  back, so at most two blocks are alive whatever the speeds of disk and device.
+
+  Returns the final `state`, computed.
+  """
   put = lambda a, b: (jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])))
-  current = put(*block_spans[0])
-  for k in range(len(block_spans)):
-    yield current
+  prefetch(x, *block_spans[0])
+  pending, current = None, put(*block_spans[0])
+  for k, span in enumerate(block_spans):
+    state = step(state, k, *current)
     if k + 1 < len(block_spans):
-      current = put(*block_spans[k + 1])
+      prefetch(x, *block_spans[k + 1])
+    if pending is not None:
+      jax.block_until_ready(pending[0])
+      release(x, *pending[1])
+    pending = (state, span)
+    current = put(*block_spans[k + 1]) if k + 1 < len(block_spans) else None
+  jax.block_until_ready(state)
+  release(x, *pending[1])
+  return state
 
 
 # ----------------------------------------------------------------- device side
@@ -322,10 +357,10 @@ def make_epoch_fn(cfg, x, y):
     def full_batch_epoch(params, opt_state, _x, _y, key, hp):
       del key
       accumulate = _compiled_accumulate_grad(scfg)
-      zero = jnp.zeros((), params.W.dtype)
-      total = (zero, jax.tree.map(jnp.zeros_like, params))
-      for (a, b), (xb, yb) in zip(block_spans, device_blocks(x, y, block_spans, dt), strict=True):
-        total = accumulate(total, params, xb, yb, jnp.asarray((b - a) / num_rows, params.W.dtype), hp)
+      weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
+      step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
+      zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
+      total = pipeline(step, zero, x, y, block_spans, dt)
       params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
       return params, opt_state, total[0][None]
 
@@ -334,35 +369,40 @@ def make_epoch_fn(cfg, x, y):
   def epoch(params, opt_state, _x, _y, key, hp):
     order, rows_key = block_order(key, len(block_spans))
     ordered = [block_spans[k] for k in order]
-    values = []
-    for k, (a, b), (xb, yb) in zip(order, ordered, device_blocks(x, y, ordered, dt), strict=True):
+
+    def step(state, i, xb, yb):
+      params, opt_state, values = state
+      a, b = ordered[i]
       run = _compiled_block(scfg, b - a, batch, steps)
-      params, opt_state, v = run(params, opt_state, xb, yb, jax.random.fold_in(rows_key, int(k)), hp)
-      values.append(v)
+      params, opt_state, v = run(params, opt_state, xb, yb, jax.random.fold_in(rows_key, int(order[i])), hp)
+      return params, opt_state, (*values, v)
+
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt)
     return params, opt_state, jnp.concatenate(values)
 
   return epoch
 
 
-def make_eval_fn(cfg, block_rows_=None):
+def make_eval_fn(cfg):
   """A streamed `train.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
   scfg = train.structural(cfg)
 
   def evaluate(params, x, y, hp):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
-    rows = block_rows_ or cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+    rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
     block_spans = spans(num_rows, min(rows, num_rows))
     accumulate = _compiled_accumulate_eval(scfg)
-    total = None
-    for (a, b), (xb, yb) in zip(block_spans, device_blocks(x, y, block_spans, dt), strict=True):
-      weight = jnp.asarray((b - a) / num_rows, params.W.dtype)
-      if total is None:
-        names = jax.eval_shape(
-          lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp), params, xb, yb
-        )
-        total = {k: jnp.zeros((), params.W.dtype) for k in names}
-      total = accumulate(total, params, xb, yb, weight, hp)
-    return total
+    weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
+    a, b = block_spans[0]
+    names = jax.eval_shape(
+      lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
+      params,
+      jax.ShapeDtypeStruct((b - a, x.shape[1]), dt),
+      jax.ShapeDtypeStruct((b - a, *y.shape[1:]), y.dtype),
+    )
+    zero = {k: jnp.zeros((), params.W.dtype) for k in names}
+    step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
+    return pipeline(step, zero, x, y, block_spans, dt)
 
   return evaluate
