@@ -129,7 +129,7 @@ def streaming(quick):
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'x.npy')
     np.save(path, x)
-    mapped = np.load(path, mmap_mode='r')
+    mapped = np.load(path, mmap_mode='r', allow_pickle=False)
     cfg = train.TrainConfig(
       loss='softmax', batch_size=256, epochs=epochs, learning_rate=0.01, eval_every=epochs
     )
@@ -164,8 +164,8 @@ import numpy as np
 from experiments import bench_wholerun as b
 from linear_jax import train
 mode, path, labels, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-y = np.load(labels)
-x = np.load(path, mmap_mode='r')
+y = np.load(labels, allow_pickle=False)
+x = np.load(path, mmap_mode='r', allow_pickle=False)
 if mode == 'baseline':
   x, y = np.array(x[:1024]), y[:1024]
 cfg = train.TrainConfig(batch_size=batch, epochs=epochs, eval_every=epochs, stream=mode == 'stream',

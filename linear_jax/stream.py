@@ -232,9 +232,9 @@ def pipeline(step, state, x, y, block_spans, dtype):
   """`state = step(state, k, x_block, y_block)` over the blocks, the next block read while the device works.
 
   Compiled calls return before they finish, so while block `k` computes the
-  host asks for block `k + 1` (and the kernel to read it ahead) and sends it
-  (double buffering); it then waits for block `k − 1`, whose pages it hands
-  back, so at most two blocks are alive whatever the speeds of disk and device.
+  host asks the kernel to read block `k + 1` ahead, waits for block `k − 1`
+  and hands its pages back, then sends block `k + 1` (double buffering): at
+  most two blocks are alive, whatever the speeds of disk and device.
 
   Returns the final `state`, computed.
   """

@@ -200,3 +200,20 @@ def test_eval_every_evaluates_on_cadence_and_at_the_last_epoch(tmp_path):
   # the same training: evaluation never changes the parameters
   np.testing.assert_array_equal(result.params.W, every.params.W)
   assert result.history[-1]['val_accuracy'] == every.history[-1]['val_accuracy']
+
+
+def test_streamed_resume_is_bit_exact(tmp_path):
+  ds = _dataset(tmp_path, n=100)
+  cfg = train.TrainConfig(epochs=4, batch_size=8, block_rows=24, stream=True, optimizer='adam')
+  whole = train.fit(cfg, ds)
+
+  def stop_after_2(metrics):
+    if metrics['epoch'] == 2:
+      raise KeyboardInterrupt
+
+  (tmp_path / 'w').mkdir()
+  first = train.fit(cfg, ds, workdir=str(tmp_path / 'w'), on_epoch=stop_after_2)
+  assert first.interrupted and first.streamed
+  resumed = train.fit(cfg, ds, workdir=str(tmp_path / 'w'), resume=True)
+  assert resumed.resumed_from == 2
+  np.testing.assert_array_equal(resumed.params.W, whole.params.W)
