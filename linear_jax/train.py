@@ -477,7 +477,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         'best_epoch': bst['epoch'],
         'bad': bst['bad'],
         # Epoch e shuffles with fold_in(key, e): the key and the epoch fix the data order.
-        'data_order': 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
+        'data_order': 'stream.epoch_order(cfg, jax.random.fold_in(key, epoch), num_examples)'
+        if streamed
+        else 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
       }
       checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
