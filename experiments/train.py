@@ -106,12 +106,13 @@ def run(workdir):
   chosen = result.best_params if cfg.patience else result.params
   w_raw, b_raw = train.raw_params(chosen, dataset)
   np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
+  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
   summary = {
     'dataset': dataset.name,
     'loss': cfg.loss,
     'loss_hparams': cfg.resolved_loss_hparams(),
-    'final': train.evaluate(cfg, dataset, result.params),
-    'best': train.evaluate(cfg, dataset, result.best_params),
+    'final': final,
+    'best': best,
     'best_epoch': result.best_epoch,
     'epochs_run': len(result.history),
     'saved_params': 'best' if cfg.patience else 'final',

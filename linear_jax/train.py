@@ -549,6 +549,11 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
 
 def evaluate(cfg, dataset, params):
   """Metrics of `params` on every split: `{'train_loss': ..., 'test_accuracy': ...}`."""
+  return evaluate_many(cfg, dataset, [params])[0]
+
+
+def evaluate_many(cfg, dataset, params_list):
+  """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
   from linear_jax import stream  # pylint: disable=import-outside-toplevel
 
   if stream.should_stream(cfg, dataset):
@@ -556,11 +561,14 @@ def evaluate(cfg, dataset, params):
   else:
     arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)
   hp = hparams(cfg)
-  out = {}
-  for split, (x, y) in arrays.items():
-    if len(x):
-      out.update({f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp)).items()})
-  return out
+  outs = []
+  for params in params_list:
+    out = {}
+    for split, (x, y) in arrays.items():
+      if len(x):
+        out.update({f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp)).items()})
+    outs.append(out)
+  return outs
 
 
 def raw_params(params, dataset):
