@@ -2,7 +2,7 @@
 
 A split too large for host or device memory (or any split, with
 `TrainConfig.stream`) is read in contiguous blocks of `block_rows` rows, for
-instance from `np.load(path, mmap_mode='r')`. One epoch of mini-batch SGD
+instance from `np.load(path, mmap_mode='r', allow_pickle=False)`. One epoch of mini-batch SGD
 visits the blocks in an order drawn from the epoch's key, shuffles the rows
 inside each block with the block's own key, and runs the compiled steps of
 in-memory training (`train.make_update`, `train.batch_plan`,
