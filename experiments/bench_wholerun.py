@@ -124,7 +124,7 @@ def streaming(quick):
   """Part 2: streamed vs in-memory training on the same `.npy`, epoch and whole-fit examples/s."""
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
-  n, epochs, rounds = (2000, 3, 1) if quick else (10000, 10, 3)
+  n, epochs, rounds = (2000, 3, 1) if quick else (10000, 10, 5)
   x, y = _cifar_like(n)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'x.npy')
