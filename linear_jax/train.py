@@ -419,6 +419,12 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     on_epoch: called as `on_epoch(metrics_dict)` after every epoch.
     checkpoint_every: epochs between checkpoints.
 
+  The training split streams in blocks (`stream.py`) when `cfg.stream` asks
+  for it or when the splits do not fit in free memory. Every epoch records
+  `train_pass_loss` from the training pass itself; every `cfg.eval_every`
+  epochs and at the last, the train and validation splits are evaluated in
+  full, and only those epochs count for the best epoch and `patience`.
+
   Returns:
     A `FitResult`. Raises `Diverged` when the loss stops being finite or
     exceeds `explode_factor` times its starting value.
