@@ -11,7 +11,9 @@ batches, so every example is used exactly once per epoch, every batch but one
 is full, and an epoch has as many steps as in memory. Full-batch descent adds
 the blocks' gradients, each weighted by its share of the rows, and takes one
 optimizer step (`train.make_apply`): in-memory descent up to float rounding.
-Evaluation adds the blocks' metrics the same way.
+Evaluation adds the blocks' metrics the same way. With several processes
+each reads only its own rows (`parallel.shard_rows`) and the full-batch sums
+are added over processes once per epoch.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
@@ -146,11 +148,11 @@ def block_rows(cfg, num_rows, num_features, itemsize):
   return min(rows, num_rows)
 
 
-def check_features(x, where, rows=None):
+def check_features(x, where, rows=None, first_row=0):
   """`validation.check_features` in blocks: no whole-array temporary, pages released as it goes.
 
   Raises a `ValueError` naming `where`, the number of non-finite values, and
-  the row and column of the first.
+  the row (counted from `first_row`) and column of the first.
   """
   if np.ndim(x) != 2:
     raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
@@ -168,7 +170,7 @@ def check_features(x, where, rows=None):
       count += int(bad.sum())
       if first is None:
         i, j = np.argwhere(bad)[0]
-        first = (a + int(i), int(j), block[i, j])
+        first = (first_row + a + int(i), int(j), block[i, j])
     release(x, a, b)
   if count:
     i, j, v = first
@@ -211,11 +213,35 @@ def should_stream(cfg, dataset):
 
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do yet."""
-  if cfg.parallel != 'none':
+  if jax.process_count() > 1:
+    if cfg.batch_size not in (0, None):
+      raise ValueError(
+        'streaming over several processes does full-batch descent only (--full_batch); '
+        'mini-batch training streams in one process.'
+      )
+  elif cfg.parallel != 'none':
     raise ValueError(
       f'streaming trains on one device; --parallel={cfg.parallel} with --stream (or data larger '
       'than memory) is not supported.'
     )
+
+
+def local_rows(num_rows):
+  """The rows this process reads, a `slice`: all alone, its `parallel.shard_rows` share with others."""
+  if jax.process_count() == 1:
+    return slice(0, num_rows)
+  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  return parallel.shard_rows(num_rows)
+
+
+def sum_over_processes(tree):
+  """The sum of `tree` over every process (itself with one process): one small transfer."""
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  return jax.tree.map(lambda a: jnp.asarray(np.sum(a, axis=0)), multihost_utils.process_allgather(tree))
 
 
 def host_splits(cfg, dataset):
@@ -238,6 +264,8 @@ def pipeline(step, state, x, y, block_spans, dtype):
 
   Returns the final `state`, computed.
   """
+  if not block_spans:  # a process with no rows of its own
+    return state
   put = lambda a, b: (jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])))
   prefetch(x, *block_spans[0])
   pending, current = None, put(*block_spans[0])
@@ -353,14 +381,18 @@ def make_epoch_fn(cfg, x, y):
   scfg = train.structural(cfg)
 
   if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
+    # With several processes each reads only its own rows; the weighted sums add up over processes.
+    mine = local_rows(num_rows)
+    x_local, y_local = x[mine], y[mine]
+    local_spans = spans(x_local.shape[0], rows)
 
     def full_batch_epoch(params, opt_state, _x, _y, key, hp):
       del key
       accumulate = _compiled_accumulate_grad(scfg)
-      weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
+      weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
       step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
       zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
-      total = pipeline(step, zero, x, y, block_spans, dt)
+      total = sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
       params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
       return params, opt_state, total[0][None]
 
@@ -391,18 +423,19 @@ def make_eval_fn(cfg):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
     rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
-    block_spans = spans(num_rows, min(rows, num_rows))
+    mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
+    x, y = x[mine], y[mine]
+    block_spans = spans(x.shape[0], rows)
     accumulate = _compiled_accumulate_eval(scfg)
     weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
-    a, b = block_spans[0]
     names = jax.eval_shape(
       lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
       params,
-      jax.ShapeDtypeStruct((b - a, x.shape[1]), dt),
-      jax.ShapeDtypeStruct((b - a, *y.shape[1:]), y.dtype),
+      jax.ShapeDtypeStruct((1, x.shape[1]), dt),
+      jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
     zero = {k: jnp.zeros((), params.W.dtype) for k in names}
     step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
-    return pipeline(step, zero, x, y, block_spans, dt)
+    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt))
 
   return evaluate

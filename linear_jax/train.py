@@ -365,8 +365,13 @@ def check_fit(cfg, dataset):
     if split != 'train' and len(x) == 0:
       continue
     # Streamed splits (and memory maps) are checked block by block, never as a whole.
-    check = stream.check_features if streamed or isinstance(x, np.memmap) else validation.check_features
-    check(x, where=f'{dataset.name} {split} split')
+    if streamed:  # several processes: each checks the rows it will read
+      mine = stream.local_rows(len(x))
+      stream.check_features(x[mine], where=f'{dataset.name} {split} split', first_row=mine.start)
+    elif isinstance(x, np.memmap):
+      stream.check_features(x, where=f'{dataset.name} {split} split')
+    else:
+      validation.check_features(x, where=f'{dataset.name} {split} split')
     validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')
 
 
@@ -439,10 +444,11 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
-  epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
-  eval_fn = compiled_eval_fn(cfg)
   if streamed:
     epoch_fn, eval_fn = stream.make_epoch_fn(cfg, x, y), stream.make_eval_fn(cfg)
+  else:
+    epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
+    eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0

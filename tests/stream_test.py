@@ -1,7 +1,12 @@
 """Tests of linear_jax.stream: streamed training and evaluation against in-memory training."""
 
 import dataclasses
+import json
 import math
+import pathlib
+import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -217,3 +222,81 @@ def test_streamed_resume_is_bit_exact(tmp_path):
   resumed = train.fit(cfg, ds, workdir=str(tmp_path / 'w'), resume=True)
   assert resumed.resumed_from == 2
   np.testing.assert_array_equal(resumed.params.W, whole.params.W)
+
+
+_TWO_PROCESSES = r"""
+import json, sys
+import numpy as np
+import jax
+from linear_jax import data, parallel, stream, train
+port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+parallel.initialize(f'127.0.0.1:{port}', 2, pid)
+ds = data.Dataset(
+  name='mapped', x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False),
+  y_train=np.load(folder + '/y.npy', allow_pickle=False), x_val=np.zeros((0, 4), np.float32),
+  y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
+  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4))
+cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
+result = train.fit(cfg, ds)
+mine = stream.local_rows(len(ds.x_train))
+print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
+                  'processes': jax.process_count(), 'rows': [mine.start, mine.stop]}))
+"""
+
+
+def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
+  raw = data.blobs(101, 4, 3, seed=1)
+  np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
+  np.save(tmp_path / 'y.npy', raw.y)
+  ds = data.Dataset(
+    name='mapped',
+    x_train=raw.x.astype(np.float32),
+    y_train=raw.y,
+    x_val=np.zeros((0, 4), np.float32),
+    y_val=np.zeros(0, np.int64),
+    x_test=np.zeros((0, 4), np.float32),
+    y_test=np.zeros(0, np.int64),
+    kind='class',
+    num_classes=3,
+    shift=np.zeros(4),
+    scale=np.ones(4),
+  )
+  ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  root = pathlib.Path(__file__).resolve().parents[1]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path)],
+      cwd=root,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=180) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-2000:]
+  rows = []
+  for out, _ in outs:
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got['processes'] == 2
+    rows.append(got['rows'])
+    np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
+  assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
+
+
+def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  with pytest.raises(ValueError, match='full-batch descent only'):
+    stream.check_config(train.TrainConfig(stream=True, batch_size=64))
+  stream.check_config(train.TrainConfig(stream=True, batch_size=0))  # full batch streams
