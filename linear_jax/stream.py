@@ -35,8 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax import data as data_lib
 from linear_jax import losses
 from linear_jax import train
+from linear_jax import validation
 
 DEFAULT_BLOCK_BYTES = 32 * 2**20
 # Stream when the splits need more than this fraction of the free memory.
@@ -207,8 +209,89 @@ def bytes_needed(cfg, dataset):
 
 
 def should_stream(cfg, dataset):
-  """Whether `train.fit` streams: when asked to, or when the splits do not fit in free memory."""
-  return bool(cfg.stream) or bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
+  """Whether `train.fit` streams: when asked to, for a `prepare`d dataset, or when the splits do not fit."""
+  return (
+    bool(cfg.stream)
+    or bool(dataset.extra.get(AFFINE))
+    or bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
+  )
+
+
+# `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block on the device.
+AFFINE = 'standardize_on_device'
+
+
+def _column_stats(x, rows):
+  """`(mean, std, max |x|)` of every column of `x`, in float64, one block at a time (Chan et al.'s merge)."""
+  d = x.shape[1]
+  count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
+  for a, b in spans(x.shape[0], rows):
+    block = np.asarray(x[a:b], np.float64)
+    k, bmean = b - a, block.mean(axis=0)
+    delta = bmean - mean
+    m2 += ((block - bmean) ** 2).sum(axis=0) + delta**2 * count * k / (count + k)
+    mean += delta * k / (count + k)
+    count += k
+    top = max(top, float(np.abs(block).max(initial=0.0)))
+    release(x, a, b)
+  return mean, np.sqrt(m2 / max(count, 1)), top
+
+
+def prepare(raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='standardize'):
+  """A `Dataset` to stream that leaves `raw.x` (a memory map, say) where it is: nothing is copied.
+
+  The splits are contiguous ranges of rows: training first, then validation,
+  then test (unless `raw.test` gives one); shuffling would copy the file, so
+  its rows should already be in random order. `'standardize'` and `'center'`
+  are fitted on the training rows in float64, one block at a time, and
+  applied to each block on the device (`Dataset.extra[AFFINE]`), so
+  `train.fit` and `train.evaluate` stream such a dataset whatever its size.
+  """
+  validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
+  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    if not 0 <= f < 1:
+      raise ValueError(f'{what} must be in [0, 1), got {f}.')
+  n, d = raw.x.shape
+  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
+  n_val = int(round(val_fraction * n))
+  n_train = n - n_val - n_test
+  if n_train < 1:
+    raise ValueError(
+      f'{name}: {n} examples leave no training split with '
+      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
+    )
+  x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
+  x_train = raw.x[:n_train]
+  shift, scale = np.zeros(d), np.ones(d)
+  if preprocess in ('standardize', 'center'):
+    rows = max(1, DEFAULT_BLOCK_BYTES // max(1, d * 8))
+    shift, sd, top = _column_stats(x_train, rows)
+    if preprocess == 'standardize':
+      scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
+  ydt = np.int32 if raw.kind == 'class' else np.float32
+  return data_lib.Dataset(
+    name=name,
+    x_train=x_train,
+    y_train=np.asarray(raw.y[:n_train]).astype(ydt),
+    x_val=raw.x[n_train : n_train + n_val],
+    y_val=np.asarray(raw.y[n_train : n_train + n_val]).astype(ydt),
+    x_test=x_test,
+    y_test=np.asarray(y_test).astype(ydt),
+    kind=raw.kind,
+    num_classes=raw.num_classes,
+    shift=shift,
+    scale=scale,
+    image_shape=raw.image_shape,
+    class_names=raw.class_names,
+    extra={**raw.extra, AFFINE: preprocess != 'none'},
+  )
+
+
+def affine(cfg, dataset):
+  """`(shift, scale)` on the device in the training dtype for a `prepare`d dataset, else `None`."""
+  if not dataset.extra.get(AFFINE):
+    return None
+  return tuple(jax.device_put(np.asarray(a, cfg.dtype)) for a in (dataset.shift, dataset.scale))
 
 
 def check_config(cfg):
@@ -286,9 +369,12 @@ def pipeline(step, state, x, y, block_spans, dtype):
 # ----------------------------------------------------------------- device side
 
 
-def _widen(cfg, xb):
-  """A block as the step wants it: the training dtype, with the constant-1 feature under the bias trick."""
+def _widen(cfg, xb, affine_=None):
+  """A block as the step wants it: the training dtype, standardized if `affine_ = (shift, scale)`,
+  with the constant-1 feature under the bias trick."""
   xb = xb.astype(cfg.dtype)
+  if affine_ is not None:
+    xb = (xb - affine_[0]) / affine_[1]
   if cfg.bias_trick:
     xb = jnp.concatenate([xb, jnp.ones((xb.shape[0], 1), xb.dtype)], axis=1)
   return xb
@@ -307,8 +393,8 @@ def _compiled_block(cfg, rows, batch, steps_per_epoch):
   steps = math.ceil(rows / batch)
   update = train.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
 
-  def block(params, opt_state, xb, yb, key, hp):
-    xb = _widen(cfg, xb)
+  def block(params, opt_state, xb, yb, key, hp, affine_):
+    xb = _widen(cfg, xb, affine_)
     idx, mask = train.batch_plan(key, rows, steps, batch, xb.dtype)
     return train.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
@@ -319,8 +405,8 @@ def _compiled_block(cfg, rows, batch, steps_per_epoch):
 def _compiled_accumulate_grad(cfg):
   """`(total, params, xb, yb, weight, hp) -> total + weight · (objective, gradient)` on one block."""
 
-  def accumulate(total, params, xb, yb, weight, hp):
-    value, g = train.batch_value_and_grad(cfg, params, _widen(cfg, xb), yb, None, hp)
+  def accumulate(total, params, xb, yb, weight, hp, affine_):
+    value, g = train.batch_value_and_grad(cfg, params, _widen(cfg, xb, affine_), yb, None, hp)
     return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
 
   return jax.jit(accumulate)
@@ -336,8 +422,8 @@ def _compiled_accumulate_eval(cfg):
   """`(total, params, xb, yb, weight, hp) -> total + weight · metrics` on one block."""
   evaluate = train.make_eval_fn(cfg)
 
-  def accumulate(total, params, xb, yb, weight, hp):
-    out = evaluate(params, _widen(cfg, xb), yb, hp)
+  def accumulate(total, params, xb, yb, weight, hp, affine_):
+    out = evaluate(params, _widen(cfg, xb, affine_), yb, hp)
     return {k: total[k] + weight * v for k, v in out.items()}
 
   return jax.jit(accumulate)
@@ -367,8 +453,10 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   return np.concatenate(out)
 
 
-def make_epoch_fn(cfg, x, y):
+def make_epoch_fn(cfg, x, y, affine_=None):
   """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
+
+  `affine_`: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
 
   Returns `(params, opt_state, _x, _y, key, hp) -> (params, opt_state, step_objectives)`;
   the `_x, _y` it is called with are ignored (they are `x, y` themselves in `train.fit`).
@@ -390,7 +478,7 @@ def make_epoch_fn(cfg, x, y):
       del key
       accumulate = _compiled_accumulate_grad(scfg)
       weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
-      step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
+      step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
       zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
       total = sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
       params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
@@ -406,7 +494,8 @@ def make_epoch_fn(cfg, x, y):
       params, opt_state, values = state
       a, b = ordered[i]
       run = _compiled_block(scfg, b - a, batch, steps)
-      params, opt_state, v = run(params, opt_state, xb, yb, jax.random.fold_in(rows_key, int(order[i])), hp)
+      key_i = jax.random.fold_in(rows_key, int(order[i]))
+      params, opt_state, v = run(params, opt_state, xb, yb, key_i, hp, affine_)
       return params, opt_state, (*values, v)
 
     params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt)
@@ -415,7 +504,7 @@ def make_epoch_fn(cfg, x, y):
   return epoch
 
 
-def make_eval_fn(cfg):
+def make_eval_fn(cfg, affine_=None):
   """A streamed `train.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
   scfg = train.structural(cfg)
 
@@ -435,7 +524,7 @@ def make_eval_fn(cfg):
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
     zero = {k: jnp.zeros((), params.W.dtype) for k in names}
-    step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp)
+    step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
     return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt))
 
   return evaluate

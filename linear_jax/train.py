@@ -445,7 +445,8 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
   if streamed:
-    epoch_fn, eval_fn = stream.make_epoch_fn(cfg, x, y), stream.make_eval_fn(cfg)
+    affine = stream.affine(cfg, dataset)
+    epoch_fn, eval_fn = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
   else:
     epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
     eval_fn = compiled_eval_fn(cfg)
@@ -569,7 +570,7 @@ def evaluate_many(cfg, dataset, params_list):
   from linear_jax import stream  # pylint: disable=import-outside-toplevel
 
   if stream.should_stream(cfg, dataset):
-    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg)
+    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(cfg, dataset))
   else:
     arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)
   hp = hparams(cfg)

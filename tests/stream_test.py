@@ -300,3 +300,33 @@ def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
   with pytest.raises(ValueError, match='full-batch descent only'):
     stream.check_config(train.TrainConfig(stream=True, batch_size=64))
   stream.check_config(train.TrainConfig(stream=True, batch_size=0))  # full batch streams
+
+
+def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
+  raw = data.blobs(150, 5, 3, seed=2)
+  x = (raw.x * 3.0 + 5.0).astype(np.float32)
+  np.save(tmp_path / 'x.npy', x)
+  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
+  ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
+  assert isinstance(ds.x_train, np.memmap) and ds.extra[stream.AFFINE]
+  n_train, n_val = len(ds.x_train), len(ds.x_val)
+  assert (n_train, n_val, len(ds.x_test)) == (105, 30, 15)  # contiguous: train, then val, then test
+  rows = x[:n_train].astype(np.float64)
+  np.testing.assert_allclose(ds.shift, rows.mean(0), rtol=1e-12)
+  np.testing.assert_allclose(ds.scale, rows.std(0), rtol=1e-10)
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  ref = dataclasses.replace(
+    ds,
+    x_train=tf(x[:n_train]),
+    x_val=tf(x[n_train : n_train + n_val]),
+    x_test=tf(x[n_train + n_val :]),
+    extra={},
+  )
+  cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  ours, theirs = train.fit(cfg, ds), train.fit(cfg, ref)
+  assert ours.streamed and not theirs.streamed
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+  a, b = train.evaluate(cfg, ds, ours.params), train.evaluate(cfg, ref, ours.params)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
