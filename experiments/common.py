@@ -259,6 +259,10 @@ def load_dataset(f):
   )
   if getattr(f, 'features', 'pixels') == 'histogram':
     raw = data.histogram_features(raw, f.bins)
+  if getattr(f, 'stream', False) and isinstance(raw.x, np.memmap):  # --stream: the file is never copied
+    from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
+    return stream.prepare(raw, f.dataset, f.val_fraction, f.test_fraction, f.preprocess)
   return data.prepare(
     raw,
     f.dataset,
