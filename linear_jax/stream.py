@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax import data as data_lib
-from linear_jax import losses
 from linear_jax import train
 from linear_jax import validation
 
