@@ -175,6 +175,16 @@ def define_training_flags():
     'patience', 0, 'Early stopping: epochs without validation gain (0: off).', lower_bound=0
   )
   flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
+  flags.DEFINE_integer(
+    'eval_every',
+    1,
+    'Epochs between evaluations of the training and validation splits (the last epoch is always '
+    'evaluated); every epoch also records the loss its training pass measured.',
+    lower_bound=1,
+  )
+  flags.DEFINE_integer(
+    'block_rows', 0, 'Streaming: rows per block read from the file (0: about 32 MiB).', lower_bound=0
+  )
   flags.DEFINE_enum('parallel', 'none', ('none', 'shard_map', 'pmap'), 'Data parallelism over devices.')
   flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel (0: all).', lower_bound=0)
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
@@ -247,6 +257,9 @@ def train_config(f):
     dtype=f.dtype,
     parallel=f.parallel,
     num_devices=f.num_devices,
+    eval_every=f.eval_every,
+    stream=getattr(f, 'stream', False),  # --stream comes with the data flags
+    block_rows=f.block_rows,
   )
 
 
@@ -272,6 +285,10 @@ def load_dataset(f):
   )
   if getattr(f, 'features', 'pixels') == 'histogram':
     raw = data.histogram_features(raw, f.bins)
+  if getattr(f, 'stream', False) and isinstance(raw.x, np.memmap):  # --stream: the file is never copied
+    from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
+    return stream.prepare(raw, f.dataset, f.val_fraction, f.test_fraction, f.preprocess)
   return data.prepare(
     raw,
     f.dataset,

@@ -7,7 +7,9 @@ r"""Trains a linear classifier or regressor; the main job of linear_jax.
     python -m experiments.train --parallel=shard_map --coordinator_address=host0:1234 \
         --num_processes=2 --process_id=0                      # and --process_id=1 on host 1
 
-Leaves in --workdir: metrics.jsonl (one line per epoch), summary.json,
+Leaves in --workdir: metrics.jsonl (one line per epoch: train_pass_loss, the training pass's
+own loss, always; the train_* / val_* metrics of a full evaluation where "evaluated" is true,
+every --eval_every epochs and at the last), summary.json,
 params.npz (W [C, D] and b [C] in raw input units: scores = x @ W.T + b),
 curves.png, templates.png (image data), regions.png (2-D data) and
 checkpoint.npz (--resume continues from it, bit-for-bit).
@@ -43,6 +45,13 @@ def _write_json(path, obj):
 
 
 def _progress(metrics):
+  if not metrics.get('evaluated', True):  # only the training pass's own loss this epoch
+    print(
+      f'epoch {metrics["epoch"]:>4}/{FLAGS.epochs}  pass loss {metrics["train_pass_loss"]:.4f}  '
+      f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s',
+      flush=True,
+    )
+    return
   split = 'val' if 'val_loss' in metrics else 'train'
   quality = (
     f'{split} acc {100 * metrics[f"{split}_accuracy"]:5.1f}%'
@@ -100,27 +109,30 @@ def run(workdir):
   chosen = result.best_params if cfg.patience else result.params
   w_raw, b_raw = train.raw_params(chosen, dataset)
   np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
+  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
   summary = {
     'dataset': dataset.name,
     'loss': cfg.loss,
     'loss_hparams': cfg.resolved_loss_hparams(),
     'class_names': list(dataset.class_names) if dataset.class_names else None,
-    'final': train.evaluate(cfg, dataset, result.params),
-    'best': train.evaluate(cfg, dataset, result.best_params),
+    'final': final,
+    'best': best,
     'best_epoch': result.best_epoch,
     'epochs_run': len(result.history),
     'saved_params': 'best' if cfg.patience else 'final',
     'stopped_early': result.stopped_early,
     'interrupted': result.interrupted,
     'resumed_from_epoch': result.resumed_from,
+    'streamed': result.streamed,
     'seconds': time.perf_counter() - start,
     'flags': {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
     | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
     'versions': common.versions(),
   }
   _write_json(os.path.join(workdir, 'summary.json'), summary)
-  if FLAGS.plots and result.history and not result.interrupted:  # a stopped run exits within its grace period
-    plots.curves(result.history, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
+  evaluated = [m for m in result.history if m.get('evaluated', True)]
+  if FLAGS.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
+    plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
     if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
       w = chosen if chosen.b is not None else model.unfold_bias(chosen)
       plots.templates(

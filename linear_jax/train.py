@@ -60,6 +60,9 @@ class TrainConfig:
   dtype: str = 'float32'
   parallel: str = 'none'  # 'shard_map' or 'pmap': data parallel over devices
   num_devices: int = 0  # 0: every device
+  eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
+  stream: bool = False  # stream the training split in blocks (automatic when it does not fit)
+  block_rows: int = 0  # rows per streamed block (0: about 32 MiB, a multiple of the batch)
 
   def __post_init__(self):
     object.__setattr__(self, 'loss_hparams', dict(sorted(dict(self.loss_hparams).items())))
@@ -90,11 +93,11 @@ class TrainConfig:
     validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
     validation.check_name('dtype', self.dtype, DTYPES)
     validation.check_name('parallel', self.parallel, ('none', 'shard_map', 'pmap'))
-    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor')
+    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor', 'eval_every')
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
-    for name in ('reg', 'batch_size', 'patience', 'init_scale', 'num_devices'):
+    for name in ('reg', 'batch_size', 'patience', 'init_scale', 'num_devices', 'block_rows'):
       if not getattr(self, name) >= 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not 0 <= self.momentum < 1:
@@ -180,23 +183,38 @@ def batch_plan(key, num_examples, steps, batch, dtype):
   return idx, mask.reshape(steps, batch)
 
 
+def batch_value_and_grad(cfg, params, xb, yb, mb, hp):
+  """`(objective, gradient)` on one batch (rows weighted by `mb`, or all rows if `None`)."""
+  return grad_sources.value_and_grad(
+    cfg.grad,
+    params,
+    xb,
+    yb,
+    loss=cfg.loss_record,
+    reg=hp.reg,
+    penalty=cfg.penalty,
+    loss_hparams=hp.loss_hparams,
+    mask=mb,
+  )
+
+
+def make_apply(cfg, steps):
+  """`(params, opt_state, g, hp) -> (params, opt_state)`: one optimizer step along gradient `g`."""
+
+  def apply(params, opt_state, g, hp):
+    updates, opt_state = make_optimizer(cfg, hp, steps).update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  return apply
+
+
 def make_update(cfg, steps, masked):
   """`(params, opt_state, x, y, mask, hp) -> (params, opt_state, objective)`: one step."""
+  apply = make_apply(cfg, steps)
 
   def update(params, opt_state, xb, yb, mb, hp):
-    value, g = grad_sources.value_and_grad(
-      cfg.grad,
-      params,
-      xb,
-      yb,
-      loss=cfg.loss_record,
-      reg=hp.reg,
-      penalty=cfg.penalty,
-      loss_hparams=hp.loss_hparams,
-      mask=mb if masked else None,
-    )
-    updates, opt_state = make_optimizer(cfg, hp, steps).update(g, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
+    value, g = batch_value_and_grad(cfg, params, xb, yb, mb if masked else None, hp)
+    return *apply(params, opt_state, g, hp), value
 
   return update
 
@@ -245,6 +263,9 @@ def structural(cfg):
     patience=0,
     init_scale=0.0,
     explode_factor=1.0,
+    eval_every=1,
+    stream=False,
+    block_rows=0,
   )
 
 
@@ -298,6 +319,7 @@ class FitResult:
   stopped_early: bool = False
   interrupted: bool = False
   resumed_from: int = 0
+  streamed: bool = False
 
 
 def selection_metric(metrics, prefix):
@@ -335,11 +357,23 @@ def check_fit(cfg, dataset):
       'use --grad=autodiff.'
     )
   c = num_outputs(cfg, dataset)
+  from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
+  streamed = stream.should_stream(cfg, dataset)
+  if streamed:
+    stream.check_config(cfg)
   for split in ('train', 'val', 'test'):
     x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
     if split != 'train' and len(x) == 0:
       continue
-    validation.check_features(x, where=f'{dataset.name} {split} split')
+    # Streamed splits (and memory maps) are checked block by block, never as a whole.
+    if streamed:  # several processes: each checks the rows it will read
+      mine = stream.local_rows(len(x))
+      stream.check_features(x[mine], where=f'{dataset.name} {split} split', first_row=mine.start)
+    elif isinstance(x, np.memmap):
+      stream.check_features(x, where=f'{dataset.name} {split} split')
+    else:
+      validation.check_features(x, where=f'{dataset.name} {split} split')
     validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')
 
 
@@ -349,11 +383,13 @@ def device_data(cfg, dataset):
   spec = cfg.loss_record
   ydt = dt if spec.targets == 'real' else jnp.int32
 
+  from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
   def put(split):
-    x = getattr(dataset, f'x_{split}')
-    if cfg.bias_trick:
-      x = np.concatenate([x, np.ones((len(x), 1), x.dtype)], axis=1)
-    return jnp.asarray(x, dt), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
+    # One host pass at most (cast and bias column together); an aligned array of the
+    # training dtype is then taken by the CPU backend without a copy.
+    x = stream.host_array(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
+    return jax.device_put(x), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
 
   return {s: put(s) for s in ('train', 'val', 'test')}
 
@@ -390,19 +426,32 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     on_epoch: called as `on_epoch(metrics_dict)` after every epoch.
     checkpoint_every: epochs between checkpoints.
 
+  The training split streams in blocks (`stream.py`) when `cfg.stream` asks
+  for it or when the splits do not fit in free memory. Every epoch records
+  `train_pass_loss` from the training pass itself; every `cfg.eval_every`
+  epochs and at the last, the train and validation splits are evaluated in
+  full, and only those epochs count for the best epoch and `patience`.
+
   Returns:
     A `FitResult`. Raises `Diverged` when the loss stops being finite or
     exceeds `explode_factor` times its starting value.
   """
   check_fit(cfg, dataset)
-  arrays = device_data(cfg, dataset)
+  from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
+  streamed = stream.should_stream(cfg, dataset)
+  arrays = stream.host_splits(cfg, dataset) if streamed else device_data(cfg, dataset)
   x, y = arrays['train']
   n = x.shape[0]
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
-  epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
-  eval_fn = compiled_eval_fn(cfg)
+  if streamed:
+    affine = stream.affine(cfg, dataset)
+    epoch_fn, eval_fn = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
+  else:
+    epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
+    eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0
@@ -451,7 +500,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         'best_epoch': bst['epoch'],
         'bad': bst['bad'],
         # Epoch e shuffles with fold_in(key, e): the key and the epoch fix the data order.
-        'data_order': 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
+        'data_order': 'stream.epoch_order(cfg, jax.random.fold_in(key, epoch), num_examples)'
+        if streamed
+        else 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
       }
       checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
@@ -477,16 +528,24 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
           f'{cfg.learning_rate:g} ({cfg.optimizer}, {cfg.schedule} schedule); try a smaller --learning_rate.'
         )
       metrics = {'epoch': epoch + 1, 'step': (epoch + 1) * steps}
-      for split in ('train', 'val') if has_val else ('train',):
-        for k, v in eval_fn(params, *arrays[split], hp).items():
+      # The mean of the steps' mini-batch objectives, measured by the training pass itself.
+      metrics['train_pass_loss'] = float(np.mean(values))
+      # Full evaluation every `eval_every` epochs and at the last; each line says which it had.
+      evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+      metrics['evaluated'] = evaluated
+      splits = ('train', 'val') if has_val else ('train',)
+      for split in splits if evaluated else ():
+        for k, v in jax.device_get(eval_fn(params, *arrays[split], hp)).items():
           metrics[f'{split}_{k}'] = float(v)
       metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
       metrics['examples_per_s'] = n / seconds
       metrics['seconds'] = seconds
       if epoch == 0:
         metrics['initial_loss'] = initial
-      score = selection_metric(metrics, 'val_' if has_val else 'train_')
-      if score > best['score']:
+      score = selection_metric(metrics, 'val_' if has_val else 'train_') if evaluated else None
+      if score is None:
+        pass  # the best epoch and patience move on evaluated epochs only
+      elif score > best['score']:
         best = {'params': params, 'score': score, 'epoch': epoch + 1, 'bad': 0}
       else:
         best = {**best, 'bad': best['bad'] + 1}
@@ -517,19 +576,32 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     stopped_early=stopped_early,
     interrupted=interrupted,
     resumed_from=start,
+    streamed=streamed,
   )
 
 
 def evaluate(cfg, dataset, params):
   """Metrics of `params` on every split: `{'train_loss': ..., 'test_accuracy': ...}`."""
-  arrays = device_data(cfg, dataset)
-  eval_fn = compiled_eval_fn(cfg)
+  return evaluate_many(cfg, dataset, [params])[0]
+
+
+def evaluate_many(cfg, dataset, params_list):
+  """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
+  from linear_jax import stream  # pylint: disable=import-outside-toplevel
+
+  if stream.should_stream(cfg, dataset):
+    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(cfg, dataset))
+  else:
+    arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)
   hp = hparams(cfg)
-  out = {}
-  for split, (x, y) in arrays.items():
-    if len(x):
-      out.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, x, y, hp).items()})
-  return out
+  outs = []
+  for params in params_list:
+    out = {}
+    for split, (x, y) in arrays.items():
+      if len(x):
+        out.update({f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp)).items()})
+    outs.append(out)
+  return outs
 
 
 def raw_params(params, dataset):

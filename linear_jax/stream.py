@@ -1,0 +1,529 @@
+"""Training on data larger than memory: blocks read from a memory map, sent to the device one ahead.
+
+A split too large for host or device memory (or any split, with
+`TrainConfig.stream`) is read in contiguous blocks of `block_rows` rows, for
+instance from `np.load(path, mmap_mode='r', allow_pickle=False)`. One epoch of mini-batch SGD
+visits the blocks in an order drawn from the epoch's key, shuffles the rows
+inside each block with the block's own key, and runs the compiled steps of
+in-memory training (`train.make_update`, `train.batch_plan`,
+`train.scan_batches`) over the block's batches. Blocks hold a whole number of
+batches, so every example is used exactly once per epoch, every batch but one
+is full, and an epoch has as many steps as in memory. Full-batch descent adds
+the blocks' gradients, each weighted by its share of the rows, and takes one
+optimizer step (`train.make_apply`): in-memory descent up to float rounding.
+Evaluation adds the blocks' metrics the same way. With several processes
+each reads only its own rows (`parallel.shard_rows`) and the full-batch sums
+are added over processes once per epoch.
+
+While the device works on one block, the host asks the kernel to read the
+next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
+compiled calls return before they finish); it then waits for the block
+before, whose pages it hands back (`madvise(MADV_DONTNEED)`), so at most two
+blocks are resident, not the file. A block of an `.npy` map in the training
+dtype is sent as it is (its rows are 64-byte aligned, and `jax.device_put` on
+the CPU then reads the mapped pages without a copy); other blocks are copied
+once into an aligned buffer. Features stay in the file's float dtype until
+the device widens them (float16 and bfloat16 travel at half size).
+"""
+
+import functools
+import math
+import mmap
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax import data as data_lib
+from linear_jax import train
+from linear_jax import validation
+
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+# Stream when the splits need more than this fraction of the free memory.
+MEMORY_FRACTION = 0.8
+ALIGN = 64
+
+
+# ----------------------------------------------------------------- host side
+
+
+def host_array(x, dtype, bias_column=False, copy=False):
+  """`x` as a C-ordered, 64-byte-aligned `[N, D]` array of `dtype`.
+
+  With `bias_column` it is `[N, D + 1]` and its last column is 1.
+
+  `jax.device_put` on the CPU aliases such an array instead of copying it.
+  `x` itself is returned when it already qualifies and no copy is asked for.
+  """
+  dtype = np.dtype(dtype)
+  if (
+    not copy
+    and not bias_column
+    and isinstance(x, np.ndarray)
+    and not isinstance(x, np.memmap)
+    and x.dtype == dtype
+    and x.flags.c_contiguous
+    and x.ctypes.data % ALIGN == 0
+  ):
+    return x
+  rows, cols = x.shape[0], x.shape[1] + bias_column
+  size = rows * cols * dtype.itemsize
+  buf = np.empty(size + ALIGN, np.uint8)
+  start = -buf.ctypes.data % ALIGN
+  out = buf[start : start + size].view(dtype).reshape(rows, cols)
+  if bias_column:
+    out[:, -1] = 1
+  # A memory map is copied a block at a time and its pages handed back as it goes,
+  # so the copy, not the copy plus the mapped file, is what stays resident.
+  step = (
+    max(1, DEFAULT_BLOCK_BYTES // max(1, cols * dtype.itemsize)) if isinstance(x, np.memmap) else max(rows, 1)
+  )
+  for a in range(0, rows, step):
+    b = min(a + step, rows)
+    out[a:b, : x.shape[1]] = x[a:b]
+    release(x, a, b)
+  return out
+
+
+def _advise(x, start, stop, advice):
+  """`madvise(advice)` on the pages of rows `[start, stop)` of a memory map (a no-op for other arrays)."""
+  mm = getattr(x, '_mmap', None)
+  if mm is None or not hasattr(mm, 'madvise') or stop <= start:
+    return
+  base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data  # x's offset inside the map
+  lo, hi = base + start * x.strides[0], base + stop * x.strides[0]
+  lo -= lo % mmap.PAGESIZE
+  try:
+    mm.madvise(advice, lo, min(hi, len(mm)) - lo)
+  except (OSError, ValueError):  # advice only: the data stays correct either way
+    pass
+
+
+def release(x, start, stop):
+  """Hands the pages of rows `[start, stop)` of a memory map back to the kernel (a no-op otherwise).
+
+  The pages stay in the page cache; they only stop counting as this
+  process's resident memory, and a later read maps them again.
+  """
+  _advise(x, start, stop, mmap.MADV_DONTNEED)
+
+
+def prefetch(x, start, stop):
+  """Asks the kernel to start reading rows `[start, stop)` of a memory map in the background."""
+  _advise(x, start, stop, mmap.MADV_WILLNEED)
+
+
+def transfer_dtype(x, dtype):
+  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`."""
+  xd = np.dtype(x.dtype)
+  if np.issubdtype(xd, np.floating) or xd.name == 'bfloat16':
+    if xd.itemsize <= np.dtype(dtype).itemsize:
+      return xd
+  return np.dtype(dtype)
+
+
+def read(x, start, stop, dtype):
+  """Rows `[start, stop)` of `x` (an array or a memory map) as an aligned array of `dtype`.
+
+  A view of `x` when it already is one (`jax.device_put` on the CPU then reads
+  the mapped pages themselves, with no copy), else a fresh copy.
+  """
+  view = x[start:stop]
+  if view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
+    return np.asarray(view)
+  return host_array(view, dtype, copy=True)
+
+
+def spans(num_rows, rows):
+  """`[(start, stop), ...]`: `num_rows` cut into contiguous blocks of `rows` (the last may be shorter)."""
+  return [(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
+
+
+def block_rows(cfg, num_rows, num_features, itemsize):
+  """Rows per block: `cfg.block_rows` or about 32 MiB, a multiple of the batch size for SGD."""
+  rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
+  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  if steps > 1:
+    rows = max(batch, rows // batch * batch)
+  return min(rows, num_rows)
+
+
+def check_features(x, where, rows=None, first_row=0):
+  """`validation.check_features` in blocks: no whole-array temporary, pages released as it goes.
+
+  Raises a `ValueError` naming `where`, the number of non-finite values, and
+  the row (counted from `first_row`) and column of the first.
+  """
+  if np.ndim(x) != 2:
+    raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
+  if x.shape[0] == 0:
+    raise ValueError(f'{where}: empty batch (N = 0).')
+  dt = np.dtype(x.dtype)
+  if dt.name != 'bfloat16' and (not np.issubdtype(dt, np.number) or np.issubdtype(dt, np.complexfloating)):
+    raise ValueError(f'{where}: features must be real numbers, got dtype {dt}.')
+  rows = rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+  count, first = 0, None
+  for a, b in spans(x.shape[0], rows):
+    block = np.asarray(x[a:b])
+    bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
+    if bad.any():
+      count += int(bad.sum())
+      if first is None:
+        i, j = np.argwhere(bad)[0]
+        first = (first_row + a + int(i), int(j), block[i, j])
+    release(x, a, b)
+  if count:
+    i, j, v = first
+    raise ValueError(f'{where}: {count} non-finite feature value(s); first at example {i}, feature {j}: {v}.')
+
+
+def memory_budget(device=None):
+  """Bytes free for the data: the accelerator's free memory, or the host's `MemAvailable` on a CPU."""
+  device = device or jax.devices()[0]
+  stats = device.memory_stats() if device.platform != 'cpu' else None
+  if stats and 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return math.inf
+
+
+def bytes_needed(cfg, dataset):
+  """Bytes the splits take on the device in the training dtype (bias column included)."""
+  item = np.dtype(cfg.dtype).itemsize
+  total = 0
+  for split in ('train', 'val', 'test'):
+    x = getattr(dataset, f'x_{split}')
+    total += len(x) * (x.shape[1] + cfg.bias_trick) * item + np.asarray(getattr(dataset, f'y_{split}')).nbytes
+  return total
+
+
+def should_stream(cfg, dataset):
+  """Whether `train.fit` streams: when asked to, for a `prepare`d dataset, or when the splits do not fit."""
+  return (
+    bool(cfg.stream)
+    or bool(dataset.extra.get(AFFINE))
+    or bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
+  )
+
+
+# `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block on the device.
+AFFINE = 'standardize_on_device'
+
+
+def _column_stats(x, rows):
+  """`(mean, std, max |x|)` of every column of `x`, in float64, one block at a time (Chan et al.'s merge)."""
+  d = x.shape[1]
+  count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
+  for a, b in spans(x.shape[0], rows):
+    block = np.asarray(x[a:b], np.float64)
+    k, bmean = b - a, block.mean(axis=0)
+    delta = bmean - mean
+    m2 += ((block - bmean) ** 2).sum(axis=0) + delta**2 * count * k / (count + k)
+    mean += delta * k / (count + k)
+    count += k
+    top = max(top, float(np.abs(block).max(initial=0.0)))
+    release(x, a, b)
+  return mean, np.sqrt(m2 / max(count, 1)), top
+
+
+def prepare(raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='standardize'):
+  """A `Dataset` to stream that leaves `raw.x` (a memory map, say) where it is: nothing is copied.
+
+  The splits are contiguous ranges of rows: training first, then validation,
+  then test (unless `raw.test` gives one); shuffling would copy the file, so
+  its rows should already be in random order. `'standardize'` and `'center'`
+  are fitted on the training rows in float64, one block at a time, and
+  applied to each block on the device (`Dataset.extra[AFFINE]`), so
+  `train.fit` and `train.evaluate` stream such a dataset whatever its size.
+  """
+  validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
+  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    if not 0 <= f < 1:
+      raise ValueError(f'{what} must be in [0, 1), got {f}.')
+  n, d = raw.x.shape
+  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
+  n_val = int(round(val_fraction * n))
+  n_train = n - n_val - n_test
+  if n_train < 1:
+    raise ValueError(
+      f'{name}: {n} examples leave no training split with '
+      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
+    )
+  x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
+  x_train = raw.x[:n_train]
+  shift, scale = np.zeros(d), np.ones(d)
+  if preprocess in ('standardize', 'center'):
+    rows = max(1, DEFAULT_BLOCK_BYTES // max(1, d * 8))
+    shift, sd, top = _column_stats(x_train, rows)
+    if preprocess == 'standardize':
+      scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
+  ydt = np.int32 if raw.kind == 'class' else np.float32
+  return data_lib.Dataset(
+    name=name,
+    x_train=x_train,
+    y_train=np.asarray(raw.y[:n_train]).astype(ydt),
+    x_val=raw.x[n_train : n_train + n_val],
+    y_val=np.asarray(raw.y[n_train : n_train + n_val]).astype(ydt),
+    x_test=x_test,
+    y_test=np.asarray(y_test).astype(ydt),
+    kind=raw.kind,
+    num_classes=raw.num_classes,
+    shift=shift,
+    scale=scale,
+    image_shape=raw.image_shape,
+    class_names=raw.class_names,
+    extra={**raw.extra, AFFINE: preprocess != 'none'},
+  )
+
+
+def affine(cfg, dataset):
+  """`(shift, scale)` on the device in the training dtype for a `prepare`d dataset, else `None`."""
+  if not dataset.extra.get(AFFINE):
+    return None
+  return tuple(jax.device_put(np.asarray(a, cfg.dtype)) for a in (dataset.shift, dataset.scale))
+
+
+def check_config(cfg):
+  """Raises a `ValueError` for what streaming cannot do yet."""
+  if jax.process_count() > 1:
+    if cfg.batch_size not in (0, None):
+      raise ValueError(
+        'streaming over several processes does full-batch descent only (--full_batch); '
+        'mini-batch training streams in one process.'
+      )
+  elif cfg.parallel != 'none':
+    raise ValueError(
+      f'streaming trains on one device; --parallel={cfg.parallel} with --stream (or data larger '
+      'than memory) is not supported.'
+    )
+
+
+def local_rows(num_rows):
+  """The rows this process reads, a `slice`: all alone, its `parallel.shard_rows` share with others."""
+  if jax.process_count() == 1:
+    return slice(0, num_rows)
+  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+
+  return parallel.shard_rows(num_rows)
+
+
+def sum_over_processes(tree):
+  """The sum of `tree` over every process (itself with one process): one small transfer."""
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  return jax.tree.map(lambda a: jnp.asarray(np.sum(a, axis=0)), multihost_utils.process_allgather(tree))
+
+
+def host_splits(cfg, dataset):
+  """`{split: (x, y)}` left on the host: `x` as it is (a memory map stays one), `y` in the target dtype."""
+  spec = cfg.loss_record
+  ydt = np.dtype(cfg.dtype) if spec.targets == 'real' else np.int32
+  return {
+    s: (getattr(dataset, f'x_{s}'), np.asarray(getattr(dataset, f'y_{s}'), ydt))
+    for s in ('train', 'val', 'test')
+  }
+
+
+def pipeline(step, state, x, y, block_spans, dtype):
+  """`state = step(state, k, x_block, y_block)` over the blocks, the next block read while the device works.
+
+  Compiled calls return before they finish, so while block `k` computes the
+  host asks the kernel to read block `k + 1` ahead, waits for block `k − 1`
+  and hands its pages back, then sends block `k + 1` (double buffering): at
+  most two blocks are alive, whatever the speeds of disk and device.
+
+  Returns the final `state`, computed.
+  """
+  if not block_spans:  # a process with no rows of its own
+    return state
+  put = lambda a, b: (jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])))
+  prefetch(x, *block_spans[0])
+  pending, current = None, put(*block_spans[0])
+  for k, span in enumerate(block_spans):
+    state = step(state, k, *current)
+    if k + 1 < len(block_spans):
+      prefetch(x, *block_spans[k + 1])
+    if pending is not None:
+      jax.block_until_ready(pending[0])
+      release(x, *pending[1])
+    pending = (state, span)
+    current = put(*block_spans[k + 1]) if k + 1 < len(block_spans) else None
+  jax.block_until_ready(state)
+  release(x, *pending[1])
+  return state
+
+
+# ----------------------------------------------------------------- device side
+
+
+def _widen(cfg, xb, affine_=None):
+  """A block as the step wants it: the training dtype, standardized if `affine_ = (shift, scale)`,
+  with the constant-1 feature under the bias trick."""
+  xb = xb.astype(cfg.dtype)
+  if affine_ is not None:
+    xb = (xb - affine_[0]) / affine_[1]
+  if cfg.bias_trick:
+    xb = jnp.concatenate([xb, jnp.ones((xb.shape[0], 1), xb.dtype)], axis=1)
+  return xb
+
+
+def block_plan(key, rows, batch):
+  """`(steps, idx [steps, batch], mask [steps, batch])` of one block of `rows` rows: `train.batch_plan`."""
+  steps = math.ceil(rows / batch)
+  idx, mask = train.batch_plan(key, rows, steps, batch, jnp.float32)
+  return steps, idx, mask
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_block(cfg, rows, batch, steps_per_epoch):
+  """SGD over one block: `(params, opt_state, xb, yb, key, hp) -> (params, opt_state, step_objectives)`."""
+  steps = math.ceil(rows / batch)
+  update = train.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
+
+  def block(params, opt_state, xb, yb, key, hp, affine_):
+    xb = _widen(cfg, xb, affine_)
+    idx, mask = train.batch_plan(key, rows, steps, batch, xb.dtype)
+    return train.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
+
+  return jax.jit(block)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_accumulate_grad(cfg):
+  """`(total, params, xb, yb, weight, hp) -> total + weight · (objective, gradient)` on one block."""
+
+  def accumulate(total, params, xb, yb, weight, hp, affine_):
+    value, g = train.batch_value_and_grad(cfg, params, _widen(cfg, xb, affine_), yb, None, hp)
+    return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
+
+  return jax.jit(accumulate)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_apply(cfg):
+  return jax.jit(train.make_apply(cfg, 1))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_accumulate_eval(cfg):
+  """`(total, params, xb, yb, weight, hp) -> total + weight · metrics` on one block."""
+  evaluate = train.make_eval_fn(cfg)
+
+  def accumulate(total, params, xb, yb, weight, hp, affine_):
+    out = evaluate(params, _widen(cfg, xb, affine_), yb, hp)
+    return {k: total[k] + weight * v for k, v in out.items()}
+
+  return jax.jit(accumulate)
+
+
+def block_order(key, num_blocks):
+  """`(block order [num_blocks], key of the rows inside the blocks)` of one epoch."""
+  order_key, rows_key = jax.random.split(key)
+  return np.asarray(jax.random.permutation(order_key, num_blocks)), rows_key
+
+
+def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
+  """The rows one streamed SGD epoch visits, in order (`[num_rows]`; padding left out).
+
+  Computed from the same keys and plans as `make_epoch_fn` uses, so tests can
+  check the order statistics of what training actually does.
+  """
+  rows = block_rows(cfg, num_rows, num_features, itemsize)
+  _, batch = train.steps_per_epoch(cfg, num_rows)
+  block_spans = spans(num_rows, rows)
+  order, rows_key = block_order(key, len(block_spans))
+  out = []
+  for k in order:
+    a, b = block_spans[k]
+    _, idx, mask = block_plan(jax.random.fold_in(rows_key, int(k)), b - a, batch)
+    out.append(a + np.asarray(idx)[np.asarray(mask) > 0])
+  return np.concatenate(out)
+
+
+def make_epoch_fn(cfg, x, y, affine_=None):
+  """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
+
+  `affine_`: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+
+  Returns `(params, opt_state, _x, _y, key, hp) -> (params, opt_state, step_objectives)`;
+  the `_x, _y` it is called with are ignored (they are `x, y` themselves in `train.fit`).
+  """
+  num_rows = x.shape[0]
+  dt = transfer_dtype(x, cfg.dtype)
+  rows = block_rows(cfg, num_rows, x.shape[1], dt.itemsize)
+  block_spans = spans(num_rows, rows)
+  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  scfg = train.structural(cfg)
+
+  if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
+    # With several processes each reads only its own rows; the weighted sums add up over processes.
+    mine = local_rows(num_rows)
+    x_local, y_local = x[mine], y[mine]
+    local_spans = spans(x_local.shape[0], rows)
+
+    def full_batch_epoch(params, opt_state, _x, _y, key, hp):
+      del key
+      accumulate = _compiled_accumulate_grad(scfg)
+      weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
+      step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
+      zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
+      total = sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
+      params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
+      return params, opt_state, total[0][None]
+
+    return full_batch_epoch
+
+  def epoch(params, opt_state, _x, _y, key, hp):
+    order, rows_key = block_order(key, len(block_spans))
+    ordered = [block_spans[k] for k in order]
+
+    def step(state, i, xb, yb):
+      params, opt_state, values = state
+      a, b = ordered[i]
+      run = _compiled_block(scfg, b - a, batch, steps)
+      key_i = jax.random.fold_in(rows_key, int(order[i]))
+      params, opt_state, v = run(params, opt_state, xb, yb, key_i, hp, affine_)
+      return params, opt_state, (*values, v)
+
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt)
+    return params, opt_state, jnp.concatenate(values)
+
+  return epoch
+
+
+def make_eval_fn(cfg, affine_=None):
+  """A streamed `train.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
+  scfg = train.structural(cfg)
+
+  def evaluate(params, x, y, hp):
+    num_rows = x.shape[0]
+    dt = transfer_dtype(x, cfg.dtype)
+    rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+    mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
+    x, y = x[mine], y[mine]
+    block_spans = spans(x.shape[0], rows)
+    accumulate = _compiled_accumulate_eval(scfg)
+    weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
+    names = jax.eval_shape(
+      lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
+      params,
+      jax.ShapeDtypeStruct((1, x.shape[1]), dt),
+      jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
+    )
+    zero = {k: jnp.zeros((), params.W.dtype) for k in names}
+    step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
+    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt))
+
+  return evaluate

@@ -1,0 +1,332 @@
+"""Tests of linear_jax.stream: streamed training and evaluation against in-memory training."""
+
+import dataclasses
+import json
+import math
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from linear_jax import data
+from linear_jax import stream
+from linear_jax import train
+
+
+def _dataset(tmp_path, n=203, d=5, c=3, dtype=np.float32, seed=0, kind='class'):
+  """A prepared dataset whose training split is a memory map of an .npy file written to `tmp_path`."""
+  raw = data.blobs(n, d, c, seed=seed) if kind == 'class' else data.linreg(n, d, seed=seed)
+  ds = data.prepare(raw, 'blobs', val_fraction=0.2, test_fraction=0.2, seed=seed)
+  path = tmp_path / 'x_train.npy'
+  np.save(path, ds.x_train.astype(dtype))
+  return dataclasses.replace(ds, x_train=np.load(path, mmap_mode='r'))
+
+
+def _in_memory(ds):
+  return dataclasses.replace(ds, x_train=np.asarray(ds.x_train, np.float32))
+
+
+@pytest.mark.parametrize('loss', ['softmax', 'svm'])
+def test_full_batch_stream_equals_in_memory(tmp_path, loss):
+  ds = _dataset(tmp_path)
+  cfg = train.TrainConfig(loss=loss, batch_size=0, epochs=5, learning_rate=0.5, optimizer='momentum')
+  streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)
+  ref = train.fit(cfg, _in_memory(ds))
+  assert streamed.streamed and not ref.streamed
+  assert len(stream.spans(len(ds.x_train), 17)) > 5  # several blocks, the last one short
+  np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(streamed.params.b, ref.params.b, rtol=1e-5, atol=1e-6)
+  for s, r in zip(streamed.history, ref.history, strict=True):
+    np.testing.assert_allclose(s['train_loss'], r['train_loss'], rtol=1e-5)
+    np.testing.assert_allclose(s['val_accuracy'], r['val_accuracy'])
+
+
+def test_full_batch_stream_equals_in_memory_float64_bias_trick(tmp_path):
+  ds = _dataset(tmp_path, dtype=np.float64, kind='real')
+  cfg = train.TrainConfig(
+    loss='l2', batch_size=0, epochs=3, dtype='float64', bias_trick=True, learning_rate=0.1
+  )
+  streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=10), ds)
+  ref = train.fit(cfg, _in_memory(ds))
+  np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=1e-12, atol=1e-14)
+
+
+def test_streamed_evaluation_equals_in_memory(tmp_path):
+  ds = _dataset(tmp_path)
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  params = train.fit(cfg, _in_memory(ds)).params
+  ours = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=23), ds, params)
+  ref = train.evaluate(cfg, _in_memory(ds), params)
+  assert ours.keys() == ref.keys()
+  for k in ref:
+    np.testing.assert_allclose(ours[k], ref[k], rtol=1e-5, err_msg=k)
+
+
+def test_every_example_once_per_epoch_and_order_varies_with_key():
+  cfg = train.TrainConfig(batch_size=8, block_rows=24)
+  n = 100  # blocks of 24 rows: 3 batches each, and a last block of 4 rows
+  orders = [stream.epoch_order(cfg, jax.random.PRNGKey(s), n) for s in range(3)]
+  for order in orders:
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+  assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+  again = stream.epoch_order(cfg, jax.random.PRNGKey(1), n)
+  np.testing.assert_array_equal(again, orders[1])  # the key fixes the order
+
+
+def test_block_order_and_shuffle_statistics():
+  # Block order is a uniformly drawn permutation of the blocks, and rows inside a
+  # block are uniformly shuffled: chi-square tests on where things land.
+  cfg = train.TrainConfig(batch_size=4, block_rows=8)
+  n, trials = 32, 400  # 4 blocks of 8 rows
+  first_block = np.zeros(4)
+  first_row_in_block = np.zeros(8)
+  for s in range(trials):
+    order = stream.epoch_order(cfg, jax.random.PRNGKey(s), n)
+    first_block[order[0] // 8] += 1
+    first_row_in_block[order[0] % 8] += 1
+    # contiguous blocks: the first 8 rows visited are one whole block
+    assert len(set(order[:8] // 8)) == 1
+  # Pearson's chi-square against uniform, below its 0.1% critical value (3 and 7 degrees of freedom).
+  chi2 = lambda counts: np.sum((counts - counts.mean()) ** 2 / counts.mean())
+  assert chi2(first_block) < 16.27
+  assert chi2(first_row_in_block) < 24.32
+
+
+def test_sgd_stream_follows_epoch_order(tmp_path):
+  # One streamed SGD epoch equals in-memory steps taken on the batches of `epoch_order`.
+  ds = _dataset(tmp_path, n=100)
+  cfg = train.TrainConfig(batch_size=8, epochs=1, block_rows=24, stream=True, learning_rate=0.3)
+  result = train.fit(cfg, ds)
+  x = np.asarray(ds.x_train)
+  y = np.asarray(ds.y_train)
+  order = stream.epoch_order(cfg, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0), len(x))
+  hp = train.hparams(cfg)
+  steps, _ = train.steps_per_epoch(cfg, len(x))
+  params, opt_state = train.init_state(cfg, x.shape[1], 3, hp, steps)
+  update = jax.jit(train.make_update(cfg, steps, masked=False))
+  # the batches: each block's rows, cut into 8s (the short block gives one 4-row batch)
+  starts = [0] + [i for i in range(1, len(order)) if order[i] // 24 != order[i - 1] // 24]
+  blocks = np.split(order, starts[1:])
+  count = 0
+  for block in blocks:
+    for j in range(0, len(block), 8):
+      rows = block[j : j + 8]
+      params, opt_state, _ = update(params, opt_state, x[rows], y[rows], None, hp)
+      count += 1
+  assert count == steps == math.ceil(len(x) / 8)
+  np.testing.assert_allclose(result.params.W, params.W, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_stream_learns_as_well_as_in_memory(tmp_path):
+  ds = _dataset(tmp_path, n=400)
+  cfg = train.TrainConfig(batch_size=16, epochs=10, block_rows=64)
+  ours = train.fit(dataclasses.replace(cfg, stream=True), ds).history[-1]['val_accuracy']
+  ref = train.fit(cfg, _in_memory(ds)).history[-1]['val_accuracy']
+  assert ours >= ref - 0.05
+
+
+def test_float16_file_is_widened_on_the_device(tmp_path):
+  ds = _dataset(tmp_path, dtype=np.float16)
+  assert ds.x_train.dtype == np.float16
+  assert stream.transfer_dtype(ds.x_train, 'float32') == np.float16
+  cfg = train.TrainConfig(batch_size=0, epochs=3)
+  streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=32), ds)
+  ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train, np.float32)))
+  assert streamed.params.W.dtype == np.float32
+  np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
+
+
+def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
+  ds = _dataset(tmp_path)
+  cfg = train.TrainConfig(epochs=1)
+  assert not train.fit(cfg, ds).streamed
+  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
+  assert stream.bytes_needed(cfg, ds) > 1000
+  assert train.fit(cfg, ds).streamed
+
+
+def test_host_array_is_aligned_and_taken_without_copy_on_cpu():
+  x = np.arange(12.0).reshape(3, 4)
+  a = stream.host_array(x, np.float32, bias_column=True)
+  assert a.ctypes.data % stream.ALIGN == 0 and a.dtype == np.float32
+  np.testing.assert_array_equal(a, np.concatenate([x, np.ones((3, 1))], 1))
+  assert stream.host_array(a[:, :], np.float32) is not None
+  if jax.default_backend() == 'cpu':
+    b = stream.host_array(x, np.float32)
+    assert jax.device_put(b).unsafe_buffer_pointer() == b.ctypes.data
+
+
+def test_release_keeps_the_data_correct(tmp_path):
+  x = np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32)
+  np.save(tmp_path / 'x.npy', x)
+  m = np.load(tmp_path / 'x.npy', mmap_mode='r')
+  for a, b in stream.spans(len(m), 100):
+    np.testing.assert_array_equal(stream.read(m, a, b, np.float32), x[a:b])
+  np.testing.assert_array_equal(np.asarray(m), x)  # pages read again after release
+
+
+def test_rejects_non_finite_value_naming_row_and_column(tmp_path):
+  ds = _dataset(tmp_path, n=300)
+  x = np.array(ds.x_train)
+  x[150, 2] = np.nan
+  np.save(tmp_path / 'bad.npy', x)
+  bad = dataclasses.replace(ds, x_train=np.load(tmp_path / 'bad.npy', mmap_mode='r'))
+  cfg = train.TrainConfig(stream=True, block_rows=32, epochs=1)
+  with pytest.raises(ValueError, match='example 150, feature 2'):
+    train.fit(cfg, bad)
+
+
+def test_rejects_stream_with_parallel(tmp_path):
+  ds = _dataset(tmp_path)
+  with pytest.raises(ValueError, match='--parallel=shard_map with --stream'):
+    train.fit(train.TrainConfig(stream=True, parallel='shard_map', epochs=1), ds)
+
+
+def test_rejects_bad_eval_every_and_block_rows():
+  with pytest.raises(ValueError, match='eval_every'):
+    train.TrainConfig(eval_every=0).validate()
+  with pytest.raises(ValueError, match='block_rows'):
+    train.TrainConfig(block_rows=-1).validate()
+
+
+def test_eval_every_evaluates_on_cadence_and_at_the_last_epoch(tmp_path):
+  ds = _in_memory(_dataset(tmp_path))
+  result = train.fit(train.TrainConfig(epochs=7, eval_every=3, batch_size=16), ds)
+  assert [m['evaluated'] for m in result.history] == [False, False, True, False, False, True, True]
+  for m in result.history:
+    assert 'train_pass_loss' in m and np.isfinite(m['train_pass_loss'])
+    assert ('val_accuracy' in m) == m['evaluated'] and ('train_loss' in m) == m['evaluated']
+  assert result.best_epoch in (3, 6, 7)
+  every = train.fit(train.TrainConfig(epochs=7, batch_size=16), ds)
+  # the same training: evaluation never changes the parameters
+  np.testing.assert_array_equal(result.params.W, every.params.W)
+  assert result.history[-1]['val_accuracy'] == every.history[-1]['val_accuracy']
+
+
+def test_streamed_resume_is_bit_exact(tmp_path):
+  ds = _dataset(tmp_path, n=100)
+  cfg = train.TrainConfig(epochs=4, batch_size=8, block_rows=24, stream=True, optimizer='adam')
+  whole = train.fit(cfg, ds)
+
+  def stop_after_2(metrics):
+    if metrics['epoch'] == 2:
+      raise KeyboardInterrupt
+
+  (tmp_path / 'w').mkdir()
+  first = train.fit(cfg, ds, workdir=str(tmp_path / 'w'), on_epoch=stop_after_2)
+  assert first.interrupted and first.streamed
+  resumed = train.fit(cfg, ds, workdir=str(tmp_path / 'w'), resume=True)
+  assert resumed.resumed_from == 2
+  np.testing.assert_array_equal(resumed.params.W, whole.params.W)
+
+
+_TWO_PROCESSES = r"""
+import json, sys
+import numpy as np
+import jax
+from linear_jax import data, parallel, stream, train
+port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+parallel.initialize(f'127.0.0.1:{port}', 2, pid)
+ds = data.Dataset(
+  name='mapped', x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False),
+  y_train=np.load(folder + '/y.npy', allow_pickle=False), x_val=np.zeros((0, 4), np.float32),
+  y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
+  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4))
+cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
+result = train.fit(cfg, ds)
+mine = stream.local_rows(len(ds.x_train))
+print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
+                  'processes': jax.process_count(), 'rows': [mine.start, mine.stop]}))
+"""
+
+
+def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
+  raw = data.blobs(101, 4, 3, seed=1)
+  np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
+  np.save(tmp_path / 'y.npy', raw.y)
+  ds = data.Dataset(
+    name='mapped',
+    x_train=raw.x.astype(np.float32),
+    y_train=raw.y,
+    x_val=np.zeros((0, 4), np.float32),
+    y_val=np.zeros(0, np.int64),
+    x_test=np.zeros((0, 4), np.float32),
+    y_test=np.zeros(0, np.int64),
+    kind='class',
+    num_classes=3,
+    shift=np.zeros(4),
+    scale=np.ones(4),
+  )
+  ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  root = pathlib.Path(__file__).resolve().parents[1]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path)],
+      cwd=root,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=180) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-2000:]
+  rows = []
+  for out, _ in outs:
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got['processes'] == 2
+    rows.append(got['rows'])
+    np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
+  assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
+
+
+def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  with pytest.raises(ValueError, match='full-batch descent only'):
+    stream.check_config(train.TrainConfig(stream=True, batch_size=64))
+  stream.check_config(train.TrainConfig(stream=True, batch_size=0))  # full batch streams
+
+
+def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
+  raw = data.blobs(150, 5, 3, seed=2)
+  x = (raw.x * 3.0 + 5.0).astype(np.float32)
+  np.save(tmp_path / 'x.npy', x)
+  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
+  ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
+  assert isinstance(ds.x_train, np.memmap) and ds.extra[stream.AFFINE]
+  n_train, n_val = len(ds.x_train), len(ds.x_val)
+  assert (n_train, n_val, len(ds.x_test)) == (105, 30, 15)  # contiguous: train, then val, then test
+  rows = x[:n_train].astype(np.float64)
+  np.testing.assert_allclose(ds.shift, rows.mean(0), rtol=1e-12)
+  np.testing.assert_allclose(ds.scale, rows.std(0), rtol=1e-10)
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  ref = dataclasses.replace(
+    ds,
+    x_train=tf(x[:n_train]),
+    x_val=tf(x[n_train : n_train + n_val]),
+    x_test=tf(x[n_train + n_val :]),
+    extra={},
+  )
+  cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  ours, theirs = train.fit(cfg, ds), train.fit(cfg, ref)
+  assert ours.streamed and not theirs.streamed
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+  a, b = train.evaluate(cfg, ds, ours.params), train.evaluate(cfg, ref, ours.params)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
