@@ -22,13 +22,14 @@ import numpy as np
 import optax
 
 from linear_jax import checkpoint
+from linear_jax import convergence
 from linear_jax import data as data_lib
 from linear_jax import grad_sources
 from linear_jax import losses
 from linear_jax import model
 from linear_jax import validation
 
-OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam')
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'lbfgs')  # lbfgs: see solvers.py
 SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time', 'cosine')
 DTYPES = ('float32', 'float64')
 
@@ -48,7 +49,12 @@ class TrainConfig:
   decay_rate: float = 0.5
   decay_epochs: float = 10.0
   batch_size: int = 64  # 0: full batch
-  epochs: int = 30
+  epochs: int = 30  # the most epochs (--max_epochs); L-BFGS: the most iterations
+  tol: float | None = None  # None: convergence.DEFAULT_TOL; L-BFGS always stops on ‖∇f‖_∞ ≤ tol
+  n_iter_no_change: int = 5
+  # 'objective', 'grad_norm' or 'none': every one of `epochs`, the default from Python, so a
+  # configuration means the same run it always did; the command line's default is 'objective'.
+  tol_on: str = 'none'
   grad: str = 'analytic'
   bias_trick: bool = False
   init_scale: float = 1e-3
@@ -88,7 +94,10 @@ class TrainConfig:
     validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
     validation.check_name('dtype', self.dtype, DTYPES)
     validation.check_name('parallel', self.parallel, ('none', 'shard_map', 'pmap'))
-    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor')
+    validation.check_name('tol_on', self.tol_on, convergence.TOL_ON)
+    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor', 'n_iter_no_change')
+    if self.tol is not None and not self.tol > 0:
+      raise ValueError(f'tol must be > 0, got {self.tol}.')
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
@@ -243,6 +252,9 @@ def structural(cfg):
     patience=0,
     init_scale=0.0,
     explode_factor=1.0,
+    tol=1.0,
+    n_iter_no_change=1,
+    tol_on='none',
   )
 
 
@@ -296,6 +308,8 @@ class FitResult:
   stopped_early: bool = False
   interrupted: bool = False
   resumed_from: int = 0
+  stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
+  solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
 
 
 def selection_metric(metrics, prefix):
@@ -317,6 +331,10 @@ def num_outputs(cfg, dataset):
 def check_fit(cfg, dataset):
   """Host-side checks before any compile: config, loss vs data, every split."""
   cfg.validate()
+  if cfg.optimizer == 'lbfgs':
+    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+    solvers.check_lbfgs(cfg)
   if cfg.dtype == 'float64' and not jax.config.jax_enable_x64:
     raise ValueError(
       "dtype='float64' needs jax.config.update('jax_enable_x64', True) before any JAX work; "
@@ -393,6 +411,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     exceeds `explode_factor` times its starting value.
   """
   check_fit(cfg, dataset)
+  if cfg.optimizer == 'lbfgs':
+    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+    return solvers.fit_lbfgs(cfg, dataset, on_epoch)
   arrays = device_data(cfg, dataset)
   x, y = arrays['train']
   n = x.shape[0]
@@ -447,6 +469,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
 
   initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
   stopped_early = interrupted = False
+  reason = 'max_epochs'
   try:
     for epoch in range(start, cfg.epochs):
       params, opt_state, history, best = committed
@@ -466,6 +489,8 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       for split in ('train', 'val') if has_val else ('train',):
         for k, v in eval_fn(params, *arrays[split], hp).items():
           metrics[f'{split}_{k}'] = float(v)
+      if cfg.tol_on == 'grad_norm':
+        metrics['train_grad_norm'] = convergence.full_grad_norm(cfg, params, x, y, hp)
       metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
       metrics['examples_per_s'] = n / seconds
       metrics['seconds'] = seconds
@@ -482,11 +507,15 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       if on_epoch:
         on_epoch(metrics)
       if cfg.patience and best['bad'] >= cfg.patience:
-        stopped_early = True
+        stopped_early, reason = True, 'early_stopping'
+        save(committed)
+        break
+      if convergence.converged(cfg, committed[2]):
+        reason = 'converged'
         save(committed)
         break
   except KeyboardInterrupt:
-    interrupted = True
+    interrupted, reason = True, 'interrupted'
     save(committed)
   params, opt_state, history, best = committed
   return FitResult(
@@ -497,6 +526,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     stopped_early=stopped_early,
     interrupted=interrupted,
     resumed_from=start,
+    stop_reason=reason,
   )
 
 

@@ -227,7 +227,15 @@ def test_loss_that_does_not_fit_the_data_is_refused():
 
 @pytest.mark.parametrize(
   'field,value',
-  [('learning_rate', 0.0), ('epochs', 0), ('reg', -1.0), ('batch_size', -1), ('optimizer', 'lbfgs')],
+  [
+    ('learning_rate', 0.0),
+    ('epochs', 0),
+    ('reg', -1.0),
+    ('batch_size', -1),
+    ('optimizer', 'newton'),
+    ('tol', 0.0),
+    ('tol_on', 'loss'),
+  ],
 )
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field if field != 'optimizer' else 'Unknown optimizer'):
