@@ -167,10 +167,19 @@ def check_lbfgs(cfg):
     raise ValueError('--optimizer=lbfgs runs on one device; drop --parallel.')
 
 
-def device_weights(dataset, split, dtype):
-  """The split's sample weights (`Dataset.w_<split>`) as a device array, or `None` if it has none."""
-  w = getattr(dataset, f'w_{split}', None)
-  return None if w is None else jnp.asarray(w, dtype)
+def device_weights(dataset, split, dtype, weights=None):
+  """Sample weights as a device array: `weights` if given, else the split's `Dataset.w_<split>`, else `None`."""
+  w = getattr(dataset, f'w_{split}', None) if weights is None else weights
+  if w is None:
+    return None
+  w = np.asarray(w, np.float64)
+  n = len(getattr(dataset, f'x_{split}'))
+  if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or not w.sum() > 0:
+    raise ValueError(
+      f'sample weights of the {split} split must be {n} finite values >= 0, not all 0; '
+      f'got shape {w.shape}, min {w.min() if w.size else None}.'
+    )
+  return jnp.asarray(w, dtype)
 
 
 def fit_lbfgs(cfg, dataset, on_epoch=None):
@@ -237,7 +246,7 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
   )
 
 
-def optimum(cfg, dataset, tol=None, max_iter=10_000):
+def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   """f* = min f(W) of `cfg`'s objective on the training split, and the `Params` reaching it.
 
   L-BFGS to a tight tolerance, in float64 when `jax_enable_x64` is on (else in
@@ -248,6 +257,8 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000):
     dataset: a `data.Dataset` (its `w_train`, if any, weights the mean).
     tol: gradient-norm target; default 1e-10 in float64, 1e-6 in float32.
     max_iter: iteration cap.
+    weights: optional `[N]` sample weights of the training split (instead
+      of `dataset.w_train`); the mean becomes `Σ w L / Σ w`.
 
   Returns:
     `(f_star: float, params, LbfgsInfo)`.
@@ -262,7 +273,9 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000):
   x, y = arrays['train']
   hp = train.hparams(cfg)
   params, _ = train.init_state(cfg, dataset.num_features, train.num_outputs(cfg, dataset), hp, 1)
-  params, info = solve(cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype), tol, max_iter)
+  params, info = solve(
+    cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype, weights), tol, max_iter
+  )
   return float(info.value), params, jax.tree.map(np.asarray, info)
 
 
