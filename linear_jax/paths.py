@@ -40,7 +40,7 @@ class PathState(NamedTuple):
   s: jax.Array  # [M, K, P] parameter steps, oldest first
   y: jax.Array  # [M, K, P] gradient changes
   rho: jax.Array  # [M, K] 1 / <s, y>, 0 for an empty slot
-  done: jax.Array  # [K] converged or stalled
+  done: jax.Array  # [K] converged, or stalled at the precision floor
   iterations: jax.Array  # [K] iterations each model took
   fevals: jax.Array  # [] batched evaluations (each evaluates all K)
   it: jax.Array  # []
@@ -152,7 +152,11 @@ def minimize_batched(fun, theta, tol, max_iter, memory_size=10, max_linesearch=3
     push = lambda buf, new: jnp.where(keep[None, :, None], jnp.concatenate([buf[1:], new[None]]), buf)
     rho_new = jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0)
     rho = jnp.where(keep[None], jnp.concatenate([st.rho[1:], rho_new[None]]), st.rho)
-    done = st.done | (moved & (gnorm(new_grad) <= tol)) | (active & ~accepted)
+    # At the precision floor the search halves on rounding noise and f no longer falls
+    # measurably: stop there rather than pay a long search every iteration.
+    noise = st.value - new_value <= 16 * jnp.finfo(theta.dtype).eps * jnp.abs(st.value)
+    floor = moved & (t < 1) & noise
+    done = st.done | (moved & (gnorm(new_grad) <= tol)) | (active & ~accepted) | floor
     return PathState(
       new_theta,
       new_value,

@@ -1,6 +1,5 @@
-"""L-BFGS, f* and closed-form ridge against scikit-learn and NumPy (float64)."""
+"""L-BFGS, f* and closed-form ridge against scikit-learn and NumPy (float64: conftest turns on x64)."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,13 +10,6 @@ from linear_jax import losses
 from linear_jax import model
 from linear_jax import solvers
 from linear_jax import train
-
-
-@pytest.fixture(autouse=True)
-def _x64():
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', False)
 
 
 def _dataset(name):
