@@ -254,8 +254,8 @@ def optimality_gap(runs, path, title='f − f* (log scale)'):
   positive = np.concatenate([np.asarray(g)[np.asarray(g) > 0] for g in gaps] + [np.array([1e-16])])
   floor = positive[positive > 1e-16].min() if (positive > 1e-16).any() else 1e-16
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for i, (label, (epochs, seconds, gap)) in enumerate(runs.items()):
-    gap = np.maximum(np.asarray(gap, np.float64), floor)
+  for i, (label, (epochs, seconds, raw_gap)) in enumerate(runs.items()):
+    gap = np.maximum(np.asarray(raw_gap, np.float64), floor)
     style = '-' if i < 10 else '--'
     axes[0].plot(epochs, gap, style, label=label)
     axes[1].plot(seconds, gap, style, label=label)

@@ -168,7 +168,7 @@ def check_lbfgs(cfg):
 
 
 def device_weights(dataset, split, dtype, weights=None):
-  """Sample weights as a device array: `weights` if given, else the split's `Dataset.w_<split>`, else `None`."""
+  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
   w = getattr(dataset, f'w_{split}', None) if weights is None else weights
   if w is None:
     return None
