@@ -27,6 +27,7 @@ from linear_jax import data as data_lib
 from linear_jax import grad_sources
 from linear_jax import losses
 from linear_jax import model
+from linear_jax import solvers
 from linear_jax import validation
 
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'lbfgs')  # lbfgs: see solvers.py
@@ -213,16 +214,21 @@ def make_epoch_fn(cfg, num_examples):
 
   One epoch: a permutation of the examples drawn from `key`, cut into
   `steps` batches (see `batch_plan`), and a `lax.scan` of optimizer steps.
-  Full-batch descent skips the shuffle and uses `x` as it is.
+  Full-batch descent skips the shuffle and uses `x` as it is. Given sample
+  weights `w` (`[N]`, an optional last argument), each row's mask is
+  multiplied by its weight, so every step descends the weighted mean.
   """
   steps, batch = steps_per_epoch(cfg, num_examples)
   update = make_update(cfg, steps, masked=steps * batch != num_examples)
+  weighted_update = make_update(cfg, steps, masked=True)
 
-  def epoch(params, opt_state, x, y, key, hp):
+  def epoch(params, opt_state, x, y, key, hp, w=None):
     if steps == 1:
-      params, opt_state, value = update(params, opt_state, x, y, None, hp)
+      params, opt_state, value = (update if w is None else weighted_update)(params, opt_state, x, y, w, hp)
       return params, opt_state, value[None]
     idx, mask = batch_plan(key, num_examples, steps, batch, x.dtype)
+    if w is not None:
+      return scan_batches(weighted_update, params, opt_state, x, y, idx, mask * w[idx], hp)
     return scan_batches(update, params, opt_state, x, y, idx, mask, hp)
 
   return epoch
@@ -279,9 +285,11 @@ def make_eval_fn(cfg):
   """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
   spec = cfg.loss_record
 
-  def evaluate(params, x, y, hp):
+  def evaluate(params, x, y, hp, w=None):
     s = model.scores(params, x)
-    data_loss = jnp.mean(spec.value(s, y, **hp.loss_hparams))
+    per_example = spec.value(s, y, **hp.loss_hparams)
+    # With sample weights `w` the objective is the weighted mean Σ w L / Σ w (accuracy stays unweighted).
+    data_loss = jnp.mean(per_example) if w is None else jnp.sum(w * per_example) / jnp.sum(w)
     out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
     if spec.targets == 'real':
       r = s - (y[:, None] if y.ndim == 1 else y)
@@ -332,8 +340,6 @@ def check_fit(cfg, dataset):
   """Host-side checks before any compile: config, loss vs data, every split."""
   cfg.validate()
   if cfg.optimizer == 'lbfgs':
-    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-
     solvers.check_lbfgs(cfg)
   if cfg.dtype == 'float64' and not jax.config.jax_enable_x64:
     raise ValueError(
@@ -412,8 +418,6 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   """
   check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
-    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-
     return solvers.fit_lbfgs(cfg, dataset, on_epoch)
   arrays = device_data(cfg, dataset)
   x, y = arrays['train']
@@ -422,6 +426,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
   epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
+  weights = {s: solvers.device_weights(dataset, s, x.dtype) for s in ('train', 'val')}
+  if weights['train'] is not None and cfg.parallel != 'none':
+    raise ValueError('sample weights are not supported with --parallel yet; drop one of them.')
+  w_args = () if weights['train'] is None else (weights['train'],)
   eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
@@ -467,14 +475,17 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       }
       checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
-  initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
+  initial = (
+    float(eval_fn(params, x, y, hp, weights['train'])['loss']) if start == 0 else history[0]['initial_loss']
+  )
   stopped_early = interrupted = False
   reason = 'max_epochs'
   try:
     for epoch in range(start, cfg.epochs):
       params, opt_state, history, best = committed
       t0 = time.perf_counter()
-      params, opt_state, values = epoch_fn(params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp)
+      key = jax.random.fold_in(base_key, epoch)
+      params, opt_state, values = epoch_fn(params, opt_state, x, y, key, hp, *w_args)
       values = np.asarray(values)  # waits for the epoch to finish
       seconds = time.perf_counter() - t0
       bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
@@ -487,10 +498,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         )
       metrics = {'epoch': epoch + 1, 'step': (epoch + 1) * steps}
       for split in ('train', 'val') if has_val else ('train',):
-        for k, v in eval_fn(params, *arrays[split], hp).items():
+        for k, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
           metrics[f'{split}_{k}'] = float(v)
       if cfg.tol_on == 'grad_norm':
-        metrics['train_grad_norm'] = convergence.full_grad_norm(cfg, params, x, y, hp)
+        metrics['train_grad_norm'] = convergence.full_grad_norm(cfg, params, x, y, hp, weights['train'])
       metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
       metrics['examples_per_s'] = n / seconds
       metrics['seconds'] = seconds
@@ -538,7 +549,8 @@ def evaluate(cfg, dataset, params):
   out = {}
   for split, (x, y) in arrays.items():
     if len(x):
-      out.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, x, y, hp).items()})
+      w = solvers.device_weights(dataset, split, x.dtype)
+      out.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, x, y, hp, w).items()})
   return out
 
 

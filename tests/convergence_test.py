@@ -1,5 +1,7 @@
 """Stopping tests: scikit-learn's no-change rule, the gradient norm, stop reasons, refit."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,3 +73,37 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
   no_val = data.prepare(data.blobs(100, 4, 3, seed=1), 'blobs', 0.0, 0.2)
   with pytest.raises(ValueError, match='--refit needs a validation split'):
     refit.refit(cfg, no_val, first)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Weighted(data.Dataset):
+  """A dataset with training sample weights (the loaders' `w_train`)."""
+
+  w_train: np.ndarray | None = None
+  w_val: np.ndarray | None = None
+  w_test: np.ndarray | None = None
+
+
+@pytest.mark.parametrize('batch_size', [0, 16])
+def test_integer_weights_equal_repeated_rows(batch_size):
+  # Weight 2 on a row is the row twice: full batch, the runs agree step for step; with
+  # mini-batches, the weighted objective of the result equals the duplicated data's.
+  ds = _blobs()
+  w = np.random.default_rng(0).integers(1, 3, len(ds.x_train)).astype(np.float64)
+  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  rep = np.repeat(np.arange(len(w)), w.astype(int))
+  repeated = dataclasses.replace(ds, x_train=ds.x_train[rep], y_train=ds.y_train[rep])
+  cfg = train.TrainConfig(epochs=20, batch_size=batch_size, learning_rate=0.3, dtype='float64')
+  a = train.fit(cfg, weighted)
+  if batch_size == 0:
+    b = train.fit(cfg, repeated)
+    np.testing.assert_allclose(np.asarray(a.params.W), np.asarray(b.params.W), rtol=1e-10, atol=1e-12)
+  f_weighted = a.history[-1]['train_loss']
+  f_repeated = train.evaluate(cfg, repeated, a.params)['train_loss']
+  assert f_weighted == pytest.approx(f_repeated, rel=1e-10)
+  lbfgs = dataclasses.replace(cfg, optimizer='lbfgs', tol=1e-9, epochs=500)
+  np.testing.assert_allclose(
+    np.asarray(train.fit(lbfgs, weighted).params.W),
+    np.asarray(train.fit(lbfgs, repeated).params.W),
+    atol=1e-6,
+  )
