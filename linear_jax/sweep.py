@@ -28,15 +28,17 @@ from linear_jax import train
 RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
 
 
-def make_sweep_epoch_fn(cfg, num_examples):
-  """`(params, opt_state, diverged_at, x, y, key, hp, limit, step0) -> (..., losses [K, steps])`.
+def make_sweep_epoch_fn(cfg, num_examples, weighted=False):
+  """`(params, opt_state, diverged_at, x, y, key, hp, limit, step0[, w]) -> (..., losses [K, steps])`.
 
   Leading axis K on `params`, `opt_state`, `diverged_at` (−1 while healthy,
   else the 1-based step it diverged at), `hp` and `limit` (the loss above which
-  a model counts as exploded); `x`, `y`, `key` and `step0` are shared.
+  a model counts as exploded); `x`, `y`, `key` and `step0` are shared. With
+  `weighted`, the epoch takes `[N]` sample weights `w` last and each row's
+  mask is multiplied by its weight (the weighted mean, as in `train.fit`).
   """
   steps, batch = train.steps_per_epoch(cfg, num_examples)
-  masked = steps * batch != num_examples
+  masked = weighted or steps * batch != num_examples
   update = train.make_update(cfg, steps, masked)
 
   def guarded(params, opt_state, diverged_at, xb, yb, mb, hp, limit, step):
@@ -51,11 +53,13 @@ def make_sweep_epoch_fn(cfg, num_examples):
   # The batch is gathered outside the vmap: read once, shared by all K models.
   many = jax.vmap(guarded, in_axes=(0, 0, 0, None, None, None, 0, 0, None))
 
-  def epoch(params, opt_state, diverged_at, x, y, key, hp, limit, step0):
+  def epoch(params, opt_state, diverged_at, x, y, key, hp, limit, step0, w=None):
     if steps == 1:
-      out = many(params, opt_state, diverged_at, x, y, None, hp, limit, step0 + 1)
+      out = many(params, opt_state, diverged_at, x, y, w, hp, limit, step0 + 1)
       return (*out[:3], out[3][:, None])
     idx, mask = train.batch_plan(key, num_examples, steps, batch, x.dtype)
+    if weighted:
+      mask = mask * w[idx]
 
     def body(carry, inputs):
       bi, bm, t = inputs
@@ -71,16 +75,16 @@ def make_sweep_epoch_fn(cfg, num_examples):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(cfg, num_examples):
+def _compiled(cfg, num_examples, weighted):
   return (
-    jax.jit(make_sweep_epoch_fn(cfg, num_examples)),
-    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0))),
+    jax.jit(make_sweep_epoch_fn(cfg, num_examples, weighted)),
+    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0, None))),
   )
 
 
-def compiled_sweep_fns(cfg, num_examples):
+def compiled_sweep_fns(cfg, num_examples, weighted=False):
   """The jitted sweep epoch and evaluation; other hyperparameter values reuse them."""
-  return _compiled(train.structural(cfg), num_examples)
+  return _compiled(train.structural(cfg), num_examples, weighted)
 
 
 def grid(learning_rates, regs, margins=None, momenta=None, seeds=None, loss_hparams=None):
@@ -225,7 +229,9 @@ def _clean(v):
   return v if math.isfinite(v) else None
 
 
-def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total):
+def _run_chunk(
+  cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk_offset, total, dataset_weights=None
+):
   x, y = arrays['train']
   n = x.shape[0]
   k = len(settings)
@@ -236,7 +242,13 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
   params, opt_state = train.init_state(cfg, num_features, num_outputs, train.hparams(cfg), steps)
   stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
   params, opt_state = stack(params), stack(opt_state)
-  epoch_fn, eval_fn = compiled_sweep_fns(cfg, n)
+  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+  weights = {s: solvers.device_weights(dataset_weights, s, x.dtype) for s in ('train', 'val')}
+  epoch_fn, eval_fn = compiled_sweep_fns(cfg, n, weights['train'] is not None)
+  w_args = () if weights['train'] is None else (weights['train'],)
+  if w_args and cfg.parallel != 'none':
+    raise ValueError('sample weights are not supported with --parallel yet; drop one of them.')
   diverged_at = jnp.full((k,), -1, jnp.int32)
   if cfg.parallel != 'none':  # the model axis spread over the devices
     from linear_jax import parallel  # pylint: disable=import-outside-toplevel
@@ -244,7 +256,7 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
     params, opt_state, hp, diverged_at = parallel.shard_models(
       (params, opt_state, hp, diverged_at), cfg.num_devices
     )
-  initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
+  initial = np.asarray(eval_fn(params, x, y, hp, weights['train'])['loss'])
   limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
   if cfg.parallel != 'none':
     limit = parallel.shard_models(limit, cfg.num_devices)
@@ -264,10 +276,11 @@ def _run_chunk(cfg, arrays, settings, num_features, num_outputs, on_epoch, chunk
       hp,
       limit,
       jnp.int32(epoch * steps),
+      *w_args,
     )
     metrics = {}
     for split in splits:
-      for name, v in eval_fn(params, *arrays[split], hp).items():
+      for name, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
         metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
     dead = np.asarray(diverged_at) >= 0
     metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
@@ -354,7 +367,9 @@ def run_sweep(cfg, dataset, settings, chunk_size=None, on_epoch=None, max_bytes=
       idx = members[i : i + chunk]
       part = [settings[j] for j in idx]
       part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
-      out = _run_chunk(seed_cfg, arrays, part, dataset.num_features, c, on_epoch, len(order), len(settings))
+      out = _run_chunk(
+        seed_cfg, arrays, part, dataset.num_features, c, on_epoch, len(order), len(settings), dataset
+      )
       parts.append(_take_models(out, len(idx)))
       order += idx
   back = np.argsort(order)  # from training order back to the order of `settings`

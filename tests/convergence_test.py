@@ -107,3 +107,19 @@ def test_integer_weights_equal_repeated_rows(batch_size):
     np.asarray(train.fit(lbfgs, repeated).params.W),
     atol=1e-6,
   )
+
+
+def test_sweeps_honour_sample_weights():
+  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
+
+  ds = _blobs()
+  w = np.random.default_rng(2).uniform(0.2, 3.0, len(ds.x_train))
+  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  cfg = train.TrainConfig(epochs=4, batch_size=16, dtype='float64')
+  swept = sweep.run_sweep(cfg, weighted, sweep.grid([0.05, 0.2], [1e-3]))
+  for k, lr in enumerate((0.05, 0.2)):
+    alone = train.fit(dataclasses.replace(cfg, learning_rate=lr, reg=1e-3), weighted)
+    np.testing.assert_allclose(
+      np.asarray(swept.params.W[k]), np.asarray(alone.params.W), rtol=1e-9, atol=1e-12
+    )
+    assert swept.final['train_loss'][k] == pytest.approx(alone.history[-1]['train_loss'], rel=1e-9)
