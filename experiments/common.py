@@ -239,8 +239,11 @@ def define_training_flags(max_epochs=False):
   flags.register_multi_flags_validator(['optimizer', 'loss', 'penalty', 'reg', 'batch_size'], lbfgs_fits)
 
 
-def define_convergence_flags():
-  """`--tol`, `--n_iter_no_change`, `--tol_on`: when a training run has converged (convergence.py)."""
+def define_convergence_flags(tol_only=False):
+  """`--tol`, `--n_iter_no_change`, `--tol_on`: when a training run has converged (convergence.py).
+
+  With `tol_only`, just `--tol` (the sweeps run a fixed count; their L-BFGS paths stop on --tol).
+  """
   from linear_jax import convergence  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_float(
@@ -250,13 +253,15 @@ def define_convergence_flags():
     'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
     'default 1e-4), as in scikit-learn.',
   )
+  flags.register_validator('tol', lambda v: v is None or v > 0, message='--tol must be > 0.')
+  if tol_only:
+    return
   flags.DEFINE_integer(
     'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol.', lower_bound=1
   )
   flags.DEFINE_enum(
     'tol_on', 'objective', convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.'
   )
-  flags.register_validator('tol', lambda v: v is None or v > 0, message='--tol must be > 0.')
 
 
 def train_config(f):

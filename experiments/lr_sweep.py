@@ -33,7 +33,7 @@ from experiments import common
 common.define_objective_flags()
 common.define_data_flags()
 common.define_training_flags()
-common.define_convergence_flags()
+common.define_convergence_flags(tol_only=True)
 flags.DEFINE_string('lrs', None, 'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).')
 flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
