@@ -112,7 +112,11 @@ def run(workdir):
 
   dataset = common.load_dataset(FLAGS)
   base = train.TrainConfig(
-    loss=FLAGS.loss, penalty=FLAGS.penalty, reg=FLAGS.reg, margin=FLAGS.margin, seed=FLAGS.seed
+    loss=FLAGS.loss,
+    loss_hparams=common.loss_hparams_for(FLAGS, FLAGS.loss),
+    penalty=FLAGS.penalty,
+    reg=FLAGS.reg,
+    seed=FLAGS.seed,
   )
   base = dataclasses.replace(base, dtype=FLAGS.dtype, epochs=FLAGS.epochs, tol_on='none')
   f_star, _, info = solvers.optimum(base, dataset)

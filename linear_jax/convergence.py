@@ -75,7 +75,7 @@ def grad_norm(grad):
 def _grad_norm_fn(grad, loss, penalty):
   def fn(params, x, y, hp, weights):
     _, g = grad_sources.value_and_grad(
-      grad, params, x, y, loss=loss, reg=hp.reg, penalty=penalty, margin=hp.margin, mask=weights
+      grad, params, x, y, loss=loss, reg=hp.reg, penalty=penalty, loss_hparams=hp.loss_hparams, mask=weights
     )
     return grad_norm(g)
 
@@ -84,4 +84,4 @@ def _grad_norm_fn(grad, loss, penalty):
 
 def full_grad_norm(cfg, params, x, y, hp, weights=None):
   """`‖∇f(params)‖_∞` of the full training objective (weighted mean if `weights`), a float."""
-  return float(_grad_norm_fn(cfg.grad, cfg.loss, cfg.penalty)(params, x, y, hp, weights))
+  return float(_grad_norm_fn(cfg.grad, cfg.loss_record, cfg.penalty)(params, x, y, hp, weights))

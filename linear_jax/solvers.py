@@ -28,8 +28,8 @@ from linear_jax import losses
 def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs'):
   """Raises a `ValueError` saying why L-BFGS cannot serve a non-smooth objective, and what to use."""
   spec = losses.get_loss(loss)
-  smooth = ', '.join(sorted(n for n, s in losses.LOSSES.items() if s.kinks is None))
-  if spec.kinks is not None:
+  smooth = ', '.join(sorted(n for n, s in losses.LOSSES.items() if s.smooth))
+  if not spec.smooth:
     raise ValueError(
       f'{what} needs a smooth loss, but --loss={loss} is not differentiable at its kinks: L-BFGS builds '
       'its curvature model and line search from gradients, which jump there. Use a first-order '
@@ -47,10 +47,15 @@ def objective_fn(cfg, x, y, hp, weights=None):
   """`params -> f(params)`, the full training objective (the weighted mean if `weights`).
 
   `jax.grad` of it is the gradient source `cfg.grad` names: the hand-derived
-  rule (through `custom_vjp_objective`) unless `cfg.grad == 'autodiff'`.
+  rule (through `custom_vjp_objective`) unless `cfg.grad == 'autodiff'` or
+  the loss has no hand-derived `score_grad`.
   """
-  f = losses.unchecked_objective if cfg.grad == 'autodiff' else grad_sources.custom_vjp_objective
-  return lambda p: f(p, x, y, cfg.loss, hp.reg, cfg.penalty, hp.margin, weights)
+  spec = cfg.loss_record
+  if cfg.grad == 'autodiff' or spec.score_grad is None:
+    return lambda p: losses.unchecked_objective(p, x, y, spec, hp.reg, cfg.penalty, hp.loss_hparams, weights)
+  return lambda p: grad_sources.custom_vjp_objective(
+    p, x, y, spec, hp.reg, cfg.penalty, weights, **hp.loss_hparams
+  )
 
 
 class LbfgsInfo(NamedTuple):
@@ -146,7 +151,7 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
       default to `convergence.tol(cfg)` and `cfg.epochs`.
     params: starting `Params`.
     x, y: device arrays of the training split.
-    hp: `train.HParams` (reg and margin are read).
+    hp: `train.HParams` (reg and the loss's hyperparameters are read).
     weights: optional `[N]` non-negative sample weights.
 
   Returns:

@@ -19,7 +19,7 @@ def _dataset(name):
 def _objective_at(coef, intercept, ds, loss, reg, weights=None):
   params = model.Params(jnp.asarray(np.atleast_2d(coef)), jnp.asarray(np.atleast_1d(intercept)))
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  per_example = losses.LOSSES[loss].value(model.scores(params, x), y, 1.0)
+  per_example = losses.get_loss(loss).value(model.scores(params, x), y)
   w = np.ones(len(x)) if weights is None else weights
   return float(np.sum(w * np.asarray(per_example)) / np.sum(w) + reg * np.sum(np.square(params.W)))
 
