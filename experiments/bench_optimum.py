@@ -258,16 +258,14 @@ def part_path(quick, repeats):
       for r in regs
     ]
 
-  naive_fn = jax.jit(
-    jax.vmap(
-      lambda r: solvers.minimize(
-        solvers.objective_fn(cfg, xt, yt, hp._replace(reg=r)), p0, jnp.asarray(tol, xt.dtype), max_iter
-      )
-    )
-  )
+  def naive_solve(r, x_, y_, p_):  # the data are arguments, shared by the vmap (in_axes None)
+    f = solvers.objective_fn(cfg, x_, y_, hp._replace(reg=r))
+    return solvers.minimize(f, p_, jnp.asarray(tol, x_.dtype), max_iter)
+
+  naive_fn = jax.jit(jax.vmap(naive_solve, in_axes=(0, None, None, None)))
 
   def naive():
-    out['naive'] = jax.block_until_ready(naive_fn(jnp.asarray(regs, xt.dtype)))
+    out['naive'] = jax.block_until_ready(naive_fn(jnp.asarray(regs, xt.dtype), xt, yt, p0))
 
   def sklearn_cold():
     out['sklearn'] = [linear_model.LogisticRegression(C=c, tol=tol, max_iter=max_iter).fit(x, y) for c in cs]
