@@ -1,9 +1,11 @@
 """Regularization paths: L-BFGS for K regularization strengths as one compiled program.
 
 The K models' weights are stacked, so every evaluation of the objective reads
-`x` once for all of them: `vmap` of the objective over the model axis with `x`
-shared turns `x Wᵀ` into one `[N, D] × [D, K·C]` matmul (and the gradient
-`Gᵀ x` into one more). The L-BFGS here is written for that batch:
+`x` once for all of them: the scores of all K models are one
+`[N, D] × [D, K·C]` matmul and their weight gradients one `[K·C, N] × [N, D]`
+matmul (`batched_value_and_grad`), with the per-example loss and its
+hand-derived score gradient applied per model in between. The L-BFGS here is
+written for that batch:
 
 * the two-loop recursion runs on `[K, P]` arrays (P parameters per model);
 * the line search is Armijo backtracking done in lock-step: every trial
@@ -29,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax import convergence
+from linear_jax import grads
+from linear_jax import losses
 from linear_jax import model
 from linear_jax import solvers
 
@@ -207,6 +211,45 @@ class PathResult:
     return out
 
 
+def batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b):
+  """Objective and gradient of K models whose data term reads `x` in two matmuls in all.
+
+  Args:
+    cfg: a `TrainConfig` (loss, penalty, grad).
+    x: `[N, D]` inputs; y: the targets.
+    hp: `train.HParams` (the loss's hyperparameters are read; shared by all K).
+    regs: `[K]` regularization strengths.
+    weights: optional `[N]` sample weights.
+    W: `[K, C, D]` weights (bias column last in bias-trick form); b: `[K, C]` or `None`.
+
+  Returns:
+    `([K] values, [K, C, D] dW, [K, C] db or None)`.
+  """
+  spec = cfg.loss_record
+  k, c, d = W.shape
+  n = x.shape[0]
+  s = jnp.dot(x, W.reshape(k * c, d).T)  # [N, K·C]: one matmul for every model
+  if b is not None:
+    s = s + b.reshape(k * c)
+  s = s.reshape(n, k, c).transpose(1, 0, 2)  # [K, N, C]
+  hps = hp.loss_hparams
+  per_example = jax.vmap(lambda sk: spec.value(sk, y, **hps))(s)  # [K, N]
+  w = jnp.ones((n,), s.dtype) if weights is None else weights.astype(s.dtype)
+  w = w / jnp.sum(w)  # Σ w_i L_i / Σ w_i
+  penalized = W if b is not None else W[:, :, :-1]
+  pen = jax.vmap(losses.PENALTIES[cfg.penalty])(penalized)
+  values = per_example @ w + regs * pen
+  if cfg.grad == 'autodiff' or spec.score_grad is None:
+    g = jax.vmap(jax.grad(lambda sk: jnp.sum(spec.value(sk, y, **hps) * w)))(s)  # [K, N, C]
+  else:
+    g = jax.vmap(lambda sk: spec.score_grad(sk, y, **hps))(s) * w[None, :, None]
+  dW = jnp.dot(g.transpose(0, 2, 1).reshape(k * c, n), x).reshape(k, c, d)  # one matmul
+  dpen = regs[:, None, None] * grads.PENALTY_GRADS[cfg.penalty](penalized)
+  dW = dW + (dpen if b is not None else jnp.pad(dpen, ((0, 0), (0, 0), (0, 1))))
+  db = None if b is None else jnp.sum(g, axis=1)
+  return values, dW, db
+
+
 def _compiled(cfg, num_models, max_iter, memory_size):
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
@@ -214,15 +257,17 @@ def _compiled(cfg, num_models, max_iter, memory_size):
   if key not in _CACHE:
 
     def solve(theta, x, y, hp, regs, weights, tol, template):
-      _, unravel = ravel_pytree(template)
+      c, d = template.W.shape
+      k = theta.shape[0]
 
-      def one(th, reg):
-        f = solvers.objective_fn(cfg, x, y, hp._replace(reg=reg), weights)
-        v, g = jax.value_and_grad(f)(unravel(th))
-        return v, ravel_pytree(g)[0]
+      def fun(th):  # flat [K, P] = [W (C·D) | b (C)] per model, as ravel_pytree lays out Params
+        W = th[:, : c * d].reshape(k, c, d)
+        b = None if template.b is None else th[:, c * d :]
+        values, dW, db = batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b)
+        flat = dW.reshape(k, c * d) if db is None else jnp.concatenate([dW.reshape(k, c * d), db], axis=1)
+        return values, flat
 
-      batched = jax.vmap(one)  # x is shared: read once per evaluation for all K models
-      return minimize_batched(lambda th: batched(th, regs), theta, tol, max_iter, memory_size)
+      return minimize_batched(fun, theta, tol, max_iter, memory_size)
 
     _CACHE[key] = jax.jit(solve)
   return _CACHE[key]
