@@ -121,8 +121,8 @@ def part_equality(quick):
   ]
   rows = []
   rng = np.random.default_rng(0)
-  for name, x, y, loss in problems:
-    ds = _dataset(x, y, name, np.float64)
+  for name, x_raw, y_raw, loss in problems:
+    ds = _dataset(x_raw, y_raw, name, np.float64)
     x, y = ds.x_train, ds.y_train  # prepare shuffles: weights and scikit-learn use its order
     n = len(y)
     weightings = [('none', None)]
