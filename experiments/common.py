@@ -154,12 +154,25 @@ KNOWN_KINDS = {
 }
 
 
-def define_training_flags():
-  """Optimizer, schedule, batches, gradient source and the rest of a training run."""
+# The default cap of a training run that stops when it has converged (see define_convergence_flags).
+MAX_EPOCHS = 1000
+
+
+def define_training_flags(max_epochs=False):
+  """Optimizer, schedule, batches, gradient source and the rest of a training run.
+
+  With `max_epochs`, the epoch count is `--max_epochs` (a cap: the run stops
+  when it has converged, see `define_convergence_flags`), `--epochs` its alias.
+  """
   from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
-  flags.DEFINE_enum('optimizer', 'sgd', train.OPTIMIZERS, 'optax optimizer.')
+  flags.DEFINE_enum(
+    'optimizer',
+    'sgd',
+    train.OPTIMIZERS,
+    'optax optimizer; lbfgs: full-batch L-BFGS to --tol (smooth losses).',
+  )
   flags.DEFINE_float('learning_rate', 0.1, 'Base learning rate, > 0.')
   flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
   flags.DEFINE_enum('schedule', 'constant', train.SCHEDULES, 'Learning-rate schedule.')
@@ -167,7 +180,14 @@ def define_training_flags():
   flags.DEFINE_float('decay_epochs', 10.0, 'step / exponential / inverse_time: epochs per decay period.')
   flags.DEFINE_integer('batch_size', 64, 'Mini-batch size, > 0 (see --full_batch).')
   flags.DEFINE_bool('full_batch', False, 'Full-batch gradient descent: one step per epoch on all examples.')
-  flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
+  epochs = 'max_epochs' if max_epochs else 'epochs'
+  if max_epochs:
+    flags.DEFINE_integer(
+      'max_epochs', MAX_EPOCHS, 'The most passes over the training data, > 0 (L-BFGS: iterations).'
+    )
+    flags.DEFINE_alias('epochs', 'max_epochs')
+  else:
+    flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
   flags.DEFINE_enum('grad', 'analytic', grad_sources.GRAD_SOURCES, 'Gradient source.')
   flags.DEFINE_bool('bias_trick', False, 'Fold b into W and append the constant-1 feature.')
   flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights.', lower_bound=0.0)
@@ -207,7 +227,7 @@ def define_training_flags():
   )
   flags.register_validator('learning_rate', lambda v: v > 0, message='--learning_rate must be > 0.')
   flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
-  flags.register_validator('epochs', lambda v: v > 0, message='--epochs must be > 0.')
+  flags.register_validator(epochs, lambda v: v > 0, message=f'--{epochs} must be > 0.')
   flags.register_validator('momentum', lambda v: 0 <= v < 1, message='--momentum must be in [0, 1).')
   flags.register_validator('decay_rate', lambda v: 0 < v <= 1, message='--decay_rate must be in (0, 1].')
   flags.register_validator('decay_epochs', lambda v: v > 0, message='--decay_epochs must be > 0.')
@@ -231,6 +251,48 @@ def define_training_flags():
 
   flags.register_multi_flags_validator(['loss', 'dataset', 'num_classes'], loss_fits_dataset)
 
+  def lbfgs_fits(f):
+    if f['optimizer'] != 'lbfgs':
+      return True
+    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+    try:
+      solvers.check_smooth(f['loss'], f['penalty'], f['reg'])
+    except ValueError as e:
+      raise flags.ValidationError(str(e)) from e
+    if flags.FLAGS['batch_size'].present:
+      raise flags.ValidationError(
+        '--optimizer=lbfgs is full-batch (its line search needs the exact objective); drop --batch_size.'
+      )
+    return True
+
+  flags.register_multi_flags_validator(['optimizer', 'loss', 'penalty', 'reg', 'batch_size'], lbfgs_fits)
+
+
+def define_convergence_flags(tol_only=False):
+  """`--tol`, `--n_iter_no_change`, `--tol_on`: when a training run has converged (convergence.py).
+
+  With `tol_only`, just `--tol` (the sweeps run a fixed count; their L-BFGS paths stop on --tol).
+  """
+  from linear_jax import convergence  # pylint: disable=import-outside-toplevel
+
+  flags.DEFINE_float(
+    'tol',
+    None,
+    'Convergence tolerance, > 0: relative decrease of the training objective (--tol_on=objective; '
+    'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
+    'default 1e-4), as in scikit-learn.',
+  )
+  flags.register_validator('tol', lambda v: v is None or v > 0, message='--tol must be > 0.')
+  if tol_only:
+    return
+  flags.DEFINE_integer(
+    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol.', lower_bound=1
+  )
+  flags.DEFINE_enum(
+    'tol_on', 'objective', convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.'
+  )
+
 
 def train_config(f):
   """The `TrainConfig` the parsed flags describe."""
@@ -249,6 +311,9 @@ def train_config(f):
     decay_epochs=f.decay_epochs,
     batch_size=0 if f.full_batch else f.batch_size,
     epochs=f.epochs,
+    tol=getattr(f, 'tol', None),
+    n_iter_no_change=getattr(f, 'n_iter_no_change', 5),
+    tol_on=getattr(f, 'tol_on', 'none'),
     grad=f.grad,
     bias_trick=f.bias_trick,
     init_scale=f.init_scale,
@@ -388,8 +453,11 @@ def quiet_logs():
 
 
 def configure_precision(f):
-  """Turns on float64 in JAX when --dtype=float64 asks for it (before any JAX work)."""
-  if getattr(f, 'dtype', 'float32') == 'float64':
+  """Turns on float64 in JAX when --dtype=float64 asks for it, or --reference for f* (before any JAX work).
+
+  Training keeps its --dtype either way: every training array is cast to it.
+  """
+  if getattr(f, 'dtype', 'float32') == 'float64' or getattr(f, 'reference', False):
     import jax  # pylint: disable=import-outside-toplevel
 
     jax.config.update('jax_enable_x64', True)

@@ -3,6 +3,7 @@ r"""Sweeps learning rate × regularization, every setting trained together.
     python -m experiments.lr_sweep --dataset=digits --loss=softmax \
         --lr_min=1e-4 --lr_max=10 --num_lrs=16 --regs=0,1e-4,1e-3,1e-2
     python -m experiments.lr_sweep --parallel=shard_map   # models spread over the devices
+    python -m experiments.lr_sweep --optimizer=lbfgs --regs=1e-6,1e-5,1e-4,1e-3,1e-2  # a path
 
 Writes sweep.json and sweep.csv (per model: hyperparameters, final and best
 metrics, best epoch, diverged step), heatmap.png, loss_vs_lr.png and
@@ -10,6 +11,10 @@ curves.png to --workdir, and prints the best setting; --retrain_best trains
 it alone and reports its test metric. With --seeds=0,1,2 every setting is
 trained once per seed, judged by its mean over them, and settings.csv (and
 the JSON's "settings") holds each setting's mean and standard deviation.
+With --optimizer=lbfgs it fits the regularization path instead: every reg
+solved to --tol by L-BFGS in one compiled program (no learning rates), the
+best chosen on validation, path.json and path.png (validation metric and ‖W‖
+against reg) in --workdir.
 """
 
 import csv
@@ -32,6 +37,7 @@ from linear_jax import sweep_state
 common.define_objective_flags()
 common.define_data_flags()
 common.define_training_flags()
+common.define_convergence_flags(tol_only=True)
 flags.DEFINE_string('lrs', None, 'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).')
 flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
@@ -188,6 +194,39 @@ def _progress(epoch, start, k, total, metrics, dead):
   )
 
 
+def run_path(cfg, dataset, workdir):
+  """--optimizer=lbfgs: the regularization path over --regs, chosen on validation."""
+  from linear_jax import paths  # pylint: disable=import-outside-toplevel
+  from linear_jax import plots  # pylint: disable=import-outside-toplevel
+
+  regs = common.parse_float_list('regs', FLAGS.regs)
+  max_iter = FLAGS.epochs if FLAGS['epochs'].present else common.MAX_EPOCHS
+  result = paths.fit_path(cfg, dataset, regs, max_iter=max_iter)
+  rows = result.rows()
+  best = result.best_index()
+  metric = next(m for m in METRICS if m in result.metrics)
+  out = {
+    'dataset': dataset.name,
+    'loss': cfg.loss,
+    'optimizer': 'lbfgs',
+    'num_models': len(rows),
+    'fevals': result.fevals,
+    'seconds': result.seconds,
+    'chosen_by': metric,
+    'models': rows,
+    'best': rows[best],
+    'versions': common.versions(),
+  }
+  with open(os.path.join(workdir, 'path.json'), 'w') as f:
+    json.dump(out, f, indent=1, allow_nan=False)
+  _write_csv(os.path.join(workdir, 'path.csv'), rows)
+  label = metric.replace('_', ' ')
+  plots.regularization_path(
+    result.regs, result.metrics[metric], result.weight_norm, os.path.join(workdir, 'path.png'), label
+  )
+  return out
+
+
 def run(workdir):
   from linear_jax import plots  # pylint: disable=import-outside-toplevel
   from linear_jax import sweep  # pylint: disable=import-outside-toplevel
@@ -195,6 +234,8 @@ def run(workdir):
 
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
+  if cfg.optimizer == 'lbfgs':
+    return run_path(cfg, dataset, workdir)
   lrs = learning_rates()
   regs = common.parse_float_list('regs', FLAGS.regs)
   loss_axes = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
@@ -292,6 +333,14 @@ def main(argv):
     sys.exit(f'Error: {e}')
   if not main_process:
     shutil.rmtree(workdir)
+    return
+  if out.get('optimizer') == 'lbfgs':
+    b = out['best']
+    print(
+      f'{out["num_models"]} regs by L-BFGS in {out["seconds"]:.2f} s ({out["fevals"]} evaluations of all); '
+      f'{sum(r["converged"] for r in out["models"])} converged'
+    )
+    print(f'best: reg={b["reg"]:g} {out["chosen_by"]}={b[out["chosen_by"]]:.4f}; outputs in {workdir}')
     return
   diverged = sum(r['diverged_step'] is not None for r in out['models'])
   print(f'{out["num_models"]} models, {out["epochs"]} epochs in {out["seconds"]:.2f} s; {diverged} diverged')

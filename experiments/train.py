@@ -2,6 +2,9 @@ r"""Trains a linear classifier or regressor; the main job of linear_jax.
 
     python -m experiments.train
     python -m experiments.train --dataset=breast_cancer --loss=hinge --optimizer=adam
+    python -m experiments.train --optimizer=lbfgs --tol=1e-6            # full-batch L-BFGS to ‖∇f‖∞ ≤ tol
+    python -m experiments.train --reference --tol_on=none --max_epochs=50  # f − f* per epoch
+    python -m experiments.train --refit   # choose the epoch count on validation, retrain on train + val
     python -m experiments.train --dataset=cifar10 --data_dir=~/data/cifar-10-batches-py
     python -m experiments.train --parallel=shard_map          # every local device
     python -m experiments.train --parallel=shard_map --coordinator_address=host0:1234 \
@@ -12,7 +15,9 @@ own loss, always; the train_* / val_* metrics of a full evaluation where "evalua
 every --eval_every epochs and at the last), summary.json,
 params.npz (W [C, D] and b [C] in raw input units: scores = x @ W.T + b),
 curves.png, templates.png (image data), regions.png (2-D data) and
-checkpoint.npz (--resume continues from it, bit-for-bit).
+checkpoint.npz (--resume continues from it, bit-for-bit). Training stops when
+it has converged (--tol, --tol_on, --n_iter_no_change) or after --max_epochs;
+summary.json's stop_reason and the last printed line say which.
 """
 
 import json
@@ -29,7 +34,14 @@ from experiments import longrun
 
 common.define_objective_flags()
 common.define_data_flags()
-common.define_training_flags()
+common.define_training_flags(max_epochs=True)
+common.define_convergence_flags()
+flags.DEFINE_bool(
+  'reference', False, 'Compute f* (L-BFGS, float64) first and record f − f* per epoch in metrics.jsonl.'
+)
+flags.DEFINE_bool(
+  'refit', False, 'After choosing the epoch count on validation, train again on train + val and save that.'
+)
 flags.DEFINE_string('workdir', 'workdir/train', 'Where outputs and checkpoints go.')
 flags.DEFINE_bool('resume', False, 'Continue from --workdir/checkpoint.npz.')
 flags.DEFINE_integer('checkpoint_every', 1, 'Epochs between checkpoints.', lower_bound=1)
@@ -45,6 +57,13 @@ def _write_json(path, obj):
 
 
 def _progress(metrics):
+  if 'learning_rate' not in metrics:  # an L-BFGS iteration
+    print(
+      f'iteration {metrics["epoch"]:>4}/{FLAGS.max_epochs}  loss {metrics["train_loss"]:.6g}  '
+      f'grad norm {metrics["train_grad_norm"]:.3g}  {metrics["fevals"]} evaluations',
+      flush=True,
+    )
+    return
   if not metrics.get('evaluated', True):  # only the training pass's own loss this epoch
     print(
       f'epoch {metrics["epoch"]:>4}/{FLAGS.epochs}  pass loss {metrics["train_pass_loss"]:.4f}  '
@@ -69,12 +88,19 @@ def run(workdir):
   """Trains as the flags say and writes every output; returns the summary."""
   from linear_jax import model  # pylint: disable=import-outside-toplevel
   from linear_jax import plots  # pylint: disable=import-outside-toplevel
+  from linear_jax import refit  # pylint: disable=import-outside-toplevel
+  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   start = time.perf_counter()
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
   train.check_fit(cfg, dataset)
+  if FLAGS.refit:
+    refit.check_refit(dataset)
+  f_star = None
+  if FLAGS.reference:
+    f_star = solvers.optimum(cfg, dataset)[0]
   if workdir is None:  # not process 0 of a multi-host run: train, read process 0's checkpoint, write nothing
     result = train.fit(
       cfg, dataset, workdir=FLAGS.workdir, resume=FLAGS.resume, checkpoint_every=FLAGS.checkpoint_every
@@ -85,6 +111,8 @@ def run(workdir):
     os.remove(os.path.join(workdir, train.CHECKPOINT))
 
   def on_epoch(metrics):
+    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see --eval_every)
+      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
     with open(metrics_path, 'a') as f:
       f.write(json.dumps(metrics, allow_nan=False) + '\n')
     if not FLAGS.quiet:
@@ -107,6 +135,10 @@ def run(workdir):
     checkpoint_every=FLAGS.checkpoint_every,
   )
   chosen = result.best_params if cfg.patience else result.params
+  refitted = None
+  if FLAGS.refit:
+    again, refitted = refit.refit(cfg, dataset, result)
+    chosen = again.params
   w_raw, b_raw = train.raw_params(chosen, dataset)
   np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
   final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
@@ -119,7 +151,11 @@ def run(workdir):
     'best': best,
     'best_epoch': result.best_epoch,
     'epochs_run': len(result.history),
-    'saved_params': 'best' if cfg.patience else 'final',
+    'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
+    'stop_reason': result.stop_reason,
+    'solver': result.solver,
+    'refit': refitted,
+    'f_star': f_star,
     'stopped_early': result.stopped_early,
     'interrupted': result.interrupted,
     'resumed_from_epoch': result.resumed_from,
@@ -163,7 +199,9 @@ def main(argv):
     with longrun.guarded(workdir):
       summary, result = run(workdir)
   except train.Diverged as e:
-    sys.exit(f'Training diverged: {e}')
+    if workdir:
+      _write_json(os.path.join(workdir, 'summary.json'), {'stop_reason': 'diverged', 'error': str(e)})
+    sys.exit(f'Training diverged: {e}\nstopped: diverged')
   except ValueError as e:
     sys.exit(f'Error: {e}')
   if result.interrupted:
@@ -180,8 +218,8 @@ def main(argv):
     if f'{split}_{m}' in final
   )
   print(
-    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} epochs, {summary["seconds"]:.1f} s); '
-    f'outputs in {workdir}'
+    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if result.solver else "epochs"}, '
+    f'{summary["seconds"]:.1f} s, stopped: {result.stop_reason.replace("_", " ")}); outputs in {workdir}'
   )
 
 

@@ -219,3 +219,52 @@ def hard_case(x, y, grid_scores, extent, path, title):
   ax.set_ylim(y0, y1)
   ax.set_title(title, fontsize=9)
   return _save(fig, path)
+
+
+def regularization_path(regs, metric, weight_norm, path, label='validation accuracy'):
+  """Validation metric and ‖W‖ against the regularization strength (log x axis; reg 0 drawn at the left)."""
+  regs = np.asarray(regs, np.float64)
+  positive = regs[regs > 0]
+  floor = positive.min() / 10 if len(positive) else 1e-6
+  xs = np.where(regs > 0, regs, floor)
+  order = np.argsort(xs)
+  fig, ax = plt.subplots(figsize=(5.5, 3.6))
+  ax.plot(xs[order], np.asarray(metric)[order], 'o-', color='C0')
+  ax.set_xscale('log')
+  ax.set_xlabel('reg' + (f' (0 drawn at {floor:.1g})' if (regs == 0).any() else ''))
+  ax.set_ylabel(label, color='C0')
+  ax.grid(alpha=0.3)
+  twin = ax.twinx()
+  twin.plot(xs[order], np.asarray(weight_norm)[order], 's--', color='C1')
+  twin.set_ylabel('‖W‖', color='C1')
+  twin.set_yscale('log')
+  ax.set_title('Regularization path (L-BFGS)')
+  return _save(fig, path)
+
+
+def optimality_gap(runs, path, title='f − f* (log scale)'):
+  """`f − f*` against epochs and against seconds, one line per run.
+
+  Args:
+    runs: `{label: (epochs [T], seconds [T], gap [T])}`; gaps ≤ 0 (at the
+      reference's precision) are drawn at the smallest positive gap.
+    path: the PNG to write.
+  """
+  gaps = [g for _, _, g in runs.values()]
+  positive = np.concatenate([np.asarray(g)[np.asarray(g) > 0] for g in gaps] + [np.array([1e-16])])
+  floor = positive[positive > 1e-16].min() if (positive > 1e-16).any() else 1e-16
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for i, (label, (epochs, seconds, raw_gap)) in enumerate(runs.items()):
+    gap = np.maximum(np.asarray(raw_gap, np.float64), floor)
+    style = '-' if i < 10 else '--'
+    axes[0].plot(epochs, gap, style, label=label)
+    axes[1].plot(seconds, gap, style, label=label)
+  for ax, xlabel in zip(axes, ('epochs (passes over the data)', 'seconds'), strict=True):
+    ax.set_yscale('log')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel('f − f*')
+    ax.grid(alpha=0.3)
+  axes[1].set_xscale('log')
+  axes[0].legend(fontsize=7, ncol=2)
+  fig.suptitle(title)
+  return _save(fig, path)

@@ -33,15 +33,17 @@ RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
 CHECKPOINT_EVERY = 10
 
 
-def make_sweep_epoch_fn(cfg, num_examples):
-  """`(params, opt_state, diverged_at, x, y, key, hp, limit, step0) -> (..., losses [K, steps])`.
+def make_sweep_epoch_fn(cfg, num_examples, weighted=False):
+  """`(params, opt_state, diverged_at, x, y, key, hp, limit, step0[, w]) -> (..., losses [K, steps])`.
 
   Leading axis K on `params`, `opt_state`, `diverged_at` (−1 while healthy,
   else the 1-based step it diverged at), `hp` and `limit` (the loss above which
-  a model counts as exploded); `x`, `y`, `key` and `step0` are shared.
+  a model counts as exploded); `x`, `y`, `key` and `step0` are shared. With
+  `weighted`, the epoch takes `[N]` sample weights `w` last and each row's
+  mask is multiplied by its weight (the weighted mean, as in `train.fit`).
   """
   steps, batch = train.steps_per_epoch(cfg, num_examples)
-  masked = steps * batch != num_examples
+  masked = weighted or steps * batch != num_examples
   update = train.make_update(cfg, steps, masked)
 
   def guarded(params, opt_state, diverged_at, xb, yb, mb, hp, limit, step):
@@ -56,11 +58,13 @@ def make_sweep_epoch_fn(cfg, num_examples):
   # The batch is gathered outside the vmap: read once, shared by all K models.
   many = jax.vmap(guarded, in_axes=(0, 0, 0, None, None, None, 0, 0, None))
 
-  def epoch(params, opt_state, diverged_at, x, y, key, hp, limit, step0):
+  def epoch(params, opt_state, diverged_at, x, y, key, hp, limit, step0, w=None):
     if steps == 1:
-      out = many(params, opt_state, diverged_at, x, y, None, hp, limit, step0 + 1)
+      out = many(params, opt_state, diverged_at, x, y, w, hp, limit, step0 + 1)
       return (*out[:3], out[3][:, None])
     idx, mask = train.batch_plan(key, num_examples, steps, batch, x.dtype)
+    if weighted:
+      mask = mask * w[idx]
 
     def body(carry, inputs):
       bi, bm, t = inputs
@@ -76,16 +80,16 @@ def make_sweep_epoch_fn(cfg, num_examples):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(cfg, num_examples):
+def _compiled(cfg, num_examples, weighted):
   return (
-    jax.jit(make_sweep_epoch_fn(cfg, num_examples)),
-    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0))),
+    jax.jit(make_sweep_epoch_fn(cfg, num_examples, weighted)),
+    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0, None))),
   )
 
 
-def compiled_sweep_fns(cfg, num_examples):
+def compiled_sweep_fns(cfg, num_examples, weighted=False):
   """The jitted sweep epoch and evaluation; other hyperparameter values reuse them."""
-  return _compiled(train.structural(cfg), num_examples)
+  return _compiled(train.structural(cfg), num_examples, weighted)
 
 
 def grid(learning_rates, regs, margins=None, momenta=None, seeds=None, loss_hparams=None):
@@ -241,18 +245,25 @@ def _run_chunk(
   total,
   progress=None,
   after_epoch=None,
+  dataset_weights=None,
 ):
   x, y = arrays['train']
   n = x.shape[0]
   k = len(settings)
   steps, _ = train.steps_per_epoch(cfg, n)
   dt = jnp.dtype(cfg.dtype)
-  each = [train.hparams(cfg, dt, **{n: v for n, v in s.items() if n != 'seed'}) for s in settings]
+  each = [train.hparams(cfg, dt, **{h: v for h, v in s.items() if h != 'seed'}) for s in settings]
   hp = jax.tree.map(lambda *a: jnp.stack(a), *each)
   params, opt_state = train.init_state(cfg, num_features, num_outputs, train.hparams(cfg), steps)
   stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
   params, opt_state = stack(params), stack(opt_state)
-  epoch_fn, eval_fn = compiled_sweep_fns(cfg, n)
+  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+  weights = {s: solvers.device_weights(dataset_weights, s, x.dtype) for s in ('train', 'val')}
+  epoch_fn, eval_fn = compiled_sweep_fns(cfg, n, weights['train'] is not None)
+  w_args = () if weights['train'] is None else (weights['train'],)
+  if w_args and cfg.parallel != 'none':
+    raise ValueError('sample weights are not supported with --parallel yet; drop one of them.')
   diverged_at = jnp.full((k,), -1, jnp.int32)
   if cfg.parallel != 'none':  # the model axis spread over the devices
     from linear_jax import parallel  # pylint: disable=import-outside-toplevel
@@ -261,7 +272,7 @@ def _run_chunk(
       (params, opt_state, hp, diverged_at), cfg.num_devices
     )
   if progress is None:
-    initial = np.asarray(eval_fn(params, x, y, hp)['loss'])
+    initial = np.asarray(eval_fn(params, x, y, hp, weights['train'])['loss'])
     limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
     history, best, best_epoch, start = [], {'score': np.full(k, -np.inf)}, np.zeros(k, int), 0
   else:  # resumed (sweep_state.py): the state after the chunk's last checkpointed epoch
@@ -290,12 +301,13 @@ def _run_chunk(
       hp,
       limit,
       jnp.int32(epoch * steps),
+      *w_args,
     )
     if after_epoch and not preemption.wait(params):  # a stop signal: abandon the epoch in flight
       after_epoch(sweep_state.ChunkProgress(*before, limit, history, best, best_epoch, epoch), abandon=True)
     metrics = {}
     for split in splits:
-      for name, v in eval_fn(params, *arrays[split], hp).items():
+      for name, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
         metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
     dead = np.asarray(diverged_at) >= 0
     metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
@@ -441,6 +453,7 @@ def run_sweep(
       len(settings),
       progress,
       after_epoch,
+      dataset,
     )
     progress = None
     parts.append(_take_models(out, len(idx)))

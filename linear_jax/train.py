@@ -22,15 +22,17 @@ import numpy as np
 import optax
 
 from linear_jax import checkpoint
+from linear_jax import convergence
 from linear_jax import data as data_lib
 from linear_jax import grad_sources
 from linear_jax import losses
 from linear_jax import model
 from linear_jax import multihost
 from linear_jax import preemption
+from linear_jax import solvers
 from linear_jax import validation
 
-OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam')
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'lbfgs')  # lbfgs: see solvers.py
 SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time', 'cosine')
 DTYPES = ('float32', 'float64')
 
@@ -50,7 +52,12 @@ class TrainConfig:
   decay_rate: float = 0.5
   decay_epochs: float = 10.0
   batch_size: int = 64  # 0: full batch
-  epochs: int = 30
+  epochs: int = 30  # the most epochs (--max_epochs); L-BFGS: the most iterations
+  tol: float | None = None  # None: convergence.DEFAULT_TOL; L-BFGS always stops on ‖∇f‖_∞ ≤ tol
+  n_iter_no_change: int = 5
+  # 'objective', 'grad_norm' or 'none': every one of `epochs`, the default from Python, so a
+  # configuration means the same run it always did; the command line's default is 'objective'.
+  tol_on: str = 'none'
   grad: str = 'analytic'
   bias_trick: bool = False
   init_scale: float = 1e-3
@@ -93,7 +100,10 @@ class TrainConfig:
     validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
     validation.check_name('dtype', self.dtype, DTYPES)
     validation.check_name('parallel', self.parallel, ('none', 'shard_map', 'pmap'))
-    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor', 'eval_every')
+    validation.check_name('tol_on', self.tol_on, convergence.TOL_ON)
+    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor', 'eval_every', 'n_iter_no_change')
+    if self.tol is not None and not self.tol > 0:
+      raise ValueError(f'tol must be > 0, got {self.tol}.')
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
@@ -224,16 +234,21 @@ def make_epoch_fn(cfg, num_examples):
 
   One epoch: a permutation of the examples drawn from `key`, cut into
   `steps` batches (see `batch_plan`), and a `lax.scan` of optimizer steps.
-  Full-batch descent skips the shuffle and uses `x` as it is.
+  Full-batch descent skips the shuffle and uses `x` as it is. Given sample
+  weights `w` (`[N]`, an optional last argument), each row's mask is
+  multiplied by its weight, so every step descends the weighted mean.
   """
   steps, batch = steps_per_epoch(cfg, num_examples)
   update = make_update(cfg, steps, masked=steps * batch != num_examples)
+  weighted_update = make_update(cfg, steps, masked=True)
 
-  def epoch(params, opt_state, x, y, key, hp):
+  def epoch(params, opt_state, x, y, key, hp, w=None):
     if steps == 1:
-      params, opt_state, value = update(params, opt_state, x, y, None, hp)
+      params, opt_state, value = (update if w is None else weighted_update)(params, opt_state, x, y, w, hp)
       return params, opt_state, value[None]
     idx, mask = batch_plan(key, num_examples, steps, batch, x.dtype)
+    if w is not None:
+      return scan_batches(weighted_update, params, opt_state, x, y, idx, mask * w[idx], hp)
     return scan_batches(update, params, opt_state, x, y, idx, mask, hp)
 
   return epoch
@@ -266,6 +281,9 @@ def structural(cfg):
     eval_every=1,
     stream=False,
     block_rows=0,
+    tol=1.0,
+    n_iter_no_change=1,
+    tol_on='none',
   )
 
 
@@ -290,9 +308,11 @@ def make_eval_fn(cfg):
   """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
   spec = cfg.loss_record
 
-  def evaluate(params, x, y, hp):
+  def evaluate(params, x, y, hp, w=None):
     s = model.scores(params, x)
-    data_loss = jnp.mean(spec.value(s, y, **hp.loss_hparams))
+    per_example = spec.value(s, y, **hp.loss_hparams)
+    # With sample weights `w` the objective is the weighted mean Σ w L / Σ w (accuracy stays unweighted).
+    data_loss = jnp.mean(per_example) if w is None else jnp.sum(w * per_example) / jnp.sum(w)
     out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
     if spec.targets == 'real':
       r = s - (y[:, None] if y.ndim == 1 else y)
@@ -320,6 +340,8 @@ class FitResult:
   interrupted: bool = False
   resumed_from: int = 0
   streamed: bool = False
+  stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
+  solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
 
 
 def selection_metric(metrics, prefix):
@@ -341,6 +363,8 @@ def num_outputs(cfg, dataset):
 def check_fit(cfg, dataset):
   """Host-side checks before any compile: config, loss vs data, every split."""
   cfg.validate()
+  if cfg.optimizer == 'lbfgs':
+    solvers.check_lbfgs(cfg)
   if cfg.dtype == 'float64' and not jax.config.jax_enable_x64:
     raise ValueError(
       "dtype='float64' needs jax.config.update('jax_enable_x64', True) before any JAX work; "
@@ -437,6 +461,8 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     exceeds `explode_factor` times its starting value.
   """
   check_fit(cfg, dataset)
+  if cfg.optimizer == 'lbfgs':
+    return solvers.fit_lbfgs(cfg, dataset, on_epoch)
   from linear_jax import stream  # pylint: disable=import-outside-toplevel
 
   streamed = stream.should_stream(cfg, dataset)
@@ -446,9 +472,14 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
+  weights = {s: solvers.device_weights(dataset, s, x.dtype) for s in ('train', 'val')}
+  if weights['train'] is not None and (cfg.parallel != 'none' or streamed):
+    raise ValueError('sample weights are not supported with --parallel or --stream yet; drop one of them.')
+  w_args = () if weights['train'] is None else (weights['train'],)
   if streamed:
     affine = stream.affine(cfg, dataset)
-    epoch_fn, eval_fn = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
+    epoch_fn, stream_eval = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
+    eval_fn = lambda params, x_, y_, hp_, w=None: stream_eval(params, x_, y_, hp_)
   else:
     epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
     eval_fn = compiled_eval_fn(cfg)
@@ -506,15 +537,19 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       }
       checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
-  initial = float(eval_fn(params, x, y, hp)['loss']) if start == 0 else history[0]['initial_loss']
+  initial = (
+    float(eval_fn(params, x, y, hp, weights['train'])['loss']) if start == 0 else history[0]['initial_loss']
+  )
   stopped_early = interrupted = False
+  reason = 'max_epochs'
   try:
     for epoch in range(start, cfg.epochs):
       params, opt_state, history, best = committed
       t0 = time.perf_counter()
-      params, opt_state, values = epoch_fn(params, opt_state, x, y, jax.random.fold_in(base_key, epoch), hp)
+      key = jax.random.fold_in(base_key, epoch)
+      params, opt_state, values = epoch_fn(params, opt_state, x, y, key, hp, *w_args)
       if not preemption.wait(values):  # a stop signal came first: abandon the epoch in flight
-        interrupted = True
+        interrupted, reason = True, 'interrupted'
         save(committed)
         break
       values = np.asarray(values)
@@ -535,8 +570,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       metrics['evaluated'] = evaluated
       splits = ('train', 'val') if has_val else ('train',)
       for split in splits if evaluated else ():
-        for k, v in jax.device_get(eval_fn(params, *arrays[split], hp)).items():
+        for k, v in jax.device_get(eval_fn(params, *arrays[split], hp, weights[split])).items():
           metrics[f'{split}_{k}'] = float(v)
+      if cfg.tol_on == 'grad_norm' and evaluated:
+        metrics['train_grad_norm'] = convergence.full_grad_norm(cfg, params, x, y, hp, weights['train'])
       metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
       metrics['examples_per_s'] = n / seconds
       metrics['seconds'] = seconds
@@ -556,16 +593,20 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       if on_epoch:
         on_epoch(metrics)
       if cfg.patience and best['bad'] >= cfg.patience:
-        stopped_early = True
+        stopped_early, reason = True, 'early_stopping'
+        save(committed)
+        break
+      if evaluated and convergence.converged(cfg, committed[2]):
+        reason = 'converged'
         save(committed)
         break
       if epoch + 1 < cfg.epochs and preemption.stop_requested():  # SIGTERM / SIGINT (see preemption.py)
-        interrupted = True
+        interrupted, reason = True, 'interrupted'
         if not saved:
           save(committed)
         break
   except KeyboardInterrupt:
-    interrupted = True
+    interrupted, reason = True, 'interrupted'
     save(committed)
   params, opt_state, history, best = committed
   return FitResult(
@@ -577,6 +618,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     interrupted=interrupted,
     resumed_from=start,
     streamed=streamed,
+    stop_reason=reason,
   )
 
 
@@ -590,7 +632,13 @@ def evaluate_many(cfg, dataset, params_list):
   from linear_jax import stream  # pylint: disable=import-outside-toplevel
 
   if stream.should_stream(cfg, dataset):
-    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(cfg, dataset))
+    if solvers.device_weights(dataset, 'train', np.float32) is not None:
+      raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
+    arrays, stream_eval = (
+      stream.host_splits(cfg, dataset),
+      stream.make_eval_fn(cfg, stream.affine(cfg, dataset)),
+    )
+    eval_fn = lambda params, x, y, hp, w=None: stream_eval(params, x, y, hp)
   else:
     arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)
   hp = hparams(cfg)
@@ -599,7 +647,10 @@ def evaluate_many(cfg, dataset, params_list):
     out = {}
     for split, (x, y) in arrays.items():
       if len(x):
-        out.update({f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp)).items()})
+        w = solvers.device_weights(dataset, split, x.dtype)
+        out.update(
+          {f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp, w)).items()}
+        )
     outs.append(out)
   return outs
 

@@ -86,10 +86,13 @@ def test_train_on_2d_data_draws_regions(tmp_path):
 BAD_FLAGS = [
   (['--learning_rate=0'], '--learning_rate must be > 0'),
   (['--batch_size=0'], '--batch_size must be > 0'),
-  (['--epochs=-1'], '--epochs must be > 0'),
+  (['--epochs=-1'], '--max_epochs must be > 0'),
+  (['--tol=0'], '--tol must be > 0'),
+  (['--optimizer=lbfgs', '--loss=svm'], 'not differentiable at its kinks'),
+  (['--optimizer=lbfgs', '--batch_size=32'], 'drop --batch_size'),
   (['--reg=-0.5'], 'reg'),
   (['--loss=hinge2'], 'loss'),
-  (['--optimizer=lbfgs'], 'optimizer'),
+  (['--optimizer=newton'], 'optimizer'),
   (['--loss=hinge'], '--loss=hinge does not fit --dataset=digits: it has 10 classes'),
   (['--dataset=diabetes', '--loss=softmax'], '--loss=softmax does not fit --dataset=diabetes'),
   (['--momentum=1.5'], '--momentum must be in [0, 1)'),
@@ -161,7 +164,7 @@ def test_divergence_exits_nonzero_and_writes_no_nan(tmp_path):
 
 
 def test_ctrl_c_saves_and_resume_is_bit_exact(tmp_path):
-  args = ['--epochs=100', '--batch_size=16', '--checkpoint_every=1', '--plots=false']
+  args = ['--epochs=100', '--tol_on=none', '--batch_size=16', '--checkpoint_every=1', '--plots=false']
   whole = _run('experiments.train', *args, f'--workdir={tmp_path / "whole"}', '--quiet')
   assert whole.returncode == 0, whole.stderr
   part = tmp_path / 'part'

@@ -227,7 +227,15 @@ def test_loss_that_does_not_fit_the_data_is_refused():
 
 @pytest.mark.parametrize(
   'field,value',
-  [('learning_rate', 0.0), ('epochs', 0), ('reg', -1.0), ('batch_size', -1), ('optimizer', 'lbfgs')],
+  [
+    ('learning_rate', 0.0),
+    ('epochs', 0),
+    ('reg', -1.0),
+    ('batch_size', -1),
+    ('optimizer', 'newton'),
+    ('tol', 0.0),
+    ('tol_on', 'loss'),
+  ],
 )
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field if field != 'optimizer' else 'Unknown optimizer'):
@@ -245,3 +253,13 @@ def test_float64_without_x64_is_refused_not_truncated():
   )
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
   assert out.returncode != 0 and 'silently train in float32' in out.stderr
+
+
+def test_weights_with_stream_or_parallel_are_refused():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
+  ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.5, 1.5, 60)), 'weighted')
+  assert ds.w_train is not None
+  for cfg in (train.TrainConfig(stream=True, epochs=1), train.TrainConfig(parallel='shard_map', epochs=1)):
+    with pytest.raises(ValueError, match='sample weights are not supported with --parallel or --stream'):
+      train.fit(cfg, ds)

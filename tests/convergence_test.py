@@ -1,0 +1,125 @@
+"""Stopping tests: scikit-learn's no-change rule, the gradient norm, stop reasons, refit."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from linear_jax import convergence
+from linear_jax import data
+from linear_jax import losses
+from linear_jax import refit
+from linear_jax import train
+
+
+def test_epochs_without_change_counts_relative_stalls():
+  assert convergence.epochs_without_change([10.0, 5.0, 4.0], 1e-3) == 0
+  # 4.0 -> 3.9999 is a 2.5e-5 relative decrease: below tol 1e-3, so no change; a rise neither.
+  assert convergence.epochs_without_change([10.0, 4.0, 3.9999, 4.1], 1e-3) == 2
+  assert convergence.epochs_without_change([10.0, 4.0, 3.9999, 4.1, 3.0], 1e-3) == 0
+
+
+def _blobs():
+  return data.prepare(data.blobs(200, 4, 3, seed=1), 'blobs', 0.2, 0.2, seed=1)
+
+
+def test_fit_stops_when_the_objective_stops_falling():
+  ds = _blobs()
+  cfg = train.TrainConfig(epochs=1000, tol_on='objective', tol=1e-3, n_iter_no_change=5)
+  result = train.fit(cfg, ds)
+  assert result.stop_reason == 'converged' and len(result.history) < 1000
+  f = [m['train_loss'] for m in result.history]
+  assert convergence.epochs_without_change(f, 1e-3) == 5
+  assert convergence.epochs_without_change(f[:-1], 1e-3) == 4  # it stopped at the first chance
+  capped = train.fit(train.TrainConfig(epochs=3, tol_on='objective'), ds)
+  assert capped.stop_reason == 'max_epochs' and len(capped.history) == 3
+
+
+def test_grad_norm_test_uses_the_true_full_gradient():
+  ds = _blobs()
+  cfg = train.TrainConfig(epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5)
+  result = train.fit(cfg, ds)
+  assert result.stop_reason == 'converged'
+  last = result.history[-1]['train_grad_norm']
+  # An independent gradient: autodiff of the objective at the returned parameters.
+  g = jax.grad(losses.unchecked_objective)(
+    result.params, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), 'softmax', cfg.reg, 'l2'
+  )
+  ref = max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g))
+  assert last == pytest.approx(ref, rel=1e-4) and last <= 2e-3 < result.history[-2]['train_grad_norm']
+
+
+def test_early_stopping_is_a_stop_reason():
+  ds = _blobs()
+  result = train.fit(train.TrainConfig(epochs=300, patience=2, learning_rate=0.5), ds)
+  assert result.stop_reason == 'early_stopping' and result.stopped_early
+
+
+def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
+  ds = _blobs()
+  cfg = train.TrainConfig(epochs=12)
+  first = train.fit(cfg, ds)
+  again, record = refit.refit(cfg, ds, first)
+  assert record['epochs'] == first.best_epoch == len(again.history)
+  assert record['train_examples'] == len(ds.x_train) + len(ds.x_val)
+  merged = refit.train_plus_val(ds)
+  np.testing.assert_array_equal(merged.x_train[len(ds.x_train) :], ds.x_val)
+  assert len(merged.x_val) == 0
+  # The refit is exactly fit() on the merged data for that many epochs.
+  ref = train.fit(train.TrainConfig(epochs=first.best_epoch), merged)
+  np.testing.assert_array_equal(np.asarray(ref.params.W), np.asarray(again.params.W))
+  no_val = data.prepare(data.blobs(100, 4, 3, seed=1), 'blobs', 0.0, 0.2)
+  with pytest.raises(ValueError, match='--refit needs a validation split'):
+    refit.refit(cfg, no_val, first)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Weighted(data.Dataset):
+  """A dataset with training sample weights (the loaders' `w_train`)."""
+
+  w_train: np.ndarray | None = None
+  w_val: np.ndarray | None = None
+  w_test: np.ndarray | None = None
+
+
+@pytest.mark.parametrize('batch_size', [0, 16])
+def test_integer_weights_equal_repeated_rows(batch_size):
+  # Weight 2 on a row is the row twice: full batch, the runs agree step for step; with
+  # mini-batches, the weighted objective of the result equals the duplicated data's.
+  ds = _blobs()
+  w = np.random.default_rng(0).integers(1, 3, len(ds.x_train)).astype(np.float64)
+  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  rep = np.repeat(np.arange(len(w)), w.astype(int))
+  repeated = dataclasses.replace(ds, x_train=ds.x_train[rep], y_train=ds.y_train[rep])
+  cfg = train.TrainConfig(epochs=20, batch_size=batch_size, learning_rate=0.3, dtype='float64')
+  a = train.fit(cfg, weighted)
+  if batch_size == 0:
+    b = train.fit(cfg, repeated)
+    np.testing.assert_allclose(np.asarray(a.params.W), np.asarray(b.params.W), rtol=1e-10, atol=1e-12)
+  f_weighted = a.history[-1]['train_loss']
+  f_repeated = train.evaluate(cfg, repeated, a.params)['train_loss']
+  assert f_weighted == pytest.approx(f_repeated, rel=1e-10)
+  lbfgs = dataclasses.replace(cfg, optimizer='lbfgs', tol=1e-9, epochs=500)
+  np.testing.assert_allclose(
+    np.asarray(train.fit(lbfgs, weighted).params.W),
+    np.asarray(train.fit(lbfgs, repeated).params.W),
+    atol=1e-6,
+  )
+
+
+def test_sweeps_honour_sample_weights():
+  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
+
+  ds = _blobs()
+  w = np.random.default_rng(2).uniform(0.2, 3.0, len(ds.x_train))
+  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  cfg = train.TrainConfig(epochs=4, batch_size=16, dtype='float64')
+  swept = sweep.run_sweep(cfg, weighted, sweep.grid([0.05, 0.2], [1e-3]))
+  for k, lr in enumerate((0.05, 0.2)):
+    alone = train.fit(dataclasses.replace(cfg, learning_rate=lr, reg=1e-3), weighted)
+    np.testing.assert_allclose(
+      np.asarray(swept.params.W[k]), np.asarray(alone.params.W), rtol=1e-9, atol=1e-12
+    )
+    assert swept.final['train_loss'][k] == pytest.approx(alone.history[-1]['train_loss'], rel=1e-9)
