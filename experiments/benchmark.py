@@ -406,7 +406,8 @@ def section_time_to_accuracy():
       ('linear_jax', 'compiling', '--compilation_cache='),
       ('linear_jax_cached', 'with its compilation cache warm', f'--compilation_cache={cache}'),
     ):
-      cmd = [sys.executable, '-m', 'experiments.train', '--quiet', '--plots=false', f'--workdir={tmp}', flag]
+      train = f'{__package__}.train'  # experiments.train, or linear_jax.experiments.train once installed
+      cmd = [sys.executable, '-m', train, '--quiet', '--plots=false', f'--workdir={tmp}', flag]
       if key == 'linear_jax_cached':
         _wall(cmd)  # fills the cache, as any earlier run would
       runs = []
@@ -583,7 +584,7 @@ def markdown(title, table):
 
 def main(argv):
   del argv
-  from experiments import common  # pylint: disable=import-outside-toplevel
+  from . import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
   info = machine()

@@ -17,7 +17,7 @@ import sys
 from absl import app
 from absl import flags
 
-from experiments import common
+from . import common
 
 common.define_objective_flags()
 common.define_data_flags()
