@@ -613,7 +613,7 @@ def main(argv):
   header = (
     '# linear_jax benchmark results\n\n'
     'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
-    'each section on its own backend (on a lent GPU: `bash benchmarks/gpu_run.sh`).\n'
+    'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
   text = merge_results(previous, header, '\n'.join(parts))
   tmp = FLAGS.out + '.tmp'
