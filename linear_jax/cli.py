@@ -104,6 +104,6 @@ def main(argv: list[str] | None = None) -> int:
   if name not in found:
     print(f'{PROG}: unknown command {name!r}; commands: {", ".join(found)}', file=sys.stderr)
     return 2
-  sys.argv = [f'{PROG} {name}', *rest]
+  sys.argv = [name, *rest]  # runpy then puts the module's path in argv[0], as `python -m` does
   runpy.run_module(f'{package}.{name}', run_name='__main__', alter_sys=True)
   return 0
