@@ -100,3 +100,19 @@ def test_installed_console_script_runs_from_another_folder(tmp_path):
   out = _run([script, 'gradcheck', '--loss=svm', '--method=central'], tmp_path)
   assert out.returncode == 0, out.stderr
   assert re.search(r'^\d+ passed, 0 failed$', out.stdout, re.M)
+
+
+def test_an_experiment_added_later_is_a_command_without_registration(tmp_path, monkeypatch, capsys):
+  package = tmp_path / 'more_experiments'
+  package.mkdir()
+  (package / '__init__.py').write_text('')
+  (package / 'fit_more.py').write_text(
+    '"""Fits more.\n\n    linear-jax fit_more\n"""\nprint(1)\n\nif __name__ == \'__main__\':\n  print(2)\n'
+  )
+  (package / 'helpers.py').write_text('"""Shared code, not a program."""\n')
+  (package / '_private.py').write_text("if __name__ == '__main__':\n  pass\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  from linear_jax import cli  # pylint: disable=import-outside-toplevel
+
+  assert cli.commands('more_experiments') == {'fit_more': 'Fits more.'}
+  assert capsys.readouterr().out == ''  # listed by reading the files: no module was run
