@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark as one prepared command for a lent GPU machine (the `device` tool):
+# The benchmark as one command on a machine with a GPU:
 #
-#   bash benchmarks/gpu_run.sh            # on the device; RESULTS.md comes back under $OUT
+#   bash benchmarks/gpu_run.sh            # writes $OUT/RESULTS.md (default /tmp/linear_jax_benchmark)
 #
-# That machine's image already holds JAX with CUDA, optax, chex, absl-py, scikit-learn,
-# matplotlib and PyTorch, and can fetch nothing, so nothing is installed here. The copy of
-# benchmarks/RESULTS.md that comes back keeps the CPU section and gains a "## GPU results"
-# one (see experiments/benchmark.py); copy it over benchmarks/RESULTS.md.
+# It installs nothing: the machine's Python must already hold JAX with CUDA (see the README's
+# "GPUs and TPUs"), optax, chex, absl-py, scikit-learn and matplotlib (and PyTorch, for its column in section 1).
+# The RESULTS.md it writes keeps the CPU section of benchmarks/RESULTS.md and gains a
+# "## GPU results" one (see experiments/benchmark.py); copy it over benchmarks/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/linear_jax_benchmark}"

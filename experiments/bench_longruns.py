@@ -134,7 +134,7 @@ def sigterm_to_exit(size, seed=0):
   for _ in range(size['signals']):
     work = tempfile.mkdtemp(prefix='bench-sigterm-')
     proc = subprocess.Popen(
-      [sys.executable, '-m', 'experiments.lr_sweep', *args, f'--workdir={work}'],
+      [sys.executable, '-m', f'{__package__}.lr_sweep', *args, f'--workdir={work}'],
       cwd=ROOT,
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,

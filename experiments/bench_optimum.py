@@ -319,7 +319,7 @@ def part_default_run(quick):
   from sklearn import pipeline  # pylint: disable=import-outside-toplevel
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
-  from experiments import common  # pylint: disable=import-outside-toplevel
+  from . import common  # pylint: disable=import-outside-toplevel
   from linear_jax import data  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
@@ -461,7 +461,7 @@ def main(argv):
   del argv
   import json  # pylint: disable=import-outside-toplevel
 
-  from experiments import common  # pylint: disable=import-outside-toplevel
+  from . import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
   global FULL_SIZE  # noqa: PLW0603 - a command-line override of the module's default

@@ -161,7 +161,7 @@ def streaming(quick):
 _CHILD = r"""
 import json, sys, time
 import numpy as np
-from experiments import bench_wholerun as b
+from {package} import bench_wholerun as b
 from linear_jax import train
 mode, path, labels, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 y = np.load(labels, allow_pickle=False)
@@ -182,7 +182,16 @@ print(json.dumps({'vmhwm': hwm, 'seconds': seconds, 'streamed': result.streamed,
 
 def _child(mode, path, labels, epochs=1, batch=256):
   out = subprocess.run(
-    [sys.executable, '-c', _CHILD, mode, path, labels, str(epochs), str(batch)],
+    [
+      sys.executable,
+      '-c',
+      _CHILD.replace('{package}', __package__),
+      mode,
+      path,
+      labels,
+      str(epochs),
+      str(batch),
+    ],
     cwd=ROOT,
     capture_output=True,
     text=True,

@@ -406,7 +406,8 @@ def section_time_to_accuracy():
       ('linear_jax', 'compiling', '--compilation_cache='),
       ('linear_jax_cached', 'with its compilation cache warm', f'--compilation_cache={cache}'),
     ):
-      cmd = [sys.executable, '-m', 'experiments.train', '--quiet', '--plots=false', f'--workdir={tmp}', flag]
+      train = f'{__package__}.train'  # experiments.train, or linear_jax.experiments.train once installed
+      cmd = [sys.executable, '-m', train, '--quiet', '--plots=false', f'--workdir={tmp}', flag]
       if key == 'linear_jax_cached':
         _wall(cmd)  # fills the cache, as any earlier run would
       runs = []
@@ -583,7 +584,7 @@ def markdown(title, table):
 
 def main(argv):
   del argv
-  from experiments import common  # pylint: disable=import-outside-toplevel
+  from . import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
   info = machine()
@@ -612,7 +613,7 @@ def main(argv):
   header = (
     '# linear_jax benchmark results\n\n'
     'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
-    'each section on its own backend (on a lent GPU: `bash benchmarks/gpu_run.sh`).\n'
+    'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
   text = merge_results(previous, header, '\n'.join(parts))
   tmp = FLAGS.out + '.tmp'

@@ -16,7 +16,7 @@ from absl import app
 from absl import flags
 import jax
 
-from experiments import common
+from . import common
 
 common.define_objective_flags(allow_all=True)
 flags.DEFINE_enum(

@@ -14,7 +14,7 @@ import os
 from absl import app
 from absl import flags
 
-from experiments import common
+from . import common
 
 flags.DEFINE_integer('num_examples', 1000, 'Examples per case.', lower_bound=10)
 flags.DEFINE_integer('epochs', 100, 'Training epochs.', lower_bound=1)

@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import common
+from . import common
 
 flags.DEFINE_integer('num_features', 4, 'D of the classifier.', lower_bound=1)
 flags.DEFINE_integer('num_classes', 3, 'C of the classifier.', lower_bound=2)

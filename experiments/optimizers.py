@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import common
+from . import common
 
 common.define_objective_flags()
 common.define_data_flags()

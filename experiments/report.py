@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import common
+from . import common
 
 flags.DEFINE_string('workdir', 'workdir/report', 'Where report.html and the pictures go.')
 flags.DEFINE_bool('tiny', False, 'Tiny sizes: a smoke test of the whole report.')

@@ -18,8 +18,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import common
-from experiments import longrun
+from . import common
+from . import longrun
 from linear_jax import preemption
 from linear_jax import search_state
 

@@ -29,8 +29,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import common
-from experiments import longrun
+from . import common
+from . import longrun
 
 common.define_objective_flags()
 common.define_data_flags()

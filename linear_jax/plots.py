@@ -1,24 +1,46 @@
-"""Every picture: curves, class templates, decision regions. Writes PNG files."""
+"""Every picture: curves, class templates, decision regions. Writes PNG files.
+
+Built on matplotlib's object API (`matplotlib.figure.Figure`), never pyplot:
+no global figure state and no backend switch, so a notebook's own matplotlib
+settings are left alone. Each picture is drawn under one lock, since
+matplotlib's text layout (its mathtext parser, its font caches) is shared by
+all figures and is not thread-safe; so any thread may draw.
+"""
+
+import functools
+import threading
 
 import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+_LOCK = threading.Lock()
+
+
+def _one_at_a_time(draw):
+  """Runs a drawing function under the module's lock (see the module docstring)."""
+
+  @functools.wraps(draw)
+  def locked(*args, **kwargs):
+    with _LOCK:
+      return draw(*args, **kwargs)
+
+  return locked
 
 
 def _save(fig, path):
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  fig.savefig(path, dpi=110)  # a Figure renders with Agg for .png; nothing global to close
   return path
 
 
+@_one_at_a_time
 def curves(history, path, title=''):
   """Loss and accuracy (or MSE) per epoch, training and validation."""
   epochs = [m['epoch'] for m in history]
   second = 'accuracy' if 'train_accuracy' in history[0] else 'mse'
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+  fig = Figure(figsize=(9, 3.4))
+  axes = fig.subplots(1, 2)
   for ax, metric in zip(axes, ('loss', second), strict=True):
     for split in ('train', 'val'):
       key = f'{split}_{metric}'
@@ -43,12 +65,14 @@ def _as_image(row, image_shape):
   return img
 
 
+@_one_at_a_time
 def templates(W, image_shape, path, class_names=None, title='Class templates (rows of W)'):
   """The visual viewpoint: each row of `W` drawn as an image of the input's shape."""
   c = W.shape[0]
   cols = min(c, 5)
   rows = int(np.ceil(c / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows + 0.4), squeeze=False)
+  fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.4))
+  axes = fig.subplots(rows, cols, squeeze=False)
   lim = np.abs(W).max()
   for i, ax in enumerate(axes.flat):
     ax.axis('off')
@@ -64,6 +88,7 @@ def templates(W, image_shape, path, class_names=None, title='Class templates (ro
   return _save(fig, path)
 
 
+@_one_at_a_time
 def decision_regions(W, b, x, y, path, title='Decision regions and hyperplanes'):
   """The geometric viewpoint for 2-D inputs: regions, the hyperplanes `w·x + b = 0`, data."""
   pad = 0.5
@@ -72,7 +97,8 @@ def decision_regions(W, b, x, y, path, title='Decision regions and hyperplanes')
   grid = np.stack([gx.ravel(), gy.ravel()], 1)
   s = grid @ W.T + b
   pred = (s[:, 0] >= 0).astype(int) if W.shape[0] == 1 else s.argmax(1)
-  fig, ax = plt.subplots(figsize=(5, 4.4))
+  fig = Figure(figsize=(5, 4.4))
+  ax = fig.subplots()
   ax.contourf(
     gx,
     gy,
@@ -89,7 +115,7 @@ def decision_regions(W, b, x, y, path, title='Decision regions and hyperplanes')
       gy,
       s[:, c].reshape(gx.shape),
       levels=[0.0],
-      colors=[plt.cm.tab10(c)],
+      colors=[matplotlib.colormaps['tab10'](c)],
       linewidths=1.2,
       linestyles='--',
     )
@@ -104,9 +130,11 @@ def _fmt(v):
   return '0' if v == 0 else f'{v:.0e}'.replace('e-0', 'e-').replace('e+0', 'e')
 
 
+@_one_at_a_time
 def sweep_heatmap(lrs, regs, values, path, label='validation accuracy'):
   """The course's heatmap: `values [len(regs), len(lrs)]` over log lr × log reg; NaN = diverged."""
-  fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(lrs) + 2), max(3, 0.45 * len(regs) + 1.5)))
+  fig = Figure(figsize=(max(5, 0.45 * len(lrs) + 2), max(3, 0.45 * len(regs) + 1.5)))
+  ax = fig.subplots()
   masked = np.ma.masked_invalid(values)
   im = ax.imshow(masked, aspect='auto', origin='lower', cmap='viridis')
   ax.set_xticks(range(len(lrs)), [_fmt(v) for v in lrs], rotation=60, fontsize=8)
@@ -120,9 +148,11 @@ def sweep_heatmap(lrs, regs, values, path, label='validation accuracy'):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def loss_vs_lr(lrs, regs, final_loss, path):
   """Final training loss against learning rate, one line per reg: too small crawls, too large diverges."""
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig = Figure(figsize=(5.5, 3.8))
+  ax = fig.subplots()
   for i, reg in enumerate(regs):
     ax.plot(lrs, final_loss[i], marker='o', ms=3, label=f'reg={_fmt(reg)}')
   ax.set_xscale('log')
@@ -135,10 +165,12 @@ def loss_vs_lr(lrs, regs, final_loss, path):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def sweep_curves(curves, labels, path, title='Training loss of every model'):
   """`curves [K, epochs]` on one plot, coloured by learning rate."""
-  fig, ax = plt.subplots(figsize=(6, 4))
-  colors = plt.cm.plasma(np.linspace(0, 0.9, len(curves)))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  colors = matplotlib.colormaps['plasma'](np.linspace(0, 0.9, len(curves)))
   epochs = np.arange(1, curves.shape[1] + 1)
   for c, lab, col in zip(curves, labels, colors, strict=True):
     ax.plot(epochs, c, color=col, lw=1, alpha=0.8, label=lab)
@@ -152,9 +184,11 @@ def sweep_curves(curves, labels, path, title='Training loss of every model'):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def search_curves(problems, path):
   """Best training loss against loss evaluations, one panel per problem, one line per method."""
-  fig, axes = plt.subplots(1, len(problems), figsize=(5.2 * len(problems), 3.8), squeeze=False)
+  fig = Figure(figsize=(5.2 * len(problems), 3.8))
+  axes = fig.subplots(1, len(problems), squeeze=False)
   for ax, (title, curves) in zip(axes[0], problems.items(), strict=True):
     for label, (evals, loss) in curves.items():
       ax.plot(np.maximum(evals, 1), loss, label=label, lw=1.3)
@@ -168,9 +202,11 @@ def search_curves(problems, path):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def landscapes(panels, path):
   """Loss contours over two weights with descent paths: `{title: (w1, w2, Z, {label: path})}`."""
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.6), squeeze=False)
+  fig = Figure(figsize=(5.4 * len(panels), 4.6))
+  axes = fig.subplots(1, len(panels), squeeze=False)
   colors = ['tab:blue', 'tab:green', 'tab:red', 'tab:purple', 'tab:orange']
   for ax, (title, (w1, w2, z, paths)) in zip(axes[0], panels.items(), strict=True):
     levels = np.quantile(z, np.linspace(0.0, 0.95, 14))
@@ -189,9 +225,11 @@ def landscapes(panels, path):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def svm_vs_softmax(score_range, svm, softmax, path, margin_met_at=None):
   """How each loss changes as the correct class's score moves, the other scores fixed."""
-  fig, ax = plt.subplots(figsize=(5.6, 3.8))
+  fig = Figure(figsize=(5.6, 3.8))
+  ax = fig.subplots()
   ax.plot(score_range, svm, label='multiclass SVM (hinge)', lw=2)
   ax.plot(score_range, softmax, label='softmax cross-entropy', lw=2)
   if margin_met_at is not None:
@@ -205,9 +243,11 @@ def svm_vs_softmax(score_range, svm, softmax, path, margin_met_at=None):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def hard_case(x, y, grid_scores, extent, path, title):
   """A 2-D hard case: the data and the decision boundary `score = 0` of a trained model."""
-  fig, ax = plt.subplots(figsize=(4.2, 4.0))
+  fig = Figure(figsize=(4.2, 4.0))
+  ax = fig.subplots()
   (x0, x1, y0, y1) = extent
   gx, gy = np.meshgrid(np.linspace(x0, x1, grid_scores.shape[1]), np.linspace(y0, y1, grid_scores.shape[0]))
   ax.contourf(

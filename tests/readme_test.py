@@ -15,7 +15,7 @@ def _quick_start_commands():
 def test_quick_start_is_exactly_two_commands():
   commands = _quick_start_commands()
   assert len(commands) == 2, commands
-  assert 'experiments.train' in commands[0] and 'pytest' in commands[1]
+  assert 'linear-jax train' in commands[0] and 'pytest' in commands[1]
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,0 +1,118 @@
+"""The `linear-jax` command (linear_jax/cli.py): every experiment, from any folder, with its own flags.
+
+Each command runs in a subprocess whose working directory is a fresh temporary
+folder, as a user would type it after `pip install -e .`. PYTHONPATH points at
+this checkout so the code under test is this tree's even where the
+environment's editable install was made from another checkout.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(args, cwd, timeout=240):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+  return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _programs_in_experiments_folder():
+  """Every experiments/*.py with a `__main__` block, found by reading the files, not by the code tested."""
+  return sorted(
+    p.stem
+    for p in (ROOT / 'experiments').glob('*.py')
+    if re.search(r"^if __name__ == '__main__':", p.read_text(), re.M)
+  )
+
+
+def _flag_names(help_text):
+  return set(re.findall(r'^\s+--(?:\[no\])?(\w+):', help_text, re.M))
+
+
+def test_lists_every_experiment_as_a_command(tmp_path):
+  out = _run([sys.executable, '-m', 'linear_jax'], tmp_path)
+  assert out.returncode == 0, out.stderr
+  listed = re.findall(r'^  (\w+)  ', out.stdout, re.M)
+  expected = _programs_in_experiments_folder()
+  assert listed == expected
+  assert {'train', 'gradcheck', 'lr_sweep', 'search', 'hard_cases', 'report', 'benchmark'} <= set(listed)
+  assert 'common' not in listed
+  assert 'Trains a linear classifier' in out.stdout  # each command with its docstring's first line
+
+
+def test_command_has_exactly_the_flags_of_its_module(tmp_path):
+  for name in ('train', 'lr_sweep'):
+    ours = _run([sys.executable, '-m', 'linear_jax', name, '--helpfull'], tmp_path)
+    theirs = _run([sys.executable, '-m', f'experiments.{name}', '--helpfull'], ROOT)
+    assert ours.returncode == theirs.returncode, ours.stderr + theirs.stderr  # absl's --helpfull exits 1
+    assert _flag_names(ours.stdout) == _flag_names(theirs.stdout)
+    assert {'workdir', 'dataset', 'loss', 'learning_rate'} <= _flag_names(ours.stdout)
+
+
+def test_train_runs_from_another_folder_and_writes_there(tmp_path):
+  out = _run(
+    [sys.executable, '-m', 'linear_jax', 'train', '--epochs=1', '--quiet', '--plots=false'], tmp_path
+  )
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.startswith('test_accuracy: ')
+  summary = json.loads((tmp_path / 'workdir' / 'train' / 'summary.json').read_text())  # the default workdir
+  assert summary['final']['test_accuracy'] > 0.5 and summary['flags']['epochs'] == 1
+
+
+def test_bad_flag_is_refused_by_the_experiment_naming_it(tmp_path):
+  out = _run([sys.executable, '-m', 'linear_jax', 'train', '--learning_rate=0'], tmp_path)
+  assert out.returncode == 1
+  assert 'learning_rate' in out.stderr
+
+
+def test_unknown_command_is_refused_listing_the_commands(tmp_path):
+  out = _run([sys.executable, '-m', 'linear_jax', 'trian', '--epochs=1'], tmp_path)
+  assert out.returncode == 2
+  assert "unknown command 'trian'" in out.stderr and 'train' in out.stderr.split('commands:')[1]
+  assert not (tmp_path / 'workdir').exists()
+
+
+def test_pyproject_installs_the_experiments_inside_the_package():
+  project = tomllib.loads((ROOT / 'pyproject.toml').read_text())
+  setup = project['tool']['setuptools']
+  assert setup['package-dir'] == {'linear_jax.experiments': 'experiments'}
+  assert sorted(setup['packages']) == ['linear_jax', 'linear_jax.experiments']  # no top-level `experiments`
+  module, func = project['project']['scripts']['linear-jax'].split(':')
+  assert (module, func) == ('linear_jax.cli', 'main')
+  from linear_jax import cli  # pylint: disable=import-outside-toplevel
+
+  assert callable(cli.main)
+
+
+def test_installed_console_script_runs_from_another_folder(tmp_path):
+  script = shutil.which('linear-jax', path=os.path.dirname(sys.executable))
+  if script is None:  # an environment installed before the script existed: `pip install -e .` adds it
+    import pytest  # pylint: disable=import-outside-toplevel
+
+    pytest.skip('the linear-jax script is not installed in this environment')
+  out = _run([script, 'gradcheck', '--loss=svm', '--method=central'], tmp_path)
+  assert out.returncode == 0, out.stderr
+  assert re.search(r'^\d+ passed, 0 failed$', out.stdout, re.M)
+
+
+def test_an_experiment_added_later_is_a_command_without_registration(tmp_path, monkeypatch, capsys):
+  package = tmp_path / 'more_experiments'
+  package.mkdir()
+  (package / '__init__.py').write_text('')
+  (package / 'fit_more.py').write_text(
+    '"""Fits more.\n\n    linear-jax fit_more\n"""\nprint(1)\n\nif __name__ == \'__main__\':\n  print(2)\n'
+  )
+  (package / 'helpers.py').write_text('"""Shared code, not a program."""\n')
+  (package / '_private.py').write_text("if __name__ == '__main__':\n  pass\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  from linear_jax import cli  # pylint: disable=import-outside-toplevel
+
+  assert cli.commands('more_experiments') == {'fit_more': 'Fits more.'}
+  assert capsys.readouterr().out == ''  # listed by reading the files: no module was run
