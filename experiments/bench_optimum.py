@@ -319,9 +319,10 @@ def part_default_run(quick):
   from sklearn import pipeline  # pylint: disable=import-outside-toplevel
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
-  from . import common  # pylint: disable=import-outside-toplevel
   from linear_jax import data  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  from . import common  # pylint: disable=import-outside-toplevel
 
   rows = []
   for name in ('digits', 'breast_cancer'):

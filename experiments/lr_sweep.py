@@ -28,11 +28,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from . import common
-from . import longrun
 from linear_jax import preemption
 from linear_jax import sweep as sweep_lib
 from linear_jax import sweep_state
+
+from . import common
+from . import longrun
 
 common.define_objective_flags()
 common.define_data_flags()

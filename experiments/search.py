@@ -18,10 +18,11 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from . import common
-from . import longrun
 from linear_jax import preemption
 from linear_jax import search_state
+
+from . import common
+from . import longrun
 
 common.define_objective_flags()
 common.define_data_flags()

@@ -261,6 +261,7 @@ def hard_case(x, y, grid_scores, extent, path, title):
   return _save(fig, path)
 
 
+@_one_at_a_time
 def regularization_path(regs, metric, weight_norm, path, label='validation accuracy'):
   """Validation metric and ‖W‖ against the regularization strength (log x axis; reg 0 drawn at the left)."""
   regs = np.asarray(regs, np.float64)
@@ -268,7 +269,8 @@ def regularization_path(regs, metric, weight_norm, path, label='validation accur
   floor = positive.min() / 10 if len(positive) else 1e-6
   xs = np.where(regs > 0, regs, floor)
   order = np.argsort(xs)
-  fig, ax = plt.subplots(figsize=(5.5, 3.6))
+  fig = Figure(figsize=(5.5, 3.6))
+  ax = fig.subplots()
   ax.plot(xs[order], np.asarray(metric)[order], 'o-', color='C0')
   ax.set_xscale('log')
   ax.set_xlabel('reg' + (f' (0 drawn at {floor:.1g})' if (regs == 0).any() else ''))
@@ -282,6 +284,7 @@ def regularization_path(regs, metric, weight_norm, path, label='validation accur
   return _save(fig, path)
 
 
+@_one_at_a_time
 def optimality_gap(runs, path, title='f − f* (log scale)'):
   """`f − f*` against epochs and against seconds, one line per run.
 
@@ -293,7 +296,8 @@ def optimality_gap(runs, path, title='f − f* (log scale)'):
   gaps = [g for _, _, g in runs.values()]
   positive = np.concatenate([np.asarray(g)[np.asarray(g) > 0] for g in gaps] + [np.array([1e-16])])
   floor = positive[positive > 1e-16].min() if (positive > 1e-16).any() else 1e-16
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig = Figure(figsize=(10, 3.8))
+  axes = fig.subplots(1, 2)
   for i, (label, (epochs, seconds, raw_gap)) in enumerate(runs.items()):
     gap = np.maximum(np.asarray(raw_gap, np.float64), floor)
     style = '-' if i < 10 else '--'
