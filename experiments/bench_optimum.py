@@ -453,11 +453,6 @@ def markdown(results) -> str:
   return '\n'.join(out) + '\n'
 
 
-flags.DEFINE_bool('quick', False, 'Small sizes: a smoke test.')
-flags.DEFINE_string('size', None, 'N,D of the synthetic set instead of 50000,512 (e.g. 20000,256).')
-flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
-
-
 def main(argv):
   del argv
   import json  # pylint: disable=import-outside-toplevel
@@ -476,4 +471,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Defined here, not at import, so experiments.benchmark can import this section beside its own flags.
+  flags.DEFINE_bool('quick', False, 'Small sizes: a smoke test.')
+  flags.DEFINE_string('size', None, 'N,D of the synthetic set instead of 50000,512 (e.g. 20000,256).')
+  flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
   app.run(main)

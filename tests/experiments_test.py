@@ -466,3 +466,14 @@ def test_bench_wholerun_markdown_names_every_figure():
   table = bench_wholerun.markdown(results)
   assert '| 12.0× | ≥ 12× |' in table and '| 85% | ≥ 80% |' in table and '| 0.12× | ≤ 0.3× |' in table
   assert 'epochs only' in table  # epoch-only throughput is labelled as such
+
+
+def test_benchmark_sections_kept_in_modules_import_beside_its_flags():
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  from experiments import benchmark  # pylint: disable=import-outside-toplevel
+
+  for key in ('6', '7', '8', '9'):
+    section = benchmark.SECTIONS[key]
+    module = importlib.import_module(f'experiments.{section.module}')
+    assert callable(module.run) and callable(module.markdown), key
