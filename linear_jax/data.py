@@ -66,7 +66,7 @@ class Dataset:
   `host_dtype(file dtype, training dtype)`: float16 / bfloat16 / float32
   files keep their dtype. `w_*` are `[n]` float sample weights (the data's
   own, times the class weights if asked for), or `None` when every example
-  weighs 1.
+  weighs 1 or the split is empty.
   """
 
   name: str
@@ -1086,7 +1086,7 @@ def prepare(
         ws[s] = ws[s] * per_class[ys[s]]
     if not ws['train'].any():
       raise ValueError(f'{name}: every sample weight of the training split is 0: nothing would be learned.')
-    ws = {s: w.astype(dtype) for s, w in ws.items()}
+    ws = {s: w.astype(dtype) if len(w) else None for s, w in ws.items()}  # an empty split weighs nothing
   return Dataset(
     name=name,
     x_train=out['train'],

@@ -655,6 +655,8 @@ def test_sample_weights_are_split_with_their_rows(tmp_path):
   np.testing.assert_array_equal(ds.w_train, ds.x_train[:, 0] + 1)
   plain = data.prepare(data.from_arrays(x, y), 'mine')
   assert plain.w_train is None and plain.w_val is None and plain.w_test is None
+  no_val = data.prepare(data.from_arrays(x, y, sample_weight=w), 'mine', val_fraction=0.0)
+  assert no_val.w_val is None and len(no_val.w_train) == len(no_val.x_train)  # an empty split weighs nothing
 
 
 def test_balanced_class_weights_match_scikit_learn():
