@@ -75,22 +75,13 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
     refit.refit(cfg, no_val, first)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Weighted(data.Dataset):
-  """A dataset with training sample weights (the loaders' `w_train`)."""
-
-  w_train: np.ndarray | None = None
-  w_val: np.ndarray | None = None
-  w_test: np.ndarray | None = None
-
-
 @pytest.mark.parametrize('batch_size', [0, 16])
 def test_integer_weights_equal_repeated_rows(batch_size):
   # Weight 2 on a row is the row twice: full batch, the runs agree step for step; with
   # mini-batches, the weighted objective of the result equals the duplicated data's.
   ds = _blobs()
   w = np.random.default_rng(0).integers(1, 3, len(ds.x_train)).astype(np.float64)
-  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  weighted = dataclasses.replace(ds, w_train=w)  # the loaders' sample weights
   rep = np.repeat(np.arange(len(w)), w.astype(int))
   repeated = dataclasses.replace(ds, x_train=ds.x_train[rep], y_train=ds.y_train[rep])
   cfg = train.TrainConfig(epochs=20, batch_size=batch_size, learning_rate=0.3, dtype='float64')
@@ -114,7 +105,7 @@ def test_sweeps_honour_sample_weights():
 
   ds = _blobs()
   w = np.random.default_rng(2).uniform(0.2, 3.0, len(ds.x_train))
-  weighted = _Weighted(**{f.name: getattr(ds, f.name) for f in dataclasses.fields(ds)}, w_train=w)
+  weighted = dataclasses.replace(ds, w_train=w)  # the loaders' sample weights
   cfg = train.TrainConfig(epochs=4, batch_size=16, dtype='float64')
   swept = sweep.run_sweep(cfg, weighted, sweep.grid([0.05, 0.2], [1e-3]))
   for k, lr in enumerate((0.05, 0.2)):
