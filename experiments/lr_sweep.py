@@ -329,7 +329,7 @@ def main(argv):
     with longrun.guarded(workdir if main_process else None):
       out = run(workdir)
   except preemption.Stopped as e:
-    longrun.exit_stopped('experiments.lr_sweep', e.checkpoint, e.progress)
+    longrun.exit_stopped(__spec__.name, e.checkpoint, e.progress)  # the module as it was started
   except ValueError as e:
     sys.exit(f'Error: {e}')
   if not main_process:

@@ -143,7 +143,7 @@ def main(argv):
         all_rows += rows
         all_curves[f'{name} ({dataset.num_features * (dataset.num_classes or 1)}+ weights)'] = curves
   except preemption.Stopped as e:
-    longrun.exit_stopped('experiments.search', e.checkpoint, e.progress)
+    longrun.exit_stopped(__spec__.name, e.checkpoint, e.progress)  # the module as it was started
   except ValueError as e:
     sys.exit(f'Error: {e}')
   print(

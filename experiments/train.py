@@ -206,7 +206,7 @@ def main(argv):
     sys.exit(f'Error: {e}')
   if result.interrupted:
     checkpoint = os.path.join(FLAGS.workdir, train.CHECKPOINT)
-    longrun.exit_stopped('experiments.train', checkpoint, f'epoch {len(result.history)} of {FLAGS.epochs}')
+    longrun.exit_stopped(__spec__.name, checkpoint, f'epoch {len(result.history)} of {FLAGS.epochs}')
   if not main_process:
     return
   final = summary['final']
