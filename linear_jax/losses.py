@@ -518,14 +518,6 @@ def weighted_mean(values, weights=None):
   return jnp.where(norm > 0, total / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
-masked_mean = weighted_mean
-
-
-def check_loss_hparams(loss, loss_hparams):
-  """`loss_hparams` completed with the loss's defaults; unknown names raise (also under `jit`)."""
-  return get_loss(loss).resolve_hparams(loss_hparams)
-
-
 def objective(
   params: model.Params,
   x: chex.Array,

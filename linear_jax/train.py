@@ -312,7 +312,7 @@ def make_eval_fn(cfg):
     s = model.scores(params, x)
     per_example = spec.value(s, y, **hp.loss_hparams)
     # With sample weights `w` the objective is the weighted mean Σ w L / Σ w (accuracy stays unweighted).
-    data_loss = jnp.mean(per_example) if w is None else jnp.sum(w * per_example) / jnp.sum(w)
+    data_loss = losses.weighted_mean(per_example, w)
     out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
     if spec.targets == 'real':
       r = s - (y[:, None] if y.ndim == 1 else y)
