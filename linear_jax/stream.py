@@ -29,7 +29,6 @@ the device widens them (float16 and bfloat16 travel at half size).
 import functools
 import math
 import mmap
-import os
 
 import jax
 import jax.numpy as jnp
@@ -184,17 +183,8 @@ def memory_budget(device=None):
   stats = device.memory_stats() if device.platform != 'cpu' else None
   if stats and 'bytes_limit' in stats:
     return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  try:
-    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-  except (ValueError, OSError, AttributeError):
-    return math.inf
+  host = data_lib.memory_available()
+  return math.inf if host is None else host
 
 
 def bytes_needed(cfg, dataset):
