@@ -45,7 +45,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
 flags.DEFINE_integer('repeats', 7, 'Timed runs per measurement (median reported).', lower_bound=1)
-flags.DEFINE_string('sections', '1,2,3,4,5,6,7,8,9', 'Which sections to run.')
+flags.DEFINE_list(
+  'sections',
+  list('123456789'),
+  'Which sections to run, comma-separated; the results file keeps the other sections from earlier runs.',
+)
 flags.DEFINE_bool('quick', False, 'Small sizes, for a smoke test of the script itself.')
 
 FLAGS = flags.FLAGS
@@ -265,9 +269,11 @@ def section_gradients():
   rows.append(
     [
       f'compute floor: 4·N·D·C = {flops / 1e9:.2f} GFLOP at the peak below',
-      f'{1e3 * floor:.2f}',
+      f'{1e3 * floor:.3f}',
       '',
-      f'{x.nbytes / floor / 1e9:.1f} GB/s ({100 * read / floor:.0f}% of read at most)',
+      f'{x.nbytes / floor / 1e9:.1f} GB/s ({100 * read / floor:.0f}% of read at most)'
+      if floor > read
+      else f'{100 * floor / read:.0f}% of one read of x: memory is the bound',
     ]
   )
   rows.append([f'dense matmul peak ({m}² jnp.dot, jit)', '', '', f'{peak / 1e9:.0f} GFLOP/s'])
@@ -583,6 +589,11 @@ SECTIONS = {
 }
 
 
+flags.register_validator(
+  'sections', lambda keys: bool(keys) and all(k in SECTIONS for k in keys), f'each of 1-{len(SECTIONS)}'
+)
+
+
 def merge_results(previous, header, section):
   """The results file with `section` in place of the one of its backend; other backends' are kept.
 
@@ -606,29 +617,62 @@ def markdown(title, table):
   return '\n'.join(lines) + '\n'
 
 
+_MARK = re.compile(r'(?m)^<!-- section (\S+) (\d{4}-\d{2}-\d{2}) -->\n')
+
+
+def section_parts(text):
+  """`{key: (date, markdown)}` of a backend section's parts, from their `<!-- section K DATE -->` marks."""
+  pieces = _MARK.split(text)
+  return {key: (date, body) for key, date, body in zip(pieces[1::3], pieces[2::3], pieces[3::3], strict=True)}
+
+
+def backend_section(previous, info, repeats, new_parts):
+  """This backend's section: the parts measured now, and the earlier run's parts of the sections not run.
+
+  So `--sections=8` re-measures section 8 and keeps sections 1-7 and 9 as they were, each still marked
+  with the date it was measured.
+  """
+  title = f'## {info["backend"].upper()} results'
+  old = [p for p in re.split(r'(?m)^(?=## )', previous) if p.split('\n', 1)[0] == title]
+  parts = section_parts(old[0]) if old else {}
+  parts.update({key: (info['date'], text) for key, text in new_parts.items()})
+  order = sorted(parts, key=lambda k: (list(SECTIONS).index(k) if k in SECTIONS else len(SECTIONS), k))
+  kept = sorted({parts[k][0] for k in order if k not in new_parts})
+  lines = [
+    title,
+    '',
+    f'Machine: {info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} '
+    f'({info["device"]}); {info["date"]}. Medians of {repeats} runs after warm-up unless a '
+    'table says otherwise; ratios are between numbers measured in the same run.',
+  ]
+  if kept:
+    lines[-1] += (
+      f' This run measured sections {", ".join(new_parts)}; the others are kept from earlier runs on this '
+      f'backend ({", ".join(kept)}), each marked in this file with its date.'
+    )
+  lines.append('')
+  for key in order:
+    date, text = parts[key]
+    lines += [f'<!-- section {key} {date} -->', text.rstrip('\n'), '']
+  return '\n'.join(lines)
+
+
 def main(argv):
   del argv
   from . import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
   info = machine()
-  parts = [
-    f'## {info["backend"].upper()} results',
-    '',
-    f'Machine: {info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} '
-    f'({info["device"]}); {info["date"]}. Medians of {FLAGS.repeats} runs after warm-up unless a '
-    'table says otherwise; ratios are between numbers measured in this run.',
-    '',
-  ]
   results = {'machine': info}
-  for key in FLAGS.sections.split(','):
-    title, table, out = SECTIONS[key.strip()]()
+  new_parts = {}
+  for key in FLAGS.sections:
+    title, table, out = SECTIONS[key]()
     results[key] = out
     text = markdown(title, table) if title else table  # a module section writes its own markdown
     if 'verdict' in out:
       text += '\n' + out['verdict'] + '\n'
     print(text, flush=True)
-    parts.append(text)
+    new_parts[key] = text
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   previous = ''
   if os.path.exists(FLAGS.out):
@@ -639,7 +683,7 @@ def main(argv):
     'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
     'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
-  text = merge_results(previous, header, '\n'.join(parts))
+  text = merge_results(previous, header, backend_section(previous, info, FLAGS.repeats, new_parts))
   tmp = FLAGS.out + '.tmp'
   with open(tmp, 'w') as f:
     f.write(text)

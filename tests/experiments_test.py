@@ -14,10 +14,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(module, *args, timeout=240):
+def _run(module, *args, timeout=240, env=None):
   return subprocess.run(
     [sys.executable, '-m', module, *args],
     cwd=ROOT,
+    env=None if env is None else {**os.environ, **env},
     capture_output=True,
     text=True,
     timeout=timeout,
@@ -371,12 +372,28 @@ def test_benchmark_keeps_the_other_backends_section(tmp_path):
   added = benchmark.merge_results('# h\n\n## CPU results\n\ncpu\n', '# h\n', gpu)
   assert added == '# h\n\n## CPU results\n\ncpu\n\n' + gpu
   assert benchmark.merge_results('', '# h\n', '## CPU results\n\nx') == '# h\n\n## CPU results\n\nx\n'
-  # The same command on a GPU adds its section: run section 5 into a file that has a GPU one.
+  # The same command on a GPU adds its section: run section 5 on the CPU into a file that has a GPU one.
+  # The CPU section's part 1, from an earlier run, is kept; its part 5 is measured again.
+  part1 = '<!-- section 1 2020-01-02 -->\n### 1. Loss\n\nold part 1\n'
+  old = (
+    f'# h\n\n## CPU results\n\nMachine: old\n\n{part1}\n<!-- section 5 2020-01-02 -->\nold part 5\n\n' + gpu
+  )
   (tmp_path / 'R.md').write_text(old)
-  out = _run('experiments.benchmark', '--quick', '--sections=5', '--repeats=1', f'--out={tmp_path}/R.md')
+  cpu = {'JAX_PLATFORMS': 'cpu'}
+  out = _run(
+    'experiments.benchmark', '--quick', '--sections=5', '--repeats=1', f'--out={tmp_path}/R.md', env=cpu
+  )
   assert out.returncode == 0, out.stderr
   text = (tmp_path / 'R.md').read_text()
-  assert text.endswith(gpu) and 'old cpu numbers' not in text and '### 5. Gradient checking' in text
+  assert text.endswith(gpu) and 'Machine: old' not in text and 'old part 5' not in text
+  assert part1 in text and text.index(part1) < text.index('### 5. Gradient checking')
+  assert (
+    'This run measured sections 5; the others are kept from earlier runs on this backend (2020-01-02)' in text
+  )
+  parts = benchmark.section_parts(text.split('## GPU results')[0])
+  assert list(parts) == ['1', '5'] and parts['1'][0] == '2020-01-02' and parts['5'][0] != '2020-01-02'
+  bad = _run('experiments.benchmark', '--quick', '--sections=5,12', f'--out={tmp_path}/R.md', env=cpu)
+  assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-9' in bad.stderr
   assert benchmark.data_sheet_bandwidth('NVIDIA H100 80GB HBM3') == 3.35e12
   assert benchmark.data_sheet_bandwidth('NVIDIA H100 PCIe') == 2.0e12
   assert benchmark.data_sheet_bandwidth('NVIDIA H200') == 4.8e12
