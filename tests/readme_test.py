@@ -36,3 +36,20 @@ def test_readme_python_examples_run():
   assert len(blocks) >= 2
   for block in blocks:
     exec(compile(block, 'README.md', 'exec'), {'__name__': 'readme'})  # noqa: S102 - our own README
+
+
+def test_the_pieces_table_names_every_module():
+  """The README's "The pieces" table matches the layout: every module of the package and every
+  experiment is in it, and every module it names exists."""
+  text = (ROOT / 'README.md').read_text()
+  table = re.search(r'## The pieces\n(.*?)\n\n', text, re.S).group(1)
+  named = set(re.findall(r'`linear_jax/(\w+)\.py`', table))
+  modules = {p.stem for p in (ROOT / 'linear_jax').glob('*.py')} - {'__init__', '__main__'}
+  assert modules - named == set(), f'modules missing from the README table: {sorted(modules - named)}'
+  assert named - modules == set(), (
+    f'the README table names modules that do not exist: {sorted(named - modules)}'
+  )
+  rows = {row.split('|')[1].strip(): row for row in table.splitlines() if row.startswith('| `experiments/')}
+  for stem in (p.stem for p in (ROOT / 'experiments').glob('*.py') if p.stem != '__init__'):
+    row = rows['`experiments/bench_*.py`' if stem.startswith('bench_') else '`experiments/*.py`']
+    assert f'`{stem}`' in row, f'experiments/{stem}.py is missing from the README table'
