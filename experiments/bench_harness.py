@@ -122,41 +122,61 @@ def merge_results(previous, header, section):
   return header + '\n' + '\n'.join(kept)
 
 
-_MARK = re.compile(r'(?m)^<!-- section (\S+) (\d{4}-\d{2}-\d{2}) -->\n')
+_MARK = re.compile(r'(?m)^<!-- section (\S+) (\d{4}-\d{2}-\d{2})(?: \| (.*?))? -->\n')
 
 
 def section_parts(text):
-  """`{key: (date, markdown)}` of a backend section's parts, from their `<!-- section K DATE -->` marks."""
+  """`{key: (date, where, markdown)}` of a backend section's parts, from their marks.
+
+  A part starts with `<!-- section K DATE | WHERE -->`: WHERE is the machine, the software and the
+  number of repeats it was measured with (empty in marks that predate it).
+  """
   pieces = _MARK.split(text)
-  return {key: (date, body) for key, date, body in zip(pieces[1::3], pieces[2::3], pieces[3::3], strict=True)}
+  keys, dates, wheres, bodies = pieces[1::4], pieces[2::4], pieces[3::4], pieces[4::4]
+  return {k: (d, w or '', b) for k, d, w, b in zip(keys, dates, wheres, bodies, strict=True)}
+
+
+def describe(info, repeats):
+  """One line naming the machine, the software and the repeats of a run."""
+  return (
+    f'{info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} ({info["device"]}); '
+    f'medians of {repeats} runs'
+  )
 
 
 def backend_section(previous, info, repeats, new_parts):
-  """This backend's section: the parts measured now, and the earlier run's parts of the sections not run.
+  """This backend's section: the parts measured now, and the earlier runs' parts of the sections not run.
 
-  So `--sections=8` re-measures section 8 and keeps sections 1-7 and 9 as they were, each still marked
-  with the date it was measured.
+  So `--sections=8` re-measures section 8 and keeps sections 1-7 and 9 as they were. Every part keeps
+  the date, machine and software it was measured with, and the section's first lines say which
+  sections were measured where and when.
   """
   title = f'## {info["backend"].upper()} results'
   old = [p for p in re.split(r'(?m)^(?=## )', previous) if p.split('\n', 1)[0] == title]
   parts = section_parts(old[0]) if old else {}
-  parts.update({key: (info['date'], text) for key, text in new_parts.items()})
+  where = describe(info, repeats)
+  parts.update({key: (info['date'], where, text) for key, text in new_parts.items()})
   order = sorted(parts, key=lambda k: (int(k), k) if k.isdigit() else (1 << 30, k))
-  kept = sorted({parts[k][0] for k in order if k not in new_parts})
-  lines = [
-    title,
-    '',
-    f'Machine: {info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} '
-    f'({info["device"]}); {info["date"]}. Medians of {repeats} runs after warm-up unless a '
-    'table says otherwise; ratios are between numbers measured in the same run.',
-  ]
-  if kept:
-    lines[-1] += (
-      f' This run measured sections {", ".join(new_parts)}; the others are kept from earlier runs on this '
-      f'backend ({", ".join(kept)}), each marked in this file with its date.'
-    )
+  runs = {}  # (date, where) -> the sections measured so, in order
+  for key in order:
+    runs.setdefault(parts[key][:2], []).append(key)
+  lines = [title, '']
+  rule = (
+    'Times are medians after warm-up unless a table says otherwise; '
+    'ratios are between numbers measured in the same run.'
+  )
+  if len(runs) == 1:
+    (date, place), _ = next(iter(runs.items()))
+    lines.append(f'Machine: {place}; {date}. {rule}')
+  else:
+    lines += [f'{rule} Each section was measured as follows:', '']
+    for (date, place), keys in runs.items():
+      lines.append(
+        f'- section{"s" if len(keys) > 1 else ""} {", ".join(keys)}: {place or "not recorded"}; {date}'
+      )
   lines.append('')
   for key in order:
-    date, text = parts[key]
-    lines += [f'<!-- section {key} {date} -->', text.rstrip('\n'), '']
+    date, place, text = parts[key]
+    mark = f'<!-- section {key} {date}' + (f' | {place}' if place else '') + ' -->'
+    lines += [mark, text.rstrip('\n'), '']
   return '\n'.join(lines)

@@ -374,7 +374,7 @@ def test_benchmark_keeps_the_other_backends_section(tmp_path):
   assert benchmark.merge_results('', '# h\n', '## CPU results\n\nx') == '# h\n\n## CPU results\n\nx\n'
   # The same command on a GPU adds its section: run section 5 on the CPU into a file that has a GPU one.
   # The CPU section's part 1, from an earlier run, is kept; its part 5 is measured again.
-  part1 = '<!-- section 1 2020-01-02 -->\n### 1. Loss\n\nold part 1\n'
+  part1 = '<!-- section 1 2020-01-02 | old machine -->\n### 1. Loss\n\nold part 1\n'
   old = (
     f'# h\n\n## CPU results\n\nMachine: old\n\n{part1}\n<!-- section 5 2020-01-02 -->\nold part 5\n\n' + gpu
   )
@@ -387,11 +387,12 @@ def test_benchmark_keeps_the_other_backends_section(tmp_path):
   text = (tmp_path / 'R.md').read_text()
   assert text.endswith(gpu) and 'Machine: old' not in text and 'old part 5' not in text
   assert part1 in text and text.index(part1) < text.index('### 5. Gradient checking')
-  assert (
-    'This run measured sections 5; the others are kept from earlier runs on this backend (2020-01-02)' in text
-  )
   parts = benchmark.section_parts(text.split('## GPU results')[0])
-  assert list(parts) == ['1', '5'] and parts['1'][0] == '2020-01-02' and parts['5'][0] != '2020-01-02'
+  assert list(parts) == ['1', '5'] and parts['1'][:2] == ('2020-01-02', 'old machine')
+  assert (
+    parts['5'][0] != '2020-01-02' and 'cpu: cpu' in parts['5'][1] and 'medians of 1 runs' in parts['5'][1]
+  )
+  assert '- section 1: old machine; 2020-01-02\n' in text and f'- section 5: {parts["5"][1]}; ' in text
   bad = _run('experiments.benchmark', '--quick', '--sections=5,12', f'--out={tmp_path}/R.md', env=cpu)
   assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-9' in bad.stderr
   assert benchmark.data_sheet_bandwidth('NVIDIA H100 80GB HBM3') == 3.35e12
