@@ -29,14 +29,15 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 
+from linear_jax import config
 from linear_jax import grad_sources
 from linear_jax import grads
 from linear_jax import losses
 from linear_jax import model
-from linear_jax import train
+from linear_jax import step as step_lib
 
 AXIS = 'data'
-PARALLEL = ('none', 'shard_map', 'pmap')
+PARALLEL = config.PARALLEL
 
 
 def make_mesh(num_devices=0):
@@ -87,6 +88,7 @@ def _penalty_value_and_grad(cfg, params, reg):
 
 def _global_mean_step(cfg, steps):
   """One optimizer step on a batch spread over the `'data'` axis."""
+  optimizer = step_lib.make_optimizer(cfg, None, steps)
 
   def step(params, opt_state, xb, yb, mb, hp):
     # Differentiate a device-varying copy: the gradient of a replicated input
@@ -109,7 +111,7 @@ def _global_mean_step(cfg, steps):
     g = jax.tree.map(lambda a: jax.lax.psum(a * count, AXIS) / total, g)
     p_value, p_grad = _penalty_value_and_grad(cfg, params, hp.reg)
     g = g._replace(W=g.W + p_grad.W)
-    updates, opt_state = train.make_optimizer(cfg, hp, steps).update(g, opt_state, params)
+    updates, opt_state = optimizer.update(g, step_lib.with_hparams(opt_state, hp), params)
     return optax.apply_updates(params, updates), opt_state, value + p_value
 
   return step
@@ -129,18 +131,18 @@ def _device_plan(cfg, num_rows, num_devices, sharded):
 
     def plan(key, valid):
       k = jax.lax.axis_index(AXIS)
-      idx, mask = train.batch_plan(jax.random.fold_in(key, k), local, steps, batch, valid.dtype)
+      idx, mask = step_lib.batch_plan(jax.random.fold_in(key, k), local, steps, batch, valid.dtype)
       return idx, mask * valid[idx]
 
     return steps, batch, plan
-  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   per_device = math.ceil(batch / num_devices)
 
   def plan(key, valid):
     if steps == 1:
       idx, mask = jnp.arange(num_rows)[None], jnp.ones((1, num_rows), valid.dtype)
     else:
-      idx, mask = train.batch_plan(key, num_rows, steps, batch, valid.dtype)
+      idx, mask = step_lib.batch_plan(key, num_rows, steps, batch, valid.dtype)
     pad = per_device * num_devices - idx.shape[1]
     idx = jnp.pad(idx, ((0, 0), (0, pad)))
     mask = jnp.pad(mask, ((0, 0), (0, pad)))
@@ -163,7 +165,7 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
 
   def epoch(params, opt_state, x, y, valid, key, hp):
     idx, mask = plan(key, valid)
-    return train.scan_batches(step, params, opt_state, x, y, idx, mask, hp)
+    return step_lib.scan_batches(step, params, opt_state, x, y, idx, mask, hp)
 
   return epoch
 
@@ -235,6 +237,26 @@ def rows_per_device(cfg, num_local_rows, num_devices, sharded):
     return num_local_rows
   local = len([d for d in make_mesh(num_devices).devices.flat if d.process_index == jax.process_index()])
   return math.ceil(num_local_rows / local)
+
+
+def fit_epoch_fn(cfg, dataset, x, y):
+  """`train.fit`'s data-parallel epoch, with the single-device signature `(params, opt_state, x, y, key, hp)`.
+
+  Places the training split `x, y` on the devices once (each process its own
+  rows when there are several); the `x, y` the epoch is called with are ignored.
+  """
+
+  num_devices = cfg.num_devices or jax.device_count()
+  if num_devices > jax.device_count():
+    raise ValueError(f'num_devices={num_devices} but only {jax.device_count()} device(s) are visible.')
+  sharded = jax.process_count() > 1
+  if sharded:  # each process trains on its own rows of the training split
+    rows = shard_rows(len(dataset.x_train))
+    x, y = x[rows], y[rows]
+  xs, ys, valid = place(cfg, np.asarray(x), np.asarray(y), num_devices, sharded)
+  per_device = rows_per_device(cfg, len(x), num_devices, sharded)
+  run = compiled_epoch_fn(step_lib.structural(cfg), per_device, num_devices, sharded)
+  return lambda params, opt_state, _x, _y, key, hp: run(params, opt_state, xs, ys, valid, key, hp)
 
 
 def shard_models(tree, num_devices=0):

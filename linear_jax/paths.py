@@ -35,6 +35,9 @@ from linear_jax import grads
 from linear_jax import losses
 from linear_jax import model
 from linear_jax import solvers
+from linear_jax import step
+from linear_jax import stream
+from linear_jax import train
 
 
 class PathState(NamedTuple):
@@ -251,9 +254,7 @@ def batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b):
 
 
 def _compiled(cfg, num_models, max_iter, memory_size):
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
-  key = (train.structural(cfg), num_models, max_iter, memory_size)
+  key = (step.structural(cfg), num_models, max_iter, memory_size)
   if key not in _CACHE:
 
     def solve(theta, x, y, hp, regs, weights, tol, template):
@@ -292,8 +293,6 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   Returns:
     A `PathResult`.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
   regs = np.asarray(regs, np.float64)
   if regs.ndim != 1 or len(regs) == 0 or not np.all(np.isfinite(regs) & (regs >= 0)):
     raise ValueError(f'regs must be a non-empty list of finite values >= 0, got {regs.tolist()}.')
@@ -302,10 +301,10 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   solvers.check_smooth(cfg.loss, cfg.penalty, float(regs.max()))
   tol = convergence.tol(cfg) if tol is None else tol
   max_iter = cfg.epochs if max_iter is None else max_iter
-  arrays = train.device_data(cfg, dataset)
+  arrays = stream.device_data(cfg, dataset)
   x, y = arrays['train']
-  hp = train.hparams(cfg)
-  params, _ = train.init_state(cfg, dataset.num_features, train.num_outputs(cfg, dataset), hp, 1)
+  hp = step.hparams(cfg)
+  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   flat, unravel = ravel_pytree(params)
   k = len(regs)
   theta = jnp.broadcast_to(flat, (k, flat.size))
@@ -324,7 +323,7 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   st = jax.tree.map(np.asarray, st)
   seconds = time.perf_counter() - t0
   stacked = jax.vmap(unravel)(jnp.asarray(st.theta))
-  eval_fn = jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0))
+  eval_fn = jax.vmap(step.make_eval_fn(cfg), in_axes=(0, None, None, 0))
   hps = jax.tree.map(lambda a: jnp.broadcast_to(a, (k,)), hp)._replace(reg=jnp.asarray(regs, x.dtype))
   metrics = {}
   for split in ('train', 'val', 'test'):

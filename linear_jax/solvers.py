@@ -23,6 +23,9 @@ import optax.tree_utils as otu
 from linear_jax import convergence
 from linear_jax import grad_sources
 from linear_jax import losses
+from linear_jax import results
+from linear_jax import step
+from linear_jax import stream
 
 
 def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs'):
@@ -157,11 +160,9 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
   Returns:
     `(params, LbfgsInfo)`.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
   tol = convergence.tol(cfg) if tol is None else tol
   max_iter = cfg.epochs if max_iter is None else max_iter
-  run = _compiled(train.structural(cfg), int(max_iter), int(memory_size))
+  run = _compiled(step.structural(cfg), int(max_iter), int(memory_size))
   return run(params, x, y, hp, weights, jnp.asarray(tol, x.dtype))
 
 
@@ -199,21 +200,19 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
     A `train.FitResult` whose `solver` holds iterations, function evaluations,
     the final gradient norm and whether it converged.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
   check_lbfgs(cfg)
-  arrays = train.device_data(cfg, dataset)
+  arrays = stream.device_data(cfg, dataset)
   x, y = arrays['train']
-  hp = train.hparams(cfg)
-  params, _ = train.init_state(cfg, dataset.num_features, train.num_outputs(cfg, dataset), hp, 1)
+  hp = step.hparams(cfg)
+  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   t0 = time.perf_counter()
   params, info = solve(cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype))
   info = jax.tree.map(np.asarray, info)  # waits for the solve
   seconds = time.perf_counter() - t0
   if not np.isfinite(info.value):
-    raise train.Diverged(f'L-BFGS reached a non-finite objective after {int(info.iterations)} iterations.')
+    raise results.Diverged(f'L-BFGS reached a non-finite objective after {int(info.iterations)} iterations.')
   iters = int(info.iterations)
-  eval_fn = train.compiled_eval_fn(cfg)
+  eval_fn = step.compiled_eval_fn(cfg)
   history = []
   for i in range(1, iters + 1):
     m = {
@@ -234,7 +233,7 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
     if on_epoch:
       on_epoch(m)
   reason = 'converged' if info.converged else ('stalled' if info.stalled else 'max_epochs')
-  return train.FitResult(
+  return results.FitResult(
     params=params,
     best_params=params,
     history=history,
@@ -268,16 +267,14 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   Returns:
     `(f_star: float, params, LbfgsInfo)`.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
   check_smooth(cfg.loss, cfg.penalty, cfg.reg, what='f* (the L-BFGS reference)')
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
   tol = (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol
-  arrays = train.device_data(cfg, dataset)
+  arrays = stream.device_data(cfg, dataset)
   x, y = arrays['train']
-  hp = train.hparams(cfg)
-  params, _ = train.init_state(cfg, dataset.num_features, train.num_outputs(cfg, dataset), hp, 1)
+  hp = step.hparams(cfg)
+  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   params, info = solve(
     cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype, weights), tol, max_iter
   )

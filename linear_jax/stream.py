@@ -5,12 +5,12 @@ A split too large for host or device memory (or any split, with
 instance from `np.load(path, mmap_mode='r', allow_pickle=False)`. One epoch of mini-batch SGD
 visits the blocks in an order drawn from the epoch's key, shuffles the rows
 inside each block with the block's own key, and runs the compiled steps of
-in-memory training (`train.make_update`, `train.batch_plan`,
-`train.scan_batches`) over the block's batches. Blocks hold a whole number of
+in-memory training (`step.make_update`, `step.batch_plan`,
+`step.scan_batches`) over the block's batches. Blocks hold a whole number of
 batches, so every example is used exactly once per epoch, every batch but one
 is full, and an epoch has as many steps as in memory. Full-batch descent adds
 the blocks' gradients, each weighted by its share of the rows, and takes one
-optimizer step (`train.make_apply`): in-memory descent up to float rounding.
+optimizer step (`step.make_apply`): in-memory descent up to float rounding.
 Evaluation adds the blocks' metrics the same way. With several processes
 each reads only its own rows (`parallel.shard_rows`) and the full-batch sums
 are added over processes once per epoch.
@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax import data as data_lib
-from linear_jax import train
+from linear_jax import parallel
+from linear_jax import step as step_lib
 from linear_jax import validation
 
 DEFAULT_BLOCK_BYTES = 32 * 2**20
@@ -142,7 +143,7 @@ def spans(num_rows, rows):
 def block_rows(cfg, num_rows, num_features, itemsize):
   """Rows per block: `cfg.block_rows` or about 32 MiB, a multiple of the batch size for SGD."""
   rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
-  steps, batch = train.steps_per_epoch(cfg, num_rows)
+  steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   if steps > 1:
     rows = max(batch, rows // batch * batch)
   return min(rows, num_rows)
@@ -302,8 +303,6 @@ def local_rows(num_rows):
   """The rows this process reads, a `slice`: all alone, its `parallel.shard_rows` share with others."""
   if jax.process_count() == 1:
     return slice(0, num_rows)
-  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
-
   return parallel.shard_rows(num_rows)
 
 
@@ -324,6 +323,21 @@ def host_splits(cfg, dataset):
     s: (getattr(dataset, f'x_{s}'), np.asarray(getattr(dataset, f'y_{s}'), ydt))
     for s in ('train', 'val', 'test')
   }
+
+
+def device_data(cfg, dataset):
+  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick)."""
+  dt = jnp.dtype(cfg.dtype)
+  spec = cfg.loss_record
+  ydt = dt if spec.targets == 'real' else jnp.int32
+
+  def put(split):
+    # One host pass at most (cast and bias column together); an aligned array of the
+    # training dtype is then taken by the CPU backend without a copy.
+    x = host_array(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
+    return jax.device_put(x), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
+
+  return {s: put(s) for s in ('train', 'val', 'test')}
 
 
 def pipeline(step, state, x, y, block_spans, dtype):
@@ -370,9 +384,9 @@ def _widen(cfg, xb, affine_=None):
 
 
 def block_plan(key, rows, batch):
-  """`(steps, idx [steps, batch], mask [steps, batch])` of one block of `rows` rows: `train.batch_plan`."""
+  """`(steps, idx [steps, batch], mask [steps, batch])` of one block of `rows` rows: `step.batch_plan`."""
   steps = math.ceil(rows / batch)
-  idx, mask = train.batch_plan(key, rows, steps, batch, jnp.float32)
+  idx, mask = step_lib.batch_plan(key, rows, steps, batch, jnp.float32)
   return steps, idx, mask
 
 
@@ -380,12 +394,12 @@ def block_plan(key, rows, batch):
 def _compiled_block(cfg, rows, batch, steps_per_epoch):
   """SGD over one block: `(params, opt_state, xb, yb, key, hp) -> (params, opt_state, step_objectives)`."""
   steps = math.ceil(rows / batch)
-  update = train.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
+  update = step_lib.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
 
   def block(params, opt_state, xb, yb, key, hp, affine_):
     xb = _widen(cfg, xb, affine_)
-    idx, mask = train.batch_plan(key, rows, steps, batch, xb.dtype)
-    return train.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
+    idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
+    return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
   return jax.jit(block)
 
@@ -395,7 +409,7 @@ def _compiled_accumulate_grad(cfg):
   """`(total, params, xb, yb, weight, hp) -> total + weight · (objective, gradient)` on one block."""
 
   def accumulate(total, params, xb, yb, weight, hp, affine_):
-    value, g = train.batch_value_and_grad(cfg, params, _widen(cfg, xb, affine_), yb, None, hp)
+    value, g = step_lib.batch_value_and_grad(cfg, params, _widen(cfg, xb, affine_), yb, None, hp)
     return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
 
   return jax.jit(accumulate)
@@ -403,13 +417,13 @@ def _compiled_accumulate_grad(cfg):
 
 @functools.lru_cache(maxsize=16)
 def _compiled_apply(cfg):
-  return jax.jit(train.make_apply(cfg, 1))
+  return jax.jit(step_lib.make_apply(cfg, 1))
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled_accumulate_eval(cfg):
   """`(total, params, xb, yb, weight, hp) -> total + weight · metrics` on one block."""
-  evaluate = train.make_eval_fn(cfg)
+  evaluate = step_lib.make_eval_fn(cfg)
 
   def accumulate(total, params, xb, yb, weight, hp, affine_):
     out = evaluate(params, _widen(cfg, xb, affine_), yb, hp)
@@ -431,7 +445,7 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   check the order statistics of what training actually does.
   """
   rows = block_rows(cfg, num_rows, num_features, itemsize)
-  _, batch = train.steps_per_epoch(cfg, num_rows)
+  _, batch = step_lib.steps_per_epoch(cfg, num_rows)
   block_spans = spans(num_rows, rows)
   order, rows_key = block_order(key, len(block_spans))
   out = []
@@ -454,8 +468,8 @@ def make_epoch_fn(cfg, x, y, affine_=None):
   dt = transfer_dtype(x, cfg.dtype)
   rows = block_rows(cfg, num_rows, x.shape[1], dt.itemsize)
   block_spans = spans(num_rows, rows)
-  steps, batch = train.steps_per_epoch(cfg, num_rows)
-  scfg = train.structural(cfg)
+  steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
+  scfg = step_lib.structural(cfg)
 
   if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
     # With several processes each reads only its own rows; the weighted sums add up over processes.
@@ -494,8 +508,8 @@ def make_epoch_fn(cfg, x, y, affine_=None):
 
 
 def make_eval_fn(cfg, affine_=None):
-  """A streamed `train.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
-  scfg = train.structural(cfg)
+  """A streamed `step.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
+  scfg = step_lib.structural(cfg)
 
   def evaluate(params, x, y, hp):
     num_rows = x.shape[0]
@@ -507,7 +521,7 @@ def make_eval_fn(cfg, affine_=None):
     accumulate = _compiled_accumulate_eval(scfg)
     weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
     names = jax.eval_shape(
-      lambda p, xb, yb: train.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
+      lambda p, xb, yb: step_lib.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
       params,
       jax.ShapeDtypeStruct((1, x.shape[1]), dt),
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),

@@ -1,10 +1,10 @@
 """Many hyperparameter settings trained together as one compiled program.
 
 K = |learning rates| × |regs| (× |each loss hyperparameter| × |momenta| × |seeds|) models:
-the epoch of `train.py` is `vmap`-ed over the model axis with the data
+the epoch of `step.py` is `vmap`-ed over the model axis with the data
 unbatched, so each batch is gathered once and multiplied against all the
 weight matrices of one seed at once. Hyperparameters are arrays
-(`train.HParams`), so a sweep with other values reuses the compiled program.
+(`step.HParams`), so a sweep with other values reuses the compiled program.
 Seeds (initialization and mini-batch order) run one after another through the
 same program, each with its own data order, so every model still equals its
 setting trained alone. A model whose loss becomes non-finite or explodes is
@@ -24,7 +24,12 @@ import numpy as np
 import optax
 
 from linear_jax import losses
+from linear_jax import parallel
 from linear_jax import preemption
+from linear_jax import results
+from linear_jax import solvers
+from linear_jax import step
+from linear_jax import stream
 from linear_jax import sweep_state
 from linear_jax import train
 
@@ -42,9 +47,9 @@ def make_sweep_epoch_fn(cfg, num_examples, weighted=False):
   `weighted`, the epoch takes `[N]` sample weights `w` last and each row's
   mask is multiplied by its weight (the weighted mean, as in `train.fit`).
   """
-  steps, batch = train.steps_per_epoch(cfg, num_examples)
+  steps, batch = step.steps_per_epoch(cfg, num_examples)
   masked = weighted or steps * batch != num_examples
-  update = train.make_update(cfg, steps, masked)
+  update = step.make_update(cfg, steps, masked)
 
   def guarded(params, opt_state, diverged_at, xb, yb, mb, hp, limit, step):
     new_params, new_opt_state, value = update(params, opt_state, xb, yb, mb, hp)
@@ -62,7 +67,7 @@ def make_sweep_epoch_fn(cfg, num_examples, weighted=False):
     if steps == 1:
       out = many(params, opt_state, diverged_at, x, y, w, hp, limit, step0 + 1)
       return (*out[:3], out[3][:, None])
-    idx, mask = train.batch_plan(key, num_examples, steps, batch, x.dtype)
+    idx, mask = step.batch_plan(key, num_examples, steps, batch, x.dtype)
     if weighted:
       mask = mask * w[idx]
 
@@ -79,17 +84,31 @@ def make_sweep_epoch_fn(cfg, num_examples, weighted=False):
   return epoch
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(cfg, num_examples, weighted):
-  return (
-    jax.jit(make_sweep_epoch_fn(cfg, num_examples, weighted)),
-    jax.jit(jax.vmap(train.make_eval_fn(cfg), in_axes=(0, None, None, 0, None))),
+@functools.partial(jax.jit, static_argnames=('structure', 'num_examples', 'weighted'))
+def _epoch(
+  params, opt_state, diverged_at, x, y, key, hp, limit, step0, w=None, *, structure, num_examples, weighted
+):
+  return make_sweep_epoch_fn(structure, num_examples, weighted)(
+    params, opt_state, diverged_at, x, y, key, hp, limit, step0, w
   )
 
 
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _eval(params, x, y, hp, w=None, *, structure):
+  return jax.vmap(step.make_eval_fn(structure), in_axes=(0, None, None, 0, None))(params, x, y, hp, w)
+
+
 def compiled_sweep_fns(cfg, num_examples, weighted=False):
-  """The jitted sweep epoch and evaluation; other hyperparameter values reuse them."""
-  return _compiled(train.structural(cfg), num_examples, weighted)
+  """The jitted sweep epoch and evaluation, compiled once per `config.StepConfig`.
+
+  Their only static argument is the run's structure, so other hyperparameter
+  values, seeds or tolerances reuse them.
+  """
+  structure = step.structural(cfg)
+  return (
+    functools.partial(_epoch, structure=structure, num_examples=num_examples, weighted=weighted),
+    functools.partial(_eval, structure=structure),
+  )
 
 
 def grid(learning_rates, regs, margins=None, momenta=None, seeds=None, loss_hparams=None):
@@ -250,15 +269,13 @@ def _run_chunk(
   x, y = arrays['train']
   n = x.shape[0]
   k = len(settings)
-  steps, _ = train.steps_per_epoch(cfg, n)
+  steps, _ = step.steps_per_epoch(cfg, n)
   dt = jnp.dtype(cfg.dtype)
-  each = [train.hparams(cfg, dt, **{h: v for h, v in s.items() if h != 'seed'}) for s in settings]
+  each = [step.hparams(cfg, dt, **{h: v for h, v in s.items() if h != 'seed'}) for s in settings]
   hp = jax.tree.map(lambda *a: jnp.stack(a), *each)
-  params, opt_state = train.init_state(cfg, num_features, num_outputs, train.hparams(cfg), steps)
+  params, opt_state = step.init_state(cfg, num_features, num_outputs, step.hparams(cfg), steps)
   stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
   params, opt_state = stack(params), stack(opt_state)
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-
   weights = {s: solvers.device_weights(dataset_weights, s, x.dtype) for s in ('train', 'val')}
   epoch_fn, eval_fn = compiled_sweep_fns(cfg, n, weights['train'] is not None)
   w_args = () if weights['train'] is None else (weights['train'],)
@@ -266,8 +283,6 @@ def _run_chunk(
     raise ValueError('sample weights are not supported with --parallel yet; drop one of them.')
   diverged_at = jnp.full((k,), -1, jnp.int32)
   if cfg.parallel != 'none':  # the model axis spread over the devices
-    from linear_jax import parallel  # pylint: disable=import-outside-toplevel
-
     params, opt_state, hp, diverged_at = parallel.shard_models(
       (params, opt_state, hp, diverged_at), cfg.num_devices
     )
@@ -311,7 +326,7 @@ def _run_chunk(
         metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
     dead = np.asarray(diverged_at) >= 0
     metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
-    score = train.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
+    score = results.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
     improved = np.nan_to_num(score, nan=-np.inf) > best['score']
     for m, v in {**metrics, 'score': score}.items():
       best[m] = np.where(improved, v, best.get(m, np.full(k, np.nan)))
@@ -325,7 +340,7 @@ def _run_chunk(
       )
       after_epoch(progress)
   final = dict(history[-1])
-  final['score'] = train.selection_metric(final, 'val_' if 'val_loss' in final else 'train_')
+  final['score'] = results.selection_metric(final, 'val_' if 'val_loss' in final else 'train_')
   return params, history, final, best, best_epoch, np.asarray(diverged_at)
 
 
@@ -345,9 +360,9 @@ def _take_models(out, k):
 def _auto_chunk(cfg, dataset, num_outputs, max_bytes):
   """How many models fit in `max_bytes`: parameters, optimizer state and per-batch scores."""
   n = len(dataset.x_train)
-  steps, batch = train.steps_per_epoch(cfg, n)
+  steps, batch = step.steps_per_epoch(cfg, n)
   params, opt_state = jax.eval_shape(
-    lambda: train.init_state(cfg, dataset.num_features, num_outputs, train.hparams(cfg), steps)
+    lambda: step.init_state(cfg, dataset.num_features, num_outputs, step.hparams(cfg), steps)
   )
   itemsize = jnp.dtype(cfg.dtype).itemsize
   state = sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves((params, opt_state)))
@@ -399,8 +414,8 @@ def run_sweep(
   """
   train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss)
-  arrays = train.device_data(cfg, dataset)
-  c = train.num_outputs(cfg, dataset)
+  arrays = stream.device_data(cfg, dataset)
+  c = step.num_outputs(cfg, dataset)
   chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)
   if chunk < 1:
     raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
@@ -420,7 +435,7 @@ def run_sweep(
     ident = sweep_state.identity(cfg, dataset, settings, chunk)
     if resume and os.path.exists(checkpoint_path):
       params, opt_state = jax.eval_shape(
-        lambda: train.init_state(cfg, dataset.num_features, c, train.hparams(cfg), 1)
+        lambda: step.init_state(cfg, dataset.num_features, c, step.hparams(cfg), 1)
       )
       parts, progress = sweep_state.load(
         checkpoint_path, ident, jax.tree.structure(params), jax.tree.structure(opt_state)

@@ -1,363 +1,59 @@
-"""Gradient descent: the jitted epoch (a scan over mini-batches) and the fit loop.
+"""The fit loop: epochs of the compiled step, evaluation, checkpoints, early stopping.
 
-`make_epoch_fn` builds one compiled program per epoch: shuffle, pad the last
-partial batch (masked, so every example counts once and shapes stay static),
-and `lax.scan` the optimizer step over the batches. Hyperparameters that a
-sweep varies (`HParams`) are arrays, so new values never recompile; the
-sweep module `vmap`s the same function over them.
+The pure step (the optimizer, the batch plan, the scanned epoch,
+hyperparameters as arrays) lives in `step.py`, the configuration in
+`config.py`; `fit` picks the epoch to run (in memory, streamed from
+`stream.py`, data-parallel from `parallel.py`, or L-BFGS from `solvers.py`)
+and drives it. The names of `config`, `step` and `results` are re-exported
+here, so `train.TrainConfig`, `train.make_optimizer`, `train.FitResult`, ...
+keep working.
 """
 
-from collections.abc import Mapping
 import dataclasses
-import functools
-import json
-import math
 import os
 import time
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from linear_jax import checkpoint
 from linear_jax import convergence
 from linear_jax import data as data_lib
-from linear_jax import grad_sources
 from linear_jax import losses
 from linear_jax import model
 from linear_jax import multihost
+from linear_jax import parallel
 from linear_jax import preemption
 from linear_jax import solvers
+from linear_jax import stream
 from linear_jax import validation
-
-OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'lbfgs')  # lbfgs: see solvers.py
-SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time', 'cosine')
-DTYPES = ('float32', 'float64')
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Every choice of a training run; the flags of `experiments/train.py`."""
-
-  loss: str = 'softmax'  # a registered name, or FILE.py:NAME / package.module:NAME
-  loss_hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)  # defaults for the rest
-  penalty: str = 'l2'
-  reg: float = 1e-4
-  optimizer: str = 'sgd'
-  learning_rate: float = 0.1
-  momentum: float = 0.9
-  schedule: str = 'constant'
-  decay_rate: float = 0.5
-  decay_epochs: float = 10.0
-  batch_size: int = 64  # 0: full batch
-  epochs: int = 30  # the most epochs (--max_epochs); L-BFGS: the most iterations
-  tol: float | None = None  # None: convergence.DEFAULT_TOL; L-BFGS always stops on ‖∇f‖_∞ ≤ tol
-  n_iter_no_change: int = 5
-  # 'objective', 'grad_norm' or 'none': every one of `epochs`, the default from Python, so a
-  # configuration means the same run it always did; the command line's default is 'objective'.
-  tol_on: str = 'none'
-  grad: str = 'analytic'
-  bias_trick: bool = False
-  init_scale: float = 1e-3
-  patience: int = 0  # 0: no early stopping
-  explode_factor: float = 1e4
-  seed: int = 0
-  dtype: str = 'float32'
-  parallel: str = 'none'  # 'shard_map' or 'pmap': data parallel over devices
-  num_devices: int = 0  # 0: every device
-  eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
-  stream: bool = False  # stream the training split in blocks (automatic when it does not fit)
-  block_rows: int = 0  # rows per streamed block (0: about 32 MiB, a multiple of the batch)
-
-  def __post_init__(self):
-    object.__setattr__(self, 'loss_hparams', dict(sorted(dict(self.loss_hparams).items())))
-
-  def __hash__(self):  # loss_hparams is a dict; the compile caches key on configs
-    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
-
-  @property
-  def loss_record(self):
-    """The `losses.Loss` that `loss` names."""
-    return losses.get_loss(self.loss)
-
-  def resolved_loss_hparams(self):
-    """Every hyperparameter of the loss: the given values, defaults for the rest."""
-    return self.loss_record.resolve_hparams(self.loss_hparams)
-
-  def validate(self):
-    """Raises a `ValueError` naming the first bad field."""
-    if not isinstance(self.loss, str):
-      raise ValueError(
-        'TrainConfig.loss is a name (register a Loss record with linear_jax.register_loss), '
-        f'got {self.loss!r}.'
-      )
-    self.resolved_loss_hparams()
-    validation.check_name('penalty', self.penalty, losses.PENALTIES)
-    validation.check_name('optimizer', self.optimizer, OPTIMIZERS)
-    validation.check_name('schedule', self.schedule, SCHEDULES)
-    validation.check_name('grad', self.grad, grad_sources.GRAD_SOURCES)
-    validation.check_name('dtype', self.dtype, DTYPES)
-    validation.check_name('parallel', self.parallel, ('none', 'shard_map', 'pmap'))
-    validation.check_name('tol_on', self.tol_on, convergence.TOL_ON)
-    positive = ('learning_rate', 'epochs', 'decay_epochs', 'explode_factor', 'eval_every', 'n_iter_no_change')
-    if self.tol is not None and not self.tol > 0:
-      raise ValueError(f'tol must be > 0, got {self.tol}.')
-    for name in positive:
-      if not getattr(self, name) > 0:
-        raise ValueError(f'{name} must be > 0, got {getattr(self, name)}.')
-    for name in ('reg', 'batch_size', 'patience', 'init_scale', 'num_devices', 'block_rows'):
-      if not getattr(self, name) >= 0:
-        raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
-    if not 0 <= self.momentum < 1:
-      raise ValueError(f'momentum must be in [0, 1), got {self.momentum}.')
-    if not 0 < self.decay_rate <= 1:
-      raise ValueError(f'decay_rate must be in (0, 1], got {self.decay_rate}.')
-    return self
-
-
-class HParams(NamedTuple):
-  """Hyperparameters carried as arrays: changing them never recompiles."""
-
-  learning_rate: jax.Array
-  reg: jax.Array
-  loss_hparams: dict  # name -> array, every hyperparameter of the loss
-  momentum: jax.Array
-
-
-def hparams(cfg, dtype=None, **overrides):
-  """`HParams` of `cfg` as arrays of `dtype`; `overrides` replace any value (loss ones by name)."""
-  dtype = dtype or cfg.dtype
-  loss_hp = {**cfg.resolved_loss_hparams()}
-  run = {'learning_rate': cfg.learning_rate, 'reg': cfg.reg, 'momentum': cfg.momentum}
-  for k, v in overrides.items():
-    (loss_hp if k in loss_hp else run)[k] = v
-  return HParams(
-    learning_rate=jnp.asarray(run['learning_rate'], dtype),
-    reg=jnp.asarray(run['reg'], dtype),
-    loss_hparams={k: jnp.asarray(v, dtype) for k, v in loss_hp.items()},
-    momentum=jnp.asarray(run['momentum'], dtype),
-  )
-
-
-def steps_per_epoch(cfg, num_examples):
-  batch = num_examples if cfg.batch_size in (0, None) else min(cfg.batch_size, num_examples)
-  return math.ceil(num_examples / batch), batch
-
-
-def schedule_fn(cfg, steps):
-  """The learning-rate multiplier at optimizer step `count` (1 at step 0)."""
-  decay_steps = max(1, int(round(cfg.decay_epochs * steps)))
-  if cfg.schedule == 'constant':
-    return optax.constant_schedule(1.0)
-  if cfg.schedule in ('step', 'exponential'):
-    return optax.exponential_decay(1.0, decay_steps, cfg.decay_rate, staircase=cfg.schedule == 'step')
-  if cfg.schedule == 'inverse_time':
-    # lr_t = lr / (1 + k t / T), with k = 1/decay_rate - 1 so lr_T = decay_rate · lr.
-    k = 1.0 / cfg.decay_rate - 1.0
-    return lambda count: 1.0 / (1.0 + k * count / decay_steps)
-  return optax.cosine_decay_schedule(1.0, max(1, cfg.epochs * steps))
-
-
-def make_optimizer(cfg, hp, steps):
-  """The optax optimizer with base learning rate `hp.learning_rate` (an array)."""
-  multiplier = schedule_fn(cfg, steps)
-  lr = lambda count: hp.learning_rate * multiplier(count)
-  if cfg.optimizer == 'sgd':
-    return optax.sgd(lr)
-  if cfg.optimizer in ('momentum', 'nesterov'):
-    return optax.sgd(lr, momentum=hp.momentum, nesterov=cfg.optimizer == 'nesterov')
-  return optax.adam(lr)
-
-
-def init_state(cfg, num_features, num_outputs, hp, steps):
-  """Initial `(params, opt_state)`: small random `W`, zero `b`."""
-  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0x1217)
-  params = model.init_params(key, num_features, num_outputs, cfg.init_scale, jnp.dtype(cfg.dtype))
-  if cfg.bias_trick:
-    params = model.fold_bias(params)
-  return params, make_optimizer(cfg, hp, steps).init(params)
-
-
-def batch_plan(key, num_examples, steps, batch, dtype):
-  """`([steps, batch] indices, [steps, batch] 0/1 mask)` of one shuffled epoch.
-
-  The last batch is padded with index 0 and mask 0, so every example is used
-  exactly once and every batch has the same static shape.
-  """
-  pad = steps * batch - num_examples
-  order = jax.random.permutation(key, num_examples)
-  idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
-  mask = jnp.concatenate([jnp.ones((num_examples,), dtype), jnp.zeros((pad,), dtype)])
-  return idx, mask.reshape(steps, batch)
-
-
-def batch_value_and_grad(cfg, params, xb, yb, mb, hp):
-  """`(objective, gradient)` on one batch (rows weighted by `mb`, or all rows if `None`)."""
-  return grad_sources.value_and_grad(
-    cfg.grad,
-    params,
-    xb,
-    yb,
-    loss=cfg.loss_record,
-    reg=hp.reg,
-    penalty=cfg.penalty,
-    loss_hparams=hp.loss_hparams,
-    mask=mb,
-  )
-
-
-def make_apply(cfg, steps):
-  """`(params, opt_state, g, hp) -> (params, opt_state)`: one optimizer step along gradient `g`."""
-
-  def apply(params, opt_state, g, hp):
-    updates, opt_state = make_optimizer(cfg, hp, steps).update(g, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-  return apply
-
-
-def make_update(cfg, steps, masked):
-  """`(params, opt_state, x, y, mask, hp) -> (params, opt_state, objective)`: one step."""
-  apply = make_apply(cfg, steps)
-
-  def update(params, opt_state, xb, yb, mb, hp):
-    value, g = batch_value_and_grad(cfg, params, xb, yb, mb if masked else None, hp)
-    return *apply(params, opt_state, g, hp), value
-
-  return update
-
-
-def make_epoch_fn(cfg, num_examples):
-  """`(params, opt_state, x, y, key, hp) -> (params, opt_state, step_losses)`.
-
-  One epoch: a permutation of the examples drawn from `key`, cut into
-  `steps` batches (see `batch_plan`), and a `lax.scan` of optimizer steps.
-  Full-batch descent skips the shuffle and uses `x` as it is. Given sample
-  weights `w` (`[N]`, an optional last argument), each row's mask is
-  multiplied by its weight, so every step descends the weighted mean.
-  """
-  steps, batch = steps_per_epoch(cfg, num_examples)
-  update = make_update(cfg, steps, masked=steps * batch != num_examples)
-  weighted_update = make_update(cfg, steps, masked=True)
-
-  def epoch(params, opt_state, x, y, key, hp, w=None):
-    if steps == 1:
-      params, opt_state, value = (update if w is None else weighted_update)(params, opt_state, x, y, w, hp)
-      return params, opt_state, value[None]
-    idx, mask = batch_plan(key, num_examples, steps, batch, x.dtype)
-    if w is not None:
-      return scan_batches(weighted_update, params, opt_state, x, y, idx, mask * w[idx], hp)
-    return scan_batches(update, params, opt_state, x, y, idx, mask, hp)
-
-  return epoch
-
-
-def scan_batches(update, params, opt_state, x, y, idx, mask, hp):
-  """`lax.scan` of `update` over the batches `x[idx[s]]` (rows weighted by `mask[s]`)."""
-
-  def body(carry, batch_idx_mask):
-    bi, bm = batch_idx_mask
-    params, opt_state, value = update(*carry, x[bi], y[bi], bm, hp)
-    return (params, opt_state), value
-
-  (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (idx, mask))
-  return params, opt_state, values
-
-
-def structural(cfg):
-  """`cfg` with the fields that are arrays at run time blanked: the compile-cache key."""
-  return dataclasses.replace(
-    cfg,
-    learning_rate=1.0,
-    reg=0.0,
-    loss_hparams={},
-    momentum=0.0,
-    seed=0,
-    patience=0,
-    init_scale=0.0,
-    explode_factor=1.0,
-    eval_every=1,
-    stream=False,
-    block_rows=0,
-    tol=1.0,
-    n_iter_no_change=1,
-    tol_on='none',
-  )
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled(kind, cfg, num_examples):
-  if kind == 'epoch':
-    return jax.jit(make_epoch_fn(cfg, num_examples))
-  return jax.jit(make_eval_fn(cfg))
-
-
-def compiled_epoch_fn(cfg, num_examples):
-  """The jitted epoch, shared by every run whose structure matches: new
-  hyperparameter values, seeds or datasets of the same size never recompile."""
-  return _compiled('epoch', structural(cfg), num_examples)
-
-
-def compiled_eval_fn(cfg):
-  return _compiled('eval', structural(cfg), None)
-
-
-def make_eval_fn(cfg):
-  """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
-  spec = cfg.loss_record
-
-  def evaluate(params, x, y, hp, w=None):
-    s = model.scores(params, x)
-    per_example = spec.value(s, y, **hp.loss_hparams)
-    # With sample weights `w` the objective is the weighted mean Σ w L / Σ w (accuracy stays unweighted).
-    data_loss = losses.weighted_mean(per_example, w)
-    out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
-    if spec.targets == 'real':
-      r = s - (y[:, None] if y.ndim == 1 else y)
-      out['mse'] = jnp.mean(jnp.square(r))
-      out['mae'] = jnp.mean(jnp.abs(r))
-    else:
-      pred = (s[:, 0] >= 0).astype(jnp.int32) if s.shape[1] == 1 else jnp.argmax(s, -1)
-      out['accuracy'] = jnp.mean((pred == y).astype(jnp.float32))
-    return out
-
-  return evaluate
-
-
-class Diverged(RuntimeError):
-  """The loss became non-finite or exploded; the message names step and rate."""
-
-
-@dataclasses.dataclass
-class FitResult:
-  params: model.Params
-  best_params: model.Params
-  history: list
-  best_epoch: int
-  stopped_early: bool = False
-  interrupted: bool = False
-  resumed_from: int = 0
-  streamed: bool = False
-  stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
-  solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
-
-
-def selection_metric(metrics, prefix):
-  """What 'best' means: accuracy for classifiers, −MSE for regression (higher is better)."""
-  if f'{prefix}accuracy' in metrics:
-    return metrics[f'{prefix}accuracy']
-  return -metrics[f'{prefix}mse']
-
-
-def num_outputs(cfg, dataset):
-  spec = cfg.loss_record
-  if spec.targets == 'class':
-    return dataset.num_classes
-  if spec.targets == 'binary':
-    return 1
-  return 1 if dataset.y_train.ndim == 1 else dataset.y_train.shape[1]
+from linear_jax.config import DTYPES  # noqa: F401 - re-exported
+from linear_jax.config import OPTIMIZERS  # noqa: F401 - re-exported
+from linear_jax.config import PARALLEL  # noqa: F401 - re-exported
+from linear_jax.config import SCHEDULES  # noqa: F401 - re-exported
+from linear_jax.config import StepConfig  # noqa: F401 - re-exported
+from linear_jax.config import TrainConfig  # noqa: F401 - re-exported
+from linear_jax.results import Diverged
+from linear_jax.results import FitResult
+from linear_jax.results import selection_metric
+from linear_jax.step import HParams  # noqa: F401 - re-exported
+from linear_jax.step import batch_plan  # noqa: F401 - re-exported
+from linear_jax.step import batch_value_and_grad  # noqa: F401 - re-exported
+from linear_jax.step import compiled_epoch_fn
+from linear_jax.step import compiled_eval_fn
+from linear_jax.step import hparams
+from linear_jax.step import init_state
+from linear_jax.step import make_apply  # noqa: F401 - re-exported
+from linear_jax.step import make_epoch_fn  # noqa: F401 - re-exported
+from linear_jax.step import make_eval_fn  # noqa: F401 - re-exported
+from linear_jax.step import make_optimizer  # noqa: F401 - re-exported
+from linear_jax.step import make_update  # noqa: F401 - re-exported
+from linear_jax.step import num_outputs
+from linear_jax.step import scan_batches  # noqa: F401 - re-exported
+from linear_jax.step import schedule_fn
+from linear_jax.step import steps_per_epoch
+from linear_jax.step import structural  # noqa: F401 - re-exported
+from linear_jax.stream import device_data
 
 
 def check_fit(cfg, dataset):
@@ -381,8 +77,6 @@ def check_fit(cfg, dataset):
       'use --grad=autodiff.'
     )
   c = num_outputs(cfg, dataset)
-  from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
   streamed = stream.should_stream(cfg, dataset)
   if streamed:
     stream.check_config(cfg)
@@ -399,40 +93,6 @@ def check_fit(cfg, dataset):
     else:
       validation.check_features(x, where=f'{dataset.name} {split} split')
     validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')
-
-
-def device_data(cfg, dataset):
-  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick)."""
-  dt = jnp.dtype(cfg.dtype)
-  spec = cfg.loss_record
-  ydt = dt if spec.targets == 'real' else jnp.int32
-
-  from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
-  def put(split):
-    # One host pass at most (cast and bias column together); an aligned array of the
-    # training dtype is then taken by the CPU backend without a copy.
-    x = stream.host_array(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
-    return jax.device_put(x), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
-
-  return {s: put(s) for s in ('train', 'val', 'test')}
-
-
-def _parallel_epoch_fn(cfg, dataset, x, y):
-  """A data-parallel epoch with the single-device signature (see parallel.py)."""
-  from linear_jax import parallel  # pylint: disable=import-outside-toplevel
-
-  num_devices = cfg.num_devices or jax.device_count()
-  if num_devices > jax.device_count():
-    raise ValueError(f'num_devices={num_devices} but only {jax.device_count()} device(s) are visible.')
-  sharded = jax.process_count() > 1
-  if sharded:  # each process trains on its own rows of the training split
-    rows = parallel.shard_rows(len(dataset.x_train))
-    x, y = x[rows], y[rows]
-  xs, ys, valid = parallel.place(cfg, np.asarray(x), np.asarray(y), num_devices, sharded)
-  per_device = parallel.rows_per_device(cfg, len(x), num_devices, sharded)
-  run = parallel.compiled_epoch_fn(structural(cfg), per_device, num_devices, sharded)
-  return lambda params, opt_state, _x, _y, key, hp: run(params, opt_state, xs, ys, valid, key, hp)
 
 
 CHECKPOINT = 'checkpoint.npz'
@@ -463,8 +123,6 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
     return solvers.fit_lbfgs(cfg, dataset, on_epoch)
-  from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
   streamed = stream.should_stream(cfg, dataset)
   arrays = stream.host_splits(cfg, dataset) if streamed else device_data(cfg, dataset)
   x, y = arrays['train']
@@ -481,7 +139,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     epoch_fn, stream_eval = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
     eval_fn = lambda params, x_, y_, hp_, w=None: stream_eval(params, x_, y_, hp_)
   else:
-    epoch_fn = compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else _parallel_epoch_fn(cfg, dataset, x, y)
+    epoch_fn = (
+      compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else parallel.fit_epoch_fn(cfg, dataset, x, y)
+    )
     eval_fn = compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
@@ -629,8 +289,6 @@ def evaluate(cfg, dataset, params):
 
 def evaluate_many(cfg, dataset, params_list):
   """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
-  from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
   if stream.should_stream(cfg, dataset):
     if solvers.device_weights(dataset, 'train', np.float32) is not None:
       raise ValueError('sample weights are not supported with --stream yet; drop one of them.')

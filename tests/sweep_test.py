@@ -77,15 +77,17 @@ def test_chunks_equal_one_program(blobs):
 
 
 def test_no_recompile_for_new_hyperparameter_values(blobs):
-  cfg = train.TrainConfig(epochs=2, batch_size=16, loss='svm')
+  # decay_epochs=7.0: a structure no other test compiles, so the first sweep adds exactly its programs.
+  cfg = train.TrainConfig(epochs=2, batch_size=16, loss='svm', decay_epochs=7.0)
+  programs = lambda: (sweep._epoch._cache_size(), sweep._eval._cache_size())  # pylint: disable=protected-access
+  before = programs()
   sweep.run_sweep(cfg, blobs, sweep.grid([0.01, 0.1], [0.0, 1e-3]))
-  epoch_fn, eval_fn = sweep.compiled_sweep_fns(cfg, len(blobs.x_train))
-  sizes = epoch_fn._cache_size(), eval_fn._cache_size()
-  assert sizes == (1, 2)  # one epoch program; evaluation of the train and val splits
-  other = dataclasses.replace(cfg, loss_hparams={'margin': 2.0}, seed=3)
+  sizes = programs()
+  assert sizes == (before[0] + 1, before[1] + 2)  # one epoch program; evaluation of the train and val splits
+  other = dataclasses.replace(cfg, loss_hparams={'margin': 2.0}, seed=3, tol=0.5, patience=2)
   sweep.run_sweep(other, blobs, sweep.grid([0.02, 0.3], [1e-4, 1e-2]))
-  assert sweep.compiled_sweep_fns(other, len(blobs.x_train)) == (epoch_fn, eval_fn)
-  assert (epoch_fn._cache_size(), eval_fn._cache_size()) == sizes
+  assert programs() == sizes
+  assert other.structure() == cfg.structure()
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from sklearn import linear_model
 import linear_jax as lj
 from linear_jax import checkpoint
 from linear_jax import data
+from linear_jax import step
 from linear_jax import train
 
 
@@ -123,6 +124,32 @@ def test_no_recompile_after_the_first_epoch_or_for_new_hyperparameters():
     hp_e = hp._replace(learning_rate=jnp.float32(0.1 * (e + 1)), reg=jnp.float32(1e-3 * e))
     params, opt_state, _ = epoch(params, opt_state, x, y, jax.random.PRNGKey(e), hp_e)
   assert epoch._cache_size() == 1
+
+
+def test_fits_with_new_hyperparameters_share_one_compiled_program():
+  # decay_epochs=3.0: a structure no other test compiles, so the first fit adds exactly its programs.
+  ds = _tiny()
+  cfg = train.TrainConfig(batch_size=8, epochs=2, decay_epochs=3.0, schedule='step', optimizer='momentum')
+  programs = lambda: (step._epoch._cache_size(), step._eval._cache_size())  # pylint: disable=protected-access
+  before = programs()
+  first = train.fit(cfg, ds)
+  sizes = programs()
+  assert sizes[0] == before[0] + 1
+  other = dataclasses.replace(
+    cfg, learning_rate=0.03, reg=1e-2, momentum=0.5, seed=4, patience=3, init_scale=0.1
+  )
+  second = train.fit(other, ds)
+  assert programs() == sizes
+  # The shared program ran `other`'s values: it equals `other`'s epochs traced afresh.
+  x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+  steps, _ = train.steps_per_epoch(other, len(x))
+  hp = train.hparams(other)
+  params, opt_state = train.init_state(other, 3, 3, hp, steps)
+  epoch = jax.jit(train.make_epoch_fn(other, len(x)))
+  for e in range(other.epochs):
+    params, opt_state, _ = epoch(params, opt_state, x, y, jax.random.fold_in(jax.random.PRNGKey(4), e), hp)
+  np.testing.assert_allclose(second.params.W, params.W, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(first.params.W, second.params.W)
 
 
 @pytest.mark.parametrize(
