@@ -13,9 +13,11 @@ re-exported here (`data.Raw`, `data.blobs`, `data.read_idx`, ...), so callers
 need only this module.
 """
 
+from collections.abc import Callable
 import dataclasses
 import os
 
+import chex
 import numpy as np
 
 from linear_jax import chunks
@@ -234,21 +236,21 @@ def load_csv(
 
 
 def load(
-  name,
-  data_dir=None,
-  data_path=None,
-  target_column=-1,
-  labels_path=None,
-  num_examples=600,
-  num_features=2,
-  num_classes=3,
-  seed=0,
-  check_values=True,
-  test_path=None,
-  test_labels_path=None,
-  delimiter=None,
-  weight_column=None,
-):
+  name: str,
+  data_dir: str | None = None,
+  data_path: str | None = None,
+  target_column: int | str = -1,
+  labels_path: str | None = None,
+  num_examples: int = 600,
+  num_features: int = 2,
+  num_classes: int = 3,
+  seed: int = 0,
+  check_values: bool = True,
+  test_path: str | None = None,
+  test_labels_path: str | None = None,
+  delimiter: str | None = None,
+  weight_column: int | str | None = None,
+) -> Raw:
   """Loads any dataset by name; file datasets read `data_dir` or `data_path`.
 
   `.npy` features, and `x` stored uncompressed in an `.npz`, come back as
@@ -314,7 +316,14 @@ def _load_file(name, path, labels_path, target_column, delimiter, weight_column)
   return load_csv(path, target_column, delimiter or None, weight_column)
 
 
-def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False, name='data'):
+def split_indices(
+  n: int,
+  val_fraction: float = 0.1,
+  test_fraction: float = 0.2,
+  seed: int = 0,
+  has_test: bool = False,
+  name: str = 'data',
+) -> dict[str, np.ndarray]:
   """Rows of each split, `{'train', 'val', 'test'}` -> int64 indices, shuffled by `seed`.
 
   With `has_test` (the format or a file gives the test split) no test rows
@@ -334,7 +343,7 @@ def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False
   return {'test': order[:n_test], 'val': order[n_test : n_test + n_val], 'train': order[n_test + n_val :]}
 
 
-def host_dtype(source_dtype, dtype=np.float32):
+def host_dtype(source_dtype: np.dtype, dtype: np.dtype = np.float32) -> np.dtype:
   """The dtype the prepared splits keep on the host: the file's, if it is a narrower float.
 
   float16 and bfloat16 features stay 2 bytes wide (training widens them on
@@ -347,7 +356,7 @@ def host_dtype(source_dtype, dtype=np.float32):
   return dtype
 
 
-def memory_needed(num_rows, num_features, dtype=np.float32):
+def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32) -> int:
   """Bytes of host memory `prepare` needs for `num_rows` x `num_features` rows kept in `dtype`.
 
   The prepared splits (one copy of the rows, in `host_dtype`), plus a few
@@ -358,7 +367,7 @@ def memory_needed(num_rows, num_features, dtype=np.float32):
   return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
 
 
-def memory_available():
+def memory_available() -> int | None:
   """Bytes the kernel says can be allocated without swapping (`MemAvailable`), or `None`."""
   try:
     with open('/proc/meminfo') as f:
@@ -376,7 +385,7 @@ def memory_available():
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
 
-def check_memory(need, name, available=None, advice=STREAM_ADVICE):
+def check_memory(need: int, name: str, available: int | None = None, advice: str = STREAM_ADVICE) -> None:
   """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
   available = memory_available() if available is None else available
   if available is not None and need > available:
@@ -417,16 +426,16 @@ class _Progress:
 
 
 def prepare(
-  raw,
-  name='data',
-  val_fraction=0.1,
-  test_fraction=0.2,
-  preprocess='standardize',
-  seed=0,
-  dtype=np.float32,
-  progress=None,
-  class_weight=None,
-):
+  raw: Raw,
+  name: str = 'data',
+  val_fraction: float = 0.1,
+  test_fraction: float = 0.2,
+  preprocess: str = 'standardize',
+  seed: int = 0,
+  dtype: np.dtype = np.float32,
+  progress: Callable[[str], None] | None = None,
+  class_weight: str | None = None,
+) -> Dataset:
   """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
 
   The official test split is used when the format has one. `'standardize'`
@@ -554,7 +563,7 @@ def prepare(
   )
 
 
-def class_weights(y, num_classes, name='data'):
+def class_weights(y: np.ndarray, num_classes: int, name: str = 'data') -> np.ndarray:
   """scikit-learn's `'balanced'` class weights, `n / (C · count_c)`, as a `[num_classes]` array.
 
   `C` counts the classes present in `y` (the training labels); a class absent
@@ -664,7 +673,9 @@ def _gather_standardized(sources, out, shift, scale):
       start += len(r)
 
 
-def params_to_raw(W, b, shift, scale):
+def params_to_raw(
+  W: chex.Array, b: chex.Array, shift: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
   """Folds preprocessing into the weights: scores of raw `x` are `x @ W_rawᵀ + b_raw`.
 
   With `x' = (x − shift) / scale`: `W x' + b = (W / scale) x + (b − (W / scale) shift)`.
@@ -673,7 +684,7 @@ def params_to_raw(W, b, shift, scale):
   return w_raw, np.asarray(b, np.float64) - w_raw @ shift
 
 
-def fits_loss(num_classes, kind, loss_targets):
+def fits_loss(num_classes: int | None, kind: str, loss_targets: str) -> str | None:
   """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
   if kind == 'real' and loss_targets != 'real':
     return "has real-valued targets; use a loss with 'real' targets (regression)"
