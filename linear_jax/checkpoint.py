@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 
+import chex
 import jax
 import numpy as np
 
@@ -34,14 +35,14 @@ def _crash_test_pause():
         time.sleep(0.01)
 
 
-def remove_stale(folder):
+def remove_stale(folder: str) -> None:
   """Deletes temporary files left by a save that a crash interrupted."""
   for name in os.listdir(folder):
     if name.startswith('.tmp-') and name.endswith('.npz'):
       os.remove(os.path.join(folder, name))
 
 
-def save(path, tree, meta):
+def save(path: str, tree: chex.ArrayTree, meta: dict) -> None:
   """Atomically writes the arrays of `tree` and the JSON-able dict `meta`."""
   leaves = jax.tree.leaves(tree)
   arrays = {f'leaf_{i:04d}': np.asarray(a) for i, a in enumerate(leaves)}
@@ -66,7 +67,7 @@ def save(path, tree, meta):
     os.close(dir_fd)
 
 
-def read(path):
+def read(path: str) -> tuple[list[np.ndarray], dict]:
   """`(arrays, meta)`: every array of a checkpoint in the order written, and its header.
 
   Raises a `ValueError` naming the file if it is unreadable.
@@ -85,7 +86,7 @@ def read(path):
   return [files[f'leaf_{i:04d}'] for i in range(len(files)) if f'leaf_{i:04d}' in files], meta
 
 
-def load(path, template):
+def load(path: str, template: chex.ArrayTree) -> tuple[chex.ArrayTree, dict]:
   """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
 
   Raises a `ValueError` naming the file if it is unreadable or was written for

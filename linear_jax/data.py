@@ -1,25 +1,54 @@
-"""Datasets: built-in, synthetic and local files; validation, splits, preprocessing.
+"""Datasets by name: the bundled ones, the synthetic ones and files; splits and preprocessing.
 
-Every loader returns raw `(x [N, D] float, y [N])` arrays and `prepare` splits
-them and fits preprocessing on the training split only. Data is validated here,
-where it enters, so compiled code never meets a bad label: each problem raises
-a `ValueError` naming the file (or dataset) and what is wrong.
+`load` returns a checked `records.Raw` (`x [N, D]` float, `y [N]`) from any
+source: scikit-learn's bundled datasets, the generators of `generators.py`,
+or a file read by a parser of `readers.py` (the only code that meets
+untrusted bytes). `prepare` splits it and fits preprocessing on the training
+split only. Data is validated where it enters, so compiled code never meets a
+bad label: each problem raises a `ValueError` naming the file (or dataset)
+and what is wrong.
+
+The names of `records`, `readers`, `generators` and `features` are
+re-exported here (`data.Raw`, `data.blobs`, `data.read_idx`, ...), so callers
+need only this module.
 """
 
-import csv
+from collections.abc import Callable
 import dataclasses
-import gzip
 import os
-import pickle
-import struct
-import zipfile
-import zlib
 
+import chex
 import numpy as np
 
 from linear_jax import chunks
 from linear_jax import npyfile
+from linear_jax import readers
+from linear_jax import records
 from linear_jax import validation
+from linear_jax.features import REPRESENTATIONS  # noqa: F401 - re-exported
+from linear_jax.features import histogram_features  # noqa: F401 - re-exported
+from linear_jax.generators import binary2d
+from linear_jax.generators import blobs
+from linear_jax.generators import linreg
+from linear_jax.readers import CIFAR_CLASSES
+from linear_jax.readers import CIFAR_RECORD  # noqa: F401 - re-exported
+from linear_jax.readers import DELIMITERS  # noqa: F401 - re-exported
+from linear_jax.readers import IDX_IMAGES
+from linear_jax.readers import IDX_LABELS
+from linear_jax.readers import detect_delimiter  # noqa: F401 - re-exported
+from linear_jax.readers import read_cifar_bin
+from linear_jax.readers import read_cifar_py
+from linear_jax.readers import read_idx
+from linear_jax.records import Dataset
+from linear_jax.records import Raw
+from linear_jax.records import check_features  # noqa: F401 - re-exported
+from linear_jax.records import check_raw
+from linear_jax.records import check_weights  # noqa: F401 - re-exported
+from linear_jax.records import float_features  # noqa: F401 - re-exported
+from linear_jax.records import from_arrays  # noqa: F401 - re-exported
+from linear_jax.records import labels_by_name  # noqa: F401 - re-exported
+from linear_jax.records import text_labels  # noqa: F401 - re-exported
+from linear_jax.records import with_test
 
 BUILTIN = ('digits', 'breast_cancer', 'diabetes')
 SYNTHETIC = ('blobs', 'linreg', 'binary2d')
@@ -28,111 +57,14 @@ DATASETS = BUILTIN + SYNTHETIC + FILES
 PREPROCESSING = ('standardize', 'center', 'none')
 
 
-@dataclasses.dataclass(frozen=True)
-class Raw:
-  """A dataset as loaded: features, targets and what is known about them.
-
-  Attributes:
-    x: `[N, D]` float features in their original units.
-    y: `[N]` integer labels or `[N]` / `[N, K]` real targets.
-    kind: `'class'` or `'real'` (two-class data also fits binary losses).
-    num_classes: number of classes (`None` for real targets).
-    image_shape: `(H, W)` or `(C, H, W)` if each row is an image, else `None`.
-    class_names: names of the classes, if known.
-    test: an official `(x, y)` test split, if the format has one.
-    extra: anything a generator knows (e.g. the true `W*` of `linreg`).
-    w: `[N]` non-negative sample weights, or `None` (all 1).
-    w_test: `[N_test]` weights of the test split, or `None`.
-  """
-
-  x: np.ndarray
-  y: np.ndarray
-  kind: str
-  num_classes: int | None = None
-  image_shape: tuple | None = None
-  class_names: tuple | None = None
-  test: tuple | None = None
-  extra: dict = dataclasses.field(default_factory=dict)
-  w: np.ndarray | None = None
-  w_test: np.ndarray | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """Train / validation / test splits, preprocessed, ready for training.
-
-  Features `x_*` are `(x_raw − shift) / scale`, fitted on the training split
-  (`params_to_raw` folds that back into the weights), held in
-  `host_dtype(file dtype, training dtype)`: float16 / bfloat16 / float32
-  files keep their dtype. `w_*` are `[n]` float sample weights (the data's
-  own, times the class weights if asked for), or `None` when every example
-  weighs 1 or the split is empty.
-  """
-
-  name: str
-  x_train: np.ndarray
-  y_train: np.ndarray
-  x_val: np.ndarray
-  y_val: np.ndarray
-  x_test: np.ndarray
-  y_test: np.ndarray
-  kind: str
-  num_classes: int | None
-  shift: np.ndarray
-  scale: np.ndarray
-  image_shape: tuple | None = None
-  class_names: tuple | None = None
-  extra: dict = dataclasses.field(default_factory=dict)
-  w_train: np.ndarray | None = None
-  w_val: np.ndarray | None = None
-  w_test: np.ndarray | None = None
-
-  @property
-  def num_features(self):
-    return self.x_train.shape[1]
-
-
 def _fail(where, what):
   raise ValueError(f'{where}: {what}')
-
-
-def check_features(x, where, values=True):
-  """Raises unless `x` is a non-empty `[N, D]` array of finite real numbers (bfloat16 too).
-
-  The values are checked in blocks (no whole-matrix mask); with
-  `values=False` a memory map's values are left to `prepare`.
-  """
-  if np.ndim(x) != 2:
-    raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
-  if np.shape(x)[0] == 0:
-    raise ValueError(f'{where}: empty batch (N = 0).')
-  if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.integer)):
-    raise ValueError(f'{where}: features must be real numbers, got dtype {x.dtype}.')
-  if values or not chunks.is_mapped(x):
-    chunks.check_finite(x, where)
-
-
-def check_raw(raw, where, values=True):
-  """Validates loaded arrays: finite features, matching counts, valid labels.
-
-  `values=False` leaves the finiteness of memory-mapped features to `prepare`,
-  whose one read of the file checks every value anyway.
-  """
-  x, y = raw.x, raw.y
-  check_features(x, where, values)
-  if len(y) != len(x):
-    _fail(where, f'{len(x)} feature rows but {len(y)} targets.')
-  if raw.kind == 'class':
-    validation.check_targets(y, 'class', max(raw.num_classes, 2), where=where)
-  else:
-    validation.check_targets(y, 'real', 1 if y.ndim == 1 else y.shape[1], where=where)
-  return raw
 
 
 # ---------------------------------------------------------------- built-in
 
 
-def load_builtin(name):
+def load_builtin(name: str) -> Raw:
   """The real datasets bundled with scikit-learn: no download."""
   from sklearn import datasets  # pylint: disable=import-outside-toplevel
 
@@ -157,124 +89,7 @@ def load_builtin(name):
   raise ValueError(f'Unknown built-in dataset {name!r}; valid: {", ".join(BUILTIN)}.')
 
 
-# ---------------------------------------------------------------- synthetic
-
-
-def blobs(num_examples=600, num_features=2, num_classes=3, spread=1.0, seed=0):
-  """Gaussian blobs: class `c` is `N(μ_c, spread² I)` with random centres."""
-  rng = np.random.default_rng(seed)
-  centres = rng.normal(scale=4.0, size=(num_classes, num_features))
-  y = rng.integers(0, num_classes, num_examples)
-  x = centres[y] + spread * rng.normal(size=(num_examples, num_features))
-  return Raw(x, y.astype(np.int64), 'class', num_classes)
-
-
-def linreg(num_examples=500, num_features=5, num_outputs=1, noise=0.1, seed=0):
-  """`y = x W*ᵀ + b* + noise` with a known `W*` (in `extra`)."""
-  rng = np.random.default_rng(seed)
-  w = rng.normal(size=(num_outputs, num_features))
-  b = rng.normal(size=(num_outputs,))
-  x = rng.normal(size=(num_examples, num_features))
-  y = x @ w.T + b + noise * rng.normal(size=(num_examples, num_outputs))
-  return Raw(x, y[:, 0] if num_outputs == 1 else y, 'real', extra={'W': w, 'b': b})
-
-
-def binary2d(num_examples=400, separation=3.0, seed=0):
-  """Two Gaussian clouds in 2-D, labels {0, 1}: the geometric viewpoint."""
-  rng = np.random.default_rng(seed)
-  y = rng.integers(0, 2, num_examples)
-  direction = np.array([1.0, 0.6]) / np.linalg.norm([1.0, 0.6])
-  x = rng.normal(size=(num_examples, 2)) + np.outer(2 * y - 1, direction) * separation / 2
-  return Raw(x, y.astype(np.int64), 'class', 2, class_names=('0', '1'))
-
-
 # ---------------------------------------------------------------- files
-
-
-def _read(path):
-  try:
-    with open(path, 'rb') as f:
-      data = f.read()
-  except OSError as e:
-    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
-  if path.endswith('.gz'):
-    try:
-      data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-      raise ValueError(f'{path}: not a valid gzip file ({e}).') from e
-  return data
-
-
-CIFAR_RECORD = 1 + 3072
-CIFAR_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
-
-
-def read_cifar_bin(path):
-  """One CIFAR-10 binary batch: records of 1 label byte + 3,072 pixel bytes."""
-  data = _read(path)
-  if not data or len(data) % CIFAR_RECORD:
-    _fail(
-      path, f'size {len(data)} bytes is not a positive multiple of the {CIFAR_RECORD}-byte CIFAR-10 record.'
-    )
-  records = np.frombuffer(data, np.uint8).reshape(-1, CIFAR_RECORD)
-  labels = records[:, 0].astype(np.int64)
-  if labels.max() > 9:
-    i = int(np.argmax(labels > 9))
-    _fail(path, f'record {i} has label byte {labels[i]}, above 9.')
-  return records[:, 1:].astype(np.float32), labels
-
-
-class _CifarUnpickler(pickle.Unpickler):
-  """Admits only what a CIFAR-10 Python batch holds: NumPy arrays and builtins."""
-
-  ALLOWED = {
-    ('numpy.core.multiarray', '_reconstruct'),
-    ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy', 'ndarray'),
-    ('numpy', 'dtype'),
-  }
-
-  def __init__(self, f, path):
-    super().__init__(f, encoding='bytes')
-    self.path = path
-
-  def find_class(self, module, name):
-    if (module, name) not in self.ALLOWED:
-      raise ValueError(
-        f'{self.path}: refused to unpickle {module}.{name}; a CIFAR-10 Python '
-        'batch holds only NumPy arrays, lists, bytes and numbers.'
-      )
-    module = module.replace('numpy.core.', 'numpy._core.')
-    return super().find_class(module, name)
-
-
-def read_cifar_py(path):
-  """One CIFAR-10 Python batch (a pickled dict), through a restricted unpickler."""
-  import io  # pylint: disable=import-outside-toplevel
-
-  data = _read(path)
-  try:
-    batch = _CifarUnpickler(io.BytesIO(data), path).load()
-  except ValueError:
-    raise
-  except Exception as e:  # a corrupt pickle can raise almost anything
-    raise ValueError(f'{path}: not a valid CIFAR-10 Python batch ({type(e).__name__}: {e}).') from e
-  if not isinstance(batch, dict) or b'data' not in batch or b'labels' not in batch:
-    _fail(path, "expected a dict with keys b'data' and b'labels'.")
-  x, labels = batch[b'data'], batch[b'labels']
-  if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 3072:
-    _fail(path, f"b'data' must be an [N, 3072] array, got {getattr(x, 'shape', type(x).__name__)}.")
-  try:
-    y = np.asarray(labels, np.int64)
-  except (TypeError, ValueError, OverflowError) as e:
-    raise ValueError(f"{path}: b'labels' are not integers.") from e
-  if y.shape != (len(x),):
-    _fail(path, f'{len(x)} images but {y.size} labels.')
-  out = (y < 0) | (y > 9)
-  if out.any():
-    i = int(np.argmax(out))
-    _fail(path, f'label {y[i]} at index {i} is outside [0, 9].')
-  return x.astype(np.float32), y
 
 
 def _find_dir(data_dir, names, what):
@@ -299,7 +114,7 @@ def _find_dir(data_dir, names, what):
   )
 
 
-def load_cifar10(data_dir):
+def load_cifar10(data_dir: str | None) -> Raw:
   """CIFAR-10 from `cifar-10-batches-bin` or `cifar-10-batches-py` (or the folder above)."""
   names = ['data_batch_1.bin', 'data_batch_1']
   d = _find_dir(data_dir, names, 'CIFAR-10')
@@ -317,37 +132,6 @@ def load_cifar10(data_dir):
   return Raw(x, y, 'class', 10, (3, 32, 32), CIFAR_CLASSES, test=test)
 
 
-IDX_IMAGES, IDX_LABELS = 2051, 2049
-
-
-def read_idx(path, expect_magic):
-  """An MNIST IDX file (raw or `.gz`): images `[N, H·W]` or labels `[N]`."""
-  data = _read(path)
-  if len(data) < 8:
-    _fail(path, f'{len(data)} bytes is too short for an IDX header.')
-  magic, n = struct.unpack('>II', data[:8])
-  if magic != expect_magic:
-    _fail(
-      path,
-      f'IDX magic number {magic}, expected {expect_magic} '
-      f'({"images" if expect_magic == IDX_IMAGES else "labels"}).',
-    )
-  if magic == IDX_IMAGES:
-    if len(data) < 16:
-      _fail(path, 'truncated IDX image header.')
-    rows, cols = struct.unpack('>II', data[8:16])
-    expected = 16 + n * rows * cols
-    if len(data) != expected:
-      _fail(
-        path,
-        f'header says {n} images of {rows}x{cols} ({expected} bytes) but the file has {len(data)} bytes.',
-      )
-    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows * cols).astype(np.float32), (rows, cols)
-  if len(data) != 8 + n:
-    _fail(path, f'header says {n} labels but the file has {len(data) - 8}.')
-  return np.frombuffer(data, np.uint8, offset=8).astype(np.int64), None
-
-
 def _idx_path(d, stem):
   for name in (stem, stem + '.gz'):
     if os.path.exists(os.path.join(d, name)):
@@ -355,7 +139,7 @@ def _idx_path(d, stem):
   return None
 
 
-def load_mnist(data_dir):
+def load_mnist(data_dir: str | None) -> Raw:
   """MNIST or Fashion-MNIST IDX files (raw or gzipped) from `data_dir` or a folder in it."""
   stems = {
     'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
@@ -382,224 +166,7 @@ def load_mnist(data_dir):
   return Raw(x, y, 'class', 10, shape, test=test)
 
 
-def _targets_kind(y, path):
-  if np.issubdtype(y.dtype, np.integer):
-    return 'class'
-  if (
-    np.issubdtype(y.dtype, np.floating)
-    and y.ndim == 1
-    and np.all(np.isfinite(y))
-    and np.all(y == np.round(y))
-  ):
-    return 'class'
-  if np.issubdtype(y.dtype, np.number) and y.dtype != bool:
-    return 'real'
-  if y.dtype == bool:
-    return 'class'
-  _fail(path, f'targets must be numbers or text labels, got dtype {y.dtype}.')
-  return None
-
-
-def text_labels(y):
-  """`(labels [N] int64, names)` for text labels (classes numbered in sorted order), else `(y, None)`."""
-  y = np.asarray(y)
-  if y.dtype.kind in 'USO' and y.ndim == 1 and len(y) and all(isinstance(v, str) for v in y.tolist()):
-    names, numbered = np.unique(y, return_inverse=True)
-    return numbered.astype(np.int64), tuple(str(v) for v in names.tolist())
-  return y, None
-
-
-def labels_by_name(y, names, where):
-  """Text labels `y` numbered as the training labels `names` number them; an unknown one is refused."""
-  index = {v: i for i, v in enumerate(names)}
-  values = [str(v) for v in np.asarray(y).tolist()]
-  unknown = [v for v in values if v not in index]
-  if unknown:
-    _fail(where, f'label {unknown[0]!r} does not occur in the training labels.')
-  return np.array([index[v] for v in values], np.int64)
-
-
-def check_weights(w, n, where):
-  """`w` as `[n]` float64 sample weights, or a `ValueError` naming `where` and what is wrong.
-
-  The checks are `validation.check_weights`' (shape, finite, >= 0, not all 0),
-  run on the host where the weights enter.
-  """
-  try:
-    w = np.asarray(w, np.float64)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'{where}: sample weights must be numbers ({e}).') from e
-  validation.check_weights(w, n, where=f'{where}: sample weights')
-  return w
-
-
-def _from_arrays(x, y, path, w=None):
-  y, names = text_labels(y)
-  kind = _targets_kind(y, path)
-  w = None if w is None else check_weights(w, len(y), path)
-  if kind == 'class':
-    y = y.astype(np.float64)
-    if (y < 0).any():
-      i = int(np.argmax(y < 0))
-      _fail(path, f'label {y[i]:g} at index {i} is negative.')
-    y = y.astype(np.int64)
-    num_classes = len(names) if names is not None else int(y.max(initial=0)) + 1
-    extra = {'x_kind': _feature_kind(x.dtype), 'text_labels': names is not None}
-    return Raw(float_features(x), y, 'class', num_classes, class_names=names, w=w, extra=extra)
-  return Raw(float_features(x), y.astype(np.float64), 'real', w=w, extra={'x_kind': _feature_kind(x.dtype)})
-
-
-def float_features(x):
-  """`x` in a float dtype without a copy when it has one: float16, bfloat16, float32 and
-  float64 (and memory maps) pass through; integers of up to 16 bits become float32
-  (exactly), wider ones float64."""
-  if chunks.is_float(x.dtype):
-    return x
-  return x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
-
-
-def _feature_matrix(x, where):
-  x = x if isinstance(x, np.ndarray) else np.asarray(x)  # a memory map stays one
-  if x.ndim < 2:
-    _fail(where, f'x must be [N, D] (or [N, ...] images), got shape {x.shape}.')
-  if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.number)) or x.dtype == bool:
-    _fail(where, f'x must be numeric, got dtype {x.dtype}.')
-  if np.iscomplexobj(x):
-    _fail(where, f'x must be real numbers, got dtype {x.dtype}.')
-  return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
-
-
-def _feature_kind(dtype):
-  return 'float' if chunks.is_float(dtype) else 'integer'
-
-
-def with_test(raw, test, where, train_where):
-  """`raw` with `test` (a `Raw` from a held-out file or arrays) as its test split, checked against it.
-
-  The test data must have the same number of features (and image shape),
-  the same dtype kind of features (float or integer) and of targets (class
-  labels, text labels or real targets), and only labels the training data
-  has; each difference is a `ValueError` naming `where`.
-  """
-  if test.x.shape[1] != raw.x.shape[1] or test.image_shape != raw.image_shape:
-    shape = lambda r: r.image_shape or (r.x.shape[1],)  # noqa: E731
-    _fail(
-      where,
-      f'{" x ".join(map(str, shape(test)))} features, but {train_where} has '
-      f'{" x ".join(map(str, shape(raw)))}.',
-    )
-  kinds = raw.extra.get('x_kind'), test.extra.get('x_kind')
-  if None not in kinds and kinds[0] != kinds[1]:
-    _fail(where, f'features are {kinds[1]}s, but {train_where} holds {kinds[0]}s: save both alike.')
-  text = lambda r: r.kind == 'class' and r.extra.get('text_labels', False)  # noqa: E731
-  if test.kind != raw.kind or text(test) != text(raw):
-    what = lambda r: 'text labels' if text(r) else ('class labels' if r.kind == 'class' else 'real targets')  # noqa: E731
-    _fail(where, f'targets are {what(test)}, but {train_where} has {what(raw)}.')
-  y = test.y
-  if text(raw):
-    y = labels_by_name(np.asarray(test.class_names)[test.y], raw.class_names, where)
-  elif raw.kind == 'class':
-    unknown = np.setdiff1d(np.unique(y), np.unique(raw.y))
-    if len(unknown):
-      _fail(where, f'label {unknown[0]} does not occur in the training labels of {train_where}.')
-  elif (y.ndim, y.shape[1:]) != (raw.y.ndim, raw.y.shape[1:]):
-    _fail(where, f'targets of shape {y.shape}, but {train_where} has {raw.y.shape}.')
-  return dataclasses.replace(raw, test=(test.x, y), w_test=test.w)
-
-
-def from_arrays(x, y, num_classes=None, test=None, class_names=None, name='arrays', sample_weight=None):
-  """Your own NumPy arrays as a dataset, for `prepare` and then `train.fit`.
-
-  Args:
-    x: `[N, D]` features, or `[N, ...]` images (flattened; the shape is kept
-      for the template pictures). A float dtype (float16, bfloat16, float32,
-      float64) and a memory map are kept as they are.
-    y: `[N]` integer labels (whole-number floats and bools count as labels),
-      `[N]` text labels (classes numbered in sorted order and named after
-      them), or `[N]` / `[N, K]` real targets for the regression losses.
-    num_classes: for labels, the number of classes; `None`: the largest label
-      plus one. A label outside `[0, num_classes)` is refused.
-    test: an optional held-out `(x_test, y_test)` or `(x_test, y_test,
-      w_test)`; `prepare` then uses it instead of splitting one off.
-    class_names: optional names, one per class.
-    name: how error messages name these arrays.
-    sample_weight: optional `[N]` non-negative weights, not all 0.
-
-  Returns:
-    A checked `Raw`. Raises a `ValueError` naming the first bad value.
-  """
-  x, image_shape = _feature_matrix(x, name)
-  if class_names is not None and text_labels(y)[1] is not None:
-    _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
-  raw = dataclasses.replace(_from_arrays(x, np.asarray(y), name, sample_weight), image_shape=image_shape)
-  if num_classes is not None:
-    if raw.kind != 'class':
-      _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
-    if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 1):
-      _fail(name, f'num_classes must be a whole number >= 1, got {num_classes!r}.')
-    raw = dataclasses.replace(raw, num_classes=int(num_classes))
-  if test is not None:
-    where = f'{name} (test)'
-    x_test, test_shape = _feature_matrix(test[0], where)
-    if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
-      _fail(where, f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
-    y_test, w_test = np.asarray(test[1]), (test[2] if len(test) > 2 else None)
-    if raw.extra.get('text_labels'):
-      y_test = labels_by_name(y_test, raw.class_names, where)
-    elif raw.kind == 'class' and _targets_kind(y_test, where) == 'class':
-      y_test = y_test.astype(np.int64)
-    w_test = None if w_test is None else check_weights(w_test, len(y_test), where)
-    raw = dataclasses.replace(raw, test=(float_features(x_test), y_test), w_test=w_test)
-  if class_names is not None:
-    if raw.kind != 'class' or len(class_names) != raw.num_classes:
-      _fail(name, f'{len(class_names)} class names for {raw.num_classes} classes.')
-    raw = dataclasses.replace(raw, class_names=tuple(str(c) for c in class_names))
-  check_raw(raw, name)
-  if raw.test is not None:
-    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{name} (test)')
-  return raw
-
-
-def _npz_arrays(path, names):
-  """The arrays `names` of an npz (x-like ones mapped when stored uncompressed); `None` for absent ones."""
-  try:
-    is_zip = zipfile.is_zipfile(path)
-  except OSError as e:
-    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
-  if not is_zip:
-    _fail(path, 'not a valid .npz file (not a zip archive).')
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      missing = {'x', 'y'} - set(f.files)
-      if missing:
-        _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
-      compressed = sum(
-        f.zip.getinfo(n + '.npy').file_size
-        for n in names
-        if n.startswith('x')
-        and n in f.files
-        and f.zip.getinfo(n + '.npy').compress_type != zipfile.ZIP_STORED
-      )
-      if compressed:  # decompressed into memory, then prepared into splits of about the same size
-        check_memory(
-          2 * compressed + 4 * chunks.CHUNK_BYTES,
-          path,
-          advice='a compressed npz must be decompressed whole: save it with np.savez (uncompressed) or as '
-          '.npy, then train with --stream, which reads the file in blocks.',
-        )
-      return {
-        n: (npyfile.npz_member(path, f, n) if n.startswith('x') else f[n]) if n in f.files else None
-        for n in names
-      }
-  except ValueError as e:
-    if str(e).startswith(path):
-      raise
-    raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
-  except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
-    raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
-
-
-def load_npz(path):
+def load_npz(path: str) -> Raw:
   """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles.
 
   Optional arrays: `w` (`[N]` sample weights), and a held-out test split
@@ -607,22 +174,26 @@ def load_npz(path):
   are memory-mapped, so `x` is read once, in blocks, by `prepare`;
   compressed ones are read into memory.
   """
-  a = _npz_arrays(path, ('x', 'y', 'w', 'x_test', 'y_test', 'w_test'))
+
+  def check_size(decompressed):  # decompressed into memory, then prepared into splits of about the same size
+    check_memory(
+      2 * decompressed + 4 * chunks.CHUNK_BYTES,
+      path,
+      advice='a compressed npz must be decompressed whole: save it with np.savez (uncompressed) or as '
+      '.npy, then train with --stream, which reads the file in blocks.',
+    )
+
+  a = readers.npz_arrays(path, ('x', 'y', 'w', 'x_test', 'y_test', 'w_test'), check_size)
   if (a['x_test'] is None) != (a['y_test'] is None):
     _fail(path, 'has one of x_test and y_test but not the other; a test split needs both.')
-  raw = _raw_from_file(a['x'], a['y'], a['w'], path)
+  raw = records.raw_from_file(a['x'], a['y'], a['w'], path)
   if a['x_test'] is not None:
-    test = _raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)')
+    test = records.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)')
     raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)')
   return raw
 
 
-def _raw_from_file(x, y, w, where):
-  x, image_shape = _feature_matrix(x, where)
-  return dataclasses.replace(_from_arrays(x, y, where, w), image_shape=image_shape)
-
-
-def load_npy(path, labels_path):
+def load_npy(path: str, labels_path: str | None) -> Raw:
   """Features from a `.npy` (memory-mapped, read-only, never unpickled) and labels from another.
 
   `path` holds `[N, D]` (or `[N, ...]`, flattened) float16 / bfloat16 /
@@ -636,51 +207,18 @@ def load_npy(path, labels_path):
       'beside --test_path).',
     )
   x = npyfile.open_npy(path)
-  try:
-    y = np.load(labels_path, allow_pickle=False)
-  except OSError as e:
-    raise ValueError(f'{labels_path}: cannot read ({e.strerror or e}).') from e
-  except ValueError as e:
-    raise ValueError(f'{labels_path}: cannot read as .npy without pickle ({e}).') from e
-  except Exception as e:  # noqa: BLE001 - a corrupt file can raise almost anything
-    raise ValueError(f'{labels_path}: not a valid .npy file ({type(e).__name__}: {e}).') from e
-  if not isinstance(y, np.ndarray) or y.ndim == 0:
-    _fail(labels_path, 'not an array of labels.')
+  y = readers.read_npy_labels(labels_path)
   if len(y) != len(x):
     _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
-  return _raw_from_file(x, y, None, path)
+  return records.raw_from_file(x, y, None, path)
 
 
-DELIMITERS = (',', ';', '\t')
-
-
-def detect_delimiter(lines):
-  """The csv delimiter of `lines` (the file's first few): tab, `;` or `,`.
-
-  The first of tab, `;` and `,` that occurs the same number of times (at
-  least once) on every line; `,` if none does. `;` comes before `,`, so a
-  file with decimal commas and `;` between fields is read right.
-  """
-  lines = [line for line in lines if line.strip()]
-  for d in ('\t', ';', ','):
-    counts = {line.count(d) for line in lines}
-    if len(counts) == 1 and counts.pop() > 0:
-      return d
-  return ','
-
-
-def _column(spec, header, width, path, what):
-  if isinstance(spec, str) and not spec.lstrip('-').isdigit():
-    if header is None or spec not in header:
-      _fail(path, f'no column named {spec!r}; columns: {", ".join(header or []) or "(no header)"}.')
-    return header.index(spec)
-  col = int(spec)
-  if not -width <= col < width:
-    _fail(path, f'{what} column {col} is out of range for {width} columns.')
-  return col % width
-
-
-def load_csv(path, target_column=-1, delimiter=None, weight_column=None):
+def load_csv(
+  path: str,
+  target_column: int | str = -1,
+  delimiter: str | None = None,
+  weight_column: int | str | None = None,
+) -> Raw:
   """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
 
   Args:
@@ -690,119 +228,29 @@ def load_csv(path, target_column=-1, delimiter=None, weight_column=None):
     weight_column: an optional column of sample weights (name or index),
       removed from the features.
   """
-  if delimiter is not None and delimiter not in DELIMITERS:
-    _fail(path, f'delimiter {delimiter!r} is not one of ",", ";", tab.')
-  try:
-    with open(path, newline='') as f:
-      text = f.read()
-  except (OSError, UnicodeDecodeError) as e:
-    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
-  delimiter = delimiter or detect_delimiter(text.splitlines()[:5])
-  try:
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and any(c.strip() for c in r)]
-  except csv.Error as e:
-    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
-  if not rows:
-    _fail(path, 'no rows.')
-  header = None
-  if len(rows) == 1:
-    if not all(_is_float(c) for c in rows[0]):
-      header, rows = rows[0], []
-  elif any(not _is_float(a) and _is_float(b) for a, b in zip(rows[0], rows[1], strict=False)):
-    header, rows = rows[0], rows[1:]  # a text cell above a number: the first row names the columns
-  if not rows:
-    _fail(path, 'a header but no data rows.')
-  width = len(header or rows[0])
-  col = _column(target_column, header, width, path, 'target')
-  wcol = None if weight_column in (None, '') else _column(weight_column, header, width, path, 'weight')
-  if wcol == col:
-    _fail(path, 'the weight column cannot also be the target column.')
-  first_line = 2 if header else 1
-  for i, r in enumerate(rows):
-    if len(r) != width:
-      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
-  targets = [r[col].strip() for r in rows]
-  text_targets = not any(_is_float(t) for t in targets)  # all text: labels; a mix: a bad number
-  numbers = [j for j in range(width) if j != col or not text_targets]
-  values = np.empty((len(rows), len(numbers)))
-  for i, r in enumerate(rows):
-    try:
-      values[i] = [float(r[j]) for j in numbers]
-    except ValueError:
-      bad = next(j for j in numbers if not _is_float(r[j]))
-      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number.')
-  where = {j: k for k, j in enumerate(numbers)}
-  y = np.array(targets) if text_targets else values[:, where[col]]
-  w = None if wcol is None else values[:, where[wcol]]
-  x = np.delete(values, [where[j] for j in (col, wcol) if j is not None and j in where], axis=1)
-  if x.shape[1] == 0:
-    _fail(path, 'no feature columns besides the target.')
-  return _from_arrays(x, y, path, w)
-
-
-def _is_float(s):
-  try:
-    float(s)
-    return True
-  except ValueError:
-    return False
-
-
-# ---------------------------------------------------------------- features
-
-REPRESENTATIONS = ('pixels', 'histogram')
-
-
-def _histograms(x, image_shape, bins, lo, hi):
-  channels = image_shape[0] if len(image_shape) == 3 else 1
-  n = len(x)
-  per_channel = x.reshape(n, channels, -1)
-  idx = np.clip(((per_channel - lo) / max(hi - lo, 1e-12) * bins).astype(np.int64), 0, bins - 1)
-  counts = np.zeros((n, channels, bins))
-  rows = np.arange(n)[:, None, None]
-  chans = np.arange(channels)[None, :, None]
-  np.add.at(counts, (np.broadcast_to(rows, idx.shape), np.broadcast_to(chans, idx.shape), idx), 1.0)
-  return (counts / per_channel.shape[2]).reshape(n, channels * bins)
-
-
-def histogram_features(raw, bins=16):
-  """The lecture's "Features: Histogram": each image as the histogram of its pixel values.
-
-  Grayscale images give `bins` features (the fraction of pixels in each
-  intensity bin); colour images `[C, H, W]` give a histogram per channel,
-  `C · bins` features. The value range is the format's (the data's min and max).
-  """
-  if raw.image_shape is None:
-    raise ValueError('histogram features need image data (digits, mnist, cifar10 or an npz of images).')
-  if not (isinstance(bins, int) and bins >= 1):
-    raise ValueError(f'bins must be a whole number >= 1, got {bins!r}.')
-  arrays = [raw.x] + ([raw.test[0]] if raw.test is not None else [])
-  lo, hi = min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)
-  test = None if raw.test is None else (_histograms(raw.test[0], raw.image_shape, bins, lo, hi), raw.test[1])
-  return dataclasses.replace(
-    raw, x=_histograms(raw.x, raw.image_shape, bins, lo, hi), image_shape=None, test=test
-  )
+  x, y, w = readers.read_csv(path, target_column, delimiter, weight_column)
+  return records.raw_from_file(x, y, w, path)
 
 
 # ---------------------------------------------------------------- entry
 
 
 def load(
-  name,
-  data_dir=None,
-  data_path=None,
-  target_column=-1,
-  labels_path=None,
-  num_examples=600,
-  num_features=2,
-  num_classes=3,
-  seed=0,
-  check_values=True,
-  test_path=None,
-  test_labels_path=None,
-  delimiter=None,
-  weight_column=None,
-):
+  name: str,
+  data_dir: str | None = None,
+  data_path: str | None = None,
+  target_column: int | str = -1,
+  labels_path: str | None = None,
+  num_examples: int = 600,
+  num_features: int = 2,
+  num_classes: int = 3,
+  seed: int = 0,
+  check_values: bool = True,
+  test_path: str | None = None,
+  test_labels_path: str | None = None,
+  delimiter: str | None = None,
+  weight_column: int | str | None = None,
+) -> Raw:
   """Loads any dataset by name; file datasets read `data_dir` or `data_path`.
 
   `.npy` features, and `x` stored uncompressed in an `.npz`, come back as
@@ -868,7 +316,14 @@ def _load_file(name, path, labels_path, target_column, delimiter, weight_column)
   return load_csv(path, target_column, delimiter or None, weight_column)
 
 
-def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False, name='data'):
+def split_indices(
+  n: int,
+  val_fraction: float = 0.1,
+  test_fraction: float = 0.2,
+  seed: int = 0,
+  has_test: bool = False,
+  name: str = 'data',
+) -> dict[str, np.ndarray]:
   """Rows of each split, `{'train', 'val', 'test'}` -> int64 indices, shuffled by `seed`.
 
   With `has_test` (the format or a file gives the test split) no test rows
@@ -888,7 +343,7 @@ def split_indices(n, val_fraction=0.1, test_fraction=0.2, seed=0, has_test=False
   return {'test': order[:n_test], 'val': order[n_test : n_test + n_val], 'train': order[n_test + n_val :]}
 
 
-def host_dtype(source_dtype, dtype=np.float32):
+def host_dtype(source_dtype: np.dtype, dtype: np.dtype = np.float32) -> np.dtype:
   """The dtype the prepared splits keep on the host: the file's, if it is a narrower float.
 
   float16 and bfloat16 features stay 2 bytes wide (training widens them on
@@ -901,7 +356,7 @@ def host_dtype(source_dtype, dtype=np.float32):
   return dtype
 
 
-def memory_needed(num_rows, num_features, dtype=np.float32):
+def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32) -> int:
   """Bytes of host memory `prepare` needs for `num_rows` x `num_features` rows kept in `dtype`.
 
   The prepared splits (one copy of the rows, in `host_dtype`), plus a few
@@ -912,7 +367,7 @@ def memory_needed(num_rows, num_features, dtype=np.float32):
   return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
 
 
-def memory_available():
+def memory_available() -> int | None:
   """Bytes the kernel says can be allocated without swapping (`MemAvailable`), or `None`."""
   try:
     with open('/proc/meminfo') as f:
@@ -930,7 +385,7 @@ def memory_available():
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
 
-def check_memory(need, name, available=None, advice=STREAM_ADVICE):
+def check_memory(need: int, name: str, available: int | None = None, advice: str = STREAM_ADVICE) -> None:
   """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
   available = memory_available() if available is None else available
   if available is not None and need > available:
@@ -971,16 +426,16 @@ class _Progress:
 
 
 def prepare(
-  raw,
-  name='data',
-  val_fraction=0.1,
-  test_fraction=0.2,
-  preprocess='standardize',
-  seed=0,
-  dtype=np.float32,
-  progress=None,
-  class_weight=None,
-):
+  raw: Raw,
+  name: str = 'data',
+  val_fraction: float = 0.1,
+  test_fraction: float = 0.2,
+  preprocess: str = 'standardize',
+  seed: int = 0,
+  dtype: np.dtype = np.float32,
+  progress: Callable[[str], None] | None = None,
+  class_weight: str | None = None,
+) -> Dataset:
   """Splits (train / validation / test, shuffled by `seed`) and preprocesses.
 
   The official test split is used when the format has one. `'standardize'`
@@ -1108,7 +563,7 @@ def prepare(
   )
 
 
-def class_weights(y, num_classes, name='data'):
+def class_weights(y: np.ndarray, num_classes: int, name: str = 'data') -> np.ndarray:
   """scikit-learn's `'balanced'` class weights, `n / (C · count_c)`, as a `[num_classes]` array.
 
   `C` counts the classes present in `y` (the training labels); a class absent
@@ -1218,7 +673,9 @@ def _gather_standardized(sources, out, shift, scale):
       start += len(r)
 
 
-def params_to_raw(W, b, shift, scale):
+def params_to_raw(
+  W: chex.Array, b: chex.Array, shift: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
   """Folds preprocessing into the weights: scores of raw `x` are `x @ W_rawᵀ + b_raw`.
 
   With `x' = (x − shift) / scale`: `W x' + b = (W / scale) x + (b − (W / scale) shift)`.
@@ -1227,7 +684,7 @@ def params_to_raw(W, b, shift, scale):
   return w_raw, np.asarray(b, np.float64) - w_raw @ shift
 
 
-def fits_loss(num_classes, kind, loss_targets):
+def fits_loss(num_classes: int | None, kind: str, loss_targets: str) -> str | None:
   """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
   if kind == 'real' and loss_targets != 'real':
     return "has real-valued targets; use a loss with 'real' targets (regression)"

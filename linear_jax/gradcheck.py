@@ -37,9 +37,11 @@ import functools
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from linear_jax import grads
@@ -62,7 +64,7 @@ THRESHOLDS = {
 ESCALATION_COORDS = 4096
 
 
-def relative_error(a, b):
+def relative_error(a: ArrayLike, b: ArrayLike) -> np.ndarray:
   """`|a − b| / max(|a|, |b|)` elementwise, 0 where both are 0."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   scale = np.maximum(np.abs(a), np.abs(b))
@@ -75,7 +77,7 @@ def _leaf_name(path):
   return name[1:] if name.startswith('.') else name
 
 
-def coordinate_names(params):
+def coordinate_names(params: chex.ArrayTree) -> list[str]:
   """Names of the coordinates of `ravel_pytree(params)`, from their tree paths.
 
   `Params` gives `W[c, d]` then `b[c]`; a dict `{'w1': ...}` gives
@@ -102,7 +104,7 @@ def _leaf_slices(params):
   return out
 
 
-def require_x64():
+def require_x64() -> None:
   if not jax.config.jax_enable_x64:
     raise ValueError(
       "Gradient checks need float64: call jax.config.update('jax_enable_x64', True) before any JAX work."
@@ -219,7 +221,9 @@ def _coordinate_differences(kern, v, args, coords, h, method, richardson=False):
   return numerical, kink, (f0 - f_minus) / h, (f_plus - f0) / h
 
 
-def make_numerical_grad(f, h=1e-5, method='central', chunk_size=256):
+def make_numerical_grad(
+  f: Callable[[chex.ArrayTree], chex.Numeric], h: float = 1e-5, method: str = 'central', chunk_size: int = 256
+) -> Callable[[chex.ArrayTree], chex.ArrayTree]:
   """A jitted `params -> numerical gradient of f` for repeated use (see `numerical_grad`)."""
   validation.check_name('numerical method', method, ('central', 'forward'))
 
@@ -236,7 +240,13 @@ def make_numerical_grad(f, h=1e-5, method='central', chunk_size=256):
   return numerical
 
 
-def numerical_grad(f, params, h=1e-5, method='central', chunk_size=256):
+def numerical_grad(
+  f: Callable[[chex.ArrayTree], chex.Numeric],
+  params: chex.ArrayTree,
+  h: float = 1e-5,
+  method: str = 'central',
+  chunk_size: int = 256,
+) -> chex.ArrayTree:
   """Numerical gradient of a scalar `f(params)` over every coordinate.
 
   The lecture's forward difference `(f(w + h e_i) − f(w)) / h` or the central
@@ -331,7 +341,23 @@ class GradCheckReport:
     return '\n'.join(lines)
 
 
-def compare(pair, a, b, names, tol, kink=None, lower=None, upper=None, top=3):
+def compare(
+  pair: str,
+  a: ArrayLike,
+  b: ArrayLike,
+  names: list[str],
+  tol: tuple[float, float],
+  kink: np.ndarray | None = None,
+  lower: np.ndarray | None = None,
+  upper: np.ndarray | None = None,
+  top: int = 3,
+) -> 'Comparison':
+  """`a` against `b`, flat `[P]` vectors named by `names`, within `tol = (rtol, atol)`.
+
+  Where `kink` (`[P]` bools) is set, `a` passes if it lies between `lower` and
+  `upper` (the one-sided differences); `top` is how many of the worst
+  coordinates the result keeps.
+  """
   rtol, atol = tol
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   absdiff = np.abs(a - b)
@@ -397,7 +423,7 @@ def _directional(kern, v, args, analytic, dirs, hs, tol, richardson):
 
 def check_function_gradients(
   f: Callable,
-  params,
+  params: chex.ArrayTree,
   grad_fn: Callable,
   *,
   args: tuple = (),
@@ -582,22 +608,22 @@ def _objective_fns(spec, penalty):
 
 
 def check_gradients(
-  params,
-  x,
-  targets,
-  loss='softmax',
-  reg=0.0,
-  penalty='l2',
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | losses.Loss' = 'softmax',
+  reg: float = 0.0,
+  penalty: str = 'l2',
   grad_fn: Callable | None = None,
-  method='central',
-  h=None,
-  num_coords=64,
-  num_directions=8,
-  key=None,
-  chunk_size=256,
-  mask=None,
-  richardson=False,
-  **loss_hparams,
+  method: str = 'central',
+  h: float | None = None,
+  num_coords: int = 64,
+  num_directions: int = 8,
+  key: jax.Array | None = None,
+  chunk_size: int = 256,
+  mask: chex.Array | None = None,
+  richardson: bool = False,
+  **loss_hparams: float,
 ) -> GradCheckReport:
   """Checks a hand-derived gradient of the linear model's objective (see `check_function_gradients`).
 
@@ -658,7 +684,14 @@ def check_gradients(
   )
 
 
-def random_problem(key, loss, num_examples=20, num_features=6, num_classes=4, bias_trick=False):
+def random_problem(
+  key: jax.Array,
+  loss: 'str | losses.Loss',
+  num_examples: int = 20,
+  num_features: int = 6,
+  num_classes: int = 4,
+  bias_trick: bool = False,
+) -> tuple[model.Params, jax.Array, jax.Array]:
   """A random float64 problem for `loss`: `(params, x, targets)`.
 
   Binary losses get a single output whatever `num_classes` says; weights are

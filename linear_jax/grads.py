@@ -21,12 +21,12 @@ from linear_jax import model
 from linear_jax import validation
 
 
-def l2_penalty_grad(w):
+def l2_penalty_grad(w: chex.Array) -> jax.Array:
   """`d(Σ W²)/dW = 2W`."""
   return 2.0 * w
 
 
-def l1_penalty_grad(w):
+def l1_penalty_grad(w: chex.Array) -> jax.Array:
   """`d(Σ |W|)/dW = sign(W)` (subgradient 0 at W = 0)."""
   return jnp.sign(w)
 
@@ -48,15 +48,16 @@ def linear_layer_grad(params: model.Params, x: jax.Array, g: jax.Array) -> model
   return model.Params(W=dw, b=db)
 
 
-def penalty_grad(params: model.Params, penalty: str, reg) -> jax.Array:
+def penalty_grad(params: model.Params, penalty: str, reg: chex.Numeric) -> jax.Array:
   """`reg · dR/dW` shaped like `W`, zero on the bias column in bias-trick form."""
+  chex.assert_rank(params.W, 2)
   dr = reg * PENALTY_GRADS[penalty](params.W)
   if params.b is None:
     dr = dr.at[:, -1].set(0.0)
   return dr
 
 
-def missing_score_grad(loss):
+def missing_score_grad(loss: 'str | losses.Loss') -> ValueError:
   return ValueError(
     f'Loss {losses.loss_name(loss)!r} has no hand-derived score_grad, so there is no analytic gradient; '
     "give its Loss record a score_grad, or use grad='autodiff'."
@@ -64,13 +65,24 @@ def missing_score_grad(loss):
 
 
 def unchecked_analytic_grad(
-  params, x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None, mask=None
-):
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | losses.Loss' = 'softmax',
+  reg: chex.Numeric = 0.0,
+  penalty: str = 'l2',
+  loss_hparams: dict | None = None,
+  mask: chex.Array | None = None,
+) -> model.Params:
   """`analytic_grad` without the host checks: for use inside transforms.
 
   `loss_hparams` is a dict of the loss's hyperparameters; `mask` optional
   `[N]` sample weights ≥ 0.
   """
+  chex.assert_rank(x, 2)
+  chex.assert_equal_shape_prefix([x, targets], 1)
+  if mask is not None:
+    chex.assert_shape(mask, x.shape[:1])
   spec = losses.get_loss(loss)
   if spec.score_grad is None:
     raise missing_score_grad(spec)

@@ -149,7 +149,7 @@ def _probe_inputs(kind):
 _PROBED = set()  # ids of records whose output was found finite
 
 
-def probe(loss, concrete=False):
+def probe(loss: 'Loss', concrete: bool = False) -> None:
   """Tries `loss`'s functions on a small problem; raises naming the field that misbehaves.
 
   Catches, at registration rather than deep inside `jit`: a function that
@@ -265,9 +265,38 @@ def get_loss(loss: 'str | Loss') -> Loss:
   return register_loss(loss, obj)
 
 
-def loss_name(loss):
+def loss_name(loss: 'str | Loss') -> str:
   """The name a record is known by (for messages, reports and configs)."""
   return loss if isinstance(loss, str) else loss.name
+
+
+# The shape contracts of a loss's functions, one per target kind: chex assertions on static shapes, so they
+# cost nothing under `jit`. A loss of a user's own calls the one of its kind first, as the losses below do.
+
+
+def assert_class_shapes(scores: chex.Array, labels: chex.Array) -> None:
+  """Shape contract of a classification loss: `[N, C]` float scores, `[N]` labels (free under `jit`)."""
+  chex.assert_rank([scores, labels], [2, 1])
+  chex.assert_type(scores, float)
+  chex.assert_equal_shape_prefix([scores, labels], 1)
+
+
+def assert_binary_shapes(scores: chex.Array, labels: chex.Array) -> None:
+  """Shape contract of a binary loss: `[N, 1]` float scores, `[N]` labels in `{0, 1}`."""
+  chex.assert_shape(scores, (None, 1))
+  assert_class_shapes(scores, labels)
+
+
+def assert_real_shapes(scores: chex.Array, targets: chex.Array) -> None:
+  """Shape contract of a regression loss: `[N, C]` float scores, `[N]` (C = 1) or `[N, C]` targets."""
+  chex.assert_rank(scores, 2)
+  chex.assert_rank(targets, {1, 2})
+  chex.assert_type(scores, float)
+  chex.assert_equal_shape_prefix([scores, targets], 1)
+  if targets.ndim == 2:
+    chex.assert_equal_shape([scores, targets])
+  else:
+    chex.assert_shape(scores, (None, 1))
 
 
 # The seven losses of the lecture, each beside its hand-derived score gradient.
@@ -283,13 +312,13 @@ def _binary(targets, s):
   return 2.0 * targets.astype(s.dtype) - 1.0, s[:, 0]
 
 
-def real_targets(targets, s):
+def real_targets(targets: chex.Array, s: chex.Array) -> jax.Array:
   """Regression targets as `[N, C]` in the scores' dtype."""
   t = targets.astype(s.dtype)
   return t[:, None] if t.ndim == 1 else t
 
 
-def svm_margins(scores, labels, margin=1.0):
+def svm_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """`[N, C]` margins `s_j − s_{y_i} + Δ`, with the `j = y_i` entry set to 0."""
   labels = labels.astype(jnp.int32)
   correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)
@@ -297,7 +326,7 @@ def svm_margins(scores, labels, margin=1.0):
   return jnp.where(jax.nn.one_hot(labels, scores.shape[-1], dtype=bool), 0.0, m)
 
 
-def multiclass_svm(scores, labels, margin=1.0):
+def multiclass_svm(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """Weston–Watkins multiclass SVM, `L_i = Σ_{j≠y_i} max(0, s_j − s_{y_i} + Δ)`.
 
   Args:
@@ -308,23 +337,25 @@ def multiclass_svm(scores, labels, margin=1.0):
   Returns:
     `[N]` losses.
   """
-  chex.assert_rank(scores, 2)
+  assert_class_shapes(scores, labels)
   return jnp.sum(jax.nn.relu(svm_margins(scores, labels, margin)), axis=-1)
 
 
-def multiclass_svm_score_grad(scores, labels, margin=1.0):
+def multiclass_svm_score_grad(
+  scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0
+) -> jax.Array:
   """SVM: `dL_i/ds_j = 1[m_ij > 0]` for `j ≠ y_i`, `dL_i/ds_{y_i} = −Σ_{j≠y_i} 1[m_ij > 0]`.
 
   With margins `m_ij = s_j − s_{y_i} + Δ`. At `m_ij = 0` exactly (a kink) this
   picks the subgradient 0, as `jax.nn.relu` does.
   """
-  chex.assert_rank(scores, 2)
+  assert_class_shapes(scores, labels)
   active = (svm_margins(scores, labels, margin) > 0).astype(scores.dtype)
   onehot = _onehot(labels, scores.shape[-1], scores.dtype)
   return active - onehot * jnp.sum(active, axis=-1, keepdims=True)
 
 
-def softmax_cross_entropy(scores, labels):
+def softmax_cross_entropy(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """Per-example softmax cross-entropy, `L_i = −log softmax(s_i)[y_i]`.
 
   Written `logsumexp(s) − s_y`, never `log(softmax(s))`, so it is finite for
@@ -337,25 +368,25 @@ def softmax_cross_entropy(scores, labels):
   Returns:
     `[N]` losses.
   """
-  chex.assert_rank(scores, 2)
+  assert_class_shapes(scores, labels)
   labels = labels.astype(jnp.int32)
   correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)[:, 0]
   return jax.nn.logsumexp(scores, axis=-1) - correct
 
 
-def softmax_cross_entropy_score_grad(scores, labels):
+def softmax_cross_entropy_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """Softmax cross-entropy: `dL_i/ds = softmax(s_i) − onehot(y_i)`."""
-  chex.assert_rank(scores, 2)
+  assert_class_shapes(scores, labels)
   return jax.nn.softmax(scores, axis=-1) - _onehot(labels, scores.shape[-1], scores.dtype)
 
 
-def hinge_margins(scores, labels, margin=1.0):
+def hinge_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """`[N]` values `Δ − ỹ s` whose positive part is the binary hinge loss."""
   y, s = _binary(labels, scores)
   return margin - y * s
 
 
-def binary_hinge(scores, labels, margin=1.0):
+def binary_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """Binary hinge, `L_i = max(0, Δ − ỹ_i s_i)` with `ỹ = 2y − 1 ∈ {−1, +1}`.
 
   Args:
@@ -366,18 +397,18 @@ def binary_hinge(scores, labels, margin=1.0):
   Returns:
     `[N]` losses.
   """
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   return jax.nn.relu(hinge_margins(scores, labels, margin))
 
 
-def binary_hinge_score_grad(scores, labels, margin=1.0):
+def binary_hinge_score_grad(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """Binary hinge: `dL_i/ds = −ỹ_i · 1[Δ − ỹ_i s_i > 0]`, `ỹ = 2y − 1`."""
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   y = 2.0 * labels.astype(scores.dtype) - 1.0
   return jnp.where(hinge_margins(scores, labels, margin) > 0, -y, 0.0)[:, None]
 
 
-def logistic(scores, labels):
+def logistic(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """Sigmoid cross-entropy, `L_i = −y log σ(s) − (1 − y) log(1 − σ(s))`.
 
   Uses `log σ(s) = log_sigmoid(s)` and `log(1 − σ(s)) = log_sigmoid(−s)`, so
@@ -390,19 +421,19 @@ def logistic(scores, labels):
   Returns:
     `[N]` losses.
   """
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   s = scores[:, 0]
   y = labels.astype(s.dtype)
   return -(y * jax.nn.log_sigmoid(s) + (1.0 - y) * jax.nn.log_sigmoid(-s))
 
 
-def logistic_score_grad(scores, labels):
+def logistic_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """Sigmoid cross-entropy: `dL_i/ds = σ(s_i) − y_i`."""
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   return jax.nn.sigmoid(scores) - labels.astype(scores.dtype)[:, None]
 
 
-def sigmoid_l2(scores, labels):
+def sigmoid_l2(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """The lecture's sigmoid unit with squared error, `L_i = (y_i − σ(s_i))²`.
 
   Args:
@@ -412,19 +443,19 @@ def sigmoid_l2(scores, labels):
   Returns:
     `[N]` losses.
   """
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   s = scores[:, 0]
   return jnp.square(labels.astype(s.dtype) - jax.nn.sigmoid(s))
 
 
-def sigmoid_l2_score_grad(scores, labels):
+def sigmoid_l2_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
   """Sigmoid + squared error: `dL_i/ds = −2 (y_i − σ_i) σ_i (1 − σ_i)`, `σ_i = σ(s_i)`."""
-  chex.assert_shape(scores, (None, 1))
+  assert_binary_shapes(scores, labels)
   sig = jax.nn.sigmoid(scores)
   return -2.0 * (labels.astype(scores.dtype)[:, None] - sig) * sig * (1.0 - sig)
 
 
-def l2_regression(scores, targets):
+def l2_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
   """Squared error summed over outputs, `L_i = Σ_c (y_ic − s_ic)²` (no ½).
 
   Args:
@@ -434,29 +465,29 @@ def l2_regression(scores, targets):
   Returns:
     `[N]` losses.
   """
-  chex.assert_rank(scores, 2)
+  assert_real_shapes(scores, targets)
   return jnp.sum(jnp.square(real_targets(targets, scores) - scores), axis=-1)
 
 
-def l2_regression_score_grad(scores, targets):
+def l2_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
   """Squared error: `dL_i/ds_c = −2 (y_ic − s_ic) = −2 δ_ic`."""
-  chex.assert_rank(scores, 2)
+  assert_real_shapes(scores, targets)
   return -2.0 * (real_targets(targets, scores) - scores)
 
 
-def abs_value(r):
+def abs_value(r: chex.Array) -> jax.Array:
   """`|r|` written `sign(r)·r`: the same value, and autodiff then takes the
   subgradient 0 at `r = 0` (the minimum-norm one), as the hand-derived
   gradients do; `jnp.abs` would give 1 there and disagree at a kink."""
   return jnp.sign(r) * r
 
 
-def l1_residuals(scores, targets):
+def l1_residuals(scores: chex.Array, targets: chex.Array) -> jax.Array:
   """`[N, C]` residuals `y − s`, whose sign flips at each kink of the L1 loss."""
   return real_targets(targets, scores) - scores
 
 
-def l1_regression(scores, targets):
+def l1_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
   """Absolute error summed over outputs, `L_i = Σ_c |y_ic − s_ic|`.
 
   Args:
@@ -466,13 +497,13 @@ def l1_regression(scores, targets):
   Returns:
     `[N]` losses.
   """
-  chex.assert_rank(scores, 2)
+  assert_real_shapes(scores, targets)
   return jnp.sum(abs_value(l1_residuals(scores, targets)), axis=-1)
 
 
-def l1_regression_score_grad(scores, targets):
+def l1_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
   """Absolute error: `dL_i/ds_c = sign(s_ic − y_ic)` (subgradient 0 at a tie)."""
-  chex.assert_rank(scores, 2)
+  assert_real_shapes(scores, targets)
   return -jnp.sign(l1_residuals(scores, targets))
 
 
@@ -490,12 +521,12 @@ for _name, _record in {
   _register_builtin(_name, _record)
 
 
-def l2_penalty(w):
+def l2_penalty(w: chex.Array) -> jax.Array:
   """`R(W) = Σ W²`."""
   return jnp.sum(jnp.square(w))
 
 
-def l1_penalty(w):
+def l1_penalty(w: chex.Array) -> jax.Array:
   """`R(W) = Σ |W|`."""
   return jnp.sum(abs_value(w))
 
@@ -503,7 +534,7 @@ def l1_penalty(w):
 PENALTIES = {'l2': l2_penalty, 'l1': l1_penalty}
 
 
-def weighted_mean(values, weights=None):
+def weighted_mean(values: chex.Array, weights: chex.Array | None = None) -> jax.Array:
   """`Σ_i w_i v_i / Σ_i w_i` of `[N]` values; the plain mean without weights.
 
   Weights are sample weights ≥ 0; a padding row has weight 0. Where all
@@ -557,8 +588,15 @@ def objective(
 
 
 def unchecked_objective(
-  params, x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None, mask=None
-):
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | Loss' = 'softmax',
+  reg: chex.Numeric = 0.0,
+  penalty: str = 'l2',
+  loss_hparams: dict | None = None,
+  mask: chex.Array | None = None,
+) -> jax.Array:
   """`objective` without the host checks: for use inside `jit`, `vmap` and `grad`.
 
   `loss_hparams` is a dict of the loss's hyperparameters (missing ones take

@@ -23,7 +23,7 @@ class Params(NamedTuple):
 
 
 def init_params(
-  key: chex.PRNGKey, num_features: int, num_classes: int, scale: float = 1e-3, dtype=jnp.float32
+  key: chex.PRNGKey, num_features: int, num_classes: int, scale: float = 1e-3, dtype: jnp.dtype = jnp.float32
 ) -> Params:
   """Small random weights, zero bias: at start every score is about 0.
 
@@ -59,6 +59,9 @@ def scores(params: Params, x: chex.Array) -> chex.Array:
   """
   chex.assert_rank(x, 2)
   chex.assert_rank(params.W, 2)
+  chex.assert_axis_dimension(x, 1, params.W.shape[1])
+  if params.b is not None:
+    chex.assert_shape(params.b, params.W.shape[:1])
   s = jnp.dot(x, params.W.T)
   if params.b is not None:
     s = s + params.b
@@ -83,6 +86,7 @@ def predict(params: Params, x: chex.Array) -> chex.Array:
 
 def softmax(s: chex.Array) -> chex.Array:
   """Probabilities `P(Y=k|x) = exp(s_k) / Σ_j exp(s_j)` from `[N, C]` scores."""
+  chex.assert_rank(s, 2)
   return jax.nn.softmax(s, axis=-1)
 
 
@@ -96,6 +100,8 @@ def fold_bias(params: Params) -> Params:
   """The bias trick: `Params(W, b)` -> `Params([W | b], None)`."""
   if params.b is None:
     raise ValueError('fold_bias: these params are already in bias-trick form.')
+  chex.assert_rank(params.W, 2)
+  chex.assert_shape(params.b, params.W.shape[:1])
   return Params(W=jnp.concatenate([params.W, params.b[:, None]], axis=1), b=None)
 
 
@@ -103,6 +109,7 @@ def unfold_bias(params: Params) -> Params:
   """Inverse of `fold_bias`: `Params([W | b], None)` -> `Params(W, b)`."""
   if params.b is not None:
     raise ValueError('unfold_bias: these params are not in bias-trick form.')
+  chex.assert_rank(params.W, 2)
   return Params(W=params.W[:, :-1], b=params.W[:, -1])
 
 

@@ -15,6 +15,7 @@ full-batch step and `2·B/N` per mini-batch step of `B` examples.
 import dataclasses
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,9 +59,9 @@ def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams
   return lambda p: losses.unchecked_objective(p, x, targets, spec, reg, penalty, hp)
 
 
-def _random_params(key, template, scale):
-  """Weights shaped like `template`, each drawn from `N(0, scale²)`."""
-  return jax.tree.map(lambda a: scale * a, optax.tree_utils.tree_random_like(key, template))
+def random_like(key: jax.Array, template: chex.ArrayTree, scale: chex.Numeric) -> chex.ArrayTree:
+  """Weights shaped like `template`, each drawn from `N(0, scale²)` (optax's `tree_random_like`, scaled)."""
+  return optax.tree_utils.tree_scale(scale, optax.tree_utils.tree_random_like(key, template))
 
 
 def random_search(
@@ -82,7 +83,7 @@ def random_search(
   chunk = min(chunk_size, budget)
   keys = jax.random.split(key, budget)
 
-  draw = lambda k: _random_params(k, template, scale)
+  draw = lambda k: random_like(k, template, scale)
   # Each candidate is drawn inside the map from its own key, so only `chunk`
   # weight sets exist at a time; the winner is drawn again from its key.
   segment = jax.jit(lambda _, ks: (None, jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk)))
@@ -115,7 +116,7 @@ def random_local_search(
 
   def body(carry, k):
     best, best_loss = carry
-    cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, _random_params(kk, best, step_size)))(
+    cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, random_like(kk, best, step_size)))(
       jax.random.split(k, proposals)
     )
     vals = jax.vmap(loss_fn)(cands)
@@ -174,7 +175,7 @@ def genetic_algorithm(
   @jax.jit
   def start(key):
     k0, key = jax.random.split(key)
-    pop = jax.vmap(lambda k: _random_params(k, template, init_scale))(jax.random.split(k0, population))
+    pop = jax.vmap(lambda k: random_like(k, template, init_scale))(jax.random.split(k0, population))
     fit = jax.vmap(loss_fn)(pop)
     fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
     return (pop, fit), jnp.min(fit), jax.random.split(key, generations)
@@ -197,7 +198,7 @@ def genetic_algorithm(
       ]
       mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
       child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
-      noise = _random_params(k2, child, mutation_scale)
+      noise = random_like(k2, child, mutation_scale)
       return jax.tree.map(jnp.add, child, noise)
 
     kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))

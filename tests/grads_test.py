@@ -12,6 +12,7 @@ import pytest
 import linear_jax as lj
 from linear_jax import grad_sources
 from linear_jax import gradcheck
+from linear_jax import grads as grads_lib
 from linear_jax import losses
 
 SHAPES = [(1, 1, 2), (7, 3, 2), (12, 5, 4)]  # (N, D, C), including N = 1, D = 1, C = 2
@@ -145,3 +146,13 @@ def test_weights_are_checked_and_weighted_gradients_match(loss):
   ):
     with pytest.raises(ValueError, match=match):
       lj.objective(params, x, targets, loss=loss, mask=bad)
+
+
+def test_unchecked_gradient_asserts_the_shapes_of_x_targets_and_mask():
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(0), 'softmax')
+  fn = jax.jit(grads_lib.unchecked_analytic_grad)
+  assert fn(params, x, targets).W.shape == params.W.shape
+  with pytest.raises(AssertionError):
+    fn(params, x, targets[:-1])
+  with pytest.raises(AssertionError):
+    fn(params, x, targets, mask=jnp.ones(len(x) + 1))

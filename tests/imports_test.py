@@ -18,7 +18,7 @@ MODULES = sorted(p.stem for p in PACKAGE.glob('*.py'))
 LAYERS = (
   ('model', 'validation', 'checkpoint', 'plots', 'chunks', 'preemption', 'workdir', 'multihost'),
   ('losses', 'more_losses', 'grads', 'grad_sources', 'gradcheck', 'jacobians', 'numpy_check'),
-  ('npyfile', 'data'),
+  ('npyfile', 'readers', 'records', 'generators', 'features', 'data'),
   ('convergence', 'config', 'results'),
   ('step',),
   ('parallel',),

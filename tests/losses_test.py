@@ -149,3 +149,25 @@ def test_softmax_invariant_to_shifting_scores():
   np.testing.assert_allclose(
     losses.softmax_cross_entropy(jnp.asarray(s + 1e3, jnp.float32), y), base, atol=1e-3
   )
+
+
+def _shapes_of(kind, n=5, c=3):
+  """Scores and targets of the right shapes for a target kind."""
+  c = 1 if kind == 'binary' else c
+  targets = np.zeros((n, c)) if kind == 'real' else np.zeros(n, np.int32)
+  return jnp.zeros((n, c)), jnp.asarray(targets)
+
+
+@pytest.mark.parametrize('name', sorted(losses.LOSSES))
+def test_every_loss_and_score_grad_asserts_the_shapes_of_scores_and_targets(name):
+  spec = losses.get_loss(name)
+  scores, targets = _shapes_of(spec.targets)
+  for fn in (spec.value, spec.score_grad):
+    out = jax.jit(fn)(scores, targets)  # the contract holds at trace time, under jit
+    assert out.shape[0] == scores.shape[0]
+    with pytest.raises(AssertionError):
+      jax.jit(fn)(scores, targets[:-1])  # one target short
+    with pytest.raises(AssertionError):
+      fn(scores[0], targets)  # [C] scores, not [N, C]
+    with pytest.raises(AssertionError):
+      fn(jnp.zeros(scores.shape, jnp.int32), targets)  # integer scores

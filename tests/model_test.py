@@ -62,3 +62,15 @@ def test_scores_jit_and_vmap_agree():
   x = np.random.default_rng(2).normal(size=(7, 4))
   per_example = jax.vmap(lambda xi: lj.scores(p, xi[None])[0])(x)
   np.testing.assert_allclose(jax.jit(lj.scores)(p, x), per_example, rtol=1e-12)
+
+
+def test_scores_and_the_bias_trick_assert_their_shapes():
+  p = _params(c=3, d=4)
+  with pytest.raises(AssertionError):
+    jax.jit(lj.scores)(p, jnp.zeros((2, 5)))  # D = 5 features for W of D = 4
+  with pytest.raises(AssertionError):
+    lj.scores(p._replace(b=jnp.zeros(2)), jnp.zeros((2, 4)))  # b of 2 biases for C = 3
+  with pytest.raises(AssertionError):
+    lj.fold_bias(p._replace(b=jnp.zeros(2)))
+  with pytest.raises(AssertionError):
+    lj.softmax(jnp.zeros(3))
