@@ -13,6 +13,7 @@ import mmap
 import numpy as np
 
 CHUNK_BYTES = 2**20  # a block stays in the CPU cache while several passes work on it
+ALIGN = 64  # bytes: the alignment the CPU backend of XLA needs to use an array in place
 BFLOAT16 = None  # np.dtype of bfloat16, set on first use (it comes with JAX, through ml_dtypes)
 
 
@@ -30,6 +31,19 @@ def is_float(dtype):
   """Whether `dtype` is a real floating type, bfloat16 included."""
   dtype = np.dtype(dtype)
   return np.issubdtype(dtype, np.floating) or dtype == bfloat16()
+
+
+def aligned_empty(shape, dtype, align=ALIGN):
+  """An uninitialized C-ordered array whose data starts on an `align`-byte boundary.
+
+  `jax.device_put` on the CPU takes such an array of the training dtype
+  without copying it, so a split prepared this way is never copied again.
+  """
+  dtype = np.dtype(dtype)
+  size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  buf = np.empty(size + align, np.uint8)
+  start = -buf.ctypes.data % align
+  return buf[start : start + size].view(dtype).reshape(shape)
 
 
 def rows_per_chunk(x, chunk_bytes=None):

@@ -498,7 +498,8 @@ def prepare(
       f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
     )
   check_memory(need, name)
-  out = {s: np.empty((sizes[s], d), dt) for s in sizes}
+  # Aligned, so that moving a split to the CPU device takes it as it is (no copy).
+  out = {s: chunks.aligned_empty((sizes[s], d), dt) for s in sizes}
   stats = chunks.ColumnStats(d) if preprocess != 'none' else None
   tick = _Progress(report, total_rows, d * raw.x.dtype.itemsize)
   if in_place:

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax import chunks
 from linear_jax import data as data_lib
 from linear_jax import parallel
 from linear_jax import step as step_lib
@@ -68,10 +69,7 @@ def host_array(x, dtype, bias_column=False, copy=False):
   ):
     return x
   rows, cols = x.shape[0], x.shape[1] + bias_column
-  size = rows * cols * dtype.itemsize
-  buf = np.empty(size + ALIGN, np.uint8)
-  start = -buf.ctypes.data % ALIGN
-  out = buf[start : start + size].view(dtype).reshape(rows, cols)
+  out = chunks.aligned_empty((rows, cols), dtype, ALIGN)
   if bias_column:
     out[:, -1] = 1
   # A memory map is copied a block at a time and its pages handed back as it goes,

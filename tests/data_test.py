@@ -366,6 +366,7 @@ def test_float32_file_prepares_like_numpy_and_stays_float32(tmp_path, monkeypatc
   for s in ('train', 'val', 'test'):
     got = getattr(ds, f'x_{s}')
     assert got.dtype == np.float32 and not data.chunks.is_mapped(got)
+    assert got.ctypes.data % data.chunks.ALIGN == 0  # the CPU device takes it without a copy
     np.testing.assert_allclose(got, ref[s][0], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(getattr(ds, f'y_{s}'), ref[s][1])
 

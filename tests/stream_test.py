@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from linear_jax import chunks
 from linear_jax import data
 from linear_jax import stream
 from linear_jax import train
@@ -330,3 +331,13 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+def test_prepared_splits_reach_the_cpu_device_without_a_copy():
+  ds = data.prepare(data.load('digits'), 'digits')
+  arrays = train.device_data(train.TrainConfig(), ds)
+  for split in ('train', 'val', 'test'):
+    x = getattr(ds, f'x_{split}')
+    assert x.ctypes.data % chunks.ALIGN == 0
+    if jax.default_backend() == 'cpu':
+      assert arrays[split][0].unsafe_buffer_pointer() == x.ctypes.data

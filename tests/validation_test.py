@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import linear_jax as lj
+from linear_jax import validation
 
 P3 = lj.Params(W=jnp.zeros((3, 2)), b=jnp.zeros(3))
 P1 = lj.Params(W=jnp.zeros((1, 2)), b=jnp.zeros(1))
@@ -60,3 +61,20 @@ def test_init_params_rejects_empty_shapes():
 
   with pytest.raises(ValueError, match='num_features >= 1'):
     lj.init_params(jax.random.PRNGKey(0), 0, 3)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_all_finite_agrees_with_isfinite(dtype):
+  x = np.random.default_rng(0).standard_normal((50, 40)).astype(dtype)
+  assert validation.all_finite(x)
+  for value in (np.nan, np.inf, -np.inf):
+    y = x.copy()
+    y[17, 3] = value
+    assert not validation.all_finite(y)
+  y = x.copy()
+  y[5, :2] = (np.inf, -np.inf)  # inf + -inf is NaN: still caught
+  assert not validation.all_finite(y)
+  big = np.finfo(dtype).max
+  y = x.copy()
+  y[5, :3] = big  # a row sum that overflows, every value finite: checked value by value
+  assert validation.all_finite(y)
