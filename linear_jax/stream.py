@@ -84,6 +84,36 @@ def host_array(x, dtype, bias_column=False, copy=False):
   return out
 
 
+def to_device(x, dtype, bias_column=False, block_bytes=None):
+  """`x` `[N, D]` on the default device as an array of `dtype` (`[N, D + 1]` with the bias column).
+
+  On the CPU the device array is host memory: one aligned host array
+  (`host_array`), taken without a copy. On an accelerator the rows go over in
+  blocks of about `block_bytes` (default `DEFAULT_BLOCK_BYTES`) into one
+  device buffer, updated in place, so the host holds one block, not a second
+  whole copy of the data beside the one it has; `block_bytes` also forces
+  this path on the CPU (for tests).
+  """
+  dtype = np.dtype(dtype)
+  if block_bytes is None and jax.default_backend() == 'cpu':
+    return jax.device_put(host_array(x, dtype, bias_column))
+  rows, cols = x.shape[0], x.shape[1] + bias_column
+  step = max(1, (block_bytes or DEFAULT_BLOCK_BYTES) // max(1, cols * dtype.itemsize))
+  if rows <= step:
+    return jax.device_put(host_array(x, dtype, bias_column))
+  out = jnp.zeros((rows, cols), dtype)
+  for a, b in spans(rows, step):
+    out = _write_rows(out, jax.device_put(host_array(x[a:b], dtype, bias_column)), a)
+    release(x, a, b)
+  return out
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(out, block, start):
+  """`out` with rows `[start, start + len(block))` replaced by `block`, in place (`out` is donated)."""
+  return jax.lax.dynamic_update_slice_in_dim(out, block, start, axis=0)
+
+
 def _advise(x, start, stop, advice):
   """`madvise(advice)` on the pages of rows `[start, stop)` of a memory map (a no-op for other arrays)."""
   mm = getattr(x, '_mmap', None)
@@ -331,9 +361,9 @@ def device_data(cfg, dataset):
 
   def put(split):
     # One host pass at most (cast and bias column together); an aligned array of the
-    # training dtype is then taken by the CPU backend without a copy.
-    x = host_array(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
-    return jax.device_put(x), jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
+    # training dtype is then taken by the CPU backend without a copy (see to_device).
+    x = to_device(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
+    return x, jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
 
   return {s: put(s) for s in ('train', 'val', 'test')}
 

@@ -335,9 +335,21 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
   ds = data.prepare(data.load('digits'), 'digits')
-  arrays = train.device_data(train.TrainConfig(), ds)
+  arrays = stream.device_data(train.TrainConfig(), ds)
   for split in ('train', 'val', 'test'):
     x = getattr(ds, f'x_{split}')
     assert x.ctypes.data % chunks.ALIGN == 0
     if jax.default_backend() == 'cpu':
       assert arrays[split][0].unsafe_buffer_pointer() == x.ctypes.data
+
+
+@pytest.mark.parametrize('bias_column', [False, True])
+def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
+  x = np.random.default_rng(0).standard_normal((103, 7))
+  np.save(tmp_path / 'x.npy', x)
+  mapped = np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False)
+  whole = stream.to_device(x, np.float32, bias_column)
+  blocked = stream.to_device(mapped, np.float32, bias_column, block_bytes=10 * 8 * 4)  # 10 rows a block
+  assert blocked.shape == whole.shape == (103, 7 + bias_column) and blocked.dtype == np.float32
+  np.testing.assert_array_equal(np.asarray(blocked), np.asarray(whole))
+  np.testing.assert_array_equal(np.asarray(whole)[:, :7], x.astype(np.float32))
