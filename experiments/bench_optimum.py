@@ -331,7 +331,7 @@ def part_default_run(quick):
     raw = data.from_arrays(xtr, ytr, test=(xte, yte), name=name)
     ds = data.prepare(raw, name)  # the command line's defaults: 10% of the file for validation
     # The command line's defaults (experiments/train.py): converge on the objective, cap 1000 epochs.
-    cfg = train.TrainConfig(epochs=common.MAX_EPOCHS, tol_on='objective')
+    cfg = train.TrainConfig(epochs=common.MAX_EPOCHS, tol_on='objective', reg=common.DEFAULT_REG)
     t = time.perf_counter()
     result = train.fit(cfg, ds)
     seconds = time.perf_counter() - t
