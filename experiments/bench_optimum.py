@@ -126,9 +126,7 @@ def part_equality(quick):
     ds = _dataset(x_raw, y_raw, name, np.float64)
     x, y = ds.x_train, ds.y_train  # prepare shuffles: weights and scikit-learn use its order
     n = len(y)
-    weightings = [('none', None)]
-    if not name.startswith('synthetic'):
-      weightings.append(('random', rng.uniform(0.2, 3.0, n)))
+    weightings = [('none', None), ('random', rng.uniform(0.2, 3.0, n))]
     if loss != 'l2' and not name.startswith('synthetic'):
       weightings.append(('balanced', _balanced(np.asarray(y))))
     for wname, w in weightings:
