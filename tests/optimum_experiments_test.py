@@ -105,15 +105,19 @@ def test_refit_without_validation_and_divergence_are_reported(tmp_path):
 def test_lr_sweep_lbfgs_fits_a_path_and_chooses_on_validation(tmp_path):
   out = _run(
     'experiments.lr_sweep', '--optimizer=lbfgs', '--dataset=breast_cancer', '--loss=logistic',
-    '--regs=1e-4,1e-3,1e-2,1e-1', f'--workdir={tmp_path}',
+    '--regs=1e-4,1e-3,1e-2,1e-1', '--refit', f'--workdir={tmp_path}',
   )  # fmt: skip
   assert out.returncode == 0, out.stderr
   result = json.loads((tmp_path / 'path.json').read_text())
+  assert result['refit']['reg'] == result['best']['reg'] and result['refit']['stop_reason'] == 'converged'
+  assert result['refit']['train_examples'] > 0
   accs = [m['val_accuracy'] for m in result['models']]
   assert result['best']['val_accuracy'] == max(accs) and all(m['converged'] for m in result['models'])
   norms = [m['weight_norm'] for m in result['models']]
   assert norms == sorted(norms, reverse=True)
   _png(tmp_path / 'path.png')
+  out = _run('experiments.lr_sweep', '--refit', '--lrs=0.1', f'--workdir={tmp_path}/sgd')
+  assert out.returncode == 1 and '--refit refits the L-BFGS path' in out.stderr
 
 
 def test_optimizers_compares_against_f_star(tmp_path):
