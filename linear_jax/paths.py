@@ -293,19 +293,20 @@ def _compiled_warm(cfg, num_models, max_iter, memory_size):
   return _CACHE[key]
 
 
-METHODS = ('warm', 'batched')
+METHODS = ('batched', 'warm')
 
 
-def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weights=None, method='warm'):
+def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weights=None, method='batched'):
   """Fits `cfg`'s model for every regularization strength in `regs` as one compiled program.
 
-  Two programs (see the module docstring): `method='warm'` solves the regs one
-  after another, strongest first, each L-BFGS solve starting from the previous
-  solution (a `lax.scan` of optax's L-BFGS); `method='batched'` runs the K
-  solves in lock-step, reading `x` once per iteration for all K. On a CPU,
-  where the matmuls are compute-bound, the warm path is the faster (it needs
-  far fewer iterations per reg); the batched one suits accelerators, where
-  reading `x` dominates.
+  Two programs (see the module docstring): `method='batched'` (the default)
+  runs the K solves in lock-step, reading `x` once per iteration for all K;
+  `method='warm'` solves the regs one after another, strongest first, each
+  L-BFGS solve starting from the previous solution (a `lax.scan` of optax's
+  L-BFGS). The warm path needs fewer evaluations, but where the regs are weak
+  and close together a warm start can already meet `‖∇f‖_∞ ≤ tol` while f is
+  still measurably above f* (a flat objective): 1e-3 relative at 20,000 × 256
+  with tol 1e-4, against 1e-4 for the batched path. Give it a tighter `tol`.
 
   Args:
     cfg: a `TrainConfig` with a smooth loss and the l2 penalty (its `reg` is

@@ -50,5 +50,5 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
     paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3, -1.0])
   with pytest.raises(ValueError, match='not differentiable at its kinks'):
     paths.fit_path(train.TrainConfig(loss='hinge'), ds, [1e-3])
-  with pytest.raises(ValueError, match='method must be one of warm, batched'):
+  with pytest.raises(ValueError, match='method must be one of batched, warm'):
     paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
