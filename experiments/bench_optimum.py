@@ -451,7 +451,7 @@ def markdown(results) -> str:
     '',
     f'Largest objective difference to scikit-learn along the warm path: {p["max_relative_difference"]:.1e} '
     f'(relative), along the batched path {p.get("batched_max_relative_difference", float("nan")):.1e}. '
-    'Evaluations: warm-started {p["warm_evaluations"]} in all, batched '
+    f'Evaluations: warm-started {p["warm_evaluations"]} in all, batched '
     f'{p["batched_evaluations"]} (each of all 8), cold sequential {sum(p["sequential_evaluations"])} in '
     f'all; the naive vmap runs its zoom line search in lock-step, up to {p["naive_evaluations_max"]} '
     'evaluations of every model, and computes both sides of every batched branch.',

@@ -75,5 +75,6 @@ def test_markdown_reports_every_part_with_its_ratios():
   assert '**4.0×**' in text and '| 8 LogisticRegression fits | 6.00 | 6.0× |' in text
   assert '| vmap of optax L-BFGS over the 8 regs | 9.00 | 9.0× |' in text
   assert '| lock-step batched L-BFGS (paths.py), one program | 1.50 | 1.5× |' in text
+  assert 'Evaluations: warm-started 100 in all, batched 40' in text
   assert '| digits | 96.0% | 96.5% | +0.5 | 300 (converged) |' in text
   assert '2.0e-07' in text
