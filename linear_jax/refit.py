@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from linear_jax import convergence
+
 
 def check_refit(dataset):
   """Raises a `ValueError` unless `dataset` has a validation split to choose the setting on."""
@@ -85,7 +87,6 @@ def refit_path(cfg, dataset, path, tol=None, max_iter=None):
   Returns:
     `(FitResult, record)`: the refitted model and a JSON-ready description.
   """
-  from linear_jax import convergence  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   check_refit(dataset)
