@@ -60,6 +60,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
+flags.DEFINE_bool('refit', False, '--optimizer=lbfgs: solve the chosen reg again on train + validation.')
 flags.DEFINE_string('workdir', 'workdir/sweep', 'Where outputs and the checkpoint go.')
 flags.DEFINE_bool('resume', False, 'Continue from --workdir/sweep_checkpoint.npz (bit for bit).')
 flags.DEFINE_integer(
@@ -100,6 +101,11 @@ flags.register_validator('lrs', _positive_list('lrs'))
 flags.register_validator('regs', _nonnegative_list('regs'))
 flags.register_validator('margins', _nonnegative_list('margins'))
 flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
+flags.register_multi_flags_validator(
+  ['refit', 'optimizer'],
+  lambda f: not f['refit'] or f['optimizer'] == 'lbfgs',
+  message='--refit refits the L-BFGS path (--optimizer=lbfgs); a sweep retrains its best: --retrain_best.',
+)
 
 
 def loss_hparam_axes(items, margins):
@@ -199,6 +205,7 @@ def run_path(cfg, dataset, workdir):
   """--optimizer=lbfgs: the regularization path over --regs, chosen on validation."""
   from linear_jax import paths  # pylint: disable=import-outside-toplevel
   from linear_jax import plots  # pylint: disable=import-outside-toplevel
+  from linear_jax import refit  # pylint: disable=import-outside-toplevel
 
   regs = common.parse_float_list('regs', FLAGS.regs)
   max_iter = FLAGS.epochs if FLAGS['epochs'].present else common.MAX_EPOCHS
@@ -218,6 +225,8 @@ def run_path(cfg, dataset, workdir):
     'best': rows[best],
     'versions': common.versions(),
   }
+  if FLAGS.refit:  # scikit-learn's refit: the chosen reg on train + validation (linear_jax/refit.py)
+    out['refit'] = refit.refit_path(cfg, dataset, result, max_iter=max_iter)[1]
   with open(os.path.join(workdir, 'path.json'), 'w') as f:
     json.dump(out, f, indent=1, allow_nan=False)
   _write_csv(os.path.join(workdir, 'path.csv'), rows)

@@ -277,8 +277,36 @@ def _compiled(cfg, num_models, max_iter, memory_size):
 _CACHE = {}
 
 
-def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weights=None):
-  """Fits `cfg`'s model for every regularization strength in `regs` together (see the module docstring).
+def _compiled_warm(cfg, num_models, max_iter, memory_size):
+  key = ('warm', step.structural(cfg), num_models, max_iter, memory_size)
+  if key not in _CACHE:
+
+    def solve(params, x, y, hp, regs, weights, tol):
+      def one(p, r):  # optax's L-BFGS for one reg, started where the previous reg ended
+        f = solvers.objective_fn(cfg, x, y, hp._replace(reg=r), weights)
+        p, info = solvers.minimize(f, p, tol, max_iter, memory_size)
+        return p, (ravel_pytree(p)[0], info.value, info.grad_norm, info.iterations, info.fevals)
+
+      return jax.lax.scan(one, params, regs)[1]
+
+    _CACHE[key] = jax.jit(solve)
+  return _CACHE[key]
+
+
+METHODS = ('batched', 'warm')
+
+
+def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weights=None, method='batched'):
+  """Fits `cfg`'s model for every regularization strength in `regs` as one compiled program.
+
+  Two programs (see the module docstring): `method='batched'` (the default)
+  runs the K solves in lock-step, reading `x` once per iteration for all K;
+  `method='warm'` solves the regs one after another, strongest first, each
+  L-BFGS solve starting from the previous solution (a `lax.scan` of optax's
+  L-BFGS). The warm path needs fewer evaluations, but where the regs are weak
+  and close together a warm start can already meet `‖∇f‖_∞ ≤ tol` while f is
+  still measurably above f* (a flat objective): 1e-3 relative at 20,000 × 256
+  with tol 1e-4, against 1e-4 for the batched path. Give it a tighter `tol`.
 
   Args:
     cfg: a `TrainConfig` with a smooth loss and the l2 penalty (its `reg` is
@@ -289,10 +317,14 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
     max_iter: iteration cap (default `cfg.epochs`).
     memory_size: curvature pairs kept per model.
     weights: optional `[N]` training sample weights (instead of `w_train`).
+    method: `'warm'` or `'batched'`.
 
   Returns:
-    A `PathResult`.
+    A `PathResult` (in the order of `regs`; `fevals` counts evaluations of one
+    model for `'warm'`, batched evaluations of all K for `'batched'`).
   """
+  if method not in METHODS:
+    raise ValueError(f'method must be one of {", ".join(METHODS)}, got {method!r}.')
   regs = np.asarray(regs, np.float64)
   if regs.ndim != 1 or len(regs) == 0 or not np.all(np.isfinite(regs) & (regs >= 0)):
     raise ValueError(f'regs must be a non-empty list of finite values >= 0, got {regs.tolist()}.')
@@ -305,24 +337,25 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   x, y = arrays['train']
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
-  flat, unravel = ravel_pytree(params)
+  flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
   k = len(regs)
-  theta = jnp.broadcast_to(flat, (k, flat.size))
-  run = _compiled(cfg, k, int(max_iter), int(memory_size))
+  w_dev = solvers.device_weights(dataset, 'train', x.dtype, weights)
   t0 = time.perf_counter()
-  st = run(
-    theta,
-    x,
-    y,
-    hp,
-    jnp.asarray(regs, x.dtype),
-    solvers.device_weights(dataset, 'train', x.dtype, weights),
-    jnp.asarray(tol, x.dtype),
-    params,
-  )
-  st = jax.tree.map(np.asarray, st)
+  if method == 'warm':
+    order = np.argsort(-regs, kind='stable')  # strongest first: each solution starts the next solve
+    run = _compiled_warm(cfg, k, int(max_iter), int(memory_size))
+    out = run(params, x, y, hp, jnp.asarray(regs[order], x.dtype), w_dev, jnp.asarray(tol, x.dtype))
+    theta, value, grad_norm, iterations, fevals = (np.asarray(a)[np.argsort(order)] for a in out)
+    fevals = int(fevals.sum())
+  else:
+    theta = jnp.broadcast_to(flat, (k, flat.size))
+    run = _compiled(cfg, k, int(max_iter), int(memory_size))
+    st = run(theta, x, y, hp, jnp.asarray(regs, x.dtype), w_dev, jnp.asarray(tol, x.dtype), params)
+    st = jax.tree.map(np.asarray, st)
+    theta, value, iterations, fevals = st.theta, st.value, st.iterations, int(st.fevals)
+    grad_norm = np.max(np.abs(st.grad), axis=-1)
   seconds = time.perf_counter() - t0
-  stacked = jax.vmap(unravel)(jnp.asarray(st.theta))
+  stacked = jax.vmap(unravel)(jnp.asarray(theta))
   eval_fn = jax.vmap(step.make_eval_fn(cfg), in_axes=(0, None, None, 0))
   hps = jax.tree.map(lambda a: jnp.broadcast_to(a, (k,)), hp)._replace(reg=jnp.asarray(regs, x.dtype))
   metrics = {}
@@ -334,12 +367,12 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   return PathResult(
     regs=regs,
     params=stacked,
-    objective=np.asarray(st.value, np.float64),
-    converged=np.max(np.abs(st.grad), axis=-1) <= tol,
-    iterations=st.iterations,
-    fevals=int(st.fevals),
+    objective=np.asarray(value, np.float64),
+    converged=grad_norm <= tol,
+    iterations=iterations,
+    fevals=fevals,
     metrics=metrics,
     weight_norm=np.linalg.norm(np.asarray(w, np.float64).reshape(k, -1), axis=1),
-    grad_norm=np.max(np.abs(st.grad), axis=-1),
+    grad_norm=grad_norm,
     seconds=seconds,
   )

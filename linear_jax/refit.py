@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from linear_jax import convergence
+
 
 def check_refit(dataset):
   """Raises a `ValueError` unless `dataset` has a validation split to choose the setting on."""
@@ -66,6 +68,40 @@ def refit(cfg, dataset, result):
   out = train.fit(again, merged)
   record = {
     **what,
+    'train_examples': len(merged.x_train),
+    'stop_reason': out.stop_reason,
+    'final': train.evaluate(again, merged, out.params),
+  }
+  return out, record
+
+
+def refit_path(cfg, dataset, path, tol=None, max_iter=None):
+  """Fits the reg that `path` chose on validation again, on train + validation (L-BFGS to the same `tol`).
+
+  Args:
+    cfg: the `TrainConfig` of the path (smooth loss; its `reg` is replaced).
+    dataset: the path's `data.Dataset` (with a validation split).
+    path: its `paths.PathResult`; `path.best_index()` picks the reg.
+    tol, max_iter: as given to `paths.fit_path` (defaults the same).
+
+  Returns:
+    `(FitResult, record)`: the refitted model and a JSON-ready description.
+  """
+  from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+  check_refit(dataset)
+  reg = float(path.regs[path.best_index()])
+  again = dataclasses.replace(cfg, optimizer='lbfgs', reg=reg)
+  again = dataclasses.replace(
+    again,
+    tol=convergence.tol(again) if tol is None else tol,
+    epochs=cfg.epochs if max_iter is None else max_iter,
+  )
+  merged = train_plus_val(dataset)
+  out = train.fit(again, merged)
+  record = {
+    'reg': reg,
+    'chosen_by': 'best validation metric of the path',
     'train_examples': len(merged.x_train),
     'stop_reason': out.stop_reason,
     'final': train.evaluate(again, merged, out.params),

@@ -46,8 +46,16 @@ def test_markdown_reports_every_part_with_its_ratios():
       'shape': '10×2×10 float32',
       'regs': [1.0] * 8,
       'tol': 1e-4,
-      'seconds': {'batched': 1.0, 'sequential': 2.0, 'naive_vmap': 9.0, 'sklearn': 6.0, 'sklearn_warm': 5.0},
+      'seconds': {
+        'warm': 1.0,
+        'batched': 1.5,
+        'sequential': 2.0,
+        'naive_vmap': 9.0,
+        'sklearn': 6.0,
+        'sklearn_warm': 5.0,
+      },
       'max_relative_difference': 1e-5,
+      'warm_evaluations': 100,
       'batched_evaluations': 40,
       'sequential_evaluations': [30] * 8,
       'naive_evaluations_max': 60,
@@ -66,5 +74,7 @@ def test_markdown_reports_every_part_with_its_ratios():
   text = bench_optimum.markdown(results)
   assert '**4.0×**' in text and '| 8 LogisticRegression fits | 6.00 | 6.0× |' in text
   assert '| vmap of optax L-BFGS over the 8 regs | 9.00 | 9.0× |' in text
+  assert '| lock-step batched L-BFGS (paths.py), one program | 1.50 | 1.5× |' in text
+  assert 'Evaluations: warm-started 100 in all, batched 40' in text
   assert '| digits | 96.0% | 96.5% | +0.5 | 300 (converged) |' in text
   assert '2.0e-07' in text

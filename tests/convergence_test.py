@@ -75,6 +75,24 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
     refit.refit(cfg, no_val, first)
 
 
+def test_refit_path_solves_the_chosen_reg_on_train_plus_val():
+  from linear_jax import paths  # pylint: disable=import-outside-toplevel
+  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+
+  ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.2, 0.2, dtype=np.float64, seed=0)
+  cfg = train.TrainConfig(loss='logistic', dtype='float64', epochs=500)
+  path = paths.fit_path(cfg, ds, [1e-1, 1e-2, 1e-3], tol=1e-8)
+  again, record = refit.refit_path(cfg, ds, path, tol=1e-8)
+  reg = float(path.regs[path.best_index()])
+  assert record['reg'] == reg and record['train_examples'] == len(ds.x_train) + len(ds.x_val)
+  assert again.stop_reason == 'converged'
+  merged = refit.train_plus_val(ds)
+  f_star = solvers.optimum(dataclasses.replace(cfg, reg=reg), merged)[0]
+  assert again.solver['objective'] == pytest.approx(f_star, rel=1e-9)  # that reg's optimum on train + val
+  with pytest.raises(ValueError, match='--refit needs a validation split'):
+    refit.refit_path(cfg, dataclasses.replace(ds, x_val=ds.x_val[:0], y_val=ds.y_val[:0]), path)
+
+
 @pytest.mark.parametrize('batch_size', [0, 16])
 def test_integer_weights_equal_repeated_rows(batch_size):
   # Weight 2 on a row is the row twice: full batch, the runs agree step for step; with

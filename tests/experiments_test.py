@@ -431,6 +431,7 @@ def test_report_runs_end_to_end_and_every_picture_is_a_png(tmp_path):
     'Learning is search',
     'Hard cases',
     'Gradient descent made visible',
+    'How far from the optimum',
     'Histogram',
   ):
     assert heading in page

@@ -9,15 +9,16 @@ from linear_jax import solvers
 from linear_jax import train
 
 
+@pytest.mark.parametrize('method', paths.METHODS)
 @pytest.mark.parametrize(
   'loss,name', [('softmax', 'digits'), ('logistic', 'breast_cancer'), ('l2', 'diabetes')]
 )
-def test_every_model_of_the_path_reaches_its_own_optimum(loss, name):
+def test_every_model_of_the_path_reaches_its_own_optimum(loss, name, method):
   ds = data.prepare(data.load(name), name, 0.2, 0.2, dtype=np.float64, seed=0)
   regs = [0.0, 1e-4, 1e-3, 1e-2, 1e-1] if loss != 'l2' else [1e-4, 1e-2, 1.0]
   cfg = train.TrainConfig(loss=loss, dtype='float64', epochs=3000)
   tol = 1e-6 if loss == 'l2' else 1e-8  # diabetes' objective is about 3000: 1e-8 is below its float64 floor
-  path = paths.fit_path(cfg, ds, regs, tol=tol)
+  path = paths.fit_path(cfg, ds, regs, tol=tol, method=method)
   for k, reg in enumerate(regs):
     if loss == 'l2':
       W, b = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg)
@@ -32,10 +33,12 @@ def test_every_model_of_the_path_reaches_its_own_optimum(loss, name):
   assert path.metrics[key][best] == (path.metrics[key].min() if loss == 'l2' else path.metrics[key].max())
 
 
-def test_sample_weights_enter_the_path():
+@pytest.mark.parametrize('method', paths.METHODS)
+def test_sample_weights_enter_the_path(method):
   ds = data.prepare(data.load('diabetes'), 'diabetes', 0.0, 0.2, dtype=np.float64, seed=0)
   w = np.random.default_rng(0).uniform(0.1, 2.0, len(ds.x_train))
-  path = paths.fit_path(train.TrainConfig(loss='l2', dtype='float64'), ds, [1e-3, 1e-1], tol=1e-9, weights=w)
+  cfg = train.TrainConfig(loss='l2', dtype='float64')
+  path = paths.fit_path(cfg, ds, [1e-3, 1e-1], tol=1e-9, weights=w, method=method)
   for k, reg in enumerate((1e-3, 1e-1)):
     W, _ = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg, w)
     np.testing.assert_allclose(np.asarray(path.params.W[k]), W, rtol=1e-5, atol=1e-5)
@@ -47,3 +50,5 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
     paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3, -1.0])
   with pytest.raises(ValueError, match='not differentiable at its kinks'):
     paths.fit_path(train.TrainConfig(loss='hinge'), ds, [1e-3])
+  with pytest.raises(ValueError, match='method must be one of batched, warm'):
+    paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')

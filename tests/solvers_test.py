@@ -34,6 +34,8 @@ CASES = [
   ('digits', 'softmax', None),
   ('breast_cancer', 'logistic', None),
   ('digits', 'softmax', 'random'),
+  ('breast_cancer', 'logistic', 'random'),
+  ('digits', 'softmax', 'balanced'),
   ('breast_cancer', 'logistic', 'balanced'),
 ]
 
