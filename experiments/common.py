@@ -1,11 +1,12 @@
 """Flag definitions shared by several experiments, and their validators."""
 
+import dataclasses
 import importlib.util
 import os
 
 from absl import flags
-import numpy as np
 
+from linear_jax import experiment
 from linear_jax import losses
 
 PENALTY_NAMES = tuple(losses.PENALTIES)
@@ -119,14 +120,12 @@ def define_data_flags():
     'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).',
   )
   flags.DEFINE_string('test_labels_path', None, 'npy: the labels of --test_path.')
-  flags.DEFINE_enum(
-    'delimiter', 'auto', ('auto', ',', ';', 'tab'), 'csv: the field delimiter (auto: detected).'
-  )
+  flags.DEFINE_enum('delimiter', 'auto', experiment.DELIMITERS, 'csv: the field delimiter (auto: detected).')
   flags.DEFINE_string('weight_column', None, 'csv: a column of sample weights, by header name or index.')
   flags.DEFINE_enum(
     'class_weight',
     'none',
-    ('none', 'balanced'),
+    experiment.CLASS_WEIGHTS,
     "balanced: weigh each class n / (C * count), as scikit-learn's.",
   )
   flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
@@ -142,6 +141,10 @@ def define_data_flags():
   flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram.', lower_bound=1)
   for name in ('val_fraction', 'test_fraction'):
     flags.register_validator(name, lambda v: 0 <= v < 1, message=f'--{name} must be in [0, 1).')
+
+
+# The data flags that are `experiment.DataConfig`'s fields, by the same names.
+DATA_FIELDS = tuple(field.name for field in dataclasses.fields(experiment.DataConfig))
 
 
 # The target kind of each dataset whose kind is known before loading it.
@@ -328,46 +331,23 @@ def train_config(f):
   )
 
 
+def data_config(f):
+  """The `experiment.DataConfig` the parsed data flags describe."""
+  return experiment.DataConfig(**{name: f[name].value for name in DATA_FIELDS})
+
+
 def load_dataset(f):
   """Loads and prepares the dataset the flags name; errors name the file."""
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-
-  raw = data.load(
-    f.dataset,
-    data_dir=f.data_dir,
-    data_path=f.data_path,
-    target_column=f.target_column,
-    labels_path=f.labels_path,
-    num_examples=f.num_examples,
-    num_features=f.num_features,
-    num_classes=f.num_classes,
+  return experiment.load_dataset(
+    data_config(f),
     seed=f.seed,
-    check_values=False,  # prepare's one read of the file checks every value
-    test_path=f.test_path,
-    test_labels_path=f.test_labels_path,
-    delimiter={'auto': None, 'tab': '\t'}.get(f.delimiter, f.delimiter),
-    weight_column=f.weight_column,
-  )
-  if getattr(f, 'features', 'pixels') == 'histogram':
-    raw = data.histogram_features(raw, f.bins)
-  if getattr(f, 'stream', False) and isinstance(raw.x, np.memmap):  # --stream: the file is never copied
-    from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
-    return stream.prepare(raw, f.dataset, f.val_fraction, f.test_fraction, f.preprocess)
-  return data.prepare(
-    raw,
-    f.dataset,
-    f.val_fraction,
-    f.test_fraction,
-    f.preprocess,
-    seed=f.seed,
-    dtype=np.dtype(f.dtype) if hasattr(f, 'dtype') else np.float32,
-    progress=_progress_line,
-    class_weight=None if f.class_weight == 'none' else f.class_weight,
+    dtype=getattr(f, 'dtype', 'float32'),  # experiments without the training flags train in float32
+    stream=f.stream,
+    progress=progress_line,
   )
 
 
-def _progress_line(message):
+def progress_line(message):
   """Memory and progress of a large load, on stderr (stdout stays the run's results)."""
   import sys  # pylint: disable=import-outside-toplevel
 
@@ -390,19 +370,7 @@ def prepare_workdir(path):
 
 
 def versions():
-  import platform  # pylint: disable=import-outside-toplevel
-
-  import jax  # pylint: disable=import-outside-toplevel
-  import optax  # pylint: disable=import-outside-toplevel
-
-  return {
-    'python': platform.python_version(),
-    'jax': jax.__version__,
-    'optax': optax.__version__,
-    'numpy': np.__version__,
-    'device': str(jax.devices()[0].device_kind),
-    'backend': jax.default_backend(),
-  }
+  return experiment.versions()
 
 
 def _default_cache_dir():
