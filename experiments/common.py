@@ -208,7 +208,7 @@ def define_training_flags(max_epochs=False):
   flags.DEFINE_integer(
     'block_rows', 0, 'Streaming: rows per block read from the file (0: about 32 MiB).', lower_bound=0
   )
-  flags.DEFINE_enum('parallel', 'none', ('none', 'shard_map', 'pmap'), 'Data parallelism over devices.')
+  flags.DEFINE_enum('parallel', 'none', train.PARALLEL, 'Data parallelism over devices.')
   flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel (0: all).', lower_bound=0)
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
   flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
