@@ -103,6 +103,78 @@ def parse_float_list(name, text):
   return values
 
 
+class NumberListParser(flags.ArgumentParser):
+  """Comma-separated numbers within bounds, `'1e-3,1e-2'` -> `[0.001, 0.01]`; what `flags.DEFINE_list` reads.
+
+  A bad list is a one-line flag error that names the flag.
+  """
+
+  syntactic_help = 'a comma-separated list of numbers'
+
+  def __init__(self, name, kind=float, at_least=None, above=None, below=None, bounds_text=None):
+    self.name, self.kind = name, kind
+    self.at_least, self.above, self.below = at_least, above, below
+    self.bounds_text = bounds_text
+
+  def flag_type(self):
+    return f'list of {self.kind.__name__}'
+
+  def bounds(self):
+    """The bounds in words (`'> 0'`, `'in [0, 1)'`), or `''` if none."""
+    if self.bounds_text:
+      return self.bounds_text
+    low = high = ''
+    if self.at_least is not None:
+      low = f'[{self.at_least:g}'
+    elif self.above is not None:
+      low = f'({self.above:g}'
+    if self.below is not None:
+      high = f'{self.below:g})'
+    if low and high:
+      return f'in {low}, {high}'
+    if low:
+      return ('>= ' if low[0] == '[' else '> ') + low[1:]
+    return f'< {high[:-1]}' if high else ''
+
+  def parse(self, argument):
+    if isinstance(argument, list):
+      return argument
+    text = str(argument)
+    try:
+      values = [self.kind(t.strip()) for t in text.split(',') if t.strip()]
+    except ValueError as e:
+      if self.kind is int:
+        raise ValueError(
+          f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.'
+        ) from e
+      raise ValueError(f'--{self.name}: {text!r} is not a comma-separated list of numbers.') from e
+    if not values:
+      raise ValueError(f'--{self.name} is empty.')
+    ok = lambda v: (
+      (self.at_least is None or v >= self.at_least)
+      and (self.above is None or v > self.above)
+      and (self.below is None or v < self.below)
+    )
+    if not all(ok(v) for v in values) and self.kind is int:
+      raise ValueError(f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.')
+    if not all(ok(v) for v in values):
+      raise ValueError(f'--{self.name} must hold only values {self.bounds()}, got {text!r}.')
+    return values
+
+
+def define_number_list(
+  name, default, help_text, kind=float, at_least=None, above=None, below=None, bounds_text=None
+):
+  """A flag of comma-separated numbers within bounds (the syntax of `flags.DEFINE_list`): a list of `kind`."""
+  flags.DEFINE(
+    NumberListParser(name, kind, at_least=at_least, above=above, below=below, bounds_text=bounds_text),
+    name,
+    default,
+    help_text,
+    serializer=flags.CsvListSerializer(','),
+  )
+
+
 def define_data_flags():
   """Which dataset, where its files are, how it is split and preprocessed."""
   from linear_jax import data  # pylint: disable=import-outside-toplevel

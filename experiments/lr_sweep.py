@@ -39,24 +39,40 @@ common.define_objective_flags()
 common.define_data_flags()
 common.define_training_flags()
 common.define_convergence_flags(tol_only=True)
-flags.DEFINE_string('lrs', None, 'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).')
+common.define_number_list(
+  'lrs', None, 'Comma-separated learning rates, > 0 (instead of --lr_min/--lr_max/--num_lrs).', above=0
+)
 flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
-flags.DEFINE_string('regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.')
-flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too (losses with a margin).')
+common.define_number_list(
+  'regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.', at_least=0
+)
+common.define_number_list(
+  'margins', None, 'Optional comma-separated margins to sweep too (losses with a margin), >= 0.', at_least=0
+)
 flags.DEFINE_multi_string(
   'sweep_loss_hparam',
   [],
   'NAME=V1,V2,...: sweep a hyperparameter of the loss too, in the same compiled program (repeatable; '
   '--margins=... is short for --sweep_loss_hparam=margin=...).',
 )
-flags.DEFINE_string('momenta', None, 'Optional comma-separated momenta to sweep too (momentum optimizers).')
-flags.DEFINE_string(
+common.define_number_list(
+  'momenta',
+  None,
+  'Optional comma-separated momenta to sweep too (momentum optimizers), in [0, 1).',
+  at_least=0,
+  below=1,
+)
+common.define_number_list(
   'seeds',
   None,
   'Optional comma-separated seeds (initialization and batch order): every setting is trained once per '
   'seed and judged by its mean over them (the split stays that of --seed).',
+  kind=int,
+  at_least=0,
+  below=2**32,
+  bounds_text='in [0, 2**32)',
 )
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
@@ -73,32 +89,6 @@ flags.DEFINE_bool('quiet', False, 'No progress display.')
 FLAGS = flags.FLAGS
 
 
-def _positive_list(name):
-  def check(text):
-    if text is None:
-      return True
-    values = common.parse_float_list(name, text)
-    if any(not v > 0 for v in values):
-      raise flags.ValidationError(f'--{name} must hold only values > 0, got {text!r}.')
-    return True
-
-  return check
-
-
-def _nonnegative_list(name):
-  def check(text):
-    if text is None:
-      return True
-    if any(not v >= 0 for v in common.parse_float_list(name, text)):
-      raise flags.ValidationError(f'--{name} must hold only values >= 0, got {text!r}.')
-    return True
-
-  return check
-
-
-flags.register_validator('lrs', _positive_list('lrs'))
-flags.register_validator('regs', _nonnegative_list('regs'))
-flags.register_validator('margins', _nonnegative_list('margins'))
 flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
 
 
@@ -117,7 +107,7 @@ def loss_hparam_axes(items, margins):
       raise flags.ValidationError(
         '--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.'
       )
-    axes['margin'] = common.parse_float_list('margins', margins)
+    axes['margin'] = list(margins)
   return axes
 
 
@@ -151,27 +141,13 @@ flags.register_multi_flags_validator(
 )
 
 
-def _momenta_ok(text):
-  if text is None:
-    return True
-  if any(not 0 <= v < 1 for v in common.parse_float_list('momenta', text)):
-    raise flags.ValidationError(f'--momenta must hold only values in [0, 1), got {text!r}.')
+def _seeds_differ(seeds):
+  if seeds is not None and len(set(seeds)) != len(seeds):
+    raise flags.ValidationError(f'--seeds repeats a seed: {",".join(map(str, seeds))!r}.')
   return True
 
 
-flags.register_validator('momenta', _momenta_ok)
-
-
-def parse_seeds(text):
-  values = [t.strip() for t in text.split(',') if t.strip()]
-  if not values or not all(v.isdigit() and int(v) < 2**32 for v in values):
-    raise flags.ValidationError(f'--seeds must be comma-separated integers in [0, 2**32), got {text!r}.')
-  if len(set(map(int, values))) != len(values):
-    raise flags.ValidationError(f'--seeds repeats a seed: {text!r}.')
-  return [int(v) for v in values]
-
-
-flags.register_validator('seeds', lambda text: text is None or bool(parse_seeds(text)))
+flags.register_validator('seeds', _seeds_differ)
 
 
 # What a sweep is judged and pictured by: the first of these that it has.
@@ -180,7 +156,7 @@ METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
 
 def learning_rates():
   if FLAGS.lrs is not None:
-    return common.parse_float_list('lrs', FLAGS.lrs)
+    return FLAGS.lrs
   return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
 
 
@@ -200,7 +176,7 @@ def run_path(cfg, dataset, workdir):
   from linear_jax import paths  # pylint: disable=import-outside-toplevel
   from linear_jax import plots  # pylint: disable=import-outside-toplevel
 
-  regs = common.parse_float_list('regs', FLAGS.regs)
+  regs = FLAGS.regs
   max_iter = FLAGS.epochs if FLAGS['epochs'].present else common.MAX_EPOCHS
   result = paths.fit_path(cfg, dataset, regs, max_iter=max_iter)
   rows = result.rows()
@@ -238,10 +214,10 @@ def run(workdir):
   if cfg.optimizer == 'lbfgs':
     return run_path(cfg, dataset, workdir)
   lrs = learning_rates()
-  regs = common.parse_float_list('regs', FLAGS.regs)
+  regs = FLAGS.regs
   loss_axes = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
-  momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
-  seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else None
+  momenta = FLAGS.momenta
+  seeds = FLAGS.seeds
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
   ckpt = checkpoint_path(workdir)
   if not FLAGS.resume and ckpt and os.path.exists(ckpt):
