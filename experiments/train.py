@@ -18,6 +18,9 @@ curves.png, templates.png (image data), regions.png (2-D data) and
 checkpoint.npz (--resume continues from it, bit-for-bit). Training stops when
 it has converged (--tol, --tol_on, --n_iter_no_change) or after --max_epochs;
 summary.json's stop_reason and the last printed line say which.
+
+The run itself is `linear_jax.experiment.train_and_evaluate`; this file turns
+the flags into its `TrainConfig`, `DataConfig` and `RunOptions`.
 """
 
 import os
