@@ -12,6 +12,27 @@ from linear_jax import losses
 PENALTY_NAMES = tuple(losses.PENALTIES)
 
 
+def validate_as_field(name, field=None, record=None):
+  """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
+
+  `record` is `train.TrainConfig` unless given (`experiment.DataConfig`); the
+  record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
+  flag error `--momentum must be in [0, 1), got 1.5.`
+  """
+  field = field or name
+
+  def check(value):
+    from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+    try:
+      (record or train.TrainConfig)(**{field: value}).validate()
+    except ValueError as e:
+      raise flags.ValidationError(f'--{name}{str(e).removeprefix(field)}') from e
+    return True
+
+  flags.register_validator(name, check)
+
+
 def define_objective_flags(allow_all=False):
   """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked."""
   flags.DEFINE_string(
@@ -32,7 +53,8 @@ def define_objective_flags(allow_all=False):
     PENALTY_NAMES + (('all',) if allow_all else ()),
     'Penalty on W (never on the bias).',
   )
-  flags.DEFINE_float('reg', 0.1 if allow_all else 1e-4, 'Regularization strength, >= 0.', lower_bound=0.0)
+  flags.DEFINE_float('reg', 0.1 if allow_all else 1e-4, 'Regularization strength, >= 0.')
+  validate_as_field('reg')
   flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
 
   def loss_and_hparams_ok(f):
@@ -201,18 +223,18 @@ def define_data_flags():
     "balanced: weigh each class n / (C * count), as scikit-learn's.",
   )
   flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
-  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N.', lower_bound=1)
-  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D.', lower_bound=1)
-  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C.', lower_bound=2)
+  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N, >= 1.')
+  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D, >= 1.')
+  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C, >= 2.')
   flags.DEFINE_float('val_fraction', 0.1, 'Fraction of the data held out for validation.')
   flags.DEFINE_float('test_fraction', 0.2, 'Fraction held out for test (unless the format has a test split).')
   flags.DEFINE_enum('preprocess', 'standardize', data.PREPROCESSING, 'Fitted on the training split only.')
   flags.DEFINE_enum(
     'features', 'pixels', data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
   )
-  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram.', lower_bound=1)
-  for name in ('val_fraction', 'test_fraction'):
-    flags.register_validator(name, lambda v: 0 <= v < 1, message=f'--{name} must be in [0, 1).')
+  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram, >= 1.')
+  for name in ('num_examples', 'num_features', 'num_classes', 'val_fraction', 'test_fraction', 'bins'):
+    validate_as_field(name, record=experiment.DataConfig)
 
 
 # The data flags that are `experiment.DataConfig`'s fields, by the same names.
@@ -265,23 +287,20 @@ def define_training_flags(max_epochs=False):
     flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
   flags.DEFINE_enum('grad', 'analytic', grad_sources.GRAD_SOURCES, 'Gradient source.')
   flags.DEFINE_bool('bias_trick', False, 'Fold b into W and append the constant-1 feature.')
-  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights.', lower_bound=0.0)
-  flags.DEFINE_integer(
-    'patience', 0, 'Early stopping: epochs without validation gain (0: off).', lower_bound=0
-  )
+  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights, >= 0.')
+  flags.DEFINE_integer('patience', 0, 'Early stopping: epochs without validation gain, >= 0 (0: off).')
   flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
   flags.DEFINE_integer(
     'eval_every',
     1,
     'Epochs between evaluations of the training and validation splits (the last epoch is always '
-    'evaluated); every epoch also records the loss its training pass measured.',
-    lower_bound=1,
+    'evaluated), > 0; every epoch also records the loss its training pass measured.',
   )
   flags.DEFINE_integer(
-    'block_rows', 0, 'Streaming: rows per block read from the file (0: about 32 MiB).', lower_bound=0
+    'block_rows', 0, 'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB).'
   )
   flags.DEFINE_enum('parallel', 'none', train.PARALLEL, 'Data parallelism over devices.')
-  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel (0: all).', lower_bound=0)
+  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel, >= 0 (0: all).')
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
   flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
   flags.DEFINE_integer(
@@ -300,12 +319,13 @@ def define_training_flags(max_epochs=False):
     lambda f: f['process_id'] is None or f['process_id'] < f['num_processes'],
     message='--process_id must be < --num_processes.',
   )
-  flags.register_validator('learning_rate', lambda v: v > 0, message='--learning_rate must be > 0.')
+  # 0 is full batch in TrainConfig; the flag for it is --full_batch.
   flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
-  flags.register_validator(epochs, lambda v: v > 0, message=f'--{epochs} must be > 0.')
-  flags.register_validator('momentum', lambda v: 0 <= v < 1, message='--momentum must be in [0, 1).')
-  flags.register_validator('decay_rate', lambda v: 0 < v <= 1, message='--decay_rate must be in (0, 1].')
-  flags.register_validator('decay_epochs', lambda v: v > 0, message='--decay_epochs must be > 0.')
+  validate_as_field(epochs, 'epochs')
+  for name in ('learning_rate', 'momentum', 'decay_rate', 'decay_epochs', 'init_scale', 'patience'):
+    validate_as_field(name)
+  for name in ('eval_every', 'block_rows', 'num_devices'):
+    validate_as_field(name)
 
   def loss_fits_dataset(f):
     known = KNOWN_KINDS.get(f['dataset'])
@@ -358,12 +378,13 @@ def define_convergence_flags(tol_only=False):
     'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
     'default 1e-4), as in scikit-learn.',
   )
-  flags.register_validator('tol', lambda v: v is None or v > 0, message='--tol must be > 0.')
+  validate_as_field('tol')
   if tol_only:
     return
   flags.DEFINE_integer(
-    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol.', lower_bound=1
+    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.'
   )
+  validate_as_field('n_iter_no_change')
   flags.DEFINE_enum(
     'tol_on', 'objective', convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.'
   )
