@@ -17,7 +17,6 @@ best chosen on validation, path.json and path.png (validation metric and ‖W‖
 against reg) in --workdir.
 """
 
-import csv
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 
 from linear_jax import preemption
 from linear_jax import sweep as sweep_lib
+from linear_jax import sweep_run
 from linear_jax import sweep_state
 
 from . import common
@@ -150,8 +150,7 @@ def _seeds_differ(seeds):
 flags.register_validator('seeds', _seeds_differ)
 
 
-# What a sweep is judged and pictured by: the first of these that it has.
-METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
+METRICS = sweep_run.METRICS  # what a sweep is judged and pictured by: the first of these that it has
 
 
 def learning_rates():
@@ -205,79 +204,27 @@ def run_path(cfg, dataset, workdir):
 
 
 def run(workdir):
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
   if cfg.optimizer == 'lbfgs':
     return run_path(cfg, dataset, workdir)
-  lrs = learning_rates()
-  regs = FLAGS.regs
-  loss_axes = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
-  momenta = FLAGS.momenta
-  seeds = FLAGS.seeds
-  settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
-  ckpt = checkpoint_path(workdir)
-  if not FLAGS.resume and ckpt and os.path.exists(ckpt):
-    os.remove(ckpt)
-  result = sweep.run_sweep(
+  return sweep_run.sweep_and_write(
     cfg,
     dataset,
-    settings,
+    workdir,
+    learning_rates(),
+    FLAGS.regs,
+    loss_hparams=loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins),
+    momenta=FLAGS.momenta,
+    seeds=FLAGS.seeds,
+    retrain_best=FLAGS.retrain_best,
+    checkpoint_path=checkpoint_path(workdir),
+    resume=FLAGS.resume,
     chunk_size=FLAGS.chunk_size or None,
     on_epoch=None if FLAGS.quiet else _progress,
-    checkpoint_path=ckpt,
     checkpoint_every=FLAGS.checkpoint_every,
-    resume=FLAGS.resume,
   )
-  rows = result.rows()
-  groups = result.seed_groups()
-  out = {
-    'dataset': dataset.name,
-    'loss': cfg.loss,
-    'loss_hparams': cfg.resolved_loss_hparams(),
-    'num_models': len(rows),
-    'epochs': cfg.epochs,
-    'seconds': result.seconds,
-    'models': rows,
-  }
-  if seeds is None:
-    best = result.best_index()
-    out['best'] = None if best is None else rows[best]
-  else:  # settings judged by their mean over the seeds
-    out['seeds'] = seeds
-    out['settings'] = result.setting_rows()
-    best_group = result.best_setting()
-    out['best'] = None if best_group is None else out['settings'][best_group]
-    best = None if best_group is None else groups[best_group][0]
-  out['versions'] = common.versions()
-  if best is not None and FLAGS.retrain_best:
-    alone = sweep.config_for(cfg, settings[best])
-    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
-  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
-  _write_csv(os.path.join(workdir, 'sweep.csv'), rows)
-  if seeds is not None:
-    _write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
-
-  # Pictures over the lr × reg grid (the first value of each loss
-  # hyperparameter and momentum if those vary too), each setting its mean over the seeds.
-  firsts = {**{n: v[0] for n, v in loss_axes.items()}, **({'momentum': momenta[0]} if momenta else {})}
-  first = [g for g in groups if all(settings[g[0]][n] == v for n, v in firsts.items())]
-  shape = (len(lrs), len(regs))
-  metric = next(m for m in METRICS if m in result.best)
-  mean = lambda v: np.array([np.mean(v[g]) for g in first])
-  label = metric.replace('_', ' ') + (f', mean of {len(seeds)} seeds' if seeds else '')
-  values = mean(result.best[metric]).reshape(shape).T
-  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), label)
-  final_loss = mean(result.final['train_loss']).reshape(shape).T
-  plots.loss_vs_lr(lrs, regs, final_loss, os.path.join(workdir, 'loss_vs_lr.png'))
-  curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
-  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
-  plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
-  return out
 
 
 def checkpoint_path(workdir):
@@ -287,11 +234,7 @@ def checkpoint_path(workdir):
   return os.path.join(workdir, sweep_state.FILE) if jax.process_count() == 1 else None
 
 
-def _write_csv(path, rows):
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+_write_csv = sweep_run.write_csv
 
 
 def main(argv):
