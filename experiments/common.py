@@ -391,36 +391,20 @@ def define_convergence_flags(tol_only=False):
 
 
 def train_config(f):
-  """The `TrainConfig` the parsed flags describe."""
+  """The `TrainConfig` the parsed flags describe: each field from the flag of its name, where there is one.
+
+  Two fields are said otherwise on the command line: `loss_hparams` (`--loss_hparams=NAME=VALUE,...`
+  and `--margin`) and `batch_size` (0, a full batch, is `--full_batch`). A field without a flag in this
+  experiment (`--tol_on` in the sweeps, `explode_factor` everywhere) keeps its default.
+  """
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
+  said_otherwise = ('loss_hparams', 'batch_size')
+  fields = [field.name for field in dataclasses.fields(train.TrainConfig) if field.name not in said_otherwise]
   return train.TrainConfig(
-    loss=f.loss,
+    **{name: f[name].value for name in fields if name in f},
     loss_hparams=loss_hparams_for(f, f.loss),
-    penalty=f.penalty,
-    reg=f.reg,
-    optimizer=f.optimizer,
-    learning_rate=f.learning_rate,
-    momentum=f.momentum,
-    schedule=f.schedule,
-    decay_rate=f.decay_rate,
-    decay_epochs=f.decay_epochs,
     batch_size=0 if f.full_batch else f.batch_size,
-    epochs=f.epochs,
-    tol=getattr(f, 'tol', None),
-    n_iter_no_change=getattr(f, 'n_iter_no_change', 5),
-    tol_on=getattr(f, 'tol_on', 'none'),
-    grad=f.grad,
-    bias_trick=f.bias_trick,
-    init_scale=f.init_scale,
-    patience=f.patience,
-    seed=f.seed,
-    dtype=f.dtype,
-    parallel=f.parallel,
-    num_devices=f.num_devices,
-    eval_every=f.eval_every,
-    stream=getattr(f, 'stream', False),  # --stream comes with the data flags
-    block_rows=f.block_rows,
   )
 
 
