@@ -18,6 +18,13 @@ from typing import Any
 import numpy as np
 
 from linear_jax import checkpoint
+from linear_jax import data
+from linear_jax import model
+from linear_jax import plots
+from linear_jax import refit
+from linear_jax import solvers
+from linear_jax import stream as stream_lib
+from linear_jax import train
 from linear_jax import validation
 
 DELIMITERS = ('auto', ',', ';', 'tab')  # 'auto': detected
@@ -52,7 +59,6 @@ class DataConfig:
 
   def validate(self):
     """Raises a `ValueError` naming the first bad field."""
-    from linear_jax import data  # pylint: disable=import-outside-toplevel
 
     validation.check_name('dataset', self.dataset, data.DATASETS)
     validation.check_name('delimiter', self.delimiter, DELIMITERS)
@@ -94,7 +100,6 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
   Returns:
     A prepared `data.Dataset`.
   """
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
 
   d = data_config
   raw = data.load(
@@ -116,8 +121,6 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
   if d.features == 'histogram':
     raw = data.histogram_features(raw, d.bins)
   if stream and isinstance(raw.x, np.memmap):  # streaming: the file is never copied
-    from linear_jax import stream as stream_lib  # pylint: disable=import-outside-toplevel
-
     return stream_lib.prepare(raw, d.dataset, d.val_fraction, d.test_fraction, d.preprocess)
   return data.prepare(
     raw,
@@ -217,7 +220,6 @@ def train_and_evaluate(
     "solver" and "interrupted" in every process. Raises `ValueError` on bad input before any work,
     and `train.Diverged` (after writing a summary.json that says so) when training diverges.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   try:
     return _train_and_evaluate(
@@ -230,11 +232,6 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
-  from linear_jax import model  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import refit  # pylint: disable=import-outside-toplevel
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   start = time.perf_counter()
   data_config.validate()

@@ -11,6 +11,11 @@ import os
 
 import numpy as np
 
+from linear_jax import experiment
+from linear_jax import plots
+from linear_jax import sweep
+from linear_jax import train
+
 # What a sweep is judged and pictured by: the first of these that it has.
 METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
 
@@ -56,10 +61,6 @@ def sweep_and_write(
   Returns:
     The dict written to sweep.json; its "best" is `None` when every model diverged.
   """
-  from linear_jax import experiment  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   loss_axes = dict(loss_hparams or {})
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
