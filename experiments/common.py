@@ -1,14 +1,36 @@
 """Flag definitions shared by several experiments, and their validators."""
 
+import dataclasses
 import importlib.util
 import os
 
 from absl import flags
-import numpy as np
 
+from linear_jax import experiment
 from linear_jax import losses
 
 PENALTY_NAMES = tuple(losses.PENALTIES)
+
+
+def validate_as_field(name, field=None, record=None):
+  """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
+
+  `record` is `train.TrainConfig` unless given (`experiment.DataConfig`); the
+  record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
+  flag error `--momentum must be in [0, 1), got 1.5.`
+  """
+  field = field or name
+
+  def check(value):
+    from linear_jax import train  # pylint: disable=import-outside-toplevel
+
+    try:
+      (record or train.TrainConfig)(**{field: value}).validate()
+    except ValueError as e:
+      raise flags.ValidationError(f'--{name}{str(e).removeprefix(field)}') from e
+    return True
+
+  flags.register_validator(name, check)
 
 
 def define_objective_flags(allow_all=False):
@@ -31,9 +53,8 @@ def define_objective_flags(allow_all=False):
     PENALTY_NAMES + (('all',) if allow_all else ()),
     'Penalty on W (never on the bias).',
   )
-  flags.DEFINE_float(
-    'reg', 0.1 if allow_all else DEFAULT_REG, 'Regularization strength, >= 0.', lower_bound=0.0
-  )
+  flags.DEFINE_float('reg', 0.1 if allow_all else DEFAULT_REG, 'Regularization strength, >= 0.')
+  validate_as_field('reg')
   flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
 
   def loss_and_hparams_ok(f):
@@ -104,6 +125,78 @@ def parse_float_list(name, text):
   return values
 
 
+class NumberListParser(flags.ArgumentParser):
+  """Comma-separated numbers within bounds, `'1e-3,1e-2'` -> `[0.001, 0.01]`; what `flags.DEFINE_list` reads.
+
+  A bad list is a one-line flag error that names the flag.
+  """
+
+  syntactic_help = 'a comma-separated list of numbers'
+
+  def __init__(self, name, kind=float, at_least=None, above=None, below=None, bounds_text=None):
+    self.name, self.kind = name, kind
+    self.at_least, self.above, self.below = at_least, above, below
+    self.bounds_text = bounds_text
+
+  def flag_type(self):
+    return f'list of {self.kind.__name__}'
+
+  def bounds(self):
+    """The bounds in words (`'> 0'`, `'in [0, 1)'`), or `''` if none."""
+    if self.bounds_text:
+      return self.bounds_text
+    low = high = ''
+    if self.at_least is not None:
+      low = f'[{self.at_least:g}'
+    elif self.above is not None:
+      low = f'({self.above:g}'
+    if self.below is not None:
+      high = f'{self.below:g})'
+    if low and high:
+      return f'in {low}, {high}'
+    if low:
+      return ('>= ' if low[0] == '[' else '> ') + low[1:]
+    return f'< {high[:-1]}' if high else ''
+
+  def parse(self, argument):
+    if isinstance(argument, list):
+      return argument
+    text = str(argument)
+    try:
+      values = [self.kind(t.strip()) for t in text.split(',') if t.strip()]
+    except ValueError as e:
+      if self.kind is int:
+        raise ValueError(
+          f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.'
+        ) from e
+      raise ValueError(f'--{self.name}: {text!r} is not a comma-separated list of numbers.') from e
+    if not values:
+      raise ValueError(f'--{self.name} is empty.')
+    ok = lambda v: (
+      (self.at_least is None or v >= self.at_least)
+      and (self.above is None or v > self.above)
+      and (self.below is None or v < self.below)
+    )
+    if not all(ok(v) for v in values) and self.kind is int:
+      raise ValueError(f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.')
+    if not all(ok(v) for v in values):
+      raise ValueError(f'--{self.name} must hold only values {self.bounds()}, got {text!r}.')
+    return values
+
+
+def define_number_list(
+  name, default, help_text, kind=float, at_least=None, above=None, below=None, bounds_text=None
+):
+  """A flag of comma-separated numbers within bounds (the syntax of `flags.DEFINE_list`): a list of `kind`."""
+  flags.DEFINE(
+    NumberListParser(name, kind, at_least=at_least, above=above, below=below, bounds_text=bounds_text),
+    name,
+    default,
+    help_text,
+    serializer=flags.CsvListSerializer(','),
+  )
+
+
 def define_data_flags():
   """Which dataset, where its files are, how it is split and preprocessed."""
   from linear_jax import data  # pylint: disable=import-outside-toplevel
@@ -121,29 +214,31 @@ def define_data_flags():
     'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).',
   )
   flags.DEFINE_string('test_labels_path', None, 'npy: the labels of --test_path.')
-  flags.DEFINE_enum(
-    'delimiter', 'auto', ('auto', ',', ';', 'tab'), 'csv: the field delimiter (auto: detected).'
-  )
+  flags.DEFINE_enum('delimiter', 'auto', experiment.DELIMITERS, 'csv: the field delimiter (auto: detected).')
   flags.DEFINE_string('weight_column', None, 'csv: a column of sample weights, by header name or index.')
   flags.DEFINE_enum(
     'class_weight',
     'none',
-    ('none', 'balanced'),
+    experiment.CLASS_WEIGHTS,
     "balanced: weigh each class n / (C * count), as scikit-learn's.",
   )
   flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
-  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N.', lower_bound=1)
-  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D.', lower_bound=1)
-  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C.', lower_bound=2)
+  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N, >= 1.')
+  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D, >= 1.')
+  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C, >= 2.')
   flags.DEFINE_float('val_fraction', 0.1, 'Fraction of the data held out for validation.')
   flags.DEFINE_float('test_fraction', 0.2, 'Fraction held out for test (unless the format has a test split).')
   flags.DEFINE_enum('preprocess', 'standardize', data.PREPROCESSING, 'Fitted on the training split only.')
   flags.DEFINE_enum(
     'features', 'pixels', data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
   )
-  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram.', lower_bound=1)
-  for name in ('val_fraction', 'test_fraction'):
-    flags.register_validator(name, lambda v: 0 <= v < 1, message=f'--{name} must be in [0, 1).')
+  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram, >= 1.')
+  for name in ('num_examples', 'num_features', 'num_classes', 'val_fraction', 'test_fraction', 'bins'):
+    validate_as_field(name, record=experiment.DataConfig)
+
+
+# The data flags that are `experiment.DataConfig`'s fields, by the same names.
+DATA_FIELDS = tuple(field.name for field in dataclasses.fields(experiment.DataConfig))
 
 
 # The target kind of each dataset whose kind is known before loading it.
@@ -196,23 +291,20 @@ def define_training_flags(max_epochs=False):
     flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
   flags.DEFINE_enum('grad', 'analytic', grad_sources.GRAD_SOURCES, 'Gradient source.')
   flags.DEFINE_bool('bias_trick', False, 'Fold b into W and append the constant-1 feature.')
-  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights.', lower_bound=0.0)
-  flags.DEFINE_integer(
-    'patience', 0, 'Early stopping: epochs without validation gain (0: off).', lower_bound=0
-  )
+  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights, >= 0.')
+  flags.DEFINE_integer('patience', 0, 'Early stopping: epochs without validation gain, >= 0 (0: off).')
   flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
   flags.DEFINE_integer(
     'eval_every',
     1,
     'Epochs between evaluations of the training and validation splits (the last epoch is always '
-    'evaluated); every epoch also records the loss its training pass measured.',
-    lower_bound=1,
+    'evaluated), > 0; every epoch also records the loss its training pass measured.',
   )
   flags.DEFINE_integer(
-    'block_rows', 0, 'Streaming: rows per block read from the file (0: about 32 MiB).', lower_bound=0
+    'block_rows', 0, 'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB).'
   )
-  flags.DEFINE_enum('parallel', 'none', ('none', 'shard_map', 'pmap'), 'Data parallelism over devices.')
-  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel (0: all).', lower_bound=0)
+  flags.DEFINE_enum('parallel', 'none', train.PARALLEL, 'Data parallelism over devices.')
+  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel, >= 0 (0: all).')
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
   flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
   flags.DEFINE_integer(
@@ -231,12 +323,13 @@ def define_training_flags(max_epochs=False):
     lambda f: f['process_id'] is None or f['process_id'] < f['num_processes'],
     message='--process_id must be < --num_processes.',
   )
-  flags.register_validator('learning_rate', lambda v: v > 0, message='--learning_rate must be > 0.')
+  # 0 is full batch in TrainConfig; the flag for it is --full_batch.
   flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
-  flags.register_validator(epochs, lambda v: v > 0, message=f'--{epochs} must be > 0.')
-  flags.register_validator('momentum', lambda v: 0 <= v < 1, message='--momentum must be in [0, 1).')
-  flags.register_validator('decay_rate', lambda v: 0 < v <= 1, message='--decay_rate must be in (0, 1].')
-  flags.register_validator('decay_epochs', lambda v: v > 0, message='--decay_epochs must be > 0.')
+  validate_as_field(epochs, 'epochs')
+  for name in ('learning_rate', 'momentum', 'decay_rate', 'decay_epochs', 'init_scale', 'patience'):
+    validate_as_field(name)
+  for name in ('eval_every', 'block_rows', 'num_devices'):
+    validate_as_field(name)
 
   def loss_fits_dataset(f):
     known = KNOWN_KINDS.get(f['dataset'])
@@ -289,91 +382,53 @@ def define_convergence_flags(tol_only=False):
     'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
     'default 1e-4), as in scikit-learn.',
   )
-  flags.register_validator('tol', lambda v: v is None or v > 0, message='--tol must be > 0.')
+  validate_as_field('tol')
   if tol_only:
     return
   flags.DEFINE_integer(
-    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol.', lower_bound=1
+    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.'
   )
+  validate_as_field('n_iter_no_change')
   flags.DEFINE_enum(
     'tol_on', 'objective', convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.'
   )
 
 
 def train_config(f):
-  """The `TrainConfig` the parsed flags describe."""
+  """The `TrainConfig` the parsed flags describe: each field from the flag of its name, where there is one.
+
+  Two fields are said otherwise on the command line: `loss_hparams` (`--loss_hparams=NAME=VALUE,...`
+  and `--margin`) and `batch_size` (0, a full batch, is `--full_batch`). A field without a flag in this
+  experiment (`--tol_on` in the sweeps, `explode_factor` everywhere) keeps its default.
+  """
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
+  said_otherwise = ('loss_hparams', 'batch_size')
+  fields = [field.name for field in dataclasses.fields(train.TrainConfig) if field.name not in said_otherwise]
   return train.TrainConfig(
-    loss=f.loss,
+    **{name: f[name].value for name in fields if name in f},
     loss_hparams=loss_hparams_for(f, f.loss),
-    penalty=f.penalty,
-    reg=f.reg,
-    optimizer=f.optimizer,
-    learning_rate=f.learning_rate,
-    momentum=f.momentum,
-    schedule=f.schedule,
-    decay_rate=f.decay_rate,
-    decay_epochs=f.decay_epochs,
     batch_size=0 if f.full_batch else f.batch_size,
-    epochs=f.epochs,
-    tol=getattr(f, 'tol', None),
-    n_iter_no_change=getattr(f, 'n_iter_no_change', 5),
-    tol_on=getattr(f, 'tol_on', 'none'),
-    grad=f.grad,
-    bias_trick=f.bias_trick,
-    init_scale=f.init_scale,
-    patience=f.patience,
-    seed=f.seed,
-    dtype=f.dtype,
-    parallel=f.parallel,
-    num_devices=f.num_devices,
-    eval_every=f.eval_every,
-    stream=getattr(f, 'stream', False),  # --stream comes with the data flags
-    block_rows=f.block_rows,
   )
+
+
+def data_config(f):
+  """The `experiment.DataConfig` the parsed data flags describe."""
+  return experiment.DataConfig(**{name: f[name].value for name in DATA_FIELDS})
 
 
 def load_dataset(f):
   """Loads and prepares the dataset the flags name; errors name the file."""
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-
-  raw = data.load(
-    f.dataset,
-    data_dir=f.data_dir,
-    data_path=f.data_path,
-    target_column=f.target_column,
-    labels_path=f.labels_path,
-    num_examples=f.num_examples,
-    num_features=f.num_features,
-    num_classes=f.num_classes,
+  return experiment.load_dataset(
+    data_config(f),
     seed=f.seed,
-    check_values=False,  # prepare's one read of the file checks every value
-    test_path=f.test_path,
-    test_labels_path=f.test_labels_path,
-    delimiter={'auto': None, 'tab': '\t'}.get(f.delimiter, f.delimiter),
-    weight_column=f.weight_column,
-  )
-  if getattr(f, 'features', 'pixels') == 'histogram':
-    raw = data.histogram_features(raw, f.bins)
-  if getattr(f, 'stream', False) and isinstance(raw.x, np.memmap):  # --stream: the file is never copied
-    from linear_jax import stream  # pylint: disable=import-outside-toplevel
-
-    return stream.prepare(raw, f.dataset, f.val_fraction, f.test_fraction, f.preprocess)
-  return data.prepare(
-    raw,
-    f.dataset,
-    f.val_fraction,
-    f.test_fraction,
-    f.preprocess,
-    seed=f.seed,
-    dtype=np.dtype(f.dtype) if hasattr(f, 'dtype') else np.float32,
-    progress=_progress_line,
-    class_weight=None if f.class_weight == 'none' else f.class_weight,
+    dtype=getattr(f, 'dtype', 'float32'),  # experiments without the training flags train in float32
+    stream=f.stream,
+    progress=progress_line,
   )
 
 
-def _progress_line(message):
+def progress_line(message):
   """Memory and progress of a large load, on stderr (stdout stays the run's results)."""
   import sys  # pylint: disable=import-outside-toplevel
 
@@ -396,19 +451,7 @@ def prepare_workdir(path):
 
 
 def versions():
-  import platform  # pylint: disable=import-outside-toplevel
-
-  import jax  # pylint: disable=import-outside-toplevel
-  import optax  # pylint: disable=import-outside-toplevel
-
-  return {
-    'python': platform.python_version(),
-    'jax': jax.__version__,
-    'optax': optax.__version__,
-    'numpy': np.__version__,
-    'device': str(jax.devices()[0].device_kind),
-    'backend': jax.default_backend(),
-  }
+  return experiment.versions()
 
 
 def _default_cache_dir():

@@ -17,7 +17,6 @@ best chosen on validation, path.json and path.png (validation metric and ‖W‖
 against reg) in --workdir.
 """
 
-import csv
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 
 from linear_jax import preemption
 from linear_jax import sweep as sweep_lib
+from linear_jax import sweep_run
 from linear_jax import sweep_state
 
 from . import common
@@ -39,24 +39,40 @@ common.define_objective_flags()
 common.define_data_flags()
 common.define_training_flags()
 common.define_convergence_flags(tol_only=True)
-flags.DEFINE_string('lrs', None, 'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).')
+common.define_number_list(
+  'lrs', None, 'Comma-separated learning rates, > 0 (instead of --lr_min/--lr_max/--num_lrs).', above=0
+)
 flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
-flags.DEFINE_string('regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.')
-flags.DEFINE_string('margins', None, 'Optional comma-separated margins to sweep too (losses with a margin).')
+common.define_number_list(
+  'regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.', at_least=0
+)
+common.define_number_list(
+  'margins', None, 'Optional comma-separated margins to sweep too (losses with a margin), >= 0.', at_least=0
+)
 flags.DEFINE_multi_string(
   'sweep_loss_hparam',
   [],
   'NAME=V1,V2,...: sweep a hyperparameter of the loss too, in the same compiled program (repeatable; '
   '--margins=... is short for --sweep_loss_hparam=margin=...).',
 )
-flags.DEFINE_string('momenta', None, 'Optional comma-separated momenta to sweep too (momentum optimizers).')
-flags.DEFINE_string(
+common.define_number_list(
+  'momenta',
+  None,
+  'Optional comma-separated momenta to sweep too (momentum optimizers), in [0, 1).',
+  at_least=0,
+  below=1,
+)
+common.define_number_list(
   'seeds',
   None,
   'Optional comma-separated seeds (initialization and batch order): every setting is trained once per '
   'seed and judged by its mean over them (the split stays that of --seed).',
+  kind=int,
+  at_least=0,
+  below=2**32,
+  bounds_text='in [0, 2**32)',
 )
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
@@ -74,32 +90,6 @@ flags.DEFINE_bool('quiet', False, 'No progress display.')
 FLAGS = flags.FLAGS
 
 
-def _positive_list(name):
-  def check(text):
-    if text is None:
-      return True
-    values = common.parse_float_list(name, text)
-    if any(not v > 0 for v in values):
-      raise flags.ValidationError(f'--{name} must hold only values > 0, got {text!r}.')
-    return True
-
-  return check
-
-
-def _nonnegative_list(name):
-  def check(text):
-    if text is None:
-      return True
-    if any(not v >= 0 for v in common.parse_float_list(name, text)):
-      raise flags.ValidationError(f'--{name} must hold only values >= 0, got {text!r}.')
-    return True
-
-  return check
-
-
-flags.register_validator('lrs', _positive_list('lrs'))
-flags.register_validator('regs', _nonnegative_list('regs'))
-flags.register_validator('margins', _nonnegative_list('margins'))
 flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
 flags.register_multi_flags_validator(
   ['refit', 'optimizer'],
@@ -123,7 +113,7 @@ def loss_hparam_axes(items, margins):
       raise flags.ValidationError(
         '--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.'
       )
-    axes['margin'] = common.parse_float_list('margins', margins)
+    axes['margin'] = list(margins)
   return axes
 
 
@@ -157,36 +147,21 @@ flags.register_multi_flags_validator(
 )
 
 
-def _momenta_ok(text):
-  if text is None:
-    return True
-  if any(not 0 <= v < 1 for v in common.parse_float_list('momenta', text)):
-    raise flags.ValidationError(f'--momenta must hold only values in [0, 1), got {text!r}.')
+def _seeds_differ(seeds):
+  if seeds is not None and len(set(seeds)) != len(seeds):
+    raise flags.ValidationError(f'--seeds repeats a seed: {",".join(map(str, seeds))!r}.')
   return True
 
 
-flags.register_validator('momenta', _momenta_ok)
+flags.register_validator('seeds', _seeds_differ)
 
 
-def parse_seeds(text):
-  values = [t.strip() for t in text.split(',') if t.strip()]
-  if not values or not all(v.isdigit() and int(v) < 2**32 for v in values):
-    raise flags.ValidationError(f'--seeds must be comma-separated integers in [0, 2**32), got {text!r}.')
-  if len(set(map(int, values))) != len(values):
-    raise flags.ValidationError(f'--seeds repeats a seed: {text!r}.')
-  return [int(v) for v in values]
-
-
-flags.register_validator('seeds', lambda text: text is None or bool(parse_seeds(text)))
-
-
-# What a sweep is judged and pictured by: the first of these that it has.
-METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
+METRICS = sweep_run.METRICS  # what a sweep is judged and pictured by: the first of these that it has
 
 
 def learning_rates():
   if FLAGS.lrs is not None:
-    return common.parse_float_list('lrs', FLAGS.lrs)
+    return FLAGS.lrs
   return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
 
 
@@ -207,7 +182,7 @@ def run_path(cfg, dataset, workdir):
   from linear_jax import plots  # pylint: disable=import-outside-toplevel
   from linear_jax import refit  # pylint: disable=import-outside-toplevel
 
-  regs = common.parse_float_list('regs', FLAGS.regs)
+  regs = FLAGS.regs
   max_iter = FLAGS.epochs if FLAGS['epochs'].present else common.MAX_EPOCHS
   result = paths.fit_path(cfg, dataset, regs, max_iter=max_iter)
   rows = result.rows()
@@ -238,79 +213,27 @@ def run_path(cfg, dataset, workdir):
 
 
 def run(workdir):
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
   if cfg.optimizer == 'lbfgs':
     return run_path(cfg, dataset, workdir)
-  lrs = learning_rates()
-  regs = common.parse_float_list('regs', FLAGS.regs)
-  loss_axes = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
-  momenta = common.parse_float_list('momenta', FLAGS.momenta) if FLAGS.momenta else None
-  seeds = parse_seeds(FLAGS.seeds) if FLAGS.seeds else None
-  settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
-  ckpt = checkpoint_path(workdir)
-  if not FLAGS.resume and ckpt and os.path.exists(ckpt):
-    os.remove(ckpt)
-  result = sweep.run_sweep(
+  return sweep_run.sweep_and_write(
     cfg,
     dataset,
-    settings,
+    workdir,
+    learning_rates(),
+    FLAGS.regs,
+    loss_hparams=loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins),
+    momenta=FLAGS.momenta,
+    seeds=FLAGS.seeds,
+    retrain_best=FLAGS.retrain_best,
+    checkpoint_path=checkpoint_path(workdir),
+    resume=FLAGS.resume,
     chunk_size=FLAGS.chunk_size or None,
     on_epoch=None if FLAGS.quiet else _progress,
-    checkpoint_path=ckpt,
     checkpoint_every=FLAGS.checkpoint_every,
-    resume=FLAGS.resume,
   )
-  rows = result.rows()
-  groups = result.seed_groups()
-  out = {
-    'dataset': dataset.name,
-    'loss': cfg.loss,
-    'loss_hparams': cfg.resolved_loss_hparams(),
-    'num_models': len(rows),
-    'epochs': cfg.epochs,
-    'seconds': result.seconds,
-    'models': rows,
-  }
-  if seeds is None:
-    best = result.best_index()
-    out['best'] = None if best is None else rows[best]
-  else:  # settings judged by their mean over the seeds
-    out['seeds'] = seeds
-    out['settings'] = result.setting_rows()
-    best_group = result.best_setting()
-    out['best'] = None if best_group is None else out['settings'][best_group]
-    best = None if best_group is None else groups[best_group][0]
-  out['versions'] = common.versions()
-  if best is not None and FLAGS.retrain_best:
-    alone = sweep.config_for(cfg, settings[best])
-    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
-  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
-  _write_csv(os.path.join(workdir, 'sweep.csv'), rows)
-  if seeds is not None:
-    _write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
-
-  # Pictures over the lr × reg grid (the first value of each loss
-  # hyperparameter and momentum if those vary too), each setting its mean over the seeds.
-  firsts = {**{n: v[0] for n, v in loss_axes.items()}, **({'momentum': momenta[0]} if momenta else {})}
-  first = [g for g in groups if all(settings[g[0]][n] == v for n, v in firsts.items())]
-  shape = (len(lrs), len(regs))
-  metric = next(m for m in METRICS if m in result.best)
-  mean = lambda v: np.array([np.mean(v[g]) for g in first])
-  label = metric.replace('_', ' ') + (f', mean of {len(seeds)} seeds' if seeds else '')
-  values = mean(result.best[metric]).reshape(shape).T
-  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), label)
-  final_loss = mean(result.final['train_loss']).reshape(shape).T
-  plots.loss_vs_lr(lrs, regs, final_loss, os.path.join(workdir, 'loss_vs_lr.png'))
-  curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
-  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
-  plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
-  return out
 
 
 def checkpoint_path(workdir):
@@ -320,11 +243,7 @@ def checkpoint_path(workdir):
   return os.path.join(workdir, sweep_state.FILE) if jax.process_count() == 1 else None
 
 
-def _write_csv(path, rows):
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+_write_csv = sweep_run.write_csv
 
 
 def main(argv):

@@ -18,16 +18,16 @@ curves.png, templates.png (image data), regions.png (2-D data) and
 checkpoint.npz (--resume continues from it, bit-for-bit). Training stops when
 it has converged (--tol, --tol_on, --n_iter_no_change) or after --max_epochs;
 summary.json's stop_reason and the last printed line say which.
+
+The run itself is `linear_jax.experiment.train_and_evaluate`; this file turns
+the flags into its `TrainConfig`, `DataConfig` and `RunOptions`.
 """
 
-import json
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from . import common
 from . import longrun
@@ -51,138 +51,17 @@ flags.DEFINE_bool('plots', True, 'Draw the pictures.')
 FLAGS = flags.FLAGS
 
 
-def _write_json(path, obj):
-  with open(path, 'w') as f:
-    json.dump(obj, f, indent=1, allow_nan=False)  # a NaN must never reach a file
+def run_options(f):
+  """The `experiment.RunOptions` the parsed flags describe."""
+  from linear_jax import experiment  # pylint: disable=import-outside-toplevel
 
-
-def _progress(metrics):
-  if 'learning_rate' not in metrics:  # an L-BFGS iteration
-    print(
-      f'iteration {metrics["epoch"]:>4}/{FLAGS.max_epochs}  loss {metrics["train_loss"]:.6g}  '
-      f'grad norm {metrics["train_grad_norm"]:.3g}  {metrics["fevals"]} evaluations',
-      flush=True,
-    )
-    return
-  if not metrics.get('evaluated', True):  # only the training pass's own loss this epoch
-    print(
-      f'epoch {metrics["epoch"]:>4}/{FLAGS.epochs}  pass loss {metrics["train_pass_loss"]:.4f}  '
-      f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s',
-      flush=True,
-    )
-    return
-  split = 'val' if 'val_loss' in metrics else 'train'
-  quality = (
-    f'{split} acc {100 * metrics[f"{split}_accuracy"]:5.1f}%'
-    if f'{split}_accuracy' in metrics
-    else f'{split} mse {metrics[f"{split}_mse"]:.4g}'
+  return experiment.RunOptions(
+    reference=f.reference,
+    refit=f.refit,
+    resume=f.resume,
+    checkpoint_every=f.checkpoint_every,
+    plots=f.plots,
   )
-  print(
-    f'epoch {metrics["epoch"]:>4}/{FLAGS.epochs}  loss {metrics["train_loss"]:.4f}  {quality}  '
-    f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s',
-    flush=True,
-  )
-
-
-def run(workdir):
-  """Trains as the flags say and writes every output; returns the summary."""
-  from linear_jax import model  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import refit  # pylint: disable=import-outside-toplevel
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
-
-  start = time.perf_counter()
-  cfg = common.train_config(FLAGS)
-  dataset = common.load_dataset(FLAGS)
-  train.check_fit(cfg, dataset)
-  if FLAGS.refit:
-    refit.check_refit(dataset)
-  f_star = None
-  if FLAGS.reference:
-    f_star = solvers.optimum(cfg, dataset)[0]
-  if workdir is None:  # not process 0 of a multi-host run: train, read process 0's checkpoint, write nothing
-    result = train.fit(
-      cfg, dataset, workdir=FLAGS.workdir, resume=FLAGS.resume, checkpoint_every=FLAGS.checkpoint_every
-    )
-    return {'final': train.evaluate(cfg, dataset, result.params)}, result
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  if not FLAGS.resume and os.path.exists(os.path.join(workdir, train.CHECKPOINT)):
-    os.remove(os.path.join(workdir, train.CHECKPOINT))
-
-  def on_epoch(metrics):
-    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see --eval_every)
-      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
-    with open(metrics_path, 'a') as f:
-      f.write(json.dumps(metrics, allow_nan=False) + '\n')
-    if not FLAGS.quiet:
-      _progress(metrics)
-
-  # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
-  history = []
-  ckpt = os.path.join(workdir, train.CHECKPOINT)
-  if FLAGS.resume and os.path.exists(ckpt):
-    history = json.loads(str(np.load(ckpt, allow_pickle=False)['meta']))['history']
-  with open(metrics_path, 'w') as f:
-    f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
-
-  result = train.fit(
-    cfg,
-    dataset,
-    workdir=workdir,
-    resume=FLAGS.resume,
-    on_epoch=on_epoch,
-    checkpoint_every=FLAGS.checkpoint_every,
-  )
-  chosen = result.best_params if cfg.patience else result.params
-  refitted = None
-  if FLAGS.refit:
-    again, refitted = refit.refit(cfg, dataset, result)
-    chosen = again.params
-  w_raw, b_raw = train.raw_params(chosen, dataset)
-  np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
-  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
-  summary = {
-    'dataset': dataset.name,
-    'loss': cfg.loss,
-    'loss_hparams': cfg.resolved_loss_hparams(),
-    'class_names': list(dataset.class_names) if dataset.class_names else None,
-    'final': final,
-    'best': best,
-    'best_epoch': result.best_epoch,
-    'epochs_run': len(result.history),
-    'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
-    'stop_reason': result.stop_reason,
-    'solver': result.solver,
-    'refit': refitted,
-    'f_star': f_star,
-    'stopped_early': result.stopped_early,
-    'interrupted': result.interrupted,
-    'resumed_from_epoch': result.resumed_from,
-    'streamed': result.streamed,
-    'seconds': time.perf_counter() - start,
-    'flags': {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
-    | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
-    'versions': common.versions(),
-  }
-  _write_json(os.path.join(workdir, 'summary.json'), summary)
-  evaluated = [m for m in result.history if m.get('evaluated', True)]
-  if FLAGS.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
-    plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
-    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
-      w = chosen if chosen.b is not None else model.unfold_bias(chosen)
-      plots.templates(
-        np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
-      )
-    if dataset.num_features == 2:
-      plots.decision_regions(
-        w_raw,
-        b_raw,
-        dataset.shift + dataset.scale * dataset.x_train,
-        dataset.y_train,
-        os.path.join(workdir, 'regions.png'),
-      )
-  return summary, result
 
 
 def main(argv):
@@ -190,37 +69,34 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
+  from linear_jax import experiment  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
-  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else None
-
+  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else FLAGS.workdir
+  show = lambda metrics: print(experiment.progress_line(metrics, FLAGS.max_epochs), flush=True)
   try:
-    with longrun.guarded(workdir):
-      summary, result = run(workdir)
+    with longrun.guarded(workdir if main_process else None):
+      summary = experiment.train_and_evaluate(
+        common.train_config(FLAGS),
+        common.data_config(FLAGS),
+        workdir,
+        run_options(FLAGS),
+        write_outputs=main_process,
+        on_epoch=None if FLAGS.quiet else show,
+        progress=common.progress_line,
+        record={f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
+        | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
+      )
   except train.Diverged as e:
-    if workdir:
-      _write_json(os.path.join(workdir, 'summary.json'), {'stop_reason': 'diverged', 'error': str(e)})
     sys.exit(f'Training diverged: {e}\nstopped: diverged')
   except ValueError as e:
     sys.exit(f'Error: {e}')
-  if result.interrupted:
+  if summary['interrupted']:
     checkpoint = os.path.join(FLAGS.workdir, train.CHECKPOINT)
-    longrun.exit_stopped(__spec__.name, checkpoint, f'epoch {len(result.history)} of {FLAGS.epochs}')
-  if not main_process:
-    return
-  final = summary['final']
-  # The held-out number if there is one (--test_fraction=0 leaves none).
-  key = next(
-    f'{split}_{m}'
-    for split in ('test', 'val', 'train')
-    for m in ('accuracy', 'mse')
-    if f'{split}_{m}' in final
-  )
-  print(
-    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if result.solver else "epochs"}, '
-    f'{summary["seconds"]:.1f} s, stopped: {result.stop_reason.replace("_", " ")}); outputs in {workdir}'
-  )
+    longrun.exit_stopped(__spec__.name, checkpoint, f'epoch {summary["epochs_run"]} of {FLAGS.epochs}')
+  if main_process:
+    print(experiment.last_line(summary, workdir))
 
 
 if __name__ == '__main__':

@@ -25,7 +25,18 @@ LAYERS = (
   ('stream',),
   ('solvers',),
   ('train',),
-  ('paths', 'refit', 'sweep_state', 'sweep', 'search_state', 'search', 'hard_cases', 'landscape'),
+  (
+    'paths',
+    'refit',
+    'sweep_state',
+    'sweep',
+    'search_state',
+    'search',
+    'hard_cases',
+    'landscape',
+    'sweep_run',
+    'experiment',
+  ),
   ('cli', '__main__', '__init__'),
 )
 

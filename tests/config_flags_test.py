@@ -1,0 +1,180 @@
+"""The flags of the experiments against the config records they fill: names, defaults, choices, bounds.
+
+`TrainConfig`, `experiment.DataConfig` and `experiment.RunOptions` are the one
+source of truth; these tests fail when a field has no flag, a flag's default
+or choices differ from its field's, or a flag accepts a value the record refuses.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from linear_jax import convergence
+from linear_jax import data
+from linear_jax import experiment
+from linear_jax import grad_sources
+from linear_jax import losses
+from linear_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Values just outside each bound, as flags; each must be refused by the flag and by the record.
+OUT_OF_BOUNDS = {
+  'learning_rate': 0.0,
+  'reg': -1.0,
+  'momentum': 1.0,
+  'decay_rate': 0.0,
+  'decay_epochs': 0.0,
+  'tol': 0.0,
+  'n_iter_no_change': 0,
+  'init_scale': -1.0,
+  'patience': -1,
+  'num_devices': -1,
+  'eval_every': 0,
+  'block_rows': -1,
+  'val_fraction': 1.0,
+  'test_fraction': 1.0,
+  'num_examples': 0,
+  'num_features': 0,
+  'num_classes': 1,
+  'bins': 0,
+}
+
+# TrainConfig fields a command names otherwise, and why.
+RENAMED = {'epochs': 'max_epochs'}  # experiments/train.py: a cap (--epochs is its alias)
+NO_FLAG = {
+  'explode_factor': 'a safety limit of the library; no command needs to change it',
+}
+# Defaults the command line chooses differently from Python, and why (the README says so too).
+CLI_DEFAULTS = {
+  'epochs': 'the command line caps a run that stops when it has converged (common.MAX_EPOCHS)',
+  'tol_on': 'the command line stops when converged; Python runs every one of `epochs`',
+  'loss_hparams': 'a list of NAME=VALUE on the command line, a dict in Python (both empty)',
+  'reg': 'a run that trains to convergence needs the stronger default (common.DEFAULT_REG)',
+}
+ENUMS = {
+  'penalty': tuple(losses.PENALTIES),
+  'optimizer': train.OPTIMIZERS,
+  'schedule': train.SCHEDULES,
+  'grad': grad_sources.GRAD_SOURCES,
+  'dtype': train.DTYPES,
+  'parallel': train.PARALLEL,
+  'tol_on': convergence.TOL_ON,
+  'dataset': data.DATASETS,
+  'delimiter': experiment.DELIMITERS,
+  'class_weight': experiment.CLASS_WEIGHTS,
+  'preprocess': data.PREPROCESSING,
+  'features': data.REPRESENTATIONS,
+}
+
+_DUMP = r"""
+import importlib, json, sys
+from absl import flags
+module = importlib.import_module(sys.argv[1])
+FLAGS = flags.FLAGS
+out = {}
+for name, flag in FLAGS._flags().items():
+  if name != flag.name:
+    continue  # a short name or alias
+  out[name] = {'default': flag.default, 'choices': getattr(flag.parser, 'enum_values', None)}
+refused = {}
+for name, value in json.loads(sys.argv[2]).items():
+  if name not in out:
+    continue
+  try:
+    FLAGS(['prog', f'--{name}={value}'])
+    refused[name] = False
+  except flags.Error:
+    refused[name] = True
+  FLAGS.unparse_flags()
+print(json.dumps({'flags': out, 'refused': refused}))
+"""
+
+
+@pytest.fixture(scope='module', params=['experiments.train', 'experiments.lr_sweep'])
+def command(request):
+  """`(module, {'flags': {name: {'default', 'choices'}}, 'refused': {name: bool}})` of one experiment."""
+  proc = subprocess.run(
+    [sys.executable, '-c', _DUMP, request.param, json.dumps(OUT_OF_BOUNDS)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
+  return request.param, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _flag_name(module, field):
+  return RENAMED.get(field, field) if module == 'experiments.train' else field
+
+
+def test_every_train_config_field_has_a_flag_with_its_default(command):
+  module, got = command
+  for field in dataclasses.fields(train.TrainConfig):
+    if field.name in NO_FLAG or (
+      module != 'experiments.train' and field.name in ('tol_on', 'n_iter_no_change')
+    ):
+      continue  # lr_sweep runs a fixed count: only --tol
+    name = _flag_name(module, field.name)
+    assert name in got['flags'], f'{module}: TrainConfig.{field.name} has no flag --{name}'
+    default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    if field.name in CLI_DEFAULTS and (module == 'experiments.train' or field.name == 'reg'):
+      continue  # every command that trains uses the command line's --reg
+    if field.name == 'loss_hparams':
+      assert got['flags'][name]['default'] == [] and default == {}
+      continue
+    assert got['flags'][name]['default'] == default, f'{module}: --{name} default differs from the field'
+
+
+def test_the_cli_defaults_that_differ_are_the_documented_ones():
+  cfg = train.TrainConfig()
+  assert cfg.epochs == 30 and cfg.tol_on == 'none'
+  readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+  assert "`TrainConfig(tol_on='none')` is the default" in readme
+
+
+def test_data_and_run_records_match_their_flags(command):
+  module, got = command
+  for field in dataclasses.fields(experiment.DataConfig):
+    assert field.name in got['flags'], f'{module}: DataConfig.{field.name} has no flag'
+    assert got['flags'][field.name]['default'] == field.default, f'--{field.name} default differs'
+  if module == 'experiments.train':
+    for field in dataclasses.fields(experiment.RunOptions):
+      assert got['flags'][field.name]['default'] == field.default, f'--{field.name} default differs'
+
+
+def test_enum_flags_offer_exactly_what_the_records_accept(command):
+  module, got = command
+  for name, choices in ENUMS.items():
+    if name not in got['flags']:
+      continue
+    assert tuple(got['flags'][name]['choices']) == tuple(choices), f'{module}: --{name} choices'
+  for name in ('penalty', 'optimizer', 'schedule', 'grad', 'dtype', 'parallel', 'tol_on'):
+    for value in ENUMS[name]:
+      if (name, value) in (('dtype', 'float64'), ('optimizer', 'lbfgs')):
+        continue  # need x64 / a smooth objective; their own tests cover them
+      train.TrainConfig(**{name: value}).validate()
+    with pytest.raises(ValueError, match=name):
+      train.TrainConfig(**{name: 'no_such'}).validate()
+  for name in ('dataset', 'delimiter', 'class_weight', 'preprocess', 'features'):
+    with pytest.raises(ValueError, match=name):
+      experiment.DataConfig(**{name: 'no_such'}).validate()
+
+
+def test_flags_and_records_refuse_the_same_out_of_bound_values(command):
+  module, got = command
+  train_fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+  if module == 'experiments.train':
+    assert set(got['refused']) == set(OUT_OF_BOUNDS)  # every bound probed
+  for name, value in OUT_OF_BOUNDS.items():
+    if name not in got['refused']:
+      continue
+    assert got['refused'][name], f'{module}: --{name}={value} was accepted'
+    record = train.TrainConfig if name in train_fields else experiment.DataConfig
+    with pytest.raises(ValueError, match=name):
+      record(**{name: value}).validate()
