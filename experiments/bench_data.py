@@ -119,7 +119,7 @@ def markdown(results):
   """The section as a Markdown table."""
   gb = results['data_bytes'] / 1e9
   lines = [
-    f'### Loading a large file: {results["rows"]:,} x {results["features"]:,} float32 ({gb:.2f} GB)',
+    f'### 6. Loading a large file: {results["rows"]:,} x {results["features"]:,} float32 ({gb:.2f} GB)',
     '',
     f'Each contender in a fresh process, taking turns, median of {results["repeats"]}. Peak memory is '
     f'VmHWM above the digits baseline ({results["baseline_peak"] / 1e9:.2f} GB), as a multiple of the '

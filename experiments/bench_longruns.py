@@ -201,7 +201,7 @@ def markdown(results):
   """The figures as a Markdown section."""
   s, o, g = results['sizes'], results['overhead'], results['sigterm']
   head = (
-    f'### Long runs: checkpoints and SIGTERM\n\n'
+    f'### 9. Long runs: checkpoints and SIGTERM\n\n'
     f'{s["models"]} models trained together (16 learning rates × 4 regs, momentum, batch 64) on '
     f'CIFAR-shaped synthetic data ({s["features"]:,} features, {s["classes"]} classes, '
     f'{s["examples"]:,} examples before the split); {results["machine"]["device"]}, '

@@ -406,7 +406,7 @@ def markdown(results) -> str:
   """The section as markdown: three tables and the ratios, naming the machine."""
   m = results['machine']
   out = [
-    '### Reaching the optimum',
+    '### 8. Reaching the optimum',
     '',
     f'{m["cpu"]}, {m["cores"]} cores, {m["device"]}, jax {m["jax"]}; medians of {results["repeats"]} '
     'alternated runs' + (' (quick sizes)' if results['quick'] else '') + '.',

@@ -278,7 +278,8 @@ def run(quick, include_big=False):
 
 def markdown(results):
   """The results as a markdown table with a line of context under it."""
-  rows = ['| what | examples/s or bytes | ratio | target |', '| --- | --- | --- | --- |']
+  rows = ['### 7. The whole run: fits as a user waits, streaming, memory', '']
+  rows += ['| what | examples/s or bytes | ratio | target |', '| --- | --- | --- | --- |']
   w = results['whole_fit']
   rates = w['ex_per_s']
   sk = rates['SGDClassifier.fit']
