@@ -8,11 +8,10 @@ trains on the case's feature map (the lecture's "features" view) and prints
 that accuracy; draws data and learned boundaries to --workdir.
 """
 
-import json
-import os
-
 from absl import app
 from absl import flags
+
+from linear_jax import hard_cases
 
 from . import common
 
@@ -24,39 +23,11 @@ flags.DEFINE_string('workdir', 'workdir/hard_cases', 'Where the pictures go.')
 FLAGS = flags.FLAGS
 
 
-def run(workdir, num_examples, epochs, seed):
-  """Every case with raw and mapped features; writes the pictures, returns the table."""
-  from linear_jax import hard_cases  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-
-  rows = []
-  for case in hard_cases.CASES:
-    row = {'case': case}
-    for features in (False, True):
-      out = hard_cases.fit_case(case, num_examples, seed, features, epochs)
-      tag = 'feature_map' if features else 'linear'
-      row['majority'] = out['majority']
-      row[f'{tag}_accuracy'] = out['accuracy']
-      title = f'{case}: {"feature map" if features else "linear"} — test acc {100 * out["accuracy"]:.1f}%'
-      plots.hard_case(
-        out['x'],
-        out['y'],
-        out['grid_scores'],
-        out['extent'],
-        os.path.join(workdir, f'{case}_{tag}.png'),
-        title,
-      )
-    rows.append(row)
-  with open(os.path.join(workdir, 'hard_cases.json'), 'w') as f:
-    json.dump(rows, f, indent=1, allow_nan=False)
-  return rows
-
-
 def main(argv):
   del argv
   common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir)
-  rows = run(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
+  rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
   print(f'{"case":<12} {"majority":>9} {"linear":>9} {"feature map":>12}')
   for r in rows:
     print(

@@ -12,9 +12,13 @@ class, 0 everything else) in any dimension `D` (2 for pictures):
 view) under which the classes become linearly separable.
 """
 
+import json
+import os
+
 import numpy as np
 
 from linear_jax import data
+from linear_jax import plots
 
 CASES = ('parity', 'ring', 'three_modes')
 
@@ -127,3 +131,33 @@ def fit_case(case, num_examples=1000, seed=0, features=False, epochs=100, grid=1
     'grid_scores': scores,
     'extent': (lo[0], hi[0], lo[1], hi[1]),
   }
+
+
+def run_all(workdir, num_examples=1000, epochs=100, seed=0):
+  """Every case with raw and mapped features: draws each fit and writes hard_cases.json to `workdir`.
+
+  Writes `{case}_linear.png` and `{case}_feature_map.png` (the data and the
+  learned boundary) and hard_cases.json; returns its rows, one per case:
+  `case`, `majority`, `linear_accuracy`, `feature_map_accuracy` (test).
+  """
+  rows = []
+  for case in CASES:
+    row = {'case': case}
+    for features in (False, True):
+      out = fit_case(case, num_examples, seed, features, epochs)
+      tag = 'feature_map' if features else 'linear'
+      row['majority'] = out['majority']
+      row[f'{tag}_accuracy'] = out['accuracy']
+      title = f'{case}: {"feature map" if features else "linear"} — test acc {100 * out["accuracy"]:.1f}%'
+      plots.hard_case(
+        out['x'],
+        out['y'],
+        out['grid_scores'],
+        out['extent'],
+        os.path.join(workdir, f'{case}_{tag}.png'),
+        title,
+      )
+    rows.append(row)
+  with open(os.path.join(workdir, 'hard_cases.json'), 'w') as f:
+    json.dump(rows, f, indent=1, allow_nan=False)
+  return rows
