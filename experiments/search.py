@@ -10,16 +10,15 @@ against evaluations. Search is competitive with a handful of weights and
 hopeless with hundreds.
 """
 
-import json
-import os
 import sys
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from linear_jax import preemption
+from linear_jax import search_run
 from linear_jax import search_state
+from linear_jax import train
 
 from . import common
 from . import longrun
@@ -63,12 +62,23 @@ flags.register_multi_flags_validator(
 FLAGS = flags.FLAGS
 
 
-def run_problem(name, dataset, segments=None):
-  """Every method on one dataset; returns the rows of the table and the curves."""
-  from linear_jax import search  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+SETTINGS_FLAGS = ('workdir', 'resume', 'checkpoint_every', 'compilation_cache')  # do not change the result
 
-  cfg = train.TrainConfig(
+
+def identity(problems):
+  """What fixes the search's result: its flags and a checksum of each problem's data."""
+  settings = {
+    f.name: f.value
+    for module in (sys.modules[__name__], common)
+    for f in FLAGS.get_key_flags_for_module(module)
+    if f.name not in SETTINGS_FLAGS
+  }
+  return search_run.identity(settings, problems)
+
+
+def search_config():
+  """The objective and gradient descent's learning rate, from the flags."""
+  return train.TrainConfig(
     loss=FLAGS.loss,
     penalty=FLAGS.penalty,
     reg=FLAGS.reg,
@@ -77,77 +87,39 @@ def run_problem(name, dataset, segments=None):
     seed=FLAGS.seed,
     epochs=1,
   )
-  return search.compare(
-    cfg,
-    dataset,
-    FLAGS.budget,
-    population=FLAGS.population,
-    elite=FLAGS.elite,
-    mutation_scale=FLAGS.mutation_scale,
-    step_size=FLAGS.step_size,
-    proposals=FLAGS.proposals,
-    init_scale=FLAGS.init_scale,
-    batch_size=FLAGS.batch_size,
-    name=name,
-    segments=segments,
-  )
-
-
-SETTINGS_FLAGS = ('workdir', 'resume', 'checkpoint_every', 'compilation_cache')  # do not change the result
-
-
-def identity(problems):
-  """What fixes the search's result: its flags and a checksum of each problem's data."""
-  import zlib  # pylint: disable=import-outside-toplevel
-
-  out = {
-    f.name: f.value
-    for module in (sys.modules[__name__], common)
-    for f in FLAGS.get_key_flags_for_module(module)
-    if f.name not in SETTINGS_FLAGS
-  }
-  for name, ds in problems:
-    out[f'data {name}'] = [zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in (ds.x_train, ds.y_train)]
-  return out
 
 
 def main(argv):
   del argv
   common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir)
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-
   problems = []
   if FLAGS.low_dim:  # a 2-D problem whose targets fit the loss
-    from linear_jax import losses  # pylint: disable=import-outside-toplevel
-
-    kind = losses.get_loss(FLAGS.loss).targets
-    raw = {
-      'class': data.blobs(600, 2, 3, seed=FLAGS.seed),
-      'binary': data.binary2d(600, seed=FLAGS.seed),
-      'real': data.linreg(600, 2, seed=FLAGS.seed),
-    }[kind]
-    name = '2-D linreg' if kind == 'real' else '2-D blobs'
-    problems.append((name, data.prepare(raw, name, seed=FLAGS.seed)))
+    problems.append(search_run.low_dim_problem(FLAGS.loss, FLAGS.seed))
   try:
     with longrun.guarded(workdir):
       problems.append((FLAGS.dataset, common.load_dataset(FLAGS)))
-      ckpt = os.path.join(workdir, search_state.FILE)
-      if not FLAGS.resume and os.path.exists(ckpt):
-        os.remove(ckpt)
-      segments = search_state.Segments(ckpt, identity(problems), FLAGS.checkpoint_every, FLAGS.resume)
-      all_rows, all_curves = [], {}
-      for name, dataset in problems:
-        rows, curves = run_problem(name, dataset, segments)
-        all_rows += rows
-        all_curves[f'{name} ({dataset.num_features * (dataset.num_classes or 1)}+ weights)'] = curves
+      segments = search_run.open_segments(workdir, identity(problems), FLAGS.checkpoint_every, FLAGS.resume)
+      all_rows, all_curves = search_run.run_problems(
+        search_config(),
+        problems,
+        FLAGS.budget,
+        segments,
+        population=FLAGS.population,
+        elite=FLAGS.elite,
+        mutation_scale=FLAGS.mutation_scale,
+        step_size=FLAGS.step_size,
+        proposals=FLAGS.proposals,
+        init_scale=FLAGS.init_scale,
+        batch_size=FLAGS.batch_size,
+      )
   except preemption.Stopped as e:
     longrun.exit_stopped(__spec__.name, e.checkpoint, e.progress)  # the module as it was started
   except ValueError as e:
     sys.exit(f'Error: {e}')
   print(
-    f'Budget: {FLAGS.budget} loss evaluations per method; a gradient costs {2} (two passes over the data);'
+    f'Budget: {FLAGS.budget} loss evaluations per method; a gradient costs {search_run.GRADIENT_COST} '
+    '(two passes over the data);'
   )
   print('the loss of the curves is monitored once per epoch for gradient descent, not counted.\n')
   print(
@@ -158,9 +130,7 @@ def main(argv):
       f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {r["val_metric"]:>10.4f} '
       f'{r["evaluations"]:>7} {r["seconds"]:>8.2f}'
     )
-  with open(os.path.join(workdir, 'search.json'), 'w') as f:
-    json.dump({'budget': FLAGS.budget, 'gradient_cost': 2, 'rows': all_rows}, f, indent=1, allow_nan=False)
-  plots.search_curves(all_curves, os.path.join(workdir, 'search.png'))
+  search_run.write_outputs(workdir, FLAGS.budget, all_rows, all_curves)
   print(f'\noutputs in {workdir}')
 
 

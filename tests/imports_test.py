@@ -32,6 +32,7 @@ LAYERS = (
     'sweep',
     'search_state',
     'search',
+    'search_run',
     'hard_cases',
     'landscape',
     'sweep_run',
