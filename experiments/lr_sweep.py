@@ -17,7 +17,6 @@ best chosen on validation, path.json and path.png (validation metric and ‖W‖
 against reg) in --workdir.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -178,38 +177,8 @@ def _progress(epoch, start, k, total, metrics, dead):
 
 def run_path(cfg, dataset, workdir):
   """--optimizer=lbfgs: the regularization path over --regs, chosen on validation."""
-  from linear_jax import paths  # pylint: disable=import-outside-toplevel
-  from linear_jax import plots  # pylint: disable=import-outside-toplevel
-  from linear_jax import refit  # pylint: disable=import-outside-toplevel
-
-  regs = FLAGS.regs
   max_iter = FLAGS.epochs if FLAGS['epochs'].present else common.MAX_EPOCHS
-  result = paths.fit_path(cfg, dataset, regs, max_iter=max_iter)
-  rows = result.rows()
-  best = result.best_index()
-  metric = next(m for m in METRICS if m in result.metrics)
-  out = {
-    'dataset': dataset.name,
-    'loss': cfg.loss,
-    'optimizer': 'lbfgs',
-    'num_models': len(rows),
-    'fevals': result.fevals,
-    'seconds': result.seconds,
-    'chosen_by': metric,
-    'models': rows,
-    'best': rows[best],
-    'versions': common.versions(),
-  }
-  if FLAGS.refit:  # scikit-learn's refit: the chosen reg on train + validation (linear_jax/refit.py)
-    out['refit'] = refit.refit_path(cfg, dataset, result, max_iter=max_iter)[1]
-  with open(os.path.join(workdir, 'path.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
-  _write_csv(os.path.join(workdir, 'path.csv'), rows)
-  label = metric.replace('_', ' ')
-  plots.regularization_path(
-    result.regs, result.metrics[metric], result.weight_norm, os.path.join(workdir, 'path.png'), label
-  )
-  return out
+  return sweep_run.path_and_write(cfg, dataset, workdir, FLAGS.regs, max_iter, refit=FLAGS.refit)
 
 
 def run(workdir):
@@ -241,9 +210,6 @@ def checkpoint_path(workdir):
   import jax  # pylint: disable=import-outside-toplevel
 
   return os.path.join(workdir, sweep_state.FILE) if jax.process_count() == 1 else None
-
-
-_write_csv = sweep_run.write_csv
 
 
 def main(argv):

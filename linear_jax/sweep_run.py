@@ -1,8 +1,9 @@
 """A whole learning-rate sweep as one call: trains the grid, writes sweep.json, csv files and pictures.
 
 `sweep_and_write(config, dataset, workdir, lrs, regs)` is the library half of
-`experiments/lr_sweep.py` (grid sweeps; its L-BFGS regularization paths are
-`paths.py`'s).
+`experiments/lr_sweep.py`'s grid sweeps; `path_and_write(config, dataset, workdir,
+regs, max_iter)` is the half of its L-BFGS regularization paths (`paths.py`),
+writing path.json, path.csv and path.png.
 """
 
 import csv
@@ -12,7 +13,9 @@ import os
 import numpy as np
 
 from linear_jax import experiment
+from linear_jax import paths
 from linear_jax import plots
+from linear_jax import refit as refit_lib
 from linear_jax import sweep
 from linear_jax import train
 
@@ -114,4 +117,46 @@ def sweep_and_write(
   curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
   labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
   plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
+  return out
+
+
+def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
+  """The L-BFGS regularization path over `regs`, chosen on validation; writes its outputs to `workdir`.
+
+  Args:
+    config: a `train.TrainConfig` (its loss, penalty and tolerance; `reg` is replaced by each of `regs`).
+    dataset: a prepared `data.Dataset`.
+    workdir: the folder of path.json, path.csv (one row per reg) and path.png.
+    regs: the regularization strengths `[R]`.
+    max_iter: L-BFGS iterations per reg at most.
+    refit: scikit-learn's refit: the chosen reg trained again on train + validation (`refit.py`).
+
+  Returns:
+    The dict written to path.json.
+  """
+  result = paths.fit_path(config, dataset, regs, max_iter=max_iter)
+  rows = result.rows()
+  best = result.best_index()
+  metric = next(m for m in METRICS if m in result.metrics)
+  out = {
+    'dataset': dataset.name,
+    'loss': config.loss,
+    'optimizer': 'lbfgs',
+    'num_models': len(rows),
+    'fevals': result.fevals,
+    'seconds': result.seconds,
+    'chosen_by': metric,
+    'models': rows,
+    'best': rows[best],
+    'versions': experiment.versions(),
+  }
+  if refit:
+    out['refit'] = refit_lib.refit_path(config, dataset, result, max_iter=max_iter)[1]
+  with open(os.path.join(workdir, 'path.json'), 'w') as f:
+    json.dump(out, f, indent=1, allow_nan=False)
+  write_csv(os.path.join(workdir, 'path.csv'), rows)
+  label = metric.replace('_', ' ')
+  plots.regularization_path(
+    result.regs, result.metrics[metric], result.weight_norm, os.path.join(workdir, 'path.png'), label
+  )
   return out
