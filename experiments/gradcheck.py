@@ -9,12 +9,14 @@ missing_reg, missing_bias) checks a deliberately wrong gradient instead, to
 show the checker catching it. Runs in float64.
 """
 
-import json
 import sys
 
 from absl import app
 from absl import flags
 import jax
+
+from linear_jax import gradcheck
+from linear_jax import gradcheck_run
 
 from . import common
 
@@ -44,61 +46,28 @@ flags.DEFINE_string('json_out', None, 'Write every report to this JSON file.')
 FLAGS = flags.FLAGS
 
 
-def _grad_under_test():
-  # Imported after x64 is on, since the library makes arrays at import in places.
-  from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
-  from linear_jax import gradcheck  # pylint: disable=import-outside-toplevel
-
-  if FLAGS.plant != 'none':
-    return gradcheck.PLANTED_BUGS[FLAGS.plant]
-  if FLAGS.grad == 'custom_vjp':
-    return lambda params, x, targets, **kw: jax.grad(grad_sources.custom_vjp_objective)(
-      params, x, targets, **kw
-    )
-  return None
-
-
 def run():
-  """Runs every requested check; returns the reports."""
-  from linear_jax import gradcheck  # pylint: disable=import-outside-toplevel
-  from linear_jax import losses  # pylint: disable=import-outside-toplevel
-
-  losses_ = common.loss_names(FLAGS.loss)
-  penalties = common.PENALTY_NAMES if FLAGS.penalty == 'all' else (FLAGS.penalty,)
-  methods = gradcheck.METHODS if FLAGS.method == 'all' else (FLAGS.method,)
-  forms = {'no': (False,), 'yes': (True,), 'both': (False, True)}[FLAGS.bias_trick]
-  grad_fn = _grad_under_test()
-  key = jax.random.PRNGKey(FLAGS.seed)
-  reports = []
-  for loss in losses_:
-    if grad_fn is None and FLAGS.grad == 'analytic' and losses.get_loss(loss).score_grad is None:
-      print(f'{loss:<10} no hand-derived score_grad: nothing to check', flush=True)
-      continue
-    for penalty in penalties:
-      for bias_trick in forms:
-        params, x, targets = gradcheck.random_problem(
-          key, loss, FLAGS.num_examples, FLAGS.num_features, FLAGS.num_classes, bias_trick
-        )
-        for method in methods:
-          report = gradcheck.check_gradients(
-            params,
-            x,
-            targets,
-            loss=loss,
-            reg=FLAGS.reg,
-            penalty=penalty,
-            grad_fn=grad_fn,
-            richardson=FLAGS.richardson and method != 'forward',
-            method=method,
-            h=FLAGS.h,
-            num_coords=FLAGS.num_coords,
-            num_directions=FLAGS.num_directions,
-            key=jax.random.fold_in(key, 7),
-            **common.loss_hparams_for(FLAGS, loss),
-          )
-          print(report.summary(), flush=True)
-          reports.append(report)
-  return reports
+  """Runs every requested check, printing each report as it is made; returns the reports."""
+  return gradcheck_run.check_all(
+    common.loss_names(FLAGS.loss),
+    common.PENALTY_NAMES if FLAGS.penalty == 'all' else (FLAGS.penalty,),
+    gradcheck.METHODS if FLAGS.method == 'all' else (FLAGS.method,),
+    FLAGS.bias_trick,
+    seed=FLAGS.seed,
+    num_examples=FLAGS.num_examples,
+    num_features=FLAGS.num_features,
+    num_classes=FLAGS.num_classes,
+    reg=FLAGS.reg,
+    grad=FLAGS.grad,
+    plant=FLAGS.plant,
+    h=FLAGS.h,
+    richardson=FLAGS.richardson,
+    num_coords=FLAGS.num_coords,
+    num_directions=FLAGS.num_directions,
+    loss_hparams=lambda loss: common.loss_hparams_for(FLAGS, loss),
+    on_report=lambda report: print(report.summary(), flush=True),
+    on_skip=lambda loss: print(f'{loss:<10} no hand-derived score_grad: nothing to check', flush=True),
+  )
 
 
 def main(argv):
@@ -109,8 +78,7 @@ def main(argv):
   failed = [r for r in reports if not r.passed]
   print(f'\n{len(reports) - len(failed)} passed, {len(failed)} failed')
   if FLAGS.json_out:
-    with open(FLAGS.json_out, 'w') as f:
-      json.dump({'passed': not failed, 'reports': [r.to_dict() for r in reports]}, f, indent=1)
+    gradcheck_run.write_json(FLAGS.json_out, reports)
   if failed:
     print(
       'Gradient check FAILED for: '

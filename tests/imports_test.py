@@ -36,6 +36,7 @@ LAYERS = (
     'hard_cases',
     'landscape',
     'sweep_run',
+    'gradcheck_run',
     'experiment',
   ),
   ('cli', '__main__', '__init__'),
