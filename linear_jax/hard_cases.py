@@ -9,7 +9,9 @@ class, 0 everything else) in any dimension `D` (2 for pictures):
 * `three_modes`: class 1 = near one of three centres, class 0 elsewhere.
 
 `FEATURE_MAPS[case]` is a map chosen for the case (the lecture's "features"
-view) under which the classes become linearly separable.
+view) under which the classes become linearly separable. `run_all` fits
+every case with and without its map, draws each fit and writes
+hard_cases.json (the library half of `experiments/hard_cases.py`).
 """
 
 import json
