@@ -22,6 +22,7 @@ times the work of K fits one after another (see experiments/bench_optimum.py).
 """
 
 import dataclasses
+import functools
 import time
 from typing import NamedTuple
 
@@ -253,44 +254,32 @@ def batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b):
   return values, dW, db
 
 
-def _compiled(cfg, num_models, max_iter, memory_size):
-  key = (step.structural(cfg), num_models, max_iter, memory_size)
-  if key not in _CACHE:
+@functools.partial(jax.jit, static_argnames=('structure', 'max_iter', 'memory_size'))
+def _solve_batched(theta, x, y, hp, regs, weights, tol, template, *, structure, max_iter, memory_size):
+  """The K solves in lock-step: one program per `config.StepConfig`, K, cap and memory."""
+  c, d = template.W.shape
+  k = theta.shape[0]
 
-    def solve(theta, x, y, hp, regs, weights, tol, template):
-      c, d = template.W.shape
-      k = theta.shape[0]
+  def fun(th):  # flat [K, P] = [W (C·D) | b (C)] per model, as ravel_pytree lays out Params
+    W = th[:, : c * d].reshape(k, c, d)
+    b = None if template.b is None else th[:, c * d :]
+    values, dW, db = batched_value_and_grad(structure, x, y, hp, regs, weights, W, b)
+    flat = dW.reshape(k, c * d) if db is None else jnp.concatenate([dW.reshape(k, c * d), db], axis=1)
+    return values, flat
 
-      def fun(th):  # flat [K, P] = [W (C·D) | b (C)] per model, as ravel_pytree lays out Params
-        W = th[:, : c * d].reshape(k, c, d)
-        b = None if template.b is None else th[:, c * d :]
-        values, dW, db = batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b)
-        flat = dW.reshape(k, c * d) if db is None else jnp.concatenate([dW.reshape(k, c * d), db], axis=1)
-        return values, flat
-
-      return minimize_batched(fun, theta, tol, max_iter, memory_size)
-
-    _CACHE[key] = jax.jit(solve)
-  return _CACHE[key]
+  return minimize_batched(fun, theta, tol, max_iter, memory_size)
 
 
-_CACHE = {}
+@functools.partial(jax.jit, static_argnames=('structure', 'max_iter', 'memory_size'))
+def _solve_warm(params, x, y, hp, regs, weights, tol, *, structure, max_iter, memory_size):
+  """The regs one after another, each warm-started: one program per `config.StepConfig`, K, cap, memory."""
 
+  def one(p, r):  # optax's L-BFGS for one reg, started where the previous reg ended
+    f = solvers.objective_fn(structure, x, y, hp._replace(reg=r), weights)
+    p, info = solvers.minimize(f, p, tol, max_iter, memory_size)
+    return p, (ravel_pytree(p)[0], info.value, info.grad_norm, info.iterations, info.fevals)
 
-def _compiled_warm(cfg, num_models, max_iter, memory_size):
-  key = ('warm', step.structural(cfg), num_models, max_iter, memory_size)
-  if key not in _CACHE:
-
-    def solve(params, x, y, hp, regs, weights, tol):
-      def one(p, r):  # optax's L-BFGS for one reg, started where the previous reg ended
-        f = solvers.objective_fn(cfg, x, y, hp._replace(reg=r), weights)
-        p, info = solvers.minimize(f, p, tol, max_iter, memory_size)
-        return p, (ravel_pytree(p)[0], info.value, info.grad_norm, info.iterations, info.fevals)
-
-      return jax.lax.scan(one, params, regs)[1]
-
-    _CACHE[key] = jax.jit(solve)
-  return _CACHE[key]
+  return jax.lax.scan(one, params, regs)[1]
 
 
 METHODS = ('batched', 'warm')
@@ -340,17 +329,19 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
   k = len(regs)
   w_dev = solvers.device_weights(dataset, 'train', x.dtype, weights)
+  static = dict(structure=step.structural(cfg), max_iter=int(max_iter), memory_size=int(memory_size))
   t0 = time.perf_counter()
   if method == 'warm':
     order = np.argsort(-regs, kind='stable')  # strongest first: each solution starts the next solve
-    run = _compiled_warm(cfg, k, int(max_iter), int(memory_size))
-    out = run(params, x, y, hp, jnp.asarray(regs[order], x.dtype), w_dev, jnp.asarray(tol, x.dtype))
+    out = _solve_warm(
+      params, x, y, hp, jnp.asarray(regs[order], x.dtype), w_dev, jnp.asarray(tol, x.dtype), **static
+    )
     theta, value, grad_norm, iterations, fevals = (np.asarray(a)[np.argsort(order)] for a in out)
     fevals = int(fevals.sum())
   else:
     theta = jnp.broadcast_to(flat, (k, flat.size))
-    run = _compiled(cfg, k, int(max_iter), int(memory_size))
-    st = run(theta, x, y, hp, jnp.asarray(regs, x.dtype), w_dev, jnp.asarray(tol, x.dtype), params)
+    regs_dev = jnp.asarray(regs, x.dtype)
+    st = _solve_batched(theta, x, y, hp, regs_dev, w_dev, jnp.asarray(tol, x.dtype), params, **static)
     st = jax.tree.map(np.asarray, st)
     theta, value, iterations, fevals = st.theta, st.value, st.iterations, int(st.fevals)
     grad_norm = np.max(np.abs(st.grad), axis=-1)

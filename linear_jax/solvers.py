@@ -138,12 +138,10 @@ def minimize(fun, params, tol, max_iter, memory_size=10):
   return params, LbfgsInfo(it, fevals, gn, value, gn <= tol, stalled & (gn > tol), values, gns, fe)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(cfg, max_iter, memory_size):
-  def solve(params, x, y, hp, weights, tol):
-    return minimize(objective_fn(cfg, x, y, hp, weights), params, tol, max_iter, memory_size)
-
-  return jax.jit(solve)
+@functools.partial(jax.jit, static_argnames=('structure', 'max_iter', 'memory_size'))
+def _solve(params, x, y, hp, weights, tol, *, structure, max_iter, memory_size):
+  """`minimize` of `structure`'s objective: one program per `config.StepConfig`, cap and memory."""
+  return minimize(objective_fn(structure, x, y, hp, weights), params, tol, max_iter, memory_size)
 
 
 def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_size=10):
@@ -162,8 +160,17 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
   """
   tol = convergence.tol(cfg) if tol is None else tol
   max_iter = cfg.epochs if max_iter is None else max_iter
-  run = _compiled(step.structural(cfg), int(max_iter), int(memory_size))
-  return run(params, x, y, hp, weights, jnp.asarray(tol, x.dtype))
+  return _solve(
+    params,
+    x,
+    y,
+    hp,
+    weights,
+    jnp.asarray(tol, x.dtype),
+    structure=step.structural(cfg),
+    max_iter=int(max_iter),
+    memory_size=int(memory_size),
+  )
 
 
 def check_lbfgs(cfg):

@@ -1,5 +1,7 @@
 """L-BFGS, f* and closed-form ridge against scikit-learn and NumPy (float64: conftest turns on x64)."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -117,3 +119,20 @@ def test_bad_sample_weights_are_refused():
   for bad in (-np.ones(n), np.zeros(n), np.full(n, np.nan), np.ones(n - 1)):
     with pytest.raises(ValueError, match='sample weights of the train split'):
       solvers.optimum(cfg, ds, weights=bad)
+
+
+def test_new_reg_and_tol_share_one_compiled_solve():
+  # decay_epochs=11.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
+  ds = _dataset('breast_cancer')
+  n, c = len(ds.x_train), 0.5
+  cfg = train.TrainConfig(loss='logistic', reg=1e-3, dtype='float64', decay_epochs=11.0)
+  before = solvers._solve._cache_size()  # pylint: disable=protected-access
+  solvers.optimum(cfg, ds, tol=1e-6)
+  assert solvers._solve._cache_size() == before + 1  # pylint: disable=protected-access
+  other = dataclasses.replace(cfg, reg=1 / (2 * c * n), seed=5)
+  f_star, _, info = solvers.optimum(other, ds, tol=1e-9)
+  assert solvers._solve._cache_size() == before + 1  # pylint: disable=protected-access
+  assert info.grad_norm <= 1e-9  # the new tol reached the shared program ...
+  ref = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=20_000).fit(ds.x_train, ds.y_train)
+  f_ref = _objective_at(ref.coef_, ref.intercept_, ds, 'logistic', other.reg)
+  assert f_star == pytest.approx(f_ref, rel=1e-5)  # ... and so did the new reg
