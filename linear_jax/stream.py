@@ -418,46 +418,37 @@ def block_plan(key, rows, batch):
   return steps, idx, mask
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_block(cfg, rows, batch, steps_per_epoch):
-  """SGD over one block: `(params, opt_state, xb, yb, key, hp) -> (params, opt_state, step_objectives)`."""
+@functools.partial(jax.jit, static_argnames=('structure', 'rows', 'batch', 'steps_per_epoch'))
+def _block(params, opt_state, xb, yb, key, hp, affine_, *, structure, rows, batch, steps_per_epoch):
+  """SGD over one block of `rows` rows: `(params, opt_state, step_objectives)`.
+
+  One program per `config.StepConfig` and block shape; new hyperparameter values never recompile.
+  """
   steps = math.ceil(rows / batch)
-  update = step_lib.make_update(cfg, steps_per_epoch, masked=steps * batch != rows)
-
-  def block(params, opt_state, xb, yb, key, hp, affine_):
-    xb = _widen(cfg, xb, affine_)
-    idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
-    return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
-
-  return jax.jit(block)
+  update = step_lib.make_update(structure, steps_per_epoch, masked=steps * batch != rows)
+  xb = _widen(structure, xb, affine_)
+  idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
+  return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_accumulate_grad(cfg):
-  """`(total, params, xb, yb, weight, hp) -> total + weight · (objective, gradient)` on one block."""
-
-  def accumulate(total, params, xb, yb, weight, hp, affine_):
-    value, g = step_lib.batch_value_and_grad(cfg, params, _widen(cfg, xb, affine_), yb, None, hp)
-    return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
-
-  return jax.jit(accumulate)
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _accumulate_grad(total, params, xb, yb, weight, hp, affine_, *, structure):
+  """`total + weight · (objective, gradient)` on one block."""
+  value, g = step_lib.batch_value_and_grad(structure, params, _widen(structure, xb, affine_), yb, None, hp)
+  return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_apply(cfg):
-  return jax.jit(step_lib.make_apply(cfg, 1))
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _apply(params, opt_state, grad, hp, *, structure):
+  """One optimizer step along `grad`: `step.make_apply(structure, 1)`."""
+  return step_lib.make_apply(structure, 1)(params, opt_state, grad, hp)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_accumulate_eval(cfg):
-  """`(total, params, xb, yb, weight, hp) -> total + weight · metrics` on one block."""
-  evaluate = step_lib.make_eval_fn(cfg)
-
-  def accumulate(total, params, xb, yb, weight, hp, affine_):
-    out = evaluate(params, _widen(cfg, xb, affine_), yb, hp)
-    return {k: total[k] + weight * v for k, v in out.items()}
-
-  return jax.jit(accumulate)
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _accumulate_eval(total, params, xb, yb, weight, hp, affine_, *, structure):
+  """`total + weight · metrics` on one block."""
+  out = step_lib.make_eval_fn(structure)(params, _widen(structure, xb, affine_), yb, hp)
+  return {k: total[k] + weight * v for k, v in out.items()}
 
 
 def block_order(key, num_blocks):
@@ -507,12 +498,13 @@ def make_epoch_fn(cfg, x, y, affine_=None):
 
     def full_batch_epoch(params, opt_state, _x, _y, key, hp):
       del key
-      accumulate = _compiled_accumulate_grad(scfg)
       weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
-      step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
+      step = lambda total, k, xb, yb: _accumulate_grad(
+        total, params, xb, yb, weights[k], hp, affine_, structure=scfg
+      )
       zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
       total = sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
-      params, opt_state = _compiled_apply(scfg)(params, opt_state, total[1], hp)
+      params, opt_state = _apply(params, opt_state, total[1], hp, structure=scfg)
       return params, opt_state, total[0][None]
 
     return full_batch_epoch
@@ -524,9 +516,20 @@ def make_epoch_fn(cfg, x, y, affine_=None):
     def step(state, i, xb, yb):
       params, opt_state, values = state
       a, b = ordered[i]
-      run = _compiled_block(scfg, b - a, batch, steps)
       key_i = jax.random.fold_in(rows_key, int(order[i]))
-      params, opt_state, v = run(params, opt_state, xb, yb, key_i, hp, affine_)
+      params, opt_state, v = _block(
+        params,
+        opt_state,
+        xb,
+        yb,
+        key_i,
+        hp,
+        affine_,
+        structure=scfg,
+        rows=b - a,
+        batch=batch,
+        steps_per_epoch=steps,
+      )
       return params, opt_state, (*values, v)
 
     params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt)
@@ -546,7 +549,6 @@ def make_eval_fn(cfg, affine_=None):
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     block_spans = spans(x.shape[0], rows)
-    accumulate = _compiled_accumulate_eval(scfg)
     weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
     names = jax.eval_shape(
       lambda p, xb, yb: step_lib.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
@@ -555,7 +557,9 @@ def make_eval_fn(cfg, affine_=None):
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
     zero = {k: jnp.zeros((), params.W.dtype) for k in names}
-    step = lambda total, k, xb, yb: accumulate(total, params, xb, yb, weights[k], hp, affine_)
+    step = lambda total, k, xb, yb: _accumulate_eval(
+      total, params, xb, yb, weights[k], hp, affine_, structure=scfg
+    )
     return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt))
 
   return evaluate

@@ -353,3 +353,25 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
   assert blocked.shape == whole.shape == (103, 7 + bias_column) and blocked.dtype == np.float32
   np.testing.assert_array_equal(np.asarray(blocked), np.asarray(whole))
   np.testing.assert_array_equal(np.asarray(whole)[:, :7], x.astype(np.float32))
+
+
+@pytest.mark.parametrize('batch_size', [0, 16])
+def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path, batch_size):
+  # decay_epochs=13.0: a structure no other test compiles, so the first fit adds exactly its programs.
+  ds = _dataset(tmp_path)
+  cfg = train.TrainConfig(
+    batch_size=batch_size, epochs=3, block_rows=17, stream=True, decay_epochs=13.0, optimizer='momentum'
+  )
+  fns = (stream._block, stream._accumulate_grad, stream._apply, stream._accumulate_eval)  # pylint: disable=protected-access
+  programs = lambda: [f._cache_size() for f in fns]
+  before = programs()
+  first = train.fit(cfg, ds)
+  sizes = programs()
+  assert sum(sizes) > sum(before)
+  other = dataclasses.replace(cfg, learning_rate=0.03, reg=1e-2, momentum=0.5, seed=4, tol=0.5)
+  second = train.fit(other, ds)
+  assert programs() == sizes  # new values, no new program
+  assert not np.allclose(second.params.W, first.params.W)
+  if batch_size == 0:  # the shared programs ran `other`'s values: full batch equals the in-memory fit
+    ref = train.fit(dataclasses.replace(other, stream=False), _in_memory(ds))
+    np.testing.assert_allclose(second.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
