@@ -170,42 +170,55 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
   return epoch
 
 
-@functools.lru_cache(maxsize=32)
 def compiled_epoch_fn(cfg, num_rows, num_devices, sharded=False):
   """A jitted data-parallel epoch `(params, opt_state, x, y, valid, key, hp)`.
 
   With `cfg.parallel == 'shard_map'` the arrays are global (`x` replicated,
   or sharded over `'data'` when `sharded`); with `'pmap'` they carry a
   leading device axis when sharded and are broadcast when replicated.
-  Returns replicated `params` and `opt_state` in both cases.
+  Returns replicated `params` and `opt_state` in both cases. One program per
+  `config.StepConfig` and size: new hyperparameter values never recompile.
   """
-  body = make_epoch_fn(cfg, num_rows, num_devices, sharded)
-  if cfg.parallel == 'pmap':
-    data_axis = 0 if sharded else None
-    # pmap needs one mapped argument even when all the data is broadcast.
-    mapped = jax.pmap(
-      lambda _, *args: body(*args),
-      axis_name=AXIS,
-      in_axes=(0, None, None, data_axis, data_axis, data_axis, None, None),
-      devices=jax.devices()[:num_devices],
-    )
-    ids = np.arange(num_devices)
-
-    def run(params, opt_state, x, y, valid, key, hp):
-      p, o, v = mapped(ids, params, opt_state, x, y, valid, key, hp)
-      return jax.tree.map(lambda a: a[0], (p, o, v))
-
-    return run
-  mesh = make_mesh(num_devices)
-  spec = P(AXIS) if sharded else P()
-  return jax.jit(
-    jax.shard_map(
-      body,
-      mesh=mesh,
-      in_specs=(P(), P(), spec, spec, spec, P(), P()),
-      out_specs=(P(), P(), P()),
-    )
+  structure = step_lib.structural(cfg)
+  if structure.parallel == 'pmap':
+    return _pmapped_epoch(structure, num_rows, num_devices, sharded)
+  return functools.partial(
+    _shard_map_epoch, structure=structure, num_rows=num_rows, num_devices=num_devices, sharded=sharded
   )
+
+
+@functools.partial(jax.jit, static_argnames=('structure', 'num_rows', 'num_devices', 'sharded'))
+def _shard_map_epoch(params, opt_state, x, y, valid, key, hp, *, structure, num_rows, num_devices, sharded):
+  spec = P(AXIS) if sharded else P()
+  return jax.shard_map(
+    make_epoch_fn(structure, num_rows, num_devices, sharded),
+    mesh=make_mesh(num_devices),
+    in_specs=(P(), P(), spec, spec, spec, P(), P()),
+    out_specs=(P(), P(), P()),
+  )(params, opt_state, x, y, valid, key, hp)
+
+
+# `jax.pmap` takes `in_axes` and `devices` when it is built, not when it is called, and it has no
+# static keyword arguments, so the pmap path keeps a cache of its built programs, keyed on the
+# hashable `config.StepConfig` and the sizes (the shard_map path above is a plain `jax.jit`).
+@functools.lru_cache(maxsize=32)
+def _pmapped_epoch(structure, num_rows, num_devices, sharded):
+  body = make_epoch_fn(structure, num_rows, num_devices, sharded)
+  data_axis = 0 if sharded else None
+  # pmap needs one mapped argument even when all the data is broadcast.
+  mapped = jax.pmap(
+    lambda _, *args: body(*args),
+    axis_name=AXIS,
+    in_axes=(0, None, None, data_axis, data_axis, data_axis, None, None),
+    devices=jax.devices()[:num_devices],
+  )
+  ids = np.arange(num_devices)
+
+  def run(params, opt_state, x, y, valid, key, hp):
+    p, o, v = mapped(ids, params, opt_state, x, y, valid, key, hp)
+    return jax.tree.map(lambda a: a[0], (p, o, v))
+
+  return run
 
 
 def place(cfg, x, y, num_devices, sharded=False):
