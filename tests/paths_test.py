@@ -1,5 +1,7 @@
 """Regularization paths: each model of the batched L-BFGS equals its reg solved alone."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,20 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
     paths.fit_path(train.TrainConfig(loss='hinge'), ds, [1e-3])
   with pytest.raises(ValueError, match='method must be one of batched, warm'):
     paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
+
+
+@pytest.mark.parametrize('method', paths.METHODS)
+def test_new_regs_and_tol_share_one_compiled_path(method):
+  # decay_epochs=17.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
+  ds = data.prepare(data.load('diabetes'), 'diabetes', 0.0, 0.2, dtype=np.float64, seed=0)
+  cfg = train.TrainConfig(loss='l2', dtype='float64', decay_epochs=17.0)
+  program = paths._solve_warm if method == 'warm' else paths._solve_batched  # pylint: disable=protected-access
+  before = program._cache_size()
+  paths.fit_path(cfg, ds, [1e-3, 1e-1], tol=1e-6, method=method)
+  assert program._cache_size() == before + 1
+  regs = [3e-2, 1.0]
+  path = paths.fit_path(dataclasses.replace(cfg, seed=2), ds, regs, tol=1e-9, method=method)
+  assert program._cache_size() == before + 1  # new regs and tol, the same program, which ran them:
+  for k, reg in enumerate(regs):
+    W, _ = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg)
+    np.testing.assert_allclose(np.asarray(path.params.W[k]), W, rtol=1e-5, atol=1e-5)
