@@ -37,16 +37,15 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from .bench_training import cifar_like
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cifar_like(n, d=3072, c=10, seed=1, signal=0.05):
-  """Float32 data with a learnable linear signal: `x = μ_y + noise`."""
-  rng = np.random.default_rng(seed)
-  means = rng.standard_normal((c, d), dtype=np.float32) * signal
-  y = rng.integers(0, c, n).astype(np.int64)
-  x = means[y] + rng.standard_normal((n, d), dtype=np.float32)
-  return x, y
+def _cifar_like(n):
+  """Section 2's CIFAR-shaped float32 data (another seed), with int64 labels."""
+  x, y = cifar_like(n, seed=1)
+  return x, y.astype(np.int64)
 
 
 def _dataset(x, y, name='cifar-shaped', num_classes=10):
