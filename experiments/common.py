@@ -6,10 +6,18 @@ import os
 
 from absl import flags
 
+from linear_jax import config
 from linear_jax import experiment
 from linear_jax import losses
 
 PENALTY_NAMES = tuple(losses.PENALTIES)
+# Every flag that sets a `TrainConfig` field takes its default from `config.COMMAND_LINE` (the
+# command line's run: converging, at most MAX_EPOCHS epochs, DEFAULT_REG), except the sweeps'
+# fixed `--epochs`, which is `TrainConfig()`'s.
+RUN = config.COMMAND_LINE
+DATA = experiment.DataConfig()  # the data flags' defaults
+MAX_EPOCHS = RUN.epochs
+DEFAULT_REG = RUN.reg
 
 
 def validate_as_field(name, field=None, record=None):
@@ -37,7 +45,7 @@ def define_objective_flags(allow_all=False):
   """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked."""
   flags.DEFINE_string(
     'loss',
-    'all' if allow_all else 'softmax',
+    'all' if allow_all else RUN.loss,
     f'Loss of the scores: {", ".join(sorted(losses.LOSSES))}{", all" if allow_all else ""}; or a Loss '
     'record in your own file, FILE.py:NAME, or module, package.module:NAME (this runs that file).',
   )
@@ -49,13 +57,13 @@ def define_objective_flags(allow_all=False):
   )
   flags.DEFINE_enum(
     'penalty',
-    'all' if allow_all else 'l2',
+    'all' if allow_all else RUN.penalty,
     PENALTY_NAMES + (('all',) if allow_all else ()),
     'Penalty on W (never on the bias).',
   )
   flags.DEFINE_float('reg', 0.1 if allow_all else DEFAULT_REG, 'Regularization strength, >= 0.')
   validate_as_field('reg')
-  flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
+  flags.DEFINE_integer('seed', RUN.seed, 'Seed of every random draw.')
 
   def loss_and_hparams_ok(f):
     names = loss_names(f['loss'])
@@ -201,12 +209,12 @@ def define_data_flags():
   """Which dataset, where its files are, how it is split and preprocessed."""
   from linear_jax import data  # pylint: disable=import-outside-toplevel
 
-  flags.DEFINE_enum('dataset', 'digits', data.DATASETS, 'Dataset to train on.')
+  flags.DEFINE_enum('dataset', DATA.dataset, data.DATASETS, 'Dataset to train on.')
   flags.DEFINE_string('data_dir', None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
   flags.DEFINE_string('data_path', None, 'npz / npy / csv: the file (npy: the features, memory-mapped).')
   flags.DEFINE_string('labels_path', None, 'npy: the labels (or real targets), one per row of --data_path.')
   flags.DEFINE_bool(
-    'stream', False, 'Train by reading the training split from the file in blocks instead of holding it.'
+    'stream', RUN.stream, 'Train by reading the training split from the file in blocks instead of holding it.'
   )
   flags.DEFINE_string(
     'test_path',
@@ -214,25 +222,29 @@ def define_data_flags():
     'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).',
   )
   flags.DEFINE_string('test_labels_path', None, 'npy: the labels of --test_path.')
-  flags.DEFINE_enum('delimiter', 'auto', experiment.DELIMITERS, 'csv: the field delimiter (auto: detected).')
+  flags.DEFINE_enum(
+    'delimiter', DATA.delimiter, experiment.DELIMITERS, 'csv: the field delimiter (auto: detected).'
+  )
   flags.DEFINE_string('weight_column', None, 'csv: a column of sample weights, by header name or index.')
   flags.DEFINE_enum(
     'class_weight',
-    'none',
+    DATA.class_weight,
     experiment.CLASS_WEIGHTS,
     "balanced: weigh each class n / (C * count), as scikit-learn's.",
   )
-  flags.DEFINE_string('target_column', '-1', 'csv: the target column, by header name or index.')
-  flags.DEFINE_integer('num_examples', 600, 'Synthetic data: N, >= 1.')
-  flags.DEFINE_integer('num_features', 2, 'Synthetic data: D, >= 1.')
-  flags.DEFINE_integer('num_classes', 3, 'Synthetic blobs: C, >= 2.')
-  flags.DEFINE_float('val_fraction', 0.1, 'Fraction of the data held out for validation.')
-  flags.DEFINE_float('test_fraction', 0.2, 'Fraction held out for test (unless the format has a test split).')
-  flags.DEFINE_enum('preprocess', 'standardize', data.PREPROCESSING, 'Fitted on the training split only.')
-  flags.DEFINE_enum(
-    'features', 'pixels', data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
+  flags.DEFINE_string('target_column', DATA.target_column, 'csv: the target column, by header name or index.')
+  flags.DEFINE_integer('num_examples', DATA.num_examples, 'Synthetic data: N, >= 1.')
+  flags.DEFINE_integer('num_features', DATA.num_features, 'Synthetic data: D, >= 1.')
+  flags.DEFINE_integer('num_classes', DATA.num_classes, 'Synthetic blobs: C, >= 2.')
+  flags.DEFINE_float('val_fraction', DATA.val_fraction, 'Fraction of the data held out for validation.')
+  flags.DEFINE_float(
+    'test_fraction', DATA.test_fraction, 'Fraction held out for test (unless the format has a test split).'
   )
-  flags.DEFINE_integer('bins', 16, 'Histogram bins per channel with --features=histogram, >= 1.')
+  flags.DEFINE_enum('preprocess', DATA.preprocess, data.PREPROCESSING, 'Fitted on the training split only.')
+  flags.DEFINE_enum(
+    'features', DATA.features, data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
+  )
+  flags.DEFINE_integer('bins', DATA.bins, 'Histogram bins per channel with --features=histogram, >= 1.')
   for name in ('num_examples', 'num_features', 'num_classes', 'val_fraction', 'test_fraction', 'bins'):
     validate_as_field(name, record=experiment.DataConfig)
 
@@ -251,14 +263,6 @@ KNOWN_KINDS = {
 }
 
 
-# The default cap of a training run that stops when it has converged (see define_convergence_flags).
-MAX_EPOCHS = 1000
-# The command line's default --reg: near scikit-learn's C = 1 (reg = 1/(2·C·N), softmax on 2 classes
-# 1/(C·N)) for a few hundred to a few thousand examples; 1e-4 left breast_cancer 1.2 points behind
-# LogisticRegression on a held-out file (experiments/bench_optimum.py).
-DEFAULT_REG = 1e-3
-
-
 def define_training_flags(max_epochs=False):
   """Optimizer, schedule, batches, gradient source and the rest of a training run.
 
@@ -270,16 +274,20 @@ def define_training_flags(max_epochs=False):
 
   flags.DEFINE_enum(
     'optimizer',
-    'sgd',
+    RUN.optimizer,
     train.OPTIMIZERS,
     'optax optimizer; lbfgs: full-batch L-BFGS to --tol (smooth losses).',
   )
-  flags.DEFINE_float('learning_rate', 0.1, 'Base learning rate, > 0.')
-  flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
-  flags.DEFINE_enum('schedule', 'constant', train.SCHEDULES, 'Learning-rate schedule.')
-  flags.DEFINE_float('decay_rate', 0.5, 'step / exponential / inverse_time: factor per decay period.')
-  flags.DEFINE_float('decay_epochs', 10.0, 'step / exponential / inverse_time: epochs per decay period.')
-  flags.DEFINE_integer('batch_size', 64, 'Mini-batch size, > 0 (see --full_batch).')
+  flags.DEFINE_float('learning_rate', RUN.learning_rate, 'Base learning rate, > 0.')
+  flags.DEFINE_float('momentum', RUN.momentum, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
+  flags.DEFINE_enum('schedule', RUN.schedule, train.SCHEDULES, 'Learning-rate schedule.')
+  flags.DEFINE_float(
+    'decay_rate', RUN.decay_rate, 'step / exponential / inverse_time: factor per decay period.'
+  )
+  flags.DEFINE_float(
+    'decay_epochs', RUN.decay_epochs, 'step / exponential / inverse_time: epochs per decay period.'
+  )
+  flags.DEFINE_integer('batch_size', RUN.batch_size, 'Mini-batch size, > 0 (see --full_batch).')
   flags.DEFINE_bool('full_batch', False, 'Full-batch gradient descent: one step per epoch on all examples.')
   epochs = 'max_epochs' if max_epochs else 'epochs'
   if max_epochs:
@@ -288,23 +296,25 @@ def define_training_flags(max_epochs=False):
     )
     flags.DEFINE_alias('epochs', 'max_epochs')
   else:
-    flags.DEFINE_integer('epochs', 30, 'Passes over the training data, > 0.')
-  flags.DEFINE_enum('grad', 'analytic', grad_sources.GRAD_SOURCES, 'Gradient source.')
-  flags.DEFINE_bool('bias_trick', False, 'Fold b into W and append the constant-1 feature.')
-  flags.DEFINE_float('init_scale', 1e-3, 'Standard deviation of the initial weights, >= 0.')
-  flags.DEFINE_integer('patience', 0, 'Early stopping: epochs without validation gain, >= 0 (0: off).')
-  flags.DEFINE_enum('dtype', 'float32', train.DTYPES, 'Training precision.')
+    flags.DEFINE_integer('epochs', config.TrainConfig().epochs, 'Passes over the training data, > 0.')
+  flags.DEFINE_enum('grad', RUN.grad, grad_sources.GRAD_SOURCES, 'Gradient source.')
+  flags.DEFINE_bool('bias_trick', RUN.bias_trick, 'Fold b into W and append the constant-1 feature.')
+  flags.DEFINE_float('init_scale', RUN.init_scale, 'Standard deviation of the initial weights, >= 0.')
+  flags.DEFINE_integer(
+    'patience', RUN.patience, 'Early stopping: epochs without validation gain, >= 0 (0: off).'
+  )
+  flags.DEFINE_enum('dtype', RUN.dtype, train.DTYPES, 'Training precision.')
   flags.DEFINE_integer(
     'eval_every',
-    1,
+    RUN.eval_every,
     'Epochs between evaluations of the training and validation splits (the last epoch is always '
     'evaluated), > 0; every epoch also records the loss its training pass measured.',
   )
   flags.DEFINE_integer(
-    'block_rows', 0, 'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB).'
+    'block_rows', RUN.block_rows, 'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB).'
   )
-  flags.DEFINE_enum('parallel', 'none', train.PARALLEL, 'Data parallelism over devices.')
-  flags.DEFINE_integer('num_devices', 0, 'Devices to use with --parallel, >= 0 (0: all).')
+  flags.DEFINE_enum('parallel', RUN.parallel, train.PARALLEL, 'Data parallelism over devices.')
+  flags.DEFINE_integer('num_devices', RUN.num_devices, 'Devices to use with --parallel, >= 0 (0: all).')
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
   flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
   flags.DEFINE_integer(
@@ -386,12 +396,12 @@ def define_convergence_flags(tol_only=False):
   if tol_only:
     return
   flags.DEFINE_integer(
-    'n_iter_no_change', 5, '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.'
+    'n_iter_no_change',
+    RUN.n_iter_no_change,
+    '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.',
   )
   validate_as_field('n_iter_no_change')
-  flags.DEFINE_enum(
-    'tol_on', 'objective', convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.'
-  )
+  flags.DEFINE_enum('tol_on', RUN.tol_on, convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.')
 
 
 def train_config(f):

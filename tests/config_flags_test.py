@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from linear_jax import config
 from linear_jax import convergence
 from linear_jax import data
 from linear_jax import experiment
@@ -49,13 +50,9 @@ RENAMED = {'epochs': 'max_epochs'}  # experiments/train.py: a cap (--epochs is i
 NO_FLAG = {
   'explode_factor': 'a safety limit of the library; no command needs to change it',
 }
-# Defaults the command line chooses differently from Python, and why (the README says so too).
-CLI_DEFAULTS = {
-  'epochs': 'the command line caps a run that stops when it has converged (common.MAX_EPOCHS)',
-  'tol_on': 'the command line stops when converged; Python runs every one of `epochs`',
-  'loss_hparams': 'a list of NAME=VALUE on the command line, a dict in Python (both empty)',
-  'reg': 'a run that trains to convergence needs the stronger default (common.DEFAULT_REG)',
-}
+# The fields in which the command line's run (`config.COMMAND_LINE`, the source of every flag's
+# default) differs from `TrainConfig()`; the README says so too.
+COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg'}
 ENUMS = {
   'penalty': tuple(losses.PENALTIES),
   'optimizer': train.OPTIMIZERS,
@@ -122,20 +119,25 @@ def test_every_train_config_field_has_a_flag_with_its_default(command):
       continue  # lr_sweep runs a fixed count: only --tol
     name = _flag_name(module, field.name)
     assert name in got['flags'], f'{module}: TrainConfig.{field.name} has no flag --{name}'
-    default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-    if field.name in CLI_DEFAULTS and (module == 'experiments.train' or field.name == 'reg'):
-      continue  # every command that trains uses the command line's --reg
+    # The command line's run, except the sweeps' fixed --epochs, which is TrainConfig()'s.
+    source = (
+      train.TrainConfig() if module != 'experiments.train' and field.name == 'epochs' else config.COMMAND_LINE
+    )
+    default = getattr(source, field.name)
     if field.name == 'loss_hparams':
       assert got['flags'][name]['default'] == [] and default == {}
       continue
     assert got['flags'][name]['default'] == default, f'{module}: --{name} default differs from the field'
 
 
-def test_the_cli_defaults_that_differ_are_the_documented_ones():
-  cfg = train.TrainConfig()
-  assert cfg.epochs == 30 and cfg.tol_on == 'none'
+def test_the_command_line_run_differs_from_train_config_only_where_documented():
+  ours, python = dataclasses.asdict(config.COMMAND_LINE), dataclasses.asdict(train.TrainConfig())
+  assert {k for k in ours if ours[k] != python[k]} == COMMAND_LINE_FIELDS
+  config.COMMAND_LINE.validate()
+  assert config.COMMAND_LINE.tol_on == 'objective' and python['tol_on'] == 'none'
   readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
   assert "`TrainConfig(tol_on='none')` is the default" in readme
+  assert 'config.COMMAND_LINE' in readme
 
 
 def test_data_and_run_records_match_their_flags(command):
