@@ -136,3 +136,27 @@ def test_new_reg_and_tol_share_one_compiled_solve():
   ref = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=20_000).fit(ds.x_train, ds.y_train)
   f_ref = _objective_at(ref.coef_, ref.intercept_, ds, 'logistic', other.reg)
   assert f_star == pytest.approx(f_ref, rel=1e-5)  # ... and so did the new reg
+
+
+def test_the_default_memory_keeps_40_pairs_for_small_models_and_fewer_for_large_ones():
+  small = model.Params(jnp.zeros((10, 512), jnp.float32), jnp.zeros(10, jnp.float32))
+  large = model.Params(jnp.zeros((1000, 2048), jnp.float32), jnp.zeros(1000, jnp.float32))
+  assert solvers.memory_size_for(small) == solvers.MEMORY_SIZE == 40
+  assert solvers.memory_size_for(large) == solvers.MIN_MEMORY_SIZE  # 8 MB a vector: 40 pairs would be 656 MB
+  mid = model.Params(jnp.zeros((100, 4096), jnp.float32), jnp.zeros(100, jnp.float32))
+  pairs = solvers.memory_size_for(mid)
+  assert 10 < pairs < 40 and 2 * pairs * mid.W.nbytes <= solvers.MEMORY_BYTES
+
+
+def test_more_curvature_pairs_reach_the_same_optimum_in_no_more_evaluations():
+  ds = _dataset('digits')
+  n = len(ds.x_train)
+  cfg = train.TrainConfig(loss='softmax', reg=1 / (2 * n), optimizer='lbfgs', dtype='float64', epochs=1000)
+  x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+  p0 = model.Params(jnp.zeros((10, ds.num_features)), jnp.zeros(10))
+  hp = train.hparams(cfg)
+  _, ten = solvers.solve(cfg, p0, x, y, hp, tol=1e-8, memory_size=10)
+  _, default = solvers.solve(cfg, p0, x, y, hp, tol=1e-8)
+  assert bool(ten.converged) and bool(default.converged)
+  assert int(default.fevals) <= int(ten.fevals)
+  np.testing.assert_allclose(float(default.value), float(ten.value), rtol=1e-9)
