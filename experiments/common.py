@@ -134,37 +134,26 @@ def parse_float_list(name, text):
 
 
 class NumberListParser(flags.ArgumentParser):
-  """Comma-separated numbers within bounds, `'1e-3,1e-2'` -> `[0.001, 0.01]`; what `flags.DEFINE_list` reads.
+  """Comma-separated numbers within a bound, `'1e-3,1e-2'` -> `[0.001, 0.01]`; what `flags.DEFINE_list` reads.
 
-  A bad list is a one-line flag error that names the flag.
+  `bound` is a `sweep.Bound` (or `None`: any number): the library's rule, so
+  the flag refuses exactly what the library would. A bad list is a one-line
+  flag error that names the flag.
   """
 
   syntactic_help = 'a comma-separated list of numbers'
 
-  def __init__(self, name, kind=float, at_least=None, above=None, below=None, bounds_text=None):
-    self.name, self.kind = name, kind
-    self.at_least, self.above, self.below = at_least, above, below
-    self.bounds_text = bounds_text
+  def __init__(self, name, bound=None):
+    self.name, self.bound = name, bound
+    self.kind = bound.kind if bound is not None else float
 
   def flag_type(self):
     return f'list of {self.kind.__name__}'
 
-  def bounds(self):
-    """The bounds in words (`'> 0'`, `'in [0, 1)'`), or `''` if none."""
-    if self.bounds_text:
-      return self.bounds_text
-    low = high = ''
-    if self.at_least is not None:
-      low = f'[{self.at_least:g}'
-    elif self.above is not None:
-      low = f'({self.above:g}'
-    if self.below is not None:
-      high = f'{self.below:g})'
-    if low and high:
-      return f'in {low}, {high}'
-    if low:
-      return ('>= ' if low[0] == '[' else '> ') + low[1:]
-    return f'< {high[:-1]}' if high else ''
+  def _refusal(self, text):
+    if self.kind is int:
+      return f'--{self.name} must be comma-separated integers {self.bound.describe()}, got {text!r}.'
+    return f'--{self.name} must hold only values {self.bound.describe()}, got {text!r}.'
 
   def parse(self, argument):
     if isinstance(argument, list):
@@ -174,30 +163,26 @@ class NumberListParser(flags.ArgumentParser):
       values = [self.kind(t.strip()) for t in text.split(',') if t.strip()]
     except ValueError as e:
       if self.kind is int:
-        raise ValueError(
-          f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.'
-        ) from e
+        raise ValueError(self._refusal(text)) from e
       raise ValueError(f'--{self.name}: {text!r} is not a comma-separated list of numbers.') from e
     if not values:
       raise ValueError(f'--{self.name} is empty.')
-    ok = lambda v: (
-      (self.at_least is None or v >= self.at_least)
-      and (self.above is None or v > self.above)
-      and (self.below is None or v < self.below)
-    )
-    if not all(ok(v) for v in values) and self.kind is int:
-      raise ValueError(f'--{self.name} must be comma-separated integers {self.bounds()}, got {text!r}.')
-    if not all(ok(v) for v in values):
-      raise ValueError(f'--{self.name} must hold only values {self.bounds()}, got {text!r}.')
+    if self.bound is not None and not all(self.bound.admits(v) for v in values):
+      raise ValueError(self._refusal(text))
     return values
 
 
-def define_number_list(
-  name, default, help_text, kind=float, at_least=None, above=None, below=None, bounds_text=None
-):
-  """A flag of comma-separated numbers within bounds (the syntax of `flags.DEFINE_list`): a list of `kind`."""
+def define_number_list(name, default, help_text, bound=None):
+  """A flag of comma-separated numbers within `bound` (the syntax of `flags.DEFINE_list`): a list of numbers.
+
+  `bound` is a `sweep.Bound`, the library's rule for the values; its words
+  are added to `help_text`.
+  """
+  if bound is not None:
+    kind = 'integers ' if bound.kind is int else ''
+    help_text = f'{help_text} Values: {kind}{bound.describe()}.'
   flags.DEFINE(
-    NumberListParser(name, kind, at_least=at_least, above=above, below=below, bounds_text=bounds_text),
+    NumberListParser(name, bound),
     name,
     default,
     help_text,

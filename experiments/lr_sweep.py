@@ -39,16 +39,22 @@ common.define_data_flags()
 common.define_training_flags()
 common.define_convergence_flags(tol_only=True)
 common.define_number_list(
-  'lrs', None, 'Comma-separated learning rates, > 0 (instead of --lr_min/--lr_max/--num_lrs).', above=0
+  'lrs',
+  None,
+  'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).',
+  bound=sweep_lib.BOUNDS['learning_rate'],
 )
 flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
 flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
 common.define_number_list(
-  'regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths, >= 0.', at_least=0
+  'regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths.', bound=sweep_lib.BOUNDS['reg']
 )
+# A margin's bounds are its loss's (`Loss.bounds`): checked with --loss below, not here.
 common.define_number_list(
-  'margins', None, 'Optional comma-separated margins to sweep too (losses with a margin), >= 0.', at_least=0
+  'margins',
+  None,
+  "Optional comma-separated margins to sweep too (losses with a margin), within the loss's bounds.",
 )
 flags.DEFINE_multi_string(
   'sweep_loss_hparam',
@@ -59,19 +65,15 @@ flags.DEFINE_multi_string(
 common.define_number_list(
   'momenta',
   None,
-  'Optional comma-separated momenta to sweep too (momentum optimizers), in [0, 1).',
-  at_least=0,
-  below=1,
+  'Optional comma-separated momenta to sweep too (momentum optimizers).',
+  bound=sweep_lib.BOUNDS['momentum'],
 )
 common.define_number_list(
   'seeds',
   None,
   'Optional comma-separated seeds (initialization and batch order): every setting is trained once per '
   'seed and judged by its mean over them (the split stays that of --seed).',
-  kind=int,
-  at_least=0,
-  below=2**32,
-  bounds_text='in [0, 2**32)',
+  bound=sweep_lib.BOUNDS['seed'],
 )
 flags.DEFINE_integer('chunk_size', 0, 'Train at most this many models at once (0: all).', lower_bound=0)
 flags.DEFINE_bool('retrain_best', False, 'Retrain the best setting alone and report its test metric.')
@@ -89,7 +91,8 @@ flags.DEFINE_bool('quiet', False, 'No progress display.')
 FLAGS = flags.FLAGS
 
 
-flags.register_validator('lr_min', lambda v: v > 0, message='--lr_min must be > 0.')
+_LR = sweep_lib.BOUNDS['learning_rate']
+flags.register_validator('lr_min', _LR.admits, message=f'--lr_min must be {_LR.describe()}.')
 flags.register_multi_flags_validator(
   ['refit', 'optimizer'],
   lambda f: not f['refit'] or f['optimizer'] == 'lbfgs',
@@ -132,7 +135,8 @@ def _loss_hparam_axes_ok(f):
       try:
         spec.resolve_hparams({name: v})
       except ValueError as e:
-        raise flags.ValidationError(f'--sweep_loss_hparam: {e}') from e
+        flag = '--margins' if name == 'margin' and f['margins'] else '--sweep_loss_hparam'
+        raise flags.ValidationError(f'{flag}: {e}') from e
   return True
 
 

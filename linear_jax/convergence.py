@@ -73,17 +73,39 @@ def grad_norm(grad):
   return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree.leaves(grad)]))
 
 
-@functools.lru_cache(maxsize=16)
-def _grad_norm_fn(grad, loss, penalty):
-  def fn(params, x, y, hp, weights):
-    _, g = grad_sources.value_and_grad(
-      grad, params, x, y, loss=loss, reg=hp.reg, penalty=penalty, loss_hparams=hp.loss_hparams, mask=weights
-    )
-    return grad_norm(g)
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _grad_norm(params, x, y, hp, weights=None, *, structure):
+  """`‖∇f(params)‖_∞`, one program per `config.StepConfig` (its loss, penalty and gradient source).
 
-  return jax.jit(fn)
+  The regularization and loss hyperparameters come in `hp` as arrays, so new
+  values, parameters or data of the same shapes reuse the compiled program.
+  """
+  _, g = grad_sources.value_and_grad(
+    structure.grad,
+    params,
+    x,
+    y,
+    loss=structure.loss_record,
+    reg=hp.reg,
+    penalty=structure.penalty,
+    loss_hparams=hp.loss_hparams,
+    mask=weights,
+  )
+  return grad_norm(g)
 
 
 def full_grad_norm(cfg, params, x, y, hp, weights=None):
-  """`‖∇f(params)‖_∞` of the full training objective (weighted mean if `weights`), a float."""
-  return float(_grad_norm_fn(cfg.grad, cfg.loss_record, cfg.penalty)(params, x, y, hp, weights))
+  """`‖∇f(params)‖_∞` of the full training objective (weighted mean if `weights`), a float.
+
+  Args:
+    cfg: the run's `TrainConfig`; only its `structure()` shapes the program.
+    params: the model's parameters.
+    x: `[n, d]` features.
+    y: `[n]` targets (or `[n, k]` for a multi-output regression).
+    hp: the run's `step.HParams` (its `reg` and `loss_hparams` are used).
+    weights: optional `[n]` sample weights.
+
+  Returns:
+    The largest absolute entry of the full-batch gradient, a Python float.
+  """
+  return float(_grad_norm(params, x, y, hp, weights, structure=cfg.structure()))

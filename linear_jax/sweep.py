@@ -33,7 +33,59 @@ from linear_jax import stream
 from linear_jax import sweep_state
 from linear_jax import train
 
-RUN_HPARAMS = ('learning_rate', 'reg', 'momentum', 'seed')
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+  """The values one run hyperparameter of a sweep may take: finite numbers of `kind` in an interval.
+
+  `check_grid` refuses a setting by it, and the command line's list flags
+  (`lr_sweep --lrs/--regs/--momenta/--seeds`) parse by it, so both apply one
+  rule and say it in the same words (`describe`).
+  """
+
+  plural: str  # the values' name in messages: 'learning rates'
+  low: float
+  high: float = math.inf
+  low_open: bool = False  # `low` itself is refused
+  high_open: bool = True  # `high` itself is refused (always, when it is infinite)
+  kind: type = float  # int: integers only (bools and floats refused)
+  high_text: str | None = None  # how messages write `high`, if not as `{high:g}`
+
+  def admits(self, v) -> bool:
+    """Whether `v` is a finite number of `kind` within the interval."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+      return False
+    if self.kind is int and not isinstance(v, (int, np.integer)):
+      return False
+    if not math.isfinite(v):
+      return False
+    above_low = v > self.low if self.low_open else v >= self.low
+    below_high = v < self.high if self.high_open else v <= self.high
+    return bool(above_low and below_high)
+
+  def describe(self) -> str:
+    """The interval in words: `'> 0'`, `'>= 0'`, `'in [0, 1)'`."""
+    low = f'{self.low:g}'
+    if self.high == math.inf:
+      return f'{">" if self.low_open else ">="} {low}'
+    high = self.high_text or f'{self.high:g}'
+    return f'in {"(" if self.low_open else "["}{low}, {high}{")" if self.high_open else "]"}'
+
+  def message(self, v) -> str:
+    """Why `v` is refused: `'momenta must be in [0, 1), got 1.0.'`."""
+    if self.kind is int:
+      return f'{self.plural} must be integers {self.describe()}, got {v!r}.'
+    return f'{self.plural} must be {self.describe()}, got {v}.'
+
+
+# The run hyperparameters a sweep varies (the keys of a setting besides the loss's), and their bounds.
+BOUNDS = {
+  'learning_rate': Bound('learning rates', 0.0, low_open=True),
+  'reg': Bound('regs', 0.0),
+  'momentum': Bound('momenta', 0.0, 1.0),
+  'seed': Bound('seeds', 0, 2**32, kind=int, high_text='2**32'),
+}
+RUN_HPARAMS = tuple(BOUNDS)
 # Epochs between a sweep's checkpoints: under 5% of its time (experiments/bench_longruns.py).
 CHECKPOINT_EVERY = 10
 
@@ -151,21 +203,19 @@ def _cast(name, v):
 def check_grid(settings, loss=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
-  With `loss` (a record or name), every other key must be one of its
-  hyperparameters, within its bounds.
+  The run hyperparameters are held to `BOUNDS`. With `loss` (a record or
+  name), every other key must be one of its hyperparameters, within its
+  bounds.
   """
   if not settings:
     raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
   for s in settings:
-    if not (math.isfinite(s['learning_rate']) and s['learning_rate'] > 0):
-      raise ValueError(f'learning rates must be > 0, got {s["learning_rate"]}.')
-    if not (math.isfinite(s['reg']) and s['reg'] >= 0):
-      raise ValueError(f'regs must be >= 0, got {s["reg"]}.')
-    if not 0 <= s.get('momentum', 0) < 1:
-      raise ValueError(f'momenta must be in [0, 1), got {s["momentum"]}.')
-    seed = s.get('seed', 0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-      raise ValueError(f'seeds must be integers in [0, 2**32), got {seed!r}.')
+    missing = [n for n in ('learning_rate', 'reg') if n not in s]
+    if missing:
+      raise ValueError(f'Every setting of a sweep needs a learning_rate and a reg; {s} has no {missing[0]}.')
+    for name, bound in BOUNDS.items():
+      if name in s and not bound.admits(s[name]):
+        raise ValueError(bound.message(s[name]))
     if loss is not None:
       losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
   if 'seed' in settings[0] and any('seed' not in s for s in settings):

@@ -3,14 +3,18 @@
 `TrainConfig`, `experiment.DataConfig` and `experiment.RunOptions` are the one
 source of truth; these tests fail when a field has no flag, a flag's default
 or choices differ from its field's, or a flag accepts a value the record refuses.
+`lr_sweep`'s list flags are held the same way to `sweep.BOUNDS`, the bounds of a
+sweep's settings.
 """
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from linear_jax import config
@@ -19,6 +23,7 @@ from linear_jax import data
 from linear_jax import experiment
 from linear_jax import grad_sources
 from linear_jax import losses
+from linear_jax import sweep
 from linear_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,3 +185,73 @@ def test_flags_and_records_refuse_the_same_out_of_bound_values(command):
     record = train.TrainConfig if name in train_fields else experiment.DataConfig
     with pytest.raises(ValueError, match=name):
       record(**{name: value}).validate()
+
+
+# lr_sweep's list flags and the hyperparameter of a sweep's setting each one fills.
+LIST_FLAGS = {'lrs': 'learning_rate', 'regs': 'reg', 'momenta': 'momentum', 'seeds': 'seed'}
+
+_MESSAGES = r"""
+import importlib, json, sys
+from absl import flags
+importlib.import_module(sys.argv[1])
+out = []
+for argv in json.loads(sys.argv[2]):
+  try:
+    flags.FLAGS(['prog'] + argv)
+    out.append('accepted')
+  except flags.Error as e:
+    out.append(str(e))
+  flags.FLAGS.unparse_flags()
+print(json.dumps(out))
+"""
+
+
+def _just_outside_and_inside(bound):
+  """`(outside, inside)`: the values next to each end of `bound`, on either side of it."""
+  if bound.kind is int:
+    nxt = lambda v, direction: v + direction
+  else:
+    nxt = lambda v, direction: float(np.nextafter(v, direction * math.inf))
+  outside = [bound.low if bound.low_open else nxt(bound.low, -1)]
+  inside = [nxt(bound.low, 1) if bound.low_open else bound.low]
+  if math.isfinite(bound.high):
+    outside.append(bound.high if bound.high_open else nxt(bound.high, 1))
+    inside.append(nxt(bound.high, -1) if bound.high_open else bound.high)
+  if bound.kind is float:
+    outside += [math.inf, math.nan]  # only finite numbers
+  return outside, inside
+
+
+def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
+  assert set(LIST_FLAGS.values()) == set(sweep.BOUNDS)  # every bound of a setting has its flag
+  cases = []
+  for flag, name in LIST_FLAGS.items():
+    outside, inside = _just_outside_and_inside(sweep.BOUNDS[name])
+    cases += [(flag, name, v, False) for v in outside] + [(flag, name, v, True) for v in inside]
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-c',
+      _MESSAGES,
+      'experiments.lr_sweep',
+      json.dumps([[f'--{f}={v!r}'] for f, _, v, _ in cases]),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
+  messages = json.loads(proc.stdout.strip().splitlines()[-1])
+  for (flag, name, value, admitted), message in zip(cases, messages, strict=True):
+    bound = sweep.BOUNDS[name]
+    setting = {'learning_rate': 0.1, 'reg': 0.0, name: value}
+    if admitted:
+      assert message == 'accepted', (flag, value, message)
+      sweep.check_grid([setting])
+      continue
+    # The flag names itself and the library's bound in the library's words; the library refuses it too.
+    assert f'--{flag} must' in message and bound.describe() in message, (flag, value, message)
+    with pytest.raises(ValueError) as refused:
+      sweep.check_grid([setting])
+    assert f'{bound.plural} must be' in str(refused.value) and bound.describe() in str(refused.value)

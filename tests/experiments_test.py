@@ -237,6 +237,14 @@ def test_lr_sweep_writes_outputs_and_refuses_bad_flags(tmp_path):
       (['--seeds=0,-1'], '--seeds must be comma-separated integers'),
       (['--seeds=a'], '--seeds must be comma-separated integers'),
       (['--seeds=1,1'], '--seeds repeats a seed'),
+      (['--momenta=0,1'], '--momenta must hold only values in [0, 1)'),
+      # A margin is held to its loss's bounds (Loss.bounds), the flag named.
+      (
+        ['--loss=svm', '--margins=0.5,-1'],
+        "--margins: Loss 'svm': hyperparameter 'margin' must be finite and >= 0",
+      ),
+      (['--margins=1'], "--margins: Loss 'softmax' has no hyperparameters; got 'margin'"),
+      (['--loss=svm', '--margins=0.5,2'], 'accepted'),
     ],
   )
 

@@ -97,6 +97,8 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     (sweep.grid([0.0], [0.0]), 'learning rates must be > 0'),
     (sweep.grid([-0.1], [0.0]), 'learning rates must be > 0'),
     (sweep.grid([0.1], [-1e-3]), 'regs must be >= 0'),
+    (sweep.grid([float('inf')], [0.0]), 'learning rates must be > 0, got inf'),
+    ([{'learning_rate': 0.1}], 'needs a learning_rate and a reg'),
     (sweep.grid([0.1], [0.0], momenta=[1.0]), r'momenta must be in \[0, 1\)'),
     (sweep.grid([0.1], [0.0], seeds=[-1]), r'seeds must be integers in \[0, 2\*\*32\), got -1'),
     (sweep.grid([0.1], [0.0], seeds=[1.5]), 'seeds must be integers.*got 1.5'),
