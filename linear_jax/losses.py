@@ -208,6 +208,10 @@ def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
     raise ValueError(f'A loss called {name!r} is registered already; pass overwrite=True to replace it.')
   record = dataclasses.replace(loss, name=name)
   probe(record)
+  if name in LOSSES and LOSSES[name] != record:
+    # Compiled programs are cached by the loss's name (a `config.StepConfig` field): drop them, so
+    # none compiled for the record replaced here is ever run again.
+    jax.clear_caches()
   LOSSES[name] = record
   return record
 

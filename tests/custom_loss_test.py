@@ -323,3 +323,25 @@ def test_bad_loss_flag_is_one_line_before_any_work(user_file, spec, match):
   if match is None:  # a known loss given a hyperparameter it does not have
     assert "Loss 'softmax' has no hyperparameters; got 'delta'" in out.stderr
   assert not (user_file.parent / 'w' / 'metrics.jsonl').exists()
+
+
+def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_runs():
+  name = 'test_replaced_loss'
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((20, 3)), jnp.float32)
+  y = jnp.asarray(np.arange(20) % 2, jnp.int32)
+  try:
+    lj.register_loss(name, SQ, overwrite=True)
+    cfg = train.TrainConfig(loss=name, penalty='l2', reg=0.0)
+    params = lj.init_params(jax.random.PRNGKey(0), 3, 1, scale=0.5)
+    before = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    np.testing.assert_allclose(before, float(jnp.mean(_sq_value(lj.scores(params, x), y))), rtol=1e-6)
+    doubled = lj.Loss(
+      value=lambda s, labels, margin=1.0: 2.0 * _sq_value(s, labels, margin),
+      targets='binary',
+      hparams={'margin': 1.0},  # the same hyperparameters: the same pytree of arguments
+    )
+    lj.register_loss(name, doubled, overwrite=True)
+    after = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    np.testing.assert_allclose(after, 2.0 * before, rtol=1e-6)  # not the program compiled for SQ
+  finally:
+    losses.LOSSES.pop(name, None)
