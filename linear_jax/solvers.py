@@ -89,7 +89,7 @@ def memory_size_for(params) -> int:
   return int(max(MIN_MEMORY_SIZE, min(MEMORY_SIZE, MEMORY_BYTES // max(1, 2 * nbytes))))
 
 
-def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE):
+def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE, min_iter=0):
   """Minimizes `fun` from `params` with optax's L-BFGS, as one `lax.while_loop`.
 
   Args:
@@ -98,6 +98,8 @@ def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE):
     tol: stop when `‖∇f‖_∞ ≤ tol` (a scalar, may be traced).
     max_iter: iteration cap (static: it sizes the per-iteration record).
     memory_size: curvature pairs kept.
+    min_iter: iterations taken even when `tol` is met sooner (a warm start can
+      meet it while f is still measurably above f*: see `paths.WARM_MIN_ITER`).
 
   Returns:
     `(params, LbfgsInfo)`. Pure and jittable.
@@ -122,7 +124,7 @@ def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE):
 
   def cond(c):
     _, _, _, g, it, _, stalled, *_ = c
-    return (it < max_iter) & (convergence.grad_norm(g) > tol) & ~stalled
+    return (it < max_iter) & ((convergence.grad_norm(g) > tol) | (it < min_iter)) & ~stalled
 
   def body(c):
     params, state, value, grad, it, fevals, _, values, gns, fe = c

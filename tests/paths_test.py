@@ -71,3 +71,19 @@ def test_new_regs_and_tol_share_one_compiled_path(method):
   for k, reg in enumerate(regs):
     W, _ = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg)
     np.testing.assert_allclose(np.asarray(path.params.W[k]), W, rtol=1e-5, atol=1e-5)
+
+
+def test_a_warm_start_that_already_meets_tol_still_moves_towards_the_new_optimum():
+  # Weak, close regs: the previous solution meets ‖∇f‖∞ ≤ tol on a flat objective, so without a
+  # floor on the iterations the weaker regs keep the stronger one's weights (0 iterations).
+  ds = data.prepare(data.load('digits'), 'digits', 0.0, 0.2, dtype=np.float64, seed=0)
+  regs = [1e-4, 5e-5, 2e-5, 1e-5]
+  cfg = train.TrainConfig(loss='softmax', dtype='float64', epochs=3000)
+  bare = paths.fit_path(cfg, ds, regs, tol=1e-3, method='warm', warm_min_iter=0)
+  assert np.any(bare.iterations == 0)
+  path = paths.fit_path(cfg, ds, regs, tol=1e-3, method='warm')
+  assert np.all(path.iterations >= paths.WARM_MIN_ITER) and np.all(path.converged)
+  moved = path.iterations > bare.iterations
+  assert np.all(path.objective[moved] < bare.objective[moved])  # each closer to its own optimum
+  f_star = [solvers.optimum(dataclasses.replace(cfg, reg=r), ds)[0] for r in regs]
+  assert np.all(path.objective >= np.asarray(f_star) - 1e-12)
