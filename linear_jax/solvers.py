@@ -7,6 +7,11 @@ iterations, so a fit is one dispatch. It stops when `‖∇f‖_∞ ≤ tol` (sc
 iterations, or when the line search can no longer lower f (the precision
 floor). L-BFGS needs a gradient everywhere, so only smooth losses (a `Loss`
 record without `kinks`) with the l2 penalty are accepted.
+
+A training split that streams (`stream.should_stream`) cannot sit inside one
+compiled loop: each evaluation of f and ∇f is a host loop over blocks
+(`stream.make_objective_fn`). `minimize_host` then drives scipy's L-BFGS-B
+from the host, with the same stopping test.
 """
 
 import dataclasses
@@ -15,6 +20,7 @@ import time
 from typing import NamedTuple
 
 import jax
+from jax import flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -154,6 +160,89 @@ def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE, min_iter=0):
   return params, LbfgsInfo(it, fevals, gn, value, gn <= tol, stalled & (gn > tol), values, gns, fe)
 
 
+# L-BFGS-B's relative-decrease test, `(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ftol`, with ftol = 0
+# fires only when an iteration did not lower f at all: the in-memory solver's "stalled". Evaluations
+# are not capped apart from the iterations (as in memory): maxfun is out of reach.
+HOST_OPTIONS = {'ftol': 0.0, 'maxfun': np.iinfo(np.int32).max, 'maxls': 20}
+
+
+def minimize_host(value_and_grad, params, tol, max_iter, memory_size=MEMORY_SIZE, on_iteration=None):
+  """Minimizes with scipy's L-BFGS-B driven from the host, for an f whose evaluation is a host loop.
+
+  The stopping rules are `minimize`'s: `‖∇f‖_∞ ≤ tol` (L-BFGS-B's `gtol`
+  test on the projected gradient, which without bounds is the gradient), the
+  iteration cap, or an iteration that cannot lower f (`ftol = 0`, or a
+  failed line search). L-BFGS-B works on a flat float64 vector
+  (`flatten_util.ravel_pytree`); it is cast to the dtype of `params` on the
+  way in, and f and ∇f, computed in that dtype, are widened on the way out.
+
+  Args:
+    value_and_grad: `params -> (f, ∇f)`, device values in the dtype of `params`.
+    params: the starting point (any pytree of arrays of one dtype).
+    tol: stop when `‖∇f‖_∞ ≤ tol`.
+    max_iter: iteration cap.
+    memory_size: curvature pairs kept (L-BFGS-B's `maxcor`).
+    on_iteration: called as `on_iteration(t, values, grad_norms, fevals_at)` at every new iterate
+      `W_t`, with `LbfgsInfo`'s per-iteration records filled up to `t`.
+
+  Returns:
+    `(params, LbfgsInfo)` with NumPy fields.
+  """
+  import scipy.optimize  # only the streamed L-BFGS needs it; the import costs about 0.3 s
+
+  flat, unravel = flatten_util.ravel_pytree(params)
+  dtype = flat.dtype
+  values = np.full(max_iter + 1, np.nan)
+  grad_norms = np.full(max_iter + 1, np.nan)
+  fevals_at = np.zeros(max_iter + 1, np.int32)
+  last = {'fevals': 0, 'iterations': 0}
+
+  def fun(z):
+    value, grad = value_and_grad(unravel(jnp.asarray(z, dtype)))
+    g = np.asarray(flatten_util.ravel_pytree(grad)[0], np.float64)
+    value = float(value)
+    last.update(z=np.array(z), value=value, grad_norm=float(np.max(np.abs(g), initial=0.0)))
+    last['fevals'] += 1
+    if last['fevals'] == 1:
+      values[0], grad_norms[0], fevals_at[0] = value, last['grad_norm'], 1
+      if not np.isfinite(value):
+        raise results.Diverged('L-BFGS started from a non-finite objective.')
+    return value, g
+
+  def callback(intermediate_result):
+    # The accepted point is the line search's last evaluation, so its f and ∇f are at hand.
+    if not np.array_equal(intermediate_result.x, last['z']):
+      fun(intermediate_result.x)
+    t = last['iterations'] = last['iterations'] + 1
+    values[t], grad_norms[t], fevals_at[t] = last['value'], last['grad_norm'], last['fevals']
+    if on_iteration:
+      on_iteration(t, values, grad_norms, fevals_at)
+
+  res = scipy.optimize.minimize(
+    fun,
+    np.asarray(flat, np.float64),
+    jac=True,
+    method='L-BFGS-B',
+    callback=callback,
+    options={**HOST_OPTIONS, 'gtol': float(tol), 'maxiter': int(max_iter), 'maxcor': int(memory_size)},
+  )
+  iterations = last['iterations']
+  grad_norm = float(np.max(np.abs(res.jac), initial=0.0))
+  converged = grad_norm <= tol
+  info = LbfgsInfo(
+    iterations=np.int32(iterations),
+    fevals=np.int32(last['fevals']),
+    grad_norm=np.asarray(grad_norm, dtype),
+    value=np.asarray(res.fun, dtype),
+    converged=np.bool_(converged),
+    stalled=np.bool_(not converged and iterations < max_iter),
+    values=values.astype(dtype),
+    grad_norms=grad_norms.astype(dtype),
+    fevals_at=fevals_at,
+  )
+  return unravel(jnp.asarray(res.x, dtype)), info
+
+
 @functools.partial(jax.jit, static_argnames=('structure', 'max_iter', 'memory_size'))
 def _solve(params, x, y, hp, weights, tol, *, structure, max_iter, memory_size):
   """`minimize` of `structure`'s objective: one program per `config.StepConfig`, cap and memory."""
@@ -213,6 +302,36 @@ def device_weights(dataset, split, dtype, weights=None):
   return jnp.asarray(w, dtype)
 
 
+def _iteration_metrics(t, value, grad_norm, fevals, initial):
+  """The history line of L-BFGS iteration `t` (the first one also carries the starting objective)."""
+  m = {'epoch': t, 'train_loss': float(value), 'train_grad_norm': float(grad_norm), 'fevals': int(fevals)}
+  if t == 1:
+    m['initial_loss'] = float(initial)
+  return m
+
+
+def _fit_result(params, info, history, seconds, streamed):
+  """The `FitResult` of an L-BFGS fit whose `LbfgsInfo` is `info` (NumPy fields)."""
+  iters = int(info.iterations)
+  reason = 'converged' if info.converged else ('stalled' if info.stalled else 'max_epochs')
+  return results.FitResult(
+    params=params,
+    best_params=params,
+    history=history,
+    best_epoch=iters,
+    streamed=streamed,
+    stop_reason=reason,
+    solver={
+      'iterations': iters,
+      'fevals': int(info.fevals),
+      'grad_norm': float(info.grad_norm),
+      'objective': float(info.value),
+      'converged': bool(info.converged),
+      'seconds': seconds,
+    },
+  )
+
+
 def fit_lbfgs(cfg, dataset, on_epoch=None):
   """`train.fit` for `cfg.optimizer == 'lbfgs'`: full-batch L-BFGS from the usual initial weights.
 
@@ -221,11 +340,17 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
   per iteration after the solve, with the objective, gradient norm and
   evaluations so far; the last call also has the full metrics of `fit`.
 
+  When the training split streams (`stream.should_stream`: `cfg.stream`, a
+  `stream.prepare`d dataset, or data larger than memory), see
+  `fit_lbfgs_streamed`.
+
   Returns:
     A `train.FitResult` whose `solver` holds iterations, function evaluations,
     the final gradient norm and whether it converged.
   """
   check_lbfgs(cfg)
+  if stream.should_stream(cfg, dataset):
+    return fit_lbfgs_streamed(cfg, dataset, on_epoch)
   arrays = stream.device_data(cfg, dataset)
   x, y = arrays['train']
   hp = step.hparams(cfg)
@@ -240,39 +365,80 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
   eval_fn = step.compiled_eval_fn(cfg)
   history = []
   for i in range(1, iters + 1):
-    m = {
-      'epoch': i,
-      'train_loss': float(info.values[i]),
-      'train_grad_norm': float(info.grad_norms[i]),
-      'fevals': int(info.fevals_at[i]),
-    }
+    m = _iteration_metrics(i, info.values[i], info.grad_norms[i], info.fevals_at[i], info.values[0])
     if i == iters:
       splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
       for split in splits:
         m.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, *arrays[split], hp).items()})
       m['seconds'] = seconds
       m['examples_per_s'] = int(info.fevals) * len(x) / seconds
-    if i == 1:
-      m['initial_loss'] = float(info.values[0])
     history.append(m)
     if on_epoch:
       on_epoch(m)
-  reason = 'converged' if info.converged else ('stalled' if info.stalled else 'max_epochs')
-  return results.FitResult(
-    params=params,
-    best_params=params,
-    history=history,
-    best_epoch=iters,
-    stop_reason=reason,
-    solver={
-      'iterations': iters,
-      'fevals': int(info.fevals),
-      'grad_norm': float(info.grad_norm),
-      'objective': float(info.value),
-      'converged': bool(info.converged),
-      'seconds': seconds,
-    },
+  return _fit_result(params, info, history, seconds, streamed=False)
+
+
+def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
+  """`fit_lbfgs` over a training split that streams: scipy's L-BFGS-B on streamed evaluations.
+
+  Every evaluation of f and ∇f is one full pass over the training split in
+  blocks (`stream.make_objective_fn`: the blocks' sums weighted by rows, added
+  over processes, standardized on the device for a `stream.prepare`d
+  dataset), in the training dtype; `minimize_host` drives L-BFGS-B from the
+  host with the in-memory solver's stopping test, `‖∇f‖_∞ ≤ tol`. The final
+  metrics are streamed too (`stream.make_eval_fn`). `on_epoch` is called as
+  the iterations go, one behind (an iteration's line is written when the next
+  one is reached; the last, with the full metrics, after the solve).
+
+  Sample weights are refused (`ValueError`), as for streamed training.
+
+  Returns:
+    A `train.FitResult` as `fit_lbfgs`'s, with `streamed=True`.
+  """
+  check_lbfgs(cfg)
+  if getattr(dataset, 'w_train', None) is not None:
+    raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
+  arrays = stream.host_splits(cfg, dataset)
+  x, y = arrays['train']
+  affine = stream.affine(cfg, dataset)
+  objective = stream.make_objective_fn(cfg, x, y, affine)
+  hp = step.hparams(cfg)
+  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
+  history, pending = [], []
+
+  def emit(m):
+    history.append(m)
+    if on_epoch:
+      on_epoch(m)
+
+  def on_iteration(t, values, grad_norms, fevals_at):
+    if pending:  # the iteration before is not the last: its line is complete
+      emit(pending.pop())
+    pending.append(_iteration_metrics(t, values[t], grad_norms[t], fevals_at[t], values[0]))
+
+  t0 = time.perf_counter()
+  params, info = minimize_host(
+    lambda p: objective(p, hp),
+    params,
+    convergence.tol(cfg),
+    cfg.epochs,
+    memory_size_for(params),
+    on_iteration,
   )
+  seconds = time.perf_counter() - t0
+  if not np.isfinite(info.value):
+    raise results.Diverged(f'L-BFGS reached a non-finite objective after {int(info.iterations)} iterations.')
+  if pending:
+    m = pending.pop()
+    eval_fn = stream.make_eval_fn(cfg, affine)
+    for split in ('train', 'val') if len(arrays['val'][0]) else ('train',):
+      m.update(
+        {f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, *arrays[split], hp)).items()}
+      )
+    m['seconds'] = seconds
+    m['examples_per_s'] = int(info.fevals) * len(x) / seconds
+    emit(m)
+  return _fit_result(params, info, history, seconds, streamed=True)
 
 
 def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):

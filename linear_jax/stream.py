@@ -11,9 +11,11 @@ batches, so every example is used exactly once per epoch, every batch but one
 is full, and an epoch has as many steps as in memory. Full-batch descent adds
 the blocks' gradients, each weighted by its share of the rows, and takes one
 optimizer step (`step.make_apply`): in-memory descent up to float rounding.
-Evaluation adds the blocks' metrics the same way. With several processes
-each reads only its own rows (`parallel.shard_rows`) and the full-batch sums
-are added over processes once per epoch.
+L-BFGS (`solvers.fit_lbfgs`) evaluates the same sums (`make_objective_fn`),
+one pass over the file per evaluation. Evaluation adds the blocks' metrics
+the same way. With several processes each reads only its own rows
+(`parallel.shard_rows`) and the full-batch sums are added over processes once
+per pass.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
@@ -315,7 +317,7 @@ def affine(cfg, dataset):
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do yet."""
   if jax.process_count() > 1:
-    if cfg.batch_size not in (0, None):
+    if cfg.batch_size not in (0, None) and cfg.optimizer != 'lbfgs':  # L-BFGS is full-batch
       raise ValueError(
         'streaming over several processes does full-batch descent only (--full_batch); '
         'mini-batch training streams in one process.'
@@ -475,6 +477,41 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   return np.concatenate(out)
 
 
+def make_objective_fn(cfg, x, y, affine_=None):
+  """The full training objective and its gradient, streamed over `x, y`: `(params, hp) -> (f, ∇f)`.
+
+  `f = Σ_k (n_k / N) · f_k`, each block's objective and gradient
+  (`step.batch_value_and_grad`) weighted by its share of the rows, added over
+  the blocks (`pipeline`) and, with several processes each reading only its
+  own rows (`local_rows`), over processes (`sum_over_processes`): the
+  in-memory `(f, ∇f)` up to float rounding, in the training dtype. Every call
+  is one full pass over the file; full-batch descent takes one per epoch,
+  streamed L-BFGS one per evaluation (`solvers.fit_lbfgs`).
+
+  Args:
+    cfg: a `TrainConfig` (loss, penalty, grad, dtype, bias trick, `block_rows`).
+    x, y: the training split on the host (an array or a memory map).
+    affine_: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+  """
+  num_rows = x.shape[0]
+  dt = transfer_dtype(x, cfg.dtype)
+  rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+  mine = local_rows(num_rows)
+  x_local, y_local = x[mine], y[mine]
+  local_spans = spans(x_local.shape[0], rows)
+  scfg = step_lib.structural(cfg)
+
+  def value_and_grad(params, hp):
+    weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
+    step = lambda total, k, xb, yb: _accumulate_grad(
+      total, params, xb, yb, weights[k], hp, affine_, structure=scfg
+    )
+    zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
+    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
+
+  return value_and_grad
+
+
 def make_epoch_fn(cfg, x, y, affine_=None):
   """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
 
@@ -491,21 +528,13 @@ def make_epoch_fn(cfg, x, y, affine_=None):
   scfg = step_lib.structural(cfg)
 
   if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
-    # With several processes each reads only its own rows; the weighted sums add up over processes.
-    mine = local_rows(num_rows)
-    x_local, y_local = x[mine], y[mine]
-    local_spans = spans(x_local.shape[0], rows)
+    objective = make_objective_fn(cfg, x, y, affine_)
 
     def full_batch_epoch(params, opt_state, _x, _y, key, hp):
       del key
-      weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
-      step = lambda total, k, xb, yb: _accumulate_grad(
-        total, params, xb, yb, weights[k], hp, affine_, structure=scfg
-      )
-      zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
-      total = sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
-      params, opt_state = _apply(params, opt_state, total[1], hp, structure=scfg)
-      return params, opt_state, total[0][None]
+      value, grad = objective(params, hp)
+      params, opt_state = _apply(params, opt_state, grad, hp, structure=scfg)
+      return params, opt_state, value[None]
 
     return full_batch_epoch
 

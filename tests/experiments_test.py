@@ -458,6 +458,36 @@ def test_train_eval_every_marks_evaluated_lines(tmp_path):
   assert summary['streamed'] is False and summary['flags']['eval_every'] == 2
 
 
+def test_train_lbfgs_streams_an_npy_file(tmp_path):
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(3, 6)) * 2
+  y = rng.integers(0, 3, 400)
+  np.save(tmp_path / 'x.npy', (centres[y] + rng.normal(size=(400, 6)) + 4).astype(np.float32))
+  np.save(tmp_path / 'y.npy', y)
+  out = _run(
+    'experiments.train',
+    '--dataset=npy',
+    f'--data_path={tmp_path / "x.npy"}',
+    f'--labels_path={tmp_path / "y.npy"}',
+    '--optimizer=lbfgs',
+    '--tol=1e-5',
+    '--stream',
+    '--block_rows=32',
+    f'--workdir={tmp_path / "w"}',
+    '--plots=false',
+  )
+  assert out.returncode == 0, out.stderr
+  assert 'grad norm' in out.stdout and 'stopped: converged' in out.stdout
+  summary = json.loads((tmp_path / 'w' / 'summary.json').read_text())
+  assert summary['streamed'] is True and summary['stop_reason'] == 'converged'
+  solver = summary['solver']
+  assert solver['converged'] and solver['grad_norm'] <= 1e-5
+  lines = [json.loads(line) for line in (tmp_path / 'w' / 'metrics.jsonl').read_text().splitlines()]
+  assert [m['epoch'] for m in lines] == list(range(1, solver['iterations'] + 1))
+  assert lines[-1]['fevals'] == solver['fevals'] and lines[-1]['train_loss'] == solver['objective']
+  assert summary['final']['test_accuracy'] > 0.8
+
+
 def test_bench_wholerun_markdown_names_every_figure():
   from experiments import bench_wholerun  # pylint: disable=import-outside-toplevel
 

@@ -9,11 +9,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from linear_jax import chunks
 from linear_jax import data
+from linear_jax import model
+from linear_jax import solvers
 from linear_jax import stream
 from linear_jax import train
 
@@ -239,9 +242,11 @@ ds = data.Dataset(
   kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4))
 cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
 result = train.fit(cfg, ds)
+lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16), ds)
 mine = stream.local_rows(len(ds.x_train))
 print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
-                  'processes': jax.process_count(), 'rows': [mine.start, mine.stop]}))
+                  'processes': jax.process_count(), 'rows': [mine.start, mine.stop],
+                  'lbfgs_W': np.asarray(lbfgs.params.W).tolist(), 'lbfgs': lbfgs.solver}))
 """
 
 
@@ -263,6 +268,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
     scale=np.ones(4),
   )
   ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
+  ref_lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
@@ -293,7 +299,14 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
     rows.append(got['rows'])
     np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
+    # L-BFGS over both processes' rows reaches the one-process optimum.
+    assert got['lbfgs']['converged'] and got['lbfgs']['grad_norm'] <= 1e-5
+    np.testing.assert_allclose(got['lbfgs']['objective'], ref_lbfgs.solver['objective'], rtol=1e-6)
+    np.testing.assert_allclose(np.array(got['lbfgs_W']), ref_lbfgs.params.W, atol=1e-3)
   assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
+  fits = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  assert fits[0]['lbfgs_W'] == fits[1]['lbfgs_W']  # both processes took the same iterates
+  assert fits[0]['lbfgs']['fevals'] == fits[1]['lbfgs']['fevals']
 
 
 def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
@@ -301,6 +314,7 @@ def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
   with pytest.raises(ValueError, match='full-batch descent only'):
     stream.check_config(train.TrainConfig(stream=True, batch_size=64))
   stream.check_config(train.TrainConfig(stream=True, batch_size=0))  # full batch streams
+  stream.check_config(train.TrainConfig(stream=True, optimizer='lbfgs'))  # L-BFGS is full-batch
 
 
 def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
@@ -375,3 +389,91 @@ def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path
   if batch_size == 0:  # the shared programs ran `other`'s values: full batch equals the in-memory fit
     ref = train.fit(dataclasses.replace(other, stream=False), _in_memory(ds))
     np.testing.assert_allclose(second.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
+
+
+def test_streamed_objective_and_gradient_equal_in_memory(tmp_path):
+  ds = _dataset(tmp_path, dtype=np.float64)
+  cfg = train.TrainConfig(loss='softmax', reg=1e-2, dtype='float64', block_rows=17)
+  hp = train.hparams(cfg)
+  params = model.Params(
+    jax.random.normal(jax.random.PRNGKey(0), (3, 5), jnp.float64), jnp.asarray([0.1, -0.2, 0.3])
+  )
+  x, y = np.asarray(ds.x_train), np.asarray(ds.y_train, np.int32)
+  value, grad = stream.make_objective_fn(cfg, np.load(tmp_path / 'x_train.npy', mmap_mode='r'), y)(params, hp)
+  ref_value, ref_grad = jax.value_and_grad(solvers.objective_fn(cfg, jnp.asarray(x), jnp.asarray(y), hp))(
+    params
+  )
+  np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+  np.testing.assert_allclose(grad.W, ref_grad.W, rtol=1e-11, atol=1e-14)
+  np.testing.assert_allclose(grad.b, ref_grad.b, rtol=1e-11, atol=1e-14)
+
+
+def _digits():
+  return data.prepare(data.load('digits'), 'digits', 0.1, 0.2, dtype=np.float64, seed=0)
+
+
+@pytest.mark.parametrize(
+  'dtype,tol,rtol,atol', [('float64', 1e-9, 1e-12, 1e-6), ('float32', 1e-4, 1e-6, 1e-4)]
+)
+def test_streamed_lbfgs_reaches_the_in_memory_optimum(dtype, tol, rtol, atol):
+  ds = _digits()
+  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, dtype=dtype, tol=tol, epochs=1000)
+  lines = []
+  ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds, on_epoch=lines.append)
+  ref = train.fit(cfg, ds)
+  assert len(stream.spans(len(ds.x_train), 200)) > 5  # several blocks, the last one short
+  assert ours.streamed and not ref.streamed
+  s = ours.solver
+  assert ours.stop_reason == 'converged' and s['converged'] and s['grad_norm'] <= tol
+  assert s.keys() == ref.solver.keys()
+  np.testing.assert_allclose(s['objective'], ref.solver['objective'], rtol=rtol)
+  np.testing.assert_allclose(ours.params.W, ref.params.W, atol=atol)
+  np.testing.assert_allclose(ours.params.b, ref.params.b, atol=atol)
+  # The history, as in memory: one line per iteration, monotone, the full metrics on the last.
+  assert lines == ours.history and s['fevals'] >= s['iterations'] == len(ours.history) > 3
+  objectives = [m['train_loss'] for m in ours.history]
+  assert all(b <= a for a, b in zip(objectives, objectives[1:], strict=False))
+  assert ours.history[0]['initial_loss'] > objectives[0] and ours.history[-1]['train_grad_norm'] <= tol
+  assert ours.history[-1].keys() == ref.history[-1].keys()
+  final = train.evaluate(cfg, ds, ours.params)  # in memory, an independent evaluation
+  for k in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
+    exact = dtype == 'float64' and k.endswith('loss')  # accuracy is a float32 mean
+    np.testing.assert_allclose(ours.history[-1][k], final[k], rtol=1e-12 if exact else 1e-5, err_msg=k)
+  capped = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200, epochs=3), ds)
+  assert capped.stop_reason == 'max_epochs' and capped.solver['iterations'] == len(capped.history) == 3
+  assert not capped.solver['converged']
+
+
+def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_path):
+  raw = data.blobs(150, 5, 3, seed=2)
+  x = (raw.x * 3.0 + 5.0).astype(np.float32)
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', raw.y)
+  mapped = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  assert isinstance(mapped.x, np.memmap)
+  ds = stream.prepare(mapped, 'npy', val_fraction=0.2, test_fraction=0.1)
+  n_train, n_val = len(ds.x_train), len(ds.x_val)
+  tf = lambda a: (np.asarray(a, np.float64) - ds.shift) / ds.scale
+  ref_ds = dataclasses.replace(
+    ds,
+    x_train=tf(x[:n_train]),
+    x_val=tf(x[n_train : n_train + n_val]),
+    x_test=tf(x[n_train + n_val :]),
+    extra={},
+  )
+  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, dtype='float64', tol=1e-9, block_rows=16)
+  ours, ref = train.fit(cfg, ds), train.fit(cfg, ref_ds)
+  assert ours.streamed and not ref.streamed  # a prepared map always streams
+  assert len(stream.spans(n_train, 16)) > 5
+  assert ours.solver['converged'] and ours.solver['grad_norm'] <= 1e-9
+  np.testing.assert_allclose(ours.solver['objective'], ref.solver['objective'], rtol=1e-12)
+  np.testing.assert_allclose(ours.params.W, ref.params.W, atol=1e-7)
+  np.testing.assert_allclose(ours.history[-1]['val_accuracy'], ref.history[-1]['val_accuracy'])
+
+
+def test_streamed_lbfgs_refuses_sample_weights():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
+  ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.5, 1.5, 60)), 'weighted')
+  with pytest.raises(ValueError, match='sample weights are not supported with --stream'):
+    train.fit(train.TrainConfig(optimizer='lbfgs', loss='logistic', stream=True), ds)
