@@ -446,6 +446,8 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
 
   L-BFGS to a tight tolerance, in float64 when `jax_enable_x64` is on (else in
   `cfg.dtype`, which limits f* to float32 precision, about 1e-7 relative).
+  A training split that streams (`stream.should_stream`) is never loaded
+  whole: f* comes from `minimize_host` over streamed evaluations.
 
   Args:
     cfg: a `TrainConfig` with a smooth loss (see `check_smooth`).
@@ -462,10 +464,17 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
   tol = (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol
-  arrays = stream.device_data(cfg, dataset)
-  x, y = arrays['train']
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
+  if stream.should_stream(cfg, dataset):  # over the blocks, as the run it is the reference of
+    if weights is not None or getattr(dataset, 'w_train', None) is not None:
+      raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
+    x, y = stream.host_splits(cfg, dataset)['train']
+    objective = stream.make_objective_fn(cfg, x, y, stream.affine(cfg, dataset))
+    params, info = minimize_host(lambda p: objective(p, hp), params, tol, max_iter, memory_size_for(params))
+    return float(info.value), params, info
+  arrays = stream.device_data(cfg, dataset)
+  x, y = arrays['train']
   params, info = solve(
     cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype, weights), tol, max_iter
   )

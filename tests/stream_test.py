@@ -477,3 +477,15 @@ def test_streamed_lbfgs_refuses_sample_weights():
   ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.5, 1.5, 60)), 'weighted')
   with pytest.raises(ValueError, match='sample weights are not supported with --stream'):
     train.fit(train.TrainConfig(optimizer='lbfgs', loss='logistic', stream=True), ds)
+
+
+def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
+  ds = _digits()
+  cfg = train.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
+  ref, ref_params, _ = solvers.optimum(cfg, ds)
+  # Streamed, the whole split must never go to the device at once.
+  monkeypatch.setattr(stream, 'device_data', lambda *a, **k: pytest.fail('moved the whole split'))
+  ours, params, info = solvers.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
+  assert info.converged
+  np.testing.assert_allclose(ours, ref, rtol=1e-12)
+  np.testing.assert_allclose(params.W, ref_params.W, atol=1e-5)
