@@ -196,8 +196,8 @@ def check_lbfgs(cfg):
     raise ValueError('--optimizer=lbfgs runs on one device; drop --parallel.')
 
 
-def device_weights(dataset, split, dtype, weights=None):
-  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
+def host_weights(dataset, split, dtype, weights=None):
+  """Sample weights as a checked host array of `dtype`: `weights`, else `Dataset.w_<split>`, else `None`."""
   w = getattr(dataset, f'w_{split}', None) if weights is None else weights
   if w is None:
     return None
@@ -208,7 +208,13 @@ def device_weights(dataset, split, dtype, weights=None):
       f'sample weights of the {split} split must be {n} finite values >= 0, not all 0; '
       f'got shape {w.shape}, min {w.min() if w.size else None}.'
     )
-  return jnp.asarray(w, dtype)
+  return w.astype(jnp.dtype(dtype))
+
+
+def device_weights(dataset, split, dtype, weights=None):
+  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
+  w = host_weights(dataset, split, dtype, weights)
+  return None if w is None else jnp.asarray(w)
 
 
 def fit_lbfgs(cfg, dataset, on_epoch=None):

@@ -375,3 +375,89 @@ def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path
   if batch_size == 0:  # the shared programs ran `other`'s values: full batch equals the in-memory fit
     ref = train.fit(dataclasses.replace(other, stream=False), _in_memory(ds))
     np.testing.assert_allclose(second.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
+
+
+def _weighted(ds, seed=0, zero_block=None):
+  """`ds` with random positive sample weights on every split (rows `zero_block` of training at 0)."""
+  rng = np.random.default_rng(seed)
+  w = {s: rng.uniform(0.2, 3.0, len(getattr(ds, f'x_{s}'))) for s in ('train', 'val', 'test')}
+  if zero_block is not None:
+    w['train'][zero_block] = 0.0
+  return dataclasses.replace(ds, w_train=w['train'], w_val=w['val'], w_test=w['test'])
+
+
+@pytest.mark.parametrize(
+  'loss,dtype,tol', [('softmax', 'float32', 1e-5), ('svm', 'float32', 1e-5), ('l2', 'float64', 1e-10)]
+)
+def test_weighted_full_batch_stream_equals_in_memory(tmp_path, loss, dtype, tol):
+  kind = 'real' if loss == 'l2' else 'class'
+  ds = _weighted(_dataset(tmp_path, dtype=np.dtype(dtype), kind=kind), zero_block=slice(17, 34))
+  cfg = train.TrainConfig(
+    loss=loss, batch_size=0, epochs=5, learning_rate=0.1, optimizer='momentum', dtype=dtype, bias_trick=True
+  )
+  streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)  # block 1 weighs 0
+  ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train)))
+  unweighted = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train), w_train=None))
+  assert streamed.streamed and not ref.streamed
+  np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=tol, atol=tol / 10)
+  assert np.abs(np.asarray(ref.params.W) - np.asarray(unweighted.params.W)).max() > 100 * tol
+  for s, r in zip(streamed.history, ref.history, strict=True):
+    np.testing.assert_allclose(s['train_loss'], r['train_loss'], rtol=tol)
+    np.testing.assert_allclose(s['val_loss'], r['val_loss'], rtol=tol)
+
+
+def test_weighted_streamed_evaluation_equals_in_memory(tmp_path):
+  ds = _weighted(_dataset(tmp_path), zero_block=slice(0, 23))
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  params = train.fit(cfg, _in_memory(ds)).params
+  ours = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=23), ds, params)
+  ref = train.evaluate(cfg, _in_memory(ds), params)
+  unweighted = train.evaluate(cfg, dataclasses.replace(_in_memory(ds), w_train=None), params)
+  assert ours.keys() == ref.keys()
+  for k in ref:
+    np.testing.assert_allclose(ours[k], ref[k], rtol=1e-5, err_msg=k)
+  # The objective is the weighted mean by hand; accuracy stays unweighted, as in memory.
+  x, y = np.asarray(ds.x_train, np.float64), np.asarray(ds.y_train)
+  s = x @ np.asarray(params.W, np.float64).T + np.asarray(params.b, np.float64)
+  per_example = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1) - s[np.arange(len(y)), y]
+  penalty = cfg.reg * np.sum(np.asarray(params.W, np.float64) ** 2)
+  np.testing.assert_allclose(
+    ours['train_loss'], np.average(per_example, weights=ds.w_train) + penalty, rtol=1e-5
+  )
+  assert ours['train_accuracy'] == pytest.approx(unweighted['train_accuracy'], abs=1e-6)
+  assert abs(ours['train_loss'] - unweighted['train_loss']) > 1e-3
+
+
+def test_weighted_sgd_stream_with_equal_weights_is_the_unweighted_run(tmp_path):
+  ds = _dataset(tmp_path, n=100, dtype=np.float64)
+  cfg = train.TrainConfig(batch_size=8, epochs=3, block_rows=24, stream=True, dtype='float64')
+  plain = train.fit(cfg, ds)
+  doubled = train.fit(cfg, dataclasses.replace(ds, w_train=np.full(len(ds.x_train), 2.0)))
+  assert doubled.streamed
+  np.testing.assert_allclose(doubled.params.W, plain.params.W, rtol=1e-12, atol=1e-14)
+  np.testing.assert_allclose(
+    doubled.history[-1]['train_pass_loss'], plain.history[-1]['train_pass_loss'], rtol=1e-12
+  )
+
+
+def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
+  # Rows of weight 0 are moved far away and relabelled: the streamed SGD run does not change,
+  # while without their weights the same change moves the parameters.
+  ds = _dataset(tmp_path, n=100)
+  rng = np.random.default_rng(1)
+  zero = rng.random(len(ds.x_train)) < 0.3
+  w = np.where(zero, 0.0, rng.uniform(0.5, 2.0, len(ds.x_train)))
+  x = np.array(ds.x_train)
+  x[zero] = 3.0 * x[zero] + 2.0
+  y = np.where(zero, (ds.y_train + 1) % 3, ds.y_train)
+  np.save(tmp_path / 'moved.npy', x)
+  moved = dataclasses.replace(ds, x_train=np.load(tmp_path / 'moved.npy', mmap_mode='r'), y_train=y)
+  cfg = train.TrainConfig(batch_size=8, epochs=2, block_rows=24, stream=True, learning_rate=0.05)
+  a = train.fit(cfg, dataclasses.replace(ds, w_train=w))
+  b = train.fit(cfg, dataclasses.replace(moved, w_train=w))
+  assert a.streamed and b.streamed
+  np.testing.assert_allclose(b.params.W, a.params.W, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(b.params.b, a.params.b, rtol=1e-6, atol=1e-7)
+  c = train.fit(cfg, ds)
+  d = train.fit(cfg, moved)
+  assert np.abs(np.asarray(c.params.W) - np.asarray(d.params.W)).max() > 1e-2
