@@ -230,13 +230,14 @@ import json, sys
 import numpy as np
 import jax
 from linear_jax import data, parallel, stream, train
-port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+port, pid, folder, weighted = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == '1'
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
 ds = data.Dataset(
   name='mapped', x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False),
   y_train=np.load(folder + '/y.npy', allow_pickle=False), x_val=np.zeros((0, 4), np.float32),
   y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
-  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4))
+  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
+  w_train=np.load(folder + '/w.npy', allow_pickle=False) if weighted else None)
 cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
 result = train.fit(cfg, ds)
 mine = stream.local_rows(len(ds.x_train))
@@ -245,10 +246,15 @@ print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.hist
 """
 
 
-def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
+@pytest.mark.parametrize('weighted', [False, True])
+def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
+  # Weighted: the first process's rows weigh far more than the second's, so a share of the
+  # rows instead of the weights would move the result.
   raw = data.blobs(101, 4, 3, seed=1)
+  w = np.where(np.arange(101) < 51, 3.0, 0.25) * np.random.default_rng(1).uniform(0.5, 1.5, 101)
   np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
   np.save(tmp_path / 'y.npy', raw.y)
+  np.save(tmp_path / 'w.npy', w)
   ds = data.Dataset(
     name='mapped',
     x_train=raw.x.astype(np.float32),
@@ -261,6 +267,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
     num_classes=3,
     shift=np.zeros(4),
     scale=np.ones(4),
+    w_train=w if weighted else None,
   )
   ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
   with socket.socket() as s:
@@ -269,7 +276,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
   root = pathlib.Path(__file__).resolve().parents[1]
   procs = [
     subprocess.Popen(
-      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path)],
+      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path), str(int(weighted))],
       cwd=root,
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
@@ -461,3 +468,16 @@ def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
   c = train.fit(cfg, ds)
   d = train.fit(cfg, moved)
   assert np.abs(np.asarray(c.params.W) - np.asarray(d.params.W)).max() > 1e-2
+
+
+def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
+  w = np.array([0.5, 0.0, 2.0, 1.5, 0.0, 0.0, 3.0])
+  whole = stream.shares(stream.spans(7, 3), 7, w)
+  np.testing.assert_allclose(whole, [2.5 / 7, 1.5 / 7, 3.0 / 7])
+  # Two processes, rows [0, 4) and [4, 7), each cutting its own rows into blocks of 3.
+  first = stream.shares(stream.spans(4, 3), 7, w, offset=0)
+  second = stream.shares(stream.spans(3, 3), 7, w, offset=4)
+  np.testing.assert_allclose(first, [2.5 / 7, 1.5 / 7])
+  np.testing.assert_allclose(second, [3.0 / 7])
+  assert sum(first) + sum(second) == pytest.approx(1.0)
+  assert stream.shares(stream.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
