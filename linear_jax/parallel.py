@@ -4,6 +4,8 @@ Every device computes the loss and gradient *sums* over its rows of the batch
 (per-example work written once and batched, as in `grads.py`); one `psum`
 over the `'data'` axis adds them, and dividing by the global count of real
 rows gives exactly the single-device mean, padded rows included at weight 0.
+With sample weights the sums and the count are weighted (`Σ w L`, `Σ w`), so
+the quotient is the single-device weighted mean `Σ w L / Σ w`.
 The optimizer step then runs replicated, so parameters stay identical on
 every device.
 
@@ -105,8 +107,12 @@ def _global_mean_step(cfg, steps):
       loss_hparams=hp.loss_hparams,
       mask=mb,
     )
+    # `mb` holds each row's weight (0 for padding), so `count` is the device's Σ w and
+    # `value · count` its Σ w L: the global quotient is the batch's weighted mean Σ w L / Σ w.
     count = jnp.sum(mb)
     total = jax.lax.psum(count, AXIS)
+    # A batch whose weights are all 0 has mean 0, as `losses.weighted_mean` has it, not 0 / 0.
+    total = jnp.where(total > 0, total, 1.0)
     value = jax.lax.psum(value * count, AXIS) / total
     g = jax.tree.map(lambda a: jax.lax.psum(a * count, AXIS) / total, g)
     p_value, p_grad = _penalty_value_and_grad(cfg, params, hp.reg)
@@ -146,6 +152,7 @@ def _device_plan(cfg, num_rows, num_devices, sharded):
     pad = per_device * num_devices - idx.shape[1]
     idx = jnp.pad(idx, ((0, 0), (0, pad)))
     mask = jnp.pad(mask, ((0, 0), (0, pad)))
+    mask = mask * valid[idx]  # sample weights (all 1 without them); padding keeps 0
     k = jax.lax.axis_index(AXIS)
     take = lambda a: jax.lax.dynamic_slice_in_dim(a, k * per_device, per_device, axis=1)
     return take(idx), take(mask)
@@ -158,7 +165,9 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
 
   `(params, opt_state, x, y, valid, key, hp) -> (params, opt_state, losses)`,
   run under `shard_map` or `pmap` with axis name `'data'`; `x`, `y`, `valid`
-  are the device's rows (all rows when replicated).
+  are the device's rows (all rows when replicated). `valid` is each row's
+  sample weight (1 without weights, 0 for padding): every step descends its
+  global batch's weighted mean, as a single device does.
   """
   steps, _, plan = _device_plan(cfg, num_rows, num_devices, sharded)
   step = _global_mean_step(cfg, steps)
@@ -221,14 +230,15 @@ def _pmapped_epoch(structure, num_rows, num_devices, sharded):
   return run
 
 
-def place(cfg, x, y, num_devices, sharded=False):
+def place(cfg, x, y, num_devices, sharded=False, w=None):
   """Puts training data where a data-parallel epoch wants it: `(x, y, valid)`.
 
   Replicated: every device gets all rows. Sharded (one process's local rows):
   padded to the same count on every device (`valid` marks real rows) and
-  assembled into global arrays over all processes.
+  assembled into global arrays over all processes. `valid` holds the rows'
+  sample weights `w` (`[N]`, else all 1), sharded like `y`; padding has 0.
   """
-  valid = np.ones(len(x), x.dtype)
+  valid = np.ones(len(x), x.dtype) if w is None else np.asarray(w, x.dtype)
   if not sharded:
     return x, y, valid
   local_devices = [d for d in make_mesh(num_devices).devices.flat if d.process_index == jax.process_index()]
@@ -252,11 +262,12 @@ def rows_per_device(cfg, num_local_rows, num_devices, sharded):
   return math.ceil(num_local_rows / local)
 
 
-def fit_epoch_fn(cfg, dataset, x, y):
-  """`train.fit`'s data-parallel epoch, with the single-device signature `(params, opt_state, x, y, key, hp)`.
+def fit_epoch_fn(cfg, dataset, x, y, w=None):
+  """`train.fit`'s data-parallel epoch, with the signature `(params, opt_state, x, y, key, hp[, w])`.
 
-  Places the training split `x, y` on the devices once (each process its own
-  rows when there are several); the `x, y` the epoch is called with are ignored.
+  Places the training split `x, y` and its sample weights `w` (`[N]`, or
+  `None`) on the devices once (each process its own rows when there are
+  several); the `x, y, w` the epoch is called with are ignored.
   """
 
   num_devices = cfg.num_devices or jax.device_count()
@@ -266,10 +277,11 @@ def fit_epoch_fn(cfg, dataset, x, y):
   if sharded:  # each process trains on its own rows of the training split
     rows = shard_rows(len(dataset.x_train))
     x, y = x[rows], y[rows]
-  xs, ys, valid = place(cfg, np.asarray(x), np.asarray(y), num_devices, sharded)
+    w = None if w is None else np.asarray(w)[rows]
+  xs, ys, valid = place(cfg, np.asarray(x), np.asarray(y), num_devices, sharded, w)
   per_device = rows_per_device(cfg, len(x), num_devices, sharded)
   run = compiled_epoch_fn(step_lib.structural(cfg), per_device, num_devices, sharded)
-  return lambda params, opt_state, _x, _y, key, hp: run(params, opt_state, xs, ys, valid, key, hp)
+  return lambda params, opt_state, _x, _y, key, hp, _w=None: run(params, opt_state, xs, ys, valid, key, hp)
 
 
 def shard_models(tree, num_devices=0):

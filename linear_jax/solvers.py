@@ -287,8 +287,8 @@ def check_lbfgs(cfg):
     raise ValueError('--optimizer=lbfgs runs on one device; drop --parallel.')
 
 
-def device_weights(dataset, split, dtype, weights=None):
-  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
+def host_weights(dataset, split, dtype, weights=None):
+  """Sample weights as a checked host array of `dtype`: `weights`, else `Dataset.w_<split>`, else `None`."""
   w = getattr(dataset, f'w_{split}', None) if weights is None else weights
   if w is None:
     return None
@@ -299,7 +299,13 @@ def device_weights(dataset, split, dtype, weights=None):
       f'sample weights of the {split} split must be {n} finite values >= 0, not all 0; '
       f'got shape {w.shape}, min {w.min() if w.size else None}.'
     )
-  return jnp.asarray(w, dtype)
+  return w.astype(jnp.dtype(dtype))
+
+
+def device_weights(dataset, split, dtype, weights=None):
+  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
+  w = host_weights(dataset, split, dtype, weights)
+  return None if w is None else jnp.asarray(w)
 
 
 def _iteration_metrics(t, value, grad_norm, fevals, initial):
@@ -369,7 +375,8 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
     if i == iters:
       splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
       for split in splits:
-        m.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, *arrays[split], hp).items()})
+        w_split = device_weights(dataset, split, x.dtype)  # the weighted objective, as train.fit reports
+        m.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, *arrays[split], hp, w_split).items()})
       m['seconds'] = seconds
       m['examples_per_s'] = int(info.fevals) * len(x) / seconds
     history.append(m)
@@ -382,26 +389,26 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
   """`fit_lbfgs` over a training split that streams: scipy's L-BFGS-B on streamed evaluations.
 
   Every evaluation of f and ∇f is one full pass over the training split in
-  blocks (`stream.make_objective_fn`: the blocks' sums weighted by rows, added
-  over processes, standardized on the device for a `stream.prepare`d
-  dataset), in the training dtype; `minimize_host` drives L-BFGS-B from the
+  blocks (`stream.make_objective_fn`: the blocks' sums weighted by their
+  share of the rows, or of the sample weights, added over processes,
+  standardized on the device for a `stream.prepare`d dataset), in the
+  training dtype; `minimize_host` drives L-BFGS-B from the
   host with the in-memory solver's stopping test, `‖∇f‖_∞ ≤ tol`. The final
   metrics are streamed too (`stream.make_eval_fn`). `on_epoch` is called as
   the iterations go, one behind (an iteration's line is written when the next
   one is reached; the last, with the full metrics, after the solve).
 
-  Sample weights are refused (`ValueError`), as for streamed training.
+  Sample weights (`Dataset.w_train`) make it the weighted mean, as in memory.
 
   Returns:
     A `train.FitResult` as `fit_lbfgs`'s, with `streamed=True`.
   """
   check_lbfgs(cfg)
-  if getattr(dataset, 'w_train', None) is not None:
-    raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
   arrays = stream.host_splits(cfg, dataset)
   x, y = arrays['train']
   affine = stream.affine(cfg, dataset)
-  objective = stream.make_objective_fn(cfg, x, y, affine)
+  w = host_weights(dataset, 'train', cfg.dtype)
+  objective = stream.make_objective_fn(cfg, x, y, affine, w)
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   history, pending = [], []
@@ -432,9 +439,8 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
     m = pending.pop()
     eval_fn = stream.make_eval_fn(cfg, affine)
     for split in ('train', 'val') if len(arrays['val'][0]) else ('train',):
-      m.update(
-        {f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, *arrays[split], hp)).items()}
-      )
+      out = eval_fn(params, *arrays[split], hp, host_weights(dataset, split, cfg.dtype))
+      m.update({f'{split}_{k}': float(v) for k, v in jax.device_get(out).items()})
     m['seconds'] = seconds
     m['examples_per_s'] = int(info.fevals) * len(x) / seconds
     emit(m)
@@ -467,10 +473,9 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   if stream.should_stream(cfg, dataset):  # over the blocks, as the run it is the reference of
-    if weights is not None or getattr(dataset, 'w_train', None) is not None:
-      raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
     x, y = stream.host_splits(cfg, dataset)['train']
-    objective = stream.make_objective_fn(cfg, x, y, stream.affine(cfg, dataset))
+    w = host_weights(dataset, 'train', cfg.dtype, weights)
+    objective = stream.make_objective_fn(cfg, x, y, stream.affine(cfg, dataset), w)
     params, info = minimize_host(lambda p: objective(p, hp), params, tol, max_iter, memory_size_for(params))
     return float(info.value), params, info
   arrays = stream.device_data(cfg, dataset)

@@ -13,9 +13,12 @@ the blocks' gradients, each weighted by its share of the rows, and takes one
 optimizer step (`step.make_apply`): in-memory descent up to float rounding.
 L-BFGS (`solvers.fit_lbfgs`) evaluates the same sums (`make_objective_fn`),
 one pass over the file per evaluation. Evaluation adds the blocks' metrics
-the same way. With several processes each reads only its own rows
-(`parallel.shard_rows`) and the full-batch sums are added over processes once
-per pass.
+the same way. Sample weights travel with their rows: a step descends its
+batch's weighted mean, and a block's share of the full-batch objective is its
+part of the split's total weight (`shares`), so the objective is
+`Σ w L / Σ w`, as in memory. With several processes each reads only its own
+rows (`parallel.shard_rows`) and the full-batch sums are added over processes
+once per pass.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
@@ -370,8 +373,11 @@ def device_data(cfg, dataset):
   return {s: put(s) for s in ('train', 'val', 'test')}
 
 
-def pipeline(step, state, x, y, block_spans, dtype):
-  """`state = step(state, k, x_block, y_block)` over the blocks, the next block read while the device works.
+def pipeline(step, state, x, y, block_spans, dtype, w=None):
+  """`state = step(state, k, x_block, y_block, w_block)` over the blocks, each next block read ahead.
+
+  `w` (`[N]` sample weights on the host, or `None`) travels with `x` and `y`:
+  `w_block` is its rows of the block on the device, or `None` without weights.
 
   Compiled calls return before they finish, so while block `k` computes the
   host asks the kernel to read block `k + 1` ahead, waits for block `k − 1`
@@ -382,7 +388,11 @@ def pipeline(step, state, x, y, block_spans, dtype):
   """
   if not block_spans:  # a process with no rows of its own
     return state
-  put = lambda a, b: (jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])))
+
+  def put(a, b):
+    wb = None if w is None else jax.device_put(np.asarray(w[a:b]))
+    return jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])), wb
+
   prefetch(x, *block_spans[0])
   pending, current = None, put(*block_spans[0])
   for k, span in enumerate(block_spans):
@@ -397,6 +407,22 @@ def pipeline(step, state, x, y, block_spans, dtype):
   jax.block_until_ready(state)
   release(x, *pending[1])
   return state
+
+
+def shares(block_spans, num_rows, w=None, offset=0):
+  """Each block's share of the split's mean: `[(Σ w of the block) / (Σ w of the split), ...]`.
+
+  `block_spans` index the rows from `offset` on (a process's own rows start
+  there); `w` holds the whole split's `num_rows` sample weights, or is `None`,
+  and then a block's share is its rows over `num_rows`. The blocks' means
+  (`Σ w L / Σ w` inside each block) added with these shares make the split's
+  mean `Σ w L / Σ w`, the objective in memory.
+  """
+  if w is None:
+    return [(b - a) / num_rows for a, b in block_spans]
+  w = np.asarray(w, np.float64)
+  total = float(w.sum())
+  return [float(w[offset + a : offset + b].sum()) / total if total > 0 else 0.0 for a, b in block_spans]
 
 
 # ----------------------------------------------------------------- device side
@@ -421,23 +447,31 @@ def block_plan(key, rows, batch):
 
 
 @functools.partial(jax.jit, static_argnames=('structure', 'rows', 'batch', 'steps_per_epoch'))
-def _block(params, opt_state, xb, yb, key, hp, affine_, *, structure, rows, batch, steps_per_epoch):
+def _block(params, opt_state, xb, yb, wb, key, hp, affine_, *, structure, rows, batch, steps_per_epoch):
   """SGD over one block of `rows` rows: `(params, opt_state, step_objectives)`.
 
-  One program per `config.StepConfig` and block shape; new hyperparameter values never recompile.
+  With the block's sample weights `wb` (`[rows]`, else `None`) each row's mask
+  is multiplied by its weight, so every step descends its batch's weighted
+  mean, as in memory (`step.make_epoch_fn`). One program per
+  `config.StepConfig`, block shape and weighting; new hyperparameter values
+  never recompile.
   """
   steps = math.ceil(rows / batch)
-  update = step_lib.make_update(structure, steps_per_epoch, masked=steps * batch != rows)
+  update = step_lib.make_update(structure, steps_per_epoch, masked=wb is not None or steps * batch != rows)
   xb = _widen(structure, xb, affine_)
   idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
+  if wb is not None:
+    mask = mask * wb.astype(xb.dtype)[idx]
   return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
 
 @functools.partial(jax.jit, static_argnames=('structure',))
-def _accumulate_grad(total, params, xb, yb, weight, hp, affine_, *, structure):
-  """`total + weight · (objective, gradient)` on one block."""
-  value, g = step_lib.batch_value_and_grad(structure, params, _widen(structure, xb, affine_), yb, None, hp)
-  return jax.tree.map(lambda t, v: t + weight * v, total, (value, g))
+def _accumulate_grad(total, params, xb, yb, wb, share, hp, affine_, *, structure):
+  """`total + share · (objective, gradient)` on one block (its weighted mean with weights `wb`)."""
+  xb = _widen(structure, xb, affine_)
+  mask = None if wb is None else wb.astype(xb.dtype)
+  value, g = step_lib.batch_value_and_grad(structure, params, xb, yb, mask, hp)
+  return jax.tree.map(lambda t, v: t + share * v, total, (value, g))
 
 
 @functools.partial(jax.jit, static_argnames=('structure',))
@@ -447,10 +481,16 @@ def _apply(params, opt_state, grad, hp, *, structure):
 
 
 @functools.partial(jax.jit, static_argnames=('structure',))
-def _accumulate_eval(total, params, xb, yb, weight, hp, affine_, *, structure):
-  """`total + weight · metrics` on one block."""
-  out = step_lib.make_eval_fn(structure)(params, _widen(structure, xb, affine_), yb, hp)
-  return {k: total[k] + weight * v for k, v in out.items()}
+def _accumulate_eval(total, params, xb, yb, wb, row_share, weight_share, hp, affine_, *, structure):
+  """`total + share · metrics` on one block.
+
+  The objective is the block's weighted mean (weights `wb`) and takes
+  `weight_share`; accuracy, MSE and MAE stay unweighted, as in memory, and
+  take `row_share`.
+  """
+  xb = _widen(structure, xb, affine_)
+  out = step_lib.make_eval_fn(structure)(params, xb, yb, hp, None if wb is None else wb.astype(xb.dtype))
+  return {k: total[k] + (weight_share if k == 'loss' else row_share) * v for k, v in out.items()}
 
 
 def block_order(key, num_blocks):
@@ -477,48 +517,56 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   return np.concatenate(out)
 
 
-def make_objective_fn(cfg, x, y, affine_=None):
+def make_objective_fn(cfg, x, y, affine_=None, w=None):
   """The full training objective and its gradient, streamed over `x, y`: `(params, hp) -> (f, ∇f)`.
 
-  `f = Σ_k (n_k / N) · f_k`, each block's objective and gradient
-  (`step.batch_value_and_grad`) weighted by its share of the rows, added over
-  the blocks (`pipeline`) and, with several processes each reading only its
-  own rows (`local_rows`), over processes (`sum_over_processes`): the
-  in-memory `(f, ∇f)` up to float rounding, in the training dtype. Every call
-  is one full pass over the file; full-batch descent takes one per epoch,
-  streamed L-BFGS one per evaluation (`solvers.fit_lbfgs`).
+  `f = Σ_k s_k · f_k`, each block's objective and gradient
+  (`step.batch_value_and_grad`, its weighted mean with weights) counted with
+  its share `s_k` of the split (`shares`: of the rows, or of the total sample
+  weight), added over the blocks (`pipeline`) and, with several processes each
+  reading only its own rows (`local_rows`), over processes
+  (`sum_over_processes`): the in-memory `(f, ∇f)` up to float rounding, in
+  the training dtype. Every call is one full pass over the file; full-batch
+  descent takes one per epoch, streamed L-BFGS one per evaluation
+  (`solvers.fit_lbfgs`).
 
   Args:
     cfg: a `TrainConfig` (loss, penalty, grad, dtype, bias trick, `block_rows`).
     x, y: the training split on the host (an array or a memory map).
     affine_: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+    w: `[N]` sample weights of the split on the host, or `None`.
   """
   num_rows = x.shape[0]
   dt = transfer_dtype(x, cfg.dtype)
   rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
+  w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
   local_spans = spans(x_local.shape[0], rows)
+  block_shares = shares(local_spans, num_rows, w, offset=mine.start)
   scfg = step_lib.structural(cfg)
 
   def value_and_grad(params, hp):
-    weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in local_spans]
-    step = lambda total, k, xb, yb: _accumulate_grad(
-      total, params, xb, yb, weights[k], hp, affine_, structure=scfg
+    weights = [jnp.asarray(share, params.W.dtype) for share in block_shares]
+    step = lambda total, k, xb, yb, wb: _accumulate_grad(
+      total, params, xb, yb, wb, weights[k], hp, affine_, structure=scfg
     )
     zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
-    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt))
+    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local))
 
   return value_and_grad
 
 
-def make_epoch_fn(cfg, x, y, affine_=None):
+def make_epoch_fn(cfg, x, y, affine_=None, w=None):
   """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
 
   `affine_`: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+  `w`: `[N]` sample weights on the host, or `None`; the blocks take their rows
+  of it, and every step descends its batch's weighted mean (full batch: the
+  split's `Σ w L / Σ w`), as in memory.
 
-  Returns `(params, opt_state, _x, _y, key, hp) -> (params, opt_state, step_objectives)`;
-  the `_x, _y` it is called with are ignored (they are `x, y` themselves in `train.fit`).
+  Returns `(params, opt_state, _x, _y, key, hp[, _w]) -> (params, opt_state, step_objectives)`;
+  the `_x, _y, _w` it is called with are ignored (they are `x, y, w` themselves in `train.fit`).
   """
   num_rows = x.shape[0]
   dt = transfer_dtype(x, cfg.dtype)
@@ -526,11 +574,13 @@ def make_epoch_fn(cfg, x, y, affine_=None):
   block_spans = spans(num_rows, rows)
   steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   scfg = step_lib.structural(cfg)
+  if w is not None:
+    w = np.asarray(w, jnp.dtype(cfg.dtype))
 
-  if steps == 1:  # full batch: one step along the rows-weighted sum of the blocks' gradients
-    objective = make_objective_fn(cfg, x, y, affine_)
+  if steps == 1:  # full batch: one step along the share-weighted sum of the blocks' gradients
+    objective = make_objective_fn(cfg, x, y, affine_, w)
 
-    def full_batch_epoch(params, opt_state, _x, _y, key, hp):
+    def full_batch_epoch(params, opt_state, _x, _y, key, hp, _w=None):
       del key
       value, grad = objective(params, hp)
       params, opt_state = _apply(params, opt_state, grad, hp, structure=scfg)
@@ -538,11 +588,11 @@ def make_epoch_fn(cfg, x, y, affine_=None):
 
     return full_batch_epoch
 
-  def epoch(params, opt_state, _x, _y, key, hp):
+  def epoch(params, opt_state, _x, _y, key, hp, _w=None):
     order, rows_key = block_order(key, len(block_spans))
     ordered = [block_spans[k] for k in order]
 
-    def step(state, i, xb, yb):
+    def step(state, i, xb, yb, wb):
       params, opt_state, values = state
       a, b = ordered[i]
       key_i = jax.random.fold_in(rows_key, int(order[i]))
@@ -551,6 +601,7 @@ def make_epoch_fn(cfg, x, y, affine_=None):
         opt_state,
         xb,
         yb,
+        wb,
         key_i,
         hp,
         affine_,
@@ -561,24 +612,32 @@ def make_epoch_fn(cfg, x, y, affine_=None):
       )
       return params, opt_state, (*values, v)
 
-    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt)
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w)
     return params, opt_state, jnp.concatenate(values)
 
   return epoch
 
 
 def make_eval_fn(cfg, affine_=None):
-  """A streamed `step.make_eval_fn`: `(params, x, y, hp) -> dict`, the blocks' metrics weighted by rows."""
+  """A streamed `step.make_eval_fn`: `(params, x, y, hp, w=None) -> dict`, the blocks' metrics added.
+
+  Each block's objective counts with its share of the split's sample weights
+  `w` (`[N]` on the host; its rows without them), so the objective is
+  `Σ w L / Σ w`; accuracy, MSE and MAE count rows, as in memory.
+  """
   scfg = step_lib.structural(cfg)
 
-  def evaluate(params, x, y, hp):
+  def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
     rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
+    w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
     block_spans = spans(x.shape[0], rows)
-    weights = [jnp.asarray((b - a) / num_rows, params.W.dtype) for a, b in block_spans]
+    as_array = lambda v: jnp.asarray(v, params.W.dtype)
+    row_shares = [as_array(v) for v in shares(block_spans, num_rows)]
+    weight_shares = [as_array(v) for v in shares(block_spans, num_rows, w, offset=mine.start)]
     names = jax.eval_shape(
       lambda p, xb, yb: step_lib.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
       params,
@@ -586,9 +645,10 @@ def make_eval_fn(cfg, affine_=None):
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
     zero = {k: jnp.zeros((), params.W.dtype) for k in names}
-    step = lambda total, k, xb, yb: _accumulate_eval(
-      total, params, xb, yb, weights[k], hp, affine_, structure=scfg
+    step = lambda total, k, xb, yb, wb: _accumulate_eval(
+      total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, affine_, structure=scfg
     )
-    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt))
+    w_local = None if w is None else w[mine]
+    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt, w_local))
 
   return evaluate

@@ -328,9 +328,7 @@ def _run_chunk(
   params, opt_state = stack(params), stack(opt_state)
   weights = {s: solvers.device_weights(dataset_weights, s, x.dtype) for s in ('train', 'val')}
   epoch_fn, eval_fn = compiled_sweep_fns(cfg, n, weights['train'] is not None)
-  w_args = () if weights['train'] is None else (weights['train'],)
-  if w_args and cfg.parallel != 'none':
-    raise ValueError('sample weights are not supported with --parallel yet; drop one of them.')
+  w_args = () if weights['train'] is None else (weights['train'],)  # with --parallel: on every device
   diverged_at = jnp.full((k,), -1, jnp.int32)
   if cfg.parallel != 'none':  # the model axis spread over the devices
     params, opt_state, hp, diverged_at = parallel.shard_models(

@@ -130,19 +130,18 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   steps, batch = steps_per_epoch(cfg, n)
   hp = hparams(cfg)
   params, opt_state = init_state(cfg, dataset.num_features, num_outputs(cfg, dataset), hp, steps)
-  weights = {s: solvers.device_weights(dataset, s, x.dtype) for s in ('train', 'val')}
-  if weights['train'] is not None and (cfg.parallel != 'none' or streamed):
-    raise ValueError('sample weights are not supported with --parallel or --stream yet; drop one of them.')
+  # Streamed splits keep their weights on the host, to travel block by block with their rows.
+  to_weights = solvers.host_weights if streamed else solvers.device_weights
+  weights = {s: to_weights(dataset, s, cfg.dtype) for s in ('train', 'val')}
   w_args = () if weights['train'] is None else (weights['train'],)
   if streamed:
     affine = stream.affine(cfg, dataset)
-    epoch_fn, stream_eval = stream.make_epoch_fn(cfg, x, y, affine), stream.make_eval_fn(cfg, affine)
-    eval_fn = lambda params, x_, y_, hp_, w=None: stream_eval(params, x_, y_, hp_)
+    epoch_fn = stream.make_epoch_fn(cfg, x, y, affine, weights['train'])
+    eval_fn = stream.make_eval_fn(cfg, affine)
+  elif cfg.parallel != 'none':
+    epoch_fn, eval_fn = parallel.fit_epoch_fn(cfg, dataset, x, y, weights['train']), compiled_eval_fn(cfg)
   else:
-    epoch_fn = (
-      compiled_epoch_fn(cfg, n) if cfg.parallel == 'none' else parallel.fit_epoch_fn(cfg, dataset, x, y)
-    )
-    eval_fn = compiled_eval_fn(cfg)
+    epoch_fn, eval_fn = compiled_epoch_fn(cfg, n), compiled_eval_fn(cfg)
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0
@@ -290,22 +289,18 @@ def evaluate(cfg, dataset, params):
 def evaluate_many(cfg, dataset, params_list):
   """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
   if stream.should_stream(cfg, dataset):
-    if solvers.device_weights(dataset, 'train', np.float32) is not None:
-      raise ValueError('sample weights are not supported with --stream yet; drop one of them.')
-    arrays, stream_eval = (
-      stream.host_splits(cfg, dataset),
-      stream.make_eval_fn(cfg, stream.affine(cfg, dataset)),
-    )
-    eval_fn = lambda params, x, y, hp, w=None: stream_eval(params, x, y, hp)
+    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(cfg, dataset))
+    to_weights = solvers.host_weights  # streamed with their rows, block by block
   else:
     arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)
+    to_weights = solvers.device_weights
   hp = hparams(cfg)
   outs = []
   for params in params_list:
     out = {}
     for split, (x, y) in arrays.items():
       if len(x):
-        w = solvers.device_weights(dataset, split, x.dtype)
+        w = to_weights(dataset, split, cfg.dtype)
         out.update(
           {f'{split}_{k}': float(v) for k, v in jax.device_get(eval_fn(params, x, y, hp, w)).items()}
         )

@@ -66,6 +66,64 @@ def test_eight_simulated_devices_equal_one(grad, batch_sizes):
   assert out['per_device_rows'] == [2]  # 16 models on 8 devices: 2 each
 
 
+WEIGHTED = r"""
+import json, dataclasses
+import jax
+jax.config.update('jax_num_cpu_devices', 8)
+import numpy as np
+from linear_jax import data, sweep, train
+
+ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
+rng = np.random.default_rng(0)
+# Random positive weights, 40% of the training rows at 0: some batches of 2 weigh 0 in all.
+w = np.where(rng.random(len(ds.x_train)) < 0.4, 0.0, rng.uniform(0.2, 3.0, len(ds.x_train)))
+ds = dataclasses.replace(ds, w_train=w, w_val=rng.uniform(0.2, 3.0, len(ds.x_val)))
+out = {'devices': jax.device_count()}
+for bs in (16, 13, 2, 0):
+  cfg = train.TrainConfig(epochs=3, batch_size=bs, loss='softmax', reg=1e-2, optimizer='momentum',
+                          learning_rate=0.05)
+  single = train.fit(cfg, ds)
+  plain = train.fit(cfg, dataclasses.replace(ds, w_train=None)).params
+  out[f'{bs}/weights_matter'] = float(np.abs(np.asarray(plain.W) - np.asarray(single.params.W)).max())
+  for par in ('shard_map', 'pmap'):
+    for nd in (8, 3):
+      p = train.fit(dataclasses.replace(cfg, parallel=par, num_devices=nd), ds)
+      out[f'{bs}/{par}/{nd}'] = float(max(
+        np.abs(np.asarray(p.params.W) - np.asarray(single.params.W)).max(),
+        np.abs(np.asarray(p.params.b) - np.asarray(single.params.b)).max(),
+        abs(p.history[-1]['train_pass_loss'] - single.history[-1]['train_pass_loss'])))
+cfg = train.TrainConfig(epochs=3, batch_size=16)
+settings = sweep.grid([0.01, 0.1, 0.3, 1.0, 3.0], [0.0, 1e-3])
+a = sweep.run_sweep(cfg, ds, settings)
+b = sweep.run_sweep(dataclasses.replace(cfg, parallel='shard_map'), ds, settings)
+c = sweep.run_sweep(cfg, dataclasses.replace(ds, w_train=None), settings)
+out['sweep/shard_map'] = float(np.abs(np.asarray(a.params.W) - np.asarray(b.params.W)).max())
+out['sweep_weights_matter'] = float(np.abs(np.asarray(a.params.W) - np.asarray(c.params.W)).max())
+print(json.dumps(out))
+"""
+
+
+def test_weighted_training_on_eight_simulated_devices_equals_one():
+  # Sample weights shard with their rows; every step descends the global batch's weighted mean,
+  # so shard_map and pmap over 8 and 3 devices end where weighted single-device training does.
+  res = subprocess.run(
+    [sys.executable, '-c', WEIGHTED],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 8
+  for key, diff in out.items():
+    if 'matter' in key:
+      assert diff > 1e-2, (key, diff)  # the weights change the result
+    elif '/' in key:
+      assert diff < 1e-5, (key, diff)
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))

@@ -233,13 +233,14 @@ import json, sys
 import numpy as np
 import jax
 from linear_jax import data, parallel, stream, train
-port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+port, pid, folder, weighted = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == '1'
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
 ds = data.Dataset(
   name='mapped', x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False),
   y_train=np.load(folder + '/y.npy', allow_pickle=False), x_val=np.zeros((0, 4), np.float32),
   y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
-  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4))
+  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
+  w_train=np.load(folder + '/w.npy', allow_pickle=False) if weighted else None)
 cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
 result = train.fit(cfg, ds)
 lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16), ds)
@@ -250,10 +251,15 @@ print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.hist
 """
 
 
-def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
+@pytest.mark.parametrize('weighted', [False, True])
+def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
+  # Weighted: the first process's rows weigh far more than the second's, so a share of the
+  # rows instead of the weights would move the result.
   raw = data.blobs(101, 4, 3, seed=1)
+  w = np.where(np.arange(101) < 51, 3.0, 0.25) * np.random.default_rng(1).uniform(0.5, 1.5, 101)
   np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
   np.save(tmp_path / 'y.npy', raw.y)
+  np.save(tmp_path / 'w.npy', w)
   ds = data.Dataset(
     name='mapped',
     x_train=raw.x.astype(np.float32),
@@ -266,6 +272,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
     num_classes=3,
     shift=np.zeros(4),
     scale=np.ones(4),
+    w_train=w if weighted else None,
   )
   ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
   ref_lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
@@ -275,7 +282,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path):
   root = pathlib.Path(__file__).resolve().parents[1]
   procs = [
     subprocess.Popen(
-      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path)],
+      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path), str(int(weighted))],
       cwd=root,
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
@@ -471,12 +478,29 @@ def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_pat
   np.testing.assert_allclose(ours.history[-1]['val_accuracy'], ref.history[-1]['val_accuracy'])
 
 
-def test_streamed_lbfgs_refuses_sample_weights():
-  rng = np.random.default_rng(0)
-  x, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
-  ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.5, 1.5, 60)), 'weighted')
-  with pytest.raises(ValueError, match='sample weights are not supported with --stream'):
-    train.fit(train.TrainConfig(optimizer='lbfgs', loss='logistic', stream=True), ds)
+def test_streamed_lbfgs_with_sample_weights_reaches_the_weighted_in_memory_optimum():
+  ds = _weighted(_digits())
+  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, dtype='float64', tol=1e-9, epochs=1000)
+  ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
+  ref = train.fit(cfg, ds)
+  unweighted = train.fit(cfg, dataclasses.replace(ds, w_train=None, w_val=None, w_test=None))
+  assert ours.streamed and ours.solver['converged']
+  np.testing.assert_allclose(ours.solver['objective'], ref.solver['objective'], rtol=1e-12)
+  np.testing.assert_allclose(ours.params.W, ref.params.W, atol=1e-6)
+  assert abs(ours.solver['objective'] - unweighted.solver['objective']) > 1e-4  # the weights count
+  # The last line's metrics are the weighted objective, as in memory and as train.evaluate says.
+  final = train.evaluate(cfg, ds, ours.params)
+  for k in ('train_loss', 'val_loss'):
+    np.testing.assert_allclose(ours.history[-1][k], final[k], rtol=1e-12, err_msg=k)  # the same params
+    np.testing.assert_allclose(ours.history[-1][k], ref.history[-1][k], rtol=1e-6, err_msg=k)  # two solvers
+
+
+def test_f_star_with_sample_weights_is_the_same_streamed_or_not():
+  ds = _weighted(_digits())
+  cfg = train.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
+  ref = solvers.optimum(cfg, ds)[0]
+  ours = solvers.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)[0]
+  np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
 
 def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
@@ -489,3 +513,102 @@ def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
   assert info.converged
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
   np.testing.assert_allclose(params.W, ref_params.W, atol=1e-5)
+
+
+def _weighted(ds, seed=0, zero_block=None):
+  """`ds` with random positive sample weights on every split (rows `zero_block` of training at 0)."""
+  rng = np.random.default_rng(seed)
+  w = {s: rng.uniform(0.2, 3.0, len(getattr(ds, f'x_{s}'))) for s in ('train', 'val', 'test')}
+  if zero_block is not None:
+    w['train'][zero_block] = 0.0
+  return dataclasses.replace(ds, w_train=w['train'], w_val=w['val'], w_test=w['test'])
+
+
+@pytest.mark.parametrize(
+  'loss,dtype,tol', [('softmax', 'float32', 1e-5), ('svm', 'float32', 1e-5), ('l2', 'float64', 1e-10)]
+)
+def test_weighted_full_batch_stream_equals_in_memory(tmp_path, loss, dtype, tol):
+  kind = 'real' if loss == 'l2' else 'class'
+  ds = _weighted(_dataset(tmp_path, dtype=np.dtype(dtype), kind=kind), zero_block=slice(17, 34))
+  cfg = train.TrainConfig(
+    loss=loss, batch_size=0, epochs=5, learning_rate=0.1, optimizer='momentum', dtype=dtype, bias_trick=True
+  )
+  streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)  # block 1 weighs 0
+  ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train)))
+  unweighted = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train), w_train=None))
+  assert streamed.streamed and not ref.streamed
+  np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=tol, atol=tol / 10)
+  assert np.abs(np.asarray(ref.params.W) - np.asarray(unweighted.params.W)).max() > 100 * tol
+  for s, r in zip(streamed.history, ref.history, strict=True):
+    np.testing.assert_allclose(s['train_loss'], r['train_loss'], rtol=tol)
+    np.testing.assert_allclose(s['val_loss'], r['val_loss'], rtol=tol)
+
+
+def test_weighted_streamed_evaluation_equals_in_memory(tmp_path):
+  ds = _weighted(_dataset(tmp_path), zero_block=slice(0, 23))
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  params = train.fit(cfg, _in_memory(ds)).params
+  ours = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=23), ds, params)
+  ref = train.evaluate(cfg, _in_memory(ds), params)
+  unweighted = train.evaluate(cfg, dataclasses.replace(_in_memory(ds), w_train=None), params)
+  assert ours.keys() == ref.keys()
+  for k in ref:
+    np.testing.assert_allclose(ours[k], ref[k], rtol=1e-5, err_msg=k)
+  # The objective is the weighted mean by hand; accuracy stays unweighted, as in memory.
+  x, y = np.asarray(ds.x_train, np.float64), np.asarray(ds.y_train)
+  s = x @ np.asarray(params.W, np.float64).T + np.asarray(params.b, np.float64)
+  per_example = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1) - s[np.arange(len(y)), y]
+  penalty = cfg.reg * np.sum(np.asarray(params.W, np.float64) ** 2)
+  np.testing.assert_allclose(
+    ours['train_loss'], np.average(per_example, weights=ds.w_train) + penalty, rtol=1e-5
+  )
+  assert ours['train_accuracy'] == pytest.approx(unweighted['train_accuracy'], abs=1e-6)
+  assert abs(ours['train_loss'] - unweighted['train_loss']) > 1e-3
+
+
+def test_weighted_sgd_stream_with_equal_weights_is_the_unweighted_run(tmp_path):
+  ds = _dataset(tmp_path, n=100, dtype=np.float64)
+  cfg = train.TrainConfig(batch_size=8, epochs=3, block_rows=24, stream=True, dtype='float64')
+  plain = train.fit(cfg, ds)
+  doubled = train.fit(cfg, dataclasses.replace(ds, w_train=np.full(len(ds.x_train), 2.0)))
+  assert doubled.streamed
+  np.testing.assert_allclose(doubled.params.W, plain.params.W, rtol=1e-12, atol=1e-14)
+  np.testing.assert_allclose(
+    doubled.history[-1]['train_pass_loss'], plain.history[-1]['train_pass_loss'], rtol=1e-12
+  )
+
+
+def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
+  # Rows of weight 0 are moved far away and relabelled: the streamed SGD run does not change,
+  # while without their weights the same change moves the parameters.
+  ds = _dataset(tmp_path, n=100)
+  rng = np.random.default_rng(1)
+  zero = rng.random(len(ds.x_train)) < 0.3
+  w = np.where(zero, 0.0, rng.uniform(0.5, 2.0, len(ds.x_train)))
+  x = np.array(ds.x_train)
+  x[zero] = 3.0 * x[zero] + 2.0
+  y = np.where(zero, (ds.y_train + 1) % 3, ds.y_train)
+  np.save(tmp_path / 'moved.npy', x)
+  moved = dataclasses.replace(ds, x_train=np.load(tmp_path / 'moved.npy', mmap_mode='r'), y_train=y)
+  cfg = train.TrainConfig(batch_size=8, epochs=2, block_rows=24, stream=True, learning_rate=0.05)
+  a = train.fit(cfg, dataclasses.replace(ds, w_train=w))
+  b = train.fit(cfg, dataclasses.replace(moved, w_train=w))
+  assert a.streamed and b.streamed
+  np.testing.assert_allclose(b.params.W, a.params.W, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(b.params.b, a.params.b, rtol=1e-6, atol=1e-7)
+  c = train.fit(cfg, ds)
+  d = train.fit(cfg, moved)
+  assert np.abs(np.asarray(c.params.W) - np.asarray(d.params.W)).max() > 1e-2
+
+
+def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
+  w = np.array([0.5, 0.0, 2.0, 1.5, 0.0, 0.0, 3.0])
+  whole = stream.shares(stream.spans(7, 3), 7, w)
+  np.testing.assert_allclose(whole, [2.5 / 7, 1.5 / 7, 3.0 / 7])
+  # Two processes, rows [0, 4) and [4, 7), each cutting its own rows into blocks of 3.
+  first = stream.shares(stream.spans(4, 3), 7, w, offset=0)
+  second = stream.shares(stream.spans(3, 3), 7, w, offset=4)
+  np.testing.assert_allclose(first, [2.5 / 7, 1.5 / 7])
+  np.testing.assert_allclose(second, [3.0 / 7])
+  assert sum(first) + sum(second) == pytest.approx(1.0)
+  assert stream.shares(stream.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
