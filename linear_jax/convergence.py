@@ -108,4 +108,8 @@ def full_grad_norm(cfg, params, x, y, hp, weights=None):
   Returns:
     The largest absolute entry of the full-batch gradient, a Python float.
   """
-  return float(_grad_norm(params, x, y, hp, weights, structure=cfg.structure()))
+  s = cfg.structure()
+  # Keyed on what the gradient depends on, so runs differing in epochs, batch size, optimizer, ...
+  # share the program.
+  key = type(s)(loss=s.loss, penalty=s.penalty, grad=s.grad, bias_trick=s.bias_trick, dtype=s.dtype)
+  return float(_grad_norm(params, x, y, hp, weights, structure=key))

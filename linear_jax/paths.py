@@ -283,7 +283,8 @@ def _solve_warm(params, x, y, hp, regs, weights, tol, *, structure, max_iter, me
 
 
 METHODS = ('batched', 'warm')
-# Iterations every warm-started solve takes, even when its start already meets `tol`. Where the regs
+# Iterations every warm-started solve takes, even when its start already meets `tol` (unless its line
+# search stalls first: f can fall no further in the working precision). Where the regs
 # are weak and close, the previous solution can meet ‖∇f‖_∞ ≤ tol on a flat objective while f is
 # still well above f*: at 50,000 × 512 × 10, 8 regs, tol 1e-4, two regs took 0 iterations and one
 # ended 5.9e-3 (relative) above scikit-learn's objective. With 5 iterations each, every reg is within
@@ -311,8 +312,9 @@ def fit_path(
   L-BFGS). Where the regs are weak and close together a warm start can
   already meet `‖∇f‖_∞ ≤ tol` while f is still measurably above f* (a flat
   objective), so every warm-started solve takes at least `WARM_MIN_ITER`
-  iterations; at 50,000 × 512 × 10 the warm path is then within 1.1e-4 of
-  scikit-learn's objectives (the batched path 1.0e-4) and about 1.4× faster.
+  iterations (unless its line search stalls first); at 50,000 × 512 × 10
+  the warm path is then within 1.1e-4 of scikit-learn's objectives (the
+  batched path 1.0e-4) and about 1.4× faster (experiments/bench_optimum.py).
 
   Args:
     cfg: a `TrainConfig` with a smooth loss and the l2 penalty (its `reg` is
@@ -325,7 +327,8 @@ def fit_path(
       40 at 50,000 × 512 × 10 cut the batched path's evaluations from 104 to 86).
     weights: optional `[N]` training sample weights (instead of `w_train`).
     method: `'warm'` or `'batched'`.
-    warm_min_iter: `'warm'`: iterations each solve takes at least (`None`: `WARM_MIN_ITER`).
+    warm_min_iter: `'warm'` only: iterations each solve takes at least, unless its line search
+      stalls first (`None`: `WARM_MIN_ITER`).
 
   Returns:
     A `PathResult` (in the order of `regs`; `fevals` counts evaluations of one
@@ -333,6 +336,8 @@ def fit_path(
   """
   if method not in METHODS:
     raise ValueError(f'method must be one of {", ".join(METHODS)}, got {method!r}.')
+  if warm_min_iter is not None and method != 'warm':
+    raise ValueError(f"warm_min_iter applies to method='warm', not {method!r}.")
   regs = np.asarray(regs, np.float64)
   if regs.ndim != 1 or len(regs) == 0 or not np.all(np.isfinite(regs) & (regs >= 0)):
     raise ValueError(f'regs must be a non-empty list of finite values >= 0, got {regs.tolist()}.')

@@ -95,7 +95,7 @@ def memory_size_for(params) -> int:
   return int(max(MIN_MEMORY_SIZE, min(MEMORY_SIZE, MEMORY_BYTES // max(1, 2 * nbytes))))
 
 
-def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE, min_iter=0):
+def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
   """Minimizes `fun` from `params` with optax's L-BFGS, as one `lax.while_loop`.
 
   Args:
@@ -103,13 +103,15 @@ def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE, min_iter=0):
     params: the starting point (any pytree).
     tol: stop when `‖∇f‖_∞ ≤ tol` (a scalar, may be traced).
     max_iter: iteration cap (static: it sizes the per-iteration record).
-    memory_size: curvature pairs kept.
-    min_iter: iterations taken even when `tol` is met sooner (a warm start can
-      meet it while f is still measurably above f*: see `paths.WARM_MIN_ITER`).
+    memory_size: curvature pairs kept (`None`: `memory_size_for(params)`).
+    min_iter: iterations taken even when `tol` is met sooner, unless the line
+      search stalls first (a warm start can meet `tol` while f is still
+      measurably above f*: see `paths.WARM_MIN_ITER`).
 
   Returns:
     `(params, LbfgsInfo)`. Pure and jittable.
   """
+  memory_size = memory_size_for(params) if memory_size is None else memory_size
   opt = optax.lbfgs(memory_size=memory_size)
   value, grad = jax.value_and_grad(fun)(params)
   record = lambda buf, i, v: buf.at[i].set(v)
@@ -166,7 +168,7 @@ def minimize(fun, params, tol, max_iter, memory_size=MEMORY_SIZE, min_iter=0):
 HOST_OPTIONS = {'ftol': 0.0, 'maxfun': np.iinfo(np.int32).max, 'maxls': 20}
 
 
-def minimize_host(value_and_grad, params, tol, max_iter, memory_size=MEMORY_SIZE, on_iteration=None):
+def minimize_host(value_and_grad, params, tol, max_iter, memory_size=None, on_iteration=None):
   """Minimizes with scipy's L-BFGS-B driven from the host, for an f whose evaluation is a host loop.
 
   The stopping rules are `minimize`'s: `‖∇f‖_∞ ≤ tol` (L-BFGS-B's `gtol`
@@ -181,7 +183,7 @@ def minimize_host(value_and_grad, params, tol, max_iter, memory_size=MEMORY_SIZE
     params: the starting point (any pytree of arrays of one dtype).
     tol: stop when `‖∇f‖_∞ ≤ tol`.
     max_iter: iteration cap.
-    memory_size: curvature pairs kept (L-BFGS-B's `maxcor`).
+    memory_size: curvature pairs kept (L-BFGS-B's `maxcor`; `None`: `memory_size_for(params)`).
     on_iteration: called as `on_iteration(t, values, grad_norms, fevals_at)` at every new iterate
       `W_t`, with `LbfgsInfo`'s per-iteration records filled up to `t`.
 
@@ -224,7 +226,12 @@ def minimize_host(value_and_grad, params, tol, max_iter, memory_size=MEMORY_SIZE
     jac=True,
     method='L-BFGS-B',
     callback=callback,
-    options={**HOST_OPTIONS, 'gtol': float(tol), 'maxiter': int(max_iter), 'maxcor': int(memory_size)},
+    options={
+      **HOST_OPTIONS,
+      'gtol': float(tol),
+      'maxiter': int(max_iter),
+      'maxcor': int(memory_size_for(params) if memory_size is None else memory_size),
+    },
   )
   iterations = last['iterations']
   grad_norm = float(np.max(np.abs(res.jac), initial=0.0))

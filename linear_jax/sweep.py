@@ -53,6 +53,8 @@ class Bound:
 
   def admits(self, v) -> bool:
     """Whether `v` is a finite number of `kind` within the interval."""
+    if isinstance(v, (np.ndarray, jax.Array)) and np.ndim(v) == 0:
+      v = v.item()  # a 0-d array, e.g. np.array(0.1) or jnp.float32(0.1), is its number
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
       return False
     if self.kind is int and not isinstance(v, (int, np.integer)):

@@ -138,10 +138,15 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     affine = stream.affine(cfg, dataset)
     epoch_fn = stream.make_epoch_fn(cfg, x, y, affine, weights['train'])
     eval_fn = stream.make_eval_fn(cfg, affine)
-  elif cfg.parallel != 'none':
-    epoch_fn, eval_fn = parallel.fit_epoch_fn(cfg, dataset, x, y, weights['train']), compiled_eval_fn(cfg)
+    objective = stream.make_objective_fn(cfg, x, y, affine, weights['train'])  # over the blocks
+    full_grad_norm = lambda params: float(convergence.grad_norm(objective(params, hp)[1]))
   else:
-    epoch_fn, eval_fn = compiled_epoch_fn(cfg, n), compiled_eval_fn(cfg)
+    if cfg.parallel != 'none':
+      epoch_fn = parallel.fit_epoch_fn(cfg, dataset, x, y, weights['train'])
+    else:
+      epoch_fn = compiled_epoch_fn(cfg, n)
+    eval_fn = compiled_eval_fn(cfg)
+    full_grad_norm = lambda params: convergence.full_grad_norm(cfg, params, x, y, hp, weights['train'])
   multiplier = schedule_fn(cfg, steps)
   base_key = jax.random.PRNGKey(cfg.seed)
   has_val = len(dataset.x_val) > 0
@@ -232,7 +237,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         for k, v in jax.device_get(eval_fn(params, *arrays[split], hp, weights[split])).items():
           metrics[f'{split}_{k}'] = float(v)
       if cfg.tol_on == 'grad_norm' and evaluated:
-        metrics['train_grad_norm'] = convergence.full_grad_norm(cfg, params, x, y, hp, weights['train'])
+        metrics['train_grad_norm'] = full_grad_norm(params)
       metrics['learning_rate'] = float(cfg.learning_rate * multiplier((epoch + 1) * steps))
       metrics['examples_per_s'] = n / seconds
       metrics['seconds'] = seconds

@@ -163,3 +163,18 @@ def test_sweeps_honour_sample_weights():
       np.asarray(swept.params.W[k]), np.asarray(alone.params.W), rtol=1e-9, atol=1e-12
     )
     assert swept.final['train_loss'][k] == pytest.approx(alone.history[-1]['train_loss'], rel=1e-9)
+
+
+def test_a_streamed_run_tests_the_full_gradient_over_its_blocks(monkeypatch):
+  ds = _blobs()
+  cfg = train.TrainConfig(
+    epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5, stream=True, block_rows=64
+  )
+  ref = train.fit(dataclasses.replace(cfg, stream=False), ds)
+  # Streamed, the full gradient comes from the blocks: the whole split never goes to the device.
+  monkeypatch.setattr(convergence, 'full_grad_norm', lambda *a, **k: pytest.fail('whole split'))
+  result = train.fit(cfg, ds)
+  assert result.streamed and result.stop_reason == 'converged'
+  assert len(result.history) == len(ref.history)
+  norms = [m['train_grad_norm'] for m in result.history]
+  np.testing.assert_allclose(norms, [m['train_grad_norm'] for m in ref.history], rtol=1e-4)

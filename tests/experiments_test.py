@@ -484,7 +484,8 @@ def test_train_lbfgs_streams_an_npy_file(tmp_path):
   assert solver['converged'] and solver['grad_norm'] <= 1e-5
   lines = [json.loads(line) for line in (tmp_path / 'w' / 'metrics.jsonl').read_text().splitlines()]
   assert [m['epoch'] for m in lines] == list(range(1, solver['iterations'] + 1))
-  assert lines[-1]['fevals'] == solver['fevals'] and lines[-1]['train_loss'] == solver['objective']
+  assert lines[-1]['fevals'] == solver['fevals']
+  assert lines[-1]['train_loss'] == pytest.approx(solver['objective'], rel=1e-6)  # streamed eval vs solver
   assert summary['final']['test_accuracy'] > 0.8
 
 

@@ -54,6 +54,8 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
     paths.fit_path(train.TrainConfig(loss='hinge'), ds, [1e-3])
   with pytest.raises(ValueError, match='method must be one of batched, warm'):
     paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
+  with pytest.raises(ValueError, match="warm_min_iter applies to method='warm'"):
+    paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], warm_min_iter=3)
 
 
 @pytest.mark.parametrize('method', paths.METHODS)

@@ -43,7 +43,7 @@ def test_every_picture_the_page_names_is_the_png_beside_it(built):
   workdir, out = built
   page = pathlib.Path(out.path).read_text()
   images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" data-file="([^"]+)">', page)
-  assert len(images) == page.count('<figcaption>') == 15
+  assert len(images) == page.count('<figcaption>') > 0
   for data, name in images:
     assert base64.b64decode(data) == (workdir / name).read_bytes(), name
   assert {name for _, name in images} == {p.name for p in workdir.glob('*.png')}

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -108,6 +109,17 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
 def test_bad_grids_are_refused(blobs, settings, match):
   with pytest.raises(ValueError, match=match):
     sweep.run_sweep(train.TrainConfig(epochs=1), blobs, settings)
+
+
+def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  as_arrays = [{'learning_rate': np.array(0.1), 'reg': jnp.float32(1e-3)}]
+  ours = sweep.run_sweep(cfg, blobs, as_arrays)
+  ref = sweep.run_sweep(cfg, blobs, [{'learning_rate': 0.1, 'reg': 1e-3}])
+  np.testing.assert_allclose(ours.params.W, ref.params.W, rtol=1e-6)
+  assert ours.settings == ref.settings  # numbers, JSON-ready
+  with pytest.raises(ValueError, match='learning rates must be > 0'):
+    sweep.run_sweep(cfg, blobs, [{'learning_rate': np.array([0.1, 0.2]), 'reg': 0.0}])
 
 
 def test_chunks_are_chosen_to_fit_memory(blobs):
