@@ -29,6 +29,7 @@ import optax.tree_utils as otu
 from linear_jax import convergence
 from linear_jax import grad_sources
 from linear_jax import losses
+from linear_jax import preemption
 from linear_jax import results
 from linear_jax import step
 from linear_jax import stream
@@ -168,7 +169,9 @@ def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
 HOST_OPTIONS = {'ftol': 0.0, 'maxfun': np.iinfo(np.int32).max, 'maxls': 20}
 
 
-def minimize_host(value_and_grad, params, tol, max_iter, memory_size=None, on_iteration=None):
+def minimize_host(
+  value_and_grad, params, tol, max_iter, memory_size=None, on_iteration=None, should_stop=None
+):
   """Minimizes with scipy's L-BFGS-B driven from the host, for an f whose evaluation is a host loop.
 
   The stopping rules are `minimize`'s: `‖∇f‖_∞ ≤ tol` (L-BFGS-B's `gtol`
@@ -186,6 +189,9 @@ def minimize_host(value_and_grad, params, tol, max_iter, memory_size=None, on_it
     memory_size: curvature pairs kept (L-BFGS-B's `maxcor`; `None`: `memory_size_for(params)`).
     on_iteration: called as `on_iteration(t, values, grad_norms, fevals_at)` at every new iterate
       `W_t`, with `LbfgsInfo`'s per-iteration records filled up to `t`.
+    should_stop: `() -> bool`, asked after every iteration (e.g. `preemption.stop_requested`);
+      `True` ends the solve there, at that iterate (`LbfgsInfo.stalled` and `converged` stay
+      `False` unless they hold).
 
   Returns:
     `(params, LbfgsInfo)` with NumPy fields.
@@ -219,6 +225,9 @@ def minimize_host(value_and_grad, params, tol, max_iter, memory_size=None, on_it
     values[t], grad_norms[t], fevals_at[t] = last['value'], last['grad_norm'], last['fevals']
     if on_iteration:
       on_iteration(t, values, grad_norms, fevals_at)
+    if should_stop is not None and should_stop():
+      last['stopped'] = True
+      raise StopIteration  # scipy ends the solve at this iterate
 
   res = scipy.optimize.minimize(
     fun,
@@ -242,7 +251,7 @@ def minimize_host(value_and_grad, params, tol, max_iter, memory_size=None, on_it
     grad_norm=np.asarray(grad_norm, dtype),
     value=np.asarray(res.fun, dtype),
     converged=np.bool_(converged),
-    stalled=np.bool_(not converged and iterations < max_iter),
+    stalled=np.bool_(not converged and iterations < max_iter and not last.get('stopped')),
     values=values.astype(dtype),
     grad_norms=grad_norms.astype(dtype),
     fevals_at=fevals_at,
@@ -323,16 +332,19 @@ def _iteration_metrics(t, value, grad_norm, fevals, initial):
   return m
 
 
-def _fit_result(params, info, history, seconds, streamed):
+def _fit_result(params, info, history, seconds, streamed, interrupted=False):
   """The `FitResult` of an L-BFGS fit whose `LbfgsInfo` is `info` (NumPy fields)."""
   iters = int(info.iterations)
   reason = 'converged' if info.converged else ('stalled' if info.stalled else 'max_epochs')
+  if interrupted and not info.converged:
+    reason = 'interrupted'
   return results.FitResult(
     params=params,
     best_params=params,
     history=history,
     best_epoch=iters,
     streamed=streamed,
+    interrupted=reason == 'interrupted',
     stop_reason=reason,
     solver={
       'iterations': iters,
@@ -403,7 +415,11 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
   host with the in-memory solver's stopping test, `‖∇f‖_∞ ≤ tol`. The final
   metrics are streamed too (`stream.make_eval_fn`). `on_epoch` is called as
   the iterations go, one behind (an iteration's line is written when the next
-  one is reached; the last, with the full metrics, after the solve).
+  one is reached; the last, with the full metrics, after the solve). Each
+  evaluation is a pass over a file that may be larger than memory, so a stop
+  signal (`preemption`: SIGTERM, SIGINT) ends the solve after the iteration
+  in progress, with `stop_reason='interrupted'` and that iterate's
+  parameters (L-BFGS keeps no checkpoint: a new run starts again).
 
   Sample weights (`Dataset.w_train`) make it the weighted mean, as in memory.
 
@@ -438,6 +454,7 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
     cfg.epochs,
     memory_size_for(params),
     on_iteration,
+    should_stop=preemption.stop_requested,  # SIGTERM / SIGINT: stop after the iteration in progress
   )
   seconds = time.perf_counter() - t0
   if not np.isfinite(info.value):
@@ -451,7 +468,8 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
     m['seconds'] = seconds
     m['examples_per_s'] = int(info.fevals) * len(x) / seconds
     emit(m)
-  return _fit_result(params, info, history, seconds, streamed=True)
+  stopped = not info.converged and not info.stalled and int(info.iterations) < cfg.epochs
+  return _fit_result(params, info, history, seconds, streamed=True, interrupted=stopped)
 
 
 def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):

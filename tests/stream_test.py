@@ -3,7 +3,9 @@
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from linear_jax import chunks
 from linear_jax import data
 from linear_jax import model
+from linear_jax import preemption
 from linear_jax import solvers
 from linear_jax import stream
 from linear_jax import train
@@ -612,3 +615,23 @@ def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
   np.testing.assert_allclose(second, [3.0 / 7])
   assert sum(first) + sum(second) == pytest.approx(1.0)
   assert stream.shares(stream.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
+
+
+def test_a_stop_signal_ends_a_streamed_lbfgs_after_the_iteration_in_progress():
+  ds = _digits()
+  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, tol=1e-9, epochs=1000, stream=True)
+  cfg = dataclasses.replace(cfg, block_rows=200)
+
+  def sigterm_once(line):
+    if line['epoch'] == 1:  # the first line is written once the second iteration is reached
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  try:
+    with preemption.handling():
+      result = train.fit(cfg, ds, on_epoch=sigterm_once)
+  finally:
+    preemption.reset()
+  assert result.stop_reason == 'interrupted' and result.interrupted and not result.solver['converged']
+  assert result.solver['iterations'] == len(result.history) == 2
+  assert result.history[-1]['train_loss'] < result.history[0]['initial_loss']
+  assert 'val_accuracy' in result.history[-1]  # the last line still has the full metrics
