@@ -173,9 +173,14 @@ def spans(num_rows, rows):
   return [(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
 
 
+def pass_block_rows(cfg, num_features, itemsize):
+  """Rows per block of a full pass (evaluation, the full objective): `cfg.block_rows` or about 32 MiB."""
+  return cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
+
+
 def block_rows(cfg, num_rows, num_features, itemsize):
-  """Rows per block: `cfg.block_rows` or about 32 MiB, a multiple of the batch size for SGD."""
-  rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
+  """Rows per block: `pass_block_rows`, a multiple of the batch size for SGD."""
+  rows = pass_block_rows(cfg, num_features, itemsize)
   steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   if steps > 1:
     rows = max(batch, rows // batch * batch)
@@ -538,7 +543,7 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   """
   num_rows = x.shape[0]
   dt = transfer_dtype(x, cfg.dtype)
-  rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+  rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
@@ -630,7 +635,7 @@ def make_eval_fn(cfg, affine_=None):
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
-    rows = cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+    rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))

@@ -46,19 +46,20 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize('grad,batch_sizes', [('analytic', [16, 13, 0]), ('autodiff', [13])])
-def test_eight_simulated_devices_equal_one(grad, batch_sizes):
+def _eight_devices(script, *args):
+  """The JSON a script prints on its last line, run in a process with 8 simulated CPU devices."""
   res = subprocess.run(
-    [sys.executable, '-c', EIGHT_DEVICES, grad, json.dumps(batch_sizes)],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
+    [sys.executable, '-c', script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
   )
   assert res.returncode == 0, res.stderr[-3000:]
   out = json.loads(res.stdout.strip().splitlines()[-1])
   assert out['devices'] == 8
+  return out
+
+
+@pytest.mark.parametrize('grad,batch_sizes', [('analytic', [16, 13, 0]), ('autodiff', [13])])
+def test_eight_simulated_devices_equal_one(grad, batch_sizes):
+  out = _eight_devices(EIGHT_DEVICES, grad, json.dumps(batch_sizes))
   for key, diff in out.items():
     if '/' in key:
       assert diff < 1e-5, (key, diff)
@@ -106,17 +107,7 @@ print(json.dumps(out))
 def test_weighted_training_on_eight_simulated_devices_equals_one():
   # Sample weights shard with their rows; every step descends the global batch's weighted mean,
   # so shard_map and pmap over 8 and 3 devices end where weighted single-device training does.
-  res = subprocess.run(
-    [sys.executable, '-c', WEIGHTED],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    check=False,
-  )
-  assert res.returncode == 0, res.stderr[-3000:]
-  out = json.loads(res.stdout.strip().splitlines()[-1])
-  assert out['devices'] == 8
+  out = _eight_devices(WEIGHTED)
   for key, diff in out.items():
     if 'matter' in key:
       assert diff > 1e-2, (key, diff)  # the weights change the result
