@@ -8,7 +8,11 @@ already read are handed back to the kernel (`release`), so reading a file
 does not leave it resident in this process.
 """
 
+import collections
+import concurrent.futures
+import itertools
 import mmap
+import os
 
 import numpy as np
 
@@ -55,6 +59,41 @@ def rows_per_chunk(x, chunk_bytes=None):
 def blocks(n, step):
   """`(start, stop)` of consecutive row blocks of `step` rows covering `[0, n)`."""
   return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def workers():
+  """Threads for a pass over blocks: the CPUs this process may use, at most 4.
+
+  NumPy's copies, gathers and reductions release the GIL, so blocks of one
+  pass run side by side; more than a few threads only contend for memory
+  bandwidth.
+  """
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return max(1, min(4, cpus or 1))
+
+
+def in_order(fn, items, threads=None):
+  """Yields `fn(item)` for each of `items` in order, computed by `threads` threads.
+
+  At most two results per thread are computed ahead of the one yielded, so
+  a consumer that stops early (an error found in a block) leaves little work
+  running, and memory stays a few blocks. With one thread it is `map`.
+  """
+  threads = workers() if threads is None else threads
+  if threads <= 1:
+    yield from map(fn, items)
+    return
+  items = iter(items)
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    ahead = collections.deque(pool.submit(fn, item) for item in itertools.islice(items, 2 * threads))
+    try:
+      while ahead:
+        result = ahead.popleft().result()
+        ahead.extend(pool.submit(fn, item) for item in itertools.islice(items, 1))
+        yield result
+    finally:
+      for future in ahead:
+        future.cancel()
 
 
 def mapping(x):
@@ -112,18 +151,40 @@ class ColumnStats:
 
   def add(self, block):
     """Adds the rows of `block` `[n, D]`; `False` if its sums are not finite (a NaN or inf in it)."""
-    if len(block) == 0:
-      return True
-    work = np.float64 if block.dtype == np.float64 else np.float32  # half precision is summed in float32
+    if len(block):
+      self.set_reference(block)
+    return self.merge(self.sums(block))
+
+  def set_reference(self, block):
+    """Fixes the shift `k` to the mean of `block` (a non-empty block), unless it is already set."""
     if self.k is None:
+      work = np.float64 if block.dtype == np.float64 else np.float32  # half precision is summed in float32
       self.k = block.mean(axis=0, dtype=work).astype(work)
+
+  def sums(self, block):
+    """`(rows, Σ(x − k), Σ(x − k)²)` of `block`, or `None` if they are not finite; changes nothing.
+
+    Safe to call from several threads once the reference is set; `merge`
+    the results in block order and the statistics are the same, bit for
+    bit, as `add`ing the blocks one after the other.
+    """
+    if len(block) == 0:
+      return 0, 0.0, 0.0
+    work = self.k.dtype
     d = np.subtract(block, self.k, dtype=work)
     s1 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
     np.multiply(d, d, out=d)
     s2 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
     if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
+      return None
+    return len(block), s1, s2
+
+  def merge(self, sums):
+    """Adds the result of `sums`; `False` (and nothing added) for `None`, a block that was not finite."""
+    if sums is None:
       return False
-    self.n += len(block)
+    n, s1, s2 = sums
+    self.n += n
     self.s1 += s1
     self.s2 += s2
     return True

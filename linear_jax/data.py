@@ -593,29 +593,49 @@ def _read_into_splits(sources, out, stats, tick):
 
   Rows are taken in file order, so a block's rows of one split land in one
   contiguous range of it; that range, still in the CPU cache, is then checked
-  for non-finite values and added to the training statistics.
+  for non-finite values and summed for the training statistics. Blocks are
+  copied by `chunks.workers()` threads; their sums are merged in block order,
+  so the statistics do not depend on the number of threads, and the first
+  block in file order with a non-finite value is the one named.
   """
   done = 0
   offset = {'train': 0, 'val': 0, 'test': 0}
   for src, rows, where in sources:
     step = chunks.rows_per_chunk(src)
-    for a, b in chunks.blocks(len(src), step):
+    train = rows.get('train', ())
+    if stats is not None and len(train):  # the shift: the mean of the first block's training rows
+      a = train[0] // step * step
+      block = src[a : a + step]
+      stats.set_reference(block[train[: np.searchsorted(train, a + step)] - a])
+      chunks.release(block)
+    base = dict(offset)
+
+    def copy(block_range, src=src, rows=rows, base=base):
+      a, b = block_range
       block = src[a:b]
+      ok, sums = True, None
       for s, r in rows.items():
         lo, hi = np.searchsorted(r, (a, b))
         if hi == lo:
           continue
-        dest = out[s][offset[s] + lo : offset[s] + hi]
+        dest = out[s][base[s] + lo : base[s] + hi]
         if hi - lo == b - a:
           dest[...] = block
         else:
           np.take(block, r[lo:hi] - a, axis=0, out=dest)
         if s == 'train' and stats is not None:
-          if not stats.add(dest):
-            _non_finite(block, where, a)
-        elif not np.isfinite(dest.sum(dtype=np.float32)):
-          _non_finite(block, where, a)
+          sums = stats.sums(dest)
+          ok = ok and sums is not None
+        else:
+          ok = ok and bool(np.isfinite(dest.sum(dtype=np.float32)))
       chunks.release(block)
+      return a, b, ok, sums
+
+    for a, b, ok, sums in chunks.in_order(copy, chunks.blocks(len(src), step)):
+      if not ok:
+        _non_finite(src[a:b], where, a)
+      if sums is not None:
+        stats.merge(sums)
       done += b - a
       tick('reading', done)
     for s, r in rows.items():
@@ -644,20 +664,30 @@ def _read_statistics(sources, stats, tick):
 
 
 def _standardize_in_place(out, shift, scale):
-  """`(x − shift) / scale` over the splits, block by block, in place (in float32 for half precision)."""
-  for dest in out.values():
+  """`(x − shift) / scale` over the splits, block by block, in place (in float32 for half precision).
+
+  Blocks are independent, so `chunks.workers()` threads share them.
+  """
+
+  def standardize(job):
+    dest, a, b = job
     work = dest.dtype if dest.dtype.itemsize >= 4 else np.dtype(np.float32)
     hi, inv = shift.astype(work), (1.0 / scale).astype(work)
-    for a, b in chunks.blocks(len(dest), chunks.rows_per_chunk(dest)):
-      block = dest[a:b]
-      if work == dest.dtype:
-        block -= hi
-        block *= inv
-      else:
-        t = block.astype(work)
-        t -= hi
-        t *= inv
-        block[...] = t
+    block = dest[a:b]
+    if work == dest.dtype:
+      block -= hi
+      block *= inv
+    else:
+      t = block.astype(work)
+      t -= hi
+      t *= inv
+      block[...] = t
+
+  jobs = [
+    (dest, a, b) for dest in out.values() for a, b in chunks.blocks(len(dest), chunks.rows_per_chunk(dest))
+  ]
+  for _ in chunks.in_order(standardize, jobs):
+    pass
 
 
 def _gather_standardized(sources, out, shift, scale):

@@ -371,6 +371,55 @@ def test_float32_file_prepares_like_numpy_and_stays_float32(tmp_path, monkeypatc
     np.testing.assert_array_equal(getattr(ds, f'y_{s}'), ref[s][1])
 
 
+def test_threaded_passes_give_the_same_splits_and_statistics_as_one_thread(tmp_path, monkeypatch):
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 7 * 11)  # 11 rows a block: 46 blocks
+  x, y = _features()
+  x[:, 2] += 1e3  # a large mean: the shift must be the same first block's in every run
+  np.save(tmp_path / 'x.npy', x.astype(np.float32))
+  np.save(tmp_path / 'y.npy', y)
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  runs = []
+  for threads in (1, 3):
+    monkeypatch.setattr(data.chunks, 'workers', lambda threads=threads: threads)
+    runs.append(data.prepare(raw, 'npy', seed=2))
+  one, three = runs
+  np.testing.assert_array_equal(one.shift, three.shift)  # merged in block order: bit for bit
+  np.testing.assert_array_equal(one.scale, three.scale)
+  for s in ('train', 'val', 'test'):
+    np.testing.assert_array_equal(getattr(one, f'x_{s}'), getattr(three, f'x_{s}'))
+  ref = _reference_prepare(x.astype(np.float32), y, seed=2, file_order=True)
+  np.testing.assert_allclose(three.x_train, ref['train'][0], rtol=1e-4, atol=1e-4)
+
+
+def test_threaded_read_names_the_first_bad_block_in_file_order(tmp_path, monkeypatch):
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 3 * 8)  # 8 rows a block
+  monkeypatch.setattr(data.chunks, 'workers', lambda: 3)
+  x = np.ones((400, 3), np.float32)
+  x[203, 1], x[377, 0] = np.nan, np.inf  # two bad blocks, probably read by different threads
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', np.zeros(400, np.int64))
+  raw = data.load(
+    'npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'), check_values=False
+  )
+  with pytest.raises(ValueError, match=r'in rows 200-207; first at example 203, feature 1: nan'):
+    data.prepare(raw, 'npy')
+
+
+def test_in_order_keeps_the_order_and_stops_early():
+  calls = []
+
+  def slow_square(i):
+    calls.append(i)
+    return i * i
+
+  assert list(data.chunks.in_order(slow_square, range(50), threads=3)) == [i * i for i in range(50)]
+  calls.clear()
+  results = data.chunks.in_order(slow_square, range(1000), threads=2)
+  assert next(results) == 0
+  results.close()  # a consumer that stops (an error found) leaves the rest unread
+  assert len(calls) <= 1 + 2 * 2
+
+
 def test_float64_data_has_the_same_split_in_either_training_dtype():
   raw = data.load('digits')
   single, double = data.prepare(raw, 'd', seed=5), data.prepare(raw, 'd', seed=5, dtype=np.float64)
