@@ -18,7 +18,10 @@ batch's weighted mean, and a block's share of the full-batch objective is its
 part of the split's total weight (`shares`), so the objective is
 `Σ w L / Σ w`, as in memory. With several processes each reads only its own
 rows (`parallel.shard_rows`) and the full-batch sums are added over processes
-once per pass.
+once per pass. With `--parallel=shard_map` on one process, the full passes
+of full-batch descent and of evaluation split each block's rows over the
+devices of the mesh (`placement`) and XLA adds the devices' sums; mini-batch
+SGD and L-BFGS stream on one device.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
@@ -37,6 +40,8 @@ import mmap
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from linear_jax import chunks
@@ -324,17 +329,52 @@ def affine(cfg, dataset):
 
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do yet."""
+  full_passes = cfg.batch_size in (0, None) or cfg.optimizer == 'lbfgs'  # L-BFGS is full-batch
   if jax.process_count() > 1:
-    if cfg.batch_size not in (0, None) and cfg.optimizer != 'lbfgs':  # L-BFGS is full-batch
+    if not full_passes:
       raise ValueError(
         'streaming over several processes does full-batch descent only (--full_batch); '
         'mini-batch training streams in one process.'
       )
-  elif cfg.parallel != 'none':
+  elif cfg.parallel == 'pmap':
     raise ValueError(
-      f'streaming trains on one device; --parallel={cfg.parallel} with --stream (or data larger '
-      'than memory) is not supported.'
+      '--parallel=pmap does not stream; with --stream (or data larger than memory) use '
+      '--parallel=shard_map, which splits each block over the devices.'
     )
+  elif cfg.parallel == 'shard_map' and not full_passes:
+    raise ValueError(
+      'streamed mini-batch SGD runs on one device; --parallel=shard_map streams full-batch descent '
+      '(--full_batch) only, or drop --parallel.'
+    )
+
+
+def placement(cfg):
+  """Where a streamed block goes: `None` (the default device), or `(rows split, replicated)`.
+
+  With `--parallel=shard_map` on one process, a block whose rows divide
+  evenly over the mesh's devices is split by rows (`P('data')`); any other
+  block (the last, shorter one) is copied to every device. The parameters
+  are replicated, so a block's sums are computed where its rows are and
+  added by XLA: the same numbers as on one device, up to the order of the
+  additions.
+  """
+  if cfg.parallel != 'shard_map' or jax.process_count() > 1:
+    return None
+  mesh = parallel.make_mesh(cfg.num_devices)
+  return NamedSharding(mesh, P(parallel.AXIS)), NamedSharding(mesh, P())
+
+
+def _placed_rows(rows, where):
+  """`rows` per block rounded down to a multiple of the devices of `where` (at least one each)."""
+  if where is None:
+    return rows
+  count = where[0].mesh.size
+  return max(count, rows // count * count)
+
+
+def _replicate(tree, where):
+  """`tree` on every device of `where`'s mesh (itself without a placement)."""
+  return tree if where is None else jax.device_put(tree, where[1])
 
 
 def local_rows(num_rows):
@@ -378,11 +418,12 @@ def device_data(cfg, dataset):
   return {s: put(s) for s in ('train', 'val', 'test')}
 
 
-def pipeline(step, state, x, y, block_spans, dtype, w=None):
+def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
   """`state = step(state, k, x_block, y_block, w_block)` over the blocks, each next block read ahead.
 
   `w` (`[N]` sample weights on the host, or `None`) travels with `x` and `y`:
   `w_block` is its rows of the block on the device, or `None` without weights.
+  `where` (from `placement`) splits each block over a mesh's devices.
 
   Compiled calls return before they finish, so while block `k` computes the
   host asks the kernel to read block `k + 1` ahead, waits for block `k − 1`
@@ -395,8 +436,10 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None):
     return state
 
   def put(a, b):
-    wb = None if w is None else jax.device_put(np.asarray(w[a:b]))
-    return jax.device_put(read(x, a, b, dtype)), jax.device_put(np.asarray(y[a:b])), wb
+    sharding = None if where is None else where[(b - a) % where[0].mesh.size != 0]
+    to = lambda block: jax.device_put(block, sharding)
+    wb = None if w is None else to(np.asarray(w[a:b]))
+    return to(read(x, a, b, dtype)), to(np.asarray(y[a:b])), wb
 
   prefetch(x, *block_spans[0])
   pending, current = None, put(*block_spans[0])
@@ -543,7 +586,8 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   """
   num_rows = x.shape[0]
   dt = transfer_dtype(x, cfg.dtype)
-  rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
+  where = placement(cfg)
+  rows = _placed_rows(pass_block_rows(cfg, x.shape[1], dt.itemsize), where)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
@@ -552,12 +596,13 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   scfg = step_lib.structural(cfg)
 
   def value_and_grad(params, hp):
+    params, hp = _replicate((params, hp), where)
     weights = [jnp.asarray(share, params.W.dtype) for share in block_shares]
     step = lambda total, k, xb, yb, wb: _accumulate_grad(
       total, params, xb, yb, wb, weights[k], hp, affine_, structure=scfg
     )
-    zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
-    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local))
+    zero = _replicate((jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params)), where)
+    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local, where))
 
   return value_and_grad
 
@@ -588,6 +633,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
     def full_batch_epoch(params, opt_state, _x, _y, key, hp, _w=None):
       del key
       value, grad = objective(params, hp)
+      params, opt_state, hp = _replicate((params, opt_state, hp), placement(cfg))
       params, opt_state = _apply(params, opt_state, grad, hp, structure=scfg)
       return params, opt_state, value[None]
 
@@ -635,7 +681,9 @@ def make_eval_fn(cfg, affine_=None):
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
-    rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
+    where = placement(cfg)
+    rows = _placed_rows(pass_block_rows(cfg, x.shape[1], dt.itemsize), where)
+    params, hp = _replicate((params, hp), where)
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
@@ -649,11 +697,11 @@ def make_eval_fn(cfg, affine_=None):
       jax.ShapeDtypeStruct((1, x.shape[1]), dt),
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
-    zero = {k: jnp.zeros((), params.W.dtype) for k in names}
+    zero = _replicate({k: jnp.zeros((), params.W.dtype) for k in names}, where)
     step = lambda total, k, xb, yb, wb: _accumulate_eval(
       total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, affine_, structure=scfg
     )
     w_local = None if w is None else w[mine]
-    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt, w_local))
+    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt, w_local, where))
 
   return evaluate

@@ -115,6 +115,65 @@ def test_weighted_training_on_eight_simulated_devices_equals_one():
       assert diff < 1e-5, (key, diff)
 
 
+STREAMED = r"""
+import dataclasses, json, sys, tempfile
+import jax
+jax.config.update('jax_num_cpu_devices', 8)
+jax.config.update('jax_enable_x64', True)
+import numpy as np
+from linear_jax import data, stream, train
+
+ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
+w = np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train))
+folder = tempfile.mkdtemp()
+np.save(folder + '/x.npy', np.asarray(ds.x_train, np.float32))
+mapped = dataclasses.replace(ds, x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False))
+out = {'devices': jax.device_count()}
+# 37 rows a block: 32 on 8 devices (4 each) and 36 on 3; the short last block goes to every device.
+for dtype in ('float32', 'float64'):
+  for weights in (None, w):
+    d = dataclasses.replace(mapped, w_train=weights)
+    cfg = train.TrainConfig(epochs=4, batch_size=0, loss='softmax', reg=1e-2, learning_rate=0.5,
+                            stream=True, block_rows=37, dtype=dtype)
+    one = train.fit(cfg, d)
+    for nd in (8, 3):
+      par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=nd), d)
+      assert par.streamed
+      key = f'{dtype}/{"weighted" if weights is not None else "plain"}/{nd}'
+      out[key] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
+      out[key + '/metrics'] = max(abs(a[k] - b[k]) for a, b in zip(one.history, par.history)
+                                  for k in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'))
+cfg = train.TrainConfig(batch_size=0, stream=True, block_rows=37, parallel='shard_map')
+where = stream.placement(cfg)
+seen = []
+
+def record(state, k, xb, yb, wb):
+  shards = xb.addressable_shards[0].data.shape[0]
+  seen.append([len(xb.sharding.device_set), shards, len(yb.sharding.device_set)])
+  return state
+
+y = np.asarray(mapped.y_train)
+stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 32), np.dtype(np.float32), where=where)
+out['blocks'] = seen
+out['rows'] = len(mapped.x_train)
+print(json.dumps(out))
+"""
+
+
+def test_streamed_full_batch_splits_each_block_over_the_devices_and_equals_one():
+  # A memory-mapped split streamed with --parallel=shard_map: each block's rows are split over 8
+  # (or 3) devices, the short last block copied to all, and descent ends where one device's does.
+  out = _eight_devices(STREAMED)
+  for key, diff in out.items():
+    if key.startswith('float32'):
+      assert diff < 1e-6, (key, diff)
+    elif key.startswith('float64'):
+      assert diff < 1e-12, (key, diff)
+  # 142 training rows in blocks of 32: four blocks of 4 rows per device, then 14 rows on every device.
+  assert out['rows'] == 142
+  assert out['blocks'] == [[8, 4, 8]] * 4 + [[8, 14, 8]]
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
