@@ -88,8 +88,8 @@ def _penalty_value_and_grad(cfg, params, reg):
   return value, g
 
 
-def _global_mean_step(cfg, steps):
-  """One optimizer step on a batch spread over the `'data'` axis."""
+def global_mean_step(cfg, steps):
+  """One optimizer step on a batch spread over the `'data'` axis (`step.make_update`'s signature)."""
   optimizer = step_lib.make_optimizer(cfg, None, steps)
 
   def step(params, opt_state, xb, yb, mb, hp):
@@ -142,22 +142,30 @@ def _device_plan(cfg, num_rows, num_devices, sharded):
 
     return steps, batch, plan
   steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
-  per_device = math.ceil(batch / num_devices)
 
   def plan(key, valid):
     if steps == 1:
       idx, mask = jnp.arange(num_rows)[None], jnp.ones((1, num_rows), valid.dtype)
     else:
       idx, mask = step_lib.batch_plan(key, num_rows, steps, batch, valid.dtype)
-    pad = per_device * num_devices - idx.shape[1]
-    idx = jnp.pad(idx, ((0, 0), (0, pad)))
-    mask = jnp.pad(mask, ((0, 0), (0, pad)))
-    mask = mask * valid[idx]  # sample weights (all 1 without them); padding keeps 0
-    k = jax.lax.axis_index(AXIS)
-    take = lambda a: jax.lax.dynamic_slice_in_dim(a, k * per_device, per_device, axis=1)
-    return take(idx), take(mask)
+    return device_slice(idx, mask * valid[idx], num_devices)  # sample weights (all 1 without them)
 
-  return steps, per_device, plan
+  return steps, math.ceil(batch / num_devices), plan
+
+
+def device_slice(idx, mask, num_devices):
+  """This device's columns of a global batch plan `(idx, mask)` `[steps, batch]`, inside `shard_map`.
+
+  The batch is padded to a multiple of `num_devices` with index 0 and mask 0,
+  then cut into `num_devices` equal slices along the `'data'` axis.
+  """
+  per_device = math.ceil(idx.shape[1] / num_devices)
+  pad = per_device * num_devices - idx.shape[1]
+  idx = jnp.pad(idx, ((0, 0), (0, pad)))
+  mask = jnp.pad(mask, ((0, 0), (0, pad)))
+  k = jax.lax.axis_index(AXIS)
+  take = lambda a: jax.lax.dynamic_slice_in_dim(a, k * per_device, per_device, axis=1)
+  return take(idx), take(mask)
 
 
 def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
@@ -170,7 +178,7 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
   global batch's weighted mean, as a single device does.
   """
   steps, _, plan = _device_plan(cfg, num_rows, num_devices, sharded)
-  step = _global_mean_step(cfg, steps)
+  step = global_mean_step(cfg, steps)
 
   def epoch(params, opt_state, x, y, valid, key, hp):
     idx, mask = plan(key, valid)

@@ -18,10 +18,11 @@ batch's weighted mean, and a block's share of the full-batch objective is its
 part of the split's total weight (`shares`), so the objective is
 `Σ w L / Σ w`, as in memory. With several processes each reads only its own
 rows (`parallel.shard_rows`) and the full-batch sums are added over processes
-once per pass. With `--parallel=shard_map` on one process, the full passes
-of full-batch descent and of evaluation split each block's rows over the
-devices of the mesh (`placement`) and XLA adds the devices' sums; mini-batch
-SGD and L-BFGS stream on one device.
+once per pass. With `--parallel=shard_map` on one process (`placement`), the
+full passes of full-batch descent and evaluation split each block's rows
+over the devices of the mesh and XLA adds the devices' sums; mini-batch SGD
+copies each block to every device and splits each batch over them, as
+in-memory data parallelism does. L-BFGS streams on one device.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:
@@ -37,6 +38,7 @@ the device widens them (float16 and bfloat16 travel at half size).
 import functools
 import math
 import mmap
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -329,9 +331,8 @@ def affine(cfg, dataset):
 
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do yet."""
-  full_passes = cfg.batch_size in (0, None) or cfg.optimizer == 'lbfgs'  # L-BFGS is full-batch
   if jax.process_count() > 1:
-    if not full_passes:
+    if cfg.batch_size not in (0, None) and cfg.optimizer != 'lbfgs':  # L-BFGS is full-batch
       raise ValueError(
         'streaming over several processes does full-batch descent only (--full_batch); '
         'mini-batch training streams in one process.'
@@ -341,40 +342,47 @@ def check_config(cfg):
       '--parallel=pmap does not stream; with --stream (or data larger than memory) use '
       '--parallel=shard_map, which splits each block over the devices.'
     )
-  elif cfg.parallel == 'shard_map' and not full_passes:
-    raise ValueError(
-      'streamed mini-batch SGD runs on one device; --parallel=shard_map streams full-batch descent '
-      '(--full_batch) only, or drop --parallel.'
-    )
 
 
-def placement(cfg):
-  """Where a streamed block goes: `None` (the default device), or `(rows split, replicated)`.
+class Placement(NamedTuple):
+  """Where streamed blocks go on a mesh: `split` (rows over the devices) and `everywhere` (replicated)."""
 
-  With `--parallel=shard_map` on one process, a block whose rows divide
-  evenly over the mesh's devices is split by rows (`P('data')`); any other
-  block (the last, shorter one) is copied to every device. The parameters
-  are replicated, so a block's sums are computed where its rows are and
-  added by XLA: the same numbers as on one device, up to the order of the
-  additions.
+  split: NamedSharding
+  everywhere: NamedSharding
+
+  @property
+  def devices(self):
+    return self.everywhere.mesh.size
+
+  def of(self, rows):
+    """The sharding of a block of `rows` rows: split if they divide evenly over the devices."""
+    return self.split if rows % self.devices == 0 else self.everywhere
+
+  def rows(self, rows):
+    """`rows` per block rounded down to a multiple of the devices (at least one row each)."""
+    return max(self.devices, rows // self.devices * self.devices)
+
+  def replicate(self, tree):
+    return jax.device_put(tree, self.everywhere)
+
+
+def placement(cfg, split=True):
+  """Where a streamed block goes: `None` (the default device), or a `Placement` on the mesh.
+
+  With `--parallel=shard_map` on one process. Full passes (`split`): a block
+  whose rows divide evenly over the devices is split by rows (`P('data')`),
+  any other block (the last, shorter one) is copied to every device; the
+  parameters are replicated, so a block's sums are computed where its rows
+  are and added by XLA, the same numbers as on one device up to the order of
+  the additions. Mini-batch SGD (`split=False`): every block is copied to
+  every device, and each device takes its slice of each batch
+  (`_block_shard_map`).
   """
   if cfg.parallel != 'shard_map' or jax.process_count() > 1:
     return None
   mesh = parallel.make_mesh(cfg.num_devices)
-  return NamedSharding(mesh, P(parallel.AXIS)), NamedSharding(mesh, P())
-
-
-def _placed_rows(rows, where):
-  """`rows` per block rounded down to a multiple of the devices of `where` (at least one each)."""
-  if where is None:
-    return rows
-  count = where[0].mesh.size
-  return max(count, rows // count * count)
-
-
-def _replicate(tree, where):
-  """`tree` on every device of `where`'s mesh (itself without a placement)."""
-  return tree if where is None else jax.device_put(tree, where[1])
+  everywhere = NamedSharding(mesh, P())
+  return Placement(NamedSharding(mesh, P(parallel.AXIS)) if split else everywhere, everywhere)
 
 
 def local_rows(num_rows):
@@ -436,7 +444,7 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
     return state
 
   def put(a, b):
-    sharding = None if where is None else where[(b - a) % where[0].mesh.size != 0]
+    sharding = None if where is None else where.of(b - a)
     to = lambda block: jax.device_put(block, sharding)
     wb = None if w is None else to(np.asarray(w[a:b]))
     return to(read(x, a, b, dtype)), to(np.asarray(y[a:b])), wb
@@ -513,6 +521,33 @@ def _block(params, opt_state, xb, yb, wb, key, hp, affine_, *, structure, rows, 
   return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
 
+@functools.partial(jax.jit, static_argnames=('structure', 'rows', 'batch', 'steps_per_epoch', 'num_devices'))
+def _block_shard_map(
+  params, opt_state, xb, yb, wb, key, hp, affine_, *, structure, rows, batch, steps_per_epoch, num_devices
+):
+  """`_block` on the devices of a mesh, the block copied to each: the same steps, each batch split.
+
+  Every device draws the block's batch plan from the same key, takes its
+  slice of each batch (`parallel.device_slice`), and the step descends the
+  batch's weighted mean added over the devices (`parallel.global_mean_step`):
+  single-device streamed SGD up to the order of the additions.
+  """
+  steps = math.ceil(rows / batch)
+  update = parallel.global_mean_step(structure, steps_per_epoch)
+
+  def body(params, opt_state, xb, yb, wb, key, hp, affine_):
+    xb = _widen(structure, xb, affine_)
+    idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
+    if wb is not None:
+      mask = mask * wb.astype(xb.dtype)[idx]
+    idx, mask = parallel.device_slice(idx, mask, num_devices)
+    return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
+
+  return jax.shard_map(
+    body, mesh=parallel.make_mesh(num_devices), in_specs=(P(),) * 8, out_specs=(P(), P(), P())
+  )(params, opt_state, xb, yb, wb, key, hp, affine_)
+
+
 @functools.partial(jax.jit, static_argnames=('structure',))
 def _accumulate_grad(total, params, xb, yb, wb, share, hp, affine_, *, structure):
   """`total + share · (objective, gradient)` on one block (its weighted mean with weights `wb`)."""
@@ -587,7 +622,8 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   num_rows = x.shape[0]
   dt = transfer_dtype(x, cfg.dtype)
   where = placement(cfg)
-  rows = _placed_rows(pass_block_rows(cfg, x.shape[1], dt.itemsize), where)
+  rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
+  rows = rows if where is None else where.rows(rows)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
@@ -596,12 +632,14 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   scfg = step_lib.structural(cfg)
 
   def value_and_grad(params, hp):
-    params, hp = _replicate((params, hp), where)
+    if where is not None:
+      params, hp = where.replicate((params, hp))
     weights = [jnp.asarray(share, params.W.dtype) for share in block_shares]
     step = lambda total, k, xb, yb, wb: _accumulate_grad(
       total, params, xb, yb, wb, weights[k], hp, affine_, structure=scfg
     )
-    zero = _replicate((jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params)), where)
+    zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
+    zero = zero if where is None else where.replicate(zero)
     return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local, where))
 
   return value_and_grad
@@ -629,25 +667,32 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
 
   if steps == 1:  # full batch: one step along the share-weighted sum of the blocks' gradients
     objective = make_objective_fn(cfg, x, y, affine_, w)
+    where = placement(cfg)
 
     def full_batch_epoch(params, opt_state, _x, _y, key, hp, _w=None):
       del key
       value, grad = objective(params, hp)
-      params, opt_state, hp = _replicate((params, opt_state, hp), placement(cfg))
+      if where is not None:
+        params, opt_state, hp = where.replicate((params, opt_state, hp))
       params, opt_state = _apply(params, opt_state, grad, hp, structure=scfg)
       return params, opt_state, value[None]
 
     return full_batch_epoch
 
+  where = placement(cfg, split=False)  # --parallel=shard_map: each block on every device
+  block_fn = _block if where is None else functools.partial(_block_shard_map, num_devices=where.devices)
+
   def epoch(params, opt_state, _x, _y, key, hp, _w=None):
     order, rows_key = block_order(key, len(block_spans))
     ordered = [block_spans[k] for k in order]
+    if where is not None:
+      params, opt_state, hp = where.replicate((params, opt_state, hp))
 
     def step(state, i, xb, yb, wb):
       params, opt_state, values = state
       a, b = ordered[i]
       key_i = jax.random.fold_in(rows_key, int(order[i]))
-      params, opt_state, v = _block(
+      params, opt_state, v = block_fn(
         params,
         opt_state,
         xb,
@@ -663,7 +708,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
       )
       return params, opt_state, (*values, v)
 
-    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w)
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
     return params, opt_state, jnp.concatenate(values)
 
   return epoch
@@ -682,8 +727,10 @@ def make_eval_fn(cfg, affine_=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
     where = placement(cfg)
-    rows = _placed_rows(pass_block_rows(cfg, x.shape[1], dt.itemsize), where)
-    params, hp = _replicate((params, hp), where)
+    rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
+    rows = rows if where is None else where.rows(rows)
+    if where is not None:
+      params, hp = where.replicate((params, hp))
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
@@ -697,7 +744,8 @@ def make_eval_fn(cfg, affine_=None):
       jax.ShapeDtypeStruct((1, x.shape[1]), dt),
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
-    zero = _replicate({k: jnp.zeros((), params.W.dtype) for k in names}, where)
+    zero = {k: jnp.zeros((), params.W.dtype) for k in names}
+    zero = zero if where is None else where.replicate(zero)
     step = lambda total, k, xb, yb, wb: _accumulate_eval(
       total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, affine_, structure=scfg
     )

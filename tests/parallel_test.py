@@ -129,20 +129,35 @@ folder = tempfile.mkdtemp()
 np.save(folder + '/x.npy', np.asarray(ds.x_train, np.float32))
 mapped = dataclasses.replace(ds, x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False))
 out = {'devices': jax.device_count()}
-# 37 rows a block: 32 on 8 devices (4 each) and 36 on 3; the short last block goes to every device.
+# Every pass of a data-parallel fit must go through the mesh: count the devices each pass used.
+passes, sharded_blocks = [], []
+pipeline, block = stream.pipeline, stream._block_shard_map
+def counted(step, state, x, y, spans, dtype, w=None, where=None):
+  passes.append(where and where.devices)
+  return pipeline(step, state, x, y, spans, dtype, w, where)
+
+stream.pipeline = counted
+stream._block_shard_map = lambda *a, **k: sharded_blocks.append(k['num_devices']) or block(*a, **k)
+# Full batch, 37 rows a block: 32 on 8 devices (4 each) and 36 on 3; the short last block goes to
+# every device. Mini-batch (13 rows, 3 per device on 8 devices, 5 on 3, padded): blocks of 26 rows.
 for dtype in ('float32', 'float64'):
   for weights in (None, w):
-    d = dataclasses.replace(mapped, w_train=weights)
-    cfg = train.TrainConfig(epochs=4, batch_size=0, loss='softmax', reg=1e-2, learning_rate=0.5,
-                            stream=True, block_rows=37, dtype=dtype)
-    one = train.fit(cfg, d)
-    for nd in (8, 3):
-      par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=nd), d)
-      assert par.streamed
-      key = f'{dtype}/{"weighted" if weights is not None else "plain"}/{nd}'
-      out[key] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
-      out[key + '/metrics'] = max(abs(a[k] - b[k]) for a, b in zip(one.history, par.history)
-                                  for k in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'))
+    for batch in (0, 13):
+      d = dataclasses.replace(mapped, w_train=weights)
+      lr = 0.5 if batch == 0 else 0.1
+      cfg = train.TrainConfig(epochs=4, batch_size=batch, loss='softmax', reg=1e-2, optimizer='momentum',
+                              learning_rate=lr, stream=True, block_rows=37, dtype=dtype)
+      one = train.fit(cfg, d)
+      for nd in (8, 3):
+        passes.clear()
+        par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=nd), d)
+        assert par.streamed and passes and set(passes) == {nd}, passes
+        key = f'{dtype}/{"weighted" if weights is not None else "plain"}/{batch}/{nd}'
+        out[key] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
+        out[key + '/metrics'] = max(abs(a[k] - b[k]) for a, b in zip(one.history, par.history)
+                                    for k in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'))
+out['sharded_blocks'] = sorted(set(sharded_blocks))
+stream.pipeline = pipeline
 cfg = train.TrainConfig(batch_size=0, stream=True, block_rows=37, parallel='shard_map')
 where = stream.placement(cfg)
 seen = []
@@ -154,24 +169,29 @@ def record(state, k, xb, yb, wb):
 
 y = np.asarray(mapped.y_train)
 stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 32), np.dtype(np.float32), where=where)
+everywhere = stream.placement(dataclasses.replace(cfg, batch_size=13), split=False)
+stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 26), np.dtype(np.float32), where=everywhere)
 out['blocks'] = seen
 out['rows'] = len(mapped.x_train)
 print(json.dumps(out))
 """
 
 
-def test_streamed_full_batch_splits_each_block_over_the_devices_and_equals_one():
-  # A memory-mapped split streamed with --parallel=shard_map: each block's rows are split over 8
-  # (or 3) devices, the short last block copied to all, and descent ends where one device's does.
+def test_streamed_training_splits_the_blocks_over_the_devices_and_equals_one():
+  # A memory-mapped split streamed with --parallel=shard_map. Full batch: each block's rows are split
+  # over 8 (or 3) devices, the short last block copied to all. Mini-batch: each block is copied to
+  # every device and each batch split over them. Both end where one device's streamed run does.
   out = _eight_devices(STREAMED)
   for key, diff in out.items():
     if key.startswith('float32'):
       assert diff < 1e-6, (key, diff)
     elif key.startswith('float64'):
       assert diff < 1e-12, (key, diff)
-  # 142 training rows in blocks of 32: four blocks of 4 rows per device, then 14 rows on every device.
+  # 142 training rows in blocks of 32: four blocks of 4 rows per device, then 14 rows on every device;
+  # in blocks of 26 for SGD, every block whole on every device.
   assert out['rows'] == 142
-  assert out['blocks'] == [[8, 4, 8]] * 4 + [[8, 14, 8]]
+  assert out['sharded_blocks'] == [3, 8]  # SGD's blocks ran on the mesh
+  assert out['blocks'] == [[8, 4, 8]] * 4 + [[8, 14, 8]] + [[8, 26, 8]] * 5 + [[8, 12, 8]]
 
 
 def _free_port():

@@ -187,15 +187,14 @@ def test_rejects_non_finite_value_naming_row_and_column(tmp_path):
     train.fit(cfg, bad)
 
 
-def test_rejects_pmap_and_mini_batch_shard_map_streaming(tmp_path):
-  # Streamed full-batch descent splits its blocks over the devices (tests/parallel_test.py);
-  # pmap and streamed mini-batch SGD do not, and say so before any work.
+def test_rejects_pmap_streaming(tmp_path):
+  # Streaming spreads its blocks over the devices with shard_map (tests/parallel_test.py); pmap
+  # does not stream, and says so before any work.
   ds = _dataset(tmp_path)
   with pytest.raises(ValueError, match='--parallel=pmap does not stream; .* use --parallel=shard_map'):
     train.fit(train.TrainConfig(stream=True, parallel='pmap', batch_size=0, epochs=1), ds)
-  with pytest.raises(ValueError, match='streamed mini-batch SGD runs on one device; .*--full_batch'):
-    train.fit(train.TrainConfig(stream=True, parallel='shard_map', batch_size=32, epochs=1), ds)
-  stream.check_config(train.TrainConfig(stream=True, parallel='shard_map', batch_size=0))
+  for batch in (0, 32):
+    stream.check_config(train.TrainConfig(stream=True, parallel='shard_map', batch_size=batch))
   assert stream.placement(train.TrainConfig(stream=True, parallel='none')) is None
 
 
