@@ -82,6 +82,47 @@ def _alternate(fns, rounds):
   return times
 
 
+def floor_epochs(x, y, epochs, batch=256, lr=0.01, reg=1e-4):
+  """A hand-written JAX SGD loop for softmax: `fit() -> None`, the floor a compiled epoch can reach here.
+
+  One jitted epoch: a permutation, padded batches, and per step the row gather,
+  the two products and the softmax, nothing else (no optax, no masks beyond
+  the padding, no checks, no evaluation, no host round trip but the last).
+  `train.fit`'s epochs run the same operations, so this measures what the
+  machine allows, against which the whole fit's overhead can be read.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  n, d = x.shape
+  c = int(y.max()) + 1
+  steps = -(-n // batch)
+  xd, yd = jax.device_put(x), jax.device_put(y.astype(np.int32))
+
+  @jax.jit
+  def epoch(w, b, key):
+    order = jax.random.permutation(key, n)
+    idx = jnp.concatenate([order, jnp.zeros(steps * batch - n, order.dtype)]).reshape(steps, batch)
+    mask = (jnp.arange(steps * batch) < n).astype(w.dtype).reshape(steps, batch)
+
+    def step(wb, im):
+      (w, b), (i, m) = wb, im
+      xb = xd[i]
+      p = jax.nn.softmax(xb @ w.T + b)
+      g = (p - jax.nn.one_hot(yd[i], c, dtype=w.dtype)) * (m / m.sum())[:, None]
+      return (w - lr * (g.T @ xb + reg * w), b - lr * g.sum(0)), None
+
+    return jax.lax.scan(step, (w, b), (idx, mask))[0]
+
+  def fit():
+    w, b = jnp.zeros((c, d), jnp.float32), jnp.zeros(c, jnp.float32)
+    for e in range(epochs):
+      w, b = epoch(w, b, jax.random.PRNGKey(e))
+    jax.block_until_ready(w)
+
+  return fit
+
+
 def whole_fit(quick):
   """Part 1: whole `train.fit` and whole `SGDClassifier.fit`, examples/s, medians of alternated fits."""
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
@@ -117,6 +158,7 @@ def whole_fit(quick):
       'fit, --eval_every=epochs': ours(epochs, 'cadence'),
       'fit, evaluation every epoch': ours(1, 'every'),
       "fit on data.prepare's splits, --eval_every=epochs": ours(epochs, 'prepared', prepared),
+      'floor: a hand-written JAX SGD loop, the same steps and nothing else': floor_epochs(x, y, epochs),
       'SGDClassifier.fit': sklearn,
     },
     rounds,
