@@ -296,11 +296,18 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
   )
 
 
-def check_lbfgs(cfg):
-  """The host-side checks of an L-BFGS fit (`ValueError` naming the flag)."""
+def check_lbfgs(cfg, streamed=False):
+  """The host-side checks of an L-BFGS fit (`ValueError` naming the flag).
+
+  In memory L-BFGS runs on one device; a streamed one (`streamed`) may
+  spread each block over the devices with `--parallel=shard_map`.
+  """
   check_smooth(cfg.loss, cfg.penalty, cfg.reg)
-  if cfg.parallel != 'none':
-    raise ValueError('--optimizer=lbfgs runs on one device; drop --parallel.')
+  if cfg.parallel != 'none' and not (streamed and cfg.parallel == 'shard_map'):
+    raise ValueError(
+      f'--optimizer=lbfgs runs on one device with --parallel={cfg.parallel}; drop --parallel, or stream the '
+      'training split (--stream) with --parallel=shard_map, which splits each block over the devices.'
+    )
 
 
 def host_weights(dataset, split, dtype, weights=None):
@@ -373,9 +380,9 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
     A `train.FitResult` whose `solver` holds iterations, function evaluations,
     the final gradient norm and whether it converged.
   """
-  check_lbfgs(cfg)
   if stream.should_stream(cfg, dataset):
     return fit_lbfgs_streamed(cfg, dataset, on_epoch)
+  check_lbfgs(cfg)
   arrays = stream.device_data(cfg, dataset)
   x, y = arrays['train']
   hp = step.hparams(cfg)
@@ -413,7 +420,9 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
   standardized on the device for a `stream.prepare`d dataset), in the
   training dtype; `minimize_host` drives L-BFGS-B from the
   host with the in-memory solver's stopping test, `‖∇f‖_∞ ≤ tol`. The final
-  metrics are streamed too (`stream.make_eval_fn`). `on_epoch` is called as
+  metrics are streamed too (`stream.make_eval_fn`). With
+  `--parallel=shard_map` each block's rows are split over the devices
+  (`stream.placement`). `on_epoch` is called as
   the iterations go, one behind (an iteration's line is written when the next
   one is reached; the last, with the full metrics, after the solve). Each
   evaluation is a pass over a file that may be larger than memory, so a stop
@@ -426,7 +435,7 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
   Returns:
     A `train.FitResult` as `fit_lbfgs`'s, with `streamed=True`.
   """
-  check_lbfgs(cfg)
+  check_lbfgs(cfg, streamed=True)
   arrays = stream.host_splits(cfg, dataset)
   x, y = arrays['train']
   affine = stream.affine(cfg, dataset)

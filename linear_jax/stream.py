@@ -22,7 +22,8 @@ once per pass. With `--parallel=shard_map` on one process (`placement`), the
 full passes of full-batch descent and evaluation split each block's rows
 over the devices of the mesh and XLA adds the devices' sums; mini-batch SGD
 copies each block to every device and splits each batch over them, as
-in-memory data parallelism does. L-BFGS streams on one device.
+in-memory data parallelism does. Streamed L-BFGS evaluates the full passes
+the same way.
 
 While the device works on one block, the host asks the kernel to read the
 next one ahead (`madvise(MADV_WILLNEED)`) and sends it (double buffering:

@@ -60,7 +60,7 @@ def check_fit(cfg, dataset):
   """Host-side checks before any compile: config, loss vs data, every split."""
   cfg.validate()
   if cfg.optimizer == 'lbfgs':
-    solvers.check_lbfgs(cfg)
+    solvers.check_lbfgs(cfg, streamed=stream.should_stream(cfg, dataset))
   if cfg.dtype == 'float64' and not jax.config.jax_enable_x64:
     raise ValueError(
       "dtype='float64' needs jax.config.update('jax_enable_x64', True) before any JAX work; "

@@ -157,6 +157,17 @@ for dtype in ('float32', 'float64'):
         out[key + '/metrics'] = max(abs(a[k] - b[k]) for a, b in zip(one.history, par.history)
                                     for k in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'))
 out['sharded_blocks'] = sorted(set(sharded_blocks))
+# Streamed L-BFGS: every evaluation one full pass, each block split over the devices.
+for weights in (None, w):
+  d = dataclasses.replace(mapped, w_train=weights)
+  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, stream=True, block_rows=37, dtype='float64')
+  one = train.fit(cfg, d)
+  passes.clear()
+  par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=3), d)
+  assert par.streamed and set(passes) == {3}, passes
+  key = f'float64/lbfgs/{"weighted" if weights is not None else "plain"}'
+  out[key] = abs(par.solver['objective'] - one.solver['objective']) / one.solver['objective']
+  out[key + '/W'] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
 stream.pipeline = pipeline
 cfg = train.TrainConfig(batch_size=0, stream=True, block_rows=37, parallel='shard_map')
 where = stream.placement(cfg)
@@ -178,15 +189,18 @@ print(json.dumps(out))
 
 
 def test_streamed_training_splits_the_blocks_over_the_devices_and_equals_one():
-  # A memory-mapped split streamed with --parallel=shard_map. Full batch: each block's rows are split
-  # over 8 (or 3) devices, the short last block copied to all. Mini-batch: each block is copied to
-  # every device and each batch split over them. Both end where one device's streamed run does.
+  # A memory-mapped split streamed with --parallel=shard_map. Full batch and L-BFGS: each block's rows
+  # are split over 8 (or 3) devices, the short last block copied to all. Mini-batch: each block is
+  # copied to every device and each batch split over them. All end where one device's streamed run does.
   out = _eight_devices(STREAMED)
   for key, diff in out.items():
     if key.startswith('float32'):
       assert diff < 1e-6, (key, diff)
+    elif key.endswith('/W'):  # L-BFGS to a gradient of 1e-9: the same optimum
+      assert diff < 1e-7, (key, diff)
     elif key.startswith('float64'):
       assert diff < 1e-12, (key, diff)
+  assert 'float64/lbfgs/weighted' in out
   # 142 training rows in blocks of 32: four blocks of 4 rows per device, then 14 rows on every device;
   # in blocks of 26 for SGD, every block whole on every device.
   assert out['rows'] == 142
