@@ -296,7 +296,10 @@ def define_training_flags(max_epochs=False):
     'evaluated), > 0; every epoch also records the loss its training pass measured.',
   )
   flags.DEFINE_integer(
-    'block_rows', RUN.block_rows, 'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB).'
+    'block_rows',
+    RUN.block_rows,
+    'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB); a multiple of the batch for '
+    'SGD, and of the device count for full passes with --parallel=shard_map.',
   )
   flags.DEFINE_enum('parallel', RUN.parallel, train.PARALLEL, 'Data parallelism over devices.')
   flags.DEFINE_integer('num_devices', RUN.num_devices, 'Devices to use with --parallel, >= 0 (0: all).')

@@ -171,13 +171,10 @@ class ColumnStats:
     if len(block) == 0:
       return 0, 0.0, 0.0
     work = self.k.dtype
-    d = np.subtract(block, self.k, dtype=work)
-    s1 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
-    np.multiply(d, d, out=d)
-    s2 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
-    if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
-      return None
-    return len(block), s1, s2
+    out = _shifted_sums(block, self.k, work)
+    if out is None and work != np.float64 and np.isfinite(block).all():
+      out = _shifted_sums(block, self.k, np.float64)  # finite values too large to square in float32
+    return out if out is None else (len(block), *out)
 
   def merge(self, sums):
     """Adds the result of `sums`; `False` (and nothing added) for `None`, a block that was not finite."""
@@ -198,6 +195,18 @@ class ColumnStats:
     """Population standard deviation (NumPy's `std` with `ddof=0`)."""
     m1 = self.s1 / max(self.n, 1)
     return np.sqrt(np.maximum(self.s2 / max(self.n, 1) - m1 * m1, 0.0))
+
+
+def _shifted_sums(block, k, work):
+  """`(Σ(x − k), Σ(x − k)²)` over the rows of `block`, computed in `work`; `None` if not finite."""
+  with np.errstate(over='ignore', invalid='ignore'):  # an overflow is answered by the caller
+    d = np.subtract(block, k, dtype=work)
+    s1 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
+    np.multiply(d, d, out=d)
+    s2 = d.sum(axis=0, dtype=np.float64 if len(d) > 4096 else work)
+  if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
+    return None
+  return s1, s2
 
 
 def first_non_finite(block):

@@ -299,15 +299,39 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
 def check_lbfgs(cfg, streamed=False):
   """The host-side checks of an L-BFGS fit (`ValueError` naming the flag).
 
-  In memory L-BFGS runs on one device; a streamed one (`streamed`) may
-  spread each block over the devices with `--parallel=shard_map`.
+  With `--parallel=shard_map` L-BFGS splits the training rows over the
+  devices (`spread_rows`), or each streamed block (`streamed`); pmap has no
+  L-BFGS, and several processes share one only over streamed blocks.
   """
   check_smooth(cfg.loss, cfg.penalty, cfg.reg)
-  if cfg.parallel != 'none' and not (streamed and cfg.parallel == 'shard_map'):
+  if cfg.parallel == 'pmap':
     raise ValueError(
-      f'--optimizer=lbfgs runs on one device with --parallel={cfg.parallel}; drop --parallel, or stream the '
-      'training split (--stream) with --parallel=shard_map, which splits each block over the devices.'
+      '--optimizer=lbfgs has no --parallel=pmap; use --parallel=shard_map, which splits the training '
+      'rows over the devices, or drop --parallel.'
     )
+  if cfg.parallel == 'shard_map' and not streamed and jax.process_count() > 1:
+    raise ValueError(
+      '--optimizer=lbfgs over several processes streams the training split: add --stream (each process '
+      'then reads its own rows).'
+    )
+
+
+def spread_rows(cfg, x, y, weights=None):
+  """`(x, y, weights)` with the rows split over the devices under `--parallel=shard_map`.
+
+  As they are otherwise (one device, or several processes). The rows are
+  padded to a multiple of the device count with weight 0 (the weights are 1
+  where there were none), so the weighted mean is the mean over the real
+  rows; the padding is one transient copy on the first device. The solver's
+  products then run where the rows are, and XLA adds the devices' sums.
+  """
+  where = stream.placement(cfg)
+  if where is None:
+    return x, y, weights
+  pad = -x.shape[0] % where.devices
+  w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
+  padded = lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+  return jax.device_put(tuple(padded(a) for a in (x, y, w)), where.split)
 
 
 def host_weights(dataset, split, dtype, weights=None):
@@ -388,7 +412,8 @@ def fit_lbfgs(cfg, dataset, on_epoch=None):
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   t0 = time.perf_counter()
-  params, info = solve(cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype))
+  xs, ys, ws = spread_rows(cfg, x, y, device_weights(dataset, 'train', x.dtype))
+  params, info = solve(cfg, params, xs, ys, hp, ws)
   info = jax.tree.map(np.asarray, info)  # waits for the solve
   seconds = time.perf_counter() - t0
   if not np.isfinite(info.value):

@@ -359,9 +359,22 @@ class Placement(NamedTuple):
     """The sharding of a block of `rows` rows: split if they divide evenly over the devices."""
     return self.split if rows % self.devices == 0 else self.everywhere
 
-  def rows(self, rows):
-    """`rows` per block rounded down to a multiple of the devices (at least one row each)."""
-    return max(self.devices, rows // self.devices * self.devices)
+  def spans(self, num_rows, rows):
+    """`spans` of blocks of about `rows` rows whose rows divide evenly over the devices.
+
+    `rows` is rounded down to a multiple of the device count (at least one
+    row each), and the last block is cut in two: the rows that divide evenly,
+    split over the devices, and the rest, fewer than the devices, copied to
+    every device. So a split of any size is spread over the devices, not
+    only one whose row count is a multiple of theirs.
+    """
+    out = spans(num_rows, max(self.devices, rows // self.devices * self.devices))
+    if out:
+      a, b = out[-1]
+      cut = a + (b - a) // self.devices * self.devices
+      if a < cut < b:
+        out[-1:] = [(a, cut), (cut, b)]
+    return out
 
   def replicate(self, tree):
     return jax.device_put(tree, self.everywhere)
@@ -372,12 +385,12 @@ def placement(cfg, split=True):
 
   With `--parallel=shard_map` on one process. Full passes (`split`): a block
   whose rows divide evenly over the devices is split by rows (`P('data')`),
-  any other block (the last, shorter one) is copied to every device; the
-  parameters are replicated, so a block's sums are computed where its rows
-  are and added by XLA, the same numbers as on one device up to the order of
-  the additions. Mini-batch SGD (`split=False`): every block is copied to
-  every device, and each device takes its slice of each batch
-  (`_block_shard_map`).
+  and the rest of the last block, fewer rows than devices
+  (`Placement.spans`), is copied to every device; the parameters are
+  replicated, so a block's sums are computed where its rows are and added by
+  XLA, the same numbers as on one device up to the order of the additions.
+  Mini-batch SGD (`split=False`): every block is copied to every device, and
+  each device takes its slice of each batch (`_block_shard_map`).
   """
   if cfg.parallel != 'shard_map' or jax.process_count() > 1:
     return None
@@ -624,11 +637,10 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   dt = transfer_dtype(x, cfg.dtype)
   where = placement(cfg)
   rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
-  rows = rows if where is None else where.rows(rows)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
-  local_spans = spans(x_local.shape[0], rows)
+  local_spans = spans(x_local.shape[0], rows) if where is None else where.spans(x_local.shape[0], rows)
   block_shares = shares(local_spans, num_rows, w, offset=mine.start)
   scfg = step_lib.structural(cfg)
 
@@ -729,13 +741,12 @@ def make_eval_fn(cfg, affine_=None):
     dt = transfer_dtype(x, cfg.dtype)
     where = placement(cfg)
     rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
-    rows = rows if where is None else where.rows(rows)
     if where is not None:
       params, hp = where.replicate((params, hp))
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
-    block_spans = spans(x.shape[0], rows)
+    block_spans = spans(x.shape[0], rows) if where is None else where.spans(x.shape[0], rows)
     as_array = lambda v: jnp.asarray(v, params.W.dtype)
     row_shares = [as_array(v) for v in shares(block_spans, num_rows)]
     weight_shares = [as_array(v) for v in shares(block_spans, num_rows, w, offset=mine.start)]

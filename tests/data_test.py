@@ -391,6 +391,21 @@ def test_threaded_passes_give_the_same_splits_and_statistics_as_one_thread(tmp_p
   np.testing.assert_allclose(three.x_train, ref['train'][0], rtol=1e-4, atol=1e-4)
 
 
+def test_finite_values_too_large_to_square_in_float32_still_count(tmp_path, monkeypatch):
+  # (4e19)² overflows float32: such a block is summed again in float64, never left out silently.
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 7 * 11)
+  x, y = _features()
+  x[::7, 4] = 5e19 + 1e18 * x[::7, 4]
+  x = x.astype(np.float32)
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', y)
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  ds = data.prepare(raw, 'npy', seed=1)
+  train = x[np.sort(data.split_indices(len(x), 0.1, 0.2, 1)['train'])].astype(np.float64)
+  np.testing.assert_allclose(ds.shift, train.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(ds.scale[4], train[:, 4].std(), rtol=1e-5)
+
+
 def test_threaded_read_names_the_first_bad_block_in_file_order(tmp_path, monkeypatch):
   monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 3 * 8)  # 8 rows a block
   monkeypatch.setattr(data.chunks, 'workers', lambda: 3)

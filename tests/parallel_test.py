@@ -183,6 +183,8 @@ stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 32), np.dtype(np
 everywhere = stream.placement(dataclasses.replace(cfg, batch_size=13), split=False)
 stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 26), np.dtype(np.float32), where=everywhere)
 out['blocks'] = seen
+out['placed_spans'] = where.spans(142, 37)  # 32-row blocks; the last 14 rows cut into 8 split and 6 copied
+out['small_split'] = where.spans(5, 37)  # fewer rows than devices: one block on every device
 out['rows'] = len(mapped.x_train)
 print(json.dumps(out))
 """
@@ -205,7 +207,50 @@ def test_streamed_training_splits_the_blocks_over_the_devices_and_equals_one():
   # in blocks of 26 for SGD, every block whole on every device.
   assert out['rows'] == 142
   assert out['sharded_blocks'] == [3, 8]  # SGD's blocks ran on the mesh
+  assert out['placed_spans'] == [[0, 32], [32, 64], [64, 96], [96, 128], [128, 136], [136, 142]]
+  assert out['small_split'] == [[0, 5]]
   assert out['blocks'] == [[8, 4, 8]] * 4 + [[8, 14, 8]] + [[8, 26, 8]] * 5 + [[8, 12, 8]]
+
+
+LBFGS = r"""
+import dataclasses, json
+import jax
+jax.config.update('jax_num_cpu_devices', 8)
+jax.config.update('jax_enable_x64', True)
+import numpy as np
+from linear_jax import data, solvers, train
+
+ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
+out = {'devices': jax.device_count()}
+for weights in (None, np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train))):
+  d = dataclasses.replace(ds, w_train=weights)
+  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, dtype='float64')
+  one = train.fit(cfg, d)
+  for nd in (8, 3):
+    par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=nd), d)
+    key = f'{"weighted" if weights is not None else "plain"}/{nd}'
+    out[key + '/objective'] = abs(par.solver['objective'] - one.solver['objective']) / one.solver['objective']
+    out[key + '/W'] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
+x = np.asarray(ds.x_train)
+xs, ys, ws = solvers.spread_rows(train.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
+out['rows'] = [len(x), xs.shape[0], len(xs.sharding.device_set), xs.addressable_shards[0].data.shape[0]]
+out['padding_weight'] = float(np.asarray(ws)[len(x):].sum()) if xs.shape[0] > len(x) else 0.0
+print(json.dumps(out))
+"""
+
+
+def test_lbfgs_in_memory_splits_the_rows_over_the_devices_and_equals_one():
+  # --optimizer=lbfgs --parallel=shard_map: the training rows split over 8 (or 3) devices, padded with
+  # weight 0; the same optimum as one device, weighted or not.
+  out = _eight_devices(LBFGS)
+  for key, diff in out.items():
+    if key.endswith('/objective'):
+      assert diff < 1e-12, (key, diff)
+    elif key.endswith('/W'):
+      assert diff < 1e-7, (key, diff)
+  n = out['rows'][0]
+  assert n % 3 != 0 and out['rows'] == [n, n + (-n % 3), 3, (n + (-n % 3)) // 3]
+  assert out['padding_weight'] == 0.0
 
 
 def _free_port():

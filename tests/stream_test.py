@@ -187,7 +187,7 @@ def test_rejects_non_finite_value_naming_row_and_column(tmp_path):
     train.fit(cfg, bad)
 
 
-def test_rejects_pmap_streaming_and_lbfgs_in_memory_with_parallel(tmp_path):
+def test_rejects_pmap_streaming_and_pmap_lbfgs(tmp_path):
   # Streaming spreads its blocks over the devices with shard_map (tests/parallel_test.py); pmap
   # does not stream, and says so before any work.
   ds = _dataset(tmp_path)
@@ -195,13 +195,12 @@ def test_rejects_pmap_streaming_and_lbfgs_in_memory_with_parallel(tmp_path):
     train.fit(train.TrainConfig(stream=True, parallel='pmap', batch_size=0, epochs=1), ds)
   for batch in (0, 32):
     stream.check_config(train.TrainConfig(stream=True, parallel='shard_map', batch_size=batch))
-  # L-BFGS spreads only a streamed split over the devices; in memory it runs on one.
-  lbfgs = train.TrainConfig(optimizer='lbfgs', reg=1e-2, parallel='shard_map')
-  with pytest.raises(
-    ValueError, match=r'--optimizer=lbfgs runs on one device with --parallel=shard_map; .*--stream'
-  ):
+  # L-BFGS splits its rows over the devices with shard_map, in memory or streamed; pmap has none.
+  lbfgs = train.TrainConfig(optimizer='lbfgs', reg=1e-2, parallel='pmap')
+  with pytest.raises(ValueError, match=r'--optimizer=lbfgs has no --parallel=pmap; use --parallel=shard_map'):
     train.fit(lbfgs, ds)
-  train.check_fit(dataclasses.replace(lbfgs, stream=True), ds)
+  for streamed in (False, True):
+    train.check_fit(dataclasses.replace(lbfgs, parallel='shard_map', stream=streamed), ds)
   assert stream.placement(train.TrainConfig(stream=True, parallel='none')) is None
 
 
