@@ -353,6 +353,7 @@ def fit_path(
   flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
   k = len(regs)
   w_dev = solvers.device_weights(dataset, 'train', x.dtype, weights)
+  xs, ys, ws = solvers.spread_rows(cfg, x, y, w_dev)  # --parallel=shard_map: the rows over the devices
   if memory_size is None:  # the batched program keeps pairs for all K models at once
     memory_size = solvers.memory_size_for([params] * (k if method == 'batched' else 1))
   static = dict(structure=step.structural(cfg), max_iter=int(max_iter), memory_size=int(memory_size))
@@ -362,11 +363,11 @@ def fit_path(
     min_iter = WARM_MIN_ITER if warm_min_iter is None else int(warm_min_iter)
     out = _solve_warm(
       params,
-      x,
-      y,
+      xs,
+      ys,
       hp,
       jnp.asarray(regs[order], x.dtype),
-      w_dev,
+      ws,
       jnp.asarray(tol, x.dtype),
       min_iter=min_iter,
       **static,
@@ -376,7 +377,7 @@ def fit_path(
   else:
     theta = jnp.broadcast_to(flat, (k, flat.size))
     regs_dev = jnp.asarray(regs, x.dtype)
-    st = _solve_batched(theta, x, y, hp, regs_dev, w_dev, jnp.asarray(tol, x.dtype), params, **static)
+    st = _solve_batched(theta, xs, ys, hp, regs_dev, ws, jnp.asarray(tol, x.dtype), params, **static)
     st = jax.tree.map(np.asarray, st)
     theta, value, iterations, fevals = st.theta, st.value, st.iterations, int(st.fevals)
     grad_norm = np.max(np.abs(st.grad), axis=-1)

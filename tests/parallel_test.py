@@ -231,6 +231,13 @@ for weights in (None, np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train)
     key = f'{"weighted" if weights is not None else "plain"}/{nd}'
     out[key + '/objective'] = abs(par.solver['objective'] - one.solver['objective']) / one.solver['objective']
     out[key + '/W'] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
+from linear_jax import paths
+for method in ('warm', 'batched'):  # the regularization path too
+  cfg = train.TrainConfig(optimizer='lbfgs', tol=1e-9, dtype='float64')
+  one = paths.fit_path(cfg, ds, [1e-3, 1e-1], method=method)
+  spread = dataclasses.replace(cfg, parallel='shard_map', num_devices=3)
+  par = paths.fit_path(spread, ds, [1e-3, 1e-1], method=method)
+  out[f'path/{method}/objective'] = float(np.max(np.abs(par.objective - one.objective) / one.objective))
 x = np.asarray(ds.x_train)
 xs, ys, ws = solvers.spread_rows(train.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
 out['rows'] = [len(x), xs.shape[0], len(xs.sharding.device_set), xs.addressable_shards[0].data.shape[0]]
