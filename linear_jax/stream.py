@@ -735,11 +735,11 @@ def make_eval_fn(cfg, affine_=None):
   `Σ w L / Σ w`; accuracy, MSE and MAE count rows, as in memory.
   """
   scfg = step_lib.structural(cfg)
+  where = placement(cfg)
 
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
-    where = placement(cfg)
     rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
     if where is not None:
       params, hp = where.replicate((params, hp))
