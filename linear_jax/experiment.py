@@ -242,15 +242,17 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   f_star = None
   if options.reference:
     f_star = solvers.optimum(cfg, dataset)[0]
-  if not write_outputs:
-    result = train.fit(
-      cfg, dataset, workdir=workdir, resume=options.resume, checkpoint_every=options.checkpoint_every
-    )
-    return {'final': train.evaluate(cfg, dataset, result.params), **_outcome(result)}
+  # Every process runs the same fits and evaluations (a streamed pass over several processes adds its
+  # sums over them, so each must take part); only the writing is process 0's.
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   ckpt = os.path.join(workdir, train.CHECKPOINT)
-  if not options.resume and os.path.exists(ckpt):
-    os.remove(ckpt)
+  if write_outputs:
+    if not options.resume and os.path.exists(ckpt):
+      os.remove(ckpt)
+    # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
+    history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
+    with open(metrics_path, 'w') as f:
+      f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
 
   def write_epoch(metrics):
     if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
@@ -260,17 +262,12 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     if on_epoch is not None:
       on_epoch(metrics)
 
-  # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
-  history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
-  with open(metrics_path, 'w') as f:
-    f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
-
   result = train.fit(
     cfg,
     dataset,
     workdir=workdir,
     resume=options.resume,
-    on_epoch=write_epoch,
+    on_epoch=write_epoch if write_outputs else None,
     checkpoint_every=options.checkpoint_every,
   )
   chosen = result.best_params if cfg.patience else result.params
@@ -278,9 +275,11 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   if options.refit:
     again, refitted = refit.refit(cfg, dataset, result)
     chosen = again.params
+  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
+  if not write_outputs:
+    return {'final': final, **_outcome(result)}
   w_raw, b_raw = train.raw_params(chosen, dataset)
   np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
-  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
   summary = {
     'dataset': dataset.name,
     'loss': cfg.loss,

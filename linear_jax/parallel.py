@@ -123,7 +123,7 @@ def global_mean_step(cfg, steps):
   return step
 
 
-def _device_plan(cfg, num_rows, num_devices, sharded):
+def device_plan(cfg, num_rows, num_devices, sharded):
   """`(steps, local_batch, plan(key, valid) -> (idx [steps, b], mask [steps, b]))` for one device."""
   if sharded:
     local = num_rows  # rows this device holds
@@ -177,7 +177,7 @@ def make_epoch_fn(cfg, num_rows, num_devices, sharded=False):
   sample weight (1 without weights, 0 for padding): every step descends its
   global batch's weighted mean, as a single device does.
   """
-  steps, _, plan = _device_plan(cfg, num_rows, num_devices, sharded)
+  steps, _, plan = device_plan(cfg, num_rows, num_devices, sharded)
   step = global_mean_step(cfg, steps)
 
   def epoch(params, opt_state, x, y, valid, key, hp):

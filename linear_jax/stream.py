@@ -18,11 +18,15 @@ batch's weighted mean, and a block's share of the full-batch objective is its
 part of the split's total weight (`shares`), so the objective is
 `Σ w L / Σ w`, as in memory. With several processes each reads only its own
 rows (`parallel.shard_rows`) and the full-batch sums are added over processes
-once per pass. With `--parallel=shard_map` on one process (`placement`), the
-full passes of full-batch descent and evaluation split each block's rows
-over the devices of the mesh and XLA adds the devices' sums; mini-batch SGD
-copies each block to every device and splits each batch over them, as
-in-memory data parallelism does. Streamed L-BFGS evaluates the full passes
+once per pass; mini-batch SGD runs the processes in lockstep (`Lockstep`): the
+same block order, every block padded to the same rows on every device, and
+every step descending the global batch made of each device's own batch, one
+`psum` per step, as in-memory training over several processes does. With
+`--parallel=shard_map` on one process (`placement`), the full passes of
+full-batch descent and evaluation split each block's rows over the devices
+of the mesh and XLA adds the devices' sums; mini-batch SGD copies each block
+to every device and splits each batch over them, as in-memory data
+parallelism does. Streamed L-BFGS evaluates the full passes
 the same way.
 
 While the device works on one block, the host asks the kernel to read the
@@ -331,14 +335,8 @@ def affine(cfg, dataset):
 
 
 def check_config(cfg):
-  """Raises a `ValueError` for what streaming cannot do yet."""
-  if jax.process_count() > 1:
-    if cfg.batch_size not in (0, None) and cfg.optimizer != 'lbfgs':  # L-BFGS is full-batch
-      raise ValueError(
-        'streaming over several processes does full-batch descent only (--full_batch); '
-        'mini-batch training streams in one process.'
-      )
-  elif cfg.parallel == 'pmap':
+  """Raises a `ValueError` for what streaming cannot do."""
+  if jax.process_count() == 1 and cfg.parallel == 'pmap':
     raise ValueError(
       '--parallel=pmap does not stream; with --stream (or data larger than memory) use '
       '--parallel=shard_map, which splits each block over the devices.'
@@ -378,6 +376,66 @@ class Placement(NamedTuple):
 
   def replicate(self, tree):
     return jax.device_put(tree, self.everywhere)
+
+  def put(self, block, k):
+    """Block `k` of a pass on the mesh: `of(len(block))`."""
+    del k
+    return jax.device_put(block, self.of(len(block)))
+
+
+class Lockstep(NamedTuple):
+  """Streamed mini-batch SGD over several processes: the same blocks, in the same order, everywhere.
+
+  Every process cuts its own rows (`local_rows`) into as many blocks as
+  process 0, which holds the most; block `k` of a process is its part of
+  those rows (possibly short or empty) and is padded, with weight 0, to
+  `device_rows[k]` rows on each of the process's `local_devices` devices, so
+  every device of the global `mesh` holds a block of the same shape and runs
+  the same number of steps (`_lockstep_block`).
+  """
+
+  mesh: jax.sharding.Mesh
+  local_devices: int
+  device_rows: tuple
+
+  def put(self, block, k):
+    """Block `k` (this process's rows), zero-padded, as a global array split by rows over the mesh."""
+    pad = self.device_rows[k] * self.local_devices - len(block)
+    block = np.pad(block, [(0, pad)] + [(0, 0)] * (block.ndim - 1))
+    return jax.make_array_from_process_local_data(NamedSharding(self.mesh, P(parallel.AXIS)), block)
+
+  def replicate(self, tree):
+    """`tree` (the same on every process) as global arrays held whole by every device."""
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    return multihost_utils.host_local_array_to_global_array(tree, self.mesh, P())
+
+  def ordered(self, order):
+    """The same blocks taken in `order`."""
+    return self._replace(device_rows=tuple(self.device_rows[k] for k in order))
+
+
+def lockstep_spans(num_rows, rows, index=None, count=None):
+  """`(sizes, spans)` of `Lockstep` blocks of `rows` rows for process `index` of `count`.
+
+  Process 0 holds the most rows (`parallel.shard_rows`), so its blocks set
+  the count and the `sizes` for every process; `spans` are this process's
+  rows of each (indices into its own rows; the rows past its own make an
+  empty block).
+  """
+  first = parallel.shard_rows(num_rows, 0, count)
+  mine = parallel.shard_rows(num_rows, index, count)
+  own = mine.stop - mine.start
+  common = spans(first.stop - first.start, rows)
+  return [b - a for a, b in common], [(min(a, own), min(b, own)) for a, b in common]
+
+
+def lockstep(num_rows, rows):
+  """`(Lockstep, this process's block spans)` for SGD over every process in blocks of `rows` rows."""
+  mesh = parallel.make_mesh()
+  local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+  sizes, mine = lockstep_spans(num_rows, rows)
+  return Lockstep(mesh, local_devices, tuple(math.ceil(r / local_devices) for r in sizes)), mine
 
 
 def placement(cfg, split=True):
@@ -445,7 +503,9 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
 
   `w` (`[N]` sample weights on the host, or `None`) travels with `x` and `y`:
   `w_block` is its rows of the block on the device, or `None` without weights.
-  `where` (from `placement`) splits each block over a mesh's devices.
+  `where` (a `Placement` from `placement`, or a `Lockstep`) puts block `k`
+  where it goes (`where.put(block, k)`): split over a mesh's devices, or
+  padded into a global array over several processes.
 
   Compiled calls return before they finish, so while block `k` computes the
   host asks the kernel to read block `k + 1` ahead, waits for block `k − 1`
@@ -457,14 +517,14 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
   if not block_spans:  # a process with no rows of its own
     return state
 
-  def put(a, b):
-    sharding = None if where is None else where.of(b - a)
-    to = lambda block: jax.device_put(block, sharding)
+  def put(k):
+    a, b = block_spans[k]
+    to = jax.device_put if where is None else lambda block: where.put(block, k)
     wb = None if w is None else to(np.asarray(w[a:b]))
     return to(read(x, a, b, dtype)), to(np.asarray(y[a:b])), wb
 
   prefetch(x, *block_spans[0])
-  pending, current = None, put(*block_spans[0])
+  pending, current = None, put(0)
   for k, span in enumerate(block_spans):
     state = step(state, k, *current)
     if k + 1 < len(block_spans):
@@ -473,7 +533,7 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
       jax.block_until_ready(pending[0])
       release(x, *pending[1])
     pending = (state, span)
-    current = put(*block_spans[k + 1]) if k + 1 < len(block_spans) else None
+    current = put(k + 1) if k + 1 < len(block_spans) else None
   jax.block_until_ready(state)
   release(x, *pending[1])
   return state
@@ -560,6 +620,80 @@ def _block_shard_map(
   return jax.shard_map(
     body, mesh=parallel.make_mesh(num_devices), in_specs=(P(),) * 8, out_specs=(P(), P(), P())
   )(params, opt_state, xb, yb, wb, key, hp, affine_)
+
+
+@functools.partial(jax.jit, static_argnames=('structure', 'device_rows', 'steps_per_epoch'))
+def _lockstep_block(
+  params, opt_state, xb, yb, wb, key, hp, affine_, *, structure, device_rows, steps_per_epoch
+):
+  """SGD over one `Lockstep` block on every device of every process: `(params, opt_state, step_objectives)`.
+
+  `xb, yb, wb` are global arrays split by rows, `device_rows` rows on each
+  device (padding weighs 0 in `wb`); the rest is replicated. Each device
+  shuffles its own rows with its own key and takes `⌈batch / devices⌉` of
+  them per step (`parallel.device_plan`, the layout of in-memory training
+  over several processes), and every step descends the weighted mean of the
+  union of the devices' batches (`parallel.global_mean_step`, one `psum`).
+  """
+  mesh = parallel.make_mesh()
+  _, _, plan = parallel.device_plan(structure, device_rows, mesh.size, sharded=True)
+  update = parallel.global_mean_step(structure, steps_per_epoch)
+
+  def body(params, opt_state, xb, yb, wb, key, hp, affine_):
+    xb = _widen(structure, xb, affine_)
+    idx, mask = plan(key, wb.astype(xb.dtype))
+    return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
+
+  rows = P(parallel.AXIS)
+  return jax.shard_map(
+    body, mesh=mesh, in_specs=(P(), P(), rows, rows, rows, P(), P(), P()), out_specs=(P(), P(), P())
+  )(params, opt_state, xb, yb, wb, key, hp, affine_)
+
+
+def _lockstep_epoch(cfg, x, y, affine_, w, rows, steps_per_epoch):
+  """`make_epoch_fn`'s mini-batch epoch over several processes, each streaming its own rows (`Lockstep`).
+
+  Every process draws the same block order from the epoch's key and the
+  same key for each block; the parameters come back as this process's own
+  arrays, so the rest of `train.fit` runs as it does on one process.
+  """
+  num_rows = x.shape[0]
+  dt = transfer_dtype(x, cfg.dtype)
+  lock, local_spans = lockstep(num_rows, rows)
+  mine = local_rows(num_rows)
+  x, y = x[mine], y[mine]
+  w = np.ones(mine.stop - mine.start, jnp.dtype(cfg.dtype)) if w is None else w[mine]  # padding weighs 0
+  scfg = step_lib.structural(cfg)
+  local = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)
+
+  def epoch(params, opt_state, _x, _y, key, hp, _w=None):
+    order, rows_key = block_order(key, len(local_spans))
+    where = lock.ordered(order)
+    params, opt_state, hp, shift_scale = lock.replicate((params, opt_state, hp, affine_))
+
+    def step(state, i, xb, yb, wb):
+      params, opt_state, values = state
+      key_i = lock.replicate(jax.random.fold_in(rows_key, int(order[i])))
+      params, opt_state, v = _lockstep_block(
+        params,
+        opt_state,
+        xb,
+        yb,
+        wb,
+        key_i,
+        hp,
+        shift_scale,
+        structure=scfg,
+        device_rows=where.device_rows[i],
+        steps_per_epoch=steps_per_epoch,
+      )
+      return params, opt_state, (*values, v)
+
+    ordered = [local_spans[k] for k in order]
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
+    return (*local((params, opt_state)), jnp.concatenate([local(v) for v in values]))
+
+  return epoch
 
 
 @functools.partial(jax.jit, static_argnames=('structure',))
@@ -692,6 +826,8 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
 
     return full_batch_epoch
 
+  if jax.process_count() > 1:  # every process its own rows, in lockstep
+    return _lockstep_epoch(cfg, x, y, affine_, w, rows, steps)
   where = placement(cfg, split=False)  # --parallel=shard_map: each block on every device
   block_fn = _block if where is None else functools.partial(_block_shard_map, num_devices=where.devices)
 

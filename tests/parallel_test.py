@@ -266,7 +266,10 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_train_together_and_equal_one(tmp_path):
+@pytest.mark.parametrize('streamed', [False, True])
+def test_two_processes_train_together_and_equal_one(tmp_path, streamed):
+  # Streamed, each process reads its own rows and every evaluation adds its sums over the processes,
+  # so a process that skipped one (process 0 evaluates more to write its outputs) would hang the other.
   args = [
     '--dataset=blobs',
     '--num_examples=301',
@@ -295,6 +298,7 @@ def test_two_processes_train_together_and_equal_one(tmp_path):
         'experiments.train',
         *args,
         '--parallel=shard_map',
+        *(['--stream', '--block_rows=64'] if streamed else []),
         f'--coordinator_address=127.0.0.1:{port}',
         '--num_processes=2',
         f'--process_id={i}',

@@ -18,6 +18,7 @@ import pytest
 from linear_jax import chunks
 from linear_jax import data
 from linear_jax import model
+from linear_jax import parallel
 from linear_jax import preemption
 from linear_jax import solvers
 from linear_jax import stream
@@ -330,12 +331,147 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
   assert fits[0]['lbfgs']['fevals'] == fits[1]['lbfgs']['fevals']
 
 
-def test_rejects_mini_batch_streaming_over_several_processes(monkeypatch):
-  monkeypatch.setattr(jax, 'process_count', lambda: 2)
-  with pytest.raises(ValueError, match='full-batch descent only'):
-    stream.check_config(train.TrainConfig(stream=True, batch_size=64))
-  stream.check_config(train.TrainConfig(stream=True, batch_size=0))  # full batch streams
-  stream.check_config(train.TrainConfig(stream=True, optimizer='lbfgs'))  # L-BFGS is full-batch
+_LOCKSTEP = r"""
+import json, sys
+import numpy as np
+import jax
+jax.config.update('jax_enable_x64', True)
+from linear_jax import data, parallel, stream, train
+port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+parallel.initialize(f'127.0.0.1:{port}', 2, pid)
+
+def mapped(stem, weights=None):
+  x = np.load(f'{folder}/{stem}_x.npy', mmap_mode='r', allow_pickle=False)
+  return data.Dataset(
+    name=stem, x_train=x, y_train=np.load(f'{folder}/{stem}_y.npy', allow_pickle=False),
+    x_val=np.zeros((0, 4), x.dtype), y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), x.dtype),
+    y_test=np.zeros(0, np.int64), kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
+    w_train=None if weights is None else np.load(f'{folder}/{weights}', allow_pickle=False))
+
+tiny = train.fit(train.TrainConfig(batch_size=8, epochs=1, learning_rate=1e-7, momentum=0.0, reg=0.0,
+                                   stream=True, block_rows=24, dtype='float64'), mapped('even'))
+sgd = train.fit(train.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24),
+                mapped('odd', 'odd_w.npy'))
+
+def stop_after_2(metrics):
+  if metrics['epoch'] == 2:
+    raise KeyboardInterrupt
+
+adam = train.TrainConfig(batch_size=8, epochs=4, optimizer='adam', learning_rate=0.05, stream=True,
+                         block_rows=24)
+whole = train.fit(adam, mapped('odd', 'odd_w.npy'))
+first = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', on_epoch=stop_after_2)
+resumed = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', resume=True)
+print(json.dumps({'tiny_W': np.asarray(tiny.params.W).tolist(), 'tiny_b': np.asarray(tiny.params.b).tolist(),
+                  'W': np.asarray(sgd.params.W).tolist(), 'losses': [h['train_loss'] for h in sgd.history],
+                  'streamed': sgd.streamed, 'processes': jax.process_count(),
+                  'resume': [first.interrupted, resumed.resumed_from,
+                             bool(np.array_equal(resumed.params.W, whole.params.W))]}))
+"""
+
+
+def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
+  # 96 rows, 48 per process, blocks of 24 and global batches of 8 (4 rows from each process): every
+  # batch is full, so with a learning rate small enough for the steps to be linear, one epoch moves W
+  # by −lr · Σ_batches mean_batch ∇ = −lr · (N / 8) · ∇f(W₀), if and only if every row took part once.
+  even = data.blobs(96, 4, 3, seed=3)
+  np.save(tmp_path / 'even_x.npy', even.x)
+  np.save(tmp_path / 'even_y.npy', even.y)
+  # 101 rows (51 and 50), weighted: the blocks of the second process are padded with weight 0. The
+  # same data trained with Adam is stopped after its second epoch and resumed.
+  odd = data.blobs(101, 4, 3, seed=1)
+  w = np.random.default_rng(1).uniform(0.5, 1.5, 101)
+  np.save(tmp_path / 'odd_x.npy', odd.x.astype(np.float32))
+  np.save(tmp_path / 'odd_y.npy', odd.y)
+  np.save(tmp_path / 'odd_w.npy', w)
+  (tmp_path / 'ckpt').mkdir()
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  root = pathlib.Path(__file__).resolve().parents[1]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', _LOCKSTEP, str(port), str(i), str(tmp_path)],
+      cwd=root,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=240) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-2000:]
+  got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  assert got[0] == got[1]  # both processes took the same steps
+  got = got[0]
+  assert got['processes'] == 2 and got['streamed']
+  assert got['resume'] == [True, 2, True]  # stopped after epoch 2, resumed bit for bit
+
+  cfg = train.TrainConfig(batch_size=8, momentum=0.0, reg=0.0, dtype='float64')
+  p0, _ = train.init_state(cfg, 4, 3, train.hparams(cfg), 12)
+  W0, b0 = np.asarray(p0.W), np.asarray(p0.b)
+
+  def mean_grad(x, y):  # softmax cross-entropy, by hand in NumPy
+    s = x @ W0.T + b0
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1.0
+    return p.T @ x / len(y), p.mean(0)
+
+  gw, gb = mean_grad(even.x, even.y)
+  expected_W, expected_b = -1e-7 * (96 / 8) * gw, -1e-7 * (96 / 8) * gb
+  tol = 1e-4 * np.abs(expected_W).max()
+  assert np.abs(np.array(got['tiny_W']) - W0 - expected_W).max() <= tol
+  assert np.abs(np.array(got['tiny_b']) - b0 - expected_b).max() <= tol
+  # The check can fail: an epoch that left out any one row would be outside the tolerance.
+  for i in range(96):
+    keep = np.arange(96) != i
+    missed = -1e-7 * (95 / 8) * mean_grad(even.x[keep], even.y[keep])[0]
+    assert np.abs(missed - expected_W).max() > 10 * tol
+
+  # Mini-batches of 8 from two processes (padded, weighted) learn as one process does.
+  ds = data.Dataset(
+    name='odd',
+    x_train=odd.x.astype(np.float32),
+    y_train=odd.y,
+    x_val=np.zeros((0, 4), np.float32),
+    y_val=np.zeros(0, np.int64),
+    x_test=np.zeros((0, 4), np.float32),
+    y_test=np.zeros(0, np.int64),
+    kind='class',
+    num_classes=3,
+    shift=np.zeros(4),
+    scale=np.ones(4),
+    w_train=w,
+  )
+  one = train.fit(
+    train.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24), ds
+  )
+  losses = got['losses']
+  assert losses == sorted(losses, reverse=True) and losses[-1] < 0.6 * losses[0]
+  np.testing.assert_allclose(losses[-1], one.history[-1]['train_loss'], rtol=0.1)
+  np.testing.assert_allclose(np.array(got['W']), one.params.W, atol=0.05)
+
+
+def test_lockstep_blocks_cover_every_row_once():
+  for n, rows, count in ((101, 24, 2), (10, 3, 4), (7, 2, 3), (2, 5, 3), (48, 24, 2)):
+    sizes = None
+    seen = []
+    for index in range(count):
+      s, mine = stream.lockstep_spans(n, rows, index, count)
+      assert sizes is None or s == sizes  # the same blocks on every process
+      sizes = s
+      start = parallel.shard_rows(n, index, count).start
+      assert len(mine) == len(s) and all(0 <= b - a <= size for (a, b), size in zip(mine, s, strict=True))
+      seen += [start + r for a, b in mine for r in range(a, b)]
+    assert sorted(seen) == list(range(n))
 
 
 def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
