@@ -243,6 +243,53 @@ def test_streamed_resume_is_bit_exact(tmp_path):
   np.testing.assert_array_equal(resumed.params.W, whole.params.W)
 
 
+def _train_only(x, y, w=None):
+  """A 3-class `Dataset` of a training split `x` `[N, 4]`, `y` (and weights `w`), nothing else."""
+  empty = np.zeros((0, 4), x.dtype)
+  return data.Dataset(
+    name='mapped',
+    x_train=x,
+    y_train=y,
+    x_val=empty,
+    y_val=np.zeros(0, np.int64),
+    x_test=empty,
+    y_test=np.zeros(0, np.int64),
+    kind='class',
+    num_classes=3,
+    shift=np.zeros(4),
+    scale=np.ones(4),
+    w_train=w,
+  )
+
+
+def _two_processes(script, folder, *args, timeout=240):
+  """Runs `script PORT ID FOLDER *args` as processes 0 and 1 of one JAX cluster; their last lines."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  root = pathlib.Path(__file__).resolve().parents[1]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', script, str(port), str(i), str(folder), *args],
+      cwd=root,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-2000:]
+  return [out.strip().splitlines()[-1] for out, _ in outs]
+
+
 _TWO_PROCESSES = r"""
 import json, sys
 import numpy as np
@@ -275,48 +322,13 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
   np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
   np.save(tmp_path / 'y.npy', raw.y)
   np.save(tmp_path / 'w.npy', w)
-  ds = data.Dataset(
-    name='mapped',
-    x_train=raw.x.astype(np.float32),
-    y_train=raw.y,
-    x_val=np.zeros((0, 4), np.float32),
-    y_val=np.zeros(0, np.int64),
-    x_test=np.zeros((0, 4), np.float32),
-    y_test=np.zeros(0, np.int64),
-    kind='class',
-    num_classes=3,
-    shift=np.zeros(4),
-    scale=np.ones(4),
-    w_train=w if weighted else None,
-  )
+  ds = _train_only(raw.x.astype(np.float32), raw.y, w if weighted else None)
   ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
   ref_lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-  root = pathlib.Path(__file__).resolve().parents[1]
-  procs = [
-    subprocess.Popen(
-      [sys.executable, '-c', _TWO_PROCESSES, str(port), str(i), str(tmp_path), str(int(weighted))],
-      cwd=root,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outs = [p.communicate(timeout=180) for p in procs]
-  finally:
-    for p in procs:  # never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, (_, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 0, err[-2000:]
+  outs = _two_processes(_TWO_PROCESSES, tmp_path, str(int(weighted)))
   rows = []
-  for out, _ in outs:
-    got = json.loads(out.strip().splitlines()[-1])
+  for out in outs:
+    got = json.loads(out)
     assert got['processes'] == 2
     rows.append(got['rows'])
     np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
@@ -326,7 +338,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
     np.testing.assert_allclose(got['lbfgs']['objective'], ref_lbfgs.solver['objective'], rtol=1e-6)
     np.testing.assert_allclose(np.array(got['lbfgs_W']), ref_lbfgs.params.W, atol=1e-3)
   assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
-  fits = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  fits = [json.loads(out) for out in outs]
   assert fits[0]['lbfgs_W'] == fits[1]['lbfgs_W']  # both processes took the same iterates
   assert fits[0]['lbfgs']['fevals'] == fits[1]['lbfgs']['fevals']
 
@@ -385,30 +397,7 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
   np.save(tmp_path / 'odd_y.npy', odd.y)
   np.save(tmp_path / 'odd_w.npy', w)
   (tmp_path / 'ckpt').mkdir()
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-  root = pathlib.Path(__file__).resolve().parents[1]
-  procs = [
-    subprocess.Popen(
-      [sys.executable, '-c', _LOCKSTEP, str(port), str(i), str(tmp_path)],
-      cwd=root,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outs = [p.communicate(timeout=240) for p in procs]
-  finally:
-    for p in procs:  # never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, (_, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 0, err[-2000:]
-  got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  got = [json.loads(out) for out in _two_processes(_LOCKSTEP, tmp_path)]
   assert got[0] == got[1]  # both processes took the same steps
   got = got[0]
   assert got['processes'] == 2 and got['streamed']
@@ -437,20 +426,7 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
     assert np.abs(missed - expected_W).max() > 10 * tol
 
   # Mini-batches of 8 from two processes (padded, weighted) learn as one process does.
-  ds = data.Dataset(
-    name='odd',
-    x_train=odd.x.astype(np.float32),
-    y_train=odd.y,
-    x_val=np.zeros((0, 4), np.float32),
-    y_val=np.zeros(0, np.int64),
-    x_test=np.zeros((0, 4), np.float32),
-    y_test=np.zeros(0, np.int64),
-    kind='class',
-    num_classes=3,
-    shift=np.zeros(4),
-    scale=np.ones(4),
-    w_train=w,
-  )
+  ds = _train_only(odd.x.astype(np.float32), odd.y, w)
   one = train.fit(
     train.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24), ds
   )
