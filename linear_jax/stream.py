@@ -336,7 +336,13 @@ def affine(cfg, dataset):
 
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do."""
-  if jax.process_count() == 1 and cfg.parallel == 'pmap':
+  several = jax.process_count() > 1
+  if several and cfg.batch_size not in (0, None) and cfg.num_devices not in (0, jax.device_count()):
+    raise ValueError(
+      f'--num_devices={cfg.num_devices}: streamed mini-batch SGD over several processes runs on every '
+      f'device of every process ({jax.device_count()}); drop --num_devices.'
+    )
+  if not several and cfg.parallel == 'pmap':
     raise ValueError(
       '--parallel=pmap does not stream; with --stream (or data larger than memory) use '
       '--parallel=shard_map, which splits each block over the devices.'

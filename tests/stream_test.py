@@ -436,6 +436,17 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
   np.testing.assert_allclose(np.array(got['W']), one.params.W, atol=0.05)
 
 
+def test_lockstep_refuses_a_subset_of_the_devices(monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(jax, 'device_count', lambda: 4)
+  with pytest.raises(ValueError, match=r'--num_devices=2: .* every device of every process \(4\)'):
+    stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=2))
+  stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=4))
+  stream.check_config(
+    train.TrainConfig(stream=True, batch_size=0, num_devices=2)
+  )  # full batch: its own device
+
+
 def test_lockstep_blocks_cover_every_row_once():
   for n, rows, count in ((101, 24, 2), (10, 3, 4), (7, 2, 3), (2, 5, 3), (48, 24, 2)):
     sizes = None
