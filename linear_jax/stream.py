@@ -337,7 +337,8 @@ def affine(cfg, dataset):
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do."""
   several = jax.process_count() > 1
-  if several and cfg.batch_size not in (0, None) and cfg.num_devices not in (0, jax.device_count()):
+  mini_batch = cfg.batch_size not in (0, None) and cfg.optimizer != 'lbfgs'  # L-BFGS is full-batch
+  if several and mini_batch and cfg.num_devices not in (0, jax.device_count()):
     raise ValueError(
       f'--num_devices={cfg.num_devices}: streamed mini-batch SGD over several processes runs on every '
       f'device of every process ({jax.device_count()}); drop --num_devices.'
@@ -407,7 +408,8 @@ class Lockstep(NamedTuple):
   def put(self, block, k):
     """Block `k` (this process's rows), zero-padded, as a global array split by rows over the mesh."""
     pad = self.device_rows[k] * self.local_devices - len(block)
-    block = np.pad(block, [(0, pad)] + [(0, 0)] * (block.ndim - 1))
+    if pad:
+      block = np.pad(block, [(0, pad)] + [(0, 0)] * (block.ndim - 1))
     return jax.make_array_from_process_local_data(NamedSharding(self.mesh, P(parallel.AXIS)), block)
 
   def replicate(self, tree):
@@ -440,6 +442,11 @@ def lockstep(num_rows, rows):
   """`(Lockstep, this process's block spans)` for SGD over every process in blocks of `rows` rows."""
   mesh = parallel.make_mesh()
   local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+  if local_devices * jax.process_count() != mesh.size:
+    raise ValueError(
+      f'streamed mini-batch SGD over several processes needs as many devices on each: this process has '
+      f'{local_devices} of {mesh.size} over {jax.process_count()} processes.'
+    )
   sizes, mine = lockstep_spans(num_rows, rows)
   return Lockstep(mesh, local_devices, tuple(math.ceil(r / local_devices) for r in sizes)), mine
 
@@ -656,52 +663,6 @@ def _lockstep_block(
   )(params, opt_state, xb, yb, wb, key, hp, affine_)
 
 
-def _lockstep_epoch(cfg, x, y, affine_, w, rows, steps_per_epoch):
-  """`make_epoch_fn`'s mini-batch epoch over several processes, each streaming its own rows (`Lockstep`).
-
-  Every process draws the same block order from the epoch's key and the
-  same key for each block; the parameters come back as this process's own
-  arrays, so the rest of `train.fit` runs as it does on one process.
-  """
-  num_rows = x.shape[0]
-  dt = transfer_dtype(x, cfg.dtype)
-  lock, local_spans = lockstep(num_rows, rows)
-  mine = local_rows(num_rows)
-  x, y = x[mine], y[mine]
-  w = np.ones(mine.stop - mine.start, jnp.dtype(cfg.dtype)) if w is None else w[mine]  # padding weighs 0
-  scfg = step_lib.structural(cfg)
-  local = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)
-
-  def epoch(params, opt_state, _x, _y, key, hp, _w=None):
-    order, rows_key = block_order(key, len(local_spans))
-    where = lock.ordered(order)
-    params, opt_state, hp, shift_scale = lock.replicate((params, opt_state, hp, affine_))
-
-    def step(state, i, xb, yb, wb):
-      params, opt_state, values = state
-      key_i = lock.replicate(jax.random.fold_in(rows_key, int(order[i])))
-      params, opt_state, v = _lockstep_block(
-        params,
-        opt_state,
-        xb,
-        yb,
-        wb,
-        key_i,
-        hp,
-        shift_scale,
-        structure=scfg,
-        device_rows=where.device_rows[i],
-        steps_per_epoch=steps_per_epoch,
-      )
-      return params, opt_state, (*values, v)
-
-    ordered = [local_spans[k] for k in order]
-    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
-    return (*local((params, opt_state)), jnp.concatenate([local(v) for v in values]))
-
-  return epoch
-
-
 @functools.partial(jax.jit, static_argnames=('structure',))
 def _accumulate_grad(total, params, xb, yb, wb, share, hp, affine_, *, structure):
   """`total + share · (objective, gradient)` on one block (its weighted mean with weights `wb`)."""
@@ -739,8 +700,9 @@ def block_order(key, num_blocks):
 def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   """The rows one streamed SGD epoch visits, in order (`[num_rows]`; padding left out).
 
-  Computed from the same keys and plans as `make_epoch_fn` uses, so tests can
-  check the order statistics of what training actually does.
+  Computed from the same keys and plans as `make_epoch_fn` uses on one
+  process, so tests can check the order statistics of what training actually
+  does (several processes shuffle each device's rows of a block instead: `Lockstep`).
   """
   rows = block_rows(cfg, num_rows, num_features, itemsize)
   _, batch = step_lib.steps_per_epoch(cfg, num_rows)
@@ -833,7 +795,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
     return full_batch_epoch
 
   if jax.process_count() > 1:  # every process its own rows, in lockstep
-    return _lockstep_epoch(cfg, x, y, affine_, w, rows, steps)
+    return _lockstep_epoch(cfg, x, y, affine_, w, rows)
   where = placement(cfg, split=False)  # --parallel=shard_map: each block on every device
   block_fn = _block if where is None else functools.partial(_block_shard_map, num_devices=where.devices)
 
@@ -865,6 +827,56 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
 
     params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
     return params, opt_state, jnp.concatenate(values)
+
+  return epoch
+
+
+def _lockstep_epoch(cfg, x, y, affine_, w, rows):
+  """`make_epoch_fn`'s mini-batch epoch over several processes, each streaming its own rows (`Lockstep`).
+
+  Every process draws the same block order from the epoch's key and the
+  same key for each block; the parameters come back as this process's own
+  arrays, so the rest of `train.fit` runs as it does on one process. The
+  optimizer's schedule counts the steps the devices' plans take
+  (`parallel.device_plan`), as in-memory training over several processes does.
+  """
+  num_rows = x.shape[0]
+  dt = transfer_dtype(x, cfg.dtype)
+  lock, local_spans = lockstep(num_rows, rows)
+  mine = local_rows(num_rows)
+  x, y = x[mine], y[mine]
+  w = np.ones(mine.stop - mine.start, jnp.dtype(cfg.dtype)) if w is None else w[mine]  # padding weighs 0
+  scfg = step_lib.structural(cfg)
+  steps = sum(parallel.device_plan(scfg, r, lock.mesh.size, sharded=True)[0] for r in lock.device_rows)
+  shift_scale = lock.replicate(affine_)
+  local = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)
+
+  def epoch(params, opt_state, _x, _y, key, hp, _w=None):
+    order, rows_key = block_order(key, len(local_spans))
+    where = lock.ordered(order)
+    params, opt_state, hp = lock.replicate((params, opt_state, hp))
+
+    def step(state, i, xb, yb, wb):
+      params, opt_state, values = state
+      key_i = lock.replicate(jax.random.fold_in(rows_key, int(order[i])))
+      params, opt_state, v = _lockstep_block(
+        params,
+        opt_state,
+        xb,
+        yb,
+        wb,
+        key_i,
+        hp,
+        shift_scale,
+        structure=scfg,
+        device_rows=where.device_rows[i],
+        steps_per_epoch=steps,
+      )
+      return params, opt_state, (*values, v)
+
+    ordered = [local_spans[k] for k in order]
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
+    return (*local((params, opt_state)), jnp.concatenate([local(v) for v in values]))
 
   return epoch
 

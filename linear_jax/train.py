@@ -195,9 +195,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         'best_epoch': bst['epoch'],
         'bad': bst['bad'],
         # Epoch e shuffles with fold_in(key, e): the key and the epoch fix the data order.
-        'data_order': 'stream.epoch_order(cfg, jax.random.fold_in(key, epoch), num_examples)'
-        if streamed
-        else 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)',
+        'data_order': _data_order(streamed, steps),
       }
       checkpoint.save(ckpt_path, (p, o, bst['params'], base_key), meta)
 
@@ -284,6 +282,17 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     streamed=streamed,
     stop_reason=reason,
   )
+
+
+def _data_order(streamed, steps):
+  """How epoch `epoch` orders the rows, for a checkpoint's record (`key`: the run's base key)."""
+  if not streamed:
+    return 'jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)'
+  if jax.process_count() > 1 and steps > 1:
+    return (
+      'stream.block_order(jax.random.fold_in(key, epoch), num_blocks), each device its rows (stream.Lockstep)'
+    )
+  return 'stream.epoch_order(cfg, jax.random.fold_in(key, epoch), num_examples)'
 
 
 def evaluate(cfg, dataset, params):

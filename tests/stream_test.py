@@ -348,6 +348,7 @@ import json, sys
 import numpy as np
 import jax
 jax.config.update('jax_enable_x64', True)
+jax.config.update('jax_num_cpu_devices', int(sys.argv[4]))  # devices of each process
 from linear_jax import data, parallel, stream, train
 port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
@@ -376,14 +377,15 @@ first = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', on
 resumed = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', resume=True)
 print(json.dumps({'tiny_W': np.asarray(tiny.params.W).tolist(), 'tiny_b': np.asarray(tiny.params.b).tolist(),
                   'W': np.asarray(sgd.params.W).tolist(), 'losses': [h['train_loss'] for h in sgd.history],
-                  'streamed': sgd.streamed, 'processes': jax.process_count(),
+                  'streamed': sgd.streamed, 'processes': jax.process_count(), 'devices': jax.device_count(),
                   'resume': [first.interrupted, resumed.resumed_from,
                              bool(np.array_equal(resumed.params.W, whole.params.W))]}))
 """
 
 
-def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
-  # 96 rows, 48 per process, blocks of 24 and global batches of 8 (4 rows from each process): every
+@pytest.mark.parametrize('devices', [1, 2])
+def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
+  # 96 rows, 48 per process, blocks of 24, global batches of 8 (the same share from each device): every
   # batch is full, so with a learning rate small enough for the steps to be linear, one epoch moves W
   # by −lr · Σ_batches mean_batch ∇ = −lr · (N / 8) · ∇f(W₀), if and only if every row took part once.
   even = data.blobs(96, 4, 3, seed=3)
@@ -397,10 +399,10 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path):
   np.save(tmp_path / 'odd_y.npy', odd.y)
   np.save(tmp_path / 'odd_w.npy', w)
   (tmp_path / 'ckpt').mkdir()
-  got = [json.loads(out) for out in _two_processes(_LOCKSTEP, tmp_path)]
+  got = [json.loads(out) for out in _two_processes(_LOCKSTEP, tmp_path, str(devices))]
   assert got[0] == got[1]  # both processes took the same steps
   got = got[0]
-  assert got['processes'] == 2 and got['streamed']
+  assert got['processes'] == 2 and got['devices'] == 2 * devices and got['streamed']
   assert got['resume'] == [True, 2, True]  # stopped after epoch 2, resumed bit for bit
 
   cfg = train.TrainConfig(batch_size=8, momentum=0.0, reg=0.0, dtype='float64')
@@ -442,9 +444,9 @@ def test_lockstep_refuses_a_subset_of_the_devices(monkeypatch):
   with pytest.raises(ValueError, match=r'--num_devices=2: .* every device of every process \(4\)'):
     stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=2))
   stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=4))
-  stream.check_config(
-    train.TrainConfig(stream=True, batch_size=0, num_devices=2)
-  )  # full batch: its own device
+  # Full-batch passes and L-BFGS add each process's sums over processes, whatever the devices.
+  stream.check_config(train.TrainConfig(stream=True, batch_size=0, num_devices=2))
+  stream.check_config(train.TrainConfig(stream=True, optimizer='lbfgs', num_devices=2))
 
 
 def test_lockstep_blocks_cover_every_row_once():
