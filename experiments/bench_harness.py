@@ -137,15 +137,18 @@ def section_parts(text):
 
 
 def describe(info, repeats):
-  """One line naming the machine, the software and the repeats of a run."""
+  """One line naming the machine, the software and the repeats (`None`: the section states its own)."""
   return (
     f'{info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} ({info["device"]}); '
-    f'medians of {repeats} runs'
+    + (f'medians of {repeats} runs' if repeats else 'repeats as stated in each table')
   )
 
 
 def backend_section(previous, info, repeats, new_parts):
   """This backend's section: the parts measured now, and the earlier runs' parts of the sections not run.
+
+  `repeats`: the runs behind each median, one number for every part or `{key: number or None}`
+  (`None` for a section that chooses its own and states them).
 
   So `--sections=8` re-measures section 8 and keeps sections 1-7 and 9 as they were. Every part keeps
   the date, machine and software it was measured with, and the section's first lines say which
@@ -154,8 +157,8 @@ def backend_section(previous, info, repeats, new_parts):
   title = f'## {info["backend"].upper()} results'
   old = [p for p in re.split(r'(?m)^(?=## )', previous) if p.split('\n', 1)[0] == title]
   parts = section_parts(old[0]) if old else {}
-  where = describe(info, repeats)
-  parts.update({key: (info['date'], where, text) for key, text in new_parts.items()})
+  count = repeats if isinstance(repeats, dict) else dict.fromkeys(new_parts, repeats)
+  parts.update({key: (info['date'], describe(info, count[key]), text) for key, text in new_parts.items()})
   order = sorted(parts, key=lambda k: (int(k), k) if k.isdigit() else (1 << 30, k))
   runs = {}  # (date, where) -> the sections measured so, in order
   for key in order:

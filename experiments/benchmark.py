@@ -115,9 +115,9 @@ def main(argv):
     'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
     'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
-  text = merge_results(
-    previous, header, bench_harness.backend_section(previous, info, FLAGS.repeats, new_parts)
-  )
+  # Sections in their own modules choose their repeats and state them in their tables.
+  repeats = {key: None if hasattr(SECTIONS[key], 'module') else FLAGS.repeats for key in new_parts}
+  text = merge_results(previous, header, bench_harness.backend_section(previous, info, repeats, new_parts))
   tmp = FLAGS.out + '.tmp'
   with open(tmp, 'w') as f:
     f.write(text)

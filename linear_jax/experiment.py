@@ -20,6 +20,7 @@ import numpy as np
 from linear_jax import checkpoint
 from linear_jax import data
 from linear_jax import model
+from linear_jax import multihost
 from linear_jax import plots
 from linear_jax import refit
 from linear_jax import solvers
@@ -234,9 +235,11 @@ def train_and_evaluate(
 def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
 
   start = time.perf_counter()
-  data_config.validate()
-  dataset = load_dataset(data_config, seed=cfg.seed, dtype=cfg.dtype, stream=cfg.stream, progress=progress)
-  train.check_fit(cfg, dataset)
+  # With several processes, one process's error here (a file it cannot read, say) stops every process.
+  with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
+    data_config.validate()
+    dataset = load_dataset(data_config, seed=cfg.seed, dtype=cfg.dtype, stream=cfg.stream, progress=progress)
+  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops all, likewise
   if options.refit:
     refit.check_refit(dataset)
   f_star = None

@@ -1,4 +1,9 @@
-"""Checkpoints of a multi-process run: process 0 writes, every process reads, all agree.
+"""What the processes of a multi-process run agree on: their checks, and checkpoints.
+
+Each process checks its own rows before training (`together`): if one of them
+finds bad input, every process stops at once with an error, instead of the
+others waiting at their first collective until JAX's timeout.
+
 
 With `jax.distributed`, the parameters and optimizer state are replicated on
 every process, so one copy is enough: process 0 writes it after a barrier
@@ -10,6 +15,8 @@ processes that wrote it; another number is refused, naming both. With one
 process every function here does nothing.
 """
 
+import contextlib
+
 import jax
 import numpy as np
 
@@ -20,6 +27,33 @@ def barrier(name):
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
     multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def together(what):
+  """Runs the block on every process, then raises on every process if it failed on any.
+
+  The failing process raises its own error; the others raise a `ValueError`
+  naming `what` and the process(es) that failed (whose output says why).
+  With one process this is the block as it is. Every process must enter it,
+  the same number of times, in the same order (one collective each time).
+  """
+  error = None
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
+    error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
+    if error is None and failed.any():
+      bad = [int(i) for i in np.flatnonzero(failed)]
+      raise ValueError(
+        f'{what}: process(es) {bad} found a problem (their output names it); no process goes on.'
+      )
+  if error is not None:
+    raise error
 
 
 def check_same_view(path, found):

@@ -57,7 +57,16 @@ from linear_jax.stream import device_data
 
 
 def check_fit(cfg, dataset):
-  """Host-side checks before any compile: config, loss vs data, every split."""
+  """Host-side checks before any compile: config, loss vs data, every split.
+
+  With several processes each checks the rows it will read, and all of them
+  raise if any one finds a problem (`multihost.together`).
+  """
+  with multihost.together('the checks before training'):
+    _check_fit(cfg, dataset)
+
+
+def _check_fit(cfg, dataset):
   cfg.validate()
   if cfg.optimizer == 'lbfgs':
     solvers.check_lbfgs(cfg, streamed=stream.should_stream(cfg, dataset))

@@ -403,6 +403,24 @@ def test_benchmark_keeps_the_other_backends_section(tmp_path):
   assert '- section 1: old machine; 2020-01-02\n' in text and f'- section 5: {parts["5"][1]}; ' in text
   bad = _run('experiments.benchmark', '--quick', '--sections=5,12', f'--out={tmp_path}/R.md', env=cpu)
   assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-9' in bad.stderr
+  # A section in its own module states its repeats in its tables; the header must not claim --repeats.
+  from experiments import bench_harness  # pylint: disable=import-outside-toplevel
+
+  info = {
+    'backend': 'cpu',
+    'cpu': 'X',
+    'cores': 2,
+    'python': '3',
+    'jax': '0',
+    'device': 'cpu',
+    'date': '2026-01-02',
+  }
+  both = bench_harness.section_parts(
+    bench_harness.backend_section('', info, {'5': 7, '7': None}, {'5': 'a', '7': 'b'})
+  )
+  assert both['5'][1].endswith('medians of 7 runs') and both['7'][1].endswith(
+    'repeats as stated in each table'
+  )
   assert benchmark.data_sheet_bandwidth('NVIDIA H100 80GB HBM3') == 3.35e12
   assert benchmark.data_sheet_bandwidth('NVIDIA H100 PCIe') == 2.0e12
   assert benchmark.data_sheet_bandwidth('NVIDIA H200') == 4.8e12

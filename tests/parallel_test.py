@@ -326,6 +326,66 @@ def test_two_processes_train_together_and_equal_one(tmp_path, streamed):
   np.testing.assert_allclose(b['b'], a['b'], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('problem', ['nan_in_the_second_half', 'file_missing_on_one_process'])
+def test_one_process_with_bad_input_stops_every_process(tmp_path, problem):
+  # Each streaming process checks only its own rows (or loads only what it sees); the others must not
+  # wait for it at their first collective until JAX's timeout, but stop at once with a named error.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(96, 3)).astype(np.float32)
+  if problem == 'nan_in_the_second_half':
+    x[70, 2] = np.nan  # row 70 of the training split's 76: process 1 holds rows 38-75
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', rng.integers(0, 3, 96))
+  port = _free_port()
+
+  def path(i):
+    return tmp_path / ('missing.npy' if problem == 'file_missing_on_one_process' and i == 1 else 'x.npy')
+
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'experiments.train',
+        '--dataset=npy',
+        f'--data_path={path(i)}',
+        f'--labels_path={tmp_path}/y.npy',
+        '--val_fraction=0',
+        '--stream',
+        '--batch_size=8',
+        '--epochs=1',
+        '--plots=false',
+        '--quiet',
+        f'--coordinator_address=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+        f'--workdir={tmp_path}/p{i}',
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=90) for p in procs]  # no waiting for a collective's timeout
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  (_, err0), (_, err1) = outs
+  assert procs[0].returncode != 0 and procs[1].returncode != 0
+  if problem == 'nan_in_the_second_half':
+    assert 'non-finite' in err1 and 'example 70, feature 2' in err1, err1[-2000:]
+    assert 'the checks before training: process(es) [1] found a problem' in err0, err0[-2000:]
+  else:
+    assert 'missing.npy' in err1, err1[-2000:]
+    assert 'x.npy: process(es) [1] found a problem' in err0, err0[-2000:]
+  assert not (tmp_path / 'p0' / 'checkpoint.npz').exists()  # nothing trained
+
+
 def test_shard_rows_covers_every_row_once():
   from linear_jax import parallel  # pylint: disable=import-outside-toplevel
 
