@@ -140,7 +140,7 @@ def describe(info, repeats):
   """One line naming the machine, the software and the repeats (`None`: the section states its own)."""
   return (
     f'{info["cpu"]}, {info["cores"]} cores; Python {info["python"]}, JAX {info["jax"]} ({info["device"]}); '
-    + (f'medians of {repeats} runs' if repeats else 'repeats as stated in each table')
+    + (f'medians of {repeats} runs' if repeats is not None else 'repeats as stated in each table')
   )
 
 

@@ -2,8 +2,9 @@ r"""Benchmarks linear_jax against its peers, measured in one run on one machine.
 
     python -m experiments.benchmark --out=benchmarks/RESULTS.md
 
-Every time is the median of --repeats runs after a warm-up; every ratio
-compares two numbers measured in this run. Sections (--sections=1,2,3,4,5):
+Every time is a median of runs after a warm-up (of --repeats runs in section
+1; the other sections state their counts in their tables); every ratio
+compares two numbers measured in this run. Sections (--sections=1,...,9):
 1. loss + gradient on CIFAR-shaped data against NumPy (and PyTorch if
    installed), and the effective bandwidth against a plain read of x;
 2. mini-batch training throughput against scikit-learn's SGDClassifier;
@@ -46,7 +47,9 @@ flags.DEFINE_string(
   "the other backends' sections are kept.",
 )
 flags.DEFINE_string('json_out', None, 'Also write every number as JSON here.')
-flags.DEFINE_integer('repeats', 7, 'Timed runs per measurement (median reported).', lower_bound=1)
+flags.DEFINE_integer(
+  'repeats', 7, 'Timed runs per measurement of section 1 (median reported).', lower_bound=1
+)
 flags.DEFINE_list(
   'sections',
   list('123456789'),
@@ -82,6 +85,9 @@ SECTIONS = {
 }
 
 
+TAKES_REPEATS = {'1'}  # the sections whose medians are over --repeats runs
+
+
 flags.register_validator(
   'sections', lambda keys: bool(keys) and all(k in SECTIONS for k in keys), f'each of 1-{len(SECTIONS)}'
 )
@@ -115,8 +121,8 @@ def main(argv):
     'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
     'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
-  # Sections in their own modules choose their repeats and state them in their tables.
-  repeats = {key: None if hasattr(SECTIONS[key], 'module') else FLAGS.repeats for key in new_parts}
+  # Section 1 takes --repeats; the others choose their own and state them in their tables.
+  repeats = {key: FLAGS.repeats if key in TAKES_REPEATS else None for key in new_parts}
   text = merge_results(previous, header, bench_harness.backend_section(previous, info, repeats, new_parts))
   tmp = FLAGS.out + '.tmp'
   with open(tmp, 'w') as f:

@@ -102,7 +102,12 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
     A prepared `data.Dataset`.
   """
 
-  d = data_config
+  # With several processes, one process's error here (a file it cannot read, say) stops every process.
+  with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
+    return _load_dataset(data_config, seed, dtype, stream, progress)
+
+
+def _load_dataset(d, seed, dtype, stream, progress):
   raw = data.load(
     d.dataset,
     data_dir=d.data_dir,
@@ -235,11 +240,9 @@ def train_and_evaluate(
 def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
 
   start = time.perf_counter()
-  # With several processes, one process's error here (a file it cannot read, say) stops every process.
-  with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
-    data_config.validate()
-    dataset = load_dataset(data_config, seed=cfg.seed, dtype=cfg.dtype, stream=cfg.stream, progress=progress)
-  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops all, likewise
+  data_config.validate()
+  dataset = load_dataset(data_config, seed=cfg.seed, dtype=cfg.dtype, stream=cfg.stream, progress=progress)
+  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops every process
   if options.refit:
     refit.check_refit(dataset)
   f_star = None
@@ -249,13 +252,14 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   # sums over them, so each must take part); only the writing is process 0's.
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   ckpt = os.path.join(workdir, train.CHECKPOINT)
-  if write_outputs:
-    if not options.resume and os.path.exists(ckpt):
-      os.remove(ckpt)
-    # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
-    history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
-    with open(metrics_path, 'w') as f:
-      f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
+  with multihost.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
+    if write_outputs:
+      if not options.resume and os.path.exists(ckpt):
+        os.remove(ckpt)
+      # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
+      history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
+      with open(metrics_path, 'w') as f:
+        f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
 
   def write_epoch(metrics):
     if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)

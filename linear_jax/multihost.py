@@ -2,8 +2,8 @@
 
 Each process checks its own rows before training (`together`): if one of them
 finds bad input, every process stops at once with an error, instead of the
-others waiting at their first collective until JAX's timeout.
-
+others waiting at their first collective until JAX's timeout. Process 0's
+own preparations (its outputs, stale files) are checked the same way.
 
 With `jax.distributed`, the parameters and optimizer state are replicated on
 every process, so one copy is enough: process 0 writes it after a barrier
@@ -33,15 +33,20 @@ def barrier(name):
 def together(what):
   """Runs the block on every process, then raises on every process if it failed on any.
 
-  The failing process raises its own error; the others raise a `ValueError`
-  naming `what` and the process(es) that failed (whose output says why).
-  With one process this is the block as it is. Every process must enter it,
-  the same number of times, in the same order (one collective each time).
+  The failing process raises its own error (a Ctrl-C included); the others
+  raise a `ValueError` naming `what` and the process(es) that failed (whose
+  output says why). With one process this is the block as it is.
+
+  It is itself a collective: every process must enter it, the same number of
+  times, in the same order, and the block must hold no collective of its own
+  (a process that failed before one would leave the others' pairing off).
   """
   error = None
   try:
     yield
-  except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
+  except GeneratorExit:
+    raise
+  except BaseException as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
     error = e
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel

@@ -167,19 +167,21 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   start = 0
   ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
   writer = jax.process_index() == 0  # with several processes, process 0 writes and every process reads
-  if workdir and writer:
-    checkpoint.remove_stale(workdir)
   found = resume and ckpt_path and os.path.exists(ckpt_path)
   multihost.check_same_view(ckpt_path, found)
+  with multihost.together(f'the checkpoint in {workdir}'):  # one process's error here stops every process
+    if workdir and writer:
+      checkpoint.remove_stale(workdir)
+    if found:
+      (params, opt_state, best_params, base_key), meta = checkpoint.load(
+        ckpt_path, (params, opt_state, params, base_key)
+      )
+      multihost.check_process_count(ckpt_path, meta)
+      saved = meta.get('config', {})
+      if saved != dataclasses.asdict(cfg):
+        changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
+        raise ValueError(f'{ckpt_path}: written with other settings ({", ".join(changed)}); cannot resume.')
   if found:
-    (params, opt_state, best_params, base_key), meta = checkpoint.load(
-      ckpt_path, (params, opt_state, params, base_key)
-    )
-    multihost.check_process_count(ckpt_path, meta)
-    saved = meta.get('config', {})
-    if saved != dataclasses.asdict(cfg):
-      changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
-      raise ValueError(f'{ckpt_path}: written with other settings ({", ".join(changed)}); cannot resume.')
     start, history = meta['epoch'], tuple(meta['history'])
     best = {
       'params': best_params,

@@ -326,35 +326,47 @@ def test_two_processes_train_together_and_equal_one(tmp_path, streamed):
   np.testing.assert_allclose(b['b'], a['b'], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('problem', ['nan_in_the_second_half', 'file_missing_on_one_process'])
-def test_one_process_with_bad_input_stops_every_process(tmp_path, problem):
-  # Each streaming process checks only its own rows (or loads only what it sees); the others must not
-  # wait for it at their first collective until JAX's timeout, but stop at once with a named error.
+@pytest.mark.parametrize(
+  'problem, command',
+  [
+    ('nan_in_the_second_half', 'train'),
+    ('file_missing_on_one_process', 'train'),
+    ('file_missing_on_one_process', 'lr_sweep'),
+    ('corrupt_checkpoint_on_process_0', 'train'),
+  ],
+)
+def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, command):
+  # Each streaming process checks only its own rows, loads only what it sees, and process 0 alone
+  # prepares the outputs; the others must not wait for it at a collective (until Gloo's timeout, or
+  # for ever once the processes are connected), but stop at once with a named error.
   rng = np.random.default_rng(0)
   x = rng.normal(size=(96, 3)).astype(np.float32)
   if problem == 'nan_in_the_second_half':
-    x[70, 2] = np.nan  # row 70 of the training split's 76: process 1 holds rows 38-75
+    x[70, 2] = np.nan  # row 70 of the training split's 77: process 1 holds rows 39-76
   np.save(tmp_path / 'x.npy', x)
   np.save(tmp_path / 'y.npy', rng.integers(0, 3, 96))
+  for i in range(2):
+    (tmp_path / f'p{i}').mkdir()
+  if problem == 'corrupt_checkpoint_on_process_0':
+    (tmp_path / 'p0' / 'checkpoint.npz').write_bytes(b'not a checkpoint')
   port = _free_port()
-
-  def path(i):
-    return tmp_path / ('missing.npy' if problem == 'file_missing_on_one_process' and i == 1 else 'x.npy')
-
+  missing = problem == 'file_missing_on_one_process'
+  extra = {
+    'train': ['--batch_size=8', '--epochs=1', '--val_fraction=0', '--plots=false'],
+    'lr_sweep': ['--num_lrs=2', '--epochs=1', '--val_fraction=0.2'],  # a sweep selects on validation
+  }[command]
   procs = [
     subprocess.Popen(
       [
         sys.executable,
         '-m',
-        'experiments.train',
+        f'experiments.{command}',
         '--dataset=npy',
-        f'--data_path={path(i)}',
+        f'--data_path={tmp_path / ("missing.npy" if missing and i == 1 else "x.npy")}',
         f'--labels_path={tmp_path}/y.npy',
-        '--val_fraction=0',
         '--stream',
-        '--batch_size=8',
-        '--epochs=1',
-        '--plots=false',
+        *extra,
+        *(['--resume'] if problem == 'corrupt_checkpoint_on_process_0' else []),
         '--quiet',
         f'--coordinator_address=127.0.0.1:{port}',
         '--num_processes=2',
@@ -377,13 +389,21 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem):
         p.wait()
   (_, err0), (_, err1) = outs
   assert procs[0].returncode != 0 and procs[1].returncode != 0
-  if problem == 'nan_in_the_second_half':
-    assert 'non-finite' in err1 and 'example 70, feature 2' in err1, err1[-2000:]
-    assert 'the checks before training: process(es) [1] found a problem' in err0, err0[-2000:]
-  else:
-    assert 'missing.npy' in err1, err1[-2000:]
-    assert 'x.npy: process(es) [1] found a problem' in err0, err0[-2000:]
-  assert not (tmp_path / 'p0' / 'checkpoint.npz').exists()  # nothing trained
+  bad, err, other = (0, err0, err1) if problem == 'corrupt_checkpoint_on_process_0' else (1, err1, err0)
+  found = {
+    'nan_in_the_second_half': 'non-finite feature value(s); first at example 70, feature 2',
+    'file_missing_on_one_process': 'missing.npy',
+    'corrupt_checkpoint_on_process_0': 'checkpoint.npz',
+  }[problem]
+  said = {
+    'nan_in_the_second_half': 'the checks before training',
+    'file_missing_on_one_process': f'loading {tmp_path}/x.npy',
+    'corrupt_checkpoint_on_process_0': f'{tmp_path}/p1: preparing the outputs',
+  }[problem]
+  assert found in err, err[-2000:]
+  assert f'{said}: process(es) [{bad}] found a problem' in other, other[-2000:]
+  assert 'DEADLINE_EXCEEDED' not in err0 + err1
+  assert not list((tmp_path / 'p0').glob('*.jsonl'))  # process 0 stopped before writing anything
 
 
 def test_shard_rows_covers_every_row_once():
