@@ -266,6 +266,40 @@ def _free_port():
     return s.getsockname()[1]
 
 
+def _two_processes(command, args, timeout):
+  """Runs `python -m COMMAND *args(i) --coordinator_address=… --process_id=i` as processes 0 and 1.
+
+  `args(i)` gives process i's own flags. Returns `[(returncode, stderr)]`; no process is left behind.
+  """
+  port = _free_port()
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        command,
+        *args(i),
+        f'--coordinator_address=127.0.0.1:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:  # never leave a process behind
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  return [(p.returncode, err) for p, (_, err) in zip(procs, outs, strict=True)]
+
+
 @pytest.mark.parametrize('streamed', [False, True])
 def test_two_processes_train_together_and_equal_one(tmp_path, streamed):
   # Streamed, each process reads its own rows and every evaluation adds its sums over the processes,
@@ -289,37 +323,18 @@ def test_two_processes_train_together_and_equal_one(tmp_path, streamed):
     check=False,
   )
   assert one.returncode == 0, one.stderr
-  port = _free_port()
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        '-m',
-        'experiments.train',
-        *args,
-        '--parallel=shard_map',
-        *(['--stream', '--block_rows=64'] if streamed else []),
-        f'--coordinator_address=127.0.0.1:{port}',
-        '--num_processes=2',
-        f'--process_id={i}',
-        f'--workdir={tmp_path}/p{i}',
-      ],
-      cwd=ROOT,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outs = [p.communicate(timeout=180) for p in procs]
-  finally:
-    for p in procs:  # never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, (_, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 0, err[-2000:]
+  outs = _two_processes(
+    'experiments.train',
+    lambda i: [
+      *args,
+      '--parallel=shard_map',
+      *(['--stream', '--block_rows=64'] if streamed else []),
+      f'--workdir={tmp_path}/p{i}',
+    ],
+    timeout=180,
+  )
+  for code, err in outs:
+    assert code == 0, err[-2000:]
   assert not (tmp_path / 'p1').exists()  # only process 0 writes
   a, b = np.load(tmp_path / 'one' / 'params.npz'), np.load(tmp_path / 'p0' / 'params.npz')
   np.testing.assert_allclose(b['W'], a['W'], rtol=1e-5, atol=1e-6)
@@ -349,46 +364,26 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, comma
     (tmp_path / f'p{i}').mkdir()
   if problem == 'corrupt_checkpoint_on_process_0':
     (tmp_path / 'p0' / 'checkpoint.npz').write_bytes(b'not a checkpoint')
-  port = _free_port()
   missing = problem == 'file_missing_on_one_process'
   extra = {
     'train': ['--batch_size=8', '--epochs=1', '--val_fraction=0', '--plots=false'],
     'lr_sweep': ['--num_lrs=2', '--epochs=1', '--val_fraction=0.2'],  # a sweep selects on validation
   }[command]
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        '-m',
-        f'experiments.{command}',
-        '--dataset=npy',
-        f'--data_path={tmp_path / ("missing.npy" if missing and i == 1 else "x.npy")}',
-        f'--labels_path={tmp_path}/y.npy',
-        '--stream',
-        *extra,
-        *(['--resume'] if problem == 'corrupt_checkpoint_on_process_0' else []),
-        '--quiet',
-        f'--coordinator_address=127.0.0.1:{port}',
-        '--num_processes=2',
-        f'--process_id={i}',
-        f'--workdir={tmp_path}/p{i}',
-      ],
-      cwd=ROOT,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outs = [p.communicate(timeout=90) for p in procs]  # no waiting for a collective's timeout
-  finally:
-    for p in procs:  # never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  (_, err0), (_, err1) = outs
-  assert procs[0].returncode != 0 and procs[1].returncode != 0
+  (code0, err0), (code1, err1) = _two_processes(
+    f'experiments.{command}',
+    lambda i: [
+      '--dataset=npy',
+      f'--data_path={tmp_path / ("missing.npy" if missing and i == 1 else "x.npy")}',
+      f'--labels_path={tmp_path}/y.npy',
+      '--stream',
+      *extra,
+      *(['--resume'] if problem == 'corrupt_checkpoint_on_process_0' else []),
+      '--quiet',
+      f'--workdir={tmp_path}/p{i}',
+    ],
+    timeout=90,  # no waiting for a collective's timeout
+  )
+  assert code0 != 0 and code1 != 0
   bad, err, other = (0, err0, err1) if problem == 'corrupt_checkpoint_on_process_0' else (1, err1, err0)
   found = {
     'nan_in_the_second_half': 'non-finite feature value(s); first at example 70, feature 2',
