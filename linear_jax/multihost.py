@@ -48,7 +48,9 @@ def together(what):
     raise
   except BaseException as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
     error = e
-  if jax.process_count() > 1:
+  # Asked only once `jax.distributed` is up: `process_count` would start JAX's backend, and a caller
+  # that loads its data first must still be able to call `jax.distributed.initialize` after.
+  if jax.distributed.is_initialized() and jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
     failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))

@@ -401,6 +401,22 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, comma
   assert not list((tmp_path / 'p0').glob('*.jsonl'))  # process 0 stopped before writing anything
 
 
+def test_loading_leaves_jax_distributed_to_be_started_after():
+  # The agreement of the processes (`multihost.together`) must not start JAX's backend by asking for
+  # the process count: a script may load its data before `jax.distributed.initialize`.
+  script = (
+    'from jax._src import xla_bridge\n'
+    'from linear_jax import experiment\n'
+    "experiment.load_dataset(experiment.DataConfig(dataset='digits'))\n"
+    'print(xla_bridge.backends_are_initialized())\n'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+  )
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.split()[-1] == 'False'
+
+
 def test_shard_rows_covers_every_row_once():
   from linear_jax import parallel  # pylint: disable=import-outside-toplevel
 
