@@ -29,6 +29,16 @@ def barrier(name):
     multihost_utils.sync_global_devices(name)
 
 
+def several():
+  """Whether this run has several processes (`jax.distributed` is up, with more than one).
+
+  Asked only once `jax.distributed` is up: `jax.process_count` would start
+  JAX's backend, and a caller that loads its data first must still be able
+  to call `jax.distributed.initialize` after.
+  """
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
 @contextlib.contextmanager
 def together(what):
   """Runs the block on every process, then raises on every process if it failed on any.
@@ -48,9 +58,7 @@ def together(what):
     raise
   except BaseException as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
     error = e
-  # Asked only once `jax.distributed` is up: `process_count` would start JAX's backend, and a caller
-  # that loads its data first must still be able to call `jax.distributed.initialize` after.
-  if jax.distributed.is_initialized() and jax.process_count() > 1:
+  if several():
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
     failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))

@@ -53,6 +53,7 @@ import numpy as np
 
 from linear_jax import chunks
 from linear_jax import data as data_lib
+from linear_jax import multihost
 from linear_jax import parallel
 from linear_jax import step as step_lib
 from linear_jax import validation
@@ -249,12 +250,31 @@ def bytes_needed(cfg, dataset):
 
 
 def should_stream(cfg, dataset):
-  """Whether `train.fit` streams: when asked to, for a `prepare`d dataset, or when the splits do not fit."""
-  return (
-    bool(cfg.stream)
-    or bool(dataset.extra.get(AFFINE))
-    or bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
-  )
+  """Whether `train.fit` streams: when asked to, for a `prepare`d dataset, or when the splits do not fit.
+
+  With several processes only the first two decide: each process's free
+  memory is its own, and every process must take the same path (their
+  collectives differ). `check_fits` refuses splits a process cannot hold.
+  """
+  if cfg.stream or dataset.extra.get(AFFINE):
+    return True
+  if multihost.several():
+    return False
+  return bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
+
+
+def check_fits(cfg, dataset):
+  """Raises a `ValueError` (the figures, the `--stream` advice) for in-memory splits this process
+  cannot hold, with several processes, where training streams only when asked (`should_stream`)."""
+  if not multihost.several() or should_stream(cfg, dataset):
+    return
+  need, free = bytes_needed(cfg, dataset), memory_budget()
+  if need > MEMORY_FRACTION * free:
+    raise ValueError(
+      f'{dataset.name}: the splits need {need / 1e9:.2f} GB in memory, but process {jax.process_index()} '
+      f'has {free / 1e9:.2f} GB free; with several processes training streams only when asked: '
+      'add --stream, which reads them in blocks.'
+    )
 
 
 # `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block on the device.

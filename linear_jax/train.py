@@ -89,6 +89,7 @@ def _check_fit(cfg, dataset):
   streamed = stream.should_stream(cfg, dataset)
   if streamed:
     stream.check_config(cfg)
+  stream.check_fits(cfg, dataset)
   for split in ('train', 'val', 'test'):
     x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
     if split != 'train' and len(x) == 0:

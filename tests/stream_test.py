@@ -18,6 +18,7 @@ import pytest
 from linear_jax import chunks
 from linear_jax import data
 from linear_jax import model
+from linear_jax import multihost
 from linear_jax import parallel
 from linear_jax import preemption
 from linear_jax import solvers
@@ -155,6 +156,27 @@ def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
   assert stream.bytes_needed(cfg, ds) > 1000
   assert train.fit(cfg, ds).streamed
+
+
+def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(tmp_path, monkeypatch):
+  # Each process's free memory is its own; were it to decide, processes could take different paths
+  # (different collectives). So with several processes the flags decide, and a process that cannot
+  # hold the splits refuses with the figures, before any work.
+  ds = _dataset(tmp_path)
+  cfg = train.TrainConfig(epochs=1)
+  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
+  stream.check_fits(cfg, ds)  # one process: it streams instead
+  assert stream.should_stream(cfg, ds)
+  monkeypatch.setattr(multihost, 'several', lambda: True)
+  assert not stream.should_stream(cfg, ds)
+  with pytest.raises(
+    ValueError, match=r'the splits need .* GB in memory, but process 0 has 0.00 GB free.*--stream'
+  ):
+    stream.check_fits(cfg, ds)
+  assert stream.should_stream(dataclasses.replace(cfg, stream=True), ds)
+  stream.check_fits(dataclasses.replace(cfg, stream=True), ds)
+  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 10**12)
+  stream.check_fits(cfg, ds)
 
 
 def test_host_array_is_aligned_and_taken_without_copy_on_cpu():
