@@ -90,7 +90,7 @@ def write_files(folder, n, d, seed=0):
 def run(quick=False, repeats=None):
   """Measures the section; returns every number (seconds are medians over `repeats` turns)."""
   n, d = (20_000, 256) if quick else (200_000, 1024)
-  repeats = repeats or (1 if quick else 3)
+  repeats = repeats or (1 if quick else 5)
   folder = tempfile.mkdtemp(prefix='bench_data_')
   try:
     data_bytes = write_files(folder, n, d)

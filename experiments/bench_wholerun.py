@@ -69,6 +69,11 @@ def _dataset(x, y, name='cifar-shaped', num_classes=10):
   )
 
 
+# Seconds of rest before each timed call: a BLAS or XLA thread pool spins for about 0.1 s after
+# its work, and would otherwise take the cores from whichever contender runs next.
+PAUSE = 0.25
+
+
 def _alternate(fns, rounds):
   """`{name: [seconds, ...]}`: each of `{name: fn}` once per round, in turn, after a warm-up call each."""
   for fn in fns.values():
@@ -76,6 +81,7 @@ def _alternate(fns, rounds):
   times = {name: [] for name in fns}
   for _ in range(rounds):
     for name, fn in fns.items():
+      time.sleep(PAUSE)
       t = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - t)
@@ -358,7 +364,8 @@ def markdown(results):
   note = (
     f'\nWhole fits: {w["n"]:,} × {w["d"]:,} × 10 classes, {w["epochs"]} epochs of batch 256, '
     'softmax / log_loss, '
-    f'medians of {w["rounds"]} alternated fits after a warm-up; data moved to the device inside each fit. '
+    f'medians of {w["rounds"]} alternated fits after a warm-up, each after {PAUSE:g} s of rest (thread pools '
+    'spin after their work); data moved to the device inside each fit. '
     'Epoch-only: the median epoch of the fits, the first (compiling) epoch left out.\n'
   )
   return '\n'.join(rows) + '\n' + note
