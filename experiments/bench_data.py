@@ -51,7 +51,7 @@ if what == 'np_load':
   else:
     x, y = np.load(x_path, allow_pickle=False), np.load(y_path, allow_pickle=False)
 elif what == 'prepare':
-  raw = data.load(fmt, data_path=x_path, labels_path=y_path, check_values=False)
+  raw = data.load(fmt, data_path=x_path, labels_path=y_path if fmt == 'npy' else None, check_values=False)
   ds = data.prepare(raw, fmt)
 else:
   ds = data.prepare(data.load('digits'), 'digits')

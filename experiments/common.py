@@ -199,7 +199,11 @@ def define_data_flags():
   flags.DEFINE_string('data_path', None, 'npz / npy / csv: the file (npy: the features, memory-mapped).')
   flags.DEFINE_string('labels_path', None, 'npy: the labels (or real targets), one per row of --data_path.')
   flags.DEFINE_bool(
-    'stream', RUN.stream, 'Train by reading the training split from the file in blocks instead of holding it.'
+    'stream',
+    RUN.stream,
+    'Train by reading the training split from the file in blocks instead of holding it. With an .npy or '
+    'an uncompressed .npz the splits are then contiguous row ranges of the file (training, validation, '
+    'test; --seed does not shuffle them), so its rows should be in random order.',
   )
   flags.DEFINE_string(
     'test_path',

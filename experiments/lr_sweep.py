@@ -171,12 +171,12 @@ def learning_rates():
 def _progress(epoch, start, k, total, metrics, dead):
   split = 'val' if 'val_loss' in metrics else 'train'
   key = f'{split}_accuracy' if f'{split}_accuracy' in metrics else f'{split}_mse'
-  vals = metrics[key]
-  best = np.nanmax(vals) if key.endswith('accuracy') else np.nanmin(vals)
+  vals = np.asarray(metrics[key], np.float64)
   chunk = f' models {start + 1}-{start + k} of {total}' if k < total else f' {total} models'
-  print(
-    f'epoch {epoch:>4}/{FLAGS.epochs}{chunk}: {int((~dead).sum())} alive, best {key} {best:.4f}', flush=True
-  )
+  best = ''  # every model diverged: no best
+  if not np.isnan(vals).all():
+    best = f', best {key} {np.nanmax(vals) if key.endswith("accuracy") else np.nanmin(vals):.4f}'
+  print(f'epoch {epoch:>4}/{FLAGS.epochs}{chunk}: {int((~dead).sum())} alive{best}', flush=True)
 
 
 def run_path(cfg, dataset, workdir):

@@ -112,6 +112,41 @@ def is_mapped(x):
   return mapping(x) is not None
 
 
+def _copy_on_write(x):
+  """Whether `x` views a private map (`np.load(mmap_mode='c')`): its pages may hold the caller's edits."""
+  obj = x
+  while obj is not None:
+    if isinstance(obj, np.memmap) and getattr(obj, 'mode', None) == 'c':
+      return True
+    obj = getattr(obj, 'base', None)
+  return False
+
+
+def advise(block, advice):
+  """`madvise(advice)` on the pages a mapped array `block` spans (a no-op in memory).
+
+  The span runs from the block's first byte to its last whatever its
+  strides (a row block of a Fortran-ordered file spans most of the file).
+  Pages are never dropped (`MADV_DONTNEED`) from a copy-on-write map, where
+  they may hold the caller's changes to the data.
+  """
+  mm = mapping(block)
+  if mm is None or not hasattr(mm, 'madvise') or block.size == 0:
+    return
+  if advice == mmap.MADV_DONTNEED and _copy_on_write(block):
+    return
+  low = sum((n - 1) * s for n, s in zip(block.shape, block.strides, strict=True) if s < 0)
+  high = sum((n - 1) * s for n, s in zip(block.shape, block.strides, strict=True) if s > 0) + block.itemsize
+  start = block.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data + low
+  first = start // mmap.PAGESIZE * mmap.PAGESIZE
+  end = min(len(mm), start + high - low)
+  if end > first:
+    try:
+      mm.madvise(advice, first, end - first)
+    except (OSError, ValueError):  # advice only: the data stays correct either way
+      pass
+
+
 def release(block):
   """Drops the pages of a mapped `block` from this process's memory (no-op in memory).
 
@@ -119,23 +154,14 @@ def release(block):
   This keeps one pass over a memory-mapped file from adding the whole file
   to the process's resident memory.
   """
-  mm = mapping(block)
-  if mm is None or not hasattr(mm, 'madvise') or block.size == 0:
-    return
-  base = np.frombuffer(mm, np.uint8).ctypes.data
-  start = block.ctypes.data - base
-  page = mmap.PAGESIZE
-  first = start // page * page
-  end = min(len(mm), start + block.nbytes)
-  if end > first:
-    mm.madvise(mmap.MADV_DONTNEED, first, end - first)
+  advise(block, mmap.MADV_DONTNEED)
 
 
 class ColumnStats:
   """Per-column count, mean and standard deviation, accumulated block by block in float64.
 
   Each block's values are shifted by a fixed per-column reference `k` (the
-  first block's mean), summed (as are their squares) in the block's own
+  first block's mean, in float64), summed (as are their squares) in the block's own
   precision over its few hundred rows, and the sums are added in float64.
   With the shift, the sums stay small when the mean is large, so the
   variance `E[(x-k)²] − E[x-k]²` keeps its precision; no float64 copy of
@@ -158,8 +184,11 @@ class ColumnStats:
   def set_reference(self, block):
     """Fixes the shift `k` to the mean of `block` (a non-empty block), unless it is already set."""
     if self.k is None:
-      work = np.float64 if block.dtype == np.float64 else np.float32  # half precision is summed in float32
-      self.k = block.mean(axis=0, dtype=work).astype(work)
+      wide = block.dtype.newbyteorder('=') == np.float64  # a big-endian file's too
+      work = np.float64 if wide else np.float32  # half precision is summed in float32
+      # The mean itself in float64: summed in float32 it can miss by many standard deviations
+      # when the mean is large, or overflow, and the shift would then not help.
+      self.k = block.mean(axis=0, dtype=np.float64).astype(work)
 
   def sums(self, block):
     """`(rows, Σ(x − k), Σ(x − k)²)` of `block`, or `None` if they are not finite; changes nothing.

@@ -55,6 +55,8 @@ SYNTHETIC = ('blobs', 'linreg', 'binary2d')
 FILES = ('cifar10', 'mnist', 'npz', 'npy', 'csv')
 DATASETS = BUILTIN + SYNTHETIC + FILES
 PREPROCESSING = ('standardize', 'center', 'none')
+# `Raw.extra` key set by `load`: `(where, test_where)`, how errors name the rows and the test rows (a file).
+WHERE = 'where'
 
 
 def _fail(where, what):
@@ -207,10 +209,12 @@ def load_npy(path: str, labels_path: str | None) -> Raw:
       'beside --test_path).',
     )
   x = npyfile.open_npy(path)
+  if x.ndim < 2:
+    _fail(path, f'features must be [N, D] (or [N, ...] images), got shape {x.shape}.')
   y = readers.read_npy_labels(labels_path)
   if len(y) != len(x):
     _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
-  return records.raw_from_file(x, y, None, path)
+  return records.raw_from_file(x, y, None, path, labels_where=labels_path)
 
 
 def load_csv(
@@ -273,6 +277,13 @@ def load(
     raise ValueError(f'--test_path needs a file dataset (npz, npy, csv), not --dataset={name}.')
   if weight_column not in (None, '') and name != 'csv':
     raise ValueError('--weight_column is for --dataset=csv; an npz holds its weights as an array w.')
+  if labels_path and name != 'npy':
+    raise ValueError(
+      f'--labels_path is for --dataset=npy; --dataset={name} holds its labels itself '
+      '(an npz as an array y, a csv in its target column).'
+    )
+  if test_labels_path and not test_path:
+    raise ValueError('--test_labels_path names the labels of a --test_path file; give --test_path too.')
   if name in BUILTIN:
     raw, where = load_builtin(name), name
   elif name == 'blobs':
@@ -299,13 +310,11 @@ def load(
         raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
       raw = with_test(raw, test, test_path, data_path)
   check_raw(raw, where, check_values)
+  test_where = test_path or f'{where} (test split)'
   if raw.test is not None:
-    check_raw(
-      dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]),
-      test_path or f'{where} (test split)',
-      check_values,
-    )
-  return raw
+    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), test_where, check_values)
+  # How `prepare`'s errors (a non-finite value, by row) name the rows: by their file.
+  return dataclasses.replace(raw, extra={**raw.extra, WHERE: (where, test_where)})
 
 
 def _load_file(name, path, labels_path, target_column, delimiter, weight_column):
@@ -352,7 +361,7 @@ def host_dtype(source_dtype: np.dtype, dtype: np.dtype = np.float32) -> np.dtype
   """
   source_dtype, dtype = np.dtype(source_dtype), np.dtype(dtype)
   if chunks.is_float(source_dtype) and source_dtype.itemsize < dtype.itemsize:
-    return source_dtype
+    return source_dtype.newbyteorder('=')  # a big-endian file's values are swapped as they are copied
   return dtype
 
 
@@ -478,13 +487,14 @@ def prepare(
   n, d = raw.x.shape
   idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   dt = host_dtype(raw.x.dtype, dtype)
-  sources = [(raw.x, idx, name)]
+  where, test_where = raw.extra.get(WHERE, (name, f'{name} (test)'))
+  sources = [(raw.x, idx, where)]
   if raw.test is not None:
     x_test = raw.test[0] if isinstance(raw.test[0], np.ndarray) else np.asarray(raw.test[0])
-    sources.append((x_test, {'test': np.arange(len(x_test))}, f'{name} (test)'))
+    sources.append((x_test, {'test': np.arange(len(x_test))}, test_where))
   # float64 data (the bundled datasets, csv) keeps the shuffled gather whatever the training dtype, so
   # --dtype=float64 and float32 runs see the same rows in the same order.
-  in_place = dt != np.float64 and all(src.dtype == dt for src, _, _ in sources)
+  in_place = dt != np.float64 and all(src.dtype.newbyteorder('=') == dt for src, _, _ in sources)
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
@@ -521,28 +531,10 @@ def prepare(
   rows = sources[0][1]
   y_test = np.asarray(raw.test[1])[sources[1][1]['test']] if raw.test is not None else raw.y[rows['test']]
   ys = {'train': raw.y[rows['train']], 'val': raw.y[rows['val']], 'test': y_test}
-  ws = None
-  if raw.w is not None or raw.w_test is not None or class_weight == 'balanced':
-    ws = {s: np.ones(len(ys[s])) for s in ys}
-    if raw.w is not None:
-      ws['train'], ws['val'] = raw.w[rows['train']], raw.w[rows['val']]
-      if raw.test is None:
-        ws['test'] = raw.w[rows['test']]
-    if raw.test is not None and raw.w_test is not None:
-      ws['test'] = raw.w_test[sources[1][1]['test']]
-    if class_weight == 'balanced':
-      per_class = class_weights(ys['train'], raw.num_classes, name)
-      for s in ws:
-        unseen = ys[s][per_class[ys[s]] == 0] if len(ys[s]) else ()
-        if len(unseen):
-          raise ValueError(
-            f"{name}: class_weight='balanced': class {unseen[0]} occurs in the {s} split but not in the "
-            'training split, so it has no weight.'
-          )
-        ws[s] = ws[s] * per_class[ys[s]]
-    if not ws['train'].any():
-      raise ValueError(f'{name}: every sample weight of the training split is 0: nothing would be learned.')
-    ws = {s: w.astype(dtype) if len(w) else None for s, w in ws.items()}  # an empty split weighs nothing
+  test_rows = sources[1][1]['test'] if raw.test is not None else rows['test']
+  ws = split_weights(
+    raw, {'train': rows['train'], 'val': rows['val'], 'test': test_rows}, ys, class_weight, dtype, name
+  )
   return Dataset(
     name=name,
     x_train=out['train'],
@@ -579,6 +571,39 @@ def class_weights(y: np.ndarray, num_classes: int, name: str = 'data') -> np.nda
   return out
 
 
+def split_weights(raw: Raw, rows: dict, ys: dict, class_weight: str | None, dtype, name: str) -> dict | None:
+  """`{split: [n] weights of dtype, or None for an empty split}`, or `None` when nothing is weighted.
+
+  `rows[split]` indexes the rows of `raw.x` in the split (of `raw.test`'s
+  arrays for 'test' when the data has a held-out test split); `ys[split]` are
+  their labels. The file's sample weights (`raw.w`, `raw.w_test`) travel with
+  their rows; `class_weight='balanced'` multiplies them by scikit-learn's
+  `n / (C · count)` of each class, counted on the training split.
+  """
+  if raw.w is None and raw.w_test is None and class_weight != 'balanced':
+    return None
+  ws = {s: np.ones(len(ys[s])) for s in ys}
+  if raw.w is not None:
+    ws['train'], ws['val'] = raw.w[rows['train']], raw.w[rows['val']]
+    if raw.test is None:
+      ws['test'] = raw.w[rows['test']]
+  if raw.test is not None and raw.w_test is not None:
+    ws['test'] = raw.w_test[rows['test']]
+  if class_weight == 'balanced':
+    per_class = class_weights(ys['train'], raw.num_classes, name)
+    for s, w in ws.items():
+      unseen = ys[s][per_class[ys[s]] == 0] if len(ys[s]) else ()
+      if len(unseen):
+        raise ValueError(
+          f"{name}: class_weight='balanced': class {unseen[0]} occurs in the {s} split but not in the "
+          'training split, so it has no weight.'
+        )
+      ws[s] = w * per_class[ys[s]]
+  if not ws['train'].any():
+    raise ValueError(f'{name}: every sample weight of the training split is 0: nothing would be learned.')
+  return {s: w.astype(dtype) if len(w) else None for s, w in ws.items()}  # an empty split weighs nothing
+
+
 def _non_finite(block, where, first_row):
   bad = chunks.first_non_finite(block)
   if bad:
@@ -586,6 +611,13 @@ def _non_finite(block, where, first_row):
       f'{where}: {bad[0]} non-finite feature value(s) in rows {first_row}-{first_row + len(block) - 1}; '
       f'first at example {first_row + bad[1]}, feature {bad[2]}: {bad[3]}.'
     )
+
+
+def _too_large(where, first_row, stop):
+  raise ValueError(
+    f'{where}: rows {first_row}-{stop - 1}: feature values too large to standardize (their squares overflow '
+    'float64); rescale the features, or use --preprocess=none.'
+  )
 
 
 def _read_into_splits(sources, out, stats, tick):
@@ -612,8 +644,9 @@ def _read_into_splits(sources, out, stats, tick):
 
     def copy(block_range, src=src, rows=rows, base=base):
       a, b = block_range
-      block = src[a:b]
-      ok, sums = True, None
+      mapped = src[a:b]
+      block = mapped if mapped.dtype.isnative else mapped.astype(mapped.dtype.newbyteorder('='))
+      ok, sums, unsummed = True, None, False
       for s, r in rows.items():
         lo, hi = np.searchsorted(r, (a, b))
         if hi == lo:
@@ -626,14 +659,17 @@ def _read_into_splits(sources, out, stats, tick):
         if s == 'train' and stats is not None:
           sums = stats.sums(dest)
           ok = ok and sums is not None
+          unsummed = sums is None
         else:
           ok = ok and bool(np.isfinite(dest.sum(dtype=np.float32)))
-      chunks.release(block)
-      return a, b, ok, sums
+      chunks.release(mapped)
+      return a, b, ok, sums, unsummed
 
-    for a, b, ok, sums in chunks.in_order(copy, chunks.blocks(len(src), step)):
+    for a, b, ok, sums, unsummed in chunks.in_order(copy, chunks.blocks(len(src), step)):
       if not ok:
         _non_finite(src[a:b], where, a)
+      if unsummed:  # every value finite, yet the statistics overflow
+        _too_large(where, a, b)
       if sums is not None:
         stats.merge(sums)
       done += b - a
@@ -657,6 +693,7 @@ def _read_statistics(sources, stats, tick):
       m = train[a:b]
       if stats is not None and m.any() and not stats.add(block[m]):
         _non_finite(block, where, a)
+        _too_large(where, a, b)
       chunks.release(block)
       done += b - a
       tick('reading', done)

@@ -127,7 +127,15 @@ def _load_dataset(d, seed, dtype, stream, progress):
   if d.features == 'histogram':
     raw = data.histogram_features(raw, d.bins)
   if stream and isinstance(raw.x, np.memmap):  # streaming: the file is never copied
-    return stream_lib.prepare(raw, d.dataset, d.val_fraction, d.test_fraction, d.preprocess)
+    return stream_lib.prepare(
+      raw,
+      d.dataset,
+      d.val_fraction,
+      d.test_fraction,
+      d.preprocess,
+      dtype=np.dtype(dtype),
+      class_weight=None if d.class_weight == 'none' else d.class_weight,
+    )
   return data.prepare(
     raw,
     d.dataset,

@@ -34,6 +34,19 @@ def _save(fig, path):
   return path
 
 
+def _log_y(ax):
+  """A log y axis when the lines drawn on `ax` have a positive finite value, else a linear one.
+
+  (A sweep whose every model diverged, or a loss of exactly 0, has nothing a
+  log axis could show.)
+  """
+  values = np.concatenate(
+    [np.asarray(line.get_ydata(), np.float64).ravel() for line in ax.get_lines()] or [[]]
+  )
+  if np.any(np.isfinite(values) & (values > 0)):
+    ax.set_yscale('log')
+
+
 @_one_at_a_time
 def curves(history, path, title=''):
   """Loss and accuracy (or MSE) per epoch, training and validation."""
@@ -49,9 +62,10 @@ def curves(history, path, title=''):
     ax.set_xlabel('epoch')
     ax.set_ylabel(metric)
     if metric == 'loss':
-      ax.set_yscale('log')
+      _log_y(ax)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend()
   fig.suptitle(title)
   return _save(fig, path)
 
@@ -156,7 +170,7 @@ def loss_vs_lr(lrs, regs, final_loss, path):
   for i, reg in enumerate(regs):
     ax.plot(lrs, final_loss[i], marker='o', ms=3, label=f'reg={_fmt(reg)}')
   ax.set_xscale('log')
-  ax.set_yscale('log')
+  _log_y(ax)
   ax.set_xlabel('learning rate')
   ax.set_ylabel('final training loss')
   ax.grid(alpha=0.3)
@@ -174,7 +188,7 @@ def sweep_curves(curves, labels, path, title='Training loss of every model'):
   epochs = np.arange(1, curves.shape[1] + 1)
   for c, lab, col in zip(curves, labels, colors, strict=True):
     ax.plot(epochs, c, color=col, lw=1, alpha=0.8, label=lab)
-  ax.set_yscale('log')
+  _log_y(ax)
   ax.set_xlabel('epoch')
   ax.set_ylabel('training loss')
   if len(curves) <= 16:

@@ -200,17 +200,14 @@ def npz_arrays(
 
 
 def read_npy_labels(path: str) -> np.ndarray:
-  """The `[N]` (or `[N, K]`) labels or targets of a `.npy`, read without pickle."""
-  try:
-    y = np.load(path, allow_pickle=False)
-  except OSError as e:
-    raise ValueError(f'{path}: cannot read ({e.strerror or e}).') from e
-  except ValueError as e:
-    raise ValueError(f'{path}: cannot read as .npy without pickle ({e}).') from e
-  except Exception as e:  # noqa: BLE001 - a corrupt file can raise almost anything
-    raise ValueError(f'{path}: not a valid .npy file ({type(e).__name__}: {e}).') from e
-  if not isinstance(y, np.ndarray) or y.ndim == 0:
-    _fail(path, 'not an array of labels.')
+  """The `[N]` (or `[N, K]`) labels or targets of a `.npy`, read without pickle.
+
+  Checked as the features are (`npyfile.open_npy`): an array of Python
+  objects is refused from its header, a truncated file by its size.
+  """
+  y = np.array(npyfile.open_npy(path))
+  if y.ndim == 0:
+    _fail(path, f'not an array of labels, one per row: it holds a single value ({y.dtype}).')
   return y
 
 

@@ -165,15 +165,16 @@ def check_weights(w: np.ndarray, n: int, where: str) -> np.ndarray:
   return w
 
 
-def _from_arrays(x, y, path, w=None):
+def _from_arrays(x, y, path, w=None, labels_path=None):
+  labels_path = labels_path or path
   y, names = text_labels(y)
-  kind = _targets_kind(y, path)
+  kind = _targets_kind(y, labels_path)
   w = None if w is None else check_weights(w, len(y), path)
   if kind == 'class':
     y = y.astype(np.float64)
     if (y < 0).any():
       i = int(np.argmax(y < 0))
-      _fail(path, f'label {y[i]:g} at index {i} is negative.')
+      _fail(labels_path, f'label {y[i]:g} at index {i} is negative.')
     y = y.astype(np.int64)
     num_classes = len(names) if names is not None else int(y.max(initial=0)) + 1
     extra = {'x_kind': _feature_kind(x.dtype), 'text_labels': names is not None}
@@ -198,6 +199,8 @@ def _feature_matrix(x, where):
     _fail(where, f'x must be numeric, got dtype {x.dtype}.')
   if np.iscomplexobj(x):
     _fail(where, f'x must be real numbers, got dtype {x.dtype}.')
+  if 0 in x.shape[1:]:
+    _fail(where, f'x has no features: shape {x.shape}.')
   return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
 
 
@@ -300,7 +303,9 @@ def from_arrays(
   return raw
 
 
-def raw_from_file(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, where: str) -> Raw:
+def raw_from_file(
+  x: np.ndarray, y: np.ndarray, w: np.ndarray | None, where: str, labels_where: str | None = None
+) -> Raw:
   """A file's arrays as a checked-kind `Raw`.
 
   Args:
@@ -308,6 +313,9 @@ def raw_from_file(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, where: str
     y: `[N]` labels (numbers or text) or `[N]` / `[N, K]` real targets.
     w: `[N]` sample weights, or `None`.
     where: how error messages name the file.
+    labels_where: how they name the labels' file, when it is another.
   """
   x, image_shape = _feature_matrix(x, where)
-  return dataclasses.replace(_from_arrays(x, y, where, w), image_shape=image_shape)
+  if np.ndim(y) == 0:
+    _fail(where, f'the labels (y) must be an array, one per row, got a single value of shape {np.shape(y)}.')
+  return dataclasses.replace(_from_arrays(x, y, where, w, labels_where), image_shape=image_shape)

@@ -132,40 +132,31 @@ def _write_rows(out, block, start):
   return jax.lax.dynamic_update_slice_in_dim(out, block, start, axis=0)
 
 
-def _advise(x, start, stop, advice):
-  """`madvise(advice)` on the pages of rows `[start, stop)` of a memory map (a no-op for other arrays)."""
-  mm = getattr(x, '_mmap', None)
-  if mm is None or not hasattr(mm, 'madvise') or stop <= start:
-    return
-  base = x.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data  # x's offset inside the map
-  lo, hi = base + start * x.strides[0], base + stop * x.strides[0]
-  lo -= lo % mmap.PAGESIZE
-  try:
-    mm.madvise(advice, lo, min(hi, len(mm)) - lo)
-  except (OSError, ValueError):  # advice only: the data stays correct either way
-    pass
-
-
 def release(x, start, stop):
   """Hands the pages of rows `[start, stop)` of a memory map back to the kernel (a no-op otherwise).
 
   The pages stay in the page cache; they only stop counting as this
   process's resident memory, and a later read maps them again.
   """
-  _advise(x, start, stop, mmap.MADV_DONTNEED)
+  if stop > start and isinstance(x, np.ndarray):
+    chunks.release(x[start:stop])
 
 
 def prefetch(x, start, stop):
   """Asks the kernel to start reading rows `[start, stop)` of a memory map in the background."""
-  _advise(x, start, stop, mmap.MADV_WILLNEED)
+  if stop > start and isinstance(x, np.ndarray):
+    chunks.advise(x[start:stop], mmap.MADV_WILLNEED)
 
 
 def transfer_dtype(x, dtype):
-  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`."""
+  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`.
+
+  Always in the machine's byte order: a big-endian file's blocks are copied, swapped.
+  """
   xd = np.dtype(x.dtype)
   if np.issubdtype(xd, np.floating) or xd.name == 'bfloat16':
     if xd.itemsize <= np.dtype(dtype).itemsize:
-      return xd
+      return xd.newbyteorder('=')
   return np.dtype(dtype)
 
 
@@ -279,6 +270,8 @@ def check_fits(cfg, dataset):
 
 # `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block on the device.
 AFFINE = 'standardize_on_device'
+# `Dataset.extra` key set by `prepare`: `{split: (file, row of the file the split starts at)}`.
+FILE_ROWS = 'file_rows'
 
 
 def _column_stats(x, rows):
@@ -297,7 +290,15 @@ def _column_stats(x, rows):
   return mean, np.sqrt(m2 / max(count, 1)), top
 
 
-def prepare(raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='standardize'):
+def prepare(
+  raw,
+  name='data',
+  val_fraction=0.1,
+  test_fraction=0.2,
+  preprocess='standardize',
+  dtype=np.float32,
+  class_weight=None,
+):
   """A `Dataset` to stream that leaves `raw.x` (a memory map, say) where it is: nothing is copied.
 
   The splits are contiguous ranges of rows: training first, then validation,
@@ -306,8 +307,14 @@ def prepare(raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='s
   are fitted on the training rows in float64, one block at a time, and
   applied to each block on the device (`Dataset.extra[AFFINE]`), so
   `train.fit` and `train.evaluate` stream such a dataset whatever its size.
+  Sample weights (`raw.w`, `raw.w_test`, `class_weight='balanced'`) and real
+  targets are kept as `data.prepare` keeps them, in `dtype`.
   """
   validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
+  if class_weight not in (None, 'none', 'balanced'):
+    raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+  if class_weight == 'balanced' and raw.kind != 'class':
+    raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
   for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
     if not 0 <= f < 1:
       raise ValueError(f'{what} must be in [0, 1), got {f}.')
@@ -328,23 +335,66 @@ def prepare(raw, name='data', val_fraction=0.1, test_fraction=0.2, preprocess='s
     shift, sd, top = _column_stats(x_train, rows)
     if preprocess == 'standardize':
       scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
-  ydt = np.int32 if raw.kind == 'class' else np.float32
+  ydt = np.int32 if raw.kind == 'class' else np.dtype(dtype)
+  ys = {
+    'train': np.asarray(raw.y[:n_train]),
+    'val': np.asarray(raw.y[n_train : n_train + n_val]),
+    'test': np.asarray(y_test),
+  }
+  if raw.kind == 'class':
+    _check_classes_in_training(ys, name, raw.test is not None)
+  test_rows = np.arange(len(x_test)) if raw.test is not None else np.arange(n_train + n_val, n)
+  rows = {'train': np.arange(n_train), 'val': np.arange(n_train, n_train + n_val), 'test': test_rows}
+  ws = data_lib.split_weights(raw, rows, ys, None if class_weight == 'none' else class_weight, dtype, name)
+  where, test_where = raw.extra.get(data_lib.WHERE, (name, f'{name} (test)'))
+  file_rows = {
+    'train': (where, 0),
+    'val': (where, n_train),
+    'test': (test_where, 0) if raw.test is not None else (where, n_train + n_val),
+  }
   return data_lib.Dataset(
     name=name,
     x_train=x_train,
-    y_train=np.asarray(raw.y[:n_train]).astype(ydt),
+    y_train=ys['train'].astype(ydt),
     x_val=raw.x[n_train : n_train + n_val],
-    y_val=np.asarray(raw.y[n_train : n_train + n_val]).astype(ydt),
+    y_val=ys['val'].astype(ydt),
     x_test=x_test,
-    y_test=np.asarray(y_test).astype(ydt),
+    y_test=ys['test'].astype(ydt),
+    w_train=None if ws is None else ws['train'],
+    w_val=None if ws is None else ws['val'],
+    w_test=None if ws is None else ws['test'],
     kind=raw.kind,
     num_classes=raw.num_classes,
     shift=shift,
     scale=scale,
     image_shape=raw.image_shape,
     class_names=raw.class_names,
-    extra={**raw.extra, AFFINE: preprocess != 'none'},
+    # How the checks before training name a split's rows: their file, and the file's row numbers.
+    extra={**raw.extra, AFFINE: preprocess != 'none', FILE_ROWS: file_rows},
   )
+
+
+def _check_classes_in_training(ys, name, test_given):
+  """Refuses contiguous splits whose validation or test range holds a class the training range lacks.
+
+  That happens when the file's rows are sorted by label: the model would
+  never see the class, and the accuracy of those splits would say nothing.
+  """
+  seen = set(np.unique(ys['train']).tolist())
+  for split in ('val', 'test'):
+    unseen = sorted(set(np.unique(ys[split]).tolist()) - seen)
+    if unseen:
+      where = (
+        'the test file'
+        if split == 'test' and test_given
+        else f'the {split} rows'.replace('val', 'validation')
+      )
+      raise ValueError(
+        f'{name}: streaming takes contiguous splits (training rows first, then validation, then test), and '
+        f'class {unseen[0]} occurs in {where} but never in the {len(ys["train"])} training rows: the rows '
+        'look sorted by label. Shuffle the file once (x[p], y[p] for a permutation p), or train without '
+        '--stream.'
+      )
 
 
 def affine(cfg, dataset):
@@ -517,18 +567,33 @@ def host_splits(cfg, dataset):
 
 
 def device_data(cfg, dataset):
-  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick)."""
+  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick).
+
+  A `prepare`d dataset (raw features, `Dataset.extra[AFFINE]`) is
+  standardized here, on the device, as its streamed blocks would be.
+  """
   dt = jnp.dtype(cfg.dtype)
   spec = cfg.loss_record
   ydt = dt if spec.targets == 'real' else jnp.int32
+  shift_scale = affine(cfg, dataset)
 
   def put(split):
     # One host pass at most (cast and bias column together); an aligned array of the
     # training dtype is then taken by the CPU backend without a copy (see to_device).
     x = to_device(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
+    if shift_scale is not None and x.shape[0]:
+      x = _standardize(x, *shift_scale, bias_column=cfg.bias_trick)
     return x, jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
 
   return {s: put(s) for s in ('train', 'val', 'test')}
+
+
+@functools.partial(jax.jit, static_argnames='bias_column')
+def _standardize(x, shift, scale, *, bias_column):
+  """`(x − shift) / scale` of a whole split on the device, as `_widen` does it per block."""
+  if bias_column:
+    return x.at[:, :-1].set((x[:, :-1] - shift) / scale)
+  return (x - shift) / scale
 
 
 def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):

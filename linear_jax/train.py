@@ -94,12 +94,15 @@ def _check_fit(cfg, dataset):
     x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
     if split != 'train' and len(x) == 0:
       continue
-    # Streamed splits (and memory maps) are checked block by block, never as a whole.
+    # Streamed splits (and memory maps) are checked block by block, never as a whole; the rows of a
+    # `stream.prepare`d split are named by their file and the file's row numbers.
+    file, offset = dataset.extra.get(stream.FILE_ROWS, {}).get(split, (None, 0))
+    where = f'{file} ({split} rows)' if file else f'{dataset.name} {split} split'
     if streamed:  # several processes: each checks the rows it will read
       mine = stream.local_rows(len(x))
-      stream.check_features(x[mine], where=f'{dataset.name} {split} split', first_row=mine.start)
+      stream.check_features(x[mine], where=where, first_row=offset + mine.start)
     elif isinstance(x, np.memmap):
-      stream.check_features(x, where=f'{dataset.name} {split} split')
+      stream.check_features(x, where=where, first_row=offset)
     else:
       validation.check_features(x, where=f'{dataset.name} {split} split')
     validation.check_targets(y, spec.targets, c, where=f'{dataset.name} {split} split')

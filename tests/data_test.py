@@ -348,6 +348,29 @@ def test_column_stats_in_blocks_match_numpy_float64(monkeypatch):
   assert not np.isclose(naive[0], x32[:, 0].std(), rtol=1e-3)
 
 
+def test_statistics_hold_for_large_means_and_values_and_refuse_what_overflows():
+  rng = np.random.default_rng(3)
+  # Default blocks of 5,242 rows, about 3,700 of them training rows, summed in float32: the shift
+  # must itself be exact, or the variance cancels.
+  x = (5e6 + rng.standard_normal((20000, 50))).astype(np.float32)
+  ds = data.prepare(data.from_arrays(x, rng.integers(0, 2, 20000)), 'big mean', seed=0)
+  ref = x[data.split_indices(20000, 0.1, 0.2, 0)['train']].astype(np.float64)
+  np.testing.assert_allclose(ds.scale, ref.std(0), rtol=1e-4)
+  np.testing.assert_allclose(ds.shift, ref.mean(0), rtol=1e-12)
+  # Finite values whose float32 sums overflow: summed again in float64, not dropped.
+  huge = (1e35 * (1 + 0.1 * rng.standard_normal((3000, 4)))).astype(np.float32)
+  ds = data.prepare(
+    data.from_arrays(huge, rng.integers(0, 2, 3000)), 'huge', val_fraction=0.0, test_fraction=0.0
+  )
+  assert np.isfinite(ds.x_train).all()
+  np.testing.assert_allclose(ds.scale, huge.astype(np.float64).std(0), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(ds.x_train, np.float64).std(0), 1.0, rtol=1e-4)
+  # float64 values whose squares overflow float64: refused by name, never a silently wrong scale.
+  vast = 1e200 * (1 + rng.standard_normal((100, 3)))
+  with pytest.raises(ValueError, match=r'vast: rows 0-99: feature values too large to standardize'):
+    data.prepare(data.from_arrays(vast, rng.integers(0, 2, 100)), 'vast', val_fraction=0.0, test_fraction=0.0)
+
+
 @pytest.mark.parametrize('fmt', ['npy', 'npz', 'npz_compressed'])
 def test_float32_file_prepares_like_numpy_and_stays_float32(tmp_path, monkeypatch, fmt):
   monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 7 * 50)  # several blocks
@@ -471,6 +494,44 @@ def test_npy_refuses_objects_without_unpickling(tmp_path):
   np.save(tmp_path / 'y.npy', np.array([0, 1]))
   with pytest.raises(ValueError, match=r'x.npy: cannot read as .npy without pickle: it holds Python objects'):
     data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  np.save(tmp_path / 'x.npy', np.ones((2, 3), np.float32))
+  np.save(tmp_path / 'y.npy', np.array([_Evil(), _Evil()], dtype=object), allow_pickle=True)
+  with pytest.raises(ValueError, match=r'y.npy: cannot read as .npy without pickle: it holds Python objects'):
+    data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+
+
+def test_flags_that_would_be_ignored_are_refused(tmp_path):
+  np.savez(tmp_path / 'd.npz', x=np.ones((4, 3)), y=np.arange(4) % 2)
+  with pytest.raises(ValueError, match=r'--labels_path is for --dataset=npy; --dataset=npz holds its labels'):
+    data.load('npz', data_path=str(tmp_path / 'd.npz'), labels_path=str(tmp_path / 'y.npy'))
+  with pytest.raises(ValueError, match=r'--test_labels_path names the labels of a --test_path file'):
+    data.load('npz', data_path=str(tmp_path / 'd.npz'), test_labels_path=str(tmp_path / 'y.npy'))
+
+
+def test_arrays_of_the_wrong_rank_are_named_by_their_file(tmp_path):
+  np.save(tmp_path / 'x0.npy', np.float32(1.0))
+  np.save(tmp_path / 'xz.npy', np.ones((4, 0), np.float32))
+  np.save(tmp_path / 'x.npy', np.ones((4, 3), np.float32))
+  np.save(tmp_path / 'y0.npy', np.int64(1))
+  np.save(tmp_path / 'y.npy', np.arange(4) % 2)
+  npy = lambda x, y: data.load('npy', data_path=str(tmp_path / x), labels_path=str(tmp_path / y))
+  with pytest.raises(ValueError, match=r'x0.npy: features must be \[N, D\] .*got shape \(\)'):
+    npy('x0.npy', 'y.npy')
+  with pytest.raises(ValueError, match=r'xz.npy: x has no features: shape \(4, 0\)'):
+    npy('xz.npy', 'y.npy')
+  with pytest.raises(ValueError, match=r'y0.npy: not an array of labels, one per row'):
+    npy('x.npy', 'y0.npy')
+  np.save(tmp_path / 'yneg.npy', np.array([0, 1, -1, 1]))
+  with pytest.raises(ValueError, match=r'yneg.npy: label -1 at index 2 is negative'):  # the labels' file
+    npy('x.npy', 'yneg.npy')
+  np.savez(tmp_path / 'd.npz', x=np.ones((4, 3), np.float32), y=np.int64(1))
+  with pytest.raises(ValueError, match=r'd.npz: the labels \(y\) must be an array, one per row'):
+    data.load('npz', data_path=str(tmp_path / 'd.npz'))
+  np.savez(
+    tmp_path / 't.npz', x=np.ones((4, 3)), y=np.arange(4) % 2, x_test=np.ones((2, 3)), y_test=np.int64(0)
+  )
+  with pytest.raises(ValueError, match=r't.npz \(x_test\): the labels \(y\) must be an array'):
+    data.load('npz', data_path=str(tmp_path / 't.npz'))
 
 
 def test_npy_refuses_truncated_files_and_row_mismatch(tmp_path):
@@ -503,9 +564,43 @@ def test_non_finite_values_in_a_map_are_named_by_row_and_column(tmp_path, monkey
     data.load('npy', **args)  # checked on loading...
   raw = data.load('npy', check_values=False, **args)  # ...or by prepare's one read
   with pytest.raises(
-    ValueError, match=r'npy: 1 non-finite .* in rows 24-31; first at example 29, feature 2: inf'
+    ValueError, match=r'x.npy: 1 non-finite .* in rows 24-31; first at example 29, feature 2: inf'
   ):
-    data.prepare(raw, 'npy')
+    data.prepare(raw, 'npy')  # named by its file, as the command line names it
+
+
+def test_a_copy_on_write_map_keeps_the_callers_edits(tmp_path):
+  """Pages are never dropped from a private map: they hold the caller's changes to the file's values."""
+  x = np.random.default_rng(0).standard_normal((300, 4)).astype(np.float32)
+  x[5, 1] = np.nan
+  np.save(tmp_path / 'x.npy', x)
+  mine = np.load(tmp_path / 'x.npy', mmap_mode='c')
+  mine[:, 0] = 7.0
+  mine[5, 1] = 0.0  # the caller repairs the NaN in memory
+  ds = data.prepare(data.from_arrays(mine, np.arange(300) % 2), 'edited', preprocess='none', val_fraction=0.0)
+  np.testing.assert_array_equal(np.concatenate([ds.x_train, ds.x_test])[:, 0], 7.0)
+  np.testing.assert_array_equal(mine[:, 0], 7.0)
+  assert mine[5, 1] == 0.0
+
+
+def _rss_file():
+  with open('/proc/self/status') as f:
+    return next(int(line.split()[1]) * 1024 for line in f if line.startswith('RssFile:'))
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason='resident file pages are read from /proc')
+@pytest.mark.parametrize('order', ['C', 'F'])
+def test_reading_a_map_leaves_little_of_it_resident(tmp_path, order):
+  """Row blocks of a Fortran-ordered file span the file: their pages are handed back all the same."""
+  x = np.asfortranarray(np.random.default_rng(0).standard_normal((20000, 400)).astype(np.float32))
+  np.save(tmp_path / 'x.npy', x if order == 'F' else np.ascontiguousarray(x))
+  np.save(tmp_path / 'y.npy', np.arange(20000) % 3)
+  before = _rss_file()
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  assert raw.x.flags.f_contiguous == (order == 'F')
+  ds = data.prepare(raw, 'npy')  # two passes: the check on loading, then prepare's read
+  assert _rss_file() - before < 0.25 * x.nbytes  # the file is 32 MB
+  np.testing.assert_allclose(np.asarray(ds.x_train, np.float64).std(0), 1.0, rtol=1e-4)
 
 
 def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_path, monkeypatch):

@@ -249,6 +249,23 @@ def test_lr_sweep_writes_outputs_and_refuses_bad_flags(tmp_path):
   )
 
 
+def test_lr_sweep_where_every_model_diverges_still_writes_its_pictures(tmp_path):
+  out = _run(
+    'experiments.lr_sweep',
+    '--dataset=diabetes',
+    '--loss=l2',
+    '--lrs=100,1000',
+    '--regs=0',
+    '--epochs=3',
+    f'--workdir={tmp_path}',
+  )
+  assert out.returncode == 1  # nothing to recommend, said plainly, after the pictures
+  assert '0 alive' in out.stdout and '2 diverged' in out.stdout
+  assert out.stderr.strip() == 'Every model diverged: lower --lr_max.'  # no traceback, no warning
+  for png in ('heatmap.png', 'loss_vs_lr.png', 'curves.png'):
+    _assert_png(tmp_path / png)
+
+
 def test_lr_sweep_over_seeds_reports_mean_and_std(tmp_path):
   out = _run(
     'experiments.lr_sweep',

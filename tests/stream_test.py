@@ -17,6 +17,7 @@ import pytest
 
 from linear_jax import chunks
 from linear_jax import data
+from linear_jax import experiment
 from linear_jax import model
 from linear_jax import multihost
 from linear_jax import parallel
@@ -513,6 +514,124 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+def test_prepare_keeps_sample_weights_and_the_target_dtype(tmp_path):
+  """The file's weights, and balanced class weights, travel with their contiguous rows."""
+  raw = data.blobs(120, 4, 3, seed=5)
+  x = raw.x.astype(np.float32)
+  w = np.random.default_rng(0).uniform(0.0, 2.0, 120)
+  np.savez(tmp_path / 'd.npz', x=x, y=raw.y, w=w)  # uncompressed: x is memory-mapped
+  cfg = experiment.DataConfig(
+    dataset='npz', data_path=str(tmp_path / 'd.npz'), val_fraction=0.25, test_fraction=0.25
+  )
+  ds = experiment.load_dataset(cfg, stream=True)
+  assert isinstance(ds.x_train, np.memmap) and ds.extra[stream.AFFINE]
+  np.testing.assert_array_equal(ds.w_train, w[:60].astype(np.float32))
+  np.testing.assert_array_equal(ds.w_val, w[60:90].astype(np.float32))
+  np.testing.assert_array_equal(ds.w_test, w[90:].astype(np.float32))
+  balanced = experiment.load_dataset(dataclasses.replace(cfg, class_weight='balanced'), stream=True)
+  y = raw.y[:60]
+  per_class = 60 / (3 * np.bincount(y, minlength=3))  # scikit-learn's n / (C · count)
+  np.testing.assert_allclose(balanced.w_train, w[:60] * per_class[y], rtol=1e-6)
+  np.testing.assert_allclose(balanced.w_test, w[90:] * per_class[raw.y[90:]], rtol=1e-6)
+  # Weighted streamed training matches training on the same rows, standardized, in memory.
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
+  fit_cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  ours, theirs = train.fit(fit_cfg, ds), train.fit(fit_cfg, ref)
+  assert ours.streamed and not theirs.streamed
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+  # Real targets keep the training dtype (float64 here), not float32.
+  t = 1.23e8 + np.arange(120, dtype=np.float64)
+  np.save(tmp_path / 'x.npy', x)
+  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), t, 'real')
+  real = stream.prepare(mapped, 'real', dtype=np.float64)
+  assert real.y_train.dtype == np.float64
+  np.testing.assert_array_equal(real.y_train, t[: len(real.y_train)])
+
+
+def test_prepare_refuses_rows_sorted_by_label(tmp_path):
+  """Contiguous splits of a label-sorted file would leave the last classes out of training."""
+  raw = data.blobs(120, 4, 5, seed=5)
+  order = np.argsort(raw.y, kind='stable')
+  np.save(tmp_path / 'x.npy', raw.x[order].astype(np.float32))
+  np.save(tmp_path / 'y.npy', raw.y[order])
+  cfg = experiment.DataConfig(
+    dataset='npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy')
+  )
+  with pytest.raises(
+    ValueError,
+    match=r'npy: streaming takes contiguous splits .* class 4 occurs in the '
+    r'validation rows but never in the 84 training rows: the rows look sorted by label',
+  ):
+    experiment.load_dataset(cfg, stream=True)
+  assert experiment.load_dataset(cfg).y_test.max() == 4  # in memory the splits are shuffled: no problem
+
+
+@pytest.mark.parametrize('dtype', ['>f2', '>f4', '>f8'])
+def test_a_big_endian_file_trains_like_its_native_twin(tmp_path, dtype):
+  raw = data.blobs(200, 4, 2, seed=3)
+  np.save(tmp_path / 'y.npy', raw.y)
+  results = {}
+  for order in ('<', '>'):
+    np.save(tmp_path / f'x{order == ">"}.npy', raw.x.astype(order + dtype[1:]))
+    cfg = experiment.DataConfig(
+      dataset='npy', data_path=str(tmp_path / f'x{order == ">"}.npy'), labels_path=str(tmp_path / 'y.npy')
+    )
+    for streamed in (False, True):
+      ds = experiment.load_dataset(cfg, stream=streamed)
+      fit = train.fit(train.TrainConfig(epochs=2, batch_size=32, stream=streamed), ds)
+      results[order, streamed] = fit.params.W
+  for streamed in (False, True):
+    np.testing.assert_array_equal(results['>', streamed], results['<', streamed])
+
+
+def test_a_streamed_split_names_its_file_and_the_file_row(tmp_path):
+  raw = data.blobs(100, 3, 2, seed=1)
+  x = raw.x.astype(np.float32)
+  x[93, 1] = np.inf  # the test range: rows 90-99 of the file
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', raw.y)
+  cfg = experiment.DataConfig(
+    dataset='npy',
+    data_path=str(tmp_path / 'x.npy'),
+    labels_path=str(tmp_path / 'y.npy'),
+    val_fraction=0.1,
+    test_fraction=0.1,
+  )
+  ds = experiment.load_dataset(cfg, stream=True)
+  with pytest.raises(
+    ValueError,
+    match=r'x\.npy \(test rows\): 1 non-finite feature value\(s\); first at example 93, feature 1: inf',
+  ):
+    train.fit(train.TrainConfig(stream=True, epochs=1), ds)
+
+
+@pytest.mark.parametrize('bias_trick', [False, True])
+def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path, bias_trick):
+  """Sweeps and paths move a `stream.prepare`d dataset to the device whole: standardized there too."""
+  from linear_jax import paths  # pylint: disable=import-outside-toplevel
+  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
+
+  raw = data.blobs(150, 5, 3, seed=2)
+  x = (raw.x * 50.0 + 1000.0).astype(np.float32)  # far from standardized
+  np.save(tmp_path / 'x.npy', x)
+  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
+  ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
+  cfg = train.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
+  for split, (xd, _) in stream.device_data(cfg, ds).items():
+    want = getattr(ref, f'x_{split}')
+    np.testing.assert_allclose(np.asarray(xd)[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)
+  settings = sweep.grid([0.05, 0.5], [0.0, 1e-3])
+  ours, theirs = sweep.run_sweep(cfg, ds, settings), sweep.run_sweep(cfg, ref, settings)
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours.final['val_accuracy'], theirs.final['val_accuracy'])
+  if not bias_trick:
+    a, b = paths.fit_path(cfg, ds, [1e-1, 1e-2], tol=1e-6), paths.fit_path(cfg, ref, [1e-1, 1e-2], tol=1e-6)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
 
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
