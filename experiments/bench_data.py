@@ -137,6 +137,11 @@ def markdown(results):
 
 
 if __name__ == '__main__':
+  others = [a for a in sys.argv[1:] if a != '--quick']
+  if others:  # --help and its kin, or a flag this script does not have
+    print(__doc__)
+    helps = ('-h', '--help', '--helpshort', '--helpfull')
+    sys.exit(0 if all(a in helps for a in others) else f'unknown flag(s): {" ".join(others)}')
   quick = '--quick' in sys.argv[1:]
   res = run(quick)
   print(markdown(res))

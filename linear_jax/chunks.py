@@ -113,7 +113,7 @@ def is_mapped(x):
 
 
 def _copy_on_write(x):
-  """Whether `x` views a private map (`np.load(mmap_mode='c')`): its pages may hold the caller's edits."""
+  """Whether `x` views a private map (opened with `mmap_mode='c'`): its pages may hold the caller's edits."""
   obj = x
   while obj is not None:
     if isinstance(obj, np.memmap) and getattr(obj, 'mode', None) == 'c':
@@ -184,8 +184,11 @@ class ColumnStats:
   def set_reference(self, block):
     """Fixes the shift `k` to the mean of `block` (a non-empty block), unless it is already set."""
     if self.k is None:
-      wide = block.dtype.newbyteorder('=') == np.float64  # a big-endian file's too
-      work = np.float64 if wide else np.float32  # half precision is summed in float32
+      # float64 (a big-endian file's too) and integers wider than float32 holds exactly: float64.
+      wide = block.dtype.newbyteorder('=') == np.float64 or (
+        block.dtype.kind in 'iu' and block.dtype.itemsize > 2
+      )
+      work = np.float64 if wide else np.float32  # half precision and pixels are summed in float32
       # The mean itself in float64: summed in float32 it can miss by many standard deviations
       # when the mean is large, or overflow, and the shift would then not help.
       self.k = block.mean(axis=0, dtype=np.float64).astype(work)

@@ -485,8 +485,19 @@ def prepare(
   if class_weight == 'balanced' and raw.kind != 'class':
     raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
   n, d = raw.x.shape
-  idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   dt = host_dtype(raw.x.dtype, dtype)
+  # Every row lands in one split: the memory is known, and checked, before any work.
+  total_rows = n + (len(raw.test[0]) if raw.test is not None else 0)
+  need = memory_needed(total_rows, d, dt)
+  report = progress if total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES else None
+  if report:
+    avail = memory_available()
+    report(
+      f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
+      f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
+    )
+  check_memory(need, name)
+  idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   where, test_where = raw.extra.get(WHERE, (name, f'{name} (test)'))
   sources = [(raw.x, idx, where)]
   if raw.test is not None:
@@ -498,16 +509,7 @@ def prepare(
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
-  total_rows = sum(sizes.values())
-  need = memory_needed(total_rows, d, dt)
-  report = progress if total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES else None
-  if report:
-    avail = memory_available()
-    report(
-      f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
-      f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
-    )
-  check_memory(need, name)
+  assert sum(sizes.values()) == total_rows
   # Aligned, so that moving a split to the CPU device takes it as it is (no copy).
   out = {s: chunks.aligned_empty((sizes[s], d), dt) for s in sizes}
   stats = chunks.ColumnStats(d) if preprocess != 'none' else None

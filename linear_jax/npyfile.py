@@ -7,6 +7,7 @@ until a row is used, so opening a file of any size is instant; the data
 layer then reads it once, in blocks (see `chunks.py`).
 """
 
+import math
 import os
 import struct
 import zipfile
@@ -47,7 +48,7 @@ def _dtype_of(dtype, path, what):
 
 
 def _check_size(path, shape, dtype, available):
-  need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  need = math.prod(shape) * dtype.itemsize  # Python integers: a crafted shape cannot wrap around
   if need > available:
     dims = ' x '.join(str(s) for s in shape)
     _fail(
@@ -68,7 +69,7 @@ def open_npy(path):
     raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
   dtype2 = _dtype_of(dtype, path, '.npy')
   _check_size(path, shape, dtype, size - offset)
-  if int(np.prod(shape, dtype=np.int64)) == 0:
+  if math.prod(shape) == 0:
     return np.zeros(shape, dtype2)  # mmap cannot map zero bytes
   try:
     a = np.load(path, mmap_mode='r', allow_pickle=False)
@@ -101,7 +102,7 @@ def npz_member(path, archive, name):
     offset = f.tell()
   dtype2 = _dtype_of(dtype, path, '.npz')
   _check_size(path, shape, dtype, min(info.file_size - (offset - start), os.path.getsize(path) - offset))
-  if int(np.prod(shape, dtype=np.int64)) == 0:
+  if math.prod(shape) == 0:
     return np.zeros(shape, dtype2)
   return np.memmap(
     path, dtype=dtype, mode='r', offset=offset, shape=shape, order='F' if fortran else 'C'

@@ -184,9 +184,10 @@ def _from_arrays(x, y, path, w=None, labels_path=None):
 
 def float_features(x: np.ndarray) -> np.ndarray:
   """`x` in a float dtype without a copy when it has one: float16, bfloat16, float32 and
-  float64 (and memory maps) pass through; integers of up to 16 bits become float32
-  (exactly), wider ones float64."""
-  if chunks.is_float(x.dtype):
+  float64 pass through; integers of up to 16 bits become float32 (exactly), wider
+  ones float64. A memory map passes through whatever its dtype: `prepare` and
+  streaming widen an integer file block by block, never a whole copy at once."""
+  if chunks.is_float(x.dtype) or chunks.is_mapped(x):
     return x
   return x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
 

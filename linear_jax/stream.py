@@ -67,6 +67,17 @@ ALIGN = 64
 # ----------------------------------------------------------------- host side
 
 
+def usable_as_is(x, dtype):
+  """Whether `x` is already what `host_array` makes: an in-memory, C-ordered, aligned array of `dtype`."""
+  return (
+    isinstance(x, np.ndarray)
+    and not isinstance(x, np.memmap)
+    and x.dtype == np.dtype(dtype)
+    and x.flags.c_contiguous
+    and x.ctypes.data % ALIGN == 0
+  )
+
+
 def host_array(x, dtype, bias_column=False, copy=False):
   """`x` as a C-ordered, 64-byte-aligned `[N, D]` array of `dtype`.
 
@@ -76,15 +87,7 @@ def host_array(x, dtype, bias_column=False, copy=False):
   `x` itself is returned when it already qualifies and no copy is asked for.
   """
   dtype = np.dtype(dtype)
-  if (
-    not copy
-    and not bias_column
-    and isinstance(x, np.ndarray)
-    and not isinstance(x, np.memmap)
-    and x.dtype == dtype
-    and x.flags.c_contiguous
-    and x.ctypes.data % ALIGN == 0
-  ):
+  if not copy and not bias_column and usable_as_is(x, dtype):
     return x
   rows, cols = x.shape[0], x.shape[1] + bias_column
   out = chunks.aligned_empty((rows, cols), dtype, ALIGN)
@@ -231,12 +234,20 @@ def memory_budget(device=None):
 
 
 def bytes_needed(cfg, dataset):
-  """Bytes the splits take on the device in the training dtype (bias column included)."""
-  item = np.dtype(cfg.dtype).itemsize
+  """Bytes that moving the splits to the device takes beyond what they already use (bias column included).
+
+  On the CPU a split that is already an aligned array of the training dtype
+  is taken as it is (`host_array`): it costs nothing more, and the memory it
+  holds is already missing from the free memory it is compared with.
+  """
+  dt = np.dtype(cfg.dtype)
+  cpu = jax.default_backend() == 'cpu'
   total = 0
   for split in ('train', 'val', 'test'):
     x = getattr(dataset, f'x_{split}')
-    total += len(x) * (x.shape[1] + cfg.bias_trick) * item + np.asarray(getattr(dataset, f'y_{split}')).nbytes
+    if not (cpu and not cfg.bias_trick and usable_as_is(x, dt)):
+      total += len(x) * (x.shape[1] + cfg.bias_trick) * dt.itemsize
+    total += np.asarray(getattr(dataset, f'y_{split}')).nbytes
   return total
 
 

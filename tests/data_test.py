@@ -1,6 +1,7 @@
 """Tests of linear_jax.data: every format built here, validated where it enters."""
 
 import gzip
+import io
 import json
 import os
 import pickle
@@ -544,6 +545,15 @@ def test_npy_refuses_truncated_files_and_row_mismatch(tmp_path):
   (tmp_path / 'x.npy').write_bytes(blob[:-20])
   with pytest.raises(ValueError, match=r'x.npy: truncated: the header promises 10 x 4 float32 \(160 bytes\)'):
     data.load('npy', data_path=xp, labels_path=yp)
+  header = io.BytesIO()  # a crafted shape whose product wraps around in int64
+  np.lib.format.write_array_header_1_0(
+    header, {'descr': '<f4', 'fortran_order': False, 'shape': (2**32, 2**32)}
+  )
+  (tmp_path / 'x.npy').write_bytes(header.getvalue())
+  with pytest.raises(
+    ValueError, match=r'x.npy: truncated: the header promises 4294967296 x 4294967296 float32'
+  ):
+    data.load('npy', data_path=xp, labels_path=yp)
   (tmp_path / 'x.npy').write_bytes(b'\x93NUMPY nonsense')
   with pytest.raises(ValueError, match=r'x.npy: not a valid .npy file'):
     data.load('npy', data_path=xp, labels_path=yp)
@@ -603,6 +613,26 @@ def test_reading_a_map_leaves_little_of_it_resident(tmp_path, order):
   np.testing.assert_allclose(np.asarray(ds.x_train, np.float64).std(0), 1.0, rtol=1e-4)
 
 
+@pytest.mark.parametrize('dtype', [np.uint8, np.int64])
+def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, dtype):
+  """No whole float copy on loading: the memory check, and --stream, come first."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (500, 6)).astype(dtype)
+  if dtype == np.int64:
+    x = x + np.int64(2**40)  # beyond float32's integers: the statistics must not be float32 sums
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', np.arange(500) % 3)
+  raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
+  assert data.chunks.is_mapped(raw.x) and raw.x.dtype == dtype
+  ours = data.prepare(raw, 'ints', seed=1)
+  ref = data.prepare(data.from_arrays(x.astype(np.float64), np.arange(500) % 3), 'ints', seed=1)
+  assert ours.x_train.dtype == np.float32
+  np.testing.assert_allclose(ours.scale, ref.scale, rtol=1e-6)
+  np.testing.assert_allclose(ours.shift, ref.shift, rtol=1e-6)  # pixels are summed in float32 blocks
+  np.testing.assert_allclose(ours.x_train, ref.x_train, atol=1e-6)
+  np.testing.assert_array_equal(ours.y_test, ref.y_test)
+
+
 def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_path, monkeypatch):
   np.save(tmp_path / 'x.npy', np.ones((1000, 50), np.float32))
   np.save(tmp_path / 'y.npy', np.zeros(1000, np.int64))
@@ -613,6 +643,8 @@ def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_pat
   np.savez_compressed(tmp_path / 'c.npz', x=np.ones((1000, 50), np.float32), y=np.zeros(1000, np.int64))
   with pytest.raises(ValueError, match=r'c.npz: the prepared data needs .* --stream'):
     data.load('npz', data_path=str(tmp_path / 'c.npz'))  # refused before decompressing
+  # Before any work: not even the split's permutation (seconds and gigabytes for 10^8 rows).
+  monkeypatch.setattr(data, 'split_indices', lambda *a, **k: pytest.fail('split before the memory check'))
   with pytest.raises(
     ValueError, match=rf'big: the prepared data needs {need / 1e6:.1f} MB of memory but only .* --stream'
   ):

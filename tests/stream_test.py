@@ -159,6 +159,20 @@ def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
   assert train.fit(cfg, ds).streamed
 
 
+def test_prepared_splits_on_the_cpu_count_nothing_against_free_memory(monkeypatch):
+  """They are taken as they are: the memory they hold is already missing from the free memory."""
+  ds = data.prepare(data.blobs(203, 5, 3), 'blobs', val_fraction=0.2, test_fraction=0.2)
+  features = sum(getattr(ds, f'x_{s}').nbytes for s in ('train', 'val', 'test'))
+  labels = sum(getattr(ds, f'y_{s}').nbytes for s in ('train', 'val', 'test'))
+  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 3000)
+  assert 0.8 * 3000 < features + labels and labels < 0.8 * 3000
+  assert stream.bytes_needed(train.TrainConfig(), ds) == labels
+  assert not stream.should_stream(train.TrainConfig(), ds)
+  # A copy is needed with the bias column, or in float64: those count, and stream here.
+  assert stream.should_stream(train.TrainConfig(bias_trick=True), ds)
+  assert stream.bytes_needed(train.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
+
+
 def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(tmp_path, monkeypatch):
   # Each process's free memory is its own; were it to decide, processes could take different paths
   # (different collectives). So with several processes the flags decide, and a process that cannot
@@ -567,6 +581,24 @@ def test_prepare_refuses_rows_sorted_by_label(tmp_path):
   ):
     experiment.load_dataset(cfg, stream=True)
   assert experiment.load_dataset(cfg).y_test.max() == 4  # in memory the splits are shuffled: no problem
+
+
+def test_an_integer_file_streams(tmp_path):
+  raw = data.blobs(200, 4, 2, seed=3)
+  pixels = np.clip(raw.x * 40 + 128, 0, 255).astype(np.uint8)
+  np.save(tmp_path / 'x.npy', pixels)
+  np.save(tmp_path / 'y.npy', raw.y)
+  cfg = experiment.DataConfig(
+    dataset='npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy')
+  )
+  ds = experiment.load_dataset(cfg, stream=True)
+  assert isinstance(ds.x_train, np.memmap) and ds.x_train.dtype == np.uint8
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
+  fit_cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  ours, theirs = train.fit(fit_cfg, ds), train.fit(fit_cfg, ref)
+  assert ours.streamed and not theirs.streamed
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize('dtype', ['>f2', '>f4', '>f8'])
