@@ -135,6 +135,8 @@ def advise(block, advice):
     return
   if advice == mmap.MADV_DONTNEED and _copy_on_write(block):
     return
+  if advice == mmap.MADV_WILLNEED and not block.flags.c_contiguous:
+    return  # its span is most of the file: reading it all ahead, block after block, would thrash
   low = sum((n - 1) * s for n, s in zip(block.shape, block.strides, strict=True) if s < 0)
   high = sum((n - 1) * s for n, s in zip(block.shape, block.strides, strict=True) if s > 0) + block.itemsize
   start = block.ctypes.data - np.frombuffer(mm, np.uint8, count=1).ctypes.data + low

@@ -277,11 +277,12 @@ def load(
     raise ValueError(f'--test_path needs a file dataset (npz, npy, csv), not --dataset={name}.')
   if weight_column not in (None, '') and name != 'csv':
     raise ValueError('--weight_column is for --dataset=csv; an npz holds its weights as an array w.')
-  if labels_path and name != 'npy':
-    raise ValueError(
-      f'--labels_path is for --dataset=npy; --dataset={name} holds its labels itself '
-      '(an npz as an array y, a csv in its target column).'
-    )
+  for flag, given in (('labels_path', labels_path), ('test_labels_path', test_labels_path)):
+    if given and name != 'npy':
+      raise ValueError(
+        f'--{flag} is for --dataset=npy; --dataset={name} holds its labels itself '
+        '(an npz as an array y, a csv in its target column).'
+      )
   if test_labels_path and not test_path:
     raise ValueError('--test_labels_path names the labels of a --test_path file; give --test_path too.')
   if name in BUILTIN:
@@ -485,7 +486,7 @@ def prepare(
   if class_weight == 'balanced' and raw.kind != 'class':
     raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
   n, d = raw.x.shape
-  dt = host_dtype(raw.x.dtype, dtype)
+  dt = host_dtype(records.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
   # Every row lands in one split: the memory is known, and checked, before any work.
   total_rows = n + (len(raw.test[0]) if raw.test is not None else 0)
   need = memory_needed(total_rows, d, dt)
@@ -505,7 +506,9 @@ def prepare(
     sources.append((x_test, {'test': np.arange(len(x_test))}, test_where))
   # float64 data (the bundled datasets, csv) keeps the shuffled gather whatever the training dtype, so
   # --dtype=float64 and float32 runs see the same rows in the same order.
-  in_place = dt != np.float64 and all(src.dtype.newbyteorder('=') == dt for src, _, _ in sources)
+  in_place = dt != np.float64 and all(
+    records.float_dtype(src.dtype).newbyteorder('=') == dt for src, _, _ in sources
+  )
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
@@ -617,8 +620,8 @@ def _non_finite(block, where, first_row):
 
 def _too_large(where, first_row, stop):
   raise ValueError(
-    f'{where}: rows {first_row}-{stop - 1}: feature values too large to standardize (their squares overflow '
-    'float64); rescale the features, or use --preprocess=none.'
+    f'{where}: rows {first_row}-{stop - 1}: feature values too large for the preprocessing statistics '
+    '(their squares overflow float64); rescale the features, or use --preprocess=none.'
   )
 
 
@@ -644,10 +647,12 @@ def _read_into_splits(sources, out, stats, tick):
       chunks.release(block)
     base = dict(offset)
 
+    dest_dtype = next(iter(out.values())).dtype
+
     def copy(block_range, src=src, rows=rows, base=base):
       a, b = block_range
       mapped = src[a:b]
-      block = mapped if mapped.dtype.isnative else mapped.astype(mapped.dtype.newbyteorder('='))
+      block = mapped if mapped.dtype == dest_dtype else mapped.astype(dest_dtype)  # swapped, or widened
       ok, sums, unsummed = True, None, False
       for s, r in rows.items():
         lo, hi = np.searchsorted(r, (a, b))

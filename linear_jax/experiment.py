@@ -330,7 +330,10 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
       plots.decision_regions(
         w_raw,
         b_raw,
-        dataset.shift + dataset.scale * dataset.x_train,
+        # The points in raw units (a `stream.prepare`d dataset holds them raw already).
+        np.asarray(dataset.x_train)
+        if dataset.extra.get(stream_lib.AFFINE)
+        else dataset.shift + dataset.scale * dataset.x_train,
         dataset.y_train,
         os.path.join(workdir, 'regions.png'),
       )

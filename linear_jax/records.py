@@ -189,7 +189,16 @@ def float_features(x: np.ndarray) -> np.ndarray:
   streaming widen an integer file block by block, never a whole copy at once."""
   if chunks.is_float(x.dtype) or chunks.is_mapped(x):
     return x
-  return x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
+  return x.astype(float_dtype(x.dtype))
+
+
+def float_dtype(dtype: np.dtype) -> np.dtype:
+  """The float dtype features of `dtype` are read as: itself for a float, float32 for integers of up
+  to 16 bits (exact), float64 for wider ones. `prepare` keeps an integer map's splits in it."""
+  dtype = np.dtype(dtype)
+  if chunks.is_float(dtype):
+    return dtype
+  return np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64)
 
 
 def _feature_matrix(x, where):

@@ -24,6 +24,7 @@ import optax
 from linear_jax import losses
 from linear_jax import model
 from linear_jax import search_state
+from linear_jax import stream
 from linear_jax import train
 
 GRADIENT_COST = 2  # loss evaluations per gradient evaluation (see the module docstring)
@@ -305,7 +306,8 @@ def compare(
   import time  # pylint: disable=import-outside-toplevel
 
   train.check_fit(cfg, dataset)
-  x, y = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  # As training has it (a `stream.prepare`d dataset standardized on the device), without a bias column.
+  x, y = stream.device_data(dataclasses.replace(cfg, bias_trick=False), dataset, ('train',))['train']
   loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)

@@ -577,8 +577,8 @@ def host_splits(cfg, dataset):
   }
 
 
-def device_data(cfg, dataset):
-  """The splits as device arrays in the training dtype (with the constant-1 feature under the bias trick).
+def device_data(cfg, dataset, splits=('train', 'val', 'test')):
+  """The `splits` as device arrays in the training dtype (with the constant-1 feature under the bias trick).
 
   A `prepare`d dataset (raw features, `Dataset.extra[AFFINE]`) is
   standardized here, on the device, as its streamed blocks would be.
@@ -596,7 +596,7 @@ def device_data(cfg, dataset):
       x = _standardize(x, *shift_scale, bias_column=cfg.bias_trick)
     return x, jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
 
-  return {s: put(s) for s in ('train', 'val', 'test')}
+  return {s: put(s) for s in splits}
 
 
 @functools.partial(jax.jit, static_argnames='bias_column')

@@ -368,7 +368,9 @@ def test_statistics_hold_for_large_means_and_values_and_refuse_what_overflows():
   np.testing.assert_allclose(np.asarray(ds.x_train, np.float64).std(0), 1.0, rtol=1e-4)
   # float64 values whose squares overflow float64: refused by name, never a silently wrong scale.
   vast = 1e200 * (1 + rng.standard_normal((100, 3)))
-  with pytest.raises(ValueError, match=r'vast: rows 0-99: feature values too large to standardize'):
+  with pytest.raises(
+    ValueError, match=r'vast: rows 0-99: feature values too large for the preprocessing statistics'
+  ):
     data.prepare(data.from_arrays(vast, rng.integers(0, 2, 100)), 'vast', val_fraction=0.0, test_fraction=0.0)
 
 
@@ -505,8 +507,16 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path):
   np.savez(tmp_path / 'd.npz', x=np.ones((4, 3)), y=np.arange(4) % 2)
   with pytest.raises(ValueError, match=r'--labels_path is for --dataset=npy; --dataset=npz holds its labels'):
     data.load('npz', data_path=str(tmp_path / 'd.npz'), labels_path=str(tmp_path / 'y.npy'))
+  with pytest.raises(ValueError, match=r'--test_labels_path is for --dataset=npy; --dataset=npz holds'):
+    data.load(
+      'npz', data_path=str(tmp_path / 'd.npz'), test_path=str(tmp_path / 'd.npz'), test_labels_path='y.npy'
+    )
+  np.save(tmp_path / 'x.npy', np.ones((4, 3)))
+  np.save(tmp_path / 'y.npy', np.arange(4) % 2)
   with pytest.raises(ValueError, match=r'--test_labels_path names the labels of a --test_path file'):
-    data.load('npz', data_path=str(tmp_path / 'd.npz'), test_labels_path=str(tmp_path / 'y.npy'))
+    data.load(
+      'npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'), test_labels_path='y.npy'
+    )
 
 
 def test_arrays_of_the_wrong_rank_are_named_by_their_file(tmp_path):
@@ -615,7 +625,8 @@ def test_reading_a_map_leaves_little_of_it_resident(tmp_path, order):
 
 @pytest.mark.parametrize('dtype', [np.uint8, np.int64])
 def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, dtype):
-  """No whole float copy on loading: the memory check, and --stream, come first."""
+  """No whole float copy on loading: the memory check, and --stream, come first; the splits are
+  those of the same data read into memory as floats (float32 for pixels, float64 wider), row for row."""
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (500, 6)).astype(dtype)
   if dtype == np.int64:
@@ -624,13 +635,15 @@ def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, 
   np.save(tmp_path / 'y.npy', np.arange(500) % 3)
   raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
   assert data.chunks.is_mapped(raw.x) and raw.x.dtype == dtype
-  ours = data.prepare(raw, 'ints', seed=1)
-  ref = data.prepare(data.from_arrays(x.astype(np.float64), np.arange(500) % 3), 'ints', seed=1)
-  assert ours.x_train.dtype == np.float32
-  np.testing.assert_allclose(ours.scale, ref.scale, rtol=1e-6)
-  np.testing.assert_allclose(ours.shift, ref.shift, rtol=1e-6)  # pixels are summed in float32 blocks
-  np.testing.assert_allclose(ours.x_train, ref.x_train, atol=1e-6)
-  np.testing.assert_array_equal(ours.y_test, ref.y_test)
+  wide = np.float32 if dtype == np.uint8 else np.float64
+  for training in (np.float32, np.float64):
+    ours = data.prepare(raw, 'ints', seed=1, dtype=training)
+    ref = data.prepare(data.from_arrays(x.astype(wide), np.arange(500) % 3), 'ints', seed=1, dtype=training)
+    assert ours.x_train.dtype == ref.x_train.dtype
+    np.testing.assert_array_equal(ours.scale, ref.scale)
+    np.testing.assert_array_equal(ours.shift, ref.shift)
+    np.testing.assert_array_equal(ours.x_train, ref.x_train)
+    np.testing.assert_array_equal(ours.y_train, ref.y_train)
 
 
 def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_path, monkeypatch):

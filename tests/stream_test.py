@@ -530,6 +530,19 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
 
 
+def _standardized_copy(ds):
+  """A `stream.prepare`d `ds` with its splits standardized in memory: what streaming it must equal."""
+  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
+  return dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
+
+
+def _assert_full_batch_streams_like_memory(ds):
+  cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  ours, theirs = train.fit(cfg, ds), train.fit(cfg, _standardized_copy(ds))
+  assert ours.streamed and not theirs.streamed
+  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+
+
 def test_prepare_keeps_sample_weights_and_the_target_dtype(tmp_path):
   """The file's weights, and balanced class weights, travel with their contiguous rows."""
   raw = data.blobs(120, 4, 3, seed=5)
@@ -550,12 +563,7 @@ def test_prepare_keeps_sample_weights_and_the_target_dtype(tmp_path):
   np.testing.assert_allclose(balanced.w_train, w[:60] * per_class[y], rtol=1e-6)
   np.testing.assert_allclose(balanced.w_test, w[90:] * per_class[raw.y[90:]], rtol=1e-6)
   # Weighted streamed training matches training on the same rows, standardized, in memory.
-  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
-  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
-  fit_cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
-  ours, theirs = train.fit(fit_cfg, ds), train.fit(fit_cfg, ref)
-  assert ours.streamed and not theirs.streamed
-  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+  _assert_full_batch_streams_like_memory(ds)
   # Real targets keep the training dtype (float64 here), not float32.
   t = 1.23e8 + np.arange(120, dtype=np.float64)
   np.save(tmp_path / 'x.npy', x)
@@ -593,12 +601,7 @@ def test_an_integer_file_streams(tmp_path):
   )
   ds = experiment.load_dataset(cfg, stream=True)
   assert isinstance(ds.x_train, np.memmap) and ds.x_train.dtype == np.uint8
-  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
-  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
-  fit_cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
-  ours, theirs = train.fit(fit_cfg, ds), train.fit(fit_cfg, ref)
-  assert ours.streamed and not theirs.streamed
-  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
+  _assert_full_batch_streams_like_memory(ds)
 
 
 @pytest.mark.parametrize('dtype', ['>f2', '>f4', '>f8'])
@@ -642,8 +645,9 @@ def test_a_streamed_split_names_its_file_and_the_file_row(tmp_path):
 
 @pytest.mark.parametrize('bias_trick', [False, True])
 def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path, bias_trick):
-  """Sweeps and paths move a `stream.prepare`d dataset to the device whole: standardized there too."""
+  """Sweeps, paths and search move a `stream.prepare`d dataset to the device whole: standardized there too."""
   from linear_jax import paths  # pylint: disable=import-outside-toplevel
+  from linear_jax import search  # pylint: disable=import-outside-toplevel
   from linear_jax import sweep  # pylint: disable=import-outside-toplevel
 
   raw = data.blobs(150, 5, 3, seed=2)
@@ -651,8 +655,7 @@ def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path
   np.save(tmp_path / 'x.npy', x)
   mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
   ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
-  tf = lambda a: ((np.asarray(a, np.float64) - ds.shift) / ds.scale).astype(np.float32)
-  ref = dataclasses.replace(ds, x_train=tf(ds.x_train), x_val=tf(ds.x_val), x_test=tf(ds.x_test), extra={})
+  ref = _standardized_copy(ds)
   cfg = train.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
   for split, (xd, _) in stream.device_data(cfg, ds).items():
     want = getattr(ref, f'x_{split}')
@@ -664,6 +667,10 @@ def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path
   if not bias_trick:
     a, b = paths.fit_path(cfg, ds, [1e-1, 1e-2], tol=1e-6), paths.fit_path(cfg, ref, [1e-1, 1e-2], tol=1e-6)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
+    (ours_rows, _), (their_rows, _) = (search.compare(cfg, d, 200, population=10) for d in (ds, ref))
+    for ours_row, their_row in zip(ours_rows, their_rows, strict=True):
+      np.testing.assert_allclose(ours_row['best_train_loss'], their_row['best_train_loss'], rtol=1e-4)
+      np.testing.assert_allclose(ours_row['val_metric'], their_row['val_metric'], rtol=1e-4)
 
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
