@@ -163,8 +163,9 @@ class ColumnStats:
   """Per-column count, mean and standard deviation, accumulated block by block in float64.
 
   Each block's values are shifted by a fixed per-column reference `k` (the
-  first block's mean, in float64), summed (as are their squares) in the block's own
-  precision over its few hundred rows, and the sums are added in float64.
+  first block's mean, computed in float64), summed (as are their squares)
+  in the block's own precision over its few hundred rows, and the sums are
+  added in float64.
   With the shift, the sums stay small when the mean is large, so the
   variance `E[(x-k)²] − E[x-k]²` keeps its precision; no float64 copy of
   more than one block is made, and blocks small enough to stay in the CPU

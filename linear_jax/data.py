@@ -512,7 +512,6 @@ def prepare(
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
-  assert sum(sizes.values()) == total_rows
   # Aligned, so that moving a split to the CPU device takes it as it is (no copy).
   out = {s: chunks.aligned_empty((sizes[s], d), dt) for s in sizes}
   stats = chunks.ColumnStats(d) if preprocess != 'none' else None
@@ -637,6 +636,7 @@ def _read_into_splits(sources, out, stats, tick):
   """
   done = 0
   offset = {'train': 0, 'val': 0, 'test': 0}
+  dest_dtype = out['train'].dtype  # every split's
   for src, rows, where in sources:
     step = chunks.rows_per_chunk(src)
     train = rows.get('train', ())
@@ -646,8 +646,6 @@ def _read_into_splits(sources, out, stats, tick):
       stats.set_reference(block[train[: np.searchsorted(train, a + step)] - a])
       chunks.release(block)
     base = dict(offset)
-
-    dest_dtype = next(iter(out.values())).dtype
 
     def copy(block_range, src=src, rows=rows, base=base):
       a, b = block_range
