@@ -50,9 +50,11 @@ def aligned_empty(shape, dtype, align=ALIGN):
   return buf[start : start + size].view(dtype).reshape(shape)
 
 
-def rows_per_chunk(x, chunk_bytes=None):
-  """How many rows of `x` [N, D] make a block of about `chunk_bytes` (at least 1)."""
-  row_bytes = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize)
+def rows_per_chunk(x, chunk_bytes=None, dtype=None):
+  """How many rows of `x` [N, D] make a block of about `chunk_bytes` (at least 1), counted in `dtype`
+  (default: `x`'s own)."""
+  itemsize = np.dtype(dtype or x.dtype).itemsize
+  row_bytes = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * itemsize)
   return max(1, (chunk_bytes or CHUNK_BYTES) // row_bytes)
 
 

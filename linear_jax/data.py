@@ -638,7 +638,9 @@ def _read_into_splits(sources, out, stats, tick):
   offset = {'train': 0, 'val': 0, 'test': 0}
   dest_dtype = out['train'].dtype  # every split's
   for src, rows, where in sources:
-    step = chunks.rows_per_chunk(src)
+    # Blocks sized as the values are read (an integer map's as its float copy's): the same blocks,
+    # so the same statistics, bit for bit, as the same data read into memory.
+    step = chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))
     train = rows.get('train', ())
     if stats is not None and len(train):  # the shift: the mean of the first block's training rows
       a = train[0] // step * step
@@ -691,7 +693,7 @@ def _read_statistics(sources, stats, tick):
     train = np.zeros(len(src), bool)
     train[rows.get('train', [])] = True
     check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
-    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src)):
+    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))):
       block = src[a:b]
       if check:
         _non_finite(block, where, a)

@@ -305,9 +305,10 @@ def compare(
   """
   import time  # pylint: disable=import-outside-toplevel
 
+  cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
   train.check_fit(cfg, dataset)
-  # As training has it (a `stream.prepare`d dataset standardized on the device), without a bias column.
-  x, y = stream.device_data(dataclasses.replace(cfg, bias_trick=False), dataset, ('train',))['train']
+  # As training has it: a `stream.prepare`d dataset is standardized on the device.
+  x, y = stream.device_data(cfg, dataset, ('train',))['train']
   loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)

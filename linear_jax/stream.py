@@ -238,14 +238,15 @@ def bytes_needed(cfg, dataset):
 
   On the CPU a split that is already an aligned array of the training dtype
   is taken as it is (`host_array`): it costs nothing more, and the memory it
-  holds is already missing from the free memory it is compared with.
+  holds is already missing from the free memory it is compared with. (Not
+  under `--parallel`, which pads a copy to spread over the devices.)
   """
   dt = np.dtype(cfg.dtype)
-  cpu = jax.default_backend() == 'cpu'
+  in_place = jax.default_backend() == 'cpu' and cfg.parallel == 'none'  # --parallel pads and spreads a copy
   total = 0
   for split in ('train', 'val', 'test'):
     x = getattr(dataset, f'x_{split}')
-    if not (cpu and not cfg.bias_trick and usable_as_is(x, dt)):
+    if not (in_place and not cfg.bias_trick and usable_as_is(x, dt)):
       total += len(x) * (x.shape[1] + cfg.bias_trick) * dt.itemsize
     total += np.asarray(getattr(dataset, f'y_{split}')).nbytes
   return total

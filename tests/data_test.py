@@ -624,9 +624,10 @@ def test_reading_a_map_leaves_little_of_it_resident(tmp_path, order):
 
 
 @pytest.mark.parametrize('dtype', [np.uint8, np.int64])
-def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, dtype):
+def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, monkeypatch, dtype):
   """No whole float copy on loading: the memory check, and --stream, come first; the splits are
   those of the same data read into memory as floats (float32 for pixels, float64 wider), row for row."""
+  monkeypatch.setattr(data.chunks, 'CHUNK_BYTES', 4 * 6 * 50)  # blocks of 50 float32 rows: the same blocks
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (500, 6)).astype(dtype)
   if dtype == np.int64:

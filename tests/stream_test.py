@@ -174,6 +174,14 @@ def test_prepared_splits_on_the_cpu_count_nothing_against_free_memory(monkeypatc
   assert stream.bytes_needed(train.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
 
 
+def test_parallel_splits_count_against_free_memory(monkeypatch):
+  """--parallel pads a copy of each split to spread it over the devices: that copy counts."""
+  ds = data.prepare(data.blobs(203, 5, 3), 'blobs', val_fraction=0.2, test_fraction=0.2)
+  labels = sum(getattr(ds, f'y_{s}').nbytes for s in ('train', 'val', 'test'))
+  features = sum(getattr(ds, f'x_{s}').nbytes for s in ('train', 'val', 'test'))
+  assert stream.bytes_needed(train.TrainConfig(parallel='shard_map'), ds) == labels + features
+
+
 def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(tmp_path, monkeypatch):
   # Each process's free memory is its own; were it to decide, processes could take different paths
   # (different collectives). So with several processes the flags decide, and a process that cannot
@@ -665,13 +673,13 @@ def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path
   ours, theirs = sweep.run_sweep(cfg, ds, settings), sweep.run_sweep(cfg, ref, settings)
   np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(ours.final['val_accuracy'], theirs.final['val_accuracy'])
+  (ours_rows, _), (their_rows, _) = (search.compare(cfg, d, 200, population=10) for d in (ds, ref))
+  for ours_row, their_row in zip(ours_rows, their_rows, strict=True):
+    np.testing.assert_allclose(ours_row['best_train_loss'], their_row['best_train_loss'], rtol=1e-4)
+    np.testing.assert_allclose(ours_row['val_metric'], their_row['val_metric'], rtol=1e-4)
   if not bias_trick:
     a, b = paths.fit_path(cfg, ds, [1e-1, 1e-2], tol=1e-6), paths.fit_path(cfg, ref, [1e-1, 1e-2], tol=1e-6)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
-    (ours_rows, _), (their_rows, _) = (search.compare(cfg, d, 200, population=10) for d in (ds, ref))
-    for ours_row, their_row in zip(ours_rows, their_rows, strict=True):
-      np.testing.assert_allclose(ours_row['best_train_loss'], their_row['best_train_loss'], rtol=1e-4)
-      np.testing.assert_allclose(ours_row['val_metric'], their_row['val_metric'], rtol=1e-4)
 
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
