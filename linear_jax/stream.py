@@ -590,22 +590,16 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   shift_scale = affine(cfg, dataset)
 
   def put(split):
-    # One host pass at most (cast and bias column together); an aligned array of the
-    # training dtype is then taken by the CPU backend without a copy (see to_device).
-    x = to_device(getattr(dataset, f'x_{split}'), dt, cfg.bias_trick)
-    if shift_scale is not None and x.shape[0]:
-      x = _standardize(x, *shift_scale, bias_column=cfg.bias_trick)
+    x = getattr(dataset, f'x_{split}')
+    if shift_scale is not None and len(x):  # the streamed blocks' own transform, on the whole split
+      x = _widen_whole(to_device(x, transfer_dtype(x, dt)), shift_scale, structure=step_lib.structural(cfg))
+    else:
+      # One host pass at most (cast and bias column together); an aligned array of the
+      # training dtype is then taken by the CPU backend without a copy (see to_device).
+      x = to_device(x, dt, cfg.bias_trick)
     return x, jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
 
   return {s: put(s) for s in splits}
-
-
-@functools.partial(jax.jit, static_argnames='bias_column')
-def _standardize(x, shift, scale, *, bias_column):
-  """`(x − shift) / scale` of a whole split on the device, as `_widen` does it per block."""
-  if bias_column:
-    return x.at[:, :-1].set((x[:, :-1] - shift) / scale)
-  return (x - shift) / scale
 
 
 def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
@@ -677,6 +671,12 @@ def _widen(cfg, xb, affine_=None):
   if cfg.bias_trick:
     xb = jnp.concatenate([xb, jnp.ones((xb.shape[0], 1), xb.dtype)], axis=1)
   return xb
+
+
+@functools.partial(jax.jit, static_argnames='structure')
+def _widen_whole(x, affine_, *, structure):
+  """`_widen` of a whole split, for what holds a `prepare`d dataset on the device (`device_data`)."""
+  return _widen(structure, x, affine_)
 
 
 def block_plan(key, rows, batch):
