@@ -463,7 +463,7 @@ def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
   check_lbfgs(cfg, streamed=True)
   arrays = stream.host_splits(cfg, dataset)
   x, y = arrays['train']
-  affine = stream.affine(cfg, dataset)
+  affine = stream.affine(dataset)
   w = host_weights(dataset, 'train', cfg.dtype)
   objective = stream.make_objective_fn(cfg, x, y, affine, w)
   hp = step.hparams(cfg)
@@ -534,7 +534,7 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   if stream.should_stream(cfg, dataset):  # over the blocks, as the run it is the reference of
     x, y = stream.host_splits(cfg, dataset)['train']
     w = host_weights(dataset, 'train', cfg.dtype, weights)
-    objective = stream.make_objective_fn(cfg, x, y, stream.affine(cfg, dataset), w)
+    objective = stream.make_objective_fn(cfg, x, y, stream.affine(dataset), w)
     params, info = minimize_host(lambda p: objective(p, hp), params, tol, max_iter, memory_size_for(params))
     return float(info.value), params, info
   arrays = stream.device_data(cfg, dataset)

@@ -37,7 +37,10 @@ blocks are resident, not the file. A block of an `.npy` map in the training
 dtype is sent as it is (its rows are 64-byte aligned, and `jax.device_put` on
 the CPU then reads the mapped pages without a copy); other blocks are copied
 once into an aligned buffer. Features stay in the file's float dtype until
-the device widens them (float16 and bfloat16 travel at half size).
+the device widens them (float16 and bfloat16 travel at half size); wider
+ones (float64, wide integers) are cast in that copy, after the host has
+subtracted the float64 shift (`split_affine`), so values far from zero keep
+their differences.
 """
 
 import functools
@@ -78,16 +81,18 @@ def usable_as_is(x, dtype):
   )
 
 
-def host_array(x, dtype, bias_column=False, copy=False):
+def host_array(x, dtype, bias_column=False, copy=False, shift=None):
   """`x` as a C-ordered, 64-byte-aligned `[N, D]` array of `dtype`.
 
-  With `bias_column` it is `[N, D + 1]` and its last column is 1.
+  With `bias_column` it is `[N, D + 1]` and its last column is 1. With
+  `shift` (`[D]` float64) the array is `x − shift`, subtracted in float64
+  before the cast to `dtype` (see `host_shift`).
 
   `jax.device_put` on the CPU aliases such an array instead of copying it.
   `x` itself is returned when it already qualifies and no copy is asked for.
   """
   dtype = np.dtype(dtype)
-  if not copy and not bias_column and usable_as_is(x, dtype):
+  if not copy and not bias_column and shift is None and usable_as_is(x, dtype):
     return x
   rows, cols = x.shape[0], x.shape[1] + bias_column
   out = chunks.aligned_empty((rows, cols), dtype, ALIGN)
@@ -100,13 +105,18 @@ def host_array(x, dtype, bias_column=False, copy=False):
   )
   for a in range(0, rows, step):
     b = min(a + step, rows)
-    out[a:b, : x.shape[1]] = x[a:b]
+    if shift is None:
+      out[a:b, : x.shape[1]] = x[a:b]
+    else:  # float64 arithmetic (NumPy's buffered loop), then the cast
+      np.subtract(x[a:b], shift, out=out[a:b, : x.shape[1]], casting='unsafe')
     release(x, a, b)
   return out
 
 
-def to_device(x, dtype, bias_column=False, block_bytes=None):
+def to_device(x, dtype, bias_column=False, block_bytes=None, shift=None):
   """`x` `[N, D]` on the default device as an array of `dtype` (`[N, D + 1]` with the bias column).
+
+  With `shift`, `x − shift` (`host_array`).
 
   On the CPU the device array is host memory: one aligned host array
   (`host_array`), taken without a copy. On an accelerator the rows go over in
@@ -117,14 +127,14 @@ def to_device(x, dtype, bias_column=False, block_bytes=None):
   """
   dtype = np.dtype(dtype)
   if block_bytes is None and jax.default_backend() == 'cpu':
-    return jax.device_put(host_array(x, dtype, bias_column))
+    return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
   rows, cols = x.shape[0], x.shape[1] + bias_column
   step = max(1, (block_bytes or DEFAULT_BLOCK_BYTES) // max(1, cols * dtype.itemsize))
   if rows <= step:
-    return jax.device_put(host_array(x, dtype, bias_column))
+    return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
   out = jnp.zeros((rows, cols), dtype)
   for a, b in spans(rows, step):
-    out = _write_rows(out, jax.device_put(host_array(x[a:b], dtype, bias_column)), a)
+    out = _write_rows(out, jax.device_put(host_array(x[a:b], dtype, bias_column, shift=shift)), a)
     release(x, a, b)
   return out
 
@@ -163,16 +173,17 @@ def transfer_dtype(x, dtype):
   return np.dtype(dtype)
 
 
-def read(x, start, stop, dtype):
+def read(x, start, stop, dtype, shift=None):
   """Rows `[start, stop)` of `x` (an array or a memory map) as an aligned array of `dtype`.
 
   A view of `x` when it already is one (`jax.device_put` on the CPU then reads
-  the mapped pages themselves, with no copy), else a fresh copy.
+  the mapped pages themselves, with no copy), else a fresh copy; with `shift`
+  (`host_shift`), a copy of the rows minus `shift`.
   """
   view = x[start:stop]
-  if view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
+  if shift is None and view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
     return np.asarray(view)
-  return host_array(view, dtype, copy=True)
+  return host_array(view, dtype, copy=True, shift=shift)
 
 
 def spans(num_rows, rows):
@@ -409,11 +420,43 @@ def _check_classes_in_training(ys, name, test_given):
       )
 
 
-def affine(cfg, dataset):
-  """`(shift, scale)` on the device in the training dtype for a `prepare`d dataset, else `None`."""
+def affine(dataset):
+  """`(shift, scale)`, float64 `[D]` arrays on the host, for a `prepare`d dataset, else `None`.
+
+  What `make_epoch_fn`, `make_objective_fn`, `make_eval_fn` and `device_data`
+  standardize each block with; each split places it with `split_affine`.
+  """
   if not dataset.extra.get(AFFINE):
     return None
-  return tuple(jax.device_put(np.asarray(a, cfg.dtype)) for a in (dataset.shift, dataset.scale))
+  return tuple(np.asarray(a, np.float64) for a in (dataset.shift, dataset.scale))
+
+
+def host_shift(x, dtype):
+  """Whether blocks of `x` lose precision on their way to `dtype`, so the host subtracts the shift first.
+
+  A block travels in `transfer_dtype(x, dtype)`. When that cast is not exact
+  (float64 to float32, integers wider than the float's mantissa), a value far
+  from zero keeps its rounding error, `|x| · ε`, through the standardization
+  after it: int64 values `2^40 + k` in float32 all round to multiples of
+  `2^17`. The host then subtracts the float64 shift while it copies the block
+  (`read`), and the cast rounds the small difference instead.
+  """
+  xd = np.dtype(x.dtype)
+  return not np.can_cast(xd, transfer_dtype(x, dtype), 'safe')
+
+
+def split_affine(cfg, x, affine_):
+  """`(host shift or None, (shift, scale) on the device in the training dtype, or None)` for split `x`.
+
+  `affine_` is `affine(dataset)`. The shift is subtracted on the host when
+  `host_shift(x, cfg.dtype)` (the device's shift is then 0), else on the device.
+  """
+  if affine_ is None:
+    return None, None
+  shift, scale = affine_
+  on_host = host_shift(x, cfg.dtype)
+  device = (np.zeros_like(shift) if on_host else shift, scale)
+  return (shift if on_host else None), tuple(jax.device_put(np.asarray(a, cfg.dtype)) for a in device)
 
 
 def check_config(cfg):
@@ -587,12 +630,14 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   dt = jnp.dtype(cfg.dtype)
   spec = cfg.loss_record
   ydt = dt if spec.targets == 'real' else jnp.int32
-  shift_scale = affine(cfg, dataset)
+  affine_ = affine(dataset)
 
   def put(split):
     x = getattr(dataset, f'x_{split}')
-    if shift_scale is not None and len(x):  # the streamed blocks' own transform, on the whole split
-      x = _widen_whole(to_device(x, transfer_dtype(x, dt)), shift_scale, structure=step_lib.structural(cfg))
+    if affine_ is not None and len(x):  # the streamed blocks' own transform, on the whole split
+      shift, on_device = split_affine(cfg, x, affine_)
+      x = to_device(x, transfer_dtype(x, dt), shift=shift)
+      x = _widen_whole(x, on_device, structure=step_lib.structural(cfg))
     else:
       # One host pass at most (cast and bias column together); an aligned array of the
       # training dtype is then taken by the CPU backend without a copy (see to_device).
@@ -602,8 +647,10 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   return {s: put(s) for s in splits}
 
 
-def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
+def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None, shift=None):
   """`state = step(state, k, x_block, y_block, w_block)` over the blocks, each next block read ahead.
+
+  `x_block` is read in `dtype`, less `shift` when given (`split_affine`).
 
   `w` (`[N]` sample weights on the host, or `None`) travels with `x` and `y`:
   `w_block` is its rows of the block on the device, or `None` without weights.
@@ -625,7 +672,7 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None):
     a, b = block_spans[k]
     to = jax.device_put if where is None else lambda block: where.put(block, k)
     wb = None if w is None else to(np.asarray(w[a:b]))
-    return to(read(x, a, b, dtype)), to(np.asarray(y[a:b])), wb
+    return to(read(x, a, b, dtype, shift)), to(np.asarray(y[a:b])), wb
 
   prefetch(x, *block_spans[0])
   pending, current = None, put(0)
@@ -829,10 +876,11 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   Args:
     cfg: a `TrainConfig` (loss, penalty, grad, dtype, bias trick, `block_rows`).
     x, y: the training split on the host (an array or a memory map).
-    affine_: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+    affine_: `(shift, scale)` to standardize each block with (`affine`), or `None`.
     w: `[N]` sample weights of the split on the host, or `None`.
   """
   num_rows = x.shape[0]
+  shift, affine_ = split_affine(cfg, x, affine_)
   dt = transfer_dtype(x, cfg.dtype)
   where = placement(cfg)
   rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
@@ -852,7 +900,7 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
     )
     zero = (jnp.zeros((), params.W.dtype), jax.tree.map(jnp.zeros_like, params))
     zero = zero if where is None else where.replicate(zero)
-    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local, where))
+    return sum_over_processes(pipeline(step, zero, x_local, y_local, local_spans, dt, w_local, where, shift))
 
   return value_and_grad
 
@@ -860,7 +908,7 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
 def make_epoch_fn(cfg, x, y, affine_=None, w=None):
   """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
 
-  `affine_`: `(shift, scale)` to standardize each block on the device (see `affine`), or `None`.
+  `affine_`: `(shift, scale)` to standardize each block with (`affine`), or `None`.
   `w`: `[N]` sample weights on the host, or `None`; the blocks take their rows
   of it, and every step descends its batch's weighted mean (full batch: the
   split's `Σ w L / Σ w`), as in memory.
@@ -893,6 +941,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
 
   if jax.process_count() > 1:  # every process its own rows, in lockstep
     return _lockstep_epoch(cfg, x, y, affine_, w, rows)
+  shift, affine_ = split_affine(cfg, x, affine_)
   where = placement(cfg, split=False)  # --parallel=shard_map: each block on every device
   block_fn = _block if where is None else functools.partial(_block_shard_map, num_devices=where.devices)
 
@@ -922,7 +971,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
       )
       return params, opt_state, (*values, v)
 
-    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where, shift)
     return params, opt_state, jnp.concatenate(values)
 
   return epoch
@@ -945,6 +994,7 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
   w = np.ones(mine.stop - mine.start, jnp.dtype(cfg.dtype)) if w is None else w[mine]  # padding weighs 0
   scfg = step_lib.structural(cfg)
   steps = sum(parallel.device_plan(scfg, r, lock.mesh.size, sharded=True)[0] for r in lock.device_rows)
+  shift, affine_ = split_affine(cfg, x, affine_)
   shift_scale = lock.replicate(affine_)
   local = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)
 
@@ -972,7 +1022,7 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
       return params, opt_state, (*values, v)
 
     ordered = [local_spans[k] for k in order]
-    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where)
+    params, opt_state, values = pipeline(step, (params, opt_state, ()), x, y, ordered, dt, w, where, shift)
     return (*local((params, opt_state)), jnp.concatenate([local(v) for v in values]))
 
   return epoch
@@ -980,6 +1030,8 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
 
 def make_eval_fn(cfg, affine_=None):
   """A streamed `step.make_eval_fn`: `(params, x, y, hp, w=None) -> dict`, the blocks' metrics added.
+
+  `affine_`: `(shift, scale)` to standardize each block with (`affine`), or `None`.
 
   Each block's objective counts with its share of the split's sample weights
   `w` (`[N]` on the host; its rows without them), so the objective is
@@ -991,6 +1043,7 @@ def make_eval_fn(cfg, affine_=None):
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
     dt = transfer_dtype(x, cfg.dtype)
+    shift, on_device = split_affine(cfg, x, affine_)
     rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
     if where is not None:
       params, hp = where.replicate((params, hp))
@@ -1010,9 +1063,9 @@ def make_eval_fn(cfg, affine_=None):
     zero = {k: jnp.zeros((), params.W.dtype) for k in names}
     zero = zero if where is None else where.replicate(zero)
     step = lambda total, k, xb, yb, wb: _accumulate_eval(
-      total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, affine_, structure=scfg
+      total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, on_device, structure=scfg
     )
     w_local = None if w is None else w[mine]
-    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt, w_local, where))
+    return sum_over_processes(pipeline(step, zero, x, y, block_spans, dt, w_local, where, shift))
 
   return evaluate

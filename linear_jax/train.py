@@ -148,7 +148,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   weights = {s: to_weights(dataset, s, cfg.dtype) for s in ('train', 'val')}
   w_args = () if weights['train'] is None else (weights['train'],)
   if streamed:
-    affine = stream.affine(cfg, dataset)
+    affine = stream.affine(dataset)
     epoch_fn = stream.make_epoch_fn(cfg, x, y, affine, weights['train'])
     eval_fn = stream.make_eval_fn(cfg, affine)
     objective = stream.make_objective_fn(cfg, x, y, affine, weights['train'])  # over the blocks
@@ -318,7 +318,7 @@ def evaluate(cfg, dataset, params):
 def evaluate_many(cfg, dataset, params_list):
   """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
   if stream.should_stream(cfg, dataset):
-    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(cfg, dataset))
+    arrays, eval_fn = stream.host_splits(cfg, dataset), stream.make_eval_fn(cfg, stream.affine(dataset))
     to_weights = solvers.host_weights  # streamed with their rows, block by block
   else:
     arrays, eval_fn = device_data(cfg, dataset), compiled_eval_fn(cfg)

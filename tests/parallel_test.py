@@ -132,9 +132,9 @@ out = {'devices': jax.device_count()}
 # Every pass of a data-parallel fit must go through the mesh: count the devices each pass used.
 passes, sharded_blocks = [], []
 pipeline, block = stream.pipeline, stream._block_shard_map
-def counted(step, state, x, y, spans, dtype, w=None, where=None):
+def counted(step, state, x, y, spans, dtype, w=None, where=None, shift=None):
   passes.append(where and where.devices)
-  return pipeline(step, state, x, y, spans, dtype, w, where)
+  return pipeline(step, state, x, y, spans, dtype, w, where, shift)
 
 stream.pipeline = counted
 stream._block_shard_map = lambda *a, **k: sharded_blocks.append(k['num_devices']) or block(*a, **k)
