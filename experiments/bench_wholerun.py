@@ -75,12 +75,18 @@ PAUSE = 0.25
 
 
 def _alternate(fns, rounds):
-  """`{name: [seconds, ...]}`: each of `{name: fn}` once per round, in turn, after a warm-up call each."""
+  """`{name: [seconds, ...]}`: each of `{name: fn}` once per round, in turn, after a warm-up call each.
+
+  Round `r` starts at the `r`-th contender (the order rotates), so no contender
+  always follows the same one.
+  """
   for fn in fns.values():
     fn()
   times = {name: [] for name in fns}
-  for _ in range(rounds):
-    for name, fn in fns.items():
+  names = list(fns)
+  for r in range(rounds):
+    for name in names[r % len(names) :] + names[: r % len(names)]:
+      fn = fns[name]
       time.sleep(PAUSE)
       t = time.perf_counter()
       fn()
