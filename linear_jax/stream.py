@@ -123,26 +123,29 @@ def to_device(x, dtype, bias_column=False, block_bytes=None, shift=None):
   blocks of about `block_bytes` (default `DEFAULT_BLOCK_BYTES`) into one
   device buffer, updated in place, so the host holds one block, not a second
   whole copy of the data beside the one it has; `block_bytes` also forces
-  this path on the CPU (for tests).
+  this path on the CPU (for tests). There, half-precision rows travel at
+  their size and are widened on the device (`transfer_dtype`).
   """
   dtype = np.dtype(dtype)
   if block_bytes is None and jax.default_backend() == 'cpu':
     return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
+  travel = dtype if shift is not None else transfer_dtype(x, dtype)
   rows, cols = x.shape[0], x.shape[1] + bias_column
   step = max(1, (block_bytes or DEFAULT_BLOCK_BYTES) // max(1, cols * dtype.itemsize))
   if rows <= step:
-    return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
+    return jax.device_put(host_array(x, travel, bias_column, shift=shift)).astype(dtype)
   out = jnp.zeros((rows, cols), dtype)
   for a, b in spans(rows, step):
-    out = _write_rows(out, jax.device_put(host_array(x[a:b], dtype, bias_column, shift=shift)), a)
+    out = _write_rows(out, jax.device_put(host_array(x[a:b], travel, bias_column, shift=shift)), a)
     release(x, a, b)
   return out
 
 
 @functools.partial(jax.jit, donate_argnums=0)
 def _write_rows(out, block, start):
-  """`out` with rows `[start, start + len(block))` replaced by `block`, in place (`out` is donated)."""
-  return jax.lax.dynamic_update_slice_in_dim(out, block, start, axis=0)
+  """`out` with rows `[start, start + len(block))` replaced by `block` widened to `out`'s dtype, in place
+  (`out` is donated)."""
+  return jax.lax.dynamic_update_slice_in_dim(out, block.astype(out.dtype), start, axis=0)
 
 
 def release(x, start, stop):

@@ -729,6 +729,17 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
   assert blocked.shape == whole.shape == (103, 7 + bias_column) and blocked.dtype == np.float32
   np.testing.assert_array_equal(np.asarray(blocked), np.asarray(whole))
   np.testing.assert_array_equal(np.asarray(whole)[:, :7], x.astype(np.float32))
+  # Half-precision rows travel at their size and are widened on the device: the same values.
+  half = x.astype(np.float16)
+  sent = []
+  put = jax.device_put
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(jax, 'device_put', lambda a, *r, **k: sent.append(np.asarray(a).dtype) or put(a, *r, **k))
+    widened = stream.to_device(half, np.float32, bias_column, block_bytes=10 * 8 * 4)
+  assert set(sent) == {np.dtype(np.float16)} and len(sent) >= 10 and widened.dtype == np.float32
+  np.testing.assert_array_equal(np.asarray(widened)[:, :7], half.astype(np.float32))
+  if bias_column:
+    np.testing.assert_array_equal(np.asarray(widened)[:, 7], 1.0)
 
 
 @pytest.mark.parametrize('batch_size', [0, 16])
