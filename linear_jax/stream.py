@@ -294,7 +294,8 @@ def check_fits(cfg, dataset):
     )
 
 
-# `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block on the device.
+# `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block as they are
+# read (`split_affine`: on the device, the shift on the host for files whose cast rounds).
 AFFINE = 'standardize_on_device'
 # `Dataset.extra` key set by `prepare`: `{split: (file, row of the file the split starts at)}`.
 FILE_ROWS = 'file_rows'
@@ -331,7 +332,7 @@ def prepare(
   then test (unless `raw.test` gives one); shuffling would copy the file, so
   its rows should already be in random order. `'standardize'` and `'center'`
   are fitted on the training rows in float64, one block at a time, and
-  applied to each block on the device (`Dataset.extra[AFFINE]`), so
+  applied to each block as it is read (`Dataset.extra[AFFINE]`, `split_affine`), so
   `train.fit` and `train.evaluate` stream such a dataset whatever its size.
   Sample weights (`raw.w`, `raw.w_test`, `class_weight='balanced'`) and real
   targets are kept as `data.prepare` keeps them, in `dtype`.
@@ -437,12 +438,13 @@ def affine(dataset):
 def host_shift(x, dtype):
   """Whether blocks of `x` lose precision on their way to `dtype`, so the host subtracts the shift first.
 
-  A block travels in `transfer_dtype(x, dtype)`. When that cast is not exact
-  (float64 to float32, integers wider than the float's mantissa), a value far
+  A block travels in `transfer_dtype(x, dtype)`. When NumPy does not count
+  that cast as safe (float64 to float32, int32 and wider to float32), a value far
   from zero keeps its rounding error, `|x| · ε`, through the standardization
   after it: int64 values `2^40 + k` in float32 all round to multiples of
   `2^17`. The host then subtracts the float64 shift while it copies the block
-  (`read`), and the cast rounds the small difference instead.
+  (`read`), and the cast rounds the small difference instead. (int64 to
+  float64 counts as safe: beyond `2^53` it rounds, as it does in memory.)
   """
   xd = np.dtype(x.dtype)
   return not np.can_cast(xd, transfer_dtype(x, dtype), 'safe')
@@ -628,7 +630,7 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   """The `splits` as device arrays in the training dtype (with the constant-1 feature under the bias trick).
 
   A `prepare`d dataset (raw features, `Dataset.extra[AFFINE]`) is
-  standardized here, on the device, as its streamed blocks would be.
+  standardized here as its streamed blocks would be (`split_affine`).
   """
   dt = jnp.dtype(cfg.dtype)
   spec = cfg.loss_record
