@@ -427,6 +427,8 @@ def load_dataset(f):
     dtype=getattr(f, 'dtype', 'float32'),  # experiments without the training flags train in float32
     stream=f.stream,
     progress=progress_line,
+    # How a file's targets are read: whole numbers are real targets for a regression loss.
+    targets=losses.get_loss(f.loss).targets if 'loss' in f else None,
   )
 
 

@@ -16,6 +16,7 @@ need only this module.
 from collections.abc import Callable
 import dataclasses
 import os
+import stat
 
 import chex
 import numpy as np
@@ -168,13 +169,14 @@ def load_mnist(data_dir: str | None) -> Raw:
   return Raw(x, y, 'class', 10, shape, test=test)
 
 
-def load_npz(path: str) -> Raw:
+def load_npz(path: str, real: bool = False) -> Raw:
   """A `.npz` with arrays `x` `[N, D]` (or `[N, ...]`, flattened) and `y`; never unpickles.
 
   Optional arrays: `w` (`[N]` sample weights), and a held-out test split
   `x_test`, `y_test` (and `w_test`). Arrays stored uncompressed (`np.savez`)
   are memory-mapped, so `x` is read once, in blocks, by `prepare`;
-  compressed ones are read into memory.
+  compressed ones are read into memory. `real`: whole-number targets are
+  real numbers (`records.raw_from_file`); `y_test` is read as `y` is.
   """
 
   def check_size(decompressed):  # decompressed into memory, then prepared into splits of about the same size
@@ -188,14 +190,17 @@ def load_npz(path: str) -> Raw:
   a = readers.npz_arrays(path, ('x', 'y', 'w', 'x_test', 'y_test', 'w_test'), check_size)
   if (a['x_test'] is None) != (a['y_test'] is None):
     _fail(path, 'has one of x_test and y_test but not the other; a test split needs both.')
-  raw = records.raw_from_file(a['x'], a['y'], a['w'], path)
+  if a['w_test'] is not None and a['x_test'] is None:
+    _fail(path, 'has w_test but no test split (x_test, y_test) for it to weigh.')
+  raw = records.raw_from_file(a['x'], a['y'], a['w'], path, real=real)
   if a['x_test'] is not None:
-    test = records.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)')
+    test_real = real or raw.kind == 'real'
+    test = records.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)', real=test_real)
     raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)')
   return raw
 
 
-def load_npy(path: str, labels_path: str | None) -> Raw:
+def load_npy(path: str, labels_path: str | None, real: bool = False) -> Raw:
   """Features from a `.npy` (memory-mapped, read-only, never unpickled) and labels from another.
 
   `path` holds `[N, D]` (or `[N, ...]`, flattened) float16 / bfloat16 /
@@ -214,7 +219,7 @@ def load_npy(path: str, labels_path: str | None) -> Raw:
   y = readers.read_npy_labels(labels_path)
   if len(y) != len(x):
     _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
-  return records.raw_from_file(x, y, None, path, labels_where=labels_path)
+  return records.raw_from_file(x, y, None, path, labels_where=labels_path, real=real)
 
 
 def load_csv(
@@ -222,6 +227,7 @@ def load_csv(
   target_column: int | str = -1,
   delimiter: str | None = None,
   weight_column: int | str | None = None,
+  real: bool = False,
 ) -> Raw:
   """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
 
@@ -231,9 +237,10 @@ def load_csv(
     delimiter: `','`, `';'` or tab; `None` detects it (`detect_delimiter`).
     weight_column: an optional column of sample weights (name or index),
       removed from the features.
+    real: read whole-number targets as real numbers (`records.raw_from_file`).
   """
   x, y, w = readers.read_csv(path, target_column, delimiter, weight_column)
-  return records.raw_from_file(x, y, w, path)
+  return records.raw_from_file(x, y, w, path, real=real)
 
 
 # ---------------------------------------------------------------- entry
@@ -254,6 +261,7 @@ def load(
   test_labels_path: str | None = None,
   delimiter: str | None = None,
   weight_column: int | str | None = None,
+  real_targets: bool = False,
 ) -> Raw:
   """Loads any dataset by name; file datasets read `data_dir` or `data_path`.
 
@@ -265,7 +273,9 @@ def load(
   `test_path` (npz, npy with `test_labels_path`, csv) is a held-out test
   file in the format of `data_path`, checked against it (`with_test`);
   `prepare` then takes no test split from `data_path`. `delimiter` and
-  `weight_column` are the csv's (see `load_csv`).
+  `weight_column` are the csv's (see `load_csv`). With `real_targets` (a
+  regression loss) a file's whole-number targets are real numbers, not
+  class labels; the test file's are read as the training file's.
   """
   validation.check_name('dataset', name, DATASETS)
   data_dir = os.path.expanduser(data_dir) if data_dir else data_dir  # '--data_dir=~/x' reaches us unexpanded
@@ -300,30 +310,57 @@ def load(
   else:
     if not data_path:
       raise ValueError(f'--dataset={name} needs --data_path=FILE.')
-    raw, where = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column), data_path
+    raw = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column, real=real_targets)
+    where = data_path
     if test_path:
       if raw.test is not None:
         raise ValueError(
           f'{data_path}: holds x_test and y_test already; --test_path={test_path} would be a second.'
         )
-      test = _load_file(name, test_path, test_labels_path, target_column, delimiter, weight_column)
+      test = _load_file(
+        name,
+        test_path,
+        test_labels_path,
+        target_column,
+        delimiter,
+        weight_column,
+        test=True,
+        real=real_targets or raw.kind == 'real',
+      )
       if test.test is not None:
         raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
       raw = with_test(raw, test, test_path, data_path)
-  check_raw(raw, where, check_values)
+  check_raw(raw, where, check_values, labels_where=labels_path)
   test_where = test_path or f'{where} (test split)'
   if raw.test is not None:
-    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), test_where, check_values)
+    test_raw = dataclasses.replace(raw, x=raw.test[0], y=raw.test[1])
+    check_raw(test_raw, test_where, check_values, labels_where=test_labels_path)
   # How `prepare`'s errors (a non-finite value, by row) name the rows: by their file.
   return dataclasses.replace(raw, extra={**raw.extra, WHERE: (where, test_where)})
 
 
-def _load_file(name, path, labels_path, target_column, delimiter, weight_column):
+def _check_regular(path, flag):
+  """Refuses a path that exists but is not a regular file: a directory, a device (`/dev/zero` would be
+  read until memory ran out) or a pipe (it would block)."""
+  try:
+    mode = os.stat(path).st_mode
+  except OSError:
+    return  # a missing or unreadable file: the reader names it
+  if stat.S_ISDIR(mode):
+    raise ValueError(f'{path}: is a directory; --{flag} names a file.')
+  if not stat.S_ISREG(mode):
+    raise ValueError(f'{path}: not a regular file (a device or a pipe); --{flag} names a file.')
+
+
+def _load_file(name, path, labels_path, target_column, delimiter, weight_column, test=False, real=False):
+  _check_regular(path, 'test_path' if test else 'data_path')
+  if labels_path:
+    _check_regular(labels_path, 'test_labels_path' if test else 'labels_path')
   if name == 'npz':
-    return load_npz(path)
+    return load_npz(path, real)
   if name == 'npy':
-    return load_npy(path, labels_path)
-  return load_csv(path, target_column, delimiter or None, weight_column)
+    return load_npy(path, labels_path, real)
+  return load_csv(path, target_column, delimiter or None, weight_column, real)
 
 
 def split_indices(
@@ -605,7 +642,24 @@ def split_weights(raw: Raw, rows: dict, ys: dict, class_weight: str | None, dtyp
       ws[s] = w * per_class[ys[s]]
   if not ws['train'].any():
     raise ValueError(f'{name}: every sample weight of the training split is 0: nothing would be learned.')
-  return {s: w.astype(dtype) if len(w) else None for s, w in ws.items()}  # an empty split weighs nothing
+  where, test_where = raw.extra.get(WHERE, (name, name))
+  out = {}
+  for s, w in ws.items():
+    with np.errstate(over='ignore'):  # answered below, by row
+      cast = w.astype(dtype)
+    if len(w) and not np.isfinite(cast).all():
+      i = int(np.argmax(~np.isfinite(cast)))
+      raise ValueError(
+        f'{test_where if s == "test" else where}: sample weight {w[i]:g} at row {int(rows[s][i])} '
+        f'overflows {np.dtype(dtype)}, the training dtype; rescale the weights.'
+      )
+    if len(w) and w.any() and not cast.any():
+      raise ValueError(
+        f'{test_where if s == "test" else where}: the sample weights of the {s} split (the largest '
+        f'{w.max():g}) all round to 0 in {np.dtype(dtype)}, the training dtype; rescale the weights.'
+      )
+    out[s] = cast if len(w) else None  # an empty split weighs nothing
+  return out
 
 
 def _non_finite(block, where, first_row):

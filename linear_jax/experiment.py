@@ -76,6 +76,37 @@ class DataConfig:
       raise ValueError(f'num_classes must be >= 2, got {self.num_classes}.')
     return self
 
+  def check_read(self):
+    """Raises a `ValueError` for a data flag the dataset does not read, which would be ignored without a word.
+
+    (A file given without `--dataset=npz`, say, would train on the default
+    digits.) Fields left at their defaults are not flags given. `load_dataset`
+    checks this before loading anything.
+    """
+    default = DataConfig()
+    for name, readers in _READ_BY.items():
+      value = getattr(self, name)
+      if value in (getattr(default, name), None, '') or self.dataset in readers:
+        continue
+      which = ' (the default)' if self.dataset == default.dataset else ''
+      raise ValueError(
+        f'--{name}={value} is read only by --dataset={"/".join(readers)}; --dataset={self.dataset}{which} '
+        f'does not read it. Name the dataset that does (--dataset={readers[0]}, say), or drop --{name}.'
+      )
+    return self
+
+
+# The data fields only some datasets read: `DataConfig.check_read`.
+_READ_BY = {
+  'data_path': ('npz', 'npy', 'csv'),
+  'data_dir': ('cifar10', 'mnist'),
+  'target_column': ('csv',),
+  'delimiter': ('csv',),
+  'num_examples': data.SYNTHETIC,
+  'num_features': ('blobs', 'linreg'),
+  'num_classes': ('blobs',),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
@@ -88,7 +119,7 @@ class RunOptions:
   plots: bool = True  # draw the pictures
 
 
-def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=None):
+def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=None, targets=None):
   """Loads and prepares the dataset `data_config` names; errors name the file.
 
   Args:
@@ -97,6 +128,10 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
     dtype: the training dtype the splits are prepared in.
     stream: with a memory-mapped file, prepare it for streaming (never copied).
     progress: called with a line of text on the memory and progress of a large load.
+    targets: the loss's target kind (`'class'`, `'binary'`, `'real'`), if known:
+      a regression loss reads a file's whole-number targets as real numbers,
+      and a classification loss given real-valued targets names the first
+      value that is not a label.
 
   Returns:
     A prepared `data.Dataset`.
@@ -104,10 +139,23 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
 
   # With several processes, one process's error here (a file it cannot read, say) stops every process.
   with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
-    return _load_dataset(data_config, seed, dtype, stream, progress)
+    return _load_dataset(data_config.validate().check_read(), seed, dtype, stream, progress, targets)
 
 
-def _load_dataset(d, seed, dtype, stream, progress):
+def _check_labels(raw, d):
+  """Refuses real-valued targets given to a classification loss, naming the file and the first non-label."""
+  y = np.asarray(raw.y)
+  if raw.kind != 'real' or y.ndim != 1:
+    return  # class labels; [N, K] targets are refused by the loss check with their shape
+  bad = ~np.isfinite(y) | (y != np.round(y))
+  i = int(np.argmax(bad))
+  raise ValueError(
+    f'{d.labels_path or d.data_path or d.dataset}: a classification loss needs integer class labels, got '
+    f'{y[i]:g} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'
+  )
+
+
+def _load_dataset(d, seed, dtype, stream, progress, targets=None):
   raw = data.load(
     d.dataset,
     data_dir=d.data_dir,
@@ -123,7 +171,10 @@ def _load_dataset(d, seed, dtype, stream, progress):
     test_labels_path=d.test_labels_path,
     delimiter={'auto': None, 'tab': '\t'}.get(d.delimiter, d.delimiter),
     weight_column=d.weight_column,
+    real_targets=targets == 'real',
   )
+  if targets in ('class', 'binary'):
+    _check_labels(raw, d)
   if d.features == 'histogram':
     raw = data.histogram_features(raw, d.bins)
   if stream and isinstance(raw.x, np.memmap):  # streaming: the file is never copied
@@ -249,7 +300,14 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
 
   start = time.perf_counter()
   data_config.validate()
-  dataset = load_dataset(data_config, seed=cfg.seed, dtype=cfg.dtype, stream=cfg.stream, progress=progress)
+  dataset = load_dataset(
+    data_config,
+    seed=cfg.seed,
+    dtype=cfg.dtype,
+    stream=cfg.stream,
+    progress=progress,
+    targets=cfg.loss_record.targets,
+  )
   train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops every process
   if options.refit:
     refit.check_refit(dataset)

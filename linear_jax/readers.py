@@ -158,8 +158,10 @@ def npz_arrays(
 ) -> dict[str, np.ndarray | None]:
   """The arrays `names` of an `.npz`, read without pickle; `None` for absent ones.
 
-  The archive must hold `x` and `y`. Arrays whose names start with `x` are
-  memory-mapped (`npyfile.npz_member`) when stored uncompressed.
+  The archive must hold `x` and `y`, and nothing but `names`: an array under
+  another name (weights saved as `weights`, say) would otherwise be ignored
+  without a word. Arrays whose names start with `x` are memory-mapped
+  (`npyfile.npz_member`) when stored uncompressed.
 
   Args:
     path: the file.
@@ -178,6 +180,13 @@ def npz_arrays(
       missing = {'x', 'y'} - set(f.files)
       if missing:
         _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
+      unknown = [n for n in f.files if n not in names]
+      if unknown:
+        _fail(
+          path,
+          f'holds array(s) {", ".join(unknown)}, which linear_jax does not read; it reads '
+          f'{", ".join(names)}. Save the file with those names only.',
+        )
       compressed = sum(
         f.zip.getinfo(n + '.npy').file_size
         for n in names

@@ -91,30 +91,41 @@ def check_features(x: np.ndarray, where: str, values: bool = True) -> None:
     raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
   if np.shape(x)[0] == 0:
     raise ValueError(f'{where}: empty batch (N = 0).')
-  if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.integer)):
+  if not is_real_dtype(x.dtype):
     raise ValueError(f'{where}: features must be real numbers, got dtype {x.dtype}.')
   if values or not chunks.is_mapped(x):
     chunks.check_finite(x, where)
 
 
-def check_raw(raw: Raw, where: str, values: bool = True) -> Raw:
+def is_real_dtype(dtype) -> bool:
+  """Whether `dtype` holds real numbers: a float (bfloat16 too) or an integer; not bool, complex,
+  timedelta64 (an integer to NumPy) or anything else."""
+  dtype = np.dtype(dtype)
+  return chunks.is_float(dtype) or dtype.kind in 'iu'
+
+
+def check_raw(raw: Raw, where: str, values: bool = True, labels_where: str | None = None) -> Raw:
   """Validates loaded arrays: finite features, matching counts, valid labels.
 
   `values=False` leaves the finiteness of memory-mapped features to `prepare`,
-  whose one read of the file checks every value anyway.
+  whose one read of the file checks every value anyway. `labels_where` names
+  the labels in messages about them, when they come from another file.
   """
   x, y = raw.x, raw.y
   check_features(x, where, values)
   if len(y) != len(x):
     _fail(where, f'{len(x)} feature rows but {len(y)} targets.')
+  labels_where = labels_where or where
   if raw.kind == 'class':
-    validation.check_targets(y, 'class', max(raw.num_classes, 2), where=where)
+    validation.check_targets(y, 'class', max(raw.num_classes, 2), where=labels_where)
   else:
-    validation.check_targets(y, 'real', 1 if y.ndim == 1 else y.shape[1], where=where)
+    validation.check_targets(y, 'real', 1 if y.ndim == 1 else y.shape[1], where=labels_where)
   return raw
 
 
 def _targets_kind(y, path):
+  if np.iscomplexobj(y) or y.dtype.kind not in 'biuf':  # timedelta64 is an integer to NumPy
+    _fail(path, f'targets must be real numbers or text labels, got dtype {y.dtype}.')
   if np.issubdtype(y.dtype, np.integer):
     return 'class'
   if (
@@ -133,8 +144,16 @@ def _targets_kind(y, path):
 
 
 def text_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...] | None]:
-  """`(labels [N] int64, names)` for text labels (classes numbered in sorted order), else `(y, None)`."""
+  """`(labels [N] int64, names)` for text labels (classes numbered in sorted order), else `(y, None)`.
+
+  Byte strings (NumPy's `S` dtype, as `np.array([b'cat'])` makes) are text in UTF-8.
+  """
   y = np.asarray(y)
+  if y.dtype.kind == 'S':
+    try:
+      y = np.char.decode(y, 'utf-8')
+    except UnicodeDecodeError:
+      return y, None  # not text: refused as such by the caller
   if y.dtype.kind in 'USO' and y.ndim == 1 and len(y) and all(isinstance(v, str) for v in y.tolist()):
     names, numbered = np.unique(y, return_inverse=True)
     return numbered.astype(np.int64), tuple(str(v) for v in names.tolist())
@@ -157,29 +176,55 @@ def check_weights(w: np.ndarray, n: int, where: str) -> np.ndarray:
   The checks are `validation.check_weights`' (shape, finite, >= 0, not all 0),
   run on the host where the weights enter.
   """
-  try:
-    w = np.asarray(w, np.float64)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'{where}: sample weights must be numbers ({e}).') from e
+  w = np.asarray(w)
+  if not is_real_dtype(w.dtype):  # text, bool and complex would be converted without a word
+    _fail(where, f'sample weights must be real numbers, got dtype {w.dtype}.')
+  w = w.astype(np.float64)
   validation.check_weights(w, n, where=f'{where}: sample weights')
   return w
 
 
-def _from_arrays(x, y, path, w=None, labels_path=None):
+def _from_arrays(x, y, path, w=None, labels_path=None, real=False):
   labels_path = labels_path or path
   y, names = text_labels(y)
   kind = _targets_kind(y, labels_path)
+  if real and names is None:  # whole numbers read as the real targets a regression loss wants
+    kind = 'real'
+
   w = None if w is None else check_weights(w, len(y), path)
   if kind == 'class':
-    y = y.astype(np.float64)
+    given, y = y, y.astype(np.float64)
     if (y < 0).any():
       i = int(np.argmax(y < 0))
       _fail(labels_path, f'label {y[i]:g} at index {i} is negative.')
+    _check_class_count(given, y, labels_path)
     y = y.astype(np.int64)
     num_classes = len(names) if names is not None else int(y.max(initial=0)) + 1
     extra = {'x_kind': _feature_kind(x.dtype), 'text_labels': names is not None}
     return Raw(float_features(x), y, 'class', num_classes, class_names=names, w=w, extra=extra)
   return Raw(float_features(x), y.astype(np.float64), 'real', w=w, extra={'x_kind': _feature_kind(x.dtype)})
+
+
+def _check_class_count(given, y, where):
+  """Refuses labels whose largest value would make far more classes than the labels hold.
+
+  Classes are numbered `0..C-1` with `C` the largest label plus one, and the
+  model has a row of weights for each: a stray label of 10^9 would ask for a
+  billion classes (and exhaust memory after the run has started), a label of
+  2^63 or more does not fit the labels' integers at all.
+  """
+  i = int(np.argmax(y)) if len(y) else 0
+  if not len(y) or y[i] < 1000:
+    return
+  count = len(np.unique(y))
+  if y[i] < 2**62 and y[i] + 1 <= max(2 * count, count + 1000):
+    return
+  _fail(
+    where,
+    f'label {given[i]} at index {i} would make {y[i] + 1:,.0f} classes (numbered from 0), but only '
+    f'{count:,} distinct labels occur; number the classes 0..C-1 '
+    '(np.unique(y, return_inverse=True) does).',
+  )
 
 
 def float_features(x: np.ndarray) -> np.ndarray:
@@ -207,8 +252,10 @@ def _feature_matrix(x, where):
     _fail(where, f'x must be [N, D] (or [N, ...] images), got shape {x.shape}.')
   if not (chunks.is_float(x.dtype) or np.issubdtype(x.dtype, np.number)) or x.dtype == bool:
     _fail(where, f'x must be numeric, got dtype {x.dtype}.')
-  if np.iscomplexobj(x):
+  if not is_real_dtype(x.dtype):  # complex; timedelta64, which NumPy counts as an integer
     _fail(where, f'x must be real numbers, got dtype {x.dtype}.')
+  if len(x) == 0:
+    _fail(where, f'x has no rows: shape {x.shape}.')
   if 0 in x.shape[1:]:
     _fail(where, f'x has no features: shape {x.shape}.')
   return x.reshape(len(x), -1), (tuple(x.shape[1:]) if x.ndim > 2 else None)
@@ -314,7 +361,12 @@ def from_arrays(
 
 
 def raw_from_file(
-  x: np.ndarray, y: np.ndarray, w: np.ndarray | None, where: str, labels_where: str | None = None
+  x: np.ndarray,
+  y: np.ndarray,
+  w: np.ndarray | None,
+  where: str,
+  labels_where: str | None = None,
+  real: bool = False,
 ) -> Raw:
   """A file's arrays as a checked-kind `Raw`.
 
@@ -324,8 +376,10 @@ def raw_from_file(
     w: `[N]` sample weights, or `None`.
     where: how error messages name the file.
     labels_where: how they name the labels' file, when it is another.
+    real: read numeric targets as real numbers even when all are whole
+      (regression targets such as counts); else whole numbers are labels.
   """
   x, image_shape = _feature_matrix(x, where)
   if np.ndim(y) == 0:
     _fail(where, f'the labels (y) must be an array, one per row, got a single value of shape {np.shape(y)}.')
-  return dataclasses.replace(_from_arrays(x, y, where, w, labels_where), image_shape=image_shape)
+  return dataclasses.replace(_from_arrays(x, y, where, w, labels_where, real), image_shape=image_shape)

@@ -78,6 +78,13 @@ def _check_fit(cfg, dataset):
   spec = cfg.loss_record
   losses.probe(spec, concrete=True)
   why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
+  if why and spec.targets == 'binary' and dataset.kind == 'class':  # which labels, not only how many classes
+    present = np.unique(np.asarray(dataset.y_train))
+    if len(present) <= 2:
+      labels = ' and '.join(str(v) for v in present.tolist())
+      why = (
+        f'has labels {labels} ({dataset.num_classes} classes, numbered from 0); a binary loss needs 0 and 1'
+      )
   if why:
     raise ValueError(f'--loss={cfg.loss} does not fit --dataset={dataset.name}: it {why}.')
   if cfg.grad in ('analytic', 'custom_vjp') and spec.score_grad is None:
