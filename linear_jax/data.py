@@ -312,6 +312,7 @@ def load(
       raise ValueError(f'--dataset={name} needs --data_path=FILE.')
     raw = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column, real=real_targets)
     where = data_path
+    records.check_class_count(raw, labels_path or data_path)
     if test_path:
       if raw.test is not None:
         raise ValueError(
@@ -329,7 +330,9 @@ def load(
       )
       if test.test is not None:
         raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
-      raw = with_test(raw, test, test_path, data_path)
+      raw = with_test(
+        raw, test, test_path, data_path, labels_where=test_labels_path, train_labels_where=labels_path
+      )
   check_raw(raw, where, check_values, labels_where=labels_path)
   test_where = test_path or f'{where} (test split)'
   if raw.test is not None:
@@ -339,21 +342,24 @@ def load(
   return dataclasses.replace(raw, extra={**raw.extra, WHERE: (where, test_where)})
 
 
-def _check_regular(path, flag):
-  """Refuses a path that exists but is not a regular file: a directory, a device (`/dev/zero` would be
-  read until memory ran out) or a pipe (it would block)."""
+def _check_regular(path, flag, pipe_ok=False):
+  """Refuses a path that exists but is not a regular file: a directory or a device (`/dev/zero` would
+  be read until memory ran out); a pipe too, unless `pipe_ok` (a csv is read as a stream, so
+  `--data_path=<(zcat t.csv.gz)` works; an npy or npz is mapped and seeked in)."""
   try:
     mode = os.stat(path).st_mode
   except OSError:
     return  # a missing or unreadable file: the reader names it
   if stat.S_ISDIR(mode):
     raise ValueError(f'{path}: is a directory; --{flag} names a file.')
-  if not stat.S_ISREG(mode):
-    raise ValueError(f'{path}: not a regular file (a device or a pipe); --{flag} names a file.')
+  if stat.S_ISFIFO(mode) and not pipe_ok:
+    raise ValueError(f'{path}: a pipe, but an npy or npz file is read in place: save it to a file first.')
+  if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+    raise ValueError(f'{path}: not a regular file (a device); --{flag} names a file.')
 
 
 def _load_file(name, path, labels_path, target_column, delimiter, weight_column, test=False, real=False):
-  _check_regular(path, 'test_path' if test else 'data_path')
+  _check_regular(path, 'test_path' if test else 'data_path', pipe_ok=name == 'csv')
   if labels_path:
     _check_regular(labels_path, 'test_labels_path' if test else 'labels_path')
   if name == 'npz':

@@ -86,7 +86,7 @@ class DataConfig:
     default = DataConfig()
     for name, readers in _READ_BY.items():
       value = getattr(self, name)
-      if value in (getattr(default, name), None, '') or self.dataset in readers:
+      if value in (None, '') or str(value) == str(getattr(default, name)) or self.dataset in readers:
         continue
       which = ' (the default)' if self.dataset == default.dataset else ''
       raise ValueError(
@@ -148,10 +148,12 @@ def _check_labels(raw, d):
   if raw.kind != 'real' or y.ndim != 1:
     return  # class labels; [N, K] targets are refused by the loss check with their shape
   bad = ~np.isfinite(y) | (y != np.round(y))
+  if not bad.any():
+    return  # whole numbers read as real targets (a bundled regression set): the loss check says so
   i = int(np.argmax(bad))
   raise ValueError(
     f'{d.labels_path or d.data_path or d.dataset}: a classification loss needs integer class labels, got '
-    f'{y[i]:g} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'
+    f'{float(y[i])} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'
   )
 
 

@@ -197,7 +197,9 @@ def _from_arrays(x, y, path, w=None, labels_path=None, real=False):
     if (y < 0).any():
       i = int(np.argmax(y < 0))
       _fail(labels_path, f'label {y[i]:g} at index {i} is negative.')
-    _check_class_count(given, y, labels_path)
+    if len(y) and y.max() >= 2**62:  # beyond the labels' integers (and any class count)
+      i = int(np.argmax(y))
+      _fail(labels_path, f'label {given[i]} at index {i} is too large to number a class; number them 0..C-1.')
     y = y.astype(np.int64)
     num_classes = len(names) if names is not None else int(y.max(initial=0)) + 1
     extra = {'x_kind': _feature_kind(x.dtype), 'text_labels': names is not None}
@@ -205,23 +207,25 @@ def _from_arrays(x, y, path, w=None, labels_path=None, real=False):
   return Raw(float_features(x), y.astype(np.float64), 'real', w=w, extra={'x_kind': _feature_kind(x.dtype)})
 
 
-def _check_class_count(given, y, where):
-  """Refuses labels whose largest value would make far more classes than the labels hold.
+def check_class_count(raw: Raw, where: str) -> None:
+  """Refuses training labels whose largest value would make far more classes than the labels hold.
 
   Classes are numbered `0..C-1` with `C` the largest label plus one, and the
   model has a row of weights for each: a stray label of 10^9 would ask for a
-  billion classes (and exhaust memory after the run has started), a label of
-  2^63 or more does not fit the labels' integers at all.
+  billion classes, and exhaust memory after the run had started. Refused
+  when `C` exceeds both twice the distinct labels and 1,000 more than them.
+  (A test split's labels are held to the training labels instead, `with_test`.)
   """
-  i = int(np.argmax(y)) if len(y) else 0
-  if not len(y) or y[i] < 1000:
+  y = raw.y
+  if raw.kind != 'class' or raw.class_names is not None or not len(y) or raw.num_classes <= 1000:
     return
   count = len(np.unique(y))
-  if y[i] < 2**62 and y[i] + 1 <= max(2 * count, count + 1000):
+  if raw.num_classes <= max(2 * count, count + 1000):
     return
+  i = int(np.argmax(y))
   _fail(
     where,
-    f'label {given[i]} at index {i} would make {y[i] + 1:,.0f} classes (numbered from 0), but only '
+    f'label {y[i]} at index {i} would make {raw.num_classes:,} classes (numbered from 0), but only '
     f'{count:,} distinct labels occur; number the classes 0..C-1 '
     '(np.unique(y, return_inverse=True) does).',
   )
@@ -265,14 +269,24 @@ def _feature_kind(dtype):
   return 'float' if chunks.is_float(dtype) else 'integer'
 
 
-def with_test(raw: Raw, test: Raw, where: str, train_where: str) -> Raw:
+def with_test(
+  raw: Raw,
+  test: Raw,
+  where: str,
+  train_where: str,
+  labels_where: str | None = None,
+  train_labels_where: str | None = None,
+) -> Raw:
   """`raw` with `test` (a `Raw` from a held-out file or arrays) as its test split, checked against it.
 
   The test data must have the same number of features (and image shape),
   the same dtype kind of features (float or integer) and of targets (class
   labels, text labels or real targets), and only labels the training data
-  has; each difference is a `ValueError` naming `where`.
+  has; each difference is a `ValueError` naming `where` (`labels_where` and
+  `train_labels_where` for the targets, when they come from files of their
+  own).
   """
+  labels_where, train_labels_where = labels_where or where, train_labels_where or train_where
   if test.x.shape[1] != raw.x.shape[1] or test.image_shape != raw.image_shape:
     shape = lambda r: r.image_shape or (r.x.shape[1],)  # noqa: E731
     _fail(
@@ -286,16 +300,18 @@ def with_test(raw: Raw, test: Raw, where: str, train_where: str) -> Raw:
   text = lambda r: r.kind == 'class' and r.extra.get('text_labels', False)  # noqa: E731
   if test.kind != raw.kind or text(test) != text(raw):
     what = lambda r: 'text labels' if text(r) else ('class labels' if r.kind == 'class' else 'real targets')  # noqa: E731
-    _fail(where, f'targets are {what(test)}, but {train_where} has {what(raw)}.')
+    _fail(labels_where, f'targets are {what(test)}, but {train_labels_where} has {what(raw)}.')
   y = test.y
   if text(raw):
-    y = labels_by_name(np.asarray(test.class_names)[test.y], raw.class_names, where)
+    y = labels_by_name(np.asarray(test.class_names)[test.y], raw.class_names, labels_where)
   elif raw.kind == 'class':
     unknown = np.setdiff1d(np.unique(y), np.unique(raw.y))
     if len(unknown):
-      _fail(where, f'label {unknown[0]} does not occur in the training labels of {train_where}.')
+      _fail(
+        labels_where, f'label {unknown[0]} does not occur in the training labels of {train_labels_where}.'
+      )
   elif (y.ndim, y.shape[1:]) != (raw.y.ndim, raw.y.shape[1:]):
-    _fail(where, f'targets of shape {y.shape}, but {train_where} has {raw.y.shape}.')
+    _fail(labels_where, f'targets of shape {y.shape}, but {train_labels_where} has {raw.y.shape}.')
   return dataclasses.replace(raw, test=(test.x, y), w_test=test.w)
 
 
@@ -332,7 +348,9 @@ def from_arrays(
   if class_names is not None and text_labels(y)[1] is not None:
     _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
   raw = dataclasses.replace(_from_arrays(x, np.asarray(y), name, sample_weight), image_shape=image_shape)
-  if num_classes is not None:
+  if num_classes is None:
+    check_class_count(raw, name)
+  else:
     if raw.kind != 'class':
       _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
     if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 1):

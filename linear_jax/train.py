@@ -79,7 +79,9 @@ def _check_fit(cfg, dataset):
   losses.probe(spec, concrete=True)
   why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
   if why and spec.targets == 'binary' and dataset.kind == 'class':  # which labels, not only how many classes
-    present = np.unique(np.asarray(dataset.y_train))
+    present = np.unique(
+      np.concatenate([np.asarray(getattr(dataset, f'y_{s}')) for s in ('train', 'val', 'test')])
+    )
     if len(present) <= 2:
       labels = ' and '.join(str(v) for v in present.tolist())
       why = (
