@@ -190,7 +190,6 @@ def _from_arrays(x, y, path, w=None, labels_path=None, real=False):
   kind = _targets_kind(y, labels_path)
   if real and names is None:  # whole numbers read as the real targets a regression loss wants
     kind = 'real'
-
   w = None if w is None else check_weights(w, len(y), path)
   if kind == 'class':
     given, y = y, y.astype(np.float64)
@@ -323,6 +322,7 @@ def from_arrays(
   class_names: tuple[str, ...] | list[str] | None = None,
   name: str = 'arrays',
   sample_weight: np.ndarray | None = None,
+  real_targets: bool = False,
 ) -> Raw:
   """Your own NumPy arrays as a dataset, for `prepare` and then `train.fit`.
 
@@ -340,6 +340,8 @@ def from_arrays(
     class_names: optional names, one per class.
     name: how error messages name these arrays.
     sample_weight: optional `[N]` non-negative weights, not all 0.
+    real_targets: numeric `y` are real targets even when all are whole
+      numbers (counts, say, for a regression loss); else whole numbers are labels.
 
   Returns:
     A checked `Raw`. Raises a `ValueError` naming the first bad value.
@@ -347,7 +349,8 @@ def from_arrays(
   x, image_shape = _feature_matrix(x, name)
   if class_names is not None and text_labels(y)[1] is not None:
     _fail(name, 'class_names cannot be given with text labels: the labels name the classes.')
-  raw = dataclasses.replace(_from_arrays(x, np.asarray(y), name, sample_weight), image_shape=image_shape)
+  raw = _from_arrays(x, np.asarray(y), name, sample_weight, real=real_targets)
+  raw = dataclasses.replace(raw, image_shape=image_shape)
   if num_classes is None:
     check_class_count(raw, name)
   else:

@@ -138,6 +138,10 @@ def test_whole_number_targets_are_real_numbers_for_a_regression_loss(tmp_path):
   np.savez(tmp_path / 'd.npz', x=x, y=t + 0.5, x_test=x[:10], y_test=t[:10] - 250)  # negative whole numbers
   ds = experiment.load_dataset(experiment.DataConfig(dataset='npz', data_path=str(tmp_path / 'd.npz')))
   assert ds.kind == 'real' and ds.y_test.min() < 0
+  # From Python: data.from_arrays(..., real_targets=True).
+  assert data.from_arrays(x, t).kind == 'class'
+  raw = data.from_arrays(x, t, real_targets=True, test=(x[:10], t[:10]))
+  assert raw.kind == 'real' and raw.num_classes is None and raw.test[1].dtype == np.float64
 
 
 def test_real_targets_for_a_classification_loss_name_the_file_and_the_value(tmp_path):
