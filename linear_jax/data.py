@@ -196,7 +196,7 @@ def load_npz(path: str, real: bool = False) -> Raw:
   if a['x_test'] is not None:
     test_real = real or raw.kind == 'real'
     test = records.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)', real=test_real)
-    raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)')
+    raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)', f'{path} (y_test)', f'{path} (y)')
   return raw
 
 

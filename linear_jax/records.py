@@ -299,7 +299,7 @@ def with_test(
   text = lambda r: r.kind == 'class' and r.extra.get('text_labels', False)  # noqa: E731
   if test.kind != raw.kind or text(test) != text(raw):
     what = lambda r: 'text labels' if text(r) else ('class labels' if r.kind == 'class' else 'real targets')  # noqa: E731
-    _fail(labels_where, f'targets are {what(test)}, but {train_labels_where} has {what(raw)}.')
+    _fail(labels_where, f'holds {what(test)}, but {train_labels_where} holds {what(raw)}.')
   y = test.y
   if text(raw):
     y = labels_by_name(np.asarray(test.class_names)[test.y], raw.class_names, labels_where)

@@ -307,10 +307,13 @@ def _column_stats(x, rows):
   count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
   for a, b in spans(x.shape[0], rows):
     block = np.asarray(x[a:b], np.float64)
-    k, bmean = b - a, block.mean(axis=0)
-    delta = bmean - mean
-    m2 += ((block - bmean) ** 2).sum(axis=0) + delta**2 * count * k / (count + k)
-    mean += delta * k / (count + k)
+    with np.errstate(
+      invalid='ignore', over='ignore'
+    ):  # a non-finite value is named by the checks before training
+      k, bmean = b - a, block.mean(axis=0)
+      delta = bmean - mean
+      m2 += ((block - bmean) ** 2).sum(axis=0) + delta**2 * count * k / (count + k)
+      mean += delta * k / (count + k)
     count += k
     top = max(top, float(np.abs(block).max(initial=0.0)))
     release(x, a, b)

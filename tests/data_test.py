@@ -774,11 +774,11 @@ def test_test_file_with_other_features_labels_or_dtype_kind_is_refused(tmp_path)
       y,
       r'test.npz: features are integers, but .*train.npz holds floats',
     ),
-    'y_kind': (x, y + 0.5, r'test.npz: targets are real targets, but .*train.npz has class labels'),
+    'y_kind': (x, y + 0.5, r'test.npz: holds real targets, but .*train.npz holds class labels'),
     'text': (
       x,
       np.array(['a', 'b', 'c'])[y],
-      r'test.npz: targets are text labels, but .*train.npz has class',
+      r'test.npz: holds text labels, but .*train.npz holds class',
     ),
   }
   for xt, yt, match in cases.values():
