@@ -144,13 +144,12 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
 
 def _check_labels(raw, d):
   """Refuses real-valued targets given to a classification loss, naming the file and the first non-label."""
-  y = np.asarray(raw.y)
+  y = np.asarray(raw.y)  # finite: `data.load` checked it
   if raw.kind != 'real' or y.ndim != 1:
     return  # class labels; [N, K] targets are refused by the loss check with their shape
-  bad = ~np.isfinite(y) | (y != np.round(y))
-  if not bad.any():
+  i = validation.first_non_integer(y)
+  if i is None:
     return  # whole numbers read as real targets (a bundled regression set): the loss check says so
-  i = int(np.argmax(bad))
   raise ValueError(
     f'{d.labels_path or d.data_path or d.dataset}: a classification loss needs integer class labels, got '
     f'{float(y[i])} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'

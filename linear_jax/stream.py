@@ -307,9 +307,8 @@ def _column_stats(x, rows):
   count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
   for a, b in spans(x.shape[0], rows):
     block = np.asarray(x[a:b], np.float64)
-    with np.errstate(
-      invalid='ignore', over='ignore'
-    ):  # a non-finite value is named by the checks before training
+    # A non-finite value is named by the checks before training, not warned about here.
+    with np.errstate(invalid='ignore', over='ignore'):
       k, bmean = b - a, block.mean(axis=0)
       delta = bmean - mean
       m2 += ((block - bmean) ** 2).sum(axis=0) + delta**2 * count * k / (count + k)

@@ -112,20 +112,26 @@ def check_targets(targets, kind, num_outputs, where='targets'):
     raise ValueError(f'{where}: non-finite target at index {i}: {t.reshape(len(t), -1)[i]}.')
   if kind == 'real':
     return
-  if np.issubdtype(t.dtype, np.floating):
-    frac = t != np.round(t)
-    if frac.any():
-      i = int(np.argmax(frac))
-      raise ValueError(
-        f'{where}: labels must be integers, got {t[i]} at index {i} '
-        f'(real-valued targets given to a {kind} loss?).'
-      )
+  i = first_non_integer(t)
+  if i is not None:
+    raise ValueError(
+      f'{where}: labels must be integers, got {t[i]} at index {i} '
+      f'(real-valued targets given to a {kind} loss?).'
+    )
   high = 2 if kind == 'binary' else num_outputs
   out = (t < 0) | (t >= high)
   if out.any():
     i = int(np.argmax(out))
     valid = '{0, 1}' if kind == 'binary' else f'[0, {high})'
     raise ValueError(f'{where}: label {t[i]:g} at index {i} is outside {valid}.')
+
+
+def first_non_integer(t):
+  """The index of the first value of `t` (finite numbers) that is not a whole number, or `None`."""
+  if not np.issubdtype(t.dtype, np.floating):
+    return None
+  frac = t != np.round(t)
+  return int(np.argmax(frac)) if frac.any() else None
 
 
 def check_weights(weights, num_examples, where='sample weights'):
