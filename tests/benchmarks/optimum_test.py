@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from experiments import bench_optimum
+from benchmarks import optimum as bench_optimum
 
 
 def test_embedding_like_data_is_standardized_and_learnable():

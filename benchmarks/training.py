@@ -14,8 +14,8 @@ import time
 from absl import flags
 import numpy as np
 
-from .bench_harness import median_time
-from .bench_harness import wall_time
+from .harness import median_time
+from .harness import wall_time
 
 FLAGS = flags.FLAGS
 
@@ -109,7 +109,7 @@ def section_time_to_accuracy():
       ('linear_jax', 'compiling', '--compilation_cache='),
       ('linear_jax_cached', 'with its compilation cache warm', f'--compilation_cache={cache}'),
     ):
-      train = f'{__package__}.train'  # experiments.train, or linear_jax.experiments.train once installed
+      train = 'experiments.train'
       cmd = [sys.executable, '-m', train, '--quiet', '--plots=false', f'--workdir={tmp}', flag]
       if key == 'linear_jax_cached':
         wall_time(cmd)  # fills the cache, as any earlier run would

@@ -1,7 +1,7 @@
 r"""Long runs, measured: the cost of sweep checkpoints, and the time from SIGTERM to exit.
 
-    python -m experiments.bench_longruns            # prints the Markdown table
-    python -m experiments.bench_longruns --quick    # small sizes, a smoke test
+    python -m benchmarks.longruns            # prints the Markdown table
+    python -m benchmarks.longruns --quick    # small sizes, a smoke test
 
 `run(quick)` returns every number; `markdown(results)` renders the table.
 
@@ -134,7 +134,7 @@ def sigterm_to_exit(size, seed=0):
   for _ in range(size['signals']):
     work = tempfile.mkdtemp(prefix='bench-sigterm-')
     proc = subprocess.Popen(
-      [sys.executable, '-m', f'{__package__}.lr_sweep', *args, f'--workdir={work}'],
+      [sys.executable, '-m', 'experiments.lr_sweep', *args, f'--workdir={work}'],
       cwd=ROOT,
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,

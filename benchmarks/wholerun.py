@@ -1,11 +1,11 @@
 r"""Benchmarks the whole training run as a user waits for it: fit against fit, streaming, memory.
 
-    python -m experiments.bench_wholerun
-    python -m experiments.bench_wholerun --quick          # small sizes: a smoke test of this script
-    python -m experiments.bench_wholerun --big            # adds 1.28M × 1,024 float32 (5.2 GB on disk)
+    python -m benchmarks.wholerun
+    python -m benchmarks.wholerun --quick          # small sizes: a smoke test of this script
+    python -m benchmarks.wholerun --big            # adds 1.28M × 1,024 float32 (5.2 GB on disk)
 
 `run(quick)` measures and returns every number; `markdown(results)` turns
-them into a table (`experiments/benchmark.py` calls both). Three parts, all
+them into a table (`benchmarks/run.py` calls both). Three parts, all
 in one run on one machine:
 
 1. whole `train.fit` against whole `SGDClassifier.fit` on 10,000 × 3,072 ×
@@ -37,7 +37,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from .bench_training import cifar_like
+from .training import cifar_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -228,7 +228,7 @@ def streaming(quick):
 _CHILD = r"""
 import json, sys, time
 import numpy as np
-from {package} import bench_wholerun as b
+from benchmarks import wholerun as b
 from linear_jax import train
 mode, path, labels, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 y = np.load(labels, allow_pickle=False)
@@ -252,7 +252,7 @@ def _child(mode, path, labels, epochs=1, batch=256):
     [
       sys.executable,
       '-c',
-      _CHILD.replace('{package}', __package__),
+      _CHILD,
       mode,
       path,
       labels,

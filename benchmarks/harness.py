@@ -1,6 +1,6 @@
 """The benchmark's harness: medians of alternated runs, the machine's description, and the results file.
 
-Every section of `experiments/benchmark.py` times its contenders with `median_times`, which takes
+Every section of `benchmarks/run.py` times its contenders with `median_times`, which takes
 turns between them so that a noisy neighbour slows every side of a ratio alike. `backend_section`
 and `merge_results` write one backend's section into `benchmarks/RESULTS.md`, keeping the other
 backends' sections and, within this backend's, the parts of sections not run this time.

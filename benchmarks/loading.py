@@ -1,7 +1,7 @@
 r"""Benchmark section: loading and preparing a large features file, against a plain `np.load`.
 
-    python -m experiments.bench_data            # 200,000 x 1,024 float32 (0.82 GB), npz and npy
-    python -m experiments.bench_data --quick    # 20,000 x 256, a smoke test
+    python -m benchmarks.loading            # 200,000 x 1,024 float32 (0.82 GB), npz and npy
+    python -m benchmarks.loading --quick    # 20,000 x 256, a smoke test
 
 Writes the files into a temporary folder (removed after) and measures, each
 in a fresh subprocess, taking turns, the median of `repeats` runs:
@@ -10,7 +10,7 @@ in a fresh subprocess, taking turns, the median of `repeats` runs:
 - the digits dataset loaded and prepared the same way: the baseline resident memory.
 Peak resident memory is the process's `VmHWM` (`/proc/self/status`; `ru_maxrss`
 where that is missing). The section is `run(quick) -> dict` and
-`markdown(results) -> str`, for `experiments.benchmark`.
+`markdown(results) -> str`, for `benchmarks.run`.
 """
 
 import json

@@ -1,10 +1,10 @@
 r"""Benchmark section: reaching the optimum, against scikit-learn, measured in one run.
 
-    python -m experiments.bench_optimum            # prints the section's markdown
-    python -m experiments.bench_optimum --quick    # small sizes: a smoke test
+    python -m benchmarks.optimum            # prints the section's markdown
+    python -m benchmarks.optimum --quick    # small sizes: a smoke test
 
 `run(quick)` returns every number as a dict and `markdown(results)` renders
-the section, for experiments/benchmark.py. Four parts:
+the section, for benchmarks/run.py. Four parts:
 
 1. the objective at the optimum equals scikit-learn's (LogisticRegression,
    Ridge; sample weights and class_weight='balanced') in float64, on digits,
@@ -331,10 +331,9 @@ def part_default_run(quick):
   from sklearn import pipeline  # pylint: disable=import-outside-toplevel
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
+  from experiments import common  # pylint: disable=import-outside-toplevel
   from linear_jax import data  # pylint: disable=import-outside-toplevel
   from linear_jax import train  # pylint: disable=import-outside-toplevel
-
-  from . import common  # pylint: disable=import-outside-toplevel
 
   rows = []
   for name in ('digits', 'breast_cancer'):
@@ -471,7 +470,7 @@ def main(argv):
   del argv
   import json  # pylint: disable=import-outside-toplevel
 
-  from . import common  # pylint: disable=import-outside-toplevel
+  from experiments import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
   global FULL_SIZE  # noqa: PLW0603 - a command-line override of the module's default

@@ -1,6 +1,6 @@
 """The data-loading benchmark section runs and reports every figure it promises."""
 
-from experiments import bench_data
+from benchmarks import loading as bench_data
 
 
 def test_quick_run_measures_both_formats_against_np_load():

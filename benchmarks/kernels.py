@@ -8,10 +8,10 @@ or arithmetic for them. Section 5 times the vectorized numerical gradient agains
 from absl import flags
 import numpy as np
 
-from .bench_harness import data_sheet_bandwidth
-from .bench_harness import median_time
-from .bench_harness import median_times
-from .bench_training import cifar_like
+from .harness import data_sheet_bandwidth
+from .harness import median_time
+from .harness import median_times
+from .training import cifar_like
 
 FLAGS = flags.FLAGS
 

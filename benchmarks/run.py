@@ -1,6 +1,6 @@
 r"""Benchmarks linear_jax against its peers, measured in one run on one machine.
 
-    python -m experiments.benchmark --out=benchmarks/RESULTS.md
+    python -m benchmarks.run --out=benchmarks/RESULTS.md
 
 Every time is a median of runs after a warm-up (of --repeats runs in section
 1; the other sections state their counts in their tables); every ratio
@@ -11,15 +11,15 @@ compares two numbers measured in this run. Sections (--sections=1,...,9):
 3. time to accuracy on digits, imports and compilation included;
 4. sweeps of K models trained together against K sequential runs;
 5. gradient checking: vectorized numerical gradient against a coordinate loop;
-6. loading a large file: memory and time against a plain np.load (bench_data);
+6. loading a large file: memory and time against a plain np.load (loading.py);
 7. the whole run: whole train.fit against whole SGDClassifier.fit, streaming
-   against in-memory, memory with --stream (bench_wholerun);
+   against in-memory, memory with --stream (wholerun.py);
 8. reaching the optimum: objectives equal to scikit-learn's, L-BFGS and
-   regularization paths against LogisticRegression (bench_optimum);
-9. long runs: checkpoint overhead and SIGTERM to exit (bench_longruns).
+   regularization paths against LogisticRegression (optimum.py);
+9. long runs: checkpoint overhead and SIGTERM to exit (longruns.py).
 This file holds the flags, the list of sections and the writing of the
-results; the harness is in bench_harness.py, sections 1 and 5 in
-bench_kernels.py, 2-4 in bench_training.py, and 6-9 in their own modules.
+results; the harness is in harness.py, sections 1 and 5 in
+kernels.py, 2-4 in training.py, and 6-9 in their own modules.
 
 Run on a GPU, the same command adds a "## GPU results" section to the same
 file (naming the card, and the fraction of its data-sheet bandwidth reached)
@@ -33,12 +33,12 @@ import os
 from absl import app
 from absl import flags
 
-from . import bench_harness
-from . import bench_kernels
-from . import bench_training
-from .bench_harness import data_sheet_bandwidth  # noqa: F401  (part of this module's interface)
-from .bench_harness import merge_results
-from .bench_harness import section_parts  # noqa: F401  (part of this module's interface)
+from . import harness
+from . import kernels
+from . import training
+from .harness import data_sheet_bandwidth  # noqa: F401  (part of this module's interface)
+from .harness import merge_results
+from .harness import section_parts  # noqa: F401  (part of this module's interface)
 
 flags.DEFINE_string(
   'out',
@@ -61,7 +61,7 @@ FLAGS = flags.FLAGS
 
 
 def module_section(name):
-  """A section kept in its own module `experiments/NAME.py`, with `run(quick)` and `markdown(results)`."""
+  """A section kept in its own module `benchmarks/NAME.py`, with `run(quick)` and `markdown(results)`."""
 
   def section():
     module = importlib.import_module(f'{__package__}.{name}')
@@ -73,15 +73,15 @@ def module_section(name):
 
 
 SECTIONS = {
-  '1': bench_kernels.section_gradients,
-  '2': bench_training.section_training,
-  '3': bench_training.section_time_to_accuracy,
-  '4': bench_training.section_sweeps,
-  '5': bench_kernels.section_gradcheck,
-  '6': module_section('bench_data'),
-  '7': module_section('bench_wholerun'),
-  '8': module_section('bench_optimum'),
-  '9': module_section('bench_longruns'),
+  '1': kernels.section_gradients,
+  '2': training.section_training,
+  '3': training.section_time_to_accuracy,
+  '4': training.section_sweeps,
+  '5': kernels.section_gradcheck,
+  '6': module_section('loading'),
+  '7': module_section('wholerun'),
+  '8': module_section('optimum'),
+  '9': module_section('longruns'),
 }
 
 
@@ -95,18 +95,16 @@ flags.register_validator(
 
 def main(argv):
   del argv
-  from . import common  # pylint: disable=import-outside-toplevel
+  from experiments import common  # pylint: disable=import-outside-toplevel
 
   common.quiet_logs()
-  info = bench_harness.machine()
+  info = harness.machine()
   results = {'machine': info}
   new_parts = {}
   for key in FLAGS.sections:
     title, table, out = SECTIONS[key]()
     results[key] = out
-    text = (
-      bench_harness.markdown(title, table) if title else table
-    )  # a module section writes its own markdown
+    text = harness.markdown(title, table) if title else table  # a module section writes its own markdown
     if 'verdict' in out:
       text += '\n' + out['verdict'] + '\n'
     print(text, flush=True)
@@ -118,12 +116,12 @@ def main(argv):
       previous = f.read()
   header = (
     '# linear_jax benchmark results\n\n'
-    'Made by `python -m experiments.benchmark --out=benchmarks/RESULTS.md`, '
+    'Made by `python -m benchmarks.run --out=benchmarks/RESULTS.md`, '
     'each section on its own backend (on a machine with a GPU: `bash benchmarks/gpu_run.sh`).\n'
   )
   # Section 1 takes --repeats; the others choose their own and state them in their tables.
   repeats = {key: FLAGS.repeats if key in TAKES_REPEATS else None for key in new_parts}
-  text = merge_results(previous, header, bench_harness.backend_section(previous, info, repeats, new_parts))
+  text = merge_results(previous, header, harness.backend_section(previous, info, repeats, new_parts))
   tmp = FLAGS.out + '.tmp'
   with open(tmp, 'w') as f:
     f.write(text)
