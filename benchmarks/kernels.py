@@ -70,8 +70,8 @@ def section_gradients():
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
-  from linear_jax import model  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import grad_sources  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import model  # pylint: disable=import-outside-toplevel
 
   n = 1000 if FLAGS.quick else 10000
   x, y = cifar_like(n)
@@ -212,7 +212,7 @@ def section_gradcheck():
 
   jax.config.update('jax_enable_x64', True)
   import linear_jax as lj  # pylint: disable=import-outside-toplevel
-  from linear_jax import gradcheck  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import gradcheck  # pylint: disable=import-outside-toplevel
 
   rows, out = [], {}
   params, x, y = gradcheck.random_problem(jax.random.PRNGKey(0), 'softmax', 64, 64, 10)

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from linear_jax import data
+from linear_jax.data import datasets as data
 
 def peak():
   try:

@@ -47,7 +47,7 @@ def _sizes(quick):
 
 
 def _dataset(size):
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
   raw = data.blobs(size['examples'], size['features'], size['classes'], seed=0)
   return data.prepare(raw, 'cifar-shaped blobs', seed=0)
@@ -55,9 +55,9 @@ def _dataset(size):
 
 def checkpoint_overhead(size):
   """Median seconds of the same sweep with and without checkpoints, alternated in one process."""
-  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
-  from linear_jax import sweep_state  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import sweep_state  # pylint: disable=import-outside-toplevel
 
   ds = _dataset(size)
   cfg = train.TrainConfig(epochs=size['epochs'], batch_size=64, optimizer='momentum')

@@ -73,7 +73,7 @@ def embedding_like(n, d, c, seed=0):
 
 
 def _dataset(x, y, name, dtype):
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
   raw = data.from_arrays(x, y, name=name)
   return data.prepare(raw, name, 0.0, 0.0, preprocess='none', dtype=dtype)
@@ -106,8 +106,8 @@ def part_equality(quick):
   from sklearn import datasets  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   def standardized(x):
     return (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
@@ -177,8 +177,8 @@ def part_single_fit(quick, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, d, x, y = _synthetic_problem(quick)
   ds = _dataset(x, y, 'synthetic', np.float32)
@@ -229,9 +229,9 @@ def part_path(quick, repeats):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import paths  # pylint: disable=import-outside-toplevel
-  from linear_jax import solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
 
   n, d, x, y = _synthetic_problem(quick)
   ds = _dataset(x, y, 'synthetic', np.float32)
@@ -332,8 +332,8 @@ def part_default_run(quick):
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
   from experiments import common  # pylint: disable=import-outside-toplevel
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   rows = []
   for name in ('digits', 'breast_cancer'):

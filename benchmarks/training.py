@@ -32,8 +32,8 @@ def cifar_like(n, d=3072, c=10, seed=0, signal=0.05):
 def section_training():
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n = 2000 if FLAGS.quick else 10000
   epochs = 2 if FLAGS.quick else 10
@@ -147,9 +147,9 @@ def section_sweeps():
 
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
-  from linear_jax import sweep  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
 
   ds = data.prepare(data.load('digits'), 'digits')
   cfg = train.TrainConfig(epochs=10 if FLAGS.quick else 30)

@@ -50,7 +50,7 @@ def _cifar_like(n):
 
 def _dataset(x, y, name='cifar-shaped', num_classes=10):
   """A training split `x, y` (an array or a memory map) as a `Dataset`, with no validation or test split."""
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
   d = x.shape[1]
   empty = np.zeros((0, d), np.float32)
@@ -145,10 +145,10 @@ def whole_fit(quick):
   """Part 1: whole `train.fit` and whole `SGDClassifier.fit`, examples/s, medians of alternated fits."""
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, epochs, rounds = (2000, 2, 1) if quick else (10000, 10, 5)
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
   x, y = _cifar_like(n)
   ds = _dataset(x, y)
@@ -189,7 +189,7 @@ def whole_fit(quick):
 
 def streaming(quick):
   """Part 2: streamed vs in-memory training on the same `.npy`, epoch and whole-fit examples/s."""
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, epochs, rounds = (2000, 3, 1) if quick else (10000, 10, 5)
   x, y = _cifar_like(n)
@@ -215,7 +215,7 @@ def streaming(quick):
       rounds,
     )
     block = train.TrainConfig(batch_size=256)
-    from linear_jax import stream  # pylint: disable=import-outside-toplevel
+    from linear_jax.datapath import stream  # pylint: disable=import-outside-toplevel
 
     rows = stream.block_rows(block, n, x.shape[1], 4)
     del mapped
@@ -229,7 +229,7 @@ _CHILD = r"""
 import json, sys, time
 import numpy as np
 from benchmarks import wholerun as b
-from linear_jax import train
+from linear_jax.training import train
 mode, path, labels, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 y = np.load(labels, allow_pickle=False)
 x = np.load(path, mmap_mode='r', allow_pickle=False)

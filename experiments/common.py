@@ -6,9 +6,9 @@ import os
 
 from absl import flags
 
-from linear_jax import config
-from linear_jax import experiment
-from linear_jax import losses
+from linear_jax.maths import losses
+from linear_jax.optim import config
+from linear_jax.runs import experiment
 
 PENALTY_NAMES = tuple(losses.PENALTIES)
 # Every flag that sets a `TrainConfig` field takes its default from `config.COMMAND_LINE` (the
@@ -30,7 +30,7 @@ def validate_as_field(name, field=None, record=None):
   field = field or name
 
   def check(value):
-    from linear_jax import train  # pylint: disable=import-outside-toplevel
+    from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
     try:
       (record or train.TrainConfig)(**{field: value}).validate()
@@ -192,7 +192,7 @@ def define_number_list(name, default, help_text, bound=None):
 
 def define_data_flags():
   """Which dataset, where its files are, how it is split and preprocessed."""
-  from linear_jax import data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_enum('dataset', DATA.dataset, data.DATASETS, 'Dataset to train on.')
   flags.DEFINE_string('data_dir', None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
@@ -258,8 +258,8 @@ def define_training_flags(max_epochs=False):
   With `max_epochs`, the epoch count is `--max_epochs` (a cap: the run stops
   when it has converged, see `define_convergence_flags`), `--epochs` its alias.
   """
-  from linear_jax import grad_sources  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import grad_sources  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_enum(
     'optimizer',
@@ -339,7 +339,7 @@ def define_training_flags(max_epochs=False):
       known = ('class', f['num_classes'])
     if known is None:
       return True  # files: checked once loaded, before any compile
-    from linear_jax import data  # pylint: disable=import-outside-toplevel
+    from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
 
     try:
       targets = losses.get_loss(f['loss']).targets
@@ -355,7 +355,7 @@ def define_training_flags(max_epochs=False):
   def lbfgs_fits(f):
     if f['optimizer'] != 'lbfgs':
       return True
-    from linear_jax import solvers  # pylint: disable=import-outside-toplevel
+    from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
 
     try:
       solvers.check_smooth(f['loss'], f['penalty'], f['reg'])
@@ -375,7 +375,7 @@ def define_convergence_flags(tol_only=False):
 
   With `tol_only`, just `--tol` (the sweeps run a fixed count; their L-BFGS paths stop on --tol).
   """
-  from linear_jax import convergence  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import convergence  # pylint: disable=import-outside-toplevel
 
   flags.DEFINE_float(
     'tol',
@@ -403,7 +403,7 @@ def train_config(f):
   and `--margin`) and `batch_size` (0, a full batch, is `--full_batch`). A field without a flag in this
   experiment (`--tol_on` in the sweeps, `explode_factor` everywhere) keeps its default.
   """
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   said_otherwise = ('loss_hparams', 'batch_size')
   fields = [field.name for field in dataclasses.fields(train.TrainConfig) if field.name not in said_otherwise]
@@ -530,6 +530,6 @@ def start(f):
 def start_distributed(f):
   """Starts JAX's multi-process runtime if the flags ask for it (before any JAX work)."""
   if f.distributed or f.coordinator_address:
-    from linear_jax import parallel  # pylint: disable=import-outside-toplevel
+    from linear_jax.datapath import parallel  # pylint: disable=import-outside-toplevel
 
     parallel.initialize(f.coordinator_address, f.num_processes, f.process_id)

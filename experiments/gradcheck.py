@@ -15,8 +15,8 @@ from absl import app
 from absl import flags
 import jax
 
-from linear_jax import gradcheck
-from linear_jax import gradcheck_run
+from linear_jax.maths import gradcheck
+from linear_jax.runs import gradcheck_run
 
 from . import common
 

@@ -11,7 +11,7 @@ that accuracy; draws data and learned boundaries to --workdir.
 from absl import app
 from absl import flags
 
-from linear_jax import hard_cases
+from linear_jax.runs import hard_cases
 
 from . import common
 

@@ -28,7 +28,7 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import jacobians  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import jacobians  # pylint: disable=import-outside-toplevel
 
   bad = 0
   for j in jacobians.lecture_jacobians(jax.random.PRNGKey(FLAGS.seed), FLAGS.num_features, FLAGS.num_classes):

@@ -1,7 +1,7 @@
 """What the long-running entry points share: the workdir lock, stop signals, and how to continue.
 
-`guarded(workdir)` holds the workdir's lock (`linear_jax/workdir.py`) and
-turns SIGTERM / SIGINT into a clean stop (`linear_jax/preemption.py`) for the
+`guarded(workdir)` holds the workdir's lock (`linear_jax/training/workdir.py`) and
+turns SIGTERM / SIGINT into a clean stop (`linear_jax/training/preemption.py`) for the
 life of the run; `exit_stopped` prints the one line that names the checkpoint
 and the command that continues from it, and exits with
 `preemption.EXIT_STATUS` (75) at once.
@@ -12,8 +12,8 @@ import os
 import shlex
 import sys
 
-from linear_jax import preemption
-from linear_jax import workdir as workdir_lib
+from linear_jax.training import preemption
+from linear_jax.training import workdir as workdir_lib
 
 RESUME_FLAGS = (
   '--resume',

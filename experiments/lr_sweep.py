@@ -26,10 +26,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from linear_jax import preemption
-from linear_jax import sweep as sweep_lib
-from linear_jax import sweep_run
-from linear_jax import sweep_state
+from linear_jax.runs import sweep_run
+from linear_jax.training import preemption
+from linear_jax.tuning import sweep as sweep_lib
+from linear_jax.tuning import sweep_state
 
 from . import common
 from . import longrun
@@ -120,7 +120,7 @@ def loss_hparam_axes(items, margins):
 
 
 def _loss_hparam_axes_ok(f):
-  from linear_jax import losses  # pylint: disable=import-outside-toplevel
+  from linear_jax.maths import losses  # pylint: disable=import-outside-toplevel
 
   axes = loss_hparam_axes(f['sweep_loss_hparam'], f['margins'])
   try:

@@ -11,7 +11,7 @@ float64. Prints a table, and writes optimizers.json and optimizers.png
 "claims" measure two of the lecture's statements on this run: a constant
 learning rate stalls at a noise floor that a decaying one goes below, and
 mini-batches beat the full batch per epoch (and how they compare per second). The work is
-`linear_jax.optimizers_run.compare`.
+`linear_jax.runs.optimizers_run.compare`.
 """
 
 import sys
@@ -20,8 +20,8 @@ from absl import app
 from absl import flags
 import jax
 
-from linear_jax import optimizers_run
-from linear_jax import train
+from linear_jax.runs import optimizers_run
+from linear_jax.training import train
 
 from . import common
 

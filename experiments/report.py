@@ -9,7 +9,7 @@ descent paths, SVM against softmax, pixels against histogram features, f − f*
 of each optimizer against the L-BFGS optimum) and
 writes report.html (pictures embedded, so the file stands alone) and the PNGs
 beside it. --tiny runs a smaller version for tests. The work is
-`linear_jax.report.build`.
+`linear_jax.runs.report.build`.
 """
 
 import time
@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 import jax
 
-from linear_jax import report
+from linear_jax.runs import report
 
 from . import common
 

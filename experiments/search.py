@@ -15,10 +15,10 @@ import sys
 from absl import app
 from absl import flags
 
-from linear_jax import preemption
-from linear_jax import search_run
-from linear_jax import search_state
-from linear_jax import train
+from linear_jax.runs import search_run
+from linear_jax.training import preemption
+from linear_jax.training import train
+from linear_jax.tuning import search_state
 
 from . import common
 from . import longrun

@@ -19,7 +19,7 @@ checkpoint.npz (--resume continues from it, bit-for-bit). Training stops when
 it has converged (--tol, --tol_on, --n_iter_no_change) or after --max_epochs;
 summary.json's stop_reason and the last printed line say which.
 
-The run itself is `linear_jax.experiment.train_and_evaluate`; this file turns
+The run itself is `linear_jax.runs.experiment.train_and_evaluate`; this file turns
 the flags into its `TrainConfig`, `DataConfig` and `RunOptions`.
 """
 
@@ -53,7 +53,7 @@ FLAGS = flags.FLAGS
 
 def run_options(f):
   """The `experiment.RunOptions` the parsed flags describe."""
-  from linear_jax import experiment  # pylint: disable=import-outside-toplevel
+  from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
 
   return experiment.RunOptions(
     reference=f.reference,
@@ -69,8 +69,8 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
-  from linear_jax import experiment  # pylint: disable=import-outside-toplevel
-  from linear_jax import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
   workdir = common.prepare_workdir(FLAGS.workdir) if main_process else FLAGS.workdir

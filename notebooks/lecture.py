@@ -40,10 +40,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import linear_jax as lj
-from linear_jax import data
-from linear_jax import plots
-from linear_jax import sweep
-from linear_jax import train
+from linear_jax.data import datasets as data
+from linear_jax.runs import plots
+from linear_jax.training import train
+from linear_jax.tuning import sweep
 
 pictures = pathlib.Path(tempfile.mkdtemp())  # the library's pictures are PNG files; shown from here
 

@@ -84,7 +84,10 @@ def test_pyproject_installs_the_experiments_inside_the_package():
   project = tomllib.loads((ROOT / 'pyproject.toml').read_text())
   setup = project['tool']['setuptools']
   assert setup['package-dir'] == {'linear_jax.experiments': 'experiments'}
-  assert sorted(setup['packages']) == ['linear_jax', 'linear_jax.experiments']  # no top-level `experiments`
+  # Every sub-package of linear_jax is installed, and the experiments inside it: no top-level `experiments`.
+  subpackages = {f'linear_jax.{p.parent.name}' for p in (ROOT / 'linear_jax').glob('*/__init__.py')}
+  assert sorted(setup['packages']) == sorted({'linear_jax', 'linear_jax.experiments', *subpackages})
+  assert 'linear_jax.training' in subpackages
   module, func = project['project']['scripts']['linear-jax'].split(':')
   assert (module, func) == ('linear_jax.cli', 'main')
   from linear_jax import cli  # pylint: disable=import-outside-toplevel

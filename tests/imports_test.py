@@ -1,7 +1,9 @@
 """The package's import graph, read with `ast`: no cycle, and the layers of docs/ARCHITECTURE.md.
 
-Every `import` counts, at the top of a module and inside functions alike: a
-function-level import that closes a cycle is still a cycle.
+The layers are the sub-packages: a module may import from its own package
+and the packages below it, never from one above. Every `import` counts, at
+the top of a module and inside functions alike: a function-level import that
+closes a cycle is still a cycle.
 """
 
 import ast
@@ -11,66 +13,63 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'linear_jax'
-MODULES = sorted(p.stem for p in PACKAGE.glob('*.py'))
 
-# The layers of docs/ARCHITECTURE.md, from the bottom: a module may import only from its own
-# layer or the layers below (within a layer, the graph must still be acyclic).
-LAYERS = (
-  (
-    'model',
-    'validation',
-    'checkpoint',
-    'plots',
-    'report_page',
-    'chunks',
-    'preemption',
-    'workdir',
-    'multihost',
-  ),
-  ('losses', 'more_losses', 'grads', 'grad_sources', 'gradcheck', 'jacobians', 'numpy_check'),
-  ('npyfile', 'readers', 'records', 'generators', 'features', 'data'),
-  ('convergence', 'config', 'results'),
-  ('step',),
-  ('parallel',),
-  ('stream',),
-  ('solvers',),
-  ('train',),
-  (
-    'paths',
-    'refit',
-    'sweep_state',
-    'sweep',
-    'search_state',
-    'search',
-    'search_run',
-    'hard_cases',
-    'landscape',
-    'sweep_run',
-    'gradcheck_run',
-    'experiment',
-    'optimizers_run',
-    'report',
-  ),
-  ('cli', '__main__', '__init__'),
-)
+# The sub-packages, from the bottom: the lecture's maths, data, the pure step, the data path, the
+# solvers, the fit loop, tuning on top of fits, and the runs that write a command's outputs.
+LAYERS = ('maths', 'data', 'optim', 'datapath', 'solvers', 'training', 'tuning', 'runs')
+TOP = ('__init__', '__main__', 'cli')  # the package root: the public names and the command
+
+
+def modules(package=None):
+  """`['maths.model', ..., 'cli']`: every module of the package, named from its root."""
+  root = package or PACKAGE
+  names = []
+  for path in sorted(root.rglob('*.py')):
+    rel = path.relative_to(root).with_suffix('')
+    parts = rel.parts[:-1] if rel.name == '__init__' and len(rel.parts) > 1 else rel.parts
+    names.append('.'.join(parts))
+  return names
+
+
+MODULES = modules()
+
+
+def _path(name):
+  if name in TOP:
+    return PACKAGE / f'{name}.py'
+  parts = name.split('.')
+  return PACKAGE.joinpath(*parts).with_suffix('.py') if len(parts) > 1 else PACKAGE / name / '__init__.py'
+
+
+def _resolve(dotted):
+  """The module of `MODULES` that `linear_jax.<dotted>` (a module or a name in one) names."""
+  parts = dotted.split('.') if dotted else []
+  while parts:
+    if '.'.join(parts) in MODULES:
+      return '.'.join(parts)
+    parts.pop()
+  return '__init__'
 
 
 def package_imports(name):
-  """`{imported module: line}` of linear_jax module `name`, every import in the file."""
-  tree = ast.parse((PACKAGE / f'{name}.py').read_text(), filename=f'{name}.py')
+  """`{imported module: line}` of linear_jax module `name` (e.g. 'training.train'), every import."""
+  tree = ast.parse(_path(name).read_text(), filename=str(_path(name)))
+  here = name.split('.')[:-1] if name not in TOP and '.' in name else [name] if name not in TOP else []
   found = {}
   for node in ast.walk(tree):
     targets = []
     if isinstance(node, ast.Import):
-      targets = [a.name.split('.')[1] for a in node.names if a.name.startswith('linear_jax.')]
+      targets = [
+        _resolve(a.name[len('linear_jax.') :]) for a in node.names if a.name.startswith('linear_jax.')
+      ]
     elif isinstance(node, ast.ImportFrom):
-      if node.level == 0 and node.module == 'linear_jax' or node.level == 1 and node.module is None:
-        # `from linear_jax import data`: a module, or a name re-exported by the package.
-        targets = [a.name if a.name in MODULES else '__init__' for a in node.names]
-      elif node.level == 0 and (node.module or '').startswith('linear_jax.'):
-        targets = [node.module.split('.')[1]]
-      elif node.level == 1:
-        targets = [node.module.split('.')[0]]
+      if node.level == 0 and (node.module or '').split('.')[0] == 'linear_jax':
+        base = node.module[len('linear_jax') :].lstrip('.')
+      elif node.level > 0:
+        base = '.'.join([*here[: len(here) - node.level + 1], *([node.module] if node.module else [])])
+      else:
+        continue
+      targets = [_resolve(f'{base}.{a.name}' if base else a.name) for a in node.names]
     for target in targets:
       if target != name:
         found.setdefault(target, node.lineno)
@@ -78,6 +77,12 @@ def package_imports(name):
 
 
 GRAPH = {name: package_imports(name) for name in MODULES}
+
+
+def layer(name):
+  """The index of `name`'s package in `LAYERS` (the root's modules sit on top)."""
+  top = name.split('.')[0]
+  return LAYERS.index(top) if top in LAYERS else len(LAYERS)
 
 
 def find_cycle(graph):
@@ -106,59 +111,55 @@ def find_cycle(graph):
   return None
 
 
-def test_the_reader_sees_function_level_and_relative_imports(tmp_path, monkeypatch):
-  (tmp_path / 'a.py').write_text('from linear_jax import b\n')
-  (tmp_path / 'b.py').write_text('def f():\n  from . import c\n  import linear_jax.a\n')
-  (tmp_path / 'c.py').write_text('from linear_jax.model import Params\nfrom linear_jax import GRAD_SOURCES\n')
-  (tmp_path / 'model.py').write_text('')
+def test_the_reader_sees_function_level_relative_and_package_imports(tmp_path, monkeypatch):
+  (tmp_path / 'maths').mkdir()
+  (tmp_path / 'data').mkdir()
+  (tmp_path / 'maths' / '__init__.py').write_text('')
+  (tmp_path / 'data' / '__init__.py').write_text('from linear_jax.data.a import f\n')
+  (tmp_path / 'maths' / 'model.py').write_text(
+    'def f():\n  from . import losses\n  import linear_jax.data.a\n'
+  )
+  (tmp_path / 'maths' / 'losses.py').write_text('from linear_jax.maths.model import Params\n')
+  (tmp_path / 'data' / 'a.py').write_text(
+    'from linear_jax.maths import model\nfrom linear_jax import objective\n'
+  )
+  (tmp_path / '__init__.py').write_text('')
   monkeypatch.setattr(sys.modules[__name__], 'PACKAGE', tmp_path)
-  monkeypatch.setattr(sys.modules[__name__], 'MODULES', ['a', 'b', 'c', 'model'])
-  assert package_imports('a') == {'b': 1}
-  assert package_imports('b') == {'c': 2, 'a': 3}
-  assert package_imports('c') == {'model': 1, '__init__': 2}
+  monkeypatch.setattr(sys.modules[__name__], 'MODULES', modules(tmp_path))
+  assert sorted(MODULES) == ['__init__', 'data', 'data.a', 'maths', 'maths.losses', 'maths.model']
+  assert package_imports('maths.model') == {'maths.losses': 2, 'data.a': 3}
+  assert package_imports('maths.losses') == {'maths.model': 1}
+  assert package_imports('data.a') == {'maths.model': 1, '__init__': 2}
+  assert package_imports('data') == {'data.a': 1}
+  assert layer('data.a') > layer('maths.model') and layer('cli') == len(LAYERS)
   assert find_cycle({'a': {'b': 1}, 'b': {'c': 2, 'a': 3}, 'c': {}}) == ['a', 'b', 'a']
   assert find_cycle({'a': {'b': 1}, 'b': {'c': 2}, 'c': {}}) is None
+
+
+def test_every_module_lives_in_a_layer_package():
+  loose = [m for m in MODULES if m not in TOP and m.split('.')[0] not in LAYERS]
+  assert not loose, f'modules outside the layer packages {LAYERS}: {loose}'
+  assert {m.split('.')[0] for m in MODULES if '.' in m} == set(LAYERS)
 
 
 def test_the_package_has_no_import_cycle():
   cycle = find_cycle(GRAPH)
   steps = [
-    f'{a}.py imports {b} (line {GRAPH[a][b]})' for a, b in zip(cycle or [], (cycle or [])[1:], strict=False)
+    f'{a} imports {b} (line {GRAPH[a][b]})' for a, b in zip(cycle or [], (cycle or [])[1:], strict=False)
   ]
   assert cycle is None, 'import cycle: ' + '; '.join(steps)
 
 
-def test_every_module_has_a_layer():
-  placed = [m for layer in LAYERS for m in layer]
-  assert sorted(placed) == sorted(set(placed)), 'a module is in two layers'
-  assert set(MODULES) - set(placed) == set(), 'new module: add it to LAYERS here and to docs/ARCHITECTURE.md'
-  assert set(placed) - set(MODULES) == set(), 'LAYERS names a module that does not exist'
-
-
 @pytest.mark.parametrize('name', MODULES)
 def test_imports_go_down_the_layers(name):
-  level = {m: i for i, layer in enumerate(LAYERS) for m in layer}
-  up = {m: line for m, line in GRAPH[name].items() if level[m] > level[name]}
-  assert not up, f'linear_jax/{name}.py imports from a higher layer: ' + ', '.join(
+  up = {m: line for m, line in GRAPH[name].items() if layer(m) > layer(name)}
+  assert not up, f'linear_jax.{name} imports from a higher layer: ' + ', '.join(
     f'{m} (line {line})' for m, line in sorted(up.items())
   )
 
 
 def test_the_step_knows_nothing_of_the_loops_above_it():
-  below = {'config', 'grad_sources', 'grads', 'losses', 'model', 'validation', 'convergence', 'more_losses'}
-  for name in ('step', 'config', 'model', 'losses', 'grads', 'grad_sources'):
-    assert set(GRAPH[name]) <= below, f'{name} imports {sorted(set(GRAPH[name]) - below)}'
-
-
-def test_no_function_level_import_of_a_package_module_where_a_top_level_one_would_do():
-  # Function-level package imports that remain, and why (anything else belongs at the top).
-  allowed = {('landscape', 'data'), ('refit', 'train'), ('hard_cases', 'train')}
-  late = set()
   for name in MODULES:
-    tree = ast.parse((PACKAGE / f'{name}.py').read_text())
-    for fn in ast.walk(tree):
-      if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        for node in ast.walk(fn):
-          if isinstance(node, ast.ImportFrom) and node.module == 'linear_jax':
-            late |= {(name, a.name) for a in node.names}
-  assert late <= allowed, f'function-level imports: {sorted(late - allowed)}'
+    if name.split('.')[0] in ('maths', 'optim'):
+      above = sorted(m for m in GRAPH[name] if m.split('.')[0] not in ('maths', 'optim'))
+      assert not above, f'{name} imports {above}'

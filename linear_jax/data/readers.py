@@ -1,0 +1,328 @@
+"""Parsers of untrusted bytes: CIFAR-10 batches, MNIST IDX, `.npz`, `.npy` labels and `.csv`.
+
+This module is the security surface of the data layer. Each parser reads one
+file and returns plain NumPy arrays; whatever the bytes hold, it raises only a
+`ValueError` naming the file and what is wrong, and it never unpickles freely
+(a CIFAR-10 Python batch goes through a restricted unpickler that admits only
+NumPy arrays and builtins; `.npz` and `.npy` are read with `allow_pickle=False`).
+Turning the arrays into a dataset (`records.Raw`) is `data.py`'s job.
+"""
+
+from collections.abc import Callable
+import csv
+import gzip
+import io
+import pickle
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from linear_jax.data import npyfile
+
+
+def _fail(path, what):
+  raise ValueError(f'{path}: {what}')
+
+
+def _read(path: str) -> bytes:
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
+  if path.endswith('.gz'):
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+      raise ValueError(f'{path}: not a valid gzip file ({e}).') from e
+  return data
+
+
+CIFAR_RECORD = 1 + 3072
+CIFAR_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+
+
+def read_cifar_bin(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """One CIFAR-10 binary batch: records of 1 label byte + 3,072 pixel bytes.
+
+  Returns:
+    `(x [N, 3072] float32, y [N] int64)`, labels in `[0, 9]`.
+  """
+  data = _read(path)
+  if not data or len(data) % CIFAR_RECORD:
+    _fail(
+      path, f'size {len(data)} bytes is not a positive multiple of the {CIFAR_RECORD}-byte CIFAR-10 record.'
+    )
+  records = np.frombuffer(data, np.uint8).reshape(-1, CIFAR_RECORD)
+  labels = records[:, 0].astype(np.int64)
+  if labels.max() > 9:
+    i = int(np.argmax(labels > 9))
+    _fail(path, f'record {i} has label byte {labels[i]}, above 9.')
+  return records[:, 1:].astype(np.float32), labels
+
+
+class _CifarUnpickler(pickle.Unpickler):
+  """Admits only what a CIFAR-10 Python batch holds: NumPy arrays and builtins."""
+
+  ALLOWED = {
+    ('numpy.core.multiarray', '_reconstruct'),
+    ('numpy._core.multiarray', '_reconstruct'),
+    ('numpy', 'ndarray'),
+    ('numpy', 'dtype'),
+  }
+
+  def __init__(self, f, path):
+    super().__init__(f, encoding='bytes')
+    self.path = path
+
+  def find_class(self, module, name):
+    if (module, name) not in self.ALLOWED:
+      raise ValueError(
+        f'{self.path}: refused to unpickle {module}.{name}; a CIFAR-10 Python '
+        'batch holds only NumPy arrays, lists, bytes and numbers.'
+      )
+    module = module.replace('numpy.core.', 'numpy._core.')
+    return super().find_class(module, name)
+
+
+def read_cifar_py(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """One CIFAR-10 Python batch (a pickled dict), through a restricted unpickler.
+
+  Returns:
+    `(x [N, 3072] float32, y [N] int64)`, labels in `[0, 9]`.
+  """
+  data = _read(path)
+  try:
+    batch = _CifarUnpickler(io.BytesIO(data), path).load()
+  except ValueError:
+    raise
+  except Exception as e:  # a corrupt pickle can raise almost anything
+    raise ValueError(f'{path}: not a valid CIFAR-10 Python batch ({type(e).__name__}: {e}).') from e
+  if not isinstance(batch, dict) or b'data' not in batch or b'labels' not in batch:
+    _fail(path, "expected a dict with keys b'data' and b'labels'.")
+  x, labels = batch[b'data'], batch[b'labels']
+  if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 3072:
+    _fail(path, f"b'data' must be an [N, 3072] array, got {getattr(x, 'shape', type(x).__name__)}.")
+  try:
+    y = np.asarray(labels, np.int64)
+  except (TypeError, ValueError, OverflowError) as e:
+    raise ValueError(f"{path}: b'labels' are not integers.") from e
+  if y.shape != (len(x),):
+    _fail(path, f'{len(x)} images but {y.size} labels.')
+  out = (y < 0) | (y > 9)
+  if out.any():
+    i = int(np.argmax(out))
+    _fail(path, f'label {y[i]} at index {i} is outside [0, 9].')
+  return x.astype(np.float32), y
+
+
+IDX_IMAGES, IDX_LABELS = 2051, 2049
+
+
+def read_idx(path: str, expect_magic: int) -> tuple[np.ndarray, tuple[int, int] | None]:
+  """An MNIST IDX file (raw or `.gz`): images `[N, H·W]` or labels `[N]`.
+
+  Returns:
+    `(x [N, H·W] float32, (H, W))` for `IDX_IMAGES`, `(y [N] int64, None)` for `IDX_LABELS`.
+  """
+  data = _read(path)
+  if len(data) < 8:
+    _fail(path, f'{len(data)} bytes is too short for an IDX header.')
+  magic, n = struct.unpack('>II', data[:8])
+  if magic != expect_magic:
+    _fail(
+      path,
+      f'IDX magic number {magic}, expected {expect_magic} '
+      f'({"images" if expect_magic == IDX_IMAGES else "labels"}).',
+    )
+  if magic == IDX_IMAGES:
+    if len(data) < 16:
+      _fail(path, 'truncated IDX image header.')
+    rows, cols = struct.unpack('>II', data[8:16])
+    expected = 16 + n * rows * cols
+    if len(data) != expected:
+      _fail(
+        path,
+        f'header says {n} images of {rows}x{cols} ({expected} bytes) but the file has {len(data)} bytes.',
+      )
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows * cols).astype(np.float32), (rows, cols)
+  if len(data) != 8 + n:
+    _fail(path, f'header says {n} labels but the file has {len(data) - 8}.')
+  return np.frombuffer(data, np.uint8, offset=8).astype(np.int64), None
+
+
+def npz_arrays(
+  path: str, names: tuple[str, ...], check_size: Callable[[int], None] | None = None
+) -> dict[str, np.ndarray | None]:
+  """The arrays `names` of an `.npz`, read without pickle; `None` for absent ones.
+
+  The archive must hold `x` and `y`, and nothing but `names`: an array under
+  another name (weights saved as `weights`, say) would otherwise be ignored
+  without a word. Arrays whose names start with `x` are memory-mapped
+  (`npyfile.npz_member`) when stored uncompressed.
+
+  Args:
+    path: the file.
+    names: the arrays wanted.
+    check_size: an optional callable told the bytes the compressed `x`-like
+      arrays take once decompressed, before any is; it raises to refuse them.
+  """
+  try:
+    is_zip = zipfile.is_zipfile(path)
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read ({e.strerror}).') from e
+  if not is_zip:
+    _fail(path, 'not a valid .npz file (not a zip archive).')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = {'x', 'y'} - set(f.files)
+      if missing:
+        _fail(path, f'missing array(s) {", ".join(sorted(missing))}; found {", ".join(f.files) or "none"}.')
+      unknown = [n for n in f.files if n not in names]
+      if unknown:
+        _fail(
+          path,
+          f'holds array(s) {", ".join(unknown)}, which linear_jax does not read; it reads '
+          f'{", ".join(names)}. Save the file with those names only.',
+        )
+      compressed = sum(
+        f.zip.getinfo(n + '.npy').file_size
+        for n in names
+        if n.startswith('x')
+        and n in f.files
+        and f.zip.getinfo(n + '.npy').compress_type != zipfile.ZIP_STORED
+      )
+      if compressed and check_size is not None:
+        check_size(compressed)
+      return {
+        n: (npyfile.npz_member(path, f, n) if n.startswith('x') else f[n]) if n in f.files else None
+        for n in names
+      }
+  except ValueError as e:
+    if str(e).startswith(path):
+      raise
+    raise ValueError(f'{path}: cannot read as .npz without pickle ({e}).') from e
+  except Exception as e:  # noqa: BLE001 - a corrupt archive can raise almost anything (zlib, zipfile, ...)
+    raise ValueError(f'{path}: not a valid .npz file ({type(e).__name__}: {e}).') from e
+
+
+def read_npy_labels(path: str) -> np.ndarray:
+  """The `[N]` (or `[N, K]`) labels or targets of a `.npy`, read without pickle.
+
+  Checked as the features are (`npyfile.open_npy`): an array of Python
+  objects is refused from its header, a truncated file by its size.
+  """
+  y = np.array(npyfile.open_npy(path))
+  if y.ndim == 0:
+    _fail(path, f'not an array of labels, one per row: it holds a single value ({y.dtype}).')
+  return y
+
+
+DELIMITERS = (',', ';', '\t')
+
+
+def detect_delimiter(lines: list[str]) -> str:
+  """The csv delimiter of `lines` (the file's first few): tab, `;` or `,`.
+
+  The first of tab, `;` and `,` that occurs the same number of times (at
+  least once) on every line; `,` if none does. `;` comes before `,`, so a
+  file with decimal commas and `;` between fields is read right.
+  """
+  lines = [line for line in lines if line.strip()]
+  for d in ('\t', ';', ','):
+    counts = {line.count(d) for line in lines}
+    if len(counts) == 1 and counts.pop() > 0:
+      return d
+  return ','
+
+
+def _column(spec, header, width, path, what):
+  if isinstance(spec, str) and not spec.lstrip('-').isdigit():
+    if header is None or spec not in header:
+      _fail(path, f'no column named {spec!r}; columns: {", ".join(header or []) or "(no header)"}.')
+    return header.index(spec)
+  col = int(spec)
+  if not -width <= col < width:
+    _fail(path, f'{what} column {col} is out of range for {width} columns.')
+  return col % width
+
+
+def read_csv(
+  path: str,
+  target_column: int | str = -1,
+  delimiter: str | None = None,
+  weight_column: int | str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
+
+  A first row with a text cell above a number names the columns.
+
+  Args:
+    path: the file.
+    target_column: the target column, by header name or index.
+    delimiter: `','`, `';'` or tab; `None` detects it (`detect_delimiter`).
+    weight_column: an optional column of sample weights (name or index),
+      removed from the features.
+
+  Returns:
+    `(x [N, D] float64, y [N], w [N] float64 or None)`: `y` holds numbers, or
+    strings when no cell of the target column is a number.
+  """
+  if delimiter is not None and delimiter not in DELIMITERS:
+    _fail(path, f'delimiter {delimiter!r} is not one of ",", ";", tab.')
+  try:
+    with open(path, newline='') as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
+  delimiter = delimiter or detect_delimiter(text.splitlines()[:5])
+  try:
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and any(c.strip() for c in r)]
+  except csv.Error as e:
+    raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
+  if not rows:
+    _fail(path, 'no rows.')
+  header = None
+  if len(rows) == 1:
+    if not all(_is_float(c) for c in rows[0]):
+      header, rows = rows[0], []
+  elif any(not _is_float(a) and _is_float(b) for a, b in zip(rows[0], rows[1], strict=False)):
+    header, rows = rows[0], rows[1:]  # a text cell above a number: the first row names the columns
+  if not rows:
+    _fail(path, 'a header but no data rows.')
+  width = len(header or rows[0])
+  col = _column(target_column, header, width, path, 'target')
+  wcol = None if weight_column in (None, '') else _column(weight_column, header, width, path, 'weight')
+  if wcol == col:
+    _fail(path, 'the weight column cannot also be the target column.')
+  first_line = 2 if header else 1
+  for i, r in enumerate(rows):
+    if len(r) != width:
+      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+  targets = [r[col].strip() for r in rows]
+  text_targets = not any(_is_float(t) for t in targets)  # all text: labels; a mix: a bad number
+  numbers = [j for j in range(width) if j != col or not text_targets]
+  values = np.empty((len(rows), len(numbers)))
+  for i, r in enumerate(rows):
+    try:
+      values[i] = [float(r[j]) for j in numbers]
+    except ValueError:
+      bad = next(j for j in numbers if not _is_float(r[j]))
+      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number.')
+  where = {j: k for k, j in enumerate(numbers)}
+  y = np.array(targets) if text_targets else values[:, where[col]]
+  w = None if wcol is None else values[:, where[wcol]]
+  x = np.delete(values, [where[j] for j in (col, wcol) if j is not None and j in where], axis=1)
+  if x.shape[1] == 0:
+    _fail(path, 'no feature columns besides the target.')
+  return x, y, w
+
+
+def _is_float(s):
+  try:
+    float(s)
+    return True
+  except ValueError:
+    return False

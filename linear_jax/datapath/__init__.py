@@ -1,0 +1,10 @@
+"""The data path: how the rows of a dataset reach the compiled step.
+
+`factory.make(cfg, dataset)` is the one place that chooses among the
+implementations (in memory, streamed in blocks, data-parallel over devices,
+lockstep over several processes); everything above it (fit, L-BFGS, sweeps,
+paths, search, the report) reaches the rows only through what it returns.
+`stream` (blocks from memory maps, one ahead on the device), `parallel`
+(meshes, shard_map and pmap epochs) and `multihost` (what the processes of a
+run agree on) are its implementations' parts.
+"""

@@ -1,0 +1,744 @@
+"""Gradient checking: finite differences, relative error, a three-way report.
+
+The lecture's advice, done properly: derive the analytic gradient, then check
+it against a numerical one. `check_function_gradients` compares a hand-written
+gradient of any scalar function of any pytree of float arrays with two
+independent references, `jax.grad` and finite differences, and the report says
+which coordinates disagree, by their tree path (`W[c, d]`, `b[c]`,
+`['w1'][i, j]`). `check_gradients` is that check applied to the linear model's
+objective.
+
+Verdict thresholds in float64 (a pair of values agrees when either holds):
+
+==========================  ===================  ==================
+pair                        relative error ≤     or |a − b| ≤
+==========================  ===================  ==================
+analytic vs autodiff        1e-9                 1e-12
+either vs central diffs     1e-6                 1e-8
+either vs forward diffs     1e-3                 1e-6
+==========================  ===================  ==================
+
+The absolute floor stops gradients that are zero up to round-off (where the
+relative error of two tiny numbers means nothing) from failing the check.
+Checks run in float64 when `jax_enable_x64` is on (the linear-model check
+requires it); a float32 check uses float32 steps and looser thresholds.
+
+Kinks: the hinge-type losses, the L1 loss and the L1 penalty are not
+differentiable where a margin, residual or weight is exactly 0. Given a
+`kinks(params)` array that changes sign exactly there, a coordinate whose
+finite-difference step crosses a kink is reported as a kink, and passes only if
+the gradient under test lies between the one-sided difference quotients
+`(f(w) − f(w − h))/h` and `(f(w + h) − f(w))/h` (within tolerance).
+"""
+
+from collections.abc import Callable
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import chex
+import jax
+from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+import numpy as np
+
+from linear_jax.maths import grads
+from linear_jax.maths import losses
+from linear_jax.maths import model
+from linear_jax.maths import validation
+
+METHODS = ('central', 'forward', 'sparse', 'directional')
+# Steps near the optimum for each method: ~eps^(1/3) for central, ~eps^(1/2) for forward differences.
+DEFAULT_STEP = {
+  'float64': {'central': 1e-5, 'forward': 1e-7, 'sparse': 1e-5, 'directional': 1e-5},
+  'float32': {'central': 5e-3, 'forward': 3e-4, 'sparse': 5e-3, 'directional': 5e-3},
+}
+# (relative tolerance, absolute tolerance) per comparison and dtype.
+THRESHOLDS = {
+  'float64': {'autodiff': (1e-9, 1e-12), 'central': (1e-6, 1e-8), 'forward': (1e-3, 1e-6)},
+  'float32': {'autodiff': (1e-4, 1e-6), 'central': (2e-2, 1e-3), 'forward': (5e-2, 2e-3)},
+}
+# Coordinates re-checked one by one, per leaf, when a directional check fails.
+ESCALATION_COORDS = 4096
+
+
+def relative_error(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+  """`|a − b| / max(|a|, |b|)` elementwise, 0 where both are 0."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  scale = np.maximum(np.abs(a), np.abs(b))
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def _leaf_name(path):
+  name = jax.tree_util.keystr(path)
+  return name[1:] if name.startswith('.') else name
+
+
+def coordinate_names(params: chex.ArrayTree) -> list[str]:
+  """Names of the coordinates of `ravel_pytree(params)`, from their tree paths.
+
+  `Params` gives `W[c, d]` then `b[c]`; a dict `{'w1': ...}` gives
+  `['w1'][i, j]`; a scalar leaf is named by its path alone.
+  """
+  names = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    base = _leaf_name(path)
+    shape = np.shape(leaf)
+    if not shape:
+      names.append(base)
+      continue
+    names += [f'{base}[{", ".join(map(str, idx))}]' for idx in np.ndindex(*shape)]
+  return names
+
+
+def _leaf_slices(params):
+  """`[(leaf name, slice of the flat vector)]` in `ravel_pytree` order."""
+  out, start = [], 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    size = int(np.size(leaf))
+    out.append((_leaf_name(path), slice(start, start + size)))
+    start += size
+  return out
+
+
+def require_x64() -> None:
+  if not jax.config.jax_enable_x64:
+    raise ValueError(
+      "Gradient checks need float64: call jax.config.update('jax_enable_x64', True) before any JAX work."
+    )
+
+
+def _check_dtype(params):
+  """`'float64'` when x64 is on, else `'float32'`; non-float leaves are refused by path."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise ValueError(
+        f'params{jax.tree_util.keystr(path)}: gradients need float arrays, got {jnp.result_type(leaf)}.'
+      )
+  return 'float64' if jax.config.jax_enable_x64 else 'float32'
+
+
+def _probes(f, state, chunk_size):
+  """`(v, args, coords, step) -> (f(v + step e_i), kink crossed?)` for every `i` in `coords`.
+
+  `chunk_size` coordinates at a time under `vmap` (`lax.map` with a batch
+  size), so memory stays bounded and there is no Python call per coordinate.
+  """
+
+  def run(v, args, coords, step):
+    base = state(v, args)
+
+    def probe(i):
+      w = v.at[i].add(step)
+      return f(w, args), jnp.any(state(w, args) != base)
+
+    return jax.lax.map(probe, coords, batch_size=chunk_size)
+
+  return run
+
+
+class _Kernels(NamedTuple):
+  value: Callable
+  grad: Callable
+  probes: Callable
+  directional: Callable
+  minus_at: Callable
+
+
+@functools.lru_cache(maxsize=64)
+def _kernels(f, kinks, treedef, leaves, chunk_size):
+  """Jitted pieces of a check, compiled once per function, kink function, structure and shapes.
+
+  Data enter as arguments (`args`), never as closures, so checking again (new
+  data, new point, new hyperparameters) recompiles nothing.
+  """
+  template = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(s, d) for s, d in leaves])
+  unravel = ravel_pytree(template)[1]
+
+  def flat_f(v, args):
+    return f(unravel(v), *args)
+
+  def state(v, args):
+    if kinks is None:
+      return jnp.zeros((0,), jnp.int8)
+    return jnp.sign(jnp.ravel(kinks(unravel(v), *args))).astype(jnp.int8)
+
+  def directional(v, args, dirs, hs):
+    base = state(v, args)
+
+    def one(u):
+      jvp = jax.jvp(lambda w: flat_f(w, args), (v,), (u,))[1]
+      plus = jax.vmap(lambda h: flat_f(v + h * u, args))(hs)
+      minus = jax.vmap(lambda h: flat_f(v - h * u, args))(hs)
+      h = hs[0]
+      kink = jnp.any(state(v + h * u, args) != base) | jnp.any(state(v - h * u, args) != base)
+      return jvp, plus, minus, kink
+
+    return jax.vmap(one)(dirs)
+
+  return _Kernels(
+    value=jax.jit(flat_f),
+    grad=jax.jit(jax.grad(flat_f)),
+    probes=jax.jit(_probes(flat_f, state, chunk_size)),
+    directional=jax.jit(directional),
+    minus_at=jax.jit(lambda v, args, idx, h: jax.vmap(lambda i: flat_f(v.at[i].add(-h), args))(idx)),
+  )
+
+
+def _richardson(d_h, d_half):
+  """Central differences at `h` and `h/2` combined to cancel the `h²` error term: O(h⁴)."""
+  return (4.0 * d_half - d_h) / 3.0
+
+
+def _coordinate_differences(kern, v, args, coords, h, method, richardson=False):
+  """Difference quotients over `coords`: `(numerical, kink, backward, forward)`.
+
+  The difference quotient (central, forward, or Richardson-extrapolated
+  central), whether the step crossed a kink, and the two one-sided quotients
+  (`nan` where not computed).
+  """
+  f0 = float(kern.value(v, args))
+  f_plus, kink_plus = (np.asarray(a) for a in kern.probes(v, args, coords, h))
+  if method == 'forward':
+    numerical = (f_plus - f0) / h
+    kink = kink_plus
+    # The backward quotient is needed only where the step met a kink.
+    f_minus = np.full(f_plus.shape, np.nan)
+    at = np.flatnonzero(kink)
+    if at.size:
+      f_minus[at] = np.asarray(kern.minus_at(v, args, jnp.asarray(coords)[at], h))
+  else:
+    f_minus, kink_minus = (np.asarray(a) for a in kern.probes(v, args, coords, -h))
+    numerical = (f_plus - f_minus) / (2 * h)
+    kink = kink_plus | kink_minus
+    if richardson:
+      half_plus = np.asarray(kern.probes(v, args, coords, h / 2)[0])
+      half_minus = np.asarray(kern.probes(v, args, coords, -h / 2)[0])
+      numerical = _richardson(numerical, (half_plus - half_minus) / h)
+  return numerical, kink, (f0 - f_minus) / h, (f_plus - f0) / h
+
+
+def make_numerical_grad(
+  f: Callable[[chex.ArrayTree], chex.Numeric], h: float = 1e-5, method: str = 'central', chunk_size: int = 256
+) -> Callable[[chex.ArrayTree], chex.ArrayTree]:
+  """A jitted `params -> numerical gradient of f` for repeated use (see `numerical_grad`)."""
+  validation.check_name('numerical method', method, ('central', 'forward'))
+
+  @jax.jit
+  def numerical(params):
+    v, unravel = ravel_pytree(params)
+    flat = lambda w, _: f(unravel(w))
+    probes = _probes(flat, lambda w, _: jnp.zeros((0,), bool), chunk_size)
+    coords = jnp.arange(v.size)
+    f_plus = probes(v, None, coords, h)[0]
+    other = probes(v, None, coords, -h)[0] if method == 'central' else f(params)
+    return unravel((f_plus - other) / (2 * h if method == 'central' else h))
+
+  return numerical
+
+
+def numerical_grad(
+  f: Callable[[chex.ArrayTree], chex.Numeric],
+  params: chex.ArrayTree,
+  h: float = 1e-5,
+  method: str = 'central',
+  chunk_size: int = 256,
+) -> chex.ArrayTree:
+  """Numerical gradient of a scalar `f(params)` over every coordinate.
+
+  The lecture's forward difference `(f(w + h e_i) − f(w)) / h` or the central
+  difference `(f(w + h e_i) − f(w − h e_i)) / 2h`, computed under `jit` with
+  `chunk_size` coordinates at a time under `vmap` (not one call per
+  coordinate). To call it many times, build it once with `make_numerical_grad`.
+
+  Args:
+    f: scalar function of `params` (any pytree).
+    params: where to differentiate.
+    h: step.
+    method: `'central'` or `'forward'`.
+    chunk_size: coordinates evaluated together; bounds memory.
+
+  Returns:
+    The numerical gradient with the structure of `params`.
+  """
+  return make_numerical_grad(f, h, method, chunk_size)(params)
+
+
+@dataclasses.dataclass
+class Comparison:
+  """One pair of gradient sources compared coordinate by coordinate."""
+
+  pair: str
+  max_rel_error: float
+  max_abs_error: float
+  num_compared: int
+  num_failed: int
+  num_kinks: int
+  worst: list  # [(coordinate name, value a, value b, relative error)]
+
+  @property
+  def passed(self):
+    return self.num_failed == 0
+
+
+@dataclasses.dataclass
+class GradCheckReport:
+  """The three-way report of one gradient check.
+
+  `loss` names what was checked (a loss, or the function's name); `penalty`,
+  `reg` and `bias_trick` are `None` for a function that is not the linear
+  model's objective; `hparams` holds the loss's hyperparameters.
+  """
+
+  loss: str
+  penalty: str | None
+  reg: float | None
+  hparams: dict
+  bias_trick: bool | None
+  method: str
+  step: float
+  num_params: int
+  comparisons: list
+  richardson: bool = False
+  dtype: str = 'float64'
+
+  @property
+  def passed(self):
+    return all(c.passed for c in self.comparisons)
+
+  def to_dict(self):
+    d = dataclasses.asdict(self)
+    d['passed'] = self.passed
+    for c, cd in zip(self.comparisons, d['comparisons'], strict=True):
+      cd['passed'] = c.passed
+    return d
+
+  def summary(self):
+    """A few lines a person reads: one per pair, then the worst coordinates."""
+    parts = [f'{self.loss:<10}']
+    if self.penalty is not None:
+      parts.append(f'penalty={self.penalty} reg={self.reg:g}')
+    parts += [f'{k}={v:g}' for k, v in sorted(self.hparams.items())]
+    if self.bias_trick is not None:
+      parts.append(f'bias_trick={self.bias_trick}')
+    method = f'{self.method}+richardson' if self.richardson else self.method
+    parts.append(f'method={method} h={self.step:g}')
+    if self.dtype != 'float64':
+      parts.append(f'dtype={self.dtype}')
+    lines = [f'{" ".join(parts)} params={self.num_params}: {"OK" if self.passed else "FAIL"}']
+    for c in self.comparisons:
+      lines.append(
+        f'  {c.pair:<26} max rel {c.max_rel_error:9.2e}  max abs '
+        f'{c.max_abs_error:9.2e}  failed {c.num_failed}/{c.num_compared}'
+        f'  kinks {c.num_kinks}'
+      )
+      if not c.passed:
+        for name, a, b, r in c.worst:
+          lines.append(f'      {name:<12} {a: .10e} vs {b: .10e} (rel {r:.2e})')
+    return '\n'.join(lines)
+
+
+def compare(
+  pair: str,
+  a: ArrayLike,
+  b: ArrayLike,
+  names: list[str],
+  tol: tuple[float, float],
+  kink: np.ndarray | None = None,
+  lower: np.ndarray | None = None,
+  upper: np.ndarray | None = None,
+  top: int = 3,
+) -> 'Comparison':
+  """`a` against `b`, flat `[P]` vectors named by `names`, within `tol = (rtol, atol)`.
+
+  Where `kink` (`[P]` bools) is set, `a` passes if it lies between `lower` and
+  `upper` (the one-sided differences); `top` is how many of the worst
+  coordinates the result keeps.
+  """
+  rtol, atol = tol
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  absdiff = np.abs(a - b)
+  # Relative error means nothing for two values that are 0 up to round-off.
+  rel = np.where(np.maximum(np.abs(a), np.abs(b)) > atol, relative_error(a, b), 0.0)
+  ok = (rel <= rtol) | (absdiff <= atol)
+  ok &= np.isfinite(a) & np.isfinite(b)
+  num_kinks = 0
+  if kink is not None and kink.any():
+    num_kinks = int(kink.sum())
+    lo, hi = np.minimum(lower, upper), np.maximum(lower, upper)
+    slack = atol + rtol * np.maximum(np.abs(lo), np.abs(hi))
+    within = (a >= lo - slack) & (a <= hi + slack)
+    ok = np.where(kink, within, ok)
+    rel = np.where(kink, 0.0, rel)
+    absdiff = np.where(kink, 0.0, absdiff)
+  bad = np.flatnonzero(~ok)
+  with np.errstate(invalid='ignore'):
+    order = bad[np.argsort(-np.nan_to_num(relative_error(a[bad], b[bad]), nan=np.inf))][:top]
+  worst = [(names[i], float(a[i]), float(b[i]), float(relative_error(a[i], b[i]))) for i in order]
+  return Comparison(
+    pair=pair,
+    max_rel_error=float(np.nan_to_num(rel, nan=np.inf).max(initial=0.0)),
+    max_abs_error=float(np.nan_to_num(absdiff, nan=np.inf).max(initial=0.0)),
+    num_compared=int(a.size),
+    num_failed=int(bad.size),
+    num_kinks=num_kinks,
+    worst=worst,
+  )
+
+
+def _flat_grad(grad_fn, params, args, structure):
+  """The gradient under test, flattened; its structure must be that of `params`."""
+  g = grad_fn(params, *args)
+  got = jax.tree.structure(g)
+  if got != structure:
+    raise ValueError(f'The gradient under test has structure {got}, but params have {structure}.')
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(g)[0], jax.tree.leaves(params), strict=True):
+    if np.shape(a) != np.shape(b):
+      raise ValueError(
+        f'The gradient under test has shape {np.shape(a)} at {_leaf_name(path)}, '
+        f'but params have {np.shape(b)} there.'
+      )
+  return ravel_pytree(jax.tree.map(lambda a, p: jnp.asarray(a, p.dtype), g, params))[0]
+
+
+def _directional(kern, v, args, analytic, dirs, hs, tol, richardson):
+  """Directional comparisons along the unit rows of `dirs`."""
+  jvp, plus, minus, kink = (np.asarray(a) for a in kern.directional(v, args, dirs, hs))
+  f0 = float(kern.value(v, args))
+  h = float(hs[0])
+  numeric = (plus[:, 0] - minus[:, 0]) / (2 * h)
+  if richardson:
+    numeric = _richardson(numeric, (plus[:, 1] - minus[:, 1]) / h)
+  lower, upper = (f0 - minus[:, 0]) / h, (plus[:, 0] - f0) / h
+  names = [f'direction {i}' for i in range(len(dirs))]
+  a_dir = np.asarray(dirs @ analytic)
+  return [
+    compare('analytic vs numerical', a_dir, numeric, names, tol, kink, lower, upper),
+    compare('autodiff vs numerical', jvp, numeric, names, tol, kink, lower, upper),
+  ]
+
+
+def check_function_gradients(
+  f: Callable,
+  params: chex.ArrayTree,
+  grad_fn: Callable,
+  *,
+  args: tuple = (),
+  kinks: Callable | None = None,
+  method: str = 'central',
+  h: float | None = None,
+  richardson: bool = False,
+  num_coords: int = 64,
+  num_directions: int = 8,
+  key: jax.Array | None = None,
+  chunk_size: int = 256,
+  escalate: bool = True,
+  name: str | None = None,
+  info: dict | None = None,
+) -> GradCheckReport:
+  """Checks a hand-written gradient of any scalar function against `jax.grad` and finite differences.
+
+  Args:
+    f: `f(params, *args) -> scalar`, written in `jax.numpy`.
+    params: any pytree of float arrays: where to check.
+    grad_fn: `grad_fn(params, *args)`, the gradient under test, with the
+      structure and shapes of `params`.
+    args: further arguments of `f`, `grad_fn` and `kinks` (data), passed to
+      compiled code as arguments, so checking again with new data does not
+      recompile.
+    kinks: optional `kinks(params, *args) ->` an array whose entries change
+      sign exactly at the kinks of `f` (see the module docstring).
+    method: `'central'` or `'forward'` (every coordinate), `'sparse'`
+      (`num_coords` random coordinates, central differences) or
+      `'directional'` (`num_directions` random unit directions: the
+      directional derivative by JVP, by central differences and as the dot
+      product with the gradient under test).
+    h: finite-difference step; by default chosen by dtype and method
+      (`DEFAULT_STEP`).
+    richardson: central differences at `h` and `h/2` combined to cancel the
+      `h²` error term, for functions where a plain step is not accurate.
+    num_coords: coordinates drawn by the sparse check.
+    num_directions: directions drawn by the directional check.
+    key: `jax.random` key of the sparse and directional draws.
+    chunk_size: coordinates evaluated together under `vmap`.
+    escalate: when a directional check fails, re-check the coordinates of
+      each leaf whose own directions fail (up to `ESCALATION_COORDS` per
+      leaf) and name the worst.
+    name: what the report calls `f` (its `__name__` by default).
+    info: report fields for the linear-model check (`penalty`, `reg`,
+      `hparams`, `bias_trick`).
+
+  Returns:
+    A `GradCheckReport`; `report.passed` is the verdict.
+  """
+  validation.check_name('gradient-check method', method, METHODS)
+  dtype = _check_dtype(params)
+  if dtype == 'float64':
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  h = DEFAULT_STEP[dtype][method] if h is None else float(h)
+  if not (math.isfinite(h) and h > 0):
+    raise ValueError(f'The finite-difference step h must be finite and > 0, got {h}.')
+  if richardson and method == 'forward':
+    raise ValueError(
+      "richardson=True extrapolates central differences; use method='central', 'sparse' or 'directional'."
+    )
+  key = jax.random.PRNGKey(0) if key is None else key
+  tols = THRESHOLDS[dtype]
+  v, _ = ravel_pytree(params)
+  flat, treedef = jax.tree.flatten(params)
+  structure = jax.tree.structure(params)
+  names = coordinate_names(params)
+  leaves = tuple((tuple(np.shape(a)), jnp.result_type(a)) for a in flat)
+  kern = _kernels(f, kinks, treedef, leaves, int(chunk_size))
+  args = tuple(args)
+
+  analytic = _flat_grad(grad_fn, params, args, structure)
+  autodiff = kern.grad(v, args)
+  comparisons = [compare('analytic vs autodiff', analytic, autodiff, names, tols['autodiff'])]
+  hs = jnp.asarray([h, h / 2], v.dtype)
+  central = 'forward' if method == 'forward' else 'central'
+
+  if method == 'directional':
+    dirs = jax.random.normal(key, (num_directions, v.size), v.dtype)
+    dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
+    directional = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)
+    comparisons += directional
+    if escalate and not all(c.passed for c in directional):
+      comparisons += _escalate(
+        kern, v, args, analytic, params, names, h, tols, richardson, key, num_directions
+      )
+  else:
+    if method == 'sparse':
+      k = min(num_coords, v.size)
+      coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
+    else:
+      coords = np.arange(v.size)
+    numeric, kink, lower, upper = _coordinate_differences(
+      kern, v, args, jnp.asarray(coords), h, central, richardson
+    )
+    sub = [names[i] for i in coords]
+    a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(autodiff)[coords]
+    comparisons += [
+      compare('analytic vs numerical', a_sub, numeric, sub, tols[central], kink, lower, upper),
+      compare('autodiff vs numerical', ad_sub, numeric, sub, tols[central], kink, lower, upper),
+    ]
+  info = info or {}
+  return GradCheckReport(
+    loss=name or getattr(f, '__name__', 'f'),
+    penalty=info.get('penalty'),
+    reg=info.get('reg'),
+    hparams=dict(info.get('hparams', {})),
+    bias_trick=info.get('bias_trick'),
+    method=method,
+    step=h,
+    num_params=int(v.size),
+    comparisons=comparisons,
+    richardson=bool(richardson),
+    dtype=dtype,
+  )
+
+
+def _escalate(kern, v, args, analytic, params, names, h, tols, richardson, key, num_directions):
+  """After a failed directional check: which leaves fail, and their worst coordinates."""
+  out = []
+  hs = jnp.asarray([h, h / 2], v.dtype)
+  for i, (leaf, sl) in enumerate(_leaf_slices(params)):
+    size = sl.stop - sl.start
+    if size == 0:
+      continue
+    k = jax.random.fold_in(key, i + 1)
+    dirs = jnp.zeros((num_directions, v.size), v.dtype)
+    local = jax.random.normal(k, (num_directions, size), v.dtype)
+    dirs = dirs.at[:, sl].set(local / jnp.linalg.norm(local, axis=1, keepdims=True))
+    analytic_vs = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)[0]
+    if analytic_vs.passed:
+      continue
+    coords = np.arange(sl.start, sl.stop)
+    if size > ESCALATION_COORDS:
+      coords = np.sort(np.asarray(jax.random.choice(k, coords, (ESCALATION_COORDS,), replace=False)))
+    numeric, kink, lower, upper = _coordinate_differences(
+      kern, v, args, jnp.asarray(coords), h, 'central', richardson
+    )
+    sub = [names[j] for j in coords]
+    out.append(
+      compare(
+        f'analytic vs numerical: {leaf}',
+        np.asarray(analytic)[coords],
+        numeric,
+        sub,
+        tols['central'],
+        kink,
+        lower,
+        upper,
+      )
+    )
+  return out
+
+
+@functools.lru_cache(maxsize=256)
+def _objective_fns(spec, penalty):
+  """`(f, kinks)` of the linear model's objective for one loss record and penalty.
+
+  Cached, so the checker's compiled kernels are shared by every check of the
+  same loss, penalty and shapes.
+  """
+
+  def f(params, x, targets, reg, hp, mask):
+    return losses.unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
+
+  if spec.kinks is None and penalty != 'l1':
+    return f, None
+
+  def kinks(params, x, targets, reg, hp, mask):
+    del reg
+    parts = []
+    if spec.kinks is not None:
+      k = spec.kinks(model.scores(params, x), targets, **hp)
+      if mask is not None:  # a row of weight 0 contributes nothing, and so no kink
+        k = jnp.where(jnp.reshape(mask > 0, (-1,) + (1,) * (k.ndim - 1)), k, 1.0)
+      parts.append(jnp.ravel(k))
+    if penalty == 'l1':
+      parts.append(jnp.ravel(model.penalized_weights(params)))
+    return jnp.concatenate(parts)
+
+  return f, kinks
+
+
+def check_gradients(
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | losses.Loss' = 'softmax',
+  reg: float = 0.0,
+  penalty: str = 'l2',
+  grad_fn: Callable | None = None,
+  method: str = 'central',
+  h: float | None = None,
+  num_coords: int = 64,
+  num_directions: int = 8,
+  key: jax.Array | None = None,
+  chunk_size: int = 256,
+  mask: chex.Array | None = None,
+  richardson: bool = False,
+  **loss_hparams: float,
+) -> GradCheckReport:
+  """Checks a hand-derived gradient of the linear model's objective (see `check_function_gradients`).
+
+  Args:
+    params, x, targets, loss, reg, penalty, mask: as for `objective`
+      (`mask`: optional sample weights).
+    grad_fn: the gradient under test, called like `grads.analytic_grad`
+      (the default): `grad_fn(params, x, targets, loss=, reg=, penalty=,
+      **loss_hparams)`, plus `mask=` when weights are given.
+    method, h, num_coords, num_directions, key, chunk_size, richardson: as
+      for `check_function_gradients`.
+    **loss_hparams: the loss's hyperparameters (defaults for the rest).
+
+  Returns:
+    A `GradCheckReport`; `report.passed` is the verdict.
+  """
+  require_x64()
+  validation.check_name('gradient-check method', method, METHODS)
+  spec = losses.get_loss(loss)
+  validation.check_name('penalty', penalty, losses.PENALTIES)
+  hp = spec.resolve_hparams(loss_hparams)
+  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  losses.probe(spec, concrete=True)
+  if grad_fn is None and spec.score_grad is None:
+    raise grads.missing_score_grad(spec)
+  grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
+
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  x = jnp.asarray(x, jnp.float64)
+  targets = jnp.asarray(targets)
+  if spec.targets == 'real':
+    targets = targets.astype(jnp.float64)
+  weights = None if mask is None else jnp.asarray(mask, jnp.float64)
+  hp64 = {k: jnp.float64(v) for k, v in hp.items()}
+  args = (x, targets, jnp.float64(reg), hp64, weights)
+  f, kinks = _objective_fns(spec, penalty)
+  extra = {} if mask is None else {'mask': weights}
+
+  def under_test(p, x_, t_, reg_, hp_, mask_):
+    del reg_, hp_, mask_  # the user's function takes Python numbers, as analytic_grad does
+    return grad_fn(p, x_, t_, loss=loss, reg=reg, penalty=penalty, **hp, **extra)
+
+  return check_function_gradients(
+    f,
+    params,
+    under_test,
+    args=args,
+    kinks=kinks,
+    method=method,
+    h=h,
+    richardson=richardson,
+    num_coords=num_coords,
+    num_directions=num_directions,
+    key=key,
+    chunk_size=chunk_size,
+    name=losses.loss_name(spec),
+    info={'penalty': penalty, 'reg': float(reg), 'hparams': hp, 'bias_trick': params.b is None},
+  )
+
+
+def random_problem(
+  key: jax.Array,
+  loss: 'str | losses.Loss',
+  num_examples: int = 20,
+  num_features: int = 6,
+  num_classes: int = 4,
+  bias_trick: bool = False,
+) -> tuple[model.Params, jax.Array, jax.Array]:
+  """A random float64 problem for `loss`: `(params, x, targets)`.
+
+  Binary losses get a single output whatever `num_classes` says; weights are
+  of order 1 so that scores, and so gradients, are far from trivial.
+  """
+  spec = losses.get_loss(loss)
+  kp, kx, ky = jax.random.split(key, 3)
+  c = 1 if spec.targets == 'binary' else num_classes
+  if spec.targets == 'class' and c < 2:
+    raise ValueError(f'loss {losses.loss_name(spec)!r} needs num_classes >= 2, got {num_classes}.')
+  x = jax.random.normal(kx, (num_examples, num_features), jnp.float64)
+  params = model.init_params(kp, num_features, c, scale=1.0, dtype=jnp.float64)
+  params = params._replace(b=0.5 * jax.random.normal(jax.random.fold_in(kp, 1), (c,), jnp.float64))
+  if spec.targets == 'class':
+    targets = jax.random.randint(ky, (num_examples,), 0, c)
+  elif spec.targets == 'binary':
+    targets = jax.random.bernoulli(ky, 0.5, (num_examples,)).astype(jnp.int32)
+  else:
+    targets = jax.random.normal(ky, (num_examples, c), jnp.float64)
+  if bias_trick:
+    params, x = model.fold_bias(params), model.add_bias_feature(x)
+  return params, x, targets
+
+
+def _sign_flip(params, x, targets, **kw):
+  return jax.tree.map(lambda g: -g, grads.analytic_grad(params, x, targets, **kw))
+
+
+def _factor_two(params, x, targets, **kw):
+  return jax.tree.map(lambda g: 2.0 * g, grads.analytic_grad(params, x, targets, **kw))
+
+
+def _missing_reg(params, x, targets, **kw):
+  return grads.analytic_grad(params, x, targets, **{**kw, 'reg': 0.0})
+
+
+def _missing_bias(params, x, targets, **kw):
+  g = grads.analytic_grad(params, x, targets, **kw)
+  if g.b is None:  # bias-trick form: the bias is the last column of W.
+    return g._replace(W=g.W.at[:, -1].set(0.0))
+  return g._replace(b=jnp.zeros_like(g.b))
+
+
+# Wrong gradients a checker must catch, used by the tests and `--plant`.
+PLANTED_BUGS = {
+  'sign_flip': _sign_flip,
+  'factor_two': _factor_two,
+  'missing_reg': _missing_reg,
+  'missing_bias': _missing_bias,
+}

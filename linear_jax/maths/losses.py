@@ -1,0 +1,612 @@
+"""Losses of the scores: one `Loss` record each, a registry, penalties, the objective.
+
+A loss is a function of the scores `s = Wx + b`, so the linear layer is shared
+and a hand-derived gradient needs only `dL_i/ds_i` (the chain rule through the
+layer is written once, in `grads.py`). Each `Loss` record holds everything
+about one loss: its per-example value, the kind of targets it takes, its
+hand-derived score gradient, where its kinks are, and its hyperparameters with
+their defaults. Targets come in three kinds:
+
+* `'class'`: `[N]` integer labels in `[0, C)`, `C ≥ 2` scores per example;
+* `'binary'`: `[N]` labels in `{0, 1}`, a single score per example (`C = 1`);
+* `'real'`: `[N]` (`C = 1`) or `[N, C]` real targets for regression.
+
+The seven losses of the lecture are registered here under their names; a user
+adds a loss with `register_loss(name, Loss(...))`, or names one in a file of
+their own (`'my_losses.py:NAME'`, `'package.module:NAME'`) wherever a loss name
+is taken. Names are resolved to records once, by `get_loss`.
+"""
+
+from collections.abc import Callable
+from collections.abc import Mapping
+import dataclasses
+import importlib
+import importlib.util
+import math
+import os
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax.maths import model
+from linear_jax.maths import validation
+
+TARGET_KINDS = validation.TARGET_KINDS
+# Names a loss hyperparameter may not take: they are the training run's own and
+# stand beside the loss's in sweep settings, flags and reports.
+RESERVED_HPARAMS = frozenset({'learning_rate', 'reg', 'momentum', 'seed', 'penalty', 'loss', 'mask'})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Loss:
+  """Everything about one loss of the scores.
+
+  Attributes:
+    value: `(scores [N, C], targets, **hparams) -> [N]` per-example losses.
+    targets: `'class'`, `'binary'` or `'real'` (see the module docstring).
+    score_grad: `(scores, targets, **hparams) -> [N, C]`, the hand-derived
+      `dL_i/ds_i` of each example; `None` if there is none (then the
+      analytic gradient source is refused, `jax.grad` still works).
+    kinks: `None` for a loss differentiable everywhere; otherwise
+      `(scores, targets, **hparams) ->` an array whose entries change sign
+      exactly where the loss has a kink. The gradient checker uses it to
+      tell a kink from a wrong gradient; L-BFGS refuses such a loss.
+    hparams: each hyperparameter's name and default value, passed to
+      `value`, `score_grad` and `kinks` as keyword arguments.
+    bounds: `(low, high)` per hyperparameter, inclusive; `(0, inf)` when not
+      given.
+    name: set by `register_loss`; used in messages and reports.
+
+  Records compare and hash by identity, so a record can be a static argument
+  of `jax.jit`.
+  """
+
+  value: Callable
+  targets: str
+  score_grad: Callable | None = None
+  kinks: Callable | None = None
+  hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+  name: str = 'unnamed loss'
+
+  def __post_init__(self):
+    where = f'Loss {self.name!r}'
+    for field in ('value', 'score_grad', 'kinks'):
+      fn = getattr(self, field)
+      if not (callable(fn) or (fn is None and field != 'value')):
+        raise ValueError(f'{where}: field {field!r} must be a function, got {type(fn).__name__}.')
+    if self.targets not in TARGET_KINDS:
+      raise ValueError(
+        f"{where}: field 'targets' must be one of {', '.join(TARGET_KINDS)}, got {self.targets!r}."
+      )
+    if not isinstance(self.hparams, Mapping) or not isinstance(self.bounds, Mapping):
+      raise ValueError(f"{where}: fields 'hparams' and 'bounds' must be mappings (dicts).")
+    for hp, default in self.hparams.items():
+      if not (isinstance(hp, str) and hp.isidentifier()) or hp in RESERVED_HPARAMS:
+        raise ValueError(
+          f'{where}: hyperparameter name {hp!r} must be a Python identifier and not one of '
+          f'{", ".join(sorted(RESERVED_HPARAMS))}.'
+        )
+      self.check_hparam(hp, default, what='default of hyperparameter')
+    for hp, b in self.bounds.items():
+      if hp not in self.hparams:
+        raise ValueError(f"{where}: field 'bounds' names {hp!r}, which is not in 'hparams'.")
+      if not (isinstance(b, tuple | list) and len(b) == 2 and b[0] <= b[1]):
+        raise ValueError(f'{where}: bounds of {hp!r} must be (low, high) with low <= high, got {b!r}.')
+    # Frozen copies, so a record cannot change under a compiled program that uses it.
+    object.__setattr__(
+      self, 'hparams', types.MappingProxyType({k: float(v) for k, v in self.hparams.items()})
+    )
+    object.__setattr__(self, 'bounds', types.MappingProxyType(dict(self.bounds)))
+
+  @property
+  def smooth(self):
+    """True when the loss is differentiable everywhere (no `kinks`)."""
+    return self.kinks is None
+
+  def bound(self, hp):
+    return tuple(self.bounds.get(hp, (0.0, math.inf)))
+
+  def check_hparam(self, hp, value, what='hyperparameter'):
+    """Raises unless `value` is finite and within `hp`'s bounds (skipped for tracers)."""
+    v = validation.concrete(value)
+    if v is None:
+      return
+    low, high = self.bound(hp)
+    if not (np.all(np.isfinite(v)) and np.all(v >= low) and np.all(v <= high)):
+      rng = f'>= {low:g}' if high == math.inf else f'in [{low:g}, {high:g}]'
+      raise ValueError(f'Loss {self.name!r}: {what} {hp!r} must be finite and {rng}, got {v.tolist()}.')
+
+  def resolve_hparams(self, given=None):
+    """The defaults updated with `given`; unknown names and bad values raise, naming them."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(self.hparams))
+    if unknown:
+      has = f'has {", ".join(sorted(self.hparams))}' if self.hparams else 'has no hyperparameters'
+      raise ValueError(f'Loss {self.name!r} {has}; got {", ".join(repr(u) for u in unknown)}.')
+    for hp, v in given.items():
+      self.check_hparam(hp, v)
+    return {**self.hparams, **given}
+
+
+# The registry: name -> Loss. Read it through `get_loss`; add with `register_loss`.
+LOSSES: dict[str, Loss] = {}
+
+
+def _probe_inputs(kind):
+  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on."""
+  scores = np.asarray([[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [-2.0, 0.7, 0.2], [0.0, 0.9, -1.1]], np.float32)
+  if kind == 'class':
+    return scores, np.asarray([0, 2, 1, 2], np.int32)
+  if kind == 'binary':
+    return scores[:, :1], np.asarray([0, 1, 1, 0], np.int32)
+  return scores[:, :2], scores[:, 1:] * 0.5 + 0.25
+
+
+_PROBED = set()  # ids of records whose output was found finite
+
+
+def probe(loss: 'Loss', concrete: bool = False) -> None:
+  """Tries `loss`'s functions on a small problem; raises naming the field that misbehaves.
+
+  Catches, at registration rather than deep inside `jit`: a function that
+  raises, a `value` that is not `[N]`, a `score_grad` that is not `[N, C]`.
+  By default only shapes are traced (`jax.eval_shape`, which starts no
+  backend, so a multi-process run can still start after a loss is loaded);
+  `concrete=True` also computes the output and refuses non-finite values
+  (training and the gradient checker do this before any work).
+  """
+  if concrete and id(loss) in _PROBED:
+    return
+  scores, targets = _probe_inputs(loss.targets)
+  n, c = scores.shape
+  expected = {'value': (n,), 'score_grad': (n, c), 'kinks': None}
+  for field, shape in expected.items():
+    fn = getattr(loss, field)
+    if fn is None:
+      continue
+    call = lambda s, t, fn=fn: jnp.asarray(fn(s, t, **loss.hparams))
+    try:
+      out = (
+        call(jnp.asarray(scores), jnp.asarray(targets)) if concrete else jax.eval_shape(call, scores, targets)
+      )
+    except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
+      raise ValueError(
+        f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
+        f'{loss.targets} targets {targets.shape}.'
+      ) from e
+    if shape is not None and out.shape != shape:
+      raise ValueError(
+        f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
+        f'{list(scores.shape)}, got {list(out.shape)}.'
+      )
+    if concrete and field != 'kinks' and not bool(jnp.all(jnp.isfinite(out))):
+      raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
+  if concrete:
+    _PROBED.add(id(loss))
+
+
+def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
+  """Makes `loss` usable by `name` everywhere a loss name is taken.
+
+  Args:
+    name: the name; a taken name is refused unless `overwrite`.
+    loss: a `Loss` record. It is tried once on a small problem (see `probe`).
+    overwrite: replace a record already registered under `name`.
+
+  Returns:
+    The registered record (a copy of `loss` carrying `name`).
+  """
+  if not isinstance(name, str) or not name or name == 'all' or name.strip() != name:
+    raise ValueError(f'A loss name must be a non-empty string without surrounding spaces, not {name!r}.')
+  if not isinstance(loss, Loss):
+    raise ValueError(f'register_loss({name!r}, ...) takes a linear_jax.Loss, got {type(loss).__name__}.')
+  if name in LOSSES and not overwrite:
+    raise ValueError(f'A loss called {name!r} is registered already; pass overwrite=True to replace it.')
+  record = dataclasses.replace(loss, name=name)
+  probe(record)
+  if name in LOSSES and LOSSES[name] != record:
+    # Compiled programs are cached by the loss's name (a `config.StepConfig` field): drop them, so
+    # none compiled for the record replaced here is ever run again.
+    jax.clear_caches()
+  LOSSES[name] = record
+  return record
+
+
+def _register_builtin(name, loss):
+  """The lecture's losses: tested, so registered without tracing anything at import."""
+  LOSSES[name] = dataclasses.replace(loss, name=name)
+
+
+def _load_object(spec):
+  """The object `NAME` of `'path/to/file.py:NAME'` or `'package.module:NAME'`."""
+  where, _, attr = spec.rpartition(':')
+  if not where or not attr:
+    raise ValueError(f'Loss {spec!r}: write FILE.py:NAME or package.module:NAME.')
+  if where.endswith('.py') or os.sep in where:
+    path = os.path.abspath(os.path.expanduser(where))
+    if not os.path.isfile(path):
+      raise ValueError(f'Loss {spec!r}: no file {path}.')
+    module_name = f'linear_jax_user_loss_{abs(hash(path))}'
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+      module_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the user's file, reported with its name
+      raise ValueError(f'Loss {spec!r}: {path} raised {type(e).__name__} on import: {e}') from e
+  else:
+    try:
+      module = importlib.import_module(where)
+    except Exception as e:  # noqa: BLE001
+      raise ValueError(f'Loss {spec!r}: cannot import module {where!r}: {type(e).__name__}: {e}') from e
+  if not hasattr(module, attr):
+    raise ValueError(f'Loss {spec!r}: {where} defines no {attr!r}.')
+  return getattr(module, attr)
+
+
+def get_loss(loss: 'str | Loss') -> Loss:
+  """The `Loss` record for `loss`: a record, a registered name, or `'FILE.py:NAME'` / `'module:NAME'`.
+
+  A file or module is loaded once and its record registered under the text
+  given, so later look-ups are a dictionary read. Errors name the loss.
+  """
+  if isinstance(loss, Loss):
+    return loss
+  if not isinstance(loss, str):
+    raise ValueError(f'A loss is a name or a linear_jax.Loss, got {type(loss).__name__}.')
+  if loss in LOSSES:
+    return LOSSES[loss]
+  if ':' not in loss:
+    raise ValueError(
+      f'Unknown loss {loss!r}; valid: {", ".join(sorted(LOSSES))}, or FILE.py:NAME / package.module:NAME.'
+    )
+  obj = _load_object(loss)
+  if not isinstance(obj, Loss):
+    raise ValueError(f'Loss {loss!r} is of type {type(obj).__name__}, not a linear_jax.Loss.')
+  return register_loss(loss, obj)
+
+
+def loss_name(loss: 'str | Loss') -> str:
+  """The name a record is known by (for messages, reports and configs)."""
+  return loss if isinstance(loss, str) else loss.name
+
+
+# The shape contracts of a loss's functions, one per target kind: chex assertions on static shapes, so they
+# cost nothing under `jit`. A loss of a user's own calls the one of its kind first, as the losses below do.
+
+
+def assert_class_shapes(scores: chex.Array, labels: chex.Array) -> None:
+  """Shape contract of a classification loss: `[N, C]` float scores, `[N]` labels (free under `jit`)."""
+  chex.assert_rank([scores, labels], [2, 1])
+  chex.assert_type(scores, float)
+  chex.assert_equal_shape_prefix([scores, labels], 1)
+
+
+def assert_binary_shapes(scores: chex.Array, labels: chex.Array) -> None:
+  """Shape contract of a binary loss: `[N, 1]` float scores, `[N]` labels in `{0, 1}`."""
+  chex.assert_shape(scores, (None, 1))
+  assert_class_shapes(scores, labels)
+
+
+def assert_real_shapes(scores: chex.Array, targets: chex.Array) -> None:
+  """Shape contract of a regression loss: `[N, C]` float scores, `[N]` (C = 1) or `[N, C]` targets."""
+  chex.assert_rank(scores, 2)
+  chex.assert_rank(targets, {1, 2})
+  chex.assert_type(scores, float)
+  chex.assert_equal_shape_prefix([scores, targets], 1)
+  if targets.ndim == 2:
+    chex.assert_equal_shape([scores, targets])
+  else:
+    chex.assert_shape(scores, (None, 1))
+
+
+# The seven losses of the lecture, each beside its hand-derived score gradient.
+# The gradients use no autodiff; docs/derivations.md derives each.
+
+
+def _onehot(labels, num_classes, dtype):
+  return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
+def _binary(targets, s):
+  """`[N]` 0/1 labels and `[N, 1]` scores -> (±1 labels, `[N]` scores)."""
+  return 2.0 * targets.astype(s.dtype) - 1.0, s[:, 0]
+
+
+def real_targets(targets: chex.Array, s: chex.Array) -> jax.Array:
+  """Regression targets as `[N, C]` in the scores' dtype."""
+  t = targets.astype(s.dtype)
+  return t[:, None] if t.ndim == 1 else t
+
+
+def svm_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
+  """`[N, C]` margins `s_j − s_{y_i} + Δ`, with the `j = y_i` entry set to 0."""
+  labels = labels.astype(jnp.int32)
+  correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)
+  m = scores - correct + margin
+  return jnp.where(jax.nn.one_hot(labels, scores.shape[-1], dtype=bool), 0.0, m)
+
+
+def multiclass_svm(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
+  """Weston–Watkins multiclass SVM, `L_i = Σ_{j≠y_i} max(0, s_j − s_{y_i} + Δ)`.
+
+  Args:
+    scores: `[N, C]` class scores.
+    labels: `[N]` integers in `[0, C)`.
+    margin: Δ ≥ 0.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_class_shapes(scores, labels)
+  return jnp.sum(jax.nn.relu(svm_margins(scores, labels, margin)), axis=-1)
+
+
+def multiclass_svm_score_grad(
+  scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0
+) -> jax.Array:
+  """SVM: `dL_i/ds_j = 1[m_ij > 0]` for `j ≠ y_i`, `dL_i/ds_{y_i} = −Σ_{j≠y_i} 1[m_ij > 0]`.
+
+  With margins `m_ij = s_j − s_{y_i} + Δ`. At `m_ij = 0` exactly (a kink) this
+  picks the subgradient 0, as `jax.nn.relu` does.
+  """
+  assert_class_shapes(scores, labels)
+  active = (svm_margins(scores, labels, margin) > 0).astype(scores.dtype)
+  onehot = _onehot(labels, scores.shape[-1], scores.dtype)
+  return active - onehot * jnp.sum(active, axis=-1, keepdims=True)
+
+
+def softmax_cross_entropy(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """Per-example softmax cross-entropy, `L_i = −log softmax(s_i)[y_i]`.
+
+  Written `logsumexp(s) − s_y`, never `log(softmax(s))`, so it is finite for
+  any finite scores and unchanged when every score shifts by a constant.
+
+  Args:
+    scores: `[N, C]` class scores.
+    labels: `[N]` integers in `[0, C)`.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_class_shapes(scores, labels)
+  labels = labels.astype(jnp.int32)
+  correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)[:, 0]
+  return jax.nn.logsumexp(scores, axis=-1) - correct
+
+
+def softmax_cross_entropy_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """Softmax cross-entropy: `dL_i/ds = softmax(s_i) − onehot(y_i)`."""
+  assert_class_shapes(scores, labels)
+  return jax.nn.softmax(scores, axis=-1) - _onehot(labels, scores.shape[-1], scores.dtype)
+
+
+def hinge_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
+  """`[N]` values `Δ − ỹ s` whose positive part is the binary hinge loss."""
+  y, s = _binary(labels, scores)
+  return margin - y * s
+
+
+def binary_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
+  """Binary hinge, `L_i = max(0, Δ − ỹ_i s_i)` with `ỹ = 2y − 1 ∈ {−1, +1}`.
+
+  Args:
+    scores: `[N, 1]` scores.
+    labels: `[N]` labels in `{0, 1}`.
+    margin: Δ ≥ 0.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_binary_shapes(scores, labels)
+  return jax.nn.relu(hinge_margins(scores, labels, margin))
+
+
+def binary_hinge_score_grad(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
+  """Binary hinge: `dL_i/ds = −ỹ_i · 1[Δ − ỹ_i s_i > 0]`, `ỹ = 2y − 1`."""
+  assert_binary_shapes(scores, labels)
+  y = 2.0 * labels.astype(scores.dtype) - 1.0
+  return jnp.where(hinge_margins(scores, labels, margin) > 0, -y, 0.0)[:, None]
+
+
+def logistic(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """Sigmoid cross-entropy, `L_i = −y log σ(s) − (1 − y) log(1 − σ(s))`.
+
+  Uses `log σ(s) = log_sigmoid(s)` and `log(1 − σ(s)) = log_sigmoid(−s)`, so
+  it stays finite for scores of any size.
+
+  Args:
+    scores: `[N, 1]` scores.
+    labels: `[N]` labels in `{0, 1}`.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_binary_shapes(scores, labels)
+  s = scores[:, 0]
+  y = labels.astype(s.dtype)
+  return -(y * jax.nn.log_sigmoid(s) + (1.0 - y) * jax.nn.log_sigmoid(-s))
+
+
+def logistic_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """Sigmoid cross-entropy: `dL_i/ds = σ(s_i) − y_i`."""
+  assert_binary_shapes(scores, labels)
+  return jax.nn.sigmoid(scores) - labels.astype(scores.dtype)[:, None]
+
+
+def sigmoid_l2(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """The lecture's sigmoid unit with squared error, `L_i = (y_i − σ(s_i))²`.
+
+  Args:
+    scores: `[N, 1]` scores.
+    labels: `[N]` labels in `{0, 1}`.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_binary_shapes(scores, labels)
+  s = scores[:, 0]
+  return jnp.square(labels.astype(s.dtype) - jax.nn.sigmoid(s))
+
+
+def sigmoid_l2_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
+  """Sigmoid + squared error: `dL_i/ds = −2 (y_i − σ_i) σ_i (1 − σ_i)`, `σ_i = σ(s_i)`."""
+  assert_binary_shapes(scores, labels)
+  sig = jax.nn.sigmoid(scores)
+  return -2.0 * (labels.astype(scores.dtype)[:, None] - sig) * sig * (1.0 - sig)
+
+
+def l2_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
+  """Squared error summed over outputs, `L_i = Σ_c (y_ic − s_ic)²` (no ½).
+
+  Args:
+    scores: `[N, C]` predictions.
+    targets: `[N]` (when C = 1) or `[N, C]` real targets.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_real_shapes(scores, targets)
+  return jnp.sum(jnp.square(real_targets(targets, scores) - scores), axis=-1)
+
+
+def l2_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
+  """Squared error: `dL_i/ds_c = −2 (y_ic − s_ic) = −2 δ_ic`."""
+  assert_real_shapes(scores, targets)
+  return -2.0 * (real_targets(targets, scores) - scores)
+
+
+def abs_value(r: chex.Array) -> jax.Array:
+  """`|r|` written `sign(r)·r`: the same value, and autodiff then takes the
+  subgradient 0 at `r = 0` (the minimum-norm one), as the hand-derived
+  gradients do; `jnp.abs` would give 1 there and disagree at a kink."""
+  return jnp.sign(r) * r
+
+
+def l1_residuals(scores: chex.Array, targets: chex.Array) -> jax.Array:
+  """`[N, C]` residuals `y − s`, whose sign flips at each kink of the L1 loss."""
+  return real_targets(targets, scores) - scores
+
+
+def l1_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
+  """Absolute error summed over outputs, `L_i = Σ_c |y_ic − s_ic|`.
+
+  Args:
+    scores: `[N, C]` predictions.
+    targets: `[N]` (when C = 1) or `[N, C]` real targets.
+
+  Returns:
+    `[N]` losses.
+  """
+  assert_real_shapes(scores, targets)
+  return jnp.sum(abs_value(l1_residuals(scores, targets)), axis=-1)
+
+
+def l1_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
+  """Absolute error: `dL_i/ds_c = sign(s_ic − y_ic)` (subgradient 0 at a tie)."""
+  assert_real_shapes(scores, targets)
+  return -jnp.sign(l1_residuals(scores, targets))
+
+
+_MARGIN = {'margin': 1.0}
+
+for _name, _record in {
+  'svm': Loss(multiclass_svm, 'class', multiclass_svm_score_grad, svm_margins, _MARGIN),
+  'softmax': Loss(softmax_cross_entropy, 'class', softmax_cross_entropy_score_grad),
+  'hinge': Loss(binary_hinge, 'binary', binary_hinge_score_grad, hinge_margins, _MARGIN),
+  'logistic': Loss(logistic, 'binary', logistic_score_grad),
+  'sigmoid_l2': Loss(sigmoid_l2, 'binary', sigmoid_l2_score_grad),
+  'l2': Loss(l2_regression, 'real', l2_regression_score_grad),
+  'l1': Loss(l1_regression, 'real', l1_regression_score_grad, l1_residuals),
+}.items():
+  _register_builtin(_name, _record)
+
+
+def l2_penalty(w: chex.Array) -> jax.Array:
+  """`R(W) = Σ W²`."""
+  return jnp.sum(jnp.square(w))
+
+
+def l1_penalty(w: chex.Array) -> jax.Array:
+  """`R(W) = Σ |W|`."""
+  return jnp.sum(abs_value(w))
+
+
+PENALTIES = {'l2': l2_penalty, 'l1': l1_penalty}
+
+
+def weighted_mean(values: chex.Array, weights: chex.Array | None = None) -> jax.Array:
+  """`Σ_i w_i v_i / Σ_i w_i` of `[N]` values; the plain mean without weights.
+
+  Weights are sample weights ≥ 0; a padding row has weight 0. Where all
+  weights are 0 the mean is 0.
+  """
+  if weights is None:
+    return jnp.mean(values)
+  weights = weights.astype(values.dtype)
+  # jnp.where, not a product alone, so a padded row's inf or NaN cannot leak in.
+  total = jnp.sum(jnp.where(weights > 0, weights * values, 0.0))
+  norm = jnp.sum(weights)
+  return jnp.where(norm > 0, total / jnp.where(norm > 0, norm, 1.0), 0.0)
+
+
+def objective(
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | Loss' = 'softmax',
+  reg: float = 0.0,
+  penalty: str = 'l2',
+  mask: chex.Array | None = None,
+  **loss_hparams: float,
+) -> jax.Array:
+  """The empirical risk `L = Σ_i w_i L_i(f(x_i, W), y_i) / Σ_i w_i + reg · R(W)`.
+
+  Inputs are checked on the host when they are concrete arrays (shape checks
+  always); inside `jit` only shapes can be checked, so data must be validated
+  where it enters (`linear_jax.data.datasets` does).
+
+  Args:
+    params: `Params`; the bias is never penalized, also in bias-trick form.
+    x: `[N, D]` inputs.
+    targets: labels or real targets, as the loss expects.
+    loss: a `Loss`, or a name `get_loss` resolves.
+    reg: regularization strength ≥ 0.
+    penalty: `'l2'` or `'l1'`.
+    mask: optional `[N]` sample weights ≥ 0 (`w_i`; 1 for every row if not
+      given). Padding rows get 0, which keeps mini-batch shapes static.
+    **loss_hparams: the loss's hyperparameters (`margin=` for svm and hinge);
+      the record's defaults for those not given.
+
+  Returns:
+    A scalar.
+  """
+  spec = get_loss(loss)
+  validation.check_name('penalty', penalty, PENALTIES)
+  hp = spec.resolve_hparams(loss_hparams)
+  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  return unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
+
+
+def unchecked_objective(
+  params: model.Params,
+  x: chex.Array,
+  targets: chex.Array,
+  loss: 'str | Loss' = 'softmax',
+  reg: chex.Numeric = 0.0,
+  penalty: str = 'l2',
+  loss_hparams: dict | None = None,
+  mask: chex.Array | None = None,
+) -> jax.Array:
+  """`objective` without the host checks: for use inside `jit`, `vmap` and `grad`.
+
+  `loss_hparams` is a dict of the loss's hyperparameters (missing ones take
+  their defaults). Validate the data where it enters instead.
+  """
+  spec = get_loss(loss)
+  hp = spec.resolve_hparams(loss_hparams)
+  per_example = spec.value(model.scores(params, x), targets, **hp)
+  return weighted_mean(per_example, mask) + reg * PENALTIES[penalty](model.penalized_weights(params))

@@ -1,0 +1,416 @@
+"""One whole training run as a library call: `train_and_evaluate(config, data_config, workdir)`.
+
+It loads the data `DataConfig` names, fits with `TrainConfig`, evaluates, and
+writes every output to `workdir`: metrics.jsonl (one line per epoch),
+params.npz (W [C, D] and b [C] in raw input units), summary.json and the
+pictures (curves.png, templates.png for image data, regions.png for 2-D data).
+`experiments/train.py` only turns flags into these records and calls it.
+"""
+
+from collections.abc import Callable
+from collections.abc import Mapping
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from linear_jax.data import datasets as data
+from linear_jax.datapath import multihost
+from linear_jax.datapath import stream as stream_lib
+from linear_jax.maths import model
+from linear_jax.maths import validation
+from linear_jax.runs import plots
+from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import checkpoint
+from linear_jax.training import refit
+from linear_jax.training import train
+
+DELIMITERS = ('auto', ',', ';', 'tab')  # 'auto': detected
+CLASS_WEIGHTS = ('none', 'balanced')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which dataset, where its files are, how it is split and preprocessed; the data flags of the experiments.
+
+  The seed, the training dtype and streaming are `TrainConfig`'s (`seed`, `dtype`, `stream`).
+  """
+
+  dataset: str = 'digits'  # a name of data.DATASETS
+  data_dir: str | None = None  # cifar10 / mnist: the unpacked folder or the folder above it
+  data_path: str | None = None  # npz / npy / csv: the file (npy: the features, memory-mapped)
+  labels_path: str | None = None  # npy: the labels (or real targets), one per row of data_path
+  test_path: str | None = None  # a held-out test file in the format of data_path
+  test_labels_path: str | None = None  # npy: the labels of test_path
+  delimiter: str = 'auto'  # csv: ',', ';', 'tab' or 'auto' (detected)
+  weight_column: str | None = None  # csv: a column of sample weights, by header name or index
+  class_weight: str = 'none'  # 'balanced': each class weighed n / (C * count)
+  target_column: str = '-1'  # csv: the target column, by header name or index
+  num_examples: int = 600  # synthetic data: N
+  num_features: int = 2  # synthetic data: D
+  num_classes: int = 3  # synthetic blobs: C
+  val_fraction: float = 0.1
+  test_fraction: float = 0.2  # unless the format has a test split
+  preprocess: str = 'standardize'  # fitted on the training split only
+  features: str = 'pixels'  # image data: 'pixels' or 'histogram'
+  bins: int = 16  # histogram bins per channel with features='histogram'
+
+  def validate(self):
+    """Raises a `ValueError` naming the first bad field."""
+
+    validation.check_name('dataset', self.dataset, data.DATASETS)
+    validation.check_name('delimiter', self.delimiter, DELIMITERS)
+    validation.check_name('class_weight', self.class_weight, CLASS_WEIGHTS)
+    validation.check_name('preprocess', self.preprocess, data.PREPROCESSING)
+    validation.check_name('features', self.features, data.REPRESENTATIONS)
+    for name in ('val_fraction', 'test_fraction'):
+      if not 0 <= getattr(self, name) < 1:
+        raise ValueError(f'{name} must be in [0, 1), got {getattr(self, name)}.')
+    for name in ('num_examples', 'num_features', 'bins'):
+      if not getattr(self, name) >= 1:
+        raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}.')
+    if not self.num_classes >= 2:
+      raise ValueError(f'num_classes must be >= 2, got {self.num_classes}.')
+    return self
+
+  def check_read(self):
+    """Raises a `ValueError` for a data flag the dataset does not read, which would be ignored without a word.
+
+    (A file given without `--dataset=npz`, say, would train on the default
+    digits.) Fields left at their defaults are not flags given. `load_dataset`
+    checks this before loading anything.
+    """
+    default = DataConfig()
+    for name, readers in _READ_BY.items():
+      value = getattr(self, name)
+      if value in (None, '') or str(value) == str(getattr(default, name)) or self.dataset in readers:
+        continue
+      which = ' (the default)' if self.dataset == default.dataset else ''
+      raise ValueError(
+        f'--{name}={value} is read only by --dataset={"/".join(readers)}; --dataset={self.dataset}{which} '
+        f'does not read it. Name the dataset that does (--dataset={readers[0]}, say), or drop --{name}.'
+      )
+    return self
+
+
+# The data fields only some datasets read: `DataConfig.check_read`.
+_READ_BY = {
+  'data_path': ('npz', 'npy', 'csv'),
+  'data_dir': ('cifar10', 'mnist'),
+  'target_column': ('csv',),
+  'delimiter': ('csv',),
+  'num_examples': data.SYNTHETIC,
+  'num_features': ('blobs', 'linreg'),
+  'num_classes': ('blobs',),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """What one run of `train_and_evaluate` does beside training; the run flags of `experiments/train.py`."""
+
+  reference: bool = False  # compute f* (L-BFGS, float64) first and record f − f* per epoch
+  refit: bool = False  # after choosing the epoch count on validation, train again on train + val
+  resume: bool = False  # continue from workdir/checkpoint.npz
+  checkpoint_every: int = 1  # epochs between checkpoints
+  plots: bool = True  # draw the pictures
+
+
+def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=None, targets=None):
+  """Loads and prepares the dataset `data_config` names; errors name the file.
+
+  Args:
+    data_config: a `DataConfig`.
+    seed: seed of the synthetic data and the split.
+    dtype: the training dtype the splits are prepared in.
+    stream: with a memory-mapped file, prepare it for streaming (never copied).
+    progress: called with a line of text on the memory and progress of a large load.
+    targets: the loss's target kind (`'class'`, `'binary'`, `'real'`), if known:
+      a regression loss reads a file's whole-number targets as real numbers,
+      and a classification loss given real-valued targets names the first
+      value that is not a label.
+
+  Returns:
+    A prepared `data.Dataset`.
+  """
+
+  # With several processes, one process's error here (a file it cannot read, say) stops every process.
+  with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
+    return _load_dataset(data_config.validate().check_read(), seed, dtype, stream, progress, targets)
+
+
+def _check_labels(raw, d):
+  """Refuses real-valued targets given to a classification loss, naming the file and the first non-label."""
+  y = np.asarray(raw.y)  # finite: `data.load` checked it
+  if raw.kind != 'real' or y.ndim != 1:
+    return  # class labels; [N, K] targets are refused by the loss check with their shape
+  i = validation.first_non_integer(y)
+  if i is None:
+    return  # whole numbers read as real targets (a bundled regression set): the loss check says so
+  raise ValueError(
+    f'{d.labels_path or d.data_path or d.dataset}: a classification loss needs integer class labels, got '
+    f'{float(y[i])} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'
+  )
+
+
+def _load_dataset(d, seed, dtype, stream, progress, targets=None):
+  raw = data.load(
+    d.dataset,
+    data_dir=d.data_dir,
+    data_path=d.data_path,
+    target_column=d.target_column,
+    labels_path=d.labels_path,
+    num_examples=d.num_examples,
+    num_features=d.num_features,
+    num_classes=d.num_classes,
+    seed=seed,
+    check_values=False,  # prepare's one read of the file checks every value
+    test_path=d.test_path,
+    test_labels_path=d.test_labels_path,
+    delimiter={'auto': None, 'tab': '\t'}.get(d.delimiter, d.delimiter),
+    weight_column=d.weight_column,
+    real_targets=targets == 'real',
+  )
+  if targets in ('class', 'binary'):
+    _check_labels(raw, d)
+  if d.features == 'histogram':
+    raw = data.histogram_features(raw, d.bins)
+  if stream and isinstance(raw.x, np.memmap):  # streaming: the file is never copied
+    return stream_lib.prepare(
+      raw,
+      d.dataset,
+      d.val_fraction,
+      d.test_fraction,
+      d.preprocess,
+      dtype=np.dtype(dtype),
+      class_weight=None if d.class_weight == 'none' else d.class_weight,
+    )
+  return data.prepare(
+    raw,
+    d.dataset,
+    d.val_fraction,
+    d.test_fraction,
+    d.preprocess,
+    seed=seed,
+    dtype=np.dtype(dtype),
+    progress=progress,
+    class_weight=None if d.class_weight == 'none' else d.class_weight,
+  )
+
+
+def write_json(path, obj):
+  """Writes `obj` as indented JSON; a NaN never reaches a file (it raises)."""
+  with open(path, 'w') as f:
+    json.dump(obj, f, indent=1, allow_nan=False)
+
+
+def progress_line(metrics, epochs):
+  """The one line of progress a run prints after an epoch (or L-BFGS iteration) of at most `epochs`."""
+  if 'learning_rate' not in metrics:  # an L-BFGS iteration
+    return (
+      f'iteration {metrics["epoch"]:>4}/{epochs}  loss {metrics["train_loss"]:.6g}  '
+      f'grad norm {metrics["train_grad_norm"]:.3g}  {metrics["fevals"]} evaluations'
+    )
+  if not metrics.get('evaluated', True):  # only the training pass's own loss this epoch
+    return (
+      f'epoch {metrics["epoch"]:>4}/{epochs}  pass loss {metrics["train_pass_loss"]:.4f}  '
+      f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s'
+    )
+  split = 'val' if 'val_loss' in metrics else 'train'
+  quality = (
+    f'{split} acc {100 * metrics[f"{split}_accuracy"]:5.1f}%'
+    if f'{split}_accuracy' in metrics
+    else f'{split} mse {metrics[f"{split}_mse"]:.4g}'
+  )
+  return (
+    f'epoch {metrics["epoch"]:>4}/{epochs}  loss {metrics["train_loss"]:.4f}  {quality}  '
+    f'lr {metrics["learning_rate"]:.3g}  {metrics["examples_per_s"]:,.0f} ex/s'
+  )
+
+
+def last_line(summary, workdir):
+  """The line a finished run ends with: held-out metric, length, time, why it stopped, outputs."""
+  final = summary['final']
+  # The held-out number if there is one (test_fraction=0 leaves none).
+  key = next(
+    f'{split}_{m}'
+    for split in ('test', 'val', 'train')
+    for m in ('accuracy', 'mse')
+    if f'{split}_{m}' in final
+  )
+  return (
+    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
+    f'{summary["seconds"]:.1f} s, stopped: {summary["stop_reason"].replace("_", " ")}); outputs in {workdir}'
+  )
+
+
+def _outcome(result):
+  """What the caller of `train_and_evaluate` needs to know of how the fit ended."""
+  return {
+    'epochs_run': len(result.history),
+    'stop_reason': result.stop_reason,
+    'solver': result.solver,
+    'interrupted': result.interrupted,
+  }
+
+
+def train_and_evaluate(
+  config,
+  data_config,
+  workdir,
+  options: RunOptions = RunOptions(),
+  *,
+  write_outputs: bool = True,
+  on_epoch: Callable[[dict], None] | None = None,
+  progress: Callable[[str], None] | None = None,
+  record: Mapping[str, Any] | None = None,
+) -> dict:
+  """Loads the data, trains, evaluates, and writes every output of the run to `workdir`.
+
+  Args:
+    config: a `train.TrainConfig`.
+    data_config: a `DataConfig`.
+    workdir: the folder of the outputs and of checkpoint.npz (it must exist).
+    options: `RunOptions`: f*, refit, resume, checkpoint interval, pictures.
+    write_outputs: `False` in the processes other than process 0 of a multi-host run: they train,
+      read process 0's checkpoint when resuming, and write nothing.
+    on_epoch: called with each epoch's metrics (as written to metrics.jsonl) after they are written.
+    progress: called with a line of text on the memory and progress of a large load.
+    record: the command's settings (e.g. its flags), kept in summary.json under "flags".
+
+  Returns:
+    The summary (as written to summary.json); it holds "final", "epochs_run", "stop_reason",
+    "solver" and "interrupted" in every process. Raises `ValueError` on bad input before any work,
+    and `train.Diverged` (after writing a summary.json that says so) when training diverges.
+  """
+
+  try:
+    return _train_and_evaluate(
+      config, data_config, workdir, options, write_outputs, on_epoch, progress, record
+    )
+  except train.Diverged as e:
+    if write_outputs:
+      write_json(os.path.join(workdir, 'summary.json'), {'stop_reason': 'diverged', 'error': str(e)})
+    raise
+
+
+def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
+
+  start = time.perf_counter()
+  data_config.validate()
+  dataset = load_dataset(
+    data_config,
+    seed=cfg.seed,
+    dtype=cfg.dtype,
+    stream=cfg.stream,
+    progress=progress,
+    targets=cfg.loss_record.targets,
+  )
+  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops every process
+  if options.refit:
+    refit.check_refit(dataset)
+  f_star = None
+  if options.reference:
+    f_star = solvers.optimum(cfg, dataset)[0]
+  # Every process runs the same fits and evaluations (a streamed pass over several processes adds its
+  # sums over them, so each must take part); only the writing is process 0's.
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  ckpt = os.path.join(workdir, train.CHECKPOINT)
+  with multihost.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
+    if write_outputs:
+      if not options.resume and os.path.exists(ckpt):
+        os.remove(ckpt)
+      # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
+      history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
+      with open(metrics_path, 'w') as f:
+        f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
+
+  def write_epoch(metrics):
+    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
+      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
+    with open(metrics_path, 'a') as f:
+      f.write(json.dumps(metrics, allow_nan=False) + '\n')
+    if on_epoch is not None:
+      on_epoch(metrics)
+
+  result = train.fit(
+    cfg,
+    dataset,
+    workdir=workdir,
+    resume=options.resume,
+    on_epoch=write_epoch if write_outputs else None,
+    checkpoint_every=options.checkpoint_every,
+  )
+  chosen = result.best_params if cfg.patience else result.params
+  refitted = None
+  if options.refit:
+    again, refitted = refit.refit(cfg, dataset, result)
+    chosen = again.params
+  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
+  if not write_outputs:
+    return {'final': final, **_outcome(result)}
+  w_raw, b_raw = train.raw_params(chosen, dataset)
+  np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
+  summary = {
+    'dataset': dataset.name,
+    'loss': cfg.loss,
+    'loss_hparams': cfg.resolved_loss_hparams(),
+    'class_names': list(dataset.class_names) if dataset.class_names else None,
+    'final': final,
+    'best': best,
+    'best_epoch': result.best_epoch,
+    'epochs_run': len(result.history),
+    'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
+    'stop_reason': result.stop_reason,
+    'solver': result.solver,
+    'refit': refitted,
+    'f_star': f_star,
+    'stopped_early': result.stopped_early,
+    'interrupted': result.interrupted,
+    'resumed_from_epoch': result.resumed_from,
+    'streamed': result.streamed,
+    'seconds': time.perf_counter() - start,
+    'flags': dict(record or {}),
+    'versions': versions(),
+  }
+  write_json(os.path.join(workdir, 'summary.json'), summary)
+  evaluated = [m for m in result.history if m.get('evaluated', True)]
+  if options.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
+    plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
+    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
+      w = chosen if chosen.b is not None else model.unfold_bias(chosen)
+      plots.templates(
+        np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
+      )
+    if dataset.num_features == 2:
+      plots.decision_regions(
+        w_raw,
+        b_raw,
+        # The points in raw units (a `stream.prepare`d dataset holds them raw already).
+        np.asarray(dataset.x_train)
+        if dataset.extra.get(stream_lib.AFFINE)
+        else dataset.shift + dataset.scale * dataset.x_train,
+        dataset.y_train,
+        os.path.join(workdir, 'regions.png'),
+      )
+  return summary
+
+
+def versions():
+  """The versions of Python, JAX, optax and NumPy, and the device a run used."""
+  import platform  # pylint: disable=import-outside-toplevel
+
+  import jax  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+
+  return {
+    'python': platform.python_version(),
+    'jax': jax.__version__,
+    'optax': optax.__version__,
+    'numpy': np.__version__,
+    'device': str(jax.devices()[0].device_kind),
+    'backend': jax.default_backend(),
+  }

@@ -1,0 +1,349 @@
+"""The lecture as a report: every viewpoint and experiment, from real runs, in one HTML file.
+
+The library half of `experiments/report.py` (which keeps the flags, the
+float64 switch and the printing): `build` runs small versions of the
+experiments, one section function each (training on digits with its class
+templates, the geometric viewpoint, the gradient-check table, a learning-rate
+sweep, search against gradient descent, the hard cases, loss surfaces with
+descent paths, SVM against softmax, pixels against histogram features, f − f*
+of each optimizer against the L-BFGS optimum), and writes report.html
+(pictures embedded, so the file stands alone) with the PNGs beside it. Each
+section function takes the `report_page.Report` it adds to, `tiny` (smaller
+sizes, for tests) and the seed of every random draw.
+"""
+
+import dataclasses
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax.data import datasets as data
+from linear_jax.maths import gradcheck
+from linear_jax.maths import losses
+from linear_jax.runs import hard_cases
+from linear_jax.runs import landscape
+from linear_jax.runs import plots
+from linear_jax.runs import report_page
+from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import train
+from linear_jax.tuning import search
+from linear_jax.tuning import sweep
+
+TITLE = 'linear_jax: linear classifiers, loss functions and gradient descent'
+
+
+def _pct(v: float) -> str:
+  return f'{100 * v:.1f}%'
+
+
+def training_and_viewpoints(rep: report_page.Report, tiny: bool, seed: int) -> dict[str, float]:
+  """Section 1: softmax on digits (curves, class templates) and the regions of 2-D blobs; the test metrics."""
+  digits = data.prepare(data.load('digits'), 'digits', seed=seed)
+  cfg = train.TrainConfig(epochs=5 if tiny else 30, seed=seed)
+  result = train.fit(cfg, digits)
+  metrics = train.evaluate(cfg, digits, result.params)
+  rep.section(
+    '1. Training a softmax classifier on digits (algebraic viewpoint: s = Wx + b)',
+    f'30 epochs of mini-batch SGD reach test accuracy {_pct(metrics["test_accuracy"])}.',
+  )
+  plots.curves(result.history, os.path.join(rep.workdir, 'curves.png'), 'softmax on digits')
+  rep.picture(
+    'curves.png',
+    'Training and validation loss (log scale) and accuracy per epoch.',
+    'The gap between the curves is the generalization gap; both losses still fall at the end.',
+  )
+  plots.templates(
+    np.asarray(result.params.W), (8, 8), os.path.join(rep.workdir, 'templates.png'), digits.class_names
+  )
+  rep.picture(
+    'templates.png',
+    'Visual viewpoint: each row of W reshaped to 8×8, one template per class.',
+    'Red pixels raise the class score, blue ones lower it: the 0 template is a ring, the 1 a stroke.',
+  )
+  blobs = data.prepare(data.blobs(400, 2, 3, seed=seed), 'blobs', seed=seed)
+  res2 = train.fit(dataclasses.replace(cfg, epochs=20), blobs)
+  w, b = train.raw_params(res2.params, blobs)
+  plots.decision_regions(
+    w, b, blobs.shift + blobs.scale * blobs.x_train, blobs.y_train, os.path.join(rep.workdir, 'regions.png')
+  )
+  rep.picture(
+    'regions.png',
+    'Geometric viewpoint: three classes in 2-D, the regions where each score is largest.',
+    'Dashed lines are the hyperplanes w_c·x + b_c = 0 of each class; boundaries are where two scores tie.',
+  )
+  return metrics
+
+
+def gradient_checks(rep: report_page.Report, tiny: bool, seed: int) -> bool:
+  """Section 2: every loss (× every penalty unless `tiny`) checked three ways; whether all pass."""
+  rows = []
+  for loss in losses.LOSSES:
+    for penalty in ('l2',) if tiny else losses.PENALTIES:
+      params, x, y = gradcheck.random_problem(jax.random.PRNGKey(seed), loss, 20, 6, 4)
+      r = gradcheck.check_gradients(params, x, y, loss=loss, reg=0.1, penalty=penalty, method='central')
+      c = r.comparisons
+      rows.append(
+        [
+          loss,
+          penalty,
+          f'{c[0].max_rel_error:.1e}',
+          f'{c[1].max_rel_error:.1e}',
+          f'{c[2].max_rel_error:.1e}',
+          'OK' if r.passed else 'FAIL',
+        ]
+      )
+  rep.section(
+    '2. Hand-derived gradients checked three ways (float64, central differences)',
+    'Maximum relative error of each pair over every coordinate; thresholds are in the README.',
+  )
+  rep.table(
+    ['loss', 'penalty', 'analytic vs autodiff', 'analytic vs numerical', 'autodiff vs numerical', 'verdict'],
+    rows,
+  )
+  return all(r[-1] == 'OK' for r in rows)
+
+
+def sweep_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """Section 3: a learning-rate × reg grid on digits trained as one program."""
+  digits = data.prepare(data.load('digits'), 'digits', seed=seed)
+  lrs = list(np.logspace(-3, 1, 4 if tiny else 12))
+  regs = [0.0, 1e-3, 1e-2]
+  cfg = train.TrainConfig(epochs=3 if tiny else 15, seed=seed)
+  result = sweep.run_sweep(cfg, digits, sweep.grid(lrs, regs))
+  shape = (len(lrs), len(regs))
+  plots.sweep_heatmap(
+    lrs,
+    regs,
+    result.best['val_accuracy'].reshape(shape).T,
+    os.path.join(rep.workdir, 'sweep_heatmap.png'),
+    'validation accuracy',
+  )
+  plots.loss_vs_lr(
+    lrs, regs, result.final['train_loss'].reshape(shape).T, os.path.join(rep.workdir, 'loss_vs_lr.png')
+  )
+  b = result.best_index()
+  rep.section(
+    f'3. A learning-rate × reg sweep: {len(lrs) * len(regs)} models trained as one program',
+    f'Best: learning rate {result.settings[b]["learning_rate"]:.3g}, reg {result.settings[b]["reg"]:g}, '
+    f'validation accuracy {_pct(result.best["val_accuracy"][b])} ({result.seconds:.2f} s for all).',
+  )
+  rep.picture(
+    'sweep_heatmap.png',
+    'Validation accuracy over log learning rate × reg (× marks a diverged model).',
+    'Too small a rate crawls (left), a large reg pulls the weights to 0 (top); the bright band is best.',
+  )
+  rep.picture(
+    'loss_vs_lr.png',
+    'Final training loss against the learning rate, one line per reg.',
+    'The loss falls as the rate grows until steps overshoot; a gap would be a run that diverged.',
+  )
+
+
+def search_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """Section 4: random, local and genetic search against gradient descent on one budget."""
+  budget = 300 if tiny else 4000
+  cfg = train.TrainConfig(learning_rate=0.1, seed=seed)
+  problems, rows = {}, []
+  for name, ds in (
+    ('2-D blobs', data.prepare(data.blobs(600, 2, 3, seed=seed), 'blobs')),
+    ('digits', data.prepare(data.load('digits'), 'digits')),
+  ):
+    r, curves = search.compare(cfg, ds, budget, population=20 if tiny else 50, name=name)
+    problems[f'{name} ({ds.num_features * ds.num_classes + ds.num_classes} weights)'] = curves
+    rows += [
+      [
+        x['problem'],
+        x['method'],
+        f'{x["best_train_loss"]:.4f}',
+        _pct(x['val_metric']),
+        x['evaluations'],
+        f'{x["seconds"]:.2f}',
+      ]
+      for x in r
+    ]
+  plots.search_curves(problems, os.path.join(rep.workdir, 'search.png'))
+  rep.section(
+    f'4. Learning is search: {budget} loss evaluations for every method',
+    'A gradient counts as 2 evaluations (two passes over the data).',
+  )
+  rep.picture(
+    'search.png',
+    'Best training loss found against loss evaluations spent, per method.',
+    'With 9 weights every method gets there; with 650, random and genetic search stall while gradients win.',
+  )
+  rep.table(['problem', 'method', 'best train loss', 'val accuracy', 'evaluations', 'seconds'], rows)
+
+
+def hard_cases_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """Section 5: each hard case, linear and with its feature map."""
+  rows = []
+  rep.section('5. Hard cases for a linear classifier, and feature maps that solve them')
+  for case in hard_cases.CASES:
+    accs = {}
+    for features in (False, True):
+      out = hard_cases.fit_case(case, 300 if tiny else 1000, seed, features, 20 if tiny else 100, 80)
+      tag = 'feature_map' if features else 'linear'
+      accs[tag] = out['accuracy']
+      plots.hard_case(
+        out['x'],
+        out['y'],
+        out['grid_scores'],
+        out['extent'],
+        os.path.join(rep.workdir, f'{case}_{tag}.png'),
+        f'{case}, {"feature map" if features else "linear"}: {_pct(out["accuracy"])}',
+      )
+    rows.append([case, _pct(out['majority']), _pct(accs['linear']), _pct(accs['feature_map'])])
+    rep.picture(
+      f'{case}_linear.png',
+      f'{case}: the data and the best line a linear classifier finds.',
+      'Its accuracy stays near the majority-class rate: no line separates these classes.',
+    )
+    rep.picture(
+      f'{case}_feature_map.png',
+      f'{case}: the same classifier on a feature map chosen for the case.',
+      'Linear in the features, the boundary is curved in the input, and the classes separate.',
+    )
+  rep.table(['case', 'majority rate', 'linear', 'feature map'], rows)
+
+
+def descent_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """Section 6: loss surfaces over two weights with descent paths, and SVM against softmax."""
+  x, y = landscape.two_weight_problem(200, seed)
+  w1 = np.linspace(-3, 5, 60 if tiny else 120)
+  w2 = np.linspace(-3, 5, 60 if tiny else 120)
+  start = np.array([-2.5, 4.0])
+  steps = 30 if tiny else 60
+  panels = {}
+  for title, loss, rates in (
+    ('SVM (hinge)', 'hinge', (0.05, 1.0, 15.0)),
+    ('softmax (logistic)', 'logistic', (0.1, 4.0, 30.0)),
+  ):
+    z = landscape.surface(loss, x, y, w1, w2, reg=0.01)
+    paths = {
+      f'GD lr={r:g} ({k})': landscape.descent_path(loss, x, y, start, r, steps, reg=0.01)
+      for r, k in zip(rates, ('too small', 'good', 'too large'), strict=True)
+    }
+    paths[f'SGD lr={rates[1]:g}, batch 8'] = landscape.descent_path(
+      loss, x, y, start, rates[1], steps, 8, reg=0.01
+    )
+    panels[title] = (w1, w2, z, paths)
+  plots.landscapes(panels, os.path.join(rep.workdir, 'landscapes.png'))
+  rep.section('6. Gradient descent made visible on two weights')
+  rep.picture(
+    'landscapes.png',
+    'Loss contours over (w₁, w₂) for the SVM and softmax losses, with descent paths.',
+    'Too small a rate barely moves, a good one walks down, too large a one zig-zags; SGD is the noisy path.',
+  )
+  scores = np.linspace(-3, 6, 200)
+  others = np.array([1.0, -0.5])
+  s = jnp.asarray(np.column_stack([scores, np.tile(others, (200, 1))]))
+  labels = np.zeros(200, np.int32)
+  plots.svm_vs_softmax(
+    scores,
+    np.asarray(losses.multiclass_svm(s, labels)),
+    np.asarray(losses.softmax_cross_entropy(s, labels)),
+    os.path.join(rep.workdir, 'svm_vs_softmax.png'),
+    margin_met_at=others.max() + 1,
+  )
+  rep.picture(
+    'svm_vs_softmax.png',
+    'SVM and softmax loss as the correct class score moves (other scores 1 and −0.5).',
+    'The SVM loss hits 0 once every margin is met; softmax keeps asking for a larger score.',
+  )
+
+
+def features_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """Section 7: softmax on raw pixels against an intensity histogram."""
+  raw = data.load('digits')
+  cfg = train.TrainConfig(epochs=5 if tiny else 40, learning_rate=0.5, seed=seed)
+  rows = []
+  for name, r in (
+    ('raw pixels (64)', raw),
+    ('intensity histogram (16 bins)', data.histogram_features(raw, 16)),
+  ):
+    ds = data.prepare(r, 'digits', seed=seed)
+    acc = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
+    rows.append([name, _pct(acc)])
+  rep.section(
+    '7. Input representation: "Data: Image" against "Features: Histogram"',
+    'The same softmax classifier on digits, trained on raw pixels or on a histogram of pixel intensities.',
+  )
+  rep.table(['representation', 'test accuracy'], rows)
+
+
+def optimum_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
+  """f − f* of SGD (constant and decaying rate), full-batch descent and L-BFGS on digits, in float64."""
+  ds = data.prepare(data.load('digits'), 'digits', seed=seed)
+  budget = 8 if tiny else 60
+  base = train.TrainConfig(reg=1e-2, dtype='float64', epochs=budget, tol_on='none', seed=seed)
+  f_star = solvers.optimum(base, ds)[0]
+  contenders = {
+    'sgd, constant lr 0.3': {'learning_rate': 0.3},
+    'sgd, inverse_time decay': {'learning_rate': 0.3, 'schedule': 'inverse_time', 'decay_epochs': budget / 5},
+    'full-batch descent': {'learning_rate': 0.5, 'batch_size': 0},
+    'L-BFGS': {'optimizer': 'lbfgs', 'tol': 1e-12},
+  }
+  curves, rows = {}, []
+  for label, overrides in contenders.items():
+    result = train.fit(dataclasses.replace(base, **overrides), ds)
+    gap = np.array([m['train_loss'] for m in result.history]) - f_star
+    if result.solver:  # one pass over the data per evaluation of f and ∇f
+      epochs = np.array([m['fevals'] for m in result.history], float)
+      seconds = result.solver['seconds'] * epochs / max(result.solver['fevals'], 1)
+    else:
+      epochs, seconds = (
+        np.arange(1, len(gap) + 1, dtype=float),
+        np.cumsum([m['seconds'] for m in result.history]),
+      )
+    curves[label] = (epochs, seconds, gap)
+    rows.append([label, f'{gap[-1]:.2e}', f'{gap.min():.2e}', f'{epochs[-1]:g}'])
+  plots.optimality_gap(
+    curves, os.path.join(rep.workdir, 'optimality_gap.png'), f'f − f* on digits; f* = {f_star:.6g}'
+  )
+  rep.section(
+    '8. How far from the optimum',
+    "The softmax objective on digits (reg 1e-2): f* from L-BFGS in float64, and each optimizer's f − f*.",
+  )
+  rep.picture(
+    'optimality_gap.png',
+    'f − f* against passes over the data (left) and seconds (right), log scale.',
+    'A constant rate stalls at a noise floor that a decaying one goes below; full batch is smooth but slow '
+    'per pass; L-BFGS reaches f* to float64 precision in a few dozen passes.',
+  )
+  rep.table(['optimizer', 'final f − f*', 'best f − f*', 'passes'], rows)
+
+
+class Built(NamedTuple):
+  """What `build` made: the path of report.html, and whether every gradient check of section 2 passed."""
+
+  path: str
+  gradient_checks_passed: bool
+
+
+def build(workdir: str, tiny: bool = False, seed: int = 0) -> Built:
+  """Runs every section in order and writes `workdir`/report.html and its PNGs.
+
+  Args:
+    workdir: an existing folder; report.html and every picture go there.
+    tiny: smaller sizes (fewer epochs, examples and grid points): a smoke test of the whole report.
+    seed: the seed of every random draw.
+
+  Returns:
+    `Built(path, gradient_checks_passed)`. The gradient checks and the optimum section run in float64:
+    the caller turns on `jax_enable_x64` first (training stays float32).
+  """
+  if not jax.config.jax_enable_x64:
+    raise ValueError('report.build needs float64: turn on jax_enable_x64 first.')
+  rep = report_page.Report(workdir)
+  training_and_viewpoints(rep, tiny, seed)
+  ok = gradient_checks(rep, tiny, seed)
+  sweep_section(rep, tiny, seed)
+  search_section(rep, tiny, seed)
+  hard_cases_section(rep, tiny, seed)
+  descent_section(rep, tiny, seed)
+  features_section(rep, tiny, seed)
+  optimum_section(rep, tiny, seed)
+  return Built(rep.write(TITLE), ok)

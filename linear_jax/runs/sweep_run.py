@@ -1,0 +1,162 @@
+"""A whole learning-rate sweep as one call: trains the grid, writes sweep.json, csv files and pictures.
+
+`sweep_and_write(config, dataset, workdir, lrs, regs)` is the library half of
+`experiments/lr_sweep.py`'s grid sweeps; `path_and_write(config, dataset, workdir,
+regs, max_iter)` is the half of its L-BFGS regularization paths (`paths.py`),
+writing path.json, path.csv and path.png.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from linear_jax.runs import experiment
+from linear_jax.runs import plots
+from linear_jax.training import refit as refit_lib
+from linear_jax.training import train
+from linear_jax.tuning import paths
+from linear_jax.tuning import sweep
+
+# What a sweep is judged and pictured by: the first of these that it has.
+METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
+
+
+def write_csv(path, rows):
+  """One row per dict of `rows` (their keys the header); `None` is written as an empty field."""
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+
+
+def sweep_and_write(
+  config,
+  dataset,
+  workdir,
+  lrs,
+  regs,
+  *,
+  loss_hparams=None,
+  momenta=None,
+  seeds=None,
+  retrain_best=False,
+  checkpoint_path=None,
+  resume=False,
+  **run_kwargs,
+):
+  """Trains every setting of the grid together and writes the sweep's outputs to `workdir`.
+
+  Args:
+    config: a `train.TrainConfig`; the grid replaces its learning rate, reg (and what else it varies).
+    dataset: a prepared `data.Dataset`.
+    workdir: the folder of sweep.json, sweep.csv (one row per model), settings.csv (with `seeds`: each
+      setting's mean and standard deviation over them), heatmap.png, loss_vs_lr.png and curves.png.
+    lrs, regs: the learning rates `[L]` and regularization strengths `[R]`.
+    loss_hparams: `{name: [values]}` of loss hyperparameters to sweep too.
+    momenta, seeds: further axes (settings are judged by their mean over the seeds).
+    retrain_best: train the best setting alone and record its test metrics.
+    checkpoint_path: the sweep's checkpoint (`None`: none); removed first unless `resume`.
+    resume: continue from `checkpoint_path` (bit for bit).
+    **run_kwargs: `chunk_size`, `on_epoch`, `checkpoint_every` of `sweep.run_sweep`.
+
+  Returns:
+    The dict written to sweep.json; its "best" is `None` when every model diverged.
+  """
+
+  loss_axes = dict(loss_hparams or {})
+  settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
+  if not resume and checkpoint_path and os.path.exists(checkpoint_path):
+    os.remove(checkpoint_path)
+  result = sweep.run_sweep(
+    config, dataset, settings, checkpoint_path=checkpoint_path, resume=resume, **run_kwargs
+  )
+  rows = result.rows()
+  groups = result.seed_groups()
+  out = {
+    'dataset': dataset.name,
+    'loss': config.loss,
+    'loss_hparams': config.resolved_loss_hparams(),
+    'num_models': len(rows),
+    'epochs': config.epochs,
+    'seconds': result.seconds,
+    'models': rows,
+  }
+  if seeds is None:
+    best = result.best_index()
+    out['best'] = None if best is None else rows[best]
+  else:  # settings judged by their mean over the seeds
+    out['seeds'] = list(seeds)
+    out['settings'] = result.setting_rows()
+    best_group = result.best_setting()
+    out['best'] = None if best_group is None else out['settings'][best_group]
+    best = None if best_group is None else groups[best_group][0]
+  out['versions'] = experiment.versions()
+  if best is not None and retrain_best:
+    alone = sweep.config_for(config, settings[best])
+    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
+  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
+    json.dump(out, f, indent=1, allow_nan=False)
+  write_csv(os.path.join(workdir, 'sweep.csv'), rows)
+  if seeds is not None:
+    write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
+
+  # Pictures over the lr × reg grid (the first value of each loss
+  # hyperparameter and momentum if those vary too), each setting its mean over the seeds.
+  firsts = {**{n: v[0] for n, v in loss_axes.items()}, **({'momentum': momenta[0]} if momenta else {})}
+  first = [g for g in groups if all(settings[g[0]][n] == v for n, v in firsts.items())]
+  shape = (len(lrs), len(regs))
+  metric = next(m for m in METRICS if m in result.best)
+  mean = lambda v: np.array([np.mean(v[g]) for g in first])
+  label = metric.replace('_', ' ') + (f', mean of {len(seeds)} seeds' if seeds else '')
+  values = mean(result.best[metric]).reshape(shape).T
+  plots.sweep_heatmap(lrs, regs, values, os.path.join(workdir, 'heatmap.png'), label)
+  final_loss = mean(result.final['train_loss']).reshape(shape).T
+  plots.loss_vs_lr(lrs, regs, final_loss, os.path.join(workdir, 'loss_vs_lr.png'))
+  curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
+  labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
+  plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
+  return out
+
+
+def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
+  """The L-BFGS regularization path over `regs`, chosen on validation; writes its outputs to `workdir`.
+
+  Args:
+    config: a `train.TrainConfig` (its loss, penalty and tolerance; `reg` is replaced by each of `regs`).
+    dataset: a prepared `data.Dataset`.
+    workdir: the folder of path.json, path.csv (one row per reg) and path.png.
+    regs: the regularization strengths `[R]`.
+    max_iter: L-BFGS iterations per reg at most.
+    refit: scikit-learn's refit: the chosen reg trained again on train + validation (`refit.py`).
+
+  Returns:
+    The dict written to path.json.
+  """
+  result = paths.fit_path(config, dataset, regs, max_iter=max_iter)
+  rows = result.rows()
+  best = result.best_index()
+  metric = next(m for m in METRICS if m in result.metrics)
+  out = {
+    'dataset': dataset.name,
+    'loss': config.loss,
+    'optimizer': 'lbfgs',
+    'num_models': len(rows),
+    'fevals': result.fevals,
+    'seconds': result.seconds,
+    'chosen_by': metric,
+    'models': rows,
+    'best': rows[best],
+    'versions': experiment.versions(),
+  }
+  if refit:
+    out['refit'] = refit_lib.refit_path(config, dataset, result, max_iter=max_iter)[1]
+  with open(os.path.join(workdir, 'path.json'), 'w') as f:
+    json.dump(out, f, indent=1, allow_nan=False)
+  write_csv(os.path.join(workdir, 'path.csv'), rows)
+  label = metric.replace('_', ' ')
+  plots.regularization_path(
+    result.regs, result.metrics[metric], result.weight_norm, os.path.join(workdir, 'path.png'), label
+  )
+  return out

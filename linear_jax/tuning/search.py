@@ -1,0 +1,358 @@
+"""Learning as search: random search, random local search, a genetic algorithm.
+
+The lecture's three classes of methods for finding the weights that minimize
+the loss, all on the same objective as gradient descent (`losses.objective`
+on the training set). Each is jit-compiled, with populations of weight
+matrices evaluated under `vmap`, and each spends exactly the number of loss
+evaluations it is given, never more, and reports how many it used.
+
+A loss evaluation is one pass of the objective over the training data. Its
+gradient, for a linear model, costs two such passes (the scores `x Wᵀ` and
+the product `Gᵀ x`), so `gradient_descent` counts 2 evaluations per
+full-batch step and `2·B/N` per mini-batch step of `B` examples.
+"""
+
+import dataclasses
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from linear_jax.datapath import stream
+from linear_jax.maths import losses
+from linear_jax.maths import model
+from linear_jax.training import train
+from linear_jax.tuning import search_state
+
+GRADIENT_COST = 2  # loss evaluations per gradient evaluation (see the module docstring)
+
+
+@dataclasses.dataclass
+class SearchResult:
+  """The best parameters found, the evaluations spent and the curve of the search."""
+
+  method: str
+  params: model.Params
+  best_loss: float
+  evaluations: int
+  curve_evals: np.ndarray  # evaluations spent at each point of the curve
+  curve_loss: np.ndarray  # best training loss found by then
+  seconds: float = 0.0
+
+
+def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
+  for name, v in (('budget', budget), ('population', population)):
+    if not (isinstance(v, (int, np.integer)) and v >= 1):
+      raise ValueError(f'{name} must be a whole number >= 1, got {v!r}.')
+  for name, v in (('mutation_scale', mutation_scale), ('scale', scale)):
+    if not (math.isfinite(v) and v > 0):
+      raise ValueError(f'{name} must be > 0, got {v!r}.')
+
+
+def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None):
+  """`params -> objective` on fixed data, with no host checks: for `vmap` and `jit`."""
+  x, targets = jnp.asarray(x), jnp.asarray(targets)
+  spec = losses.get_loss(loss)
+  hp = spec.resolve_hparams(loss_hparams)
+  return lambda p: losses.unchecked_objective(p, x, targets, spec, reg, penalty, hp)
+
+
+def random_like(key: jax.Array, template: chex.ArrayTree, scale: chex.Numeric) -> chex.ArrayTree:
+  """Weights shaped like `template`, each drawn from `N(0, scale²)` (optax's `tree_random_like`, scaled)."""
+  return optax.tree_utils.tree_scale(scale, optax.tree_utils.tree_random_like(key, template))
+
+
+def random_search(
+  loss_fn, key, template, budget, scale=1.0, chunk_size=256, run_segments=search_state.in_one
+):
+  """Draws `budget` random weight sets `N(0, scale²)` and keeps the best.
+
+  Args:
+    loss_fn: `params -> scalar`, e.g. from `make_loss_fn`.
+    key: `jax.random` key.
+    template: `Params` giving shapes and dtype.
+    budget: loss evaluations (= candidates drawn).
+    scale: standard deviation of the draws.
+    chunk_size: candidates evaluated together under `vmap`.
+    run_segments: how the scan over units runs (`search_state.Segments.run`
+      checkpoints between slices); the same for every method.
+  """
+  _check(budget=budget, scale=scale)
+  chunk = min(chunk_size, budget)
+  keys = jax.random.split(key, budget)
+
+  draw = lambda k: random_like(k, template, scale)
+  # Each candidate is drawn inside the map from its own key, so only `chunk`
+  # weight sets exist at a time; the winner is drawn again from its key.
+  segment = jax.jit(lambda _, ks: (None, jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk)))
+  losses_ = np.asarray(run_segments(segment, None, keys, 1)[1])
+  losses_ = np.where(np.isfinite(losses_), losses_, np.inf)
+  best = int(np.argmin(losses_))
+  curve = np.minimum.accumulate(losses_)
+  return SearchResult(
+    'random search',
+    draw(keys[best]),
+    float(losses_[best]),
+    budget,
+    np.arange(1, budget + 1),
+    curve,
+  )
+
+
+def random_local_search(
+  loss_fn, key, init, budget, step_size=0.1, proposals=10, run_segments=search_state.in_one
+):
+  """Perturbs the best weights at random and keeps a perturbation that lowers the loss.
+
+  Each iteration draws `proposals` perturbations `W + step_size·N(0, I)` of
+  the current best, evaluated together under `vmap`; the best of them
+  replaces the current weights if it is lower. Spends `1 + k·proposals ≤
+  budget` evaluations (the start, then `k` iterations).
+  """
+  _check(budget=budget, population=proposals, scale=step_size)
+  iterations = (budget - 1) // proposals
+
+  def body(carry, k):
+    best, best_loss = carry
+    cands = jax.vmap(lambda kk: jax.tree.map(jnp.add, best, random_like(kk, best, step_size)))(
+      jax.random.split(k, proposals)
+    )
+    vals = jax.vmap(loss_fn)(cands)
+    vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+    i = jnp.argmin(vals)
+    better = vals[i] < best_loss
+    best = jax.tree.map(lambda c, b: jnp.where(better, c[i], b), cands, best)
+    best_loss = jnp.where(better, vals[i], best_loss)
+    return (best, best_loss), best_loss
+
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
+  start = jax.jit(loss_fn)(init)
+  (best, best_loss), curve = run_segments(
+    segment, (init, start), jax.random.split(key, iterations), proposals
+  )
+  evals = 1 + proposals * np.arange(iterations + 1)
+  return SearchResult(
+    'random local search',
+    best,
+    float(best_loss),
+    int(evals[-1]),
+    evals,
+    np.concatenate([[float(start)], np.asarray(curve)]),
+  )
+
+
+def genetic_algorithm(
+  loss_fn,
+  key,
+  template,
+  budget,
+  population=100,
+  elite=4,
+  mutation_scale=0.1,
+  init_scale=1.0,
+  tournament=3,
+  run_segments=search_state.in_one,
+):
+  """A genetic algorithm: population, tournament selection, uniform crossover, mutation.
+
+  Generation 0 is `population` random weight sets. Each later generation keeps
+  the `elite` best unchanged (their loss is known, so they cost nothing) and
+  breeds `population − elite` children: two parents, each the best of
+  `tournament` random members, mixed gene by gene (uniform crossover), plus
+  Gaussian mutation of scale `mutation_scale`. Spends `population + g ·
+  (population − elite) ≤ budget` evaluations.
+  """
+  _check(budget=budget, population=population, mutation_scale=mutation_scale, scale=init_scale)
+  if not 0 <= elite < population:
+    raise ValueError(f'elite must be in [0, population), got {elite} with population {population}.')
+  if budget < population:
+    raise ValueError(f'budget {budget} is smaller than one population ({population}).')
+  children = population - elite
+  generations = (budget - population) // children
+
+  @jax.jit
+  def start(key):
+    k0, key = jax.random.split(key)
+    pop = jax.vmap(lambda k: random_like(k, template, init_scale))(jax.random.split(k0, population))
+    fit = jax.vmap(loss_fn)(pop)
+    fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
+    return (pop, fit), jnp.min(fit), jax.random.split(key, generations)
+
+  def generation(carry, k):
+    pop, fit = carry
+    order = jnp.argsort(fit)
+    ks, kc = jax.random.split(k)
+    contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
+    winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
+
+    def breed(a, b, kk):
+      k1, k2 = jax.random.split(kk)
+      pa = jax.tree.map(lambda t: t[a], pop)
+      pb = jax.tree.map(lambda t: t[b], pop)
+      leaves = jax.tree.leaves(pa)
+      masks = [
+        jax.random.bernoulli(k, 0.5, leaf.shape)
+        for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
+      ]
+      mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
+      child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
+      noise = random_like(k2, child, mutation_scale)
+      return jax.tree.map(jnp.add, child, noise)
+
+    kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
+    kid_fit = jax.vmap(loss_fn)(kids)
+    kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
+    elites = order[:elite]
+    pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
+    fit = jnp.concatenate([fit[elites], kid_fit])
+    return (pop, fit), jnp.min(fit)
+
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(generation, carry, keys))
+  carry, first, keys = start(key)
+  (pop, fit), curve = run_segments(segment, carry, keys, children)
+  i = int(jnp.argmin(fit))
+  best, best_loss = jax.tree.map(lambda t: t[i], pop), fit[i]
+  evals = population + children * np.arange(generations + 1)
+  return SearchResult(
+    'genetic algorithm',
+    best,
+    float(best_loss),
+    int(evals[-1]),
+    evals,
+    np.minimum.accumulate(np.concatenate([[float(first)], np.asarray(curve)])),
+  )
+
+
+def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=search_state.in_one):
+  """Gradient descent (full batch if `cfg.batch_size` is 0, else mini-batch) within `budget`.
+
+  An epoch costs `GRADIENT_COST` evaluations whatever the batch size (every
+  example passes forward and backward once), so it runs `budget //
+  GRADIENT_COST` epochs. The curve's training loss is measured once per
+  epoch for display only; those monitoring passes are not counted.
+  """
+  _check(budget=budget)
+  epochs = budget // GRADIENT_COST
+  if epochs < 1:
+    raise ValueError(f'budget {budget} is less than one gradient evaluation ({GRADIENT_COST}).')
+  x, targets = jnp.asarray(x), jnp.asarray(targets)
+  n = x.shape[0]
+  steps, _ = train.steps_per_epoch(cfg, n)
+  hp = train.hparams(cfg)
+  epoch = train.make_epoch_fn(cfg, n)
+  loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
+  opt_state = train.make_optimizer(cfg, hp, steps).init(init)
+
+  def body(carry, k):
+    params, opt_state = carry
+    params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp)
+    return (params, opt_state), loss_fn(params)
+
+  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
+  keys = jax.random.split(jax.random.PRNGKey(cfg.seed), epochs)
+  (params, _), curve = run_segments(segment, (init, opt_state), keys, GRADIENT_COST)
+  curve = np.asarray(curve)
+  start = float(loss_fn(init))
+  finite = np.where(np.isfinite(curve), curve, np.inf)
+  name = 'gradient descent (full batch)' if steps == 1 else f'gradient descent (mini-batch {cfg.batch_size})'
+  return SearchResult(
+    name,
+    params,
+    float(finite[-1]),
+    epochs * GRADIENT_COST,
+    GRADIENT_COST * np.arange(epochs + 1),
+    np.minimum.accumulate(np.concatenate([[start], finite])),
+  )
+
+
+__all__ = [
+  'GRADIENT_COST',
+  'SearchResult',
+  'genetic_algorithm',
+  'gradient_descent',
+  'make_loss_fn',
+  'random_local_search',
+  'random_search',
+]
+
+
+def compare(
+  cfg,
+  dataset,
+  budget,
+  population=100,
+  elite=4,
+  mutation_scale=0.1,
+  step_size=0.05,
+  proposals=10,
+  init_scale=1.0,
+  batch_size=64,
+  name=None,
+  segments=None,
+):
+  """Every method on `dataset` with the same budget: `(rows, curves)`.
+
+  `cfg` gives the objective (loss, penalty, reg, margin) and gradient
+  descent's optimizer and learning rate. Each row holds the method, its best
+  training loss, the validation metric of its weights, the evaluations it
+  spent and its wall time (compilation included). With `segments` (a
+  `search_state.Segments`), every method checkpoints as it goes, methods
+  finished before a resume are not run again, and a stop signal raises
+  `preemption.Stopped` after a checkpoint.
+  """
+  import time  # pylint: disable=import-outside-toplevel
+
+  cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
+  train.check_fit(cfg, dataset)
+  # As training has it: a `stream.prepare`d dataset is standardized on the device.
+  x, y = stream.device_data(cfg, dataset, ('train',))['train']
+  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
+  key = jax.random.PRNGKey(cfg.seed)
+  init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)
+  seg = segments.run if segments else search_state.in_one
+  methods = {
+    'random search': lambda: random_search(loss_fn, key, init, budget, init_scale, run_segments=seg),
+    'random local search': lambda: random_local_search(
+      loss_fn, key, init, budget, step_size, proposals, run_segments=seg
+    ),
+    'genetic algorithm': lambda: genetic_algorithm(
+      loss_fn, key, init, budget, population, elite, mutation_scale, init_scale, run_segments=seg
+    ),
+    'GD full batch': lambda: gradient_descent(
+      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn, run_segments=seg
+    ),
+    'GD mini-batch': lambda: gradient_descent(
+      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn, run_segments=seg
+    ),
+  }
+  rows, curves = [], {}
+  for label, run in methods.items():
+    where = f'{name or dataset.name}: {label}'
+    done = segments.finished(where) if segments else None
+    if done is not None:  # finished before the resume
+      rows.append(done[0])
+      curves[label] = done[1:]
+      continue
+    if segments:
+      segments.label = where
+    t = time.perf_counter()
+    result = run()
+    seconds = time.perf_counter() - t
+    metrics = train.evaluate(cfg, dataset, result.params)
+    rows.append(
+      {
+        'problem': name or dataset.name,
+        'method': label,
+        'best_train_loss': result.best_loss,
+        'val_metric': metrics.get('val_accuracy', metrics.get('val_mse')),
+        'evaluations': result.evaluations,
+        'seconds': seconds,
+      }
+    )
+    curves[label] = (result.curve_evals, result.curve_loss)
+    if segments:
+      segments.finish(where, rows[-1], *curves[label])
+  return rows, curves

@@ -1,0 +1,347 @@
+"""Your own loss, end to end: Loss records, register_loss, files on the command line, hyperparameters."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import linear_jax as lj
+from linear_jax.data import datasets as data
+from linear_jax.maths import gradcheck
+from linear_jax.maths import losses
+from linear_jax.maths import more_losses
+from linear_jax.training import train
+from linear_jax.tuning import search
+from linear_jax.tuning import sweep
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _sq_value(scores, labels, margin=1.0):
+  y = 2.0 * labels - 1.0
+  return jnp.square(jax.nn.relu(margin - y * scores[:, 0]))
+
+
+def _sq_grad(scores, labels, margin=1.0):
+  y = 2.0 * labels - 1.0
+  return (-2.0 * y * jax.nn.relu(margin - y * scores[:, 0]))[:, None]
+
+
+SQ = lj.Loss(value=_sq_value, targets='binary', score_grad=_sq_grad, hparams={'margin': 1.0})
+
+
+@pytest.fixture
+def registered():
+  name = 'test_squared_binary_hinge'
+  yield lj.register_loss(name, SQ, overwrite=True)
+  losses.LOSSES.pop(name, None)
+
+
+@pytest.mark.parametrize(
+  'kwargs,match',
+  [
+    (dict(value=_sq_value, targets='labels'), r"field 'targets' must be one of class, binary, real"),
+    (dict(value=None, targets='binary'), r"field 'value' must be a function"),
+    (dict(value=_sq_value, targets='binary', score_grad=3), r"field 'score_grad' must be a function"),
+    (
+      dict(value=_sq_value, targets='binary', hparams={'margin': -1.0}),
+      r"default of hyperparameter 'margin'",
+    ),
+    (dict(value=_sq_value, targets='binary', hparams={'reg': 1.0}), r"hyperparameter name 'reg'"),
+    (
+      dict(value=_sq_value, targets='binary', hparams={'t': 5.0}, bounds={'t': (0.0, 1.0)}),
+      r"'t' must be finite and in \[0, 1\], got 5.0",
+    ),
+    (dict(value=_sq_value, targets='binary', bounds={'t': (0.0, 1.0)}), r"'bounds' names 't'"),
+  ],
+)
+def test_rejects_malformed_record_naming_the_field(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    lj.Loss(**kwargs)
+
+
+def test_register_refuses_taken_name_unless_asked(registered):
+  with pytest.raises(ValueError, match='registered already'):
+    lj.register_loss('test_squared_binary_hinge', SQ)
+  assert lj.register_loss('test_squared_binary_hinge', SQ, overwrite=True).name == 'test_squared_binary_hinge'
+  with pytest.raises(ValueError, match='takes a linear_jax.Loss'):
+    lj.register_loss('x', _sq_value)
+
+
+@pytest.mark.parametrize(
+  'field,fn,match',
+  [
+    ('value', lambda s, t, margin=1.0: s, r"field 'value' must return shape \[4\]"),
+    ('score_grad', lambda s, t, margin=1.0: s[:, 0], r"field 'score_grad' must return shape \[4, 1\]"),
+    ('value', lambda s, t, margin=1.0: s @ jnp.ones(5), r"field 'value' raised TypeError"),
+  ],
+)
+def test_register_refuses_wrong_shapes_and_raising_functions(field, fn, match):
+  bad = SQ.__class__(**{**SQ.__dict__, field: fn})
+  with pytest.raises(ValueError, match=match):
+    lj.register_loss('bad', bad)
+  assert 'bad' not in lj.LOSSES
+
+
+def test_non_finite_output_is_refused_before_any_work():
+  inf_loss = lj.Loss(value=lambda s, t: jnp.log(s[:, 0] * 0.0), targets='binary')
+  rec = lj.register_loss('test_inf', inf_loss, overwrite=True)
+  try:
+    params, x, y = gradcheck.random_problem(jax.random.PRNGKey(0), 'logistic', 6, 2)
+    with pytest.raises(ValueError, match=r"Loss 'test_inf': field 'value' returned non-finite"):
+      lj.check_gradients(params, x, y, loss=rec, grad_fn=lambda p, *a, **k: p)
+    ds = data.prepare(data.binary2d(60, seed=0), 'binary2d')
+    with pytest.raises(ValueError, match='non-finite'):
+      train.fit(train.TrainConfig(loss='test_inf', grad='autodiff', epochs=1), ds)
+  finally:
+    losses.LOSSES.pop('test_inf')
+
+
+def test_registered_loss_works_by_name_everywhere(registered):
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(1), 'hinge', 12, 3)
+  name = registered.name
+  f = lj.objective(params, x, y, loss=name, reg=0.1, margin=0.5)
+  expect = np.mean(np.maximum(0, 0.5 - (2 * np.asarray(y) - 1) * np.asarray(lj.scores(params, x))[:, 0]) ** 2)
+  np.testing.assert_allclose(f, expect + 0.1 * np.sum(np.square(params.W)), rtol=1e-12)
+  g = lj.analytic_grad(params, x, y, loss=name, reg=0.1, margin=0.5)
+  auto = jax.grad(lj.objective)(params, x, y, loss=name, reg=0.1, margin=0.5)
+  vjp = jax.grad(lj.custom_vjp_objective)(params, x, y, loss=name, reg=0.1, margin=0.5)
+  for a in (auto, vjp):
+    np.testing.assert_allclose(g.W, a.W, rtol=1e-12)
+  assert lj.check_gradients(params, x, y, loss=name, reg=0.1, margin=0.5).passed
+  ds = data.prepare(data.binary2d(200, seed=0), 'binary2d')
+  cfg = train.TrainConfig(loss=name, loss_hparams={'margin': 0.5}, epochs=5, batch_size=32)
+  result = train.fit(cfg, ds)
+  assert train.evaluate(cfg, ds, result.params)['val_accuracy'] > 0.8
+  res = sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0], loss_hparams={'margin': [0.5, 1.0]}))
+  np.testing.assert_allclose(res.params.W[0], result.params.W, rtol=1e-3, atol=1e-5)  # float32, vmapped
+  assert not np.allclose(res.params.W[1], result.params.W, rtol=1e-2)  # margin 1.0 trains another model
+  rows = search.compare(dataclasses_replace(cfg, epochs=1), ds, 200, population=10, name='2-D')
+  assert rows
+
+
+def dataclasses_replace(cfg, **kw):
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  return dataclasses.replace(cfg, **kw)
+
+
+def test_hyperparameter_errors_name_the_loss_and_field():
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(2), 'huber', 5, 2, 1)
+  with pytest.raises(ValueError, match=r"Loss 'huber' has delta; got 'margin'"):
+    lj.objective(params, x, y, loss='huber', margin=1.0)
+  with pytest.raises(ValueError, match=r"Loss 'softmax' has no hyperparameters; got 'margin'"):
+    p, xs, ys = gradcheck.random_problem(jax.random.PRNGKey(2), 'softmax', 5, 2, 3)
+    lj.objective(p, xs, ys, loss='softmax', margin=1.0)
+  with pytest.raises(ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 0"):
+    lj.objective(params, x, y, loss='huber', delta=float('nan'))
+  with pytest.raises(ValueError, match=r"Loss 'huber' has delta; got 'delta2'"):
+    train.TrainConfig(loss='huber', loss_hparams={'delta2': 1.0}).validate()
+
+
+def test_loss_without_score_grad_is_refused_for_analytic_but_trains_with_autodiff():
+  rec = lj.register_loss('test_no_grad', lj.Loss(value=_sq_value, targets='binary'), overwrite=True)
+  try:
+    params, x, y = gradcheck.random_problem(jax.random.PRNGKey(3), 'hinge', 8, 2)
+    with pytest.raises(ValueError, match=r"Loss 'test_no_grad' has no hand-derived score_grad"):
+      lj.analytic_grad(params, x, y, loss=rec)
+    auto = lambda p, x_, y_, **kw: jax.grad(lj.objective)(p, x_, y_, **kw)
+    assert lj.check_gradients(params, x, y, loss=rec, grad_fn=auto).passed
+    ds = data.prepare(data.binary2d(100, seed=0), 'binary2d')
+    with pytest.raises(ValueError, match='--grad=analytic needs a hand-derived score_grad'):
+      train.fit(train.TrainConfig(loss='test_no_grad', epochs=1), ds)
+    assert train.fit(train.TrainConfig(loss='test_no_grad', grad='autodiff', epochs=2), ds).history
+  finally:
+    losses.LOSSES.pop('test_no_grad')
+
+
+def test_huber_matches_optax_and_its_gradient_is_clipped_residual():
+  rng = np.random.default_rng(0)
+  s, t = rng.normal(size=(20, 3)) * 3, rng.normal(size=(20, 3))
+  for delta in (0.5, 1.0, 2.5):
+    ours = more_losses.huber(jnp.asarray(s), jnp.asarray(t), delta)
+    ref = optax.losses.huber_loss(jnp.asarray(s), jnp.asarray(t), delta=delta).sum(-1)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    g = jax.grad(lambda s_: optax.losses.huber_loss(s_, jnp.asarray(t), delta=delta).sum())(jnp.asarray(s))
+    np.testing.assert_allclose(
+      more_losses.huber_score_grad(jnp.asarray(s), jnp.asarray(t), delta), g, rtol=1e-12
+    )
+
+
+def test_crammer_singer_matches_optax_and_sits_below_weston_watkins():
+  rng = np.random.default_rng(1)
+  s, y = jnp.asarray(rng.normal(size=(50, 5)) * 2), jnp.asarray(rng.integers(0, 5, 50))
+  np.testing.assert_allclose(
+    more_losses.crammer_singer(s, y), optax.losses.multiclass_hinge_loss(s, y), rtol=1e-12, atol=1e-14
+  )
+  g = jax.grad(lambda s_: optax.losses.multiclass_hinge_loss(s_, y).sum())(s)
+  np.testing.assert_allclose(more_losses.crammer_singer_score_grad(s, y), g, atol=1e-12)
+  ww = losses.multiclass_svm(s, y)
+  cs = more_losses.crammer_singer(s, y)
+  assert bool(jnp.all(cs <= ww + 1e-12)) and bool(jnp.all(ww <= 4 * cs + 1e-12))  # max ≤ sum ≤ (C−1)·max
+
+
+def test_squared_hinge_is_the_square_of_each_svm_margin():
+  rng = np.random.default_rng(2)
+  s, y = rng.normal(size=(30, 4)), rng.integers(0, 4, 30)
+  m = s - s[np.arange(30), y][:, None] + 1.5
+  m[np.arange(30), y] = 0
+  np.testing.assert_allclose(
+    more_losses.squared_hinge(jnp.asarray(s), jnp.asarray(y), 1.5), (np.maximum(m, 0) ** 2).sum(1), rtol=1e-12
+  )
+
+
+@pytest.mark.parametrize('loss', ['squared_hinge', 'huber', 'crammer_singer'])
+def test_more_losses_pass_the_gradient_checker(loss):
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(4), loss, 12, 3, 4)
+  hp = {'delta': 0.7} if loss == 'huber' else {'margin': 0.8}
+  for method in ('central', 'directional'):
+    assert lj.check_gradients(params, x, y, loss=loss, reg=0.05, method=method, **hp).passed
+  wrong = gradcheck.PLANTED_BUGS['factor_two']
+  assert not lj.check_gradients(params, x, y, loss=loss, grad_fn=wrong, **hp).passed
+
+
+def test_sweep_varies_a_loss_hyperparameter_in_one_program():
+  ds = data.prepare(data.linreg(300, 3, seed=0), 'linreg')
+  cfg = train.TrainConfig(loss='huber', epochs=3, batch_size=32, learning_rate=0.05)
+  res = sweep.run_sweep(cfg, ds, sweep.grid([0.05], [0.0], loss_hparams={'delta': [0.1, 10.0]}))
+  assert [s['delta'] for s in res.settings] == [0.1, 10.0]
+  for k, delta in enumerate((0.1, 10.0)):
+    alone = train.fit(sweep.config_for(cfg, res.settings[k]), ds)
+    assert alone.history[-1]['train_loss'] == pytest.approx(float(res.final['train_loss'][k]), rel=1e-4)
+    assert sweep.config_for(cfg, res.settings[k]).loss_hparams == {'delta': delta}
+  with pytest.raises(ValueError, match=r"Loss 'huber' has delta; got 'margin'"):
+    sweep.run_sweep(cfg, ds, sweep.grid([0.05], [0.0], margins=[1.0]))
+
+
+# -- from the command line -------------------------------------------------------------------------
+
+USER_FILE = textwrap.dedent(
+  """
+  import jax
+  import jax.numpy as jnp
+  import linear_jax as lj
+
+  def value(scores, labels, margin=1.0):
+    y = 2.0 * labels - 1.0
+    return jnp.square(jax.nn.relu(margin - y * scores[:, 0]))
+
+  def score_grad(scores, labels, margin=1.0):
+    y = 2.0 * labels - 1.0
+    return (-2.0 * y * jax.nn.relu(margin - y * scores[:, 0]))[:, None]
+
+  GOOD = lj.Loss(value=value, targets='binary', score_grad=score_grad, hparams={'margin': 1.0})
+  def wrong_grad(scores, labels, margin=1.0):
+    return 2.0 * score_grad(scores, labels, margin)
+
+  WRONG = lj.Loss(value=value, targets='binary', score_grad=wrong_grad, hparams={'margin': 1.0})
+  NOT_A_LOSS = 3
+  """
+)
+
+
+def _run(module, *args):
+  return subprocess.run(
+    [sys.executable, '-m', module, *args, '--compilation_cache='],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=240,
+    check=False,
+  )
+
+
+@pytest.fixture
+def user_file(tmp_path):
+  path = tmp_path / 'my_loss.py'
+  path.write_text(USER_FILE)
+  return path
+
+
+def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
+  out = _run('experiments.gradcheck', f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2')
+  assert out.returncode == 0, out.stderr
+  out = _run('experiments.gradcheck', f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2')
+  assert out.returncode == 1
+  assert 'analytic vs autodiff' in out.stdout and 'W[0, ' in out.stdout and 'FAIL' in out.stdout
+  common = ('--dataset=breast_cancer', f'--loss={user_file}:GOOD', '--loss_hparams=margin=0.5')
+  out = _run(
+    'experiments.train', *common, '--epochs=2', f'--workdir={tmp_path / "t"}', '--quiet', '--noplots'
+  )
+  assert out.returncode == 0, out.stderr
+  summary = json.loads((tmp_path / 't' / 'summary.json').read_text())
+  assert summary['loss_hparams'] == {'margin': 0.5} and summary['final']['test_accuracy'] > 0.8
+  out = _run(
+    'experiments.lr_sweep',
+    '--dataset=breast_cancer',
+    f'--loss={user_file}:GOOD',
+    '--sweep_loss_hparam=margin=0.5,2',
+    '--lrs=0.1',
+    '--regs=0',
+    '--epochs=2',
+    f'--workdir={tmp_path / "s"}',
+    '--quiet',
+  )
+  assert out.returncode == 0, out.stderr
+  header = (tmp_path / 's' / 'sweep.csv').read_text().splitlines()[0].split(',')
+  assert header[:3] == ['learning_rate', 'reg', 'margin']
+  out = _run(
+    'experiments.search',
+    f'--loss={user_file}:GOOD',
+    '--dataset=breast_cancer',
+    '--budget=200',
+    f'--workdir={tmp_path / "r"}',
+  )
+  assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+  'spec,match',
+  [
+    ('{d}/missing.py:GOOD', 'no file'),
+    ('{d}/my_loss.py:NOPE', "defines no 'NOPE'"),
+    ('{d}/my_loss.py:NOT_A_LOSS', 'is of type int, not a linear_jax.Loss'),
+    ('{d}/raises.py:X', 'raised ZeroDivisionError on import'),
+    ('no_such_module_xyz:X', "cannot import module 'no_such_module_xyz'"),
+    ('softmax', None),
+  ],
+)
+def test_bad_loss_flag_is_one_line_before_any_work(user_file, spec, match):
+  (user_file.parent / 'raises.py').write_text('1 / 0\n')
+  args = [f'--loss={spec.format(d=user_file.parent)}', '--loss_hparams=delta=2']
+  out = _run('experiments.train', *args, '--epochs=1', f'--workdir={user_file.parent / "w"}')
+  assert out.returncode != 0
+  assert 'Traceback' not in out.stderr
+  assert match is None or match in out.stderr
+  if match is None:  # a known loss given a hyperparameter it does not have
+    assert "Loss 'softmax' has no hyperparameters; got 'delta'" in out.stderr
+  assert not (user_file.parent / 'w' / 'metrics.jsonl').exists()
+
+
+def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_runs():
+  name = 'test_replaced_loss'
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((20, 3)), jnp.float32)
+  y = jnp.asarray(np.arange(20) % 2, jnp.int32)
+  try:
+    lj.register_loss(name, SQ, overwrite=True)
+    cfg = train.TrainConfig(loss=name, penalty='l2', reg=0.0)
+    params = lj.init_params(jax.random.PRNGKey(0), 3, 1, scale=0.5)
+    before = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    np.testing.assert_allclose(before, float(jnp.mean(_sq_value(lj.scores(params, x), y))), rtol=1e-6)
+    doubled = lj.Loss(
+      value=lambda s, labels, margin=1.0: 2.0 * _sq_value(s, labels, margin),
+      targets='binary',
+      hparams={'margin': 1.0},  # the same hyperparameters: the same pytree of arguments
+    )
+    lj.register_loss(name, doubled, overwrite=True)
+    after = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    np.testing.assert_allclose(after, 2.0 * before, rtol=1e-6)  # not the program compiled for SQ
+  finally:
+    losses.LOSSES.pop(name, None)

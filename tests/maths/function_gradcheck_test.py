@@ -1,0 +1,142 @@
+"""check_function_gradients: any scalar function of any pytree, a two-layer network included."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linear_jax as lj
+from linear_jax.maths import gradcheck
+
+
+def _net(key, d=5, h=4, c=3, n=7):
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  params = {
+    'w1': jax.random.normal(k1, (d, h), jnp.float64),
+    'b1': 0.1 * jax.random.normal(k2, (h,), jnp.float64),
+    'w2': jax.random.normal(k3, (h, c), jnp.float64),
+  }
+  x = jax.random.normal(k4, (n, d), jnp.float64)
+  y = jnp.arange(n) % c
+  return params, x, y
+
+
+def loss(params, x, y):
+  """Softmax cross-entropy of a two-layer ReLU network, mean over examples."""
+  hidden = jax.nn.relu(x @ params['w1'] + params['b1'])
+  return jnp.mean(lj.LOSSES['softmax'].value(hidden @ params['w2'], y))
+
+
+def backward(params, x, y, bug=None):
+  """The backward pass written by hand: softmax − onehot, then the chain rule twice."""
+  pre = x @ params['w1'] + params['b1']
+  hidden = jax.nn.relu(pre)
+  g = lj.LOSSES['softmax'].score_grad(hidden @ params['w2'], y) / x.shape[0]
+  dw2 = hidden.T @ g
+  dhidden = g @ params['w2'].T
+  dpre = dhidden * (pre > 0)
+  if bug == 'relu_mask':  # a classic mistake: the ReLU's gate forgotten
+    dpre = dhidden
+  grads = {'w1': x.T @ dpre, 'b1': dpre.sum(0), 'w2': dw2}
+  if bug == 'transpose':
+    grads['w2'] = (g.T @ hidden).T * 1.5
+  return grads
+
+
+def relu_kinks(params, x, y):
+  del y
+  return x @ params['w1'] + params['b1']
+
+
+@pytest.mark.parametrize('method', gradcheck.METHODS)
+def test_correct_backward_pass_passes(method):
+  params, x, y = _net(jax.random.PRNGKey(0))
+  report = lj.check_function_gradients(loss, params, backward, args=(x, y), kinks=relu_kinks, method=method)
+  assert report.passed, report.summary()
+  assert report.loss == 'loss' and report.penalty is None
+  assert report.num_params == 5 * 4 + 4 + 4 * 3
+
+
+@pytest.mark.parametrize('method', ['central', 'sparse'])
+def test_planted_mistake_fails_by_name(method):
+  params, x, y = _net(jax.random.PRNGKey(1))
+  wrong = lambda p, x_, y_: backward(p, x_, y_, bug='relu_mask')
+  report = lj.check_function_gradients(
+    loss, params, wrong, args=(x, y), kinks=relu_kinks, method=method, num_coords=40
+  )
+  assert not report.passed
+  first = report.comparisons[0]
+  assert first.pair == 'analytic vs autodiff' and not first.passed
+  assert all(name.startswith(("['w1']", "['b1']")) for name, *_ in first.worst)
+  assert "['w1'][" in report.summary() or "['b1'][" in report.summary()
+
+
+def test_directional_failure_escalates_to_the_leaf_and_its_coordinates():
+  params, x, y = _net(jax.random.PRNGKey(2))
+  wrong = lambda p, x_, y_: backward(p, x_, y_, bug='transpose')
+  report = lj.check_function_gradients(
+    loss, params, wrong, args=(x, y), kinks=relu_kinks, method='directional'
+  )
+  assert not report.passed
+  escalated = [c for c in report.comparisons if c.pair.startswith('analytic vs numerical: ')]
+  assert [c.pair for c in escalated] == ["analytic vs numerical: ['w2']"]
+  assert escalated[0].num_failed > 0 and all(n.startswith("['w2'][") for n, *_ in escalated[0].worst)
+
+
+def test_richardson_passes_where_a_plain_step_does_not():
+  # d/dw exp(a w) has third derivative a³ exp(a w): the central error h² a² / 6 is 2e-5 here.
+  a = 1000.0
+  f = lambda p: jnp.sum(jnp.exp(a * p['w']))
+  grad = lambda p: {'w': a * jnp.exp(a * p['w'])}
+  params = {'w': jnp.asarray([0.001, -0.002, 0.003])}
+  plain = lj.check_function_gradients(f, params, grad, method='central')
+  assert plain.comparisons[0].passed and not plain.comparisons[1].passed
+  assert lj.check_function_gradients(f, params, grad, method='central', richardson=True).passed
+
+
+def test_coordinate_names_come_from_tree_paths():
+  names = gradcheck.coordinate_names({'a': jnp.zeros((2, 1)), 'b': (jnp.zeros(()), jnp.zeros(2))})
+  assert names == ["['a'][0, 0]", "['a'][1, 0]", "['b'][0]", "['b'][1][0]", "['b'][1][1]"]
+  p = lj.Params(W=jnp.zeros((2, 2)), b=jnp.zeros(2))
+  assert (
+    gradcheck.coordinate_names(p)[:2] == ['W[0, 0]', 'W[0, 1]']
+    and gradcheck.coordinate_names(p)[-1] == 'b[1]'
+  )
+
+
+def test_default_step_follows_the_dtype():
+  params, x, y = _net(jax.random.PRNGKey(3))
+  report = lj.check_function_gradients(loss, params, backward, args=(x, y), kinks=relu_kinks)
+  assert report.step == gradcheck.DEFAULT_STEP['float64']['central'] and report.dtype == 'float64'
+  assert gradcheck.DEFAULT_STEP['float32']['central'] > 100 * report.step
+
+
+def test_matches_numpy_check_on_a_known_function():
+  # f(w) = Σ w³: the gradient 3w² is known in closed form; 2w² is not it.
+  w = {'w': jnp.linspace(-1.0, 1.0, 6)}
+  f = lambda p: jnp.sum(p['w'] ** 3)
+  assert lj.check_function_gradients(f, w, lambda p: {'w': 3 * p['w'] ** 2}).passed
+  bad = lj.check_function_gradients(f, w, lambda p: {'w': 2 * p['w'] ** 2})
+  assert not bad.passed and bad.to_dict()['passed'] is False
+  np.testing.assert_allclose(bad.comparisons[1].num_compared, 6)
+
+
+@pytest.mark.parametrize(
+  'grad_fn,match',
+  [
+    (lambda p: {'w': p['w'][:2]}, r"shape \(2,\) at \['w'\]"),
+    (lambda p: [p['w']], 'structure'),
+  ],
+)
+def test_rejects_gradients_of_another_shape(grad_fn, match):
+  with pytest.raises(ValueError, match=match):
+    lj.check_function_gradients(lambda p: jnp.sum(p['w']), {'w': jnp.ones(3)}, grad_fn)
+
+
+def test_rejects_integer_leaves_and_forward_richardson():
+  with pytest.raises(ValueError, match=r"params\['n'\]: gradients need float arrays"):
+    lj.check_function_gradients(lambda p: 0.0, {'n': jnp.arange(3)}, lambda p: p)
+  with pytest.raises(ValueError, match='richardson=True extrapolates central differences'):
+    lj.check_function_gradients(
+      lambda p: jnp.sum(p), jnp.ones(2), jnp.ones_like, method='forward', richardson=True
+    )

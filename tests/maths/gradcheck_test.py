@@ -1,0 +1,126 @@
+"""Tests of the gradient checker: it passes right gradients and catches wrong ones."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linear_jax as lj
+from linear_jax.maths import gradcheck
+
+
+def test_relative_error_definition():
+  np.testing.assert_allclose(lj.relative_error([1.0, 0.0, -2.0], [1.1, 0.0, 2.0]), [0.1 / 1.1, 0.0, 2.0])
+
+
+def test_lecture_finite_difference_arithmetic():
+  # A loss with the lecture's values: f(W) = 1.25347 and the first coordinate's
+  # step of 0.0001 gives 1.25322, so the forward difference is -2.5.
+  w0 = jnp.array([0.34, -1.11, 0.78])
+  grad = jnp.array([-2.5, 0.6, 0.0])
+  f = lambda w: 1.25347 + jnp.dot(grad, w - w0)
+  assert abs(float(f(w0.at[0].add(1e-4))) - 1.25322) < 1e-12
+  np.testing.assert_allclose(lj.numerical_grad(f, w0, h=1e-4, method='forward'), grad, atol=1e-9)
+  np.testing.assert_allclose((1.25322 - 1.25347) / 0.0001, -2.5)
+
+
+def test_numerical_grad_central_beats_forward():
+  f = lambda w: jnp.sum(jnp.sin(w) ** 3)
+  w = jnp.linspace(-1.0, 1.0, 50)
+  exact = 3 * jnp.sin(w) ** 2 * jnp.cos(w)
+  fwd = lj.numerical_grad(f, w, h=1e-5, method='forward', chunk_size=7)
+  cen = lj.numerical_grad(f, w, h=1e-5, method='central', chunk_size=7)
+  assert float(jnp.max(jnp.abs(cen - exact))) < 1e-9 < float(jnp.max(jnp.abs(fwd - exact)))
+
+
+@pytest.mark.parametrize('method', gradcheck.METHODS)
+@pytest.mark.parametrize('loss', ['svm', 'softmax', 'hinge', 'l1'])
+def test_correct_gradients_pass(method, loss):
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(1), loss, 10, 4, 3)
+  report = lj.check_gradients(params, x, targets, loss=loss, reg=0.1, penalty='l1', method=method)
+  assert report.passed, report.summary()
+  assert [c.pair for c in report.comparisons] == [
+    'analytic vs autodiff',
+    'analytic vs numerical',
+    'autodiff vs numerical',
+  ]
+
+
+@pytest.mark.parametrize('bug', sorted(gradcheck.PLANTED_BUGS))
+@pytest.mark.parametrize('method', gradcheck.METHODS)
+@pytest.mark.parametrize('bias_trick', [False, True])
+def test_planted_bugs_fail(bug, method, bias_trick):
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(2), 'softmax', 10, 4, 3, bias_trick)
+  report = lj.check_gradients(
+    params,
+    x,
+    targets,
+    loss='softmax',
+    reg=0.5,
+    penalty='l2',
+    method=method,
+    grad_fn=gradcheck.PLANTED_BUGS[bug],
+    num_coords=30,
+  )
+  assert not report.passed
+  assert not report.comparisons[0].passed and not report.comparisons[1].passed
+  assert report.comparisons[2].passed  # autodiff and numerical still agree
+
+
+def test_worst_coordinates_are_named():
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(3), 'softmax', 10, 4, 3)
+  report = lj.check_gradients(
+    params, x, targets, method='central', grad_fn=gradcheck.PLANTED_BUGS['missing_bias']
+  )
+  names = [w[0] for w in report.comparisons[0].worst]
+  assert names and all(n.startswith('b[') for n in names)
+  assert 'b[' in report.summary()
+
+
+def test_kink_is_reported_not_failed():
+  # One example, label 1, scores (0, 1) with margin 1: s_0 - s_1 + 1 = 0 exactly.
+  params = lj.Params(W=jnp.array([[0.0, 0.0], [1.0, 0.0]]), b=jnp.zeros(2))
+  x, y = np.array([[1.0, 0.0]]), np.array([1])
+  report = lj.check_gradients(params, x, y, loss='svm', method='central')
+  assert report.passed, report.summary()
+  assert report.comparisons[1].num_kinks > 0
+  # A "gradient" outside the one-sided derivatives fails even at a kink.
+  wrong = lambda p, x, t, **kw: jax.tree.map(lambda g: g + 5.0, lj.analytic_grad(p, x, t, **kw))
+  assert not lj.check_gradients(params, x, y, loss='svm', method='central', grad_fn=wrong).passed
+
+
+def test_l1_penalty_kink_at_zero_weight():
+  params = lj.Params(W=jnp.array([[0.0, 1.0], [0.5, 0.0]]), b=jnp.zeros(2))
+  x, y = np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([0, 1])
+  report = lj.check_gradients(params, x, y, loss='softmax', reg=1.0, penalty='l1', method='central')
+  assert report.passed, report.summary()
+  assert report.comparisons[1].num_kinks == 2
+
+
+def test_sparse_and_directional_check_a_30k_parameter_model():
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(4), 'softmax', 16, 3072, 10)
+  assert params.W.size + params.b.size == 30730
+  for method in ('sparse', 'directional'):
+    report = lj.check_gradients(params, x, targets, method=method, num_coords=32, num_directions=4)
+    assert report.passed and report.num_params == 30730
+
+
+def test_requires_float64():
+  code = (
+    'import jax, numpy as np, linear_jax as lj\n'
+    'p = lj.init_params(jax.random.PRNGKey(0), 2, 2)\n'
+    'lj.check_gradients(p, np.ones((1, 2)), np.array([0]))\n'
+  )
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+  assert out.returncode != 0 and 'jax_enable_x64' in out.stderr
+
+
+def test_report_to_dict_is_json_ready():
+  import json  # pylint: disable=import-outside-toplevel
+
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(5), 'l2', 5, 2, 2)
+  d = lj.check_gradients(params, x, targets, loss='l2').to_dict()
+  assert json.loads(json.dumps(d))['passed'] is True

@@ -1,0 +1,80 @@
+"""Bad input to the core functions: a ValueError naming the problem, before any work."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linear_jax as lj
+from linear_jax.maths import validation
+
+P3 = lj.Params(W=jnp.zeros((3, 2)), b=jnp.zeros(3))
+P1 = lj.Params(W=jnp.zeros((1, 2)), b=jnp.zeros(1))
+X = np.ones((4, 2))
+
+
+@pytest.mark.parametrize('fn', [lj.objective, lj.analytic_grad])
+@pytest.mark.parametrize(
+  'params,x,targets,kwargs,match',
+  [
+    (P3, X, np.array([0, 1, 3, 0]), {}, r'label 3 at index 2 is outside \[0, 3\)'),
+    (P3, X, np.array([0, -1, 2, 0]), {}, r'label -1 at index 1'),
+    (P3, X, np.array([0, 1.5, 2, 0]), {}, r'must be integers, got 1.5 at index 1'),
+    (P1, X, np.array([0, 1, 2, 0]), {'loss': 'logistic'}, r'label 2 at index 2 is outside \{0, 1\}'),
+    (P3, X, np.array([0, 1, 1, 0]), {'loss': 'hinge'}, r'single score per example'),
+    (P1, X, np.array([0, 1, 1, 0]), {'loss': 'svm'}, r'C >= 2'),
+    (P3, np.ones((4, 5)), np.array([0, 1, 2, 0]), {}, r'x has 5 features but W expects 2'),
+    (P3, X, np.array([0, 1, 2]), {}, r'targets hold 3 examples but x holds 4'),
+    (P3, np.array([[1.0, np.nan]] * 4), np.zeros(4, int), {}, r'non-finite feature.*example 0, feature 1'),
+    (P3, np.array([[1.0, 2.0]] * 3 + [[np.inf, 0.0]]), np.zeros(4, int), {}, r'example 3, feature 0'),
+    (P3, np.ones((0, 2)), np.zeros(0, int), {}, r'empty batch'),
+    (P3, X, np.zeros(4, int), {'loss': 'hinge2'}, r"Unknown loss 'hinge2'; valid: .*hinge, .*l1, l2"),
+    (P3, X, np.zeros(4, int), {'penalty': 'l3'}, r"Unknown penalty 'l3'; valid: l1, l2"),
+    (P3, X, np.zeros(4, int), {'reg': -0.1}, r'reg must be finite and >= 0'),
+    (
+      P3,
+      X,
+      np.zeros(4, int),
+      {'loss': 'svm', 'margin': -1.0},
+      r"Loss 'svm': hyperparameter 'margin' must be finite and >= 0",
+    ),
+    (P3, X, np.zeros((4, 2)), {'loss': 'l2'}, r'regression targets must be \[N\] \(C = 1\) or \[N, C\]'),
+    (P3, X, np.array([0, 1, np.nan, 0]), {}, r'non-finite target at index 2'),
+  ],
+)
+def test_rejects_bad_input(fn, params, x, targets, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    fn(params, x, targets, **kwargs)
+
+
+def test_bias_trick_feature_mismatch_says_so():
+  folded = lj.fold_bias(P3)
+  with pytest.raises(ValueError, match='bias-trick form'):
+    lj.objective(folded, X, np.zeros(4, int))
+
+
+def test_integral_float_labels_are_accepted():
+  assert np.isfinite(float(lj.objective(P3, X, np.array([0.0, 1.0, 2.0, 0.0]))))
+
+
+def test_init_params_rejects_empty_shapes():
+  import jax  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(ValueError, match='num_features >= 1'):
+    lj.init_params(jax.random.PRNGKey(0), 0, 3)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_all_finite_agrees_with_isfinite(dtype):
+  x = np.random.default_rng(0).standard_normal((50, 40)).astype(dtype)
+  assert validation.all_finite(x)
+  for value in (np.nan, np.inf, -np.inf):
+    y = x.copy()
+    y[17, 3] = value
+    assert not validation.all_finite(y)
+  y = x.copy()
+  y[5, :2] = (np.inf, -np.inf)  # inf + -inf is NaN: still caught
+  assert not validation.all_finite(y)
+  big = np.finfo(dtype).max
+  y = x.copy()
+  y[5, :3] = big  # a row sum that overflows, every value finite: checked value by value
+  assert validation.all_finite(y)

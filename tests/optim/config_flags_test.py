@@ -1,0 +1,258 @@
+"""The flags of the experiments against the config records they fill: names, defaults, choices, bounds.
+
+`TrainConfig`, `experiment.DataConfig` and `experiment.RunOptions` are the one
+source of truth; these tests fail when a field has no flag, a flag's default
+or choices differ from its field's, or a flag accepts a value the record refuses.
+`lr_sweep`'s list flags are held the same way to `sweep.BOUNDS`, the bounds of a
+sweep's settings.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.maths import grad_sources
+from linear_jax.maths import losses
+from linear_jax.optim import config
+from linear_jax.optim import convergence
+from linear_jax.runs import experiment
+from linear_jax.training import train
+from linear_jax.tuning import sweep
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+
+# Values just outside each bound, as flags; each must be refused by the flag and by the record.
+OUT_OF_BOUNDS = {
+  'learning_rate': 0.0,
+  'reg': -1.0,
+  'momentum': 1.0,
+  'decay_rate': 0.0,
+  'decay_epochs': 0.0,
+  'tol': 0.0,
+  'n_iter_no_change': 0,
+  'init_scale': -1.0,
+  'patience': -1,
+  'num_devices': -1,
+  'eval_every': 0,
+  'block_rows': -1,
+  'val_fraction': 1.0,
+  'test_fraction': 1.0,
+  'num_examples': 0,
+  'num_features': 0,
+  'num_classes': 1,
+  'bins': 0,
+}
+
+# TrainConfig fields a command names otherwise, and why.
+RENAMED = {'epochs': 'max_epochs'}  # experiments/train.py: a cap (--epochs is its alias)
+NO_FLAG = {
+  'explode_factor': 'a safety limit of the library; no command needs to change it',
+}
+# The fields in which the command line's run (`config.COMMAND_LINE`, the source of every flag's
+# default) differs from `TrainConfig()`; the README says so too.
+COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg'}
+ENUMS = {
+  'penalty': tuple(losses.PENALTIES),
+  'optimizer': train.OPTIMIZERS,
+  'schedule': train.SCHEDULES,
+  'grad': grad_sources.GRAD_SOURCES,
+  'dtype': train.DTYPES,
+  'parallel': train.PARALLEL,
+  'tol_on': convergence.TOL_ON,
+  'dataset': data.DATASETS,
+  'delimiter': experiment.DELIMITERS,
+  'class_weight': experiment.CLASS_WEIGHTS,
+  'preprocess': data.PREPROCESSING,
+  'features': data.REPRESENTATIONS,
+}
+
+_DUMP = r"""
+import importlib, json, sys
+from absl import flags
+module = importlib.import_module(sys.argv[1])
+FLAGS = flags.FLAGS
+out = {}
+for name, flag in FLAGS._flags().items():
+  if name != flag.name:
+    continue  # a short name or alias
+  out[name] = {'default': flag.default, 'choices': getattr(flag.parser, 'enum_values', None)}
+refused = {}
+for name, value in json.loads(sys.argv[2]).items():
+  if name not in out:
+    continue
+  try:
+    FLAGS(['prog', f'--{name}={value}'])
+    refused[name] = False
+  except flags.Error:
+    refused[name] = True
+  FLAGS.unparse_flags()
+print(json.dumps({'flags': out, 'refused': refused}))
+"""
+
+
+@pytest.fixture(scope='module', params=['experiments.train', 'experiments.lr_sweep'])
+def command(request):
+  """`(module, {'flags': {name: {'default', 'choices'}}, 'refused': {name: bool}})` of one experiment."""
+  proc = subprocess.run(
+    [sys.executable, '-c', _DUMP, request.param, json.dumps(OUT_OF_BOUNDS)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
+  return request.param, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _flag_name(module, field):
+  return RENAMED.get(field, field) if module == 'experiments.train' else field
+
+
+def test_every_train_config_field_has_a_flag_with_its_default(command):
+  module, got = command
+  for field in dataclasses.fields(train.TrainConfig):
+    if field.name in NO_FLAG or (
+      module != 'experiments.train' and field.name in ('tol_on', 'n_iter_no_change')
+    ):
+      continue  # lr_sweep runs a fixed count: only --tol
+    name = _flag_name(module, field.name)
+    assert name in got['flags'], f'{module}: TrainConfig.{field.name} has no flag --{name}'
+    # The command line's run, except the sweeps' fixed --epochs, which is TrainConfig()'s.
+    source = (
+      train.TrainConfig() if module != 'experiments.train' and field.name == 'epochs' else config.COMMAND_LINE
+    )
+    default = getattr(source, field.name)
+    if field.name == 'loss_hparams':
+      assert got['flags'][name]['default'] == [] and default == {}
+      continue
+    assert got['flags'][name]['default'] == default, f'{module}: --{name} default differs from the field'
+
+
+def test_the_command_line_run_differs_from_train_config_only_where_documented():
+  ours, python = dataclasses.asdict(config.COMMAND_LINE), dataclasses.asdict(train.TrainConfig())
+  assert {k for k in ours if ours[k] != python[k]} == COMMAND_LINE_FIELDS
+  config.COMMAND_LINE.validate()
+  assert config.COMMAND_LINE.tol_on == 'objective' and python['tol_on'] == 'none'
+  readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+  assert "`TrainConfig(tol_on='none')` is the default" in readme
+  assert 'config.COMMAND_LINE' in readme
+
+
+def test_data_and_run_records_match_their_flags(command):
+  module, got = command
+  for field in dataclasses.fields(experiment.DataConfig):
+    assert field.name in got['flags'], f'{module}: DataConfig.{field.name} has no flag'
+    assert got['flags'][field.name]['default'] == field.default, f'--{field.name} default differs'
+  if module == 'experiments.train':
+    for field in dataclasses.fields(experiment.RunOptions):
+      assert got['flags'][field.name]['default'] == field.default, f'--{field.name} default differs'
+
+
+def test_enum_flags_offer_exactly_what_the_records_accept(command):
+  module, got = command
+  for name, choices in ENUMS.items():
+    if name not in got['flags']:
+      continue
+    assert tuple(got['flags'][name]['choices']) == tuple(choices), f'{module}: --{name} choices'
+  for name in ('penalty', 'optimizer', 'schedule', 'grad', 'dtype', 'parallel', 'tol_on'):
+    for value in ENUMS[name]:
+      if (name, value) in (('dtype', 'float64'), ('optimizer', 'lbfgs')):
+        continue  # need x64 / a smooth objective; their own tests cover them
+      train.TrainConfig(**{name: value}).validate()
+    with pytest.raises(ValueError, match=name):
+      train.TrainConfig(**{name: 'no_such'}).validate()
+  for name in ('dataset', 'delimiter', 'class_weight', 'preprocess', 'features'):
+    with pytest.raises(ValueError, match=name):
+      experiment.DataConfig(**{name: 'no_such'}).validate()
+
+
+def test_flags_and_records_refuse_the_same_out_of_bound_values(command):
+  module, got = command
+  train_fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+  if module == 'experiments.train':
+    assert set(got['refused']) == set(OUT_OF_BOUNDS)  # every bound probed
+  for name, value in OUT_OF_BOUNDS.items():
+    if name not in got['refused']:
+      continue
+    assert got['refused'][name], f'{module}: --{name}={value} was accepted'
+    record = train.TrainConfig if name in train_fields else experiment.DataConfig
+    with pytest.raises(ValueError, match=name):
+      record(**{name: value}).validate()
+
+
+# lr_sweep's list flags and the hyperparameter of a sweep's setting each one fills.
+LIST_FLAGS = {'lrs': 'learning_rate', 'regs': 'reg', 'momenta': 'momentum', 'seeds': 'seed'}
+
+_MESSAGES = r"""
+import importlib, json, sys
+from absl import flags
+importlib.import_module(sys.argv[1])
+out = []
+for argv in json.loads(sys.argv[2]):
+  try:
+    flags.FLAGS(['prog'] + argv)
+    out.append('accepted')
+  except flags.Error as e:
+    out.append(str(e))
+  flags.FLAGS.unparse_flags()
+print(json.dumps(out))
+"""
+
+
+def _just_outside_and_inside(bound):
+  """`(outside, inside)`: the values next to each end of `bound`, on either side of it."""
+  if bound.kind is int:
+    nxt = lambda v, direction: v + direction
+  else:
+    nxt = lambda v, direction: float(np.nextafter(v, direction * math.inf))
+  outside = [bound.low if bound.low_open else nxt(bound.low, -1)]
+  inside = [nxt(bound.low, 1) if bound.low_open else bound.low]
+  if math.isfinite(bound.high):
+    outside.append(bound.high if bound.high_open else nxt(bound.high, 1))
+    inside.append(nxt(bound.high, -1) if bound.high_open else bound.high)
+  if bound.kind is float:
+    outside += [math.inf, math.nan]  # only finite numbers
+  return outside, inside
+
+
+def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
+  assert set(LIST_FLAGS.values()) == set(sweep.BOUNDS)  # every bound of a setting has its flag
+  cases = []
+  for flag, name in LIST_FLAGS.items():
+    outside, inside = _just_outside_and_inside(sweep.BOUNDS[name])
+    cases += [(flag, name, v, False) for v in outside] + [(flag, name, v, True) for v in inside]
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-c',
+      _MESSAGES,
+      'experiments.lr_sweep',
+      json.dumps([[f'--{f}={v!r}'] for f, _, v, _ in cases]),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
+  messages = json.loads(proc.stdout.strip().splitlines()[-1])
+  for (flag, name, value, admitted), message in zip(cases, messages, strict=True):
+    bound = sweep.BOUNDS[name]
+    setting = {'learning_rate': 0.1, 'reg': 0.0, name: value}
+    if admitted:
+      assert message == 'accepted', (flag, value, message)
+      sweep.check_grid([setting])
+      continue
+    # The flag names itself and the library's bound in the library's words; the library refuses it too.
+    assert f'--{flag} must' in message and bound.describe() in message, (flag, value, message)
+    with pytest.raises(ValueError) as refused:
+      sweep.check_grid([setting])
+    assert f'{bound.plural} must be' in str(refused.value) and bound.describe() in str(refused.value)

@@ -1,0 +1,42 @@
+"""experiment.train_and_evaluate: the whole run of experiments/train.py as a library call."""
+
+import json
+
+import numpy as np
+import pytest
+
+from linear_jax.runs import experiment
+from linear_jax.training import train
+
+
+def test_train_and_evaluate_writes_what_fit_gives(tmp_path):
+  cfg = train.TrainConfig(epochs=3, batch_size=32)
+  data_cfg = experiment.DataConfig(dataset='breast_cancer')
+  summary = experiment.train_and_evaluate(cfg, data_cfg, str(tmp_path), experiment.RunOptions(plots=False))
+  ds = experiment.load_dataset(data_cfg)
+  result = train.fit(cfg, ds)
+  lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [m['train_pass_loss'] for m in lines] == [m['train_pass_loss'] for m in result.history]
+  assert summary == json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['epochs_run'] == 3 and summary['stop_reason'] == 'max_epochs'
+  saved = np.load(tmp_path / 'params.npz')
+  w_raw, b_raw = train.raw_params(result.params, ds)
+  np.testing.assert_allclose(saved['W'], w_raw, rtol=1e-6)
+  # NumPy alone, on the raw test inputs, gives the accuracy the summary reports.
+  x_raw = ds.shift + ds.scale * ds.x_test
+  accuracy = np.mean(np.argmax(x_raw @ saved['W'].T + saved['b'], 1) == ds.y_test)
+  assert summary['final']['test_accuracy'] == pytest.approx(accuracy, abs=1e-6)
+  assert not (tmp_path / 'curves.png').exists()
+
+
+def test_a_diverged_run_leaves_a_summary_that_says_so(tmp_path):
+  cfg = train.TrainConfig(loss='l2', learning_rate=100.0, epochs=5)
+  with pytest.raises(train.Diverged):
+    experiment.train_and_evaluate(cfg, experiment.DataConfig(dataset='diabetes'), str(tmp_path))
+  assert json.loads((tmp_path / 'summary.json').read_text())['stop_reason'] == 'diverged'
+
+
+def test_a_bad_data_config_is_refused_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match=r'val_fraction must be in \[0, 1\), got 1.0'):
+    experiment.train_and_evaluate(train.TrainConfig(), experiment.DataConfig(val_fraction=1.0), str(tmp_path))
+  assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,85 @@
+"""Tests of linear_jax.search: each method learns, is deterministic, and keeps its budget."""
+
+import jax
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.maths import model
+from linear_jax.training import train
+from linear_jax.tuning import search
+
+
+@pytest.fixture(scope='module')
+def problem():
+  ds = data.prepare(data.blobs(200, 2, 3, spread=0.5, seed=4), 'blobs', seed=4)  # separable
+  loss_fn = search.make_loss_fn(ds.x_train, ds.y_train, 'softmax', 1e-4)
+  init = model.init_params(jax.random.PRNGKey(0), 2, 3, 1e-3)
+  return ds, loss_fn, init
+
+
+def _methods(problem, budget):
+  ds, loss_fn, init = problem
+  key = jax.random.PRNGKey(1)
+  cfg = train.TrainConfig(loss='softmax', reg=1e-4, learning_rate=0.5)
+  return {
+    'random': lambda: search.random_search(loss_fn, key, init, budget, 2.0, chunk_size=64),
+    'local': lambda: search.random_local_search(loss_fn, key, init, budget, 0.2, proposals=7),
+    'genetic': lambda: search.genetic_algorithm(loss_fn, key, init, budget, population=30, elite=3),
+    'gd_full': lambda: search.gradient_descent(
+      train.TrainConfig(**{**cfg.__dict__, 'batch_size': 0}), ds.x_train, ds.y_train, init, budget
+    ),
+    'gd_mini': lambda: search.gradient_descent(
+      train.TrainConfig(**{**cfg.__dict__, 'batch_size': 16}), ds.x_train, ds.y_train, init, budget
+    ),
+  }
+
+
+@pytest.mark.parametrize('method', ['random', 'local', 'genetic', 'gd_full', 'gd_mini'])
+def test_lowers_the_loss_keeps_the_budget_and_is_deterministic(problem, method):
+  _, loss_fn, init = problem
+  budget = 1001
+  run = _methods(problem, budget)[method]
+  result = run()
+  start = float(loss_fn(init))
+  assert result.best_loss < 0.5 * start, (start, result.best_loss)
+  assert result.evaluations <= budget
+  assert result.curve_evals[-1] == result.evaluations
+  assert np.all(np.diff(result.curve_loss) <= 1e-12)  # best-so-far never rises
+  np.testing.assert_allclose(float(loss_fn(result.params)), result.best_loss, rtol=1e-5)
+  again = run()
+  np.testing.assert_array_equal(again.params.W, result.params.W)
+
+
+def test_budget_accounting_is_exact(problem):
+  _, loss_fn, init = problem
+  key = jax.random.PRNGKey(2)
+  assert search.random_search(loss_fn, key, init, 333, chunk_size=50).evaluations == 333
+  assert search.random_local_search(loss_fn, key, init, 100, proposals=7).evaluations == 1 + 7 * 14
+  ga = search.genetic_algorithm(loss_fn, key, init, 100, population=20, elite=2)
+  assert ga.evaluations == 20 + 18 * 4
+  assert (
+    search.gradient_descent(
+      train.TrainConfig(batch_size=0), np.ones((4, 2)), np.array([0, 1, 2, 0]), init, 7
+    ).evaluations
+    == 6
+  )  # 3 gradients at 2 evaluations each
+
+
+@pytest.mark.parametrize(
+  'kwargs,match',
+  [
+    ({'budget': 0}, 'budget must be a whole number >= 1'),
+    ({'budget': -5}, 'budget must be a whole number >= 1'),
+    ({'population': 0}, 'population must be a whole number >= 1'),
+    ({'mutation_scale': 0.0}, 'mutation_scale must be > 0'),
+    ({'mutation_scale': -1.0}, 'mutation_scale must be > 0'),
+    ({'elite': 10, 'population': 10}, r'elite must be in \[0, population\)'),
+    ({'budget': 5, 'population': 10}, 'smaller than one population'),
+  ],
+)
+def test_bad_search_arguments(problem, kwargs, match):
+  _, loss_fn, init = problem
+  args = {'budget': 100, 'population': 10, 'elite': 2, 'mutation_scale': 0.1, **kwargs}
+  with pytest.raises(ValueError, match=match):
+    search.genetic_algorithm(loss_fn, jax.random.PRNGKey(0), init, **args)

@@ -1,0 +1,170 @@
+"""Tests of linear_jax.sweep: each model equals its run alone; divergence is contained."""
+
+import dataclasses
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.training import train
+from linear_jax.tuning import sweep
+
+
+@pytest.fixture(scope='module')
+def blobs():
+  return data.prepare(data.blobs(120, 4, 3, seed=1), 'blobs', seed=1)
+
+
+@pytest.fixture(scope='module')
+def regression():
+  return data.prepare(data.linreg(100, 3, seed=2), 'linreg', seed=2)
+
+
+@pytest.mark.parametrize(
+  'overrides',
+  [
+    {'loss': 'softmax', 'optimizer': 'sgd', 'batch_size': 16},
+    {'loss': 'svm', 'optimizer': 'momentum', 'schedule': 'cosine', 'batch_size': 0},
+    {'loss': 'softmax', 'optimizer': 'adam', 'grad': 'autodiff', 'batch_size': 32},
+  ],
+)
+def test_each_model_equals_the_same_setting_trained_alone(blobs, overrides):
+  cfg = train.TrainConfig(epochs=6, **overrides)
+  settings = sweep.grid([0.01, 0.1, 0.5], [0.0, 1e-2])
+  result = sweep.run_sweep(cfg, blobs, settings)
+  for k in (0, 3, 5):
+    alone = train.fit(dataclasses.replace(cfg, **settings[k]), blobs)
+    np.testing.assert_allclose(result.params.W[k], alone.params.W, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.params.b[k], alone.params.b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.final['val_accuracy'][k], alone.history[-1]['val_accuracy'], atol=1e-6)
+
+
+def test_sweeping_margin_and_momentum(blobs):
+  cfg = train.TrainConfig(loss='svm', optimizer='momentum', epochs=3)
+  settings = sweep.grid([0.05], [1e-3], margins=[0.5, 2.0], momenta=[0.0, 0.9])
+  result = sweep.run_sweep(cfg, blobs, settings)
+  alone = train.fit(sweep.config_for(cfg, settings[3]), blobs)
+  assert settings[3] == {'learning_rate': 0.05, 'reg': 1e-3, 'margin': 2.0, 'momentum': 0.9}
+  np.testing.assert_allclose(result.params.W[3], alone.params.W, rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_is_contained_and_never_best(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=8, batch_size=16)
+  healthy = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05], [0.0]))
+  mixed = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05, 100.0], [0.0]))
+  assert list(mixed.diverged_at[:2]) == [-1, -1] and mixed.diverged_at[2] > 0
+  np.testing.assert_array_equal(mixed.params.W[:2], healthy.params.W)
+  assert np.all(np.isfinite(mixed.params.W[2]))  # frozen at the last good step
+  assert mixed.best_index() in (0, 1)
+  rows = mixed.rows()
+  assert rows[2]['diverged_step'] == int(mixed.diverged_at[2]) and rows[2]['final_train_loss'] is None
+  json.dumps(rows, allow_nan=False)  # raises on any NaN
+
+
+def test_all_diverged_has_no_best(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=3, batch_size=16)
+  assert sweep.run_sweep(cfg, regression, sweep.grid([200.0, 500.0], [0.0])).best_index() is None
+
+
+def test_chunks_equal_one_program(blobs):
+  cfg = train.TrainConfig(epochs=3, batch_size=16)
+  settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
+  whole = sweep.run_sweep(cfg, blobs, settings)
+  parts = sweep.run_sweep(cfg, blobs, settings, chunk_size=4)
+  np.testing.assert_allclose(parts.params.W, whole.params.W, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(parts.best_epoch, whole.best_epoch)
+
+
+def test_no_recompile_for_new_hyperparameter_values(blobs):
+  # decay_epochs=7.0: a structure no other test compiles, so the first sweep adds exactly its programs.
+  cfg = train.TrainConfig(epochs=2, batch_size=16, loss='svm', decay_epochs=7.0)
+  programs = lambda: (sweep._epoch._cache_size(), sweep._eval._cache_size())  # pylint: disable=protected-access
+  before = programs()
+  sweep.run_sweep(cfg, blobs, sweep.grid([0.01, 0.1], [0.0, 1e-3]))
+  sizes = programs()
+  assert sizes == (before[0] + 1, before[1] + 2)  # one epoch program; evaluation of the train and val splits
+  other = dataclasses.replace(cfg, loss_hparams={'margin': 2.0}, seed=3, tol=0.5, patience=2)
+  sweep.run_sweep(other, blobs, sweep.grid([0.02, 0.3], [1e-4, 1e-2]))
+  assert programs() == sizes
+  assert other.structure() == cfg.structure()
+
+
+@pytest.mark.parametrize(
+  'settings,match',
+  [
+    ([], 'The sweep is empty'),
+    (sweep.grid([0.0], [0.0]), 'learning rates must be > 0'),
+    (sweep.grid([-0.1], [0.0]), 'learning rates must be > 0'),
+    (sweep.grid([0.1], [-1e-3]), 'regs must be >= 0'),
+    (sweep.grid([float('inf')], [0.0]), 'learning rates must be > 0, got inf'),
+    ([{'learning_rate': 0.1}], 'needs a learning_rate and a reg'),
+    (sweep.grid([0.1], [0.0], momenta=[1.0]), r'momenta must be in \[0, 1\)'),
+    (sweep.grid([0.1], [0.0], seeds=[-1]), r'seeds must be integers in \[0, 2\*\*32\), got -1'),
+    (sweep.grid([0.1], [0.0], seeds=[1.5]), 'seeds must be integers.*got 1.5'),
+    (sweep.grid([0.1], [0.0], seeds=[0]) + sweep.grid([0.2], [0.0]), 'every setting of a sweep names a seed'),
+  ],
+)
+def test_bad_grids_are_refused(blobs, settings, match):
+  with pytest.raises(ValueError, match=match):
+    sweep.run_sweep(train.TrainConfig(epochs=1), blobs, settings)
+
+
+def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  as_arrays = [{'learning_rate': np.array(0.1), 'reg': jnp.float32(1e-3)}]
+  ours = sweep.run_sweep(cfg, blobs, as_arrays)
+  ref = sweep.run_sweep(cfg, blobs, [{'learning_rate': 0.1, 'reg': 1e-3}])
+  np.testing.assert_allclose(ours.params.W, ref.params.W, rtol=1e-6)
+  assert ours.settings == ref.settings  # numbers, JSON-ready
+  with pytest.raises(ValueError, match='learning rates must be > 0'):
+    sweep.run_sweep(cfg, blobs, [{'learning_rate': np.array([0.1, 0.2]), 'reg': 0.0}])
+
+
+def test_chunks_are_chosen_to_fit_memory(blobs):
+  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
+  whole = sweep.run_sweep(cfg, blobs, settings)
+  seen = []
+  small = sweep.run_sweep(
+    cfg, blobs, settings, max_bytes=2500, on_epoch=lambda e, start, k, total, m, dead: seen.append(k)
+  )
+  assert max(seen) < len(settings)  # split into chunks by the memory estimate
+  np.testing.assert_allclose(small.params.W, whole.params.W, rtol=1e-6, atol=1e-7)
+
+
+def test_seeds_each_model_equals_its_seed_trained_alone(blobs):
+  cfg = train.TrainConfig(epochs=4, batch_size=16, seed=7)
+  settings = sweep.grid([0.05, 0.3], [1e-3], seeds=[0, 1, 2])
+  assert [s['seed'] for s in settings] == [0, 1, 2, 0, 1, 2]  # the seed is the last axis
+  assert type(sweep.grid([0.1], [0.0], seeds=np.arange(2))[1]['seed']) is int  # JSON-ready
+  result = sweep.run_sweep(cfg, blobs, settings, chunk_size=2)  # chunks within each seed
+  assert result.settings == settings  # results come back in the order asked for
+  for k in range(len(settings)):
+    alone = train.fit(dataclasses.replace(cfg, **settings[k]), blobs)
+    np.testing.assert_allclose(result.params.W[k], alone.params.W, rtol=1e-4, atol=1e-6)
+    assert result.best_epoch[k] == alone.best_epoch
+  # Other seeds start elsewhere and see other batches: the models differ.
+  assert not np.allclose(result.params.W[0], result.params.W[1], atol=1e-4)
+  assert result.seed_groups() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_seed_summary_is_the_mean_and_std_over_seeds(regression):
+  cfg = train.TrainConfig(loss='l2', epochs=5, batch_size=16)
+  settings = sweep.grid([0.01, 0.05, 100.0], [0.0], seeds=[3, 4])
+  result = sweep.run_sweep(cfg, regression, settings)
+  rows = result.setting_rows()
+  assert [r['learning_rate'] for r in rows] == [0.01, 0.05, 100.0]
+  assert all(r['seeds'] == [3, 4] and 'seed' not in r for r in rows)
+  for g, row in zip(result.seed_groups(), rows, strict=True):
+    if row['diverged_seeds']:
+      continue
+    vals = result.best['val_mse'][g]
+    assert row['best_val_mse_mean'] == pytest.approx(np.mean(vals))
+    assert row['best_val_mse_std'] == pytest.approx(np.std(vals, ddof=1))
+  # lr=100 diverges: its numbers are null and it is never the best setting.
+  assert rows[2]['diverged_seeds'] == 2 and rows[2]['best_val_mse_mean'] is None
+  scores = result.setting_scores()
+  assert result.best_setting() == int(np.argmax(scores[:2])) and scores[2] == -np.inf
+  json.dumps(rows, allow_nan=False)
