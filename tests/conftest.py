@@ -2,7 +2,7 @@
 in full float32 on every backend, and the experiments' compilation cache kept in a temporary directory,
 never the user's.
 
-On GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative; see the README's "GPUs and TPUs"),
+On GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative; see docs/gpus.md),
 so tests that compare two float32 computations (streamed against in-memory, 8 devices against one, a
 sweep's model against the same model alone) would measure TF32 rounding instead of the property they
 test. The environment variable reaches the experiments the tests run in subprocesses too.

@@ -57,7 +57,7 @@ NO_FLAG = {
   'explode_factor': 'a safety limit of the library; no command needs to change it',
 }
 # The fields in which the command line's run (`config.COMMAND_LINE`, the source of every flag's
-# default) differs from `TrainConfig()`; the README says so too.
+# default) differs from `TrainConfig()`; docs/optimum.md says so too.
 COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg'}
 ENUMS = {
   'penalty': tuple(losses.PENALTIES),
@@ -141,9 +141,9 @@ def test_the_command_line_run_differs_from_train_config_only_where_documented():
   assert {k for k in ours if ours[k] != python[k]} == COMMAND_LINE_FIELDS
   config.COMMAND_LINE.validate()
   assert config.COMMAND_LINE.tol_on == 'objective' and python['tol_on'] == 'none'
-  readme = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
-  assert "`TrainConfig(tol_on='none')` is the default" in readme
-  assert 'config.COMMAND_LINE' in readme
+  manual = open(os.path.join(ROOT, 'docs', 'optimum.md'), encoding='utf-8').read()  # its "Convergence"
+  assert "`TrainConfig(tol_on='none')` is the default" in manual
+  assert 'config.COMMAND_LINE' in manual
 
 
 def test_data_and_run_records_match_their_flags(command):
