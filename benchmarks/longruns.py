@@ -55,12 +55,12 @@ def _dataset(size):
 
 def checkpoint_overhead(size):
   """Median seconds of the same sweep with and without checkpoints, alternated in one process."""
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config
   from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
   from linear_jax.tuning import sweep_state  # pylint: disable=import-outside-toplevel
 
   ds = _dataset(size)
-  cfg = train.TrainConfig(epochs=size['epochs'], batch_size=64, optimizer='momentum')
+  cfg = config.TrainConfig(epochs=size['epochs'], batch_size=64, optimizer='momentum')
   settings = sweep.grid(list(np.logspace(-4, 1, 16)), [0.0, 1e-4, 1e-3, 1e-2])
   folder = tempfile.mkdtemp(prefix='bench-longruns-')
   path = os.path.join(folder, 'sweep_checkpoint.npz')

@@ -106,8 +106,8 @@ def part_equality(quick):
   from sklearn import datasets  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
-  from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config
+  from linear_jax.training import lbfgs  # pylint: disable=import-outside-toplevel
 
   def standardized(x):
     return (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
@@ -145,10 +145,8 @@ def part_equality(quick):
           x, y, sample_weight=sw
         )
         peer = f'LogisticRegression(C={C_SKLEARN:g}' + (", class_weight='balanced')" if kw else ')')
-      cfg = train.TrainConfig(loss=loss, reg=reg, dtype='float64')
-      f_ours, _, info = solvers.optimum(
-        cfg, ds, tol=1e-8 if name.startswith('synthetic') else None, weights=w
-      )
+      cfg = config.TrainConfig(loss=loss, reg=reg, dtype='float64')
+      f_ours, _, info = lbfgs.optimum(cfg, ds, tol=1e-8 if name.startswith('synthetic') else None, weights=w)
       f_ref = _f(ds, loss, reg, ref.coef_, ref.intercept_, w)
       rows.append(
         {
@@ -177,17 +175,19 @@ def part_single_fit(quick, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.datapath import factory as datapath  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import step  # pylint: disable=import-outside-toplevel
   from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, d, x, y = _synthetic_problem(quick)
   ds = _dataset(x, y, 'synthetic', np.float32)
   tol = 1e-4
   reg = 1 / (2 * C_SKLEARN * n)
-  cfg = train.TrainConfig(loss='softmax', reg=reg, optimizer='lbfgs', tol=tol, epochs=1000)
-  arrays = train.device_data(cfg, ds)
-  hp = train.hparams(cfg)
-  p0 = jax.tree.map(lambda a: a * 0, train.init_state(cfg, d, 10, hp, 1)[0])  # zeros, as scikit-learn starts
+  cfg = config.TrainConfig(loss='softmax', reg=reg, optimizer='lbfgs', tol=tol, epochs=1000)
+  arrays = datapath.make(cfg, ds, resident=True).arrays
+  hp = step.hparams(cfg)
+  p0 = jax.tree.map(lambda a: a * 0, step.init_state(cfg, d, 10, hp, 1)[0])  # zeros, as scikit-learn starts
   out = {}
 
   def ours():
@@ -229,8 +229,10 @@ def part_path(quick, repeats):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from sklearn import linear_model  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.datapath import factory as datapath  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import step  # pylint: disable=import-outside-toplevel
   from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
   from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
 
   n, d, x, y = _synthetic_problem(quick)
@@ -238,11 +240,11 @@ def part_path(quick, repeats):
   tol, max_iter = 1e-4, 1000
   cs = np.logspace(-3, 1, 8)
   regs = 1 / (2 * cs * n)
-  cfg = train.TrainConfig(loss='softmax', optimizer='lbfgs', tol=tol, epochs=max_iter, reg=float(regs[0]))
-  arrays = train.device_data(cfg, ds)
+  cfg = config.TrainConfig(loss='softmax', optimizer='lbfgs', tol=tol, epochs=max_iter, reg=float(regs[0]))
+  arrays = datapath.make(cfg, ds, resident=True).arrays
   xt, yt = arrays['train']
-  hp = train.hparams(cfg)
-  p0 = jax.tree.map(lambda a: a * 0, train.init_state(cfg, d, 10, hp, 1)[0])
+  hp = step.hparams(cfg)
+  p0 = jax.tree.map(lambda a: a * 0, step.init_state(cfg, d, 10, hp, 1)[0])
   out = {}
 
   def warm():
@@ -333,6 +335,7 @@ def part_default_run(quick):
 
   from experiments import common  # pylint: disable=import-outside-toplevel
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   rows = []
@@ -342,7 +345,7 @@ def part_default_run(quick):
     raw = data.from_arrays(xtr, ytr, test=(xte, yte), name=name)
     ds = data.prepare(raw, name)  # the command line's defaults: 10% of the file for validation
     # The command line's defaults (experiments/train.py): converge on the objective, cap 1000 epochs.
-    cfg = train.TrainConfig(epochs=common.MAX_EPOCHS, tol_on='objective', reg=common.DEFAULT_REG)
+    cfg = config.TrainConfig(epochs=common.MAX_EPOCHS, tol_on='objective', reg=common.DEFAULT_REG)
     t = time.perf_counter()
     result = train.fit(cfg, ds)
     seconds = time.perf_counter() - t

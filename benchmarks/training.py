@@ -33,6 +33,7 @@ def section_training():
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n = 2000 if FLAGS.quick else 10000
@@ -48,7 +49,7 @@ def section_training():
   # machine a neighbour can take a core for a whole fit (a fit here lasts a quarter second).
   fits = 1 if FLAGS.quick else 3
   for loss, sk_loss, lr in (('svm', 'hinge', 0.01), ('softmax', 'log_loss', 0.01)):
-    cfg = train.TrainConfig(loss=loss, batch_size=256, epochs=epochs, learning_rate=lr, reg=1e-4)
+    cfg = config.TrainConfig(loss=loss, batch_size=256, epochs=epochs, learning_rate=lr, reg=1e-4)
     ours_runs, sk_runs = [], []
     for _ in range(fits):
       result = train.fit(cfg, ds)
@@ -148,11 +149,12 @@ def section_sweeps():
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
   from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
 
   ds = data.prepare(data.load('digits'), 'digits')
-  cfg = train.TrainConfig(epochs=10 if FLAGS.quick else 30)
+  cfg = config.TrainConfig(epochs=10 if FLAGS.quick else 30)
   ks = (1, 4, 16) if FLAGS.quick else (1, 4, 16, 64)
   rows, out = [], {}
   base = None

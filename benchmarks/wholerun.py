@@ -145,6 +145,7 @@ def whole_fit(quick):
   """Part 1: whole `train.fit` and whole `SGDClassifier.fit`, examples/s, medians of alternated fits."""
   from sklearn.linear_model import SGDClassifier  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.optim import config
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, epochs, rounds = (2000, 2, 1) if quick else (10000, 10, 5)
@@ -155,7 +156,7 @@ def whole_fit(quick):
   # The same rows as the command line has them: `data.prepare`'s splits, 64-byte aligned, so the
   # CPU device takes them without the copy the plain NumPy arrays above need.
   prepared = data.prepare(data.from_arrays(x, y), 'cifar-shaped', val_fraction=0.0, test_fraction=0.0)
-  cfg = train.TrainConfig(loss='softmax', batch_size=256, epochs=epochs, learning_rate=0.01, reg=1e-4)
+  cfg = config.TrainConfig(loss='softmax', batch_size=256, epochs=epochs, learning_rate=0.01, reg=1e-4)
   epoch_rates = {'cadence': [], 'every': [], 'prepared': []}
 
   def ours(eval_every, label, dataset=ds):
@@ -189,6 +190,7 @@ def whole_fit(quick):
 
 def streaming(quick):
   """Part 2: streamed vs in-memory training on the same `.npy`, epoch and whole-fit examples/s."""
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   n, epochs, rounds = (2000, 3, 1) if quick else (10000, 10, 5)
@@ -197,7 +199,7 @@ def streaming(quick):
     path = os.path.join(tmp, 'x.npy')
     np.save(path, x)
     mapped = np.load(path, mmap_mode='r', allow_pickle=False)
-    cfg = train.TrainConfig(
+    cfg = config.TrainConfig(
       loss='softmax', batch_size=256, epochs=epochs, learning_rate=0.01, eval_every=epochs
     )
     rates = {'stream': [], 'memory': []}
@@ -214,7 +216,7 @@ def streaming(quick):
       {'stream': fit('stream', _dataset(mapped, y), stream=True), 'memory': fit('memory', _dataset(x, y))},
       rounds,
     )
-    block = train.TrainConfig(batch_size=256)
+    block = config.TrainConfig(batch_size=256)
     from linear_jax.datapath import stream  # pylint: disable=import-outside-toplevel
 
     rows = stream.block_rows(block, n, x.shape[1], 4)
@@ -230,12 +232,14 @@ import json, sys, time
 import numpy as np
 from benchmarks import wholerun as b
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 mode, path, labels, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 y = np.load(labels, allow_pickle=False)
 x = np.load(path, mmap_mode='r', allow_pickle=False)
 if mode == 'baseline':
   x, y = np.array(x[:1024]), y[:1024]
-cfg = train.TrainConfig(batch_size=batch, epochs=epochs, eval_every=epochs, stream=mode == 'stream',
+cfg = config.TrainConfig(batch_size=batch, epochs=epochs, eval_every=epochs, stream=mode == 'stream',
                         learning_rate=0.01)
 t = time.perf_counter()
 result = train.fit(cfg, b._dataset(x, y))

@@ -43,16 +43,28 @@ _MODULES = {
 }
 
 
-def __getattr__(name):
-  if name in _MODULES:
-    import importlib  # pylint: disable=import-outside-toplevel
+# The training API, by name, likewise imported on first use.
+_NAMES = {
+  'TrainConfig': 'linear_jax.optim.config',
+  'evaluate': 'linear_jax.training.train',
+  'fit': 'linear_jax.training.train',
+  'optimum': 'linear_jax.training.lbfgs',
+}
 
+
+def __getattr__(name):
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  if name in _MODULES:
     return importlib.import_module(_MODULES[name])
+  if name in _NAMES:
+    return getattr(importlib.import_module(_NAMES[name]), name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = [
   'GRAD_SOURCES',
+  'TrainConfig',
   'GradCheckReport',
   'LOSSES',
   'Loss',
@@ -64,11 +76,14 @@ __all__ = [
   'check_gradients',
   'check_loss_and_grad',
   'custom_vjp_objective',
+  'evaluate',
+  'fit',
   'fold_bias',
   'get_loss',
   'init_params',
   'numerical_grad',
   'objective',
+  'optimum',
   'predict',
   'register_loss',
   'relative_error',

@@ -41,6 +41,7 @@ import numpy as np
 
 import linear_jax as lj
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.runs import plots
 from linear_jax.training import train
 from linear_jax.tuning import sweep
@@ -81,7 +82,7 @@ np.testing.assert_allclose(lj.scores(folded, lj.add_bias_feature(x)), s)
 
 # %%
 digits = data.prepare(data.load('digits'), 'digits', seed=0)
-cfg = train.TrainConfig(loss='softmax', epochs=10, learning_rate=0.1)
+cfg = config.TrainConfig(loss='softmax', epochs=10, learning_rate=0.1)
 fitted = train.fit(cfg, digits)
 accuracy = train.evaluate(cfg, digits, fitted.params)['test_accuracy']
 print(f'test accuracy {accuracy:.3f} after {cfg.epochs} epochs')
@@ -108,7 +109,7 @@ Image(plots.templates(np.asarray(fitted.params.W), digits.image_shape, pictures 
 
 # %%
 blobs = data.prepare(data.load('blobs', num_classes=3), 'blobs', preprocess='none', seed=0)
-blob_params = train.fit(train.TrainConfig(loss='svm', epochs=10), blobs).params
+blob_params = train.fit(config.TrainConfig(loss='svm', epochs=10), blobs).params
 Image(
   plots.decision_regions(
     np.asarray(blob_params.W),
@@ -326,7 +327,7 @@ assert final['1.05 × limit'] > curves['1.05 × limit'][0]  # over it: diverges
 
 # %%
 settings = sweep.grid(list(np.geomspace(1e-3, 10, 12)), [0.0, 1e-3])
-swept = sweep.run_sweep(train.TrainConfig(loss='softmax', epochs=5), digits, settings)
+swept = sweep.run_sweep(config.TrainConfig(loss='softmax', epochs=5), digits, settings)
 best = swept.setting_rows()[swept.best_setting()]
 print('best setting:', {k: best[k] for k in ('learning_rate', 'reg')})
 Image(

@@ -29,6 +29,15 @@ def barrier(name):
     multihost_utils.sync_global_devices(name)
 
 
+def any_process(flag):
+  """`flag` or-ed over every process (one small collective; `flag` itself with one process)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
 def several():
   """Whether this run has several processes (`jax.distributed` is up, with more than one).
 

@@ -110,11 +110,12 @@ def fit_case(case, num_examples=1000, seed=0, features=False, epochs=100, grid=1
   test split), the 2-D data `x`, `y`, and the model's scores on a `grid ×
   grid` mesh over `extent`, for drawing the learned boundary in input space.
   """
+  from linear_jax.optim import config
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   raw = GENERATORS[case](num_examples, 2, seed)
   ds = data.prepare(with_features(raw, case) if features else raw, case, seed=seed)
-  cfg = train.TrainConfig(
+  cfg = config.TrainConfig(
     loss='logistic', optimizer='adam', learning_rate=0.2, epochs=epochs, reg=0.0, batch_size=64, seed=seed
   )
   result = train.fit(cfg, ds)

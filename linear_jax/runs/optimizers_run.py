@@ -16,9 +16,11 @@ import os
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config as config_lib
+from linear_jax.optim import results as results_lib
 from linear_jax.runs import experiment
 from linear_jax.runs import plots
-from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import lbfgs
 from linear_jax.training import train
 
 # `(epochs [T], seconds [T], gap [T], note)` of one contender: f − f* after each pass, why it stopped.
@@ -46,12 +48,12 @@ def runs(budget: int, lr: float, batch: int, full_lr: float) -> dict[str, dict]:
   return {k: {'batch_size': batch, **v} for k, v in out.items()}
 
 
-def run_one(cfg: train.TrainConfig, dataset: data.Dataset, f_star: float) -> Curve:
+def run_one(cfg: config_lib.TrainConfig, dataset: data.Dataset, f_star: float) -> Curve:
   """`(epochs [T], seconds [T], gap [T], note)`: f − f* after each pass (L-BFGS: after each evaluation)."""
   try:
     train.fit(cfg, dataset)  # compiles: the timed run below measures only the work
     result = train.fit(cfg, dataset)
-  except train.Diverged as e:
+  except results_lib.Diverged as e:
     return np.array([]), np.array([]), np.array([]), f'diverged: {e}'
   f = np.array([m['train_loss'] for m in result.history])
   if result.solver:  # L-BFGS: one pass over the data per evaluation of f and ∇f
@@ -99,7 +101,7 @@ def claims(results: Mapping[str, Curve], budget: int) -> dict:
 
 
 def compare(
-  config: train.TrainConfig,
+  config: config_lib.TrainConfig,
   dataset: data.Dataset,
   workdir: str,
   learning_rate: float = 0.3,
@@ -123,7 +125,7 @@ def compare(
     contender (final and best gap, epochs, seconds, why it stopped), the `claims` and the versions.
   """
   base = dataclasses.replace(config, tol_on='none')
-  f_star, _, info = solvers.optimum(base, dataset)
+  f_star, _, info = lbfgs.optimum(base, dataset)
   results, rows = {}, []
   for label, overrides in runs(base.epochs, learning_rate, batch_size, full_batch_lr).items():
     results[label] = run_one(dataclasses.replace(base, **overrides), dataset, f_star)

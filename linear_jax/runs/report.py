@@ -23,11 +23,12 @@ import numpy as np
 from linear_jax.data import datasets as data
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
+from linear_jax.optim import config
 from linear_jax.runs import hard_cases
 from linear_jax.runs import landscape
 from linear_jax.runs import plots
 from linear_jax.runs import report_page
-from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import lbfgs
 from linear_jax.training import train
 from linear_jax.tuning import search
 from linear_jax.tuning import sweep
@@ -42,7 +43,7 @@ def _pct(v: float) -> str:
 def training_and_viewpoints(rep: report_page.Report, tiny: bool, seed: int) -> dict[str, float]:
   """Section 1: softmax on digits (curves, class templates) and the regions of 2-D blobs; the test metrics."""
   digits = data.prepare(data.load('digits'), 'digits', seed=seed)
-  cfg = train.TrainConfig(epochs=5 if tiny else 30, seed=seed)
+  cfg = config.TrainConfig(epochs=5 if tiny else 30, seed=seed)
   result = train.fit(cfg, digits)
   metrics = train.evaluate(cfg, digits, result.params)
   rep.section(
@@ -111,7 +112,7 @@ def sweep_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   digits = data.prepare(data.load('digits'), 'digits', seed=seed)
   lrs = list(np.logspace(-3, 1, 4 if tiny else 12))
   regs = [0.0, 1e-3, 1e-2]
-  cfg = train.TrainConfig(epochs=3 if tiny else 15, seed=seed)
+  cfg = config.TrainConfig(epochs=3 if tiny else 15, seed=seed)
   result = sweep.run_sweep(cfg, digits, sweep.grid(lrs, regs))
   shape = (len(lrs), len(regs))
   plots.sweep_heatmap(
@@ -145,7 +146,7 @@ def sweep_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
 def search_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   """Section 4: random, local and genetic search against gradient descent on one budget."""
   budget = 300 if tiny else 4000
-  cfg = train.TrainConfig(learning_rate=0.1, seed=seed)
+  cfg = config.TrainConfig(learning_rate=0.1, seed=seed)
   problems, rows = {}, []
   for name, ds in (
     ('2-D blobs', data.prepare(data.blobs(600, 2, 3, seed=seed), 'blobs')),
@@ -258,7 +259,7 @@ def descent_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
 def features_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   """Section 7: softmax on raw pixels against an intensity histogram."""
   raw = data.load('digits')
-  cfg = train.TrainConfig(epochs=5 if tiny else 40, learning_rate=0.5, seed=seed)
+  cfg = config.TrainConfig(epochs=5 if tiny else 40, learning_rate=0.5, seed=seed)
   rows = []
   for name, r in (
     ('raw pixels (64)', raw),
@@ -278,8 +279,8 @@ def optimum_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   """f − f* of SGD (constant and decaying rate), full-batch descent and L-BFGS on digits, in float64."""
   ds = data.prepare(data.load('digits'), 'digits', seed=seed)
   budget = 8 if tiny else 60
-  base = train.TrainConfig(reg=1e-2, dtype='float64', epochs=budget, tol_on='none', seed=seed)
-  f_star = solvers.optimum(base, ds)[0]
+  base = config.TrainConfig(reg=1e-2, dtype='float64', epochs=budget, tol_on='none', seed=seed)
+  f_star = lbfgs.optimum(base, ds)[0]
   contenders = {
     'sgd, constant lr 0.3': {'learning_rate': 0.3},
     'sgd, inverse_time decay': {'learning_rate': 0.3, 'schedule': 'inverse_time', 'decay_epochs': budget / 5},

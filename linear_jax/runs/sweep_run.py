@@ -49,7 +49,7 @@ def sweep_and_write(
   """Trains every setting of the grid together and writes the sweep's outputs to `workdir`.
 
   Args:
-    config: a `train.TrainConfig`; the grid replaces its learning rate, reg (and what else it varies).
+    config: a `config.TrainConfig`; the grid replaces its learning rate, reg (and what else it varies).
     dataset: a prepared `data.Dataset`.
     workdir: the folder of sweep.json, sweep.csv (one row per model), settings.csv (with `seeds`: each
       setting's mean and standard deviation over them), heatmap.png, loss_vs_lr.png and curves.png.
@@ -124,7 +124,7 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
   """The L-BFGS regularization path over `regs`, chosen on validation; writes its outputs to `workdir`.
 
   Args:
-    config: a `train.TrainConfig` (its loss, penalty and tolerance; `reg` is replaced by each of `regs`).
+    config: a `config.TrainConfig` (its loss, penalty and tolerance; `reg` is replaced by each of `regs`).
     dataset: a prepared `data.Dataset`.
     workdir: the folder of path.json, path.csv (one row per reg) and path.png.
     regs: the regularization strengths `[R]`.

@@ -8,15 +8,14 @@ iterations, or when the line search can no longer lower f (the precision
 floor). L-BFGS needs a gradient everywhere, so only smooth losses (a `Loss`
 record without `kinks`) with the l2 penalty are accepted.
 
-A training split that streams (`stream.should_stream`) cannot sit inside one
-compiled loop: each evaluation of f and ∇f is a host loop over blocks
-(`stream.make_objective_fn`). `minimize_host` then drives scipy's L-BFGS-B
-from the host, with the same stopping test.
+A training split that streams cannot sit inside one compiled loop: each
+evaluation of f and ∇f is a host loop over blocks. `minimize_host` then drives
+scipy's L-BFGS-B from the host, with the same stopping test. Which of the two
+serves a run is the data path's choice (`datapath.factory`); this module knows
+nothing of rows, files or devices.
 """
 
-import dataclasses
 import functools
-import time
 from typing import NamedTuple
 
 import jax
@@ -26,13 +25,11 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from linear_jax.datapath import stream
 from linear_jax.maths import grad_sources
 from linear_jax.maths import losses
 from linear_jax.optim import convergence
 from linear_jax.optim import results
 from linear_jax.optim import step
-from linear_jax.training import preemption
 
 
 def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs'):
@@ -200,6 +197,34 @@ def minimize_host(
 
   flat, unravel = flatten_util.ravel_pytree(params)
   dtype = flat.dtype
+  fun, callback, last, records = _host_callbacks(
+    value_and_grad, unravel, dtype, max_iter, on_iteration, should_stop
+  )
+  res = scipy.optimize.minimize(
+    fun,
+    np.asarray(flat, np.float64),
+    jac=True,
+    method='L-BFGS-B',
+    callback=callback,
+    options={
+      **HOST_OPTIONS,
+      'gtol': float(tol),
+      'maxiter': int(max_iter),
+      'maxcor': int(memory_size_for(params) if memory_size is None else memory_size),
+    },
+  )
+  info = _host_info(res, last, records, tol, max_iter, dtype)
+  return unravel(jnp.asarray(res.x, dtype)), info
+
+
+def _host_callbacks(value_and_grad, unravel, dtype, max_iter, on_iteration, should_stop):
+  """`(fun, callback, last, records)`: scipy's objective and iteration callback, and what they record.
+
+  `fun(z) -> (f, ∇f)` on flat float64 `[P]` vectors; `callback` counts the
+  iterations, tells `on_iteration` and raises `StopIteration` when
+  `should_stop()`. `last` holds the last evaluation and the counts;
+  `records = (values, grad_norms, fevals_at)`, each `[max_iter + 1]`.
+  """
   values = np.full(max_iter + 1, np.nan)
   grad_norms = np.full(max_iter + 1, np.nan)
   fevals_at = np.zeros(max_iter + 1, np.int32)
@@ -229,23 +254,16 @@ def minimize_host(
       last['stopped'] = True
       raise StopIteration  # scipy ends the solve at this iterate
 
-  res = scipy.optimize.minimize(
-    fun,
-    np.asarray(flat, np.float64),
-    jac=True,
-    method='L-BFGS-B',
-    callback=callback,
-    options={
-      **HOST_OPTIONS,
-      'gtol': float(tol),
-      'maxiter': int(max_iter),
-      'maxcor': int(memory_size_for(params) if memory_size is None else memory_size),
-    },
-  )
+  return fun, callback, last, (values, grad_norms, fevals_at)
+
+
+def _host_info(res, last, records, tol, max_iter, dtype):
+  """The `LbfgsInfo` (NumPy fields, in `dtype`) of scipy's result `res` and the callbacks' `records`."""
+  values, grad_norms, fevals_at = records
   iterations = last['iterations']
   grad_norm = float(np.max(np.abs(res.jac), initial=0.0))
   converged = grad_norm <= tol
-  info = LbfgsInfo(
+  return LbfgsInfo(
     iterations=np.int32(iterations),
     fevals=np.int32(last['fevals']),
     grad_norm=np.asarray(grad_norm, dtype),
@@ -256,7 +274,6 @@ def minimize_host(
     grad_norms=grad_norms.astype(dtype),
     fevals_at=fevals_at,
   )
-  return unravel(jnp.asarray(res.x, dtype)), info
 
 
 @functools.partial(jax.jit, static_argnames=('structure', 'max_iter', 'memory_size'))
@@ -294,255 +311,6 @@ def solve(cfg, params, x, y, hp, weights=None, tol=None, max_iter=None, memory_s
     max_iter=int(max_iter),
     memory_size=int(memory_size),
   )
-
-
-def check_lbfgs(cfg, streamed=False):
-  """The host-side checks of an L-BFGS fit (`ValueError` naming the flag).
-
-  With `--parallel=shard_map` L-BFGS splits the training rows over the
-  devices (`spread_rows`), or each streamed block (`streamed`); pmap has no
-  L-BFGS, and several processes share one only over streamed blocks.
-  """
-  check_smooth(cfg.loss, cfg.penalty, cfg.reg)
-  if cfg.parallel == 'pmap':
-    raise ValueError(
-      '--optimizer=lbfgs has no --parallel=pmap; use --parallel=shard_map, which splits the training '
-      'rows over the devices, or drop --parallel.'
-    )
-  if cfg.parallel == 'shard_map' and not streamed and jax.process_count() > 1:
-    raise ValueError(
-      '--optimizer=lbfgs over several processes streams the training split: add --stream (each process '
-      'then reads its own rows).'
-    )
-
-
-def spread_rows(cfg, x, y, weights=None):
-  """`(x, y, weights)` with the rows split over the devices under `--parallel=shard_map`.
-
-  As they are otherwise (one device, or several processes). The rows are
-  padded to a multiple of the device count with weight 0 (the weights are 1
-  where there were none), so the weighted mean is the mean over the real
-  rows; the padding is one transient copy on the first device. The solver's
-  products then run where the rows are, and XLA adds the devices' sums.
-  """
-  where = stream.placement(cfg)
-  if where is None:
-    return x, y, weights
-  pad = -x.shape[0] % where.devices
-  w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
-  padded = lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
-  return jax.device_put(tuple(padded(a) for a in (x, y, w)), where.split)
-
-
-def host_weights(dataset, split, dtype, weights=None):
-  """Sample weights as a checked host array of `dtype`: `weights`, else `Dataset.w_<split>`, else `None`."""
-  w = getattr(dataset, f'w_{split}', None) if weights is None else weights
-  if w is None:
-    return None
-  w = np.asarray(w, np.float64)
-  n = len(getattr(dataset, f'x_{split}'))
-  if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or not w.sum() > 0:
-    raise ValueError(
-      f'sample weights of the {split} split must be {n} finite values >= 0, not all 0; '
-      f'got shape {w.shape}, min {w.min() if w.size else None}.'
-    )
-  return w.astype(jnp.dtype(dtype))
-
-
-def device_weights(dataset, split, dtype, weights=None):
-  """Sample weights as a device array: `weights`, else the split's `Dataset.w_<split>`, else `None`."""
-  w = host_weights(dataset, split, dtype, weights)
-  return None if w is None else jnp.asarray(w)
-
-
-def _iteration_metrics(t, value, grad_norm, fevals, initial):
-  """The history line of L-BFGS iteration `t` (the first one also carries the starting objective)."""
-  m = {'epoch': t, 'train_loss': float(value), 'train_grad_norm': float(grad_norm), 'fevals': int(fevals)}
-  if t == 1:
-    m['initial_loss'] = float(initial)
-  return m
-
-
-def _fit_result(params, info, history, seconds, streamed, interrupted=False):
-  """The `FitResult` of an L-BFGS fit whose `LbfgsInfo` is `info` (NumPy fields)."""
-  iters = int(info.iterations)
-  reason = 'converged' if info.converged else ('stalled' if info.stalled else 'max_epochs')
-  if interrupted and not info.converged:
-    reason = 'interrupted'
-  return results.FitResult(
-    params=params,
-    best_params=params,
-    history=history,
-    best_epoch=iters,
-    streamed=streamed,
-    interrupted=reason == 'interrupted',
-    stop_reason=reason,
-    solver={
-      'iterations': iters,
-      'fevals': int(info.fevals),
-      'grad_norm': float(info.grad_norm),
-      'objective': float(info.value),
-      'converged': bool(info.converged),
-      'seconds': seconds,
-    },
-  )
-
-
-def fit_lbfgs(cfg, dataset, on_epoch=None):
-  """`train.fit` for `cfg.optimizer == 'lbfgs'`: full-batch L-BFGS from the usual initial weights.
-
-  `cfg.epochs` caps the iterations and `cfg.tol` is the gradient-norm target
-  (`cfg.tol_on` and `cfg.batch_size` do not apply). `on_epoch` is called once
-  per iteration after the solve, with the objective, gradient norm and
-  evaluations so far; the last call also has the full metrics of `fit`.
-
-  When the training split streams (`stream.should_stream`: `cfg.stream`, a
-  `stream.prepare`d dataset, or data larger than memory), see
-  `fit_lbfgs_streamed`.
-
-  Returns:
-    A `train.FitResult` whose `solver` holds iterations, function evaluations,
-    the final gradient norm and whether it converged.
-  """
-  if stream.should_stream(cfg, dataset):
-    return fit_lbfgs_streamed(cfg, dataset, on_epoch)
-  check_lbfgs(cfg)
-  arrays = stream.device_data(cfg, dataset)
-  x, y = arrays['train']
-  hp = step.hparams(cfg)
-  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
-  t0 = time.perf_counter()
-  xs, ys, ws = spread_rows(cfg, x, y, device_weights(dataset, 'train', x.dtype))
-  params, info = solve(cfg, params, xs, ys, hp, ws)
-  info = jax.tree.map(np.asarray, info)  # waits for the solve
-  seconds = time.perf_counter() - t0
-  if not np.isfinite(info.value):
-    raise results.Diverged(f'L-BFGS reached a non-finite objective after {int(info.iterations)} iterations.')
-  iters = int(info.iterations)
-  eval_fn = step.compiled_eval_fn(cfg)
-  history = []
-  for i in range(1, iters + 1):
-    m = _iteration_metrics(i, info.values[i], info.grad_norms[i], info.fevals_at[i], info.values[0])
-    if i == iters:
-      splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
-      for split in splits:
-        w_split = device_weights(dataset, split, x.dtype)  # the weighted objective, as train.fit reports
-        m.update({f'{split}_{k}': float(v) for k, v in eval_fn(params, *arrays[split], hp, w_split).items()})
-      m['seconds'] = seconds
-      m['examples_per_s'] = int(info.fevals) * len(x) / seconds
-    history.append(m)
-    if on_epoch:
-      on_epoch(m)
-  return _fit_result(params, info, history, seconds, streamed=False)
-
-
-def fit_lbfgs_streamed(cfg, dataset, on_epoch=None):
-  """`fit_lbfgs` over a training split that streams: scipy's L-BFGS-B on streamed evaluations.
-
-  Every evaluation of f and ∇f is one full pass over the training split in
-  blocks (`stream.make_objective_fn`: the blocks' sums weighted by their
-  share of the rows, or of the sample weights, added over processes,
-  standardized on the device for a `stream.prepare`d dataset), in the
-  training dtype; `minimize_host` drives L-BFGS-B from the
-  host with the in-memory solver's stopping test, `‖∇f‖_∞ ≤ tol`. The final
-  metrics are streamed too (`stream.make_eval_fn`). With
-  `--parallel=shard_map` each block's rows are split over the devices
-  (`stream.placement`). `on_epoch` is called as
-  the iterations go, one behind (an iteration's line is written when the next
-  one is reached; the last, with the full metrics, after the solve). Each
-  evaluation is a pass over a file that may be larger than memory, so a stop
-  signal (`preemption`: SIGTERM, SIGINT) ends the solve after the iteration
-  in progress, with `stop_reason='interrupted'` and that iterate's
-  parameters (L-BFGS keeps no checkpoint: a new run starts again).
-
-  Sample weights (`Dataset.w_train`) make it the weighted mean, as in memory.
-
-  Returns:
-    A `train.FitResult` as `fit_lbfgs`'s, with `streamed=True`.
-  """
-  check_lbfgs(cfg, streamed=True)
-  arrays = stream.host_splits(cfg, dataset)
-  x, y = arrays['train']
-  affine = stream.affine(dataset)
-  w = host_weights(dataset, 'train', cfg.dtype)
-  objective = stream.make_objective_fn(cfg, x, y, affine, w)
-  hp = step.hparams(cfg)
-  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
-  history, pending = [], []
-
-  def emit(m):
-    history.append(m)
-    if on_epoch:
-      on_epoch(m)
-
-  def on_iteration(t, values, grad_norms, fevals_at):
-    if pending:  # the iteration before is not the last: its line is complete
-      emit(pending.pop())
-    pending.append(_iteration_metrics(t, values[t], grad_norms[t], fevals_at[t], values[0]))
-
-  t0 = time.perf_counter()
-  params, info = minimize_host(
-    lambda p: objective(p, hp),
-    params,
-    convergence.tol(cfg),
-    cfg.epochs,
-    memory_size_for(params),
-    on_iteration,
-    should_stop=preemption.stop_requested,  # SIGTERM / SIGINT: stop after the iteration in progress
-  )
-  seconds = time.perf_counter() - t0
-  if not np.isfinite(info.value):
-    raise results.Diverged(f'L-BFGS reached a non-finite objective after {int(info.iterations)} iterations.')
-  if pending:
-    m = pending.pop()
-    eval_fn = stream.make_eval_fn(cfg, affine)
-    for split in ('train', 'val') if len(arrays['val'][0]) else ('train',):
-      out = eval_fn(params, *arrays[split], hp, host_weights(dataset, split, cfg.dtype))
-      m.update({f'{split}_{k}': float(v) for k, v in jax.device_get(out).items()})
-    m['seconds'] = seconds
-    m['examples_per_s'] = int(info.fevals) * len(x) / seconds
-    emit(m)
-  stopped = not info.converged and not info.stalled and int(info.iterations) < cfg.epochs
-  return _fit_result(params, info, history, seconds, streamed=True, interrupted=stopped)
-
-
-def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
-  """f* = min f(W) of `cfg`'s objective on the training split, and the `Params` reaching it.
-
-  L-BFGS to a tight tolerance, in float64 when `jax_enable_x64` is on (else in
-  `cfg.dtype`, which limits f* to float32 precision, about 1e-7 relative).
-  A training split that streams (`stream.should_stream`) is never loaded
-  whole: f* comes from `minimize_host` over streamed evaluations.
-
-  Args:
-    cfg: a `TrainConfig` with a smooth loss (see `check_smooth`).
-    dataset: a `data.Dataset` (its `w_train`, if any, weights the mean).
-    tol: gradient-norm target; default 1e-10 in float64, 1e-6 in float32.
-    max_iter: iteration cap.
-    weights: optional `[N]` sample weights of the training split (instead
-      of `dataset.w_train`); the mean becomes `Σ w L / Σ w`.
-
-  Returns:
-    `(f_star: float, params, LbfgsInfo)`.
-  """
-  check_smooth(cfg.loss, cfg.penalty, cfg.reg, what='f* (the L-BFGS reference)')
-  dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
-  cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
-  tol = (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol
-  hp = step.hparams(cfg)
-  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
-  if stream.should_stream(cfg, dataset):  # over the blocks, as the run it is the reference of
-    x, y = stream.host_splits(cfg, dataset)['train']
-    w = host_weights(dataset, 'train', cfg.dtype, weights)
-    objective = stream.make_objective_fn(cfg, x, y, stream.affine(dataset), w)
-    params, info = minimize_host(lambda p: objective(p, hp), params, tol, max_iter, memory_size_for(params))
-    return float(info.value), params, info
-  arrays = stream.device_data(cfg, dataset)
-  x, y = arrays['train']
-  params, info = solve(
-    cfg, params, x, y, hp, device_weights(dataset, 'train', x.dtype, weights), tol, max_iter
-  )
-  return float(info.value), params, jax.tree.map(np.asarray, info)
 
 
 def ridge_closed_form(x, y, reg, weights=None):

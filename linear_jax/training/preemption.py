@@ -79,14 +79,9 @@ def signal_name():
 
 def stop_requested():
   """Whether to stop now: this process's flag, or-ed over every process of a multi-process run."""
-  import jax  # pylint: disable=import-outside-toplevel
+  from linear_jax.datapath import factory  # pylint: disable=import-outside-toplevel
 
-  if jax.process_count() == 1:
-    return requested()
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-
-  return bool(np.any(multihost_utils.process_allgather(np.int32(requested()))))
+  return factory.any_process(requested())
 
 
 def wait(tree):
@@ -102,7 +97,9 @@ def wait(tree):
   """
   import jax  # pylint: disable=import-outside-toplevel
 
-  if not _handling or jax.process_count() > 1:  # processes stop together, at step boundaries
+  from linear_jax.datapath import factory  # pylint: disable=import-outside-toplevel
+
+  if not _handling or not factory.stops_alone():  # processes stop together, at step boundaries
     jax.block_until_ready(tree)
     return True
   done = threading.Event()

@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
-from linear_jax.datapath import stream
+from linear_jax.datapath import factory as datapath
 from linear_jax.maths import grads
 from linear_jax.maths import losses
 from linear_jax.maths import model
@@ -106,79 +106,108 @@ def minimize_batched(fun, theta, tol, max_iter, memory_size=10, max_linesearch=3
   Returns:
     The final `PathState`. Pure and jittable.
   """
-  k, p = theta.shape
-  value, grad = fun(theta)
-  zeros = jnp.zeros((memory_size, k, p), theta.dtype)
-  gnorm = lambda g: jnp.max(jnp.abs(g), axis=-1)
-  state = PathState(
-    theta,
-    value,
-    grad,
-    zeros,
-    zeros,
-    jnp.zeros((memory_size, k), theta.dtype),
-    gnorm(grad) <= tol,
-    jnp.zeros((k,), jnp.int32),
-    jnp.int32(1),
-    jnp.int32(0),
-  )
+  state = _initial_state(fun, theta, tol, memory_size)
 
   def cond(st):
     return (st.it < max_iter) & ~jnp.all(st.done)
 
   def body(st):
     active = ~st.done
-    d = two_loop(st.grad, st.s, st.y, st.rho)
-    slope = _dot(st.grad, d)
-    # Not a descent direction (a stale curvature pair): fall back to steepest descent.
-    bad = ~(slope < 0)
-    d = jnp.where(bad[:, None], -st.grad / jnp.maximum(_norm2(st.grad), 1e-30)[:, None], d)
-    slope = jnp.where(bad, _dot(st.grad, d), slope)
-
-    def ls_cond(ls):
-      t, accepted, _, _, n = ls
-      return (n < max_linesearch) & jnp.any(active & ~accepted)
-
-    def ls_body(ls):
-      t, accepted, new_value, new_grad, n = ls
-      v, g = fun(st.theta + t[:, None] * d)
-      ok = ~accepted & (v <= st.value + c1 * t * slope) & jnp.isfinite(v)
-      new_value = jnp.where(ok, v, new_value)
-      new_grad = jnp.where(ok[:, None], g, new_grad)
-      accepted = accepted | ok
-      return jnp.where(accepted, t, 0.5 * t), accepted, new_value, new_grad, n + 1
-
-    t0 = jnp.ones((k,), theta.dtype)
-    t, accepted, new_value, new_grad, n = jax.lax.while_loop(
-      ls_cond, ls_body, (t0, ~active, st.value, st.grad, jnp.int32(0))
-    )
-    moved = active & accepted
-    new_theta = jnp.where(moved[:, None], st.theta + t[:, None] * d, st.theta)
-    s_new, y_new = new_theta - st.theta, new_grad - st.grad
-    sy = _dot(s_new, y_new)
-    keep = moved & (sy > 1e-10 * _dot(y_new, y_new))  # curvature condition, else skip the pair
-    push = lambda buf, new: jnp.where(keep[None, :, None], jnp.concatenate([buf[1:], new[None]]), buf)
-    rho_new = jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0)
-    rho = jnp.where(keep[None], jnp.concatenate([st.rho[1:], rho_new[None]]), st.rho)
-    # At the precision floor the search halves on rounding noise and f no longer falls
-    # measurably: stop there rather than pay a long search every iteration.
-    noise = st.value - new_value <= 16 * jnp.finfo(theta.dtype).eps * jnp.abs(st.value)
-    floor = moved & (t < 1) & noise
-    done = st.done | (moved & (gnorm(new_grad) <= tol)) | (active & ~accepted) | floor
-    return PathState(
-      new_theta,
-      new_value,
-      new_grad,
-      push(st.s, s_new),
-      push(st.y, y_new),
-      rho,
-      done,
-      st.iterations + active.astype(jnp.int32),
-      st.fevals + n,
-      st.it + 1,
-    )
+    d, slope = _descent_direction(st)
+    search = _armijo_search(fun, st, d, slope, active, max_linesearch, c1)
+    return _next_state(st, d, search, active, tol)
 
   return jax.lax.while_loop(cond, body, state)
+
+
+def _gnorm(g):
+  """`[K]` gradient norms `‖g‖_∞` of `[K, P]` gradients."""
+  return jnp.max(jnp.abs(g), axis=-1)
+
+
+def _initial_state(fun, theta, tol, memory_size):
+  """The `PathState` at the `[K, P]` starting points `theta`: one evaluation, no curvature pairs."""
+  k, p = theta.shape
+  value, grad = fun(theta)
+  zeros = jnp.zeros((memory_size, k, p), theta.dtype)
+  return PathState(
+    theta,
+    value,
+    grad,
+    zeros,
+    zeros,
+    jnp.zeros((memory_size, k), theta.dtype),
+    _gnorm(grad) <= tol,
+    jnp.zeros((k,), jnp.int32),
+    jnp.int32(1),
+    jnp.int32(0),
+  )
+
+
+def _descent_direction(st):
+  """`(d, slope)`: the `[K, P]` L-BFGS directions (steepest descent where not downhill), `[K]` `<g, d>`."""
+  d = two_loop(st.grad, st.s, st.y, st.rho)
+  slope = _dot(st.grad, d)
+  # Not a descent direction (a stale curvature pair): fall back to steepest descent.
+  bad = ~(slope < 0)
+  d = jnp.where(bad[:, None], -st.grad / jnp.maximum(_norm2(st.grad), 1e-30)[:, None], d)
+  slope = jnp.where(bad, _dot(st.grad, d), slope)
+  return d, slope
+
+
+def _armijo_search(fun, st, d, slope, active, max_linesearch, c1):
+  """`(t, accepted, value, grad, n)`: Armijo backtracking along `d` for the `[K]` `active` models at once.
+
+  `t` `[K]` are the steps, `accepted` `[K]` whether each met the Armijo test
+  within `max_linesearch` halvings, `value` `[K]` and `grad` `[K, P]` at the
+  accepted points, `n` the batched evaluations it took.
+  """
+
+  def ls_cond(ls):
+    t, accepted, _, _, n = ls
+    return (n < max_linesearch) & jnp.any(active & ~accepted)
+
+  def ls_body(ls):
+    t, accepted, new_value, new_grad, n = ls
+    v, g = fun(st.theta + t[:, None] * d)
+    ok = ~accepted & (v <= st.value + c1 * t * slope) & jnp.isfinite(v)
+    new_value = jnp.where(ok, v, new_value)
+    new_grad = jnp.where(ok[:, None], g, new_grad)
+    accepted = accepted | ok
+    return jnp.where(accepted, t, 0.5 * t), accepted, new_value, new_grad, n + 1
+
+  t0 = jnp.ones((st.theta.shape[0],), st.theta.dtype)
+  return jax.lax.while_loop(ls_cond, ls_body, (t0, ~active, st.value, st.grad, jnp.int32(0)))
+
+
+def _next_state(st, d, search, active, tol):
+  """The `PathState` after one iteration: the accepted steps taken, their curvature pairs kept."""
+  t, accepted, new_value, new_grad, n = search
+  moved = active & accepted
+  new_theta = jnp.where(moved[:, None], st.theta + t[:, None] * d, st.theta)
+  s_new, y_new = new_theta - st.theta, new_grad - st.grad
+  sy = _dot(s_new, y_new)
+  keep = moved & (sy > 1e-10 * _dot(y_new, y_new))  # curvature condition, else skip the pair
+  push = lambda buf, new: jnp.where(keep[None, :, None], jnp.concatenate([buf[1:], new[None]]), buf)
+  rho_new = jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0)
+  rho = jnp.where(keep[None], jnp.concatenate([st.rho[1:], rho_new[None]]), st.rho)
+  # At the precision floor the search halves on rounding noise and f no longer falls
+  # measurably: stop there rather than pay a long search every iteration.
+  noise = st.value - new_value <= 16 * jnp.finfo(st.theta.dtype).eps * jnp.abs(st.value)
+  floor = moved & (t < 1) & noise
+  done = st.done | (moved & (_gnorm(new_grad) <= tol)) | (active & ~accepted) | floor
+  return PathState(
+    new_theta,
+    new_value,
+    new_grad,
+    push(st.s, s_new),
+    push(st.y, y_new),
+    rho,
+    done,
+    st.iterations + active.astype(jnp.int32),
+    st.fevals + n,
+    st.it + 1,
+  )
 
 
 @dataclasses.dataclass
@@ -221,7 +250,7 @@ def batched_value_and_grad(cfg, x, y, hp, regs, weights, W, b):
   Args:
     cfg: a `TrainConfig` (loss, penalty, grad).
     x: `[N, D]` inputs; y: the targets.
-    hp: `train.HParams` (the loss's hyperparameters are read; shared by all K).
+    hp: `step.HParams` (the loss's hyperparameters are read; shared by all K).
     regs: `[K]` regularization strengths.
     weights: optional `[N]` sample weights.
     W: `[K, C, D]` weights (bias column last in bias-trick form); b: `[K, C]` or `None`.
@@ -334,6 +363,28 @@ def fit_path(
     A `PathResult` (in the order of `regs`; `fevals` counts evaluations of one
     model for `'warm'`, batched evaluations of all K for `'batched'`).
   """
+  cfg, regs = _path_config(cfg, dataset, regs, method, warm_min_iter)
+  tol = convergence.tol(cfg) if tol is None else tol
+  max_iter = cfg.epochs if max_iter is None else max_iter
+  path = datapath.make(cfg, dataset, resident=True, train_weights=weights)  # K models in one program
+  arrays = path.arrays
+  x = arrays['train'][0]
+  hp = step.hparams(cfg)
+  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
+  flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
+  rows = path.solver_rows()  # --parallel=shard_map: the rows over the devices
+  static = _static_args(cfg, params, len(regs), method, max_iter, memory_size)
+  t0 = time.perf_counter()
+  if method == 'warm':
+    solved = _solve_warm_path(params, rows, hp, regs, tol, x.dtype, warm_min_iter, static)
+  else:
+    solved = _solve_batched_path(flat, params, rows, hp, regs, tol, x.dtype, static)
+  seconds = time.perf_counter() - t0
+  return _path_result(cfg, arrays, regs, hp, unravel, solved, tol, seconds)
+
+
+def _path_config(cfg, dataset, regs, method, warm_min_iter):
+  """`(cfg, regs)`: an L-BFGS `cfg` at the strongest of `regs`, and `regs` as `[K]` float64; all checked."""
   if method not in METHODS:
     raise ValueError(f'method must be one of {", ".join(METHODS)}, got {method!r}.')
   if warm_min_iter is not None and method != 'warm':
@@ -344,47 +395,63 @@ def fit_path(
   cfg = dataclasses.replace(cfg, optimizer='lbfgs', reg=float(regs.max()))
   train.check_fit(cfg, dataset)
   solvers.check_smooth(cfg.loss, cfg.penalty, float(regs.max()))
-  tol = convergence.tol(cfg) if tol is None else tol
-  max_iter = cfg.epochs if max_iter is None else max_iter
-  arrays = stream.device_data(cfg, dataset)
-  x, y = arrays['train']
-  hp = step.hparams(cfg)
-  params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
-  flat, unravel = ravel_pytree(params)  # the layout both programs return theta in
-  k = len(regs)
-  w_dev = solvers.device_weights(dataset, 'train', x.dtype, weights)
-  xs, ys, ws = solvers.spread_rows(cfg, x, y, w_dev)  # --parallel=shard_map: the rows over the devices
+  return cfg, regs
+
+
+def _static_args(cfg, params, k, method, max_iter, memory_size):
+  """The static arguments of `_solve_warm` and `_solve_batched`: structure, iteration cap and memory."""
   if memory_size is None:  # the batched program keeps pairs for all K models at once
     memory_size = solvers.memory_size_for([params] * (k if method == 'batched' else 1))
-  static = dict(structure=step.structural(cfg), max_iter=int(max_iter), memory_size=int(memory_size))
-  t0 = time.perf_counter()
-  if method == 'warm':
-    order = np.argsort(-regs, kind='stable')  # strongest first: each solution starts the next solve
-    min_iter = WARM_MIN_ITER if warm_min_iter is None else int(warm_min_iter)
-    out = _solve_warm(
-      params,
-      xs,
-      ys,
-      hp,
-      jnp.asarray(regs[order], x.dtype),
-      ws,
-      jnp.asarray(tol, x.dtype),
-      min_iter=min_iter,
-      **static,
-    )
-    theta, value, grad_norm, iterations, fevals = (np.asarray(a)[np.argsort(order)] for a in out)
-    fevals = int(fevals.sum())
-  else:
-    theta = jnp.broadcast_to(flat, (k, flat.size))
-    regs_dev = jnp.asarray(regs, x.dtype)
-    st = _solve_batched(theta, xs, ys, hp, regs_dev, ws, jnp.asarray(tol, x.dtype), params, **static)
-    st = jax.tree.map(np.asarray, st)
-    theta, value, iterations, fevals = st.theta, st.value, st.iterations, int(st.fevals)
-    grad_norm = np.max(np.abs(st.grad), axis=-1)
-  seconds = time.perf_counter() - t0
+  return dict(structure=step.structural(cfg), max_iter=int(max_iter), memory_size=int(memory_size))
+
+
+def _solve_warm_path(params, rows, hp, regs, tol, dtype, warm_min_iter, static):
+  """`(theta [K, P], value [K], grad_norm [K], iterations [K], fevals)` of the warm-started solves.
+
+  In the order of `regs`; `fevals` counts evaluations of one model.
+  """
+  xs, ys, ws = rows
+  order = np.argsort(-regs, kind='stable')  # strongest first: each solution starts the next solve
+  min_iter = WARM_MIN_ITER if warm_min_iter is None else int(warm_min_iter)
+  out = _solve_warm(
+    params,
+    xs,
+    ys,
+    hp,
+    jnp.asarray(regs[order], dtype),
+    ws,
+    jnp.asarray(tol, dtype),
+    min_iter=min_iter,
+    **static,
+  )
+  theta, value, grad_norm, iterations, fevals = (np.asarray(a)[np.argsort(order)] for a in out)
+  return theta, value, grad_norm, iterations, int(fevals.sum())
+
+
+def _solve_batched_path(flat, params, rows, hp, regs, tol, dtype, static):
+  """`(theta [K, P], value [K], grad_norm [K], iterations [K], fevals)` of the K solves in lock-step.
+
+  All K start from `flat` `[P]`; `fevals` counts batched evaluations of all K.
+  """
+  xs, ys, ws = rows
+  k = len(regs)
+  theta = jnp.broadcast_to(flat, (k, flat.size))
+  regs_dev = jnp.asarray(regs, dtype)
+  st = _solve_batched(theta, xs, ys, hp, regs_dev, ws, jnp.asarray(tol, dtype), params, **static)
+  st = jax.tree.map(np.asarray, st)
+  theta, value, iterations, fevals = st.theta, st.value, st.iterations, int(st.fevals)
+  grad_norm = np.max(np.abs(st.grad), axis=-1)
+  return theta, value, grad_norm, iterations, fevals
+
+
+def _path_result(cfg, arrays, regs, hp, unravel, solved, tol, seconds):
+  """The `PathResult` of the `solved` K models, with every non-empty split's metrics."""
+  theta, value, grad_norm, iterations, fevals = solved
+  k = len(regs)
+  dtype = arrays['train'][0].dtype
   stacked = jax.vmap(unravel)(jnp.asarray(theta))
   eval_fn = jax.vmap(step.make_eval_fn(cfg), in_axes=(0, None, None, 0))
-  hps = jax.tree.map(lambda a: jnp.broadcast_to(a, (k,)), hp)._replace(reg=jnp.asarray(regs, x.dtype))
+  hps = jax.tree.map(lambda a: jnp.broadcast_to(a, (k,)), hp)._replace(reg=jnp.asarray(regs, dtype))
   metrics = {}
   for split in ('train', 'val', 'test'):
     if len(arrays[split][0]):

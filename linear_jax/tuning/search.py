@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from linear_jax.datapath import stream
+from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.optim import step
 from linear_jax.training import train
 from linear_jax.tuning import search_state
 
@@ -240,11 +241,11 @@ def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=s
     raise ValueError(f'budget {budget} is less than one gradient evaluation ({GRADIENT_COST}).')
   x, targets = jnp.asarray(x), jnp.asarray(targets)
   n = x.shape[0]
-  steps, _ = train.steps_per_epoch(cfg, n)
-  hp = train.hparams(cfg)
-  epoch = train.make_epoch_fn(cfg, n)
+  steps, _ = step.steps_per_epoch(cfg, n)
+  hp = step.hparams(cfg)
+  epoch = step.make_epoch_fn(cfg, n)
   loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
-  opt_state = train.make_optimizer(cfg, hp, steps).init(init)
+  opt_state = step.make_optimizer(cfg, hp, steps).init(init)
 
   def body(carry, k):
     params, opt_state = carry
@@ -307,11 +308,11 @@ def compare(
 
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
   train.check_fit(cfg, dataset)
-  # As training has it: a `stream.prepare`d dataset is standardized on the device.
-  x, y = stream.device_data(cfg, dataset, ('train',))['train']
+  # The rows on the device as training has them (a `stream.prepare`d dataset standardized there).
+  x, y = datapath.make(cfg, dataset, resident=True).resident_split('train')
   loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
   key = jax.random.PRNGKey(cfg.seed)
-  init = model.init_params(key, dataset.num_features, train.num_outputs(cfg, dataset), 1e-3)
+  init = model.init_params(key, dataset.num_features, step.num_outputs(cfg, dataset), 1e-3)
   seg = segments.run if segments else search_state.in_one
   methods = {
     'random search': lambda: random_search(loss_fn, key, init, budget, init_scale, run_segments=seg),

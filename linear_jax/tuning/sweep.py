@@ -23,12 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from linear_jax.datapath import parallel
-from linear_jax.datapath import stream
+from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.optim import results
 from linear_jax.optim import step
-from linear_jax.solvers import lbfgs as solvers
 from linear_jax.training import preemption
 from linear_jax.training import train
 from linear_jax.tuning import sweep_state
@@ -307,7 +305,7 @@ def _clean(v):
 
 def _run_chunk(
   cfg,
-  arrays,
+  path,
   settings,
   num_features,
   num_outputs,
@@ -316,42 +314,28 @@ def _run_chunk(
   total,
   progress=None,
   after_epoch=None,
-  dataset_weights=None,
 ):
+  """Trains the `[K]` models of `settings` (one seed) together for `cfg.epochs`, from `progress` if given.
+
+  Returns:
+    `(params, history, final, best, best_epoch, diverged_at)`, each with a
+    leading model axis `[K]` (`history`: a list of per-epoch metric dicts).
+  """
+  arrays = path.arrays
   x, y = arrays['train']
   n = x.shape[0]
   k = len(settings)
   steps, _ = step.steps_per_epoch(cfg, n)
   dt = jnp.dtype(cfg.dtype)
-  each = [step.hparams(cfg, dt, **{h: v for h, v in s.items() if h != 'seed'}) for s in settings]
-  hp = jax.tree.map(lambda *a: jnp.stack(a), *each)
-  params, opt_state = step.init_state(cfg, num_features, num_outputs, step.hparams(cfg), steps)
-  stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
-  params, opt_state = stack(params), stack(opt_state)
-  weights = {s: solvers.device_weights(dataset_weights, s, x.dtype) for s in ('train', 'val')}
+  hp, params, opt_state = _stacked_models(cfg, settings, num_features, num_outputs, steps, dt)
+  weights = {s: path.weights(s) for s in ('train', 'val')}
   epoch_fn, eval_fn = compiled_sweep_fns(cfg, n, weights['train'] is not None)
   w_args = () if weights['train'] is None else (weights['train'],)  # with --parallel: on every device
   diverged_at = jnp.full((k,), -1, jnp.int32)
-  if cfg.parallel != 'none':  # the model axis spread over the devices
-    params, opt_state, hp, diverged_at = parallel.shard_models(
-      (params, opt_state, hp, diverged_at), cfg.num_devices
-    )
-  if progress is None:
-    initial = np.asarray(eval_fn(params, x, y, hp, weights['train'])['loss'])
-    limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
-    history, best, best_epoch, start = [], {'score': np.full(k, -np.inf)}, np.zeros(k, int), 0
-  else:  # resumed (sweep_state.py): the state after the chunk's last checkpointed epoch
-    p = progress
-    params, opt_state, diverged_at, limit = jax.tree.map(
-      jnp.asarray, (p.params, p.opt_state, p.diverged_at, p.limit)
-    )
-    if cfg.parallel != 'none':
-      params, opt_state, diverged_at = parallel.shard_models(
-        (params, opt_state, diverged_at), cfg.num_devices
-      )
-    history, best, best_epoch, start = list(p.history), dict(p.best), p.best_epoch, p.epoch
-  if cfg.parallel != 'none':
-    limit = parallel.shard_models(limit, cfg.num_devices)
+  params, opt_state, hp, diverged_at = path.spread_models((params, opt_state, hp, diverged_at))
+  params, opt_state, diverged_at, limit, history, best, best_epoch, start = _begin_or_resume(
+    cfg, path, progress, eval_fn, (params, opt_state, diverged_at), x, y, hp, weights['train'], dt
+  )
   base_key = jax.random.PRNGKey(cfg.seed)
   splits = ('train', 'val') if len(arrays['val'][0]) else ('train',)
   for epoch in range(start, cfg.epochs):
@@ -370,17 +354,8 @@ def _run_chunk(
     )
     if after_epoch and not preemption.wait(params):  # a stop signal: abandon the epoch in flight
       after_epoch(sweep_state.ChunkProgress(*before, limit, history, best, best_epoch, epoch), abandon=True)
-    metrics = {}
-    for split in splits:
-      for name, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
-        metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
-    dead = np.asarray(diverged_at) >= 0
-    metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
-    score = results.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
-    improved = np.nan_to_num(score, nan=-np.inf) > best['score']
-    for m, v in {**metrics, 'score': score}.items():
-      best[m] = np.where(improved, v, best.get(m, np.full(k, np.nan)))
-    best_epoch = np.where(improved, epoch + 1, best_epoch)
+    metrics, dead = _epoch_metrics(eval_fn, params, arrays, splits, hp, weights, diverged_at)
+    best_epoch = _keep_best(metrics, best, best_epoch, epoch)
     history.append(metrics)
     if on_epoch:
       on_epoch(epoch + 1, chunk_offset, k, total, metrics, dead)
@@ -392,6 +367,62 @@ def _run_chunk(
   final = dict(history[-1])
   final['score'] = results.selection_metric(final, 'val_' if 'val_loss' in final else 'train_')
   return params, history, final, best, best_epoch, np.asarray(diverged_at)
+
+
+def _stacked_models(cfg, settings, num_features, num_outputs, steps, dt):
+  """`(hp, params, opt_state)` of the `[K]` models of `settings`, stacked on a leading model axis."""
+  k = len(settings)
+  each = [step.hparams(cfg, dt, **{h: v for h, v in s.items() if h != 'seed'}) for s in settings]
+  hp = jax.tree.map(lambda *a: jnp.stack(a), *each)
+  params, opt_state = step.init_state(cfg, num_features, num_outputs, step.hparams(cfg), steps)
+  stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *jnp.shape(a))), tree)
+  params, opt_state = stack(params), stack(opt_state)
+  return hp, params, opt_state
+
+
+def _begin_or_resume(cfg, path, progress, eval_fn, state, x, y, hp, w_train, dt):
+  """`(params, opt_state, diverged_at, limit, history, best, best_epoch, start)` of a chunk's first epoch.
+
+  From `state = (params, opt_state, diverged_at)` with the divergence limit
+  set by the initial training loss, or, resumed (`sweep_state.py`), from
+  `progress`: the state after the chunk's last checkpointed epoch.
+  """
+  params, opt_state, diverged_at = state
+  k = len(diverged_at)
+  if progress is None:
+    initial = np.asarray(eval_fn(params, x, y, hp, w_train)['loss'])
+    limit = jnp.asarray(cfg.explode_factor * np.maximum(initial, 1e-3), dt)
+    history, best, best_epoch, start = [], {'score': np.full(k, -np.inf)}, np.zeros(k, int), 0
+  else:  # resumed (sweep_state.py): the state after the chunk's last checkpointed epoch
+    p = progress
+    params, opt_state, diverged_at, limit = jax.tree.map(
+      jnp.asarray, (p.params, p.opt_state, p.diverged_at, p.limit)
+    )
+    params, opt_state, diverged_at = path.spread_models((params, opt_state, diverged_at))
+    history, best, best_epoch, start = list(p.history), dict(p.best), p.best_epoch, p.epoch
+  limit = path.spread_models(limit)
+  return params, opt_state, diverged_at, limit, history, best, best_epoch, start
+
+
+def _epoch_metrics(eval_fn, params, arrays, splits, hp, weights, diverged_at):
+  """`(metrics, dead)`: `{split_metric: [K]}` float64, NaN for the `[K]` models that diverged (`dead`)."""
+  metrics = {}
+  for split in splits:
+    for name, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
+      metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
+  dead = np.asarray(diverged_at) >= 0
+  metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
+  return metrics, dead
+
+
+def _keep_best(metrics, best, best_epoch, epoch):
+  """The `[K]` best epochs after `epoch`; `best` (metrics at each model's best epoch) updated in place."""
+  k = len(best_epoch)
+  score = results.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
+  improved = np.nan_to_num(score, nan=-np.inf) > best['score']
+  for m, v in {**metrics, 'score': score}.items():
+    best[m] = np.where(improved, v, best.get(m, np.full(k, np.nan)))
+  return np.where(improved, epoch + 1, best_epoch)
 
 
 def _take_models(out, k):
@@ -462,71 +493,139 @@ def run_sweep(
     `preemption.Stopped` after writing a checkpoint if a stop signal came
     (see `preemption.handling`).
   """
+  path, c, chunk, num_devices = _sweep_plan_checks(
+    cfg, dataset, settings, chunk_size, max_bytes, checkpoint_path, checkpoint_every
+  )
+  start = time.perf_counter()
+  plan = _chunk_plan(settings, cfg.seed, chunk)
+  parts, progress, ident = _resumed_parts(cfg, dataset, settings, chunk, c, checkpoint_path, resume)
+  order = _train_chunks(
+    cfg,
+    dataset,
+    settings,
+    path,
+    c,
+    plan,
+    parts,
+    progress,
+    on_epoch,
+    num_devices,
+    checkpoint=(checkpoint_path, checkpoint_every, ident),
+  )
+  return _sweep_result(settings, parts, order, start)
+
+
+def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint_path, checkpoint_every):
+  """`(path, num_outputs, chunk, num_devices)`: the sweep's data path, and models per chunk and device.
+
+  Refuses a bad fit or grid, `chunk_size` or `checkpoint_every` below 1, and
+  checkpoints from several processes.
+  """
   train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss)
-  arrays = stream.device_data(cfg, dataset)
+  path = datapath.make(cfg, dataset, resident=True)  # the K models' one program holds every row
   c = step.num_outputs(cfg, dataset)
   chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)
   if chunk < 1:
     raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
-  num_devices = 1 if cfg.parallel == 'none' else (cfg.num_devices or jax.device_count())
+  num_devices = path.model_devices
   chunk = -(-chunk // num_devices) * num_devices  # whole models per device
   if checkpoint_every < 1:
     raise ValueError(f'checkpoint_every must be >= 1, got {checkpoint_every}.')
-  if checkpoint_path and jax.process_count() > 1:
-    raise ValueError('sweep checkpoints are written by single-process sweeps only; give no checkpoint_path.')
-  start = time.perf_counter()
+  if checkpoint_path:
+    path.refuse_several_processes(
+      'sweep checkpoints are written by single-process sweeps only; give no checkpoint_path.'
+    )
+  return path, c, chunk, num_devices
+
+
+def _chunk_plan(settings, default_seed, chunk):
+  """`[(seed, indices into settings)]`: chunks of at most `chunk` models, each of one seed."""
   by_seed = {}  # models of one seed share a data order, so they train together
   for k, s in enumerate(settings):
-    by_seed.setdefault(s.get('seed', cfg.seed), []).append(k)
-  plan = [(seed, m[i : i + chunk]) for seed, m in by_seed.items() for i in range(0, len(m), chunk)]
+    by_seed.setdefault(s.get('seed', default_seed), []).append(k)
+  return [(seed, m[i : i + chunk]) for seed, m in by_seed.items() for i in range(0, len(m), chunk)]
+
+
+def _resumed_parts(cfg, dataset, settings, chunk, num_outputs, checkpoint_path, resume):
+  """`(parts, progress, ident)`: the finished chunks and the one in progress, from a checkpoint to resume.
+
+  `([], None, None)` without `checkpoint_path`; `ident` is the sweep's
+  `sweep_state.identity` otherwise.
+  """
   parts, progress, ident = [], None, None
   if checkpoint_path:
     ident = sweep_state.identity(cfg, dataset, settings, chunk)
     if resume and os.path.exists(checkpoint_path):
       params, opt_state = jax.eval_shape(
-        lambda: step.init_state(cfg, dataset.num_features, c, step.hparams(cfg), 1)
+        lambda: step.init_state(cfg, dataset.num_features, num_outputs, step.hparams(cfg), 1)
       )
       parts, progress = sweep_state.load(
         checkpoint_path, ident, jax.tree.structure(params), jax.tree.structure(opt_state)
       )
+  return parts, progress, ident
+
+
+def _train_chunks(
+  cfg, dataset, settings, path, num_outputs, plan, parts, progress, on_epoch, num_devices, checkpoint
+):
+  """Trains the chunks of `plan` not in `parts` yet, appending each to `parts`; returns the training order.
+
+  `checkpoint = (checkpoint_path, checkpoint_every, ident)`; the order is
+  the indices into `settings` of the models of `parts`, as they were trained.
+  """
+  checkpoint_path = checkpoint[0]
   order = [j for _, idx in plan[: len(parts)] for j in idx]
   for seed, idx in plan[len(parts) :]:
     seed_cfg = dataclasses.replace(cfg, seed=int(seed))
     part = [settings[j] for j in idx]
     part += [part[-1]] * ((-len(idx)) % num_devices)  # dummies, dropped below
     where = f'models {len(order) + 1}-{len(order) + len(idx)} of {len(settings)}'
-
-    def after_epoch(p, abandon=False, where=where):
-      if p.epoch == cfg.epochs and not abandon:
-        return  # the chunk's end is saved with the chunk
-      stop = abandon or preemption.stop_requested()
-      if checkpoint_path and (stop or p.epoch % checkpoint_every == 0):
-        sweep_state.save(checkpoint_path, ident, parts, p)
-        stop = stop or preemption.stop_requested()  # a signal during the write: this checkpoint is the last
-      if stop:
-        raise preemption.Stopped(checkpoint_path, f'epoch {p.epoch} of {cfg.epochs} ({where})')
-
+    after_epoch = _after_epoch(cfg, checkpoint, parts, where)
     out = _run_chunk(
       seed_cfg,
-      arrays,
+      path,
       part,
       dataset.num_features,
-      c,
+      num_outputs,
       on_epoch,
       len(order),
       len(settings),
       progress,
       after_epoch,
-      dataset,
     )
     progress = None
     parts.append(_take_models(out, len(idx)))
     order += idx
     if checkpoint_path:
-      sweep_state.save(checkpoint_path, ident, parts, None)
+      sweep_state.save(checkpoint_path, checkpoint[2], parts, None)
     if len(parts) < len(plan) and preemption.stop_requested():
       raise preemption.Stopped(checkpoint_path, f'epoch {cfg.epochs} of {cfg.epochs} ({where})')
+  return order
+
+
+def _after_epoch(cfg, checkpoint, parts, where):
+  """`_run_chunk`'s `after_epoch`: a checkpoint every `checkpoint_every` epochs, and on a stop signal.
+
+  A stop signal raises `preemption.Stopped`, naming the epoch and `where`.
+  """
+  checkpoint_path, checkpoint_every, ident = checkpoint
+
+  def after_epoch(p, abandon=False):
+    if p.epoch == cfg.epochs and not abandon:
+      return  # the chunk's end is saved with the chunk
+    stop = abandon or preemption.stop_requested()
+    if checkpoint_path and (stop or p.epoch % checkpoint_every == 0):
+      sweep_state.save(checkpoint_path, ident, parts, p)
+      stop = stop or preemption.stop_requested()  # a signal during the write: this checkpoint is the last
+    if stop:
+      raise preemption.Stopped(checkpoint_path, f'epoch {p.epoch} of {cfg.epochs} ({where})')
+
+  return after_epoch
+
+
+def _sweep_result(settings, parts, order, start):
+  """The `SweepResult` of the trained chunks `parts`, in the order of `settings`; `start`: its start time."""
   back = np.argsort(order)  # from training order back to the order of `settings`
   cat = lambda xs: np.concatenate(xs)[back]
   history = [{m: cat([p[1][e][m] for p in parts]) for m in parts[0][1][e]} for e in range(len(parts[0][1]))]

@@ -243,6 +243,7 @@ def test_data_dir_with_tilde_is_expanded(tmp_path, monkeypatch):
 def test_from_arrays_trains_like_logistic_regression():
   from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.optim import config
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   rng = np.random.default_rng(0)
@@ -252,7 +253,7 @@ def test_from_arrays_trains_like_logistic_regression():
   raw = data.from_arrays(x, y.astype(np.float64), class_names=['a', 'b', 'c'])  # whole floats are labels
   assert (raw.kind, raw.num_classes, raw.image_shape, raw.x.shape) == ('class', 3, (4, 4), (300, 16))
   ds = data.prepare(raw, 'mine', val_fraction=0.0)
-  cfg = train.TrainConfig(loss='softmax', epochs=40, learning_rate=0.1, reg=1e-4)
+  cfg = config.TrainConfig(loss='softmax', epochs=40, learning_rate=0.1, reg=1e-4)
   ours = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
   ref = LogisticRegression(max_iter=2000).fit(ds.x_train, ds.y_train).score(ds.x_test, ds.y_test)
   assert ours >= ref - 0.02
@@ -942,11 +943,12 @@ def test_train_on_a_csv_of_text_labels_with_a_test_file_and_balanced_weights(tmp
 
 @pytest.mark.parametrize('narrow', ['float16', 'bfloat16'])
 def test_half_precision_splits_train_like_float32(narrow):
+  from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   dt = np.dtype(np.float16) if narrow == 'float16' else data.chunks.bfloat16()
   raw = data.blobs(300, 4, 3, spread=0.8, seed=3)
-  cfg = train.TrainConfig(loss='softmax', epochs=5, learning_rate=0.1)
+  cfg = config.TrainConfig(loss='softmax', epochs=5, learning_rate=0.1)
   accs = {}
   for name, x in (('narrow', raw.x.astype(dt)), ('wide', raw.x.astype(dt).astype(np.float32))):
     ds = data.prepare(data.from_arrays(x, raw.y), name, seed=1)

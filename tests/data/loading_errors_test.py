@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.runs import experiment
 from linear_jax.training import train
 
@@ -121,7 +122,7 @@ def test_whole_number_targets_are_real_numbers_for_a_regression_loss(tmp_path):
   cfg = _config(x_path, y_path, test_fraction=0.25)
   real = experiment.load_dataset(cfg, targets='real')
   assert real.kind == 'real' and real.y_train.dtype == np.float32 and real.num_classes is None
-  fit = train.fit(train.TrainConfig(loss='l2', batch_size=0, epochs=200, learning_rate=0.5), real)
+  fit = train.fit(config.TrainConfig(loss='l2', batch_size=0, epochs=200, learning_rate=0.5), real)
   assert fit.history[-1]['val_mse'] < 5.0  # it learned the linear map, not 200-odd classes
   assert experiment.load_dataset(cfg).kind == 'class'  # without a regression loss, whole numbers are labels
   # A test file's whole numbers are read as the training targets are, whatever the loss.
@@ -156,7 +157,7 @@ def test_real_targets_for_a_classification_loss_name_the_file_and_the_value(tmp_
   # A bundled regression set in whole numbers is left to the loss check, which says what the targets are.
   diabetes = experiment.load_dataset(experiment.DataConfig(dataset='diabetes'), targets='class')
   with pytest.raises(ValueError, match=r'--loss=softmax does not fit --dataset=diabetes: it has real-valued'):
-    train.check_fit(train.TrainConfig(loss='softmax'), diabetes)
+    train.check_fit(config.TrainConfig(loss='softmax'), diabetes)
 
 
 def test_features_targets_and_weights_of_another_kind_of_number_are_refused(tmp_path):
@@ -250,11 +251,11 @@ def test_a_binary_loss_on_labels_other_than_0_and_1_names_them(tmp_path):
   with pytest.raises(
     ValueError, match=r'it has labels 1 and 2 \(3 classes, numbered from 0\); a binary loss needs 0'
   ):
-    train.check_fit(train.TrainConfig(loss='hinge'), ds)
+    train.check_fit(config.TrainConfig(loss='hinge'), ds)
   # Three labels over the splits (the third one only outside training): the count of classes says it.
   ds = dataclasses.replace(ds, y_train=ds.y_train - 1, y_test=np.full(len(ds.y_test), 2, np.int32))
   with pytest.raises(ValueError, match=r"it has 3 classes; a loss with 'binary' targets needs 2"):
-    train.check_fit(train.TrainConfig(loss='hinge'), ds)
+    train.check_fit(config.TrainConfig(loss='hinge'), ds)
 
 
 def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):

@@ -23,13 +23,15 @@ import numpy as np
 from linear_jax.data import datasets as data
 from linear_jax.datapath import parallel
 from linear_jax.tuning import sweep
+from linear_jax.optim import config
 from linear_jax.training import train
+from linear_jax.optim import step
 
 ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
 out = {'devices': jax.device_count()}
 # 16 divides 8; 13 and 203 (full batch) do not: padded and masked.
 for bs in json.loads(sys.argv[2]):
-  cfg = train.TrainConfig(epochs=4, batch_size=bs, loss='svm', reg=1e-2, optimizer='momentum',
+  cfg = config.TrainConfig(epochs=4, batch_size=bs, loss='svm', reg=1e-2, optimizer='momentum',
                           grad=sys.argv[1])
   single = train.fit(cfg, ds).params
   for par in ('shard_map', 'pmap'):
@@ -37,7 +39,7 @@ for bs in json.loads(sys.argv[2]):
       p = train.fit(dataclasses.replace(cfg, parallel=par, num_devices=nd), ds).params
       out[f'{bs}/{par}/{nd}'] = float(max(np.abs(np.asarray(p.W) - np.asarray(single.W)).max(),
                                           np.abs(np.asarray(p.b) - np.asarray(single.b)).max()))
-cfg = train.TrainConfig(epochs=3, batch_size=16)
+cfg = config.TrainConfig(epochs=3, batch_size=16)
 settings = sweep.grid([0.01, 0.1, 0.3, 1.0, 3.0], [0.0, 1e-3])  # 10 models on 8 devices
 a = sweep.run_sweep(cfg, ds, settings)
 b = sweep.run_sweep(dataclasses.replace(cfg, parallel='shard_map'), ds, settings)
@@ -78,6 +80,8 @@ import numpy as np
 from linear_jax.data import datasets as data
 from linear_jax.tuning import sweep
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 
 ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
 rng = np.random.default_rng(0)
@@ -86,7 +90,7 @@ w = np.where(rng.random(len(ds.x_train)) < 0.4, 0.0, rng.uniform(0.2, 3.0, len(d
 ds = dataclasses.replace(ds, w_train=w, w_val=rng.uniform(0.2, 3.0, len(ds.x_val)))
 out = {'devices': jax.device_count()}
 for bs in (16, 13, 2, 0):
-  cfg = train.TrainConfig(epochs=3, batch_size=bs, loss='softmax', reg=1e-2, optimizer='momentum',
+  cfg = config.TrainConfig(epochs=3, batch_size=bs, loss='softmax', reg=1e-2, optimizer='momentum',
                           learning_rate=0.05)
   single = train.fit(cfg, ds)
   plain = train.fit(cfg, dataclasses.replace(ds, w_train=None)).params
@@ -98,7 +102,7 @@ for bs in (16, 13, 2, 0):
         np.abs(np.asarray(p.params.W) - np.asarray(single.params.W)).max(),
         np.abs(np.asarray(p.params.b) - np.asarray(single.params.b)).max(),
         abs(p.history[-1]['train_pass_loss'] - single.history[-1]['train_pass_loss'])))
-cfg = train.TrainConfig(epochs=3, batch_size=16)
+cfg = config.TrainConfig(epochs=3, batch_size=16)
 settings = sweep.grid([0.01, 0.1, 0.3, 1.0, 3.0], [0.0, 1e-3])
 a = sweep.run_sweep(cfg, ds, settings)
 b = sweep.run_sweep(dataclasses.replace(cfg, parallel='shard_map'), ds, settings)
@@ -129,6 +133,8 @@ import numpy as np
 from linear_jax.data import datasets as data
 from linear_jax.datapath import stream
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 
 ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
 w = np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train))
@@ -152,7 +158,7 @@ for dtype in ('float32', 'float64'):
     for batch in (0, 13):
       d = dataclasses.replace(mapped, w_train=weights)
       lr = 0.5 if batch == 0 else 0.1
-      cfg = train.TrainConfig(epochs=4, batch_size=batch, loss='softmax', reg=1e-2, optimizer='momentum',
+      cfg = config.TrainConfig(epochs=4, batch_size=batch, loss='softmax', reg=1e-2, optimizer='momentum',
                               learning_rate=lr, stream=True, block_rows=37, dtype=dtype)
       one = train.fit(cfg, d)
       for nd in (8, 3):
@@ -167,7 +173,7 @@ out['sharded_blocks'] = sorted(set(sharded_blocks))
 # Streamed L-BFGS: every evaluation one full pass, each block split over the devices.
 for weights in (None, w):
   d = dataclasses.replace(mapped, w_train=weights)
-  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, stream=True, block_rows=37, dtype='float64')
+  cfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, stream=True, block_rows=37, dtype='float64')
   one = train.fit(cfg, d)
   passes.clear()
   par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=3), d)
@@ -176,7 +182,7 @@ for weights in (None, w):
   out[key] = abs(par.solver['objective'] - one.solver['objective']) / one.solver['objective']
   out[key + '/W'] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
 stream.pipeline = pipeline
-cfg = train.TrainConfig(batch_size=0, stream=True, block_rows=37, parallel='shard_map')
+cfg = config.TrainConfig(batch_size=0, stream=True, block_rows=37, parallel='shard_map')
 where = stream.placement(cfg)
 seen = []
 
@@ -228,12 +234,14 @@ import numpy as np
 from linear_jax.data import datasets as data
 from linear_jax.solvers import lbfgs as solvers
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 
 ds = data.prepare(data.blobs(203, 5, 3, seed=0), 'blobs', seed=0)
 out = {'devices': jax.device_count()}
 for weights in (None, np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train))):
   d = dataclasses.replace(ds, w_train=weights)
-  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, dtype='float64')
+  cfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-9, dtype='float64')
   one = train.fit(cfg, d)
   for nd in (8, 3):
     par = train.fit(dataclasses.replace(cfg, parallel='shard_map', num_devices=nd), d)
@@ -242,13 +250,14 @@ for weights in (None, np.random.default_rng(0).uniform(0.2, 3.0, len(ds.y_train)
     out[key + '/W'] = float(np.abs(np.asarray(par.params.W) - np.asarray(one.params.W)).max())
 from linear_jax.tuning import paths
 for method in ('warm', 'batched'):  # the regularization path too
-  cfg = train.TrainConfig(optimizer='lbfgs', tol=1e-9, dtype='float64')
+  cfg = config.TrainConfig(optimizer='lbfgs', tol=1e-9, dtype='float64')
   one = paths.fit_path(cfg, ds, [1e-3, 1e-1], method=method)
   spread = dataclasses.replace(cfg, parallel='shard_map', num_devices=3)
   par = paths.fit_path(spread, ds, [1e-3, 1e-1], method=method)
   out[f'path/{method}/objective'] = float(np.max(np.abs(par.objective - one.objective) / one.objective))
 x = np.asarray(ds.x_train)
-xs, ys, ws = solvers.spread_rows(train.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
+from linear_jax.datapath import factory
+xs, ys, ws = factory.spread_rows(config.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
 out['rows'] = [len(x), xs.shape[0], len(xs.sharding.device_set), xs.addressable_shards[0].data.shape[0]]
 out['padding_weight'] = float(np.asarray(ws)[len(x):].sum()) if xs.shape[0] > len(x) else 0.0
 print(json.dumps(out))

@@ -21,8 +21,11 @@ from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
 from linear_jax.datapath import stream
 from linear_jax.maths import model
+from linear_jax.optim import config
+from linear_jax.optim import step
 from linear_jax.runs import experiment
 from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import lbfgs
 from linear_jax.training import preemption
 from linear_jax.training import train
 
@@ -43,7 +46,7 @@ def _in_memory(ds):
 @pytest.mark.parametrize('loss', ['softmax', 'svm'])
 def test_full_batch_stream_equals_in_memory(tmp_path, loss):
   ds = _dataset(tmp_path)
-  cfg = train.TrainConfig(loss=loss, batch_size=0, epochs=5, learning_rate=0.5, optimizer='momentum')
+  cfg = config.TrainConfig(loss=loss, batch_size=0, epochs=5, learning_rate=0.5, optimizer='momentum')
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)
   ref = train.fit(cfg, _in_memory(ds))
   assert streamed.streamed and not ref.streamed
@@ -57,7 +60,7 @@ def test_full_batch_stream_equals_in_memory(tmp_path, loss):
 
 def test_full_batch_stream_equals_in_memory_float64_bias_trick(tmp_path):
   ds = _dataset(tmp_path, dtype=np.float64, kind='real')
-  cfg = train.TrainConfig(
+  cfg = config.TrainConfig(
     loss='l2', batch_size=0, epochs=3, dtype='float64', bias_trick=True, learning_rate=0.1
   )
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=10), ds)
@@ -67,7 +70,7 @@ def test_full_batch_stream_equals_in_memory_float64_bias_trick(tmp_path):
 
 def test_streamed_evaluation_equals_in_memory(tmp_path):
   ds = _dataset(tmp_path)
-  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  cfg = config.TrainConfig(epochs=2, batch_size=16)
   params = train.fit(cfg, _in_memory(ds)).params
   ours = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=23), ds, params)
   ref = train.evaluate(cfg, _in_memory(ds), params)
@@ -77,7 +80,7 @@ def test_streamed_evaluation_equals_in_memory(tmp_path):
 
 
 def test_every_example_once_per_epoch_and_order_varies_with_key():
-  cfg = train.TrainConfig(batch_size=8, block_rows=24)
+  cfg = config.TrainConfig(batch_size=8, block_rows=24)
   n = 100  # blocks of 24 rows: 3 batches each, and a last block of 4 rows
   orders = [stream.epoch_order(cfg, jax.random.PRNGKey(s), n) for s in range(3)]
   for order in orders:
@@ -90,7 +93,7 @@ def test_every_example_once_per_epoch_and_order_varies_with_key():
 def test_block_order_and_shuffle_statistics():
   # Block order is a uniformly drawn permutation of the blocks, and rows inside a
   # block are uniformly shuffled: chi-square tests on where things land.
-  cfg = train.TrainConfig(batch_size=4, block_rows=8)
+  cfg = config.TrainConfig(batch_size=4, block_rows=8)
   n, trials = 32, 400  # 4 blocks of 8 rows
   first_block = np.zeros(4)
   first_row_in_block = np.zeros(8)
@@ -109,15 +112,15 @@ def test_block_order_and_shuffle_statistics():
 def test_sgd_stream_follows_epoch_order(tmp_path):
   # One streamed SGD epoch equals in-memory steps taken on the batches of `epoch_order`.
   ds = _dataset(tmp_path, n=100)
-  cfg = train.TrainConfig(batch_size=8, epochs=1, block_rows=24, stream=True, learning_rate=0.3)
+  cfg = config.TrainConfig(batch_size=8, epochs=1, block_rows=24, stream=True, learning_rate=0.3)
   result = train.fit(cfg, ds)
   x = np.asarray(ds.x_train)
   y = np.asarray(ds.y_train)
   order = stream.epoch_order(cfg, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0), len(x))
-  hp = train.hparams(cfg)
-  steps, _ = train.steps_per_epoch(cfg, len(x))
-  params, opt_state = train.init_state(cfg, x.shape[1], 3, hp, steps)
-  update = jax.jit(train.make_update(cfg, steps, masked=False))
+  hp = step.hparams(cfg)
+  steps, _ = step.steps_per_epoch(cfg, len(x))
+  params, opt_state = step.init_state(cfg, x.shape[1], 3, hp, steps)
+  update = jax.jit(step.make_update(cfg, steps, masked=False))
   # the batches: each block's rows, cut into 8s (the short block gives one 4-row batch)
   starts = [0] + [i for i in range(1, len(order)) if order[i] // 24 != order[i - 1] // 24]
   blocks = np.split(order, starts[1:])
@@ -133,7 +136,7 @@ def test_sgd_stream_follows_epoch_order(tmp_path):
 
 def test_sgd_stream_learns_as_well_as_in_memory(tmp_path):
   ds = _dataset(tmp_path, n=400)
-  cfg = train.TrainConfig(batch_size=16, epochs=10, block_rows=64)
+  cfg = config.TrainConfig(batch_size=16, epochs=10, block_rows=64)
   ours = train.fit(dataclasses.replace(cfg, stream=True), ds).history[-1]['val_accuracy']
   ref = train.fit(cfg, _in_memory(ds)).history[-1]['val_accuracy']
   assert ours >= ref - 0.05
@@ -143,7 +146,7 @@ def test_float16_file_is_widened_on_the_device(tmp_path):
   ds = _dataset(tmp_path, dtype=np.float16)
   assert ds.x_train.dtype == np.float16
   assert stream.transfer_dtype(ds.x_train, 'float32') == np.float16
-  cfg = train.TrainConfig(batch_size=0, epochs=3)
+  cfg = config.TrainConfig(batch_size=0, epochs=3)
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=32), ds)
   ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train, np.float32)))
   assert streamed.params.W.dtype == np.float32
@@ -152,7 +155,7 @@ def test_float16_file_is_widened_on_the_device(tmp_path):
 
 def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
   ds = _dataset(tmp_path)
-  cfg = train.TrainConfig(epochs=1)
+  cfg = config.TrainConfig(epochs=1)
   assert not train.fit(cfg, ds).streamed
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
   assert stream.bytes_needed(cfg, ds) > 1000
@@ -167,11 +170,11 @@ def test_prepared_splits_on_the_cpu_count_nothing_against_free_memory(monkeypatc
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 3000)
   assert 0.8 * 3000 < features + labels and labels < 0.8 * 3000
   on_cpu = jax.default_backend() == 'cpu'  # an accelerator copies every split into its own memory
-  assert stream.bytes_needed(train.TrainConfig(), ds) == labels + (0 if on_cpu else features)
-  assert stream.should_stream(train.TrainConfig(), ds) == (not on_cpu)
+  assert stream.bytes_needed(config.TrainConfig(), ds) == labels + (0 if on_cpu else features)
+  assert stream.should_stream(config.TrainConfig(), ds) == (not on_cpu)
   # A copy is needed with the bias column, or in float64: those count, and stream here.
-  assert stream.should_stream(train.TrainConfig(bias_trick=True), ds)
-  assert stream.bytes_needed(train.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
+  assert stream.should_stream(config.TrainConfig(bias_trick=True), ds)
+  assert stream.bytes_needed(config.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
 
 
 def test_parallel_splits_count_against_free_memory(monkeypatch):
@@ -179,7 +182,7 @@ def test_parallel_splits_count_against_free_memory(monkeypatch):
   ds = data.prepare(data.blobs(203, 5, 3), 'blobs', val_fraction=0.2, test_fraction=0.2)
   labels = sum(getattr(ds, f'y_{s}').nbytes for s in ('train', 'val', 'test'))
   features = sum(getattr(ds, f'x_{s}').nbytes for s in ('train', 'val', 'test'))
-  assert stream.bytes_needed(train.TrainConfig(parallel='shard_map'), ds) == labels + features
+  assert stream.bytes_needed(config.TrainConfig(parallel='shard_map'), ds) == labels + features
 
 
 def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(tmp_path, monkeypatch):
@@ -187,7 +190,7 @@ def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(t
   # (different collectives). So with several processes the flags decide, and a process that cannot
   # hold the splits refuses with the figures, before any work.
   ds = _dataset(tmp_path)
-  cfg = train.TrainConfig(epochs=1)
+  cfg = config.TrainConfig(epochs=1)
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
   stream.check_fits(cfg, ds)  # one process: it streams instead
   assert stream.should_stream(cfg, ds)
@@ -229,7 +232,7 @@ def test_rejects_non_finite_value_naming_row_and_column(tmp_path):
   x[150, 2] = np.nan
   np.save(tmp_path / 'bad.npy', x)
   bad = dataclasses.replace(ds, x_train=np.load(tmp_path / 'bad.npy', mmap_mode='r'))
-  cfg = train.TrainConfig(stream=True, block_rows=32, epochs=1)
+  cfg = config.TrainConfig(stream=True, block_rows=32, epochs=1)
   with pytest.raises(ValueError, match='example 150, feature 2'):
     train.fit(cfg, bad)
 
@@ -239,34 +242,34 @@ def test_rejects_pmap_streaming_and_pmap_lbfgs(tmp_path):
   # does not stream, and says so before any work.
   ds = _dataset(tmp_path)
   with pytest.raises(ValueError, match='--parallel=pmap does not stream; .* use --parallel=shard_map'):
-    train.fit(train.TrainConfig(stream=True, parallel='pmap', batch_size=0, epochs=1), ds)
+    train.fit(config.TrainConfig(stream=True, parallel='pmap', batch_size=0, epochs=1), ds)
   for batch in (0, 32):
-    stream.check_config(train.TrainConfig(stream=True, parallel='shard_map', batch_size=batch))
+    stream.check_config(config.TrainConfig(stream=True, parallel='shard_map', batch_size=batch))
   # L-BFGS splits its rows over the devices with shard_map, in memory or streamed; pmap has none.
-  lbfgs = train.TrainConfig(optimizer='lbfgs', reg=1e-2, parallel='pmap')
+  lbfgs = config.TrainConfig(optimizer='lbfgs', reg=1e-2, parallel='pmap')
   with pytest.raises(ValueError, match=r'--optimizer=lbfgs has no --parallel=pmap; use --parallel=shard_map'):
     train.fit(lbfgs, ds)
   for streamed in (False, True):
     train.check_fit(dataclasses.replace(lbfgs, parallel='shard_map', stream=streamed), ds)
-  assert stream.placement(train.TrainConfig(stream=True, parallel='none')) is None
+  assert stream.placement(config.TrainConfig(stream=True, parallel='none')) is None
 
 
 def test_rejects_bad_eval_every_and_block_rows():
   with pytest.raises(ValueError, match='eval_every'):
-    train.TrainConfig(eval_every=0).validate()
+    config.TrainConfig(eval_every=0).validate()
   with pytest.raises(ValueError, match='block_rows'):
-    train.TrainConfig(block_rows=-1).validate()
+    config.TrainConfig(block_rows=-1).validate()
 
 
 def test_eval_every_evaluates_on_cadence_and_at_the_last_epoch(tmp_path):
   ds = _in_memory(_dataset(tmp_path))
-  result = train.fit(train.TrainConfig(epochs=7, eval_every=3, batch_size=16), ds)
+  result = train.fit(config.TrainConfig(epochs=7, eval_every=3, batch_size=16), ds)
   assert [m['evaluated'] for m in result.history] == [False, False, True, False, False, True, True]
   for m in result.history:
     assert 'train_pass_loss' in m and np.isfinite(m['train_pass_loss'])
     assert ('val_accuracy' in m) == m['evaluated'] and ('train_loss' in m) == m['evaluated']
   assert result.best_epoch in (3, 6, 7)
-  every = train.fit(train.TrainConfig(epochs=7, batch_size=16), ds)
+  every = train.fit(config.TrainConfig(epochs=7, batch_size=16), ds)
   # the same training: evaluation never changes the parameters
   np.testing.assert_array_equal(result.params.W, every.params.W)
   assert result.history[-1]['val_accuracy'] == every.history[-1]['val_accuracy']
@@ -274,7 +277,7 @@ def test_eval_every_evaluates_on_cadence_and_at_the_last_epoch(tmp_path):
 
 def test_streamed_resume_is_bit_exact(tmp_path):
   ds = _dataset(tmp_path, n=100)
-  cfg = train.TrainConfig(epochs=4, batch_size=8, block_rows=24, stream=True, optimizer='adam')
+  cfg = config.TrainConfig(epochs=4, batch_size=8, block_rows=24, stream=True, optimizer='adam')
   whole = train.fit(cfg, ds)
 
   def stop_after_2(metrics):
@@ -344,6 +347,8 @@ from linear_jax.data import datasets as data
 from linear_jax.datapath import parallel
 from linear_jax.datapath import stream
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 port, pid, folder, weighted = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == '1'
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
 ds = data.Dataset(
@@ -352,9 +357,9 @@ ds = data.Dataset(
   y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
   kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
   w_train=np.load(folder + '/w.npy', allow_pickle=False) if weighted else None)
-cfg = train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
+cfg = config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
 result = train.fit(cfg, ds)
-lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16), ds)
+lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16), ds)
 mine = stream.local_rows(len(ds.x_train))
 print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
                   'processes': jax.process_count(), 'rows': [mine.start, mine.stop],
@@ -372,8 +377,8 @@ def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
   np.save(tmp_path / 'y.npy', raw.y)
   np.save(tmp_path / 'w.npy', w)
   ds = _train_only(raw.x.astype(np.float32), raw.y, w if weighted else None)
-  ref = train.fit(train.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
-  ref_lbfgs = train.fit(train.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
+  ref = train.fit(config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
+  ref_lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
   outs = _two_processes(_TWO_PROCESSES, tmp_path, str(int(weighted)))
   rows = []
   for out in outs:
@@ -402,6 +407,8 @@ from linear_jax.data import datasets as data
 from linear_jax.datapath import parallel
 from linear_jax.datapath import stream
 from linear_jax.training import train
+from linear_jax.optim import config
+from linear_jax.optim import step
 port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
 
@@ -413,16 +420,16 @@ def mapped(stem, weights=None):
     y_test=np.zeros(0, np.int64), kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
     w_train=None if weights is None else np.load(f'{folder}/{weights}', allow_pickle=False))
 
-tiny = train.fit(train.TrainConfig(batch_size=8, epochs=1, learning_rate=1e-7, momentum=0.0, reg=0.0,
+tiny = train.fit(config.TrainConfig(batch_size=8, epochs=1, learning_rate=1e-7, momentum=0.0, reg=0.0,
                                    stream=True, block_rows=24, dtype='float64'), mapped('even'))
-sgd = train.fit(train.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24),
+sgd = train.fit(config.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24),
                 mapped('odd', 'odd_w.npy'))
 
 def stop_after_2(metrics):
   if metrics['epoch'] == 2:
     raise KeyboardInterrupt
 
-adam = train.TrainConfig(batch_size=8, epochs=4, optimizer='adam', learning_rate=0.05, stream=True,
+adam = config.TrainConfig(batch_size=8, epochs=4, optimizer='adam', learning_rate=0.05, stream=True,
                          block_rows=24)
 whole = train.fit(adam, mapped('odd', 'odd_w.npy'))
 first = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', on_epoch=stop_after_2)
@@ -457,8 +464,8 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
   assert got['processes'] == 2 and got['devices'] == 2 * devices and got['streamed']
   assert got['resume'] == [True, 2, True]  # stopped after epoch 2, resumed bit for bit
 
-  cfg = train.TrainConfig(batch_size=8, momentum=0.0, reg=0.0, dtype='float64')
-  p0, _ = train.init_state(cfg, 4, 3, train.hparams(cfg), 12)
+  cfg = config.TrainConfig(batch_size=8, momentum=0.0, reg=0.0, dtype='float64')
+  p0, _ = step.init_state(cfg, 4, 3, step.hparams(cfg), 12)
   W0, b0 = np.asarray(p0.W), np.asarray(p0.b)
 
   def mean_grad(x, y):  # softmax cross-entropy, by hand in NumPy
@@ -482,7 +489,7 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
   # Mini-batches of 8 from two processes (padded, weighted) learn as one process does.
   ds = _train_only(odd.x.astype(np.float32), odd.y, w)
   one = train.fit(
-    train.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24), ds
+    config.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24), ds
   )
   losses = got['losses']
   assert losses == sorted(losses, reverse=True) and losses[-1] < 0.6 * losses[0]
@@ -494,11 +501,11 @@ def test_lockstep_refuses_a_subset_of_the_devices(monkeypatch):
   monkeypatch.setattr(jax, 'process_count', lambda: 2)
   monkeypatch.setattr(jax, 'device_count', lambda: 4)
   with pytest.raises(ValueError, match=r'--num_devices=2: .* every device of every process \(4\)'):
-    stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=2))
-  stream.check_config(train.TrainConfig(stream=True, batch_size=8, num_devices=4))
+    stream.check_config(config.TrainConfig(stream=True, batch_size=8, num_devices=2))
+  stream.check_config(config.TrainConfig(stream=True, batch_size=8, num_devices=4))
   # Full-batch passes and L-BFGS add each process's sums over processes, whatever the devices.
-  stream.check_config(train.TrainConfig(stream=True, batch_size=0, num_devices=2))
-  stream.check_config(train.TrainConfig(stream=True, optimizer='lbfgs', num_devices=2))
+  stream.check_config(config.TrainConfig(stream=True, batch_size=0, num_devices=2))
+  stream.check_config(config.TrainConfig(stream=True, optimizer='lbfgs', num_devices=2))
 
 
 def test_lockstep_blocks_cover_every_row_once():
@@ -535,7 +542,7 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
     x_test=tf(x[n_train + n_val :]),
     extra={},
   )
-  cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  cfg = config.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
   ours, theirs = train.fit(cfg, ds), train.fit(cfg, ref)
   assert ours.streamed and not theirs.streamed
   np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
@@ -552,7 +559,7 @@ def _standardized_copy(ds):
 
 
 def _assert_full_batch_streams_like_memory(ds):
-  cfg = train.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
+  cfg = config.TrainConfig(batch_size=0, epochs=5, block_rows=16, learning_rate=0.5)
   ours, theirs = train.fit(cfg, ds), train.fit(cfg, _standardized_copy(ds))
   assert ours.streamed and not theirs.streamed
   np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-6)
@@ -637,7 +644,7 @@ def test_wide_values_far_from_zero_stream_like_memory(tmp_path, dtype):
   ds = experiment.load_dataset(cfg, stream=True)
   assert isinstance(ds.x_train, np.memmap) and stream.host_shift(ds.x_train, np.float32)
   ref = _standardized_copy(ds)
-  tcfg = train.TrainConfig(epochs=3, batch_size=16, block_rows=32, stream=True)
+  tcfg = config.TrainConfig(epochs=3, batch_size=16, block_rows=32, stream=True)
   for split, (xd, _) in stream.device_data(tcfg, ds).items():  # sweeps, paths and search
     np.testing.assert_allclose(xd, getattr(ref, f'x_{split}'), rtol=1e-5, atol=1e-5)
   sgd, sgd_ref = train.fit(tcfg, ds), train.fit(dataclasses.replace(tcfg, stream=False), ref)
@@ -658,7 +665,7 @@ def test_a_big_endian_file_trains_like_its_native_twin(tmp_path, dtype):
     )
     for streamed in (False, True):
       ds = experiment.load_dataset(cfg, stream=streamed)
-      fit = train.fit(train.TrainConfig(epochs=2, batch_size=32, stream=streamed), ds)
+      fit = train.fit(config.TrainConfig(epochs=2, batch_size=32, stream=streamed), ds)
       results[order, streamed] = fit.params.W
   for streamed in (False, True):  # the same program on the same values (equal, up to an accelerator's order)
     np.testing.assert_allclose(results['>', streamed], results['<', streamed], rtol=1e-6, atol=1e-7)
@@ -682,7 +689,7 @@ def test_a_streamed_split_names_its_file_and_the_file_row(tmp_path):
     ValueError,
     match=r'x\.npy \(test rows\): 1 non-finite feature value\(s\); first at example 93, feature 1: inf',
   ):
-    train.fit(train.TrainConfig(stream=True, epochs=1), ds)
+    train.fit(config.TrainConfig(stream=True, epochs=1), ds)
 
 
 @pytest.mark.parametrize('bias_trick', [False, True])
@@ -698,7 +705,7 @@ def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path
   mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
   ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
   ref = _standardized_copy(ds)
-  cfg = train.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
+  cfg = config.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
   for split, (xd, _) in stream.device_data(cfg, ds).items():
     want = getattr(ref, f'x_{split}')
     np.testing.assert_allclose(np.asarray(xd)[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)
@@ -717,7 +724,7 @@ def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
   ds = data.prepare(data.load('digits'), 'digits')
-  arrays = stream.device_data(train.TrainConfig(), ds)
+  arrays = stream.device_data(config.TrainConfig(), ds)
   for split in ('train', 'val', 'test'):
     x = getattr(ds, f'x_{split}')
     assert x.ctypes.data % chunks.ALIGN == 0
@@ -752,7 +759,7 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
 def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path, batch_size):
   # decay_epochs=13.0: a structure no other test compiles, so the first fit adds exactly its programs.
   ds = _dataset(tmp_path)
-  cfg = train.TrainConfig(
+  cfg = config.TrainConfig(
     batch_size=batch_size, epochs=3, block_rows=17, stream=True, decay_epochs=13.0, optimizer='momentum'
   )
   fns = (stream._block, stream._accumulate_grad, stream._apply, stream._accumulate_eval)  # pylint: disable=protected-access
@@ -772,8 +779,8 @@ def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path
 
 def test_streamed_objective_and_gradient_equal_in_memory(tmp_path):
   ds = _dataset(tmp_path, dtype=np.float64)
-  cfg = train.TrainConfig(loss='softmax', reg=1e-2, dtype='float64', block_rows=17)
-  hp = train.hparams(cfg)
+  cfg = config.TrainConfig(loss='softmax', reg=1e-2, dtype='float64', block_rows=17)
+  hp = step.hparams(cfg)
   params = model.Params(
     jax.random.normal(jax.random.PRNGKey(0), (3, 5), jnp.float64), jnp.asarray([0.1, -0.2, 0.3])
   )
@@ -796,7 +803,7 @@ def _digits():
 )
 def test_streamed_lbfgs_reaches_the_in_memory_optimum(dtype, tol, rtol, atol):
   ds = _digits()
-  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, dtype=dtype, tol=tol, epochs=1000)
+  cfg = config.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, dtype=dtype, tol=tol, epochs=1000)
   lines = []
   ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds, on_epoch=lines.append)
   ref = train.fit(cfg, ds)
@@ -840,7 +847,7 @@ def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_pat
     x_test=tf(x[n_train + n_val :]),
     extra={},
   )
-  cfg = train.TrainConfig(optimizer='lbfgs', reg=1e-2, dtype='float64', tol=1e-9, block_rows=16)
+  cfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, dtype='float64', tol=1e-9, block_rows=16)
   ours, ref = train.fit(cfg, ds), train.fit(cfg, ref_ds)
   assert ours.streamed and not ref.streamed  # a prepared map always streams
   assert len(stream.spans(n_train, 16)) > 5
@@ -852,7 +859,9 @@ def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_pat
 
 def test_streamed_lbfgs_with_sample_weights_reaches_the_weighted_in_memory_optimum():
   ds = _weighted(_digits())
-  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, dtype='float64', tol=1e-9, epochs=1000)
+  cfg = config.TrainConfig(
+    optimizer='lbfgs', loss='softmax', reg=1e-3, dtype='float64', tol=1e-9, epochs=1000
+  )
   ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
   ref = train.fit(cfg, ds)
   unweighted = train.fit(cfg, dataclasses.replace(ds, w_train=None, w_val=None, w_test=None))
@@ -869,19 +878,19 @@ def test_streamed_lbfgs_with_sample_weights_reaches_the_weighted_in_memory_optim
 
 def test_f_star_with_sample_weights_is_the_same_streamed_or_not():
   ds = _weighted(_digits())
-  cfg = train.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
-  ref = solvers.optimum(cfg, ds)[0]
-  ours = solvers.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)[0]
+  cfg = config.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
+  ref = lbfgs.optimum(cfg, ds)[0]
+  ours = lbfgs.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)[0]
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
 
 def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
   ds = _digits()
-  cfg = train.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
-  ref, ref_params, _ = solvers.optimum(cfg, ds)
+  cfg = config.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
+  ref, ref_params, _ = lbfgs.optimum(cfg, ds)
   # Streamed, the whole split must never go to the device at once.
   monkeypatch.setattr(stream, 'device_data', lambda *a, **k: pytest.fail('moved the whole split'))
-  ours, params, info = solvers.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
+  ours, params, info = lbfgs.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
   assert info.converged
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
   np.testing.assert_allclose(params.W, ref_params.W, atol=1e-5)
@@ -902,7 +911,7 @@ def _weighted(ds, seed=0, zero_block=None):
 def test_weighted_full_batch_stream_equals_in_memory(tmp_path, loss, dtype, tol):
   kind = 'real' if loss == 'l2' else 'class'
   ds = _weighted(_dataset(tmp_path, dtype=np.dtype(dtype), kind=kind), zero_block=slice(17, 34))
-  cfg = train.TrainConfig(
+  cfg = config.TrainConfig(
     loss=loss, batch_size=0, epochs=5, learning_rate=0.1, optimizer='momentum', dtype=dtype, bias_trick=True
   )
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)  # block 1 weighs 0
@@ -918,7 +927,7 @@ def test_weighted_full_batch_stream_equals_in_memory(tmp_path, loss, dtype, tol)
 
 def test_weighted_streamed_evaluation_equals_in_memory(tmp_path):
   ds = _weighted(_dataset(tmp_path), zero_block=slice(0, 23))
-  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  cfg = config.TrainConfig(epochs=2, batch_size=16)
   params = train.fit(cfg, _in_memory(ds)).params
   ours = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=23), ds, params)
   ref = train.evaluate(cfg, _in_memory(ds), params)
@@ -940,7 +949,7 @@ def test_weighted_streamed_evaluation_equals_in_memory(tmp_path):
 
 def test_weighted_sgd_stream_with_equal_weights_is_the_unweighted_run(tmp_path):
   ds = _dataset(tmp_path, n=100, dtype=np.float64)
-  cfg = train.TrainConfig(batch_size=8, epochs=3, block_rows=24, stream=True, dtype='float64')
+  cfg = config.TrainConfig(batch_size=8, epochs=3, block_rows=24, stream=True, dtype='float64')
   plain = train.fit(cfg, ds)
   doubled = train.fit(cfg, dataclasses.replace(ds, w_train=np.full(len(ds.x_train), 2.0)))
   assert doubled.streamed
@@ -962,7 +971,7 @@ def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
   y = np.where(zero, (ds.y_train + 1) % 3, ds.y_train)
   np.save(tmp_path / 'moved.npy', x)
   moved = dataclasses.replace(ds, x_train=np.load(tmp_path / 'moved.npy', mmap_mode='r'), y_train=y)
-  cfg = train.TrainConfig(batch_size=8, epochs=2, block_rows=24, stream=True, learning_rate=0.05)
+  cfg = config.TrainConfig(batch_size=8, epochs=2, block_rows=24, stream=True, learning_rate=0.05)
   a = train.fit(cfg, dataclasses.replace(ds, w_train=w))
   b = train.fit(cfg, dataclasses.replace(moved, w_train=w))
   assert a.streamed and b.streamed
@@ -988,7 +997,7 @@ def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
 
 def test_a_stop_signal_ends_a_streamed_lbfgs_after_the_iteration_in_progress():
   ds = _digits()
-  cfg = train.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, tol=1e-9, epochs=1000, stream=True)
+  cfg = config.TrainConfig(optimizer='lbfgs', loss='softmax', reg=1e-3, tol=1e-9, epochs=1000, stream=True)
   cfg = dataclasses.replace(cfg, block_rows=200)
 
   def sigterm_once(line):

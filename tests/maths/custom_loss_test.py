@@ -17,6 +17,8 @@ from linear_jax.data import datasets as data
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
 from linear_jax.maths import more_losses
+from linear_jax.optim import config
+from linear_jax.optim import step
 from linear_jax.training import train
 from linear_jax.tuning import search
 from linear_jax.tuning import sweep
@@ -99,7 +101,7 @@ def test_non_finite_output_is_refused_before_any_work():
       lj.check_gradients(params, x, y, loss=rec, grad_fn=lambda p, *a, **k: p)
     ds = data.prepare(data.binary2d(60, seed=0), 'binary2d')
     with pytest.raises(ValueError, match='non-finite'):
-      train.fit(train.TrainConfig(loss='test_inf', grad='autodiff', epochs=1), ds)
+      train.fit(config.TrainConfig(loss='test_inf', grad='autodiff', epochs=1), ds)
   finally:
     losses.LOSSES.pop('test_inf')
 
@@ -117,7 +119,7 @@ def test_registered_loss_works_by_name_everywhere(registered):
     np.testing.assert_allclose(g.W, a.W, rtol=1e-12)
   assert lj.check_gradients(params, x, y, loss=name, reg=0.1, margin=0.5).passed
   ds = data.prepare(data.binary2d(200, seed=0), 'binary2d')
-  cfg = train.TrainConfig(loss=name, loss_hparams={'margin': 0.5}, epochs=5, batch_size=32)
+  cfg = config.TrainConfig(loss=name, loss_hparams={'margin': 0.5}, epochs=5, batch_size=32)
   result = train.fit(cfg, ds)
   assert train.evaluate(cfg, ds, result.params)['val_accuracy'] > 0.8
   res = sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0], loss_hparams={'margin': [0.5, 1.0]}))
@@ -143,7 +145,7 @@ def test_hyperparameter_errors_name_the_loss_and_field():
   with pytest.raises(ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 0"):
     lj.objective(params, x, y, loss='huber', delta=float('nan'))
   with pytest.raises(ValueError, match=r"Loss 'huber' has delta; got 'delta2'"):
-    train.TrainConfig(loss='huber', loss_hparams={'delta2': 1.0}).validate()
+    config.TrainConfig(loss='huber', loss_hparams={'delta2': 1.0}).validate()
 
 
 def test_loss_without_score_grad_is_refused_for_analytic_but_trains_with_autodiff():
@@ -156,8 +158,8 @@ def test_loss_without_score_grad_is_refused_for_analytic_but_trains_with_autodif
     assert lj.check_gradients(params, x, y, loss=rec, grad_fn=auto).passed
     ds = data.prepare(data.binary2d(100, seed=0), 'binary2d')
     with pytest.raises(ValueError, match='--grad=analytic needs a hand-derived score_grad'):
-      train.fit(train.TrainConfig(loss='test_no_grad', epochs=1), ds)
-    assert train.fit(train.TrainConfig(loss='test_no_grad', grad='autodiff', epochs=2), ds).history
+      train.fit(config.TrainConfig(loss='test_no_grad', epochs=1), ds)
+    assert train.fit(config.TrainConfig(loss='test_no_grad', grad='autodiff', epochs=2), ds).history
   finally:
     losses.LOSSES.pop('test_no_grad')
 
@@ -210,7 +212,7 @@ def test_more_losses_pass_the_gradient_checker(loss):
 
 def test_sweep_varies_a_loss_hyperparameter_in_one_program():
   ds = data.prepare(data.linreg(300, 3, seed=0), 'linreg')
-  cfg = train.TrainConfig(loss='huber', epochs=3, batch_size=32, learning_rate=0.05)
+  cfg = config.TrainConfig(loss='huber', epochs=3, batch_size=32, learning_rate=0.05)
   res = sweep.run_sweep(cfg, ds, sweep.grid([0.05], [0.0], loss_hparams={'delta': [0.1, 10.0]}))
   assert [s['delta'] for s in res.settings] == [0.1, 10.0]
   for k, delta in enumerate((0.1, 10.0)):
@@ -331,9 +333,9 @@ def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_ru
   y = jnp.asarray(np.arange(20) % 2, jnp.int32)
   try:
     lj.register_loss(name, SQ, overwrite=True)
-    cfg = train.TrainConfig(loss=name, penalty='l2', reg=0.0)
+    cfg = config.TrainConfig(loss=name, penalty='l2', reg=0.0)
     params = lj.init_params(jax.random.PRNGKey(0), 3, 1, scale=0.5)
-    before = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    before = float(step.compiled_eval_fn(cfg)(params, x, y, step.hparams(cfg))['loss'])
     np.testing.assert_allclose(before, float(jnp.mean(_sq_value(lj.scores(params, x), y))), rtol=1e-6)
     doubled = lj.Loss(
       value=lambda s, labels, margin=1.0: 2.0 * _sq_value(s, labels, margin),
@@ -341,7 +343,7 @@ def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_ru
       hparams={'margin': 1.0},  # the same hyperparameters: the same pytree of arguments
     )
     lj.register_loss(name, doubled, overwrite=True)
-    after = float(train.compiled_eval_fn(cfg)(params, x, y, train.hparams(cfg))['loss'])
+    after = float(step.compiled_eval_fn(cfg)(params, x, y, step.hparams(cfg))['loss'])
     np.testing.assert_allclose(after, 2.0 * before, rtol=1e-6)  # not the program compiled for SQ
   finally:
     losses.LOSSES.pop(name, None)

@@ -1,8 +1,11 @@
-"""The flags of the experiments against the config records they fill: names, defaults, choices, bounds.
+"""The flags of the experiments against the config records they fill: names, defaults, help, choices, bounds.
 
 `TrainConfig`, `experiment.DataConfig` and `experiment.RunOptions` are the one
-source of truth; these tests fail when a field has no flag, a flag's default
-or choices differ from its field's, or a flag accepts a value the record refuses.
+source of truth: each field says its flag's help (and choices) in its metadata,
+and `experiments.common.define_fields` makes the flags from the fields. These
+tests fail when a field has no flag, a flag's default, help or choices differ
+from its field's, or a flag accepts a value the record refuses; and they show
+that a new field of a record gets its flag with no other edit.
 `lr_sweep`'s list flags are held the same way to `sweep.BOUNDS`, the bounds of a
 sweep's settings.
 """
@@ -12,9 +15,11 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
+from absl import flags
 import numpy as np
 import pytest
 
@@ -24,7 +29,6 @@ from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.optim import convergence
 from linear_jax.runs import experiment
-from linear_jax.training import train
 from linear_jax.tuning import sweep
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
@@ -61,11 +65,11 @@ NO_FLAG = {
 COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg'}
 ENUMS = {
   'penalty': tuple(losses.PENALTIES),
-  'optimizer': train.OPTIMIZERS,
-  'schedule': train.SCHEDULES,
+  'optimizer': config.OPTIMIZERS,
+  'schedule': config.SCHEDULES,
   'grad': grad_sources.GRAD_SOURCES,
-  'dtype': train.DTYPES,
-  'parallel': train.PARALLEL,
+  'dtype': config.DTYPES,
+  'parallel': config.PARALLEL,
   'tol_on': convergence.TOL_ON,
   'dataset': data.DATASETS,
   'delimiter': experiment.DELIMITERS,
@@ -83,7 +87,8 @@ out = {}
 for name, flag in FLAGS._flags().items():
   if name != flag.name:
     continue  # a short name or alias
-  out[name] = {'default': flag.default, 'choices': getattr(flag.parser, 'enum_values', None)}
+  choices = getattr(flag.parser, 'enum_values', None)
+  out[name] = {'default': flag.default, 'choices': choices, 'help': flag.help}
 refused = {}
 for name, value in json.loads(sys.argv[2]).items():
   if name not in out:
@@ -118,7 +123,7 @@ def _flag_name(module, field):
 
 def test_every_train_config_field_has_a_flag_with_its_default(command):
   module, got = command
-  for field in dataclasses.fields(train.TrainConfig):
+  for field in dataclasses.fields(config.TrainConfig):
     if field.name in NO_FLAG or (
       module != 'experiments.train' and field.name in ('tol_on', 'n_iter_no_change')
     ):
@@ -127,7 +132,9 @@ def test_every_train_config_field_has_a_flag_with_its_default(command):
     assert name in got['flags'], f'{module}: TrainConfig.{field.name} has no flag --{name}'
     # The command line's run, except the sweeps' fixed --epochs, which is TrainConfig()'s.
     source = (
-      train.TrainConfig() if module != 'experiments.train' and field.name == 'epochs' else config.COMMAND_LINE
+      config.TrainConfig()
+      if module != 'experiments.train' and field.name == 'epochs'
+      else config.COMMAND_LINE
     )
     default = getattr(source, field.name)
     if field.name == 'loss_hparams':
@@ -137,7 +144,7 @@ def test_every_train_config_field_has_a_flag_with_its_default(command):
 
 
 def test_the_command_line_run_differs_from_train_config_only_where_documented():
-  ours, python = dataclasses.asdict(config.COMMAND_LINE), dataclasses.asdict(train.TrainConfig())
+  ours, python = dataclasses.asdict(config.COMMAND_LINE), dataclasses.asdict(config.TrainConfig())
   assert {k for k in ours if ours[k] != python[k]} == COMMAND_LINE_FIELDS
   config.COMMAND_LINE.validate()
   assert config.COMMAND_LINE.tol_on == 'objective' and python['tol_on'] == 'none'
@@ -166,24 +173,46 @@ def test_enum_flags_offer_exactly_what_the_records_accept(command):
     for value in ENUMS[name]:
       if (name, value) in (('dtype', 'float64'), ('optimizer', 'lbfgs')):
         continue  # need x64 / a smooth objective; their own tests cover them
-      train.TrainConfig(**{name: value}).validate()
+      config.TrainConfig(**{name: value}).validate()
     with pytest.raises(ValueError, match=name):
-      train.TrainConfig(**{name: 'no_such'}).validate()
+      config.TrainConfig(**{name: 'no_such'}).validate()
   for name in ('dataset', 'delimiter', 'class_weight', 'preprocess', 'features'):
     with pytest.raises(ValueError, match=name):
       experiment.DataConfig(**{name: 'no_such'}).validate()
 
 
+# Flags whose help this command says otherwise than the field: lr_sweep's --epochs is a fixed count.
+OWN_HELP = {('experiments.lr_sweep', 'epochs')}
+
+
+def test_every_flag_of_a_field_has_the_help_its_field_says(command):
+  module, got = command
+  records = (config.TrainConfig, experiment.DataConfig) + (
+    (experiment.RunOptions,) if module == 'experiments.train' else ()
+  )
+  for record in records:
+    for field in dataclasses.fields(record):
+      help_text = field.metadata.get('help')
+      assert help_text, f'{record.__name__}.{field.name} has no help in its metadata'
+      name = _flag_name(module, field.name)
+      if name not in got['flags'] or (module, field.name) in OWN_HELP:
+        continue
+      # An enum's help starts with its choices, `<a|b|c>: `.
+      assert got['flags'][name]['help'].endswith(help_text), f'{module}: --{name} help'
+      if 'choices' in field.metadata:
+        assert tuple(got['flags'][name]['choices']) == tuple(field.metadata['choices'])
+
+
 def test_flags_and_records_refuse_the_same_out_of_bound_values(command):
   module, got = command
-  train_fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+  train_fields = {f.name for f in dataclasses.fields(config.TrainConfig)}
   if module == 'experiments.train':
     assert set(got['refused']) == set(OUT_OF_BOUNDS)  # every bound probed
   for name, value in OUT_OF_BOUNDS.items():
     if name not in got['refused']:
       continue
     assert got['refused'][name], f'{module}: --{name}={value} was accepted'
-    record = train.TrainConfig if name in train_fields else experiment.DataConfig
+    record = config.TrainConfig if name in train_fields else experiment.DataConfig
     with pytest.raises(ValueError, match=name):
       record(**{name: value}).validate()
 
@@ -256,3 +285,73 @@ def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
     with pytest.raises(ValueError) as refused:
       sweep.check_grid([setting])
     assert f'{bound.plural} must be' in str(refused.value) and bound.describe() in str(refused.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Small:
+  """A record as a new one (or a record with new fields) would be: one field of each kind."""
+
+  rate: float = dataclasses.field(default=0.5, metadata={'help': 'A rate, in (0, 1].', 'group': 'model'})
+  count: int = dataclasses.field(default=3, metadata={'help': 'How many, >= 1.'})
+  name: str = dataclasses.field(default='a', metadata={'help': 'Which.', 'choices': ('a', 'b')})
+  path: str | None = dataclasses.field(default=None, metadata={'help': 'Where.'})
+  on: bool = dataclasses.field(default=True, metadata={'help': 'Whether.'})
+  limit: float | None = dataclasses.field(default=None, metadata={'help': 'At most, > 0.'})
+  hparams: dict[str, float] = dataclasses.field(default_factory=dict, metadata={'help': 'NAME=VALUE,...'})
+  hidden: float = dataclasses.field(default=1.0, metadata={'help': 'Not a flag.', 'flag': False})
+
+  def validate(self):
+    if not 0 < self.rate <= 1:
+      raise ValueError(f'rate must be in (0, 1], got {self.rate}.')
+    if not self.count >= 1:
+      raise ValueError(f'count must be >= 1, got {self.count}.')
+    return self
+
+
+def _small_flags(**overrides):
+  from experiments import common  # pylint: disable=import-outside-toplevel
+
+  values = flags.FlagValues()
+  common.define_fields(_Small, flag_values=values, **overrides)
+  return values, common
+
+
+def test_a_new_field_gets_its_flag_from_its_metadata_with_no_other_edit():
+  values, common = _small_flags()
+  assert set(values) == {'rate', 'count', 'name', 'path', 'on', 'limit', 'hparams'}  # not `hidden`
+  for field in dataclasses.fields(_Small):
+    if field.name != 'hidden':
+      assert values[field.name].help.endswith(field.metadata['help'])
+  assert values['name'].parser.enum_values == ['a', 'b']
+  assert common.GROUPS['rate'] == 'model' and common.GROUPS['count'] == 'run'  # a record of no group: Run
+  values(['prog', '--rate=0.25', '--count=7', '--name=b', '--path=x.csv', '--noon', '--hparams=delta=2'])
+  got = common.record_from_flags(_Small, values)
+  assert got == _Small(rate=0.25, count=7, name='b', path='x.csv', on=False, hparams=['delta=2'])
+  values.unparse_flags()
+  values(['prog'])
+  assert common.record_from_flags(_Small, values) == _Small(hparams=[])  # the defaults are the field's
+
+
+@pytest.mark.parametrize(
+  'argv, message',
+  [
+    ('--rate=0', '--rate must be in (0, 1], got 0.0.'),  # the record's validate(), the flag named
+    ('--count=0', '--count must be >= 1, got 0.'),
+    ('--name=c', 'value should be one of <a|b>'),
+    ('--count=x', 'flag --count=x: invalid literal for int()'),
+  ],
+)
+def test_a_new_field_is_checked_by_its_records_validate(argv, message):
+  values, _ = _small_flags()
+  with pytest.raises(flags.Error, match=re.escape(message)):
+    values(['prog', argv])
+
+
+def test_a_command_can_rename_a_field_and_change_its_default():
+  values, common = _small_flags(
+    count={'name': 'max_count', 'alias': 'count', 'default': 9}, rate={'validate': False}
+  )
+  assert values['max_count'].default == 9 and values['count'].default == 9
+  values(['prog', '--count=4', '--rate=0'])  # the alias sets it; `rate` is this command's to check
+  assert values.max_count == 4 and values.rate == 0.0
+  assert common.GROUPS['count'] == common.GROUPS['max_count']

@@ -9,7 +9,10 @@ import pytest
 
 from linear_jax.data import datasets as data
 from linear_jax.maths import losses
+from linear_jax.optim import config
 from linear_jax.optim import convergence
+from linear_jax.optim import step as step_lib
+from linear_jax.training import lbfgs
 from linear_jax.training import refit
 from linear_jax.training import train
 
@@ -27,19 +30,19 @@ def _blobs():
 
 def test_fit_stops_when_the_objective_stops_falling():
   ds = _blobs()
-  cfg = train.TrainConfig(epochs=1000, tol_on='objective', tol=1e-3, n_iter_no_change=5)
+  cfg = config.TrainConfig(epochs=1000, tol_on='objective', tol=1e-3, n_iter_no_change=5)
   result = train.fit(cfg, ds)
   assert result.stop_reason == 'converged' and len(result.history) < 1000
   f = [m['train_loss'] for m in result.history]
   assert convergence.epochs_without_change(f, 1e-3) == 5
   assert convergence.epochs_without_change(f[:-1], 1e-3) == 4  # it stopped at the first chance
-  capped = train.fit(train.TrainConfig(epochs=3, tol_on='objective'), ds)
+  capped = train.fit(config.TrainConfig(epochs=3, tol_on='objective'), ds)
   assert capped.stop_reason == 'max_epochs' and len(capped.history) == 3
 
 
 def test_grad_norm_test_uses_the_true_full_gradient():
   ds = _blobs()
-  cfg = train.TrainConfig(epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5)
+  cfg = config.TrainConfig(epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5)
   result = train.fit(cfg, ds)
   assert result.stop_reason == 'converged'
   last = result.history[-1]['train_grad_norm']
@@ -61,36 +64,36 @@ def test_full_grad_norm_compiles_once_for_new_values():
   # decay_epochs=19.0: a structure no other test compiles, so the first call adds exactly its program.
   ds = _blobs()
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  cfg = train.TrainConfig(loss='svm', reg=1e-2, tol_on='grad_norm', decay_epochs=19.0)
-  params, _ = train.init_state(cfg, x.shape[1], 3, None, 1)
+  cfg = config.TrainConfig(loss='svm', reg=1e-2, tol_on='grad_norm', decay_epochs=19.0)
+  params, _ = step_lib.init_state(cfg, x.shape[1], 3, None, 1)
   program = convergence._grad_norm  # pylint: disable=protected-access
   before = program._cache_size()
-  first = convergence.full_grad_norm(cfg, params, x, y, train.hparams(cfg))
+  first = convergence.full_grad_norm(cfg, params, x, y, step_lib.hparams(cfg))
   assert program._cache_size() == before + 1
   assert first == pytest.approx(_reference_grad_norm(params, x, y, 1e-2, 1.0), rel=1e-5)
   # New reg, margin, seed and parameters: the same program, which computes the new objective's gradient.
   other = dataclasses.replace(cfg, reg=0.3, loss_hparams={'margin': 2.5}, seed=7, learning_rate=0.01)
   moved = params._replace(W=params.W * 400.0 + 0.5, b=params.b - 0.2)
-  second = convergence.full_grad_norm(other, moved, x, y, train.hparams(other))
+  second = convergence.full_grad_norm(other, moved, x, y, step_lib.hparams(other))
   assert program._cache_size() == before + 1
   assert second == pytest.approx(_reference_grad_norm(moved, x, y, 0.3, 2.5), rel=1e-5)
   stale = _reference_grad_norm(moved, x, y, 1e-2, 1.0)  # what the first call's reg and margin would give
   assert abs(second - stale) > 1e-2 * stale  # so the new values, not baked-in ones, reached the program
   # Sample weights give the weighted mean's gradient.
   w = jnp.asarray(np.linspace(0.5, 2.0, len(y)), x.dtype)
-  weighted = convergence.full_grad_norm(other, moved, x, y, train.hparams(other), w)
+  weighted = convergence.full_grad_norm(other, moved, x, y, step_lib.hparams(other), w)
   assert weighted == pytest.approx(_reference_grad_norm(moved, x, y, 0.3, 2.5, w), rel=1e-5)
 
 
 def test_early_stopping_is_a_stop_reason():
   ds = _blobs()
-  result = train.fit(train.TrainConfig(epochs=300, patience=2, learning_rate=0.5), ds)
+  result = train.fit(config.TrainConfig(epochs=300, patience=2, learning_rate=0.5), ds)
   assert result.stop_reason == 'early_stopping' and result.stopped_early
 
 
 def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
   ds = _blobs()
-  cfg = train.TrainConfig(epochs=12)
+  cfg = config.TrainConfig(epochs=12)
   first = train.fit(cfg, ds)
   again, record = refit.refit(cfg, ds, first)
   assert record['epochs'] == first.best_epoch == len(again.history)
@@ -99,7 +102,7 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
   np.testing.assert_array_equal(merged.x_train[len(ds.x_train) :], ds.x_val)
   assert len(merged.x_val) == 0
   # The refit is exactly fit() on the merged data for that many epochs.
-  ref = train.fit(train.TrainConfig(epochs=first.best_epoch), merged)
+  ref = train.fit(config.TrainConfig(epochs=first.best_epoch), merged)
   np.testing.assert_array_equal(np.asarray(ref.params.W), np.asarray(again.params.W))
   no_val = data.prepare(data.blobs(100, 4, 3, seed=1), 'blobs', 0.0, 0.2)
   with pytest.raises(ValueError, match='--refit needs a validation split'):
@@ -107,18 +110,17 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
 
 
 def test_refit_path_solves_the_chosen_reg_on_train_plus_val():
-  from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
   from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
 
   ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.2, 0.2, dtype=np.float64, seed=0)
-  cfg = train.TrainConfig(loss='logistic', dtype='float64', epochs=500)
+  cfg = config.TrainConfig(loss='logistic', dtype='float64', epochs=500)
   path = paths.fit_path(cfg, ds, [1e-1, 1e-2, 1e-3], tol=1e-8)
   again, record = refit.refit_path(cfg, ds, path, tol=1e-8)
   reg = float(path.regs[path.best_index()])
   assert record['reg'] == reg and record['train_examples'] == len(ds.x_train) + len(ds.x_val)
   assert again.stop_reason == 'converged'
   merged = refit.train_plus_val(ds)
-  f_star = solvers.optimum(dataclasses.replace(cfg, reg=reg), merged)[0]
+  f_star = lbfgs.optimum(dataclasses.replace(cfg, reg=reg), merged)[0]
   assert again.solver['objective'] == pytest.approx(f_star, rel=1e-9)  # that reg's optimum on train + val
   with pytest.raises(ValueError, match='--refit needs a validation split'):
     refit.refit_path(cfg, dataclasses.replace(ds, x_val=ds.x_val[:0], y_val=ds.y_val[:0]), path)
@@ -133,7 +135,7 @@ def test_integer_weights_equal_repeated_rows(batch_size):
   weighted = dataclasses.replace(ds, w_train=w)  # the loaders' sample weights
   rep = np.repeat(np.arange(len(w)), w.astype(int))
   repeated = dataclasses.replace(ds, x_train=ds.x_train[rep], y_train=ds.y_train[rep])
-  cfg = train.TrainConfig(epochs=20, batch_size=batch_size, learning_rate=0.3, dtype='float64')
+  cfg = config.TrainConfig(epochs=20, batch_size=batch_size, learning_rate=0.3, dtype='float64')
   a = train.fit(cfg, weighted)
   if batch_size == 0:
     b = train.fit(cfg, repeated)
@@ -155,7 +157,7 @@ def test_sweeps_honour_sample_weights():
   ds = _blobs()
   w = np.random.default_rng(2).uniform(0.2, 3.0, len(ds.x_train))
   weighted = dataclasses.replace(ds, w_train=w)  # the loaders' sample weights
-  cfg = train.TrainConfig(epochs=4, batch_size=16, dtype='float64')
+  cfg = config.TrainConfig(epochs=4, batch_size=16, dtype='float64')
   swept = sweep.run_sweep(cfg, weighted, sweep.grid([0.05, 0.2], [1e-3]))
   for k, lr in enumerate((0.05, 0.2)):
     alone = train.fit(dataclasses.replace(cfg, learning_rate=lr, reg=1e-3), weighted)
@@ -167,7 +169,7 @@ def test_sweeps_honour_sample_weights():
 
 def test_a_streamed_run_tests_the_full_gradient_over_its_blocks(monkeypatch):
   ds = _blobs()
-  cfg = train.TrainConfig(
+  cfg = config.TrainConfig(
     epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5, stream=True, block_rows=64
   )
   ref = train.fit(dataclasses.replace(cfg, stream=False), ds)

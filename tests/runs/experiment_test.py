@@ -5,12 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from linear_jax.optim import config
+from linear_jax.optim import results
 from linear_jax.runs import experiment
 from linear_jax.training import train
 
 
 def test_train_and_evaluate_writes_what_fit_gives(tmp_path):
-  cfg = train.TrainConfig(epochs=3, batch_size=32)
+  cfg = config.TrainConfig(epochs=3, batch_size=32)
   data_cfg = experiment.DataConfig(dataset='breast_cancer')
   summary = experiment.train_and_evaluate(cfg, data_cfg, str(tmp_path), experiment.RunOptions(plots=False))
   ds = experiment.load_dataset(data_cfg)
@@ -30,13 +32,15 @@ def test_train_and_evaluate_writes_what_fit_gives(tmp_path):
 
 
 def test_a_diverged_run_leaves_a_summary_that_says_so(tmp_path):
-  cfg = train.TrainConfig(loss='l2', learning_rate=100.0, epochs=5)
-  with pytest.raises(train.Diverged):
+  cfg = config.TrainConfig(loss='l2', learning_rate=100.0, epochs=5)
+  with pytest.raises(results.Diverged):
     experiment.train_and_evaluate(cfg, experiment.DataConfig(dataset='diabetes'), str(tmp_path))
   assert json.loads((tmp_path / 'summary.json').read_text())['stop_reason'] == 'diverged'
 
 
 def test_a_bad_data_config_is_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match=r'val_fraction must be in \[0, 1\), got 1.0'):
-    experiment.train_and_evaluate(train.TrainConfig(), experiment.DataConfig(val_fraction=1.0), str(tmp_path))
+    experiment.train_and_evaluate(
+      config.TrainConfig(), experiment.DataConfig(val_fraction=1.0), str(tmp_path)
+    )
   assert list(tmp_path.iterdir()) == []

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config as config_lib
 from linear_jax.runs import optimizers_run
-from linear_jax.training import train
 
 
 def _curve(gaps, seconds_per_epoch=1.0):
@@ -80,7 +80,7 @@ def test_table_writes_a_dash_for_a_diverged_contender():
 
 def test_compare_writes_its_json_and_picture_and_the_rows_agree_with_the_claims(tmp_path):
   dataset = data.prepare(data.blobs(300, 4, 3, seed=0), 'blobs', seed=0, dtype=np.float64)
-  config = train.TrainConfig(reg=1e-2, dtype='float64', epochs=6, seed=0)
+  config = config_lib.TrainConfig(reg=1e-2, dtype='float64', epochs=6, seed=0)
   out = optimizers_run.compare(config, dataset, str(tmp_path), learning_rate=0.3, batch_size=32)
   assert json.loads((tmp_path / 'optimizers.json').read_text()) == out
   assert (tmp_path / 'optimizers.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

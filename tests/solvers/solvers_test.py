@@ -10,7 +10,10 @@ from sklearn import linear_model
 from linear_jax.data import datasets as data
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.optim import config
+from linear_jax.optim import step
 from linear_jax.solvers import lbfgs as solvers
+from linear_jax.training import lbfgs
 from linear_jax.training import train
 
 
@@ -52,8 +55,8 @@ def test_objective_at_optimum_matches_logistic_regression(name, loss, weighting)
   elif weighting == 'balanced':
     w = _balanced(ds.y_train)
   total = n if w is None else w.sum()
-  cfg = train.TrainConfig(loss=loss, reg=1 / (2 * c * total), dtype='float64')
-  f_star, params, info = solvers.optimum(cfg, ds, weights=w)
+  cfg = config.TrainConfig(loss=loss, reg=1 / (2 * c * total), dtype='float64')
+  f_star, params, info = lbfgs.optimum(cfg, ds, weights=w)
   assert info.grad_norm <= 1e-8  # float64's floor is near 1e-10
   ref = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=20_000)
   ref.fit(ds.x_train, ds.y_train, sample_weight=w)
@@ -70,8 +73,8 @@ def test_softmax_on_two_classes_is_logistic_with_twice_the_reg():
   # Two softmax rows W1 = −W0 = w/2 carry the penalty reg·|w|²/2: softmax's reg is 1 / (C N).
   ds = _dataset('breast_cancer')
   n, c = len(ds.x_train), 2.0
-  f_soft = solvers.optimum(train.TrainConfig(loss='softmax', reg=1 / (c * n), dtype='float64'), ds)[0]
-  f_log = solvers.optimum(train.TrainConfig(loss='logistic', reg=1 / (2 * c * n), dtype='float64'), ds)[0]
+  f_soft = lbfgs.optimum(config.TrainConfig(loss='softmax', reg=1 / (c * n), dtype='float64'), ds)[0]
+  f_log = lbfgs.optimum(config.TrainConfig(loss='logistic', reg=1 / (2 * c * n), dtype='float64'), ds)[0]
   assert f_soft == pytest.approx(f_log, rel=1e-9)
 
 
@@ -81,8 +84,8 @@ def test_ridge_matches_sklearn_and_the_closed_form(weighted):
   n, alpha = len(ds.x_train), 3.0
   w = np.random.default_rng(1).uniform(0.1, 2.0, n) if weighted else None
   total = n if w is None else w.sum()
-  cfg = train.TrainConfig(loss='l2', reg=alpha / total, dtype='float64')  # Ridge(alpha): reg = alpha / Σw
-  f_star, params, _ = solvers.optimum(cfg, ds, weights=w)
+  cfg = config.TrainConfig(loss='l2', reg=alpha / total, dtype='float64')  # Ridge(alpha): reg = alpha / Σw
+  f_star, params, _ = lbfgs.optimum(cfg, ds, weights=w)
   ref = linear_model.Ridge(alpha=alpha, tol=1e-12).fit(ds.x_train, ds.y_train, sample_weight=w)
   assert _objective_at(ref.coef_, ref.intercept_, ds, 'l2', cfg.reg, w) == pytest.approx(f_star, rel=1e-5)
   W, b = solvers.ridge_closed_form(ds.x_train, ds.y_train, cfg.reg, w)
@@ -93,7 +96,7 @@ def test_ridge_matches_sklearn_and_the_closed_form(weighted):
 
 def test_lbfgs_fit_reports_iterations_evaluations_and_gradient_norm():
   ds = data.prepare(data.load('digits'), 'digits', 0.1, 0.2, seed=0)
-  cfg = train.TrainConfig(optimizer='lbfgs', tol=1e-4, epochs=500, dtype='float32')
+  cfg = config.TrainConfig(optimizer='lbfgs', tol=1e-4, epochs=500, dtype='float32')
   result = train.fit(cfg, ds)
   s = result.solver
   assert result.stop_reason == 'converged' and s['converged'] and s['grad_norm'] <= 1e-4
@@ -114,23 +117,23 @@ def test_lbfgs_refuses_non_smooth_objectives(loss, penalty):
 
 def test_bad_sample_weights_are_refused():
   ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.0, 0.2, dtype=np.float64)
-  cfg = train.TrainConfig(loss='logistic', dtype='float64')
+  cfg = config.TrainConfig(loss='logistic', dtype='float64')
   n = len(ds.x_train)
   for bad in (-np.ones(n), np.zeros(n), np.full(n, np.nan), np.ones(n - 1)):
     with pytest.raises(ValueError, match='sample weights of the train split'):
-      solvers.optimum(cfg, ds, weights=bad)
+      lbfgs.optimum(cfg, ds, weights=bad)
 
 
 def test_new_reg_and_tol_share_one_compiled_solve():
   # decay_epochs=11.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
   ds = _dataset('breast_cancer')
   n, c = len(ds.x_train), 0.5
-  cfg = train.TrainConfig(loss='logistic', reg=1e-3, dtype='float64', decay_epochs=11.0)
+  cfg = config.TrainConfig(loss='logistic', reg=1e-3, dtype='float64', decay_epochs=11.0)
   before = solvers._solve._cache_size()  # pylint: disable=protected-access
-  solvers.optimum(cfg, ds, tol=1e-6)
+  lbfgs.optimum(cfg, ds, tol=1e-6)
   assert solvers._solve._cache_size() == before + 1  # pylint: disable=protected-access
   other = dataclasses.replace(cfg, reg=1 / (2 * c * n), seed=5)
-  f_star, _, info = solvers.optimum(other, ds, tol=1e-9)
+  f_star, _, info = lbfgs.optimum(other, ds, tol=1e-9)
   assert solvers._solve._cache_size() == before + 1  # pylint: disable=protected-access
   assert info.grad_norm <= 1e-9  # the new tol reached the shared program ...
   ref = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=20_000).fit(ds.x_train, ds.y_train)
@@ -151,10 +154,10 @@ def test_the_default_memory_keeps_40_pairs_for_small_models_and_fewer_for_large_
 def test_more_curvature_pairs_reach_the_same_optimum_in_no_more_evaluations():
   ds = _dataset('digits')
   n = len(ds.x_train)
-  cfg = train.TrainConfig(loss='softmax', reg=1 / (2 * n), optimizer='lbfgs', dtype='float64', epochs=1000)
+  cfg = config.TrainConfig(loss='softmax', reg=1 / (2 * n), optimizer='lbfgs', dtype='float64', epochs=1000)
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
   p0 = model.Params(jnp.zeros((10, ds.num_features)), jnp.zeros(10))
-  hp = train.hparams(cfg)
+  hp = step.hparams(cfg)
   _, ten = solvers.solve(cfg, p0, x, y, hp, tol=1e-8, memory_size=10)
   _, default = solvers.solve(cfg, p0, x, y, hp, tol=1e-8)
   assert bool(ten.converged) and bool(default.converged)

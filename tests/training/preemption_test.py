@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.training import preemption
 from linear_jax.training import train
 
@@ -33,7 +34,7 @@ def test_signals_set_the_flag_and_handlers_come_back():
 
 def test_fit_stops_after_the_epoch_in_flight_and_resumes_bit_exact(tmp_path):
   ds = data.prepare(data.blobs(200, 4, 3, seed=3), 'blobs', seed=3)
-  cfg = train.TrainConfig(epochs=6, batch_size=32, optimizer='adam', learning_rate=0.01)
+  cfg = config.TrainConfig(epochs=6, batch_size=32, optimizer='adam', learning_rate=0.01)
   whole = train.fit(cfg, ds)
 
   def on_epoch(metrics):

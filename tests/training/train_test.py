@@ -10,6 +10,8 @@ from sklearn import linear_model
 
 import linear_jax as lj
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
+from linear_jax.optim import results
 from linear_jax.optim import step
 from linear_jax.training import checkpoint
 from linear_jax.training import train
@@ -34,21 +36,21 @@ def _test_acc(cfg, ds, params):
 
 
 def test_default_run_reaches_95_percent_on_digits(digits):
-  cfg = train.TrainConfig()
+  cfg = config.TrainConfig()
   result = train.fit(cfg, digits)
   assert result.params.W.dtype == jnp.float32  # training defaults to float32
   assert _test_acc(cfg, digits, result.params) >= 0.95
 
 
 def test_softmax_within_one_point_of_sklearn_logistic_regression(digits):
-  cfg = train.TrainConfig(loss='softmax', reg=1e-4, epochs=40)
+  cfg = config.TrainConfig(loss='softmax', reg=1e-4, epochs=40)
   ours = _test_acc(cfg, digits, train.fit(cfg, digits).params)
   ref = linear_model.LogisticRegression(max_iter=5000).fit(digits.x_train, digits.y_train)
   assert ours >= ref.score(digits.x_test, digits.y_test) - 0.01
 
 
 def test_svm_at_least_as_good_as_sgdclassifier_hinge(digits):
-  cfg = train.TrainConfig(loss='svm', reg=0.01, epochs=60, learning_rate=0.03, schedule='cosine')
+  cfg = config.TrainConfig(loss='svm', reg=0.01, epochs=60, learning_rate=0.03, schedule='cosine')
   ours = _test_acc(cfg, digits, train.fit(cfg, digits).params)
   ref = np.mean(
     [
@@ -64,7 +66,7 @@ def test_svm_at_least_as_good_as_sgdclassifier_hinge(digits):
 def test_l2_regression_recovers_known_w():
   raw = data.linreg(800, 4, noise=0.01, seed=5)
   ds = data.prepare(raw, 'linreg', preprocess='none', seed=5)
-  cfg = train.TrainConfig(loss='l2', reg=0.0, learning_rate=0.05, epochs=60, batch_size=32)
+  cfg = config.TrainConfig(loss='l2', reg=0.0, learning_rate=0.05, epochs=60, batch_size=32)
   w, b = train.raw_params(train.fit(cfg, ds).params, ds)
   np.testing.assert_allclose(w, raw.extra['W'], atol=0.01)
   np.testing.assert_allclose(b, raw.extra['b'], atol=0.01)
@@ -72,7 +74,7 @@ def test_l2_regression_recovers_known_w():
 
 def test_diabetes_r2_matches_least_squares():
   ds = data.prepare(data.load('diabetes'), 'diabetes', seed=0)
-  cfg = train.TrainConfig(loss='l2', reg=0.0, learning_rate=0.1, epochs=400, batch_size=0)  # full batch
+  cfg = config.TrainConfig(loss='l2', reg=0.0, learning_rate=0.1, epochs=400, batch_size=0)  # full batch
   params = train.fit(cfg, ds).params
   pred = np.asarray(lj.scores(params, ds.x_test))[:, 0]
   r2 = 1 - np.sum((ds.y_test - pred) ** 2) / np.sum((ds.y_test - ds.y_test.mean()) ** 2)
@@ -84,7 +86,7 @@ def test_gradient_sources_give_the_same_trajectory():
   ds = _tiny()
   finals = []
   for grad in lj.GRAD_SOURCES:
-    cfg = train.TrainConfig(loss='svm', grad=grad, epochs=5, batch_size=8, dtype='float64')
+    cfg = config.TrainConfig(loss='svm', grad=grad, epochs=5, batch_size=8, dtype='float64')
     finals.append(train.fit(cfg, ds).params)
   for p in finals[1:]:
     np.testing.assert_allclose(p.W, finals[0].W, rtol=1e-10, atol=1e-12)
@@ -92,15 +94,15 @@ def test_gradient_sources_give_the_same_trajectory():
 
 def test_epoch_sees_every_example_once_with_a_partial_last_batch():
   ds = _tiny(n=30)  # 18 training examples, batches of 4: 4 + 4 + 4 + 4 + 2
-  cfg = train.TrainConfig(loss='softmax', batch_size=4, dtype='float64', reg=0.01, learning_rate=0.3)
+  cfg = config.TrainConfig(loss='softmax', batch_size=4, dtype='float64', reg=0.01, learning_rate=0.3)
   x, y = jnp.asarray(ds.x_train, jnp.float64), jnp.asarray(ds.y_train)
   n = len(x)
   assert n % 4 != 0
-  hp = train.hparams(cfg)
-  steps, _ = train.steps_per_epoch(cfg, n)
-  params, opt_state = train.init_state(cfg, 3, 3, hp, steps)
+  hp = step.hparams(cfg)
+  steps, _ = step.steps_per_epoch(cfg, n)
+  params, opt_state = step.init_state(cfg, 3, 3, hp, steps)
   key = jax.random.PRNGKey(9)
-  got, _, values = jax.jit(train.make_epoch_fn(cfg, n))(params, opt_state, x, y, key, hp)
+  got, _, values = jax.jit(step.make_epoch_fn(cfg, n))(params, opt_state, x, y, key, hp)
   order = np.asarray(jax.random.permutation(key, n))
   p = params
   for s in range(steps):  # plain SGD on the unpadded batches
@@ -114,12 +116,12 @@ def test_epoch_sees_every_example_once_with_a_partial_last_batch():
 
 def test_no_recompile_after_the_first_epoch_or_for_new_hyperparameters():
   ds = _tiny()
-  cfg = train.TrainConfig(batch_size=8)
+  cfg = config.TrainConfig(batch_size=8)
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  steps, _ = train.steps_per_epoch(cfg, len(x))
-  hp = train.hparams(cfg)
-  params, opt_state = train.init_state(cfg, 3, 3, hp, steps)
-  epoch = jax.jit(train.make_epoch_fn(cfg, len(x)))
+  steps, _ = step.steps_per_epoch(cfg, len(x))
+  hp = step.hparams(cfg)
+  params, opt_state = step.init_state(cfg, 3, 3, hp, steps)
+  epoch = jax.jit(step.make_epoch_fn(cfg, len(x)))
   for e in range(3):
     hp_e = hp._replace(learning_rate=jnp.float32(0.1 * (e + 1)), reg=jnp.float32(1e-3 * e))
     params, opt_state, _ = epoch(params, opt_state, x, y, jax.random.PRNGKey(e), hp_e)
@@ -129,7 +131,7 @@ def test_no_recompile_after_the_first_epoch_or_for_new_hyperparameters():
 def test_fits_with_new_hyperparameters_share_one_compiled_program():
   # decay_epochs=3.0: a structure no other test compiles, so the first fit adds exactly its programs.
   ds = _tiny()
-  cfg = train.TrainConfig(batch_size=8, epochs=2, decay_epochs=3.0, schedule='step', optimizer='momentum')
+  cfg = config.TrainConfig(batch_size=8, epochs=2, decay_epochs=3.0, schedule='step', optimizer='momentum')
   programs = lambda: (step._epoch._cache_size(), step._eval._cache_size())  # pylint: disable=protected-access
   before = programs()
   first = train.fit(cfg, ds)
@@ -142,10 +144,10 @@ def test_fits_with_new_hyperparameters_share_one_compiled_program():
   assert programs() == sizes
   # The shared program ran `other`'s values: it equals `other`'s epochs traced afresh.
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  steps, _ = train.steps_per_epoch(other, len(x))
-  hp = train.hparams(other)
-  params, opt_state = train.init_state(other, 3, 3, hp, steps)
-  epoch = jax.jit(train.make_epoch_fn(other, len(x)))
+  steps, _ = step.steps_per_epoch(other, len(x))
+  hp = step.hparams(other)
+  params, opt_state = step.init_state(other, 3, 3, hp, steps)
+  epoch = jax.jit(step.make_epoch_fn(other, len(x)))
   for e in range(other.epochs):
     params, opt_state, _ = epoch(params, opt_state, x, y, jax.random.fold_in(jax.random.PRNGKey(4), e), hp)
   np.testing.assert_allclose(second.params.W, params.W, rtol=1e-6, atol=1e-7)
@@ -175,7 +177,7 @@ def test_fits_with_new_hyperparameters_share_one_compiled_program():
 def test_every_choice_trains(overrides):
   overrides = dict(overrides)
   ds = _tiny(overrides.pop('kind', 'class'), n=80)
-  cfg = train.TrainConfig(epochs=15, batch_size=overrides.pop('batch_size', 8), **overrides)
+  cfg = config.TrainConfig(epochs=15, batch_size=overrides.pop('batch_size', 8), **overrides)
   result = train.fit(cfg, ds)
   first, last = result.history[0]['initial_loss'], result.history[-1]['train_loss']
   assert last < 0.8 * first, (first, last)
@@ -184,7 +186,7 @@ def test_every_choice_trains(overrides):
 
 def test_early_stopping_keeps_the_best_params():
   ds = _tiny(n=60)
-  cfg = train.TrainConfig(epochs=200, patience=3, learning_rate=0.5)
+  cfg = config.TrainConfig(epochs=200, patience=3, learning_rate=0.5)
   result = train.fit(cfg, ds)
   assert result.stopped_early and len(result.history) < 200
   best = max(m['val_accuracy'] for m in result.history)
@@ -194,14 +196,14 @@ def test_early_stopping_keeps_the_best_params():
 
 def test_divergence_names_step_and_learning_rate():
   ds = _tiny(kind='real')
-  cfg = train.TrainConfig(loss='l2', learning_rate=50.0, epochs=20, batch_size=8)
-  with pytest.raises(train.Diverged, match=r'at step \d+ \(epoch \d+\) with learning_rate=50'):
+  cfg = config.TrainConfig(loss='l2', learning_rate=50.0, epochs=20, batch_size=8)
+  with pytest.raises(results.Diverged, match=r'at step \d+ \(epoch \d+\) with learning_rate=50'):
     train.fit(cfg, ds)
 
 
 def test_resume_is_bit_exact(tmp_path):
   ds = _tiny(n=60)
-  cfg = train.TrainConfig(epochs=6, batch_size=8, optimizer='adam', learning_rate=0.05)
+  cfg = config.TrainConfig(epochs=6, batch_size=8, optimizer='adam', learning_rate=0.05)
   whole = train.fit(cfg, ds)
 
   def stop_after_3(metrics):
@@ -247,9 +249,9 @@ def test_checkpoint_write_failure_leaves_the_old_one(tmp_path, monkeypatch):
 def test_loss_that_does_not_fit_the_data_is_refused():
   ds = _tiny(kind='real')
   with pytest.raises(ValueError, match=r'--loss=softmax does not fit --dataset=real: it has real-valued'):
-    train.fit(train.TrainConfig(loss='softmax'), ds)
+    train.fit(config.TrainConfig(loss='softmax'), ds)
   with pytest.raises(ValueError, match=r"a loss with 'binary' targets needs 2"):
-    train.fit(train.TrainConfig(loss='hinge'), _tiny())
+    train.fit(config.TrainConfig(loss='hinge'), _tiny())
 
 
 @pytest.mark.parametrize(
@@ -266,7 +268,7 @@ def test_loss_that_does_not_fit_the_data_is_refused():
 )
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=field if field != 'optimizer' else 'Unknown optimizer'):
-    train.TrainConfig(**{field: value}).validate()
+    config.TrainConfig(**{field: value}).validate()
 
 
 def test_float64_without_x64_is_refused_not_truncated():
@@ -274,9 +276,10 @@ def test_float64_without_x64_is_refused_not_truncated():
   import sys  # pylint: disable=import-outside-toplevel
 
   code = (
-    'from linear_jax import data, train\n'
+    'import linear_jax as lj\n'
+    'from linear_jax import data\n'
     "ds = data.prepare(data.blobs(30, 2, 2), 'blobs')\n"
-    "train.fit(train.TrainConfig(dtype='float64', epochs=1), ds)\n"
+    "lj.fit(lj.TrainConfig(dtype='float64', epochs=1), ds)\n"
   )
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
   assert out.returncode != 0 and 'silently train in float32' in out.stderr
@@ -289,7 +292,7 @@ def test_sample_weights_train_streamed_and_data_parallel_as_in_memory():
   x, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
   ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.1, 3.0, 60) ** 2), 'weighted')
   assert ds.w_train is not None
-  cfg = train.TrainConfig(batch_size=0, epochs=3, learning_rate=0.5)
+  cfg = config.TrainConfig(batch_size=0, epochs=3, learning_rate=0.5)
   ref = train.fit(cfg, ds)
   unweighted = train.fit(cfg, dataclasses.replace(ds, w_train=None, w_val=None))
   assert np.abs(np.asarray(ref.params.W) - np.asarray(unweighted.params.W)).max() > 1e-3

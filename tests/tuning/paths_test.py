@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.solvers import lbfgs as solvers
-from linear_jax.training import train
+from linear_jax.training import lbfgs
 from linear_jax.tuning import paths
 
 
@@ -18,7 +19,7 @@ from linear_jax.tuning import paths
 def test_every_model_of_the_path_reaches_its_own_optimum(loss, name, method):
   ds = data.prepare(data.load(name), name, 0.2, 0.2, dtype=np.float64, seed=0)
   regs = [0.0, 1e-4, 1e-3, 1e-2, 1e-1] if loss != 'l2' else [1e-4, 1e-2, 1.0]
-  cfg = train.TrainConfig(loss=loss, dtype='float64', epochs=3000)
+  cfg = config.TrainConfig(loss=loss, dtype='float64', epochs=3000)
   tol = 1e-6 if loss == 'l2' else 1e-8  # diabetes' objective is about 3000: 1e-8 is below its float64 floor
   path = paths.fit_path(cfg, ds, regs, tol=tol, method=method)
   for k, reg in enumerate(regs):
@@ -26,7 +27,7 @@ def test_every_model_of_the_path_reaches_its_own_optimum(loss, name, method):
       W, b = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg)
       np.testing.assert_allclose(np.asarray(path.params.W[k]), W, rtol=1e-5, atol=1e-5)
     if reg > 0:  # reg = 0 on separable data has no finite optimum
-      f_star = solvers.optimum(train.TrainConfig(loss=loss, reg=reg, dtype='float64'), ds)[0]
+      f_star = lbfgs.optimum(config.TrainConfig(loss=loss, reg=reg, dtype='float64'), ds)[0]
       assert path.converged[k]
       assert path.objective[k] == pytest.approx(f_star, rel=1e-7)
   assert np.all(np.diff(path.weight_norm[np.argsort(regs)]) <= 1e-9)  # more reg, smaller W
@@ -39,7 +40,7 @@ def test_every_model_of_the_path_reaches_its_own_optimum(loss, name, method):
 def test_sample_weights_enter_the_path(method):
   ds = data.prepare(data.load('diabetes'), 'diabetes', 0.0, 0.2, dtype=np.float64, seed=0)
   w = np.random.default_rng(0).uniform(0.1, 2.0, len(ds.x_train))
-  cfg = train.TrainConfig(loss='l2', dtype='float64')
+  cfg = config.TrainConfig(loss='l2', dtype='float64')
   path = paths.fit_path(cfg, ds, [1e-3, 1e-1], tol=1e-9, weights=w, method=method)
   for k, reg in enumerate((1e-3, 1e-1)):
     W, _ = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg, w)
@@ -49,20 +50,20 @@ def test_sample_weights_enter_the_path(method):
 def test_bad_regs_and_non_smooth_losses_are_refused():
   ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.2, 0.2)
   with pytest.raises(ValueError, match='regs must be'):
-    paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3, -1.0])
+    paths.fit_path(config.TrainConfig(loss='logistic'), ds, [1e-3, -1.0])
   with pytest.raises(ValueError, match='not differentiable at its kinks'):
-    paths.fit_path(train.TrainConfig(loss='hinge'), ds, [1e-3])
+    paths.fit_path(config.TrainConfig(loss='hinge'), ds, [1e-3])
   with pytest.raises(ValueError, match='method must be one of batched, warm'):
-    paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
+    paths.fit_path(config.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
   with pytest.raises(ValueError, match="warm_min_iter applies to method='warm'"):
-    paths.fit_path(train.TrainConfig(loss='logistic'), ds, [1e-3], warm_min_iter=3)
+    paths.fit_path(config.TrainConfig(loss='logistic'), ds, [1e-3], warm_min_iter=3)
 
 
 @pytest.mark.parametrize('method', paths.METHODS)
 def test_new_regs_and_tol_share_one_compiled_path(method):
   # decay_epochs=17.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
   ds = data.prepare(data.load('diabetes'), 'diabetes', 0.0, 0.2, dtype=np.float64, seed=0)
-  cfg = train.TrainConfig(loss='l2', dtype='float64', decay_epochs=17.0)
+  cfg = config.TrainConfig(loss='l2', dtype='float64', decay_epochs=17.0)
   program = paths._solve_warm if method == 'warm' else paths._solve_batched  # pylint: disable=protected-access
   before = program._cache_size()
   paths.fit_path(cfg, ds, [1e-3, 1e-1], tol=1e-6, method=method)
@@ -80,12 +81,12 @@ def test_a_warm_start_that_already_meets_tol_still_moves_towards_the_new_optimum
   # floor on the iterations the weaker regs keep the stronger one's weights (0 iterations).
   ds = data.prepare(data.load('digits'), 'digits', 0.0, 0.2, dtype=np.float64, seed=0)
   regs = [1e-4, 5e-5, 2e-5, 1e-5]
-  cfg = train.TrainConfig(loss='softmax', dtype='float64', epochs=3000)
+  cfg = config.TrainConfig(loss='softmax', dtype='float64', epochs=3000)
   bare = paths.fit_path(cfg, ds, regs, tol=1e-3, method='warm', warm_min_iter=0)
   assert np.any(bare.iterations == 0)
   path = paths.fit_path(cfg, ds, regs, tol=1e-3, method='warm')
   assert np.all(path.iterations >= paths.WARM_MIN_ITER) and np.all(path.converged)
   moved = path.iterations > bare.iterations
   assert np.all(path.objective[moved] < bare.objective[moved])  # each closer to its own optimum
-  f_star = [solvers.optimum(dataclasses.replace(cfg, reg=r), ds)[0] for r in regs]
+  f_star = [lbfgs.optimum(dataclasses.replace(cfg, reg=r), ds)[0] for r in regs]
   assert np.all(path.objective >= np.asarray(f_star) - 1e-12)

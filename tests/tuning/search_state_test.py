@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.training import preemption
-from linear_jax.training import train
 from linear_jax.tuning import search
 from linear_jax.tuning import search_state
 
@@ -40,7 +40,7 @@ class _StopAt(search_state.Segments):
 
 def test_search_stopped_at_a_seeded_point_resumes_bit_exact(tmp_path):
   ds = data.prepare(data.blobs(200, 3, 3, seed=4), 'blobs', seed=4)
-  cfg = train.TrainConfig(epochs=1, learning_rate=0.3)
+  cfg = config.TrainConfig(epochs=1, learning_rate=0.3)
   kwargs = {'population': 20, 'elite': 2, 'proposals': 5, 'batch_size': 32}
   ident = {'what': 'test'}
   whole_rows, whole_curves = search.compare(

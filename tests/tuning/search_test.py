@@ -6,7 +6,7 @@ import pytest
 
 from linear_jax.data import datasets as data
 from linear_jax.maths import model
-from linear_jax.training import train
+from linear_jax.optim import config
 from linear_jax.tuning import search
 
 
@@ -21,16 +21,16 @@ def problem():
 def _methods(problem, budget):
   ds, loss_fn, init = problem
   key = jax.random.PRNGKey(1)
-  cfg = train.TrainConfig(loss='softmax', reg=1e-4, learning_rate=0.5)
+  cfg = config.TrainConfig(loss='softmax', reg=1e-4, learning_rate=0.5)
   return {
     'random': lambda: search.random_search(loss_fn, key, init, budget, 2.0, chunk_size=64),
     'local': lambda: search.random_local_search(loss_fn, key, init, budget, 0.2, proposals=7),
     'genetic': lambda: search.genetic_algorithm(loss_fn, key, init, budget, population=30, elite=3),
     'gd_full': lambda: search.gradient_descent(
-      train.TrainConfig(**{**cfg.__dict__, 'batch_size': 0}), ds.x_train, ds.y_train, init, budget
+      config.TrainConfig(**{**cfg.__dict__, 'batch_size': 0}), ds.x_train, ds.y_train, init, budget
     ),
     'gd_mini': lambda: search.gradient_descent(
-      train.TrainConfig(**{**cfg.__dict__, 'batch_size': 16}), ds.x_train, ds.y_train, init, budget
+      config.TrainConfig(**{**cfg.__dict__, 'batch_size': 16}), ds.x_train, ds.y_train, init, budget
     ),
   }
 
@@ -60,7 +60,7 @@ def test_budget_accounting_is_exact(problem):
   assert ga.evaluations == 20 + 18 * 4
   assert (
     search.gradient_descent(
-      train.TrainConfig(batch_size=0), np.ones((4, 2)), np.array([0, 1, 2, 0]), init, 7
+      config.TrainConfig(batch_size=0), np.ones((4, 2)), np.array([0, 1, 2, 0]), init, 7
     ).evaluations
     == 6
   )  # 3 gradients at 2 evaluations each

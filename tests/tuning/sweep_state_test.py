@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.training import preemption
-from linear_jax.training import train
 from linear_jax.tuning import sweep
 from linear_jax.tuning import sweep_state
 
-CFG = train.TrainConfig(epochs=5, batch_size=16, optimizer='momentum', explode_factor=2.0)
+CFG = config.TrainConfig(epochs=5, batch_size=16, optimizer='momentum', explode_factor=2.0)
 # lr 40 diverges: divergence marks and frozen models must survive a resume too.
 SETTINGS = sweep.grid([0.01, 0.3, 40.0], [0.0, 1e-2], seeds=[0, 1])
 CHUNK = 4  # seed 0: models 1-4 and 5-6, seed 1: models 7-10 and 11-12

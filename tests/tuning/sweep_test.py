@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.optim import config
 from linear_jax.training import train
 from linear_jax.tuning import sweep
 
@@ -31,7 +32,7 @@ def regression():
   ],
 )
 def test_each_model_equals_the_same_setting_trained_alone(blobs, overrides):
-  cfg = train.TrainConfig(epochs=6, **overrides)
+  cfg = config.TrainConfig(epochs=6, **overrides)
   settings = sweep.grid([0.01, 0.1, 0.5], [0.0, 1e-2])
   result = sweep.run_sweep(cfg, blobs, settings)
   for k in (0, 3, 5):
@@ -42,7 +43,7 @@ def test_each_model_equals_the_same_setting_trained_alone(blobs, overrides):
 
 
 def test_sweeping_margin_and_momentum(blobs):
-  cfg = train.TrainConfig(loss='svm', optimizer='momentum', epochs=3)
+  cfg = config.TrainConfig(loss='svm', optimizer='momentum', epochs=3)
   settings = sweep.grid([0.05], [1e-3], margins=[0.5, 2.0], momenta=[0.0, 0.9])
   result = sweep.run_sweep(cfg, blobs, settings)
   alone = train.fit(sweep.config_for(cfg, settings[3]), blobs)
@@ -51,7 +52,7 @@ def test_sweeping_margin_and_momentum(blobs):
 
 
 def test_divergence_is_contained_and_never_best(regression):
-  cfg = train.TrainConfig(loss='l2', epochs=8, batch_size=16)
+  cfg = config.TrainConfig(loss='l2', epochs=8, batch_size=16)
   healthy = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05], [0.0]))
   mixed = sweep.run_sweep(cfg, regression, sweep.grid([0.01, 0.05, 100.0], [0.0]))
   assert list(mixed.diverged_at[:2]) == [-1, -1] and mixed.diverged_at[2] > 0
@@ -64,12 +65,12 @@ def test_divergence_is_contained_and_never_best(regression):
 
 
 def test_all_diverged_has_no_best(regression):
-  cfg = train.TrainConfig(loss='l2', epochs=3, batch_size=16)
+  cfg = config.TrainConfig(loss='l2', epochs=3, batch_size=16)
   assert sweep.run_sweep(cfg, regression, sweep.grid([200.0, 500.0], [0.0])).best_index() is None
 
 
 def test_chunks_equal_one_program(blobs):
-  cfg = train.TrainConfig(epochs=3, batch_size=16)
+  cfg = config.TrainConfig(epochs=3, batch_size=16)
   settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
   whole = sweep.run_sweep(cfg, blobs, settings)
   parts = sweep.run_sweep(cfg, blobs, settings, chunk_size=4)
@@ -79,7 +80,7 @@ def test_chunks_equal_one_program(blobs):
 
 def test_no_recompile_for_new_hyperparameter_values(blobs):
   # decay_epochs=7.0: a structure no other test compiles, so the first sweep adds exactly its programs.
-  cfg = train.TrainConfig(epochs=2, batch_size=16, loss='svm', decay_epochs=7.0)
+  cfg = config.TrainConfig(epochs=2, batch_size=16, loss='svm', decay_epochs=7.0)
   programs = lambda: (sweep._epoch._cache_size(), sweep._eval._cache_size())  # pylint: disable=protected-access
   before = programs()
   sweep.run_sweep(cfg, blobs, sweep.grid([0.01, 0.1], [0.0, 1e-3]))
@@ -108,11 +109,11 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
 )
 def test_bad_grids_are_refused(blobs, settings, match):
   with pytest.raises(ValueError, match=match):
-    sweep.run_sweep(train.TrainConfig(epochs=1), blobs, settings)
+    sweep.run_sweep(config.TrainConfig(epochs=1), blobs, settings)
 
 
 def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
-  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  cfg = config.TrainConfig(epochs=2, batch_size=16)
   as_arrays = [{'learning_rate': np.array(0.1), 'reg': jnp.float32(1e-3)}]
   ours = sweep.run_sweep(cfg, blobs, as_arrays)
   ref = sweep.run_sweep(cfg, blobs, [{'learning_rate': 0.1, 'reg': 1e-3}])
@@ -123,7 +124,7 @@ def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
 
 
 def test_chunks_are_chosen_to_fit_memory(blobs):
-  cfg = train.TrainConfig(epochs=2, batch_size=16)
+  cfg = config.TrainConfig(epochs=2, batch_size=16)
   settings = sweep.grid([0.01, 0.1, 0.3], [0.0, 1e-3])
   whole = sweep.run_sweep(cfg, blobs, settings)
   seen = []
@@ -135,7 +136,7 @@ def test_chunks_are_chosen_to_fit_memory(blobs):
 
 
 def test_seeds_each_model_equals_its_seed_trained_alone(blobs):
-  cfg = train.TrainConfig(epochs=4, batch_size=16, seed=7)
+  cfg = config.TrainConfig(epochs=4, batch_size=16, seed=7)
   settings = sweep.grid([0.05, 0.3], [1e-3], seeds=[0, 1, 2])
   assert [s['seed'] for s in settings] == [0, 1, 2, 0, 1, 2]  # the seed is the last axis
   assert type(sweep.grid([0.1], [0.0], seeds=np.arange(2))[1]['seed']) is int  # JSON-ready
@@ -151,7 +152,7 @@ def test_seeds_each_model_equals_its_seed_trained_alone(blobs):
 
 
 def test_seed_summary_is_the_mean_and_std_over_seeds(regression):
-  cfg = train.TrainConfig(loss='l2', epochs=5, batch_size=16)
+  cfg = config.TrainConfig(loss='l2', epochs=5, batch_size=16)
   settings = sweep.grid([0.01, 0.05, 100.0], [0.0], seeds=[3, 4])
   result = sweep.run_sweep(cfg, regression, settings)
   rows = result.setting_rows()

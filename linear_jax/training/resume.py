@@ -1,0 +1,89 @@
+"""What a fit carries from epoch to epoch, and its checkpoints: `State`, `Checkpoints`.
+
+A `State` holds everything a checkpoint holds (parameters, optimizer state,
+the per-epoch history, the best epoch so far); the fit loop replaces it in one
+assignment per epoch, so a Ctrl-C between two statements never saves a
+half-updated state. `Checkpoints` writes it crash-safely (`checkpoint.save`)
+and restores it with `--resume`, refusing a checkpoint written with other
+settings or by another number of processes; with several processes, process
+0 writes and every process reads (the data path says who is who).
+"""
+
+import dataclasses
+import os
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from linear_jax.training import checkpoint
+
+CHECKPOINT = 'checkpoint.npz'
+
+
+class State(NamedTuple):
+  """The fit's state after an epoch; `best` is `{'params', 'score', 'epoch', 'bad'}`."""
+
+  params: object
+  opt_state: object
+  history: tuple
+  best: dict
+
+
+def start(params, opt_state):
+  """The `State` before the first epoch."""
+  return State(params, opt_state, (), {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0})
+
+
+class Checkpoints:
+  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`)."""
+
+  def __init__(self, cfg, path, workdir):
+    self.cfg, self.path, self.workdir = cfg, path, workdir
+    self.file = os.path.join(workdir, CHECKPOINT) if workdir else None
+    self.key = jax.random.PRNGKey(cfg.seed)  # epoch e shuffles with fold_in(key, e)
+
+  def restore(self, state, resume):
+    """`state`, or with `resume` the checkpointed one if there is one (`self.key` then comes from it)."""
+    found = bool(resume and self.file and os.path.exists(self.file))
+    self.path.check_resume(self.file, found)
+    with self.path.together(f'the checkpoint in {self.workdir}'):  # one process's error stops all
+      if self.workdir and self.path.writer:
+        checkpoint.remove_stale(self.workdir)
+      if found:
+        template = (state.params, state.opt_state, state.params, self.key)
+        (params, opt_state, best_params, self.key), meta = checkpoint.load(self.file, template)
+        self.path.check_resume(self.file, found, meta)
+        saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
+        if saved != ours:
+          changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+          raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
+    if not found:
+      return state
+    best = {
+      'params': best_params,
+      'score': meta['best_score'],
+      'epoch': meta['best_epoch'],
+      'bad': meta['bad'],
+    }
+    return State(params, opt_state, tuple(meta['history']), best)
+
+  def save(self, state):
+    """Writes `state` (every process first reaches the same epoch; process 0 writes)."""
+    if not self.file:
+      return
+    self.path.barrier(f'checkpoint after epoch {len(state.history)}')
+    if not self.path.writer:
+      return
+    best, record = state.best, self.path.record()
+    meta = {
+      'num_processes': record['num_processes'],
+      'epoch': len(state.history),
+      'history': list(state.history),
+      'config': dataclasses.asdict(self.cfg),
+      'best_score': best['score'],
+      'best_epoch': best['epoch'],
+      'bad': best['bad'],
+      'data_order': record['data_order'],  # with the key and the epoch, it fixes the rows' order
+    }
+    checkpoint.save(self.file, (state.params, state.opt_state, best['params'], self.key), meta)

@@ -1,0 +1,47 @@
+"""When the fit loop stops: divergence, the best epoch and patience, convergence.
+
+Each test is a pure function of the epoch's numbers and the history, so a
+resumed run stops where an uninterrupted one does. Stop signals are
+`preemption`'s.
+"""
+
+import numpy as np
+
+from linear_jax.optim import convergence
+from linear_jax.optim import results
+
+
+def check_divergence(cfg, values, initial, epoch, steps):
+  """Raises `Diverged` if a step's objective in `values` is non-finite or exceeds `explode_factor`
+  times the starting objective `initial`, naming the step, the epoch and the learning rate."""
+  bad = ~np.isfinite(values) | (values > cfg.explode_factor * max(initial, 1e-3))
+  if bad.any():
+    s = int(np.argmax(bad))
+    what = 'became non-finite' if not np.isfinite(values[s]) else f'exploded to {values[s]:.3g}'
+    raise results.Diverged(
+      f'loss {what} at step {epoch * steps + s + 1} (epoch {epoch + 1}) with learning_rate='
+      f'{cfg.learning_rate:g} ({cfg.optimizer}, {cfg.schedule} schedule); try a smaller --learning_rate.'
+    )
+
+
+def update_best(best, metrics, params):
+  """`best` after an epoch: its parameters and score if the selection metric improved.
+
+  Only evaluated epochs count (`metrics['evaluated']`): the others leave it,
+  and patience, where they are.
+  """
+  if not metrics['evaluated']:
+    return best
+  score = results.selection_metric(metrics, 'val_' if 'val_loss' in metrics else 'train_')
+  if score > best['score']:
+    return {'params': params, 'score': score, 'epoch': metrics['epoch'], 'bad': 0}
+  return {**best, 'bad': best['bad'] + 1}
+
+
+def reason(cfg, state, evaluated):
+  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'`, or `None` to go on."""
+  if cfg.patience and state.best['bad'] >= cfg.patience:
+    return 'early_stopping'
+  if evaluated and convergence.converged(cfg, state.history):
+    return 'converged'
+  return None

@@ -1,0 +1,164 @@
+"""Every data path keeps one contract: whatever `factory.make` returns answers as the maths says.
+
+Each implementation (resident, data-parallel under shard_map and pmap, streamed
+in blocks, streamed with each block split over a mesh) is asked the same
+questions on the same weighted data, and every answer is compared with an
+independent computation: `lj.objective` and `jax.value_and_grad` on the whole
+split, NumPy's argmax, a plain gradient step, f* of the resident path. One
+CPU device here; tests/datapath/parallel_test.py runs the same paths on eight
+simulated devices and two processes, where the lockstep path lives.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linear_jax as lj
+from linear_jax.data import datasets as data
+from linear_jax.datapath import factory
+from linear_jax.optim import config
+from linear_jax.optim import step
+
+PATHS = {
+  'resident': ({}, factory.Resident),
+  'shard_map': ({'parallel': 'shard_map', 'num_devices': 1}, factory.DataParallel),
+  'pmap': ({'parallel': 'pmap', 'num_devices': 1}, factory.DataParallel),
+  'streamed': ({'stream': True, 'block_rows': 37}, factory.Streamed),
+  'streamed_shard_map': ({'stream': True, 'block_rows': 37, 'parallel': 'shard_map'}, factory.Streamed),
+}
+
+
+@pytest.fixture(scope='module')
+def dataset():
+  ds = data.prepare(data.blobs(203, 5, 3, seed=1), 'blobs', 0.2, 0.2, dtype=np.float64, seed=0)
+  rng = np.random.default_rng(0)
+  weights = {f'w_{s}': rng.uniform(0.2, 3.0, len(getattr(ds, f'x_{s}'))) for s in ('train', 'val', 'test')}
+  return dataclasses.replace(ds, **weights)
+
+
+def _path(name, dataset, **overrides):
+  fields, _ = PATHS[name]
+  cfg = config.TrainConfig(loss='softmax', reg=1e-2, dtype='float64', **{**fields, **overrides})
+  return cfg, factory.make(cfg, dataset)
+
+
+def _params(dataset, seed=3):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  return lj.Params(
+    W=0.3 * jax.random.normal(k1, (3, dataset.num_features), jnp.float64),
+    b=0.1 * jax.random.normal(k2, (3,), jnp.float64),
+  )
+
+
+def _reference(dataset, split, params, reg=1e-2):
+  """`(objective, gradient)` of the weighted objective on the whole split, by autodiff."""
+  x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
+  w = getattr(dataset, f'w_{split}')
+  f = lambda p: lj.objective(p, x, y, loss='softmax', reg=reg, penalty='l2', mask=w)
+  return jax.value_and_grad(f)(params)
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_make_is_the_one_choice_of_the_implementation(name, dataset):
+  _, path = _path(name, dataset)
+  assert type(path) is PATHS[name][1]
+  assert path.streamed == (type(path) is factory.Streamed)
+  assert path.num_train == len(dataset.x_train) and path.has('test')
+  record = path.record()
+  assert record['num_processes'] == 1 and isinstance(record['data_order'], str)
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_evaluate_is_the_weighted_objective_and_the_accuracy_of_each_split(name, dataset):
+  cfg, path = _path(name, dataset)
+  params = _params(dataset)
+  for split in ('train', 'val', 'test'):
+    out = jax.device_get(path.evaluate(params, step.hparams(cfg), split))
+    value, _ = _reference(dataset, split, params)
+    np.testing.assert_allclose(out['loss'], value, rtol=1e-12, err_msg=split)
+    x, y = getattr(dataset, f'x_{split}'), getattr(dataset, f'y_{split}')
+    accuracy = np.mean(np.argmax(x @ np.asarray(params.W).T + np.asarray(params.b), 1) == y)
+    np.testing.assert_allclose(out['accuracy'], accuracy, rtol=1e-6, err_msg=split)  # counted in float32
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_objective_and_gradient_are_autodiff_of_the_whole_split(name, dataset):
+  cfg, path = _path(name, dataset)
+  params = _params(dataset)
+  value, grad = path.objective(params, step.hparams(cfg))
+  ref_value, ref_grad = _reference(dataset, 'train', params)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+  np.testing.assert_allclose(grad.W, ref_grad.W, rtol=1e-9, atol=1e-13)
+  np.testing.assert_allclose(grad.b, ref_grad.b, rtol=1e-9, atol=1e-13)
+  largest = max(np.abs(ref_grad.W).max(), np.abs(ref_grad.b).max())
+  np.testing.assert_allclose(path.grad_norm(params, step.hparams(cfg)), largest, rtol=1e-9)
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_a_full_batch_epoch_is_one_gradient_step(name, dataset):
+  cfg, path = _path(name, dataset, batch_size=0, learning_rate=0.5)
+  hp = step.hparams(cfg)
+  params = _params(dataset)
+  _, opt_state = step.init_state(cfg, dataset.num_features, 3, hp, path.steps)
+  new, _, values = path.epoch(params, opt_state, jax.random.PRNGKey(0), hp)
+  ref_value, ref_grad = _reference(dataset, 'train', params)
+  assert path.steps == 1 and np.shape(values) == (1,)
+  np.testing.assert_allclose(values[0], ref_value, rtol=1e-12)
+  np.testing.assert_allclose(new.W, params.W - 0.5 * ref_grad.W, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(new.b, params.b - 0.5 * ref_grad.b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_a_mini_batch_epoch_takes_its_steps_and_lowers_the_objective(name, dataset):
+  cfg, path = _path(name, dataset, batch_size=16, learning_rate=0.2)
+  hp = step.hparams(cfg)
+  params = _params(dataset)
+  _, opt_state = step.init_state(cfg, dataset.num_features, 3, hp, path.steps)
+  new, _, values = path.epoch(params, opt_state, jax.random.PRNGKey(0), hp)
+  assert path.steps == -(-len(dataset.x_train) // 16) and np.shape(values) == (path.steps,)
+  assert np.all(np.isfinite(values))
+  assert _reference(dataset, 'train', new)[0] < _reference(dataset, 'train', params)[0]
+
+
+@pytest.mark.parametrize('name', [n for n in PATHS if n != 'pmap'])
+def test_minimize_reaches_the_optimum_of_the_resident_path(name, dataset):
+  cfg, path = _path(name, dataset, optimizer='lbfgs')
+  hp = step.hparams(cfg)
+  start = _params(dataset)
+  params, info = path.minimize(start, hp, 1e-9, 500)
+  _, reference = _path('resident', dataset, optimizer='lbfgs')
+  ref_params, ref_info = reference.minimize(start, hp, 1e-9, 500)
+  assert bool(info.converged) and bool(ref_info.converged)
+  np.testing.assert_allclose(float(info.value), float(ref_info.value), rtol=1e-12)
+  np.testing.assert_allclose(params.W, ref_params.W, atol=1e-6)
+  np.testing.assert_allclose(float(info.value), _reference(dataset, 'train', params)[0], rtol=1e-12)
+
+
+def test_pmap_has_no_lbfgs(dataset):
+  with pytest.raises(ValueError, match='--optimizer=lbfgs has no --parallel=pmap'):
+    _path('pmap', dataset, optimizer='lbfgs')
+
+
+@pytest.mark.parametrize('name', PATHS)
+def test_check_names_the_split_the_row_and_the_column_of_a_bad_value(name, dataset):
+  x = np.array(dataset.x_train)
+  x[57, 2] = np.nan
+  _, path = _path(name, dataclasses.replace(dataset, x_train=x))
+  with pytest.raises(
+    ValueError, match=r'blobs train split: 1 non-finite feature value\(s\); first at example 57'
+  ):
+    path.check()
+  _, clean = _path(name, dataset)
+  clean.check()  # the same path on good rows says nothing
+
+
+def test_resident_consumers_never_stream(dataset):
+  cfg = config.TrainConfig(stream=True, block_rows=37)
+  assert type(factory.make(cfg, dataset)) is factory.Streamed
+  resident = factory.make(cfg, dataset, resident=True)
+  assert type(resident) is factory.Resident
+  x, y = resident.resident_split('train')
+  assert x.shape == dataset.x_train.shape and x.dtype == jnp.float32 and np.array_equal(y, dataset.y_train)
