@@ -283,18 +283,7 @@ def load(
   data_path, labels_path, test_path, test_labels_path = map(
     expand, (data_path, labels_path, test_path, test_labels_path)
   )
-  if test_path and name not in ('npz', 'npy', 'csv'):
-    raise ValueError(f'--test_path needs a file dataset (npz, npy, csv), not --dataset={name}.')
-  if weight_column not in (None, '') and name != 'csv':
-    raise ValueError('--weight_column is for --dataset=csv; an npz holds its weights as an array w.')
-  for flag, given in (('labels_path', labels_path), ('test_labels_path', test_labels_path)):
-    if given and name != 'npy':
-      raise ValueError(
-        f'--{flag} is for --dataset=npy; --dataset={name} holds its labels itself '
-        '(an npz as an array y, a csv in its target column).'
-      )
-  if test_labels_path and not test_path:
-    raise ValueError('--test_labels_path names the labels of a --test_path file; give --test_path too.')
+  _check_load_flags(name, labels_path, test_path, test_labels_path, weight_column)
   if name in BUILTIN:
     raw, where = load_builtin(name), name
   elif name == 'blobs':
@@ -308,31 +297,17 @@ def load(
   elif name == 'mnist':
     raw, where = load_mnist(data_dir), data_dir
   else:
-    if not data_path:
-      raise ValueError(f'--dataset={name} needs --data_path=FILE.')
-    raw = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column, real=real_targets)
-    where = data_path
-    records.check_class_count(raw, labels_path or data_path)
-    if test_path:
-      if raw.test is not None:
-        raise ValueError(
-          f'{data_path}: holds x_test and y_test already; --test_path={test_path} would be a second.'
-        )
-      test = _load_file(
-        name,
-        test_path,
-        test_labels_path,
-        target_column,
-        delimiter,
-        weight_column,
-        test=True,
-        real=real_targets or raw.kind == 'real',
-      )
-      if test.test is not None:
-        raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
-      raw = with_test(
-        raw, test, test_path, data_path, labels_where=test_labels_path, train_labels_where=labels_path
-      )
+    raw, where = _load_files(
+      name,
+      data_path,
+      labels_path,
+      test_path,
+      test_labels_path,
+      target_column,
+      delimiter,
+      weight_column,
+      real_targets,
+    )
   check_raw(raw, where, check_values, labels_where=labels_path)
   test_where = test_path or f'{where} (test split)'
   if raw.test is not None:
@@ -340,6 +315,61 @@ def load(
     check_raw(test_raw, test_where, check_values, labels_where=test_labels_path)
   # How `prepare`'s errors (a non-finite value, by row) name the rows: by their file.
   return dataclasses.replace(raw, extra={**raw.extra, WHERE: (where, test_where)})
+
+
+def _check_load_flags(name, labels_path, test_path, test_labels_path, weight_column):
+  """Refuses a file flag that `--dataset=name` has no use for (a test file, a weight column, labels)."""
+  if test_path and name not in ('npz', 'npy', 'csv'):
+    raise ValueError(f'--test_path needs a file dataset (npz, npy, csv), not --dataset={name}.')
+  if weight_column not in (None, '') and name != 'csv':
+    raise ValueError('--weight_column is for --dataset=csv; an npz holds its weights as an array w.')
+  for flag, given in (('labels_path', labels_path), ('test_labels_path', test_labels_path)):
+    if given and name != 'npy':
+      raise ValueError(
+        f'--{flag} is for --dataset=npy; --dataset={name} holds its labels itself '
+        '(an npz as an array y, a csv in its target column).'
+      )
+  if test_labels_path and not test_path:
+    raise ValueError('--test_labels_path names the labels of a --test_path file; give --test_path too.')
+
+
+def _load_files(
+  name,
+  data_path,
+  labels_path,
+  test_path,
+  test_labels_path,
+  target_column,
+  delimiter,
+  weight_column,
+  real_targets,
+):
+  """`(raw, where)` of a file dataset: `data_path`'s rows, with `test_path`'s as their test split if given."""
+  if not data_path:
+    raise ValueError(f'--dataset={name} needs --data_path=FILE.')
+  raw = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column, real=real_targets)
+  records.check_class_count(raw, labels_path or data_path)
+  if test_path:
+    if raw.test is not None:
+      raise ValueError(
+        f'{data_path}: holds x_test and y_test already; --test_path={test_path} would be a second.'
+      )
+    test = _load_file(
+      name,
+      test_path,
+      test_labels_path,
+      target_column,
+      delimiter,
+      weight_column,
+      test=True,
+      real=real_targets or raw.kind == 'real',
+    )
+    if test.test is not None:
+      raise ValueError(f'{test_path}: a test file cannot hold a test split (x_test) of its own.')
+    raw = with_test(
+      raw, test, test_path, data_path, labels_where=test_labels_path, train_labels_where=labels_path
+    )
+  return raw, data_path
 
 
 def _check_regular(path, flag, pipe_ok=False):
@@ -523,13 +553,59 @@ def prepare(
       column), or splits that cannot fit in the memory available (with the
       figure and the `--stream` advice), all before any copy is made.
   """
+  _check_prepare_args(raw, name, preprocess, class_weight)
+  n, d = raw.x.shape
+  dt = host_dtype(records.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
+  report, total_rows = _check_prepare_memory(raw, name, dt, progress)
+  idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
+  sources, in_place = _split_sources(raw, name, idx, dt)
+  out, shift, scale = _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows)
+  ys, ws = _split_targets(raw, sources, class_weight, dtype, name)
+  return _dataset(raw, name, out, shift, scale, ys, ws, dtype)
+
+
+def _dataset(raw, name, out, shift, scale, ys, ws, dtype):
+  """The `Dataset` of the splits' features `out`, targets `ys` and weights `ws` (or `None`).
+
+  Class labels become int32, real targets `dtype`.
+  """
+  ydt = np.int32 if raw.kind == 'class' else dtype
+  return Dataset(
+    name=name,
+    x_train=out['train'],
+    y_train=ys['train'].astype(ydt),
+    x_val=out['val'],
+    y_val=ys['val'].astype(ydt),
+    x_test=out['test'],
+    y_test=ys['test'].astype(ydt),
+    kind=raw.kind,
+    num_classes=raw.num_classes,
+    shift=shift,
+    scale=scale,
+    image_shape=raw.image_shape,
+    class_names=raw.class_names,
+    extra=raw.extra,
+    w_train=None if ws is None else ws['train'],
+    w_val=None if ws is None else ws['val'],
+    w_test=None if ws is None else ws['test'],
+  )
+
+
+def _check_prepare_args(raw, name, preprocess, class_weight):
+  """Refuses an unknown `preprocess` or `class_weight`, and `'balanced'` weights for real targets."""
   validation.check_name('preprocessing', preprocess, PREPROCESSING)
   if class_weight not in (None, 'none', 'balanced'):
     raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
   if class_weight == 'balanced' and raw.kind != 'class':
     raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
+
+
+def _check_prepare_memory(raw, name, dt, progress):
+  """`(report, total_rows)`: checks the splits of every row in `dt` fit in memory, telling `progress`.
+
+  `report` is `progress` for data of at least `PROGRESS_BYTES`, else `None`.
+  """
   n, d = raw.x.shape
-  dt = host_dtype(records.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
   # Every row lands in one split: the memory is known, and checked, before any work.
   total_rows = n + (len(raw.test[0]) if raw.test is not None else 0)
   need = memory_needed(total_rows, d, dt)
@@ -541,7 +617,15 @@ def prepare(
       f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
     )
   check_memory(need, name)
-  idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
+  return report, total_rows
+
+
+def _split_sources(raw, name, idx, dt):
+  """`(sources, in_place)`: `[(x, {split: rows}, where)]` of the data and its test file, if any.
+
+  `in_place` when every source already holds `dt` (not float64): each split's
+  rows are then taken in file order, to be copied straight into the split.
+  """
   where, test_where = raw.extra.get(WHERE, (name, f'{name} (test)'))
   sources = [(raw.x, idx, where)]
   if raw.test is not None:
@@ -554,6 +638,16 @@ def prepare(
   )
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
+  return sources, in_place
+
+
+def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows):
+  """`(out, shift, scale)`: the `{split: [n_split, D]}` features of dtype `dt`, preprocessed.
+
+  `shift` and `scale` are `[D]` float64, fitted on the training rows (0 and 1
+  with `preprocess='none'`); `report` is told how the passes go.
+  """
+  d = raw.x.shape[1]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
   # Aligned, so that moving a split to the CPU device takes it as it is (no copy).
   out = {s: chunks.aligned_empty((sizes[s], d), dt) for s in sizes}
@@ -574,7 +668,11 @@ def prepare(
       _standardize_in_place(out, shift, scale)
   else:
     _gather_standardized(sources, out, shift, scale)
-  ydt = np.int32 if raw.kind == 'class' else dtype
+  return out, shift, scale
+
+
+def _split_targets(raw, sources, class_weight, dtype, name):
+  """`(ys, ws)`: each split's `[n_split]` targets, and its sample weights (`split_weights`: or `None`)."""
   rows = sources[0][1]
   y_test = np.asarray(raw.test[1])[sources[1][1]['test']] if raw.test is not None else raw.y[rows['test']]
   ys = {'train': raw.y[rows['train']], 'val': raw.y[rows['val']], 'test': y_test}
@@ -582,25 +680,7 @@ def prepare(
   ws = split_weights(
     raw, {'train': rows['train'], 'val': rows['val'], 'test': test_rows}, ys, class_weight, dtype, name
   )
-  return Dataset(
-    name=name,
-    x_train=out['train'],
-    y_train=ys['train'].astype(ydt),
-    x_val=out['val'],
-    y_val=ys['val'].astype(ydt),
-    x_test=out['test'],
-    y_test=ys['test'].astype(ydt),
-    kind=raw.kind,
-    num_classes=raw.num_classes,
-    shift=shift,
-    scale=scale,
-    image_shape=raw.image_shape,
-    class_names=raw.class_names,
-    extra=raw.extra,
-    w_train=None if ws is None else ws['train'],
-    w_val=None if ws is None else ws['val'],
-    w_test=None if ws is None else ws['test'],
-  )
+  return ys, ws
 
 
 def class_weights(y: np.ndarray, num_classes: int, name: str = 'data') -> np.ndarray:
