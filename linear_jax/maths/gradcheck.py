@@ -475,9 +475,28 @@ def check_function_gradients(
     A `GradCheckReport`; `report.passed` is the verdict.
   """
   validation.check_name('gradient-check method', method, METHODS)
+  params, dtype = _float_params(params)
+  h = _check_step(h, dtype, method, richardson)
+  key = jax.random.PRNGKey(0) if key is None else key
+  tols = THRESHOLDS[dtype]
+  pt = _check_point(f, kinks, grad_fn, params, args, chunk_size)
+  comparisons = [compare('analytic vs autodiff', pt.analytic, pt.autodiff, pt.names, tols['autodiff'])]
+  comparisons += _numerical_comparisons(
+    pt, method, h, tols, richardson, key, num_coords, num_directions, escalate
+  )
+  return _report(f, name, info, method, h, pt, comparisons, richardson, dtype)
+
+
+def _float_params(params):
+  """`(params, dtype)`: float64 leaves as float64 arrays when x64 is on (see `_check_dtype`)."""
   dtype = _check_dtype(params)
   if dtype == 'float64':
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  return params, dtype
+
+
+def _check_step(h, dtype, method, richardson):
+  """The finite-difference step: `h`, or `DEFAULT_STEP`'s for `dtype` and `method`; checked."""
   h = DEFAULT_STEP[dtype][method] if h is None else float(h)
   if not (math.isfinite(h) and h > 0):
     raise ValueError(f'The finite-difference step h must be finite and > 0, got {h}.')
@@ -485,8 +504,23 @@ def check_function_gradients(
     raise ValueError(
       "richardson=True extrapolates central differences; use method='central', 'sparse' or 'directional'."
     )
-  key = jax.random.PRNGKey(0) if key is None else key
-  tols = THRESHOLDS[dtype]
+  return h
+
+
+class _Point(NamedTuple):
+  """Where a check runs: the kernels, the flat `[P]` point `v`, and both gradients there, flat `[P]`."""
+
+  kern: _Kernels
+  v: jax.Array
+  args: tuple
+  params: chex.ArrayTree
+  names: list
+  analytic: jax.Array
+  autodiff: jax.Array
+
+
+def _check_point(f, kinks, grad_fn, params, args, chunk_size):
+  """The `_Point` of `f` at `params`: its compiled kernels, the gradient under test, and `jax.grad`'s."""
   v, _ = ravel_pytree(params)
   flat, treedef = jax.tree.flatten(params)
   structure = jax.tree.structure(params)
@@ -497,7 +531,12 @@ def check_function_gradients(
 
   analytic = _flat_grad(grad_fn, params, args, structure)
   autodiff = kern.grad(v, args)
-  comparisons = [compare('analytic vs autodiff', analytic, autodiff, names, tols['autodiff'])]
+  return _Point(kern, v, args, params, names, analytic, autodiff)
+
+
+def _numerical_comparisons(pt, method, h, tols, richardson, key, num_coords, num_directions, escalate):
+  """Both gradients against finite differences: along random directions, or coordinate by coordinate."""
+  kern, v, args, analytic, names = pt.kern, pt.v, pt.args, pt.analytic, pt.names
   hs = jnp.asarray([h, h / 2], v.dtype)
   central = 'forward' if method == 'forward' else 'central'
 
@@ -505,26 +544,29 @@ def check_function_gradients(
     dirs = jax.random.normal(key, (num_directions, v.size), v.dtype)
     dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
     directional = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)
-    comparisons += directional
     if escalate and not all(c.passed for c in directional):
-      comparisons += _escalate(
-        kern, v, args, analytic, params, names, h, tols, richardson, key, num_directions
+      directional += _escalate(
+        kern, v, args, analytic, pt.params, names, h, tols, richardson, key, num_directions
       )
+    return directional
+  if method == 'sparse':
+    k = min(num_coords, v.size)
+    coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
   else:
-    if method == 'sparse':
-      k = min(num_coords, v.size)
-      coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
-    else:
-      coords = np.arange(v.size)
-    numeric, kink, lower, upper = _coordinate_differences(
-      kern, v, args, jnp.asarray(coords), h, central, richardson
-    )
-    sub = [names[i] for i in coords]
-    a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(autodiff)[coords]
-    comparisons += [
-      compare('analytic vs numerical', a_sub, numeric, sub, tols[central], kink, lower, upper),
-      compare('autodiff vs numerical', ad_sub, numeric, sub, tols[central], kink, lower, upper),
-    ]
+    coords = np.arange(v.size)
+  numeric, kink, lower, upper = _coordinate_differences(
+    kern, v, args, jnp.asarray(coords), h, central, richardson
+  )
+  sub = [names[i] for i in coords]
+  a_sub, ad_sub = np.asarray(analytic)[coords], np.asarray(pt.autodiff)[coords]
+  return [
+    compare('analytic vs numerical', a_sub, numeric, sub, tols[central], kink, lower, upper),
+    compare('autodiff vs numerical', ad_sub, numeric, sub, tols[central], kink, lower, upper),
+  ]
+
+
+def _report(f, name, info, method, h, pt, comparisons, richardson, dtype):
+  """The `GradCheckReport` of `comparisons`, naming `f` and the linear model's `info` fields."""
   info = info or {}
   return GradCheckReport(
     loss=name or getattr(f, '__name__', 'f'),
@@ -534,7 +576,7 @@ def check_function_gradients(
     bias_trick=info.get('bias_trick'),
     method=method,
     step=h,
-    num_params=int(v.size),
+    num_params=int(pt.v.size),
     comparisons=comparisons,
     richardson=bool(richardson),
     dtype=dtype,
@@ -640,25 +682,10 @@ def check_gradients(
   Returns:
     A `GradCheckReport`; `report.passed` is the verdict.
   """
-  require_x64()
-  validation.check_name('gradient-check method', method, METHODS)
-  spec = losses.get_loss(loss)
-  validation.check_name('penalty', penalty, losses.PENALTIES)
-  hp = spec.resolve_hparams(loss_hparams)
-  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
-  losses.probe(spec, concrete=True)
-  if grad_fn is None and spec.score_grad is None:
-    raise grads.missing_score_grad(spec)
-  grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
-
-  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-  x = jnp.asarray(x, jnp.float64)
-  targets = jnp.asarray(targets)
-  if spec.targets == 'real':
-    targets = targets.astype(jnp.float64)
-  weights = None if mask is None else jnp.asarray(mask, jnp.float64)
-  hp64 = {k: jnp.float64(v) for k, v in hp.items()}
-  args = (x, targets, jnp.float64(reg), hp64, weights)
+  spec, hp, grad_fn = _check_objective_args(
+    params, x, targets, loss, reg, penalty, grad_fn, method, mask, loss_hparams
+  )
+  params, args, weights = _float64_problem(params, x, targets, spec, reg, hp, mask)
   f, kinks = _objective_fns(spec, penalty)
   extra = {} if mask is None else {'mask': weights}
 
@@ -682,6 +709,34 @@ def check_gradients(
     name=losses.loss_name(spec),
     info={'penalty': penalty, 'reg': float(reg), 'hparams': hp, 'bias_trick': params.b is None},
   )
+
+
+def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, method, mask, loss_hparams):
+  """`(spec, hp, grad_fn)`: the checked loss record, its hyperparameters and the gradient under test."""
+  require_x64()
+  validation.check_name('gradient-check method', method, METHODS)
+  spec = losses.get_loss(loss)
+  validation.check_name('penalty', penalty, losses.PENALTIES)
+  hp = spec.resolve_hparams(loss_hparams)
+  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  losses.probe(spec, concrete=True)
+  if grad_fn is None and spec.score_grad is None:
+    raise grads.missing_score_grad(spec)
+  grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
+  return spec, hp, grad_fn
+
+
+def _float64_problem(params, x, targets, spec, reg, hp, mask):
+  """`(params, args, weights)` in float64: `args = (x, targets, reg, hp, weights)` of `_objective_fns`."""
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  x = jnp.asarray(x, jnp.float64)
+  targets = jnp.asarray(targets)
+  if spec.targets == 'real':
+    targets = targets.astype(jnp.float64)
+  weights = None if mask is None else jnp.asarray(mask, jnp.float64)
+  hp64 = {k: jnp.float64(v) for k, v in hp.items()}
+  args = (x, targets, jnp.float64(reg), hp64, weights)
+  return params, args, weights
 
 
 def random_problem(

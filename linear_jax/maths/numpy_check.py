@@ -112,15 +112,7 @@ def check_loss_and_grad(
   spec = losses.get_loss(reference)
   w, x = np.asarray(W, np.float64), np.asarray(X, np.float64)
   layout = _layout(w, x, layout)
-  w_cd = w.T if layout == 'DC' else w
-  to_user = (lambda a: np.asarray(a).T) if layout == 'DC' else np.asarray
-  # A separate zero bias keeps every entry of W penalized, as the course does.
-  params = model.Params(W=jnp.asarray(w_cd), b=jnp.zeros(w_cd.shape[0], jnp.float64))
-  targets = np.asarray(y)
-  kw = dict(loss=spec, penalty='l2', **loss_hparams)
-  ref_loss = float(losses.objective(params, x, targets, reg=reg, **kw))
-  ref_data = to_user(grads.analytic_grad(params, x, targets, reg=0.0, **kw).W)
-  ref_reg = to_user(grads.penalty_grad(params, 'l2', reg))
+  ref_loss, ref_data, ref_reg = _reference_terms(spec, w, x, y, reg, layout, loss_hparams)
 
   loss, dw = _call(fn, w, x, y, reg)
   _, dw0 = _call(fn, w, x, y, 0.0)
@@ -131,25 +123,8 @@ def check_loss_and_grad(
     gradcheck.compare(
       'dW regularization term vs linear_jax', (dw - dw0).ravel(), ref_reg.ravel(), names, tol['autodiff']
     ),
+    _numerical_comparison(fn, w, x, y, reg, dw, names, num_coords, h, seed, tol['central']),
   ]
-  rng = np.random.default_rng(seed)
-  coords = np.sort(rng.choice(w.size, min(num_coords, w.size), replace=False))
-  numeric = []
-  for i in coords:
-    step = np.zeros(w.size)
-    step[i] = h
-    plus = _call(fn, w + step.reshape(w.shape), x, y, reg)[0]
-    minus = _call(fn, w - step.reshape(w.shape), x, y, reg)[0]
-    numeric.append((plus - minus) / (2 * h))
-  comparisons.append(
-    gradcheck.compare(
-      'dW vs numerical (of fn)',
-      dw.ravel()[coords],
-      np.asarray(numeric),
-      [names[i] for i in coords],
-      tol['central'],
-    )
-  )
   rel = float(gradcheck.relative_error(loss, ref_loss))
   return LossAndGradReport(
     reference=losses.loss_name(spec),
@@ -160,4 +135,41 @@ def check_loss_and_grad(
     loss_rel_error=rel,
     loss_ok=rel <= tol['autodiff'][0] or abs(loss - ref_loss) <= tol['autodiff'][1],
     comparisons=comparisons,
+  )
+
+
+def _reference_terms(spec, w, x, y, reg, layout, loss_hparams):
+  """`(loss, data term, penalty term)`: linear_jax's objective at `w` and its gradient's two terms.
+
+  The gradients are `w`'s shape, in `layout` (`'DC'` or `'CD'`).
+  """
+  w_cd = w.T if layout == 'DC' else w
+  to_user = (lambda a: np.asarray(a).T) if layout == 'DC' else np.asarray
+  # A separate zero bias keeps every entry of W penalized, as the course does.
+  params = model.Params(W=jnp.asarray(w_cd), b=jnp.zeros(w_cd.shape[0], jnp.float64))
+  targets = np.asarray(y)
+  kw = dict(loss=spec, penalty='l2', **loss_hparams)
+  ref_loss = float(losses.objective(params, x, targets, reg=reg, **kw))
+  ref_data = to_user(grads.analytic_grad(params, x, targets, reg=0.0, **kw).W)
+  ref_reg = to_user(grads.penalty_grad(params, 'l2', reg))
+  return ref_loss, ref_data, ref_reg
+
+
+def _numerical_comparison(fn, w, x, y, reg, dw, names, num_coords, h, seed, tol):
+  """`fn`'s `dw` against central differences of `fn`'s loss, at `num_coords` coordinates drawn by `seed`."""
+  rng = np.random.default_rng(seed)
+  coords = np.sort(rng.choice(w.size, min(num_coords, w.size), replace=False))
+  numeric = []
+  for i in coords:
+    step = np.zeros(w.size)
+    step[i] = h
+    plus = _call(fn, w + step.reshape(w.shape), x, y, reg)[0]
+    minus = _call(fn, w - step.reshape(w.shape), x, y, reg)[0]
+    numeric.append((plus - minus) / (2 * h))
+  return gradcheck.compare(
+    'dW vs numerical (of fn)',
+    dw.ravel()[coords],
+    np.asarray(numeric),
+    [names[i] for i in coords],
+    tol,
   )
