@@ -339,48 +339,14 @@ def prepare(
   Sample weights (`raw.w`, `raw.w_test`, `class_weight='balanced'`) and real
   targets are kept as `data.prepare` keeps them, in `dtype`.
   """
-  validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
-  if class_weight not in (None, 'none', 'balanced'):
-    raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
-  if class_weight == 'balanced' and raw.kind != 'class':
-    raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
-  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
-    if not 0 <= f < 1:
-      raise ValueError(f'{what} must be in [0, 1), got {f}.')
-  n, d = raw.x.shape
-  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
-  n_val = int(round(val_fraction * n))
-  n_train = n - n_val - n_test
-  if n_train < 1:
-    raise ValueError(
-      f'{name}: {n} examples leave no training split with '
-      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
-    )
+  _check_prepare_args(raw, name, preprocess, class_weight)
+  n_train, n_val = _split_sizes(raw, name, val_fraction, test_fraction)
   x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
   x_train = raw.x[:n_train]
-  shift, scale = np.zeros(d), np.ones(d)
-  if preprocess in ('standardize', 'center'):
-    rows = max(1, DEFAULT_BLOCK_BYTES // max(1, d * 8))
-    shift, sd, top = _column_stats(x_train, rows)
-    if preprocess == 'standardize':
-      scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
+  shift, scale = _fit_affine(x_train, preprocess)
   ydt = np.int32 if raw.kind == 'class' else np.dtype(dtype)
-  ys = {
-    'train': np.asarray(raw.y[:n_train]),
-    'val': np.asarray(raw.y[n_train : n_train + n_val]),
-    'test': np.asarray(y_test),
-  }
-  if raw.kind == 'class':
-    _check_classes_in_training(ys, name, raw.test is not None)
-  test_rows = np.arange(len(x_test)) if raw.test is not None else np.arange(n_train + n_val, n)
-  rows = {'train': np.arange(n_train), 'val': np.arange(n_train, n_train + n_val), 'test': test_rows}
-  ws = data_lib.split_weights(raw, rows, ys, None if class_weight == 'none' else class_weight, dtype, name)
-  where, test_where = raw.extra.get(data_lib.WHERE, (name, f'{name} (test)'))
-  file_rows = {
-    'train': (where, 0),
-    'val': (where, n_train),
-    'test': (test_where, 0) if raw.test is not None else (where, n_train + n_val),
-  }
+  ys, ws = _split_targets(raw, name, n_train, n_val, y_test, len(x_test), class_weight, dtype)
+  file_rows = _file_rows(raw, name, n_train, n_val)
   return data_lib.Dataset(
     name=name,
     x_train=x_train,
@@ -401,6 +367,70 @@ def prepare(
     # How the checks before training name a split's rows: their file, and the file's row numbers.
     extra={**raw.extra, AFFINE: preprocess != 'none', FILE_ROWS: file_rows},
   )
+
+
+def _check_prepare_args(raw, name, preprocess, class_weight):
+  """Refuses an unknown `preprocess` or `class_weight`, and `'balanced'` weights for real targets."""
+  validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
+  if class_weight not in (None, 'none', 'balanced'):
+    raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+  if class_weight == 'balanced' and raw.kind != 'class':
+    raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
+
+
+def _split_sizes(raw, name, val_fraction, test_fraction):
+  """`(n_train, n_val)`: the rows of the training and validation ranges; the test range follows them."""
+  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    if not 0 <= f < 1:
+      raise ValueError(f'{what} must be in [0, 1), got {f}.')
+  n, _ = raw.x.shape
+  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
+  n_val = int(round(val_fraction * n))
+  n_train = n - n_val - n_test
+  if n_train < 1:
+    raise ValueError(
+      f'{name}: {n} examples leave no training split with '
+      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
+    )
+  return n_train, n_val
+
+
+def _fit_affine(x_train, preprocess):
+  """`(shift, scale)`, `[D]` float64 each, of `preprocess` fitted on the `[n, D]` training rows."""
+  d = x_train.shape[1]
+  shift, scale = np.zeros(d), np.ones(d)
+  if preprocess in ('standardize', 'center'):
+    rows = max(1, DEFAULT_BLOCK_BYTES // max(1, d * 8))
+    shift, sd, top = _column_stats(x_train, rows)
+    if preprocess == 'standardize':
+      scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
+  return shift, scale
+
+
+def _split_targets(raw, name, n_train, n_val, y_test, num_test, class_weight, dtype):
+  """`(ys, ws)`: each split's `[n_split]` targets and sample weights (`data.split_weights`: or `None`)."""
+  n = raw.x.shape[0]
+  ys = {
+    'train': np.asarray(raw.y[:n_train]),
+    'val': np.asarray(raw.y[n_train : n_train + n_val]),
+    'test': np.asarray(y_test),
+  }
+  if raw.kind == 'class':
+    _check_classes_in_training(ys, name, raw.test is not None)
+  test_rows = np.arange(num_test) if raw.test is not None else np.arange(n_train + n_val, n)
+  rows = {'train': np.arange(n_train), 'val': np.arange(n_train, n_train + n_val), 'test': test_rows}
+  ws = data_lib.split_weights(raw, rows, ys, None if class_weight == 'none' else class_weight, dtype, name)
+  return ys, ws
+
+
+def _file_rows(raw, name, n_train, n_val):
+  """`{split: (file, first row)}`: where each split's rows are, for errors that name a row."""
+  where, test_where = raw.extra.get(data_lib.WHERE, (name, f'{name} (test)'))
+  return {
+    'train': (where, 0),
+    'val': (where, n_train),
+    'test': (test_where, 0) if raw.test is not None else (where, n_train + n_val),
+  }
 
 
 def _check_classes_in_training(ys, name, test_given):
