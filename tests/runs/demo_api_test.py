@@ -1,0 +1,175 @@
+"""The demo's request handlers: their numbers are the library's, and bad requests are refused by name."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linear_jax as lj
+from linear_jax.runs import demo_api
+from linear_jax.runs import demo_learn
+
+
+def _state(loss='svm', **kw):
+  state = {**demo_api.handle_dataset({'name': 'blobs', 'n': 30}), 'loss': loss, 'reg': 0.01, 'penalty': 'l2'}
+  state.update(kw)
+  state['model'] = demo_api.handle_init(state)['model']
+  return state
+
+
+def _library_inputs(state, loss):
+  x = np.asarray(state['points'])
+  y = np.asarray(state['labels'])
+  params = lj.Params(W=jnp.asarray(state['model']['W']), b=jnp.asarray(state['model']['b']))
+  return params, x, (np.eye(state['num_classes'])[y] if lj.LOSSES[loss].targets == 'real' else y)
+
+
+@pytest.mark.parametrize('loss', ['svm', 'softmax', 'l2'])
+@pytest.mark.parametrize('penalty', ['l2', 'l1'])
+def test_numbers_are_the_librarys(loss, penalty):
+  state = _state(loss, penalty=penalty)
+  out = demo_api.handle_evaluate(state)
+  params, x, y = _library_inputs(state, loss)
+  hp = lj.LOSSES[loss].hparams
+  total = lj.objective(params, x, y, loss=loss, reg=0.01, penalty=penalty, **hp)
+  np.testing.assert_allclose(out['total'], total, rtol=1e-12)
+  np.testing.assert_allclose(out['data_loss'], lj.objective(params, x, y, loss=loss, **hp), rtol=1e-12)
+  per = lj.LOSSES[loss].value(lj.scores(params, jnp.asarray(x)), jnp.asarray(y), **hp)
+  np.testing.assert_allclose(out['losses'], per, rtol=1e-12)
+  analytic = lj.analytic_grad(params, x, y, loss=loss, reg=0.01, penalty=penalty, **hp)
+  auto = jax.grad(lj.objective)(params, x, y, loss=loss, reg=0.01, penalty=penalty, **hp)
+  g = out['gradcheck']
+  flat = lambda p: np.concatenate([np.ravel(p.W), np.ravel(p.b)])
+  np.testing.assert_allclose(g['analytic'], flat(analytic), rtol=1e-12, atol=1e-15)
+  np.testing.assert_allclose(g['autodiff'], flat(auto), rtol=1e-12, atol=1e-15)
+  np.testing.assert_allclose(g['numerical'], flat(auto), rtol=1e-5, atol=1e-7)
+  assert g['coordinates'][0] == 'W[0, 0]' and g['max_relative_error']['analytic_vs_autodiff'] < 1e-9
+
+
+def test_kinks_are_marked_where_a_margin_is_zero():
+  state = _state('svm', reg=0.0)
+  state['model'] = {'W': [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]], 'b': [0.0, 0.0, 0.0]}
+  state['points'], state['labels'] = [[1.0, 0.0], [0.0, 1.0]], [0, 2]  # s_1 − s_0 + Δ = 0 for the first
+  g = demo_api.handle_evaluate({**state, 'hparams': {'margin': 1.0}})['gradcheck']
+  assert any(g['at_kink'])
+  assert g['max_relative_error']['analytic_vs_autodiff'] < 1e-9
+
+
+def test_a_step_is_the_projects_optimizer_and_lowers_the_loss():
+  state = _state('softmax')
+  before = demo_api.handle_evaluate(state)['total']
+  out = demo_learn.handle_step({**state, 'steps': 5, 'optimizer': {'method': 'sgd', 'learning_rate': 0.5}})
+  assert out['curve'][0] == pytest.approx(before) and out['total'] < before
+  assert len(out['path']) == 5 and out['optimizer']['t'] == 5
+  params, x, y = _library_inputs(state, 'softmax')
+  for _ in range(5):  # plain gradient descent by hand: the same weights
+    params = jax.tree.map(lambda p, g: p - 0.5 * g, params, lj.analytic_grad(params, x, y, reg=0.01))
+  np.testing.assert_allclose(out['model']['W'], params.W, rtol=1e-10)
+  again = demo_learn.handle_step(
+    {**state, 'model': out['model'], 'steps': 3, 'optimizer': {'method': 'momentum', 'state': None, 't': 5}}
+  )
+  more = demo_learn.handle_step(
+    {
+      **state,
+      'model': again['model'],
+      'optimizer': {'method': 'momentum', **again['optimizer'], 'batch_size': 8},
+    }
+  )
+  assert more['optimizer']['t'] == 9 and np.isfinite(more['total'])
+
+
+def test_drag_moves_the_line_through_the_point():
+  state = _state('svm')
+  out = demo_api.handle_drag({**state, 'drag': {'row': 1, 'kind': 'shift', 'to': [0.5, -0.25]}})
+  w, b = np.asarray(out['model']['W'][1]), out['model']['b'][1]
+  assert w @ [0.5, -0.25] + b == pytest.approx(0.0, abs=1e-12)
+  rot = demo_api.handle_drag({**state, 'drag': {'row': 0, 'kind': 'rotate', 'anchor': [0, 0], 'to': [0, 2]}})
+  w0 = np.asarray(rot['model']['W'][0])
+  assert w0[0] == pytest.approx(0.0, abs=1e-12) and w0[1] > 0
+  assert np.linalg.norm(w0) == pytest.approx(np.linalg.norm(state['model']['W'][0]))
+
+
+def test_hard_cases_become_separable_with_their_feature_map():
+  for case in ('parity', 'ring', 'three_modes'):
+    data = demo_api.handle_dataset({'name': case, 'n': 200})
+    state = {**data, 'loss': 'logistic', 'reg': 0.0, 'features': case}
+    state['model'] = demo_api.handle_init(state)['model']
+    out = demo_learn.handle_step(
+      {**state, 'steps': 200, 'optimizer': {'method': 'adam', 'learning_rate': 0.1}}
+    )
+    assert out['accuracy'] > 0.9, case
+    assert out['lines'] is None and len(out['regions']['classes']) == demo_api.REGION_GRID**2
+
+
+def test_search_spends_the_same_budget_and_surface_has_its_grid():
+  state = _state('softmax')
+  out = demo_learn.handle_search({**state, 'budget': 60})
+  assert [m['method'] for m in out['methods']] == [
+    'random search',
+    'random local search',
+    'genetic algorithm',
+    'gradient descent',
+  ]
+  assert all(m['evaluations'] <= 60 for m in out['methods'])
+  assert all(m['best_loss'] <= m['curve_loss'][0] + 1e-12 for m in out['methods'])
+  surface = demo_learn.handle_surface({**state, 'grid': 11, 'path': [state['model']]})
+  assert np.asarray(surface['values']).shape == (11, 11)
+  total = demo_api.handle_evaluate(state)['total']
+  assert surface['values'][5][5] == pytest.approx(total)
+
+
+def test_image_data_draws_templates():
+  state = {'dataset': 'digits', 'n': 40, 'loss': 'softmax'}
+  out = demo_api.handle_init(state)
+  assert len(out['templates']) == 10 and len(out['templates'][0]) == 64
+  assert out['gradcheck']['checked'] == 64 < out['gradcheck']['total'] == 650
+
+
+@pytest.mark.parametrize(
+  ('change', 'status', 'words'),
+  [
+    ({'loss': 'my_file.py:NAME'}, 400, 'Unknown loss'),
+    ({'loss': 'hinge'}, 400, 'binary'),
+    ({'points': [[0, 0]] * 501, 'labels': [0] * 501}, 413, 'At most 500'),
+    ({'points': [[float('nan'), 0]]}, 400, 'finite'),
+    ({'labels': 'abc'}, 400, 'labels'),
+    ({'num_classes': 11}, 400, 'num_classes'),
+    ({'reg': -1}, 400, 'reg'),
+    ({'reg': True}, 400, 'boolean'),
+    ({'hparams': {'margin': -1}}, 400, 'margin'),
+    ({'hparams': {'nope': 1}}, 400, 'nope'),
+    ({'penalty': 'l3'}, 400, 'penalty'),
+    ({'view': [1, 0, 0, 1]}, 400, 'view'),
+    ({'model': {'W': [[1, 2, 3]], 'b': [0]}}, 400, 'shape'),
+    ({'dataset': '../etc'}, 400, 'dataset'),
+    ({'features': 'cubes'}, 400, 'features'),
+  ],
+)
+def test_bad_requests_are_refused_with_a_message(change, status, words):
+  state = {**_state('svm'), **change}
+  with pytest.raises(demo_api.RequestError, match=words) as e:
+    demo_api.handle_evaluate(state)
+  assert e.value.status == status
+
+
+@pytest.mark.parametrize(
+  ('handler', 'extra', 'words'),
+  [
+    (demo_learn.handle_step, {'steps': 201}, 'steps'),
+    (demo_learn.handle_step, {'steps': 0}, 'steps'),
+    (demo_learn.handle_step, {'optimizer': {'learning_rate': 1e9}}, 'learning_rate'),
+    (demo_learn.handle_step, {'optimizer': {'state': [[1.0]]}}, 'optimizer.state'),
+    (demo_learn.handle_search, {'budget': 10**6}, 'budget'),
+    (demo_learn.handle_surface, {'grid': 1001}, 'grid'),
+    (demo_api.handle_drag, {'drag': {'row': 7, 'kind': 'shift', 'to': [0, 0]}}, 'row'),
+    (demo_api.handle_drag, {'drag': {'row': 0, 'kind': 'spin', 'to': [0, 0]}}, 'kind'),
+  ],
+)
+def test_the_work_of_one_request_is_bounded(handler, extra, words):
+  with pytest.raises(demo_api.RequestError, match=words):
+    handler({**_state('svm'), **extra})
+
+
+def test_request_must_be_an_object():
+  with pytest.raises(demo_api.RequestError, match='JSON object'):
+    demo_api.handle_evaluate([1, 2])
