@@ -1,0 +1,167 @@
+"""The demo's server: its page and assets, nothing else; a 4xx with a message for every bad request, and
+it goes on serving; two tabs share nothing."""
+
+import http.client
+import json
+import threading
+
+import pytest
+
+from linear_jax.runs import demo
+from linear_jax.runs import demo_api
+
+
+@pytest.fixture(scope='module')
+def server():
+  srv = demo.serve('127.0.0.1', 0, warm=False)
+  thread = threading.Thread(target=srv.serve_forever, daemon=True)
+  thread.start()
+  yield srv
+  srv.shutdown()
+  srv.server_close()
+  thread.join(10)
+
+
+def _ask(server, method, path, body=None, headers=None):
+  """`(status, decoded body)` of one request on a fresh connection; raw paths are sent as written."""
+  host, port = server.server_address[:2]
+  conn = http.client.HTTPConnection(host, port, timeout=60)
+  try:
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    for k, v in (headers or {}).items():
+      conn.putheader(k, v)
+    if data is not None and 'Content-Length' not in (headers or {}):
+      conn.putheader('Content-Length', str(len(data)))
+    conn.endheaders()
+    if data is not None:
+      conn.send(data)
+    r = conn.getresponse()
+    raw = r.read()
+    kind = r.getheader('Content-Type', '')
+    return r.status, (json.loads(raw) if kind.startswith('application/json') else raw)
+  finally:
+    conn.close()
+
+
+def _alive(server):
+  status, page = _ask(server, 'GET', '/')
+  assert status == 200 and b'<canvas id="geo"' in page
+
+
+def test_serves_its_page_assets_and_config(server):
+  assert server.url.startswith('http://127.0.0.1:')
+  _alive(server)
+  for path, words in (('/demo.js', b'/api/'), ('/demo.css', b'body'), ('/index.html?x=1', b'<html')):
+    status, text = _ask(server, 'GET', path)
+    assert status == 200 and words in text
+  status, cfg = _ask(server, 'GET', '/api/config')
+  assert status == 200 and 'svm' in [x['name'] for x in cfg['losses']] and cfg['limits']['points'] == 500
+
+
+@pytest.mark.parametrize(
+  'path',
+  [
+    '/../pyproject.toml',
+    '/%2e%2e/pyproject.toml',
+    '/%2e%2e%2fpyproject.toml',
+    '/demo_page/../demo.py',
+    '//etc/passwd',
+    '/demo.js/../../demo.py',
+    '/linear_jax/runs/demo.py',
+    '/README.md',
+  ],
+)
+def test_no_path_reaches_another_file(server, path):
+  status, body = _ask(server, 'GET', path)
+  assert status == 404 and 'error' in body
+  _alive(server)
+
+
+@pytest.mark.parametrize(
+  ('method', 'path', 'body', 'headers', 'status'),
+  [
+    ('POST', '/api/evaluate', b'{not json', None, 400),
+    ('POST', '/api/evaluate', b'\xff\xfe', None, 400),
+    ('POST', '/api/evaluate', b'[1, 2]', None, 400),
+    ('POST', '/api/evaluate', b'{"loss": "nope"}', None, 400),
+    ('POST', '/api/evaluate', b'[' * 100000 + b']' * 100000, None, 400),
+    ('POST', '/api/evaluate', b'{}', {'Content-Length': 'abc'}, 400),
+    ('POST', '/api/evaluate', b'x', {'Content-Length': str(demo_api.MAX_BODY + 1)}, 413),
+    ('POST', '/api/nothing', b'{}', None, 404),
+    ('GET', '/api/evaluate', None, None, 405),
+    ('POST', '/', b'{}', None, 405),
+    ('PUT', '/api/evaluate', b'{}', None, 405),
+    ('DELETE', '/', None, None, 405),
+  ],
+)
+def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, method, path, body, headers, status):
+  got, answer = _ask(server, method, path, body, headers)
+  assert got == status and isinstance(answer, dict) and answer['error']
+  _alive(server)
+
+
+def test_a_request_over_the_bounds_is_refused(server):
+  state = {**demo_api.handle_dataset({'name': 'blobs', 'n': 20}), 'loss': 'svm'}
+  status, out = _ask(server, 'POST', '/api/init', state)
+  assert status == 200
+  status, answer = _ask(server, 'POST', '/api/step', {**state, 'model': out['model'], 'steps': 10_000})
+  assert status == 400 and 'steps' in answer['error']
+  status, answer = _ask(server, 'POST', '/api/surface', {**state, 'model': out['model'], 'grid': 500})
+  assert status == 400 and 'grid' in answer['error']
+  _alive(server)
+
+
+def test_two_tabs_do_not_share_state(server):
+  """Each answer depends on its own request only: two "tabs" interleaved see their own models."""
+  a = {**demo_api.handle_dataset({'name': 'blobs', 'n': 20}), 'loss': 'svm'}
+  b = {**demo_api.handle_dataset({'name': 'two_clouds', 'n': 30}), 'loss': 'logistic'}
+  a['model'] = _ask(server, 'POST', '/api/init', a)[1]['model']
+  b['model'] = _ask(server, 'POST', '/api/init', {**b, 'seed': 3})[1]['model']
+  alone = _ask(server, 'POST', '/api/evaluate', a)[1]
+  _ask(server, 'POST', '/api/step', {**b, 'steps': 5})
+  again = _ask(server, 'POST', '/api/evaluate', a)[1]
+  assert again == alone and len(again['model']['W']) == 3
+  results = {}
+
+  def tab(name, state):
+    results[name] = [_ask(server, 'POST', '/api/evaluate', state)[1]['total'] for _ in range(5)]
+
+  threads = [threading.Thread(target=tab, args=(k, s)) for k, s in (('a', a), ('b', b))]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(120)
+  assert len(set(results['a'])) == 1 and len(set(results['b'])) == 1 and results['a'][0] != results['b'][0]
+
+
+def test_the_command_prints_its_address_and_stops_on_sigterm():
+  import os
+  import pathlib
+  import re
+  import signal
+  import subprocess
+  import sys
+  import urllib.request
+
+  root = pathlib.Path(__file__).resolve().parents[2]
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'experiments.demo', '--port=0', '--loss=softmax'],
+    cwd=root,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
+    text=True,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+  )
+  try:
+    line = proc.stdout.readline()
+    match = re.fullmatch(r'serving the lecture at (http://127\.0\.0\.1:\d+/)\n', line)
+    assert match, line
+    with urllib.request.urlopen(match.group(1) + 'api/config', timeout=60) as r:
+      assert json.load(r)['default_loss'] == 'softmax'
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    assert 'stopped' in proc.stdout.read()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
