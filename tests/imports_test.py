@@ -8,6 +8,7 @@ closes a cycle is still a cycle.
 
 import ast
 import pathlib
+import re
 import sys
 
 import pytest
@@ -163,3 +164,19 @@ def test_the_step_knows_nothing_of_the_loops_above_it():
     if name.split('.')[0] in ('maths', 'optim'):
       above = sorted(m for m in GRAPH[name] if m.split('.')[0] not in ('maths', 'optim'))
       assert not above, f'{name} imports {above}'
+
+
+def test_only_the_data_path_reaches_its_streaming_and_multi_process_code():
+  """Above the seam, modules ask `datapath.factory` for a path; none imports stream, parallel or
+  multihost, or branches on streaming, data parallelism or the process count."""
+  inner = {'datapath.stream', 'datapath.parallel', 'datapath.multihost'}
+  for name in MODULES:
+    if not name.startswith('datapath'):
+      assert not inner & set(GRAPH[name]), f'linear_jax.{name} imports {sorted(inner & set(GRAPH[name]))}'
+  branch = re.compile(
+    r'^\s*(if|elif|while)\b.*(process_count|process_index|should_stream|\.stream\b|\.parallel\b)'
+  )
+  for name in MODULES:
+    if not name.startswith('datapath'):
+      for number, line in enumerate(_path(name).read_text().splitlines(), 1):
+        assert not branch.search(line), f'linear_jax.{name}, line {number}, branches on the data path: {line}'
