@@ -172,7 +172,9 @@ def warm_up(loss):
   state = {**ds, 'loss': loss, 'reg': 0.001}
   state['model'] = demo_api.handle_init(state)['model']
   for steps in (1, 8):
-    demo_learn.handle_step({**state, 'steps': steps})
+    demo_learn.handle_step(
+      {**state, 'steps': steps, 'optimizer': {'method': 'momentum'}}
+    )  # the page's default
 
 
 def serve(host='127.0.0.1', port=8000, loss=None, warm=True):

@@ -61,18 +61,20 @@ async function api(route, payload) {
 }
 
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
+// The payload is taken when the wish is made, so an answer arriving meanwhile cannot undo an edit.
 function request(route, makePayload, onDone) {
-  S.pending = {route, makePayload, onDone};
+  S.pending = {route, payload: makePayload(), onDone};
   if (!S.inflight) pump();
 }
 
 async function pump() {
   if (!S.pending) return;
-  const {route, makePayload, onDone} = S.pending;
+  const {route, payload, onDone} = S.pending;
   S.pending = null;
   S.inflight = true;
   try {
-    const [j, ms] = await api(route, makePayload());
+    const [j, ms] = await api(route, payload);
+    if (S.pending && route !== 'step') return;  // a newer wish supersedes this answer
     if (onDone) onDone(j);
     show(j);
     setStatus(`${route}: ${ms.toFixed(0)} ms`);

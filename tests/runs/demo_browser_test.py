@@ -1,0 +1,170 @@
+"""The demo page in a real browser (headless Chromium through Selenium): it loads, steps lower the loss,
+a dragged line changes the table, the loss switches, a hard case loads and its feature map separates it,
+and the search methods race. Needs Debian's chromium and chromium-driver (.ci/run installs them)."""
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from linear_jax.runs import demo
+
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+DRIVER = shutil.which('chromedriver') or (
+  '/usr/bin/chromedriver' if os.path.exists('/usr/bin/chromedriver') else None
+)
+MISSING = (
+  "no chromium/chromedriver: the browser tests of the demo page need Debian's chromium and chromium-driver"
+)
+
+
+@pytest.fixture(scope='module')
+def page():
+  try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+  except ImportError:
+    CHROMIUM_OK = False
+  else:
+    CHROMIUM_OK = bool(CHROMIUM and DRIVER)
+  if not CHROMIUM_OK:
+    if os.environ.get('CI'):
+      pytest.fail(MISSING + ' (and selenium); in CI they must be there.')
+    pytest.skip(MISSING)
+  server = demo.serve('127.0.0.1', 0)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for arg in (
+    '--headless=new',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--window-size=1900,1400',
+  ):
+    options.add_argument(arg)
+  driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+  driver.get(server.url)
+  _wait(driver, 'return !!(S.result && S.model && !S.inflight && !S.pending)')
+  yield driver
+  driver.quit()
+  server.shutdown()
+  server.server_close()
+
+
+def _wait(driver, script, timeout=90):
+  """Waits until `script` returns something true; returns it."""
+  end = time.time() + timeout
+  while time.time() < end:
+    value = driver.execute_script(script)
+    if value:
+      return value
+    time.sleep(0.05)
+  status = driver.execute_script("return document.getElementById('status').textContent")
+  raise AssertionError(f'timed out waiting for {script!r}; status: {status}')
+
+
+def _idle(driver):
+  _wait(driver, 'return !S.inflight && !S.pending')
+
+
+def _total(driver):
+  _idle(driver)
+  return float(driver.find_element('id', 'total').text)
+
+
+def test_page_shows_the_three_viewpoints(page):
+  assert page.title.startswith('linear_jax')
+  rows = page.find_elements('css selector', '#example-table tbody tr')
+  assert len(rows) == page.execute_script('return S.points.length') == 90
+  assert page.find_element('id', 'total').text not in ('', '—')
+  assert 'hand-derived vs jax.grad' in page.find_element('id', 'gradcheck-summary').text
+  assert len(page.find_elements('css selector', '#params-table input')) == 9  # W 3×2 and b
+
+
+def test_step_lowers_the_loss(page):
+  before = _total(page)
+  for _ in range(3):
+    page.find_element('id', 'step').click()
+    _idle(page)
+  after = _total(page)
+  assert after < before
+  assert page.execute_script('return S.curve.length') == 3
+  assert 'After step 3' in page.find_element('id', 'gradcheck-summary').text
+
+
+def test_dragging_a_line_changes_the_table(page):
+  from selenium.webdriver.common.action_chains import ActionChains
+
+  _idle(page)
+  first = page.find_element('css selector', '#example-table tbody tr').text
+  b0 = page.execute_script('return S.model.b[0]')
+  # The middle of class 0's line, in CSS pixels from the canvas's centre.
+  x, y = page.execute_script(
+    """const f = geoFrame(), ln = S.result.lines[0], c = f.c, r = c.getBoundingClientRect();
+       const X = f.px((ln.p1[0] + ln.p2[0]) / 2 + 0.0), Y = f.py((ln.p1[1] + ln.p2[1]) / 2);
+       return [X * r.width / c.width - r.width / 2, Y * r.height / c.height - r.height / 2];"""
+  )
+  geo = page.find_element('id', 'geo')
+  ActionChains(page).move_to_element_with_offset(geo, int(x), int(y)).click_and_hold().move_by_offset(
+    30, 25
+  ).move_by_offset(10, 10).release().perform()
+  _wait(page, 'return window.demoTimings.some((t) => t.route === "drag")')
+  _idle(page)
+  assert page.execute_script('return S.model.b[0]') != pytest.approx(b0)
+  assert page.find_element('css selector', '#example-table tbody tr').text != first
+
+
+def test_nudging_an_entry_of_w_recomputes(page):
+  before = _total(page)
+  box = page.find_element('css selector', '#params-table input[data-r="1"][data-k="0"]')
+  box.clear()
+  box.send_keys('3.5')
+  _wait(page, 'return S.model.W[1][0] === 3.5 && !S.inflight && !S.pending')
+  assert _total(page) != before
+
+
+def test_switching_the_loss(page):
+  from selenium.webdriver.support.ui import Select
+
+  svm = _total(page)
+  Select(page.find_element('id', 'loss-select')).select_by_value('softmax')
+  _wait(page, "return S.loss === 'softmax' && S.result && !S.inflight && !S.pending")
+  assert _total(page) != svm
+  assert page.find_elements('css selector', '#hparams input') == []  # softmax has no Δ
+  Select(page.find_element('id', 'loss-select')).select_by_value('svm')
+  _wait(page, "return document.querySelectorAll('#hparams input').length === 1")
+
+
+def test_hard_case_and_its_feature_map(page):
+  from selenium.webdriver.support.ui import Select
+
+  Select(page.find_element('id', 'dataset-select')).select_by_value('parity')
+  _wait(page, "return S.datasetName === 'parity' && S.result && !S.inflight && !S.pending")
+  assert page.find_element('id', 'features').is_enabled()
+  page.find_element('id', 'features').click()
+  _wait(page, "return S.features === 'parity' && S.model.W[0].length === 1 && !S.inflight && !S.pending")
+  per_frame = page.find_element('id', 'per-frame')
+  per_frame.clear()
+  per_frame.send_keys('50')
+  page.find_element('id', 'run').click()
+  _wait(page, 'return S.opt.t >= 150')
+  page.find_element('id', 'run').click()
+  _idle(page)
+  assert float(page.find_element('id', 'accuracy').text.split()[0]) > 95
+  assert page.execute_script('return S.result.lines') is None  # a curve in the plane: regions only
+
+
+def test_the_search_methods_race(page):
+  budget = page.find_element('id', 'budget')
+  budget.clear()
+  budget.send_keys('100')
+  page.find_element('id', 'search-run').click()
+  _wait(page, "return document.querySelectorAll('#search-table tbody tr').length === 4", timeout=300)
+  text = page.find_element('id', 'search-table').text
+  for method in ('random search', 'random local search', 'genetic algorithm', 'gradient descent'):
+    assert method in text
+  assert page.find_element('id', 'status').get_attribute('class') != 'error'
