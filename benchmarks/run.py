@@ -4,7 +4,7 @@ r"""Benchmarks linear_jax against its peers, measured in one run on one machine.
 
 Every time is a median of runs after a warm-up (of --repeats runs in section
 1; the other sections state their counts in their tables); every ratio
-compares two numbers measured in this run. Sections (--sections=1,...,9):
+compares two numbers measured in this run. Sections (--sections=1,...,10):
 1. loss + gradient on CIFAR-shaped data against NumPy (and PyTorch if
    installed), and the effective bandwidth against a plain read of x;
 2. mini-batch training throughput against scikit-learn's SGDClassifier;
@@ -16,10 +16,11 @@ compares two numbers measured in this run. Sections (--sections=1,...,9):
    against in-memory, memory with --stream (wholerun.py);
 8. reaching the optimum: objectives equal to scikit-learn's, L-BFGS and
    regularization paths against LogisticRegression (optimum.py);
-9. long runs: checkpoint overhead and SIGTERM to exit (longruns.py).
+9. long runs: checkpoint overhead and SIGTERM to exit (longruns.py);
+10. the demo page: a drag and a step timed from a headless browser (demo.py).
 This file holds the flags, the list of sections and the writing of the
 results; the harness is in harness.py, sections 1 and 5 in
-kernels.py, 2-4 in training.py, and 6-9 in their own modules.
+kernels.py, 2-4 in training.py, and 6-10 in their own modules.
 
 Run on a GPU, the same command adds a "## GPU results" section to the same
 file (naming the card, and the fraction of its data-sheet bandwidth reached)
@@ -52,7 +53,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_list(
   'sections',
-  list('123456789'),
+  [str(k) for k in range(1, 11)],
   'Which sections to run, comma-separated; the results file keeps the other sections from earlier runs.',
 )
 flags.DEFINE_bool('quick', False, 'Small sizes, for a smoke test of the script itself.')
@@ -82,6 +83,7 @@ SECTIONS = {
   '7': module_section('wholerun'),
   '8': module_section('optimum'),
   '9': module_section('longruns'),
+  '10': module_section('demo'),
 }
 
 

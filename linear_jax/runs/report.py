@@ -36,6 +36,14 @@ from linear_jax.tuning import sweep
 TITLE = 'linear_jax: linear classifiers, loss functions and gradient descent'
 
 
+# The live page of the same library: `linear-jax demo` serves it on this address by default.
+DEMO_LINK = (
+  '<p>To move the model, the data and the loss by hand, run <code>linear-jax demo</code> and open '
+  '<a href="http://127.0.0.1:8000/">http://127.0.0.1:8000/</a>: the lecture you can touch, computed by '
+  'this library.</p>'
+)
+
+
 def _pct(v: float) -> str:
   return f'{100 * v:.1f}%'
 
@@ -339,6 +347,7 @@ def build(workdir: str, tiny: bool = False, seed: int = 0) -> Built:
   if not jax.config.jax_enable_x64:
     raise ValueError('report.build needs float64: turn on jax_enable_x64 first.')
   rep = report_page.Report(workdir)
+  rep.parts.append(DEMO_LINK)
   training_and_viewpoints(rep, tiny, seed)
   ok = gradient_checks(rep, tiny, seed)
   sweep_section(rep, tiny, seed)

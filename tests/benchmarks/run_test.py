@@ -77,7 +77,7 @@ def test_benchmark_keeps_the_other_backends_section(tmp_path):
   )
   assert '- section 1: old machine; 2020-01-02\n' in text and f'- section 5: {parts["5"][1]}; ' in text
   bad = _run('benchmarks.run', '--quick', '--sections=5,12', f'--out={tmp_path}/R.md', env=cpu)
-  assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-9' in bad.stderr
+  assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-10' in bad.stderr
   # A section in its own module states its repeats in its tables; the header must not claim --repeats.
   from benchmarks import harness as bench_harness  # pylint: disable=import-outside-toplevel
 
@@ -146,7 +146,7 @@ def test_benchmark_sections_kept_in_modules_import_beside_its_flags():
 
   from benchmarks import run as benchmark  # pylint: disable=import-outside-toplevel
 
-  for key in ('6', '7', '8', '9'):
+  for key in ('6', '7', '8', '9', '10'):
     section = benchmark.SECTIONS[key]
     module = importlib.import_module(f'benchmarks.{section.module}')
     assert callable(module.run) and callable(module.markdown), key
