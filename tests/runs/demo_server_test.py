@@ -165,3 +165,23 @@ def test_the_command_prints_its_address_and_stops_on_sigterm():
   finally:
     if proc.poll() is None:
       proc.kill()
+
+
+def test_a_users_loss_from_the_command_line_is_offered_and_used(tmp_path):
+  path = tmp_path / 'my_losses.py'
+  path.write_text(
+    'import jax.numpy as jnp\nimport linear_jax as lj\n'
+    'def sq(scores, labels):\n'
+    '  return jnp.sum(jnp.square(scores), axis=-1) - jnp.take_along_axis(scores, labels[:, None], 1)[:, 0]\n'
+    "SQ = lj.Loss(sq, 'class')\n"
+  )
+  srv = demo.serve('127.0.0.1', 0, loss=f'{path}:SQ', warm=False)
+  try:
+    cfg = demo_api.config(srv.default_loss)
+    assert cfg['default_loss'] == f'{path}:SQ' and f'{path}:SQ' in [x['name'] for x in cfg['losses']]
+    state = {**demo_api.handle_dataset({'name': 'blobs', 'n': 20}), 'loss': f'{path}:SQ'}
+    out = demo_api.handle_init(state)
+    assert out['gradcheck']['analytic'] is None  # no hand-derived score_grad: jax.grad and differences only
+    assert out['gradcheck']['max_relative_error']['autodiff_vs_numerical'] < 1e-6
+  finally:
+    srv.server_close()
