@@ -1,9 +1,19 @@
-"""Flag definitions shared by several experiments, and their validators."""
+"""The flags of the experiments, made from the config records' fields, their validators, and `--help`.
 
+Each field of `config.TrainConfig`, `experiment.DataConfig` and `experiment.RunOptions` says its
+flag's help (and choices) in its metadata; `define_fields` makes the flags from them, so a new field
+is a new flag with no edit here. The records' `validate()` checks the bounds (`validate_as_field`).
+"""
+
+from collections.abc import Mapping
 import dataclasses
 import importlib.util
 import os
+import sys
+import types
+import typing
 
+from absl import app
 from absl import flags
 
 from linear_jax.maths import losses
@@ -15,55 +25,116 @@ PENALTY_NAMES = tuple(losses.PENALTIES)
 # command line's run: converging, at most MAX_EPOCHS epochs, DEFAULT_REG), except the sweeps'
 # fixed `--epochs`, which is `TrainConfig()`'s.
 RUN = config.COMMAND_LINE
-DATA = experiment.DataConfig()  # the data flags' defaults
 MAX_EPOCHS = RUN.epochs
 DEFAULT_REG = RUN.reg
 
+# The headings of `--help`, in order; a field's metadata `group` (else its record's) names one.
+HEADINGS = {'data': 'Data', 'model': 'Model and loss', 'optimization': 'Optimization', 'run': 'Run'}
+RECORD_GROUPS = {
+  config.TrainConfig: 'optimization',
+  experiment.DataConfig: 'data',
+  experiment.RunOptions: 'run',
+}
+GROUPS = {}  # flag name -> key of HEADINGS, for every flag made here; the others go under the command's name
 
-def validate_as_field(name, field=None, record=None):
+# The `TrainConfig` fields of each set of flags; `define_training_flags` makes the rest.
+OBJECTIVE_FIELDS = ('loss', 'loss_hparams', 'penalty', 'reg', 'seed')
+CONVERGENCE_FIELDS = ('tol', 'n_iter_no_change', 'tol_on')
+OWN_FIELDS = OBJECTIVE_FIELDS + CONVERGENCE_FIELDS + ('stream',)  # `stream` is a data flag
+
+
+def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS):
   """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
 
-  `record` is `train.TrainConfig` unless given (`experiment.DataConfig`); the
+  `record` is `config.TrainConfig` unless given (`experiment.DataConfig`); the
   record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
   flag error `--momentum must be in [0, 1), got 1.5.`
   """
   field = field or name
 
   def check(value):
-    from linear_jax.training import train  # pylint: disable=import-outside-toplevel
-
     try:
-      (record or train.TrainConfig)(**{field: value}).validate()
+      (record or config.TrainConfig)(**{field: value}).validate()
     except ValueError as e:
       raise flags.ValidationError(f'--{name}{str(e).removeprefix(field)}') from e
     return True
 
-  flags.register_validator(name, check)
+  flags.register_validator(name, check, flag_values=flag_values)
+
+
+def _kind(annotation):
+  """The type of a field's values, `None` aside: `float | None` -> `float`, `Mapping[K, V]` -> `Mapping`."""
+  if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    return _kind(next(a for a in typing.get_args(annotation) if a is not type(None)))
+  return typing.get_origin(annotation) or annotation
+
+
+def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **overrides):
+  """Defines a flag for each field of the dataclass `record` (or of those `names`), from its metadata.
+
+  The flag is the field's name, its help `metadata['help']`, its default the field's in `defaults`
+  (a `record` instance; `record()` if not given): bool -> `DEFINE_bool`, int -> `DEFINE_integer`,
+  float -> `DEFINE_float`, str with `metadata['choices']` -> `DEFINE_enum`, str -> `DEFINE_string`,
+  a mapping -> a `NAME=VALUE,...` list; `None` may be a default. A number is checked by the record's
+  `validate()` (`validate_as_field`). Fields with `metadata['flag']` false have none.
+  `overrides[field]` changes this command's flag: any of `name`, `default`, `help`, `choices`,
+  `alias` (a second name) and `validate` (false: no `validate_as_field`). The flags go into
+  `flag_values` (absl's `FLAGS` unless given).
+  """
+  defaults = defaults if defaults is not None else record()
+  for field in dataclasses.fields(record):
+    if (names is not None and field.name not in names) or not field.metadata.get('flag', True):
+      continue
+    meta = dict(field.metadata) | overrides.get(field.name, {})
+    name = meta.get('name', field.name)
+    default = meta.get('default', getattr(defaults, field.name))
+    kind = _kind(field.type)
+    help_text = meta.get('help')
+    if not help_text:
+      raise ValueError(f"{record.__name__}.{field.name} says no help: give it metadata={{'help': ...}}.")
+    if kind is bool:
+      flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
+    elif kind in (int, float):
+      define = flags.DEFINE_integer if kind is int else flags.DEFINE_float
+      define(name, default, help_text, lower_bound=meta.get('lower_bound'), flag_values=flag_values)
+    elif isinstance(kind, type) and issubclass(kind, Mapping):
+      flags.DEFINE_list(
+        name, [f'{k}={v}' for k, v in (default or {}).items()], help_text, flag_values=flag_values
+      )
+    elif meta.get('choices'):
+      flags.DEFINE_enum(name, default, meta['choices'], help_text, flag_values=flag_values)
+    else:
+      flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+    GROUPS[name] = meta.get('group', RECORD_GROUPS.get(record, 'run'))
+    if meta.get('alias'):
+      flags.DEFINE_alias(meta['alias'], name, flag_values=flag_values)
+      GROUPS[meta['alias']] = GROUPS[name]
+    if kind in (int, float) and meta.get('validate', True) and hasattr(record, 'validate'):
+      validate_as_field(name, field.name, record, flag_values)
+
+
+def record_from_flags(record, f):
+  """The `record` (a dataclass) the parsed flags `f` describe: each field from the flag of its name."""
+  return record(
+    **{field.name: f[field.name].value for field in dataclasses.fields(record) if field.name in f}
+  )
 
 
 def define_objective_flags(allow_all=False):
   """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked."""
-  flags.DEFINE_string(
-    'loss',
-    'all' if allow_all else RUN.loss,
-    f'Loss of the scores: {", ".join(sorted(losses.LOSSES))}{", all" if allow_all else ""}; or a Loss '
-    'record in your own file, FILE.py:NAME, or module, package.module:NAME (this runs that file).',
-  )
-  flags.DEFINE_list(
-    'loss_hparams', [], 'Hyperparameters of the loss, NAME=VALUE,... (e.g. delta=0.5); defaults for the rest.'
-  )
+  everything = {}
+  if allow_all:
+    loss_help = config.TrainConfig.__dataclass_fields__['loss'].metadata['help']
+    everything = {
+      'loss': {'default': 'all', 'help': loss_help.replace(';', ', all;', 1)},
+      'penalty': {'default': 'all', 'choices': PENALTY_NAMES + ('all',)},
+      'reg': {'default': 0.1},
+    }
+  define_fields(config.TrainConfig, OBJECTIVE_FIELDS, RUN, **everything)
   flags.DEFINE_float(
     'margin', None, 'Margin Δ of the losses that have one (svm, hinge, ...); their default if unset.'
   )
-  flags.DEFINE_enum(
-    'penalty',
-    'all' if allow_all else RUN.penalty,
-    PENALTY_NAMES + (('all',) if allow_all else ()),
-    'Penalty on W (never on the bias).',
-  )
-  flags.DEFINE_float('reg', 0.1 if allow_all else DEFAULT_REG, 'Regularization strength, >= 0.')
-  validate_as_field('reg')
-  flags.DEFINE_integer('seed', RUN.seed, 'Seed of every random draw.')
+  GROUPS['margin'] = 'model'
 
   def loss_and_hparams_ok(f):
     names = loss_names(f['loss'])
@@ -191,55 +262,9 @@ def define_number_list(name, default, help_text, bound=None):
 
 
 def define_data_flags():
-  """Which dataset, where its files are, how it is split and preprocessed."""
-  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
-
-  flags.DEFINE_enum('dataset', DATA.dataset, data.DATASETS, 'Dataset to train on.')
-  flags.DEFINE_string('data_dir', None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
-  flags.DEFINE_string('data_path', None, 'npz / npy / csv: the file (npy: the features, memory-mapped).')
-  flags.DEFINE_string('labels_path', None, 'npy: the labels (or real targets), one per row of --data_path.')
-  flags.DEFINE_bool(
-    'stream',
-    RUN.stream,
-    'Train by reading the training split from the file in blocks instead of holding it. With an .npy or '
-    'an uncompressed .npz the splits are then contiguous row ranges of the file (training, validation, '
-    'test; --seed does not shuffle them), so its rows should be in random order.',
-  )
-  flags.DEFINE_string(
-    'test_path',
-    None,
-    'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).',
-  )
-  flags.DEFINE_string('test_labels_path', None, 'npy: the labels of --test_path.')
-  flags.DEFINE_enum(
-    'delimiter', DATA.delimiter, experiment.DELIMITERS, 'csv: the field delimiter (auto: detected).'
-  )
-  flags.DEFINE_string('weight_column', None, 'csv: a column of sample weights, by header name or index.')
-  flags.DEFINE_enum(
-    'class_weight',
-    DATA.class_weight,
-    experiment.CLASS_WEIGHTS,
-    "balanced: weigh each class n / (C * count), as scikit-learn's.",
-  )
-  flags.DEFINE_string('target_column', DATA.target_column, 'csv: the target column, by header name or index.')
-  flags.DEFINE_integer('num_examples', DATA.num_examples, 'Synthetic data: N, >= 1.')
-  flags.DEFINE_integer('num_features', DATA.num_features, 'Synthetic data: D, >= 1.')
-  flags.DEFINE_integer('num_classes', DATA.num_classes, 'Synthetic blobs: C, >= 2.')
-  flags.DEFINE_float('val_fraction', DATA.val_fraction, 'Fraction of the data held out for validation.')
-  flags.DEFINE_float(
-    'test_fraction', DATA.test_fraction, 'Fraction held out for test (unless the format has a test split).'
-  )
-  flags.DEFINE_enum('preprocess', DATA.preprocess, data.PREPROCESSING, 'Fitted on the training split only.')
-  flags.DEFINE_enum(
-    'features', DATA.features, data.REPRESENTATIONS, 'Image data: raw pixels or a histogram of them.'
-  )
-  flags.DEFINE_integer('bins', DATA.bins, 'Histogram bins per channel with --features=histogram, >= 1.')
-  for name in ('num_examples', 'num_features', 'num_classes', 'val_fraction', 'test_fraction', 'bins'):
-    validate_as_field(name, record=experiment.DataConfig)
-
-
-# The data flags that are `experiment.DataConfig`'s fields, by the same names.
-DATA_FIELDS = tuple(field.name for field in dataclasses.fields(experiment.DataConfig))
+  """Which dataset, where its files are, how it is split and preprocessed: `DataConfig`, and `--stream`."""
+  define_fields(experiment.DataConfig)
+  define_fields(config.TrainConfig, ('stream',), RUN)
 
 
 # The target kind of each dataset whose kind is known before loading it.
@@ -253,60 +278,20 @@ KNOWN_KINDS = {
 
 
 def define_training_flags(max_epochs=False):
-  """Optimizer, schedule, batches, gradient source and the rest of a training run.
+  """Optimizer, schedule, batches, gradient source and the rest of a training run: every other field.
 
   With `max_epochs`, the epoch count is `--max_epochs` (a cap: the run stops
-  when it has converged, see `define_convergence_flags`), `--epochs` its alias.
+  when it has converged, see `define_convergence_flags`), `--epochs` its alias;
+  without, `--epochs` is a fixed count, `TrainConfig()`'s.
   """
-  from linear_jax.maths import grad_sources  # pylint: disable=import-outside-toplevel
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
-
-  flags.DEFINE_enum(
-    'optimizer',
-    RUN.optimizer,
-    train.OPTIMIZERS,
-    'optax optimizer; lbfgs: full-batch L-BFGS to --tol (smooth losses).',
-  )
-  flags.DEFINE_float('learning_rate', RUN.learning_rate, 'Base learning rate, > 0.')
-  flags.DEFINE_float('momentum', RUN.momentum, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
-  flags.DEFINE_enum('schedule', RUN.schedule, train.SCHEDULES, 'Learning-rate schedule.')
-  flags.DEFINE_float(
-    'decay_rate', RUN.decay_rate, 'step / exponential / inverse_time: factor per decay period.'
-  )
-  flags.DEFINE_float(
-    'decay_epochs', RUN.decay_epochs, 'step / exponential / inverse_time: epochs per decay period.'
-  )
-  flags.DEFINE_integer('batch_size', RUN.batch_size, 'Mini-batch size, > 0 (see --full_batch).')
+  rest = [f.name for f in dataclasses.fields(config.TrainConfig) if f.name not in OWN_FIELDS]
+  epochs = {'name': 'max_epochs', 'alias': 'epochs'}
+  if not max_epochs:
+    epochs = {'default': config.TrainConfig().epochs, 'help': 'Passes over the training data, > 0.'}
+  # 0 is full batch in TrainConfig; the flag for it is --full_batch.
+  define_fields(config.TrainConfig, rest, RUN, epochs=epochs, batch_size={'validate': False})
+  flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
   flags.DEFINE_bool('full_batch', False, 'Full-batch gradient descent: one step per epoch on all examples.')
-  epochs = 'max_epochs' if max_epochs else 'epochs'
-  if max_epochs:
-    flags.DEFINE_integer(
-      'max_epochs', MAX_EPOCHS, 'The most passes over the training data, > 0 (L-BFGS: iterations).'
-    )
-    flags.DEFINE_alias('epochs', 'max_epochs')
-  else:
-    flags.DEFINE_integer('epochs', config.TrainConfig().epochs, 'Passes over the training data, > 0.')
-  flags.DEFINE_enum('grad', RUN.grad, grad_sources.GRAD_SOURCES, 'Gradient source.')
-  flags.DEFINE_bool('bias_trick', RUN.bias_trick, 'Fold b into W and append the constant-1 feature.')
-  flags.DEFINE_float('init_scale', RUN.init_scale, 'Standard deviation of the initial weights, >= 0.')
-  flags.DEFINE_integer(
-    'patience', RUN.patience, 'Early stopping: epochs without validation gain, >= 0 (0: off).'
-  )
-  flags.DEFINE_enum('dtype', RUN.dtype, train.DTYPES, 'Training precision.')
-  flags.DEFINE_integer(
-    'eval_every',
-    RUN.eval_every,
-    'Epochs between evaluations of the training and validation splits (the last epoch is always '
-    'evaluated), > 0; every epoch also records the loss its training pass measured.',
-  )
-  flags.DEFINE_integer(
-    'block_rows',
-    RUN.block_rows,
-    'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB); a multiple of the batch for '
-    'SGD, and of the device count for full passes with --parallel=shard_map.',
-  )
-  flags.DEFINE_enum('parallel', RUN.parallel, train.PARALLEL, 'Data parallelism over devices.')
-  flags.DEFINE_integer('num_devices', RUN.num_devices, 'Devices to use with --parallel, >= 0 (0: all).')
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
   flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.', lower_bound=1)
   flags.DEFINE_integer(
@@ -315,6 +300,8 @@ def define_training_flags(max_epochs=False):
   flags.DEFINE_bool(
     'distributed', False, 'Multi-host from the cluster environment JAX detects (Slurm, MPI, TPU).'
   )
+  GROUPS['full_batch'] = 'optimization'
+  GROUPS.update(dict.fromkeys(('coordinator_address', 'num_processes', 'process_id', 'distributed'), 'run'))
   flags.register_multi_flags_validator(
     ['coordinator_address', 'num_processes', 'process_id'],
     lambda f: len({v is None for v in f.values()}) == 1,
@@ -325,13 +312,6 @@ def define_training_flags(max_epochs=False):
     lambda f: f['process_id'] is None or f['process_id'] < f['num_processes'],
     message='--process_id must be < --num_processes.',
   )
-  # 0 is full batch in TrainConfig; the flag for it is --full_batch.
-  flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
-  validate_as_field(epochs, 'epochs')
-  for name in ('learning_rate', 'momentum', 'decay_rate', 'decay_epochs', 'init_scale', 'patience'):
-    validate_as_field(name)
-  for name in ('eval_every', 'block_rows', 'num_devices'):
-    validate_as_field(name)
 
   def loss_fits_dataset(f):
     known = KNOWN_KINDS.get(f['dataset'])
@@ -375,25 +355,12 @@ def define_convergence_flags(tol_only=False):
 
   With `tol_only`, just `--tol` (the sweeps run a fixed count; their L-BFGS paths stop on --tol).
   """
-  from linear_jax.optim import convergence  # pylint: disable=import-outside-toplevel
+  define_fields(config.TrainConfig, CONVERGENCE_FIELDS[:1] if tol_only else CONVERGENCE_FIELDS, RUN)
 
-  flags.DEFINE_float(
-    'tol',
-    None,
-    'Convergence tolerance, > 0: relative decrease of the training objective (--tol_on=objective; '
-    'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
-    'default 1e-4), as in scikit-learn.',
-  )
-  validate_as_field('tol')
-  if tol_only:
-    return
-  flags.DEFINE_integer(
-    'n_iter_no_change',
-    RUN.n_iter_no_change,
-    '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.',
-  )
-  validate_as_field('n_iter_no_change')
-  flags.DEFINE_enum('tol_on', RUN.tol_on, convergence.TOL_ON, 'What --tol tests; none: run all --max_epochs.')
+
+def define_run_flags():
+  """`experiment.RunOptions`: f*, refit, resume, the checkpoint interval, the pictures."""
+  define_fields(experiment.RunOptions)
 
 
 def train_config(f):
@@ -403,11 +370,12 @@ def train_config(f):
   and `--margin`) and `batch_size` (0, a full batch, is `--full_batch`). A field without a flag in this
   experiment (`--tol_on` in the sweeps, `explode_factor` everywhere) keeps its default.
   """
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
   said_otherwise = ('loss_hparams', 'batch_size')
-  fields = [field.name for field in dataclasses.fields(train.TrainConfig) if field.name not in said_otherwise]
-  return train.TrainConfig(
+  fields = [
+    field.name for field in dataclasses.fields(config.TrainConfig) if field.name not in said_otherwise
+  ]
+  return config.TrainConfig(
     **{name: f[name].value for name in fields if name in f},
     loss_hparams=loss_hparams_for(f, f.loss),
     batch_size=0 if f.full_batch else f.batch_size,
@@ -416,7 +384,12 @@ def train_config(f):
 
 def data_config(f):
   """The `experiment.DataConfig` the parsed data flags describe."""
-  return experiment.DataConfig(**{name: f[name].value for name in DATA_FIELDS})
+  return record_from_flags(experiment.DataConfig, f)
+
+
+def run_options(f):
+  """The `experiment.RunOptions` the parsed run flags describe."""
+  return record_from_flags(experiment.RunOptions, f)
 
 
 def load_dataset(f):
@@ -470,6 +443,65 @@ flags.DEFINE_string(
   '(about 1 s of the 3.5 s of the default training run; at most 512 MiB, least recently used '
   'programs go first); empty to turn it off.',
 )
+GROUPS['compilation_cache'] = 'run'
+
+
+def group(key, *names):
+  """Lists the command's own flags `names` under the `--help` heading `HEADINGS[key]`."""
+  GROUPS.update(dict.fromkeys(names, key))
+
+
+HELP_ARGS = ('-h', '-?', '-help', '--help', '--help=true', '--help=True', '--helpshort')
+
+
+def _flag_help(flag):
+  """One flag as absl's help shows it: `--[no]name: help`, its default, and its syntax."""
+  name = f'--[no]{flag.name}' if flag.boolean else f'--{flag.name}'
+  lines = [flags.text_wrap(f'{name}: {flag.help}', 100, '      ', '  ')]
+  if flag.default_as_str:
+    lines.append(f'      (default: {flag.default_as_str})')
+  syntax = flag.parser.syntactic_help
+  if syntax and not flag.boolean and not hasattr(flag.parser, 'enum_values'):
+    lines.append(f'      ({syntax})')
+  return '\n'.join(lines)
+
+
+def help_text(program=None):
+  """What `--help` prints: the command's docstring and every flag it reads, under the headings of GROUPS.
+
+  Flags the command defines that are in no group come last, under the command's name; absl's and
+  JAX's own flags are left to `--helpfull`.
+  """
+  program = program or sys.argv[0]
+  command = os.path.splitext(os.path.basename(program))[0]
+  by_module = flags.FLAGS.flags_by_module_dict()
+  ours = by_module.get(__name__, []) + by_module.get(program, [])
+  sections = {key: [] for key in (*HEADINGS, command)}
+  for flag in dict.fromkeys(ours):  # in the order they were defined
+    sections[GROUPS.get(flag.name, command)].append(_flag_help(flag))
+  doc = (getattr(sys.modules.get('__main__'), '__doc__', None) or '').strip()
+  out = [doc, ''] if doc else []
+  for key, lines in sections.items():
+    if lines:
+      out += [f'{HEADINGS.get(key, key)}:', *lines, '']
+  out.append("--helpfull lists absl's and JAX's flags too.")
+  return '\n'.join(out)
+
+
+def parse_flags(argv):
+  """absl's parsing, except that `--help` (or `-h`) prints `help_text()` and exits 0."""
+  args = argv[1:]
+  if '--' in args:
+    args = args[: args.index('--')]
+  if any(a in HELP_ARGS for a in args):
+    print(help_text(argv[0]))
+    sys.exit(0)
+  return app.parse_flags_with_usage(argv)
+
+
+def run(main):
+  """`app.run(main)` with this `--help`: what every experiment's `__main__` calls."""
+  app.run(main, flags_parser=parse_flags)
 
 
 def configure_compilation_cache(f):

@@ -14,8 +14,9 @@ import signal
 import sys
 import threading
 
-from absl import app
 from absl import flags
+
+from . import common
 
 flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (the loopback address: only this machine).')
 flags.DEFINE_integer('port', 8000, 'Port to listen on; 0 picks a free one.', lower_bound=0, upper_bound=65535)
@@ -28,6 +29,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  common.start(FLAGS)
   from linear_jax.runs import demo  # pylint: disable=import-outside-toplevel
 
   try:
@@ -53,4 +55,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

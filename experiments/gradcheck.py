@@ -11,7 +11,6 @@ show the checker catching it. Runs in float64.
 
 import sys
 
-from absl import app
 from absl import flags
 import jax
 
@@ -42,6 +41,7 @@ flags.DEFINE_enum(
   'Check a deliberately wrong gradient.',
 )
 flags.DEFINE_string('json_out', None, 'Write every report to this JSON file.')
+common.group('run', 'json_out')
 
 FLAGS = flags.FLAGS
 
@@ -89,4 +89,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

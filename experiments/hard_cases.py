@@ -8,7 +8,6 @@ trains on the case's feature map (the lecture's "features" view) and prints
 that accuracy; draws data and learned boundaries to --workdir.
 """
 
-from absl import app
 from absl import flags
 
 from linear_jax.runs import hard_cases
@@ -19,6 +18,7 @@ flags.DEFINE_integer('num_examples', 1000, 'Examples per case.', lower_bound=10)
 flags.DEFINE_integer('epochs', 100, 'Training epochs.', lower_bound=1)
 flags.DEFINE_integer('seed', 0, 'Seed of the data and the initialization.')
 flags.DEFINE_string('workdir', 'workdir/hard_cases', 'Where the pictures go.')
+common.group('run', 'seed', 'workdir')
 
 FLAGS = flags.FLAGS
 
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

@@ -9,7 +9,6 @@ between the two, and both matrices. Exits 1 if any shape or value disagrees.
 
 import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -18,6 +17,7 @@ from . import common
 flags.DEFINE_integer('num_features', 4, 'D of the classifier.', lower_bound=1)
 flags.DEFINE_integer('num_classes', 3, 'C of the classifier.', lower_bound=2)
 flags.DEFINE_integer('seed', 0, 'Seed of the random weights and input.')
+common.group('run', 'seed')
 flags.DEFINE_bool('values', True, 'Print the matrices too.')
 
 FLAGS = flags.FLAGS
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

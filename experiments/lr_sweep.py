@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -87,6 +86,7 @@ flags.DEFINE_integer(
   lower_bound=1,
 )
 flags.DEFINE_bool('quiet', False, 'No progress display.')
+common.group('run', 'workdir', 'resume', 'checkpoint_every', 'quiet')
 
 FLAGS = flags.FLAGS
 
@@ -268,4 +268,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

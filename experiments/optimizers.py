@@ -16,12 +16,11 @@ mini-batches beat the full batch per epoch (and how they compare per second). Th
 
 import sys
 
-from absl import app
 from absl import flags
 import jax
 
+from linear_jax.optim import config
 from linear_jax.runs import optimizers_run
-from linear_jax.training import train
 
 from . import common
 
@@ -35,6 +34,7 @@ flags.DEFINE_float('learning_rate', 0.3, 'sgd learning rate (momentum methods us
 flags.DEFINE_float('full_batch_lr', 0.5, 'Learning rate of full-batch gradient descent.')
 flags.DEFINE_enum('dtype', 'float64', ('float32', 'float64'), 'Precision (float64 resolves f − f* to 1e-12).')
 flags.DEFINE_string('workdir', 'workdir/optimizers', 'Where outputs go.')
+common.group('run', 'workdir')
 
 FLAGS = flags.FLAGS
 # A well-conditioned problem by default, so the budget reaches the regime where noise dominates.
@@ -43,7 +43,7 @@ FLAGS.set_default('reg', 1e-2)
 
 def optimizers_config():
   """The objective, precision and budget of the comparison, from the flags."""
-  return train.TrainConfig(
+  return config.TrainConfig(
     loss=FLAGS.loss,
     loss_hparams=common.loss_hparams_for(FLAGS, FLAGS.loss),
     penalty=FLAGS.penalty,
@@ -77,4 +77,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

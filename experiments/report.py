@@ -14,7 +14,6 @@ beside it. --tiny runs a smaller version for tests. The work is
 
 import time
 
-from absl import app
 from absl import flags
 import jax
 
@@ -25,6 +24,7 @@ from . import common
 flags.DEFINE_string('workdir', 'workdir/report', 'Where report.html and the pictures go.')
 flags.DEFINE_bool('tiny', False, 'Tiny sizes: a smoke test of the whole report.')
 flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
+common.group('run', 'workdir', 'seed')
 
 FLAGS = flags.FLAGS
 
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

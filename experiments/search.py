@@ -12,12 +12,11 @@ hopeless with hundreds.
 
 import sys
 
-from absl import app
 from absl import flags
 
+from linear_jax.optim import config
 from linear_jax.runs import search_run
 from linear_jax.training import preemption
-from linear_jax.training import train
 from linear_jax.tuning import search_state
 
 from . import common
@@ -44,6 +43,7 @@ flags.DEFINE_integer(
   'and after every method).',
   lower_bound=1,
 )
+common.group('run', 'workdir', 'resume', 'checkpoint_every')
 
 for _name in ('budget', 'proposals', 'batch_size'):
   flags.register_validator(_name, lambda v: v >= 1, message=f'--{_name} must be >= 1.')
@@ -78,7 +78,7 @@ def identity(problems):
 
 def search_config():
   """The objective and gradient descent's learning rate, from the flags."""
-  return train.TrainConfig(
+  return config.TrainConfig(
     loss=FLAGS.loss,
     penalty=FLAGS.penalty,
     reg=FLAGS.reg,
@@ -135,4 +135,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

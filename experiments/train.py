@@ -26,7 +26,6 @@ the flags into its `TrainConfig`, `DataConfig` and `RunOptions`.
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from . import common
@@ -36,32 +35,12 @@ common.define_objective_flags()
 common.define_data_flags()
 common.define_training_flags(max_epochs=True)
 common.define_convergence_flags()
-flags.DEFINE_bool(
-  'reference', False, 'Compute f* (L-BFGS, float64) first and record f − f* per epoch in metrics.jsonl.'
-)
-flags.DEFINE_bool(
-  'refit', False, 'After choosing the epoch count on validation, train again on train + val and save that.'
-)
+common.define_run_flags()
 flags.DEFINE_string('workdir', 'workdir/train', 'Where outputs and checkpoints go.')
-flags.DEFINE_bool('resume', False, 'Continue from --workdir/checkpoint.npz.')
-flags.DEFINE_integer('checkpoint_every', 1, 'Epochs between checkpoints.', lower_bound=1)
 flags.DEFINE_bool('quiet', False, 'No progress display.')
-flags.DEFINE_bool('plots', True, 'Draw the pictures.')
+common.group('run', 'workdir', 'quiet')
 
 FLAGS = flags.FLAGS
-
-
-def run_options(f):
-  """The `experiment.RunOptions` the parsed flags describe."""
-  from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
-
-  return experiment.RunOptions(
-    reference=f.reference,
-    refit=f.refit,
-    resume=f.resume,
-    checkpoint_every=f.checkpoint_every,
-    plots=f.plots,
-  )
 
 
 def main(argv):
@@ -69,6 +48,7 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
@@ -81,14 +61,14 @@ def main(argv):
         common.train_config(FLAGS),
         common.data_config(FLAGS),
         workdir,
-        run_options(FLAGS),
+        common.run_options(FLAGS),
         write_outputs=main_process,
         on_epoch=None if FLAGS.quiet else show,
         progress=common.progress_line,
         record={f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
         | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
       )
-  except train.Diverged as e:
+  except results.Diverged as e:
     sys.exit(f'Training diverged: {e}\nstopped: diverged')
   except ValueError as e:
     sys.exit(f'Error: {e}')
@@ -100,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main)

@@ -57,6 +57,56 @@ def test_command_has_exactly_the_flags_of_its_module(tmp_path):
     assert {'workdir', 'dataset', 'loss', 'learning_rate'} <= _flag_names(ours.stdout)
 
 
+def _sections(help_text):
+  """`{heading: flag names}` of a `--help`: each heading is a line `Heading:` above its flags."""
+  sections, heading = {}, None
+  for line in help_text.splitlines():
+    if re.fullmatch(r'[A-Za-z_][\w ]*:', line):
+      heading = line[:-1]
+      sections[heading] = set()
+    elif heading and (m := re.match(r'^  --(?:\[no\])?(\w+):', line)):
+      sections[heading].add(m.group(1))
+  return sections
+
+
+def _own_flags_in_helpfull(help_text):
+  """The flags `--helpfull` lists under the command's own file and experiments.common: what it reads."""
+  own, keep = set(), False
+  for line in help_text.splitlines():
+    if re.fullmatch(r'\S.*:', line):
+      keep = line.endswith(('experiments/train.py:', 'experiments.common:'))
+    elif keep and (m := re.match(r'^\s+--(?:\[no\])?(\w+):', line)):
+      own.add(m.group(1))
+  return own
+
+
+def test_help_lists_every_flag_of_the_command_by_group_and_exits_0(tmp_path):
+  out = _run([sys.executable, '-m', 'linear_jax', 'train', '--help'], tmp_path)
+  assert out.returncode == 0, out.stderr
+  sections = _sections(out.stdout)
+  assert list(sections) == ['Data', 'Model and loss', 'Optimization', 'Run']
+  assert {'dataset', 'data_path', 'target_column'} <= sections['Data']
+  assert {'loss', 'loss_hparams', 'penalty', 'reg'} <= sections['Model and loss']
+  assert {'learning_rate', 'optimizer', 'max_epochs', 'tol'} <= sections['Optimization']
+  assert {'workdir', 'resume', 'seed', 'plots'} <= sections['Run']
+  listed = set().union(*sections.values())
+  assert not listed & {'logtostderr', 'helpfull', 'verbosity', 'chex_n_cpu_devices', 'test_tmpdir'}
+  assert '--logtostderr' not in out.stdout and 'chex' not in out.stdout
+  assert "(default: '0.001')" in out.stdout.split('--reg:')[1].split('--')[0]  # each flag with its default
+  assert out.stdout.startswith('Trains a linear classifier')  # the command's own docstring first
+  full = _run([sys.executable, '-m', 'experiments.train', '--helpfull'], ROOT)
+  assert listed == _own_flags_in_helpfull(full.stdout) and len(listed) > 50  # every flag it reads
+  short = _run([sys.executable, '-m', 'linear_jax', 'train', '-h'], tmp_path)
+  assert short.returncode == 0 and short.stdout == out.stdout
+
+
+def test_every_command_has_a_help_that_exits_0():
+  for name in _programs_in_experiments_folder():
+    out = _run([sys.executable, '-m', f'experiments.{name}', '--help'], ROOT)
+    assert out.returncode == 0, (name, out.stderr)
+    assert 'Run:' in out.stdout and '--logtostderr' not in out.stdout, name
+
+
 def test_train_runs_from_another_folder_and_writes_there(tmp_path):
   out = _run(
     [sys.executable, '-m', 'linear_jax', 'train', '--epochs=1', '--quiet', '--plots=false'], tmp_path

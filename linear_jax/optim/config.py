@@ -27,39 +27,89 @@ DTYPES = ('float32', 'float64')
 PARALLEL = ('none', 'shard_map', 'pmap')
 
 
+def _field(default=None, help_text='', group=None, factory=None, **more):
+  """A field with its help (and `choices`, `flag`, ...) in its metadata: experiments/common.py makes its flag.
+
+  `group` is the heading of `--help` the flag goes under (`model`, `optimization`, `data`, `run`).
+  """
+  metadata = {'help': help_text, **({'group': group} if group else {}), **more}
+  if factory is not None:
+    return dataclasses.field(default_factory=factory, metadata=metadata)
+  return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Every choice of a training run; the flags of `experiments/train.py`."""
+  """Every choice of a training run; the flags of `experiments/train.py`.
 
-  loss: str = 'softmax'  # a registered name, or FILE.py:NAME / package.module:NAME
-  loss_hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)  # defaults for the rest
-  penalty: str = 'l2'
-  reg: float = 1e-4
-  optimizer: str = 'sgd'
-  learning_rate: float = 0.1
-  momentum: float = 0.9
-  schedule: str = 'constant'
-  decay_rate: float = 0.5
-  decay_epochs: float = 10.0
-  batch_size: int = 64  # 0: full batch
-  epochs: int = 30  # the most epochs (--max_epochs); L-BFGS: the most iterations
-  tol: float | None = None  # None: convergence.DEFAULT_TOL; L-BFGS always stops on ‖∇f‖_∞ ≤ tol
-  n_iter_no_change: int = 5
+  Each field's metadata holds the help of its flag (and its `choices`); the bounds are `validate()`'s.
+  """
+
+  loss: str = _field(  # a registered name, or FILE.py:NAME / package.module:NAME
+    'softmax',
+    f'Loss of the scores: {", ".join(sorted(losses.LOSSES))}; or a Loss record in your own file, '
+    'FILE.py:NAME, or module, package.module:NAME (this runs that file).',
+    'model',
+  )
+  loss_hparams: Mapping[str, float] = _field(
+    help_text='Hyperparameters of the loss, NAME=VALUE,... (e.g. delta=0.5); defaults for the rest.',
+    group='model',
+    factory=dict,
+  )
+  penalty: str = _field('l2', 'Penalty on W (never on the bias).', 'model', choices=tuple(losses.PENALTIES))
+  reg: float = _field(1e-4, 'Regularization strength, >= 0.', 'model')
+  optimizer: str = _field(
+    'sgd', 'optax optimizer; lbfgs: full-batch L-BFGS to --tol (smooth losses).', choices=OPTIMIZERS
+  )
+  learning_rate: float = _field(0.1, 'Base learning rate, > 0.')
+  momentum: float = _field(0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
+  schedule: str = _field('constant', 'Learning-rate schedule.', choices=SCHEDULES)
+  decay_rate: float = _field(0.5, 'step / exponential / inverse_time: factor per decay period.')
+  decay_epochs: float = _field(10.0, 'step / exponential / inverse_time: epochs per decay period.')
+  batch_size: int = _field(64, 'Mini-batch size, > 0 (see --full_batch).')  # 0: full batch
+  epochs: int = _field(  # the most epochs (--max_epochs); L-BFGS: the most iterations
+    30, 'The most passes over the training data, > 0 (L-BFGS: iterations).'
+  )
+  tol: float | None = _field(  # None: convergence.DEFAULT_TOL; L-BFGS always stops on ‖∇f‖_∞ ≤ tol
+    None,
+    'Convergence tolerance, > 0: relative decrease of the training objective (--tol_on=objective; '
+    'default 1e-3) or the largest gradient entry (--tol_on=grad_norm, and always for --optimizer=lbfgs; '
+    'default 1e-4), as in scikit-learn.',
+  )
+  n_iter_no_change: int = _field(5, '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.')
   # 'objective', 'grad_norm' or 'none': every one of `epochs`, the default from Python, so a
   # configuration means the same run it always did; the command line's default is 'objective'.
-  tol_on: str = 'none'
-  grad: str = 'analytic'
-  bias_trick: bool = False
-  init_scale: float = 1e-3
-  patience: int = 0  # 0: no early stopping
-  explode_factor: float = 1e4
-  seed: int = 0
-  dtype: str = 'float32'
-  parallel: str = 'none'  # 'shard_map' or 'pmap': data parallel over devices
-  num_devices: int = 0  # 0: every device
-  eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
-  stream: bool = False  # stream the training split in blocks (automatic when it does not fit)
-  block_rows: int = 0  # rows per streamed block (0: about 32 MiB, a multiple of the batch)
+  tol_on: str = _field('none', 'What --tol tests; none: run all --max_epochs.', choices=convergence.TOL_ON)
+  grad: str = _field('analytic', 'Gradient source.', 'model', choices=grad_sources.GRAD_SOURCES)
+  bias_trick: bool = _field(False, 'Fold b into W and append the constant-1 feature.', 'model')
+  init_scale: float = _field(1e-3, 'Standard deviation of the initial weights, >= 0.', 'model')
+  patience: int = _field(0, 'Early stopping: epochs without validation gain, >= 0 (0: off).')
+  explode_factor: float = _field(  # a safety limit of the library; no command needs to change it
+    1e4, 'Training stops as diverged when the loss exceeds this factor times its start.', flag=False
+  )
+  seed: int = _field(0, 'Seed of every random draw.', 'run')
+  dtype: str = _field('float32', 'Training precision.', 'run', choices=DTYPES)
+  parallel: str = _field('none', 'Data parallelism over devices.', 'run', choices=PARALLEL)
+  num_devices: int = _field(0, 'Devices to use with --parallel, >= 0 (0: all).', 'run')
+  eval_every: int = _field(  # the last epoch is always evaluated
+    1,
+    'Epochs between evaluations of the training and validation splits (the last epoch is always '
+    'evaluated), > 0; every epoch also records the loss its training pass measured.',
+    'run',
+  )
+  stream: bool = _field(  # automatic when the split does not fit in memory
+    False,
+    'Train by reading the training split from the file in blocks instead of holding it. With an .npy or '
+    'an uncompressed .npz the splits are then contiguous row ranges of the file (training, validation, '
+    'test; --seed does not shuffle them), so its rows should be in random order.',
+    'data',
+  )
+  block_rows: int = _field(
+    0,
+    'Streaming: rows per block read from the file, >= 0 (0: about 32 MiB); a multiple of the batch for '
+    'SGD, and of the device count for full passes with --parallel=shard_map.',
+    'run',
+  )
 
   def __post_init__(self):
     object.__setattr__(self, 'loss_hparams', dict(sorted(dict(self.loss_hparams).items())))

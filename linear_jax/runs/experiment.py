@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from linear_jax.data import datasets as data
-from linear_jax.datapath import multihost
-from linear_jax.datapath import stream as stream_lib
+from linear_jax.datapath import factory as datapath
 from linear_jax.maths import model
 from linear_jax.maths import validation
+from linear_jax.optim import results
 from linear_jax.runs import plots
-from linear_jax.solvers import lbfgs as solvers
 from linear_jax.training import checkpoint
+from linear_jax.training import lbfgs
 from linear_jax.training import refit
 from linear_jax.training import train
 
@@ -32,31 +32,43 @@ DELIMITERS = ('auto', ',', ';', 'tab')  # 'auto': detected
 CLASS_WEIGHTS = ('none', 'balanced')
 
 
+def _field(default, help_text, **more):
+  """A field with its flag's help (and `choices`) in its metadata: experiments/common.py makes the flag."""
+  return dataclasses.field(default=default, metadata={'help': help_text, **more})
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Which dataset, where its files are, how it is split and preprocessed; the data flags of the experiments.
 
-  The seed, the training dtype and streaming are `TrainConfig`'s (`seed`, `dtype`, `stream`).
+  The seed, the training dtype and streaming are `TrainConfig`'s (`seed`, `dtype`, `stream`). Each
+  field's metadata holds the help of its flag (and its `choices`); the bounds are `validate()`'s.
   """
 
-  dataset: str = 'digits'  # a name of data.DATASETS
-  data_dir: str | None = None  # cifar10 / mnist: the unpacked folder or the folder above it
-  data_path: str | None = None  # npz / npy / csv: the file (npy: the features, memory-mapped)
-  labels_path: str | None = None  # npy: the labels (or real targets), one per row of data_path
-  test_path: str | None = None  # a held-out test file in the format of data_path
-  test_labels_path: str | None = None  # npy: the labels of test_path
-  delimiter: str = 'auto'  # csv: ',', ';', 'tab' or 'auto' (detected)
-  weight_column: str | None = None  # csv: a column of sample weights, by header name or index
-  class_weight: str = 'none'  # 'balanced': each class weighed n / (C * count)
-  target_column: str = '-1'  # csv: the target column, by header name or index
-  num_examples: int = 600  # synthetic data: N
-  num_features: int = 2  # synthetic data: D
-  num_classes: int = 3  # synthetic blobs: C
-  val_fraction: float = 0.1
-  test_fraction: float = 0.2  # unless the format has a test split
-  preprocess: str = 'standardize'  # fitted on the training split only
-  features: str = 'pixels'  # image data: 'pixels' or 'histogram'
-  bins: int = 16  # histogram bins per channel with features='histogram'
+  dataset: str = _field('digits', 'Dataset to train on.', choices=data.DATASETS)
+  data_dir: str | None = _field(None, 'cifar10 / mnist: the unpacked folder or the folder above it.')
+  data_path: str | None = _field(None, 'npz / npy / csv: the file (npy: the features, memory-mapped).')
+  labels_path: str | None = _field(None, 'npy: the labels (or real targets), one per row of --data_path.')
+  test_path: str | None = _field(
+    None, 'npz / npy / csv: a held-out test file in the format of --data_path (no test split taken).'
+  )
+  test_labels_path: str | None = _field(None, 'npy: the labels of --test_path.')
+  delimiter: str = _field('auto', 'csv: the field delimiter (auto: detected).', choices=DELIMITERS)
+  weight_column: str | None = _field(None, 'csv: a column of sample weights, by header name or index.')
+  class_weight: str = _field(
+    'none', "balanced: weigh each class n / (C * count), as scikit-learn's.", choices=CLASS_WEIGHTS
+  )
+  target_column: str = _field('-1', 'csv: the target column, by header name or index.')
+  num_examples: int = _field(600, 'Synthetic data: N, >= 1.')
+  num_features: int = _field(2, 'Synthetic data: D, >= 1.')
+  num_classes: int = _field(3, 'Synthetic blobs: C, >= 2.')
+  val_fraction: float = _field(0.1, 'Fraction of the data held out for validation.')
+  test_fraction: float = _field(0.2, 'Fraction held out for test (unless the format has a test split).')
+  preprocess: str = _field('standardize', 'Fitted on the training split only.', choices=data.PREPROCESSING)
+  features: str = _field(
+    'pixels', 'Image data: raw pixels or a histogram of them.', choices=data.REPRESENTATIONS
+  )
+  bins: int = _field(16, 'Histogram bins per channel with --features=histogram, >= 1.')
 
   def validate(self):
     """Raises a `ValueError` naming the first bad field."""
@@ -110,13 +122,20 @@ _READ_BY = {
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-  """What one run of `train_and_evaluate` does beside training; the run flags of `experiments/train.py`."""
+  """What one run of `train_and_evaluate` does beside training; the run flags of `experiments/train.py`.
 
-  reference: bool = False  # compute f* (L-BFGS, float64) first and record f − f* per epoch
-  refit: bool = False  # after choosing the epoch count on validation, train again on train + val
-  resume: bool = False  # continue from workdir/checkpoint.npz
-  checkpoint_every: int = 1  # epochs between checkpoints
-  plots: bool = True  # draw the pictures
+  Each field's metadata holds the help of its flag (and `lower_bound`, this record's one bound).
+  """
+
+  reference: bool = _field(
+    False, 'Compute f* (L-BFGS, float64) first and record f − f* per epoch in metrics.jsonl.'
+  )
+  refit: bool = _field(
+    False, 'After choosing the epoch count on validation, train again on train + val and save that.'
+  )
+  resume: bool = _field(False, 'Continue from --workdir/checkpoint.npz.')
+  checkpoint_every: int = _field(1, 'Epochs between checkpoints.', lower_bound=1)
+  plots: bool = _field(True, 'Draw the pictures.')
 
 
 def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=None, targets=None):
@@ -138,7 +157,7 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
   """
 
   # With several processes, one process's error here (a file it cannot read, say) stops every process.
-  with multihost.together(f'loading {data_config.data_path or data_config.dataset}'):
+  with datapath.together(f'loading {data_config.data_path or data_config.dataset}'):
     return _load_dataset(data_config.validate().check_read(), seed, dtype, stream, progress, targets)
 
 
@@ -178,17 +197,8 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
     _check_labels(raw, d)
   if d.features == 'histogram':
     raw = data.histogram_features(raw, d.bins)
-  if stream and isinstance(raw.x, np.memmap):  # streaming: the file is never copied
-    return stream_lib.prepare(
-      raw,
-      d.dataset,
-      d.val_fraction,
-      d.test_fraction,
-      d.preprocess,
-      dtype=np.dtype(dtype),
-      class_weight=None if d.class_weight == 'none' else d.class_weight,
-    )
-  return data.prepare(
+  # A memory map to stream stays in its file; anything else is split and prepared in memory.
+  return datapath.prepare(
     raw,
     d.dataset,
     d.val_fraction,
@@ -196,6 +206,7 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
     d.preprocess,
     seed=seed,
     dtype=np.dtype(dtype),
+    stream_file=stream,
     progress=progress,
     class_weight=None if d.class_weight == 'none' else d.class_weight,
   )
@@ -271,7 +282,7 @@ def train_and_evaluate(
   """Loads the data, trains, evaluates, and writes every output of the run to `workdir`.
 
   Args:
-    config: a `train.TrainConfig`.
+    config: a `config.TrainConfig`.
     data_config: a `DataConfig`.
     workdir: the folder of the outputs and of checkpoint.npz (it must exist).
     options: `RunOptions`: f*, refit, resume, checkpoint interval, pictures.
@@ -284,14 +295,14 @@ def train_and_evaluate(
   Returns:
     The summary (as written to summary.json); it holds "final", "epochs_run", "stop_reason",
     "solver" and "interrupted" in every process. Raises `ValueError` on bad input before any work,
-    and `train.Diverged` (after writing a summary.json that says so) when training diverges.
+    and `results.Diverged` (after writing a summary.json that says so) when training diverges.
   """
 
   try:
     return _train_and_evaluate(
       config, data_config, workdir, options, write_outputs, on_epoch, progress, record
     )
-  except train.Diverged as e:
+  except results.Diverged as e:
     if write_outputs:
       write_json(os.path.join(workdir, 'summary.json'), {'stop_reason': 'diverged', 'error': str(e)})
     raise
@@ -314,12 +325,12 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     refit.check_refit(dataset)
   f_star = None
   if options.reference:
-    f_star = solvers.optimum(cfg, dataset)[0]
+    f_star = lbfgs.optimum(cfg, dataset)[0]
   # Every process runs the same fits and evaluations (a streamed pass over several processes adds its
   # sums over them, so each must take part); only the writing is process 0's.
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   ckpt = os.path.join(workdir, train.CHECKPOINT)
-  with multihost.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
+  with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
     if write_outputs:
       if not options.resume and os.path.exists(ckpt):
         os.remove(ckpt)
@@ -391,7 +402,7 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
         b_raw,
         # The points in raw units (a `stream.prepare`d dataset holds them raw already).
         np.asarray(dataset.x_train)
-        if dataset.extra.get(stream_lib.AFFINE)
+        if datapath.holds_raw_features(dataset)
         else dataset.shift + dataset.scale * dataset.x_train,
         dataset.y_train,
         os.path.join(workdir, 'regions.png'),
