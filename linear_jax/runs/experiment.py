@@ -309,52 +309,10 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
-
   start = time.perf_counter()
-  data_config.validate()
-  dataset = load_dataset(
-    data_config,
-    seed=cfg.seed,
-    dtype=cfg.dtype,
-    stream=cfg.stream,
-    progress=progress,
-    targets=cfg.loss_record.targets,
-  )
-  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops every process
-  if options.refit:
-    refit.check_refit(dataset)
-  f_star = None
-  if options.reference:
-    f_star = lbfgs.optimum(cfg, dataset)[0]
-  # Every process runs the same fits and evaluations (a streamed pass over several processes adds its
-  # sums over them, so each must take part); only the writing is process 0's.
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  ckpt = os.path.join(workdir, train.CHECKPOINT)
-  with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
-    if write_outputs:
-      if not options.resume and os.path.exists(ckpt):
-        os.remove(ckpt)
-      # Start metrics.jsonl afresh, or from the checkpoint's history when resuming.
-      history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
-      with open(metrics_path, 'w') as f:
-        f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
-
-  def write_epoch(metrics):
-    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
-      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
-    with open(metrics_path, 'a') as f:
-      f.write(json.dumps(metrics, allow_nan=False) + '\n')
-    if on_epoch is not None:
-      on_epoch(metrics)
-
-  result = train.fit(
-    cfg,
-    dataset,
-    workdir=workdir,
-    resume=options.resume,
-    on_epoch=write_epoch if write_outputs else None,
-    checkpoint_every=options.checkpoint_every,
-  )
+  dataset, f_star = _load_and_check(cfg, data_config, options, progress)
+  metrics_path = _start_metrics(workdir, options, write_outputs)
+  result = _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch)
   chosen = result.best_params if cfg.patience else result.params
   refitted = None
   if options.refit:
@@ -390,24 +348,88 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   write_json(os.path.join(workdir, 'summary.json'), summary)
   evaluated = [m for m in result.history if m.get('evaluated', True)]
   if options.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
-    plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
-    if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
-      w = chosen if chosen.b is not None else model.unfold_bias(chosen)
-      plots.templates(
-        np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
-      )
-    if dataset.num_features == 2:
-      plots.decision_regions(
-        w_raw,
-        b_raw,
-        # The points in raw units (a `stream.prepare`d dataset holds them raw already).
-        np.asarray(dataset.x_train)
-        if datapath.holds_raw_features(dataset)
-        else dataset.shift + dataset.scale * dataset.x_train,
-        dataset.y_train,
-        os.path.join(workdir, 'regions.png'),
-      )
+    _draw(cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir)
   return summary
+
+
+def _load_and_check(cfg, data_config, options, progress):
+  """The prepared dataset, checked against the run before any training, and f* if `options` asks for it."""
+  data_config.validate()
+  dataset = load_dataset(
+    data_config,
+    seed=cfg.seed,
+    dtype=cfg.dtype,
+    stream=cfg.stream,
+    progress=progress,
+    targets=cfg.loss_record.targets,
+  )
+  train.check_fit(cfg, dataset)  # each process checks its own rows; one's error stops every process
+  if options.refit:
+    refit.check_refit(dataset)
+  f_star = None
+  if options.reference:
+    f_star = lbfgs.optimum(cfg, dataset)[0]
+  return dataset, f_star
+
+
+def _start_metrics(workdir, options, write_outputs):
+  """Starts metrics.jsonl afresh (or from the checkpoint's history when resuming); returns its path.
+
+  Every process runs the same fits and evaluations (a streamed pass over several processes adds its
+  sums over them, so each must take part); only the writing is process 0's.
+  """
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  ckpt = os.path.join(workdir, train.CHECKPOINT)
+  with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
+    if write_outputs:
+      if not options.resume and os.path.exists(ckpt):
+        os.remove(ckpt)
+      history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
+      with open(metrics_path, 'w') as f:
+        f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
+  return metrics_path
+
+
+def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch):
+  """Trains, adding each epoch's metrics (and f − f* where known) to metrics.jsonl; `train.fit`'s result."""
+
+  def write_epoch(metrics):
+    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
+      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
+    with open(metrics_path, 'a') as f:
+      f.write(json.dumps(metrics, allow_nan=False) + '\n')
+    if on_epoch is not None:
+      on_epoch(metrics)
+
+  return train.fit(
+    cfg,
+    dataset,
+    workdir=workdir,
+    resume=options.resume,
+    on_epoch=write_epoch if write_outputs else None,
+    checkpoint_every=options.checkpoint_every,
+  )
+
+
+def _draw(cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir):
+  """curves.png; templates.png for image data of a classifier; regions.png for 2-D data."""
+  plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
+  if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
+    w = chosen if chosen.b is not None else model.unfold_bias(chosen)
+    plots.templates(
+      np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
+    )
+  if dataset.num_features == 2:
+    plots.decision_regions(
+      w_raw,
+      b_raw,
+      # The points in raw units (a `stream.prepare`d dataset holds them raw already).
+      np.asarray(dataset.x_train)
+      if datapath.holds_raw_features(dataset)
+      else dataset.shift + dataset.scale * dataset.x_train,
+      dataset.y_train,
+      os.path.join(workdir, 'regions.png'),
+    )
 
 
 def versions():
