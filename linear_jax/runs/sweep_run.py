@@ -72,6 +72,21 @@ def sweep_and_write(
   result = sweep.run_sweep(
     config, dataset, settings, checkpoint_path=checkpoint_path, resume=resume, **run_kwargs
   )
+  out, best = _summary(config, dataset, result, seeds)
+  if best is not None and retrain_best:
+    alone = sweep.config_for(config, settings[best])
+    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
+  _write_tables(workdir, out, seeds)
+  _write_pictures(workdir, result, settings, lrs, regs, loss_axes, momenta, seeds)
+  return out
+
+
+def _summary(config, dataset, result, seeds):
+  """`(out, best)`: sweep.json's dict, and the index into the settings of the best model (or `None`).
+
+  With `seeds`, settings are judged by their mean over the seeds, and `best`
+  is the first model of the best setting.
+  """
   rows = result.rows()
   groups = result.seed_groups()
   out = {
@@ -93,17 +108,25 @@ def sweep_and_write(
     out['best'] = None if best_group is None else out['settings'][best_group]
     best = None if best_group is None else groups[best_group][0]
   out['versions'] = experiment.versions()
-  if best is not None and retrain_best:
-    alone = sweep.config_for(config, settings[best])
-    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
+  return out, best
+
+
+def _write_tables(workdir, out, seeds):
+  """Writes sweep.json (`out`), sweep.csv (one row per model) and, with `seeds`, settings.csv."""
   with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
     json.dump(out, f, indent=1, allow_nan=False)
-  write_csv(os.path.join(workdir, 'sweep.csv'), rows)
+  write_csv(os.path.join(workdir, 'sweep.csv'), out['models'])
   if seeds is not None:
     write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
 
-  # Pictures over the lr × reg grid (the first value of each loss
-  # hyperparameter and momentum if those vary too), each setting its mean over the seeds.
+
+def _write_pictures(workdir, result, settings, lrs, regs, loss_axes, momenta, seeds):
+  """Draws heatmap.png, loss_vs_lr.png and curves.png of the sweep over the `[L] × [R]` grid.
+
+  Where loss hyperparameters or momentum vary too, at the first value of
+  each; every setting is its mean over the seeds.
+  """
+  groups = result.seed_groups()
   firsts = {**{n: v[0] for n, v in loss_axes.items()}, **({'momentum': momenta[0]} if momenta else {})}
   first = [g for g in groups if all(settings[g[0]][n] == v for n, v in firsts.items())]
   shape = (len(lrs), len(regs))
@@ -117,7 +140,6 @@ def sweep_and_write(
   curves = np.stack([h['train_loss'] for h in result.history], 1)[[g[0] for g in first]]
   labels = [f'lr={s["learning_rate"]:.2g} reg={s["reg"]:g}' for s in (settings[g[0]] for g in first)]
   plots.sweep_curves(curves, labels, os.path.join(workdir, 'curves.png'))
-  return out
 
 
 def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):

@@ -166,11 +166,7 @@ def genetic_algorithm(
   Gaussian mutation of scale `mutation_scale`. Spends `population + g ·
   (population − elite) ≤ budget` evaluations.
   """
-  _check(budget=budget, population=population, mutation_scale=mutation_scale, scale=init_scale)
-  if not 0 <= elite < population:
-    raise ValueError(f'elite must be in [0, population), got {elite} with population {population}.')
-  if budget < population:
-    raise ValueError(f'budget {budget} is smaller than one population ({population}).')
+  _check_genetic(budget, population, elite, mutation_scale, init_scale)
   children = population - elite
   generations = (budget - population) // children
 
@@ -188,21 +184,7 @@ def genetic_algorithm(
     ks, kc = jax.random.split(k)
     contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
     winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
-
-    def breed(a, b, kk):
-      k1, k2 = jax.random.split(kk)
-      pa = jax.tree.map(lambda t: t[a], pop)
-      pb = jax.tree.map(lambda t: t[b], pop)
-      leaves = jax.tree.leaves(pa)
-      masks = [
-        jax.random.bernoulli(k, 0.5, leaf.shape)
-        for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
-      ]
-      mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
-      child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
-      noise = random_like(k2, child, mutation_scale)
-      return jax.tree.map(jnp.add, child, noise)
-
+    breed = lambda a, b, kk: _breed(pop, a, b, kk, mutation_scale)
     kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
     kid_fit = jax.vmap(loss_fn)(kids)
     kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
@@ -225,6 +207,35 @@ def genetic_algorithm(
     evals,
     np.minimum.accumulate(np.concatenate([[float(first)], np.asarray(curve)])),
   )
+
+
+def _check_genetic(budget, population, elite, mutation_scale, init_scale):
+  """Refuses a genetic algorithm's budget, population, elite or scales out of range."""
+  _check(budget=budget, population=population, mutation_scale=mutation_scale, scale=init_scale)
+  if not 0 <= elite < population:
+    raise ValueError(f'elite must be in [0, population), got {elite} with population {population}.')
+  if budget < population:
+    raise ValueError(f'budget {budget} is smaller than one population ({population}).')
+
+
+def _breed(pop, a, b, key, mutation_scale):
+  """The child of members `a` and `b` of `pop` (leaves `[population, ...]`): uniform crossover, mutation.
+
+  Each gene comes from either parent with probability 1/2, plus Gaussian noise
+  of scale `mutation_scale`.
+  """
+  k1, k2 = jax.random.split(key)
+  pa = jax.tree.map(lambda t: t[a], pop)
+  pb = jax.tree.map(lambda t: t[b], pop)
+  leaves = jax.tree.leaves(pa)
+  masks = [
+    jax.random.bernoulli(k, 0.5, leaf.shape)
+    for k, leaf in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
+  ]
+  mask_tree = jax.tree.unflatten(jax.tree.structure(pa), masks)
+  child = jax.tree.map(lambda m, u, v: jnp.where(m, u, v), mask_tree, pa, pb)
+  noise = random_like(k2, child, mutation_scale)
+  return jax.tree.map(jnp.add, child, noise)
 
 
 def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=search_state.in_one):
@@ -304,8 +315,6 @@ def compare(
   finished before a resume are not run again, and a stop signal raises
   `preemption.Stopped` after a checkpoint.
   """
-  import time  # pylint: disable=import-outside-toplevel
-
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
   train.check_fit(cfg, dataset)
   # The rows on the device as training has them (a `stream.prepare`d dataset standardized there).
@@ -339,21 +348,28 @@ def compare(
       continue
     if segments:
       segments.label = where
-    t = time.perf_counter()
-    result = run()
-    seconds = time.perf_counter() - t
-    metrics = train.evaluate(cfg, dataset, result.params)
-    rows.append(
-      {
-        'problem': name or dataset.name,
-        'method': label,
-        'best_train_loss': result.best_loss,
-        'val_metric': metrics.get('val_accuracy', metrics.get('val_mse')),
-        'evaluations': result.evaluations,
-        'seconds': seconds,
-      }
-    )
-    curves[label] = (result.curve_evals, result.curve_loss)
+    row, curve = _run_method(cfg, dataset, label, run, name or dataset.name)
+    rows.append(row)
+    curves[label] = curve
     if segments:
       segments.finish(where, rows[-1], *curves[label])
   return rows, curves
+
+
+def _run_method(cfg, dataset, label, run, problem):
+  """`(row, curve)` of one method of `compare`: `run()` timed, its weights evaluated on `dataset`."""
+  import time  # pylint: disable=import-outside-toplevel
+
+  t = time.perf_counter()
+  result = run()
+  seconds = time.perf_counter() - t
+  metrics = train.evaluate(cfg, dataset, result.params)
+  row = {
+    'problem': problem,
+    'method': label,
+    'best_train_loss': result.best_loss,
+    'val_metric': metrics.get('val_accuracy', metrics.get('val_mse')),
+    'evaluations': result.evaluations,
+    'seconds': seconds,
+  }
+  return row, (result.curve_evals, result.curve_loss)
