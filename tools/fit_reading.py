@@ -7,6 +7,7 @@ file whose functions the fit called (imports and the package's `__init__`
 files aside), with its line count and the total.
 """
 
+import linecache
 import os
 import sys
 
@@ -25,7 +26,8 @@ def main():
     del arg
     code = frame.f_code
     if event == 'call' and code.co_filename.startswith(ROOT) and code.co_name != '<module>':
-      seen.add(frame.f_code.co_filename)
+      if not linecache.getline(code.co_filename, code.co_firstlineno).lstrip().startswith('class '):
+        seen.add(code.co_filename)  # a function's body, not a class statement run on import
 
   sys.setprofile(profile)
   lj.fit(cfg, ds)

@@ -12,7 +12,8 @@ A `DataPath` is everything the code above it may ask of the rows:
   L-BFGS-B over passes on streamed ones);
 * `check()`: the host-side checks of every split's rows, each process its own;
 * what the processes of a run agree on: `writer` (process 0 writes),
-  `barrier`, `together`, and a checkpoint's `record()` and `check_resume`;
+  `barrier`, `together`, and a checkpoint's `record()`, `check_same_view` and
+  `check_written_by`;
 * `data_order`: how epoch `e` orders the rows, for a checkpoint's record.
 
 `make` is the only code that chooses among the implementations: `Resident`
@@ -218,13 +219,14 @@ class _Path:
     """What a checkpoint records of the path: the process count and the data order."""
     return {'num_processes': jax.process_count(), 'data_order': self.data_order}
 
-  def check_resume(self, path, found, meta=None):
-    """Raises a `ValueError` unless every process sees the checkpoint `path` (`found`), and, given its
-    `meta`, it was written by as many processes as this run has (each trains on its own rows)."""
-    if meta is None:
-      multihost.check_same_view(path, found)
-    else:
-      multihost.check_process_count(path, meta)
+  def check_same_view(self, path, found):
+    """Raises a `ValueError` unless every process does (`found`) or does not see the checkpoint `path`."""
+    multihost.check_same_view(path, found)
+
+  def check_written_by(self, path, meta):
+    """Raises a `ValueError` if checkpoint `path` (its header `meta`) was written by another number of
+    processes: each process trains on its own rows, so the split of the rows would differ."""
+    multihost.check_process_count(path, meta)
 
 
 class Resident(_Path):

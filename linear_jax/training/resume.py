@@ -46,14 +46,14 @@ class Checkpoints:
   def restore(self, state, resume):
     """`state`, or with `resume` the checkpointed one if there is one (`self.key` then comes from it)."""
     found = bool(resume and self.file and os.path.exists(self.file))
-    self.path.check_resume(self.file, found)
+    self.path.check_same_view(self.file, found)
     with self.path.together(f'the checkpoint in {self.workdir}'):  # one process's error stops all
       if self.workdir and self.path.writer:
         checkpoint.remove_stale(self.workdir)
       if found:
         template = (state.params, state.opt_state, state.params, self.key)
         (params, opt_state, best_params, self.key), meta = checkpoint.load(self.file, template)
-        self.path.check_resume(self.file, found, meta)
+        self.path.check_written_by(self.file, meta)
         saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
         if saved != ours:
           changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
