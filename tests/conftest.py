@@ -7,7 +7,9 @@ so tests that compare two float32 computations (streamed against in-memory, 8 de
 sweep's model against the same model alone) would measure TF32 rounding instead of the property they
 test. The environment variable reaches the experiments the tests run in subprocesses too.
 
-So that no test depends on what ran before it in the same process, `_process_state`
+The suite runs in random order (pytest-randomly, pinned in requirements-dev.txt): the seed is printed
+at the start and at the end, `-p randomly --randomly-seed=N` replays an order and `-p no:randomly`
+turns it off. So that no test depends on what ran before it in the same process, `_process_state`
 (below) puts back after every test what a test may change: signal handlers, environment variables,
 the working folder, `sys.argv`, `jax.config`, the loss and penalty registries and the stop flag of
 `linear_jax.preemption`; a test that leaves a thread or a child process running fails.
@@ -155,3 +157,23 @@ def _process_state():
   problems = _restore(saved)
   if problems:
     pytest.fail('The test left running what it started: ' + '; '.join(problems), pytrace=False)
+
+
+def _random_order_line(config):
+  seed = config.getoption('randomly_seed', None)
+  if seed is None:
+    return 'Tests ran in file order (pytest-randomly off).'
+  return f'Using --randomly-seed={seed}: `-p randomly --randomly-seed={seed}` replays this order.'
+
+
+def pytest_sessionstart(session):
+  """The seed of the random order, also under -q (pytest-randomly prints it only in the header)."""
+  reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+  if reporter is not None and not hasattr(session.config, 'workerinput') and reporter.verbosity < 0:
+    reporter.write_line(_random_order_line(session.config))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+  del exitstatus
+  if not hasattr(config, 'workerinput'):
+    terminalreporter.write_line(_random_order_line(config))

@@ -30,6 +30,13 @@ def test_requirements_are_pinned():
         assert '==' in line, f'{name}: {line!r} is not pinned'
 
 
+def test_the_suite_runs_in_random_order():
+  # Installed, pytest-randomly shuffles every run of the README's command and prints the seed
+  # (conftest.py prints it under -q too): an order dependency shows up the day it is written.
+  lines = (ROOT / 'requirements-dev.txt').read_text().splitlines()
+  assert [line for line in lines if line.startswith('pytest-randomly==')], lines
+
+
 def test_readme_python_examples_run():
   text = (ROOT / 'README.md').read_text()
   blocks = re.findall(r'```python\n(.*?)```', text, re.S)
