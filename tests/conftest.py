@@ -1,19 +1,34 @@
 """Test settings: float64 available everywhere (training code picks float32 itself), float32 matmuls
-in full float32 on every backend, and the experiments' compilation cache kept in a temporary directory,
-never the user's.
+in full float32 on every backend, the experiments' compilation cache kept in a temporary directory,
+never the user's, and every test leaving the process as it found it.
 
 On GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative; see docs/gpus.md),
 so tests that compare two float32 computations (streamed against in-memory, 8 devices against one, a
 sweep's model against the same model alone) would measure TF32 rounding instead of the property they
 test. The environment variable reaches the experiments the tests run in subprocesses too.
+
+The suite runs in random order (pytest-randomly, pinned in requirements-dev.txt): the seed is printed
+at the start and at the end, `-p randomly --randomly-seed=N` replays an order and `-p no:randomly`
+turns it off. So that no test depends on what ran before it in the same process, `_process_state`
+(below) puts back after every test what a test may change: signal handlers, environment variables,
+the working folder, `sys.argv`, `jax.config`, the loss and penalty registries and the stop flag of
+`linear_jax.preemption`; a test that leaves a thread or a child process running fails.
 """
 
 import os
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
 
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
 import jax  # noqa: E402  (after the precision is set for this process and its children)
 import pytest  # noqa: E402
+
+from linear_jax import losses  # noqa: E402
+from linear_jax import preemption  # noqa: E402
 
 jax.config.update('jax_enable_x64', True)
 jax.config.update('jax_default_matmul_precision', os.environ['JAX_DEFAULT_MATMUL_PRECISION'])
@@ -24,3 +39,141 @@ def _compilation_cache_in_tmp(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv('XDG_CACHE_HOME', str(tmp_path_factory.mktemp('xdg_cache')))
     yield
+
+
+# Signals whose Python-level handler a test (or a library it calls: preemption.handling, asyncio's
+# add_signal_handler in nbclient, absl) may replace. SIGKILL and SIGSTOP cannot be caught.
+_SIGNALS = tuple(
+  s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(s) is not None
+)
+_GRACE_S = 5.0  # how long a thread or a child process a test leaves behind has to end by itself
+
+
+def _children():
+  """`{pid: command line}` of this process's running children (Linux's /proc; empty elsewhere)."""
+  found = {}
+  if not os.path.isdir('/proc'):
+    return found
+  me = os.getpid()
+  for entry in os.listdir('/proc'):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f'/proc/{entry}/stat', encoding='utf-8', errors='replace') as f:
+        state, ppid = f.read().rsplit(')', 1)[1].split()[:2]
+      if int(ppid) != me or state == 'Z':  # a zombie has ended; its Popen reaps it
+        continue
+      with open(f'/proc/{entry}/cmdline', 'rb') as f:
+        found[int(entry)] = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+    except (OSError, ValueError):
+      continue  # ended meanwhile
+  return found
+
+
+def _wakeup_fd():
+  """The file descriptor of `signal.set_wakeup_fd` (asyncio's signal handling sets one), or -1."""
+  fd = signal.set_wakeup_fd(-1)
+  if fd != -1:
+    signal.set_wakeup_fd(fd)
+  return fd
+
+
+def _snapshot():
+  return {
+    'signals': {s: signal.getsignal(s) for s in _SIGNALS},
+    'wakeup_fd': _wakeup_fd(),
+    'environ': dict(os.environ),
+    'cwd': os.getcwd(),
+    'argv': list(sys.argv),
+    'jax_config': dict(jax.config.values),
+    'losses': dict(losses.LOSSES),
+    'penalties': dict(losses.PENALTIES),
+    'received': list(preemption._received),  # pylint: disable=protected-access
+    'threads': set(threading.enumerate()),
+    'children': set(_children()),
+  }
+
+
+def _restore_dict(target, saved, same=lambda a, b: a is b):
+  """Makes the mapping `target` equal to `saved` again; whether anything had changed."""
+  changed = False
+  for key in [k for k in target if k not in saved]:
+    del target[key]
+    changed = True
+  for key, value in saved.items():
+    if key not in target or not same(target[key], value):
+      target[key] = value
+      changed = True
+  return changed
+
+
+def _restore(saved):
+  """Puts back what `_snapshot` saw; the threads and child processes left running, as messages."""
+  for s, handler in saved['signals'].items():
+    if signal.getsignal(s) is not handler:
+      signal.signal(s, handler)
+  if _wakeup_fd() != saved['wakeup_fd']:
+    signal.set_wakeup_fd(saved['wakeup_fd'])
+  current = os.environ.get('PYTEST_CURRENT_TEST')  # pytest's own, set for every phase
+  _restore_dict(os.environ, saved['environ'], same=str.__eq__)
+  if current is not None:
+    os.environ['PYTEST_CURRENT_TEST'] = current
+  os.chdir(saved['cwd'])
+  sys.argv[:] = saved['argv']
+  for name, value in saved['jax_config'].items():
+    if jax.config.values.get(name) != value:
+      jax.config.update(name, value)
+  if _restore_dict(losses.LOSSES, saved['losses']) | _restore_dict(losses.PENALTIES, saved['penalties']):
+    # Compiled programs are cached by the loss's name: none compiled for a record this test
+    # registered may run for another record registered later under the same name.
+    jax.clear_caches()
+  preemption._received[:] = saved['received']  # pylint: disable=protected-access
+
+  problems = []
+  deadline = time.monotonic() + _GRACE_S
+  for t in set(threading.enumerate()) - saved['threads']:
+    t.join(max(0.0, deadline - time.monotonic()))
+    if t.is_alive():
+      problems.append(f'thread {t.name!r} is still running')
+  left = {pid: cmd for pid, cmd in _children().items() if pid not in saved['children']}
+  while left and time.monotonic() < deadline:
+    time.sleep(0.1)
+    left = {pid: cmd for pid, cmd in _children().items() if pid in left}
+  for pid, cmd in left.items():
+    problems.append(f'child process {pid} ({cmd[:200]}) was still running; killed')
+    try:
+      os.kill(pid, signal.SIGKILL)
+      os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+      pass
+  return problems
+
+
+@pytest.fixture(autouse=True)
+def _process_state():
+  """Every test finds the process as the previous one found it, whatever order they run in."""
+  saved = _snapshot()
+  yield
+  problems = _restore(saved)
+  if problems:
+    pytest.fail('The test left running what it started: ' + '; '.join(problems), pytrace=False)
+
+
+def _random_order_line(config):
+  seed = config.getoption('randomly_seed', None)
+  if seed is None:
+    return 'Tests ran in file order (pytest-randomly off).'
+  return f'Using --randomly-seed={seed}: `-p randomly --randomly-seed={seed}` replays this order.'
+
+
+def pytest_sessionstart(session):
+  """The seed of the random order, also under -q (pytest-randomly prints it only in the header)."""
+  reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+  if reporter is not None and not hasattr(session.config, 'workerinput') and reporter.verbosity < 0:
+    reporter.write_line(_random_order_line(session.config))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+  del exitstatus
+  if not hasattr(config, 'workerinput'):
+    terminalreporter.write_line(_random_order_line(config))

@@ -74,6 +74,13 @@ def test_readme_fits_a_few_screens():
   assert lines <= MAX_README_LINES, f'README.md has {lines} lines; move the detail to a page of docs/'
 
 
+def test_the_suite_runs_in_random_order():
+  # Installed, pytest-randomly shuffles every run of the README's command and prints the seed
+  # (conftest.py prints it under -q too): an order dependency shows up the day it is written.
+  lines = (ROOT / 'requirements-dev.txt').read_text().splitlines()
+  assert [line for line in lines if line.startswith('pytest-randomly==')], lines
+
+
 def test_the_readme_links_every_page_of_the_manual():
   linked = {target.split('#')[0] for target in LINK.findall(README.read_text())}
   pages = {_name(page) for page in PAGES[1:]}

@@ -25,6 +25,7 @@ import importlib.util
 import math
 import os
 import types
+import weakref
 
 import chex
 import jax
@@ -146,7 +147,8 @@ def _probe_inputs(kind):
   return scores[:, :2], scores[:, 1:] * 0.5 + 0.25
 
 
-_PROBED = set()  # ids of records whose output was found finite
+# Records whose output was found finite, held weakly: an id could be reused by a record made later.
+_PROBED = weakref.WeakSet()
 
 
 def probe(loss: 'Loss', concrete: bool = False) -> None:
@@ -159,7 +161,7 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
   `concrete=True` also computes the output and refuses non-finite values
   (training and the gradient checker do this before any work).
   """
-  if concrete and id(loss) in _PROBED:
+  if concrete and loss in _PROBED:
     return
   scores, targets = _probe_inputs(loss.targets)
   n, c = scores.shape
@@ -186,7 +188,7 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
     if concrete and field != 'kinks' and not bool(jnp.all(jnp.isfinite(out))):
       raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
   if concrete:
-    _PROBED.add(id(loss))
+    _PROBED.add(loss)
 
 
 def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:

@@ -1,5 +1,6 @@
 """Your own loss, end to end: Loss records, register_loss, files on the command line, hyperparameters."""
 
+import gc
 import json
 import pathlib
 import subprocess
@@ -90,6 +91,18 @@ def test_register_refuses_wrong_shapes_and_raising_functions(field, fn, match):
   with pytest.raises(ValueError, match=match):
     lj.register_loss('bad', bad)
   assert 'bad' not in lj.LOSSES
+
+
+def test_a_record_made_where_a_probed_one_was_is_probed_again():
+  # CPython often puts a new object where a freed one was: a record found finite once must not
+  # vouch for a later one that happens to get its id.
+  for _ in range(20):
+    finite = lj.Loss(value=lambda s, t: jnp.square(s[:, 0]), targets='binary')
+    losses.probe(finite, concrete=True)
+    del finite
+    gc.collect()
+    with pytest.raises(ValueError, match="field 'value' returned non-finite"):
+      losses.probe(lj.Loss(value=lambda s, t: jnp.log(s[:, 0] * 0.0), targets='binary'), concrete=True)
 
 
 def test_non_finite_output_is_refused_before_any_work():

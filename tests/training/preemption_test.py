@@ -20,6 +20,9 @@ def _fresh():
 
 
 def test_signals_set_the_flag_and_handlers_come_back():
+  # Python's own Ctrl-C, whatever this process inherited: started in the background by a script
+  # (`cmd &`, nohup), pytest and its workers ignore SIGINT (conftest.py puts the inherited one back).
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   before = signal.getsignal(signal.SIGTERM)
   with preemption.handling():
     assert not preemption.requested()
@@ -28,6 +31,7 @@ def test_signals_set_the_flag_and_handlers_come_back():
     assert preemption.requested() and preemption.signal_name() == 'SIGTERM'
     assert preemption.stop_requested()
   assert signal.getsignal(signal.SIGTERM) is before
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   with pytest.raises(KeyboardInterrupt):  # outside the block Ctrl-C is Ctrl-C again
     os.kill(os.getpid(), signal.SIGINT)
 
