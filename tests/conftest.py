@@ -12,7 +12,7 @@ at the start and at the end, `-p randomly --randomly-seed=N` replays an order an
 turns it off. So that no test depends on what ran before it in the same process, `_process_state`
 (below) puts back after every test what a test may change: signal handlers, environment variables,
 the working folder, `sys.argv`, `jax.config`, the loss and penalty registries and the stop flag of
-`linear_jax.preemption`; a test that leaves a thread or a child process running fails.
+`linear_jax.training.preemption`; a test that leaves a thread or a child process running fails.
 """
 
 import os
@@ -27,8 +27,8 @@ import time  # noqa: E402
 import jax  # noqa: E402  (after the precision is set for this process and its children)
 import pytest  # noqa: E402
 
-from linear_jax import losses  # noqa: E402
-from linear_jax import preemption  # noqa: E402
+from linear_jax.maths import losses  # noqa: E402
+from linear_jax.training import preemption  # noqa: E402
 
 jax.config.update('jax_enable_x64', True)
 jax.config.update('jax_default_matmul_precision', os.environ['JAX_DEFAULT_MATMUL_PRECISION'])

@@ -26,8 +26,8 @@ SUITE = textwrap.dedent(
   import jax.numpy as jnp
 
   import linear_jax as lj
-  from linear_jax import losses
-  from linear_jax import preemption
+  from linear_jax.maths import losses
+  from linear_jax.training import preemption
 
   FOUND = {}
 

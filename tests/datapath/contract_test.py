@@ -162,3 +162,24 @@ def test_resident_consumers_never_stream(dataset):
   assert type(resident) is factory.Resident
   x, y = resident.resident_split('train')
   assert x.shape == dataset.x_train.shape and x.dtype == jnp.float32 and np.array_equal(y, dataset.y_train)
+
+
+@pytest.mark.parametrize('bias_trick', [False, True])
+def test_a_prepared_dataset_held_resident_is_standardized_like_its_blocks(tmp_path, bias_trick):
+  """Sweeps, paths and search hold a `stream.prepare`d dataset on the device whole, through the resident
+  path: its rows there are the standardized rows its streamed blocks would be (the bias column too)."""
+  from linear_jax.datapath import stream  # pylint: disable=import-outside-toplevel
+
+  raw = data.blobs(150, 5, 3, seed=2)
+  np.save(tmp_path / 'x.npy', (raw.x * 50.0 + 1000.0).astype(np.float32))  # far from standardized
+  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
+  ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
+  cfg = config.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
+  path = factory.make(cfg, ds, resident=True)
+  assert type(path) is factory.Resident and type(factory.make(cfg, ds)) is factory.Streamed
+  for split, (x, _) in path.arrays.items():
+    want = (np.asarray(getattr(ds, f'x_{split}'), np.float64) - ds.shift) / ds.scale
+    np.testing.assert_allclose(np.asarray(x)[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)
+    if bias_trick:
+      np.testing.assert_array_equal(np.asarray(x)[:, -1], 1.0)
+  np.testing.assert_array_equal(path.resident_split('val')[0], path.arrays['val'][0])

@@ -692,36 +692,6 @@ def test_a_streamed_split_names_its_file_and_the_file_row(tmp_path):
     train.fit(config.TrainConfig(stream=True, epochs=1), ds)
 
 
-@pytest.mark.parametrize('bias_trick', [False, True])
-def test_a_prepared_dataset_moved_whole_is_standardized_like_its_blocks(tmp_path, bias_trick):
-  """Sweeps, paths and search move a `stream.prepare`d dataset to the device whole: standardized there too."""
-  from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
-  from linear_jax.tuning import search  # pylint: disable=import-outside-toplevel
-  from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
-
-  raw = data.blobs(150, 5, 3, seed=2)
-  x = (raw.x * 50.0 + 1000.0).astype(np.float32)  # far from standardized
-  np.save(tmp_path / 'x.npy', x)
-  mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
-  ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
-  ref = _standardized_copy(ds)
-  cfg = config.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
-  for split, (xd, _) in stream.device_data(cfg, ds).items():
-    want = getattr(ref, f'x_{split}')
-    np.testing.assert_allclose(np.asarray(xd)[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)
-  settings = sweep.grid([0.05, 0.5], [0.0, 1e-3])
-  ours, theirs = sweep.run_sweep(cfg, ds, settings), sweep.run_sweep(cfg, ref, settings)
-  np.testing.assert_allclose(ours.params.W, theirs.params.W, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(ours.final['val_accuracy'], theirs.final['val_accuracy'])
-  (ours_rows, _), (their_rows, _) = (search.compare(cfg, d, 200, population=10) for d in (ds, ref))
-  for ours_row, their_row in zip(ours_rows, their_rows, strict=True):
-    np.testing.assert_allclose(ours_row['best_train_loss'], their_row['best_train_loss'], rtol=1e-4)
-    np.testing.assert_allclose(ours_row['val_metric'], their_row['val_metric'], rtol=1e-4)
-  if not bias_trick:
-    a, b = paths.fit_path(cfg, ds, [1e-1, 1e-2], tol=1e-6), paths.fit_path(cfg, ref, [1e-1, 1e-2], tol=1e-6)
-    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
-
-
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
   ds = data.prepare(data.load('digits'), 'digits')
   arrays = stream.device_data(config.TrainConfig(), ds)
