@@ -319,13 +319,13 @@ def define_training_flags(max_epochs=False):
       known = ('class', f['num_classes'])
     if known is None:
       return True  # files: checked once loaded, before any compile
-    from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+    from linear_jax.data import records  # pylint: disable=import-outside-toplevel
 
     try:
       targets = losses.get_loss(f['loss']).targets
     except ValueError:
       return True  # the --loss validator names the problem
-    why = data.fits_loss(known[1], known[0], targets)
+    why = records.fits_loss(known[1], known[0], targets)
     if why:
       raise flags.ValidationError(f'--loss={f["loss"]} does not fit --dataset={f["dataset"]}: it {why}.')
     return True

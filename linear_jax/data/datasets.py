@@ -450,27 +450,12 @@ def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32
   return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
 
 
-def memory_available() -> int | None:
-  """Bytes the kernel says can be allocated without swapping (`MemAvailable`), or `None`."""
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  try:
-    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-  except (ValueError, OSError, AttributeError):
-    return None
-
-
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
 
 def check_memory(need: int, name: str, available: int | None = None, advice: str = STREAM_ADVICE) -> None:
   """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
-  available = memory_available() if available is None else available
+  available = chunks.memory_available() if available is None else available
   if available is not None and need > available:
     raise ValueError(
       f'{name}: the prepared data needs {_size(need)} of memory but only {_size(available)} is available; '
@@ -611,7 +596,7 @@ def _check_prepare_memory(raw, name, dt, progress):
   need = memory_needed(total_rows, d, dt)
   report = progress if total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES else None
   if report:
-    avail = memory_available()
+    avail = chunks.memory_available()
     report(
       f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
       f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
@@ -897,14 +882,3 @@ def params_to_raw(
   """
   w_raw = np.asarray(W, np.float64) / scale
   return w_raw, np.asarray(b, np.float64) - w_raw @ shift
-
-
-def fits_loss(num_classes: int | None, kind: str, loss_targets: str) -> str | None:
-  """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
-  if kind == 'real' and loss_targets != 'real':
-    return "has real-valued targets; use a loss with 'real' targets (regression)"
-  if kind == 'class' and loss_targets == 'real':
-    return "has class labels; use a loss with 'class' targets or, for two classes, 'binary' ones"
-  if loss_targets == 'binary' and num_classes != 2:
-    return f"has {num_classes} classes; a loss with 'binary' targets needs 2"
-  return None

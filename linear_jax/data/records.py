@@ -404,3 +404,14 @@ def raw_from_file(
   if np.ndim(y) == 0:
     _fail(where, f'the labels (y) must be an array, one per row, got a single value of shape {np.shape(y)}.')
   return dataclasses.replace(_from_arrays(x, y, where, w, labels_where, real), image_shape=image_shape)
+
+
+def fits_loss(num_classes: int | None, kind: str, loss_targets: str) -> str | None:
+  """Why a dataset's targets do not fit a loss (a message), or `None` if they do."""
+  if kind == 'real' and loss_targets != 'real':
+    return "has real-valued targets; use a loss with 'real' targets (regression)"
+  if kind == 'class' and loss_targets == 'real':
+    return "has class labels; use a loss with 'class' targets or, for two classes, 'binary' ones"
+  if loss_targets == 'binary' and num_classes != 2:
+    return f"has {num_classes} classes; a loss with 'binary' targets needs 2"
+  return None

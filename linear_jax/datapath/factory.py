@@ -34,6 +34,8 @@ import numpy as np
 from linear_jax.data import datasets as data_lib
 from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
+from linear_jax.datapath import resident as on_device
+from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
 from linear_jax.maths import validation
 from linear_jax.optim import convergence
@@ -56,11 +58,11 @@ def make(cfg, dataset, resident=False, train_weights=None):
       `dataset.w_train` (f* of another weighting, say).
 
   A split streams when `cfg.stream` asks for it, for a `stream.prepare`d
-  dataset, or when the splits do not fit in free memory (`stream.should_stream`).
+  dataset, or when the splits do not fit in free memory (`resident.should_stream`).
   """
   if cfg.optimizer == 'lbfgs':
-    check_lbfgs(cfg, streamed=not resident and stream.should_stream(cfg, dataset))
-  if resident or not stream.should_stream(cfg, dataset):
+    check_lbfgs(cfg, streamed=not resident and on_device.should_stream(cfg, dataset))
+  if resident or not on_device.should_stream(cfg, dataset):
     return (Resident if cfg.parallel == 'none' else DataParallel)(cfg, dataset, train_weights)
   stream.check_config(cfg)
   steps, _ = step.steps_per_epoch(cfg, len(dataset.x_train))
@@ -128,7 +130,7 @@ def prepare(
 
 def holds_raw_features(dataset):
   """Whether `dataset`'s splits hold the file's raw features (a `stream.prepare`d dataset)."""
-  return bool(dataset.extra.get(stream.AFFINE))
+  return bool(dataset.extra.get(standardize.AFFINE))
 
 
 def host_weights(dataset, split, dtype, weights=None):
@@ -184,7 +186,7 @@ class _Path:
 
   def _check_rows(self, split, x):
     # A memory map is checked block by block, never as a whole, and named by its file's rows.
-    file, offset = self.dataset.extra.get(stream.FILE_ROWS, {}).get(split, (None, 0))
+    file, offset = self.dataset.extra.get(standardize.FILE_ROWS, {}).get(split, (None, 0))
     if isinstance(x, np.memmap):
       stream.check_features(
         x, where=f'{file} ({split} rows)' if file else self._where(split), first_row=offset
@@ -241,7 +243,7 @@ class Resident(_Path):
   @functools.cached_property
   def arrays(self):
     """`{split: (x, y)}` on the device, in the training dtype (moved there on first use)."""
-    return stream.device_data(self.cfg, self.dataset)
+    return on_device.device_data(self.cfg, self.dataset)
 
   @staticmethod
   def _place_weights(w):
@@ -267,7 +269,7 @@ class Resident(_Path):
     """`(x, y)` of one split on the device (moves that split alone)."""
     if 'arrays' in self.__dict__:
       return self.arrays[split]
-    return stream.device_data(self.cfg, self.dataset, (split,))[split]
+    return on_device.device_data(self.cfg, self.dataset, (split,))[split]
 
   def objective(self, params, hp):
     x, y = self.arrays['train']
@@ -321,7 +323,7 @@ class Streamed(_Path):
   def __init__(self, cfg, dataset, train_weights=None):
     super().__init__(cfg, dataset, train_weights)
     self.arrays = stream.host_splits(cfg, dataset)
-    self.affine = stream.affine(dataset)
+    self.affine = standardize.affine(dataset)
     self._eval = stream.make_eval_fn(cfg, self.affine)
 
   @staticmethod
@@ -360,7 +362,7 @@ class Streamed(_Path):
 
   def _check_rows(self, split, x):
     # Each process checks the rows it will read, named by their file and the file's row numbers.
-    file, offset = self.dataset.extra.get(stream.FILE_ROWS, {}).get(split, (None, 0))
+    file, offset = self.dataset.extra.get(standardize.FILE_ROWS, {}).get(split, (None, 0))
     mine = stream.local_rows(len(x))
     where = f'{file} ({split} rows)' if file else self._where(split)
     stream.check_features(x[mine], where=where, first_row=offset + mine.start)
@@ -376,8 +378,8 @@ class Lockstep(Streamed):
 
 
 def check_fits(cfg, dataset):
-  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`stream.check_fits`)."""
-  stream.check_fits(cfg, dataset)
+  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`resident.check_fits`)."""
+  on_device.check_fits(cfg, dataset)
 
 
 def spread_rows(cfg, x, y, weights=None):

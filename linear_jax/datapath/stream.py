@@ -39,13 +39,12 @@ the CPU then reads the mapped pages without a copy); other blocks are copied
 once into an aligned buffer. Features stay in the file's float dtype until
 the device widens them (float16 and bfloat16 travel at half size); wider
 ones (float64, wide integers) are cast in that copy, after the host has
-subtracted the float64 shift (`split_affine`), so values far from zero keep
+subtracted the float64 shift (`standardize.split_affine`), so values far from zero keep
 their differences.
 """
 
 import functools
 import math
-import mmap
 from typing import NamedTuple
 
 import jax
@@ -54,149 +53,19 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
-from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
+from linear_jax.datapath import standardize
+from linear_jax.datapath import transfer
 from linear_jax.maths import validation
 from linear_jax.optim import step as step_lib
-
-DEFAULT_BLOCK_BYTES = 32 * 2**20
-# Stream when the splits need more than this fraction of the free memory.
-MEMORY_FRACTION = 0.8
-ALIGN = 64
-
 
 # ----------------------------------------------------------------- host side
 
 
-def usable_as_is(x, dtype):
-  """Whether `x` is already what `host_array` makes: an in-memory, C-ordered, aligned array of `dtype`."""
-  return (
-    isinstance(x, np.ndarray)
-    and not isinstance(x, np.memmap)
-    and x.dtype == np.dtype(dtype)
-    and x.flags.c_contiguous
-    and x.ctypes.data % ALIGN == 0
-  )
-
-
-def host_array(x, dtype, bias_column=False, copy=False, shift=None):
-  """`x` as a C-ordered, 64-byte-aligned `[N, D]` array of `dtype`.
-
-  With `bias_column` it is `[N, D + 1]` and its last column is 1. With
-  `shift` (`[D]` float64) the array is `x − shift`, subtracted in float64
-  before the cast to `dtype` (see `host_shift`).
-
-  `jax.device_put` on the CPU aliases such an array instead of copying it.
-  `x` itself is returned when it already qualifies and no copy is asked for.
-  """
-  dtype = np.dtype(dtype)
-  if not copy and not bias_column and shift is None and usable_as_is(x, dtype):
-    return x
-  rows, cols = x.shape[0], x.shape[1] + bias_column
-  out = chunks.aligned_empty((rows, cols), dtype, ALIGN)
-  if bias_column:
-    out[:, -1] = 1
-  # A memory map is copied a block at a time and its pages handed back as it goes,
-  # so the copy, not the copy plus the mapped file, is what stays resident.
-  step = (
-    max(1, DEFAULT_BLOCK_BYTES // max(1, cols * dtype.itemsize)) if isinstance(x, np.memmap) else max(rows, 1)
-  )
-  for a in range(0, rows, step):
-    b = min(a + step, rows)
-    if shift is None:
-      out[a:b, : x.shape[1]] = x[a:b]
-    else:  # float64 arithmetic (NumPy's buffered loop), then the cast
-      np.subtract(x[a:b], shift, out=out[a:b, : x.shape[1]], casting='unsafe')
-    release(x, a, b)
-  return out
-
-
-def to_device(x, dtype, bias_column=False, block_bytes=None, shift=None):
-  """`x` `[N, D]` on the default device as an array of `dtype` (`[N, D + 1]` with the bias column).
-
-  With `shift`, `x − shift` (`host_array`).
-
-  On the CPU the device array is host memory: one aligned host array
-  (`host_array`), taken without a copy. On an accelerator the rows go over in
-  blocks of about `block_bytes` (default `DEFAULT_BLOCK_BYTES`) into one
-  device buffer, updated in place, so the host holds one block, not a second
-  whole copy of the data beside the one it has; `block_bytes` also forces
-  this path on the CPU (for tests). There, half-precision rows travel at
-  their size and are widened on the device (`transfer_dtype`).
-  """
-  dtype = np.dtype(dtype)
-  if block_bytes is None and jax.default_backend() == 'cpu':
-    return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
-  travel = dtype if shift is not None else transfer_dtype(x, dtype)
-  rows, cols = x.shape[0], x.shape[1] + bias_column
-  step = max(1, (block_bytes or DEFAULT_BLOCK_BYTES) // max(1, cols * dtype.itemsize))
-  if rows <= step:
-    return jax.device_put(host_array(x, travel, bias_column, shift=shift)).astype(dtype)
-  out = jnp.zeros((rows, cols), dtype)
-  for a, b in spans(rows, step):
-    out = _write_rows(out, jax.device_put(host_array(x[a:b], travel, bias_column, shift=shift)), a)
-    release(x, a, b)
-  return out
-
-
-@functools.partial(jax.jit, donate_argnums=0)
-def _write_rows(out, block, start):
-  """`out` with rows `[start, start + len(block))` replaced by `block` widened to `out`'s dtype, in place
-  (`out` is donated)."""
-  return jax.lax.dynamic_update_slice_in_dim(out, block.astype(out.dtype), start, axis=0)
-
-
-def release(x, start, stop):
-  """Hands the pages of rows `[start, stop)` of a memory map back to the kernel (a no-op otherwise).
-
-  The pages stay in the page cache; they only stop counting as this
-  process's resident memory, and a later read maps them again.
-  """
-  if stop > start and isinstance(x, np.ndarray):
-    chunks.release(x[start:stop])
-
-
-def prefetch(x, start, stop):
-  """Asks the kernel to start reading rows `[start, stop)` of a memory map in the background."""
-  if stop > start and isinstance(x, np.ndarray):
-    chunks.advise(x[start:stop], mmap.MADV_WILLNEED)
-
-
-def transfer_dtype(x, dtype):
-  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`.
-
-  Always in the machine's byte order: a big-endian file's blocks are copied, swapped.
-  """
-  xd = np.dtype(x.dtype)
-  if np.issubdtype(xd, np.floating) or xd.name == 'bfloat16':
-    if xd.itemsize <= np.dtype(dtype).itemsize:
-      return xd.newbyteorder('=')
-  return np.dtype(dtype)
-
-
-def read(x, start, stop, dtype, shift=None):
-  """Rows `[start, stop)` of `x` (an array or a memory map) as an aligned array of `dtype`.
-
-  A view of `x` when it already is one (`jax.device_put` on the CPU then reads
-  the mapped pages themselves, with no copy), else a fresh copy; with `shift`
-  (`host_shift`), a copy of the rows minus `shift`.
-  """
-  view = x[start:stop]
-  if shift is None and view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
-    return np.asarray(view)
-  return host_array(view, dtype, copy=True, shift=shift)
-
-
-def spans(num_rows, rows):
-  """`[(start, stop), ...]`: `num_rows` cut into contiguous blocks of `rows` (the last may be shorter)."""
-  return [(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]
-
-
 def pass_block_rows(cfg, num_features, itemsize):
   """Rows per block of a full pass (evaluation, the full objective): `cfg.block_rows` or about 32 MiB."""
-  return cfg.block_rows or max(1, DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
+  return cfg.block_rows or max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, num_features * itemsize))
 
 
 def block_rows(cfg, num_rows, num_features, itemsize):
@@ -221,9 +90,9 @@ def check_features(x, where, rows=None, first_row=0):
   dt = np.dtype(x.dtype)
   if dt.name != 'bfloat16' and (not np.issubdtype(dt, np.number) or np.issubdtype(dt, np.complexfloating)):
     raise ValueError(f'{where}: features must be real numbers, got dtype {dt}.')
-  rows = rows or max(1, DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
+  rows = rows or max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
   count, first = 0, None
-  for a, b in spans(x.shape[0], rows):
+  for a, b in transfer.spans(x.shape[0], rows):
     block = np.asarray(x[a:b])
     bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
     if bad.any():
@@ -231,81 +100,17 @@ def check_features(x, where, rows=None, first_row=0):
       if first is None:
         i, j = np.argwhere(bad)[0]
         first = (first_row + a + int(i), int(j), block[i, j])
-    release(x, a, b)
+    transfer.release(x, a, b)
   if count:
     i, j, v = first
     raise ValueError(f'{where}: {count} non-finite feature value(s); first at example {i}, feature {j}: {v}.')
-
-
-def memory_budget(device=None):
-  """Bytes free for the data: the accelerator's free memory, or the host's `MemAvailable` on a CPU."""
-  device = device or jax.devices()[0]
-  stats = device.memory_stats() if device.platform != 'cpu' else None
-  if stats and 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  host = data_lib.memory_available()
-  return math.inf if host is None else host
-
-
-def bytes_needed(cfg, dataset):
-  """Bytes that moving the splits to the device takes beyond what they already use (bias column included).
-
-  On the CPU a split that is already an aligned array of the training dtype
-  is taken as it is (`host_array`): it costs nothing more, and the memory it
-  holds is already missing from the free memory it is compared with. (Not
-  under `--parallel`, which pads a copy to spread over the devices.)
-  """
-  dt = np.dtype(cfg.dtype)
-  in_place = jax.default_backend() == 'cpu' and cfg.parallel == 'none'  # --parallel pads and spreads a copy
-  total = 0
-  for split in ('train', 'val', 'test'):
-    x = getattr(dataset, f'x_{split}')
-    if not (in_place and not cfg.bias_trick and usable_as_is(x, dt)):
-      total += len(x) * (x.shape[1] + cfg.bias_trick) * dt.itemsize
-    total += np.asarray(getattr(dataset, f'y_{split}')).nbytes
-  return total
-
-
-def should_stream(cfg, dataset):
-  """Whether `train.fit` streams: when asked to, for a `prepare`d dataset, or when the splits do not fit.
-
-  With several processes only the first two decide: each process's free
-  memory is its own, and every process must take the same path (their
-  collectives differ). `check_fits` refuses splits a process cannot hold.
-  """
-  if cfg.stream or dataset.extra.get(AFFINE):
-    return True
-  if multihost.several():
-    return False
-  return bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
-
-
-def check_fits(cfg, dataset):
-  """Raises a `ValueError` (the figures, the `--stream` advice) for in-memory splits this process
-  cannot hold, with several processes, where training streams only when asked (`should_stream`)."""
-  if not multihost.several() or should_stream(cfg, dataset):
-    return
-  need, free = bytes_needed(cfg, dataset), memory_budget()
-  if need > MEMORY_FRACTION * free:
-    raise ValueError(
-      f'{dataset.name}: the splits need {need / 1e9:.2f} GB in memory, but process {jax.process_index()} '
-      f'has {free / 1e9:.2f} GB free; with several processes training streams only when asked: '
-      'add --stream, which reads them in blocks.'
-    )
-
-
-# `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block as they are
-# read (`split_affine`: on the device, the shift on the host for files whose cast rounds).
-AFFINE = 'standardize_on_device'
-# `Dataset.extra` key set by `prepare`: `{split: (file, row of the file the split starts at)}`.
-FILE_ROWS = 'file_rows'
 
 
 def _column_stats(x, rows):
   """`(mean, std, max |x|)` of every column of `x`, in float64, one block at a time (Chan et al.'s merge)."""
   d = x.shape[1]
   count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
-  for a, b in spans(x.shape[0], rows):
+  for a, b in transfer.spans(x.shape[0], rows):
     block = np.asarray(x[a:b], np.float64)
     # A non-finite value is named by the checks before training, not warned about here.
     with np.errstate(invalid='ignore', over='ignore'):
@@ -315,7 +120,7 @@ def _column_stats(x, rows):
       mean += delta * k / (count + k)
     count += k
     top = max(top, float(np.abs(block).max(initial=0.0)))
-    release(x, a, b)
+    transfer.release(x, a, b)
   return mean, np.sqrt(m2 / max(count, 1)), top
 
 
@@ -334,7 +139,8 @@ def prepare(
   then test (unless `raw.test` gives one); shuffling would copy the file, so
   its rows should already be in random order. `'standardize'` and `'center'`
   are fitted on the training rows in float64, one block at a time, and
-  applied to each block as it is read (`Dataset.extra[AFFINE]`, `split_affine`), so
+  applied to each block as it is read (`Dataset.extra[standardize.AFFINE]`,
+  `standardize.split_affine`), so
   `train.fit` and `train.evaluate` stream such a dataset whatever its size.
   Sample weights (`raw.w`, `raw.w_test`, `class_weight='balanced'`) and real
   targets are kept as `data.prepare` keeps them, in `dtype`.
@@ -365,7 +171,7 @@ def prepare(
     image_shape=raw.image_shape,
     class_names=raw.class_names,
     # How the checks before training name a split's rows: their file, and the file's row numbers.
-    extra={**raw.extra, AFFINE: preprocess != 'none', FILE_ROWS: file_rows},
+    extra={**raw.extra, standardize.AFFINE: preprocess != 'none', standardize.FILE_ROWS: file_rows},
   )
 
 
@@ -400,7 +206,7 @@ def _fit_affine(x_train, preprocess):
   d = x_train.shape[1]
   shift, scale = np.zeros(d), np.ones(d)
   if preprocess in ('standardize', 'center'):
-    rows = max(1, DEFAULT_BLOCK_BYTES // max(1, d * 8))
+    rows = max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, d * 8))
     shift, sd, top = _column_stats(x_train, rows)
     if preprocess == 'standardize':
       scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
@@ -456,46 +262,6 @@ def _check_classes_in_training(ys, name, test_given):
       )
 
 
-def affine(dataset):
-  """`(shift, scale)`, float64 `[D]` arrays on the host, for a `prepare`d dataset, else `None`.
-
-  What `make_epoch_fn`, `make_objective_fn`, `make_eval_fn` and `device_data`
-  standardize each block with; each split places it with `split_affine`.
-  """
-  if not dataset.extra.get(AFFINE):
-    return None
-  return tuple(np.asarray(a, np.float64) for a in (dataset.shift, dataset.scale))
-
-
-def host_shift(x, dtype):
-  """Whether blocks of `x` lose precision on their way to `dtype`, so the host subtracts the shift first.
-
-  A block travels in `transfer_dtype(x, dtype)`. When NumPy does not count
-  that cast as safe (float64 to float32, int32 and wider to float32), a value far
-  from zero keeps its rounding error, `|x| · ε`, through the standardization
-  after it: int64 values `2^40 + k` in float32 all round to multiples of
-  `2^17`. The host then subtracts the float64 shift while it copies the block
-  (`read`), and the cast rounds the small difference instead. (int64 to
-  float64 counts as safe: beyond `2^53` it rounds, as it does in memory.)
-  """
-  xd = np.dtype(x.dtype)
-  return not np.can_cast(xd, transfer_dtype(x, dtype), 'safe')
-
-
-def split_affine(cfg, x, affine_):
-  """`(host shift or None, (shift, scale) on the device in the training dtype, or None)` for split `x`.
-
-  `affine_` is `affine(dataset)`. The shift is subtracted on the host when
-  `host_shift(x, cfg.dtype)` (the device's shift is then 0), else on the device.
-  """
-  if affine_ is None:
-    return None, None
-  shift, scale = affine_
-  on_host = host_shift(x, cfg.dtype)
-  device = (np.zeros_like(shift) if on_host else shift, scale)
-  return (shift if on_host else None), tuple(jax.device_put(np.asarray(a, cfg.dtype)) for a in device)
-
-
 def check_config(cfg):
   """Raises a `ValueError` for what streaming cannot do."""
   several = jax.process_count() > 1
@@ -527,7 +293,7 @@ class Placement(NamedTuple):
     return self.split if rows % self.devices == 0 else self.everywhere
 
   def spans(self, num_rows, rows):
-    """`spans` of blocks of about `rows` rows whose rows divide evenly over the devices.
+    """`transfer.spans` of blocks of about `rows` rows whose rows divide evenly over the devices.
 
     `rows` is rounded down to a multiple of the device count (at least one
     row each), and the last block is cut in two: the rows that divide evenly,
@@ -535,7 +301,7 @@ class Placement(NamedTuple):
     every device. So a split of any size is spread over the devices, not
     only one whose row count is a multiple of theirs.
     """
-    out = spans(num_rows, max(self.devices, rows // self.devices * self.devices))
+    out = transfer.spans(num_rows, max(self.devices, rows // self.devices * self.devices))
     if out:
       a, b = out[-1]
       cut = a + (b - a) // self.devices * self.devices
@@ -596,7 +362,7 @@ def lockstep_spans(num_rows, rows, index=None, count=None):
   first = parallel.shard_rows(num_rows, 0, count)
   mine = parallel.shard_rows(num_rows, index, count)
   own = mine.stop - mine.start
-  common = spans(first.stop - first.start, rows)
+  common = transfer.spans(first.stop - first.start, rows)
   return [b - a for a, b in common], [(min(a, own), min(b, own)) for a, b in common]
 
 
@@ -658,36 +424,10 @@ def host_splits(cfg, dataset):
   }
 
 
-def device_data(cfg, dataset, splits=('train', 'val', 'test')):
-  """The `splits` as device arrays in the training dtype (with the constant-1 feature under the bias trick).
-
-  A `prepare`d dataset (raw features, `Dataset.extra[AFFINE]`) is
-  standardized here as its streamed blocks would be (`split_affine`).
-  """
-  dt = jnp.dtype(cfg.dtype)
-  spec = cfg.loss_record
-  ydt = dt if spec.targets == 'real' else jnp.int32
-  affine_ = affine(dataset)
-
-  def put(split):
-    x = getattr(dataset, f'x_{split}')
-    if affine_ is not None and len(x):  # the streamed blocks' own transform, on the whole split
-      shift, on_device = split_affine(cfg, x, affine_)
-      x = to_device(x, transfer_dtype(x, dt), shift=shift)
-      x = _widen_whole(x, on_device, structure=step_lib.structural(cfg))
-    else:
-      # One host pass at most (cast and bias column together); an aligned array of the
-      # training dtype is then taken by the CPU backend without a copy (see to_device).
-      x = to_device(x, dt, cfg.bias_trick)
-    return x, jnp.asarray(getattr(dataset, f'y_{split}'), ydt)
-
-  return {s: put(s) for s in splits}
-
-
 def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None, shift=None):
   """`state = step(state, k, x_block, y_block, w_block)` over the blocks, each next block read ahead.
 
-  `x_block` is read in `dtype`, less `shift` when given (`split_affine`).
+  `x_block` is read in `dtype`, less `shift` when given (`standardize.split_affine`).
 
   `w` (`[N]` sample weights on the host, or `None`) travels with `x` and `y`:
   `w_block` is its rows of the block on the device, or `None` without weights.
@@ -709,21 +449,21 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None, shift=No
     a, b = block_spans[k]
     to = jax.device_put if where is None else lambda block: where.put(block, k)
     wb = None if w is None else to(np.asarray(w[a:b]))
-    return to(read(x, a, b, dtype, shift)), to(np.asarray(y[a:b])), wb
+    return to(transfer.read(x, a, b, dtype, shift)), to(np.asarray(y[a:b])), wb
 
-  prefetch(x, *block_spans[0])
+  transfer.prefetch(x, *block_spans[0])
   pending, current = None, put(0)
   for k, span in enumerate(block_spans):
     state = step(state, k, *current)
     if k + 1 < len(block_spans):
-      prefetch(x, *block_spans[k + 1])
+      transfer.prefetch(x, *block_spans[k + 1])
     if pending is not None:
       jax.block_until_ready(pending[0])
-      release(x, *pending[1])
+      transfer.release(x, *pending[1])
     pending = (state, span)
     current = put(k + 1) if k + 1 < len(block_spans) else None
   jax.block_until_ready(state)
-  release(x, *pending[1])
+  transfer.release(x, *pending[1])
   return state
 
 
@@ -746,23 +486,6 @@ def shares(block_spans, num_rows, w=None, offset=0):
 # ----------------------------------------------------------------- device side
 
 
-def _widen(cfg, xb, affine_=None):
-  """A block as the step wants it: the training dtype, standardized if `affine_ = (shift, scale)`,
-  with the constant-1 feature under the bias trick."""
-  xb = xb.astype(cfg.dtype)
-  if affine_ is not None:
-    xb = (xb - affine_[0]) / affine_[1]
-  if cfg.bias_trick:
-    xb = jnp.concatenate([xb, jnp.ones((xb.shape[0], 1), xb.dtype)], axis=1)
-  return xb
-
-
-@functools.partial(jax.jit, static_argnames='structure')
-def _widen_whole(x, affine_, *, structure):
-  """`_widen` of a whole split, for what holds a `prepare`d dataset on the device (`device_data`)."""
-  return _widen(structure, x, affine_)
-
-
 def block_plan(key, rows, batch):
   """`(steps, idx [steps, batch], mask [steps, batch])` of one block of `rows` rows: `step.batch_plan`."""
   steps = math.ceil(rows / batch)
@@ -782,7 +505,7 @@ def _block(params, opt_state, xb, yb, wb, key, hp, affine_, *, structure, rows, 
   """
   steps = math.ceil(rows / batch)
   update = step_lib.make_update(structure, steps_per_epoch, masked=wb is not None or steps * batch != rows)
-  xb = _widen(structure, xb, affine_)
+  xb = standardize.widen(structure, xb, affine_)
   idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
   if wb is not None:
     mask = mask * wb.astype(xb.dtype)[idx]
@@ -804,7 +527,7 @@ def _block_shard_map(
   update = parallel.global_mean_step(structure, steps_per_epoch)
 
   def body(params, opt_state, xb, yb, wb, key, hp, affine_):
-    xb = _widen(structure, xb, affine_)
+    xb = standardize.widen(structure, xb, affine_)
     idx, mask = step_lib.batch_plan(key, rows, steps, batch, xb.dtype)
     if wb is not None:
       mask = mask * wb.astype(xb.dtype)[idx]
@@ -834,7 +557,7 @@ def _lockstep_block(
   update = parallel.global_mean_step(structure, steps_per_epoch)
 
   def body(params, opt_state, xb, yb, wb, key, hp, affine_):
-    xb = _widen(structure, xb, affine_)
+    xb = standardize.widen(structure, xb, affine_)
     idx, mask = plan(key, wb.astype(xb.dtype))
     return step_lib.scan_batches(update, params, opt_state, xb, yb, idx, mask, hp)
 
@@ -847,7 +570,7 @@ def _lockstep_block(
 @functools.partial(jax.jit, static_argnames=('structure',))
 def _accumulate_grad(total, params, xb, yb, wb, share, hp, affine_, *, structure):
   """`total + share · (objective, gradient)` on one block (its weighted mean with weights `wb`)."""
-  xb = _widen(structure, xb, affine_)
+  xb = standardize.widen(structure, xb, affine_)
   mask = None if wb is None else wb.astype(xb.dtype)
   value, g = step_lib.batch_value_and_grad(structure, params, xb, yb, mask, hp)
   return jax.tree.map(lambda t, v: t + share * v, total, (value, g))
@@ -867,7 +590,7 @@ def _accumulate_eval(total, params, xb, yb, wb, row_share, weight_share, hp, aff
   `weight_share`; accuracy, MSE and MAE stay unweighted, as in memory, and
   take `row_share`.
   """
-  xb = _widen(structure, xb, affine_)
+  xb = standardize.widen(structure, xb, affine_)
   out = step_lib.make_eval_fn(structure)(params, xb, yb, hp, None if wb is None else wb.astype(xb.dtype))
   return {k: total[k] + (weight_share if k == 'loss' else row_share) * v for k, v in out.items()}
 
@@ -887,7 +610,7 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   """
   rows = block_rows(cfg, num_rows, num_features, itemsize)
   _, batch = step_lib.steps_per_epoch(cfg, num_rows)
-  block_spans = spans(num_rows, rows)
+  block_spans = transfer.spans(num_rows, rows)
   order, rows_key = block_order(key, len(block_spans))
   out = []
   for k in order:
@@ -913,18 +636,19 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   Args:
     cfg: a `TrainConfig` (loss, penalty, grad, dtype, bias trick, `block_rows`).
     x, y: the training split on the host (an array or a memory map).
-    affine_: `(shift, scale)` to standardize each block with (`affine`), or `None`.
+    affine_: `(shift, scale)` to standardize each block with (`standardize.affine`), or `None`.
     w: `[N]` sample weights of the split on the host, or `None`.
   """
   num_rows = x.shape[0]
-  shift, affine_ = split_affine(cfg, x, affine_)
-  dt = transfer_dtype(x, cfg.dtype)
+  shift, affine_ = standardize.split_affine(cfg, x, affine_)
+  dt = transfer.transfer_dtype(x, cfg.dtype)
   where = placement(cfg)
   rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
-  local_spans = spans(x_local.shape[0], rows) if where is None else where.spans(x_local.shape[0], rows)
+  local = x_local.shape[0]
+  local_spans = transfer.spans(local, rows) if where is None else where.spans(local, rows)
   block_shares = shares(local_spans, num_rows, w, offset=mine.start)
   scfg = step_lib.structural(cfg)
 
@@ -945,7 +669,7 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
 def make_epoch_fn(cfg, x, y, affine_=None, w=None):
   """A streamed epoch over `x, y` (host arrays or memory maps) with `train`'s epoch signature.
 
-  `affine_`: `(shift, scale)` to standardize each block with (`affine`), or `None`.
+  `affine_`: `(shift, scale)` to standardize each block with (`standardize.affine`), or `None`.
   `w`: `[N]` sample weights on the host, or `None`; the blocks take their rows
   of it, and every step descends its batch's weighted mean (full batch: the
   split's `Σ w L / Σ w`), as in memory.
@@ -954,9 +678,9 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
   the `_x, _y, _w` it is called with are ignored (they are `x, y, w` themselves in `train.fit`).
   """
   num_rows = x.shape[0]
-  dt = transfer_dtype(x, cfg.dtype)
+  dt = transfer.transfer_dtype(x, cfg.dtype)
   rows = block_rows(cfg, num_rows, x.shape[1], dt.itemsize)
-  block_spans = spans(num_rows, rows)
+  block_spans = transfer.spans(num_rows, rows)
   steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   scfg = step_lib.structural(cfg)
   if w is not None:
@@ -978,7 +702,7 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
 
   if jax.process_count() > 1:  # every process its own rows, in lockstep
     return _lockstep_epoch(cfg, x, y, affine_, w, rows)
-  shift, affine_ = split_affine(cfg, x, affine_)
+  shift, affine_ = standardize.split_affine(cfg, x, affine_)
   where = placement(cfg, split=False)  # --parallel=shard_map: each block on every device
   block_fn = _block if where is None else functools.partial(_block_shard_map, num_devices=where.devices)
 
@@ -1024,14 +748,14 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
   (`parallel.device_plan`), as in-memory training over several processes does.
   """
   num_rows = x.shape[0]
-  dt = transfer_dtype(x, cfg.dtype)
+  dt = transfer.transfer_dtype(x, cfg.dtype)
   lock, local_spans = lockstep(num_rows, rows)
   mine = local_rows(num_rows)
   x, y = x[mine], y[mine]
   w = np.ones(mine.stop - mine.start, jnp.dtype(cfg.dtype)) if w is None else w[mine]  # padding weighs 0
   scfg = step_lib.structural(cfg)
   steps = sum(parallel.device_plan(scfg, r, lock.mesh.size, sharded=True)[0] for r in lock.device_rows)
-  shift, affine_ = split_affine(cfg, x, affine_)
+  shift, affine_ = standardize.split_affine(cfg, x, affine_)
   shift_scale = lock.replicate(affine_)
   local = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)
 
@@ -1068,7 +792,7 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
 def make_eval_fn(cfg, affine_=None):
   """A streamed `step.make_eval_fn`: `(params, x, y, hp, w=None) -> dict`, the blocks' metrics added.
 
-  `affine_`: `(shift, scale)` to standardize each block with (`affine`), or `None`.
+  `affine_`: `(shift, scale)` to standardize each block with (`standardize.affine`), or `None`.
 
   Each block's objective counts with its share of the split's sample weights
   `w` (`[N]` on the host; its rows without them), so the objective is
@@ -1079,20 +803,20 @@ def make_eval_fn(cfg, affine_=None):
 
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
-    dt = transfer_dtype(x, cfg.dtype)
-    shift, on_device = split_affine(cfg, x, affine_)
+    dt = transfer.transfer_dtype(x, cfg.dtype)
+    shift, on_device = standardize.split_affine(cfg, x, affine_)
     rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
     if where is not None:
       params, hp = where.replicate((params, hp))
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
-    block_spans = spans(x.shape[0], rows) if where is None else where.spans(x.shape[0], rows)
+    block_spans = transfer.spans(x.shape[0], rows) if where is None else where.spans(x.shape[0], rows)
     as_array = lambda v: jnp.asarray(v, params.W.dtype)
     row_shares = [as_array(v) for v in shares(block_spans, num_rows)]
     weight_shares = [as_array(v) for v in shares(block_spans, num_rows, w, offset=mine.start)]
     names = jax.eval_shape(
-      lambda p, xb, yb: step_lib.make_eval_fn(scfg)(p, _widen(scfg, xb), yb, hp),
+      lambda p, xb, yb: step_lib.make_eval_fn(scfg)(p, standardize.widen(scfg, xb), yb, hp),
       params,
       jax.ShapeDtypeStruct((1, x.shape[1]), dt),
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from linear_jax.data import datasets as data_lib
+from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.maths import model
@@ -54,7 +55,7 @@ def _check_loss(cfg, dataset):
   """Raises a `ValueError` when the loss does not fit the targets, or has no gradient `cfg.grad` needs."""
   spec = cfg.loss_record
   losses.probe(spec, concrete=True)
-  why = data_lib.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
+  why = records.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
   if why and spec.targets == 'binary' and dataset.kind == 'class':  # which labels, not only how many classes
     splits = [np.asarray(getattr(dataset, f'y_{s}')) for s in ('train', 'val', 'test')]
     present = np.unique(np.concatenate(splits))

@@ -131,6 +131,7 @@ jax.config.update('jax_num_cpu_devices', 8)
 jax.config.update('jax_enable_x64', True)
 import numpy as np
 from linear_jax.data import datasets as data
+from linear_jax.datapath import transfer
 from linear_jax.datapath import stream
 from linear_jax.training import train
 from linear_jax.optim import config
@@ -192,9 +193,9 @@ def record(state, k, xb, yb, wb):
   return state
 
 y = np.asarray(mapped.y_train)
-stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 32), np.dtype(np.float32), where=where)
+stream.pipeline(record, 0, mapped.x_train, y, transfer.spans(142, 32), np.dtype(np.float32), where=where)
 everywhere = stream.placement(dataclasses.replace(cfg, batch_size=13), split=False)
-stream.pipeline(record, 0, mapped.x_train, y, stream.spans(142, 26), np.dtype(np.float32), where=everywhere)
+stream.pipeline(record, 0, mapped.x_train, y, transfer.spans(142, 26), np.dtype(np.float32), where=everywhere)
 out['blocks'] = seen
 out['placed_spans'] = where.spans(142, 37)  # 32-row blocks; the last 14 rows cut into 8 split and 6 copied
 out['small_split'] = where.spans(5, 37)  # fewer rows than devices: one block on every device

@@ -19,7 +19,10 @@ from linear_jax.data import chunks
 from linear_jax.data import datasets as data
 from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
+from linear_jax.datapath import resident
+from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
+from linear_jax.datapath import transfer
 from linear_jax.maths import model
 from linear_jax.optim import config
 from linear_jax.optim import step
@@ -50,7 +53,7 @@ def test_full_batch_stream_equals_in_memory(tmp_path, loss):
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)
   ref = train.fit(cfg, _in_memory(ds))
   assert streamed.streamed and not ref.streamed
-  assert len(stream.spans(len(ds.x_train), 17)) > 5  # several blocks, the last one short
+  assert len(transfer.spans(len(ds.x_train), 17)) > 5  # several blocks, the last one short
   np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(streamed.params.b, ref.params.b, rtol=1e-5, atol=1e-6)
   for s, r in zip(streamed.history, ref.history, strict=True):
@@ -145,7 +148,7 @@ def test_sgd_stream_learns_as_well_as_in_memory(tmp_path):
 def test_float16_file_is_widened_on_the_device(tmp_path):
   ds = _dataset(tmp_path, dtype=np.float16)
   assert ds.x_train.dtype == np.float16
-  assert stream.transfer_dtype(ds.x_train, 'float32') == np.float16
+  assert transfer.transfer_dtype(ds.x_train, 'float32') == np.float16
   cfg = config.TrainConfig(batch_size=0, epochs=3)
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=32), ds)
   ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train, np.float32)))
@@ -158,7 +161,7 @@ def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
   cfg = config.TrainConfig(epochs=1)
   assert not train.fit(cfg, ds).streamed
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
-  assert stream.bytes_needed(cfg, ds) > 1000
+  assert resident.bytes_needed(cfg, ds) > 1000
   assert train.fit(cfg, ds).streamed
 
 
@@ -170,11 +173,11 @@ def test_prepared_splits_on_the_cpu_count_nothing_against_free_memory(monkeypatc
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 3000)
   assert 0.8 * 3000 < features + labels and labels < 0.8 * 3000
   on_cpu = jax.default_backend() == 'cpu'  # an accelerator copies every split into its own memory
-  assert stream.bytes_needed(config.TrainConfig(), ds) == labels + (0 if on_cpu else features)
-  assert stream.should_stream(config.TrainConfig(), ds) == (not on_cpu)
+  assert resident.bytes_needed(config.TrainConfig(), ds) == labels + (0 if on_cpu else features)
+  assert resident.should_stream(config.TrainConfig(), ds) == (not on_cpu)
   # A copy is needed with the bias column, or in float64: those count, and stream here.
-  assert stream.should_stream(config.TrainConfig(bias_trick=True), ds)
-  assert stream.bytes_needed(config.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
+  assert resident.should_stream(config.TrainConfig(bias_trick=True), ds)
+  assert resident.bytes_needed(config.TrainConfig(bias_trick=True), ds) == labels + features // 5 * 6
 
 
 def test_parallel_splits_count_against_free_memory(monkeypatch):
@@ -182,7 +185,7 @@ def test_parallel_splits_count_against_free_memory(monkeypatch):
   ds = data.prepare(data.blobs(203, 5, 3), 'blobs', val_fraction=0.2, test_fraction=0.2)
   labels = sum(getattr(ds, f'y_{s}').nbytes for s in ('train', 'val', 'test'))
   features = sum(getattr(ds, f'x_{s}').nbytes for s in ('train', 'val', 'test'))
-  assert stream.bytes_needed(config.TrainConfig(parallel='shard_map'), ds) == labels + features
+  assert resident.bytes_needed(config.TrainConfig(parallel='shard_map'), ds) == labels + features
 
 
 def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(tmp_path, monkeypatch):
@@ -192,28 +195,28 @@ def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(t
   ds = _dataset(tmp_path)
   cfg = config.TrainConfig(epochs=1)
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
-  stream.check_fits(cfg, ds)  # one process: it streams instead
-  assert stream.should_stream(cfg, ds)
+  resident.check_fits(cfg, ds)  # one process: it streams instead
+  assert resident.should_stream(cfg, ds)
   monkeypatch.setattr(multihost, 'several', lambda: True)
-  assert not stream.should_stream(cfg, ds)
+  assert not resident.should_stream(cfg, ds)
   with pytest.raises(
     ValueError, match=r'the splits need .* GB in memory, but process 0 has 0.00 GB free.*--stream'
   ):
-    stream.check_fits(cfg, ds)
-  assert stream.should_stream(dataclasses.replace(cfg, stream=True), ds)
-  stream.check_fits(dataclasses.replace(cfg, stream=True), ds)
+    resident.check_fits(cfg, ds)
+  assert resident.should_stream(dataclasses.replace(cfg, stream=True), ds)
+  resident.check_fits(dataclasses.replace(cfg, stream=True), ds)
   monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 10**12)
-  stream.check_fits(cfg, ds)
+  resident.check_fits(cfg, ds)
 
 
 def test_host_array_is_aligned_and_taken_without_copy_on_cpu():
   x = np.arange(12.0).reshape(3, 4)
-  a = stream.host_array(x, np.float32, bias_column=True)
-  assert a.ctypes.data % stream.ALIGN == 0 and a.dtype == np.float32
+  a = transfer.host_array(x, np.float32, bias_column=True)
+  assert a.ctypes.data % transfer.ALIGN == 0 and a.dtype == np.float32
   np.testing.assert_array_equal(a, np.concatenate([x, np.ones((3, 1))], 1))
-  assert stream.host_array(a[:, :], np.float32) is not None
+  assert transfer.host_array(a[:, :], np.float32) is not None
   if jax.default_backend() == 'cpu':
-    b = stream.host_array(x, np.float32)
+    b = transfer.host_array(x, np.float32)
     assert jax.device_put(b).unsafe_buffer_pointer() == b.ctypes.data
 
 
@@ -221,8 +224,8 @@ def test_release_keeps_the_data_correct(tmp_path):
   x = np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32)
   np.save(tmp_path / 'x.npy', x)
   m = np.load(tmp_path / 'x.npy', mmap_mode='r')
-  for a, b in stream.spans(len(m), 100):
-    np.testing.assert_array_equal(stream.read(m, a, b, np.float32), x[a:b])
+  for a, b in transfer.spans(len(m), 100):
+    np.testing.assert_array_equal(transfer.read(m, a, b, np.float32), x[a:b])
   np.testing.assert_array_equal(np.asarray(m), x)  # pages read again after release
 
 
@@ -528,7 +531,7 @@ def test_prepare_leaves_the_map_and_standardizes_on_the_device(tmp_path):
   np.save(tmp_path / 'x.npy', x)
   mapped = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False), raw.y, 'class', 3)
   ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
-  assert isinstance(ds.x_train, np.memmap) and ds.extra[stream.AFFINE]
+  assert isinstance(ds.x_train, np.memmap) and ds.extra[standardize.AFFINE]
   n_train, n_val = len(ds.x_train), len(ds.x_val)
   assert (n_train, n_val, len(ds.x_test)) == (105, 30, 15)  # contiguous: train, then val, then test
   rows = x[:n_train].astype(np.float64)
@@ -575,7 +578,7 @@ def test_prepare_keeps_sample_weights_and_the_target_dtype(tmp_path):
     dataset='npz', data_path=str(tmp_path / 'd.npz'), val_fraction=0.25, test_fraction=0.25
   )
   ds = experiment.load_dataset(cfg, stream=True)
-  assert isinstance(ds.x_train, np.memmap) and ds.extra[stream.AFFINE]
+  assert isinstance(ds.x_train, np.memmap) and ds.extra[standardize.AFFINE]
   np.testing.assert_array_equal(ds.w_train, w[:60].astype(np.float32))
   np.testing.assert_array_equal(ds.w_val, w[60:90].astype(np.float32))
   np.testing.assert_array_equal(ds.w_test, w[90:].astype(np.float32))
@@ -642,10 +645,10 @@ def test_wide_values_far_from_zero_stream_like_memory(tmp_path, dtype):
     dataset='npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy')
   )
   ds = experiment.load_dataset(cfg, stream=True)
-  assert isinstance(ds.x_train, np.memmap) and stream.host_shift(ds.x_train, np.float32)
+  assert isinstance(ds.x_train, np.memmap) and standardize.host_shift(ds.x_train, np.float32)
   ref = _standardized_copy(ds)
   tcfg = config.TrainConfig(epochs=3, batch_size=16, block_rows=32, stream=True)
-  for split, (xd, _) in stream.device_data(tcfg, ds).items():  # sweeps, paths and search
+  for split, (xd, _) in resident.device_data(tcfg, ds).items():  # sweeps, paths and search
     np.testing.assert_allclose(xd, getattr(ref, f'x_{split}'), rtol=1e-5, atol=1e-5)
   sgd, sgd_ref = train.fit(tcfg, ds), train.fit(dataclasses.replace(tcfg, stream=False), ref)
   ours, theirs = sgd.history[-1]['val_accuracy'], sgd_ref.history[-1]['val_accuracy']
@@ -694,7 +697,7 @@ def test_a_streamed_split_names_its_file_and_the_file_row(tmp_path):
 
 def test_prepared_splits_reach_the_cpu_device_without_a_copy():
   ds = data.prepare(data.load('digits'), 'digits')
-  arrays = stream.device_data(config.TrainConfig(), ds)
+  arrays = resident.device_data(config.TrainConfig(), ds)
   for split in ('train', 'val', 'test'):
     x = getattr(ds, f'x_{split}')
     assert x.ctypes.data % chunks.ALIGN == 0
@@ -707,8 +710,8 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
   x = np.random.default_rng(0).standard_normal((103, 7))
   np.save(tmp_path / 'x.npy', x)
   mapped = np.load(tmp_path / 'x.npy', mmap_mode='r', allow_pickle=False)
-  whole = stream.to_device(x, np.float32, bias_column)
-  blocked = stream.to_device(mapped, np.float32, bias_column, block_bytes=10 * 8 * 4)  # 10 rows a block
+  whole = transfer.to_device(x, np.float32, bias_column)
+  blocked = transfer.to_device(mapped, np.float32, bias_column, block_bytes=10 * 8 * 4)  # 10 rows a block
   assert blocked.shape == whole.shape == (103, 7 + bias_column) and blocked.dtype == np.float32
   np.testing.assert_array_equal(np.asarray(blocked), np.asarray(whole))
   np.testing.assert_array_equal(np.asarray(whole)[:, :7], x.astype(np.float32))
@@ -718,7 +721,7 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
   put = jax.device_put
   with pytest.MonkeyPatch.context() as m:
     m.setattr(jax, 'device_put', lambda a, *r, **k: sent.append(np.asarray(a).dtype) or put(a, *r, **k))
-    widened = stream.to_device(half, np.float32, bias_column, block_bytes=10 * 8 * 4)
+    widened = transfer.to_device(half, np.float32, bias_column, block_bytes=10 * 8 * 4)
   assert set(sent) == {np.dtype(np.float16)} and len(sent) >= 10 and widened.dtype == np.float32
   np.testing.assert_array_equal(np.asarray(widened)[:, :7], half.astype(np.float32))
   if bias_column:
@@ -777,7 +780,7 @@ def test_streamed_lbfgs_reaches_the_in_memory_optimum(dtype, tol, rtol, atol):
   lines = []
   ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds, on_epoch=lines.append)
   ref = train.fit(cfg, ds)
-  assert len(stream.spans(len(ds.x_train), 200)) > 5  # several blocks, the last one short
+  assert len(transfer.spans(len(ds.x_train), 200)) > 5  # several blocks, the last one short
   assert ours.streamed and not ref.streamed
   s = ours.solver
   assert ours.stop_reason == 'converged' and s['converged'] and s['grad_norm'] <= tol
@@ -820,7 +823,7 @@ def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_pat
   cfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, dtype='float64', tol=1e-9, block_rows=16)
   ours, ref = train.fit(cfg, ds), train.fit(cfg, ref_ds)
   assert ours.streamed and not ref.streamed  # a prepared map always streams
-  assert len(stream.spans(n_train, 16)) > 5
+  assert len(transfer.spans(n_train, 16)) > 5
   assert ours.solver['converged'] and ours.solver['grad_norm'] <= 1e-9
   np.testing.assert_allclose(ours.solver['objective'], ref.solver['objective'], rtol=1e-12)
   np.testing.assert_allclose(ours.params.W, ref.params.W, atol=1e-7)
@@ -954,15 +957,15 @@ def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
 
 def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
   w = np.array([0.5, 0.0, 2.0, 1.5, 0.0, 0.0, 3.0])
-  whole = stream.shares(stream.spans(7, 3), 7, w)
+  whole = stream.shares(transfer.spans(7, 3), 7, w)
   np.testing.assert_allclose(whole, [2.5 / 7, 1.5 / 7, 3.0 / 7])
   # Two processes, rows [0, 4) and [4, 7), each cutting its own rows into blocks of 3.
-  first = stream.shares(stream.spans(4, 3), 7, w, offset=0)
-  second = stream.shares(stream.spans(3, 3), 7, w, offset=4)
+  first = stream.shares(transfer.spans(4, 3), 7, w, offset=0)
+  second = stream.shares(transfer.spans(3, 3), 7, w, offset=4)
   np.testing.assert_allclose(first, [2.5 / 7, 1.5 / 7])
   np.testing.assert_allclose(second, [3.0 / 7])
   assert sum(first) + sum(second) == pytest.approx(1.0)
-  assert stream.shares(stream.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
+  assert stream.shares(transfer.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
 
 
 def test_a_stop_signal_ends_a_streamed_lbfgs_after_the_iteration_in_progress():
