@@ -160,7 +160,7 @@ def test_streams_automatically_when_data_does_not_fit(tmp_path, monkeypatch):
   ds = _dataset(tmp_path)
   cfg = config.TrainConfig(epochs=1)
   assert not train.fit(cfg, ds).streamed
-  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
+  monkeypatch.setattr(resident, 'memory_budget', lambda device=None: 1000)
   assert resident.bytes_needed(cfg, ds) > 1000
   assert train.fit(cfg, ds).streamed
 
@@ -170,7 +170,7 @@ def test_prepared_splits_on_the_cpu_count_nothing_against_free_memory(monkeypatc
   ds = data.prepare(data.blobs(203, 5, 3), 'blobs', val_fraction=0.2, test_fraction=0.2)
   features = sum(getattr(ds, f'x_{s}').nbytes for s in ('train', 'val', 'test'))
   labels = sum(getattr(ds, f'y_{s}').nbytes for s in ('train', 'val', 'test'))
-  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 3000)
+  monkeypatch.setattr(resident, 'memory_budget', lambda device=None: 3000)
   assert 0.8 * 3000 < features + labels and labels < 0.8 * 3000
   on_cpu = jax.default_backend() == 'cpu'  # an accelerator copies every split into its own memory
   assert resident.bytes_needed(config.TrainConfig(), ds) == labels + (0 if on_cpu else features)
@@ -194,7 +194,7 @@ def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(t
   # hold the splits refuses with the figures, before any work.
   ds = _dataset(tmp_path)
   cfg = config.TrainConfig(epochs=1)
-  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 1000)
+  monkeypatch.setattr(resident, 'memory_budget', lambda device=None: 1000)
   resident.check_fits(cfg, ds)  # one process: it streams instead
   assert resident.should_stream(cfg, ds)
   monkeypatch.setattr(multihost, 'several', lambda: True)
@@ -205,7 +205,7 @@ def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(t
     resident.check_fits(cfg, ds)
   assert resident.should_stream(dataclasses.replace(cfg, stream=True), ds)
   resident.check_fits(dataclasses.replace(cfg, stream=True), ds)
-  monkeypatch.setattr(stream, 'memory_budget', lambda device=None: 10**12)
+  monkeypatch.setattr(resident, 'memory_budget', lambda device=None: 10**12)
   resident.check_fits(cfg, ds)
 
 
@@ -862,7 +862,7 @@ def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
   cfg = config.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
   ref, ref_params, _ = lbfgs.optimum(cfg, ds)
   # Streamed, the whole split must never go to the device at once.
-  monkeypatch.setattr(stream, 'device_data', lambda *a, **k: pytest.fail('moved the whole split'))
+  monkeypatch.setattr(resident, 'device_data', lambda *a, **k: pytest.fail('moved the whole split'))
   ours, params, info = lbfgs.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
   assert info.converged
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
