@@ -15,6 +15,9 @@ This module sits low in the package: `step`, `parallel`, `stream`,
 from collections.abc import Mapping
 import dataclasses
 import json
+import math
+
+import numpy as np
 
 from linear_jax.maths import grad_sources
 from linear_jax.maths import losses
@@ -24,6 +27,17 @@ from linear_jax.optim import convergence
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'lbfgs')  # lbfgs: see solvers.py
 SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time', 'cosine')
 DTYPES = ('float32', 'float64')
+# The fields that hold real numbers: each must be finite and representable in the training dtype.
+REAL_FIELDS = (
+  'learning_rate',
+  'reg',
+  'momentum',
+  'decay_rate',
+  'decay_epochs',
+  'tol',
+  'init_scale',
+  'explode_factor',
+)
 PARALLEL = ('none', 'shard_map', 'pmap')
 
 
@@ -158,7 +172,28 @@ class TrainConfig:
       raise ValueError(f'momentum must be in [0, 1), got {self.momentum}.')
     if not 0 < self.decay_rate <= 1:
       raise ValueError(f'decay_rate must be in (0, 1], got {self.decay_rate}.')
+    self._check_representable()
     return self
+
+  def _check_representable(self):
+    """Raises a `ValueError` for a number that is infinite, or that vanishes or overflows in the training
+    dtype: a learning rate of 1e-50 passes `> 0` but is 0 in float32, and the run would learn nothing."""
+    dtype = np.dtype(self.dtype)
+    for name in REAL_FIELDS:
+      value = getattr(self, name)
+      if value is None:
+        continue
+      if not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite number, got {value}.')
+      with np.errstate(over='ignore', under='ignore'):
+        cast = dtype.type(value)
+      if not np.isfinite(cast):
+        raise ValueError(f'{name}={value:g} overflows {dtype.name}, the training dtype (--dtype).')
+      if value != 0 and cast == 0:
+        raise ValueError(
+          f'{name}={value:g} rounds to 0 in {dtype.name}, the training dtype (--dtype), so it would do '
+          f'nothing; the smallest positive {dtype.name} is {np.finfo(dtype).smallest_subnormal:g}.'
+        )
 
 
 # The run `python -m experiments.train` describes when no flag is given, and the one source of the

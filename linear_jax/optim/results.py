@@ -21,6 +21,7 @@ class FitResult:
   streamed: bool = False
   stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
   solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
+  already_done: bool = False  # resumed from the checkpoint of a run that had already stopped
 
 
 def selection_metric(metrics, prefix):

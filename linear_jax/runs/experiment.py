@@ -11,7 +11,9 @@ from collections.abc import Callable
 from collections.abc import Mapping
 import dataclasses
 import json
+import math
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -212,10 +214,29 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
   )
 
 
+def finite_json(obj):
+  """`obj` with every non-finite float (NaN, ±inf) made `None`: what JSON can hold, as `null`."""
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  if isinstance(obj, dict):
+    return {k: finite_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [finite_json(v) for v in obj]
+  return obj
+
+
 def write_json(path, obj):
-  """Writes `obj` as indented JSON; a NaN never reaches a file (it raises)."""
-  with open(path, 'w') as f:
-    json.dump(obj, f, indent=1, allow_nan=False)
+  """Writes `obj` as indented, valid JSON (non-finite numbers as `null`), atomically: to a new file
+  beside `path`, renamed over it, so a crash or a full disk never leaves half a file."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(finite_json(obj), f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
 
 
 def progress_line(metrics, epochs):
@@ -254,7 +275,8 @@ def last_line(summary, workdir):
   )
   return (
     f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
-    f'{summary["seconds"]:.1f} s, stopped: {summary["stop_reason"].replace("_", " ")}); outputs in {workdir}'
+    f'{summary["seconds"]:.1f} s, stopped: {summary["stop_reason"].replace("_", " ")}'
+    f'{", already before this resume" if summary.get("already_done") else ""}); outputs in {workdir}'
   )
 
 
@@ -340,6 +362,7 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     'stopped_early': result.stopped_early,
     'interrupted': result.interrupted,
     'resumed_from_epoch': result.resumed_from,
+    'already_done': result.already_done,
     'streamed': result.streamed,
     'seconds': time.perf_counter() - start,
     'flags': dict(record or {}),
@@ -386,7 +409,7 @@ def _start_metrics(workdir, options, write_outputs):
         os.remove(ckpt)
       history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
       with open(metrics_path, 'w') as f:
-        f.writelines(json.dumps(m, allow_nan=False) + '\n' for m in history)
+        f.writelines(json.dumps(finite_json(m), allow_nan=False) + '\n' for m in history)
   return metrics_path
 
 
@@ -397,7 +420,7 @@ def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on
     if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
       metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
     with open(metrics_path, 'a') as f:
-      f.write(json.dumps(metrics, allow_nan=False) + '\n')
+      f.write(json.dumps(finite_json(metrics), allow_nan=False) + '\n')
     if on_epoch is not None:
       on_epoch(metrics)
 

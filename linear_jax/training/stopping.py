@@ -45,3 +45,13 @@ def reason(cfg, state, evaluated):
   if evaluated and convergence.converged(cfg, state.history):
     return 'converged'
   return None
+
+
+def finished(cfg, state):
+  """Why a run whose state is `state` had already stopped (`'converged'`, `'early_stopping'`,
+  `'max_epochs'`), or `None` if it has epochs to go: a finished run, resumed, trains no further."""
+  if not state.history:
+    return None
+  if len(state.history) >= cfg.epochs:
+    return 'max_epochs'
+  return reason(cfg, state, state.history[-1].get('evaluated', True))

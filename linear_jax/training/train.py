@@ -103,9 +103,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     float(path.evaluate(params, hp, 'train')['loss']) if first == 0 else state.history[0]['initial_loss']
   )
   multiplier = step.schedule_fn(cfg, path.steps)
-  reason = 'max_epochs'
+  finished = stopping.finished(cfg, state)  # a resumed run that had already stopped trains no further
+  reason = finished or 'max_epochs'
   try:
-    for epoch in range(first, cfg.epochs):
+    for epoch in range(first, first if finished else cfg.epochs):
       t0 = time.perf_counter()
       key = jax.random.fold_in(checkpoints.key, epoch)
       params, opt_state, values = path.epoch(state.params, state.opt_state, key, hp)
@@ -147,6 +148,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     resumed_from=first,
     streamed=path.streamed,
     stop_reason=reason,
+    already_done=bool(finished),
   )
 
 

@@ -44,3 +44,14 @@ def test_a_bad_data_config_is_refused_before_any_work(tmp_path):
       config.TrainConfig(), experiment.DataConfig(val_fraction=1.0), str(tmp_path)
     )
   assert list(tmp_path.iterdir()) == []
+
+
+def test_json_outputs_are_valid_json_written_whole(tmp_path):
+  path = tmp_path / 'summary.json'
+  experiment.write_json(str(path), {'final': {'test_mse': float('inf'), 'loss': float('nan'), 'ok': 1.5}})
+  text = path.read_text()
+  assert json.loads(text) == {'final': {'test_mse': None, 'loss': None, 'ok': 1.5}}  # strict JSON: null
+  with pytest.raises(TypeError):
+    experiment.write_json(str(path), {'final': {1, 2}})  # fails half-way through the dump
+  assert path.read_text() == text  # the old file is whole, and no temporary file is left
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['summary.json']

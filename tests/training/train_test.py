@@ -221,6 +221,24 @@ def test_resume_is_bit_exact(tmp_path):
     train.fit(other, ds, workdir=str(tmp_path), resume=True)
 
 
+@pytest.mark.parametrize('stop', ['converged', 'early_stopping', 'max_epochs'])
+def test_resuming_a_finished_run_trains_no_further(tmp_path, stop):
+  ds = _tiny(n=60)
+  settings = {
+    'converged': {'tol_on': 'objective', 'tol': 0.5, 'n_iter_no_change': 1, 'epochs': 50},
+    'early_stopping': {'patience': 1, 'learning_rate': 5.0, 'epochs': 50},
+    'max_epochs': {'epochs': 3},
+  }[stop]
+  cfg = config.TrainConfig(batch_size=8, **settings)
+  done = train.fit(cfg, ds, workdir=str(tmp_path))
+  assert done.stop_reason == stop and not done.already_done and len(done.history) < 50
+  again = train.fit(cfg, ds, workdir=str(tmp_path), resume=True)
+  assert again.already_done and again.stop_reason == stop and again.resumed_from == len(done.history)
+  assert again.history == done.history  # not one epoch more
+  np.testing.assert_array_equal(again.params.W, done.params.W)
+  np.testing.assert_array_equal(again.best_params.W, done.best_params.W)
+
+
 def test_checkpoint_of_another_shape_is_refused(tmp_path):
   path = str(tmp_path / 'c.npz')
   checkpoint.save(path, lj.Params(W=np.zeros((3, 4), np.float32), b=np.zeros(3, np.float32)), {'a': 1})
