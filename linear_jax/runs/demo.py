@@ -56,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
 
   server_version = 'linear-jax-demo'
   protocol_version = 'HTTP/1.1'
+  # A connection idle this long is closed, and its thread ends: a page keeps its connection while it
+  # is used, and a client that opens connections and goes quiet cannot hold threads for ever.
+  timeout = 2.0
 
   def log_message(self, format, *args):  # noqa: A002 - the base class's signature
     logging.debug('demo: %s - %s', self.address_string(), format % args)

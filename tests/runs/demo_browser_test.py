@@ -21,7 +21,8 @@ MISSING = (
 
 
 @pytest.fixture(scope='module')
-def page():
+def browser():
+  """`(driver, url)`: one headless Chromium and one server for the module."""
   try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -47,12 +48,19 @@ def page():
   ):
     options.add_argument(arg)
   driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-  driver.get(server.url)
-  _wait(driver, 'return !!(S.result && S.model && !S.inflight && !S.pending)')
-  yield driver
+  yield driver, server.url
   driver.quit()
   server.shutdown()
   server.server_close()
+
+
+@pytest.fixture
+def page(browser):
+  """The page freshly loaded for each test, so no test starts from another's points, model or loss."""
+  driver, url = browser
+  driver.get(url)
+  _wait(driver, 'return !!(S.result && S.model && !S.inflight && !S.pending)')
+  return driver
 
 
 def _wait(driver, script, timeout=90):

@@ -47,7 +47,7 @@ def test_drawing_touches_no_pyplot_state(tmp_path):
   code = (
     'import sys, pathlib, matplotlib\n'
     "matplotlib.use('svg')\n"  # the user's own choice, which drawing must leave alone
-    'from tests import plots_test\n'
+    'from tests.runs import plots_test\n'
     f'plots_test._draw_all(pathlib.Path({str(tmp_path)!r}), 0)\n'
     "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     "assert matplotlib.rcParams['backend'] == 'svg', 'the backend was switched'\n"
