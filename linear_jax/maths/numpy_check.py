@@ -102,10 +102,10 @@ class LossAndGradReport:
   layout: str
   reg: float
   loss_yours: float
-  loss_reference: float
-  loss_rel_error: float
-  loss_ok: bool
-  comparisons: list  # gradcheck.Comparison: data term, regularization term, numerical
+  loss_reference: float = float('nan')
+  loss_rel_error: float = float('nan')
+  loss_ok: bool = True  # without a reference only finite differences judge
+  comparisons: list = dataclasses.field(default_factory=list)  # gradcheck.Comparison, PAIRS' order
   conventions: list = dataclasses.field(default_factory=list)
   bounds: dict = dataclasses.field(default_factory=dict)
   probes: list = dataclasses.field(default_factory=list)
@@ -262,10 +262,6 @@ def check_loss_and_grad(
     layout=layout,
     reg=float(reg),
     loss_yours=loss,
-    loss_reference=float('nan'),
-    loss_rel_error=float('nan'),
-    loss_ok=True,
-    comparisons=[],
     probes=probes,
     num_coords=n_coords,
     num_directions=n_dirs,
