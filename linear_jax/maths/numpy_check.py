@@ -7,9 +7,30 @@ function unchanged and compares its loss and `dW` with linear_jax's objective
 and hand-derived gradient on the same numbers, and its `dW` with finite
 differences of its own loss, so the report can say which part is wrong: the
 loss value, the data term of `dW`, or its regularization term.
+
+Every verdict is judged against an estimate of the error its reference itself
+makes, not a fixed tolerance:
+
+* against linear_jax (the same arithmetic done twice) the bound is float64
+  rounding, `γ · ε · (N + 10) · (|X|ᵀ|G|)` for `dW`'s data term (`G` the
+  score gradient), `γ · ε · (|dW| + |dW₀| + |2·reg·W|)` for its penalty term;
+* against central differences `D(h) = (f(w + h·u) − f(w − h·u)) / 2h`, each
+  probed coordinate (or direction `u`) gets its own noise estimate,
+  truncation `|D(2h) − D(h)| / 3` (the `h²·f‴/6` error, measured) plus
+  rounding `κ · ε · max|f| / h`; the analytic value agrees when
+  `|analytic − D(h)| ≤ 10 · noise`.
+* A coordinate whose differences do not shrink like `h²` (`D(4h) − D(2h)` is
+  not `4 · (D(2h) − D(h))`) has a kink within the steps: it passes when the
+  analytic value lies between the one-sided quotients `(f(w) − f(w − h))/h`
+  and `(f(w + h) − f(w))/h` (a subgradient), and is reported as such.
+
+Known conventions (the older `0.5 · reg · ΣW²` penalty, a sum over examples
+instead of a mean, `W` laid out `[C, D]`) are recognised and named: a function
+that follows one consistently is not a failure.
 """
 
 import dataclasses
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,19 +40,78 @@ from linear_jax.maths import grads
 from linear_jax.maths import losses
 from linear_jax.maths import model
 
+EPS = float(np.finfo(np.float64).eps)
+AGREE = 10.0  # analytic and numerical agree within AGREE × the estimated noise
+ROUNDING = 64.0  # κ: f's own rounding error, in units of ε · max|f|
+EXACT = 16.0  # γ: rounding bound factor for linear_jax vs fn on the same numbers
+CANDIDATES = ('svm', 'softmax')  # tried, by loss value, when `reference` is not given
+PAIRS = ('dW data term vs linear_jax', 'dW regularization term vs linear_jax', 'dW vs numerical (of fn)')
+
+
+@dataclasses.dataclass
+class Probe:
+  """One coordinate (or direction) of `dW` against central differences of `fn`'s loss."""
+
+  name: str
+  analytic: float
+  numerical: float  # D(h)
+  noise: float  # the estimated error of D(h): truncation + rounding
+  kink: bool
+  one_sided: tuple  # (backward, forward) quotients at step h
+  step: float
+
+  @property
+  def error(self):
+    return abs(self.analytic - self.numerical)
+
+  @property
+  def passed(self):
+    if self.kink:
+      lo, hi = min(self.one_sided), max(self.one_sided)
+      slack = AGREE * self.noise
+      return lo - slack <= self.analytic <= hi + slack
+    return bool(self.error <= AGREE * self.noise) and np.isfinite(self.analytic)
+
+  def describe(self):
+    if self.kink:
+      b, f = self.one_sided
+      verdict = 'at a kink, not a failure' if self.passed else 'at a kink, but outside: FAIL'
+      return (
+        f'{self.name:<14} {verdict}: one-sided {b:.6g} (backward) and {f:.6g} (forward), '
+        f'yours {self.analytic:.6g}'
+      )
+    verdict = 'agrees' if self.passed else 'FAIL'
+    return (
+      f'{self.name:<14} yours {self.analytic: .6e} numerical {self.numerical: .6e}: error {self.error:.1e}, '
+      f'finite-difference noise {self.noise:.1e}: {verdict}'
+    )
+
 
 @dataclasses.dataclass
 class LossAndGradReport:
-  """What `check_loss_and_grad` found; `passed` is the verdict, `summary()` the words."""
+  """What `check_loss_and_grad` found; `passed` is the verdict, `summary()` the words.
 
-  reference: str
+  `reference` is `None` when no known loss matched `fn`'s value (then only
+  finite differences judged `dW`); `conventions` names the known conventions
+  `fn` follows; `bounds` maps each compared pair to `(|difference|, bound)`
+  at its worst coordinate; `probes` are the finite-difference probes.
+  """
+
+  reference: str | None
+  reference_note: str
   layout: str
   reg: float
   loss_yours: float
-  loss_reference: float
-  loss_rel_error: float
-  loss_ok: bool
-  comparisons: list  # gradcheck.Comparison: data term, regularization term, numerical
+  loss_reference: float = float('nan')
+  loss_rel_error: float = float('nan')
+  loss_ok: bool = True  # without a reference only finite differences judge
+  comparisons: list = dataclasses.field(default_factory=list)  # gradcheck.Comparison, PAIRS' order
+  conventions: list = dataclasses.field(default_factory=list)
+  bounds: dict = dataclasses.field(default_factory=dict)
+  probes: list = dataclasses.field(default_factory=list)
+  num_coords: int = 0
+  num_directions: int = 0
+  seconds: float = 0.0
 
   @property
   def passed(self):
@@ -43,20 +123,42 @@ class LossAndGradReport:
     return out + [c.pair for c in self.comparisons if not c.passed]
 
   def summary(self):
+    ref = 'finite differences only' if self.reference is None else f'linear_jax {self.reference!r}'
     lines = [
-      f'fn vs linear_jax {self.reference!r} (W laid out {self.layout}, reg={self.reg:g}): '
-      f'{"OK" if self.passed else "FAIL"}',
-      f'  loss value                   yours {self.loss_yours:.10g}  linear_jax {self.loss_reference:.10g}'
-      f'  rel {self.loss_rel_error:.2e}',
+      f'fn vs {ref} ({self.reference_note}; W laid out {self.layout}, reg={self.reg:g}): '
+      f'{"OK" if self.passed else "FAIL"}'
     ]
+    if self.reference is not None:
+      diff, bound = self.bounds['loss']
+      lines.append(
+        f'  {"loss value":<37} yours {self.loss_yours:.10g}  linear_jax {self.loss_reference:.10g}'
+        f'  |diff| {diff:.1e} (rounding bound {bound:.1e})'
+      )
     for c in self.comparisons:
-      lines.append(f'  {c.pair:<28} max rel {c.max_rel_error:9.2e}  failed {c.num_failed}/{c.num_compared}')
-      if not c.passed:
-        for name, a, b, r in c.worst:
-          lines.append(f'      {name:<10} {a: .10e} vs {b: .10e} (rel {r:.2e})')
+      lines += _comparison_lines(self, c)
+    lines += [f'  convention: {c}' for c in self.conventions]
     if not self.passed:
       lines.append(f'  disagrees: {", ".join(self.disagreements())}')
+    lines.append(f'  checked in {self.seconds:.1f} s')
     return '\n'.join(lines)
+
+
+def _comparison_lines(report, c):
+  if c.pair != PAIRS[2]:
+    diff, bound = report.bounds[c.pair]
+    counts = f'failed {c.num_failed}/{c.num_compared}'
+    lines = [f'  {c.pair:<37} max |diff| {diff:.1e} (rounding bound {bound:.1e})  {counts}']
+    return lines + [f'      {n:<12} {a: .10e} vs {b: .10e} (rel {r:.2e})' for n, a, b, r in c.worst]
+  lines = [
+    f'  {c.pair:<37} {report.num_coords} coordinates + {report.num_directions} random directions, '
+    f'steps h, 2h, 4h: failed {c.num_failed}/{c.num_compared}, at a kink {c.num_kinks}'
+  ]
+  smooth = [p for p in report.probes if not p.kink]
+  shown = [p for p in report.probes if not p.passed]
+  if smooth and not shown:  # the closest call, so the margin is visible
+    shown = [max(smooth, key=lambda p: p.error / max(p.noise, 1e-300))]
+  shown += [p for p in report.probes if p.kink and p.passed][:2]
+  return lines + [f'      {p.describe()}' for p in shown[:5]]
 
 
 def _layout(w, x, layout):
@@ -75,19 +177,47 @@ def _layout(w, x, layout):
   return layout
 
 
-def _call(fn, w, x, y, reg):
-  out = fn(np.array(w), np.array(x), np.array(y), reg)  # copies: the function may write into them
-  if not (isinstance(out, tuple) and len(out) == 2):
-    raise ValueError(f'fn must return (loss, dW), got {type(out).__name__}.')
-  loss, dw = out
-  dw = np.asarray(dw, np.float64)
-  if dw.shape != np.shape(w):
-    raise ValueError(f'fn returned dW of shape {dw.shape}; W is {np.shape(w)}.')
-  return float(loss), dw
+class _Fn:
+  """`fn` called on read-only `X` and `y` (copied per call only if `fn` writes into them)."""
+
+  def __init__(self, fn, x, y):
+    self.fn, self.copy = fn, False
+    self.x, self.y = np.array(x), np.array(y)
+    self.x.flags.writeable = self.y.flags.writeable = False
+    self.calls = 0
+
+  def __call__(self, w, reg):
+    self.calls += 1
+    args = (np.array(self.x), np.array(self.y)) if self.copy else (self.x, self.y)
+    try:
+      out = self.fn(np.array(w), *args, reg)
+    except ValueError as e:
+      if self.copy or 'read-only' not in str(e):
+        raise
+      self.copy = True
+      return self(w, reg)
+    if not (isinstance(out, tuple) and len(out) == 2):
+      raise ValueError(f'fn must return (loss, dW), got {type(out).__name__}.')
+    loss, dw = out
+    dw = np.asarray(dw, np.float64)
+    if dw.shape != np.shape(w):
+      raise ValueError(f'fn returned dW of shape {dw.shape}; W is {np.shape(w)}.')
+    return float(loss), dw
 
 
 def check_loss_and_grad(
-  fn, W, X, y, reg, reference='svm', layout='auto', num_coords=20, h=1e-5, seed=0, **loss_hparams
+  fn,
+  W,
+  X,
+  y,
+  reg,
+  reference=None,
+  layout='auto',
+  num_coords=40,
+  num_directions=4,
+  h=None,
+  seed=0,
+  **loss_hparams,
 ):
   """Checks `fn(W, X, y, reg) -> (loss, dW)` against linear_jax and against finite differences.
 
@@ -97,51 +227,59 @@ def check_loss_and_grad(
     X: `[N, D]` inputs (with the constant-1 column if the bias is folded).
     y: `[N]` labels (or targets, for a regression reference).
     reg: the penalty's strength: `reg · Σ W²` over every entry of `W`.
-    reference: `'svm'`, `'softmax'`, any loss name, or a `Loss` record.
+    reference: `'svm'`, `'softmax'`, any loss name, or a `Loss` record;
+      `None` (the default) takes whichever of `'svm'` and `'softmax'` has
+      `fn`'s loss value, or finite differences alone if neither does.
     layout: `'auto'` (from the shapes), `'DC'` or `'CD'`.
-    num_coords: coordinates of `W` checked by central differences of `fn`.
-    h: their step.
-    seed: which coordinates.
+    num_coords: coordinates of `W` probed by central differences of `fn`.
+    num_directions: random directions probed the same way (they touch every
+      coordinate at once).
+    h: the step; `None` takes `1e-5 / rms(X[:, d])` for the coordinates of
+      feature `d`, so a step moves the scores by about `1e-5` at any pixel
+      scale.
+    seed: which coordinates and directions.
     **loss_hparams: the reference loss's hyperparameters (`margin=1.0`, the
       course's Δ, is the SVM's default).
 
   Returns:
     A `LossAndGradReport`.
   """
+  start = time.perf_counter()
   gradcheck.require_x64()
-  spec = losses.get_loss(reference)
   w, x = np.asarray(W, np.float64), np.asarray(X, np.float64)
   layout = _layout(w, x, layout)
-  ref_loss, ref_data, ref_reg = _reference_terms(spec, w, x, y, reg, layout, loss_hparams)
-
-  loss, dw = _call(fn, w, x, y, reg)
-  _, dw0 = _call(fn, w, x, y, 0.0)
-  tol = gradcheck.THRESHOLDS['float64']
+  call = _Fn(fn, x, y)
+  loss, dw = call(w, reg)
+  loss0, dw0 = call(w, 0.0)
+  spec, note, data_factor = _choose_reference(reference, w, x, y, loss0, layout, loss_hparams)
   names = [f'W[{i}, {j}]' for i, j in np.ndindex(*w.shape)]
-  comparisons = [
-    gradcheck.compare('dW data term vs linear_jax', dw0.ravel(), ref_data.ravel(), names, tol['autodiff']),
-    gradcheck.compare(
-      'dW regularization term vs linear_jax', (dw - dw0).ravel(), ref_reg.ravel(), names, tol['autodiff']
-    ),
-    _numerical_comparison(fn, w, x, y, reg, dw, names, num_coords, h, seed, tol['central']),
-  ]
-  rel = float(gradcheck.relative_error(loss, ref_loss))
-  return LossAndGradReport(
-    reference=losses.loss_name(spec),
+  probes, n_coords, n_dirs = _probe(
+    call, w, x, reg, loss, dw, names, layout, num_coords, num_directions, h, seed
+  )
+  report = LossAndGradReport(
+    reference=None if spec is None else losses.loss_name(spec),
+    reference_note=note,
     layout=layout,
     reg=float(reg),
     loss_yours=loss,
-    loss_reference=ref_loss,
-    loss_rel_error=rel,
-    loss_ok=rel <= tol['autodiff'][0] or abs(loss - ref_loss) <= tol['autodiff'][1],
-    comparisons=comparisons,
+    probes=probes,
+    num_coords=n_coords,
+    num_directions=n_dirs,
   )
+  if spec is not None:
+    _against_reference(report, spec, w, x, y, (loss, dw, loss0, dw0), data_factor, names, loss_hparams)
+  report.comparisons.append(_numerical_comparison(probes))
+  if layout == 'CD':
+    report.conventions.append('W laid out [C, D] (scores X @ W.T); the course lays it out [D, C]')
+  report.seconds = time.perf_counter() - start
+  return report
 
 
-def _reference_terms(spec, w, x, y, reg, layout, loss_hparams):
-  """`(loss, data term, penalty term)`: linear_jax's objective at `w` and its gradient's two terms.
+def _reference_terms(spec, w, x, y, layout, loss_hparams):
+  """`(data loss, data gradient, rounding scale)`: linear_jax's objective at `w`, `reg = 0`.
 
-  The gradients are `w`'s shape, in `layout` (`'DC'` or `'CD'`).
+  The gradient is `w`'s shape, in `layout`; the scale is `|X|ᵀ|G|` (`G` the
+  score gradient over `N`), the size of the sums `dW`'s rounding comes from.
   """
   w_cd = w.T if layout == 'DC' else w
   to_user = (lambda a: np.asarray(a).T) if layout == 'DC' else np.asarray
@@ -149,27 +287,151 @@ def _reference_terms(spec, w, x, y, reg, layout, loss_hparams):
   params = model.Params(W=jnp.asarray(w_cd), b=jnp.zeros(w_cd.shape[0], jnp.float64))
   targets = np.asarray(y)
   kw = dict(loss=spec, penalty='l2', **loss_hparams)
-  ref_loss = float(losses.objective(params, x, targets, reg=reg, **kw))
+  ref_loss = float(losses.objective(params, x, targets, reg=0.0, **kw))
   ref_data = to_user(grads.analytic_grad(params, x, targets, reg=0.0, **kw).W)
-  ref_reg = to_user(grads.penalty_grad(params, 'l2', reg))
-  return ref_loss, ref_data, ref_reg
+  g = np.asarray(spec.score_grad(jnp.asarray(x @ w_cd.T), targets, **spec.resolve_hparams(loss_hparams)))
+  scale = to_user((np.abs(g).T @ np.abs(x)) / x.shape[0])
+  return ref_loss, ref_data, scale
 
 
-def _numerical_comparison(fn, w, x, y, reg, dw, names, num_coords, h, seed, tol):
-  """`fn`'s `dw` against central differences of `fn`'s loss, at `num_coords` coordinates drawn by `seed`."""
+def _loss_bound(a, b, n):
+  return EXACT * EPS * (n + 10) * max(abs(a), abs(b), 1e-300)
+
+
+def _choose_reference(reference, w, x, y, loss0, layout, loss_hparams):
+  """`(Loss or None, how it was chosen, data factor)`: the factor is 1 (a mean) or N (a sum)."""
+  n = x.shape[0]
+  if reference is not None:
+    spec = losses.get_loss(reference)
+    ref = _reference_terms(spec, w, x, y, layout, loss_hparams)[0]
+    factor = n if abs(loss0 - n * ref) <= _loss_bound(loss0, n * ref, n) < abs(loss0 - ref) else 1
+    return spec, 'named', factor
+  if np.issubdtype(np.asarray(y).dtype, np.integer):
+    for name in CANDIDATES:
+      spec = losses.get_loss(name)
+      ref = _reference_terms(spec, w, x, y, layout, loss_hparams)[0]
+      for factor in (1, n):
+        if abs(loss0 - factor * ref) <= _loss_bound(loss0, factor * ref, n):
+          return spec, 'matched by its loss value', factor
+  names = ' or '.join(repr(c) for c in CANDIDATES)
+  return None, f'its loss at reg=0 is neither {names}', 1
+
+
+def _against_reference(report, spec, w, x, y, values, data_factor, names, loss_hparams):
+  """Fills the loss verdict and the data and penalty comparisons of `report`, naming conventions."""
+  loss, dw, loss0, dw0 = values
+  n, reg = x.shape[0], report.reg
+  ref_loss, ref_data, scale = _reference_terms(spec, w, x, y, report.layout, loss_hparams)
+  ref_loss, ref_data, scale = data_factor * ref_loss, data_factor * ref_data, data_factor * scale
+  if data_factor != 1:
+    report.conventions.append(
+      'a sum over the examples, not a mean (the course divides by N); its dW follows suit'
+      if np.allclose(dw0, ref_data, rtol=1e-6, atol=0)
+      else 'its loss is a sum over the examples, not a mean (the course divides by N)'
+    )
+  penalty = reg * float(np.sum(w * w))
+  half = reg != 0 and abs(loss - loss0 - penalty / 2) <= _loss_bound(loss, loss0, n) + EXACT * EPS * penalty
+  factor = 0.5 if half else 1.0
+  if half:
+    report.conventions.append(
+      '0.5·reg·ΣW² penalty (dW term reg·W), the older convention; linear_jax and the course use '
+      'reg·ΣW² (dW term 2·reg·W). Not a failure: it is a different objective, the same minimiser '
+      'at twice the reg'
+    )
+  ref_reg = factor * np.asarray(grads.penalty_grad(model.Params(W=jnp.asarray(w), b=jnp.zeros(1)), 'l2', reg))
+  report.loss_reference = ref_loss + factor * penalty
+  diff, bound = abs(loss - report.loss_reference), _loss_bound(loss, report.loss_reference, n)
+  report.bounds['loss'] = (diff, bound)
+  report.loss_rel_error = float(gradcheck.relative_error(loss, report.loss_reference))
+  report.loss_ok = bool(diff <= bound)
+  data_bound = EXACT * EPS * (n + 10) * scale + 1e-300
+  reg_bound = EXACT * EPS * (np.abs(dw) + np.abs(dw0) + np.abs(ref_reg)) + 1e-300
+  report.comparisons += [
+    _exact(report, PAIRS[0], dw0, ref_data, data_bound, names),
+    _exact(report, PAIRS[1], dw - dw0, ref_reg, reg_bound, names),
+  ]
+
+
+def _exact(report, pair, a, b, bound, names):
+  """`a` against `b` within a per-coordinate rounding `bound`; records the worst in `report.bounds`."""
+  a, b, bound = a.ravel(), b.ravel(), bound.ravel()
+  diff = np.abs(a - b)
+  ok = (diff <= bound) & np.isfinite(a)
+  worst = int(np.argmax(np.nan_to_num(diff / bound, nan=np.inf)))
+  report.bounds[pair] = (float(diff[worst]), float(bound[worst]))
+  bad = np.flatnonzero(~ok)
+  order = bad[np.argsort(-np.nan_to_num(diff[bad] / bound[bad], nan=np.inf))][:3]
+  return gradcheck.Comparison(
+    pair=pair,
+    max_rel_error=float(np.nan_to_num(gradcheck.relative_error(a, b), nan=np.inf).max(initial=0.0)),
+    max_abs_error=float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)),
+    num_compared=int(a.size),
+    num_failed=int(bad.size),
+    num_kinks=0,
+    worst=[(names[i], float(a[i]), float(b[i]), float(gradcheck.relative_error(a[i], b[i]))) for i in order],
+  )
+
+
+def _feature_scale(x, w, layout):
+  """Each coordinate's feature rms, `W`'s shape: how far a unit step of it moves the scores."""
+  rms = np.sqrt(np.mean(x * x, axis=0))
+  rms = np.where(rms > 0, rms, 1.0)
+  return np.broadcast_to(rms[:, None] if layout == 'DC' else rms[None, :], w.shape)
+
+
+def _probe(call, w, x, reg, loss, dw, names, layout, num_coords, num_directions, h, seed):
+  """Probes `dw` at `num_coords` coordinates and `num_directions` random directions; `(probes, n, m)`."""
   rng = np.random.default_rng(seed)
+  scale = _feature_scale(x, w, layout) if h is None else np.ones(w.shape)
+  h0 = 1e-5 if h is None else float(h)
   coords = np.sort(rng.choice(w.size, min(num_coords, w.size), replace=False))
-  numeric = []
+  probes = []
   for i in coords:
-    step = np.zeros(w.size)
-    step[i] = h
-    plus = _call(fn, w + step.reshape(w.shape), x, y, reg)[0]
-    minus = _call(fn, w - step.reshape(w.shape), x, y, reg)[0]
-    numeric.append((plus - minus) / (2 * h))
-  return gradcheck.compare(
-    'dW vs numerical (of fn)',
-    dw.ravel()[coords],
-    np.asarray(numeric),
-    [names[i] for i in coords],
-    tol,
+    u = np.zeros(w.size)
+    u[i] = 1.0
+    probes.append(_central(call, w, reg, loss, dw, u.reshape(w.shape), h0 / scale.flat[i], names[i]))
+  for k in range(num_directions):
+    u = rng.normal(size=w.shape) / scale
+    u /= np.sqrt(np.sum((u * scale) ** 2))  # a step h0 moves the scaled coordinates by h0 in norm
+    probes.append(_central(call, w, reg, loss, dw, u, h0, f'direction {k + 1}'))
+  return probes, len(coords), num_directions
+
+
+def _central(call, w, reg, f0, dw, u, h, name):
+  """`dw · u` against `D(s) = (f(w + s·u) − f(w − s·u)) / 2s` at `s = h, 2h, 4h`, with its noise.
+
+  Truncation of `D(h)` is measured as `|D(2h) − D(h)| / 3` (both err by
+  `s²·f‴/6`); rounding is `κ · ε · max|f| / h`. Smooth `f` has
+  `D(4h) − D(2h) ≈ 4 · (D(2h) − D(h))`; when that fails beyond the noise the
+  steps straddle a kink.
+  """
+  f = {s: call(w + s * h * u, reg)[0] for s in (-4, -2, -1, 1, 2, 4)}
+  d = {s: (f[s] - f[-s]) / (2 * s * h) for s in (1, 2, 4)}
+  rounding = ROUNDING * EPS * max(abs(v) for v in (f0, *f.values())) / h
+  e1, e2 = d[2] - d[1], d[4] - d[2]
+  kink = abs(e2 - 4 * e1) > max(AGREE * 8 * rounding, 0.25 * abs(e2))
+  backward, forward = (f0 - f[-1]) / h, (f[1] - f0) / h
+  # On a kink's smooth side the one-sided quotients miss the slope by h·f''/2: allow that much.
+  curvature = min(abs(backward - (f0 - f[-2]) / (2 * h)), abs(forward - (f[2] - f0) / (2 * h)))
+  noise = rounding + (curvature if kink else abs(e1) / 3)
+  return Probe(name, float(np.sum(dw * u)), float(d[1]), float(noise), bool(kink), (backward, forward), h)
+
+
+def _numerical_comparison(probes):
+  bad = [p for p in probes if not p.passed]
+  smooth = [p for p in probes if not p.kink] or [None]
+  worst_rel = max(
+    (float(gradcheck.relative_error(p.analytic, p.numerical)) for p in smooth if p), default=0.0
+  )
+  return gradcheck.Comparison(
+    pair=PAIRS[2],
+    max_rel_error=worst_rel,
+    max_abs_error=max((p.error for p in smooth if p), default=0.0),
+    num_compared=len(probes),
+    num_failed=len(bad),
+    num_kinks=sum(p.kink for p in probes),
+    worst=[
+      (p.name, p.analytic, p.numerical, float(gradcheck.relative_error(p.analytic, p.numerical)))
+      for p in bad[:3]
+    ],
   )

@@ -89,3 +89,82 @@ def test_square_weights_need_a_layout():
   assert lj.check_loss_and_grad(svm_loss_naive, W, X, y, 0.1, layout='DC').passed
   with pytest.raises(ValueError, match='must return \\(loss, dW\\)'):
     lj.check_loss_and_grad(lambda *a: 1.0, W, X, y, 0.1, layout='DC')
+
+
+# The assignment's scale: N = 500 images of 3,072 mean-subtracted pixels (about ±60) and the bias column.
+def svm_loss_vectorized(W, X, y, reg):
+  """The course's vectorized multiclass SVM, as a student writes it."""
+  num_train = X.shape[0]
+  scores = X.dot(W)
+  correct = scores[np.arange(num_train), y][:, None]
+  margins = np.maximum(0, scores - correct + 1)
+  margins[np.arange(num_train), y] = 0
+  loss = np.sum(margins) / num_train + reg * np.sum(W * W)
+  mask = (margins > 0).astype(float)
+  mask[np.arange(num_train), y] = -mask.sum(axis=1)
+  return loss, X.T.dot(mask) / num_train + 2 * reg * W
+
+
+def softmax_loss_course(W, X, y, reg, reg_factor=2.0, n_divides_dw=True, half_penalty=False):
+  """The course's vectorized softmax; the keywords plant a mistake or a convention."""
+  num_train = X.shape[0]
+  scores = X.dot(W)
+  scores -= scores.max(axis=1, keepdims=True)
+  probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+  loss = -np.log(probs[np.arange(num_train), y]).sum() / num_train
+  loss += (0.5 if half_penalty else 1.0) * reg * np.sum(W * W)
+  probs[np.arange(num_train), y] -= 1
+  dW = X.T.dot(probs) / (num_train if n_divides_dw else 1)
+  return loss, dW + reg_factor * reg * W
+
+
+def _pixels(seed):
+  rng = np.random.default_rng(seed)
+  X = rng.uniform(0, 255, size=(500, 3072))
+  X = np.hstack([X - X.mean(0), np.ones((500, 1))])
+  return 1e-4 * rng.normal(size=(3073, 10)), X, rng.integers(0, 10, 500)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('reg', [5e-6, 5e1])
+def test_correct_course_functions_pass_at_assignment_scale(seed, reg):
+  W, X, y = _pixels(seed)
+  for fn, name in ((svm_loss_vectorized, 'svm'), (softmax_loss_course, 'softmax')):
+    report = lj.check_loss_and_grad(fn, W, X, y, reg, seed=seed)  # no reference named: found by value
+    assert report.passed, report.summary()
+    assert report.reference == name and report.num_coords == 40 and report.num_directions == 4
+    print(f'{name} N=500 D=3073 C=10 reg={reg:g}: {report.seconds:.2f} s')  # the timing figure, not asserted
+
+
+@pytest.mark.parametrize('reg', [5e-6, 5e1])
+def test_planted_bugs_are_caught_at_assignment_scale(reg):
+  W, X, y = _pixels(2)
+  check = lambda fn: lj.check_loss_and_grad(fn, W, X, y, reg, num_coords=8, num_directions=1)
+  flipped = check(lambda *a: (softmax_loss_course(*a)[0], -softmax_loss_course(*a)[1]))
+  assert {'dW data term vs linear_jax', 'dW vs numerical (of fn)'} <= set(flipped.disagreements())
+  no_mean = check(lambda *a: softmax_loss_course(*a, n_divides_dw=False))
+  assert no_mean.disagreements() == ['dW data term vs linear_jax', 'dW vs numerical (of fn)']
+  no_reg = check(lambda *a: softmax_loss_course(*a, reg_factor=0.0))
+  assert 'dW regularization term vs linear_jax' in no_reg.disagreements()
+  half = check(lambda *a: softmax_loss_course(*a, reg_factor=1.0, half_penalty=True))
+  assert half.passed and half.reference == 'softmax', half.summary()
+  assert len(half.conventions) == 1 and '0.5·reg·ΣW²' in half.summary()
+
+
+def test_softmax_without_a_reference_is_matched_to_softmax():
+  W, X, y = _problem(6)
+  report = lj.check_loss_and_grad(softmax_loss_vectorized, W, X, y, 0.1)
+  assert report.passed and report.reference == 'softmax' and 'matched by its loss value' in report.summary()
+  unknown = lj.check_loss_and_grad(lambda *a: tuple(3 * v for v in softmax_loss_vectorized(*a)), W, X, y, 0.1)
+  assert unknown.reference is None and unknown.passed, unknown.summary()  # finite differences alone
+  assert 'fn vs finite differences only' in unknown.summary()
+
+
+def test_a_step_across_a_hinge_is_a_kink_not_a_failure():
+  W, X, y = _pixels(3)
+  report = lj.check_loss_and_grad(svm_loss_vectorized, W, X, y, 5e-6, h=1e-4, num_coords=20, num_directions=2)
+  assert report.passed, report.summary()
+  assert report.comparisons[-1].num_kinks > 0 and 'at a kink, not a failure' in report.summary()
+  flipped = lambda *a: (svm_loss_vectorized(*a)[0], -svm_loss_vectorized(*a)[1])
+  bad = lj.check_loss_and_grad(flipped, W, X, y, 5e-6, h=1e-4, num_coords=20, num_directions=2)
+  assert 'dW vs numerical (of fn)' in bad.disagreements()
