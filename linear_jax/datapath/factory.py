@@ -107,7 +107,7 @@ def together(what):
 
 
 def prepare(
-  raw, name, val_fraction, test_fraction, preprocess, seed, dtype, stream_file, progress, class_weight
+  raw, name, val_fraction, test_fraction, preprocess, *, seed, dtype, stream_file, progress, class_weight
 ):
   """A `Dataset` of `raw`: its splits prepared in memory (`data.prepare`), or, for a memory map with
   `stream_file`, left in the file to stream (`stream.prepare`: nothing is copied)."""
