@@ -472,3 +472,9 @@ def test_a_workdir_under_home_is_expanded_not_made_in_the_current_folder(tmp_pat
   assert (tmp_path / 'home' / 'sub' / 'summary.json').exists()
   assert not (tmp_path / '~').exists()
   assert str(tmp_path / 'home' / 'sub') in out.stdout
+
+
+def test_gradcheck_refuses_a_step_where_a_finite_difference_means_nothing():
+  message = '--h must be finite and in [1e-12, 0.1]'
+  cases = [(['--h=0'], message), (['--h=1e300'], message), (['--h=nan'], message), (['--h=1e-13'], message)]
+  _assert_flag_errors('experiments.gradcheck', cases)
