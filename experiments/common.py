@@ -451,6 +451,27 @@ def prepare_workdir(path):
   return path
 
 
+def prepare_output_file(flag, path):
+  """Proves `--flag=path` (its `~` expanded) can be written now, before any work; returns the path.
+
+  Its folder is made; a folder given as the file, or a file that cannot be opened for writing, is
+  a one-line error naming the flag. A file that was not there is not left behind.
+  """
+  path = expand_path(path)
+  if os.path.isdir(path):
+    raise SystemExit(f'--{flag}={path} is a folder; give the name of a file to write.')
+  existed = os.path.exists(path)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'a'):
+      pass
+  except OSError as e:
+    raise SystemExit(f'--{flag}={path} cannot be written: {e.strerror}.') from e
+  if not existed:
+    os.remove(path)
+  return path
+
+
 def versions():
   return experiment.versions()
 

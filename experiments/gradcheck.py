@@ -83,13 +83,14 @@ def run():
 
 def main(argv):
   del argv
+  json_out = common.prepare_output_file('json_out', FLAGS.json_out) if FLAGS.json_out else None
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)
   reports = run()
   failed = [r for r in reports if not r.passed]
   print(f'\n{len(reports) - len(failed)} passed, {len(failed)} failed')
-  if FLAGS.json_out:
-    gradcheck_run.write_json(FLAGS.json_out, reports)
+  if json_out:
+    gradcheck_run.write_json(json_out, reports)
   if failed:
     print(
       'Gradient check FAILED for: '
