@@ -113,10 +113,35 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
       validate_as_field(name, field.name, record, flag_values)
 
 
+# Flags that name a file or folder: `~` is expanded in them (absl leaves `--workdir=~/x` as it is).
+PATH_FLAGS = (
+  'workdir',
+  'data_dir',
+  'data_path',
+  'labels_path',
+  'test_path',
+  'test_labels_path',
+  'json_out',
+  'compilation_cache',
+)
+
+
+def expand_path(value):
+  """`value` with a leading `~` expanded (`None` and `''` as they are)."""
+  return os.path.expanduser(value) if isinstance(value, str) and value else value
+
+
 def record_from_flags(record, f):
-  """The `record` (a dataclass) the parsed flags `f` describe: each field from the flag of its name."""
+  """The `record` (a dataclass) the parsed flags `f` describe: each field from the flag of its name.
+
+  A path flag (`PATH_FLAGS`) has its `~` expanded.
+  """
   return record(
-    **{field.name: f[field.name].value for field in dataclasses.fields(record) if field.name in f}
+    **{
+      field.name: expand_path(f[field.name].value) if field.name in PATH_FLAGS else f[field.name].value
+      for field in dataclasses.fields(record)
+      if field.name in f
+    }
   )
 
 
@@ -413,9 +438,8 @@ def progress_line(message):
 
 
 def prepare_workdir(path):
-  """Creates `path` and proves it writable now, not after training."""
-  import os  # pylint: disable=import-outside-toplevel
-
+  """Creates `path` (its `~` expanded) and proves it writable now, not after training; returns it."""
+  path = expand_path(path)
   try:
     os.makedirs(path, exist_ok=True)
     probe = os.path.join(path, '.write-test')
@@ -424,6 +448,27 @@ def prepare_workdir(path):
     os.remove(probe)
   except OSError as e:
     raise SystemExit(f'--workdir={path} is not writable: {e.strerror}.') from e
+  return path
+
+
+def prepare_output_file(flag, path):
+  """Proves `--flag=path` (its `~` expanded) can be written now, before any work; returns the path.
+
+  Its folder is made; a folder given as the file, or a file that cannot be opened for writing, is
+  a one-line error naming the flag. A file that was not there is not left behind.
+  """
+  path = expand_path(path)
+  if os.path.isdir(path):
+    raise SystemExit(f'--{flag}={path} is a folder; give the name of a file to write.')
+  existed = os.path.exists(path)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'a'):
+      pass
+  except OSError as e:
+    raise SystemExit(f'--{flag}={path} cannot be written: {e.strerror}.') from e
+  if not existed:
+    os.remove(path)
   return path
 
 
@@ -512,7 +557,7 @@ def configure_compilation_cache(f):
   """
   from absl import logging  # pylint: disable=import-outside-toplevel
 
-  path = os.path.expanduser(f.compilation_cache or '')
+  path = expand_path(f.compilation_cache or '')
   if not path:
     return
   try:

@@ -9,6 +9,7 @@ missing_reg, missing_bias) checks a deliberately wrong gradient instead, to
 show the checker catching it. Runs in float64.
 """
 
+import math
 import sys
 
 from absl import flags
@@ -23,7 +24,17 @@ common.define_objective_flags(allow_all=True)
 flags.DEFINE_enum(
   'method', 'all', ('central', 'forward', 'sparse', 'directional', 'all'), 'Numerical method.'
 )
-flags.DEFINE_float('h', None, 'Finite-difference step (default: per method, see the docs).', lower_bound=0.0)
+H_RANGE = gradcheck.STEP_RANGE['float64']  # the check runs in float64; see STEP_RANGE for the bounds
+flags.DEFINE_float(
+  'h',
+  None,
+  f'Finite-difference step in [{H_RANGE[0]:g}, {H_RANGE[1]:g}] (default: per method, see the docs).',
+)
+flags.register_validator(
+  'h',
+  lambda h: h is None or (math.isfinite(h) and H_RANGE[0] <= h <= H_RANGE[1]),
+  message=f'--h must be finite and in [{H_RANGE[0]:g}, {H_RANGE[1]:g}]; outside it a difference is noise.',
+)
 flags.DEFINE_integer('num_examples', 20, 'N, examples in the random problem.', lower_bound=1)
 flags.DEFINE_integer('num_features', 6, 'D, input features.', lower_bound=1)
 flags.DEFINE_integer('num_classes', 4, 'C, classes (binary losses use 1).', lower_bound=2)
@@ -72,13 +83,14 @@ def run():
 
 def main(argv):
   del argv
+  json_out = common.prepare_output_file('json_out', FLAGS.json_out) if FLAGS.json_out else None
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)
   reports = run()
   failed = [r for r in reports if not r.passed]
   print(f'\n{len(reports) - len(failed)} passed, {len(failed)} failed')
-  if FLAGS.json_out:
-    gradcheck_run.write_json(FLAGS.json_out, reports)
+  if json_out:
+    gradcheck_run.write_json(json_out, reports)
   if failed:
     print(
       'Gradient check FAILED for: '

@@ -443,3 +443,38 @@ def test_train_lbfgs_streams_an_npy_file(tmp_path):
   assert lines[-1]['fevals'] == solver['fevals']
   assert lines[-1]['train_loss'] == pytest.approx(solver['objective'], rel=1e-6)  # streamed eval vs solver
   assert summary['final']['test_accuracy'] > 0.8
+
+
+def test_a_workdir_under_home_is_expanded_not_made_in_the_current_folder(tmp_path):
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'experiments.train',
+      '--workdir=~/sub',
+      '--max_epochs=1',
+      '--plots=false',
+      '--quiet',
+    ],
+    cwd=tmp_path,
+    env={
+      **os.environ,
+      'HOME': str(tmp_path / 'home'),
+      'PYTHONPATH': str(ROOT),
+      'XDG_CACHE_HOME': str(tmp_path),
+    },
+    capture_output=True,
+    text=True,
+    timeout=240,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr
+  assert (tmp_path / 'home' / 'sub' / 'summary.json').exists()
+  assert not (tmp_path / '~').exists()
+  assert str(tmp_path / 'home' / 'sub') in out.stdout
+
+
+def test_gradcheck_refuses_a_step_where_a_finite_difference_means_nothing():
+  message = '--h must be finite and in [1e-12, 0.1]'
+  cases = [(['--h=0'], message), (['--h=1e300'], message), (['--h=nan'], message), (['--h=1e-13'], message)]
+  _assert_flag_errors('experiments.gradcheck', cases)

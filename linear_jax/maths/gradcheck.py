@@ -55,6 +55,13 @@ DEFAULT_STEP = {
   'float64': {'central': 1e-5, 'forward': 1e-7, 'sparse': 1e-5, 'directional': 1e-5},
   'float32': {'central': 5e-3, 'forward': 3e-4, 'sparse': 5e-3, 'directional': 5e-3},
 }
+# The steps a finite difference means anything at, per dtype. Below the low end the rounding error of
+# f(w ± h), about eps·|f|/h (eps 2.2e-16 in float64, 1.2e-7 in float32), swamps the difference: at
+# h = 1e-12 it is already ~1e-4·|f| in float64 (and at 1e-5 ~1e-2·|f| in float32). Above 0.1 the
+# truncation error (h²/6 times the third derivative, central; h/2 times the second, forward) is no
+# longer small for unit-scale weights, and a step that wide crosses the hinges of every coordinate,
+# so every coordinate would be taken for a kink and the check would pass having checked nothing.
+STEP_RANGE = {'float64': (1e-12, 1e-1), 'float32': (1e-5, 1e-1)}
 # (relative tolerance, absolute tolerance) per comparison and dtype.
 THRESHOLDS = {
   'float64': {'autodiff': (1e-9, 1e-12), 'central': (1e-6, 1e-8), 'forward': (1e-3, 1e-6)},
@@ -226,6 +233,7 @@ def make_numerical_grad(
 ) -> Callable[[chex.ArrayTree], chex.ArrayTree]:
   """A jitted `params -> numerical gradient of f` for repeated use (see `numerical_grad`)."""
   validation.check_name('numerical method', method, ('central', 'forward'))
+  check_step_range(h, 'float64' if jax.config.jax_enable_x64 else 'float32')
 
   @jax.jit
   def numerical(params):
@@ -495,11 +503,23 @@ def _float_params(params):
   return params, dtype
 
 
+def check_step_range(h, dtype):
+  """Raises unless the step `h` is finite and within `STEP_RANGE[dtype]`; returns it as a float."""
+  low, high = STEP_RANGE[dtype]
+  try:
+    h = float(h)
+  except (TypeError, ValueError):
+    raise ValueError(f'The finite-difference step h must be a number, got {h!r}.') from None
+  if not (math.isfinite(h) and low <= h <= high):
+    raise ValueError(
+      f'The finite-difference step h must be finite and in [{low:g}, {high:g}] in {dtype}, got {h:g}.'
+    )
+  return h
+
+
 def _check_step(h, dtype, method, richardson):
   """The finite-difference step: `h`, or `DEFAULT_STEP`'s for `dtype` and `method`; checked."""
-  h = DEFAULT_STEP[dtype][method] if h is None else float(h)
-  if not (math.isfinite(h) and h > 0):
-    raise ValueError(f'The finite-difference step h must be finite and > 0, got {h}.')
+  h = DEFAULT_STEP[dtype][method] if h is None else check_step_range(h, dtype)
   if richardson and method == 'forward':
     raise ValueError(
       "richardson=True extrapolates central differences; use method='central', 'sparse' or 'directional'."

@@ -290,6 +290,28 @@ def _outcome(result):
   }
 
 
+# Every file a run may write to its workdir.
+OUTPUTS = (
+  'metrics.jsonl',
+  'summary.json',
+  'params.npz',
+  train.CHECKPOINT,
+  'curves.png',
+  'templates.png',
+  'regions.png',
+)
+
+
+def check_outputs(workdir):
+  """Raises, naming it, if an output name of a run (`OUTPUTS`) is a folder in `workdir`."""
+  for name in OUTPUTS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      raise ValueError(
+        f'{path} is a folder, where the run writes its file {name}; move it or use another --workdir.'
+      )
+
+
 def train_and_evaluate(
   config,
   data_config,
@@ -316,10 +338,13 @@ def train_and_evaluate(
 
   Returns:
     The summary (as written to summary.json); it holds "final", "epochs_run", "stop_reason",
-    "solver" and "interrupted" in every process. Raises `ValueError` on bad input before any work,
+    "solver" and "interrupted" in every process. Raises `ValueError` on bad input (an output name of
+    `OUTPUTS` that is a folder in `workdir` among it) before any work,
     and `results.Diverged` (after writing a summary.json that says so) when training diverges.
   """
 
+  if write_outputs:
+    check_outputs(workdir)
   try:
     return _train_and_evaluate(
       config, data_config, workdir, options, write_outputs, on_epoch, progress, record

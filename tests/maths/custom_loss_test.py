@@ -324,12 +324,14 @@ def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
     ('{d}/my_loss.py:NOPE', "defines no 'NOPE'"),
     ('{d}/my_loss.py:NOT_A_LOSS', 'is of type int, not a linear_jax.Loss'),
     ('{d}/raises.py:X', 'raised ZeroDivisionError on import'),
+    ('{d}/exits.py:X', 'exits.py exited while it was imported (sys.exit(0))'),
     ('no_such_module_xyz:X', "cannot import module 'no_such_module_xyz'"),
     ('softmax', None),
   ],
 )
 def test_bad_loss_flag_is_one_line_before_any_work(user_file, spec, match):
   (user_file.parent / 'raises.py').write_text('1 / 0\n')
+  (user_file.parent / 'exits.py').write_text('import sys\nsys.exit(0)\n')
   args = [f'--loss={spec.format(d=user_file.parent)}', '--loss_hparams=delta=2']
   out = _run('experiments.train', *args, '--epochs=1', f'--workdir={user_file.parent / "w"}')
   assert out.returncode != 0
@@ -338,6 +340,30 @@ def test_bad_loss_flag_is_one_line_before_any_work(user_file, spec, match):
   if match is None:  # a known loss given a hyperparameter it does not have
     assert "Loss 'softmax' has no hyperparameters; got 'delta'" in out.stderr
   assert not (user_file.parent / 'w' / 'metrics.jsonl').exists()
+
+
+def test_a_loss_file_path_expands_the_home_folder(user_file, monkeypatch):
+  monkeypatch.setenv('HOME', str(user_file.parent))
+  assert losses.get_loss('~/my_loss.py:GOOD').targets == 'binary'
+
+
+@pytest.mark.parametrize('code', ['import sys\nsys.exit(0)\n', 'raise SystemExit(3)\n'])
+def test_a_loss_file_that_exits_on_import_is_a_one_line_error(tmp_path, code):
+  (tmp_path / 'exits.py').write_text(code)
+  with pytest.raises(ValueError, match=r'exits\.py exited while it was imported \(sys\.exit\((0|3)\)\)'):
+    losses.get_loss(f'{tmp_path}/exits.py:X')
+
+
+def test_a_loss_flag_naming_a_file_that_is_not_python_says_the_form(tmp_path, monkeypatch):
+  (tmp_path / 'my_loss.txt').write_text('X = 1\n')
+  monkeypatch.chdir(tmp_path)
+  for spec in ('my_loss.txt:X', f'{tmp_path}/my_loss.txt:X'):
+    with pytest.raises(ValueError, match=r'my_loss\.txt is not a Python file; write FILE\.py:NAME'):
+      losses.get_loss(spec)
+  with pytest.raises(ValueError, match=r'no_such\.txt.*\(a loss is FILE\.py:NAME or package\.module:NAME\)'):
+    losses.get_loss('no_such.txt:X')
+  with pytest.raises(ValueError, match='no file'):
+    losses.get_loss(f'{tmp_path}:X')  # a folder
 
 
 def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_runs():

@@ -36,6 +36,15 @@ def test_numerical_grad_central_beats_forward():
   assert float(jnp.max(jnp.abs(cen - exact))) < 1e-9 < float(jnp.max(jnp.abs(fwd - exact)))
 
 
+@pytest.mark.parametrize('h', [0.0, -1e-5, 1e-13, 1.0, 1e300, float('nan'), float('inf')])
+def test_a_step_where_a_finite_difference_means_nothing_is_refused(h):
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(1), 'svm', 10, 4, 3)
+  with pytest.raises(ValueError, match=r'step h must be finite and in \[1e-12, 0\.1\] in float64'):
+    lj.check_gradients(params, x, targets, loss='svm', h=h)
+  with pytest.raises(ValueError, match=r'step h must be finite and in \[1e-12, 0\.1\]'):
+    lj.numerical_grad(lambda w: jnp.sum(w**2), jnp.ones(3), h=h)
+
+
 @pytest.mark.parametrize('method', gradcheck.METHODS)
 @pytest.mark.parametrize('loss', ['svm', 'softmax', 'hinge', 'l1'])
 def test_correct_gradients_pass(method, loss):

@@ -46,6 +46,14 @@ def test_a_bad_data_config_is_refused_before_any_work(tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize('name', experiment.OUTPUTS)
+def test_an_output_name_that_is_a_folder_is_refused_before_training(tmp_path, name):
+  (tmp_path / name).mkdir()
+  with pytest.raises(ValueError, match=rf'{name} is a folder, where the run writes its file {name}'):
+    experiment.train_and_evaluate(config.TrainConfig(epochs=1), experiment.DataConfig(), str(tmp_path))
+  assert [p.name for p in tmp_path.iterdir()] == [name]  # nothing trained, nothing written
+
+
 def test_json_outputs_are_valid_json_written_whole(tmp_path):
   path = tmp_path / 'summary.json'
   experiment.write_json(str(path), {'final': {'test_mse': float('inf'), 'loss': float('nan'), 'ok': 1.5}})

@@ -1,0 +1,23 @@
+"""The paths the experiments take from flags, checked in-process before any work (experiments/common.py)."""
+
+import os
+
+import pytest
+
+from experiments import common
+
+
+def test_json_out_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+  with pytest.raises(SystemExit, match=r'^--json_out=.* is a folder; give the name of a file to write\.$'):
+    common.prepare_output_file('json_out', str(tmp_path))
+  (tmp_path / 'file').write_text('x')
+  with pytest.raises(SystemExit, match=r'^--json_out=.*file/r\.json cannot be written: '):
+    common.prepare_output_file('json_out', str(tmp_path / 'file' / 'r.json'))  # a file where a folder must be
+  path = common.prepare_output_file('json_out', str(tmp_path / 'new' / 'r.json'))
+  assert os.path.isdir(tmp_path / 'new') and not os.path.exists(path)  # the folder made, no empty file left
+
+
+def test_json_out_under_home_is_expanded(tmp_path, monkeypatch):
+  monkeypatch.setenv('HOME', str(tmp_path))
+  assert common.prepare_output_file('json_out', '~/r.json') == str(tmp_path / 'r.json')
+  assert common.expand_path('~/d') == str(tmp_path / 'd') and common.expand_path(None) is None
