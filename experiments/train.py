@@ -50,7 +50,7 @@ def main(argv):
 
   from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
-  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import resume  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
   workdir = common.prepare_workdir(FLAGS.workdir) if main_process else common.expand_path(FLAGS.workdir)
@@ -73,7 +73,7 @@ def main(argv):
   except ValueError as e:
     sys.exit(f'Error: {e}')
   if summary['interrupted']:
-    checkpoint = os.path.join(workdir, train.CHECKPOINT)
+    checkpoint = os.path.join(workdir, resume.CHECKPOINT)
     longrun.exit_stopped(__spec__.name, checkpoint, f'epoch {summary["epochs_run"]} of {FLAGS.epochs}')
   if main_process:
     print(experiment.last_line(summary, workdir))

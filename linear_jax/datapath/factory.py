@@ -60,9 +60,10 @@ def make(cfg, dataset, resident=False, train_weights=None):
   A split streams when `cfg.stream` asks for it, for a `stream.prepare`d
   dataset, or when the splits do not fit in free memory (`resident.should_stream`).
   """
+  streamed = not resident and on_device.should_stream(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
-    check_lbfgs(cfg, streamed=not resident and on_device.should_stream(cfg, dataset))
-  if resident or not on_device.should_stream(cfg, dataset):
+    check_lbfgs(cfg, streamed=streamed)
+  if not streamed:
     return (Resident if cfg.parallel == 'none' else DataParallel)(cfg, dataset, train_weights)
   stream.check_config(cfg)
   steps, _ = step.steps_per_epoch(cfg, len(dataset.x_train))
@@ -273,7 +274,7 @@ class Resident(_Path):
 
   def objective(self, params, hp):
     x, y = self.arrays['train']
-    return jax.value_and_grad(solvers.objective_fn(self.cfg, x, y, hp, self.weights('train')))(params)
+    return _value_and_grad(params, x, y, hp, self.weights('train'), structure=step.structural(self.cfg))
 
   def grad_norm(self, params, hp):
     x, y = self.arrays['train']
@@ -375,6 +376,12 @@ class Lockstep(Streamed):
   data_order = (
     'stream.block_order(jax.random.fold_in(key, epoch), num_blocks), each device its rows (stream.Lockstep)'
   )
+
+
+@functools.partial(jax.jit, static_argnames=('structure',))
+def _value_and_grad(params, x, y, hp, weights, *, structure):
+  """The resident split's `(f, ∇f)`: one program per `config.StepConfig` (its loss, penalty, gradient)."""
+  return jax.value_and_grad(solvers.objective_fn(structure, x, y, hp, weights))(params)
 
 
 def check_fits(cfg, dataset):

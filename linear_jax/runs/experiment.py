@@ -28,6 +28,7 @@ from linear_jax.runs import plots
 from linear_jax.training import checkpoint
 from linear_jax.training import lbfgs
 from linear_jax.training import refit
+from linear_jax.training import resume
 from linear_jax.training import train
 
 DELIMITERS = ('auto', ',', ';', 'tab')  # 'auto': detected
@@ -295,7 +296,7 @@ OUTPUTS = (
   'metrics.jsonl',
   'summary.json',
   'params.npz',
-  train.CHECKPOINT,
+  resume.CHECKPOINT,
   'curves.png',
   'templates.png',
   'regions.png',
@@ -427,7 +428,7 @@ def _start_metrics(workdir, options, write_outputs):
   sums over them, so each must take part); only the writing is process 0's.
   """
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  ckpt = os.path.join(workdir, train.CHECKPOINT)
+  ckpt = os.path.join(workdir, resume.CHECKPOINT)
   with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
     if write_outputs:
       if not options.resume and os.path.exists(ckpt):

@@ -25,8 +25,6 @@ from linear_jax.training import preemption
 from linear_jax.training import resume as resume_lib
 from linear_jax.training import stopping
 
-CHECKPOINT = resume_lib.CHECKPOINT
-
 
 def check_fit(cfg, dataset):
   """Host-side checks before any compile (config, loss against data, every split's rows); the path.
