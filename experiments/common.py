@@ -92,7 +92,16 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
     help_text = meta.get('help')
     if not help_text:
       raise ValueError(f"{record.__name__}.{field.name} says no help: give it metadata={{'help': ...}}.")
-    if kind is bool:
+    if meta.get('auto'):
+      flags.DEFINE(
+        _FloatOrAuto(),
+        name,
+        default,
+        help_text,
+        flag_values=flag_values,
+        serializer=flags.ArgumentSerializer(),
+      )
+    elif kind is bool:
       flags.DEFINE_bool(name, default, help_text, flag_values=flag_values)
     elif kind in (int, float):
       define = flags.DEFINE_integer if kind is int else flags.DEFINE_float
@@ -109,8 +118,27 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
     if meta.get('alias'):
       flags.DEFINE_alias(meta['alias'], name, flag_values=flag_values)
       GROUPS[meta['alias']] = GROUPS[name]
-    if kind in (int, float) and meta.get('validate', True) and hasattr(record, 'validate'):
+    if (
+      (kind in (int, float) or meta.get('auto'))
+      and meta.get('validate', True)
+      and hasattr(record, 'validate')
+    ):
       validate_as_field(name, field.name, record, flag_values)
+
+
+class _FloatOrAuto(flags.ArgumentParser):
+  """A number, or `auto` (a field with `metadata['auto']`: `--learning_rate`)."""
+
+  def parse(self, argument):
+    if isinstance(argument, str) and argument.strip().lower() == config.AUTO:
+      return config.AUTO
+    try:
+      return float(argument)
+    except (TypeError, ValueError):
+      raise ValueError(f"a number or 'auto', got {argument!r}") from None
+
+  def flag_type(self):
+    return 'float or auto'
 
 
 # Flags that name a file or folder: `~` is expanded in them (absl leaves `--workdir=~/x` as it is).
@@ -314,7 +342,11 @@ def define_training_flags(max_epochs=False):
   if not max_epochs:
     epochs = {'default': config.TrainConfig().epochs, 'help': 'Passes over the training data, > 0.'}
   # 0 is full batch in TrainConfig; the flag for it is --full_batch.
-  define_fields(config.TrainConfig, rest, RUN, epochs=epochs, batch_size={'validate': False})
+  # The sweeps train every setting a fixed count: a constant rate unless a schedule is asked for.
+  schedule = {} if max_epochs else {'default': 'constant', 'choices': config.SCHEDULES[:-1]}
+  define_fields(
+    config.TrainConfig, rest, RUN, epochs=epochs, batch_size={'validate': False}, schedule=schedule
+  )
   flags.register_validator('batch_size', lambda v: v > 0, message='--batch_size must be > 0.')
   flags.DEFINE_bool('full_batch', False, 'Full-batch gradient descent: one step per epoch on all examples.')
   flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
@@ -391,12 +423,13 @@ def define_run_flags():
 def train_config(f):
   """The `TrainConfig` the parsed flags describe: each field from the flag of its name, where there is one.
 
-  Two fields are said otherwise on the command line: `loss_hparams` (`--loss_hparams=NAME=VALUE,...`
-  and `--margin`) and `batch_size` (0, a full batch, is `--full_batch`). A field without a flag in this
-  experiment (`--tol_on` in the sweeps, `explode_factor` everywhere) keeps its default.
+  Three fields are said otherwise on the command line: `loss_hparams` (`--loss_hparams=NAME=VALUE,...`
+  and `--margin`), `batch_size` (0, a full batch, is `--full_batch`) and `grad` (`gradient_source`).
+  A field without a flag in this experiment (`--tol_on` in the sweeps, `explode_factor` everywhere)
+  keeps its default.
   """
 
-  said_otherwise = ('loss_hparams', 'batch_size')
+  said_otherwise = ('loss_hparams', 'batch_size', 'grad')
   fields = [
     field.name for field in dataclasses.fields(config.TrainConfig) if field.name not in said_otherwise
   ]
@@ -404,7 +437,26 @@ def train_config(f):
     **{name: f[name].value for name in fields if name in f},
     loss_hparams=loss_hparams_for(f, f.loss),
     batch_size=0 if f.full_batch else f.batch_size,
+    grad=gradient_source(f),
   )
+
+
+def gradient_source(f):
+  """`--grad`, or `autodiff` when the flag was not given and the loss has no hand-derived gradient.
+
+  A loss written in the user's own file without a `score_grad` then trains with `jax.grad`'s
+  gradient, and the run says so once; `--grad=analytic` given for such a loss is still refused.
+  """
+  if f['grad'].present or f.grad != 'analytic':
+    return f.grad
+  try:
+    has_own = losses.get_loss(f.loss).score_grad is not None
+  except ValueError:
+    return f.grad  # the --loss validator names the problem
+  if has_own:
+    return f.grad
+  print(f'--loss={f.loss} has no hand-derived score_grad: training with autodiff (--grad=autodiff).')
+  return 'autodiff'
 
 
 def data_config(f):

@@ -38,7 +38,10 @@ common.define_convergence_flags()
 common.define_run_flags()
 flags.DEFINE_string('workdir', 'workdir/train', 'Where outputs and checkpoints go.')
 flags.DEFINE_bool('quiet', False, 'No progress display.')
-common.group('run', 'workdir', 'quiet')
+flags.DEFINE_bool(
+  'verbose', False, "A line per epoch (default: one line that updates in place, or a log's line every 5 s)."
+)
+common.group('run', 'workdir', 'quiet', 'verbose')
 
 FLAGS = flags.FLAGS
 
@@ -50,11 +53,13 @@ def main(argv):
 
   from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
+  from linear_jax.runs import progress  # pylint: disable=import-outside-toplevel
   from linear_jax.training import resume  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
   workdir = common.prepare_workdir(FLAGS.workdir) if main_process else common.expand_path(FLAGS.workdir)
-  show = lambda metrics: print(experiment.progress_line(metrics, FLAGS.max_epochs), flush=True)
+  display = progress.Progress(verbose=FLAGS.verbose)
+  show = lambda metrics: display(experiment.progress_line(metrics, FLAGS.max_epochs))
   try:
     with longrun.guarded(workdir if main_process else None):
       summary = experiment.train_and_evaluate(
@@ -69,13 +74,18 @@ def main(argv):
         | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
       )
   except results.Diverged as e:
+    display.close()
     sys.exit(f'Training diverged: {e}\nstopped: diverged')
   except ValueError as e:
+    display.close()
     sys.exit(f'Error: {e}')
+  display.close()
   if summary['interrupted']:
     checkpoint = os.path.join(workdir, resume.CHECKPOINT)
     longrun.exit_stopped(__spec__.name, checkpoint, f'epoch {summary["epochs_run"]} of {FLAGS.epochs}')
   if main_process:
+    if summary.get('learning_rate_found'):
+      print(experiment.step_size_line(summary['learning_rate_found']))
     print(experiment.last_line(summary, workdir))
 
 

@@ -546,15 +546,16 @@ def prepare(
   sources, in_place = _split_sources(raw, name, idx, dt)
   out, shift, scale = _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows)
   ys, ws = _split_targets(raw, sources, class_weight, dtype, name)
-  return _dataset(raw, name, out, shift, scale, ys, ws, dtype)
+  return _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess)
 
 
-def _dataset(raw, name, out, shift, scale, ys, ws, dtype):
+def _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess):
   """The `Dataset` of the splits' features `out`, targets `ys` and weights `ws` (or `None`).
 
   Class labels become int32, real targets `dtype`.
   """
   ydt = np.int32 if raw.kind == 'class' else dtype
+  ys, target_shift, target_scale = records.standardize_targets(ys, raw.kind, preprocess)
   return Dataset(
     name=name,
     x_train=out['train'],
@@ -573,6 +574,8 @@ def _dataset(raw, name, out, shift, scale, ys, ws, dtype):
     w_train=None if ws is None else ws['train'],
     w_val=None if ws is None else ws['val'],
     w_test=None if ws is None else ws['test'],
+    target_shift=target_shift,
+    target_scale=target_scale,
   )
 
 
@@ -874,11 +877,21 @@ def _gather_standardized(sources, out, shift, scale):
 
 
 def params_to_raw(
-  W: chex.Array, b: chex.Array, shift: np.ndarray, scale: np.ndarray
+  W: chex.Array,
+  b: chex.Array,
+  shift: np.ndarray,
+  scale: np.ndarray,
+  target_shift: np.ndarray | None = None,
+  target_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Folds preprocessing into the weights: scores of raw `x` are `x @ W_rawᵀ + b_raw`.
 
   With `x' = (x − shift) / scale`: `W x' + b = (W / scale) x + (b − (W / scale) shift)`.
+  With standardized targets (`records.standardize_targets`) the scores are
+  also mapped back to the targets' units: `target_scale · s + target_shift`.
   """
   w_raw = np.asarray(W, np.float64) / scale
-  return w_raw, np.asarray(b, np.float64) - w_raw @ shift
+  b_raw = np.asarray(b, np.float64) - w_raw @ shift
+  if target_scale is not None:
+    w_raw, b_raw = w_raw * target_scale, b_raw * target_scale + target_shift
+  return w_raw, b_raw

@@ -51,7 +51,9 @@ class Dataset:
   `host_dtype(file dtype, training dtype)`: float16 / bfloat16 / float32
   files keep their dtype. `w_*` are `[n]` float sample weights (the data's
   own, times the class weights if asked for), or `None` when every example
-  weighs 1 or the split is empty.
+  weighs 1 or the split is empty. Real targets `y_*` are `(y_raw − target_shift) /
+  target_scale` when the features are standardized (`standardize_targets`);
+  `target_shift` and `target_scale` are `None` otherwise, and for classes.
   """
 
   name: str
@@ -71,10 +73,42 @@ class Dataset:
   w_train: np.ndarray | None = None
   w_val: np.ndarray | None = None
   w_test: np.ndarray | None = None
+  target_shift: np.ndarray | None = None
+  target_scale: float | None = None
 
   @property
   def num_features(self):
     return self.x_train.shape[1]
+
+
+def standardize_targets(ys: dict, kind: str, preprocess: str):
+  """`(ys, shift, scale)`: real targets centered and scaled by statistics of the training split.
+
+  With `preprocess='standardize'` real targets become `(y − shift) / scale`:
+  `shift` is each target column's mean, `scale` one number, the standard
+  deviation of all the centered training targets together (1 if they are all
+  equal). The step size, the penalty's weight and the stopping test then mean
+  the same in any units of the targets, and one scale keeps the mean squared
+  error in the targets' units exactly `scale²` times the trained one
+  (`in_target_units`). Class labels, and any other `preprocess`, are left as
+  they are (`shift` and `scale` `None`).
+  """
+  if kind != 'real' or preprocess != 'standardize' or len(ys['train']) == 0:
+    return ys, None, None
+  train = np.asarray(ys['train'], np.float64)
+  shift = train.mean(axis=0)
+  scale = float(np.sqrt(np.mean(np.square(train - shift))))
+  scale = scale if scale > 0 and np.isfinite(scale) else 1.0
+  return {s: (np.asarray(y, np.float64) - shift) / scale for s, y in ys.items()}, shift, scale
+
+
+def in_target_units(dataset, metrics: dict) -> dict:
+  """`metrics` with every MSE and MAE (keys ending in `mse` / `mae`) in the targets' own units."""
+  scale = getattr(dataset, 'target_scale', None)
+  if scale is None:
+    return metrics
+  power = {'mse': 2, 'mae': 1}
+  return {k: v * scale ** power[k[-3:]] if k[-3:] in power else v for k, v in metrics.items()}
 
 
 def _fail(where, what):

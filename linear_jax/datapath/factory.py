@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.data import datasets as data_lib
+from linear_jax.data import records
 from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident as on_device
@@ -175,6 +176,21 @@ class _Path:
     """`‖∇f(params)‖_∞` of the full training objective, a float."""
     return float(convergence.grad_norm(self.objective(params, hp)[1]))
 
+  def sample_rows(self, n):
+    """Up to `n` training rows, evenly spaced over the split, as the step sees them: `(x, y, w)` NumPy
+    arrays in the training dtype, standardized, with the bias trick's constant column; `w` `None`
+    without weights. Every process takes the same rows."""
+    rows = np.unique(np.linspace(0, self.num_train - 1, min(n, self.num_train)).astype(np.int64))
+    x = np.asarray(self.dataset.x_train[rows], np.float64)
+    affine = standardize.affine(self.dataset)
+    if affine is not None:
+      x = (x - affine[0]) / affine[1]
+    if self.cfg.bias_trick:
+      x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    w = host_weights(self.dataset, 'train', self.cfg.dtype, self._train_weights)
+    dtype = np.dtype(self.cfg.dtype)
+    return x.astype(dtype), np.asarray(self.dataset.y_train)[rows], None if w is None else np.asarray(w)[rows]
+
   def check(self):
     """Raises a `ValueError` naming the split, the row and the column of the first bad value."""
     spec, c = self.cfg.loss_record, step.num_outputs(self.cfg, self.dataset)
@@ -264,7 +280,9 @@ class Resident(_Path):
     return self._epoch(params, opt_state, key, hp)
 
   def evaluate(self, params, hp, split):
-    return self._eval(params, *self.arrays[split], hp, self.weights(split))
+    return records.in_target_units(
+      self.dataset, self._eval(params, *self.arrays[split], hp, self.weights(split))
+    )
 
   def resident_split(self, split):
     """`(x, y)` of one split on the device (moves that split alone)."""
@@ -350,7 +368,9 @@ class Streamed(_Path):
     return self._epoch(params, opt_state, x, y, key, hp)
 
   def evaluate(self, params, hp, split):
-    return self._eval(params, *self.arrays[split], hp, self.weights(split))
+    return records.in_target_units(
+      self.dataset, self._eval(params, *self.arrays[split], hp, self.weights(split))
+    )
 
   def objective(self, params, hp):
     return self._objective(params, hp)

@@ -54,6 +54,7 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from linear_jax.data import datasets as data_lib
+from linear_jax.data import records
 from linear_jax.datapath import parallel
 from linear_jax.datapath import standardize
 from linear_jax.datapath import transfer
@@ -152,6 +153,7 @@ def prepare(
   shift, scale = _fit_affine(x_train, preprocess)
   ydt = np.int32 if raw.kind == 'class' else np.dtype(dtype)
   ys, ws = _split_targets(raw, name, n_train, n_val, y_test, len(x_test), class_weight, dtype)
+  ys, target_shift, target_scale = records.standardize_targets(ys, raw.kind, preprocess)
   file_rows = _file_rows(raw, name, n_train, n_val)
   return data_lib.Dataset(
     name=name,
@@ -168,6 +170,8 @@ def prepare(
     num_classes=raw.num_classes,
     shift=shift,
     scale=scale,
+    target_shift=target_shift,
+    target_scale=target_scale,
     image_shape=raw.image_shape,
     class_names=raw.class_names,
     # How the checks before training name a split's rows: their file, and the file's row numbers.

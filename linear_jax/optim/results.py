@@ -22,6 +22,8 @@ class FitResult:
   stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
   solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
   already_done: bool = False  # resumed from the checkpoint of a run that had already stopped
+  learning_rate: float | None = None  # the step used ('auto' derived: see learning_rate_info)
+  learning_rate_info: dict | None = None  # how an 'auto' step was found (step_size.derive)
 
 
 def selection_metric(metrics, prefix):

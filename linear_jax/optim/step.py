@@ -40,7 +40,9 @@ def hparams(cfg, dtype=None, **overrides):
   """`HParams` of `cfg` as arrays of `dtype`; `overrides` replace any value (loss ones by name)."""
   dtype = dtype or cfg.dtype
   loss_hp = {**cfg.resolved_loss_hparams()}
-  run = {'learning_rate': cfg.learning_rate, 'reg': cfg.reg, 'momentum': cfg.momentum}
+  # An 'auto' step not yet derived (`step_size.derive`) is NaN: a step taken with it shows at once.
+  lr = float('nan') if cfg.learning_rate == config.AUTO else cfg.learning_rate
+  run = {'learning_rate': lr, 'reg': cfg.reg, 'momentum': cfg.momentum}
   for k, v in overrides.items():
     (loss_hp if k in loss_hp else run)[k] = v
   return HParams(
@@ -59,7 +61,7 @@ def steps_per_epoch(cfg, num_examples):
 def schedule_fn(cfg, steps):
   """The learning-rate multiplier at optimizer step `count` (1 at step 0)."""
   decay_steps = max(1, int(round(cfg.decay_epochs * steps)))
-  if cfg.schedule == 'constant':
+  if cfg.schedule in ('constant', 'adaptive'):  # adaptive: the fit loop divides the rate (convergence.py)
     return optax.constant_schedule(1.0)
   if cfg.schedule in ('step', 'exponential'):
     return optax.exponential_decay(1.0, decay_steps, cfg.decay_rate, staircase=cfg.schedule == 'step')

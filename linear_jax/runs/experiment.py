@@ -23,8 +23,8 @@ from linear_jax.data import datasets as data
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import model
 from linear_jax.maths import validation
+from linear_jax.optim import convergence
 from linear_jax.optim import results
-from linear_jax.runs import plots
 from linear_jax.training import checkpoint
 from linear_jax.training import lbfgs
 from linear_jax.training import refit
@@ -264,6 +264,11 @@ def progress_line(metrics, epochs):
   )
 
 
+def step_size_line(found):
+  """The line that says which step `--learning_rate=auto` took, and how it was found."""
+  return f'learning_rate=auto: {found["learning_rate"]:.3g} ({found["method"]})'
+
+
 def last_line(summary, workdir):
   """The line a finished run ends with: held-out metric, length, time, why it stopped, outputs."""
   final = summary['final']
@@ -274,9 +279,10 @@ def last_line(summary, workdir):
     for m in ('accuracy', 'mse')
     if f'{split}_{m}' in final
   )
+  why = summary.get('stop_why') or summary['stop_reason'].replace('_', ' ')
   return (
     f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
-    f'{summary["seconds"]:.1f} s, stopped: {summary["stop_reason"].replace("_", " ")}'
+    f'{summary["seconds"]:.1f} s, stopped: {why}'
     f'{", already before this resume" if summary.get("already_done") else ""}); outputs in {workdir}'
   )
 
@@ -361,6 +367,8 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   dataset, f_star = _load_and_check(cfg, data_config, options, progress)
   metrics_path = _start_metrics(workdir, options, write_outputs)
   result = _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch)
+  if result.learning_rate_info:  # 'auto': the refit trains with the step this fit derived
+    cfg = dataclasses.replace(cfg, learning_rate=result.learning_rate)
   chosen = result.best_params if cfg.patience else result.params
   refitted = None
   if options.refit:
@@ -382,6 +390,9 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
+    'stop_why': convergence.explain(cfg, result.stop_reason),
+    'learning_rate': result.learning_rate,
+    'learning_rate_found': result.learning_rate_info,
     'solver': result.solver,
     'refit': refitted,
     'f_star': f_star,
@@ -462,6 +473,8 @@ def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on
 
 def _draw(cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir):
   """curves.png; templates.png for image data of a classifier; regions.png for 2-D data."""
+  from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel  (matplotlib: only to draw)
+
   plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
   if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
     w = chosen if chosen.b is not None else model.unfold_bias(chosen)

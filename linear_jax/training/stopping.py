@@ -5,6 +5,9 @@ resumed run stops where an uninterrupted one does. Stop signals are
 `preemption`'s.
 """
 
+import dataclasses
+
+import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.optim import convergence
@@ -22,6 +25,18 @@ def check_divergence(cfg, values, initial, epoch, steps):
       f'loss {what} at step {epoch * steps + s + 1} (epoch {epoch + 1}) with learning_rate='
       f'{cfg.learning_rate:g} ({cfg.optimizer}, {cfg.schedule} schedule); try a smaller --learning_rate.'
     )
+
+
+def step_now(cfg, hp, history):
+  """`(cfg, hp)` with the learning rate of the next epoch: the adaptive schedule's (divided at each
+  plateau of `history`, `convergence.step_factor`), else as they are."""
+  factor = convergence.step_factor(cfg, history)
+  if factor == 1.0:
+    return cfg, hp
+  lr = cfg.learning_rate * factor
+  return dataclasses.replace(cfg, learning_rate=lr), hp._replace(
+    learning_rate=jnp.asarray(lr, hp.learning_rate.dtype)
+  )
 
 
 def update_best(best, metrics, params):

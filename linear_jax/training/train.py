@@ -7,6 +7,7 @@ runs epochs of it; what it carries between epochs and its checkpoints are
 `metrics`'s, and L-BFGS is `lbfgs.fit` over the same path.
 """
 
+import dataclasses
 import time
 
 import jax
@@ -17,8 +18,10 @@ from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
+from linear_jax.optim import step_size
 from linear_jax.training import lbfgs
 from linear_jax.training import metrics as metrics_lib
 from linear_jax.training import preemption
@@ -90,6 +93,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   path = check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
     return lbfgs.fit(cfg, path, on_epoch)
+  cfg, derived = resolve_step_size(cfg, path)
   hp = step.hparams(cfg)
   params, opt_state = step.init_state(
     cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, path.steps
@@ -107,6 +111,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     for epoch in range(first, first if finished else cfg.epochs):
       t0 = time.perf_counter()
       key = jax.random.fold_in(checkpoints.key, epoch)
+      now, hp = stopping.step_now(cfg, hp, state.history)  # the adaptive schedule's rate
       params, opt_state, values = path.epoch(state.params, state.opt_state, key, hp)
       if not preemption.wait(values):  # a stop signal came first: abandon the epoch in flight
         reason = 'interrupted'
@@ -115,7 +120,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       values = np.asarray(values)
       stopping.check_divergence(cfg, values, initial, epoch, path.steps)
       line = metrics_lib.epoch_metrics(
-        cfg, path, params, hp, values, epoch, time.perf_counter() - t0, multiplier, initial
+        now, path, params, hp, values, epoch, time.perf_counter() - t0, multiplier, initial
       )
       best = stopping.update_best(state.best, line, params)
       state = resume_lib.State(params, opt_state, (*state.history, line), best)
@@ -147,7 +152,23 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     streamed=path.streamed,
     stop_reason=reason,
     already_done=bool(finished),
+    learning_rate=cfg.learning_rate,
+    learning_rate_info=derived,
   )
+
+
+def resolve_step_size(cfg, path):
+  """`(cfg, info)`: for `learning_rate='auto'`, `cfg` with the step `step_size.derive` finds for it on
+  a sample of the path's training rows at the initial parameters, and how it was found; otherwise
+  `(cfg, None)`. The same rows and parameters give the same step, so a resumed run finds it again."""
+  if cfg.learning_rate != config.AUTO:
+    return cfg, None
+  params, _ = step.init_state(
+    cfg, path.dataset.num_features, step.num_outputs(cfg, path.dataset), step.hparams(cfg), path.steps
+  )
+  x, y, w = path.sample_rows(step_size.SAMPLE_ROWS)
+  lr, info = step_size.derive(cfg, params, x, y, w, path.batch, path.num_train)
+  return dataclasses.replace(cfg, learning_rate=lr), {'learning_rate': lr, **info}
 
 
 def evaluate(cfg, dataset, params):
@@ -167,7 +188,14 @@ def evaluate_many(cfg, dataset, params_list):
 
 
 def raw_params(params, dataset):
-  """`(W [C, D], b [C])` in the raw input units, preprocessing folded in."""
+  """`(W [C, D], b [C])` in the raw input units (and the targets' units), preprocessing folded in."""
   if params.b is None:
     params = model.unfold_bias(params)
-  return data_lib.params_to_raw(params.W, params.b, dataset.shift, dataset.scale)
+  return data_lib.params_to_raw(
+    params.W,
+    params.b,
+    dataset.shift,
+    dataset.scale,
+    getattr(dataset, 'target_shift', None),
+    getattr(dataset, 'target_scale', None),
+  )

@@ -31,6 +31,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import grads
 from linear_jax.maths import losses
@@ -380,7 +381,7 @@ def fit_path(
   else:
     solved = _solve_batched_path(flat, params, rows, hp, regs, tol, x.dtype, static)
   seconds = time.perf_counter() - t0
-  return _path_result(cfg, arrays, regs, hp, unravel, solved, tol, seconds)
+  return _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds)
 
 
 def _path_config(cfg, dataset, regs, method, warm_min_iter):
@@ -444,7 +445,7 @@ def _solve_batched_path(flat, params, rows, hp, regs, tol, dtype, static):
   return theta, value, grad_norm, iterations, fevals
 
 
-def _path_result(cfg, arrays, regs, hp, unravel, solved, tol, seconds):
+def _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds):
   """The `PathResult` of the `solved` K models, with every non-empty split's metrics."""
   theta, value, grad_norm, iterations, fevals = solved
   k = len(regs)
@@ -456,6 +457,7 @@ def _path_result(cfg, arrays, regs, hp, unravel, solved, tol, seconds):
   for split in ('train', 'val', 'test'):
     if len(arrays[split][0]):
       out = eval_fn(stacked, *arrays[split], hps)
+      out = records.in_target_units(dataset, out)  # MSE / MAE in the targets' units
       metrics |= {f'{split}_{m}': np.asarray(v, np.float64) for m, v in out.items()}
   w = stacked.W if stacked.b is not None else stacked.W[:, :, :-1]  # the bias is not penalized
   return PathResult(

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.optim import results
@@ -355,6 +356,7 @@ def _run_chunk(
     if after_epoch and not preemption.wait(params):  # a stop signal: abandon the epoch in flight
       after_epoch(sweep_state.ChunkProgress(*before, limit, history, best, best_epoch, epoch), abandon=True)
     metrics, dead = _epoch_metrics(eval_fn, params, arrays, splits, hp, weights, diverged_at)
+    metrics = records.in_target_units(path.dataset, metrics)  # MSE / MAE in the targets' units
     best_epoch = _keep_best(metrics, best, best_epoch, epoch)
     history.append(metrics)
     if on_epoch:
@@ -523,6 +525,11 @@ def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint
   """
   train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss)
+  if cfg.schedule == 'adaptive':
+    raise ValueError(
+      "schedule='adaptive' divides a run's rate at its plateaus, and a sweep trains a fixed number of "
+      'epochs for every setting at once; choose another schedule (constant, step, ...).'
+    )
   path = datapath.make(cfg, dataset, resident=True)  # the K models' one program holds every row
   c = step.num_outputs(cfg, dataset)
   chunk = _auto_chunk(cfg, dataset, c, max_bytes) if not chunk_size else int(chunk_size)
