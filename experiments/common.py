@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import os
 import sys
+import tempfile
 import types
 import typing
 
@@ -490,16 +491,23 @@ def progress_line(message):
 
 
 def prepare_workdir(path):
-  """Creates `path` (its `~` expanded) and proves it writable now, not after training; returns it."""
+  """Creates `path` (its `~` expanded), refuses a folder of other files (`workdir.claim`), and proves it
+  writable now, not after training; returns it."""
+  from linear_jax.training import workdir  # pylint: disable=import-outside-toplevel
+
   path = expand_path(path)
   try:
-    os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, '.write-test')
-    with open(probe, 'w') as fh:
-      fh.write('ok')
-    os.remove(probe)
+    workdir.claim(path)
+    fd, probe = tempfile.mkstemp(prefix='.linear_jax-write-test-', dir=path)  # a new file, never a link
+    try:
+      os.write(fd, b'ok')
+    finally:
+      os.close(fd)
+      os.remove(probe)
   except OSError as e:
     raise SystemExit(f'--workdir={path} is not writable: {e.strerror}.') from e
+  except ValueError as e:
+    raise SystemExit(f'Error: {e}') from e
   return path
 
 
@@ -512,15 +520,14 @@ def prepare_output_file(flag, path):
   path = expand_path(path)
   if os.path.isdir(path):
     raise SystemExit(f'--{flag}={path} is a folder; give the name of a file to write.')
-  existed = os.path.exists(path)
-  try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'a'):
-      pass
+  try:  # a new file beside it, never the file itself: a link planted at its name is not followed
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix='.linear_jax-write-test-', dir=folder)
+    os.close(fd)
+    os.remove(probe)
   except OSError as e:
     raise SystemExit(f'--{flag}={path} cannot be written: {e.strerror}.') from e
-  if not existed:
-    os.remove(path)
   return path
 
 

@@ -17,6 +17,7 @@ import jax
 
 from linear_jax.maths import gradcheck
 from linear_jax.runs import gradcheck_run
+from linear_jax.training import files
 
 from . import common
 
@@ -90,7 +91,12 @@ def main(argv):
   failed = [r for r in reports if not r.passed]
   print(f'\n{len(reports) - len(failed)} passed, {len(failed)} failed')
   if json_out:
-    gradcheck_run.write_json(json_out, reports)
+    # Written as every output is: a new file renamed over the name, never through a link.
+    out = {'passed': all(r.passed for r in reports), 'reports': [r.to_dict() for r in reports]}
+    try:
+      files.write_json(json_out, out)
+    except files.WriteError as e:
+      sys.exit(f'Error: {e}')
   if failed:
     print(
       'Gradient check FAILED for: '

@@ -470,6 +470,14 @@ def _size(num_bytes):
 # Loads of at least this many bytes report progress (rows done, MB/s) through `prepare`'s `progress`.
 PROGRESS_BYTES = 256 * 2**20
 
+# A column is constant when its standard deviation is at most this many float64 roundings of its mean.
+CONSTANT_ULPS = 16
+# The smallest spread standardized: far above float32's smallest normal number (1.2e-38), so the
+# standardized values keep float32's precision.
+TINY_SPREAD = 1e-30
+# `Dataset.extra` key: the indices of the training split's constant columns (with 'standardize').
+CONSTANT = 'constant_columns'
+
 
 class _Progress:
   """Tells `report` (a `str -> None` callable) how a long pass goes, at most every `every` seconds."""
@@ -544,9 +552,10 @@ def prepare(
   report, total_rows = _check_prepare_memory(raw, name, dt, progress)
   idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   sources, in_place = _split_sources(raw, name, idx, dt)
-  out, shift, scale = _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows)
+  out, shift, scale, constant = _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows, name)
   ys, ws = _split_targets(raw, sources, class_weight, dtype, name)
-  return _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess)
+  ds = _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess)
+  return dataclasses.replace(ds, extra={**ds.extra, CONSTANT: constant}) if constant else ds
 
 
 def _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess):
@@ -629,11 +638,12 @@ def _split_sources(raw, name, idx, dt):
   return sources, in_place
 
 
-def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows):
-  """`(out, shift, scale)`: the `{split: [n_split, D]}` features of dtype `dt`, preprocessed.
+def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows, name='data'):
+  """`(out, shift, scale, constant)`: the `{split: [n_split, D]}` features of dtype `dt`, preprocessed.
 
   `shift` and `scale` are `[D]` float64, fitted on the training rows (0 and 1
-  with `preprocess='none'`); `report` is told how the passes go.
+  with `preprocess='none'`; `standard_scale`), `constant` the indices of the
+  constant columns; `report` is told how the passes go.
   """
   d = raw.x.shape[1]
   sizes = {s: sum(len(r.get(s, ())) for _, r, _ in sources) for s in ('train', 'val', 'test')}
@@ -648,15 +658,45 @@ def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows):
   shift, scale = np.zeros(d), np.ones(d)
   if stats is not None:
     shift = stats.mean
+  constant = ()
   if preprocess == 'standardize':
-    sd = stats.std
-    scale = np.where(sd > 1e-12 * max(1.0, float(np.max(np.abs(shift) + sd, initial=0.0))), sd, 1.0)
+    scale = standard_scale(shift, stats.std, raw.extra.get(WHERE, (name,))[0])
+    constant = tuple(int(j) for j in np.flatnonzero(constant_columns(shift, stats.std)))
   if in_place:
     if stats is not None:
       _standardize_in_place(out, shift, scale)
   else:
     _gather_standardized(sources, out, shift, scale)
-  return out, shift, scale
+  return out, shift, scale, constant
+
+
+def constant_columns(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+  """Where a column's spread is within float64's rounding of its own mean: constant (`standard_scale`)."""
+  mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
+  return sd <= CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(mean)
+
+
+def standard_scale(mean: np.ndarray, sd: np.ndarray, where: str = 'data') -> np.ndarray:
+  """Each column's standardizing scale, decided per column: its `sd`, or 1 for a constant column.
+
+  A column is constant when its spread is within float64's rounding of its
+  own mean (`sd <= CONSTANT_ULPS · ε · |mean|`, the noise of the float64
+  statistics), however large or small the other columns are: a nanosecond
+  timestamp beside pixel values, or a feature of spread 1e-13, is
+  standardized as any other. A spread too small for float32 to hold its
+  inverse (below `TINY_SPREAD`) cannot be standardized in the training dtype
+  and is refused, naming the column.
+  """
+  sd = np.asarray(sd, np.float64)
+  constant = constant_columns(mean, sd)
+  tiny = np.flatnonzero(~constant & (sd < TINY_SPREAD))
+  if tiny.size:
+    j = int(tiny[0])
+    raise ValueError(
+      f'{where}: feature {j} varies by only {sd[j]:.3g} (standard deviation), too little to standardize '
+      'in float32; multiply the features by a power of ten, or use --preprocess=none.'
+    )
+  return np.where(constant, 1.0, sd)
 
 
 def _split_targets(raw, sources, class_weight, dtype, name):

@@ -114,9 +114,29 @@ def prepare(
   """A `Dataset` of `raw`: its splits prepared in memory (`data.prepare`), or, for a memory map with
   `stream_file`, left in the file to stream (`stream.prepare`: nothing is copied)."""
   if stream_file and isinstance(raw.x, np.memmap):
-    return stream.prepare(
+    dataset = stream.prepare(
       raw, name, val_fraction, test_fraction, preprocess, dtype=dtype, class_weight=class_weight
     )
+  else:
+    dataset = _prepare_in_memory(
+      raw, name, val_fraction, test_fraction, preprocess, seed, dtype, progress, class_weight
+    )
+  constant = dataset.extra.get(data_lib.CONSTANT)
+  if constant and progress:  # said once, whichever path prepared the splits
+    listed = ', '.join(str(j) for j in constant[:10]) + (
+      f' and {len(constant) - 10} more' if len(constant) > 10 else ''
+    )
+    progress(
+      f'{name}: feature{"s" if len(constant) > 1 else ""} {listed} '
+      f'{"are" if len(constant) > 1 else "is"} constant on the training rows (nothing to learn from); '
+      'left unscaled.'
+    )
+  return dataset
+
+
+def _prepare_in_memory(
+  raw, name, val_fraction, test_fraction, preprocess, seed, dtype, progress, class_weight
+):
   return data_lib.prepare(
     raw,
     name,

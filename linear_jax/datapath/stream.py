@@ -150,7 +150,7 @@ def prepare(
   n_train, n_val = _split_sizes(raw, name, val_fraction, test_fraction)
   x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
   x_train = raw.x[:n_train]
-  shift, scale = _fit_affine(x_train, preprocess)
+  shift, scale, constant = _fit_affine(x_train, preprocess, raw.extra.get(data_lib.WHERE, (name,))[0])
   ydt = np.int32 if raw.kind == 'class' else np.dtype(dtype)
   ys, ws = _split_targets(raw, name, n_train, n_val, y_test, len(x_test), class_weight, dtype)
   ys, target_shift, target_scale = records.standardize_targets(ys, raw.kind, preprocess)
@@ -175,7 +175,12 @@ def prepare(
     image_shape=raw.image_shape,
     class_names=raw.class_names,
     # How the checks before training name a split's rows: their file, and the file's row numbers.
-    extra={**raw.extra, standardize.AFFINE: preprocess != 'none', standardize.FILE_ROWS: file_rows},
+    extra={
+      **raw.extra,
+      standardize.AFFINE: preprocess != 'none',
+      standardize.FILE_ROWS: file_rows,
+      **({data_lib.CONSTANT: constant} if constant else {}),
+    },
   )
 
 
@@ -205,16 +210,21 @@ def _split_sizes(raw, name, val_fraction, test_fraction):
   return n_train, n_val
 
 
-def _fit_affine(x_train, preprocess):
-  """`(shift, scale)`, `[D]` float64 each, of `preprocess` fitted on the `[n, D]` training rows."""
+def _fit_affine(x_train, preprocess, name):
+  """`(shift, scale, constant)` of `preprocess` fitted on the `[n, D]` training rows.
+
+  `shift`, `scale`: `[D]` float64 (`data.standard_scale`, the rule of data in
+  memory); `constant`: the indices of the constant columns.
+  """
   d = x_train.shape[1]
-  shift, scale = np.zeros(d), np.ones(d)
+  shift, scale, constant = np.zeros(d), np.ones(d), ()
   if preprocess in ('standardize', 'center'):
     rows = max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, d * 8))
-    shift, sd, top = _column_stats(x_train, rows)
+    shift, sd, _ = _column_stats(x_train, rows)
     if preprocess == 'standardize':
-      scale = np.where(sd > 1e-12 * max(1.0, top), sd, 1.0)
-  return shift, scale
+      scale = data_lib.standard_scale(shift, sd, name)
+      constant = tuple(int(j) for j in np.flatnonzero(data_lib.constant_columns(shift, sd)))
+  return shift, scale, constant
 
 
 def _split_targets(raw, name, n_train, n_val, y_test, num_test, class_weight, dtype):

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 import dataclasses
 import json
-import math
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -26,6 +24,7 @@ from linear_jax.maths import validation
 from linear_jax.optim import convergence
 from linear_jax.optim import results
 from linear_jax.training import checkpoint
+from linear_jax.training import files
 from linear_jax.training import lbfgs
 from linear_jax.training import refit
 from linear_jax.training import resume
@@ -215,29 +214,8 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
   )
 
 
-def finite_json(obj):
-  """`obj` with every non-finite float (NaN, ±inf) made `None`: what JSON can hold, as `null`."""
-  if isinstance(obj, float) and not math.isfinite(obj):
-    return None
-  if isinstance(obj, dict):
-    return {k: finite_json(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [finite_json(v) for v in obj]
-  return obj
-
-
-def write_json(path, obj):
-  """Writes `obj` as indented, valid JSON (non-finite numbers as `null`), atomically: to a new file
-  beside `path`, renamed over it, so a crash or a full disk never leaves half a file."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(finite_json(obj), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+finite_json = files.finite_json  # non-finite floats as None: what JSON holds, as `null`
+write_json = files.write_json  # valid JSON, atomically, never through a link
 
 
 def progress_line(metrics, epochs):
@@ -378,7 +356,7 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   if not write_outputs:
     return {'final': final, **_outcome(result)}
   w_raw, b_raw = train.raw_params(chosen, dataset)
-  np.savez(os.path.join(workdir, 'params.npz'), W=w_raw, b=b_raw)
+  files.replace(os.path.join(workdir, 'params.npz'), lambda f: np.savez(f, W=w_raw, b=b_raw), binary=True)
   summary = {
     'dataset': dataset.name,
     'loss': cfg.loss,
@@ -442,11 +420,12 @@ def _start_metrics(workdir, options, write_outputs):
   ckpt = os.path.join(workdir, resume.CHECKPOINT)
   with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
     if write_outputs:
-      if not options.resume and os.path.exists(ckpt):
-        os.remove(ckpt)
+      # The workdir's files belong to one run: the last run's outputs go before this one writes any.
+      files.remove_outputs(workdir, [n for n in OUTPUTS if not options.resume or n != resume.CHECKPOINT])
       history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
-      with open(metrics_path, 'w') as f:
-        f.writelines(json.dumps(finite_json(m), allow_nan=False) + '\n' for m in history)
+      files.write_text(
+        metrics_path, ''.join(json.dumps(finite_json(m), allow_nan=False) + '\n' for m in history)
+      )
   return metrics_path
 
 
@@ -456,8 +435,7 @@ def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on
   def write_epoch(metrics):
     if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
       metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
-    with open(metrics_path, 'a') as f:
-      f.write(json.dumps(finite_json(metrics), allow_nan=False) + '\n')
+    files.append(metrics_path, json.dumps(finite_json(metrics), allow_nan=False) + '\n')
     if on_epoch is not None:
       on_epoch(metrics)
 

@@ -14,13 +14,13 @@ every case with and without its map, draws each fit and writes
 hard_cases.json (the library half of `experiments/hard_cases.py`).
 """
 
-import json
 import os
 
 import numpy as np
 
 from linear_jax.data import datasets as data
 from linear_jax.runs import plots
+from linear_jax.training import files
 
 CASES = ('parity', 'ring', 'three_modes')
 
@@ -161,6 +161,5 @@ def run_all(workdir, num_examples=1000, epochs=100, seed=0):
         title,
       )
     rows.append(row)
-  with open(os.path.join(workdir, 'hard_cases.json'), 'w') as f:
-    json.dump(rows, f, indent=1, allow_nan=False)
+  files.write_json(os.path.join(workdir, 'hard_cases.json'), rows)
   return rows

@@ -10,7 +10,6 @@ optimizers.json (the rows and the `claims`) and optimizers.png; `table` and
 
 from collections.abc import Mapping
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -20,6 +19,7 @@ from linear_jax.optim import config as config_lib
 from linear_jax.optim import results as results_lib
 from linear_jax.runs import experiment
 from linear_jax.runs import plots
+from linear_jax.training import files
 from linear_jax.training import lbfgs
 from linear_jax.training import train
 
@@ -152,8 +152,7 @@ def compare(
     'claims': claims(results, base.epochs),
     'versions': experiment.versions(),
   }
-  with open(os.path.join(workdir, 'optimizers.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
+  files.write_json(os.path.join(workdir, 'optimizers.json'), out)
   plots.optimality_gap(
     {k: v[:3] for k, v in results.items() if len(v[2])},
     os.path.join(workdir, 'optimizers.png'),

@@ -8,11 +8,14 @@ all figures and is not thread-safe; so any thread may draw.
 """
 
 import functools
+import os
 import threading
 
 import matplotlib
 from matplotlib.figure import Figure
 import numpy as np
+
+from linear_jax.training import files
 
 _LOCK = threading.Lock()
 
@@ -30,8 +33,9 @@ def _one_at_a_time(draw):
 
 def _save(fig, path):
   fig.tight_layout()
-  fig.savefig(path, dpi=110)  # a Figure renders with Agg for .png; nothing global to close
-  return path
+  # A Figure renders with Agg for .png; nothing global to close. Written as every output is (files.replace).
+  fmt = os.path.splitext(path)[1].lstrip('.') or 'png'
+  return files.replace(path, lambda f: fig.savefig(f, dpi=110, format=fmt), binary=True, sync=False)
 
 
 def _log_y(ax):

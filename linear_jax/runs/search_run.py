@@ -7,15 +7,13 @@ and exit handling and the printing): `low_dim_problem` builds the 2-D problem,
 writes search.json and search.png.
 """
 
-import json
 import os
-import zlib
-
-import numpy as np
 
 from linear_jax.data import datasets as data
 from linear_jax.maths import losses
 from linear_jax.runs import plots
+from linear_jax.training import files
+from linear_jax.training import fingerprint
 from linear_jax.tuning import search
 from linear_jax.tuning import search_state
 
@@ -35,18 +33,19 @@ def low_dim_problem(loss, seed):
 
 
 def identity(settings, problems):
-  """What fixes a search's result: `settings` and a CRC-32 of each problem's x_train [N, D], y_train [N]."""
+  """What fixes a search's result: `settings` and each problem's data (`fingerprint.of`)."""
   out = dict(settings)
   for name, ds in problems:
-    out[f'data {name}'] = [zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in (ds.x_train, ds.y_train)]
+    out[f'data {name}'] = fingerprint.of(ds)
   return out
 
 
 def open_segments(workdir, identity_dict, checkpoint_every, resume):
   """The `search_state.Segments` at `workdir`/search_checkpoint.npz, removed first unless `resume`."""
   path = os.path.join(workdir, search_state.FILE)
-  if not resume and os.path.exists(path):
-    os.remove(path)
+  files.remove_outputs(workdir, ('search.json', 'search.png'))  # the last search's, before any is written
+  if not resume:
+    files.remove_outputs(workdir, [search_state.FILE])
   return search_state.Segments(path, identity_dict, checkpoint_every, resume)
 
 
@@ -75,6 +74,7 @@ def run_problems(config, problems, budget, segments=None, **options):
 
 def write_outputs(workdir, budget, rows, curves):
   """search.json (the budget, the gradient's cost and the rows) and search.png (the curves) in `workdir`."""
-  with open(os.path.join(workdir, 'search.json'), 'w') as f:
-    json.dump({'budget': budget, 'gradient_cost': GRADIENT_COST, 'rows': rows}, f, indent=1, allow_nan=False)
+  files.write_json(
+    os.path.join(workdir, 'search.json'), {'budget': budget, 'gradient_cost': GRADIENT_COST, 'rows': rows}
+  )
   plots.search_curves(curves, os.path.join(workdir, 'search.png'))

@@ -7,13 +7,13 @@ writing path.json, path.csv and path.png.
 """
 
 import csv
-import json
 import os
 
 import numpy as np
 
 from linear_jax.runs import experiment
 from linear_jax.runs import plots
+from linear_jax.training import files
 from linear_jax.training import refit as refit_lib
 from linear_jax.training import train
 from linear_jax.tuning import paths
@@ -21,14 +21,19 @@ from linear_jax.tuning import sweep
 
 # What a sweep is judged and pictured by: the first of these that it has.
 METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
+# Every file `sweep_and_write` writes (besides its checkpoint).
+SWEEP_OUTPUTS = ('sweep.json', 'sweep.csv', 'settings.csv', 'heatmap.png', 'loss_vs_lr.png', 'curves.png')
 
 
 def write_csv(path, rows):
   """One row per dict of `rows` (their keys the header); `None` is written as an empty field."""
-  with open(path, 'w', newline='') as f:
+
+  def write(f):
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+
+  files.replace(path, write)
 
 
 def sweep_and_write(
@@ -67,8 +72,10 @@ def sweep_and_write(
 
   loss_axes = dict(loss_hparams or {})
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
-  if not resume and checkpoint_path and os.path.exists(checkpoint_path):
-    os.remove(checkpoint_path)
+  # The workdir's files belong to one run: the last sweep's outputs go before this one writes any.
+  files.remove_outputs(workdir, SWEEP_OUTPUTS)
+  if not resume and checkpoint_path:
+    files.remove_outputs(*os.path.split(os.path.abspath(checkpoint_path)))
   result = sweep.run_sweep(
     config, dataset, settings, checkpoint_path=checkpoint_path, resume=resume, **run_kwargs
   )
@@ -113,8 +120,7 @@ def _summary(config, dataset, result, seeds):
 
 def _write_tables(workdir, out, seeds):
   """Writes sweep.json (`out`), sweep.csv (one row per model) and, with `seeds`, settings.csv."""
-  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
+  files.write_json(os.path.join(workdir, 'sweep.json'), out)
   write_csv(os.path.join(workdir, 'sweep.csv'), out['models'])
   if seeds is not None:
     write_csv(os.path.join(workdir, 'settings.csv'), out['settings'])
@@ -174,8 +180,7 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
   }
   if refit:
     out['refit'] = refit_lib.refit_path(config, dataset, result, max_iter=max_iter)[1]
-  with open(os.path.join(workdir, 'path.json'), 'w') as f:
-    json.dump(out, f, indent=1, allow_nan=False)
+  files.write_json(os.path.join(workdir, 'path.json'), out)
   write_csv(os.path.join(workdir, 'path.csv'), rows)
   label = metric.replace('_', ' ')
   plots.regularization_path(

@@ -7,12 +7,13 @@ never a torn one. Read with `allow_pickle=False`.
 
 import json
 import os
-import tempfile
 import time
 
 import chex
 import jax
 import numpy as np
+
+from linear_jax.training import files
 
 # For the crash-safety tests only: with LINEAR_JAX_CHECKPOINT_PAUSE=N:MARKER set,
 # the N-th save creates the file MARKER and waits (until MARKER is deleted, at
@@ -36,31 +37,27 @@ def _crash_test_pause():
 
 
 def remove_stale(folder: str) -> None:
-  """Deletes temporary files left by a save that a crash interrupted."""
-  for name in os.listdir(folder):
-    if name.startswith('.tmp-') and name.endswith('.npz'):
-      os.remove(os.path.join(folder, name))
+  """Deletes the temporary files a save that a crash interrupted left (this project's, nothing else)."""
+  files.remove_temporary(folder, '.npz')
 
 
 def save(path: str, tree: chex.ArrayTree, meta: dict) -> None:
-  """Atomically writes the arrays of `tree` and the JSON-able dict `meta`."""
+  """Atomically writes the arrays of `tree` and the JSON-able dict `meta` (`files.replace`).
+
+  Raises `files.WriteError` (one line) if the folder cannot take it; the old checkpoint is then intact.
+  """
   leaves = jax.tree.leaves(tree)
   arrays = {f'leaf_{i:04d}': np.asarray(a) for i, a in enumerate(leaves)}
   arrays['meta'] = np.asarray(json.dumps(meta))
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.npz', dir=folder)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
+
+  def write(f):
+    np.savez(f, **arrays)
+    f.flush()
+    os.fsync(f.fileno())
     _crash_test_pause()
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  dir_fd = os.open(folder, os.O_RDONLY)
+
+  files.replace(path, write, binary=True, suffix='.npz', sync=False)
+  dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
   try:
     os.fsync(dir_fd)
   finally:

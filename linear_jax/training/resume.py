@@ -5,7 +5,7 @@ the per-epoch history, the best epoch so far); the fit loop replaces it in one
 assignment per epoch, so a Ctrl-C between two statements never saves a
 half-updated state. `Checkpoints` writes it crash-safely (`checkpoint.save`)
 and restores it with `--resume`, refusing a checkpoint written with other
-settings or by another number of processes; with several processes, process
+settings, on other data (`fingerprint`) or by another number of processes; with several processes, process
 0 writes and every process reads (the data path says who is who).
 """
 
@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from linear_jax.training import checkpoint
+from linear_jax.training import fingerprint
 
 CHECKPOINT = 'checkpoint.npz'
 
@@ -36,10 +37,12 @@ def start(params, opt_state):
 
 
 class Checkpoints:
-  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`)."""
+  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`) on `dataset`."""
 
-  def __init__(self, cfg, path, workdir):
+  def __init__(self, cfg, path, workdir, dataset=None):
     self.cfg, self.path, self.workdir = cfg, path, workdir
+    # Process 0's rows name the data (each process of a multi-host run holds its own).
+    self.data = fingerprint.of(dataset) if dataset is not None and path.writer and workdir else None
     self.file = os.path.join(workdir, CHECKPOINT) if workdir else None
     self.key = jax.random.PRNGKey(cfg.seed)  # epoch e shuffles with fold_in(key, e)
 
@@ -58,6 +61,9 @@ class Checkpoints:
         if saved != ours:
           changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
           raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
+        other = self.data is not None and fingerprint.refusal(self.file, meta.get('data'), self.data)
+        if other:
+          raise ValueError(other)
     if not found:
       return state
     best = {
@@ -84,6 +90,7 @@ class Checkpoints:
       'best_score': best['score'],
       'best_epoch': best['epoch'],
       'bad': best['bad'],
+      'data': self.data,  # what it was trained on: a resume on other data is refused
       'data_order': record['data_order'],  # with the key and the epoch, it fixes the rows' order
     }
     checkpoint.save(self.file, (state.params, state.opt_state, best['params'], self.key), meta)

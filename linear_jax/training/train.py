@@ -98,7 +98,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   params, opt_state = step.init_state(
     cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, path.steps
   )
-  checkpoints = resume_lib.Checkpoints(cfg, path, workdir)
+  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)
   state = checkpoints.restore(resume_lib.start(params, opt_state), resume)
   first = len(state.history)
   initial = (

@@ -1,4 +1,4 @@
-"""One run per workdir: an exclusive lock held for the run's whole life.
+"""One run per workdir, and only in a folder of its own: an exclusive lock held for the run's whole life.
 
 The lock is `fcntl.flock` on `workdir/.lock`: the kernel releases it when the
 holder exits in any way (a clean end, an exception, SIGKILL, a power-off of
@@ -10,9 +10,12 @@ such as local disks and most NFSv4 mounts.)
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
+
+from linear_jax.training import files
 
 LOCK = '.lock'
 
@@ -32,10 +35,17 @@ def locked(path, flag='--workdir'):
   """Holds the lock of the folder `path` (created if missing) for the block.
 
   Raises `Locked` at once, naming `path` and the holder's process id, if
-  another process holds it.
+  another process holds it, and a `ValueError` if `.lock` is a link or a folder.
   """
   os.makedirs(path, exist_ok=True)
-  fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+  lock = os.path.join(path, LOCK)
+  try:  # never through a link planted at its name: the lock writes to its file
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+  except OSError as e:
+    why = 'a symbolic link' if e.errno == errno.ELOOP else e.strerror
+    raise ValueError(
+      f'{lock}: cannot be the lock of {flag}={path} ({why}); remove it or choose another {flag}.'
+    ) from e
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,3 +60,40 @@ def locked(path, flag='--workdir'):
     yield path
   finally:
     os.close(fd)  # closing releases the lock; the file stays, so no other run races on its creation
+
+
+# The file that marks a folder as a workdir of this project (`claim`).
+MARKER = '.linear_jax-workdir'
+# What an older workdir, made before the marker, may hold: the outputs' kinds of file.
+OUTPUT_SUFFIXES = ('.json', '.jsonl', '.csv', '.png', '.npz', '.html', '.svg')
+
+
+def claim(path, flag='--workdir'):
+  """Makes `path` this project's workdir, or refuses a folder that holds files it did not write.
+
+  A new or empty folder, or one that holds the marker (`MARKER`, left by an
+  earlier run), is taken; so is one holding only files of the kinds the
+  outputs are (`OUTPUT_SUFFIXES`: a workdir of an older version). Anything
+  else (`/etc`, `/`, a home folder) is refused in one line, before any file is
+  written there. Returns `path`; raises `ValueError`.
+  """
+  if os.path.lexists(path) and not os.path.isdir(path):
+    raise ValueError(f'{flag}={path} is not a folder.')
+  os.makedirs(path, exist_ok=True)
+  names = os.listdir(path)
+  if MARKER not in names:
+    foreign = sorted(
+      n
+      for n in names
+      if n != LOCK and not (n.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(path, n)))
+    )
+    if foreign:
+      shown = ', '.join(foreign[:3]) + (f' and {len(foreign) - 3} more' if len(foreign) > 3 else '')
+      raise ValueError(
+        f'{flag}={path} holds files this project did not write ({shown}); '
+        f'choose a new or empty folder for {flag}, or one an earlier run used.'
+      )
+    files.write_text(
+      os.path.join(path, MARKER), 'A workdir of linear_jax: its runs write their outputs here.\n'
+    )
+  return path

@@ -17,12 +17,12 @@ named `done{i}/...` and `cur/...`; their names are in the header.
 
 import dataclasses
 import json
-import zlib
 
 import jax
 import numpy as np
 
 from linear_jax.training import checkpoint
+from linear_jax.training import fingerprint
 
 FILE = 'sweep_checkpoint.npz'
 
@@ -41,19 +41,9 @@ class ChunkProgress:
   epoch: int
 
 
-def _crc(a):
-  a = np.ascontiguousarray(a)
-  return zlib.crc32(a.view(np.uint8).reshape(-1)) if a.size else 0
-
-
 def identity(cfg, dataset, settings, chunk):
   """What fixes a sweep's result, JSON-ready: a resume must match it exactly."""
-  data = {'name': dataset.name}
-  for split in ('train', 'val'):
-    for part in ('x', 'y', 'w'):
-      a = getattr(dataset, f'{part}_{split}', None)
-      if a is not None:
-        data[f'{part}_{split}'] = [list(np.shape(a)), str(np.asarray(a).dtype), _crc(a)]
+  data = fingerprint.of(dataset)  # the same fingerprint a training checkpoint holds
   return json.loads(
     json.dumps(
       {
@@ -75,9 +65,11 @@ def differences(saved, now):
     names = sorted({n for s in old + new for n in s})
     axis = [f'{n} values' for n in names if [s.get(n) for s in old] != [s.get(n) for s in new]]
     out += axis or ['settings']
-  for key, label in (('chunk_size', 'chunk_size'), ('data', 'data'), ('num_processes', 'num_processes')):
+  for key in ('chunk_size', 'num_processes'):
     if saved.get(key) != now[key]:
-      out.append(label)
+      out.append(key)
+  if saved.get('data') != now['data']:
+    out += fingerprint.differences(saved.get('data'), now['data'])
   return out
 
 

@@ -91,7 +91,12 @@ def test_resume_with_other_settings_is_refused_naming_them(blobs, tmp_path):
   cases = [
     (dataclasses.replace(CFG, epochs=6), SETTINGS[:4], blobs, r'other settings \(epochs\)'),
     (CFG, sweep.grid([0.02, 0.3], [0.0, 1e-2]), blobs, r'\(learning_rate values'),
-    (CFG, SETTINGS[:4], data.prepare(data.blobs(150, 4, 3, seed=2), 'blobs', seed=1), r'\(data\)'),
+    (
+      CFG,
+      SETTINGS[:4],
+      data.prepare(data.blobs(150, 4, 3, seed=2), 'blobs', seed=1),
+      r"\(the train split's features \(other values\)",
+    ),
   ]
   for cfg, settings, ds, message in cases:
     with pytest.raises(ValueError, match=message):

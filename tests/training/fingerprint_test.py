@@ -1,0 +1,70 @@
+"""A checkpoint names the data it was trained on; a resume on other data is refused, saying what differs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.optim import config
+from linear_jax.training import fingerprint
+from linear_jax.training import train
+
+
+def _prepared(data_seed=0, **options):
+  kw = {'val_fraction': 0.2, 'test_fraction': 0.2, 'seed': 0} | options
+  return data.prepare(data.blobs(60, 3, 3, seed=data_seed), 'blobs', **kw)
+
+
+CASES = {
+  'another dataset of the same shape': (
+    _prepared(data_seed=1),
+    r"the train split's features \(other values\)",
+  ),
+  '--val_fraction': (
+    _prepared(val_fraction=0.3),
+    r"the train split's features \(shape \[36, 3\], now \[30, 3\]\)",
+  ),
+  '--test_fraction': (_prepared(test_fraction=0.1), r'shape \[36, 3\], now \[42, 3\]'),
+  '--preprocess': (_prepared(preprocess='center'), r'the preprocessing \(scale\)'),
+  '--class_weight': (
+    _prepared(class_weight='balanced'),
+    r"the train split's sample weights \(none, now some\)",
+  ),
+  '--seed of the split': (_prepared(seed=3), r"the train split's features \(other values\)"),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_resume_on_other_data_is_refused_saying_what_differs(tmp_path, case):
+  ds = _prepared()
+  cfg = config.TrainConfig(epochs=3, batch_size=16)
+
+  def stop_after_1(metrics):
+    if metrics['epoch'] == 1:
+      raise KeyboardInterrupt
+
+  first = train.fit(cfg, ds, workdir=str(tmp_path), on_epoch=stop_after_1)
+  other, why = CASES[case]
+  with pytest.raises(ValueError, match=r'trained on other data than this run.s \(.*' + why):
+    train.fit(cfg, other, workdir=str(tmp_path), resume=True)
+  again = train.fit(cfg, ds, workdir=str(tmp_path), resume=True)
+  assert again.resumed_from == len(first.history) == 1  # the same data still resumes
+
+
+def test_fingerprint_differs_with_every_part_and_samples_large_arrays(monkeypatch):
+  ds = _prepared()
+  base = fingerprint.of(ds)
+  assert fingerprint.differences(base, fingerprint.of(_prepared())) == []
+  y = np.array(ds.y_train)
+  y[0] = (y[0] + 1) % 3
+  assert fingerprint.differences(base, fingerprint.of(dataclasses.replace(ds, y_train=y))) == [
+    "the train split's targets (other values)"
+  ]
+  assert fingerprint.differences(None, base)[0].startswith('the data (the checkpoint names none')
+  big = np.arange(4 * 1024 * 1024, dtype=np.float64).reshape(-1, 4)  # 128 MiB: sampled
+  monkeypatch.setattr(fingerprint, 'FULL_BYTES', 1 << 20)
+  changed = big.copy()
+  changed[0, 0] = -1.0  # the first block is always sampled
+  assert fingerprint.crc(big) != fingerprint.crc(changed)
+  assert fingerprint.crc(big) == fingerprint.crc(big.copy())

@@ -1,0 +1,163 @@
+"""Every output file of every command, with a link planted at its name, a folder in its place, a full disk.
+
+Nothing outside the workdir is touched, and each failure is one line (a
+`ValueError`, which the commands print as `Error: ...`).
+"""
+
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.optim import config
+from linear_jax.runs import experiment
+from linear_jax.runs import search_run
+from linear_jax.runs import sweep_run
+from linear_jax.training import checkpoint
+from linear_jax.training import files
+from linear_jax.training import workdir as workdir_lib
+
+CFG = config.TrainConfig(epochs=2, batch_size=32)
+DATA = experiment.DataConfig(dataset='blobs', num_examples=120)
+
+
+def _train(workdir, **options):
+  return experiment.train_and_evaluate(CFG, DATA, str(workdir), experiment.RunOptions(**options))
+
+
+def _sweep(workdir):
+  ds = data.prepare(data.blobs(90, 2, 3, seed=0), 'blobs')
+  sweep_run.sweep_and_write(
+    config.TrainConfig(epochs=2, batch_size=30), ds, str(workdir), [0.1], [0.0],
+    checkpoint_path=os.path.join(workdir, 'sweep_checkpoint.npz'),
+  )  # fmt: skip
+
+
+def _search(workdir):
+  """search's writers: its checkpoint (`search_state.Segments`), search.json and search.png."""
+  segments = search_run.open_segments(str(workdir), {'budget': 10}, 1, False)
+  segments.label = 'random'
+  segments.finish('random', {'method': 'random', 'loss': 1.0}, [1, 2], [1.0, 0.5])
+  curves = {'blobs': {'random': (np.array([1, 2]), np.array([1.0, 0.5]))}}
+  search_run.write_outputs(str(workdir), 10, [{'method': 'random', 'loss': 1.0}], curves)
+
+
+COMMANDS = {  # each command's library writer, and the files it writes
+  'train': (lambda w: _train(w, plots=True), [*experiment.OUTPUTS[:4], 'curves.png']),
+  'lr_sweep': (_sweep, ['sweep.json', 'sweep.csv', 'sweep_checkpoint.npz', 'curves.png']),
+  'search': (_search, ['search.json', 'search.png', 'search_checkpoint.npz']),
+}
+CASES = [(c, name) for c, (_, names) in COMMANDS.items() for name in names]
+
+
+def _one_line(e):
+  assert isinstance(e.value, ValueError) and '\n' not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(('command', 'name'), CASES)
+def test_a_link_planted_at_an_output_is_replaced_not_followed(tmp_path, command, name):
+  outside, work = tmp_path / 'outside.txt', tmp_path / 'work'
+  outside.write_text('precious')
+  work.mkdir()
+  (work / name).symlink_to(outside)
+  COMMANDS[command][0](work)
+  assert outside.read_text() == 'precious'
+  assert (work / name).is_file() and not (work / name).is_symlink()
+
+
+@pytest.mark.parametrize(('command', 'name'), CASES)
+def test_a_folder_in_place_of_an_output_is_one_line(tmp_path, command, name):
+  (tmp_path / name).mkdir()
+  (tmp_path / name / 'keep').write_text('x')
+  with pytest.raises(ValueError) as e:
+    COMMANDS[command][0](tmp_path)
+  _one_line(e)
+  assert name in str(e.value) and (tmp_path / name / 'keep').read_text() == 'x'
+
+
+class _FullDisk:
+  """A file whose writes fail as on a full disk."""
+
+  def __init__(self, f):
+    self._f = f
+
+  def write(self, _):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  def __getattr__(self, name):
+    return getattr(self._f, name)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._f.close()
+
+
+@pytest.mark.parametrize('command', list(COMMANDS))
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, command, monkeypatch):
+  monkeypatch.setattr(files, '_fdopen', lambda fd, mode, **kw: _FullDisk(os.fdopen(fd, mode, **kw)))
+  monkeypatch.setattr(files, '_write', lambda fd, b: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full')))
+  with pytest.raises(ValueError, match='No space left on device|full') as e:
+    COMMANDS[command][0](tmp_path)
+  _one_line(e)
+  assert not [p for p in os.listdir(tmp_path) if p.startswith(files.TEMP_PREFIX)]
+
+
+def test_a_full_disk_leaves_the_last_checkpoint_intact(tmp_path, monkeypatch):
+  path = str(tmp_path / 'checkpoint.npz')
+  checkpoint.save(path, [np.arange(3.0)], {'epoch': 1})
+  monkeypatch.setattr(files, '_fdopen', lambda fd, mode, **kw: _FullDisk(os.fdopen(fd, mode, **kw)))
+  with pytest.raises(files.WriteError, match=r'checkpoint.npz: cannot be written \(No space left on device'):
+    checkpoint.save(path, [np.arange(3.0) + 1], {'epoch': 2})
+  arrays, meta = checkpoint.read(path)
+  assert meta == {'epoch': 1} and arrays[0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_the_lock_refuses_a_link(tmp_path):
+  outside = tmp_path / 'outside.txt'
+  outside.write_text('precious')
+  (tmp_path / 'work').mkdir()
+  (tmp_path / 'work' / workdir_lib.LOCK).symlink_to(outside)
+  with pytest.raises(ValueError, match=r'\.lock: cannot be the lock of --workdir=.* \(a symbolic link\)'):
+    with workdir_lib.locked(str(tmp_path / 'work')):
+      pass
+  assert outside.read_text() == 'precious'
+
+
+def test_a_killed_fresh_rerun_leaves_no_output_of_the_run_before(tmp_path):
+  _train(tmp_path, plots=False)
+  assert (tmp_path / 'summary.json').exists() and (tmp_path / 'params.npz').exists()
+
+  def killed(metrics):
+    raise SystemExit('killed')  # as SIGKILL would: nothing after the first epoch is written
+
+  with pytest.raises(SystemExit):
+    experiment.train_and_evaluate(
+      CFG, DATA, str(tmp_path), experiment.RunOptions(plots=False), on_epoch=killed
+    )
+  assert not (tmp_path / 'summary.json').exists() and not (tmp_path / 'params.npz').exists()
+  assert len((tmp_path / 'metrics.jsonl').read_text().splitlines()) == 1  # the new run's epoch alone
+
+
+def test_workdir_of_other_files_is_refused_and_nothing_not_ours_is_deleted(tmp_path):
+  with pytest.raises(ValueError, match=r'--workdir=/etc holds files this project did not write'):
+    workdir_lib.claim('/etc')
+  home = tmp_path / 'home'
+  home.mkdir()
+  (home / 'notes.txt').write_text('mine')
+  with pytest.raises(ValueError, match=r'holds files this project did not write \(notes.txt\)'):
+    workdir_lib.claim(str(home))
+  assert os.listdir(home) == ['notes.txt']
+  work = tmp_path / 'work'
+  workdir_lib.claim(str(work))  # a new folder: taken, and marked
+  assert (work / workdir_lib.MARKER).exists()
+  (work / 'notes.txt').write_text('mine')
+  workdir_lib.claim(str(work))  # marked: the user's own files beside the outputs are fine
+  for name in ('.write-test', '.tmp-mine.npz', 'notes.txt'):
+    (work / name).write_text('mine')
+  _train(work, plots=False)
+  checkpoint.remove_stale(str(work))
+  assert all((work / n).read_text() == 'mine' for n in ('.write-test', '.tmp-mine.npz', 'notes.txt'))
