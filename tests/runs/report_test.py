@@ -88,4 +88,4 @@ def test_a_linear_panel_without_a_line_in_view_says_so():
   assert crossing[0] == 'parity: the data and the best line a linear classifier finds.'
   for scores, cls in ((x0**2 + 1.0, '1'), (-(x1**2) - 0.1, '0')):  # one sign over the whole picture
     caption = report.linear_caption('ring', scores)[0]
-    assert 'best line' not in caption and f'in one class ({cls})' in caption and 'outside' in caption
+    assert 'best line a linear' not in caption and f'in one class ({cls})' in caption and 'outside' in caption
