@@ -592,15 +592,40 @@ def help_text(program=None):
   return '\n'.join(out)
 
 
-def parse_flags(argv):
-  """absl's parsing, except that `--help` (or `-h`) prints `help_text()` and exits 0."""
+def flag_error_line(error, flag_values=flags.FLAGS):
+  """absl's flag error as one line that starts with what is wrong, not with every flag's value.
+
+  absl writes `flags loss=my.py:X, loss_hparams=[], margin=None: Loss 'my.py:X': ...` for a
+  validator of several flags and `flag --h=1: --h must be ...` for one; the validators' own
+  messages name their flags, so that prefix goes (a message that names no flag keeps
+  `--name=value:` in front).
+  """
+  text = str(error)
+  for flag in set(flag_values._flags().values()):  # pylint: disable=protected-access
+    for validator in getattr(flag, 'validators', ()):
+      prefix = validator.print_flags_with_values(flag_values) + ': '
+      if text.startswith(prefix):
+        rest = text[len(prefix) :]
+        named = any(f'--{name}' in rest for name in validator.get_flags_names())
+        return rest if named or len(validator.get_flags_names()) > 1 else text.removeprefix('flag ')
+  return text.removeprefix('flag ')
+
+
+def parse_flags(argv, flag_values=flags.FLAGS):
+  """absl's parsing, except that `--help` (or `-h`) prints `help_text()` and exits 0, and that a
+  flag error is one line on stderr, `Error: <what is wrong>` (exit 1), not absl's `FATAL Flags
+  parsing error: ...` and its advice on two lines."""
   args = argv[1:]
   if '--' in args:
     args = args[: args.index('--')]
   if any(a in HELP_ARGS for a in args):
     print(help_text(argv[0]))
     sys.exit(0)
-  return app.parse_flags_with_usage(argv)
+  try:
+    return flag_values(argv)
+  except flags.Error as e:
+    sys.stderr.write(f'Error: {flag_error_line(e, flag_values)} (--help lists the flags.)\n')
+    sys.exit(1)
 
 
 def run(main):
@@ -652,11 +677,30 @@ def configure_precision(f):
     jax.config.update('jax_enable_x64', True)
 
 
+def show_notices():
+  """Prints each notice of the data readers (`readers.ReadNotice`) as one line on stderr, `Note: ...`,
+  not as Python's two-line warning; other warnings are shown as before."""
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  from linear_jax.data import readers  # pylint: disable=import-outside-toplevel
+
+  shown = warnings.showwarning
+
+  def show(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, readers.ReadNotice):
+      print(f'Note: {message}', file=sys.stderr, flush=True)
+    else:
+      shown(message, category, filename, lineno, file, line)
+
+  warnings.showwarning = show
+
+
 def start(f):
   """What every experiment does first, before any JAX work: quiet library logs,
-  the compilation cache, float64 if `--dtype` asks for it, and the multi-host
-  runtime if the flags ask for it."""
+  the data readers' notices as one line each, the compilation cache, float64 if
+  `--dtype` asks for it, and the multi-host runtime if the flags ask for it."""
   quiet_logs()
+  show_notices()
   configure_compilation_cache(f)
   configure_precision(f)
   if 'distributed' in f:  # only experiments with the training flags have it

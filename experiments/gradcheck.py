@@ -4,7 +4,9 @@ r"""Checks every hand-derived gradient against jax.grad and finite differences.
 
 For each loss × penalty × (plain, bias-trick) form and each method, prints the
 three-way report (analytic vs autodiff, analytic vs numerical, autodiff vs
-numerical) and exits 1 if any disagrees. `--plant=sign_flip` (or factor_two,
+numerical) and exits 1 if any disagrees. A loss without a hand-derived
+score_grad (your own `--loss=FILE.py:NAME`, say) has no analytic gradient:
+its autodiff gradient is checked against finite differences alone. `--plant=sign_flip` (or factor_two,
 missing_reg, missing_bias) checks a deliberately wrong gradient instead, to
 show the checker catching it. Runs in float64.
 """
@@ -78,7 +80,11 @@ def run():
     num_directions=FLAGS.num_directions,
     loss_hparams=lambda loss: common.loss_hparams_for(FLAGS, loss),
     on_report=lambda report: print(report.summary(), flush=True),
-    on_skip=lambda loss: print(f'{loss:<10} no hand-derived score_grad: nothing to check', flush=True),
+    on_autodiff_only=lambda loss: print(
+      f'{loss}: no hand-derived score_grad, so there is no analytic gradient to compare; '
+      'checking autodiff (jax.grad of the objective) against finite differences.',
+      flush=True,
+    ),
   )
 
 
@@ -87,7 +93,10 @@ def main(argv):
   json_out = common.prepare_output_file('json_out', FLAGS.json_out) if FLAGS.json_out else None
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)
-  reports = run()
+  try:
+    reports = run()
+  except ValueError as e:  # a loss of the user's that misbehaves (NaN, a wrong shape): one line, no traceback
+    sys.exit(f'Error: {e}')
   failed = [r for r in reports if not r.passed]
   print(f'\n{len(reports) - len(failed)} passed, {len(failed)} failed')
   if json_out:

@@ -34,8 +34,9 @@ def main(argv):
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)  # for the gradient checks; training stays float32
   workdir = common.prepare_workdir(FLAGS.workdir)
+  print(report.header(workdir, FLAGS.tiny), flush=True)
   t = time.perf_counter()
-  path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed)
+  path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
   print(f'{path} written in {time.perf_counter() - t:.0f} s; gradient checks {"all pass" if ok else "FAIL"}')
 
 

@@ -30,3 +30,24 @@ def test_lecture_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
   assert 'by hand vs jax.grad' in printed and ': OK' in printed
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 5  # templates, regions, SVM vs softmax, the descent curves, loss vs learning rate
+
+
+def test_the_readme_opens_the_notebook_with_what_the_test_command_installs(tmp_path):
+  import re  # pylint: disable=import-outside-toplevel
+
+  import nbformat  # pylint: disable=import-outside-toplevel
+
+  readme = (ROOT / 'README.md').read_text()
+  command = 'jupytext --to ipynb notebooks/lecture.py && jupyter notebook notebooks/lecture.ipynb'
+  assert re.search(rf'^{re.escape(command)}$', readme, re.M)
+  pinned = {
+    line.split('==')[0].strip().lower()
+    for line in (ROOT / 'requirements-dev.txt').read_text().splitlines()
+    if '==' in line and not line.startswith('#')
+  }
+  assert {'jupytext', 'notebook', 'ipykernel'} <= pinned  # `jupytext`, `jupyter notebook` and its kernel
+  # The first half of the command, as jupytext does it: a valid notebook whose code is the file's.
+  notebook = jupytext.read(ROOT / 'notebooks' / 'lecture.py')
+  nbformat.write(notebook, tmp_path / 'lecture.ipynb')
+  nbformat.validate(nbformat.read(tmp_path / 'lecture.ipynb', as_version=4))
+  assert sum(c.cell_type == 'code' for c in notebook.cells) > 5

@@ -13,7 +13,9 @@ import csv
 import gzip
 import io
 import pickle
+import re
 import struct
+import warnings
 import zipfile
 import zlib
 
@@ -238,15 +240,78 @@ def detect_delimiter(lines: list[str]) -> str:
   return ','
 
 
+class ReadNotice(UserWarning):
+  """Something a reader did to a file that its user should know of, said once (`warnings.warn`).
+
+  The command line prints it as one line (`Note: ...`); from Python it is an ordinary warning.
+  """
+
+
+def _notice(message):
+  warnings.warn(ReadNotice(message), stacklevel=3)
+
+
 def _column(spec, header, width, path, what):
   if isinstance(spec, str) and not spec.lstrip('-').isdigit():
     if header is None or spec not in header:
       _fail(path, f'no column named {spec!r}; columns: {", ".join(header or []) or "(no header)"}.')
+    where = [j + 1 for j, name in enumerate(header) if name == spec]
+    if len(where) > 1:
+      _fail(
+        path,
+        f'{spec!r} names {len(where)} columns (columns {", ".join(map(str, where))}); give the {what} '
+        f'column by its index (--{what}_column={where[0] - 1}, counting from 0), or rename them.',
+      )
     return header.index(spec)
   col = int(spec)
   if not -width <= col < width:
     _fail(path, f'{what} column {col} is out of range for {width} columns.')
   return col % width
+
+
+# A number written with a decimal comma (`3,14`, `-0,5`, `,5`, `1,5e-3`), as European spreadsheets write.
+DECIMAL_COMMA = re.compile(r'\s*[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?\s*')
+
+
+def _first(rows, test):
+  """`(line, column, cell)` of the first cell of `rows` that passes `test`, counting from 1; else `None`."""
+  for i, r in enumerate(rows):
+    for j, c in enumerate(r):
+      if test(c):
+        return i + 1, j + 1, c
+  return None
+
+
+def number_reader(path: str, rows: list[list[str]], delimiter: str) -> Callable[[str], float]:
+  """How the numbers of `rows` are written: `float`, or with decimal commas (`'3,14'` -> 3.14).
+
+  Decimal commas are read in a file whose fields are separated by `;` or tab, said once
+  (`ReadNotice`); a file that also writes decimal points, or a comma inside a number of a
+  comma-separated file (a decimal comma or a thousands separator: nothing tells which), is refused
+  naming the cell, never read as another number.
+  """
+  comma = _first(rows, lambda c: ',' in c and DECIMAL_COMMA.fullmatch(c) is not None)
+  if comma is None:
+    return float
+  line, col, cell = comma
+  if delimiter == ',':
+    _fail(
+      path,
+      f'line {line}, column {col}: {cell!r} has a comma inside a number (a decimal comma or a thousands '
+      "separator?); write numbers with a decimal point and no separator, or separate the fields with ';' "
+      'to read decimal commas.',
+    )
+  point = _first(rows, lambda c: '.' in c and re.fullmatch(r'\s*[+-]?[\d.,]*\d[\d.,]*([eE][+-]?\d+)?\s*', c))
+  if point is not None:
+    _fail(
+      path,
+      f'numbers written both with decimal commas (line {line}, column {col}: {cell!r}) and with points '
+      f'(line {point[0]}, column {point[1]}: {point[2]!r}); write every number one way.',
+    )
+  _notice(
+    f'{path}: numbers are written with decimal commas (line {line}, column {col}: {cell!r}); read as such.'
+  )
+  return lambda c: float(c.replace(',', '.'))
 
 
 def read_csv(
@@ -257,11 +322,17 @@ def read_csv(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
   """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
 
-  A first row with a text cell above a number names the columns.
+  A first row with a text cell above a number names the columns. Files as spreadsheets and data
+  frames write them are read as meant, or refused naming the cell, never read as other numbers:
+  decimal commas (`number_reader`); a row index as first column, as pandas' `to_csv` and R's
+  `write.csv` write it, is not a feature (`index_column`, said once); a header name given for
+  the target that names several columns, a column of text that is not the target, and a first
+  column named like a label while the target is the last (the default) are refused with the
+  `--target_column` to give.
 
   Args:
     path: the file.
-    target_column: the target column, by header name or index.
+    target_column: the target column, by header name or index (the file's columns, from 0).
     delimiter: `','`, `';'` or tab; `None` detects it (`detect_delimiter`).
     weight_column: an optional column of sample weights (name or index),
       removed from the features.
@@ -269,6 +340,9 @@ def read_csv(
   Returns:
     `(x [N, D] float64, y [N], w [N] float64 or None)`: `y` holds numbers, or
     strings when no cell of the target column is a number.
+
+  Raises:
+    ValueError: naming the file (and the line and column) for anything it cannot read as meant.
   """
   if delimiter is not None and delimiter not in DELIMITERS:
     _fail(path, f'delimiter {delimiter!r} is not one of ",", ";", tab.')
@@ -284,12 +358,8 @@ def read_csv(
     raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
   if not rows:
     _fail(path, 'no rows.')
-  header = None
-  if len(rows) == 1:
-    if not all(_is_float(c) for c in rows[0]):
-      header, rows = rows[0], []
-  elif any(not _is_float(a) and _is_float(b) for a, b in zip(rows[0], rows[1], strict=False)):
-    header, rows = rows[0], rows[1:]  # a text cell above a number: the first row names the columns
+  number = number_reader(path, rows, delimiter)
+  header, rows = _split_header(rows, number)
   if not rows:
     _fail(path, 'a header but no data rows.')
   width = len(header or rows[0])
@@ -301,16 +371,93 @@ def read_csv(
   for i, r in enumerate(rows):
     if len(r) != width:
       _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+  if str(target_column) == '-1':
+    _label_first(path, header)
+  index = index_column(path, header, rows, number, {col, wcol})
+  return _values(path, header, rows, number, (col, wcol, index))
+
+
+def _parses(number, cell):
+  try:
+    number(cell)
+    return True
+  except ValueError:
+    return False
+
+
+def _split_header(rows, number):
+  """`(header or None, data rows)`: a first row with a text cell above a number names the columns."""
+  if len(rows) == 1:
+    return (rows[0], []) if not all(_parses(number, c) for c in rows[0]) else (None, rows)
+  if any(not _parses(number, a) and _parses(number, b) for a, b in zip(rows[0], rows[1], strict=False)):
+    return rows[0], rows[1:]
+  return None, rows
+
+
+# Header names of a first column that is a row index ('Unnamed: 0' is pandas' name for an unnamed one).
+INDEX_NAMES = ('', 'unnamed: 0', 'index', 'id')
+# Header names of a label column.
+LABEL_NAMES = ('label', 'labels', 'class', 'target', 'y', 'species', 'category', 'diagnosis')
+
+
+def index_column(path, header, rows, number, taken) -> int | None:
+  """0 when the first column is a row index, not a feature; else `None`.
+
+  A row index is what pandas' `to_csv` and R's `write.csv` write first: a column with an
+  empty header (or `Unnamed: 0`, `index`, `id`) holding distinct whole numbers >= 0 (0…N−1 or
+  1…N in a whole file, any of them in a sample of one). It is not used as a feature, and a
+  `ReadNotice` says so once. A file without a header names no index, and keeps every column;
+  a first column that is the target or the weights is not an index either.
+  """
+  if header is None or 0 in taken or header[0].strip().lower() not in INDEX_NAMES:
+    return None
+  try:
+    values = np.array([number(r[0]) for r in rows])
+  except ValueError:
+    return None
+  if not (np.all(values == np.round(values)) and values.min() >= 0 and len(np.unique(values)) == len(values)):
+    return None
+  name = repr(header[0]) if header[0].strip() else 'with no name'
+  _notice(
+    f'{path}: the first column ({name}) holds distinct whole numbers {values.min():g}…{values.max():g}, '
+    'a row index as pandas and R write it, so it is not used as a feature; name it otherwise in the '
+    'header to keep it.'
+  )
+  return 0
+
+
+def _label_first(path, header):
+  """Refuses a first column named like a label when the target is the last column by default."""
+  if header is None or len(header) < 2:
+    return
+  first, last = header[0].strip(), header[-1].strip()
+  if first.lower() in LABEL_NAMES and last.lower() not in LABEL_NAMES:
+    _fail(
+      path,
+      f'the first column is named {first!r}, like a label, but the target is the last column ({last!r}) '
+      f'unless --target_column names another: give --target_column={first} (or --target_column={last} '
+      'to keep the last).',
+    )
+
+
+def _values(path, header, rows, number, columns):
+  """`(x, y, w)` of the checked rows: every column a number but a target of text labels.
+
+  `columns` is `(target, weights or None, row index or None)`.
+  """
+  col, wcol, index = columns
+  width, first_line = len(rows[0]), 2 if header else 1
   targets = [r[col].strip() for r in rows]
-  text_targets = not any(_is_float(t) for t in targets)  # all text: labels; a mix: a bad number
-  numbers = [j for j in range(width) if j != col or not text_targets]
+  text_targets = not any(_parses(number, t) for t in targets)  # all text: labels; a mix: a bad number
+  numbers = [j for j in range(width) if (j != col or not text_targets) and j != index]
   values = np.empty((len(rows), len(numbers)))
   for i, r in enumerate(rows):
     try:
-      values[i] = [float(r[j]) for j in numbers]
+      values[i] = [number(r[j]) for j in numbers]
     except ValueError:
-      bad = next(j for j in numbers if not _is_float(r[j]))
-      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number.')
+      bad = next(j for j in numbers if not _parses(number, r[j]))
+      hint = _text_hint(header, rows, number, bad) if bad != col else ''
+      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number{hint}.')
   where = {j: k for k, j in enumerate(numbers)}
   y = np.array(targets) if text_targets else values[:, where[col]]
   w = None if wcol is None else values[:, where[wcol]]
@@ -320,9 +467,14 @@ def read_csv(
   return x, y, w
 
 
-def _is_float(s):
-  try:
-    float(s)
-    return True
-  except ValueError:
-    return False
+def _text_hint(header, rows, number, j):
+  """`; column 1 ('species') holds text in every row, ...`: a whole feature column of text, as labels are."""
+  if any(_parses(number, r[j]) for r in rows):
+    return ''
+  named = header is not None and header[j].strip()
+  where = f'column {j + 1} ({header[j]!r})' if named else f'column {j + 1}'
+  return (
+    f'; {where} holds text in every row, as labels do: if it is the target, say so with '
+    f'--target_column={header[j] if named else j} (the target is the last column unless '
+    '--target_column names another)'
+  )

@@ -312,6 +312,7 @@ class GradCheckReport:
   comparisons: list
   richardson: bool = False
   dtype: str = 'float64'
+  grad: str = 'analytic'  # 'autodiff': no hand-derived gradient, so jax.grad was checked alone
 
   @property
   def passed(self):
@@ -336,6 +337,8 @@ class GradCheckReport:
     parts.append(f'method={method} h={self.step:g}')
     if self.dtype != 'float64':
       parts.append(f'dtype={self.dtype}')
+    if self.grad != 'analytic':
+      parts.append(f'grad={self.grad}')
     lines = [f'{" ".join(parts)} params={self.num_params}: {"OK" if self.passed else "FAIL"}']
     for c in self.comparisons:
       lines.append(
@@ -432,7 +435,7 @@ def _directional(kern, v, args, analytic, dirs, hs, tol, richardson):
 def check_function_gradients(
   f: Callable,
   params: chex.ArrayTree,
-  grad_fn: Callable,
+  grad_fn: Callable | None,
   *,
   args: tuple = (),
   kinks: Callable | None = None,
@@ -453,7 +456,9 @@ def check_function_gradients(
     f: `f(params, *args) -> scalar`, written in `jax.numpy`.
     params: any pytree of float arrays: where to check.
     grad_fn: `grad_fn(params, *args)`, the gradient under test, with the
-      structure and shapes of `params`.
+      structure and shapes of `params`; `None` when there is none (no
+      hand-derived gradient): `jax.grad` of `f` is then compared with finite
+      differences alone, and the report says `grad='autodiff'`.
     args: further arguments of `f`, `grad_fn` and `kinks` (data), passed to
       compiled code as arguments, so checking again with new data does not
       recompile.
@@ -481,6 +486,11 @@ def check_function_gradients(
 
   Returns:
     A `GradCheckReport`; `report.passed` is the verdict.
+
+  Raises:
+    ValueError: a bad method or step, a gradient of another structure, or a
+      value of `f` at `params` that is NaN or infinite (named, not a report
+      of NaN).
   """
   validation.check_name('gradient-check method', method, METHODS)
   params, dtype = _float_params(params)
@@ -488,11 +498,41 @@ def check_function_gradients(
   key = jax.random.PRNGKey(0) if key is None else key
   tols = THRESHOLDS[dtype]
   pt = _check_point(f, kinks, grad_fn, params, args, chunk_size)
+  _check_finite_value(pt, name or getattr(f, '__name__', 'f'))
   comparisons = [compare('analytic vs autodiff', pt.analytic, pt.autodiff, pt.names, tols['autodiff'])]
   comparisons += _numerical_comparisons(
     pt, method, h, tols, richardson, key, num_coords, num_directions, escalate
   )
-  return _report(f, name, info, method, h, pt, comparisons, richardson, dtype)
+  if grad_fn is None:
+    comparisons = _autodiff_only(comparisons)
+  report = _report(f, name, info, method, h, pt, comparisons, richardson, dtype)
+  return dataclasses.replace(report, grad='autodiff') if grad_fn is None else report
+
+
+def _check_finite_value(pt, name):
+  """Raises, naming the function, when its value at the checked point is NaN or infinite.
+
+  Every difference quotient would then be NaN too, and the report a column of NaN instead of the cause.
+  """
+  value = float(pt.kern.value(pt.v, pt.args))
+  if not math.isfinite(value):
+    raise ValueError(
+      f'{name}: the value at the checked point is {value}, so no gradient can be checked there; '
+      'the function returns a non-finite value on finite inputs.'
+    )
+
+
+def _autodiff_only(comparisons):
+  """The comparisons of a check with no gradient under test: `jax.grad` against finite differences alone.
+
+  The gradient under test was `jax.grad` itself, so 'analytic vs autodiff' and the duplicate
+  'autodiff vs numerical' rows go, and 'analytic vs numerical' rows are named for what they compared.
+  """
+  return [
+    dataclasses.replace(c, pair=c.pair.replace('analytic', 'autodiff', 1))
+    for c in comparisons
+    if c.pair.startswith('analytic vs numerical')
+  ]
 
 
 def _float_params(params):
@@ -549,8 +589,8 @@ def _check_point(f, kinks, grad_fn, params, args, chunk_size):
   kern = _kernels(f, kinks, treedef, leaves, int(chunk_size))
   args = tuple(args)
 
-  analytic = _flat_grad(grad_fn, params, args, structure)
   autodiff = kern.grad(v, args)
+  analytic = autodiff if grad_fn is None else _flat_grad(grad_fn, params, args, structure)
   return _Point(kern, v, args, params, names, analytic, autodiff)
 
 
@@ -676,7 +716,7 @@ def check_gradients(
   loss: 'str | losses.Loss' = 'softmax',
   reg: float = 0.0,
   penalty: str = 'l2',
-  grad_fn: Callable | None = None,
+  grad_fn: 'Callable | str | None' = None,
   method: str = 'central',
   h: float | None = None,
   num_coords: int = 64,
@@ -694,7 +734,9 @@ def check_gradients(
       (`mask`: optional sample weights).
     grad_fn: the gradient under test, called like `grads.analytic_grad`
       (the default): `grad_fn(params, x, targets, loss=, reg=, penalty=,
-      **loss_hparams)`, plus `mask=` when weights are given.
+      **loss_hparams)`, plus `mask=` when weights are given. `'autodiff'`:
+      no gradient under test, `jax.grad` of the objective checked against
+      finite differences alone (what a loss without `score_grad` can have).
     method, h, num_coords, num_directions, key, chunk_size, richardson: as
       for `check_function_gradients`.
     **loss_hparams: the loss's hyperparameters (defaults for the rest).
@@ -716,7 +758,7 @@ def check_gradients(
   return check_function_gradients(
     f,
     params,
-    under_test,
+    None if grad_fn is None else under_test,
     args=args,
     kinks=kinks,
     method=method,
@@ -732,7 +774,10 @@ def check_gradients(
 
 
 def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, method, mask, loss_hparams):
-  """`(spec, hp, grad_fn)`: the checked loss record, its hyperparameters and the gradient under test."""
+  """`(spec, hp, grad_fn)`: the checked loss record, its hyperparameters and the gradient under test.
+
+  `grad_fn` comes back `None` for `'autodiff'` (no gradient under test).
+  """
   require_x64()
   validation.check_name('gradient-check method', method, METHODS)
   spec = losses.get_loss(loss)
@@ -740,6 +785,9 @@ def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, metho
   hp = spec.resolve_hparams(loss_hparams)
   validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   losses.probe(spec, concrete=True)
+  if isinstance(grad_fn, str):
+    validation.check_name('gradient under test', grad_fn, ('autodiff',))
+    return spec, hp, None
   if grad_fn is None and spec.score_grad is None:
     raise grads.missing_score_grad(spec)
   grad_fn = grads.analytic_grad if grad_fn is None else grad_fn

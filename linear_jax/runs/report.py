@@ -12,8 +12,10 @@ section function takes the `report_page.Report` it adds to, `tiny` (smaller
 sizes, for tests) and the seed of every random draw.
 """
 
+from collections.abc import Callable
 import dataclasses
 import os
+import time
 from typing import NamedTuple
 
 import jax
@@ -191,11 +193,12 @@ def hard_cases_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   rows = []
   rep.section('5. Hard cases for a linear classifier, and feature maps that solve them')
   for case in hard_cases.CASES:
-    accs = {}
+    accs, linear = {}, None
     for features in (False, True):
       out = hard_cases.fit_case(case, 300 if tiny else 1000, seed, features, 20 if tiny else 100, 80)
       tag = 'feature_map' if features else 'linear'
       accs[tag] = out['accuracy']
+      linear = out if not features else linear
       plots.hard_case(
         out['x'],
         out['y'],
@@ -205,17 +208,33 @@ def hard_cases_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
         f'{case}, {"feature map" if features else "linear"}: {_pct(out["accuracy"])}',
       )
     rows.append([case, _pct(out['majority']), _pct(accs['linear']), _pct(accs['feature_map'])])
-    rep.picture(
-      f'{case}_linear.png',
-      f'{case}: the data and the best line a linear classifier finds.',
-      'Its accuracy stays near the majority-class rate: no line separates these classes.',
-    )
+    rep.picture(f'{case}_linear.png', *linear_caption(case, linear['grid_scores']))
     rep.picture(
       f'{case}_feature_map.png',
       f'{case}: the same classifier on a feature map chosen for the case.',
       'Linear in the features, the boundary is curved in the input, and the classes separate.',
     )
   rep.table(['case', 'majority rate', 'linear', 'feature map'], rows)
+
+
+def linear_caption(case: str, grid_scores: np.ndarray) -> tuple[str, str]:
+  """The caption of a hard case's linear panel: the line it shows, or why there is none to show.
+
+  The best linear classifier of a ring puts every point in view in one class: its boundary
+  `score = 0` lies outside the picture, and the panel shows no line.
+  """
+  positive = grid_scores >= 0
+  if positive.all() or not positive.any():
+    return (
+      f'{case}: the data; the best linear classifier found puts every point in the picture in one class '
+      f'({"1" if positive.all() else "0"}), so its line, score = 0, lies outside it.',
+      'Its accuracy is the majority-class rate: no line separates these classes, so the best one '
+      'gives up on the smaller class.',
+    )
+  return (
+    f'{case}: the data and the best line a linear classifier finds.',
+    'Its accuracy stays near the majority-class rate: no line separates these classes.',
+  )
 
 
 def descent_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
@@ -325,6 +344,38 @@ def optimum_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   rep.table(['optimizer', 'final f − f*', 'best f − f*', 'passes'], rows)
 
 
+# The sections in order: what each does (the progress line says it) and the function that adds it.
+SECTIONS = (
+  ('softmax on the digits: curves, class templates, regions of 2-D blobs', training_and_viewpoints),
+  ("every loss's hand-derived gradient checked three ways, in float64", gradient_checks),
+  ('a learning-rate × reg sweep on digits, trained as one program', sweep_section),
+  ('random, local and genetic search against gradient descent', search_section),
+  ('the hard cases (parity, ring, three modes), linear and with a feature map', hard_cases_section),
+  ('loss surfaces over two weights with descent paths; SVM against softmax', descent_section),
+  ('raw pixels against an intensity histogram', features_section),
+  ('f − f* of four optimizers against the L-BFGS optimum, in float64', optimum_section),
+)
+# Seconds the whole report takes on 2 free CPU cores (measured; a busy machine takes longer).
+SECONDS = {False: 90, True: 60}
+
+
+def header(workdir: str, tiny: bool = False) -> str:
+  """What `build` is about to do, on which data and models, where it writes, and about how long it takes."""
+  seconds = SECONDS[tiny]
+  took = f'{seconds} s' if seconds < 120 else f'{round(seconds / 60)} minutes'
+  return (
+    f'report: {len(SECTIONS)} sections{" at tiny sizes (a smoke test)" if tiny else ""}, each training '
+    'linear models (softmax, SVM, logistic) here on the 8×8 digits that ship with scikit-learn or on '
+    f'random 2-D data; writes {os.path.join(workdir, "report.html")} and its pictures. About {took} on '
+    '2 free CPU cores (longer on a busy machine); one line per section as it starts.'
+  )
+
+
+def progress_line(index: int, what: str, elapsed: float) -> str:
+  """`[3/8] a learning-rate × reg sweep …  (12 s so far)`: the line of a section as it starts."""
+  return f'[{index}/{len(SECTIONS)}] {what}  ({elapsed:.0f} s so far)'
+
+
 class Built(NamedTuple):
   """What `build` made: the path of report.html, and whether every gradient check of section 2 passed."""
 
@@ -332,13 +383,18 @@ class Built(NamedTuple):
   gradient_checks_passed: bool
 
 
-def build(workdir: str, tiny: bool = False, seed: int = 0) -> Built:
+def build(
+  workdir: str, tiny: bool = False, seed: int = 0, progress: Callable[[str], None] | None = None
+) -> Built:
   """Runs every section in order and writes `workdir`/report.html and its PNGs.
+
+  Nothing is printed per epoch: every training run of the report is given no `on_epoch`.
 
   Args:
     workdir: an existing folder; report.html and every picture go there.
     tiny: smaller sizes (fewer epochs, examples and grid points): a smoke test of the whole report.
     seed: the seed of every random draw.
+    progress: called with one line (`progress_line`) as each section starts.
 
   Returns:
     `Built(path, gradient_checks_passed)`. The gradient checks and the optimum section run in float64:
@@ -348,12 +404,11 @@ def build(workdir: str, tiny: bool = False, seed: int = 0) -> Built:
     raise ValueError('report.build needs float64: turn on jax_enable_x64 first.')
   rep = report_page.Report(workdir)
   rep.parts.append(DEMO_LINK)
-  training_and_viewpoints(rep, tiny, seed)
-  ok = gradient_checks(rep, tiny, seed)
-  sweep_section(rep, tiny, seed)
-  search_section(rep, tiny, seed)
-  hard_cases_section(rep, tiny, seed)
-  descent_section(rep, tiny, seed)
-  features_section(rep, tiny, seed)
-  optimum_section(rep, tiny, seed)
+  start, ok = time.perf_counter(), True
+  for i, (what, section) in enumerate(SECTIONS, 1):
+    if progress:
+      progress(progress_line(i, what, time.perf_counter() - start))
+    out = section(rep, tiny, seed)
+    if section is gradient_checks:
+      ok = out
   return Built(rep.write(TITLE), ok)

@@ -1,5 +1,7 @@
 """Tests of linear_jax.readers: the parsers return plain arrays and refuse bad bytes by file name."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,81 @@ def test_read_npy_labels_refuses_pickled_objects_naming_the_file(tmp_path):
   np.save(tmp_path / 'z.npy', np.array(3))
   with pytest.raises(ValueError, match=r'z\.npy: not an array of labels'):
     readers.read_npy_labels(str(tmp_path / 'z.npy'))
+
+
+# -- csv files as spreadsheets and data frames write them --------------------------------------------
+
+
+def _table(n=6, seed=0):
+  rng = np.random.default_rng(seed)
+  return np.round(rng.normal(size=(n, 2)), 3), rng.integers(0, 3, n)
+
+
+def test_a_row_index_written_by_pandas_or_r_is_not_a_feature_and_is_said_once(tmp_path):
+  x, y = _table()
+  lines = {  # pandas' to_csv() (index, shuffled), R's write.csv (quoted, 1..N), pandas read back and written
+    'pandas': [',a,b,label']
+    + [f'{i},{a},{b},{c}' for i, (a, b), c in zip([3, 0, 5, 1, 4, 2], x, y, strict=True)],
+    'r': ['"","a","b","label"']
+    + [f'"{i + 1}",{a},{b},{c}' for i, ((a, b), c) in enumerate(zip(x, y, strict=True))],
+    'unnamed': ['Unnamed: 0,a,b,label']
+    + [f'{i},{a},{b},{c}' for i, ((a, b), c) in enumerate(zip(x, y, strict=True))],
+  }
+  for name, text in lines.items():
+    path = tmp_path / f'{name}.csv'
+    path.write_text('\n'.join(text) + '\n')
+    with pytest.warns(readers.ReadNotice, match=r'the first column .* a row index .* not used as a feature'):
+      got_x, got_y, _ = readers.read_csv(str(path))
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+  # A first column with a name of its own, or in a file without a header, is a feature like any other.
+  for text in (['t,a,b,label'] + lines['unnamed'][1:], lines['unnamed'][1:]):
+    path = tmp_path / 'kept.csv'
+    path.write_text('\n'.join(text) + '\n')
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      assert readers.read_csv(str(path))[0].shape == (6, 3)
+
+
+def test_decimal_commas_are_read_with_a_notice_or_refused_never_misread(tmp_path):
+  x, y = _table()
+  path = tmp_path / 'eu.csv'
+  rows = [f'{a};{b};{c}'.replace('.', ',') for (a, b), c in zip(x, y, strict=True)]
+  path.write_text('\n'.join(['a;b;label', *rows]) + '\n')
+  with pytest.warns(readers.ReadNotice, match=r"decimal commas \(line 2, column 1: '.*'\)"):
+    got_x, got_y, _ = readers.read_csv(str(path), target_column='label')
+  np.testing.assert_array_equal(got_x, x)
+  np.testing.assert_array_equal(got_y, y)
+  path.write_text('a;b;label\n1,5;2.5;0\n')
+  with pytest.raises(
+    ValueError, match=r"both with decimal commas \(line 2, column 1: '1,5'\) and with points"
+  ):
+    readers.read_csv(str(path))
+  path.write_text('a,b,label\n"1,5",2,0\n')  # a decimal comma or a thousands separator: nothing says which
+  with pytest.raises(ValueError, match=r"line 2, column 1: '1,5' has a comma inside a number"):
+    readers.read_csv(str(path))
+
+
+def test_a_label_in_the_first_column_points_to_target_column(tmp_path):
+  path = tmp_path / 'first.csv'
+  path.write_text('kind,a,b\nsetosa,1.0,2.5\nvirginica,2.0,0.5\n')
+  with pytest.raises(
+    ValueError,
+    match=r"'setosa' is not a number; column 1 \('kind'\) holds text .* --target_column=kind",
+  ):
+    readers.read_csv(str(path))
+  assert list(readers.read_csv(str(path), target_column='kind')[1]) == ['setosa', 'virginica']
+  path.write_text('class_0,1.0,2.5\nclass_1,2.0,0.5\n')
+  with pytest.raises(ValueError, match=r'column 1 holds text in every row, .* --target_column=0 '):
+    readers.read_csv(str(path))
+  path.write_text('label,px0,px1\n3,0,255\n7,12,0\n')  # integer pixels would pass for labels
+  with pytest.raises(ValueError, match=r"first column is named 'label', .* give --target_column=label"):
+    readers.read_csv(str(path))
+  assert list(readers.read_csv(str(path), target_column='label')[1]) == [3, 7]
+
+
+def test_a_header_name_of_several_columns_is_refused_naming_them(tmp_path):
+  path = tmp_path / 'twice.csv'
+  path.write_text('a,b,a\n1,2,cat\n3,4,dog\n')
+  with pytest.raises(ValueError, match=r"twice.csv: 'a' names 2 columns \(columns 1, 3\); give the target"):
+    readers.read_csv(str(path), target_column='a')

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ from linear_jax.maths import losses
 from linear_jax.maths import more_losses
 from linear_jax.optim import config
 from linear_jax.optim import step
+from linear_jax.runs import gradcheck_run
 from linear_jax.training import train
 from linear_jax.tuning import search
 from linear_jax.tuning import sweep
@@ -386,3 +388,103 @@ def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_ru
     np.testing.assert_allclose(after, 2.0 * before, rtol=1e-6)  # not the program compiled for SQ
   finally:
     losses.LOSSES.pop(name, None)
+
+
+# -- a loss without a hand-derived gradient: autodiff is what gets checked ---------------------------
+
+AUTODIFF_ONLY_FILE = textwrap.dedent(
+  """
+  import jax
+  import jax.numpy as jnp
+  import linear_jax as lj
+
+  def value(scores, labels):
+    y = 2.0 * labels - 1.0
+    return jnp.square(jax.nn.relu(1.0 - y * scores[:, 0]))
+
+  NO_GRAD = lj.Loss(value=value, targets='binary')
+
+  @jax.custom_jvp
+  def doubled_jvp(scores, labels):
+    return value(scores, labels)
+
+  @doubled_jvp.defjvp
+  def _doubled_jvp(primals, tangents):  # the planted bug: twice the true derivative
+    scores, labels = primals
+    y = 2.0 * labels - 1.0
+    slope = -2.0 * y * jax.nn.relu(1.0 - y * scores[:, 0])
+    return doubled_jvp(scores, labels), 2.0 * slope * tangents[0][:, 0]
+
+  WRONG_JVP = lj.Loss(value=doubled_jvp, targets='binary')
+
+  def nan_value(scores, labels):
+    return jnp.log(scores[:, 0] - 1e9)
+
+  NAN = lj.Loss(value=nan_value, targets='binary')
+  """
+)
+
+
+def test_a_loss_without_score_grad_has_its_autodiff_checked_and_a_wrong_custom_jvp_fails(tmp_path):
+  path = tmp_path / 'autodiff_only.py'
+  path.write_text(AUTODIFF_ONLY_FILE)
+  said = []
+  kw = dict(bias_trick='no', num_examples=12, num_features=3, on_autodiff_only=said.append)
+  good = gradcheck_run.check_all([f'{path}:NO_GRAD'], ['l2'], ['central', 'directional'], **kw)
+  assert said == [f'{path}:NO_GRAD']  # said once, for every check of that loss
+  assert all(r.passed and r.grad == 'autodiff' for r in good), [r.summary() for r in good]
+  assert [c.pair for c in good[0].comparisons] == ['autodiff vs numerical']
+  assert 'grad=autodiff' in good[0].summary() and 'analytic' not in good[0].summary()
+  bad = gradcheck_run.check_all([f'{path}:WRONG_JVP'], ['l2'], ['central'], **kw)[0]
+  assert not bad.passed and bad.comparisons[0].num_failed > 0
+  # The coordinates that fail are off by the planted factor: autodiff twice the finite difference
+  # (the penalty's part, reg·W, is right, so the ratio is a little under 2).
+  ratios = [a / b for _, a, b, _ in bad.comparisons[0].worst]
+  assert all(1.3 < r <= 2.0 + 1e-6 for r in ratios), ratios
+
+
+def test_a_function_whose_value_is_nan_where_it_is_checked_is_named_not_reported_as_nan():
+  with pytest.raises(ValueError, match=r'log_of: the value at the checked point is nan'):
+    gradcheck.check_function_gradients(
+      lambda w: jnp.sum(jnp.log(w)), jnp.asarray([-1.0, 2.0]), None, name='log_of'
+    )
+
+
+def test_gradcheck_of_a_loss_whose_value_is_nan_answers_in_one_line(tmp_path):
+  path = tmp_path / 'autodiff_only.py'
+  path.write_text(AUTODIFF_ONLY_FILE)
+  out = _run('experiments.gradcheck', f'--loss={path}:NAN', '--method=central', '--penalty=l2')
+  assert out.returncode == 1 and 'Traceback' not in out.stderr
+  assert out.stderr.strip().splitlines() == [
+    f"Error: Loss '{path}:NAN': field 'value' returned non-finite values on finite scores."
+  ]
+
+
+def test_a_flag_error_is_one_line_without_absl_prefix(tmp_path, capsys):
+  from experiments import common  # pylint: disable=import-outside-toplevel
+
+  fv = flags.FlagValues()
+  flags.DEFINE_enum('method', 'central', ('central', 'forward'), 'How.', flag_values=fv)
+  flags.DEFINE_string('loss', 'svm', 'Which loss.', flag_values=fv)
+  flags.DEFINE_float('h', None, 'Step.', flag_values=fv)
+  flags.register_validator('h', lambda h: h is None or h < 1, message='--h must be < 1.', flag_values=fv)
+  flags.register_multi_flags_validator(
+    ['loss', 'method'],
+    lambda f: f['loss'] != 'no.py:X',
+    message=f"Loss 'no.py:X': {tmp_path}/no.py defines no 'X'.",
+    flag_values=fv,
+  )
+  cases = {
+    '--loss=no.py:X': f"Error: Loss 'no.py:X': {tmp_path}/no.py defines no 'X'.",
+    '--method=both': 'Error: --method=both: value should be one of <central|forward>',
+    '--h=2': 'Error: --h must be < 1.',
+    '--nosuch=1': "Error: Unknown command line flag 'nosuch'",
+  }
+  for arg, line in cases.items():
+    with pytest.raises(SystemExit) as stop:
+      common.parse_flags(['prog', arg], fv)
+    fv.unparse_flags()
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.startswith(line), (arg, err)
+    assert err.count('\n') == 1 and 'FATAL' not in err and 'flags loss=' not in err, err
+  assert common.parse_flags(['prog', '--method=forward'], fv) == ['prog']

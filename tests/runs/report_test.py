@@ -1,10 +1,13 @@
 """report: the whole tiny report built by one library call, every section and picture in it."""
 
 import base64
+import contextlib
+import io
 import pathlib
 import re
 
 import jax
+import numpy as np
 import pytest
 
 from linear_jax.runs import report
@@ -24,11 +27,14 @@ SECTIONS = (
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('report')
-  return workdir, report.build(str(workdir), tiny=True, seed=0)
+  lines, printed = [], io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    out = report.build(str(workdir), tiny=True, seed=0, progress=lines.append)
+  return workdir, out, lines, printed.getvalue()
 
 
 def test_build_writes_every_section_in_order_and_the_gradient_checks_pass(built):
-  workdir, out = built
+  workdir, out, _, _ = built
   assert out.path == str(workdir / 'report.html') and out.gradient_checks_passed
   page = pathlib.Path(out.path).read_text()
   assert f'<title>{report.TITLE}</title>' in page
@@ -40,7 +46,7 @@ def test_build_writes_every_section_in_order_and_the_gradient_checks_pass(built)
 
 
 def test_every_picture_the_page_names_is_the_png_beside_it(built):
-  workdir, out = built
+  workdir, out, _, _ = built
   page = pathlib.Path(out.path).read_text()
   images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" data-file="([^"]+)">', page)
   assert len(images) == page.count('<figcaption>') > 0
@@ -57,3 +63,29 @@ def test_build_refuses_to_run_without_float64(tmp_path):
   finally:
     jax.config.update('jax_enable_x64', True)  # as conftest.py sets it for every test
   assert not list(tmp_path.iterdir())
+
+
+def test_build_says_each_section_as_it_starts_and_prints_nothing_per_epoch(built):
+  _, _, lines, printed = built
+  assert printed == ''  # no training run of the report is given a per-epoch printer
+  assert len(lines) == len(SECTIONS) == len(report.SECTIONS)
+  for i, (line, (what, _)) in enumerate(zip(lines, report.SECTIONS, strict=True), 1):
+    assert re.fullmatch(rf'\[{i}/{len(SECTIONS)}\] {re.escape(what)}  \(\d+ s so far\)', line), line
+
+
+def test_header_says_what_the_report_trains_where_it_writes_and_how_long_it_takes(tmp_path):
+  for tiny in (False, True):
+    text = report.header(str(tmp_path), tiny)
+    assert '\n' not in text and f'{len(SECTIONS)} sections' in text and 'digits' in text
+    assert str(tmp_path / 'report.html') in text
+    assert re.search(r'About \d+ (s|minutes) on 2 free CPU cores', text), text
+    assert ('tiny' in text) == tiny
+
+
+def test_a_linear_panel_without_a_line_in_view_says_so():
+  x0, x1 = np.meshgrid(np.linspace(-3, 3, 20), np.linspace(-3, 3, 20))
+  crossing = report.linear_caption('parity', x0 + 0.5 * x1)
+  assert crossing[0] == 'parity: the data and the best line a linear classifier finds.'
+  for scores, cls in ((x0**2 + 1.0, '1'), (-(x1**2) - 0.1, '0')):  # one sign over the whole picture
+    caption = report.linear_caption('ring', scores)[0]
+    assert 'best line a linear' not in caption and f'in one class ({cls})' in caption and 'outside' in caption
