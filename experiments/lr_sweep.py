@@ -43,8 +43,12 @@ common.define_number_list(
   'Comma-separated learning rates (instead of --lr_min/--lr_max/--num_lrs).',
   bound=sweep_lib.BOUNDS['learning_rate'],
 )
-flags.DEFINE_float('lr_min', 1e-4, 'Smallest learning rate of the log-spaced range, > 0.')
-flags.DEFINE_float('lr_max', 10.0, 'Largest learning rate of the log-spaced range.')
+flags.DEFINE_float(
+  'lr_min', 1e-4, 'Smallest learning rate of a log-spaced range, > 0 (default: 1/32 of the derived rate).'
+)
+flags.DEFINE_float(
+  'lr_max', 10.0, 'Largest learning rate of a log-spaced range (default: 8 times the derived rate).'
+)
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
 common.define_number_list(
   'regs', '0,1e-4,1e-3,1e-2', 'Comma-separated regularization strengths.', bound=sweep_lib.BOUNDS['reg']
@@ -162,10 +166,17 @@ flags.register_validator('seeds', _seeds_differ)
 METRICS = sweep_run.METRICS  # what a sweep is judged and pictured by: the first of these that it has
 
 
-def learning_rates():
+def learning_rates(cfg, dataset):
+  """--lrs; else --lr_min to --lr_max if either is given; else a range around --learning_rate (its
+  default, auto, derived from the problem as `train` derives it): from 1/32 to 8 times it."""
   if FLAGS.lrs is not None:
     return FLAGS.lrs
-  return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
+  if FLAGS['lr_min'].present or FLAGS['lr_max'].present:
+    return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
+  rates, center, found = sweep_lib.rates_around(cfg, dataset, FLAGS.num_lrs)
+  how = f'learning_rate=auto: {center:.3g} ({found["method"]})' if found else f'--learning_rate={center:g}'
+  print(f'{FLAGS.num_lrs} learning rates from {rates[0]:.3g} to {rates[-1]:.3g} around {how}', flush=True)
+  return rates
 
 
 def _progress(epoch, start, k, total, metrics, dead):
@@ -195,7 +206,7 @@ def run(workdir):
     cfg,
     dataset,
     workdir,
-    learning_rates(),
+    learning_rates(cfg, dataset),
     FLAGS.regs,
     loss_hparams=loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins),
     momenta=FLAGS.momenta,

@@ -21,6 +21,7 @@ import stat
 import chex
 import numpy as np
 
+from linear_jax.data import bundled
 from linear_jax.data import chunks
 from linear_jax.data import npyfile
 from linear_jax.data import readers
@@ -68,27 +69,16 @@ def _fail(where, what):
 
 
 def load_builtin(name: str) -> Raw:
-  """The real datasets bundled with scikit-learn: no download."""
-  from sklearn import datasets  # pylint: disable=import-outside-toplevel
-
+  """The real datasets bundled with scikit-learn: no download (read by `bundled`, without importing it)."""
   if name == 'digits':
-    d = datasets.load_digits()
-    return Raw(
-      d.data.astype(np.float64),
-      d.target.astype(np.int64),
-      'class',
-      10,
-      (8, 8),
-      tuple(str(i) for i in range(10)),
-    )
+    x, y = bundled.digits()
+    return Raw(x, y, 'class', 10, (8, 8), tuple(str(i) for i in range(10)))
   if name == 'breast_cancer':
-    d = datasets.load_breast_cancer()
-    return Raw(
-      d.data.astype(np.float64), d.target.astype(np.int64), 'class', 2, class_names=tuple(d.target_names)
-    )
+    x, y = bundled.breast_cancer()
+    return Raw(x, y, 'class', 2, class_names=bundled.BREAST_CANCER_CLASSES)
   if name == 'diabetes':
-    d = datasets.load_diabetes()
-    return Raw(d.data.astype(np.float64), d.target.astype(np.float64), 'real')
+    x, y = bundled.diabetes()
+    return Raw(x, y, 'real')
   raise ValueError(f'Unknown built-in dataset {name!r}; valid: {", ".join(BUILTIN)}.')
 
 

@@ -41,6 +41,9 @@ from linear_jax.maths import grad_sources
 TOL_ON = ('objective', 'grad_norm', 'none')
 ADAPTIVE_FACTOR = 5.0  # scikit-learn's
 ADAPTIVE_DIVISIONS = 3  # the run has converged at the plateau after this many divisions
+# scikit-learn's `MLPClassifier`, whose adaptive schedule this is; 1e-3 left logistic regression on
+# breast_cancer 3% above its optimum, 1e-4 1%.
+ADAPTIVE_TOL = 1e-4
 # Why a run stopped, as `FitResult.stop_reason`, summary.json and the last printed line say.
 # 'stalled': L-BFGS's line search could not lower f any further (the precision floor) before tol.
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
@@ -48,9 +51,12 @@ DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 
 def tol(cfg):
-  """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's)."""
+  """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's;
+  the adaptive schedule's: `ADAPTIVE_TOL`)."""
   if cfg.tol is not None:
     return cfg.tol
+  if cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':
+    return ADAPTIVE_TOL
   return DEFAULT_TOL['grad_norm' if cfg.optimizer == 'lbfgs' else cfg.tol_on]
 
 

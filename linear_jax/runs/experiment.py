@@ -136,7 +136,9 @@ class RunOptions:
     False, 'After choosing the epoch count on validation, train again on train + val and save that.'
   )
   resume: bool = _field(False, 'Continue from --workdir/checkpoint.npz.')
-  checkpoint_every: int = _field(1, 'Epochs between checkpoints.', lower_bound=1)
+  checkpoint_every: int = _field(
+    0, 'Epochs between checkpoints; 0: every 10 s (and when the run stops), >= 0.', lower_bound=0
+  )
   plots: bool = _field(True, 'Draw the pictures.')
 
 

@@ -11,6 +11,7 @@ settings, on other data (`fingerprint`) or by another number of processes; with 
 
 import dataclasses
 import os
+import time
 from typing import NamedTuple
 
 import jax
@@ -20,6 +21,9 @@ from linear_jax.training import checkpoint
 from linear_jax.training import fingerprint
 
 CHECKPOINT = 'checkpoint.npz'
+# `checkpoint_every=0`: a checkpoint at most this often (and when the run stops): writing one each epoch
+# cost more than a 1 ms epoch of digits.
+SAVE_SECONDS = 10.0
 
 
 class State(NamedTuple):
@@ -45,6 +49,17 @@ class Checkpoints:
     self.data = fingerprint.of(dataset) if dataset is not None and path.writer and workdir else None
     self.file = os.path.join(workdir, CHECKPOINT) if workdir else None
     self.key = jax.random.PRNGKey(cfg.seed)  # epoch e shuffles with fold_in(key, e)
+    self._saved_at = time.monotonic()
+
+  def due(self, epoch, every):
+    """Whether the state after `epoch` (from 0) is written: every `every` epochs; with `every=0`, once
+    `SAVE_SECONDS` have passed since the last write (every epoch with several processes, which must
+    agree without asking each other)."""
+    if every > 0:
+      return (epoch + 1) % every == 0
+    if self.path.record()['num_processes'] > 1:
+      return True
+    return time.monotonic() - self._saved_at >= SAVE_SECONDS
 
   def restore(self, state, resume):
     """`state`, or with `resume` the checkpointed one if there is one (`self.key` then comes from it)."""
@@ -94,3 +109,4 @@ class Checkpoints:
       'data_order': record['data_order'],  # with the key and the epoch, it fixes the rows' order
     }
     checkpoint.save(self.file, (state.params, state.opt_state, best['params'], self.key), meta)
+    self._saved_at = time.monotonic()

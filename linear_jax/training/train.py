@@ -84,7 +84,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     resume: continue from `workdir/checkpoint.npz` if it exists; the resumed
       run ends bit-for-bit equal to an uninterrupted one.
     on_epoch: called as `on_epoch(metrics_dict)` after every epoch.
-    checkpoint_every: epochs between checkpoints.
+    checkpoint_every: epochs between checkpoints; 0: every `resume.SAVE_SECONDS` seconds.
 
   Returns:
     A `FitResult`. Raises `Diverged` when the loss stops being finite or
@@ -124,7 +124,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       )
       best = stopping.update_best(state.best, line, params)
       state = resume_lib.State(params, opt_state, (*state.history, line), best)
-      saved = (epoch + 1) % checkpoint_every == 0 or epoch + 1 == cfg.epochs
+      saved = checkpoints.due(epoch, checkpoint_every) or epoch + 1 == cfg.epochs
       if saved:
         checkpoints.save(state)
       if on_epoch:

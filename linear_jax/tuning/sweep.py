@@ -164,6 +164,15 @@ def compiled_sweep_fns(cfg, num_examples, weighted=False):
   )
 
 
+def rates_around(cfg, dataset, num, low=1 / 32, high=8.0):
+  """`num` learning rates spaced evenly in log from `low` to `high` times `cfg.learning_rate` (`'auto'`:
+  the step `train.fit` would derive for `cfg` on `dataset`); also that center, and how it was found
+  (`None` for a number given)."""
+  derived, found = train.resolve_step_size(cfg, datapath.make(cfg, dataset, resident=True))
+  center = derived.learning_rate
+  return list(np.geomspace(center * low, center * high, num)), center, found
+
+
 def grid(learning_rates, regs, margins=None, momenta=None, seeds=None, loss_hparams=None):
   """Every combination, as a list of dicts of hyperparameter values.
 
