@@ -155,8 +155,10 @@ def handle_search(req):
   if p.n == 0:
     raise RequestError('There are no points to search on.')
   cfg_step, _, settings, _ = parse_optimizer(req, p)
-  x, t = jnp.asarray(p.x[: p.n]), jnp.asarray(p.targets[: p.n])
-  loss_fn = search.make_loss_fn(x, t, p.spec.name, p.reg, p.penalty, {k: float(v) for k, v in p.hp.items()})
+  # The padded rows with their mask, as every other request: the programs take the data as arguments,
+  # so a race on the same budget compiles nothing whatever the points.
+  x, t, mask = jnp.asarray(p.x), jnp.asarray(p.targets), jnp.asarray(p.mask)
+  loss_fn = search.make_loss_fn(x, t, p.spec, p.reg, p.penalty, p.hp, mask)
   key = jax.random.PRNGKey(seed)
   population = min(50, budget)
   train_cfg = config.TrainConfig(
@@ -171,7 +173,9 @@ def handle_search(req):
     'genetic algorithm': lambda: search.genetic_algorithm(
       loss_fn, key, params, budget, population, min(4, population - 1), 0.1, 1.0
     ),
-    'gradient descent': lambda: search.gradient_descent(train_cfg, x, t, params, budget, loss_fn),
+    'gradient descent': lambda: search.gradient_descent(
+      train_cfg, x, t, params, budget, loss_fn, weights=mask
+    ),
   }
   results = []
   for name, run in methods.items():
