@@ -169,7 +169,7 @@ function drawGeometric() {
     const g = j.regions, off = document.createElement('canvas');
     off.width = off.height = g.size;
     const octx = off.getContext('2d'), img = octx.createImageData(g.size, g.size);
-    g.classes.forEach((k, i) => {
+    Array.from(g.classes, Number).forEach((k, i) => {  // one digit a cell: the class it wins
       const hex = classColor(k);
       for (let q = 0; q < 3; q++) img.data[4 * i + q] = 255 - 0.25 * (255 - parseInt(hex.slice(1 + 2 * q, 3 + 2 * q), 16));
       img.data[4 * i + 3] = 255;
