@@ -59,6 +59,9 @@ class Handler(BaseHTTPRequestHandler):
   # A connection idle this long is closed, and its thread ends: a page keeps its connection while it
   # is used, and a client that opens connections and goes quiet cannot hold threads for ever.
   timeout = 2.0
+  # An answer is written as headers then body: with Nagle's algorithm the body would wait for the
+  # browser's delayed acknowledgement of the headers (up to 40 ms), the latency tail of a drag.
+  disable_nagle_algorithm = True
 
   def log_message(self, format, *args):  # noqa: A002 - the base class's signature
     logging.debug('demo: %s - %s', self.address_string(), format % args)

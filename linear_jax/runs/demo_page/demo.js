@@ -593,7 +593,7 @@ function wire() {
 async function runSearch() {
   const button = $('search-run');
   button.disabled = true;
-  setStatus('racing the search methods (each compiles for these points first)…');
+  setStatus('racing the search methods (the first race of a budget compiles its programs)…');
   try {
     const payload = body({budget: Math.round(+$('budget').value), optimizer: optimizerBody()});
     payload.optimizer.state = null;
