@@ -6,6 +6,13 @@ on the training set). Each is jit-compiled, with populations of weight
 matrices evaluated under `vmap`, and each spends exactly the number of loss
 evaluations it is given, never more, and reports how many it used.
 
+The compiled programs are module-level `jax.jit` functions that take the
+objective as an argument: `make_loss_fn` returns an `Objective`, a pytree
+whose leaves are the data (and `reg`, the loss's hyperparameters, a mask),
+so only shapes, budgets and population sizes are static and a second search
+of the same shapes compiles nothing. A plain `params -> loss` callable works
+too; its programs are compiled once per function.
+
 A loss evaluation is one pass of the objective over the training data. Its
 gradient, for a linear model, costs two such passes (the scores `x Wᵀ` and
 the product `Gᵀ x`), so `gradient_descent` counts 2 evaluations per
