@@ -10,6 +10,7 @@ against evaluations. Search is competitive with a handful of weights and
 hopeless with hundreds.
 """
 
+import dataclasses
 import sys
 
 from absl import flags
@@ -60,25 +61,21 @@ flags.register_multi_flags_validator(
 )
 
 FLAGS = flags.FLAGS
-
-
 SETTINGS_FLAGS = ('workdir', 'resume', 'checkpoint_every', 'compilation_cache')  # do not change the result
+OPTIONS = [f.name for f in dataclasses.fields(search_run.SearchOptions)]
 
 
-def identity(problems):
-  """What fixes the search's result: its flags and a checksum of each problem's data."""
-  settings = {
+def main(argv):
+  del argv
+  common.start(FLAGS)
+  workdir = common.prepare_workdir(FLAGS.workdir)
+  settings = {  # what fixes the result, recorded in the checkpoint: the flags but the run's own
     f.name: f.value
     for module in (sys.modules[__name__], common)
     for f in FLAGS.get_key_flags_for_module(module)
     if f.name not in SETTINGS_FLAGS
   }
-  return search_run.identity(settings, problems)
-
-
-def search_config():
-  """The objective and gradient descent's learning rate, from the flags."""
-  return config.TrainConfig(
+  cfg = config.TrainConfig(
     loss=FLAGS.loss,
     penalty=FLAGS.penalty,
     reg=FLAGS.reg,
@@ -87,50 +84,16 @@ def search_config():
     seed=FLAGS.seed,
     epochs=1,
   )
-
-
-def main(argv):
-  del argv
-  common.start(FLAGS)
-  workdir = common.prepare_workdir(FLAGS.workdir)
-  problems = []
-  if FLAGS.low_dim:  # a 2-D problem whose targets fit the loss
-    problems.append(search_run.low_dim_problem(FLAGS.loss, FLAGS.seed))
+  options = search_run.SearchOptions(**{k: FLAGS[k].value for k in OPTIONS})
   try:
     with longrun.guarded(workdir):
-      problems.append((FLAGS.dataset, common.load_dataset(FLAGS)))
-      segments = search_run.open_segments(workdir, identity(problems), FLAGS.checkpoint_every, FLAGS.resume)
-      all_rows, all_curves = search_run.run_problems(
-        search_config(),
-        problems,
-        FLAGS.budget,
-        segments,
-        population=FLAGS.population,
-        elite=FLAGS.elite,
-        mutation_scale=FLAGS.mutation_scale,
-        step_size=FLAGS.step_size,
-        proposals=FLAGS.proposals,
-        init_scale=FLAGS.init_scale,
-        batch_size=FLAGS.batch_size,
-      )
+      load = lambda: common.load_dataset(FLAGS)
+      rows = search_run.run_search(cfg, FLAGS.dataset, load, workdir, options, settings)
   except preemption.Stopped as e:
     longrun.exit_stopped(__spec__.name, e.checkpoint, e.progress)  # the module as it was started
   except ValueError as e:
     sys.exit(f'Error: {e}')
-  print(
-    f'Budget: {FLAGS.budget} loss evaluations per method; a gradient costs {search_run.GRADIENT_COST} '
-    '(two passes over the data);'
-  )
-  print('the loss of the curves is monitored once per epoch for gradient descent, not counted.\n')
-  print(
-    f'{"problem":<12} {"method":<22} {"best train loss":>15} {"val metric":>10} {"evals":>7} {"seconds":>8}'
-  )
-  for r in all_rows:
-    print(
-      f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {r["val_metric"]:>10.4f} '
-      f'{r["evaluations"]:>7} {r["seconds"]:>8.2f}'
-    )
-  search_run.write_outputs(workdir, FLAGS.budget, all_rows, all_curves)
+  print(search_run.table(rows, FLAGS.budget))
   print(f'\noutputs in {workdir}')
 
 

@@ -92,14 +92,14 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, itera
 
   per_row = jax.vmap(score_curvature)(scores, y, jax.random.split(k2, x.shape[0]))
   live = w > 0 if w is not None else jnp.ones(x.shape[0], bool)
-  weights = jnp.where(live, 1.0 if w is None else w, 0.0)
+  weights = jnp.where(live, 1.0 if w is None else w, 0.0).astype(x.dtype)
   weights = weights / jnp.sum(weights)
   beta = jnp.sum(weights * jnp.abs(per_row) * row_sq)
   # The data's own curvature: λ of X̃ᵀX̃/n (with the bias's column) and the mean ‖x̃_i‖².
 
   def gram(v):  # v: [D + 1]
     xv = x @ v[:-1] + ones * v[-1]
-    return jnp.concatenate([x.T @ (weights * xv), ones * jnp.sum(weights * xv)[None]])
+    return jnp.concatenate([x.T @ (weights * xv), ones * jnp.sum(weights * xv)[None]]).astype(v.dtype)
 
   lam_x = _power(gram, jax.random.normal(k3, (x.shape[1] + 1,), x.dtype), iterations)
   return lam, lam_data, beta, lam_x, jnp.sum(weights * row_sq)

@@ -245,8 +245,7 @@ def _coords(size):
   return np.unique(np.linspace(0, size - 1, CHECKED_COORDS).astype(np.int64))
 
 
-@functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
-def _central_differences(params, x, t, mask, reg, hp, coords, *, loss, penalty):
+def _central_differences(params, x, t, mask, reg, hp, coords, loss, penalty):
   """`(numerical [k], at_kink [k])`: central differences on `coords` of the flat parameters, and
   whether the step ±h crossed a kink of the loss or the penalty (`gradcheck`'s kink functions)."""
   v, unravel = ravel_pytree(params)
@@ -264,9 +263,17 @@ def _central_differences(params, x, t, mask, reg, hp, coords, *, loss, penalty):
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
-def _evaluate(params, x, t, mask, reg, hp, *, loss, penalty):
-  """Scores, per-example losses, the objective's parts and two gradients of one state."""
+def _evaluate(params, x, t, mask, reg, hp, coords, grid, *, loss, penalty):
+  """Everything one answer needs, as one compiled program (one dispatch, one transfer back).
+
+  Scores, per-example losses, the objective's parts; the flat autodiff and
+  hand-derived gradients, and central differences on `coords` with the kinks
+  they cross; and the class each point of `grid` (`[G², D]`, or None) wins.
+  Compiled once per loss, penalty and shape: the point sets are padded.
+  """
   s = model.scores(params, x)
+  autodiff = jax.grad(losses.unchecked_objective)(params, x, t, loss, reg, penalty, hp, mask)
+  numerical, kink = _central_differences(params, x, t, mask, reg, hp, coords, loss, penalty)
   out = {
     'scores': s,
     'losses': loss.value(s, t, **hp),
@@ -274,14 +281,16 @@ def _evaluate(params, x, t, mask, reg, hp, *, loss, penalty):
     'penalty': losses.PENALTIES[penalty](model.penalized_weights(params)),
     'total': losses.unchecked_objective(params, x, t, loss, reg, penalty, hp, mask),
     'predictions': model.predict(params, x),
-    'autodiff': jax.grad(losses.unchecked_objective)(params, x, t, loss, reg, penalty, hp, mask),
+    'autodiff': ravel_pytree(autodiff)[0],
+    'numerical': numerical,
+    'at_kink': kink,
   }
   if loss.score_grad is not None:
-    out['analytic'] = grads.unchecked_analytic_grad(params, x, t, loss, reg, penalty, hp, mask)
+    analytic = grads.unchecked_analytic_grad(params, x, t, loss, reg, penalty, hp, mask)
+    out['analytic'] = ravel_pytree(analytic)[0]
+  if grid is not None:
+    out['regions'] = model.predict(params, grid)
   return out
-
-
-_predict = jax.jit(model.predict)
 
 
 def problem_args(p):
@@ -291,24 +300,19 @@ def problem_args(p):
 # ---------------------------------------------------------------- the three viewpoints
 
 
-def gradient_check(params, p, out):
+def gradient_check(params, coords, out):
   """The live gradient check: hand-derived, autodiff and central differences side by side.
 
-  Returns per checked coordinate its name, the three values, the relative
-  errors and whether it sits at a kink, and the largest relative errors
-  (away from kinks, where only a subgradient exists).
+  `out` is `_evaluate`'s answer on the host. Returns per checked coordinate
+  its name, the three values, the relative errors and whether it sits at a
+  kink, and the largest relative errors (away from kinks, where only a
+  subgradient exists).
   """
-  autodiff = ravel_pytree(out['autodiff'])[0]
-  size = int(autodiff.size)
-  analytic = ravel_pytree(out['analytic'])[0] if 'analytic' in out else None
-  coords = _coords(autodiff.size)
-  numerical, kink = _central_differences(
-    params, *problem_args(p), jnp.asarray(coords), loss=p.spec, penalty=p.penalty
-  )
+  size = int(out['autodiff'].size)
   names = gradcheck.coordinate_names(params)
-  numerical, kink = np.asarray(numerical), np.asarray(kink)
-  autodiff = np.asarray(autodiff)[coords]
-  hand = None if analytic is None else np.asarray(analytic)[coords]
+  numerical, kink = out['numerical'], out['at_kink']
+  autodiff = out['autodiff'][coords]
+  hand = out['analytic'][coords] if 'analytic' in out else None
   pairs = {'autodiff_vs_numerical': (autodiff, numerical)}
   if hand is not None:
     pairs = {'analytic_vs_autodiff': (hand, autodiff), 'analytic_vs_numerical': (hand, numerical), **pairs}
@@ -368,14 +372,26 @@ def zero_lines(params, view):
   return lines
 
 
-def regions(params, p, size=REGION_GRID):
-  """The class each cell of a `size × size` grid over the view wins (row 0 at the top)."""
-  x0, x1, y0, y1 = p.view
+@functools.lru_cache(maxsize=64)
+def region_grid(view, features, size=REGION_GRID):
+  """The `size × size` grid over `view` (row 0 at the top), through the feature map: `[size², D]`.
+
+  Cached: a drag or a step keeps the view, so the grid is built once.
+  """
+  x0, x1, y0, y1 = view
   gx, gy = np.meshgrid(np.linspace(x0, x1, size), np.linspace(y1, y0, size))
   grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
-  if p.features != 'none':
-    grid = hard_cases.FEATURE_MAPS[p.features](grid)
-  return {'size': size, 'classes': np.asarray(_predict(params, jnp.asarray(grid))).tolist()}
+  if features != 'none':
+    grid = hard_cases.FEATURE_MAPS[features](grid)
+  return grid
+
+
+def regions(classes, size=REGION_GRID):
+  """The class each cell of the grid wins, as a string of `size²` digits (row 0 at the top).
+
+  One character a cell (at most 10 classes): a third of the bytes of a JSON list of numbers.
+  """
+  return {'size': size, 'classes': ''.join(map(str, np.asarray(classes).tolist()))}
 
 
 def templates(params, image_shape):
@@ -392,25 +408,28 @@ def templates(params, image_shape):
 
 def evaluate_state(params, p):
   """Everything the page draws for one state: the three viewpoints and the gradient check."""
-  out = _evaluate(params, *problem_args(p), loss=p.spec, penalty=p.penalty)
+  size = int(params.W.size + params.b.size)
+  coords = _coords(size)
+  grid = region_grid(tuple(p.view), p.features) if p.image is None else None
+  out = jax.device_get(_evaluate(params, *problem_args(p), coords, grid, loss=p.spec, penalty=p.penalty))
   n = p.n
-  predictions = np.asarray(out['predictions'])[:n]
+  predictions = out['predictions'][:n]
   data_loss, pen = float(out['data_loss']), float(out['penalty'])
   result = {
     'model': params_json(params),
-    'scores': clean(np.asarray(out['scores'])[:n]),
-    'losses': clean(np.asarray(out['losses'])[:n]),
+    'scores': clean(out['scores'][:n]),
+    'losses': clean(out['losses'][:n]),
     'predictions': predictions.tolist(),
     'accuracy': float(np.mean(predictions == p.labels)) if n else None,
     'data_loss': data_loss,
     'penalty': pen,
     'reg_penalty': p.reg * pen,
     'total': float(out['total']),
-    'gradcheck': gradient_check(params, p, out),
+    'gradcheck': gradient_check(params, coords, out),
     'smooth': p.spec.smooth and p.penalty != 'l1',
   }
   if p.image is None:
-    result['regions'] = regions(params, p)
+    result['regions'] = regions(out['regions'])
     result['lines'] = zero_lines(params, p.view) if p.features == 'none' else None
   else:
     result['templates'] = templates(params, p.image[0])

@@ -81,14 +81,24 @@ def _minibatch(key, mask, batch_size):
   return jnp.where((u <= threshold) & (mask > 0), 1.0, 0.0)
 
 
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _fresh_state(params, hp, *, cfg):
+  """A fresh optimizer state for `params` (compiled: no operation runs one by one per request)."""
+  return step.make_optimizer(cfg, hp, 1).init(params)
+
+
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'cfg', 'bucket'))
-def _run_steps(params, opt_state, x, t, mask, hp, key, num_steps, batch_size, *, loss, penalty, cfg, bucket):
-  """`bucket` scanned optimizer steps, the first `num_steps` of them applied.
+def _run_steps(
+  params, opt_state, x, t, mask, hp, seed, t0, num_steps, batch_size, *, loss, penalty, cfg, bucket
+):
+  """`bucket` scanned optimizer steps, the first `num_steps` of them applied; mini-batches drawn
+  from the key `fold_in(PRNGKey(seed), t0)`.
 
   Returns the new `(params, opt_state)`, the full objective before each step
   `[bucket]` and the parameters after each step (the path).
   """
   apply = step.make_apply(cfg, 1)  # one "epoch" per step: the schedule decays per step
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), t0)
 
   def body(carry, i):
     params, opt_state = carry
@@ -117,18 +127,17 @@ def handle_step(req):
   cfg, hp, settings, leaves = parse_optimizer(req, p)
   num = number(req, 'steps', 1, LIMITS['steps'], 1, integer=True)
   bucket = next(b for b in STEP_BUCKETS if b >= num)
-  opt_state = opt_state_from(leaves, step.make_optimizer(cfg, hp, 1).init(params))
-  key = jax.random.fold_in(jax.random.PRNGKey(settings['seed']), settings['t'])
+  opt_state = opt_state_from(leaves, _fresh_state(params, hp, cfg=cfg))
   x, t, mask, _, _ = demo_api.problem_args(p)
-  new, opt_state, curve, path = _run_steps(
-    params, opt_state, x, t, mask, hp, key, num, settings['batch_size'],
+  new, opt_state, curve, path = jax.device_get(_run_steps(
+    params, opt_state, x, t, mask, hp, settings['seed'], settings['t'], num, settings['batch_size'],
     loss=p.spec, penalty=p.penalty, cfg=cfg, bucket=bucket,
-  )  # fmt: skip
+  ))  # fmt: skip
   out = demo_api.evaluate_state(new, p)
   t_after = settings['t'] + num
   out.update(
-    curve=demo_api.clean(np.asarray(curve)[:num]),
-    path=[{'W': np.asarray(path.W[i]).tolist(), 'b': np.asarray(path.b[i]).tolist()} for i in range(num)],
+    curve=demo_api.clean(curve[:num]),
+    path=[{'W': path.W[i].tolist(), 'b': path.b[i].tolist()} for i in range(num)],
     optimizer={
       'state': [np.asarray(leaf).tolist() for leaf in jax.tree.leaves(opt_state)],
       't': t_after,
@@ -155,8 +164,10 @@ def handle_search(req):
   if p.n == 0:
     raise RequestError('There are no points to search on.')
   cfg_step, _, settings, _ = parse_optimizer(req, p)
-  x, t = jnp.asarray(p.x[: p.n]), jnp.asarray(p.targets[: p.n])
-  loss_fn = search.make_loss_fn(x, t, p.spec.name, p.reg, p.penalty, {k: float(v) for k, v in p.hp.items()})
+  # The padded rows with their mask, as every other request: the programs take the data as arguments,
+  # so a race on the same budget compiles nothing whatever the points.
+  x, t, mask = jnp.asarray(p.x), jnp.asarray(p.targets), jnp.asarray(p.mask)
+  loss_fn = search.make_loss_fn(x, t, p.spec, p.reg, p.penalty, p.hp, mask)
   key = jax.random.PRNGKey(seed)
   population = min(50, budget)
   train_cfg = config.TrainConfig(
@@ -171,7 +182,9 @@ def handle_search(req):
     'genetic algorithm': lambda: search.genetic_algorithm(
       loss_fn, key, params, budget, population, min(4, population - 1), 0.1, 1.0
     ),
-    'gradient descent': lambda: search.gradient_descent(train_cfg, x, t, params, budget, loss_fn),
+    'gradient descent': lambda: search.gradient_descent(
+      train_cfg, x, t, params, budget, loss_fn, weights=mask
+    ),
   }
   results = []
   for name, run in methods.items():

@@ -1,12 +1,14 @@
-"""A whole search comparison as library calls: its problems, its resumable run, search.json and search.png.
+"""A whole search comparison as one library call: `run_search(config, name, load, workdir, options)`.
 
-The library half of `experiments/search.py` (which keeps the flags, the stop
-and exit handling and the printing): `low_dim_problem` builds the 2-D problem,
-`open_segments` the resumable checkpoint, `run_problems` runs every method of
-`search.compare` on each problem with the same budget, and `write_outputs`
-writes search.json and search.png.
+`experiments/search.py` only parses its flags into a `TrainConfig` and a
+`SearchOptions`, calls `run_search` and prints `table(rows, budget)`. The
+parts: `low_dim_problem` builds the 2-D problem, `open_segments` the
+resumable checkpoint, `run_problems` runs every method of `search.compare` on
+each problem with the same budget, and `write_outputs` writes search.json and
+search.png.
 """
 
+import dataclasses
 import os
 
 from linear_jax.data import datasets as data
@@ -78,3 +80,68 @@ def write_outputs(workdir, budget, rows, curves):
     os.path.join(workdir, 'search.json'), {'budget': budget, 'gradient_cost': GRADIENT_COST, 'rows': rows}
   )
   plots.search_curves(curves, os.path.join(workdir, 'search.png'))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+  """Everything of a search comparison beside the objective (the flags of `experiments/search.py`)."""
+
+  budget: int = 20000  # loss evaluations each method may spend
+  population: int = 100  # genetic algorithm
+  elite: int = 4
+  mutation_scale: float = 0.1
+  step_size: float = 0.05  # random local search
+  proposals: int = 10
+  init_scale: float = 1.0  # random and genetic search
+  batch_size: int = 64  # mini-batch gradient descent
+  low_dim: bool = True  # also the 2-D problem
+  checkpoint_every: int = search_state.CHECKPOINT_EVERY
+  resume: bool = False
+
+  def method_options(self):
+    """The keyword arguments of `search.compare`."""
+    names = ('population', 'elite', 'mutation_scale', 'step_size', 'proposals', 'init_scale', 'batch_size')
+    return {k: getattr(self, k) for k in names}
+
+
+def run_search(config, name, load, workdir, options, settings=None):
+  """Every method on the 2-D problem (with `options.low_dim`) and on a dataset, resumable; writes the outputs.
+
+  Args:
+    config: a `train.TrainConfig`: the objective, gradient descent's learning rate, the seed.
+    name: the dataset's name (the problem's label).
+    load: `() -> dataset`, called after the 2-D problem is built.
+    workdir: where search.json, search.png and the checkpoint go (it exists).
+    options: a `SearchOptions`.
+    settings: what else fixes the result (e.g. the parsed flags), recorded in the checkpoint's
+      identity so `resume` refuses a checkpoint of other settings.
+
+  Returns:
+    The rows of every problem in order (see `search.compare`).
+
+  Raises:
+    ValueError: bad settings or data; `preemption.Stopped` after a checkpoint when a stop was asked for.
+  """
+  problems = [low_dim_problem(config.loss, config.seed)] if options.low_dim else []
+  problems.append((name, load()))
+  identity_dict = identity(settings or dataclasses.asdict(options), problems)
+  segments = open_segments(workdir, identity_dict, options.checkpoint_every, options.resume)
+  rows, curves = run_problems(config, problems, options.budget, segments, **options.method_options())
+  write_outputs(workdir, options.budget, rows, curves)
+  return rows
+
+
+def table(rows, budget):
+  """The printed summary of a search comparison: the budget's accounting and one line a method."""
+  lines = [
+    f'Budget: {budget} loss evaluations per method; a gradient costs {GRADIENT_COST} '
+    '(two passes over the data);',
+    'the loss of the curves is monitored once per epoch for gradient descent, not counted.\n',
+    f'{"problem":<12} {"method":<22} {"best train loss":>15} {"val metric":>10} {"evals":>7} {"seconds":>8}',
+  ]
+  for r in rows:
+    lines.append(
+      f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {r["val_metric"]:>10.4f} '
+      f'{r["evaluations"]:>7} {r["seconds"]:>8.2f}'
+    )
+  return '\n'.join(lines)

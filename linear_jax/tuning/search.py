@@ -6,6 +6,13 @@ on the training set). Each is jit-compiled, with populations of weight
 matrices evaluated under `vmap`, and each spends exactly the number of loss
 evaluations it is given, never more, and reports how many it used.
 
+The compiled programs are module-level `jax.jit` functions that take the
+objective as an argument: `make_loss_fn` returns an `Objective`, a pytree
+whose leaves are the data (and `reg`, the loss's hyperparameters, a mask),
+so only shapes, budgets and population sizes are static and a second search
+of the same shapes compiles nothing. A plain `params -> loss` callable works
+too; its programs are compiled once per function.
+
 A loss evaluation is one pass of the objective over the training data. Its
 gradient, for a linear model, costs two such passes (the scores `x Wᵀ` and
 the product `Gᵀ x`), so `gradient_descent` counts 2 evaluations per
@@ -13,6 +20,7 @@ full-batch step and `2·B/N` per mini-batch step of `B` examples.
 """
 
 import dataclasses
+import functools
 import math
 
 import chex
@@ -53,17 +61,88 @@ def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
       raise ValueError(f'{name} must be > 0, got {v!r}.')
 
 
-def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None):
-  """`params -> objective` on fixed data, with no host checks: for `vmap` and `jit`."""
-  x, targets = jnp.asarray(x), jnp.asarray(targets)
+@jax.tree_util.register_pytree_node_class
+class Objective:
+  """`params -> objective` on fixed data, as a pytree: the data are its leaves, the loss and penalty
+  its static part, so a jitted program that takes it as an argument compiles once per shape and
+  serves any data of that shape (a closure over the data would bake them in and compile again).
+
+  x: `[N, D]`; targets: `[N]` or `[N, C]`; reg: scalar; hp: `{name: scalar}` of the loss;
+  mask: `[N]` weights (padded rows 0) or None.
+  """
+
+  def __init__(self, x, targets, spec, reg, penalty, hp, mask=None):
+    self.x, self.targets, self.spec, self.reg, self.penalty, self.hp, self.mask = (
+      x,
+      targets,
+      spec,
+      reg,
+      penalty,
+      hp,
+      mask,
+    )
+
+  def __call__(self, params):
+    return losses.unchecked_objective(
+      params, self.x, self.targets, self.spec, self.reg, self.penalty, self.hp, self.mask
+    )
+
+  def tree_flatten(self):
+    return (self.x, self.targets, self.reg, self.hp, self.mask), (self.spec, self.penalty)
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    x, targets, reg, hp, mask = children
+    return cls(x, targets, aux[0], reg, aux[1], hp, mask)
+
+
+@jax.tree_util.register_pytree_node_class
+class _Static:
+  """A loss function given as a plain callable: no leaves, so programs compile once per function."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, params):
+    return self.fn(params)
+
+  def tree_flatten(self):
+    return (), self.fn
+
+  @classmethod
+  def tree_unflatten(cls, fn, _):
+    return cls(fn)
+
+
+def _objective(loss_fn):
+  return loss_fn if isinstance(loss_fn, (Objective, _Static)) else _Static(loss_fn)
+
+
+def make_loss_fn(x, targets, loss='softmax', reg=0.0, penalty='l2', loss_hparams=None, mask=None):
+  """The `Objective` `params -> objective` on fixed data, with no host checks: for `vmap` and `jit`.
+
+  `mask` (`[N]`, optional) weights the examples: 0 on padded rows.
+  """
   spec = losses.get_loss(loss)
-  hp = spec.resolve_hparams(loss_hparams)
-  return lambda p: losses.unchecked_objective(p, x, targets, spec, reg, penalty, hp)
+  hp = {k: jnp.asarray(v) for k, v in spec.resolve_hparams(loss_hparams).items()}
+  mask = None if mask is None else jnp.asarray(mask)
+  return Objective(jnp.asarray(x), jnp.asarray(targets), spec, jnp.asarray(reg), penalty, hp, mask)
+
+
+@jax.jit
+def _value(loss_fn, params):
+  return loss_fn(params)
 
 
 def random_like(key: jax.Array, template: chex.ArrayTree, scale: chex.Numeric) -> chex.ArrayTree:
   """Weights shaped like `template`, each drawn from `N(0, scale²)` (optax's `tree_random_like`, scaled)."""
   return optax.tree_utils.tree_scale(scale, optax.tree_utils.tree_random_like(key, template))
+
+
+@functools.partial(jax.jit, static_argnames=('chunk',))
+def _random_segment(loss_fn, template, scale, keys, *, chunk):
+  """The objective of the weights drawn from each key, `chunk` at a time: `[len(keys)]`."""
+  return jax.lax.map(lambda k: loss_fn(random_like(k, template, scale)), keys, batch_size=chunk)
 
 
 def random_search(
@@ -72,7 +151,8 @@ def random_search(
   """Draws `budget` random weight sets `N(0, scale²)` and keeps the best.
 
   Args:
-    loss_fn: `params -> scalar`, e.g. from `make_loss_fn`.
+    loss_fn: `params -> scalar`, e.g. the `Objective` of `make_loss_fn` (then a second search of
+      the same shapes compiles nothing).
     key: `jax.random` key.
     template: `Params` giving shapes and dtype.
     budget: loss evaluations (= candidates drawn).
@@ -84,18 +164,17 @@ def random_search(
   _check(budget=budget, scale=scale)
   chunk = min(chunk_size, budget)
   keys = jax.random.split(key, budget)
-
-  draw = lambda k: random_like(k, template, scale)
+  objective = _objective(loss_fn)
   # Each candidate is drawn inside the map from its own key, so only `chunk`
   # weight sets exist at a time; the winner is drawn again from its key.
-  segment = jax.jit(lambda _, ks: (None, jax.lax.map(lambda k: loss_fn(draw(k)), ks, batch_size=chunk)))
+  segment = lambda _, ks: (None, _random_segment(objective, template, scale, ks, chunk=chunk))
   losses_ = np.asarray(run_segments(segment, None, keys, 1)[1])
   losses_ = np.where(np.isfinite(losses_), losses_, np.inf)
   best = int(np.argmin(losses_))
   curve = np.minimum.accumulate(losses_)
   return SearchResult(
     'random search',
-    draw(keys[best]),
+    random_like(keys[best], template, scale),
     float(losses_[best]),
     budget,
     np.arange(1, budget + 1),
@@ -103,18 +182,9 @@ def random_search(
   )
 
 
-def random_local_search(
-  loss_fn, key, init, budget, step_size=0.1, proposals=10, run_segments=search_state.in_one
-):
-  """Perturbs the best weights at random and keeps a perturbation that lowers the loss.
-
-  Each iteration draws `proposals` perturbations `W + step_size·N(0, I)` of
-  the current best, evaluated together under `vmap`; the best of them
-  replaces the current weights if it is lower. Spends `1 + k·proposals ≤
-  budget` evaluations (the start, then `k` iterations).
-  """
-  _check(budget=budget, population=proposals, scale=step_size)
-  iterations = (budget - 1) // proposals
+@functools.partial(jax.jit, static_argnames=('proposals',))
+def _local_segment(loss_fn, step_size, carry, keys, *, proposals):
+  """Iterations of random local search, one per key: `((best, best_loss), curve)`."""
 
   def body(carry, k):
     best, best_loss = carry
@@ -129,8 +199,24 @@ def random_local_search(
     best_loss = jnp.where(better, vals[i], best_loss)
     return (best, best_loss), best_loss
 
-  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
-  start = jax.jit(loss_fn)(init)
+  return jax.lax.scan(body, carry, keys)
+
+
+def random_local_search(
+  loss_fn, key, init, budget, step_size=0.1, proposals=10, run_segments=search_state.in_one
+):
+  """Perturbs the best weights at random and keeps a perturbation that lowers the loss.
+
+  Each iteration draws `proposals` perturbations `W + step_size·N(0, I)` of
+  the current best, evaluated together under `vmap`; the best of them
+  replaces the current weights if it is lower. Spends `1 + k·proposals ≤
+  budget` evaluations (the start, then `k` iterations).
+  """
+  _check(budget=budget, population=proposals, scale=step_size)
+  iterations = (budget - 1) // proposals
+  objective = _objective(loss_fn)
+  segment = lambda carry, keys: _local_segment(objective, step_size, carry, keys, proposals=proposals)
+  start = _value(objective, init)
   (best, best_loss), curve = run_segments(
     segment, (init, start), jax.random.split(key, iterations), proposals
   )
@@ -143,6 +229,40 @@ def random_local_search(
     evals,
     np.concatenate([[float(start)], np.asarray(curve)]),
   )
+
+
+@functools.partial(jax.jit, static_argnames=('population', 'generations'))
+def _genetic_start(loss_fn, template, init_scale, key, *, population, generations):
+  """Generation 0 (`population` random weight sets and their losses), its best loss, the later keys."""
+  k0, key = jax.random.split(key)
+  pop = jax.vmap(lambda k: random_like(k, template, init_scale))(jax.random.split(k0, population))
+  fit = jax.vmap(loss_fn)(pop)
+  fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
+  return (pop, fit), jnp.min(fit), jax.random.split(key, generations)
+
+
+@functools.partial(jax.jit, static_argnames=('elite', 'tournament'))
+def _genetic_segment(loss_fn, mutation_scale, carry, keys, *, elite, tournament):
+  """Generations of the genetic algorithm, one per key: `((pop, fit), best loss of each)`."""
+  population = carry[1].shape[0]
+  children = population - elite
+
+  def generation(carry, k):
+    pop, fit = carry
+    order = jnp.argsort(fit)
+    ks, kc = jax.random.split(k)
+    contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
+    winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
+    breed = lambda a, b, kk: _breed(pop, a, b, kk, mutation_scale)
+    kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
+    kid_fit = jax.vmap(loss_fn)(kids)
+    kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
+    elites = order[:elite]
+    pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
+    fit = jnp.concatenate([fit[elites], kid_fit])
+    return (pop, fit), jnp.min(fit)
+
+  return jax.lax.scan(generation, carry, keys)
 
 
 def genetic_algorithm(
@@ -169,32 +289,13 @@ def genetic_algorithm(
   _check_genetic(budget, population, elite, mutation_scale, init_scale)
   children = population - elite
   generations = (budget - population) // children
-
-  @jax.jit
-  def start(key):
-    k0, key = jax.random.split(key)
-    pop = jax.vmap(lambda k: random_like(k, template, init_scale))(jax.random.split(k0, population))
-    fit = jax.vmap(loss_fn)(pop)
-    fit = jnp.where(jnp.isfinite(fit), fit, jnp.inf)
-    return (pop, fit), jnp.min(fit), jax.random.split(key, generations)
-
-  def generation(carry, k):
-    pop, fit = carry
-    order = jnp.argsort(fit)
-    ks, kc = jax.random.split(k)
-    contestants = jax.random.randint(ks, (2, children, tournament), 0, population)
-    winners = jnp.take_along_axis(contestants, jnp.argmin(fit[contestants], -1)[..., None], -1)[..., 0]
-    breed = lambda a, b, kk: _breed(pop, a, b, kk, mutation_scale)
-    kids = jax.vmap(breed)(winners[0], winners[1], jax.random.split(kc, children))
-    kid_fit = jax.vmap(loss_fn)(kids)
-    kid_fit = jnp.where(jnp.isfinite(kid_fit), kid_fit, jnp.inf)
-    elites = order[:elite]
-    pop = jax.tree.map(lambda e, c: jnp.concatenate([e[elites], c]), pop, kids)
-    fit = jnp.concatenate([fit[elites], kid_fit])
-    return (pop, fit), jnp.min(fit)
-
-  segment = jax.jit(lambda carry, keys: jax.lax.scan(generation, carry, keys))
-  carry, first, keys = start(key)
+  objective = _objective(loss_fn)
+  carry, first, keys = _genetic_start(
+    objective, template, init_scale, key, population=population, generations=generations
+  )
+  segment = lambda carry, keys: _genetic_segment(
+    objective, mutation_scale, carry, keys, elite=elite, tournament=tournament
+  )
   (pop, fit), curve = run_segments(segment, carry, keys, children)
   i = int(jnp.argmin(fit))
   best, best_loss = jax.tree.map(lambda t: t[i], pop), fit[i]
@@ -238,13 +339,29 @@ def _breed(pop, a, b, key, mutation_scale):
   return jax.tree.map(jnp.add, child, noise)
 
 
-def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=search_state.in_one):
+@functools.partial(jax.jit, static_argnames=('structure', 'num_examples'))
+def _descent_segment(loss_fn, x, targets, weights, hp, carry, keys, *, structure, num_examples):
+  """Epochs of gradient descent, one per key: `((params, opt_state), objective after each)`."""
+  epoch = step.make_epoch_fn(structure, num_examples)
+
+  def body(carry, k):
+    params, opt_state = carry
+    params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp, weights)
+    return (params, opt_state), loss_fn(params)
+
+  return jax.lax.scan(body, carry, keys)
+
+
+def gradient_descent(
+  cfg, x, targets, init, budget, loss_fn=None, run_segments=search_state.in_one, weights=None
+):
   """Gradient descent (full batch if `cfg.batch_size` is 0, else mini-batch) within `budget`.
 
   An epoch costs `GRADIENT_COST` evaluations whatever the batch size (every
   example passes forward and backward once), so it runs `budget //
   GRADIENT_COST` epochs. The curve's training loss is measured once per
   epoch for display only; those monitoring passes are not counted.
+  `weights` (`[N]`, optional) weights the examples, 0 on padded rows.
   """
   _check(budget=budget)
   epochs = budget // GRADIENT_COST
@@ -254,20 +371,18 @@ def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=s
   n = x.shape[0]
   steps, _ = step.steps_per_epoch(cfg, n)
   hp = step.hparams(cfg)
-  epoch = step.make_epoch_fn(cfg, n)
-  loss_fn = loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
+  objective = _objective(
+    loss_fn or make_loss_fn(x, targets, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams, weights)
+  )
   opt_state = step.make_optimizer(cfg, hp, steps).init(init)
-
-  def body(carry, k):
-    params, opt_state = carry
-    params, opt_state, _ = epoch(params, opt_state, x, targets, k, hp)
-    return (params, opt_state), loss_fn(params)
-
-  segment = jax.jit(lambda carry, keys: jax.lax.scan(body, carry, keys))
+  w = None if weights is None else jnp.asarray(weights, x.dtype)
+  segment = lambda carry, keys: _descent_segment(
+    objective, x, targets, w, hp, carry, keys, structure=step.structural(cfg), num_examples=n
+  )
   keys = jax.random.split(jax.random.PRNGKey(cfg.seed), epochs)
   (params, _), curve = run_segments(segment, (init, opt_state), keys, GRADIENT_COST)
   curve = np.asarray(curve)
-  start = float(loss_fn(init))
+  start = float(objective(init))  # op by op, as the curve has always started
   finite = np.where(np.isfinite(curve), curve, np.inf)
   name = 'gradient descent (full batch)' if steps == 1 else f'gradient descent (mini-batch {cfg.batch_size})'
   return SearchResult(
@@ -282,6 +397,7 @@ def gradient_descent(cfg, x, targets, init, budget, loss_fn=None, run_segments=s
 
 __all__ = [
   'GRADIENT_COST',
+  'Objective',
   'SearchResult',
   'genetic_algorithm',
   'gradient_descent',

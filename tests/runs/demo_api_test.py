@@ -173,3 +173,30 @@ def test_the_work_of_one_request_is_bounded(handler, extra, words):
 def test_request_must_be_an_object():
   with pytest.raises(demo_api.RequestError, match='JSON object'):
     demo_api.handle_evaluate([1, 2])
+
+
+def test_the_regions_are_the_class_each_grid_point_wins():
+  state = _state('svm')
+  out = demo_api.handle_evaluate(state)
+  g = out['regions']
+  grid = demo_api.region_grid(tuple(state['view']), 'none', g['size'])  # row 0 at the top
+  assert grid[0, 1] == state['view'][3] and grid[-1, 1] == state['view'][2]
+  params, _, _ = _library_inputs(state, 'svm')
+  expected = np.argmax(grid @ np.asarray(params.W).T + np.asarray(params.b), axis=1)  # NumPy's scores
+  np.testing.assert_array_equal(np.array(list(g['classes']), int), expected)
+
+
+def test_moving_adding_and_removing_points_compiles_nothing():
+  state = _state('svm')
+  step = {'steps': 1, 'optimizer': {'method': 'momentum'}}
+  demo_api.handle_drag({**state, 'drag': {'row': 0, 'kind': 'shift', 'to': [0.0, 0.0]}})
+  demo_learn.handle_step({**state, **step})
+  programs = (demo_api._evaluate, demo_learn._run_steps, demo_learn._fresh_state)  # noqa: SLF001
+  before = [f._cache_size() for f in programs]  # noqa: SLF001 - jax's count of compiled programs
+  added = {**state, 'points': [*state['points'], [0.3, 0.1]], 'labels': [*state['labels'], 2]}
+  removed = {**state, 'points': state['points'][1:], 'labels': state['labels'][1:]}
+  for s in (added, removed):
+    out = demo_api.handle_drag({**s, 'drag': {'row': 1, 'kind': 'shift', 'to': [0.2, 0.0]}})
+    assert len(out['losses']) == len(s['points'])
+    demo_learn.handle_step({**s, **step})
+  assert [f._cache_size() for f in programs] == before  # noqa: SLF001

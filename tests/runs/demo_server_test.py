@@ -185,3 +185,18 @@ def test_a_users_loss_from_the_command_line_is_offered_and_used(tmp_path):
     assert out['gradcheck']['max_relative_error']['autodiff_vs_numerical'] < 1e-6
   finally:
     srv.server_close()
+
+
+def test_an_answer_says_the_servers_share_and_is_not_held_by_nagle(server):
+  host, port = server.server_address[:2]
+  conn = http.client.HTTPConnection(host, port, timeout=60)
+  try:
+    for _ in range(2):  # one kept-alive connection, as the page's
+      conn.request('POST', '/api/dataset', json.dumps({'name': 'blobs', 'n': 20}))
+      r = conn.getresponse()
+      assert r.status == 200 and len(json.loads(r.read())['points']) == 20
+      name, dur = r.getheader('Server-Timing').split(';')
+      assert name == 'compute' and 0 <= float(dur.removeprefix('dur=')) < 60_000
+  finally:
+    conn.close()
+  assert demo.Handler.disable_nagle_algorithm  # the body goes out without waiting for an acknowledgement

@@ -169,7 +169,7 @@ function drawGeometric() {
     const g = j.regions, off = document.createElement('canvas');
     off.width = off.height = g.size;
     const octx = off.getContext('2d'), img = octx.createImageData(g.size, g.size);
-    g.classes.forEach((k, i) => {
+    Array.from(g.classes, Number).forEach((k, i) => {  // one digit a cell: the class it wins
       const hex = classColor(k);
       for (let q = 0; q < 3; q++) img.data[4 * i + q] = 255 - 0.25 * (255 - parseInt(hex.slice(1 + 2 * q, 3 + 2 * q), 16));
       img.data[4 * i + 3] = 255;
@@ -593,7 +593,7 @@ function wire() {
 async function runSearch() {
   const button = $('search-run');
   button.disabled = true;
-  setStatus('racing the search methods (each compiles for these points first)…');
+  setStatus('racing the search methods (the first race of a budget compiles its programs)…');
   try {
     const payload = body({budget: Math.round(+$('budget').value), optimizer: optimizerBody()});
     payload.optimizer.state = null;

@@ -1,0 +1,143 @@
+"""`--learning_rate=auto`: the step size measured from the problem, against the full Hessian's eigenvalues."""
+
+import dataclasses
+import textwrap
+
+import jax
+from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.maths import losses
+from linear_jax.maths import model
+from linear_jax.optim import config
+from linear_jax.optim import step_size
+from linear_jax.training import train
+
+
+def _problem(targets, n=120, d=5, c=3, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32) * np.array([3.0, 1.0, 0.5, 2.0, 1.0], np.float32)[:d]
+  y = {
+    'class': rng.integers(0, c, n),
+    'binary': rng.integers(0, 2, n),
+    'real': rng.normal(size=n),
+  }[targets]
+  outputs = {'class': c, 'binary': 1, 'real': 1}[targets]
+  params = model.init_params(jax.random.PRNGKey(1), d, outputs, 1e-3)
+  return x, np.asarray(y, np.float32 if targets == 'real' else np.int32), params
+
+
+def _hessian_max(loss, params, x, y, reg, penalty='l2'):
+  """The largest eigenvalue of the objective's Hessian, from the whole matrix (NumPy's eigvalsh)."""
+  flat, unravel = ravel_pytree(params)
+  f = lambda v: losses.objective(unravel(v), jnp.asarray(x), jnp.asarray(y), loss, reg, penalty)
+  return float(np.linalg.eigvalsh(np.asarray(jax.hessian(f)(flat), np.float64))[-1])
+
+
+@pytest.mark.parametrize('loss, targets', [('softmax', 'class'), ('logistic', 'binary'), ('l2', 'real')])
+def test_full_batch_step_is_one_over_the_largest_hessian_eigenvalue(loss, targets):
+  x, y, params = _problem(targets)
+  cfg = config.TrainConfig(loss=loss, learning_rate='auto', reg=1e-3, batch_size=0)
+  lr, info = step_size.derive(cfg, params, x, y, None, len(x), len(x))
+  want = _hessian_max(loss, params, x, y, 1e-3)
+  np.testing.assert_allclose(info['hessian_max_eigenvalue'], want, rtol=0.02)
+  np.testing.assert_allclose(lr, 1.0 / want, rtol=0.02)
+  assert 'power iteration' in info['method']
+
+
+def test_mini_batch_step_follows_ma_bassily_belkin():
+  x, y, params = _problem('class')
+  batch = 16
+  cfg = config.TrainConfig(loss='softmax', learning_rate='auto', reg=0.0, batch_size=batch)
+  lr, info = step_size.derive(cfg, params, x, y, None, batch, len(x))
+  lam = _hessian_max('softmax', params, x, y, 0.0)
+  # β: the mean over examples of ‖x̃_i‖² times the largest eigenvalue of the loss's Hessian in the scores.
+  scores = np.asarray(model.scores(params, jnp.asarray(x)))
+  per_row = []
+  for s, t, row in zip(scores, y, x, strict=True):
+    h = jax.hessian(lambda v, t=t: losses.softmax_cross_entropy(v[None], jnp.asarray([t]))[0])(jnp.asarray(s))
+    per_row.append(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1] * (row @ row + 1.0))
+  beta = float(np.mean(per_row))
+  np.testing.assert_allclose(info['example_curvature_max'], beta, rtol=0.02)
+  np.testing.assert_allclose(lr, batch / (beta + (batch - 1) * lam), rtol=0.03)
+
+
+def test_a_piecewise_linear_loss_takes_the_datas_curvature():
+  x, y, params = _problem('binary')
+  cfg = config.TrainConfig(loss='hinge', learning_rate='auto', reg=0.0, batch_size=0)
+  lr, info = step_size.derive(cfg, params, x, y, None, len(x), len(x))
+  xt = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1).astype(np.float64)
+  want = np.linalg.eigvalsh(xt.T @ xt / len(x))[-1]
+  assert 'piecewise linear' in info['method']
+  np.testing.assert_allclose(lr, 1.0 / want, rtol=0.02)
+
+
+def test_momentum_scales_the_step_and_adam_and_lbfgs_take_none_of_it():
+  x, y, params = _problem('class')
+  base = config.TrainConfig(loss='softmax', learning_rate='auto', batch_size=0)
+  plain, _ = step_size.derive(base, params, x, y, None, len(x), len(x))
+  heavy, info = step_size.derive(
+    dataclasses.replace(base, optimizer='momentum', momentum=0.9), params, x, y, None, len(x), len(x)
+  )
+  np.testing.assert_allclose(heavy, plain * 0.1, rtol=1e-6)
+  assert 'momentum' in info['method']
+  adam, info = step_size.derive(dataclasses.replace(base, optimizer='adam'), params, x, y, None, 1, len(x))
+  assert adam == step_size.ADAM_STEP and 'adam' in info['method']
+
+
+def test_an_unresolved_auto_rate_is_nan_and_a_bad_value_is_refused():
+  cfg = config.TrainConfig(learning_rate='auto')
+  cfg.validate()
+  from linear_jax.optim import step  # pylint: disable=import-outside-toplevel
+
+  assert np.isnan(float(step.hparams(cfg).learning_rate))
+  with pytest.raises(ValueError, match="learning_rate must be a number > 0 or 'auto'"):
+    config.TrainConfig(learning_rate='fast').validate()
+
+
+def _digits():
+  return data.prepare(data.load_builtin('digits'), 'digits', seed=0)
+
+
+def test_every_builtin_loss_trains_with_the_command_lines_defaults():
+  """Each loss, on data of its kind, with `config.COMMAND_LINE` (auto step, adaptive schedule): no divergence,
+  and the objective falls by a tenth of its start or more in a few epochs."""
+  digits = _digits()
+  binary = data.prepare(data.load_builtin('breast_cancer'), 'breast_cancer', seed=0)
+  real = data.prepare(data.load_builtin('diabetes'), 'diabetes', seed=0)
+  kinds = {'class': digits, 'binary': binary, 'real': real}
+  for name, loss in sorted(losses.LOSSES.items()):
+    if loss.targets == 'binary' and name not in ('hinge', 'logistic', 'sigmoid_l2'):
+      continue
+    cfg = dataclasses.replace(config.COMMAND_LINE, loss=name, epochs=8)
+    result = train.fit(cfg, kinds[loss.targets])
+    first, last = result.history[0]['initial_loss'], result.history[-1]['train_loss']
+    assert all(np.isfinite(m['train_pass_loss']) for m in result.history), name
+    assert last < 0.9 * first, (name, first, last)
+    assert result.learning_rate_info['learning_rate'] == result.learning_rate > 0
+
+
+def test_a_loss_from_the_users_file_without_a_gradient_trains_with_the_derived_step(tmp_path):
+  path = tmp_path / 'my_loss.py'
+  path.write_text(
+    textwrap.dedent(
+      """
+      import jax.numpy as jnp
+      import linear_jax as lj
+
+      def squared_softplus_svm(scores, labels):
+        correct = jnp.take_along_axis(scores, labels[:, None], axis=1)
+        margins = jnp.logaddexp(0.0, scores - correct + 1.0) ** 2
+        return jnp.sum(margins, axis=1) - jnp.log(2.0) ** 2
+
+      LOSS = lj.Loss(squared_softplus_svm, 'class')
+      """
+    )
+  )
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss=f'{path}:LOSS', grad='autodiff', epochs=10)
+  result = train.fit(cfg, _digits())
+  assert 'power iteration' in result.learning_rate_info['method']
+  assert result.history[-1]['val_accuracy'] > 0.85
