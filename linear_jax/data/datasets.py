@@ -812,6 +812,7 @@ def _read_into_splits(sources, out, stats, tick):
     train = rows.get('train', ())
     if stats is not None and len(train):  # the shift: the mean of the first block's training rows
       a = train[0] // step * step
+      chunks.check_mapped(src)
       block = src[a : a + step]
       stats.set_reference(block[train[: np.searchsorted(train, a + step)] - a])
       chunks.release(block)
@@ -819,6 +820,7 @@ def _read_into_splits(sources, out, stats, tick):
 
     def copy(block_range, src=src, rows=rows, base=base):
       a, b = block_range
+      chunks.check_mapped(src)  # a file truncated while mapped: one line, not SIGBUS
       mapped = src[a:b]
       block = mapped if mapped.dtype == dest_dtype else mapped.astype(dest_dtype)  # swapped, or widened
       ok, sums, unsummed = True, None, False
@@ -862,6 +864,7 @@ def _read_statistics(sources, stats, tick):
     train[rows.get('train', [])] = True
     check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
     for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))):
+      chunks.check_mapped(src)
       block = src[a:b]
       if check:
         _non_finite(block, where, a)
@@ -910,6 +913,7 @@ def _gather_standardized(sources, out, shift, scale):
     for src, rows, _ in sources:
       r = rows.get(s, ())
       for a, b in chunks.blocks(len(r), chunks.rows_per_chunk(dest)):
+        chunks.check_mapped(src)
         dest[start + a : start + b] = (np.asarray(src[r[a:b]], np.float64) - shift) / scale
       if chunks.is_mapped(src):
         chunks.release(src)  # a gather from a map touches pages all over it
