@@ -375,7 +375,9 @@ def _load_files(
 def _check_regular(path, flag, pipe_ok=False):
   """Refuses a path that exists but is not a regular file: a directory or a device (`/dev/zero` would
   be read until memory ran out); a pipe too, unless `pipe_ok` (a csv is read as a stream, so
-  `--data_path=<(zcat t.csv.gz)` works; an npy or npz is mapped and seeked in)."""
+  `--data_path=<(zcat t.csv.gz)` works; an npy or npz is mapped and seeked in). A missing path, a
+  dangling link or a link loop is said not to exist (`npyfile.check_exists`)."""
+  npyfile.check_exists(path)
   try:
     mode = os.stat(path).st_mode
   except OSError:
