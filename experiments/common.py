@@ -160,6 +160,16 @@ def expand_path(value):
   return os.path.expanduser(value) if isinstance(value, str) and value else value
 
 
+def error_line(e):
+  """The one line a command prints for a `ValueError` or `OSError` it cannot go on after.
+
+  An `OSError` names its file and the system's reason (`report.html: Permission denied`).
+  """
+  if isinstance(e, OSError) and e.strerror:
+    return f'Error: {e.filename}: {e.strerror}.' if e.filename else f'Error: {e.strerror}.'
+  return f'Error: {e}'
+
+
 def record_from_flags(record, f):
   """The `record` (a dataclass) the parsed flags `f` describe: each field from the flag of its name.
 

@@ -8,6 +8,8 @@ trains on the case's feature map (the lecture's "features" view) and prints
 that accuracy; draws data and learned boundaries to --workdir.
 """
 
+import sys
+
 from absl import flags
 
 from linear_jax.runs import hard_cases
@@ -17,6 +19,7 @@ from . import common
 flags.DEFINE_integer('num_examples', 1000, 'Examples per case.', lower_bound=10)
 flags.DEFINE_integer('epochs', 100, 'Training epochs.', lower_bound=1)
 flags.DEFINE_integer('seed', 0, 'Seed of the data and the initialization.')
+common.validate_as_field('seed')
 flags.DEFINE_string('workdir', 'workdir/hard_cases', 'Where the pictures go.')
 common.group('run', 'seed', 'workdir')
 
@@ -27,7 +30,10 @@ def main(argv):
   del argv
   common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir)
-  rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
+  try:
+    rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
+  except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback
+    sys.exit(common.error_line(e))
   print(f'{"case":<12} {"majority":>9} {"linear":>9} {"feature map":>12}')
   for r in rows:
     print(

@@ -17,6 +17,7 @@ from . import common
 flags.DEFINE_integer('num_features', 4, 'D of the classifier.', lower_bound=1)
 flags.DEFINE_integer('num_classes', 3, 'C of the classifier.', lower_bound=2)
 flags.DEFINE_integer('seed', 0, 'Seed of the random weights and input.')
+common.validate_as_field('seed')
 common.group('run', 'seed')
 flags.DEFINE_bool('values', True, 'Print the matrices too.')
 

@@ -12,6 +12,7 @@ beside it. --tiny runs a smaller version for tests. The work is
 `linear_jax.runs.report.build`.
 """
 
+import sys
 import time
 
 from absl import flags
@@ -24,6 +25,7 @@ from . import common
 flags.DEFINE_string('workdir', 'workdir/report', 'Where report.html and the pictures go.')
 flags.DEFINE_bool('tiny', False, 'Tiny sizes: a smoke test of the whole report.')
 flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
+common.validate_as_field('seed')
 common.group('run', 'workdir', 'seed')
 
 FLAGS = flags.FLAGS
@@ -36,7 +38,10 @@ def main(argv):
   workdir = common.prepare_workdir(FLAGS.workdir)
   print(report.header(workdir, FLAGS.tiny), flush=True)
   t = time.perf_counter()
-  path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
+  try:
+    path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
+  except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback
+    sys.exit(common.error_line(e))
   print(f'{path} written in {time.perf_counter() - t:.0f} s; gradient checks {"all pass" if ok else "FAIL"}')
 
 

@@ -114,6 +114,43 @@ def is_mapped(x):
   return mapping(x) is not None
 
 
+def _file_map(x):
+  """The `np.memmap` of a file that `x` views (a mapped `.npy`, an `.npz` member), or `None`."""
+  obj = x
+  while obj is not None:
+    if isinstance(obj, np.memmap) and getattr(obj, 'filename', None) and getattr(obj, '_mmap', None):
+      return obj
+    obj = getattr(obj, 'base', None)
+  return None
+
+
+def check_mapped(x):
+  """Raises a `ValueError` naming the file if `x` views a memory map of a file now shorter than the map.
+
+  Reading a page of a map past the end of its file kills the process with
+  SIGBUS ("Fatal Python error: Bus error"), so every block read of a map
+  first asks the file's size (one `stat`, a microsecond): a file truncated
+  or shrunk while it is being read is then one line, not a crash. A file
+  deleted while mapped stays readable and is not refused. A no-op for an
+  array in memory.
+  """
+  m = _file_map(x)
+  if m is None:
+    return
+  start = m.offset - m.offset % mmap.ALLOCATIONGRANULARITY  # where NumPy's map of the file begins
+  needed = start + len(m._mmap)  # noqa: SLF001 - NumPy keeps the map here
+  try:
+    size = os.stat(m.filename).st_size
+  except OSError:  # removed (its pages stay readable until unmapped) or unreadable: nothing to compare
+    return
+  if size < needed:
+    raise ValueError(
+      f'{m.filename}: the file is now {size:,} bytes, shorter than the {needed:,} it had when it was '
+      'opened (truncated or replaced while it was being read); its rows cannot be read. Restore the '
+      'file and run again.'
+    )
+
+
 def _copy_on_write(x):
   """Whether `x` views a private map (opened with `mmap_mode='c'`): its pages may hold the caller's edits."""
   obj = x
@@ -263,6 +300,7 @@ def check_finite(x, where, chunk_bytes=None):
   """
   count, first = 0, None
   for a, b in blocks(len(x), rows_per_chunk(x, chunk_bytes)):
+    check_mapped(x)
     block = x[a:b]
     found = first_non_finite(block)
     release(block)

@@ -365,7 +365,9 @@ def _load_files(
 def _check_regular(path, flag, pipe_ok=False):
   """Refuses a path that exists but is not a regular file: a directory or a device (`/dev/zero` would
   be read until memory ran out); a pipe too, unless `pipe_ok` (a csv is read as a stream, so
-  `--data_path=<(zcat t.csv.gz)` works; an npy or npz is mapped and seeked in)."""
+  `--data_path=<(zcat t.csv.gz)` works; an npy or npz is mapped and seeked in). A missing path, a
+  dangling link or a link loop is said not to exist (`npyfile.check_exists`)."""
+  npyfile.check_exists(path)
   try:
     mode = os.stat(path).st_mode
   except OSError:
@@ -802,6 +804,7 @@ def _read_into_splits(sources, out, stats, tick):
     train = rows.get('train', ())
     if stats is not None and len(train):  # the shift: the mean of the first block's training rows
       a = train[0] // step * step
+      chunks.check_mapped(src)
       block = src[a : a + step]
       stats.set_reference(block[train[: np.searchsorted(train, a + step)] - a])
       chunks.release(block)
@@ -809,6 +812,7 @@ def _read_into_splits(sources, out, stats, tick):
 
     def copy(block_range, src=src, rows=rows, base=base):
       a, b = block_range
+      chunks.check_mapped(src)  # a file truncated while mapped: one line, not SIGBUS
       mapped = src[a:b]
       block = mapped if mapped.dtype == dest_dtype else mapped.astype(dest_dtype)  # swapped, or widened
       ok, sums, unsummed = True, None, False
@@ -852,6 +856,7 @@ def _read_statistics(sources, stats, tick):
     train[rows.get('train', [])] = True
     check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
     for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))):
+      chunks.check_mapped(src)
       block = src[a:b]
       if check:
         _non_finite(block, where, a)
@@ -900,6 +905,7 @@ def _gather_standardized(sources, out, shift, scale):
     for src, rows, _ in sources:
       r = rows.get(s, ())
       for a, b in chunks.blocks(len(r), chunks.rows_per_chunk(dest)):
+        chunks.check_mapped(src)
         dest[start + a : start + b] = (np.asarray(src[r[a:b]], np.float64) - shift) / scale
       if chunks.is_mapped(src):
         chunks.release(src)  # a gather from a map touches pages all over it

@@ -7,6 +7,7 @@ until a row is used, so opening a file of any size is instant; the data
 layer then reads it once, in blocks (see `chunks.py`).
 """
 
+import errno
 import math
 import os
 import struct
@@ -19,6 +20,24 @@ from linear_jax.data import chunks
 
 def _fail(path, what):
   raise ValueError(f'{path}: {what}')
+
+
+def check_exists(path):
+  """Raises a `ValueError` saying that `path` does not exist: missing, a dangling link, or a link loop.
+
+  Said before any reader tries the file, so a missing `.npz` is not reported
+  as "not a zip archive". An existing path (whatever it is) passes.
+  """
+  if os.path.exists(path):
+    return
+  if not os.path.islink(path):
+    _fail(path, 'no such file.')
+  try:
+    os.stat(path)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      _fail(path, 'a symbolic link loop (it leads back to itself): no such file.')
+  _fail(path, f'a symbolic link to {os.readlink(path)}, which does not exist: no such file.')
 
 
 def _header(f, path):
@@ -60,6 +79,7 @@ def _check_size(path, shape, dtype, available):
 
 def open_npy(path):
   """A `.npy` file as a read-only memory map (`np.load(mmap_mode='r', allow_pickle=False)`)."""
+  check_exists(path)
   try:
     size = os.path.getsize(path)
     with open(path, 'rb') as f:

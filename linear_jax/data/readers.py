@@ -29,6 +29,7 @@ def _fail(path, what):
 
 
 def _read(path: str) -> bytes:
+  npyfile.check_exists(path)
   try:
     with open(path, 'rb') as f:
       data = f.read()
@@ -66,7 +67,13 @@ def read_cifar_bin(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _CifarUnpickler(pickle.Unpickler):
-  """Admits only what a CIFAR-10 Python batch holds: NumPy arrays and builtins."""
+  """Admits only what a CIFAR-10 Python batch holds: NumPy arrays and builtins.
+
+  A batch pickled by Python 3 with protocol 2 writes each `bytes` as
+  `_codecs.encode(text, 'latin1')`; that call is answered by `_latin1`, which
+  takes nothing but a string and that encoding name, so no code from the file
+  runs.
+  """
 
   ALLOWED = {
     ('numpy.core.multiarray', '_reconstruct'),
@@ -80,6 +87,8 @@ class _CifarUnpickler(pickle.Unpickler):
     self.path = path
 
   def find_class(self, module, name):
+    if (module, name) == ('_codecs', 'encode'):
+      return self._latin1  # how protocol 2 writes bytes; the real function is never handed out
     if (module, name) not in self.ALLOWED:
       raise ValueError(
         f'{self.path}: refused to unpickle {module}.{name}; a CIFAR-10 Python '
@@ -87,6 +96,40 @@ class _CifarUnpickler(pickle.Unpickler):
       )
     module = module.replace('numpy.core.', 'numpy._core.')
     return super().find_class(module, name)
+
+  def _latin1(self, text, encoding='utf-8'):
+    """`text.encode(encoding)` for the encodings protocol 2 writes bytes with (latin-1); nothing else."""
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+      raise ValueError(
+        f'{self.path}: refused to unpickle _codecs.encode({type(text).__name__}, {encoding!r}); a CIFAR-10 '
+        'Python batch holds only NumPy arrays, lists, bytes and numbers.'
+      )
+    return text.encode('latin-1')
+
+
+def _flat_labels(labels, path):
+  """`b'labels'` as `[N]` int64, refusing before any array is made anything but a flat list of integers.
+
+  A nested list (a few kilobytes of pickle can nest references to one list
+  into billions of elements) is refused from its first element, not built.
+  """
+  if isinstance(labels, np.ndarray):
+    if labels.ndim != 1 or labels.dtype.kind not in 'iu':
+      _fail(
+        path,
+        f"b'labels' must be a flat list of integers, got an array of shape {labels.shape}, {labels.dtype}.",
+      )
+    return labels.astype(np.int64)
+  if not isinstance(labels, (list, tuple)):
+    _fail(path, f"b'labels' must be a flat list of integers, got {type(labels).__name__}.")
+  for i, v in enumerate(labels):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+      what = 'a nested list' if isinstance(v, (list, tuple)) else type(v).__name__
+      _fail(path, f"b'labels' must be a flat list of integers; label {i} is {what}.")
+  try:
+    return np.asarray(labels, np.int64)
+  except OverflowError as e:
+    raise ValueError(f"{path}: b'labels' hold an integer too large for a label.") from e
 
 
 def read_cifar_py(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -107,10 +150,7 @@ def read_cifar_py(path: str) -> tuple[np.ndarray, np.ndarray]:
   x, labels = batch[b'data'], batch[b'labels']
   if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 3072:
     _fail(path, f"b'data' must be an [N, 3072] array, got {getattr(x, 'shape', type(x).__name__)}.")
-  try:
-    y = np.asarray(labels, np.int64)
-  except (TypeError, ValueError, OverflowError) as e:
-    raise ValueError(f"{path}: b'labels' are not integers.") from e
+  y = _flat_labels(labels, path)
   if y.shape != (len(x),):
     _fail(path, f'{len(x)} images but {y.size} labels.')
   out = (y < 0) | (y > 9)
@@ -171,6 +211,7 @@ def npz_arrays(
     check_size: an optional callable told the bytes the compressed `x`-like
       arrays take once decompressed, before any is; it raises to refuse them.
   """
+  npyfile.check_exists(path)  # is_zipfile says False for a missing file too
   try:
     is_zip = zipfile.is_zipfile(path)
   except OSError as e:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
 from linear_jax.datapath import multihost
@@ -201,6 +202,8 @@ class _Path:
     arrays in the training dtype, standardized, with the bias trick's constant column; `w` `None`
     without weights. Every process takes the same rows."""
     rows = np.unique(np.linspace(0, self.num_train - 1, min(n, self.num_train)).astype(np.int64))
+    chunks.check_mapped(self.dataset.x_train)
+    chunks.check_mapped(self.dataset.y_train)
     x = np.asarray(self.dataset.x_train[rows], np.float64)
     affine = standardize.affine(self.dataset)
     if affine is not None:

@@ -94,7 +94,7 @@ def check_features(x, where, rows=None, first_row=0):
   rows = rows or max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
   count, first = 0, None
   for a, b in transfer.spans(x.shape[0], rows):
-    block = np.asarray(x[a:b])
+    block = transfer.rows(x, a, b)
     bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
     if bad.any():
       count += int(bad.sum())
@@ -112,7 +112,7 @@ def _column_stats(x, rows):
   d = x.shape[1]
   count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
   for a, b in transfer.spans(x.shape[0], rows):
-    block = np.asarray(x[a:b], np.float64)
+    block = transfer.rows(x, a, b).astype(np.float64, copy=False)
     # A non-finite value is named by the checks before training, not warned about here.
     with np.errstate(invalid='ignore', over='ignore'):
       k, bmean = b - a, block.mean(axis=0)
@@ -462,8 +462,8 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None, shift=No
   def put(k):
     a, b = block_spans[k]
     to = jax.device_put if where is None else lambda block: where.put(block, k)
-    wb = None if w is None else to(np.asarray(w[a:b]))
-    return to(transfer.read(x, a, b, dtype, shift)), to(np.asarray(y[a:b])), wb
+    wb = None if w is None else to(transfer.rows(w, a, b))
+    return to(transfer.read(x, a, b, dtype, shift)), to(transfer.rows(y, a, b)), wb
 
   transfer.prefetch(x, *block_spans[0])
   pending, current = None, put(0)

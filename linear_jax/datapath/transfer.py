@@ -57,6 +57,7 @@ def host_array(x, dtype, bias_column=False, copy=False, shift=None):
   )
   for a in range(0, rows, step):
     b = min(a + step, rows)
+    chunks.check_mapped(x)  # a file truncated while mapped: one line, not SIGBUS
     if shift is None:
       out[a:b, : x.shape[1]] = x[a:b]
     else:  # float64 arithmetic (NumPy's buffered loop), then the cast
@@ -134,11 +135,25 @@ def read(x, start, stop, dtype, shift=None):
   A view of `x` when it already is one (`jax.device_put` on the CPU then reads
   the mapped pages themselves, with no copy), else a fresh copy; with `shift`
   (`standardize.host_shift`), a copy of the rows minus `shift`.
+
+  Raises:
+    ValueError: `x` maps a file that has since been truncated (`chunks.check_mapped`).
   """
+  chunks.check_mapped(x)  # a file truncated while mapped: one line, not SIGBUS
   view = x[start:stop]
   if shift is None and view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
     return np.asarray(view)
   return host_array(view, dtype, copy=True, shift=shift)
+
+
+def rows(a, start, stop):
+  """Rows `[start, stop)` of `a` (targets, weights; an array or a memory map) as an array in memory.
+
+  Raises:
+    ValueError: `a` maps a file that has since been truncated (`chunks.check_mapped`).
+  """
+  chunks.check_mapped(a)
+  return np.asarray(a[start:stop])
 
 
 def spans(num_rows, rows):

@@ -18,6 +18,27 @@ def check_name(what, name, valid):
     raise ValueError(f'Unknown {what} {name!r}; valid: {", ".join(sorted(valid))}.')
 
 
+# Seeds are `[0, 2**32)`: `jax.random.PRNGKey` keeps 32 bits of a seed unless 64-bit mode is on (2**32
+# would be seed 0 again, silently), refuses one of 64 bits or more with a traceback, and NumPy's
+# generators refuse a negative one. The bound `lr_sweep --seeds` holds to as well (`sweep.BOUNDS`).
+SEED_LIMIT = 2**32
+
+
+def check_seed(what, seed):
+  """Raises a `ValueError` unless `seed` is an integer in `[0, 2**32)` (`SEED_LIMIT`).
+
+  Args:
+    what: the name the message gives the seed (`'seed'`).
+    seed: the value to check.
+
+  Raises:
+    ValueError: `'seed must be an integer in [0, 2**32), got 1180591620717411303424.'`
+  """
+  ok = isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < SEED_LIMIT
+  if not ok:
+    raise ValueError(f'{what} must be an integer in [0, 2**32), got {seed!r}.')
+
+
 def concrete(a):
   """`a` as a NumPy array, or `None` when it is a tracer inside a transform."""
   if isinstance(a, jax.core.Tracer):

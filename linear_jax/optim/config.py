@@ -187,6 +187,7 @@ class TrainConfig:
       raise ValueError(f'momentum must be in [0, 1), got {self.momentum}.')
     if not 0 < self.decay_rate <= 1:
       raise ValueError(f'decay_rate must be in (0, 1], got {self.decay_rate}.')
+    validation.check_seed('seed', self.seed)
     self._check_representable()
     return self
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import html
 import os
 
+from linear_jax.training import files
+
 STYLE = (
   'body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}'
   'img{max-width:100%}figure{margin:1em 0}figcaption{color:#444;font-size:0.9em}'
@@ -57,6 +59,5 @@ class Report:
       + '</body></html>'
     )
     path = os.path.join(self.workdir, 'report.html')
-    with open(path, 'w') as f:
-      f.write(page)
+    files.write_text(path, page)  # a new file renamed over the name: never written through a link
     return path

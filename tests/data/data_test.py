@@ -134,6 +134,44 @@ def test_cifar_py_rejects_bad_contents(tmp_path):
     data.read_cifar_py(str(path))
 
 
+class _Rot13:
+  def __reduce__(self):
+    import codecs  # pylint: disable=import-outside-toplevel
+
+    return (codecs.encode, ('abc', 'rot13'))
+
+
+def test_cifar_py_pickled_by_python3_protocol_2_is_read_and_nothing_else_from_codecs(tmp_path):
+  """Protocol 2 writes bytes as `_codecs.encode(text, 'latin1')`: read as bytes, any other use refused."""
+  x = np.random.default_rng(0).integers(0, 256, (3, 3072)).astype(np.uint8)
+  batch = {b'data': x, b'labels': [3, 0, 9], b'batch_label': b'training batch 1 of 5'}
+  path = tmp_path / 'data_batch_1'
+  path.write_bytes(pickle.dumps(batch, protocol=2))
+  assert b'_codecs' in path.read_bytes()  # the case at hand: bytes through _codecs.encode
+  got_x, got_y = data.read_cifar_py(str(path))
+  np.testing.assert_array_equal(got_x, x.astype(np.float32))
+  np.testing.assert_array_equal(got_y, [3, 0, 9])
+  path.write_bytes(pickle.dumps({b'data': x, b'labels': [0, 1, 2], b'x': _Rot13()}, protocol=2))
+  with pytest.raises(ValueError, match=r"refused to unpickle _codecs\.encode\(str, 'rot13'\)"):
+    data.read_cifar_py(str(path))
+
+
+def test_cifar_py_nested_labels_are_refused_before_any_array_is_built(tmp_path):
+  """A few kilobytes of shared references nest into 10^12 labels: refused from the first, not built."""
+  inner = [0] * 1000
+  nested = [[inner] * 1000] * 1000  # pickled once each: memo references
+  path = tmp_path / 'data_batch_1'
+  path.write_bytes(pickle.dumps({b'data': np.zeros((1000, 3072), np.uint8)[:1], b'labels': nested}))
+  assert path.stat().st_size < 20_000
+  with pytest.raises(
+    ValueError, match=r"b'labels' must be a flat list of integers; label 0 is a nested list"
+  ):
+    data.read_cifar_py(str(path))
+  path.write_bytes(pickle.dumps({b'data': np.zeros((2, 3072), np.uint8), b'labels': np.zeros((2, 2), int)}))
+  with pytest.raises(ValueError, match=r"b'labels' must be a flat list of integers, got an array of shape"):
+    data.read_cifar_py(str(path))
+
+
 # ------------------------------------------------------------------ MNIST IDX
 
 

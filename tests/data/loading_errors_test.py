@@ -293,3 +293,29 @@ def test_byte_string_labels_are_text_labels(tmp_path):
   np.savez(tmp_path / 'bad.npz', x=np.ones((2, 3)), y=np.array([b'\xff', b'a']))
   with pytest.raises(ValueError, match=r'bad.npz: targets must be real numbers or text labels, got dtype'):
     data.load('npz', data_path=str(tmp_path / 'bad.npz'))
+
+
+def test_a_missing_file_a_dangling_link_or_a_link_loop_is_said_not_to_exist(tmp_path):
+  """Not "not a valid .npz file (not a zip archive)": the file is not there."""
+  x_path, y_path = _files(tmp_path, np.arange(40) % 3)
+  os.symlink(tmp_path / 'gone.npz', tmp_path / 'dangling.npz')
+  os.symlink(tmp_path / 'loop.npz', tmp_path / 'loop.npz')
+  cases = {
+    'missing.npz': r'missing\.npz: no such file\.$',
+    'dangling.npz': r'dangling\.npz: a symbolic link to .*gone\.npz, which does not exist: no such file\.$',
+    'loop.npz': r'loop\.npz: a symbolic link loop \(it leads back to itself\): no such file\.$',
+  }
+  for name, message in cases.items():
+    path = str(tmp_path / name)
+    with pytest.raises(ValueError, match=message):
+      data.load('npz', data_path=path)
+    with pytest.raises(ValueError, match=message):
+      data.load('npy', data_path=path, labels_path=y_path)
+    with pytest.raises(ValueError, match=message):
+      data.load('npy', data_path=x_path, labels_path=path)
+  from linear_jax.data import readers  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(ValueError, match=r'loop\.npz: a symbolic link loop'):  # the readers themselves too
+    readers.npz_arrays(str(tmp_path / 'loop.npz'), ('x', 'y'))
+  with pytest.raises(ValueError, match=r'data_batch_1: no such file'):
+    readers.read_cifar_py(str(tmp_path / 'data_batch_1'))
