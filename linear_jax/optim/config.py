@@ -214,19 +214,22 @@ class TrainConfig:
 
 # The run `python -m experiments.train` describes when no flag is given, and the one source of the
 # flags' defaults (experiments/common.py reads every default from here or from `TrainConfig()`).
-# It differs from `TrainConfig()` in five fields: its step size is derived from the problem
-# (`learning_rate='auto'`, optim/step_size.py) and divided by 5 at each plateau of the objective
-# (`schedule='adaptive'`: the noise of a constant mini-batch step otherwise leaves the objective
-# 2% (softmax) to 14% (multiclass SVM) above its optimum on digits); it trains until the full
-# objective stops falling
-# by `tol` (relative) for `n_iter_no_change` epochs, scikit-learn's convention, capped at 1,000
-# epochs; and its `reg` is near scikit-learn's `C = 1` (`reg = 1/(2·C·N)`) on a few hundred to a
-# few thousand examples (1e-4 left breast_cancer 1.2 points behind `LogisticRegression` on a
-# held-out file). `TrainConfig()` itself keeps `tol_on='none'`, 30 epochs and `reg=1e-4`, so a
-# configuration written in Python means the run it always did; start from this one with
-# `dataclasses.replace(config.COMMAND_LINE, ...)` to get the command line's run. `TrainConfig()`'s
-# learning rate stays 0.1 for the same reason.
-COMMAND_LINE = TrainConfig(learning_rate=AUTO, schedule='adaptive', reg=1e-3, tol_on='objective', epochs=1000)
+# It differs from `TrainConfig()` in six fields:
+# - its step size is derived from the problem (`learning_rate='auto'`, optim/step_size.py) and
+#   divided by 5 at each plateau of the objective (`schedule='adaptive'`, with scikit-learn's
+#   `MLPClassifier` patience `n_iter_no_change=10` and tolerance 1e-4): a constant mini-batch step
+#   left the objective 2% (softmax) to 14% (multiclass SVM) above its optimum on digits, and 1e-3
+#   or 5 epochs still 3-5%;
+# - it trains until the full objective stops falling (`tol_on='objective'`), capped at 1,000 epochs;
+# - its `reg` is near scikit-learn's `C = 1` (`reg = 1/(2·C·N)`) on a few hundred to a few thousand
+#   examples (1e-4 left breast_cancer 1.2 points behind `LogisticRegression` on a held-out file).
+# `TrainConfig()` itself keeps a constant learning rate of 0.1, `tol_on='none'`, 30 epochs,
+# `reg=1e-4` and `n_iter_no_change=5`, so a configuration written in Python means the run it always
+# did; start from this one with `dataclasses.replace(config.COMMAND_LINE, ...)` to get the command
+# line's run.
+COMMAND_LINE = TrainConfig(
+  learning_rate=AUTO, schedule='adaptive', n_iter_no_change=10, reg=1e-3, tol_on='objective', epochs=1000
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,7 +62,7 @@ NO_FLAG = {
 }
 # The fields in which the command line's run (`config.COMMAND_LINE`, the source of every flag's
 # default) differs from `TrainConfig()`; docs/optimum.md says so too.
-COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg', 'learning_rate', 'schedule'}
+COMMAND_LINE_FIELDS = {'epochs', 'tol_on', 'reg', 'learning_rate', 'schedule', 'n_iter_no_change'}
 ENUMS = {
   'penalty': tuple(losses.PENALTIES),
   'optimizer': config.OPTIMIZERS,
