@@ -333,7 +333,6 @@ def part_default_run(quick):
   from sklearn import pipeline  # pylint: disable=import-outside-toplevel
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
-  from experiments import common  # pylint: disable=import-outside-toplevel
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
   from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
@@ -344,8 +343,7 @@ def part_default_run(quick):
     xtr, xte, ytr, yte = model_selection.train_test_split(d.data, d.target, test_size=0.3, random_state=0)
     raw = data.from_arrays(xtr, ytr, test=(xte, yte), name=name)
     ds = data.prepare(raw, name)  # the command line's defaults: 10% of the file for validation
-    # The command line's defaults (experiments/train.py): converge on the objective, cap 1000 epochs.
-    cfg = config.TrainConfig(epochs=common.MAX_EPOCHS, tol_on='objective', reg=common.DEFAULT_REG)
+    cfg = config.COMMAND_LINE  # the command line's defaults (experiments/train.py)
     t = time.perf_counter()
     result = train.fit(cfg, ds)
     seconds = time.perf_counter() - t

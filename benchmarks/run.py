@@ -4,7 +4,7 @@ r"""Benchmarks linear_jax against its peers, measured in one run on one machine.
 
 Every time is a median of runs after a warm-up (of --repeats runs in section
 1; the other sections state their counts in their tables); every ratio
-compares two numbers measured in this run. Sections (--sections=1,...,10):
+compares two numbers measured in this run. Sections (--sections=1,...,11):
 1. loss + gradient on CIFAR-shaped data against NumPy (and PyTorch if
    installed), and the effective bandwidth against a plain read of x;
 2. mini-batch training throughput against scikit-learn's SGDClassifier;
@@ -17,10 +17,13 @@ compares two numbers measured in this run. Sections (--sections=1,...,10):
 8. reaching the optimum: objectives equal to scikit-learn's, L-BFGS and
    regularization paths against LogisticRegression (optimum.py);
 9. long runs: checkpoint overhead and SIGTERM to exit (longruns.py);
-10. the demo page: a drag and a step timed from a headless browser (demo.py).
+10. the demo page: a drag and a step timed from a headless browser (demo.py);
+11. the default run: each loss against its best objective and scikit-learn's
+    estimator, the whole process against scikit-learn's, the host's share of
+    an epoch (defaults.py).
 This file holds the flags, the list of sections and the writing of the
 results; the harness is in harness.py, sections 1 and 5 in
-kernels.py, 2-4 in training.py, and 6-10 in their own modules.
+kernels.py, 2-4 in training.py, and 6-11 in their own modules.
 
 Run on a GPU, the same command adds a "## GPU results" section to the same
 file (naming the card, and the fraction of its data-sheet bandwidth reached)
@@ -84,6 +87,7 @@ SECTIONS = {
   '8': module_section('optimum'),
   '9': module_section('longruns'),
   '10': module_section('demo'),
+  '11': module_section('defaults'),
 }
 
 

@@ -112,7 +112,7 @@ def test_train_runs_from_another_folder_and_writes_there(tmp_path):
     [sys.executable, '-m', 'linear_jax', 'train', '--epochs=1', '--quiet', '--plots=false'], tmp_path
   )
   assert out.returncode == 0, out.stderr
-  assert out.stdout.startswith('test_accuracy: ')
+  assert out.stdout.splitlines()[-1].startswith('test_accuracy: ')
   summary = json.loads((tmp_path / 'workdir' / 'train' / 'summary.json').read_text())  # the default workdir
   assert summary['final']['test_accuracy'] > 0.5 and summary['flags']['epochs'] == 1
 

@@ -116,6 +116,7 @@ def test_sigkill_during_checkpoint_write_loses_nothing(tmp_path):
     '--quiet',
     '--optimizer=adam',
     '--learning_rate=0.01',
+    '--checkpoint_every=1',
   ]
   whole = subprocess.run(
     [*args, f'--workdir={tmp_path}/whole'], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
