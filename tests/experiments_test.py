@@ -478,3 +478,28 @@ def test_gradcheck_refuses_a_step_where_a_finite_difference_means_nothing():
   message = '--h must be finite and in [1e-12, 0.1]'
   cases = [(['--h=0'], message), (['--h=1e300'], message), (['--h=nan'], message), (['--h=1e-13'], message)]
   _assert_flag_errors('experiments.gradcheck', cases)
+
+
+def test_a_loss_file_without_a_gradient_trains_with_defaults_and_says_how(tmp_path):
+  """No --grad, no --learning_rate: autodiff said once, the derived step printed and in summary.json."""
+  loss = tmp_path / 'softplus_svm.py'
+  loss.write_text(
+    'import jax.numpy as jnp\nimport linear_jax as lj\n\n'
+    'def value(scores, labels):\n'
+    '  correct = jnp.take_along_axis(scores, labels[:, None], axis=1)\n'
+    '  return jnp.sum(jnp.logaddexp(0.0, scores - correct + 1.0) ** 2, axis=1)\n\n'
+    "LOSS = lj.Loss(value, 'class')\n"
+  )
+  out = _run('experiments.train', f'--loss={loss}:LOSS', f'--workdir={tmp_path}/w', '--plots=false')
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert sum('training with autodiff' in line for line in lines) == 1
+  assert any(line.startswith('learning_rate=auto: ') and 'power iteration' in line for line in lines)
+  assert lines[-1].startswith('test_accuracy: ') and 'stopped: converged' in lines[-1]
+  assert len(lines) <= 5  # not a line per epoch
+  summary = json.loads((tmp_path / 'w' / 'summary.json').read_text())
+  found = summary['learning_rate_found']
+  assert summary['learning_rate'] == found['learning_rate'] > 0 and 'hessian_max_eigenvalue' in found
+  assert summary['final']['test_accuracy'] > 0.9
+  bad = _run('experiments.train', '--learning_rate=fast', f'--workdir={tmp_path}/x')
+  assert bad.returncode != 0 and "a number or 'auto'" in bad.stderr and 'Traceback' not in bad.stderr

@@ -180,3 +180,37 @@ def test_a_streamed_run_tests_the_full_gradient_over_its_blocks(monkeypatch):
   assert len(result.history) == len(ref.history)
   norms = [m['train_grad_norm'] for m in result.history]
   np.testing.assert_allclose(norms, [m['train_grad_norm'] for m in ref.history], rtol=1e-4)
+
+
+def test_plateaus_count_runs_of_no_change_afresh_after_each():
+  f = [10.0, 5.0, 5.0, 5.0, 4.0, 4.0, 4.0, 4.0, 4.0]  # two epochs unchanged, then four
+  assert convergence.plateaus(f, 1e-3, 2) == 1 + 2
+  assert convergence.plateaus(f, 1e-3, 3) == 1
+  assert convergence.plateaus([3.0, 2.0, 1.0], 1e-3, 1) == 0
+
+
+def test_a_step_too_small_to_make_progress_is_not_called_converged():
+  """scikit-learn's relative test alone stops a slow run far from the optimum; progress so far does not."""
+  ds = data.prepare(data.load_builtin('diabetes'), 'diabetes', seed=0)
+  cfg = config.TrainConfig(loss='l1', learning_rate=2e-4, epochs=120, tol_on='objective', tol=1e-3)
+  result = train.fit(cfg, ds)
+  f = [m['train_loss'] for m in result.history]
+  stops = [e for e in range(1, len(f) + 1) if convergence.epochs_without_change(f[:e], 1e-3) >= 5]
+  assert stops, 'the relative test alone would have stopped this run'
+  assert result.stop_reason == 'max_epochs' and f[-1] < f[0]
+
+
+def test_the_adaptive_schedule_divides_the_rate_at_each_plateau_then_converges():
+  ds = _blobs()
+  cfg = dataclasses.replace(config.COMMAND_LINE, learning_rate=0.5)
+  result = train.fit(cfg, ds)
+  rates = sorted({m['learning_rate'] for m in result.history}, reverse=True)
+  np.testing.assert_allclose(rates, [0.5 / 5**k for k in range(len(rates))], rtol=1e-6)
+  assert result.stop_reason == 'converged' and len(rates) == convergence.ADAPTIVE_DIVISIONS + 1
+  f = [m['train_loss'] for m in result.history]
+  assert convergence.plateaus(f, convergence.tol(cfg), 10, result.history[0]['initial_loss']) == 4
+  assert 'divisions of the learning rate' in convergence.explain(cfg, 'converged')
+  with pytest.raises(ValueError, match="schedule='adaptive'"):
+    from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
+
+    sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0]))

@@ -169,3 +169,16 @@ def test_seed_summary_is_the_mean_and_std_over_seeds(regression):
   scores = result.setting_scores()
   assert result.best_setting() == int(np.argmax(scores[:2])) and scores[2] == -np.inf
   json.dumps(rows, allow_nan=False)
+
+
+def test_without_a_grid_the_sweep_spans_the_derived_step():
+  from linear_jax.datapath import factory  # pylint: disable=import-outside-toplevel
+
+  ds = data.prepare(data.blobs(200, 4, 3, seed=1), 'blobs', 0.2, 0.2, seed=1)
+  cfg = config.TrainConfig(learning_rate='auto', batch_size=32)
+  rates, center, found = sweep.rates_around(cfg, ds, 9)
+  want = train.resolve_step_size(cfg, factory.make(cfg, ds))[0].learning_rate
+  assert center == want and found['learning_rate'] == want
+  np.testing.assert_allclose(rates, want * np.geomspace(1 / 32, 8, 9), rtol=1e-12)
+  rates, center, found = sweep.rates_around(config.TrainConfig(learning_rate=0.3), ds, 3)
+  assert center == 0.3 and found is None and np.isclose(rates[0], 0.3 / 32)
