@@ -64,11 +64,8 @@ def _power(matvec, v, iterations):
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'iterations'))
 def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, iterations):
-  """`(λ of the objective, λ of the data term alone, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`."""
+  """`(λ of the objective, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`."""
   spec = losses.get_loss(loss)
-
-  def data_term(p):
-    return losses.unchecked_objective(p, x, y, spec, 0.0, penalty, loss_hparams, w)
 
   def objective(p):
     return losses.unchecked_objective(p, x, y, spec, reg, penalty, loss_hparams, w)
@@ -79,7 +76,6 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, itera
   k1, k2, k3 = jax.random.split(key, 3)
   start = jax.tree.map(lambda t, k: jax.random.normal(k, t.shape, t.dtype), params, _keys(k1, params))
   lam = _power(hvp(objective), start, iterations)
-  lam_data = _power(hvp(data_term), start, iterations)
   # One example's curvature: ‖x̃_i‖² times the largest eigenvalue of its loss's Hessian in the scores.
   scores = model.scores(params, x)
   ones = 1.0 if params.b is not None else 0.0
@@ -102,7 +98,7 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, itera
     return jnp.concatenate([x.T @ (weights * xv), ones * jnp.sum(weights * xv)[None]]).astype(v.dtype)
 
   lam_x = _power(gram, jax.random.normal(k3, (x.shape[1] + 1,), x.dtype), iterations)
-  return lam, lam_data, beta, lam_x, jnp.sum(weights * row_sq)
+  return lam, beta, lam_x, jnp.sum(weights * row_sq)
 
 
 def _keys(key, tree):
@@ -147,13 +143,12 @@ def derive(cfg, params, x, y, w, batch, num_train):
     penalty=cfg.penalty,
     iterations=ITERATIONS,
   )
-  lam, lam_data, beta, lam_x, row_max = (float(v) for v in jax.device_get(found))
+  lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(found))
   extra = penalty_curvature(cfg.penalty, cfg.reg)
-  if (
-    not np.isfinite(lam) or lam_data <= FLAT * lam_x
-  ):  # no curvature to measure: unit curvature in the scores
+  # Only the penalty's curvature (2 · reg) found: the data term has none where it was measured.
+  if not np.isfinite(lam) or lam - extra <= FLAT * lam_x:
     method = "piecewise linear: the data's curvature at unit curvature in the scores"
-    lam, beta = lam_x + extra, row_max + extra
+    lam, beta = lam_x + extra, row_mean + extra
   else:
     method = 'largest Hessian eigenvalue by power iteration on Hessian-vector products'
     beta = max(beta + extra, lam)
