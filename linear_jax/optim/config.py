@@ -143,8 +143,19 @@ class TrainConfig:
     return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
 
   def structure(self):
-    """The `StepConfig` of this run: only the fields that shape a compiled program."""
-    return StepConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(StepConfig)})
+    """The `StepConfig` of this run: only the fields that shape a compiled program.
+
+    A schedule's settings count only for the schedules that read them (the epoch count for
+    `cosine`; the decay for `step`, `exponential` and `inverse_time`), so runs that differ only in
+    `epochs` share one program.
+    """
+    fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(StepConfig)}
+    default = StepConfig()
+    if self.schedule != 'cosine':
+      fields['epochs'] = default.epochs
+    if self.schedule not in ('step', 'exponential', 'inverse_time'):
+      fields.update(decay_rate=default.decay_rate, decay_epochs=default.decay_epochs)
+    return StepConfig(**fields)
 
   @property
   def loss_record(self):

@@ -24,3 +24,23 @@ def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, mess
 def test_what_float64_holds_is_accepted_there():
   config.TrainConfig(learning_rate=1e-50, reg=1e-300, dtype='float64').validate()
   config.TrainConfig(reg=0.0, momentum=0.0, tol=None).validate()  # 0 and None are values, not vanished ones
+
+
+def test_runs_differing_in_what_their_schedule_does_not_read_share_one_program():
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.optim import step  # pylint: disable=import-outside-toplevel
+  from linear_jax.training import train  # pylint: disable=import-outside-toplevel
+
+  base = config.TrainConfig(epochs=3, decay_epochs=4.0)
+  assert dataclasses.replace(base, epochs=7, decay_rate=0.3).structure() == base.structure()
+  cosine = dataclasses.replace(base, schedule='cosine')
+  assert dataclasses.replace(cosine, epochs=7).structure() != cosine.structure()
+  decay = dataclasses.replace(base, schedule='step')
+  assert dataclasses.replace(decay, decay_epochs=2.0).structure() != decay.structure()
+  ds = data.prepare(data.blobs(120, 3, 3, seed=2), 'blobs', 0.2, 0.2, seed=2)
+  train.fit(base, ds)
+  compiled = step._epoch._cache_size()  # pylint: disable=protected-access
+  longer = train.fit(dataclasses.replace(base, epochs=5), ds)
+  assert step._epoch._cache_size() == compiled and len(longer.history) == 5  # pylint: disable=protected-access
