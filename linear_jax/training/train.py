@@ -81,14 +81,12 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     cfg: a `TrainConfig`.
     dataset: a `data.Dataset`.
     workdir: where checkpoints go (`None`: no checkpoints).
-    resume: continue from `workdir/checkpoint.npz` if it exists; the resumed
-      run ends bit-for-bit equal to an uninterrupted one.
+    resume: continue from `workdir/checkpoint.npz` if it exists, bit-for-bit.
     on_epoch: called as `on_epoch(metrics_dict)` after every epoch.
     checkpoint_every: epochs between checkpoints; 0: every `resume.SAVE_SECONDS` seconds.
 
   Returns:
-    A `FitResult`. Raises `Diverged` when the loss stops being finite or
-    exceeds `explode_factor` times its starting value.
+    A `FitResult`. Raises `Diverged` when the loss stops being finite or exceeds `explode_factor` × its start.
   """
   path = check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
