@@ -252,6 +252,10 @@ class _Path:
     """`multihost.together`: one process's error in the block stops every process."""
     return multihost.together(what)
 
+  def agreed(self, value):
+    """Process 0's `value` (a float) on every process (`multihost.from_process_0`)."""
+    return multihost.from_process_0(value)
+
   def refuse_several_processes(self, why):
     """Raises `ValueError(why)` when the run has several processes."""
     if jax.process_count() > 1:

@@ -38,6 +38,20 @@ def any_process(flag):
   return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
+def from_process_0(value):
+  """Process 0's `value` (a float) on every process; `value` itself with one process.
+
+  What each process derives on its own from the same rows (the step size of
+  `--learning_rate=auto`) may differ in its last bits between machines; the
+  replicated parameters must not.
+  """
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
+
+
 def several():
   """Whether this run has several processes (`jax.distributed` is up, with more than one).
 

@@ -98,7 +98,9 @@ def plateaus(objectives, tol, n, initial=None):
 
 def _plateaus(cfg, history):
   objectives = [m['train_loss'] for m in history if 'train_loss' in m]  # the evaluated epochs
-  return plateaus(objectives, tol(cfg), cfg.n_iter_no_change, history[0].get('initial_loss'))
+  # `tol` is the objective's only under `tol_on='objective'` (else a gradient norm's, or unused).
+  rel = cfg.tol if cfg.tol is not None and cfg.tol_on == 'objective' else ADAPTIVE_TOL
+  return plateaus(objectives, rel, cfg.n_iter_no_change, history[0].get('initial_loss'))
 
 
 def step_factor(cfg, history):

@@ -57,9 +57,18 @@ def _normalized(tree):
 
 
 def _power(matvec, v, iterations):
-  """`vᵀAv` after `iterations` of `v ← Av / ‖Av‖` from `v`: the largest eigenvalue of the PSD `A`."""
+  """`vᵀAv` after `iterations` of `v ← Av / ‖Av‖` from `v`: the eigenvalue of `A` largest in magnitude."""
   v = jax.lax.fori_loop(0, iterations, lambda _, v: _normalized(matvec(v)), _normalized(v))
   return _tree_dot(v, matvec(v))
+
+
+def _largest(matvec, v, iterations):
+  """The largest (most positive) eigenvalue of the symmetric `A`: power iteration, then, where the
+  eigenvalue largest in magnitude is negative (a non-convex loss), again on `A − λ₁I`, whose largest
+  in magnitude is then `λ_max − λ₁ ≥ 0`."""
+  first = _power(matvec, v, iterations)
+  shifted = lambda u: jax.tree.map(lambda a, b: a - jnp.minimum(first, 0.0) * b, matvec(u), u)
+  return jnp.where(first < 0, _power(shifted, v, iterations) + first, first)
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'iterations'))
@@ -75,7 +84,7 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, itera
 
   k1, k2, k3 = jax.random.split(key, 3)
   start = jax.tree.map(lambda t, k: jax.random.normal(k, t.shape, t.dtype), params, _keys(k1, params))
-  lam = _power(hvp(objective), start, iterations)
+  lam = _largest(hvp(objective), start, iterations)
   # One example's curvature: ‖x̃_i‖² times the largest eigenvalue of its loss's Hessian in the scores.
   scores = model.scores(params, x)
   ones = 1.0 if params.b is not None else 0.0
@@ -144,9 +153,14 @@ def derive(cfg, params, x, y, w, batch, num_train):
     iterations=ITERATIONS,
   )
   lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(found))
+  if not all(np.isfinite(v) for v in (lam, beta, lam_x, row_mean)):
+    raise ValueError(
+      f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured at the start is not finite '
+      f"(largest eigenvalue {lam:g}, one example's {beta:g}); give --learning_rate a number."
+    )
   extra = penalty_curvature(cfg.penalty, cfg.reg)
   # Only the penalty's curvature (2 · reg) found: the data term has none where it was measured.
-  if not np.isfinite(lam) or lam - extra <= FLAT * lam_x:
+  if lam - extra <= FLAT * lam_x:
     method = "piecewise linear: the data's curvature at unit curvature in the scores"
     lam, beta = lam_x + extra, row_mean + extra
   else:
@@ -157,7 +171,7 @@ def derive(cfg, params, x, y, w, batch, num_train):
   info.update(
     method=method + ('' if full else f'; mini-batch of {batch}: B / (beta + (B - 1) lambda)'),
     hessian_max_eigenvalue=lam,
-    example_curvature_max=beta,
+    example_curvature_mean=beta,
   )
   if cfg.optimizer in ('momentum', 'nesterov'):
     lr *= 1.0 - cfg.momentum

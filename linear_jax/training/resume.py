@@ -50,6 +50,14 @@ class Checkpoints:
     self.file = os.path.join(workdir, CHECKPOINT) if workdir else None
     self.key = jax.random.PRNGKey(cfg.seed)  # epoch e shuffles with fold_in(key, e)
     self._saved_at = time.monotonic()
+    self.step = None  # how `--learning_rate=auto` was resolved (`train.resolve_step_size`), saved with it
+
+  def saved_step(self):
+    """The resolved `--learning_rate=auto` of the checkpoint there is (`None` if none, or none recorded):
+    a resumed run takes it rather than measuring again, which another machine might do in other bits."""
+    if not self.file or not os.path.exists(self.file):
+      return None
+    return checkpoint.read(self.file)[1].get('learning_rate_found')
 
   def due(self, epoch, every):
     """Whether the state after `epoch` (from 0) is written: every `every` epochs; with `every=0`, once
@@ -106,6 +114,7 @@ class Checkpoints:
       'best_epoch': best['epoch'],
       'bad': best['bad'],
       'data': self.data,  # what it was trained on: a resume on other data is refused
+      'learning_rate_found': self.step,  # the step 'auto' resolved to
       'data_order': record['data_order'],  # with the key and the epoch, it fixes the rows' order
     }
     checkpoint.save(self.file, (state.params, state.opt_state, best['params'], self.key), meta)

@@ -91,12 +91,12 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   path = check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
     return lbfgs.fit(cfg, path, on_epoch)
-  cfg, derived = resolve_step_size(cfg, path)
+  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)  # the config as given: 'auto' stays
+  cfg, derived = resolve_step_size(cfg, path, checkpoints, resume)
   hp = step.hparams(cfg)
   params, opt_state = step.init_state(
     cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, path.steps
   )
-  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)
   state = checkpoints.restore(resume_lib.start(params, opt_state), resume)
   first = len(state.history)
   initial = (
@@ -155,18 +155,24 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   )
 
 
-def resolve_step_size(cfg, path):
+def resolve_step_size(cfg, path, checkpoints=None, resume=False):
   """`(cfg, info)`: for `learning_rate='auto'`, `cfg` with the step `step_size.derive` finds for it on
-  a sample of the path's training rows at the initial parameters, and how it was found; otherwise
-  `(cfg, None)`. The same rows and parameters give the same step, so a resumed run finds it again."""
+  a sample of the path's training rows at the initial parameters (process 0's, with several), and how
+  it was found; otherwise `(cfg, None)`. A resumed run takes the step its checkpoint records, and the
+  step is recorded in `checkpoints` for the next."""
   if cfg.learning_rate != config.AUTO:
     return cfg, None
-  params, _ = step.init_state(
-    cfg, path.dataset.num_features, step.num_outputs(cfg, path.dataset), step.hparams(cfg), path.steps
-  )
-  x, y, w = path.sample_rows(step_size.SAMPLE_ROWS)
-  lr, info = step_size.derive(cfg, params, x, y, w, path.batch, path.num_train)
-  return dataclasses.replace(cfg, learning_rate=lr), {'learning_rate': lr, **info}
+  info = checkpoints.saved_step() if checkpoints is not None and resume else None
+  if info is None:
+    params, _ = step.init_state(
+      cfg, path.dataset.num_features, step.num_outputs(cfg, path.dataset), step.hparams(cfg), path.steps
+    )
+    x, y, w = path.sample_rows(step_size.SAMPLE_ROWS)
+    lr, info = step_size.derive(cfg, params, x, y, w, path.batch, path.num_train)
+    info = {'learning_rate': path.agreed(lr), **info}
+  if checkpoints is not None:
+    checkpoints.step = info
+  return dataclasses.replace(cfg, learning_rate=info['learning_rate']), info
 
 
 def evaluate(cfg, dataset, params):

@@ -168,7 +168,8 @@ def rates_around(cfg, dataset, num, low=1 / 32, high=8.0):
   """`num` learning rates spaced evenly in log from `low` to `high` times `cfg.learning_rate` (`'auto'`:
   the step `train.fit` would derive for `cfg` on `dataset`); also that center, and how it was found
   (`None` for a number given)."""
-  derived, found = train.resolve_step_size(cfg, datapath.make(cfg, dataset, resident=True))
+  path = train.check_fit(cfg, dataset)  # the data fits the loss before a step is derived for it
+  derived, found = train.resolve_step_size(cfg, path)
   center = derived.learning_rate
   return list(np.geomspace(center * low, center * high, num)), center, found
 

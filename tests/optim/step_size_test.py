@@ -61,7 +61,7 @@ def test_mini_batch_step_follows_ma_bassily_belkin():
     h = jax.hessian(lambda v, t=t: losses.softmax_cross_entropy(v[None], jnp.asarray([t]))[0])(jnp.asarray(s))
     per_row.append(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1] * (row @ row + 1.0))
   beta = float(np.mean(per_row))
-  np.testing.assert_allclose(info['example_curvature_max'], beta, rtol=0.02)
+  np.testing.assert_allclose(info['example_curvature_mean'], beta, rtol=0.02)
   np.testing.assert_allclose(lr, batch / (beta + (batch - 1) * lam), rtol=0.03)
 
 

@@ -256,7 +256,7 @@ def test_checkpoint_write_failure_leaves_the_old_one(tmp_path, monkeypatch):
     raise OSError('disk full')
 
   monkeypatch.setattr(np, 'savez', broken_savez)
-  with pytest.raises(OSError):
+  with pytest.raises(ValueError, match=r'c\.npz: cannot be written \(disk full\)'):  # one line, naming it
     checkpoint.save(path, tree, {'epoch': 2})
   monkeypatch.undo()
   _, meta = checkpoint.load(path, tree)
