@@ -652,7 +652,10 @@ def configure_compilation_cache(f):
   from absl import logging  # pylint: disable=import-outside-toplevel
 
   path = expand_path(f.compilation_cache or '')
-  if not path:
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if not path:  # off, even where JAX_COMPILATION_CACHE_DIR names a folder
+    jax.config.update('jax_enable_compilation_cache', False)
     return
   try:
     os.makedirs(path, exist_ok=True)
@@ -660,9 +663,8 @@ def configure_compilation_cache(f):
       raise PermissionError(13, 'Permission denied')
   except OSError as e:
     logging.warning('--compilation_cache=%s cannot be used (%s); compiling without it.', path, e.strerror)
+    jax.config.update('jax_enable_compilation_cache', False)
     return
-  import jax  # pylint: disable=import-outside-toplevel
-
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   if importlib.util.find_spec('filelock'):  # JAX needs it to evict; without it the cache is uncapped

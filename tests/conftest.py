@@ -1,11 +1,21 @@
 """Test settings: float64 available everywhere (training code picks float32 itself), float32 matmuls
-in full float32 on every backend, the experiments' compilation cache kept in a temporary directory,
-never the user's, and every test leaving the process as it found it.
+in full float32 on every backend, one compilation cache for the whole run in a temporary directory
+(never the user's), and every test leaving the process as it found it.
 
 On GPUs JAX's default float32 matmul is TF32 (about 1e-3 relative; see docs/gpus.md),
 so tests that compare two float32 computations (streamed against in-memory, 8 devices against one, a
 sweep's model against the same model alone) would measure TF32 rounding instead of the property they
 test. The environment variable reaches the experiments the tests run in subprocesses too.
+
+Most of the suite's time is XLA compiling the same small programs again: in the other worker of
+`-n 2`, in every experiment run as a subprocess, and for each new closure of the same computation.
+The run's first process makes one temporary folder, removed at the end, and points JAX's persistent
+compilation cache there (every program kept, however fast it compiled) for itself, its xdist
+workers and every subprocess they start. The experiments keep theirs in `$XDG_CACHE_HOME` (their
+--compilation_cache default), a sub-folder of it: capped, so JAX locks it and scans every entry at
+each write, which the tests' thousands of programs would make slow. A program loaded from the
+cache is the one XLA compiled, so results do not depend on which test compiled it first; an entry
+read while another process writes it is a warning and a compilation, never a wrong program.
 
 The suite runs in random order (pytest-randomly, pinned in requirements-dev.txt): the seed is printed
 at the start and at the end, `-p randomly --randomly-seed=N` replays an order and `-p no:randomly`
@@ -16,8 +26,17 @@ the working folder, `sys.argv`, `jax.config`, the loss and penalty registries an
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
+
+_CACHE_ROOT = None  # the folder this process made for the run (None in an xdist worker: it inherits it)
+if 'PYTEST_XDIST_WORKER' not in os.environ:
+  _CACHE_ROOT = tempfile.mkdtemp(prefix='linear_jax_tests_')
+  os.environ['XDG_CACHE_HOME'] = _CACHE_ROOT
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(_CACHE_ROOT, 'jax')
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -32,13 +51,15 @@ from linear_jax.training import preemption  # noqa: E402
 
 jax.config.update('jax_enable_x64', True)
 jax.config.update('jax_default_matmul_precision', os.environ['JAX_DEFAULT_MATMUL_PRECISION'])
+# Also where JAX was imported before this file (by a plugin) and so read no environment variable.
+jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
-@pytest.fixture(scope='session', autouse=True)
-def _compilation_cache_in_tmp(tmp_path_factory):
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv('XDG_CACHE_HOME', str(tmp_path_factory.mktemp('xdg_cache')))
-    yield
+def pytest_unconfigure(config):
+  del config
+  if _CACHE_ROOT is not None:
+    shutil.rmtree(_CACHE_ROOT, ignore_errors=True)
 
 
 # Signals whose Python-level handler a test (or a library it calls: preemption.handling, asyncio's
