@@ -445,17 +445,25 @@ def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
 
-def check_memory(need: int, name: str, available: int | None = None, advice: str = STREAM_ADVICE) -> None:
-  """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
+def check_memory(
+  need: int,
+  name: str,
+  available: int | None = None,
+  advice: str = STREAM_ADVICE,
+  what: str = 'the prepared data',
+) -> None:
+  """Raises, with the figures and `advice`, if `need` bytes (of `what`) cannot fit in `available`
+  bytes (`None`: the host's free memory, `chunks.memory_available`)."""
   available = chunks.memory_available() if available is None else available
   if available is not None and need > available:
     raise ValueError(
-      f'{name}: the prepared data needs {_size(need)} of memory but only {_size(available)} is available; '
+      f'{name}: {what} needs {size_text(need)} of memory but only {size_text(available)} is available; '
       + advice
     )
 
 
-def _size(num_bytes):
+def size_text(num_bytes):
+  """`num_bytes` for a message: '1.23 GB', or '45.6 MB' below a gigabyte."""
   return f'{num_bytes / 1e9:.2f} GB' if num_bytes >= 1e9 else f'{num_bytes / 1e6:.1f} MB'
 
 
@@ -603,7 +611,7 @@ def _check_prepare_memory(raw, name, dt, progress):
     avail = chunks.memory_available()
     report(
       f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
-      f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
+      f'needs {size_text(need)} of memory' + (f' ({size_text(avail)} available)' if avail is not None else '')
     )
   check_memory(need, name)
   return report, total_rows

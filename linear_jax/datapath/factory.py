@@ -34,6 +34,7 @@ import numpy as np
 from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
+from linear_jax.datapath import model_memory
 from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident as on_device
@@ -427,9 +428,13 @@ def _value_and_grad(params, x, y, hp, weights, *, structure):
   return jax.value_and_grad(solvers.objective_fn(structure, x, y, hp, weights))(params)
 
 
-def check_fits(cfg, dataset):
-  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`resident.check_fits`)."""
+def check_fits(cfg, dataset, streamed=None):
+  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`resident.check_fits`),
+  and for a model whose W, optimizer state and scores cannot fit (`model_memory.check`; `streamed`:
+  whether the run streams, `None`: as `make` would decide)."""
   on_device.check_fits(cfg, dataset)
+  streamed = on_device.should_stream(cfg, dataset) if streamed is None else streamed
+  model_memory.check(cfg, dataset, streamed)
 
 
 def spread_rows(cfg, x, y, weights=None):

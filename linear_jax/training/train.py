@@ -47,7 +47,7 @@ def check_fit(cfg, dataset):
         'without it JAX would silently train in float32.'
       )
     _check_loss(cfg, dataset)
-    datapath.check_fits(cfg, dataset)
+    datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
   return path
 
