@@ -410,7 +410,9 @@ class Streamed(_Path):
     file, offset = self.dataset.extra.get(standardize.FILE_ROWS, {}).get(split, (None, 0))
     mine = stream.local_rows(len(x))
     where = f'{file} ({split} rows)' if file else self._where(split)
-    stream.check_features(x[mine], where=where, first_row=offset + mine.start)
+    stream.check_features(
+      x[mine], where=where, first_row=offset + mine.start, affine_=self.affine, dtype=self.cfg.dtype
+    )
 
 
 class Lockstep(Streamed):
