@@ -445,17 +445,25 @@ def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
 
-def check_memory(need: int, name: str, available: int | None = None, advice: str = STREAM_ADVICE) -> None:
-  """Raises, with the figures and the `--stream` advice, if `need` bytes cannot fit in memory."""
+def check_memory(
+  need: int,
+  name: str,
+  available: int | None = None,
+  advice: str = STREAM_ADVICE,
+  what: str = 'the prepared data',
+) -> None:
+  """Raises, with the figures and `advice`, if `need` bytes (of `what`) cannot fit in `available`
+  bytes (`None`: the host's free memory, `chunks.memory_available`)."""
   available = chunks.memory_available() if available is None else available
   if available is not None and need > available:
     raise ValueError(
-      f'{name}: the prepared data needs {_size(need)} of memory but only {_size(available)} is available; '
+      f'{name}: {what} needs {size_text(need)} of memory but only {size_text(available)} is available; '
       + advice
     )
 
 
-def _size(num_bytes):
+def size_text(num_bytes):
+  """`num_bytes` for a message: '1.23 GB', or '45.6 MB' below a gigabyte."""
   return f'{num_bytes / 1e9:.2f} GB' if num_bytes >= 1e9 else f'{num_bytes / 1e6:.1f} MB'
 
 
@@ -603,7 +611,7 @@ def _check_prepare_memory(raw, name, dt, progress):
     avail = chunks.memory_available()
     report(
       f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
-      f'needs {_size(need)} of memory' + (f' ({_size(avail)} available)' if avail is not None else '')
+      f'needs {size_text(need)} of memory' + (f' ({size_text(avail)} available)' if avail is not None else '')
     )
   check_memory(need, name)
   return report, total_rows
@@ -656,7 +664,7 @@ def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows, nam
     constant = tuple(int(j) for j in np.flatnonzero(constant_columns(shift, stats.std)))
   if in_place:
     if stats is not None:
-      _standardize_in_place(out, shift, scale)
+      _standardize_in_place(out, shift, scale, sources)
   else:
     _gather_standardized(sources, out, shift, scale)
   return out, shift, scale, constant
@@ -777,6 +785,44 @@ def _non_finite(block, where, first_row):
     )
 
 
+def overflow_bounds(shift: np.ndarray, scale: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+  """`(lo, hi)`, float64 `[D]`: a raw value outside `[lo, hi]` overflows `dtype` when standardized.
+
+  `(x − shift) / scale` is computed in `dtype` (on the host or the device),
+  so both `x − shift` and the quotient must stay within its largest value
+  `M`: `|x − shift| ≤ M · min(1, scale)`. A finite 3.4e38 in a float32 file
+  passes every finiteness check and becomes inf here.
+  """
+  top = float(np.finfo(np.dtype(dtype)).max)
+  with np.errstate(over='ignore'):
+    room = top * np.minimum(1.0, np.asarray(scale, np.float64))
+    shift = np.asarray(shift, np.float64)
+    return shift - room, shift + room
+
+
+def first_overflow(block, lo, hi) -> tuple[int, int] | None:
+  """`(row, column)` in `block` of the first value outside `[lo, hi]` (`overflow_bounds`), or `None`."""
+  if block.dtype.itemsize < 4:  # float16, bfloat16: compared as float32
+    block = block.astype(np.float32)
+  with np.errstate(invalid='ignore'):
+    bad = (block < lo) | (block > hi)
+  if not bad.any():
+    return None
+  i, j = np.argwhere(bad)[0]
+  return int(i), int(j)
+
+
+def overflow_error(where, row, column, value, shift, scale, dtype):
+  """The `ValueError` of a finite raw value whose standardization overflows `dtype` (`overflow_bounds`)."""
+  dt = np.dtype(dtype)
+  return ValueError(
+    f'{where}: row {row}, feature {column}: {float(value):g} is finite, but standardizing it overflows '
+    f"{dt.name} ((x - mean) / std with the training rows' mean {float(shift[column]):.3g} and std "
+    f"{float(scale[column]):.3g} is beyond {dt.name}'s largest value, {float(np.finfo(dt).max):.3g}); "
+    'rescale that feature, or use --preprocess=none.'
+  )
+
+
 def _too_large(where, first_row, stop):
   raise ValueError(
     f'{where}: rows {first_row}-{stop - 1}: feature values too large for the preprocessing statistics '
@@ -870,17 +916,24 @@ def _read_statistics(sources, stats, tick):
   tick('reading', done, final=True)
 
 
-def _standardize_in_place(out, shift, scale):
+def _standardize_in_place(out, shift, scale, sources):
   """`(x − shift) / scale` over the splits, block by block, in place (in float32 for half precision).
 
-  Blocks are independent, so `chunks.workers()` threads share them.
+  Blocks are independent, so `chunks.workers()` threads share them. A finite
+  value whose standardization would overflow is refused before its block is
+  changed, named by its file row (`_overflow`).
   """
+  dtype = next(iter(out.values())).dtype
+  work = dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
+  lo, hi_bound = overflow_bounds(shift, scale, work)
 
   def standardize(job):
-    dest, a, b = job
-    work = dest.dtype if dest.dtype.itemsize >= 4 else np.dtype(np.float32)
+    split, dest, a, b = job
     hi, inv = shift.astype(work), (1.0 / scale).astype(work)
     block = dest[a:b]
+    found = first_overflow(block, lo, hi_bound)
+    if found:
+      return split, (a + found[0], found[1])
     if work == dest.dtype:
       block -= hi
       block *= inv
@@ -889,27 +942,47 @@ def _standardize_in_place(out, shift, scale):
       t -= hi
       t *= inv
       block[...] = t
+    return split, None
 
   jobs = [
-    (dest, a, b) for dest in out.values() for a, b in chunks.blocks(len(dest), chunks.rows_per_chunk(dest))
+    (s, dest, a, b)
+    for s, dest in out.items()
+    for a, b in chunks.blocks(len(dest), chunks.rows_per_chunk(dest))
   ]
-  for _ in chunks.in_order(standardize, jobs):
-    pass
+  for split, found in chunks.in_order(standardize, jobs):
+    if found:
+      _overflow(sources, split, found, shift, scale, work)
 
 
 def _gather_standardized(sources, out, shift, scale):
   """Second read of a source wider than the splits: rows gathered in split order,
-  standardized in float64 and rounded once."""
+  standardized in float64 and rounded once (a value that would overflow then: `_overflow`)."""
   for s, dest in out.items():
+    lo, hi = overflow_bounds(shift, scale, dest.dtype)
     start = 0
     for src, rows, _ in sources:
       r = rows.get(s, ())
       for a, b in chunks.blocks(len(r), chunks.rows_per_chunk(dest)):
         chunks.check_mapped(src)
-        dest[start + a : start + b] = (np.asarray(src[r[a:b]], np.float64) - shift) / scale
+        block = np.asarray(src[r[a:b]], np.float64)
+        found = first_overflow(block, lo, hi)
+        if found:
+          _overflow(sources, s, (start + a + found[0], found[1]), shift, scale, dest.dtype)
+        dest[start + a : start + b] = (block - shift) / scale
       if chunks.is_mapped(src):
         chunks.release(src)  # a gather from a map touches pages all over it
       start += len(r)
+
+
+def _overflow(sources, split, found, shift, scale, dtype):
+  """Raises `overflow_error` for row `found[0]` of `split` (column `found[1]`), named by its file's row."""
+  i, j = found
+  for src, rows, where in sources:
+    r = rows.get(split, ())
+    if i < len(r):
+      row = int(r[i])
+      raise overflow_error(where, row, j, src[row, j], shift, scale, dtype)
+    i -= len(r)
 
 
 def params_to_raw(

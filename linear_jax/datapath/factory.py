@@ -34,6 +34,7 @@ import numpy as np
 from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
+from linear_jax.datapath import model_memory
 from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident as on_device
@@ -413,7 +414,9 @@ class Streamed(_Path):
     file, offset = self.dataset.extra.get(standardize.FILE_ROWS, {}).get(split, (None, 0))
     mine = stream.local_rows(len(x))
     where = f'{file} ({split} rows)' if file else self._where(split)
-    stream.check_features(x[mine], where=where, first_row=offset + mine.start)
+    stream.check_features(
+      x[mine], where=where, first_row=offset + mine.start, affine_=self.affine, dtype=self.cfg.dtype
+    )
 
 
 class Lockstep(Streamed):
@@ -431,9 +434,13 @@ def _value_and_grad(params, x, y, hp, weights, *, structure):
   return jax.value_and_grad(solvers.objective_fn(structure, x, y, hp, weights))(params)
 
 
-def check_fits(cfg, dataset):
-  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`resident.check_fits`)."""
+def check_fits(cfg, dataset, streamed=None):
+  """Raises a `ValueError` for in-memory splits a process of several cannot hold (`resident.check_fits`),
+  and for a model whose W, optimizer state and scores cannot fit (`model_memory.check`; `streamed`:
+  whether the run streams, `None`: as `make` would decide)."""
   on_device.check_fits(cfg, dataset)
+  streamed = on_device.should_stream(cfg, dataset) if streamed is None else streamed
+  model_memory.check(cfg, dataset, streamed)
 
 
 def spread_rows(cfg, x, y, weights=None):

@@ -78,11 +78,13 @@ def block_rows(cfg, num_rows, num_features, itemsize):
   return min(rows, num_rows)
 
 
-def check_features(x, where, rows=None, first_row=0):
+def check_features(x, where, rows=None, first_row=0, affine_=None, dtype=np.float32):
   """`validation.check_features` in blocks: no whole-array temporary, pages released as it goes.
 
   Raises a `ValueError` naming `where`, the number of non-finite values, and
-  the row (counted from `first_row`) and column of the first.
+  the row (counted from `first_row`) and column of the first; with `affine_ =
+  (shift, scale)` (a `prepare`d split, standardized as it is read), also for a
+  finite value whose standardization overflows `dtype` (`data.overflow_bounds`).
   """
   if np.ndim(x) != 2:
     raise ValueError(f'{where}: features must be [N, D], got shape {np.shape(x)}.')
@@ -93,6 +95,7 @@ def check_features(x, where, rows=None, first_row=0):
     raise ValueError(f'{where}: features must be real numbers, got dtype {dt}.')
   rows = rows or max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
   count, first = 0, None
+  bounds = None if affine_ is None else data_lib.overflow_bounds(*affine_, dtype)
   for a, b in transfer.spans(x.shape[0], rows):
     block = transfer.rows(x, a, b)
     bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
@@ -101,6 +104,9 @@ def check_features(x, where, rows=None, first_row=0):
       if first is None:
         i, j = np.argwhere(bad)[0]
         first = (first_row + a + int(i), int(j), block[i, j])
+    elif bounds is not None and first is None and (found := data_lib.first_overflow(block, *bounds)):
+      i, j = found
+      raise data_lib.overflow_error(where, first_row + a + i, j, block[i, j], *affine_, dtype)
     transfer.release(x, a, b)
   if count:
     i, j, v = first

@@ -47,7 +47,7 @@ def check_fit(cfg, dataset):
         'without it JAX would silently train in float32.'
       )
     _check_loss(cfg, dataset)
-    datapath.check_fits(cfg, dataset)
+    datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
   return path
 
@@ -116,7 +116,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         checkpoints.save(state)
         break
       values = np.asarray(values)
-      stopping.check_divergence(cfg, values, initial, epoch, path.steps)
+      stopping.check_divergence(
+        cfg, values, initial, epoch, path.steps, params=state.params, path=path, derived=derived
+      )
       line = metrics_lib.epoch_metrics(
         now, path, params, hp, values, epoch, time.perf_counter() - t0, multiplier, initial
       )
