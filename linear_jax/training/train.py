@@ -116,9 +116,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         checkpoints.save(state)
         break
       values = np.asarray(values)
-      stopping.check_divergence(
-        cfg, values, initial, epoch, path.steps, params=state.params, path=path, derived=derived
-      )
+      stopping.check_divergence(cfg, values, initial, epoch, path.steps, state.params, path, derived)
       line = metrics_lib.epoch_metrics(
         now, path, params, hp, values, epoch, time.perf_counter() - t0, multiplier, initial
       )
