@@ -12,9 +12,10 @@ all in one run on one machine:
    the derived step, the epochs, the training objective against the best one
    reachable (f* by L-BFGS for the smooth losses; for the others the lowest
    objective of 400-epoch runs at constant rates from 1/2 to 128 times the
-   derived one), and the test metric beside the scikit-learn estimator of the
-   same objective fitted on the same standardized rows (`LogisticRegression`,
-   `LinearSVC` with the hinge and the squared hinge, `Ridge`, `HuberRegressor`,
+   derived one), and the test metric beside scikit-learn's nearest estimator,
+   at its own defaults (its regularization is not ours), fitted on the same
+   standardized rows (`LogisticRegression`, `LinearSVC` one-vs-rest with the
+   hinge, the squared hinge or Crammer–Singer, `Ridge`, `HuberRegressor`,
    `QuantileRegressor` at the median);
 2. the whole default process, `linear-jax train` on digits (with and without
    its pictures), against a whole scikit-learn process that loads digits,

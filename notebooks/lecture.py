@@ -310,7 +310,7 @@ curves = {name: np.asarray(descend(lr)) for name, lr in learning_rates.items()}
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 for name, curve in curves.items():
   ax.plot(curve, label=f'α = {name}')
-ax.set(xlabel='step', ylabel='training loss (mean squared error)', yscale='log')
+ax.set(xlabel='step', ylabel='training loss (mean squared error, standardized targets)', yscale='log')
 ax.legend()
 plt.show()
 final = {name: float(c[-1]) for name, c in curves.items()}

@@ -86,7 +86,7 @@ class TrainConfig:
   schedule: str = _field(
     'constant',
     "Learning-rate schedule; adaptive (scikit-learn's): the rate is divided by 5 each time the "
-    'convergence test sees no progress, and the run has converged at the third such division.',
+    'convergence test sees no progress, and the run has converged at the next plateau after the third.',
     choices=SCHEDULES,
   )
   decay_rate: float = _field(0.5, 'step / exponential / inverse_time: factor per decay period.')

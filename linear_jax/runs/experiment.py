@@ -376,6 +376,10 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     'solver': result.solver,
     'refit': refitted,
     'f_star': f_star,
+    # Regression: the objective (loss, f*) is on standardized targets, y' = (y - shift) / scale; the MSE,
+    # the MAE and params.npz are in the targets' units.
+    'target_shift': None if dataset.target_shift is None else np.asarray(dataset.target_shift).tolist(),
+    'target_scale': dataset.target_scale,
     'stopped_early': result.stopped_early,
     'interrupted': result.interrupted,
     'resumed_from_epoch': result.resumed_from,
