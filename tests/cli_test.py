@@ -92,7 +92,7 @@ def test_help_lists_every_flag_of_the_command_by_group_and_exits_0(tmp_path):
   listed = set().union(*sections.values())
   assert not listed & {'logtostderr', 'helpfull', 'verbosity', 'chex_n_cpu_devices', 'test_tmpdir'}
   assert '--logtostderr' not in out.stdout and 'chex' not in out.stdout
-  assert "(default: '0.001')" in out.stdout.split('--reg:')[1].split('--')[0]  # each flag with its default
+  assert "(default: '0.003')" in out.stdout.split('--reg:')[1].split('--')[0]  # each flag with its default
   assert out.stdout.startswith('Trains a linear classifier')  # the command's own docstring first
   full = _run([sys.executable, '-m', 'experiments.train', '--helpfull'], ROOT)
   assert listed == _own_flags_in_helpfull(full.stdout) and len(listed) > 50  # every flag it reads

@@ -55,13 +55,13 @@ def _entry(a):
 def of(dataset) -> dict:
   """JSON-ready: the dataset's name, each split's `x`, `y`, `w`, the preparation's `shift` / `scale`."""
   out = {'name': dataset.name}
+  for part in ('shift', 'scale'):  # first: a changed preparation changes every split after it
+    out[part] = _entry(np.asarray(getattr(dataset, part), np.float64))
   for split in ('train', 'val', 'test'):
     for part in PARTS:
       a = getattr(dataset, f'{part}_{split}', None)
       if a is not None:
         out[f'{part}_{split}'] = _entry(a)
-  for part in ('shift', 'scale'):
-    out[part] = _entry(np.asarray(getattr(dataset, part), np.float64))
   return out
 
 

@@ -89,7 +89,7 @@ def test_sgd_reference_records_the_gap_every_epoch(tmp_path):
   assert out.returncode == 0, out.stderr
   rows = [json.loads(x) for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert len(rows) == 5 and all(r['f_minus_f_star'] > 0 for r in rows)
-  assert 'stopped: max epochs' in out.stdout
+  assert 'stopped: not converged: the most epochs (5) ran out' in out.stdout
 
 
 def test_refit_without_validation_and_divergence_are_reported(tmp_path):
