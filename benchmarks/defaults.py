@@ -81,6 +81,7 @@ def _sklearn_estimator(loss):
 
 def _best_reachable(cfg, dataset, derived, rates):
   """`(objective, how)`: f* by L-BFGS for a smooth loss, else the lowest objective of constant-rate runs."""
+  from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
   from linear_jax.training import lbfgs  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
@@ -95,7 +96,10 @@ def _best_reachable(cfg, dataset, derived, rates):
     run = dataclasses.replace(
       cfg, learning_rate=derived * 2.0**k, schedule='constant', tol_on='none', epochs=400
     )
-    f = min(m['train_loss'] for m in train.fit(run, dataset).history)
+    try:
+      f = min(m['train_loss'] for m in train.fit(run, dataset).history)
+    except results.Diverged:  # a rate past the stable range: not a contender
+      continue
     best = min(best, (f, k))
   return best[0], f'400 epochs at 2^{best[1]} × derived'
 

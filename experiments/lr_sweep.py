@@ -105,22 +105,11 @@ flags.register_multi_flags_validator(
 
 
 def loss_hparam_axes(items, margins):
-  """`['delta=0.5,1']` and `--margins` -> `{'delta': [0.5, 1.0], 'margin': [...]}`."""
-  axes = {}
-  for item in items:
-    name, eq, values = item.partition('=')
-    if not eq or not name.strip():
-      raise flags.ValidationError(f'--sweep_loss_hparam: {item!r} is not NAME=V1,V2,...')
-    if name.strip() in axes:
-      raise flags.ValidationError(f'--sweep_loss_hparam names {name.strip()!r} twice.')
-    axes[name.strip()] = common.parse_float_list(f'sweep_loss_hparam={name.strip()}', values)
-  if margins:
-    if 'margin' in axes:
-      raise flags.ValidationError(
-        '--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.'
-      )
-    axes['margin'] = list(margins)
-  return axes
+  """`sweep_run.loss_hparam_axes`, its errors as flag errors."""
+  try:
+    return sweep_run.loss_hparam_axes(items, margins)
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from e
 
 
 def _loss_hparam_axes_ok(f):
@@ -163,9 +152,6 @@ def _seeds_differ(seeds):
 flags.register_validator('seeds', _seeds_differ)
 
 
-METRICS = sweep_run.METRICS  # what a sweep is judged and pictured by: the first of these that it has
-
-
 def learning_rates(cfg, dataset):
   """--lrs; else --lr_min to --lr_max if either is given; else a range around --learning_rate (its
   default, auto, derived from the problem as `train` derives it): from 1/32 to 8 times it."""
@@ -180,14 +166,7 @@ def learning_rates(cfg, dataset):
 
 
 def _progress(epoch, start, k, total, metrics, dead):
-  split = 'val' if 'val_loss' in metrics else 'train'
-  key = f'{split}_accuracy' if f'{split}_accuracy' in metrics else f'{split}_mse'
-  vals = np.asarray(metrics[key], np.float64)
-  chunk = f' models {start + 1}-{start + k} of {total}' if k < total else f' {total} models'
-  best = ''  # every model diverged: no best
-  if not np.isnan(vals).all():
-    best = f', best {key} {np.nanmax(vals) if key.endswith("accuracy") else np.nanmin(vals):.4f}'
-  print(f'epoch {epoch:>4}/{FLAGS.epochs}{chunk}: {int((~dead).sum())} alive{best}', flush=True)
+  print(sweep_run.progress_line(epoch, FLAGS.epochs, start, k, total, metrics, dead), flush=True)
 
 
 def run_path(cfg, dataset, workdir):
@@ -244,38 +223,10 @@ def main(argv):
   if not main_process:
     shutil.rmtree(workdir)
     return
-  if out.get('optimizer') == 'lbfgs':
-    b = out['best']
-    print(
-      f'{out["num_models"]} regs by L-BFGS in {out["seconds"]:.2f} s ({out["fevals"]} evaluations of all); '
-      f'{sum(r["converged"] for r in out["models"])} converged'
-    )
-    print(f'best: reg={b["reg"]:g} {out["chosen_by"]}={b[out["chosen_by"]]:.4f}; outputs in {workdir}')
-    return
-  diverged = sum(r['diverged_step'] is not None for r in out['models'])
-  print(f'{out["num_models"]} models, {out["epochs"]} epochs in {out["seconds"]:.2f} s; {diverged} diverged')
+  varied = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
+  print('\n'.join(sweep_run.result_lines(out, workdir, varied)))
   if out['best'] is None:
     sys.exit('Every model diverged: lower --lr_max.')
-  b = out['best']
-  suffix = '_mean' if 'seeds' in out else ''
-  metric = next(
-    (
-      m
-      for m in ('best_val_accuracy', 'best_val_mse', 'best_train_accuracy', 'best_train_mse')
-      if m + suffix in b
-    ),
-  )
-  value = f'{b[metric + suffix]:.4f}'
-  if 'seeds' in out:
-    value += f' ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
-  varied = ''.join(f' {n}={b[n]:g}' for n in loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins))
-  print(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g}{varied} {metric}={value}')
-  if 'best_retrained' in out:
-    print(
-      'best retrained alone: '
-      + ', '.join(f'{k}={v:.4f}' for k, v in out['best_retrained'].items() if k.startswith('test'))
-    )
-  print(f'outputs in {workdir}')
 
 
 if __name__ == '__main__':

@@ -187,3 +187,72 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
     result.regs, result.metrics[metric], result.weight_norm, os.path.join(workdir, 'path.png'), label
   )
   return out
+
+
+def loss_hparam_axes(items, margins):
+  """`['delta=0.5,1']` and `margins` -> `{'delta': [0.5, 1.0], 'margin': [...]}` (`lr_sweep`'s
+  `--sweep_loss_hparam` and `--margins`); a `ValueError` names a malformed item."""
+  axes = {}
+  for item in items:
+    name, eq, values = item.partition('=')
+    name = name.strip()
+    if not eq or not name:
+      raise ValueError(f'--sweep_loss_hparam: {item!r} is not NAME=V1,V2,...')
+    if name in axes:
+      raise ValueError(f'--sweep_loss_hparam names {name!r} twice.')
+    try:
+      axes[name] = [float(v) for v in values.split(',') if v.strip()]
+    except ValueError:
+      raise ValueError(f'--sweep_loss_hparam={name}: {values!r} is not a list of numbers.') from None
+    if not axes[name]:
+      raise ValueError(f'--sweep_loss_hparam={name}: no values.')
+  if margins:
+    if 'margin' in axes:
+      raise ValueError('--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.')
+    axes['margin'] = list(margins)
+  return axes
+
+
+def progress_line(epoch, epochs, start, k, total, metrics, dead):
+  """The line a sweep prints after an epoch of models `start + 1 .. start + k` of `total`."""
+  split = 'val' if 'val_loss' in metrics else 'train'
+  key = f'{split}_accuracy' if f'{split}_accuracy' in metrics else f'{split}_mse'
+  vals = np.asarray(metrics[key], np.float64)
+  chunk = f' models {start + 1}-{start + k} of {total}' if k < total else f' {total} models'
+  best = ''  # every model diverged: no best
+  if not np.isnan(vals).all():
+    best = f', best {key} {np.nanmax(vals) if key.endswith("accuracy") else np.nanmin(vals):.4f}'
+  return f'epoch {epoch:>4}/{epochs}{chunk}: {int((~dead).sum())} alive{best}'
+
+
+def result_lines(out, workdir, varied=()):
+  """The lines a finished sweep (or L-BFGS path) ends with (only the first if every model diverged).
+
+  `varied` names the loss hyperparameters the sweep varied, shown with the best setting.
+  """
+  if out.get('optimizer') == 'lbfgs':
+    b = out['best']
+    return [
+      f'{out["num_models"]} regs by L-BFGS in {out["seconds"]:.2f} s ({out["fevals"]} evaluations of all); '
+      f'{sum(r["converged"] for r in out["models"])} converged',
+      f'best: reg={b["reg"]:g} {out["chosen_by"]}={b[out["chosen_by"]]:.4f}; outputs in {workdir}',
+    ]
+  diverged = sum(r['diverged_step'] is not None for r in out['models'])
+  lines = [
+    f'{out["num_models"]} models, {out["epochs"]} epochs in {out["seconds"]:.2f} s; {diverged} diverged'
+  ]
+  if out['best'] is None:
+    return lines
+  b, suffix = out['best'], '_mean' if 'seeds' in out else ''
+  metric = next(f'best_{m}' for m in METRICS if f'best_{m}{suffix}' in b)
+  value = f'{b[metric + suffix]:.4f}'
+  if 'seeds' in out:
+    value += f' ± {b[metric + "_std"]:.4f} over {len(out["seeds"])} seeds'
+  shown = ''.join(f' {n}={b[n]:g}' for n in varied)
+  lines.append(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g}{shown} {metric}={value}')
+  if 'best_retrained' in out:
+    retrained = out['best_retrained'].items()
+    lines.append(
+      'best retrained alone: ' + ', '.join(f'{k}={v:.4f}' for k, v in retrained if k.startswith('test'))
+    )
+  return [*lines, f'outputs in {workdir}']
