@@ -122,14 +122,17 @@ def part_quality(quick):
     final = train.evaluate(cfg, ds, result.params)
     metric = 'test_accuracy' if 'test_accuracy' in final else 'test_mse'
     ours = final[metric]
-    estimator = _sklearn_estimator(loss)()
-    y_train, y_test = np.asarray(ds.y_train), np.asarray(ds.y_test)
-    estimator.fit(np.asarray(ds.x_train, np.float64), y_train)
-    pred = estimator.predict(np.asarray(ds.x_test, np.float64))
-    if metric == 'test_accuracy':
-      theirs = float(np.mean(pred == y_test))
-    else:  # both in the targets' units
-      theirs = float(np.mean(np.square(pred - y_test))) * ds.target_scale**2
+    make = _sklearn_estimator(loss)
+    theirs, name_of = None, '—'  # sigmoid_l2 has no scikit-learn estimator
+    if make is not None:
+      estimator, name_of = make(), type(make()).__name__
+      estimator.fit(np.asarray(ds.x_train, np.float64), np.asarray(ds.y_train))
+      pred = estimator.predict(np.asarray(ds.x_test, np.float64))
+      y_test = np.asarray(ds.y_test)
+      if metric == 'test_accuracy':
+        theirs = float(np.mean(pred == y_test))
+      else:  # both in the targets' units
+        theirs = float(np.mean(np.square(pred - y_test))) * ds.target_scale**2
     rows.append(
       {
         'loss': loss,
@@ -144,7 +147,7 @@ def part_quality(quick):
         'metric': metric,
         'ours': ours,
         'sklearn': theirs,
-        'sklearn_estimator': type(estimator).__name__,
+        'sklearn_estimator': name_of,
         'seconds': seconds,
       }
     )
@@ -232,7 +235,8 @@ def markdown(results):
     fmt = (lambda v: f'{100 * v:.1f}%') if r['metric'] == 'test_accuracy' else (lambda v: f'MSE {v:,.0f}')
     out.append(
       f'| {r["loss"]} | {r["dataset"]} | {r["learning_rate"]:.3g} | {r["epochs"]} | {r["stop_reason"]} | '
-      f'{100 * r["above_best"]:+.2f}% | {r["best_how"]} | {fmt(r["ours"])} | {fmt(r["sklearn"])} | '
+      f'{100 * r["above_best"]:+.2f}% | {r["best_how"]} | {fmt(r["ours"])} | '
+      f'{"—" if r["sklearn"] is None else fmt(r["sklearn"])} | '
       f'{r["sklearn_estimator"]} |'
     )
   p = results['process']
