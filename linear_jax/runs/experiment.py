@@ -426,9 +426,12 @@ def _start_metrics(workdir, options, write_outputs):
   ckpt = os.path.join(workdir, resume.CHECKPOINT)
   with datapath.together(f'{workdir}: preparing the outputs'):  # process 0's error here stops every process
     if write_outputs:
-      # The workdir's files belong to one run: the last run's outputs go before this one writes any.
-      files.remove_outputs(workdir, [n for n in OUTPUTS if not options.resume or n != resume.CHECKPOINT])
-      history = checkpoint.read(ckpt)[1]['history'] if options.resume and os.path.exists(ckpt) else []
+      # The workdir's files belong to one run: the last run's outputs go before this one writes any. A
+      # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.
+      resuming = options.resume and os.path.exists(ckpt)
+      if not resuming:
+        files.remove_outputs(workdir, OUTPUTS)
+      history = checkpoint.read(ckpt)[1]['history'] if resuming else []
       files.write_text(
         metrics_path, ''.join(json.dumps(finite_json(m), allow_nan=False) + '\n' for m in history)
       )

@@ -45,7 +45,8 @@ def identity(settings, problems):
 def open_segments(workdir, identity_dict, checkpoint_every, resume):
   """The `search_state.Segments` at `workdir`/search_checkpoint.npz, removed first unless `resume`."""
   path = os.path.join(workdir, search_state.FILE)
-  files.remove_outputs(workdir, ('search.json', 'search.png'))  # the last search's, before any is written
+  if not (resume and os.path.exists(path)):  # a resume refused (other settings or data) deletes nothing
+    files.remove_outputs(workdir, ('search.json', 'search.png'))  # the last search's, before any is written
   if not resume:
     files.remove_outputs(workdir, [search_state.FILE])
   return search_state.Segments(path, identity_dict, checkpoint_every, resume)

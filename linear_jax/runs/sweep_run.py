@@ -72,8 +72,10 @@ def sweep_and_write(
 
   loss_axes = dict(loss_hparams or {})
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
-  # The workdir's files belong to one run: the last sweep's outputs go before this one writes any.
-  files.remove_outputs(workdir, SWEEP_OUTPUTS)
+  # The workdir's files belong to one run: the last sweep's outputs go before this one writes any. A
+  # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.
+  if not (resume and checkpoint_path and os.path.exists(checkpoint_path)):
+    files.remove_outputs(workdir, SWEEP_OUTPUTS)
   if not resume and checkpoint_path:
     files.remove_outputs(*os.path.split(os.path.abspath(checkpoint_path)))
   result = sweep.run_sweep(

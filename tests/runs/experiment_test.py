@@ -63,3 +63,16 @@ def test_json_outputs_are_valid_json_written_whole(tmp_path):
     experiment.write_json(str(path), {'final': {1, 2}})  # fails half-way through the dump
   assert path.read_text() == text  # the old file is whole, and no temporary file is left
   assert sorted(p.name for p in tmp_path.iterdir()) == ['summary.json']
+
+
+def test_a_refused_resume_deletes_none_of_the_runs_outputs(tmp_path):
+  """A resume refused (other data) keeps the finished run's summary, parameters and metrics as they were."""
+  cfg = config.TrainConfig(epochs=2, batch_size=32)
+  options = experiment.RunOptions(plots=False)
+  experiment.train_and_evaluate(cfg, experiment.DataConfig(dataset='blobs'), str(tmp_path), options)
+  before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith('.')}
+  assert {'summary.json', 'params.npz', 'metrics.jsonl', 'checkpoint.npz'} <= set(before)
+  other = experiment.DataConfig(dataset='blobs', val_fraction=0.3)
+  with pytest.raises(ValueError, match='trained on other data'):
+    experiment.train_and_evaluate(cfg, other, str(tmp_path), experiment.RunOptions(plots=False, resume=True))
+  assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith('.')} == before

@@ -125,10 +125,11 @@ def test_bad_sample_weights_are_refused():
 
 
 def test_new_reg_and_tol_share_one_compiled_solve():
-  # decay_epochs=11.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
+  # A step schedule of 11 epochs: a structure no other test compiles (it shapes SGD only, so L-BFGS
+  # ignores it).
   ds = _dataset('breast_cancer')
   n, c = len(ds.x_train), 0.5
-  cfg = config.TrainConfig(loss='logistic', reg=1e-3, dtype='float64', decay_epochs=11.0)
+  cfg = config.TrainConfig(loss='logistic', reg=1e-3, dtype='float64', schedule='step', decay_epochs=11.0)
   before = solvers._solve._cache_size()  # pylint: disable=protected-access
   lbfgs.optimum(cfg, ds, tol=1e-6)
   assert solvers._solve._cache_size() == before + 1  # pylint: disable=protected-access

@@ -157,7 +157,7 @@ def _assert_same_sweep(a, b):
 
 
 def test_lr_sweep_killed_at_seeded_points_resumes_bit_exact(whole_sweep, tmp_path):
-  rng = random.Random(16)
+  rng = random.Random(18)  # SIGTERM after 0.37 s, SIGKILL after 1.0 s, SIGTERM after 2.86 s, then to the end
   work = tmp_path / 'part'
   legs = []
   while True:
@@ -210,6 +210,7 @@ def test_lr_sweep_resume_with_other_settings_is_refused(whole_sweep, tmp_path):
     'experiments.lr_sweep', *SWEEP, '--epochs=31', f'--workdir={whole_sweep}', '--resume', '--quiet'
   )
   assert rc == 1 and 'written by a sweep with other settings (epochs); cannot resume' in err, err
+  assert (whole_sweep / 'sweep.csv').exists() and (whole_sweep / 'sweep.json').exists()  # nothing lost
 
 
 SEARCH = [

@@ -95,7 +95,7 @@ def test_resume_with_other_settings_is_refused_naming_them(blobs, tmp_path):
       CFG,
       SETTINGS[:4],
       data.prepare(data.blobs(150, 4, 3, seed=2), 'blobs', seed=1),
-      r"\(the train split's features \(other values\)",
+      r"the train split's features \(other values\)",
     ),
   ]
   for cfg, settings, ds, message in cases:
