@@ -74,17 +74,17 @@ def _scale_cause(cfg, initial, path):
 
 
 def _input_cause(cfg, values, s, initial, params, path):
-  """Why a loss became non-finite from finite parameters at a harmless step (bad input), or `None`."""
-  if np.isfinite(values[s]) or params is None:
-    return None
+  """Why a streamed run's loss became non-finite from finite parameters at a harmless step (its file
+  changed), or `None`."""
+  if np.isfinite(values[s]) or params is None or path is None or not path.streamed:
+    return None  # rows held in memory were checked finite before training and cannot change
   if not all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(params)):
     return None
   before = values[:s]
   sudden = np.isfinite(before).all() and (s == 0 or values[s - 1] <= 2 * max(initial, values[0], 1e-3))
   if not (cfg.learning_rate <= TINY_RATE or sudden):
     return None
-  rows = {} if path is None else path.dataset.extra.get(standardize.FILE_ROWS, {})
-  file = rows.get('train', (None,))[0] if path is not None and path.streamed else None
+  file = path.dataset.extra.get(standardize.FILE_ROWS, {}).get('train', (None,))[0]
   source = (
     f'from {file}, which was checked finite before training: was it changed while the run read it?'
     if file
