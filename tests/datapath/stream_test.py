@@ -733,10 +733,16 @@ def test_to_device_in_blocks_equals_one_transfer(tmp_path, bias_column):
 
 @pytest.mark.parametrize('batch_size', [0, 16])
 def test_streamed_fits_with_new_hyperparameters_share_compiled_programs(tmp_path, batch_size):
-  # decay_epochs=13.0: a structure no other test compiles, so the first fit adds exactly its programs.
+  # A step schedule of 13 epochs: a structure no other test compiles; the first fit adds its programs.
   ds = _dataset(tmp_path)
   cfg = config.TrainConfig(
-    batch_size=batch_size, epochs=3, block_rows=17, stream=True, decay_epochs=13.0, optimizer='momentum'
+    batch_size=batch_size,
+    epochs=3,
+    block_rows=17,
+    stream=True,
+    schedule='step',
+    decay_epochs=13.0,
+    optimizer='momentum',
   )
   fns = (stream._block, stream._accumulate_grad, stream._apply, stream._accumulate_eval)  # pylint: disable=protected-access
   programs = lambda: [f._cache_size() for f in fns]

@@ -61,9 +61,9 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
 
 @pytest.mark.parametrize('method', paths.METHODS)
 def test_new_regs_and_tol_share_one_compiled_path(method):
-  # decay_epochs=17.0: a structure no other test compiles (it shapes SGD only, so L-BFGS ignores it).
+  # A step schedule of 17 epochs: a structure no other test compiles (L-BFGS ignores its SGD part).
   ds = data.prepare(data.load('diabetes'), 'diabetes', 0.0, 0.2, dtype=np.float64, seed=0)
-  cfg = config.TrainConfig(loss='l2', dtype='float64', decay_epochs=17.0)
+  cfg = config.TrainConfig(loss='l2', dtype='float64', schedule='step', decay_epochs=17.0)
   program = paths._solve_warm if method == 'warm' else paths._solve_batched  # pylint: disable=protected-access
   before = program._cache_size()
   paths.fit_path(cfg, ds, [1e-3, 1e-1], tol=1e-6, method=method)

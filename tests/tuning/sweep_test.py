@@ -79,8 +79,8 @@ def test_chunks_equal_one_program(blobs):
 
 
 def test_no_recompile_for_new_hyperparameter_values(blobs):
-  # decay_epochs=7.0: a structure no other test compiles, so the first sweep adds exactly its programs.
-  cfg = config.TrainConfig(epochs=2, batch_size=16, loss='svm', decay_epochs=7.0)
+  # A step schedule of 7 epochs: a structure no other test compiles; the first sweep adds its programs.
+  cfg = config.TrainConfig(epochs=2, batch_size=16, loss='svm', schedule='step', decay_epochs=7.0)
   programs = lambda: (sweep._epoch._cache_size(), sweep._eval._cache_size())  # pylint: disable=protected-access
   before = programs()
   sweep.run_sweep(cfg, blobs, sweep.grid([0.01, 0.1], [0.0, 1e-3]))
