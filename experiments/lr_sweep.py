@@ -105,11 +105,22 @@ flags.register_multi_flags_validator(
 
 
 def loss_hparam_axes(items, margins):
-  """`sweep_run.loss_hparam_axes`, its errors as flag errors."""
-  try:
-    return sweep_run.loss_hparam_axes(items, margins)
-  except ValueError as e:
-    raise flags.ValidationError(str(e)) from e
+  """`['delta=0.5,1']` and `--margins` -> `{'delta': [0.5, 1.0], 'margin': [...]}`."""
+  axes = {}
+  for item in items:
+    name, eq, values = item.partition('=')
+    if not eq or not name.strip():
+      raise flags.ValidationError(f'--sweep_loss_hparam: {item!r} is not NAME=V1,V2,...')
+    if name.strip() in axes:
+      raise flags.ValidationError(f'--sweep_loss_hparam names {name.strip()!r} twice.')
+    axes[name.strip()] = common.parse_float_list(f'sweep_loss_hparam={name.strip()}', values)
+  if margins:
+    if 'margin' in axes:
+      raise flags.ValidationError(
+        '--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.'
+      )
+    axes['margin'] = list(margins)
+  return axes
 
 
 def _loss_hparam_axes_ok(f):

@@ -73,24 +73,28 @@ def epochs_without_change(objectives, tol, initial=None):
     An int: 0 if the last epoch improved on every earlier one by more than
     `tol · |best|` (`tol · min(|best|, f₀ − best)` with `initial`).
   """
-  best, count = float('inf'), 0
+  count = 0
+  for improved in _changes(objectives, tol, initial):
+    count = 0 if improved else count + 1
+  return count
+
+
+def _changes(objectives, tol, initial):
+  """Whether each epoch counts as a change: below its best before by `tol` times `|best|` (and, with
+  `initial`, times the decrease so far)."""
+  best = float('inf')
   for f in objectives:
     scale = abs(best) if initial is None else min(abs(best), max(initial - best, 0.0))
-    improved = best == float('inf') or f < best - tol * scale
-    count = 0 if improved else count + 1
+    yield best == float('inf') or f < best - tol * scale
     best = min(best, f)
-  return count
 
 
 def plateaus(objectives, tol, n, initial=None):
   """How many times `n` epochs in a row did not change the objective (`epochs_without_change`'s test),
   counting afresh after each: the divisions of an adaptive learning rate."""
-  best, count, found = float('inf'), 0, 0
-  for f in objectives:
-    scale = abs(best) if initial is None else min(abs(best), max(initial - best, 0.0))
-    improved = best == float('inf') or f < best - tol * scale
+  count, found = 0, 0
+  for improved in _changes(objectives, tol, initial):
     count = 0 if improved else count + 1
-    best = min(best, f)
     if count >= n:
       found, count = found + 1, 0
   return found

@@ -64,11 +64,11 @@ def _power(matvec, v, iterations):
 
 def _largest(matvec, v, iterations):
   """The largest (most positive) eigenvalue of the symmetric `A`: power iteration, then, where the
-  eigenvalue largest in magnitude is negative (a non-convex loss), again on `A − λ₁I`, whose largest
-  in magnitude is then `λ_max − λ₁ ≥ 0`."""
+  eigenvalue largest in magnitude is negative (a non-convex loss, and only then), again on `A − λ₁I`,
+  whose largest in magnitude is then `λ_max − λ₁ ≥ 0`."""
   first = _power(matvec, v, iterations)
   shifted = lambda u: jax.tree.map(lambda a, b: a - jnp.minimum(first, 0.0) * b, matvec(u), u)
-  return jnp.where(first < 0, _power(shifted, v, iterations) + first, first)
+  return jax.lax.cond(first < 0, lambda: _power(shifted, v, iterations) + first, lambda: first)
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'iterations'))

@@ -191,30 +191,6 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
   return out
 
 
-def loss_hparam_axes(items, margins):
-  """`['delta=0.5,1']` and `margins` -> `{'delta': [0.5, 1.0], 'margin': [...]}` (`lr_sweep`'s
-  `--sweep_loss_hparam` and `--margins`); a `ValueError` names a malformed item."""
-  axes = {}
-  for item in items:
-    name, eq, values = item.partition('=')
-    name = name.strip()
-    if not eq or not name:
-      raise ValueError(f'--sweep_loss_hparam: {item!r} is not NAME=V1,V2,...')
-    if name in axes:
-      raise ValueError(f'--sweep_loss_hparam names {name!r} twice.')
-    try:
-      axes[name] = [float(v) for v in values.split(',') if v.strip()]
-    except ValueError:
-      raise ValueError(f'--sweep_loss_hparam={name}: {values!r} is not a list of numbers.') from None
-    if not axes[name]:
-      raise ValueError(f'--sweep_loss_hparam={name}: no values.')
-  if margins:
-    if 'margin' in axes:
-      raise ValueError('--margins and --sweep_loss_hparam=margin=... both sweep the margin; give one.')
-    axes['margin'] = list(margins)
-  return axes
-
-
 def progress_line(epoch, epochs, start, k, total, metrics, dead):
   """The line a sweep prints after an epoch of models `start + 1 .. start + k` of `total`."""
   split = 'val' if 'val_loss' in metrics else 'train'
