@@ -5,7 +5,8 @@
 turns arrays into checked `Raw` and `Dataset` records (`from_arrays`);
 `generators` makes synthetic data with known structure; `features` maps
 loaded data (histograms); `npyfile` memory-maps `.npy` files; `chunks` passes
-over large matrices in row blocks.
+over large matrices in row blocks; `memory` tells the host's free memory and
+refuses what does not fit.
 """
 
 from linear_jax.data.datasets import DATASETS

@@ -313,18 +313,3 @@ def check_finite(x, where, chunk_bytes=None):
       f'{where}: {count} non-finite feature value(s); first at example {first[0]}, feature {first[1]}: '
       f'{first[2]}.'
     )
-
-
-def memory_available() -> int | None:
-  """Bytes the kernel says can be allocated without swapping (`MemAvailable`), or `None`."""
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  try:
-    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-  except (ValueError, OSError, AttributeError):
-    return None

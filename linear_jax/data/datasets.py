@@ -23,6 +23,7 @@ import numpy as np
 
 from linear_jax.data import bundled
 from linear_jax.data import chunks
+from linear_jax.data import memory
 from linear_jax.data import npyfile
 from linear_jax.data import readers
 from linear_jax.data import records
@@ -170,7 +171,7 @@ def load_npz(path: str, real: bool = False) -> Raw:
   """
 
   def check_size(decompressed):  # decompressed into memory, then prepared into splits of about the same size
-    check_memory(
+    memory.check_memory(
       2 * decompressed + 4 * chunks.CHUNK_BYTES,
       path,
       advice='a compressed npz must be decompressed whole: save it with np.savez (uncompressed) or as '
@@ -442,31 +443,6 @@ def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32
   return int(num_rows) * int(num_features) * np.dtype(dtype).itemsize + 4 * chunks.CHUNK_BYTES
 
 
-STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
-
-
-def check_memory(
-  need: int,
-  name: str,
-  available: int | None = None,
-  advice: str = STREAM_ADVICE,
-  what: str = 'the prepared data',
-) -> None:
-  """Raises, with the figures and `advice`, if `need` bytes (of `what`) cannot fit in `available`
-  bytes (`None`: the host's free memory, `chunks.memory_available`)."""
-  available = chunks.memory_available() if available is None else available
-  if available is not None and need > available:
-    raise ValueError(
-      f'{name}: {what} needs {size_text(need)} of memory but only {size_text(available)} is available; '
-      + advice
-    )
-
-
-def size_text(num_bytes):
-  """`num_bytes` for a message: '1.23 GB', or '45.6 MB' below a gigabyte."""
-  return f'{num_bytes / 1e9:.2f} GB' if num_bytes >= 1e9 else f'{num_bytes / 1e6:.1f} MB'
-
-
 # Loads of at least this many bytes report progress (rows done, MB/s) through `prepare`'s `progress`.
 PROGRESS_BYTES = 256 * 2**20
 
@@ -608,12 +584,13 @@ def _check_prepare_memory(raw, name, dt, progress):
   need = memory_needed(total_rows, d, dt)
   report = progress if total_rows * d * raw.x.dtype.itemsize >= PROGRESS_BYTES else None
   if report:
-    avail = chunks.memory_available()
+    avail = memory.memory_available()
     report(
       f'{name}: {total_rows:,} rows x {d:,} features, {raw.x.dtype} in the file, kept as {dt}; '
-      f'needs {size_text(need)} of memory' + (f' ({size_text(avail)} available)' if avail is not None else '')
+      f'needs {memory.size_text(need)} of memory'
+      + (f' ({memory.size_text(avail)} available)' if avail is not None else '')
     )
-  check_memory(need, name)
+  memory.check_memory(need, name)
   return report, total_rows
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linear_jax.data import datasets as data_lib
+from linear_jax.data import memory
 from linear_jax.datapath import resident
 from linear_jax.datapath import stream
 from linear_jax.optim import config
@@ -92,11 +92,11 @@ def check(cfg, dataset, streamed, available=None):
   data = 0 if streamed else resident.bytes_needed(cfg, dataset)
   need = sum(parts.values()) + data
   biggest = max(parts, key=parts.get)
-  figures = '; '.join(f'{k} {data_lib.size_text(v)}' for k, v in parts.items() if v)
+  figures = '; '.join(f'{k} {memory.size_text(v)}' for k, v in parts.items() if v)
   if data:
-    figures += f'; the splits {data_lib.size_text(data)}'
+    figures += f'; the splits {memory.size_text(data)}'
   c = step.num_outputs(cfg, dataset)
-  data_lib.check_memory(
+  memory.check_memory(
     need,
     dataset.name,
     available,

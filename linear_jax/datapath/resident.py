@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linear_jax.data import chunks
+from linear_jax.data import memory
 from linear_jax.datapath import multihost
 from linear_jax.datapath import standardize
 from linear_jax.datapath import transfer
@@ -27,7 +27,7 @@ def memory_budget(device=None):
   stats = device.memory_stats() if device.platform != 'cpu' else None
   if stats and 'bytes_limit' in stats:
     return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  host = chunks.memory_available()
+  host = memory.memory_available()
   return math.inf if host is None else host
 
 

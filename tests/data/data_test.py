@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data import memory
 
 
 def test_builtin_datasets_are_real_and_offline():
@@ -693,7 +694,7 @@ def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_pat
   raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
   need = data.memory_needed(1000, 50, np.float32)
   assert need == 1000 * 50 * 4 + 4 * data.chunks.CHUNK_BYTES
-  monkeypatch.setattr(data.chunks, 'memory_available', lambda: need - 1)
+  monkeypatch.setattr(memory, 'memory_available', lambda: need - 1)
   np.savez_compressed(tmp_path / 'c.npz', x=np.ones((1000, 50), np.float32), y=np.zeros(1000, np.int64))
   with pytest.raises(ValueError, match=r'c.npz: the prepared data needs .* --stream'):
     data.load('npz', data_path=str(tmp_path / 'c.npz'))  # refused before decompressing
