@@ -2,13 +2,15 @@
 
 `datasets` loads any source by name (`load`) and splits and preprocesses it
 (`prepare`); `readers` are the only parsers of untrusted bytes; `records`
-turns arrays into checked `Raw` and `Dataset` records (`from_arrays`);
+holds the `Raw` and `Dataset` records, and `build` turns arrays into checked
+ones (`from_arrays`);
 `generators` makes synthetic data with known structure; `features` maps
 loaded data (histograms); `npyfile` memory-maps `.npy` files; `chunks` passes
 over large matrices in row blocks; `memory` tells the host's free memory and
 refuses what does not fit.
 """
 
+from linear_jax.data.build import from_arrays
 from linear_jax.data.datasets import DATASETS
 from linear_jax.data.datasets import PREPROCESSING
 from linear_jax.data.datasets import load
@@ -20,7 +22,6 @@ from linear_jax.data.generators import blobs
 from linear_jax.data.generators import linreg
 from linear_jax.data.records import Dataset
 from linear_jax.data.records import Raw
-from linear_jax.data.records import from_arrays
 
 __all__ = [
   'DATASETS',

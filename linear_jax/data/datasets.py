@@ -8,7 +8,7 @@ split only. Data is validated where it enters, so compiled code never meets a
 bad label: each problem raises a `ValueError` naming the file (or dataset)
 and what is wrong.
 
-The names of `records`, `readers`, `generators` and `features` are
+The names of `records`, `build`, `readers`, `generators` and `features` are
 re-exported here (`data.Raw`, `data.blobs`, `data.read_idx`, ...), so callers
 need only this module.
 """
@@ -21,12 +21,21 @@ import stat
 import chex
 import numpy as np
 
+from linear_jax.data import build
 from linear_jax.data import bundled
 from linear_jax.data import chunks
 from linear_jax.data import memory
 from linear_jax.data import npyfile
 from linear_jax.data import readers
 from linear_jax.data import records
+from linear_jax.data.build import check_features  # noqa: F401 - re-exported
+from linear_jax.data.build import check_raw
+from linear_jax.data.build import check_weights  # noqa: F401 - re-exported
+from linear_jax.data.build import float_features  # noqa: F401 - re-exported
+from linear_jax.data.build import from_arrays  # noqa: F401 - re-exported
+from linear_jax.data.build import labels_by_name  # noqa: F401 - re-exported
+from linear_jax.data.build import text_labels  # noqa: F401 - re-exported
+from linear_jax.data.build import with_test
 from linear_jax.data.features import REPRESENTATIONS  # noqa: F401 - re-exported
 from linear_jax.data.features import histogram_features  # noqa: F401 - re-exported
 from linear_jax.data.generators import binary2d
@@ -43,14 +52,6 @@ from linear_jax.data.readers import read_cifar_py
 from linear_jax.data.readers import read_idx
 from linear_jax.data.records import Dataset
 from linear_jax.data.records import Raw
-from linear_jax.data.records import check_features  # noqa: F401 - re-exported
-from linear_jax.data.records import check_raw
-from linear_jax.data.records import check_weights  # noqa: F401 - re-exported
-from linear_jax.data.records import float_features  # noqa: F401 - re-exported
-from linear_jax.data.records import from_arrays  # noqa: F401 - re-exported
-from linear_jax.data.records import labels_by_name  # noqa: F401 - re-exported
-from linear_jax.data.records import text_labels  # noqa: F401 - re-exported
-from linear_jax.data.records import with_test
 from linear_jax.maths import validation
 
 BUILTIN = ('digits', 'breast_cancer', 'diabetes')
@@ -167,7 +168,7 @@ def load_npz(path: str, real: bool = False) -> Raw:
   `x_test`, `y_test` (and `w_test`). Arrays stored uncompressed (`np.savez`)
   are memory-mapped, so `x` is read once, in blocks, by `prepare`;
   compressed ones are read into memory. `real`: whole-number targets are
-  real numbers (`records.raw_from_file`); `y_test` is read as `y` is.
+  real numbers (`build.raw_from_file`); `y_test` is read as `y` is.
   """
 
   def check_size(decompressed):  # decompressed into memory, then prepared into splits of about the same size
@@ -183,10 +184,10 @@ def load_npz(path: str, real: bool = False) -> Raw:
     _fail(path, 'has one of x_test and y_test but not the other; a test split needs both.')
   if a['w_test'] is not None and a['x_test'] is None:
     _fail(path, 'has w_test but no test split (x_test, y_test) for it to weigh.')
-  raw = records.raw_from_file(a['x'], a['y'], a['w'], path, real=real)
+  raw = build.raw_from_file(a['x'], a['y'], a['w'], path, real=real)
   if a['x_test'] is not None:
     test_real = real or raw.kind == 'real'
-    test = records.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)', real=test_real)
+    test = build.raw_from_file(a['x_test'], a['y_test'], a['w_test'], f'{path} (x_test)', real=test_real)
     raw = with_test(raw, test, f'{path} (x_test)', f'{path} (x)', f'{path} (y_test)', f'{path} (y)')
   return raw
 
@@ -210,7 +211,7 @@ def load_npy(path: str, labels_path: str | None, real: bool = False) -> Raw:
   y = readers.read_npy_labels(labels_path)
   if len(y) != len(x):
     _fail(labels_path, f'{len(y)} labels but {path} has {len(x)} rows.')
-  return records.raw_from_file(x, y, None, path, labels_where=labels_path, real=real)
+  return build.raw_from_file(x, y, None, path, labels_where=labels_path, real=real)
 
 
 def load_csv(
@@ -228,10 +229,10 @@ def load_csv(
     delimiter: `','`, `';'` or tab; `None` detects it (`detect_delimiter`).
     weight_column: an optional column of sample weights (name or index),
       removed from the features.
-    real: read whole-number targets as real numbers (`records.raw_from_file`).
+    real: read whole-number targets as real numbers (`build.raw_from_file`).
   """
   x, y, w = readers.read_csv(path, target_column, delimiter, weight_column)
-  return records.raw_from_file(x, y, w, path, real=real)
+  return build.raw_from_file(x, y, w, path, real=real)
 
 
 # ---------------------------------------------------------------- entry
@@ -339,7 +340,7 @@ def _load_files(
   if not data_path:
     raise ValueError(f'--dataset={name} needs --data_path=FILE.')
   raw = _load_file(name, data_path, labels_path, target_column, delimiter, weight_column, real=real_targets)
-  records.check_class_count(raw, labels_path or data_path)
+  build.check_class_count(raw, labels_path or data_path)
   if test_path:
     if raw.test is not None:
       raise ValueError(
@@ -524,7 +525,7 @@ def prepare(
   """
   _check_prepare_args(raw, name, preprocess, class_weight)
   n, d = raw.x.shape
-  dt = host_dtype(records.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
+  dt = host_dtype(build.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
   report, total_rows = _check_prepare_memory(raw, name, dt, progress)
   idx = split_indices(n, val_fraction, test_fraction, seed, raw.test is not None, name)
   sources, in_place = _split_sources(raw, name, idx, dt)
@@ -608,7 +609,7 @@ def _split_sources(raw, name, idx, dt):
   # float64 data (the bundled datasets, csv) keeps the shuffled gather whatever the training dtype, so
   # --dtype=float64 and float32 runs see the same rows in the same order.
   in_place = dt != np.float64 and all(
-    records.float_dtype(src.dtype).newbyteorder('=') == dt for src, _, _ in sources
+    build.float_dtype(src.dtype).newbyteorder('=') == dt for src, _, _ in sources
   )
   if in_place:  # rows in file order within each split (training shuffles every epoch)
     sources = [(src, {s: np.sort(i) for s, i in rows.items()}, where) for src, rows, where in sources]
@@ -823,7 +824,7 @@ def _read_into_splits(sources, out, stats, tick):
   for src, rows, where in sources:
     # Blocks sized as the values are read (an integer map's as its float copy's): the same blocks,
     # so the same statistics, bit for bit, as the same data read into memory.
-    step = chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))
+    step = chunks.rows_per_chunk(src, dtype=build.float_dtype(src.dtype))
     train = rows.get('train', ())
     if stats is not None and len(train):  # the shift: the mean of the first block's training rows
       a = train[0] // step * step
@@ -878,7 +879,7 @@ def _read_statistics(sources, stats, tick):
     train = np.zeros(len(src), bool)
     train[rows.get('train', [])] = True
     check = chunks.is_mapped(src)  # in-memory data was checked when it was loaded
-    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src, dtype=records.float_dtype(src.dtype))):
+    for a, b in chunks.blocks(len(src), chunks.rows_per_chunk(src, dtype=build.float_dtype(src.dtype))):
       chunks.check_mapped(src)
       block = src[a:b]
       if check:
