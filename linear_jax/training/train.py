@@ -16,6 +16,7 @@ import numpy as np
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
+from linear_jax.datapath.base import SPLITS
 from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.optim import config
@@ -184,7 +185,7 @@ def evaluate_many(cfg, dataset, params_list):
   """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
   path = datapath.make(cfg, dataset)
   hp = step.hparams(cfg)
-  splits = [s for s in datapath.SPLITS if path.has(s)]
+  splits = [s for s in SPLITS if path.has(s)]
   return [
     {f'{s}_{k}': float(v) for s in splits for k, v in jax.device_get(path.evaluate(p, hp, s)).items()}
     for p in params_list

@@ -19,15 +19,18 @@ import pytest
 import linear_jax as lj
 from linear_jax.data import datasets as data
 from linear_jax.datapath import factory
+from linear_jax.datapath import parallel_path
+from linear_jax.datapath import resident
+from linear_jax.datapath import streamed_path
 from linear_jax.optim import config
 from linear_jax.optim import step
 
 PATHS = {
-  'resident': ({}, factory.Resident),
-  'shard_map': ({'parallel': 'shard_map', 'num_devices': 1}, factory.DataParallel),
-  'pmap': ({'parallel': 'pmap', 'num_devices': 1}, factory.DataParallel),
-  'streamed': ({'stream': True, 'block_rows': 37}, factory.Streamed),
-  'streamed_shard_map': ({'stream': True, 'block_rows': 37, 'parallel': 'shard_map'}, factory.Streamed),
+  'resident': ({}, resident.Resident),
+  'shard_map': ({'parallel': 'shard_map', 'num_devices': 1}, parallel_path.DataParallel),
+  'pmap': ({'parallel': 'pmap', 'num_devices': 1}, parallel_path.DataParallel),
+  'streamed': ({'stream': True, 'block_rows': 37}, streamed_path.Streamed),
+  'streamed_shard_map': ({'stream': True, 'block_rows': 37, 'parallel': 'shard_map'}, streamed_path.Streamed),
 }
 
 
@@ -65,7 +68,7 @@ def _reference(dataset, split, params, reg=1e-2):
 def test_make_is_the_one_choice_of_the_implementation(name, dataset):
   _, path = _path(name, dataset)
   assert type(path) is PATHS[name][1]
-  assert path.streamed == (type(path) is factory.Streamed)
+  assert path.streamed == (type(path) is streamed_path.Streamed)
   assert path.num_train == len(dataset.x_train) and path.has('test')
   record = path.record()
   assert record['num_processes'] == 1 and isinstance(record['data_order'], str)
@@ -157,10 +160,10 @@ def test_check_names_the_split_the_row_and_the_column_of_a_bad_value(name, datas
 
 def test_resident_consumers_never_stream(dataset):
   cfg = config.TrainConfig(stream=True, block_rows=37)
-  assert type(factory.make(cfg, dataset)) is factory.Streamed
-  resident = factory.make(cfg, dataset, resident=True)
-  assert type(resident) is factory.Resident
-  x, y = resident.resident_split('train')
+  assert type(factory.make(cfg, dataset)) is streamed_path.Streamed
+  held = factory.make(cfg, dataset, resident=True)
+  assert type(held) is resident.Resident
+  x, y = held.resident_split('train')
   assert x.shape == dataset.x_train.shape and x.dtype == jnp.float32 and np.array_equal(y, dataset.y_train)
 
 
@@ -176,7 +179,7 @@ def test_a_prepared_dataset_held_resident_is_standardized_like_its_blocks(tmp_pa
   ds = stream.prepare(mapped, 'mapped', val_fraction=0.2, test_fraction=0.1)
   cfg = config.TrainConfig(epochs=4, batch_size=16, bias_trick=bias_trick)
   path = factory.make(cfg, ds, resident=True)
-  assert type(path) is factory.Resident and type(factory.make(cfg, ds)) is factory.Streamed
+  assert type(path) is resident.Resident and type(factory.make(cfg, ds)) is streamed_path.Streamed
   for split, (x, _) in path.arrays.items():
     want = (np.asarray(getattr(ds, f'x_{split}'), np.float64) - ds.shift) / ds.scale
     np.testing.assert_allclose(np.asarray(x)[:, : want.shape[1]], want, rtol=1e-5, atol=1e-5)

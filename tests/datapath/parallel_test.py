@@ -257,8 +257,8 @@ for method in ('warm', 'batched'):  # the regularization path too
   par = paths.fit_path(spread, ds, [1e-3, 1e-1], method=method)
   out[f'path/{method}/objective'] = float(np.max(np.abs(par.objective - one.objective) / one.objective))
 x = np.asarray(ds.x_train)
-from linear_jax.datapath import factory
-xs, ys, ws = factory.spread_rows(config.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
+from linear_jax.datapath import resident
+xs, ys, ws = resident.spread_rows(config.TrainConfig(parallel='shard_map', num_devices=3), x, ds.y_train)
 out['rows'] = [len(x), xs.shape[0], len(xs.sharding.device_set), xs.addressable_shards[0].data.shape[0]]
 out['padding_weight'] = float(np.asarray(ws)[len(x):].sum()) if xs.shape[0] > len(x) else 0.0
 print(json.dumps(out))
