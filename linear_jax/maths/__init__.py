@@ -1,8 +1,9 @@
 """The lecture's maths: the score function, the losses, their hand-derived gradients and the checker.
 
-`model` (f(x, W) = Wx + b, the bias trick), `losses` (per-example losses on
-the scores, penalties, the objective, the registry), `more_losses` (losses
-added through `register_loss`), `grads` (hand-derived gradients, no
+`model` (f(x, W) = Wx + b, the bias trick), `losses` (the `Loss` record,
+the registry, penalties, the objective), `classification` and `regression`
+(the lecture's per-example losses of the scores and their score gradients),
+`more_losses` (losses added through `register_loss`), `grads` (hand-derived gradients, no
 autodiff), `grad_sources` (analytic, autodiff, custom_vjp), `gradcheck`
 (finite differences and the three-way report), `numpy_check` (a course-style
 NumPy function checked as it is), `jacobians` (the lecture's conventions) and

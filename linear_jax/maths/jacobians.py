@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.maths import classification
 from linear_jax.maths import grads
-from linear_jax.maths import losses
 from linear_jax.maths import model
 
 
@@ -52,8 +52,8 @@ def lecture_jacobians(key=None, num_features=4, num_classes=3, batch=2, image=(2
   out.append(Jacobian('dv/ds', (c, 1), jax.jacfwd(v_of_s)(jnp.ones(1)), a[:, None], 'a (column)'))
 
   # ∂s/∂v, 1 × m: the scalar L(v) = logsumexp(v) − v_y, written as a 1-vector.
-  l_of_v = lambda v: losses.softmax_cross_entropy(v[None], y)
-  derived = losses.softmax_cross_entropy_score_grad(s[None], y)
+  l_of_v = lambda v: classification.softmax_cross_entropy(v[None], y)
+  derived = classification.softmax_cross_entropy_score_grad(s[None], y)
   out.append(Jacobian('dL/ds', (1, c), jax.jacrev(l_of_v)(s), derived, 'softmax(s) − onehot(y) (row)'))
 
   # ∂v¹/∂v², m × n: the scores' Jacobian in the input is W; row i is ∂s_i/∂x.
@@ -65,8 +65,10 @@ def lecture_jacobians(key=None, num_features=4, num_classes=3, batch=2, image=(2
   out.append(Jacobian('ds/dvec(W)', (c, c * d), jax.jacfwd(s_of_w)(params.W.ravel()), derived, 'I_C ⊗ xᵀ'))
 
   # ∂L/∂W of a scalar loss has the shape of W: (softmax(s) − onehot(y)) xᵀ.
-  loss_of_w = lambda w: losses.softmax_cross_entropy((w @ x + params.b)[None], y)[0]
-  derived = grads.linear_layer_grad(params, x[None], losses.softmax_cross_entropy_score_grad(s[None], y)).W
+  loss_of_w = lambda w: classification.softmax_cross_entropy((w @ x + params.b)[None], y)[0]
+  derived = grads.linear_layer_grad(
+    params, x[None], classification.softmax_cross_entropy_score_grad(s[None], y)
+  ).W
   out.append(Jacobian('dL/dW', (c, d), jax.grad(loss_of_w)(params.W), derived, '(softmax(s) − onehot(y)) xᵀ'))
 
   # A batch of images [B, H, W]: flatten to [B·H·W]; the scores [B·C] then have

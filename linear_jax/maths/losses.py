@@ -1,4 +1,4 @@
-"""Losses of the scores: one `Loss` record each, a registry, penalties, the objective.
+"""Losses of the scores: the `Loss` record, the registry of names, penalties, the objective.
 
 A loss is a function of the scores `s = Wx + b`, so the linear layer is shared
 and a hand-derived gradient needs only `dL_i/ds_i` (the chain rule through the
@@ -11,10 +11,12 @@ their defaults. Targets come in three kinds:
 * `'binary'`: `[N]` labels in `{0, 1}`, a single score per example (`C = 1`);
 * `'real'`: `[N]` (`C = 1`) or `[N, C]` real targets for regression.
 
-The seven losses of the lecture are registered here under their names; a user
-adds a loss with `register_loss(name, Loss(...))`, or names one in a file of
-their own (`'my_losses.py:NAME'`, `'package.module:NAME'`) wherever a loss name
-is taken. Names are resolved to records once, by `get_loss`.
+The seven losses of the lecture (their functions and hand-derived gradients
+are in `classification.py` and `regression.py`) are registered here under
+their names; a user adds a loss with `register_loss(name, Loss(...))`, or
+names one in a file of their own (`'my_losses.py:NAME'`,
+`'package.module:NAME'`) wherever a loss name is taken. Names are resolved to
+records once, by `get_loss`.
 """
 
 from collections.abc import Callable
@@ -32,7 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.maths import classification
 from linear_jax.maths import model
+from linear_jax.maths import regression
 from linear_jax.maths import validation
 
 TARGET_KINDS = validation.TARGET_KINDS
@@ -295,253 +299,31 @@ def loss_name(loss: 'str | Loss') -> str:
   return loss if isinstance(loss, str) else loss.name
 
 
-# The shape contracts of a loss's functions, one per target kind: chex assertions on static shapes, so they
-# cost nothing under `jit`. A loss of a user's own calls the one of its kind first, as the losses below do.
-
-
-def assert_class_shapes(scores: chex.Array, labels: chex.Array) -> None:
-  """Shape contract of a classification loss: `[N, C]` float scores, `[N]` labels (free under `jit`)."""
-  chex.assert_rank([scores, labels], [2, 1])
-  chex.assert_type(scores, float)
-  chex.assert_equal_shape_prefix([scores, labels], 1)
-
-
-def assert_binary_shapes(scores: chex.Array, labels: chex.Array) -> None:
-  """Shape contract of a binary loss: `[N, 1]` float scores, `[N]` labels in `{0, 1}`."""
-  chex.assert_shape(scores, (None, 1))
-  assert_class_shapes(scores, labels)
-
-
-def assert_real_shapes(scores: chex.Array, targets: chex.Array) -> None:
-  """Shape contract of a regression loss: `[N, C]` float scores, `[N]` (C = 1) or `[N, C]` targets."""
-  chex.assert_rank(scores, 2)
-  chex.assert_rank(targets, {1, 2})
-  chex.assert_type(scores, float)
-  chex.assert_equal_shape_prefix([scores, targets], 1)
-  if targets.ndim == 2:
-    chex.assert_equal_shape([scores, targets])
-  else:
-    chex.assert_shape(scores, (None, 1))
-
-
-# The seven losses of the lecture, each beside its hand-derived score gradient.
-# The gradients use no autodiff; docs/derivations.md derives each.
-
-
-def _onehot(labels, num_classes, dtype):
-  return jax.nn.one_hot(labels, num_classes, dtype=dtype)
-
-
-def _binary(targets, s):
-  """`[N]` 0/1 labels and `[N, 1]` scores -> (±1 labels, `[N]` scores)."""
-  return 2.0 * targets.astype(s.dtype) - 1.0, s[:, 0]
-
-
-def real_targets(targets: chex.Array, s: chex.Array) -> jax.Array:
-  """Regression targets as `[N, C]` in the scores' dtype."""
-  t = targets.astype(s.dtype)
-  return t[:, None] if t.ndim == 1 else t
-
-
-def svm_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """`[N, C]` margins `s_j − s_{y_i} + Δ`, with the `j = y_i` entry set to 0."""
-  labels = labels.astype(jnp.int32)
-  correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)
-  m = scores - correct + margin
-  return jnp.where(jax.nn.one_hot(labels, scores.shape[-1], dtype=bool), 0.0, m)
-
-
-def multiclass_svm(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """Weston–Watkins multiclass SVM, `L_i = Σ_{j≠y_i} max(0, s_j − s_{y_i} + Δ)`.
-
-  Args:
-    scores: `[N, C]` class scores.
-    labels: `[N]` integers in `[0, C)`.
-    margin: Δ ≥ 0.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_class_shapes(scores, labels)
-  return jnp.sum(jax.nn.relu(svm_margins(scores, labels, margin)), axis=-1)
-
-
-def multiclass_svm_score_grad(
-  scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0
-) -> jax.Array:
-  """SVM: `dL_i/ds_j = 1[m_ij > 0]` for `j ≠ y_i`, `dL_i/ds_{y_i} = −Σ_{j≠y_i} 1[m_ij > 0]`.
-
-  With margins `m_ij = s_j − s_{y_i} + Δ`. At `m_ij = 0` exactly (a kink) this
-  picks the subgradient 0, as `jax.nn.relu` does.
-  """
-  assert_class_shapes(scores, labels)
-  active = (svm_margins(scores, labels, margin) > 0).astype(scores.dtype)
-  onehot = _onehot(labels, scores.shape[-1], scores.dtype)
-  return active - onehot * jnp.sum(active, axis=-1, keepdims=True)
-
-
-def softmax_cross_entropy(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Per-example softmax cross-entropy, `L_i = −log softmax(s_i)[y_i]`.
-
-  Written `logsumexp(s) − s_y`, never `log(softmax(s))`, so it is finite for
-  any finite scores and unchanged when every score shifts by a constant.
-
-  Args:
-    scores: `[N, C]` class scores.
-    labels: `[N]` integers in `[0, C)`.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_class_shapes(scores, labels)
-  labels = labels.astype(jnp.int32)
-  correct = jnp.take_along_axis(scores, labels[:, None], axis=-1)[:, 0]
-  return jax.nn.logsumexp(scores, axis=-1) - correct
-
-
-def softmax_cross_entropy_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Softmax cross-entropy: `dL_i/ds = softmax(s_i) − onehot(y_i)`."""
-  assert_class_shapes(scores, labels)
-  return jax.nn.softmax(scores, axis=-1) - _onehot(labels, scores.shape[-1], scores.dtype)
-
-
-def hinge_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """`[N]` values `Δ − ỹ s` whose positive part is the binary hinge loss."""
-  y, s = _binary(labels, scores)
-  return margin - y * s
-
-
-def binary_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """Binary hinge, `L_i = max(0, Δ − ỹ_i s_i)` with `ỹ = 2y − 1 ∈ {−1, +1}`.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-    margin: Δ ≥ 0.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  return jax.nn.relu(hinge_margins(scores, labels, margin))
-
-
-def binary_hinge_score_grad(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """Binary hinge: `dL_i/ds = −ỹ_i · 1[Δ − ỹ_i s_i > 0]`, `ỹ = 2y − 1`."""
-  assert_binary_shapes(scores, labels)
-  y = 2.0 * labels.astype(scores.dtype) - 1.0
-  return jnp.where(hinge_margins(scores, labels, margin) > 0, -y, 0.0)[:, None]
-
-
-def logistic(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid cross-entropy, `L_i = −y log σ(s) − (1 − y) log(1 − σ(s))`.
-
-  Uses `log σ(s) = log_sigmoid(s)` and `log(1 − σ(s)) = log_sigmoid(−s)`, so
-  it stays finite for scores of any size.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  s = scores[:, 0]
-  y = labels.astype(s.dtype)
-  return -(y * jax.nn.log_sigmoid(s) + (1.0 - y) * jax.nn.log_sigmoid(-s))
-
-
-def logistic_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid cross-entropy: `dL_i/ds = σ(s_i) − y_i`."""
-  assert_binary_shapes(scores, labels)
-  return jax.nn.sigmoid(scores) - labels.astype(scores.dtype)[:, None]
-
-
-def sigmoid_l2(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """The lecture's sigmoid unit with squared error, `L_i = (y_i − σ(s_i))²`.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  s = scores[:, 0]
-  return jnp.square(labels.astype(s.dtype) - jax.nn.sigmoid(s))
-
-
-def sigmoid_l2_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid + squared error: `dL_i/ds = −2 (y_i − σ_i) σ_i (1 − σ_i)`, `σ_i = σ(s_i)`."""
-  assert_binary_shapes(scores, labels)
-  sig = jax.nn.sigmoid(scores)
-  return -2.0 * (labels.astype(scores.dtype)[:, None] - sig) * sig * (1.0 - sig)
-
-
-def l2_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
-  """Squared error summed over outputs, `L_i = Σ_c (y_ic − s_ic)²` (no ½).
-
-  Args:
-    scores: `[N, C]` predictions.
-    targets: `[N]` (when C = 1) or `[N, C]` real targets.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_real_shapes(scores, targets)
-  return jnp.sum(jnp.square(real_targets(targets, scores) - scores), axis=-1)
-
-
-def l2_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
-  """Squared error: `dL_i/ds_c = −2 (y_ic − s_ic) = −2 δ_ic`."""
-  assert_real_shapes(scores, targets)
-  return -2.0 * (real_targets(targets, scores) - scores)
-
-
-def abs_value(r: chex.Array) -> jax.Array:
-  """`|r|` written `sign(r)·r`: the same value, and autodiff then takes the
-  subgradient 0 at `r = 0` (the minimum-norm one), as the hand-derived
-  gradients do; `jnp.abs` would give 1 there and disagree at a kink."""
-  return jnp.sign(r) * r
-
-
-def l1_residuals(scores: chex.Array, targets: chex.Array) -> jax.Array:
-  """`[N, C]` residuals `y − s`, whose sign flips at each kink of the L1 loss."""
-  return real_targets(targets, scores) - scores
-
-
-def l1_regression(scores: chex.Array, targets: chex.Array) -> jax.Array:
-  """Absolute error summed over outputs, `L_i = Σ_c |y_ic − s_ic|`.
-
-  Args:
-    scores: `[N, C]` predictions.
-    targets: `[N]` (when C = 1) or `[N, C]` real targets.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_real_shapes(scores, targets)
-  return jnp.sum(abs_value(l1_residuals(scores, targets)), axis=-1)
-
-
-def l1_regression_score_grad(scores: chex.Array, targets: chex.Array) -> jax.Array:
-  """Absolute error: `dL_i/ds_c = sign(s_ic − y_ic)` (subgradient 0 at a tie)."""
-  assert_real_shapes(scores, targets)
-  return -jnp.sign(l1_residuals(scores, targets))
-
-
+# The seven losses of the lecture (`classification.py`, `regression.py`), by name.
 _MARGIN = {'margin': 1.0}
 
 for _name, _record in {
-  'svm': Loss(multiclass_svm, 'class', multiclass_svm_score_grad, svm_margins, _MARGIN),
-  'softmax': Loss(softmax_cross_entropy, 'class', softmax_cross_entropy_score_grad),
-  'hinge': Loss(binary_hinge, 'binary', binary_hinge_score_grad, hinge_margins, _MARGIN),
-  'logistic': Loss(logistic, 'binary', logistic_score_grad),
-  'sigmoid_l2': Loss(sigmoid_l2, 'binary', sigmoid_l2_score_grad),
-  'l2': Loss(l2_regression, 'real', l2_regression_score_grad),
-  'l1': Loss(l1_regression, 'real', l1_regression_score_grad, l1_residuals),
+  'svm': Loss(
+    classification.multiclass_svm,
+    'class',
+    classification.multiclass_svm_score_grad,
+    classification.svm_margins,
+    _MARGIN,
+  ),
+  'softmax': Loss(
+    classification.softmax_cross_entropy, 'class', classification.softmax_cross_entropy_score_grad
+  ),
+  'hinge': Loss(
+    classification.binary_hinge,
+    'binary',
+    classification.binary_hinge_score_grad,
+    classification.hinge_margins,
+    _MARGIN,
+  ),
+  'logistic': Loss(classification.logistic, 'binary', classification.logistic_score_grad),
+  'sigmoid_l2': Loss(classification.sigmoid_l2, 'binary', classification.sigmoid_l2_score_grad),
+  'l2': Loss(regression.l2_regression, 'real', regression.l2_regression_score_grad),
+  'l1': Loss(regression.l1_regression, 'real', regression.l1_regression_score_grad, regression.l1_residuals),
 }.items():
   _register_builtin(_name, _record)
 
@@ -553,7 +335,7 @@ def l2_penalty(w: chex.Array) -> jax.Array:
 
 def l1_penalty(w: chex.Array) -> jax.Array:
   """`R(W) = Σ |W|`."""
-  return jnp.sum(abs_value(w))
+  return jnp.sum(regression.abs_value(w))
 
 
 PENALTIES = {'l2': l2_penalty, 'l1': l1_penalty}

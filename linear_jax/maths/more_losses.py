@@ -14,12 +14,12 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from linear_jax.maths.classification import assert_class_shapes
+from linear_jax.maths.classification import svm_margins
 from linear_jax.maths.losses import Loss
-from linear_jax.maths.losses import assert_class_shapes
-from linear_jax.maths.losses import assert_real_shapes
-from linear_jax.maths.losses import real_targets
 from linear_jax.maths.losses import register_loss
-from linear_jax.maths.losses import svm_margins
+from linear_jax.maths.regression import assert_real_shapes
+from linear_jax.maths.regression import real_targets
 
 
 def squared_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:

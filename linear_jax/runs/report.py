@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.maths import classification
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
 from linear_jax.optim import config
@@ -271,8 +272,8 @@ def descent_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   labels = np.zeros(200, np.int32)
   plots.svm_vs_softmax(
     scores,
-    np.asarray(losses.multiclass_svm(s, labels)),
-    np.asarray(losses.softmax_cross_entropy(s, labels)),
+    np.asarray(classification.multiclass_svm(s, labels)),
+    np.asarray(classification.softmax_cross_entropy(s, labels)),
     os.path.join(rep.workdir, 'svm_vs_softmax.png'),
     margin_met_at=others.max() + 1,
   )

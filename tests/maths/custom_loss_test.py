@@ -16,6 +16,7 @@ import pytest
 
 import linear_jax as lj
 from linear_jax.data import datasets as data
+from linear_jax.maths import classification
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
 from linear_jax.maths import more_losses
@@ -200,7 +201,7 @@ def test_crammer_singer_matches_optax_and_sits_below_weston_watkins():
   )
   g = jax.grad(lambda s_: optax.losses.multiclass_hinge_loss(s_, y).sum())(s)
   np.testing.assert_allclose(more_losses.crammer_singer_score_grad(s, y), g, atol=1e-12)
-  ww = losses.multiclass_svm(s, y)
+  ww = classification.multiclass_svm(s, y)
   cs = more_losses.crammer_singer(s, y)
   assert bool(jnp.all(cs <= ww + 1e-12)) and bool(jnp.all(ww <= 4 * cs + 1e-12))  # max ≤ sum ≤ (C−1)·max
 

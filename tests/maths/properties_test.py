@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import linear_jax as lj
+from linear_jax.maths import classification
 from linear_jax.maths import losses
 
 # JAX-friendly: compilation makes the first example slow, so no deadline; derandomized for CI.
@@ -58,7 +59,7 @@ def test_svm_zero_when_margins_met_and_for_2w(seed, shape, gap):
   # Scores whose correct entry beats every other by `gap` ≥ Δ = 1: every margin is met.
   s = rng.normal(size=(n, c))
   s[np.arange(n), y] = s.max(axis=1) + gap
-  assert float(jnp.max(losses.multiclass_svm(jnp.asarray(s), y))) == 0.0
+  assert float(jnp.max(classification.multiclass_svm(jnp.asarray(s), y))) == 0.0
   # The same through W: x = one-hot rows, W chosen so that W x = s for each example.
   x = np.eye(n)
   params = lj.Params(W=jnp.asarray(s.T), b=jnp.zeros(c))
@@ -72,8 +73,8 @@ def test_softmax_invariant_to_shifting_all_scores(seed, shape, shift):
   n, _, c = shape
   rng = np.random.default_rng(seed)
   s, y = rng.normal(size=(n, c)) * 10, rng.integers(0, c, n)
-  a = losses.softmax_cross_entropy(jnp.asarray(s), y)
-  b = losses.softmax_cross_entropy(jnp.asarray(s + shift), y)
+  a = classification.softmax_cross_entropy(jnp.asarray(s), y)
+  b = classification.softmax_cross_entropy(jnp.asarray(s + shift), y)
   np.testing.assert_allclose(b, a, atol=1e-9 * max(1.0, abs(shift)))
 
 

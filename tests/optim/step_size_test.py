@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.maths import classification
 from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.optim import config
@@ -58,7 +59,9 @@ def test_mini_batch_step_follows_ma_bassily_belkin():
   scores = np.asarray(model.scores(params, jnp.asarray(x)))
   per_row = []
   for s, t, row in zip(scores, y, x, strict=True):
-    h = jax.hessian(lambda v, t=t: losses.softmax_cross_entropy(v[None], jnp.asarray([t]))[0])(jnp.asarray(s))
+    h = jax.hessian(lambda v, t=t: classification.softmax_cross_entropy(v[None], jnp.asarray([t]))[0])(
+      jnp.asarray(s)
+    )
     per_row.append(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1] * (row @ row + 1.0))
   beta = float(np.mean(per_row))
   np.testing.assert_allclose(info['example_curvature_mean'], beta, rtol=0.02)
