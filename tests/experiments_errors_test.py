@@ -1,6 +1,7 @@
 """hard_cases and report: an output that cannot be written is one line (`Error: ...`, exit 1)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -61,3 +62,30 @@ def test_report_that_cannot_write_says_so_in_one_line(tmp_path, error):
   assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
   want = f'Error: {tmp_path}/report.html: Permission denied.' if 'Permission' in error else 'Error: x'
   assert res.stderr.strip().splitlines()[-1] == want
+
+
+def test_report_command_prints_where_it_wrote_and_the_gradient_checks_verdict(tmp_path):
+  """The command around `report.build` (the build itself: tests/runs/report_test.py), given its answer."""
+  script = (
+    'import runpy, sys\n'
+    'from linear_jax.runs import report\n'
+    'PASSED = sys.argv[2] == "pass"\n'
+    'def build(w, tiny, seed, progress):\n'
+    '  progress(f"tiny={tiny} seed={seed}")\n'
+    '  return w + "/report.html", PASSED\n'
+    'report.build = build\n'
+    "sys.argv = ['report', sys.argv[1], '--tiny', '--seed=3']\n"
+    "runpy.run_module('experiments.report', run_name='__main__')\n"
+  )
+  for verdict, said in (('pass', 'all pass'), ('fail', 'FAIL')):
+    res = subprocess.run(
+      [sys.executable, '-c', script, f'--workdir={tmp_path}', verdict],
+      check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    assert 'tiny' in lines[0] and str(tmp_path / 'report.html') in lines[0]  # the header
+    assert lines[1] == 'tiny=True seed=3'
+    assert re.fullmatch(
+      rf'{re.escape(str(tmp_path))}/report.html written in \d+ s; gradient checks {said}', lines[2]
+    )

@@ -49,9 +49,10 @@ def test_every_picture_the_page_names_is_the_png_beside_it(built):
   workdir, out, _, _ = built
   page = pathlib.Path(out.path).read_text()
   images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" data-file="([^"]+)">', page)
-  assert len(images) == page.count('<figcaption>') > 0
+  assert len(images) == page.count('<figcaption>') >= 12
   for data, name in images:
     assert base64.b64decode(data) == (workdir / name).read_bytes(), name
+    assert base64.b64decode(data)[:8] == b'\x89PNG\r\n\x1a\n', name
   assert {name for _, name in images} == {p.name for p in workdir.glob('*.png')}
 
 
