@@ -175,10 +175,8 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
     if fn is None:
       continue
     call = lambda s, t, fn=fn: jnp.asarray(fn(s, t, **loss.hparams))
-    try:
-      out = (
-        call(jnp.asarray(scores), jnp.asarray(targets)) if concrete else jax.eval_shape(call, scores, targets)
-      )
+    try:  # concrete: one compiled program per field, not one per operation run eagerly
+      out = jax.jit(call)(scores, targets) if concrete else jax.eval_shape(call, scores, targets)
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
       raise ValueError(
         f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
@@ -189,7 +187,7 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
         f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
         f'{list(scores.shape)}, got {list(out.shape)}.'
       )
-    if concrete and field != 'kinks' and not bool(jnp.all(jnp.isfinite(out))):
+    if concrete and field != 'kinks' and not np.all(np.isfinite(np.asarray(out))):
       raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
   if concrete:
     _PROBED.add(loss)

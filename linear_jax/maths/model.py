@@ -42,7 +42,9 @@ def init_params(
       f'init_params needs num_features >= 1 and num_classes >= 1, got '
       f'num_features={num_features}, num_classes={num_classes}.'
     )
-  w = scale * jax.random.normal(key, (num_classes, num_features), dtype)
+  # The barrier keeps XLA from folding `scale` into the draw's arithmetic: the same bits whether
+  # this runs op by op or inside a compiled program (`optim.step.init_state`'s).
+  w = scale * jax.lax.optimization_barrier(jax.random.normal(key, (num_classes, num_features), dtype))
   return Params(W=w, b=jnp.zeros((num_classes,), dtype))
 
 

@@ -107,11 +107,17 @@ def with_hparams(opt_state, hp):
 
 def init_state(cfg, num_features, num_outputs, hp, steps):
   """Initial `(params, opt_state)`: small random `W`, zero `b`."""
-  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0x1217)
-  params = model.init_params(key, num_features, num_outputs, cfg.init_scale, jnp.dtype(cfg.dtype))
-  if cfg.bias_trick:
-    params = model.fold_bias(params)
+  params = _init_params(cfg.seed, num_features, num_outputs, cfg.init_scale, cfg.dtype, cfg.bias_trick)
   return params, make_optimizer(cfg, hp, steps).init(params)
+
+
+@functools.partial(jax.jit, static_argnums=range(6))
+def _init_params(seed, num_features, num_outputs, scale, dtype, bias_trick):
+  """The key, the draw and the bias as one compiled program: a run's start compiles (or loads) it once
+  instead of each of its operations (`model.init_params` gives the same bits either way)."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x1217)
+  params = model.init_params(key, num_features, num_outputs, scale, jnp.dtype(dtype))
+  return model.fold_bias(params) if bias_trick else params
 
 
 def batch_plan(key, num_examples, steps, batch, dtype):
