@@ -31,7 +31,7 @@ from linear_jax.datapath import multihost
 from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
 from linear_jax.maths import validation
-from linear_jax.optim import convergence
+from linear_jax.optim import gradient_norm
 from linear_jax.optim import step
 
 SPLITS = ('train', 'val', 'test')
@@ -76,7 +76,7 @@ class Path:
 
   def grad_norm(self, params, hp):
     """`‖∇f(params)‖_∞` of the full training objective, a float."""
-    return float(convergence.grad_norm(self.objective(params, hp)[1]))
+    return float(gradient_norm.grad_norm(self.objective(params, hp)[1]))
 
   def sample_rows(self, n):
     """Up to `n` training rows, evenly spaced over the split, as the step sees them: `(x, y, w)` NumPy

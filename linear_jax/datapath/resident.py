@@ -21,7 +21,7 @@ from linear_jax.datapath import multihost
 from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
 from linear_jax.datapath import transfer
-from linear_jax.optim import convergence
+from linear_jax.optim import gradient_norm
 from linear_jax.optim import step as step_lib
 from linear_jax.solvers import lbfgs as solvers
 
@@ -160,7 +160,7 @@ class Resident(base.Path):
 
   def grad_norm(self, params, hp):
     x, y = self.arrays['train']
-    return convergence.full_grad_norm(self.cfg, params, x, y, hp, self.weights('train'))
+    return gradient_norm.full_grad_norm(self.cfg, params, x, y, hp, self.weights('train'))
 
   def solver_rows(self):
     """`(x, y, w)` of the training split for a compiled solver, spread over the devices under

@@ -15,17 +15,14 @@ The seven losses of the lecture (their functions and hand-derived gradients
 are in `classification.py` and `regression.py`) are registered here under
 their names; a user adds a loss with `register_loss(name, Loss(...))`, or
 names one in a file of their own (`'my_losses.py:NAME'`,
-`'package.module:NAME'`) wherever a loss name is taken. Names are resolved to
-records once, by `get_loss`.
+`'package.module:NAME'`, which `loss_files.py` loads) wherever a loss name is
+taken. Names are resolved to records once, by `get_loss`.
 """
 
 from collections.abc import Callable
 from collections.abc import Mapping
 import dataclasses
-import importlib
-import importlib.util
 import math
-import os
 import types
 import weakref
 
@@ -35,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.maths import classification
+from linear_jax.maths import loss_files
 from linear_jax.maths import model
 from linear_jax.maths import regression
 from linear_jax.maths import validation
@@ -225,51 +223,6 @@ def _register_builtin(name, loss):
   LOSSES[name] = dataclasses.replace(loss, name=name)
 
 
-def _exec_file(spec, path):
-  """The module of the user's file `path` (`spec` is the flag's text, for errors), run once."""
-  if not os.path.isfile(path):
-    raise ValueError(f'Loss {spec!r}: no file {path}.')
-  if not path.endswith('.py'):
-    raise ValueError(
-      f'Loss {spec!r}: {path} is not a Python file; write FILE.py:NAME (a file ending in .py) '
-      'or package.module:NAME.'
-    )
-  module_name = f'linear_jax_user_loss_{abs(hash(path))}'
-  module_spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except SystemExit as e:  # sys.exit() in the file would otherwise end the run with nothing done
-    raise ValueError(
-      f'Loss {spec!r}: {path} exited while it was imported (sys.exit({e.code!r})); '
-      'a loss file should only define its Loss records.'
-    ) from None
-  except Exception as e:  # noqa: BLE001 - the user's file, reported with its name
-    raise ValueError(f'Loss {spec!r}: {path} raised {type(e).__name__} on import: {e}') from e
-  return module
-
-
-def _load_object(spec):
-  """The object `NAME` of `'path/to/file.py:NAME'` or `'package.module:NAME'`."""
-  where, _, attr = spec.rpartition(':')
-  if not where or not attr:
-    raise ValueError(f'Loss {spec!r}: write FILE.py:NAME or package.module:NAME.')
-  path = os.path.abspath(os.path.expanduser(where))
-  if where.endswith('.py') or os.sep in where or where.startswith('~') or os.path.isfile(path):
-    module = _exec_file(spec, path)
-  else:
-    try:
-      module = importlib.import_module(where)
-    except Exception as e:  # noqa: BLE001
-      raise ValueError(
-        f'Loss {spec!r}: cannot import module {where!r}: {type(e).__name__}: {e} '
-        '(a loss is FILE.py:NAME or package.module:NAME).'
-      ) from e
-  if not hasattr(module, attr):
-    raise ValueError(f'Loss {spec!r}: {where} defines no {attr!r}.')
-  return getattr(module, attr)
-
-
 def get_loss(loss: 'str | Loss') -> Loss:
   """The `Loss` record for `loss`: a record, a registered name, or `'FILE.py:NAME'` / `'module:NAME'`.
 
@@ -286,7 +239,7 @@ def get_loss(loss: 'str | Loss') -> Loss:
     raise ValueError(
       f'Unknown loss {loss!r}; valid: {", ".join(sorted(LOSSES))}, or FILE.py:NAME / package.module:NAME.'
     )
-  obj = _load_object(loss)
+  obj = loss_files.load_object(loss)
   if not isinstance(obj, Loss):
     raise ValueError(f'Loss {loss!r} is of type {type(obj).__name__}, not a linear_jax.Loss.')
   return register_loss(loss, obj)

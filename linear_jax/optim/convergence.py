@@ -1,4 +1,4 @@
-"""When training has converged: the stopping tests of `train.fit` and why a run stopped.
+"""When training has converged: the stopping tests of `train.fit`.
 
 Two tests, chosen by `TrainConfig.tol_on`:
 
@@ -15,8 +15,8 @@ Two tests, chosen by `TrainConfig.tol_on`:
   hundreds, 37% above its optimum). It is a pure function of the per-epoch
   objectives, so a resumed run stops where an uninterrupted one does.
 * `'grad_norm'`: stop once the largest entry of the full-batch gradient,
-  `‖∇f(W)‖_∞`, is at most `tol` (scipy's L-BFGS `gtol`, which
-  `LogisticRegression(tol=)` passes on).
+  `‖∇f(W)‖_∞` (`gradient_norm.py` measures it), is at most `tol` (scipy's
+  L-BFGS `gtol`, which `LogisticRegression(tol=)` passes on).
 
 With `schedule='adaptive'` (scikit-learn's `learning_rate='adaptive'` of
 `SGDClassifier` and `MLPClassifier`), the `'objective'` test's `n_iter_no_change`
@@ -31,22 +31,12 @@ test takes scikit-learn's default for it: 1e-3 on the objective
 (`SGDClassifier`), 1e-4 on the gradient norm (`LogisticRegression`).
 """
 
-import functools
-
-import jax
-import jax.numpy as jnp
-
-from linear_jax.maths import grad_sources
-
 TOL_ON = ('objective', 'grad_norm', 'none')
 ADAPTIVE_FACTOR = 5.0  # scikit-learn's
 ADAPTIVE_DIVISIONS = 3  # the run has converged at the plateau after this many divisions
 # scikit-learn's `MLPClassifier`, whose adaptive schedule this is; 1e-3 left logistic regression on
 # breast_cancer 3% above its optimum, 1e-4 1%.
 ADAPTIVE_TOL = 1e-4
-# Why a run stopped, as `FitResult.stop_reason`, summary.json and the last printed line say.
-# 'stalled': L-BFGS's line search could not lower f any further (the precision floor) before tol.
-STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 
@@ -127,71 +117,3 @@ def converged(cfg, history):
   objectives = [m['train_loss'] for m in history if 'train_loss' in m]
   initial = history[0].get('initial_loss')
   return epochs_without_change(objectives, tol(cfg), initial) >= cfg.n_iter_no_change
-
-
-def explain(cfg, reason):
-  """Why a run stopped, in words: the stop reason with the test that ended it."""
-  if reason == 'converged' and cfg.optimizer != 'lbfgs' and cfg.tol_on == 'objective':
-    if cfg.schedule == 'adaptive':
-      return (
-        f'converged: the objective stopped falling ({cfg.n_iter_no_change} epochs below {tol(cfg):g} of '
-        f'its value and of its decrease so far) after {ADAPTIVE_DIVISIONS} divisions of the learning rate'
-      )
-    return (
-      f'converged: {cfg.n_iter_no_change} epochs in a row lowered the objective by less than '
-      f'{tol(cfg):g} of its value and of its decrease so far'
-    )
-  if reason == 'converged':
-    return f'converged: the largest gradient entry is at most {tol(cfg):g}'
-  if reason == 'max_epochs':
-    return f'not converged: the most epochs ({cfg.epochs}) ran out'
-  if reason == 'early_stopping':
-    return f'early stopping: {cfg.patience} evaluations without a better validation score'
-  return reason.replace('_', ' ')
-
-
-def grad_norm(grad):
-  """`‖g‖_∞`: the largest absolute entry of a gradient pytree (a scalar array)."""
-  return jnp.max(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree.leaves(grad)]))
-
-
-@functools.partial(jax.jit, static_argnames=('structure',))
-def _grad_norm(params, x, y, hp, weights=None, *, structure):
-  """`‖∇f(params)‖_∞`, one program per `config.StepConfig` (its loss, penalty and gradient source).
-
-  The regularization and loss hyperparameters come in `hp` as arrays, so new
-  values, parameters or data of the same shapes reuse the compiled program.
-  """
-  _, g = grad_sources.value_and_grad(
-    structure.grad,
-    params,
-    x,
-    y,
-    loss=structure.loss_record,
-    reg=hp.reg,
-    penalty=structure.penalty,
-    loss_hparams=hp.loss_hparams,
-    mask=weights,
-  )
-  return grad_norm(g)
-
-
-def full_grad_norm(cfg, params, x, y, hp, weights=None):
-  """`‖∇f(params)‖_∞` of the full training objective (weighted mean if `weights`), a float.
-
-  Args:
-    cfg: the run's `TrainConfig`; only its `structure()` shapes the program.
-    params: the model's parameters.
-    x: `[n, d]` features.
-    y: `[n]` targets (or `[n, k]` for a multi-output regression).
-    hp: the run's `step.HParams` (its `reg` and `loss_hparams` are used).
-    weights: optional `[n]` sample weights.
-
-  Returns:
-    The largest absolute entry of the full-batch gradient, a Python float.
-  """
-  s = cfg.structure()
-  # Keyed on what the gradient depends on, so runs differing in epochs, batch size, optimizer, ...
-  # share the program.
-  key = type(s)(loss=s.loss, penalty=s.penalty, grad=s.grad, bias_trick=s.bias_trick, dtype=s.dtype)
-  return float(_grad_norm(params, x, y, hp, weights, structure=key))

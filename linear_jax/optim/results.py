@@ -19,7 +19,7 @@ class FitResult:
   interrupted: bool = False
   resumed_from: int = 0
   streamed: bool = False
-  stop_reason: str = 'max_epochs'  # one of convergence.STOP_REASONS
+  stop_reason: str = 'max_epochs'  # one of stop_reasons.STOP_REASONS
   solver: dict | None = None  # L-BFGS: iterations, fevals, grad_norm, objective, converged
   already_done: bool = False  # resumed from the checkpoint of a run that had already stopped
   learning_rate: float | None = None  # the step used ('auto' derived: see learning_rate_info)

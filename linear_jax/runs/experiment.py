@@ -21,8 +21,8 @@ from linear_jax.data import datasets as data
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import model
 from linear_jax.maths import validation
-from linear_jax.optim import convergence
 from linear_jax.optim import results
+from linear_jax.optim import stop_reasons
 from linear_jax.training import checkpoint
 from linear_jax.training import files
 from linear_jax.training import lbfgs
@@ -370,7 +370,7 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
-    'stop_why': convergence.explain(cfg, result.stop_reason),
+    'stop_why': stop_reasons.explain(cfg, result.stop_reason),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,
     'solver': result.solver,

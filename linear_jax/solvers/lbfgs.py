@@ -28,6 +28,7 @@ import optax.tree_utils as otu
 from linear_jax.maths import grad_sources
 from linear_jax.maths import losses
 from linear_jax.optim import convergence
+from linear_jax.optim import gradient_norm
 from linear_jax.optim import results
 from linear_jax.optim import step
 
@@ -114,7 +115,7 @@ def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
   value, grad = jax.value_and_grad(fun)(params)
   record = lambda buf, i, v: buf.at[i].set(v)
   nan = jnp.full((max_iter + 1,), jnp.nan, value.dtype)
-  gn = convergence.grad_norm(grad)
+  gn = gradient_norm.grad_norm(grad)
   init = (
     params,
     opt.init(params),
@@ -130,7 +131,7 @@ def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
 
   def cond(c):
     _, _, _, g, it, _, stalled, *_ = c
-    return (it < max_iter) & ((convergence.grad_norm(g) > tol) | (it < min_iter)) & ~stalled
+    return (it < max_iter) & ((gradient_norm.grad_norm(g) > tol) | (it < min_iter)) & ~stalled
 
   def body(c):
     params, state, value, grad, it, fevals, _, values, gns, fe = c
@@ -141,7 +142,7 @@ def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
     fevals = fevals + otu.tree_get(state, 'num_linesearch_steps').astype(jnp.int32)
     stalled = ~(new_value < value)
     it = it + 1
-    gn = convergence.grad_norm(new_grad)
+    gn = gradient_norm.grad_norm(new_grad)
     return (
       params,
       state,
@@ -156,7 +157,7 @@ def minimize(fun, params, tol, max_iter, memory_size=None, min_iter=0):
     )
 
   params, _, value, grad, it, fevals, stalled, values, gns, fe = jax.lax.while_loop(cond, body, init)
-  gn = convergence.grad_norm(grad)
+  gn = gradient_norm.grad_norm(grad)
   return params, LbfgsInfo(it, fevals, gn, value, gn <= tol, stalled & (gn > tol), values, gns, fe)
 
 

@@ -1,4 +1,4 @@
-"""Stopping tests: scikit-learn's no-change rule, the gradient norm, stop reasons, refit."""
+"""Stopping tests: scikit-learn's no-change rule, the gradient norm's test, stop reasons, refit."""
 
 import dataclasses
 
@@ -11,7 +11,8 @@ from linear_jax.data import datasets as data
 from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.optim import convergence
-from linear_jax.optim import step as step_lib
+from linear_jax.optim import gradient_norm
+from linear_jax.optim import stop_reasons
 from linear_jax.training import lbfgs
 from linear_jax.training import refit
 from linear_jax.training import train
@@ -52,37 +53,6 @@ def test_grad_norm_test_uses_the_true_full_gradient():
   )
   ref = max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g))
   assert last == pytest.approx(ref, rel=1e-4) and last <= 2e-3 < result.history[-2]['train_grad_norm']
-
-
-def _reference_grad_norm(params, x, y, reg, margin, weights=None):
-  """`‖∇f‖_∞` by autodiff of the svm objective, independent of the gradient sources."""
-  g = jax.grad(losses.unchecked_objective)(params, x, y, 'svm', reg, 'l2', {'margin': margin}, weights)
-  return max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g))
-
-
-def test_full_grad_norm_compiles_once_for_new_values():
-  # decay_epochs=19.0: a structure no other test compiles, so the first call adds exactly its program.
-  ds = _blobs()
-  x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-  cfg = config.TrainConfig(loss='svm', reg=1e-2, tol_on='grad_norm', decay_epochs=19.0)
-  params, _ = step_lib.init_state(cfg, x.shape[1], 3, None, 1)
-  program = convergence._grad_norm  # pylint: disable=protected-access
-  before = program._cache_size()
-  first = convergence.full_grad_norm(cfg, params, x, y, step_lib.hparams(cfg))
-  assert program._cache_size() == before + 1
-  assert first == pytest.approx(_reference_grad_norm(params, x, y, 1e-2, 1.0), rel=1e-5)
-  # New reg, margin, seed and parameters: the same program, which computes the new objective's gradient.
-  other = dataclasses.replace(cfg, reg=0.3, loss_hparams={'margin': 2.5}, seed=7, learning_rate=0.01)
-  moved = params._replace(W=params.W * 400.0 + 0.5, b=params.b - 0.2)
-  second = convergence.full_grad_norm(other, moved, x, y, step_lib.hparams(other))
-  assert program._cache_size() == before + 1
-  assert second == pytest.approx(_reference_grad_norm(moved, x, y, 0.3, 2.5), rel=1e-5)
-  stale = _reference_grad_norm(moved, x, y, 1e-2, 1.0)  # what the first call's reg and margin would give
-  assert abs(second - stale) > 1e-2 * stale  # so the new values, not baked-in ones, reached the program
-  # Sample weights give the weighted mean's gradient.
-  w = jnp.asarray(np.linspace(0.5, 2.0, len(y)), x.dtype)
-  weighted = convergence.full_grad_norm(other, moved, x, y, step_lib.hparams(other), w)
-  assert weighted == pytest.approx(_reference_grad_norm(moved, x, y, 0.3, 2.5, w), rel=1e-5)
 
 
 def test_early_stopping_is_a_stop_reason():
@@ -174,7 +144,7 @@ def test_a_streamed_run_tests_the_full_gradient_over_its_blocks(monkeypatch):
   )
   ref = train.fit(dataclasses.replace(cfg, stream=False), ds)
   # Streamed, the full gradient comes from the blocks: the whole split never goes to the device.
-  monkeypatch.setattr(convergence, 'full_grad_norm', lambda *a, **k: pytest.fail('whole split'))
+  monkeypatch.setattr(gradient_norm, 'full_grad_norm', lambda *a, **k: pytest.fail('whole split'))
   result = train.fit(cfg, ds)
   assert result.streamed and result.stop_reason == 'converged'
   assert len(result.history) == len(ref.history)
@@ -209,7 +179,7 @@ def test_the_adaptive_schedule_divides_the_rate_at_each_plateau_then_converges()
   assert result.stop_reason == 'converged' and len(rates) == convergence.ADAPTIVE_DIVISIONS + 1
   f = [m['train_loss'] for m in result.history]
   assert convergence.plateaus(f, convergence.tol(cfg), 10, result.history[0]['initial_loss']) == 4
-  assert 'divisions of the learning rate' in convergence.explain(cfg, 'converged')
+  assert 'divisions of the learning rate' in stop_reasons.explain(cfg, 'converged')
   with pytest.raises(ValueError, match="schedule='adaptive'"):
     from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
 
