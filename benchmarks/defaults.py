@@ -154,6 +154,9 @@ def part_quality(quick):
   return rows
 
 
+FLOOR_SCRIPT = 'import jax.numpy as jnp; jnp.zeros(1).block_until_ready()'
+
+
 def _process_seconds(argv, cwd):
   t = time.perf_counter()
   subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
@@ -172,6 +175,8 @@ def part_process(quick):
       'linear-jax train': ours,
       'linear-jax train --plots=false': [*ours, '--plots=false'],
       'scikit-learn LogisticRegression': [sys.executable, script],
+      # The floor any JAX program pays on this machine before its own work: Python, JAX and one operation.
+      'python -c "import jax; one operation"': [sys.executable, '-c', FLOOR_SCRIPT],
     }
     times = {k: [] for k in contenders}
     for _ in range(rounds):
