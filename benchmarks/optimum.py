@@ -74,8 +74,9 @@ def embedding_like(n, d, c, seed=0):
 
 def _dataset(x, y, name, dtype):
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data.build import from_arrays  # pylint: disable=import-outside-toplevel
 
-  raw = data.from_arrays(x, y, name=name)
+  raw = from_arrays(x, y, name=name)
   return data.prepare(raw, name, 0.0, 0.0, preprocess='none', dtype=dtype)
 
 
@@ -334,6 +335,7 @@ def part_default_run(quick):
   from sklearn import preprocessing  # pylint: disable=import-outside-toplevel
 
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data.build import from_arrays  # pylint: disable=import-outside-toplevel
   from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
 
@@ -341,7 +343,7 @@ def part_default_run(quick):
   for name in ('digits', 'breast_cancer'):
     d = getattr(datasets, f'load_{name}')()
     xtr, xte, ytr, yte = model_selection.train_test_split(d.data, d.target, test_size=0.3, random_state=0)
-    raw = data.from_arrays(xtr, ytr, test=(xte, yte), name=name)
+    raw = from_arrays(xtr, ytr, test=(xte, yte), name=name)
     ds = data.prepare(raw, name)  # the command line's defaults: 10% of the file for validation
     cfg = config.COMMAND_LINE  # the command line's defaults (experiments/train.py)
     t = time.perf_counter()

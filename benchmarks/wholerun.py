@@ -150,12 +150,13 @@ def whole_fit(quick):
 
   n, epochs, rounds = (2000, 2, 1) if quick else (10000, 10, 5)
   from linear_jax.data import datasets as data  # pylint: disable=import-outside-toplevel
+  from linear_jax.data.build import from_arrays  # pylint: disable=import-outside-toplevel
 
   x, y = _cifar_like(n)
   ds = _dataset(x, y)
   # The same rows as the command line has them: `data.prepare`'s splits, 64-byte aligned, so the
   # CPU device takes them without the copy the plain NumPy arrays above need.
-  prepared = data.prepare(data.from_arrays(x, y), 'cifar-shaped', val_fraction=0.0, test_fraction=0.0)
+  prepared = data.prepare(from_arrays(x, y), 'cifar-shaped', val_fraction=0.0, test_fraction=0.0)
   cfg = config.TrainConfig(loss='softmax', batch_size=256, epochs=epochs, learning_rate=0.01, reg=1e-4)
   epoch_rates = {'cadence': [], 'every': [], 'prepared': []}
 

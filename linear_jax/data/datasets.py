@@ -8,9 +8,9 @@ split only. Data is validated where it enters, so compiled code never meets a
 bad label: each problem raises a `ValueError` naming the file (or dataset)
 and what is wrong.
 
-The names of `records`, `build`, `readers`, `generators` and `features` are
-re-exported here (`data.Raw`, `data.blobs`, `data.read_idx`, ...), so callers
-need only this module.
+Each name has one home, and callers import it from there: arrays made into a
+checked `Raw` are `build.from_arrays`, the feature maps are `features`' (e.g.
+`histogram_features`), the file formats and `detect_delimiter` are `readers`'.
 """
 
 from collections.abc import Callable
@@ -28,25 +28,14 @@ from linear_jax.data import memory
 from linear_jax.data import npyfile
 from linear_jax.data import readers
 from linear_jax.data import records
-from linear_jax.data.build import check_features  # noqa: F401 - re-exported
 from linear_jax.data.build import check_raw
-from linear_jax.data.build import check_weights  # noqa: F401 - re-exported
-from linear_jax.data.build import float_features  # noqa: F401 - re-exported
-from linear_jax.data.build import from_arrays  # noqa: F401 - re-exported
-from linear_jax.data.build import labels_by_name  # noqa: F401 - re-exported
-from linear_jax.data.build import text_labels  # noqa: F401 - re-exported
 from linear_jax.data.build import with_test
-from linear_jax.data.features import REPRESENTATIONS  # noqa: F401 - re-exported
-from linear_jax.data.features import histogram_features  # noqa: F401 - re-exported
 from linear_jax.data.generators import binary2d
 from linear_jax.data.generators import blobs
 from linear_jax.data.generators import linreg
 from linear_jax.data.readers import CIFAR_CLASSES
-from linear_jax.data.readers import CIFAR_RECORD  # noqa: F401 - re-exported
-from linear_jax.data.readers import DELIMITERS  # noqa: F401 - re-exported
 from linear_jax.data.readers import IDX_IMAGES
 from linear_jax.data.readers import IDX_LABELS
-from linear_jax.data.readers import detect_delimiter  # noqa: F401 - re-exported
 from linear_jax.data.readers import read_cifar_bin
 from linear_jax.data.readers import read_cifar_py
 from linear_jax.data.readers import read_idx

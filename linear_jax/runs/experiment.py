@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.data.features import REPRESENTATIONS
+from linear_jax.data.features import histogram_features
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import model
 from linear_jax.maths import validation
@@ -67,9 +69,7 @@ class DataConfig:
   val_fraction: float = _field(0.1, 'Fraction of the data held out for validation.')
   test_fraction: float = _field(0.2, 'Fraction held out for test (unless the format has a test split).')
   preprocess: str = _field('standardize', 'Fitted on the training split only.', choices=data.PREPROCESSING)
-  features: str = _field(
-    'pixels', 'Image data: raw pixels or a histogram of them.', choices=data.REPRESENTATIONS
-  )
+  features: str = _field('pixels', 'Image data: raw pixels or a histogram of them.', choices=REPRESENTATIONS)
   bins: int = _field(16, 'Histogram bins per channel with --features=histogram, >= 1.')
 
   def validate(self):
@@ -79,7 +79,7 @@ class DataConfig:
     validation.check_name('delimiter', self.delimiter, DELIMITERS)
     validation.check_name('class_weight', self.class_weight, CLASS_WEIGHTS)
     validation.check_name('preprocess', self.preprocess, data.PREPROCESSING)
-    validation.check_name('features', self.features, data.REPRESENTATIONS)
+    validation.check_name('features', self.features, REPRESENTATIONS)
     for name in ('val_fraction', 'test_fraction'):
       if not 0 <= getattr(self, name) < 1:
         raise ValueError(f'{name} must be in [0, 1), got {getattr(self, name)}.')
@@ -200,7 +200,7 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
   if targets in ('class', 'binary'):
     _check_labels(raw, d)
   if d.features == 'histogram':
-    raw = data.histogram_features(raw, d.bins)
+    raw = histogram_features(raw, d.bins)
   # A memory map to stream stays in its file; anything else is split and prepared in memory.
   return datapath.prepare(
     raw,

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.data.features import histogram_features
 from linear_jax.maths import classification
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
@@ -291,7 +292,7 @@ def features_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   rows = []
   for name, r in (
     ('raw pixels (64)', raw),
-    ('intensity histogram (16 bins)', data.histogram_features(raw, 16)),
+    ('intensity histogram (16 bins)', histogram_features(raw, 16)),
   ):
     ds = data.prepare(r, 'digits', seed=seed)
     acc = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']

@@ -14,6 +14,8 @@ import pytest
 
 from linear_jax.data import datasets as data
 from linear_jax.data import memory
+from linear_jax.data.build import from_arrays
+from linear_jax.data.readers import detect_delimiter
 
 
 def test_builtin_datasets_are_real_and_offline():
@@ -289,7 +291,7 @@ def test_from_arrays_trains_like_logistic_regression():
   means = rng.normal(size=(3, 4, 4)) * 2
   y = rng.integers(0, 3, 300)
   x = means[y] + rng.normal(size=(300, 4, 4))  # "images" of 4 × 4
-  raw = data.from_arrays(x, y.astype(np.float64), class_names=['a', 'b', 'c'])  # whole floats are labels
+  raw = from_arrays(x, y.astype(np.float64), class_names=['a', 'b', 'c'])  # whole floats are labels
   assert (raw.kind, raw.num_classes, raw.image_shape, raw.x.shape) == ('class', 3, (4, 4), (300, 16))
   ds = data.prepare(raw, 'mine', val_fraction=0.0)
   cfg = config.TrainConfig(loss='softmax', epochs=40, learning_rate=0.1, reg=1e-4)
@@ -302,7 +304,7 @@ def test_from_arrays_regression_and_official_test_split():
   rng = np.random.default_rng(1)
   x, x_test = rng.normal(size=(80, 3)), rng.normal(size=(20, 3))
   w = np.array([1.0, -2.0, 0.5])
-  raw = data.from_arrays(x, x @ w + 0.3, test=(x_test, x_test @ w + 0.3))
+  raw = from_arrays(x, x @ w + 0.3, test=(x_test, x_test @ w + 0.3))
   assert raw.kind == 'real' and raw.num_classes is None
   ds = data.prepare(raw, 'mine')
   assert len(ds.x_test) == 20 and len(ds.x_train) + len(ds.x_val) == 80  # the given test split, kept whole
@@ -310,16 +312,16 @@ def test_from_arrays_regression_and_official_test_split():
 
 def test_from_arrays_text_labels_name_the_classes():
   x = np.arange(12.0).reshape(6, 2)
-  raw = data.from_arrays(x, ['dog', 'cat', 'dog', 'bird', 'cat', 'dog'], test=(x[:2], ['cat', 'bird']))
+  raw = from_arrays(x, ['dog', 'cat', 'dog', 'bird', 'cat', 'dog'], test=(x[:2], ['cat', 'bird']))
   assert raw.class_names == ('bird', 'cat', 'dog') and raw.num_classes == 3  # sorted, as np.unique
   np.testing.assert_array_equal(raw.y, [2, 1, 2, 0, 1, 2])
   np.testing.assert_array_equal(raw.test[1], [1, 0])
   with pytest.raises(
     ValueError, match=r"arrays \(test\): label 'fish' does not occur in the training labels"
   ):
-    data.from_arrays(x, ['a', 'b'] * 3, test=(x[:1], ['fish']))
+    from_arrays(x, ['a', 'b'] * 3, test=(x[:1], ['fish']))
   with pytest.raises(ValueError, match='class_names cannot be given with text labels'):
-    data.from_arrays(x, ['a', 'b'] * 3, class_names=['x', 'y'])
+    from_arrays(x, ['a', 'b'] * 3, class_names=['x', 'y'])
 
 
 @pytest.mark.parametrize(
@@ -348,7 +350,7 @@ def test_from_arrays_text_labels_name_the_classes():
 )
 def test_from_arrays_refuses_bad_input(args, kwargs, match):
   with pytest.raises(ValueError, match=match):
-    data.from_arrays(*args, **kwargs)
+    from_arrays(*args, **kwargs)
 
 
 # ------------------------------------------------------------------ large files: npy, maps, dtypes
@@ -395,15 +397,13 @@ def test_statistics_hold_for_large_means_and_values_and_refuse_what_overflows():
   # Default blocks of 5,242 rows, about 3,700 of them training rows, summed in float32: the shift
   # must itself be exact, or the variance cancels.
   x = (5e6 + rng.standard_normal((20000, 50))).astype(np.float32)
-  ds = data.prepare(data.from_arrays(x, rng.integers(0, 2, 20000)), 'big mean', seed=0)
+  ds = data.prepare(from_arrays(x, rng.integers(0, 2, 20000)), 'big mean', seed=0)
   ref = x[data.split_indices(20000, 0.1, 0.2, 0)['train']].astype(np.float64)
   np.testing.assert_allclose(ds.scale, ref.std(0), rtol=1e-4)
   np.testing.assert_allclose(ds.shift, ref.mean(0), rtol=1e-12)
   # Finite values whose float32 sums overflow: summed again in float64, not dropped.
   huge = (1e35 * (1 + 0.1 * rng.standard_normal((3000, 4)))).astype(np.float32)
-  ds = data.prepare(
-    data.from_arrays(huge, rng.integers(0, 2, 3000)), 'huge', val_fraction=0.0, test_fraction=0.0
-  )
+  ds = data.prepare(from_arrays(huge, rng.integers(0, 2, 3000)), 'huge', val_fraction=0.0, test_fraction=0.0)
   assert np.isfinite(ds.x_train).all()
   np.testing.assert_allclose(ds.scale, huge.astype(np.float64).std(0), rtol=1e-5)
   np.testing.assert_allclose(np.asarray(ds.x_train, np.float64).std(0), 1.0, rtol=1e-4)
@@ -412,7 +412,7 @@ def test_statistics_hold_for_large_means_and_values_and_refuse_what_overflows():
   with pytest.raises(
     ValueError, match=r'vast: rows 0-99: feature values too large for the preprocessing statistics'
   ):
-    data.prepare(data.from_arrays(vast, rng.integers(0, 2, 100)), 'vast', val_fraction=0.0, test_fraction=0.0)
+    data.prepare(from_arrays(vast, rng.integers(0, 2, 100)), 'vast', val_fraction=0.0, test_fraction=0.0)
 
 
 @pytest.mark.parametrize('fmt', ['npy', 'npz', 'npz_compressed'])
@@ -513,7 +513,7 @@ def test_float64_data_has_the_same_split_in_either_training_dtype():
 def test_float64_data_is_standardized_before_rounding():
   x, y = _features()
   x[:, 1] += 1e5  # float32 rounding of the raw value would cost ~1e-3 standardized units here
-  ds = data.prepare(data.from_arrays(x, y), 'f64', seed=1)
+  ds = data.prepare(from_arrays(x, y), 'f64', seed=1)
   ref = _reference_prepare(x, y, seed=1)
   np.testing.assert_allclose(ds.x_train, ref['train'][0], rtol=0, atol=1e-6)
 
@@ -638,7 +638,7 @@ def test_a_copy_on_write_map_keeps_the_callers_edits(tmp_path):
   mine = np.load(tmp_path / 'x.npy', mmap_mode='c')
   mine[:, 0] = 7.0
   mine[5, 1] = 0.0  # the caller repairs the NaN in memory
-  ds = data.prepare(data.from_arrays(mine, np.arange(300) % 2), 'edited', preprocess='none', val_fraction=0.0)
+  ds = data.prepare(from_arrays(mine, np.arange(300) % 2), 'edited', preprocess='none', val_fraction=0.0)
   np.testing.assert_array_equal(np.concatenate([ds.x_train, ds.x_test])[:, 0], 7.0)
   np.testing.assert_array_equal(mine[:, 0], 7.0)
   assert mine[5, 1] == 0.0
@@ -680,7 +680,7 @@ def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, 
   wide = np.float32 if dtype == np.uint8 else np.float64
   for training in (np.float32, np.float64):
     ours = data.prepare(raw, 'ints', seed=1, dtype=training)
-    ref = data.prepare(data.from_arrays(x.astype(wide), np.arange(500) % 3), 'ints', seed=1, dtype=training)
+    ref = data.prepare(from_arrays(x.astype(wide), np.arange(500) % 3), 'ints', seed=1, dtype=training)
     assert ours.x_train.dtype == ref.x_train.dtype
     np.testing.assert_array_equal(ours.scale, ref.scale)
     np.testing.assert_array_equal(ours.shift, ref.shift)
@@ -863,9 +863,9 @@ def test_csv_text_labels_and_delimiters(tmp_path, delimiter, given):
 
 
 def test_csv_with_decimal_commas_and_semicolons_is_detected():
-  assert data.detect_delimiter(['1,5;2,25;0', '3,0;4,5;1']) == ';'
-  assert data.detect_delimiter(['1,2,0', '3,4,1']) == ','
-  assert data.detect_delimiter(['a\tb', '1\t2']) == '\t'
+  assert detect_delimiter(['1,5;2,25;0', '3,0;4,5;1']) == ';'
+  assert detect_delimiter(['1,2,0', '3,4,1']) == ','
+  assert detect_delimiter(['a\tb', '1\t2']) == '\t'
 
 
 def test_npz_text_labels_and_a_test_file_numbered_by_the_training_names(tmp_path):
@@ -898,11 +898,11 @@ def test_sample_weights_are_split_with_their_rows(tmp_path):
     assert ds.num_features == 2  # the weight column is not a feature
     for s in ('train', 'val', 'test'):
       np.testing.assert_array_equal(getattr(ds, f'w_{s}'), getattr(ds, f'x_{s}')[:, 0] + 1)
-  ds = data.prepare(data.from_arrays(x, y, sample_weight=w), 'mine', preprocess='none')
+  ds = data.prepare(from_arrays(x, y, sample_weight=w), 'mine', preprocess='none')
   np.testing.assert_array_equal(ds.w_train, ds.x_train[:, 0] + 1)
-  plain = data.prepare(data.from_arrays(x, y), 'mine')
+  plain = data.prepare(from_arrays(x, y), 'mine')
   assert plain.w_train is None and plain.w_val is None and plain.w_test is None
-  no_val = data.prepare(data.from_arrays(x, y, sample_weight=w), 'mine', val_fraction=0.0)
+  no_val = data.prepare(from_arrays(x, y, sample_weight=w), 'mine', val_fraction=0.0)
   assert no_val.w_val is None and len(no_val.w_train) == len(no_val.x_train)  # an empty split weighs nothing
 
 
@@ -913,7 +913,7 @@ def test_balanced_class_weights_match_scikit_learn():
   y = rng.choice(4, size=400, p=[0.6, 0.25, 0.1, 0.05])
   x = rng.normal(size=(400, 3))
   w = rng.uniform(0.5, 2.0, 400)
-  ds = data.prepare(data.from_arrays(x, y, sample_weight=w), 'imb', class_weight='balanced', seed=1)
+  ds = data.prepare(from_arrays(x, y, sample_weight=w), 'imb', class_weight='balanced', seed=1)
   ref = compute_class_weight('balanced', classes=np.unique(ds.y_train), y=ds.y_train)
   raw_w = {s: w[data.split_indices(400, seed=1)[s]] for s in ('train', 'val', 'test')}
   for s in ('train', 'val', 'test'):
@@ -935,7 +935,7 @@ def test_balanced_class_weights_match_scikit_learn():
 def test_bad_sample_weights_are_refused(tmp_path, w, match):
   x, y = np.arange(8.0).reshape(4, 2), np.array([0, 1, 0, 1])
   with pytest.raises(ValueError, match='arrays: ' + match):
-    data.from_arrays(x, y, sample_weight=w)
+    from_arrays(x, y, sample_weight=w)
   np.savez(tmp_path / 'd.npz', x=x, y=y, w=w)
   with pytest.raises(ValueError, match='d.npz: ' + match):
     data.load('npz', data_path=str(tmp_path / 'd.npz'))
@@ -990,7 +990,7 @@ def test_half_precision_splits_train_like_float32(narrow):
   cfg = config.TrainConfig(loss='softmax', epochs=5, learning_rate=0.1)
   accs = {}
   for name, x in (('narrow', raw.x.astype(dt)), ('wide', raw.x.astype(dt).astype(np.float32))):
-    ds = data.prepare(data.from_arrays(x, raw.y), name, seed=1)
+    ds = data.prepare(from_arrays(x, raw.y), name, seed=1)
     assert ds.x_train.dtype == (dt if name == 'narrow' else np.float32)
     accs[name] = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
   assert abs(accs['narrow'] - accs['wide']) <= 0.05 and accs['wide'] > 0.8

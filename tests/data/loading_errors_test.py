@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data.build import from_arrays
 from linear_jax.optim import config
 from linear_jax.runs import experiment
 from linear_jax.training import train
@@ -49,11 +50,11 @@ def test_labels_that_would_make_vast_class_counts_are_refused(tmp_path):
   with pytest.raises(
     ValueError, match=r'arrays: label 5000 at index 0 would make 5,001 classes .* only 3 distinct'
   ):
-    data.from_arrays(np.ones((3, 2)), np.array([5000, 0, 1]))
+    from_arrays(np.ones((3, 2)), np.array([5000, 0, 1]))
   # Many classes, every one (or most) present, are what labels 0..C-1 are for; so is a num_classes given.
-  assert data.from_arrays(np.ones((3000, 2)), np.arange(3000)).num_classes == 3000
-  assert data.from_arrays(np.ones((1500, 2)), np.arange(1500) * 2).num_classes == 2999
-  assert data.from_arrays(np.ones((3, 2)), np.array([1999, 0, 1]), num_classes=2000).num_classes == 2000
+  assert from_arrays(np.ones((3000, 2)), np.arange(3000)).num_classes == 3000
+  assert from_arrays(np.ones((1500, 2)), np.arange(1500) * 2).num_classes == 2999
+  assert from_arrays(np.ones((3, 2)), np.array([1999, 0, 1]), num_classes=2000).num_classes == 2000
   # A small test file of a many-class training file holds few of its labels, and is held to the training ones.
   many = np.arange(4000) % 2000
   np.savez(tmp_path / 'train.npz', x=np.ones((4000, 2)), y=many)
@@ -141,9 +142,9 @@ def test_whole_number_targets_are_real_numbers_for_a_regression_loss(tmp_path):
   np.savez(tmp_path / 'd.npz', x=x, y=t + 0.5, x_test=x[:10], y_test=t[:10] - 250)  # negative whole numbers
   ds = experiment.load_dataset(experiment.DataConfig(dataset='npz', data_path=str(tmp_path / 'd.npz')))
   assert ds.kind == 'real' and ds.y_test.min() < 0
-  # From Python: data.from_arrays(..., real_targets=True).
-  assert data.from_arrays(x, t).kind == 'class'
-  raw = data.from_arrays(x, t, real_targets=True, test=(x[:10], t[:10]))
+  # From Python: from_arrays(..., real_targets=True).
+  assert from_arrays(x, t).kind == 'class'
+  raw = from_arrays(x, t, real_targets=True, test=(x[:10], t[:10]))
   assert raw.kind == 'real' and raw.num_classes is None and raw.test[1].dtype == np.float64
 
 

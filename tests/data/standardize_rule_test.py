@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data.build import from_arrays
 from linear_jax.datapath import factory
 
 
@@ -17,7 +18,7 @@ def _columns(n=400, seed=0):
   x[:, 3] = 0.5 + 1e-13 * rng.standard_normal(n)
   x[:, 4] = 1234.5
   y = (x[:, 0] > 0).astype(np.int64)
-  return data.from_arrays(x, y)
+  return from_arrays(x, y)
 
 
 @pytest.mark.parametrize('streamed', [False, True])
@@ -45,7 +46,7 @@ def test_a_spread_too_small_for_float32_is_refused_naming_the_column():
   x = np.random.default_rng(0).standard_normal((50, 2))
   x[:, 1] *= 1e-35
   with pytest.raises(ValueError, match=r'feature 1 varies by only .*e-3\d'):
-    data.prepare(data.from_arrays(x, (x[:, 0] > 0).astype(np.int64)), 'tiny')
+    data.prepare(from_arrays(x, (x[:, 0] > 0).astype(np.int64)), 'tiny')
   assert data.constant_columns(np.array([1e18, 0.0, 3.0]), np.array([64.0, 0.0, 1e-12])).tolist() == [
     True,  # 64 ns on 1e18: within float64's rounding of the mean
     True,

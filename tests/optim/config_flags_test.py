@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data.features import REPRESENTATIONS
 from linear_jax.maths import grad_sources
 from linear_jax.maths import losses
 from linear_jax.optim import config
@@ -75,7 +76,7 @@ ENUMS = {
   'delimiter': experiment.DELIMITERS,
   'class_weight': experiment.CLASS_WEIGHTS,
   'preprocess': data.PREPROCESSING,
-  'features': data.REPRESENTATIONS,
+  'features': REPRESENTATIONS,
 }
 
 _DUMP = r"""

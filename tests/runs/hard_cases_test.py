@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data.features import histogram_features
 from linear_jax.runs import hard_cases
 
 
@@ -36,11 +37,11 @@ def test_histogram_features_count_pixels():
   raw = data.Raw(
     np.array([[0.0, 0.0, 16.0, 8.0], [16.0, 16.0, 16.0, 16.0]]), np.array([0, 1]), 'class', 2, (2, 2)
   )
-  h = data.histogram_features(raw, bins=2)
+  h = histogram_features(raw, bins=2)
   np.testing.assert_allclose(h.x, [[0.5, 0.5], [0.0, 1.0]])
   colour = data.Raw(np.arange(24, dtype=float).reshape(2, 12), np.array([0, 1]), 'class', 2, (3, 2, 2))
-  hc = data.histogram_features(colour, bins=4)
+  hc = histogram_features(colour, bins=4)
   assert hc.x.shape == (2, 12)
   np.testing.assert_allclose(hc.x.reshape(2, 3, 4).sum(-1), 1.0)  # one histogram per channel
   with pytest.raises(ValueError, match='histogram features need image data'):
-    data.histogram_features(data.load('diabetes'))
+    histogram_features(data.load('diabetes'))

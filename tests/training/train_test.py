@@ -10,6 +10,7 @@ from sklearn import linear_model
 
 import linear_jax as lj
 from linear_jax.data import datasets as data
+from linear_jax.data.build import from_arrays
 from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
@@ -308,7 +309,7 @@ def test_sample_weights_train_streamed_and_data_parallel_as_in_memory():
   # end where in-memory descent with the same weights does, and differ from the unweighted run.
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
-  ds = data.prepare(data.from_arrays(x, y, sample_weight=np.linspace(0.1, 3.0, 60) ** 2), 'weighted')
+  ds = data.prepare(from_arrays(x, y, sample_weight=np.linspace(0.1, 3.0, 60) ** 2), 'weighted')
   assert ds.w_train is not None
   cfg = config.TrainConfig(batch_size=0, epochs=3, learning_rate=0.5)
   ref = train.fit(cfg, ds)
