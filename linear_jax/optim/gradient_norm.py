@@ -12,7 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from linear_jax.maths import grad_sources
+from linear_jax.optim import step
 
 
 def grad_norm(grad):
@@ -27,17 +27,7 @@ def _grad_norm(params, x, y, hp, weights=None, *, structure):
   The regularization and loss hyperparameters come in `hp` as arrays, so new
   values, parameters or data of the same shapes reuse the compiled program.
   """
-  _, g = grad_sources.value_and_grad(
-    structure.grad,
-    params,
-    x,
-    y,
-    loss=structure.loss_record,
-    reg=hp.reg,
-    penalty=structure.penalty,
-    loss_hparams=hp.loss_hparams,
-    mask=weights,
-  )
+  _, g = step.batch_value_and_grad(structure, params, x, y, weights, hp)
   return grad_norm(g)
 
 
