@@ -168,13 +168,24 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
   scores, targets = _probe_inputs(loss.targets)
   n, c = scores.shape
   expected = {'value': (n,), 'score_grad': (n, c), 'kinks': None}
-  for field, shape in expected.items():
-    fn = getattr(loss, field)
-    if fn is None:
-      continue
-    call = lambda s, t, fn=fn: jnp.asarray(fn(s, t, **loss.hparams))
-    try:  # concrete: one compiled program per field, not one per operation run eagerly
-      out = jax.jit(call)(scores, targets) if concrete else jax.eval_shape(call, scores, targets)
+  calls = {
+    field: lambda s, t, fn=fn: jnp.asarray(fn(s, t, **loss.hparams))
+    for field in expected
+    if (fn := getattr(loss, field)) is not None
+  }
+  together = None
+  if concrete:  # one compiled program for every field; where it fails, one per field names the culprit
+    try:
+      together = jax.jit(lambda s, t: {f: call(s, t) for f, call in calls.items()})(scores, targets)
+    except Exception:  # noqa: BLE001 - reported below, by field
+      together = None
+  for field, call in calls.items():
+    shape = expected[field]
+    try:
+      if together is not None:
+        out = together[field]
+      else:
+        out = jax.jit(call)(scores, targets) if concrete else jax.eval_shape(call, scores, targets)
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
       raise ValueError(
         f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '

@@ -57,34 +57,37 @@ def _normalized(tree):
 
 
 def _power(matvec, v, iterations):
-  """`vᵀAv` after `iterations` of `v ← Av / ‖Av‖` from `v`: the eigenvalue of `A` largest in magnitude."""
-  v = jax.lax.fori_loop(0, iterations, lambda _, v: _normalized(matvec(v)), _normalized(v))
-  return _tree_dot(v, matvec(v))
+  """The eigenvalue of the symmetric `A` largest in magnitude: the Rayleigh quotient `vᵀAv` after
+  `iterations` of `v ← Av / ‖Av‖` from `v`. Each pass computes `Av` once and the quotient beside it,
+  so `matvec` is traced once."""
+
+  def one(_, carry):
+    u, _ = carry
+    au = matvec(u)
+    return _normalized(au), _tree_dot(u, au)
+
+  u = _normalized(v)
+  return jax.lax.fori_loop(0, iterations + 1, one, (u, jnp.zeros((), _tree_dot(u, u).dtype)))[1]
 
 
-def _largest(matvec, v, iterations):
-  """The largest (most positive) eigenvalue of the symmetric `A`: power iteration, then, where the
-  eigenvalue largest in magnitude is negative (a non-convex loss, and only then), again on `A − λ₁I`,
-  whose largest in magnitude is then `λ_max − λ₁ ≥ 0`."""
-  first = _power(matvec, v, iterations)
-  shifted = lambda u: jax.tree.map(lambda a, b: a - jnp.minimum(first, 0.0) * b, matvec(u), u)
-  return jax.lax.cond(first < 0, lambda: _power(shifted, v, iterations) + first, lambda: first)
+def _hvp(f, at):
+  """`v ↦ ∇²f(at) v`, by `jax.linearize` of `jax.grad(f)`: differentiated once, evaluated per call."""
+  return jax.linearize(jax.grad(f), at)[1]
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'iterations'))
-def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, iterations):
-  """`(λ of the objective, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`."""
+def _curvatures(params, x, y, w, reg, loss_hparams, key, shift, *, loss, penalty, iterations):
+  """`(λ, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`; `λ`: `shift` plus the eigenvalue of
+  `∇²f − shift·I` largest in magnitude (with `shift` 0, that of the objective's Hessian)."""
   spec = losses.get_loss(loss)
 
   def objective(p):
     return losses.unchecked_objective(p, x, y, spec, reg, penalty, loss_hparams, w)
 
-  def hvp(f):
-    return lambda v: jax.jvp(jax.grad(f), (params,), (v,))[1]
-
   k1, k2, k3 = jax.random.split(key, 3)
   start = jax.tree.map(lambda t, k: jax.random.normal(k, t.shape, t.dtype), params, _keys(k1, params))
-  lam = _largest(hvp(objective), start, iterations)
+  hvp = _hvp(objective, params)
+  lam = _power(lambda u: jax.tree.map(lambda a, b: a - shift * b, hvp(u), u), start, iterations) + shift
   # One example's curvature: ‖x̃_i‖² times the largest eigenvalue of its loss's Hessian in the scores.
   scores = model.scores(params, x)
   ones = 1.0 if params.b is not None else 0.0
@@ -92,8 +95,7 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, *, loss, penalty, itera
 
   def score_curvature(s, t, k):
     f = lambda s1: spec.value(s1[None], t[None], **loss_hparams)[0]
-    hs = lambda v: jax.jvp(jax.grad(f), (s,), (v,))[1]
-    return _power(hs, jax.random.normal(k, s.shape, s.dtype), iterations)
+    return _power(_hvp(f, s), jax.random.normal(k, s.shape, s.dtype), iterations)
 
   per_row = jax.vmap(score_curvature)(scores, y, jax.random.split(k2, x.shape[0]))
   live = w > 0 if w is not None else jnp.ones(x.shape[0], bool)
@@ -140,19 +142,13 @@ def derive(cfg, params, x, y, w, batch, num_train):
   if cfg.optimizer == 'adam':
     return ADAM_STEP, {**info, 'method': "adam: a step in the parameters' units (ADAM_STEP)"}
   hp = {k: jnp.asarray(v, x.dtype) for k, v in cfg.resolved_loss_hparams().items()}
-  found = _curvatures(
-    params,
-    jnp.asarray(x),
-    jnp.asarray(y),
-    None if w is None else jnp.asarray(w, x.dtype),
-    jnp.asarray(cfg.reg, x.dtype),
-    hp,
-    jax.random.PRNGKey(cfg.seed),
-    loss=cfg.loss,
-    penalty=cfg.penalty,
-    iterations=ITERATIONS,
-  )
-  lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(found))
+  args = (params, jnp.asarray(x), jnp.asarray(y), None if w is None else jnp.asarray(w, x.dtype))
+  args += (jnp.asarray(cfg.reg, x.dtype), hp, jax.random.PRNGKey(cfg.seed))
+  measure = functools.partial(_curvatures, loss=cfg.loss, penalty=cfg.penalty, iterations=ITERATIONS)
+  lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(measure(*args, jnp.zeros((), x.dtype))))
+  if lam < 0:  # a non-convex loss whose most negative eigenvalue is largest in magnitude: the largest is
+    # λ₁ plus the largest in magnitude of ∇²f − λ₁I (which is ≥ 0), found by the same program
+    lam = float(measure(*args, jnp.asarray(lam, x.dtype))[0])
   if not all(np.isfinite(v) for v in (lam, beta, lam_x, row_mean)):
     raise ValueError(
       f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured at the start is not finite '

@@ -12,6 +12,7 @@ import os
 import threading
 
 import matplotlib
+from matplotlib import ticker
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -38,6 +39,18 @@ def _save(fig, path):
   return files.replace(path, lambda f: fig.savefig(f, dpi=110, format=fmt), binary=True, sync=False)
 
 
+def _log(ax, which):
+  """Puts `ax`'s `which` axis ('x' or 'y') on a log scale labelled in plain text (`1e-02`).
+
+  matplotlib's default log labels (`$10^{-2}$`) go through its mathtext parser,
+  which costs more than the rest of a picture.
+  """
+  getattr(ax, f'set_{which}scale')('log')
+  axis = getattr(ax, f'{which}axis')
+  axis.set_major_formatter(ticker.LogFormatter())
+  axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+
+
 def _log_y(ax):
   """A log y axis when the lines drawn on `ax` have a positive finite value, else a linear one.
 
@@ -48,7 +61,7 @@ def _log_y(ax):
     [np.asarray(line.get_ydata(), np.float64).ravel() for line in ax.get_lines()] or [[]]
   )
   if np.any(np.isfinite(values) & (values > 0)):
-    ax.set_yscale('log')
+    _log(ax, 'y')
 
 
 @_one_at_a_time
@@ -85,25 +98,36 @@ def _as_image(row, image_shape):
 
 @_one_at_a_time
 def templates(W, image_shape, path, class_names=None, title='Class templates (rows of W)'):
-  """The visual viewpoint: each row of `W` drawn as an image of the input's shape."""
+  """The visual viewpoint: each row of `W` drawn as an image of the input's shape.
+
+  The rows are tiled into one image, five to a line, each under its class's
+  name: one axes and one image, where an axes per class would cost most of
+  the picture's time.
+  """
   c = W.shape[0]
   cols = min(c, 5)
   rows = int(np.ceil(c / cols))
+  tiles = [_as_image(W[i], image_shape) for i in range(c)]
+  h, w = tiles[0].shape[:2]
+  gap = max(1, int(np.ceil(0.2 * h)))  # room for a name between two lines of tiles
+  mosaic = np.full(((h + gap) * rows, (w + gap) * cols - gap, *tiles[0].shape[2:]), np.nan)
+  for i, tile in enumerate(tiles):
+    top, left = (i // cols) * (h + gap) + gap, (i % cols) * (w + gap)
+    mosaic[top : top + h, left : left + w] = tile
   fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.4))
-  axes = fig.subplots(rows, cols, squeeze=False)
-  lim = np.abs(W).max()
-  for i, ax in enumerate(axes.flat):
-    ax.axis('off')
-    if i >= c:
-      continue
-    img = _as_image(W[i], image_shape)
-    if img.ndim == 2:
-      ax.imshow(img, cmap='RdBu_r', vmin=-lim, vmax=lim)
-    else:
-      ax.imshow(img)
-    ax.set_title(class_names[i] if class_names else str(i), fontsize=9)
+  ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - 0.45 / fig.get_figheight()))
+  ax.axis('off')
+  if mosaic.ndim == 2:
+    lim = np.abs(W).max()
+    ax.imshow(mosaic, cmap=matplotlib.colormaps['RdBu_r'].with_extremes(bad='white'), vmin=-lim, vmax=lim)
+  else:
+    ax.imshow(np.where(np.isnan(mosaic), 1.0, mosaic))  # colour tiles are in [0, 1]; white between
+  for i in range(c):
+    top, left = (i // cols) * (h + gap) + gap, (i % cols) * (w + gap)
+    name = class_names[i] if class_names else str(i)
+    ax.text(left + (w - 1) / 2, top - 0.5 - 0.1 * gap, name, ha='center', va='bottom', fontsize=9)
   fig.suptitle(title)
-  return _save(fig, path)
+  return files.replace(path, lambda f: fig.savefig(f, dpi=110, format='png'), binary=True, sync=False)
 
 
 @_one_at_a_time
@@ -173,7 +197,7 @@ def loss_vs_lr(lrs, regs, final_loss, path):
   ax = fig.subplots()
   for i, reg in enumerate(regs):
     ax.plot(lrs, final_loss[i], marker='o', ms=3, label=f'reg={_fmt(reg)}')
-  ax.set_xscale('log')
+  _log(ax, 'x')
   _log_y(ax)
   ax.set_xlabel('learning rate')
   ax.set_ylabel('final training loss')
@@ -210,8 +234,8 @@ def search_curves(problems, path):
   for ax, (title, curves) in zip(axes[0], problems.items(), strict=True):
     for label, (evals, loss) in curves.items():
       ax.plot(np.maximum(evals, 1), loss, label=label, lw=1.3)
-    ax.set_xscale('log')
-    ax.set_yscale('log')
+    _log(ax, 'x')
+    _log(ax, 'y')
     ax.set_xlabel('loss evaluations (a gradient counts 2)')
     ax.set_ylabel('best training loss so far')
     ax.set_title(title)
@@ -290,14 +314,14 @@ def regularization_path(regs, metric, weight_norm, path, label='validation accur
   fig = Figure(figsize=(5.5, 3.6))
   ax = fig.subplots()
   ax.plot(xs[order], np.asarray(metric)[order], 'o-', color='C0')
-  ax.set_xscale('log')
+  _log(ax, 'x')
   ax.set_xlabel('reg' + (f' (0 drawn at {floor:.1g})' if (regs == 0).any() else ''))
   ax.set_ylabel(label, color='C0')
   ax.grid(alpha=0.3)
   twin = ax.twinx()
   twin.plot(xs[order], np.asarray(weight_norm)[order], 's--', color='C1')
   twin.set_ylabel('‖W‖', color='C1')
-  twin.set_yscale('log')
+  _log(twin, 'y')
   ax.set_title('Regularization path (L-BFGS)')
   return _save(fig, path)
 
@@ -322,11 +346,11 @@ def optimality_gap(runs, path, title='f − f* (log scale)'):
     axes[0].plot(epochs, gap, style, label=label)
     axes[1].plot(seconds, gap, style, label=label)
   for ax, xlabel in zip(axes, ('epochs (passes over the data)', 'seconds'), strict=True):
-    ax.set_yscale('log')
+    _log(ax, 'y')
     ax.set_xlabel(xlabel)
     ax.set_ylabel('f − f*')
     ax.grid(alpha=0.3)
-  axes[1].set_xscale('log')
+  _log(axes[1], 'x')
   axes[0].legend(fontsize=7, ncol=2)
   fig.suptitle(title)
   return _save(fig, path)
