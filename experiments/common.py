@@ -7,6 +7,7 @@ is a new flag with no edit here. The records' `validate()` checks the bounds (`v
 
 from collections.abc import Mapping
 import dataclasses
+import gc
 import importlib.util
 import os
 import sys
@@ -639,7 +640,15 @@ def parse_flags(argv, flag_values=flags.FLAGS):
 
 
 def run(main):
-  """`app.run(main)` with this `--help`: what every experiment's `__main__` calls."""
+  """`app.run(main)` with this `--help`: what every experiment's `__main__` calls.
+
+  First it moves every object alive so far (those of the modules imported: JAX, NumPy, linear_jax)
+  to the collector's permanent generation (`gc.freeze`). They live until the process ends, and
+  each full collection would otherwise walk them all again: the tracing of a run's programs
+  triggers several, and the interpreter runs more as it exits (together about 0.4 s of the default
+  run's 3).
+  """
+  gc.freeze()
   app.run(main, flags_parser=parse_flags)
 
 
