@@ -342,76 +342,22 @@ def _two_processes(script, folder, *args, timeout=240):
   return [out.strip().splitlines()[-1] for out, _ in outs]
 
 
-_TWO_PROCESSES = r"""
+# Two processes of one JAX cluster, two CPU devices each, compute what the tests below assert: first
+# (float64 off, as an experiment runs) full-batch descent and L-BFGS, each process on its own rows
+# (`plain`, `weighted`), then (float64 on) the mini-batch runs in lockstep. Two devices a process, not
+# one: `Lockstep` and `_lockstep_block` take the devices of each process as a number (each block padded
+# to a multiple of it, each device's rows its slice), with no branch for one, so two covers one; and
+# the full passes and L-BFGS of several processes run on each process's default device either way.
+_CLUSTER = r"""
 import json, sys
 import numpy as np
 import jax
+jax.config.update('jax_num_cpu_devices', 2)  # devices of each process
 from linear_jax.data import datasets as data
 from linear_jax.datapath import parallel
 from linear_jax.datapath import stream
 from linear_jax.training import train
 from linear_jax.optim import config
-from linear_jax.optim import step
-port, pid, folder, weighted = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == '1'
-parallel.initialize(f'127.0.0.1:{port}', 2, pid)
-ds = data.Dataset(
-  name='mapped', x_train=np.load(folder + '/x.npy', mmap_mode='r', allow_pickle=False),
-  y_train=np.load(folder + '/y.npy', allow_pickle=False), x_val=np.zeros((0, 4), np.float32),
-  y_val=np.zeros(0, np.int64), x_test=np.zeros((0, 4), np.float32), y_test=np.zeros(0, np.int64),
-  kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
-  w_train=np.load(folder + '/w.npy', allow_pickle=False) if weighted else None)
-cfg = config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
-result = train.fit(cfg, ds)
-lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16), ds)
-mine = stream.local_rows(len(ds.x_train))
-print(json.dumps({'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
-                  'processes': jax.process_count(), 'rows': [mine.start, mine.stop],
-                  'lbfgs_W': np.asarray(lbfgs.params.W).tolist(), 'lbfgs': lbfgs.solver}))
-"""
-
-
-@pytest.mark.parametrize('weighted', [False, True])
-def test_two_processes_stream_their_own_rows_and_equal_one(tmp_path, weighted):
-  # Weighted: the first process's rows weigh far more than the second's, so a share of the
-  # rows instead of the weights would move the result.
-  raw = data.blobs(101, 4, 3, seed=1)
-  w = np.where(np.arange(101) < 51, 3.0, 0.25) * np.random.default_rng(1).uniform(0.5, 1.5, 101)
-  np.save(tmp_path / 'x.npy', raw.x.astype(np.float32))
-  np.save(tmp_path / 'y.npy', raw.y)
-  np.save(tmp_path / 'w.npy', w)
-  ds = _train_only(raw.x.astype(np.float32), raw.y, w if weighted else None)
-  ref = train.fit(config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
-  ref_lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
-  outs = _two_processes(_TWO_PROCESSES, tmp_path, str(int(weighted)))
-  rows = []
-  for out in outs:
-    got = json.loads(out)
-    assert got['processes'] == 2
-    rows.append(got['rows'])
-    np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
-    # L-BFGS over both processes' rows reaches the one-process optimum.
-    assert got['lbfgs']['converged'] and got['lbfgs']['grad_norm'] <= 1e-5
-    np.testing.assert_allclose(got['lbfgs']['objective'], ref_lbfgs.solver['objective'], rtol=1e-6)
-    np.testing.assert_allclose(np.array(got['lbfgs_W']), ref_lbfgs.params.W, atol=1e-3)
-  assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
-  fits = [json.loads(out) for out in outs]
-  assert fits[0]['lbfgs_W'] == fits[1]['lbfgs_W']  # both processes took the same iterates
-  assert fits[0]['lbfgs']['fevals'] == fits[1]['lbfgs']['fevals']
-
-
-_LOCKSTEP = r"""
-import json, sys
-import numpy as np
-import jax
-jax.config.update('jax_enable_x64', True)
-jax.config.update('jax_num_cpu_devices', int(sys.argv[4]))  # devices of each process
-from linear_jax.data import datasets as data
-from linear_jax.datapath import parallel
-from linear_jax.datapath import stream
-from linear_jax.training import train
-from linear_jax.optim import config
-from linear_jax.optim import step
 port, pid, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 parallel.initialize(f'127.0.0.1:{port}', 2, pid)
 
@@ -423,6 +369,18 @@ def mapped(stem, weights=None):
     y_test=np.zeros(0, np.int64), kind='class', num_classes=3, shift=np.zeros(4), scale=np.ones(4),
     w_train=None if weights is None else np.load(f'{folder}/{weights}', allow_pickle=False))
 
+out = {'processes': jax.process_count(), 'devices': jax.device_count()}
+for name, weights in (('plain', None), ('weighted', 'skewed_w.npy')):
+  ds = mapped('odd', weights)
+  cfg = config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
+  result = train.fit(cfg, ds)
+  lcfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16)
+  lbfgs = train.fit(lcfg, ds)
+  mine = stream.local_rows(len(ds.x_train))
+  out[name] = {'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
+               'rows': [mine.start, mine.stop], 'lbfgs_W': np.asarray(lbfgs.params.W).tolist(),
+               'lbfgs': lbfgs.solver}
+jax.config.update('jax_enable_x64', True)
 tiny = train.fit(config.TrainConfig(batch_size=8, epochs=1, learning_rate=1e-7, momentum=0.0, reg=0.0,
                                    stream=True, block_rows=24, dtype='float64'), mapped('even'))
 sgd = train.fit(config.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24),
@@ -437,34 +395,76 @@ adam = config.TrainConfig(batch_size=8, epochs=4, optimizer='adam', learning_rat
 whole = train.fit(adam, mapped('odd', 'odd_w.npy'))
 first = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', on_epoch=stop_after_2)
 resumed = train.fit(adam, mapped('odd', 'odd_w.npy'), workdir=folder + '/ckpt', resume=True)
-print(json.dumps({'tiny_W': np.asarray(tiny.params.W).tolist(), 'tiny_b': np.asarray(tiny.params.b).tolist(),
-                  'W': np.asarray(sgd.params.W).tolist(), 'losses': [h['train_loss'] for h in sgd.history],
-                  'streamed': sgd.streamed, 'processes': jax.process_count(), 'devices': jax.device_count(),
-                  'resume': [first.interrupted, resumed.resumed_from,
-                             bool(np.array_equal(resumed.params.W, whole.params.W))]}))
+out.update({'tiny_W': np.asarray(tiny.params.W).tolist(), 'tiny_b': np.asarray(tiny.params.b).tolist(),
+            'W': np.asarray(sgd.params.W).tolist(), 'losses': [h['train_loss'] for h in sgd.history],
+            'streamed': sgd.streamed,
+            'resume': [first.interrupted, resumed.resumed_from,
+                       bool(np.array_equal(resumed.params.W, whole.params.W))]})
+print(json.dumps(out))
 """
 
+# 96 rows (`even`), 48 per process; 101 rows (`odd`, 51 and 50) with random weights (`odd_w`) and with
+# weights that make the first process's rows weigh far more than the second's (`skewed_w`).
+EVEN = data.blobs(96, 4, 3, seed=3)
+ODD = data.blobs(101, 4, 3, seed=1)
+ODD_W = np.random.default_rng(1).uniform(0.5, 1.5, 101)
+SKEWED_W = np.where(np.arange(101) < 51, 3.0, 0.25) * np.random.default_rng(1).uniform(0.5, 1.5, 101)
 
-@pytest.mark.parametrize('devices', [1, 2])
-def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
+
+@pytest.fixture(scope='module')
+def cluster(tmp_path_factory, once):
+  """What both processes of `_CLUSTER` print on their last lines, run once for the test run."""
+
+  def run():
+    folder = tmp_path_factory.mktemp('cluster')
+    np.save(folder / 'even_x.npy', EVEN.x)
+    np.save(folder / 'even_y.npy', EVEN.y)
+    np.save(folder / 'odd_x.npy', ODD.x.astype(np.float32))
+    np.save(folder / 'odd_y.npy', ODD.y)
+    np.save(folder / 'odd_w.npy', ODD_W)
+    np.save(folder / 'skewed_w.npy', SKEWED_W)
+    (folder / 'ckpt').mkdir()
+    return [json.loads(out) for out in _two_processes(_CLUSTER, folder)]
+
+  return once('stream_test_cluster', run)
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+def test_two_processes_stream_their_own_rows_and_equal_one(cluster, weighted):
+  # Weighted: the first process's rows weigh far more than the second's, so a share of the
+  # rows instead of the weights would move the result.
+  ds = _train_only(ODD.x.astype(np.float32), ODD.y, SKEWED_W if weighted else None)
+  ref = train.fit(config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
+  ref_lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
+  outs = cluster
+  rows = []
+  for out in outs:
+    assert out['processes'] == 2
+    got = out['weighted' if weighted else 'plain']
+    rows.append(got['rows'])
+    np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
+    # L-BFGS over both processes' rows reaches the one-process optimum.
+    assert got['lbfgs']['converged'] and got['lbfgs']['grad_norm'] <= 1e-5
+    np.testing.assert_allclose(got['lbfgs']['objective'], ref_lbfgs.solver['objective'], rtol=1e-6)
+    np.testing.assert_allclose(np.array(got['lbfgs_W']), ref_lbfgs.params.W, atol=1e-3)
+  assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
+  fits = [out['weighted' if weighted else 'plain'] for out in outs]
+  assert fits[0]['lbfgs_W'] == fits[1]['lbfgs_W']  # both processes took the same iterates
+  assert fits[0]['lbfgs']['fevals'] == fits[1]['lbfgs']['fevals']
+
+
+def test_two_processes_stream_mini_batches_in_lockstep(cluster):
   # 96 rows, 48 per process, blocks of 24, global batches of 8 (the same share from each device): every
   # batch is full, so with a learning rate small enough for the steps to be linear, one epoch moves W
   # by −lr · Σ_batches mean_batch ∇ = −lr · (N / 8) · ∇f(W₀), if and only if every row took part once.
-  even = data.blobs(96, 4, 3, seed=3)
-  np.save(tmp_path / 'even_x.npy', even.x)
-  np.save(tmp_path / 'even_y.npy', even.y)
   # 101 rows (51 and 50), weighted: the blocks of the second process are padded with weight 0. The
   # same data trained with Adam is stopped after its second epoch and resumed.
-  odd = data.blobs(101, 4, 3, seed=1)
-  w = np.random.default_rng(1).uniform(0.5, 1.5, 101)
-  np.save(tmp_path / 'odd_x.npy', odd.x.astype(np.float32))
-  np.save(tmp_path / 'odd_y.npy', odd.y)
-  np.save(tmp_path / 'odd_w.npy', w)
-  (tmp_path / 'ckpt').mkdir()
-  got = [json.loads(out) for out in _two_processes(_LOCKSTEP, tmp_path, str(devices))]
-  assert got[0] == got[1]  # both processes took the same steps
+  # Both processes took the same steps (their own rows, in `plain` and `weighted`, differ).
+  got = [{k: v for k, v in out.items() if k not in ('plain', 'weighted')} for out in cluster]
+  assert got[0] == got[1]
   got = got[0]
-  assert got['processes'] == 2 and got['devices'] == 2 * devices and got['streamed']
+  assert got['processes'] == 2 and got['devices'] == 4 and got['streamed']
   assert got['resume'] == [True, 2, True]  # stopped after epoch 2, resumed bit for bit
 
   cfg = config.TrainConfig(batch_size=8, momentum=0.0, reg=0.0, dtype='float64')
@@ -478,7 +478,7 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
     p[np.arange(len(y)), y] -= 1.0
     return p.T @ x / len(y), p.mean(0)
 
-  gw, gb = mean_grad(even.x, even.y)
+  gw, gb = mean_grad(EVEN.x, EVEN.y)
   expected_W, expected_b = -1e-7 * (96 / 8) * gw, -1e-7 * (96 / 8) * gb
   tol = 1e-4 * np.abs(expected_W).max()
   assert np.abs(np.array(got['tiny_W']) - W0 - expected_W).max() <= tol
@@ -486,11 +486,11 @@ def test_two_processes_stream_mini_batches_in_lockstep(tmp_path, devices):
   # The check can fail: an epoch that left out any one row would be outside the tolerance.
   for i in range(96):
     keep = np.arange(96) != i
-    missed = -1e-7 * (95 / 8) * mean_grad(even.x[keep], even.y[keep])[0]
+    missed = -1e-7 * (95 / 8) * mean_grad(EVEN.x[keep], EVEN.y[keep])[0]
     assert np.abs(missed - expected_W).max() > 10 * tol
 
   # Mini-batches of 8 from two processes (padded, weighted) learn as one process does.
-  ds = _train_only(odd.x.astype(np.float32), odd.y, w)
+  ds = _train_only(ODD.x.astype(np.float32), ODD.y, ODD_W)
   one = train.fit(
     config.TrainConfig(batch_size=8, epochs=4, learning_rate=0.1, stream=True, block_rows=24), ds
   )
