@@ -265,9 +265,11 @@ USER_FILE = textwrap.dedent(
 )
 
 
-def _run(module, *args):
+def _run(module, *args, cached=False):
+  """Runs experiment `module`: with the test run's compilation cache if `cached` (the command's default:
+  a program compiled once serves the later runs), else with none, so stderr holds only what it says."""
   return subprocess.run(
-    [sys.executable, '-m', module, *args, '--compilation_cache='],
+    [sys.executable, '-m', module, *args, *([] if cached else ['--compilation_cache='])],
     cwd=ROOT,
     capture_output=True,
     text=True,
@@ -284,14 +286,24 @@ def user_file(tmp_path):
 
 
 def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
-  out = _run('experiments.gradcheck', f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2')
+  out = _run(
+    'experiments.gradcheck', f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2', cached=True
+  )
   assert out.returncode == 0, out.stderr
-  out = _run('experiments.gradcheck', f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2')
+  out = _run(
+    'experiments.gradcheck', f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2', cached=True
+  )
   assert out.returncode == 1
   assert 'analytic vs autodiff' in out.stdout and 'W[0, ' in out.stdout and 'FAIL' in out.stdout
   common = ('--dataset=breast_cancer', f'--loss={user_file}:GOOD', '--loss_hparams=margin=0.5')
   out = _run(
-    'experiments.train', *common, '--epochs=2', f'--workdir={tmp_path / "t"}', '--quiet', '--noplots'
+    'experiments.train',
+    *common,
+    '--epochs=2',
+    f'--workdir={tmp_path / "t"}',
+    '--quiet',
+    '--noplots',
+    cached=True,
   )
   assert out.returncode == 0, out.stderr
   summary = json.loads((tmp_path / 't' / 'summary.json').read_text())
@@ -306,6 +318,7 @@ def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
     '--epochs=2',
     f'--workdir={tmp_path / "s"}',
     '--quiet',
+    cached=True,
   )
   assert out.returncode == 0, out.stderr
   header = (tmp_path / 's' / 'sweep.csv').read_text().splitlines()[0].split(',')
@@ -317,6 +330,7 @@ def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
     '--budget=100',
     '--low_dim=false',  # the user's loss on the dataset is the point; the 2-D problem is search's own test
     f'--workdir={tmp_path / "r"}',
+    cached=True,
   )
   assert out.returncode == 0, out.stderr
 

@@ -91,7 +91,7 @@ def _json_without_seconds(path):
   return out
 
 
-TRAIN = ['--epochs=40', '--tol_on=none', '--batch_size=8', '--checkpoint_every=5', '--plots=false', '--quiet']
+TRAIN = ['--epochs=20', '--tol_on=none', '--batch_size=8', '--checkpoint_every=5', '--plots=false', '--quiet']
 
 
 def test_train_stopped_while_compiling_and_mid_epoch_resumes_bit_exact(tmp_path):
@@ -106,7 +106,7 @@ def test_train_stopped_while_compiling_and_mid_epoch_resumes_bit_exact(tmp_path)
   _assert_stopped(rc, err, work / 'checkpoint.npz')
   # Ctrl-C while a checkpoint (a seeded random one) is being written, the run holding its workdir:
   # a second run is refused meanwhile.
-  saves = random.Random(1).randrange(1, 7)  # resumed from epoch 1, so save k is after epoch 5k
+  saves = random.Random(1).randrange(1, 4)  # resumed from epoch 1, so save k is after epoch 5k (< 20)
   marker = tmp_path / 'paused'
   env = {'LINEAR_JAX_CHECKPOINT_PAUSE': f'{saves}:{marker}'}
   proc = _start('experiments.train', *TRAIN, f'--workdir={work}', '--resume', env=env)
@@ -118,14 +118,14 @@ def test_train_stopped_while_compiling_and_mid_epoch_resumes_bit_exact(tmp_path)
   marker.unlink()
   rc, _, err = _finish(proc)
   _assert_stopped(rc, err, work / 'checkpoint.npz')
-  assert f'after epoch {5 * saves} of 40' in err
+  assert f'after epoch {5 * saves} of 20' in err
   rc, _, err = _run('experiments.train', *TRAIN, f'--workdir={work}', '--resume')
   assert rc == 0, err
   a, b = np.load(tmp_path / 'whole' / 'params.npz'), np.load(work / 'params.npz')
   np.testing.assert_array_equal(a['W'], b['W'])
   np.testing.assert_array_equal(a['b'], b['b'])
   epochs = [json.loads(x)['epoch'] for x in (work / 'metrics.jsonl').read_text().splitlines()]
-  assert epochs == list(range(1, 41))
+  assert epochs == list(range(1, 21))
 
 
 SWEEP = [
@@ -135,7 +135,7 @@ SWEEP = [
   '--regs=0,1e-3',
   '--seeds=0,1',
   '--chunk_size=3',
-  '--epochs=30',
+  '--epochs=20',
   '--batch_size=8',
   '--optimizer=momentum',
   '--quiet',
@@ -207,7 +207,7 @@ def test_second_signal_during_checkpoint_write_corrupts_nothing(whole_sweep, tmp
 
 def test_lr_sweep_resume_with_other_settings_is_refused(whole_sweep, tmp_path):
   rc, _, err = _run(
-    'experiments.lr_sweep', *SWEEP, '--epochs=31', f'--workdir={whole_sweep}', '--resume', '--quiet'
+    'experiments.lr_sweep', *SWEEP, '--epochs=21', f'--workdir={whole_sweep}', '--resume', '--quiet'
   )
   assert rc == 1 and 'written by a sweep with other settings (epochs); cannot resume' in err, err
   assert (whole_sweep / 'sweep.csv').exists() and (whole_sweep / 'sweep.json').exists()  # nothing lost
@@ -263,7 +263,7 @@ PARALLEL = [
   '--num_examples=301',
   '--num_features=4',
   '--full_batch',
-  '--epochs=120',
+  '--epochs=80',
   '--tol_on=none',  # a fixed count: the test stops and resumes at known epochs
   '--plots=false',
   '--quiet',
@@ -297,7 +297,7 @@ def test_two_processes_stop_together_and_resume_bit_exact(tmp_path):
     assert rc == 0, err[-3000:]
   work = tmp_path / 'part'
   procs = _two_processes(work)
-  stop_after = random.Random(2).randrange(20, 100)
+  stop_after = random.Random(2).randrange(10, 30)
   _wait_until(procs[0], lambda: _lines(work / 'metrics.jsonl') >= stop_after, f'epoch {stop_after}')
   procs[1].send_signal(signal.SIGTERM)  # one process is told; both must stop at the same epoch
   results = [_finish(p) for p in procs]
@@ -312,6 +312,6 @@ def test_two_processes_stop_together_and_resume_bit_exact(tmp_path):
   a, b = np.load(tmp_path / 'whole' / 'params.npz'), np.load(work / 'params.npz')
   np.testing.assert_array_equal(a['W'], b['W'])
   np.testing.assert_array_equal(a['b'], b['b'])
-  assert (tmp_path / 'whole' / 'metrics.jsonl').read_text().count('\n') == 120
+  assert (tmp_path / 'whole' / 'metrics.jsonl').read_text().count('\n') == 80
   epochs = [json.loads(x)['epoch'] for x in (work / 'metrics.jsonl').read_text().splitlines()]
-  assert epochs == list(range(1, 121))
+  assert epochs == list(range(1, 81))
