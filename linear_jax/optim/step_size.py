@@ -4,7 +4,7 @@ Gradient descent on an objective whose Hessian's largest eigenvalue is `λ`
 decreases it at every step with the step `1/λ` (half the stability limit
 `2/λ`; Nesterov, *Introductory Lectures on Convex Optimization*, 2004,
 §1.2.3). `λ` is measured at the start of the run by power iteration on
-Hessian–vector products (`jax.jvp` of `jax.grad`) of the objective on a sample
+Hessian–vector products (`jax.linearize` of `jax.grad`) of the objective on a sample
 of the training rows, so it needs nothing from the loss but its value: a
 loss from the user's own file is measured like a built-in one.
 

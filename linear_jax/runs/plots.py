@@ -32,8 +32,9 @@ def _one_at_a_time(draw):
   return locked
 
 
-def _save(fig, path):
-  fig.tight_layout()
+def _save(fig, path, tight=True):
+  if tight:  # labels and titles kept inside the figure: costs a drawing pass
+    fig.tight_layout()
   # A Figure renders with Agg for .png; nothing global to close. Written as every output is (files.replace).
   fmt = os.path.splitext(path)[1].lstrip('.') or 'png'
   return files.replace(path, lambda f: fig.savefig(f, dpi=110, format=fmt), binary=True, sync=False)
@@ -110,9 +111,9 @@ def templates(W, image_shape, path, class_names=None, title='Class templates (ro
   tiles = [_as_image(W[i], image_shape) for i in range(c)]
   h, w = tiles[0].shape[:2]
   gap = max(1, int(np.ceil(0.2 * h)))  # room for a name between two lines of tiles
+  corners = [((i // cols) * (h + gap) + gap, (i % cols) * (w + gap)) for i in range(c)]  # top, left
   mosaic = np.full(((h + gap) * rows, (w + gap) * cols - gap, *tiles[0].shape[2:]), np.nan)
-  for i, tile in enumerate(tiles):
-    top, left = (i // cols) * (h + gap) + gap, (i % cols) * (w + gap)
+  for (top, left), tile in zip(corners, tiles, strict=True):
     mosaic[top : top + h, left : left + w] = tile
   fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.4))
   ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - 0.45 / fig.get_figheight()))
@@ -122,12 +123,11 @@ def templates(W, image_shape, path, class_names=None, title='Class templates (ro
     ax.imshow(mosaic, cmap=matplotlib.colormaps['RdBu_r'].with_extremes(bad='white'), vmin=-lim, vmax=lim)
   else:
     ax.imshow(np.where(np.isnan(mosaic), 1.0, mosaic))  # colour tiles are in [0, 1]; white between
-  for i in range(c):
-    top, left = (i // cols) * (h + gap) + gap, (i % cols) * (w + gap)
+  for i, (top, left) in enumerate(corners):
     name = class_names[i] if class_names else str(i)
     ax.text(left + (w - 1) / 2, top - 0.5 - 0.1 * gap, name, ha='center', va='bottom', fontsize=9)
   fig.suptitle(title)
-  return files.replace(path, lambda f: fig.savefig(f, dpi=110, format='png'), binary=True, sync=False)
+  return _save(fig, path, tight=False)  # the axes' place is set above
 
 
 @_one_at_a_time
