@@ -17,6 +17,12 @@ each write, which the tests' thousands of programs would make slow. A program lo
 cache is the one XLA compiled, so results do not depend on which test compiled it first; an entry
 read while another process writes it is a warning and a compilation, never a wrong program.
 
+Compiling is also why XLA's CPU backend compiles the tests' programs with LLVM's lowest optimization
+level (`--xla_backend_optimization_level=0` in `XLA_FLAGS`, which the subprocesses inherit): the suite's
+programs are small and run briefly, so generating code faster saves more than the code's speed costs
+(about a fifth of the suite's time). It is a code-generation setting below XLA's HLO, the program JAX
+builds and the tests check; users' runs keep the default level, and `benchmarks/` measures those.
+
 The suite runs in random order (pytest-randomly, pinned in requirements-dev.txt): the seed is printed
 at the start and at the end, `-p randomly --randomly-seed=N` replays an order and `-p no:randomly`
 turns it off. So that no test depends on what ran before it in the same process, `_process_state`
@@ -30,6 +36,9 @@ import shutil
 import tempfile
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
+# XLA's CPU backend compiles with LLVM's lowest optimization level (before JAX starts its backend).
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0').strip()
 
 _CACHE_ROOT = None  # the folder this process made for the run (None in an xdist worker: it inherits it)
 if 'PYTEST_XDIST_WORKER' not in os.environ:
