@@ -1,4 +1,11 @@
-"""Property-based tests: the lecture's facts hold for random shapes and extreme scores."""
+"""Property-based tests: the lecture's facts hold for random shapes and extreme scores.
+
+Each example's computation is one jitted program (per loss, penalty and shape) rather than one program
+per operation: hypothesis draws new shapes, and each new shape would otherwise compile every operation
+of the loss again. The public functions' host checks see tracers there and check shapes only.
+"""
+
+import functools
 
 from hypothesis import given
 from hypothesis import settings
@@ -40,13 +47,46 @@ def _problem(seed, n, d, c, scale, loss):
   return params, x, targets
 
 
+@jax.jit
+def _svm_three_ways(s, y):
+  """The largest per-example multiclass SVM loss of scores `s`, and the objective at W = sᵀ and at 2W."""
+  params = lj.Params(W=s.T, b=jnp.zeros(s.shape[1], s.dtype))
+  x = jnp.eye(s.shape[0], dtype=s.dtype)
+  at = lambda k: lj.objective(params._replace(W=k * params.W), x, y, loss='svm')
+  return jnp.max(classification.multiclass_svm(s, y)), at(1.0), at(2.0)
+
+
+_softmax_and_shifted = jax.jit(
+  lambda s, y, shifted: tuple(classification.softmax_cross_entropy(a, y) for a in (s, shifted))
+)
+
+
+@functools.partial(jax.jit, static_argnames=('loss',))
+def _per_example(params, x, targets, loss):
+  spec = losses.LOSSES[loss]
+  return spec.value(lj.scores(params, x), targets, **spec.hparams)
+
+
+@functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
+def _two_gradients(params, x, targets, loss, penalty):
+  """The hand-derived and the autodiff gradient of the objective (reg 0.1)."""
+  kw = dict(loss=loss, reg=0.1, penalty=penalty)
+  return lj.analytic_grad(params, x, targets, **kw), jax.grad(lj.objective)(params, x, targets, **kw)
+
+
+@functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
+def _plain_and_folded(params, x, targets, loss, penalty):
+  """`(objective, hand-derived gradient)` with a separate bias and in bias-trick form (reg 0.3)."""
+  kw = dict(loss=loss, reg=0.3, penalty=penalty)
+  both = ((params, x), (lj.fold_bias(params), lj.add_bias_feature(x)))
+  return tuple((lj.objective(p, a, targets, **kw), lj.analytic_grad(p, a, targets, **kw)) for p, a in both)
+
+
 @PROPS
 @given(st.integers(0, 2**31), shapes, scales, st.sampled_from(sorted(losses.LOSSES)))
 def test_losses_are_nonnegative_and_finite(seed, shape, scale, loss):
   params, x, targets = _problem(seed, *shape, scale, loss)
-  per_example = losses.LOSSES[loss].value(
-    lj.scores(params, x), jnp.asarray(targets), **losses.LOSSES[loss].hparams
-  )
+  per_example = _per_example(params, x, targets, loss)
   assert bool(jnp.all(per_example >= 0)) and bool(jnp.all(jnp.isfinite(per_example)))
 
 
@@ -59,12 +99,9 @@ def test_svm_zero_when_margins_met_and_for_2w(seed, shape, gap):
   # Scores whose correct entry beats every other by `gap` ≥ Δ = 1: every margin is met.
   s = rng.normal(size=(n, c))
   s[np.arange(n), y] = s.max(axis=1) + gap
-  assert float(jnp.max(classification.multiclass_svm(jnp.asarray(s), y))) == 0.0
-  # The same through W: x = one-hot rows, W chosen so that W x = s for each example.
-  x = np.eye(n)
-  params = lj.Params(W=jnp.asarray(s.T), b=jnp.zeros(c))
-  for k in (1.0, 2.0):
-    assert float(lj.objective(params._replace(W=k * params.W), x, y, loss='svm')) == 0.0
+  # Directly, and through W: x = one-hot rows, W chosen so that W x = s for each example; then 2W.
+  largest, at_w, at_2w = _svm_three_ways(s, y)
+  assert float(largest) == 0.0 and float(at_w) == 0.0 and float(at_2w) == 0.0
 
 
 @PROPS
@@ -73,8 +110,7 @@ def test_softmax_invariant_to_shifting_all_scores(seed, shape, shift):
   n, _, c = shape
   rng = np.random.default_rng(seed)
   s, y = rng.normal(size=(n, c)) * 10, rng.integers(0, c, n)
-  a = classification.softmax_cross_entropy(jnp.asarray(s), y)
-  b = classification.softmax_cross_entropy(jnp.asarray(s + shift), y)
+  a, b = _softmax_and_shifted(s, y, s + shift)
   np.testing.assert_allclose(b, a, atol=1e-9 * max(1.0, abs(shift)))
 
 
@@ -82,9 +118,7 @@ def test_softmax_invariant_to_shifting_all_scores(seed, shape, shift):
 @given(*problems)
 def test_hand_derived_gradient_equals_autodiff(seed, shape, scale, loss, penalty):
   params, x, targets = _problem(seed, *shape, scale, loss)
-  kw = dict(loss=loss, reg=0.1, penalty=penalty)
-  a = lj.analytic_grad(params, x, targets, **kw)
-  g = jax.grad(lj.objective)(params, x, targets, **kw)
+  a, g = _two_gradients(params, x, targets, loss, penalty)
   for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(g), strict=True):
     np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
     assert bool(jnp.all(jnp.isfinite(u)))
@@ -94,11 +128,7 @@ def test_hand_derived_gradient_equals_autodiff(seed, shape, scale, loss, penalty
 @given(*problems)
 def test_bias_trick_objective_equals_plain(seed, shape, scale, loss, penalty):
   params, x, targets = _problem(seed, *shape, scale, loss)
-  kw = dict(loss=loss, reg=0.3, penalty=penalty)
-  plain = lj.objective(params, x, targets, **kw)
-  folded = lj.objective(lj.fold_bias(params), lj.add_bias_feature(x), targets, **kw)
+  (plain, g_plain), (folded, g_folded) = _plain_and_folded(params, x, targets, loss, penalty)
   np.testing.assert_allclose(folded, plain, rtol=1e-12, atol=1e-12)
-  g_plain = lj.analytic_grad(params, x, targets, **kw)
-  g_folded = lj.analytic_grad(lj.fold_bias(params), lj.add_bias_feature(x), targets, **kw)
   np.testing.assert_allclose(g_folded.W[:, :-1], g_plain.W, rtol=1e-10, atol=1e-12)
   np.testing.assert_allclose(g_folded.W[:, -1], g_plain.b, rtol=1e-10, atol=1e-12)
