@@ -421,7 +421,7 @@ def test_train_lbfgs_streams_an_npy_file(tmp_path):
     f'--data_path={tmp_path / "x.npy"}',
     f'--labels_path={tmp_path / "y.npy"}',
     '--optimizer=lbfgs',
-    '--tol=1e-5',
+    '--tol=1e-4',
     '--stream',
     '--block_rows=32',
     f'--workdir={tmp_path / "w"}',
@@ -432,7 +432,7 @@ def test_train_lbfgs_streams_an_npy_file(tmp_path):
   summary = json.loads((tmp_path / 'w' / 'summary.json').read_text())
   assert summary['streamed'] is True and summary['stop_reason'] == 'converged'
   solver = summary['solver']
-  assert solver['converged'] and solver['grad_norm'] <= 1e-5
+  assert solver['converged'] and solver['grad_norm'] <= 1e-4
   lines = [json.loads(line) for line in (tmp_path / 'w' / 'metrics.jsonl').read_text().splitlines()]
   assert [m['epoch'] for m in lines] == list(range(1, solver['iterations'] + 1))
   assert lines[-1]['fevals'] == solver['fevals']

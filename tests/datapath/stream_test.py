@@ -374,7 +374,7 @@ for name, weights in (('plain', None), ('weighted', 'skewed_w.npy')):
   ds = mapped('odd', weights)
   cfg = config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5, stream=True, block_rows=16)
   result = train.fit(cfg, ds)
-  lcfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5, stream=True, block_rows=16)
+  lcfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-4, stream=True, block_rows=16)
   lbfgs = train.fit(lcfg, ds)
   mine = stream.local_rows(len(ds.x_train))
   out[name] = {'W': np.asarray(result.params.W).tolist(), 'loss': result.history[-1]['train_loss'],
@@ -435,7 +435,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(cluster, weighted):
   # rows instead of the weights would move the result.
   ds = _train_only(ODD.x.astype(np.float32), ODD.y, SKEWED_W if weighted else None)
   ref = train.fit(config.TrainConfig(batch_size=0, epochs=4, learning_rate=0.5), ds)
-  ref_lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-5), ds)
+  ref_lbfgs = train.fit(config.TrainConfig(optimizer='lbfgs', reg=1e-2, tol=1e-4), ds)
   outs = cluster
   rows = []
   for out in outs:
@@ -445,7 +445,7 @@ def test_two_processes_stream_their_own_rows_and_equal_one(cluster, weighted):
     np.testing.assert_allclose(np.array(got['W']), ref.params.W, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got['loss'], ref.history[-1]['train_loss'], rtol=1e-5)
     # L-BFGS over both processes' rows reaches the one-process optimum.
-    assert got['lbfgs']['converged'] and got['lbfgs']['grad_norm'] <= 1e-5
+    assert got['lbfgs']['converged'] and got['lbfgs']['grad_norm'] <= 1e-4
     np.testing.assert_allclose(got['lbfgs']['objective'], ref_lbfgs.solver['objective'], rtol=1e-6)
     np.testing.assert_allclose(np.array(got['lbfgs_W']), ref_lbfgs.params.W, atol=1e-3)
   assert rows == [[0, 51], [51, 101]]  # each process read only its own rows
@@ -869,10 +869,10 @@ def test_f_star_with_sample_weights_is_the_same_streamed_or_not():
 def test_f_star_of_a_streamed_split_is_computed_over_its_blocks(monkeypatch):
   ds = _digits()
   cfg = config.TrainConfig(loss='softmax', reg=1e-3, dtype='float64')
-  ref, ref_params, _ = lbfgs.optimum(cfg, ds)
+  ref, ref_params, _ = lbfgs.optimum(cfg, ds, tol=1e-9)
   # Streamed, the whole split must never go to the device at once.
   monkeypatch.setattr(resident, 'device_data', lambda *a, **k: pytest.fail('moved the whole split'))
-  ours, params, info = lbfgs.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds)
+  ours, params, info = lbfgs.optimum(dataclasses.replace(cfg, stream=True, block_rows=200), ds, tol=1e-9)
   assert info.converged
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
   np.testing.assert_allclose(params.W, ref_params.W, atol=1e-5)

@@ -68,13 +68,13 @@ def test_default_run_on_a_held_out_file_is_within_half_a_point_of_logistic_regre
 
 def test_lbfgs_with_reference_and_refit(tmp_path):
   out = _run(
-    'experiments.train', '--optimizer=lbfgs', '--reference', '--refit', '--tol=1e-5', f'--workdir={tmp_path}'
+    'experiments.train', '--optimizer=lbfgs', '--reference', '--refit', '--tol=3e-5', f'--workdir={tmp_path}'
   )
   assert out.returncode == 0, out.stderr
   assert 'stopped: converged' in out.stdout.splitlines()[-1]
   summary = json.loads((tmp_path / 'summary.json').read_text())
   s = summary['solver']
-  assert s['converged'] and s['grad_norm'] <= 1e-5 and s['fevals'] >= s['iterations'] > 3
+  assert s['converged'] and s['grad_norm'] <= 3e-5 and s['fevals'] >= s['iterations'] > 3
   assert summary['saved_params'] == 'refit' and summary['refit']['train_examples'] > 0
   gaps = [json.loads(x)['f_minus_f_star'] for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert (
