@@ -265,17 +265,92 @@ USER_FILE = textwrap.dedent(
 )
 
 
-def _run(module, *args, cached=False):
-  """Runs experiment `module`: with the test run's compilation cache if `cached` (the command's default:
-  a program compiled once serves the later runs), else with none, so stderr holds only what it says."""
-  return subprocess.run(
-    [sys.executable, '-m', module, *args, *([] if cached else ['--compilation_cache='])],
+# Runs the commands `[[module, args, stdout file, stderr file], ...]` of argv[1] one after another in
+# one process, as `python -m module *args` would: `__main__` by runpy, its stdout and stderr (file
+# descriptors 1 and 2) into the files, its exit status as the interpreter makes it (a SystemExit's
+# text printed, an uncaught exception's traceback). Before each command the last one's flags and
+# `experiments` modules are gone and what it changed is put back (jax.config, the loss registry and
+# the programs compiled for its losses, environment, folder, warning printer), so each command starts
+# as the process started. Prints the exit statuses as a JSON list.
+COMMANDS = """
+import json, os, runpy, sys, traceback, warnings
+import jax
+from absl import flags
+from linear_jax.maths import losses
+absl_flags, environ, cwd = set(flags.FLAGS), dict(os.environ), os.getcwd()
+config, registry, showwarning = dict(jax.config.values), dict(losses.LOSSES), warnings.showwarning
+statuses = []
+for module, args, out_path, err_path in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  for name in set(flags.FLAGS) - absl_flags:
+    delattr(flags.FLAGS, name)
+  for name in [m for m in sys.modules if m.split('.')[0] == 'experiments']:
+    del sys.modules[name]
+  sys.argv = [module, *args]
+  with open(out_path, 'w') as out, open(err_path, 'w') as err:
+    saved = os.dup(1), os.dup(2)
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    try:
+      runpy.run_module(module, run_name='__main__', alter_sys=True)
+      status = 0
+    except SystemExit as e:
+      status = e.code
+      if status is not None and not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+      status = status or 0
+    except BaseException:
+      traceback.print_exc()
+      status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+    os.close(saved[0])
+    os.close(saved[1])
+  statuses.append(status)
+  os.environ.clear()
+  os.environ.update(environ)
+  os.chdir(cwd)
+  warnings.showwarning = showwarning
+  for name, value in config.items():
+    if jax.config.values.get(name) != value:
+      jax.config.update(name, value)
+  if losses.LOSSES != registry:
+    losses.LOSSES.clear()
+    losses.LOSSES.update(registry)
+    jax.clear_caches()  # programs are cached by the loss's name: the next command loads its file again
+print(json.dumps(statuses))
+"""
+
+
+def _run_all(folder, commands, cached=False):
+  """`python -m module *args` for each `(module, args)` of `commands`, one after another in one process:
+  a `CompletedProcess` of each, its stdout and stderr its own. With the test run's compilation cache if
+  `cached` (the commands' default: a program compiled once serves the later runs), else with none, so
+  stderr holds only what the command says."""
+  cache = [] if cached else ['--compilation_cache=']
+  jobs = [
+    [module, [*args, *cache], str(folder / f'{i}.out'), str(folder / f'{i}.err')]
+    for i, (module, args) in enumerate(commands)
+  ]
+  res = subprocess.run(
+    [sys.executable, '-c', COMMANDS, json.dumps(jobs)],
     cwd=ROOT,
     capture_output=True,
     text=True,
     timeout=240,
     check=False,
   )
+  assert res.returncode == 0 and not res.stderr, res.stderr[-3000:]
+  statuses = json.loads(res.stdout)
+  return [
+    subprocess.CompletedProcess(
+      [module, *args], status, pathlib.Path(out).read_text(), pathlib.Path(err).read_text()
+    )
+    for (module, args, out, err), status in zip(jobs, statuses, strict=True)
+  ]
 
 
 @pytest.fixture
@@ -286,78 +361,95 @@ def user_file(tmp_path):
 
 
 def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
-  out = _run(
-    'experiments.gradcheck', f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2', cached=True
-  )
-  assert out.returncode == 0, out.stderr
-  out = _run(
-    'experiments.gradcheck', f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2', cached=True
-  )
-  assert out.returncode == 1
-  assert 'analytic vs autodiff' in out.stdout and 'W[0, ' in out.stdout and 'FAIL' in out.stdout
   common = ('--dataset=breast_cancer', f'--loss={user_file}:GOOD', '--loss_hparams=margin=0.5')
-  out = _run(
-    'experiments.train',
-    *common,
-    '--epochs=2',
-    f'--workdir={tmp_path / "t"}',
-    '--quiet',
-    '--noplots',
+  good, wrong, trained, swept, searched = _run_all(
+    tmp_path,
+    [
+      ('experiments.gradcheck', [f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2']),
+      ('experiments.gradcheck', [f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2']),
+      ('experiments.train', [*common, '--epochs=2', f'--workdir={tmp_path / "t"}', '--quiet', '--noplots']),
+      (
+        'experiments.lr_sweep',
+        [
+          '--dataset=breast_cancer',
+          f'--loss={user_file}:GOOD',
+          '--sweep_loss_hparam=margin=0.5,2',
+          '--lrs=0.1',
+          '--regs=0',
+          '--epochs=2',
+          f'--workdir={tmp_path / "s"}',
+          '--quiet',
+        ],
+      ),
+      (
+        'experiments.search',
+        [
+          f'--loss={user_file}:GOOD',
+          '--dataset=breast_cancer',
+          '--budget=100',
+          '--low_dim=false',  # the user's loss on the dataset is the point; the 2-D problem is search's own
+          f'--workdir={tmp_path / "r"}',
+        ],
+      ),
+    ],
     cached=True,
   )
-  assert out.returncode == 0, out.stderr
+  assert good.returncode == 0, good.stderr
+  assert wrong.returncode == 1
+  assert 'analytic vs autodiff' in wrong.stdout and 'W[0, ' in wrong.stdout and 'FAIL' in wrong.stdout
+  assert trained.returncode == 0, trained.stderr
   summary = json.loads((tmp_path / 't' / 'summary.json').read_text())
   assert summary['loss_hparams'] == {'margin': 0.5} and summary['final']['test_accuracy'] > 0.8
-  out = _run(
-    'experiments.lr_sweep',
-    '--dataset=breast_cancer',
-    f'--loss={user_file}:GOOD',
-    '--sweep_loss_hparam=margin=0.5,2',
-    '--lrs=0.1',
-    '--regs=0',
-    '--epochs=2',
-    f'--workdir={tmp_path / "s"}',
-    '--quiet',
-    cached=True,
-  )
-  assert out.returncode == 0, out.stderr
+  assert swept.returncode == 0, swept.stderr
   header = (tmp_path / 's' / 'sweep.csv').read_text().splitlines()[0].split(',')
   assert header[:3] == ['learning_rate', 'reg', 'margin']
-  out = _run(
-    'experiments.search',
-    f'--loss={user_file}:GOOD',
-    '--dataset=breast_cancer',
-    '--budget=100',
-    '--low_dim=false',  # the user's loss on the dataset is the point; the 2-D problem is search's own test
-    f'--workdir={tmp_path / "r"}',
-    cached=True,
-  )
-  assert out.returncode == 0, out.stderr
+  assert searched.returncode == 0, searched.stderr
 
 
-@pytest.mark.parametrize(
-  'spec,match',
-  [
-    ('{d}/missing.py:GOOD', 'no file'),
-    ('{d}/my_loss.py:NOPE', "defines no 'NOPE'"),
-    ('{d}/my_loss.py:NOT_A_LOSS', 'is of type int, not a linear_jax.Loss'),
-    ('{d}/raises.py:X', 'raised ZeroDivisionError on import'),
-    ('{d}/exits.py:X', 'exits.py exited while it was imported (sys.exit(0))'),
-    ('no_such_module_xyz:X', "cannot import module 'no_such_module_xyz'"),
-    ('softmax', None),
-  ],
-)
-def test_bad_loss_flag_is_one_line_before_any_work(user_file, spec, match):
-  (user_file.parent / 'raises.py').write_text('1 / 0\n')
-  (user_file.parent / 'exits.py').write_text('import sys\nsys.exit(0)\n')
-  args = [f'--loss={spec.format(d=user_file.parent)}', '--loss_hparams=delta=2']
-  out = _run('experiments.train', *args, '--epochs=1', f'--workdir={user_file.parent / "w"}')
+BAD_LOSS_FLAGS = [
+  ('{d}/missing.py:GOOD', 'no file'),
+  ('{d}/my_loss.py:NOPE', "defines no 'NOPE'"),
+  ('{d}/my_loss.py:NOT_A_LOSS', 'is of type int, not a linear_jax.Loss'),
+  ('{d}/raises.py:X', 'raised ZeroDivisionError on import'),
+  ('{d}/exits.py:X', 'exits.py exited while it was imported (sys.exit(0))'),
+  ('no_such_module_xyz:X', "cannot import module 'no_such_module_xyz'"),
+  ('softmax', None),
+]
+
+
+@pytest.fixture(scope='module')
+def refused(tmp_path_factory):
+  """`{spec: (the train command's answer, its workdir)}` for each `--loss` of BAD_LOSS_FLAGS, and under
+  `'NAN'` gradcheck's for a loss whose value is NaN and its file: without a compilation cache, one process."""
+  d = tmp_path_factory.mktemp('refused')
+  (d / 'my_loss.py').write_text(USER_FILE)
+  (d / 'autodiff_only.py').write_text(AUTODIFF_ONLY_FILE)
+  (d / 'raises.py').write_text('1 / 0\n')
+  (d / 'exits.py').write_text('import sys\nsys.exit(0)\n')
+  workdirs = [d / f'w{i}' for i in range(len(BAD_LOSS_FLAGS))]
+  commands = [
+    (
+      'experiments.train',
+      [f'--loss={spec.format(d=d)}', '--loss_hparams=delta=2', '--epochs=1', f'--workdir={w}'],
+    )
+    for (spec, _), w in zip(BAD_LOSS_FLAGS, workdirs, strict=True)
+  ]
+  nan_file = d / 'autodiff_only.py'
+  commands.append(('experiments.gradcheck', [f'--loss={nan_file}:NAN', '--method=central', '--penalty=l2']))
+  *runs, nan = _run_all(d, commands)
+  answers = zip([spec for spec, _ in BAD_LOSS_FLAGS], zip(runs, workdirs, strict=True), strict=True)
+  return dict(answers) | {'NAN': (nan, nan_file)}
+
+
+@pytest.mark.parametrize('spec,match', BAD_LOSS_FLAGS)
+def test_bad_loss_flag_is_one_line_before_any_work(refused, spec, match):
+  out, workdir = refused[spec]
   assert out.returncode != 0
   assert 'Traceback' not in out.stderr
   assert match is None or match in out.stderr
   if match is None:  # a known loss given a hyperparameter it does not have
     assert "Loss 'softmax' has no hyperparameters; got 'delta'" in out.stderr
-  assert not (user_file.parent / 'w' / 'metrics.jsonl').exists()
+  assert not (workdir / 'metrics.jsonl').exists()
 
 
 def test_a_loss_file_path_expands_the_home_folder(user_file, monkeypatch):
@@ -466,10 +558,8 @@ def test_a_function_whose_value_is_nan_where_it_is_checked_is_named_not_reported
     )
 
 
-def test_gradcheck_of_a_loss_whose_value_is_nan_answers_in_one_line(tmp_path):
-  path = tmp_path / 'autodiff_only.py'
-  path.write_text(AUTODIFF_ONLY_FILE)
-  out = _run('experiments.gradcheck', f'--loss={path}:NAN', '--method=central', '--penalty=l2')
+def test_gradcheck_of_a_loss_whose_value_is_nan_answers_in_one_line(refused):
+  out, path = refused['NAN']
   assert out.returncode == 1 and 'Traceback' not in out.stderr
   assert out.stderr.strip().splitlines() == [
     f"Error: Loss '{path}:NAN': field 'value' returned non-finite values on finite scores."

@@ -1,6 +1,7 @@
 """`--learning_rate=auto`: the step size measured from the problem, against the full Hessian's eigenvalues."""
 
 import dataclasses
+import functools
 import textwrap
 
 import jax
@@ -31,11 +32,24 @@ def _problem(targets, n=120, d=5, c=3, seed=0):
   return x, np.asarray(y, np.float32 if targets == 'real' else np.int32), params
 
 
+@functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
+def _hessian(params, x, y, reg, loss, penalty):
+  """The objective's whole Hessian in the flattened parameters, as one compiled program (not op by op)."""
+  flat, unravel = ravel_pytree(params)
+  return jax.hessian(lambda v: losses.objective(unravel(v), x, y, loss, reg, penalty))(flat)
+
+
 def _hessian_max(loss, params, x, y, reg, penalty='l2'):
   """The largest eigenvalue of the objective's Hessian, from the whole matrix (NumPy's eigvalsh)."""
-  flat, unravel = ravel_pytree(params)
-  f = lambda v: losses.objective(unravel(v), jnp.asarray(x), jnp.asarray(y), loss, reg, penalty)
-  return float(np.linalg.eigvalsh(np.asarray(jax.hessian(f)(flat), np.float64))[-1])
+  h = _hessian(params, jnp.asarray(x), jnp.asarray(y), reg, loss, penalty)
+  return float(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1])
+
+
+@jax.jit
+def _softmax_score_hessians(scores, y):
+  """`[N, C, C]`: each row's Hessian of its softmax cross-entropy in its scores, in one program."""
+  one = lambda s, t: classification.softmax_cross_entropy(s[None], t[None])[0]
+  return jax.vmap(jax.hessian(one))(scores, y)
 
 
 @pytest.mark.parametrize('loss, targets', [('softmax', 'class'), ('logistic', 'binary'), ('l2', 'real')])
@@ -56,13 +70,9 @@ def test_mini_batch_step_follows_ma_bassily_belkin():
   lr, info = step_size.derive(cfg, params, x, y, None, batch, len(x))
   lam = _hessian_max('softmax', params, x, y, 0.0)
   # β: the mean over examples of ‖x̃_i‖² times the largest eigenvalue of the loss's Hessian in the scores.
-  scores = np.asarray(model.scores(params, jnp.asarray(x)))
-  per_row = []
-  for s, t, row in zip(scores, y, x, strict=True):
-    h = jax.hessian(lambda v, t=t: classification.softmax_cross_entropy(v[None], jnp.asarray([t]))[0])(
-      jnp.asarray(s)
-    )
-    per_row.append(np.linalg.eigvalsh(np.asarray(h, np.float64))[-1] * (row @ row + 1.0))
+  hessians = _softmax_score_hessians(model.scores(params, jnp.asarray(x)), jnp.asarray(y))
+  per_row = np.linalg.eigvalsh(np.asarray(hessians, np.float64))[:, -1] * (np.sum(x * x, axis=1) + 1.0)
+  assert per_row.shape == (len(x),)
   beta = float(np.mean(per_row))
   np.testing.assert_allclose(info['example_curvature_mean'], beta, rtol=0.02)
   np.testing.assert_allclose(lr, batch / (beta + (batch - 1) * lam), rtol=0.03)
