@@ -7,9 +7,10 @@ environment's editable install was made from another checkout.
 
 The commands that only read their flags (`--help`, `--helpfull`, the list of
 commands, a refused flag or command) run as `python -m MODULE ...` does, in
-processes forked from one interpreter that has imported linear_jax (and so JAX):
-each has its own working folder, `sys.argv`, flags, output and exit status, and
-none pays the second and a half of importing JAX again.
+processes forked from one interpreter that has imported the library modules they
+import (linear_jax, and so JAX): each has its own working folder, `sys.argv`,
+flags, output and exit status, and none pays the second and a half of importing
+JAX again.
 """
 
 import json
@@ -90,7 +91,8 @@ def _jobs():
   helps = [(f'experiments.{name}', ('--help',), False) for name in _programs_in_experiments_folder()]
   return [
     ('linear_jax', (), True),
-    *[(m, (*c, '--helpfull'), True) for m, c in [('linear_jax', ('train',)), ('linear_jax', ('lr_sweep',))]],
+    ('linear_jax', ('train', '--helpfull'), True),
+    ('linear_jax', ('lr_sweep', '--helpfull'), True),
     ('experiments.train', ('--helpfull',), False),
     ('experiments.lr_sweep', ('--helpfull',), False),
     ('linear_jax', ('train', '--help'), True),
