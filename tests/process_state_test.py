@@ -1,13 +1,14 @@
 """conftest.py's `_process_state`: what one test changes in the process, the next one never sees.
 
-A small suite runs in a fresh pytest with this conftest.py, in file order: its first test changes
-everything the fixture restores, its second looks. The same suite without conftest.py shows that
-the second test does see a change that is not undone.
+A small suite runs in a fresh pytest, in file order, twice: first in a folder with this conftest.py,
+then in a folder beside it that has none. Its first test changes everything the fixture restores,
+its second looks: with the fixture it finds the process as the first one found it; without it (the
+same process, after the fixture has put back what the first copy changed) it does see a change that
+is not undone. The copy of conftest.py waits 0.5 s, not 5, for what a test leaves running to end.
 """
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -99,25 +100,29 @@ def _run_suite(tmp_path, *args):
 
 
 def test_what_a_test_changes_is_put_back_and_what_it_leaves_running_fails_it(tmp_path):
-  suite = tmp_path / 'suite'
-  suite.mkdir()
-  (suite / 'state_test.py').write_text(SUITE)
-  shutil.copy(ROOT / 'tests' / 'conftest.py', suite / 'conftest.py')
-  out = _run_suite(suite, 'state_test.py')
+  suite, bare = tmp_path / 'suite', tmp_path / 'bare'
+  for folder in (suite, bare):
+    folder.mkdir()
+    (folder / 'state_test.py').write_text(SUITE)
+  conftest = (ROOT / 'tests' / 'conftest.py').read_text()
+  assert conftest.count('\n_GRACE_S = 5.0') == 1
+  (suite / 'conftest.py').write_text(conftest.replace('\n_GRACE_S = 5.0', '\n_GRACE_S = 0.5'))
+  out = _run_suite(
+    tmp_path,
+    '--import-mode=importlib',  # two modules named state_test
+    'suite/state_test.py',
+    'bare/state_test.py',
+    '--deselect=bare/state_test.py::test_3_leaves_a_thread_and_a_child_process_running',
+  )
   report = out.stdout + out.stderr
-  assert 'PASSED state_test.py::test_1_changes_the_process' in report, report
-  assert 'PASSED state_test.py::test_2_finds_what_test_1_found' in report, report
-  assert 'ERROR state_test.py::test_3_leaves_a_thread_and_a_child_process_running' in report, report
+  assert 'PASSED suite/state_test.py::test_1_changes_the_process' in report, report
+  assert 'PASSED suite/state_test.py::test_2_finds_what_test_1_found' in report, report
+  assert 'ERROR suite/state_test.py::test_3_leaves_a_thread_and_a_child_process_running' in report, report
   assert "thread 'left-behind' is still running" in report, report
   assert 'was still running; killed' in report, report
-  child = int((suite / 'child.pid').read_text())
+  child = int((tmp_path / 'child.pid').read_text())
   assert not os.path.exists(f'/proc/{child}') or sys.platform != 'linux'  # killed and reaped
 
   # Without the fixture, test 2 sees what test 1 did: the check above could fail.
-  bare = tmp_path / 'bare'
-  bare.mkdir()
-  (bare / 'state_test.py').write_text(SUITE)
-  out = _run_suite(bare, 'state_test.py', '-k', 'not leaves')
-  report = out.stdout + out.stderr
-  assert 'PASSED state_test.py::test_1_changes_the_process' in report, report
-  assert 'FAILED state_test.py::test_2_finds_what_test_1_found' in report, report
+  assert 'PASSED bare/state_test.py::test_1_changes_the_process' in report, report
+  assert 'FAILED bare/state_test.py::test_2_finds_what_test_1_found' in report, report

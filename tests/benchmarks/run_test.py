@@ -23,19 +23,38 @@ def _run(module, *args, timeout=240, env=None):
   )
 
 
-def test_benchmark_script_runs(tmp_path):
+GPU = '## GPU results\n\nMachine: NVIDIA H100 80GB HBM3\n\n### 1. Loss\n\n| a |\n'
+PART2 = '<!-- section 2 2020-01-02 | old machine -->\n### 2. Training\n\nold part 2\n'
+
+
+@pytest.fixture(scope='module')
+def benchmark_run(tmp_path_factory):
+  """Sections 1, 4 and 5 run on the CPU into a results file that has a GPU section and an older CPU one.
+
+  The older CPU section has part 2 (not run now) and part 5 (run again). One run serves both tests
+  below: `(completed process, results file's text, --json_out's results, folder)`.
+  """
+  folder = tmp_path_factory.mktemp('benchmark')
+  old = (
+    f'# h\n\n## CPU results\n\nMachine: old\n\n{PART2}\n<!-- section 5 2020-01-02 -->\nold part 5\n\n' + GPU
+  )
+  (folder / 'R.md').write_text(old)
   out = _run(
     'benchmarks.run',
     '--quick',
     '--sections=1,4,5',
     '--repeats=1',
-    f'--out={tmp_path}/R.md',
-    f'--json_out={tmp_path}/r.json',
+    f'--out={folder}/R.md',
+    f'--json_out={folder}/r.json',
+    env={'JAX_PLATFORMS': 'cpu'},
   )
   assert out.returncode == 0, out.stderr
-  text = (tmp_path / 'R.md').read_text()
+  return out, (folder / 'R.md').read_text(), json.loads((folder / 'r.json').read_text()), folder
+
+
+def test_benchmark_script_runs(benchmark_run):
+  _, text, results, _ = benchmark_run
   assert '### 4. Sweeps' in text and '### 5. Gradient checking' in text
-  results = json.loads((tmp_path / 'r.json').read_text())
   assert results['5']['full']['params'] == 650
   # Section 1 states the compute floor it measured and which bound holds.
   first = results['1']
@@ -45,37 +64,33 @@ def test_benchmark_script_runs(tmp_path):
   assert first['verdict'] in text and 'compute floor' in text
 
 
-def test_benchmark_keeps_the_other_backends_section(tmp_path):
+def test_benchmark_keeps_the_other_backends_section(benchmark_run):
   from benchmarks import run as benchmark  # pylint: disable=import-outside-toplevel
 
-  gpu = '## GPU results\n\nMachine: NVIDIA H100 80GB HBM3\n\n### 1. Loss\n\n| a |\n'
+  gpu = GPU
   old = '# linear_jax benchmark results\n\n## CPU results\n\nold cpu numbers\n\n' + gpu
   merged = benchmark.merge_results(old, '# header\n', '## CPU results\n\nnew cpu numbers\n')
   assert merged == '# header\n\n## CPU results\n\nnew cpu numbers\n\n' + gpu  # replaced in place
   added = benchmark.merge_results('# h\n\n## CPU results\n\ncpu\n', '# h\n', gpu)
   assert added == '# h\n\n## CPU results\n\ncpu\n\n' + gpu
   assert benchmark.merge_results('', '# h\n', '## CPU results\n\nx') == '# h\n\n## CPU results\n\nx\n'
-  # The same command on a GPU adds its section: run section 5 on the CPU into a file that has a GPU one.
-  # The CPU section's part 1, from an earlier run, is kept; its part 5 is measured again.
-  part1 = '<!-- section 1 2020-01-02 | old machine -->\n### 1. Loss\n\nold part 1\n'
-  old = (
-    f'# h\n\n## CPU results\n\nMachine: old\n\n{part1}\n<!-- section 5 2020-01-02 -->\nold part 5\n\n' + gpu
-  )
-  (tmp_path / 'R.md').write_text(old)
-  cpu = {'JAX_PLATFORMS': 'cpu'}
-  out = _run('benchmarks.run', '--quick', '--sections=5', '--repeats=1', f'--out={tmp_path}/R.md', env=cpu)
-  assert out.returncode == 0, out.stderr
-  text = (tmp_path / 'R.md').read_text()
+  # The same command on a GPU adds its section: the run of sections 1, 4 and 5 on the CPU went into a
+  # file that has a GPU one. The CPU section's part 2, from an earlier run, is kept in its place; its
+  # part 5 is measured again.
+  _, text, _, tmp_path = benchmark_run
   assert text.endswith(gpu) and 'Machine: old' not in text and 'old part 5' not in text
-  assert part1 in text and text.index(part1) < text.index('### 5. Gradient checking')
+  assert PART2 in text and text.index('### 1. ') < text.index(PART2) < text.index('### 4. Sweeps')
+  assert text.index(PART2) < text.index('### 5. Gradient checking')
   parts = benchmark.section_parts(text.split('## GPU results')[0])
-  assert list(parts) == ['1', '5'] and parts['1'][:2] == ('2020-01-02', 'old machine')
+  assert list(parts) == ['1', '2', '4', '5'] and parts['2'][:2] == ('2020-01-02', 'old machine')
   assert (
     parts['5'][0] != '2020-01-02'
     and 'cpu: cpu' in parts['5'][1]
     and 'as stated in each table' in parts['5'][1]
   )
-  assert '- section 1: old machine; 2020-01-02\n' in text and f'- section 5: {parts["5"][1]}; ' in text
+  assert parts['1'][1].endswith('medians of 1 runs') and parts['4'][1] == parts['5'][1]
+  assert '- section 2: old machine; 2020-01-02\n' in text and f'- sections 4, 5: {parts["5"][1]}; ' in text
+  cpu = {'JAX_PLATFORMS': 'cpu'}
   bad = _run('benchmarks.run', '--quick', '--sections=5,12', f'--out={tmp_path}/R.md', env=cpu)
   assert bad.returncode != 0 and '--sections' in bad.stderr and 'each of 1-11' in bad.stderr
   # A section in its own module states its repeats in its tables; the header must not claim --repeats.
