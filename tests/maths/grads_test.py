@@ -24,17 +24,21 @@ def _flat(tree):
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty'))
-def _three_gradients(params, x, targets, loss, penalty):
-  """The hand-derived, autodiff and central-difference gradients, as one compiled program.
+def _three_gradients(problems, loss, penalty):
+  """The hand-derived, autodiff and central-difference gradients of each `(params, x, targets)` of
+  `problems`, as one compiled program.
 
   One program per case instead of one per operation: the public functions' host checks see tracers
   and check shapes only, and the arrays they would check are `random_problem`'s, valid by design.
   """
   kw = dict(loss=loss, reg=0.3, penalty=penalty)
-  analytic = lj.analytic_grad(params, x, targets, **kw)
-  autodiff = jax.grad(lj.objective)(params, x, targets, **kw)
-  numerical = lj.numerical_grad(lambda p: lj.objective(p, x, targets, **kw), params)
-  return analytic, autodiff, numerical
+  out = []
+  for params, x, targets in problems:
+    analytic = lj.analytic_grad(params, x, targets, **kw)
+    autodiff = jax.grad(lj.objective)(params, x, targets, **kw)
+    numerical = lj.numerical_grad(lambda p, x=x, targets=targets: lj.objective(p, x, targets, **kw), params)
+    out.append((analytic, autodiff, numerical))
+  return out
 
 
 @pytest.mark.parametrize(
@@ -42,9 +46,12 @@ def _three_gradients(params, x, targets, loss, penalty):
   list(itertools.product(sorted(losses.LOSSES), sorted(losses.PENALTIES), [False, True])),
 )
 def test_analytic_matches_autodiff(loss, penalty, bias_trick):
-  for seed, (n, d, c) in enumerate(SHAPES):
-    params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(seed), loss, n, d, c, bias_trick)
-    analytic, autodiff, numerical = map(_flat, _three_gradients(params, x, targets, loss, penalty))
+  problems = [
+    gradcheck.random_problem(jax.random.PRNGKey(seed), loss, n, d, c, bias_trick)
+    for seed, (n, d, c) in enumerate(SHAPES)
+  ]
+  for grads in _three_gradients(problems, loss, penalty):
+    analytic, autodiff, numerical = map(_flat, grads)
     np.testing.assert_allclose(analytic, autodiff, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(analytic, numerical, rtol=1e-7, atol=1e-9)
 
