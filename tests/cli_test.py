@@ -8,9 +8,9 @@ environment's editable install was made from another checkout.
 The commands that only read their flags (`--help`, `--helpfull`, the list of
 commands, a refused flag or command) run as `python -m MODULE ...` does, in
 processes forked from one interpreter that has imported the library modules they
-import (linear_jax, and so JAX): each has its own working folder, `sys.argv`,
-flags, output and exit status, and none pays the second and a half of importing
-JAX again.
+import (conftest.py's `run_commands`): each has its own working folder,
+`sys.argv`, flags, output and exit status, and none pays the second and a half of
+importing JAX again.
 """
 
 import json
@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-import types
 
 import pytest
 
@@ -31,46 +30,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _run(args, cwd, timeout=240):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-# Runs `python -m MODULE ARGS...` in CWD for each job of the JSON list in argv[1], each in a child forked
-# after the library modules the experiments import are imported; prints the JSON list of {returncode,
-# stdout, stderr}. A child leaves the loop by the exception that ends its program (SystemExit, or any
-# other: a traceback and status 1, as the interpreter does), or by SystemExit(0) when the module returns.
-_FORKED = r"""
-import json, os, runpy, sys, tempfile
-import absl.app, linear_jax, linear_jax.runs.experiment, linear_jax.runs.plots  # what the experiments import
-
-def child(module, args, cwd, out, err):
-  os.chdir(cwd)
-  sys.path[0] = cwd  # what `python -m` puts first
-  for stream, fd in ((out, 1), (err, 2)):
-    os.dup2(stream.fileno(), fd)
-  sys.argv = [module, *args]  # run_module puts the module's file in argv[0], as `python -m` does
-  runpy.run_module(module, run_name='__main__', alter_sys=True)
-  raise SystemExit(0)
-
-results = []
-for module, args, cwd in json.loads(sys.argv[1]):
-  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-    sys.stdout.flush(), sys.stderr.flush()
-    if os.fork() == 0:
-      child(module, args, cwd, out, err)
-    status = os.wait()[1]
-    texts = []
-    for stream in (out, err):
-      stream.seek(0)
-      texts.append(stream.read().decode())
-  results.append({'returncode': os.waitstatus_to_exitcode(status), 'stdout': texts[0], 'stderr': texts[1]})
-print(json.dumps(results))
-"""
-
-
-def _run_forked(jobs):
-  """`python -m module *args` in `cwd` for each `(module, args, cwd)`: their outputs, as `_run`'s."""
-  out = _run([sys.executable, '-c', _FORKED, json.dumps([[m, list(a), str(c)] for m, a, c in jobs])], ROOT)
-  assert out.returncode == 0, out.stderr
-  return [types.SimpleNamespace(**r) for r in json.loads(out.stdout.splitlines()[-1])]
 
 
 def _programs_in_experiments_folder():
@@ -104,10 +63,10 @@ def _jobs():
 
 
 @pytest.fixture(scope='module')
-def commands(tmp_path_factory):
+def commands(tmp_path_factory, run_commands):
   """`{(module, *args): result}` of `_jobs()`, run in ROOT or each in a fresh folder (result.cwd)."""
   jobs = [(m, a, tmp_path_factory.mktemp('cwd') if fresh else ROOT) for m, a, fresh in _jobs()]
-  results = _run_forked(jobs)
+  results = run_commands(jobs)
   for (_, _, cwd), result in zip(jobs, results, strict=True):
     result.cwd = cwd
   return {(m, *a): r for (m, a, _), r in zip(jobs, results, strict=True)}

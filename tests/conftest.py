@@ -26,6 +26,10 @@ L-BFGS and search programs 3 times faster, and a trivial program in 24 ms instea
 code-generation settings below XLA's HLO, the program JAX builds and the tests check; users' runs
 keep XLA's defaults, and `benchmarks/` measures those.
 
+A command that must run as its own process (`python -m experiments.train ...`) but need not pay for
+importing JAX again runs through the `run_commands` fixture: in a child forked from one process that
+imported the library, before JAX started a backend.
+
 The suite runs in random order (pytest-randomly, pinned in requirements-dev.txt): the seed is printed
 at the start and at the end, `-p randomly --randomly-seed=N` replays an order and `-p no:randomly`
 turns it off. So that no test depends on what ran before it in the same process, `_process_state`
@@ -53,10 +57,14 @@ if 'PYTEST_XDIST_WORKER' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(_CACHE_ROOT, 'jax')
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
+import json  # noqa: E402
+import pathlib  # noqa: E402
 import signal  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import types  # noqa: E402
 
 import jax  # noqa: E402  (after the precision is set for this process and its children)
 import pytest  # noqa: E402
@@ -193,6 +201,67 @@ def _process_state():
   problems = _restore(saved)
   if problems:
     pytest.fail('The test left running what it started: ' + '; '.join(problems), pytrace=False)
+
+
+# Runs `python -m MODULE ARGS...` in CWD for each job of the JSON list in argv[1], each in a child forked
+# after the library modules the experiments import are imported (JAX's backend is not started by them, so
+# a fork is safe); prints the JSON list of {returncode, stdout, stderr}. A child leaves the loop by the
+# exception that ends its program (SystemExit, or any other: a traceback and status 1, as the
+# interpreter does), or by SystemExit(0) when the module returns.
+_FORKED = r"""
+import json, os, runpy, sys, tempfile
+import absl.app, linear_jax, linear_jax.runs.experiment, linear_jax.runs.plots  # what the experiments import
+
+def child(module, args, cwd, out, err):
+  os.chdir(cwd)
+  sys.path[0] = cwd  # what `python -m` puts first
+  for stream, fd in ((out, 1), (err, 2)):
+    os.dup2(stream.fileno(), fd)
+  sys.argv = [module, *args]  # run_module puts the module's file in argv[0], as `python -m` does
+  runpy.run_module(module, run_name='__main__', alter_sys=True)
+  raise SystemExit(0)
+
+results = []
+for module, args, cwd in json.loads(sys.argv[1]):
+  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    sys.stdout.flush(), sys.stderr.flush()
+    if os.fork() == 0:
+      child(module, args, cwd, out, err)
+    status = os.wait()[1]
+    texts = []
+    for stream in (out, err):
+      stream.seek(0)
+      texts.append(stream.read().decode())
+  results.append({'returncode': os.waitstatus_to_exitcode(status), 'stdout': texts[0], 'stderr': texts[1]})
+print(json.dumps(results))
+"""
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def run_commands():
+  """`run(jobs)`: `python -m module *args` in `cwd` for each `(module, args, cwd)` of `jobs`, as separate
+  processes would run them (each its own folder, `sys.argv`, flags, output and exit status), in children
+  forked from one process that imported the library once: each result's `returncode`, `stdout` and
+  `stderr`. The code is this tree's (PYTHONPATH), whatever checkout the environment installed."""
+
+  def run(jobs, timeout=240):
+    env = dict(
+      os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
+    )
+    out = subprocess.run(
+      [sys.executable, '-c', _FORKED, json.dumps([[m, list(a), str(c)] for m, a, c in jobs])],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      check=False,
+    )
+    assert out.returncode == 0 and not out.stderr, out.stderr[-3000:]
+    return [types.SimpleNamespace(**r) for r in json.loads(out.stdout.splitlines()[-1])]
+
+  return run
 
 
 def _random_order_line(config):

@@ -3,8 +3,6 @@
 import gc
 import json
 import pathlib
-import subprocess
-import sys
 import textwrap
 
 from absl import flags
@@ -265,92 +263,13 @@ USER_FILE = textwrap.dedent(
 )
 
 
-# Runs the commands `[[module, args, stdout file, stderr file], ...]` of argv[1] one after another in
-# one process, as `python -m module *args` would: `__main__` by runpy, its stdout and stderr (file
-# descriptors 1 and 2) into the files, its exit status as the interpreter makes it (a SystemExit's
-# text printed, an uncaught exception's traceback). Before each command the last one's flags and
-# `experiments` modules are gone and what it changed is put back (jax.config, the loss registry and
-# the programs compiled for its losses, environment, folder, warning printer), so each command starts
-# as the process started. Prints the exit statuses as a JSON list.
-COMMANDS = """
-import json, os, runpy, sys, traceback, warnings
-import jax
-from absl import flags
-from linear_jax.maths import losses
-absl_flags, environ, cwd = set(flags.FLAGS), dict(os.environ), os.getcwd()
-config, registry, showwarning = dict(jax.config.values), dict(losses.LOSSES), warnings.showwarning
-statuses = []
-for module, args, out_path, err_path in json.loads(sys.argv[1]):
-  flags.FLAGS.unparse_flags()
-  for name in set(flags.FLAGS) - absl_flags:
-    delattr(flags.FLAGS, name)
-  for name in [m for m in sys.modules if m.split('.')[0] == 'experiments']:
-    del sys.modules[name]
-  sys.argv = [module, *args]
-  with open(out_path, 'w') as out, open(err_path, 'w') as err:
-    saved = os.dup(1), os.dup(2)
-    os.dup2(out.fileno(), 1)
-    os.dup2(err.fileno(), 2)
-    try:
-      runpy.run_module(module, run_name='__main__', alter_sys=True)
-      status = 0
-    except SystemExit as e:
-      status = e.code
-      if status is not None and not isinstance(status, int):
-        print(status, file=sys.stderr)
-        status = 1
-      status = status or 0
-    except BaseException:
-      traceback.print_exc()
-      status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(saved[0], 1)
-    os.dup2(saved[1], 2)
-    os.close(saved[0])
-    os.close(saved[1])
-  statuses.append(status)
-  os.environ.clear()
-  os.environ.update(environ)
-  os.chdir(cwd)
-  warnings.showwarning = showwarning
-  for name, value in config.items():
-    if jax.config.values.get(name) != value:
-      jax.config.update(name, value)
-  if losses.LOSSES != registry:
-    losses.LOSSES.clear()
-    losses.LOSSES.update(registry)
-    jax.clear_caches()  # programs are cached by the loss's name: the next command loads its file again
-print(json.dumps(statuses))
-"""
-
-
-def _run_all(folder, commands, cached=False):
-  """`python -m module *args` for each `(module, args)` of `commands`, one after another in one process:
-  a `CompletedProcess` of each, its stdout and stderr its own. With the test run's compilation cache if
+def _run_all(run_commands, commands, cached=False):
+  """`python -m module *args` for each `(module, args)` of `commands`, each as its own process (conftest's
+  `run_commands`): its `returncode`, `stdout` and `stderr`. With the test run's compilation cache if
   `cached` (the commands' default: a program compiled once serves the later runs), else with none, so
   stderr holds only what the command says."""
   cache = [] if cached else ['--compilation_cache=']
-  jobs = [
-    [module, [*args, *cache], str(folder / f'{i}.out'), str(folder / f'{i}.err')]
-    for i, (module, args) in enumerate(commands)
-  ]
-  res = subprocess.run(
-    [sys.executable, '-c', COMMANDS, json.dumps(jobs)],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=240,
-    check=False,
-  )
-  assert res.returncode == 0 and not res.stderr, res.stderr[-3000:]
-  statuses = json.loads(res.stdout)
-  return [
-    subprocess.CompletedProcess(
-      [module, *args], status, pathlib.Path(out).read_text(), pathlib.Path(err).read_text()
-    )
-    for (module, args, out, err), status in zip(jobs, statuses, strict=True)
-  ]
+  return run_commands([(module, [*args, *cache], ROOT) for module, args in commands])
 
 
 @pytest.fixture
@@ -360,10 +279,10 @@ def user_file(tmp_path):
   return path
 
 
-def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path):
+def test_user_file_in_gradcheck_train_sweep_and_search(user_file, tmp_path, run_commands):
   common = ('--dataset=breast_cancer', f'--loss={user_file}:GOOD', '--loss_hparams=margin=0.5')
   good, wrong, trained, swept, searched = _run_all(
-    tmp_path,
+    run_commands,
     [
       ('experiments.gradcheck', [f'--loss={user_file}:GOOD', '--method=central', '--penalty=l2']),
       ('experiments.gradcheck', [f'--loss={user_file}:WRONG', '--method=central', '--penalty=l2']),
@@ -418,7 +337,7 @@ BAD_LOSS_FLAGS = [
 
 
 @pytest.fixture(scope='module')
-def refused(tmp_path_factory):
+def refused(tmp_path_factory, run_commands):
   """`{spec: (the train command's answer, its workdir)}` for each `--loss` of BAD_LOSS_FLAGS, and under
   `'NAN'` gradcheck's for a loss whose value is NaN and its file: without a compilation cache, one process."""
   d = tmp_path_factory.mktemp('refused')
@@ -436,7 +355,7 @@ def refused(tmp_path_factory):
   ]
   nan_file = d / 'autodiff_only.py'
   commands.append(('experiments.gradcheck', [f'--loss={nan_file}:NAN', '--method=central', '--penalty=l2']))
-  *runs, nan = _run_all(d, commands)
+  *runs, nan = _run_all(run_commands, commands)
   answers = zip([spec for spec, _ in BAD_LOSS_FLAGS], zip(runs, workdirs, strict=True), strict=True)
   return dict(answers) | {'NAN': (nan, nan_file)}
 
