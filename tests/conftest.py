@@ -22,7 +22,7 @@ settings in `XLA_FLAGS` (which the subprocesses inherit): LLVM's lowest optimiza
 (`--xla_backend_optimization_level=0`), and XLA's classic elemental emitter for fused operations
 instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`, which spend a pass
 pipeline on each fusion). The suite's programs are small and run briefly: together the two compile its
-L-BFGS and search programs 3 times faster, and a trivial program in 24 ms instead of 40. Both are
+L-BFGS and search programs 3 to 6 times faster, and a trivial program in 25 ms instead of 45. Both are
 code-generation settings below XLA's HLO, the program JAX builds and the tests check; users' runs
 keep XLA's defaults, and `benchmarks/` measures those.
 
