@@ -24,7 +24,8 @@ instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`, whic
 pipeline on each fusion). The suite's programs are small and run briefly: together the two compile its
 L-BFGS and search programs 3 to 6 times faster, and a trivial program in 25 ms instead of 45. Both are
 code-generation settings below XLA's HLO, the program JAX builds and the tests check; users' runs
-keep XLA's defaults, and `benchmarks/` measures those.
+keep XLA's defaults, and `benchmarks/` measures those. On a machine where JAX has a GPU plugin the
+tests keep XLA's defaults too.
 
 A command that must run as its own process (`python -m experiments.train ...`) but need not pay for
 importing JAX again runs through the `run_commands` fixture: in a child forked from one process that
@@ -38,6 +39,7 @@ the working folder, `sys.argv`, `jax.config`, the loss and penalty registries an
 `linear_jax.training.preemption`; a test that leaves a thread or a child process running fails.
 """
 
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -45,8 +47,16 @@ import tempfile
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
 # XLA's CPU backend compiles fast rather than well (before JAX starts its backend; see above). A test
 # that compares bits with a result recorded under XLA's defaults runs it where XLA_FLAGS is USER_XLA_FLAGS.
+# Where JAX has a GPU plugin (its CUDA or ROCm wheels), the tests keep XLA's defaults: the GPU's
+# kernels would be compiled at the lowest level too.
 os.environ.setdefault('LINEAR_JAX_TESTS_USER_XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
-for _flag in ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false'):
+_GPU_PLUGIN = any(
+  (d.metadata['Name'] or '').lower().replace('_', '-').startswith(('jax-cuda', 'jax-rocm'))
+  for d in importlib.metadata.distributions()
+)
+for _flag in (
+  () if _GPU_PLUGIN else ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false')
+):
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_flag}'.strip()
 
