@@ -151,6 +151,9 @@ def _probe_inputs(kind):
 
 # Records whose output was found finite, held weakly: an id could be reused by a record made later.
 _PROBED = weakref.WeakSet()
+# The record each name was last registered with: programs compiled for it may still be cached, even
+# after the name has left LOSSES.
+_REGISTERED: dict[str, Loss] = {}
 
 
 def probe(loss: 'Loss', concrete: bool = False) -> None:
@@ -173,12 +176,14 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
     for field in expected
     if (fn := getattr(loss, field)) is not None
   }
-  together = None
-  if concrete:  # one compiled program for every field; where it fails, one per field names the culprit
-    try:
-      together = jax.jit(lambda s, t: {f: call(s, t) for f, call in calls.items()})(scores, targets)
-    except Exception:  # noqa: BLE001 - reported below, by field
-      together = None
+  # Every field in one program (compiled, or only traced); where that fails, one per field names the culprit.
+  everything = lambda s, t: {f: call(s, t) for f, call in calls.items()}
+  try:
+    together = (
+      jax.jit(everything)(scores, targets) if concrete else jax.eval_shape(everything, scores, targets)
+    )
+  except Exception:  # noqa: BLE001 - reported below, by field
+    together = None
   for field, call in calls.items():
     shape = expected[field]
     try:
@@ -221,17 +226,17 @@ def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
     raise ValueError(f'A loss called {name!r} is registered already; pass overwrite=True to replace it.')
   record = dataclasses.replace(loss, name=name)
   probe(record)
-  if name in LOSSES and LOSSES[name] != record:
+  if _REGISTERED.get(name, record) != record:
     # Compiled programs are cached by the loss's name (a `config.StepConfig` field): drop them, so
-    # none compiled for the record replaced here is ever run again.
+    # none compiled for a record this name held before (replaced, or removed since) is ever run again.
     jax.clear_caches()
-  LOSSES[name] = record
+  LOSSES[name] = _REGISTERED[name] = record
   return record
 
 
 def _register_builtin(name, loss):
   """The lecture's losses: tested, so registered without tracing anything at import."""
-  LOSSES[name] = dataclasses.replace(loss, name=name)
+  LOSSES[name] = _REGISTERED[name] = dataclasses.replace(loss, name=name)
 
 
 def get_loss(loss: 'str | Loss') -> Loss:

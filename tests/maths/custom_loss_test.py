@@ -413,6 +413,10 @@ def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_ru
     lj.register_loss(name, doubled, overwrite=True)
     after = float(step.compiled_eval_fn(cfg)(params, x, y, step.hparams(cfg))['loss'])
     np.testing.assert_allclose(after, 2.0 * before, rtol=1e-6)  # not the program compiled for SQ
+    losses.LOSSES.pop(name)  # the name taken out of the table, then given a record again
+    lj.register_loss(name, SQ)
+    again = float(step.compiled_eval_fn(cfg)(params, x, y, step.hparams(cfg))['loss'])
+    np.testing.assert_allclose(again, before, rtol=1e-6)  # not the program compiled for `doubled`
   finally:
     losses.LOSSES.pop(name, None)
 
