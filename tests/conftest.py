@@ -177,9 +177,15 @@ def _restore(saved):
   for name, value in saved['jax_config'].items():
     if jax.config.values.get(name) != value:
       jax.config.update(name, value)
-  if _restore_dict(losses.LOSSES, saved['losses']) | _restore_dict(losses.PENALTIES, saved['penalties']):
-    # Compiled programs are cached by the loss's name: none compiled for a record this test
-    # registered may run for another record registered later under the same name.
+  penalties_changed = _restore_dict(losses.PENALTIES, saved['penalties'])
+  _restore_dict(losses.LOSSES, saved['losses'])
+  # Compiled programs are cached by the loss's name. A name the test registered and that is gone now
+  # needs nothing: `register_loss` drops the caches if the name comes back with another record. A name
+  # given back its record from before the test does, if the test registered another under it meanwhile.
+  registered = losses._REGISTERED  # pylint: disable=protected-access
+  back = [n for n, r in losses.LOSSES.items() if registered.get(n, r) is not r]
+  registered.update({n: losses.LOSSES[n] for n in back})
+  if back or penalties_changed:
     jax.clear_caches()
   preemption._received[:] = saved['received']  # pylint: disable=protected-access
 
@@ -272,6 +278,35 @@ def run_commands():
     return [types.SimpleNamespace(**r) for r in json.loads(out.stdout.splitlines()[-1])]
 
   return run
+
+
+# Test files whose tests share an expensive fixture (a report build, a benchmark run, a browser, compiled
+# search programs, the multi-device and multi-process scripts): under -n, each is sent whole to one
+# worker, so the fixture is built once and no worker waits for the other to build it. Every other test
+# is scheduled on its own, as `--dist load` does.
+ONE_WORKER = (
+  'tests/benchmarks/run_test.py',
+  'tests/cli_test.py',
+  'tests/datapath/parallel_test.py',
+  'tests/datapath/stream_test.py',
+  'tests/maths/custom_loss_test.py',
+  'tests/runs/demo_browser_test.py',
+  'tests/runs/report_test.py',
+  'tests/training/longruns_test.py',
+  'tests/tuning/search_compiles_once_test.py',
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+  """pytest-xdist's scheduling by scope, a scope being a whole file for `ONE_WORKER`, else one test."""
+  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
+
+  class OneWorkerFiles(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      path = nodeid.split('::', 1)[0]
+      return path if path in ONE_WORKER else nodeid
+
+  return OneWorkerFiles(config, log)
 
 
 def _random_order_line(config):

@@ -4,6 +4,7 @@ and the search methods race. Needs Debian's chromium and chromium-driver (.ci/ru
 
 import os
 import shutil
+import socket
 import threading
 import time
 
@@ -22,7 +23,7 @@ MISSING = (
 
 @pytest.fixture(scope='module')
 def browser():
-  """`(driver, url)`: one headless Chromium and one server for the module."""
+  """`(driver, server)`: one headless Chromium and one server for the module."""
   try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -35,6 +36,7 @@ def browser():
       pytest.fail(MISSING + ' (and selenium); in CI they must be there.')
     pytest.skip(MISSING)
   server = demo.serve('127.0.0.1', 0)
+  server.accepted = _keep_accepted(server)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
   options = webdriver.ChromeOptions()
@@ -48,19 +50,43 @@ def browser():
   ):
     options.add_argument(arg)
   driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-  yield driver, server.url
+  yield driver, server
   driver.quit()
   server.shutdown()
   server.server_close()
 
 
+def _keep_accepted(server):
+  """The sockets `server` accepts from now on, in a list that grows as it accepts them."""
+  accepted = []
+  accept = server.get_request
+
+  def get_request():
+    conn, address = accept()
+    accepted.append(conn)
+    return conn, address
+
+  server.get_request = get_request
+  return accepted
+
+
 @pytest.fixture
 def page(browser):
-  """The page freshly loaded for each test, so no test starts from another's points, model or loss."""
-  driver, url = browser
-  driver.get(url)
+  """The page freshly loaded for each test, so no test starts from another's points, model or loss.
+
+  Afterwards the connections Chromium keeps alive are closed from the server's side, so their handler
+  threads end now rather than after the server's idle timeout; the next page opens new ones.
+  """
+  driver, server = browser
+  driver.get(server.url)
   _wait(driver, 'return !!(S.result && S.model && !S.inflight && !S.pending)')
-  return driver
+  yield driver
+  while server.accepted:
+    conn = server.accepted.pop()
+    try:
+      conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+      pass  # already closed by its handler
 
 
 def _wait(driver, script, timeout=90):
