@@ -48,6 +48,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  from linear_jax.runs import painter  # pylint: disable=import-outside-toplevel
+
+  # The pictures' process, forked before any JAX work (one process only: a multi-process run's
+  # runtime starts in common.start); it imports matplotlib while this one trains.
+  drawing = painter.start() if FLAGS.plots and not (FLAGS.distributed or FLAGS.coordinator_address) else None
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -72,6 +77,7 @@ def main(argv):
         progress=common.progress_line,
         record={f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
         | {f.name: f.value for f in FLAGS.get_key_flags_for_module(common)},
+        painter=drawing,
       )
   except results.Diverged as e:
     display.close()

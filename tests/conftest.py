@@ -291,6 +291,7 @@ ONE_WORKER = (
   'tests/datapath/stream_test.py',
   'tests/maths/custom_loss_test.py',
   'tests/runs/demo_browser_test.py',
+  'tests/runs/painter_test.py',
   'tests/runs/report_test.py',
   'tests/training/longruns_test.py',
   'tests/tuning/search_compiles_once_test.py',

@@ -309,6 +309,7 @@ def train_and_evaluate(
   on_epoch: Callable[[dict], None] | None = None,
   progress: Callable[[str], None] | None = None,
   record: Mapping[str, Any] | None = None,
+  painter: Any = None,
 ) -> dict:
   """Loads the data, trains, evaluates, and writes every output of the run to `workdir`.
 
@@ -322,6 +323,8 @@ def train_and_evaluate(
     on_epoch: called with each epoch's metrics (as written to metrics.jsonl) after they are written.
     progress: called with a line of text on the memory and progress of a large load.
     record: the command's settings (e.g. its flags), kept in summary.json under "flags".
+    painter: a `painter.Painter` that draws the pictures in its own process (which this call ends);
+      `None`: they are drawn here.
 
   Returns:
     The summary (as written to summary.json); it holds "final", "epochs_run", "stop_reason",
@@ -334,15 +337,20 @@ def train_and_evaluate(
     check_outputs(workdir)
   try:
     return _train_and_evaluate(
-      config, data_config, workdir, options, write_outputs, on_epoch, progress, record
+      config, data_config, workdir, options, write_outputs, on_epoch, progress, record, painter
     )
   except results.Diverged as e:
     if write_outputs:
       write_json(os.path.join(workdir, 'summary.json'), {'stop_reason': 'diverged', 'error': str(e)})
     raise
+  finally:
+    if painter is not None:
+      painter.close()
 
 
-def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record):
+def _train_and_evaluate(
+  cfg, data_config, workdir, options, write_outputs, on_epoch, progress, record, painter
+):
   start = time.perf_counter()
   dataset, f_star = _load_and_check(cfg, data_config, options, progress)
   metrics_path = _start_metrics(workdir, options, write_outputs)
@@ -392,7 +400,11 @@ def _train_and_evaluate(cfg, data_config, workdir, options, write_outputs, on_ep
   write_json(os.path.join(workdir, 'summary.json'), summary)
   evaluated = [m for m in result.history if m.get('evaluated', True)]
   if options.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
-    _draw(cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir)
+    if painter is None:
+      _draw(_draw_here, cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir)
+    else:
+      _draw(painter.draw, cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir)
+      painter.finish()
   return summary
 
 
@@ -458,18 +470,28 @@ def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on
   )
 
 
-def _draw(cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir):
-  """curves.png; templates.png for image data of a classifier; regions.png for 2-D data."""
+def _draw_here(name, *args):
   from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel  (matplotlib: only to draw)
 
-  plots.curves(evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
+  getattr(plots, name)(*args)
+
+
+def _draw(draw, cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir):
+  """curves.png; templates.png for image data of a classifier; regions.png for 2-D data; each by
+  `draw(name, *args)`, which runs `plots.name(*args)` here or in a painter's process."""
+  draw('curves', evaluated, os.path.join(workdir, 'curves.png'), f'{cfg.loss} on {dataset.name}')
   if dataset.image_shape is not None and dataset.kind == 'class' and cfg.loss_record.targets == 'class':
     w = chosen if chosen.b is not None else model.unfold_bias(chosen)
-    plots.templates(
-      np.asarray(w.W), dataset.image_shape, os.path.join(workdir, 'templates.png'), dataset.class_names
+    draw(
+      'templates',
+      np.asarray(w.W),
+      dataset.image_shape,
+      os.path.join(workdir, 'templates.png'),
+      dataset.class_names,
     )
   if dataset.num_features == 2:
-    plots.decision_regions(
+    draw(
+      'decision_regions',
       w_raw,
       b_raw,
       # The points in raw units (a `stream.prepare`d dataset holds them raw already).

@@ -1,0 +1,133 @@
+"""A run's pictures drawn by a forked process, so that importing matplotlib overlaps the training.
+
+Importing matplotlib and drawing the default run's two pictures takes about
+0.45 s, a quarter of the whole run on digits. `start()`, called by a command
+before any JAX work, forks a process that imports `plots` at once and then
+waits; `Painter.draw` hands it a picture (the arrays it needs, pickled) and
+`Painter.finish` waits for every picture and raises the first error, as
+drawing in the process would.
+
+The child touches no JAX: it only imports matplotlib and draws. It ignores
+Ctrl-C (the run decides what a stop does) and ends when the run closes its
+pipe, or with the run. If it ends early or cannot be reached, `finish` draws
+what it did not in the calling process, so no picture is lost.
+"""
+
+from multiprocessing import connection
+import os
+import signal
+import sys
+import traceback
+import warnings
+
+import jax
+import numpy as np
+
+_DONE = 'done'
+
+
+def start():
+  """A `Painter` with its process started, or `None` where this process cannot fork one (not Linux).
+
+  Call it before JAX starts a backend: the process then holds no threads of
+  JAX's that the child could inherit in a locked state.
+  """
+  if sys.platform != 'linux':
+    return None
+  ours, theirs = connection.Pipe()
+  with warnings.catch_warnings():
+    # Python 3.12+ warns of a fork in a process with threads: here only NumPy's BLAS pool, idle, which
+    # handles a fork itself; the child runs no BLAS and no JAX.
+    warnings.simplefilter('ignore', DeprecationWarning)
+    pid = os.fork()
+  if pid == 0:  # the child: never returns
+    ours.close()
+    _serve(theirs)
+  theirs.close()
+  return Painter(pid, ours)
+
+
+def _serve(conn):
+  """The child's loop: `(name, args)` → `plots.name(*args)`, answering `None` or the error it raised."""
+  code = 0
+  try:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+      from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
+    except Exception:  # noqa: BLE001 - said for each picture asked for
+      plots, failed = None, traceback.format_exc()
+    while True:
+      try:
+        job = conn.recv()
+      except EOFError:
+        break
+      if job == _DONE:
+        break
+      name, args = job
+      try:
+        if plots is None:
+          raise RuntimeError(f'importing matplotlib failed:\n{failed}')
+        getattr(plots, name)(*args)
+        conn.send(None)
+      except Exception as e:  # noqa: BLE001 - sent back, raised there
+        try:
+          conn.send(e)
+        except Exception:  # noqa: BLE001 - an error that does not pickle goes as its text
+          conn.send(RuntimeError(f'{type(e).__name__}: {e}'))
+  except BaseException:  # noqa: BLE001 - the child must never run the parent's code after the fork
+    code = 1
+  finally:
+    os._exit(code)  # pylint: disable=protected-access  (no atexit handlers of the parent's)
+
+
+class Painter:
+  """The parent's end: `draw(name, *args)` as often as needed, then `finish()` (or `close()`)."""
+
+  def __init__(self, pid, conn):
+    self._pid, self._conn = pid, conn
+    self._jobs = []
+
+  def draw(self, name, *args):
+    """Asks for `plots.name(*args)` (a picture written to the path among `args`); returns at once."""
+    # JAX arrays as NumPy's: unpickling a JAX array would start a JAX backend in the child.
+    args = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, args)
+    self._jobs.append((name, args))
+    if self._conn is not None:
+      try:
+        self._conn.send((name, args))
+      except OSError:  # the child has ended: finish() draws it here
+        self._conn.close()
+        self._conn = None
+
+  def finish(self):
+    """Waits for every picture asked for; raises the first error a picture raised (as drawing here would)."""
+    jobs, self._jobs = self._jobs, []
+    answered = 0
+    try:
+      if self._conn is None:
+        raise EOFError
+      for _ in jobs:
+        error = self._conn.recv()
+        if error is not None:
+          raise error
+        answered += 1
+    except (EOFError, OSError):  # the child ended early: what it did not draw is drawn here
+      from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
+
+      for name, args in jobs[answered:]:
+        getattr(plots, name)(*args)
+    finally:
+      self.close()
+
+  def close(self):
+    """Ends the child and waits for it; drawing asked for and not finished is dropped."""
+    if self._conn is not None:
+      try:
+        self._conn.send(_DONE)
+      except OSError:
+        pass
+      self._conn.close()
+      self._conn = None
+    if self._pid is not None:
+      os.waitpid(self._pid, 0)
+      self._pid = None
