@@ -36,8 +36,8 @@ def start():
     return None
   ours, theirs = connection.Pipe()
   with warnings.catch_warnings():
-    # Python 3.12+ warns of a fork in a process with threads: here only NumPy's BLAS pool, idle, which
-    # handles a fork itself; the child runs no BLAS and no JAX.
+    # Python 3.12+ warns of a fork in a process with threads: before JAX's start these are only NumPy's
+    # idle BLAS pool, whose own fork handlers make it safe in the child. The child runs no JAX.
     warnings.simplefilter('ignore', DeprecationWarning)
     pid = os.fork()
   if pid == 0:  # the child: never returns
@@ -85,7 +85,7 @@ class Painter:
 
   def __init__(self, pid, conn):
     self._pid, self._conn = pid, conn
-    self._jobs = []
+    self._jobs = []  # asked for and not answered yet
 
   def draw(self, name, *args):
     """Asks for `plots.name(*args)` (a picture written to the path among `args`); returns at once."""
@@ -101,31 +101,36 @@ class Painter:
 
   def finish(self):
     """Waits for every picture asked for; raises the first error a picture raised (as drawing here would)."""
-    jobs, self._jobs = self._jobs, []
-    answered = 0
     try:
-      if self._conn is None:
-        raise EOFError
-      for _ in jobs:
-        error = self._conn.recv()
+      while self._jobs:
+        try:
+          if self._conn is None:
+            raise EOFError
+          error = self._conn.recv()
+        except (EOFError, OSError):  # the child ended early: what it did not draw is drawn here
+          from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
+
+          jobs, self._jobs = self._jobs, []
+          for name, args in jobs:
+            getattr(plots, name)(*args)
+          return
+        self._jobs.pop(0)
         if error is not None:
           raise error
-        answered += 1
-    except (EOFError, OSError):  # the child ended early: what it did not draw is drawn here
-      from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
-
-      for name, args in jobs[answered:]:
-        getattr(plots, name)(*args)
     finally:
       self.close()
 
   def close(self):
-    """Ends the child and waits for it; drawing asked for and not finished is dropped."""
+    """Ends the child and waits for it: once it has drawn the pictures it was given and not answered
+    for, else at once (a run stopped by bad input does not wait for matplotlib's import)."""
     if self._conn is not None:
-      try:
-        self._conn.send(_DONE)
-      except OSError:
-        pass
+      if self._jobs:
+        try:
+          self._conn.send(_DONE)
+        except OSError:
+          pass
+      else:
+        os.kill(self._pid, signal.SIGKILL)
       self._conn.close()
       self._conn = None
     if self._pid is not None:

@@ -28,7 +28,7 @@ import numpy as np
 from linear_jax.runs import painter
 
 out, history, w = sys.argv[1], json.loads(sys.argv[2]), np.asarray(json.loads(sys.argv[3]), np.float32)
-fine, failing, ended, interrupted = (painter.start() for _ in range(4))  # before any JAX work
+fine, failing, ended, interrupted, closed = (painter.start() for _ in range(5))  # before any JAX work
 import jax.numpy as jnp
 
 said = {}
@@ -50,6 +50,10 @@ time.sleep(0.3)
 said['state_after_ctrl_c'] = open(f'/proc/{interrupted._pid}/stat').read().rsplit(')', 1)[1].split()[0]
 interrupted.draw('curves', history, f'{out}/interrupted.png', 'a title')
 interrupted.finish()
+closed.draw('curves', history, f'{out}/closed.png', 'a title')
+closed.close()  # without finish(): what it was given is drawn before it ends
+
+
 def parent(pid):
   try:
     with open(f'/proc/{pid}/stat') as f:
@@ -95,11 +99,11 @@ def test_an_error_is_raised_in_the_run_with_its_type_and_the_pictures_before_it_
   assert (out / 'curves.png').exists()
 
 
-def test_a_child_that_ended_early_or_got_ctrl_c_costs_no_picture(painted, tmp_path):
+def test_a_child_that_ended_early_got_ctrl_c_or_was_closed_costs_no_picture(painted, tmp_path):
   out, said = painted
   assert said['state_after_ctrl_c'] in ('S', 'R')  # still waiting for pictures, not ended by Ctrl-C
   plots.curves(HISTORY, str(tmp_path / 'curves.png'), 'a title')
-  for name in ('ended.png', 'interrupted.png'):
+  for name in ('ended.png', 'interrupted.png', 'closed.png'):
     assert (out / name).read_bytes() == (tmp_path / 'curves.png').read_bytes(), name
 
 
