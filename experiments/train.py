@@ -51,8 +51,18 @@ def main(argv):
   from linear_jax.runs import painter  # pylint: disable=import-outside-toplevel
 
   # The pictures' process, forked before any JAX work (one process only: a multi-process run's
-  # runtime starts in common.start); it imports matplotlib while this one trains.
+  # runtime starts in common.start), with the run's log settings; it imports matplotlib while this
+  # one trains, and is ended however this one ends.
+  common.quiet_logs()
   drawing = painter.start() if FLAGS.plots and not (FLAGS.distributed or FLAGS.coordinator_address) else None
+  try:
+    _train(drawing)
+  finally:
+    if drawing is not None:
+      drawing.close()
+
+
+def _train(drawing):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 

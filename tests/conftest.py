@@ -298,8 +298,12 @@ ONE_WORKER = (
 )
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown where it is not installed
 def pytest_xdist_make_scheduler(config, log):
-  """pytest-xdist's scheduling by scope, a scope being a whole file for `ONE_WORKER`, else one test."""
+  """In place of `--dist load` (what -n chooses): pytest-xdist's scheduling by scope, a scope being a
+  whole file for `ONE_WORKER`, else one test. Any other `--dist` asked for is left to pytest-xdist."""
+  if config.getoption('dist') != 'load':
+    return None
   from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
 
   class OneWorkerFiles(LoadScopeScheduling):

@@ -226,7 +226,7 @@ def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
     raise ValueError(f'A loss called {name!r} is registered already; pass overwrite=True to replace it.')
   record = dataclasses.replace(loss, name=name)
   probe(record)
-  if _REGISTERED.get(name, record) != record:
+  if _REGISTERED.get(name, record) != record or LOSSES.get(name, record) != record:
     # Compiled programs are cached by the loss's name (a `config.StepConfig` field): drop them, so
     # none compiled for a record this name held before (replaced, or removed since) is ever run again.
     jax.clear_caches()

@@ -9,12 +9,14 @@ drawing in the process would.
 
 The child touches no JAX: it only imports matplotlib and draws. It ignores
 Ctrl-C (the run decides what a stop does) and ends when the run closes its
-pipe, or with the run. If it ends early or cannot be reached, `finish` draws
-what it did not in the calling process, so no picture is lost.
+pipe, or with the run. If it ends early, cannot be reached or does not answer
+within `ANSWER_S`, `finish` draws what it did not in the calling process, so
+no picture is lost.
 """
 
 from multiprocessing import connection
 import os
+import pickle
 import signal
 import sys
 import traceback
@@ -24,6 +26,7 @@ import jax
 import numpy as np
 
 _DONE = 'done'
+ANSWER_S = 120.0  # a picture takes well under a second; a child silent this long is given up
 
 
 def start():
@@ -35,49 +38,62 @@ def start():
   if sys.platform != 'linux':
     return None
   ours, theirs = connection.Pipe()
-  with warnings.catch_warnings():
-    # Python 3.12+ warns of a fork in a process with threads: before JAX's start these are only NumPy's
-    # idle BLAS pool, whose own fork handlers make it safe in the child. The child runs no JAX.
-    warnings.simplefilter('ignore', DeprecationWarning)
-    pid = os.fork()
-  if pid == 0:  # the child: never returns
-    ours.close()
-    _serve(theirs)
+  # Ctrl-C is held back over the fork, so that it cannot reach the child before the child ignores it.
+  mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+  try:
+    with warnings.catch_warnings():
+      # Python 3.12+ warns of a fork in a process with threads: before JAX's start these are only NumPy's
+      # idle BLAS pool, whose own fork handlers make it safe in the child. The child runs no JAX.
+      warnings.simplefilter('ignore', DeprecationWarning)
+      pid = os.fork()
+    if pid == 0:  # the child: never returns, and never runs the parent's code
+      code = 1
+      try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        ours.close()
+        code = _serve(theirs)
+      finally:
+        os._exit(code)  # pylint: disable=protected-access  (no atexit handlers of the parent's)
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
   theirs.close()
   return Painter(pid, ours)
 
 
-def _serve(conn):
-  """The child's loop: `(name, args)` → `plots.name(*args)`, answering `None` or the error it raised."""
-  code = 0
+def _sendable(e):
+  """`e` with the child's traceback as a note, if it survives pickling as itself; else a RuntimeError
+  with its type and message (an exception whose constructor takes other arguments than its `args`)."""
+  e.add_note(f'(drawn in the painter process)\n{traceback.format_exc()}')
   try:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pickle.loads(pickle.dumps(e))
+    return e
+  except Exception:  # noqa: BLE001 - whatever pickling raises, the text goes instead
+    return RuntimeError(f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
+
+
+def _serve(conn):
+  """The child's loop: `(name, args)` → `plots.name(*args)`, answering `None` or the error it raised;
+  returns the exit status."""
+  try:
+    from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
+  except Exception:  # noqa: BLE001 - said for each picture asked for
+    plots, failed = None, traceback.format_exc()
+  while True:
     try:
-      from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
-    except Exception:  # noqa: BLE001 - said for each picture asked for
-      plots, failed = None, traceback.format_exc()
-    while True:
-      try:
-        job = conn.recv()
-      except EOFError:
-        break
-      if job == _DONE:
-        break
-      name, args = job
-      try:
-        if plots is None:
-          raise RuntimeError(f'importing matplotlib failed:\n{failed}')
-        getattr(plots, name)(*args)
-        conn.send(None)
-      except Exception as e:  # noqa: BLE001 - sent back, raised there
-        try:
-          conn.send(e)
-        except Exception:  # noqa: BLE001 - an error that does not pickle goes as its text
-          conn.send(RuntimeError(f'{type(e).__name__}: {e}'))
-  except BaseException:  # noqa: BLE001 - the child must never run the parent's code after the fork
-    code = 1
-  finally:
-    os._exit(code)  # pylint: disable=protected-access  (no atexit handlers of the parent's)
+      job = conn.recv()
+    except EOFError:
+      return 0
+    if job == _DONE:
+      return 0
+    name, args = job
+    try:
+      if plots is None:
+        raise RuntimeError(f'importing matplotlib failed:\n{failed}')
+      getattr(plots, name)(*args)
+      conn.send(None)
+    except Exception as e:  # noqa: BLE001 - sent back, raised there
+      conn.send(_sendable(e))
 
 
 class Painter:
@@ -104,13 +120,14 @@ class Painter:
     try:
       while self._jobs:
         try:
-          if self._conn is None:
+          if self._conn is None or not self._conn.poll(ANSWER_S):
             raise EOFError
           error = self._conn.recv()
-        except (EOFError, OSError):  # the child ended early: what it did not draw is drawn here
+        except (EOFError, OSError):  # the child ended early or went silent: the rest is drawn here
           from linear_jax.runs import plots  # pylint: disable=import-outside-toplevel
 
           jobs, self._jobs = self._jobs, []
+          self.close()  # nothing pending for it any more: ended at once
           for name, args in jobs:
             getattr(plots, name)(*args)
           return
@@ -122,7 +139,8 @@ class Painter:
 
   def close(self):
     """Ends the child and waits for it: once it has drawn the pictures it was given and not answered
-    for, else at once (a run stopped by bad input does not wait for matplotlib's import)."""
+    for, else at once (a run stopped by bad input does not wait for matplotlib's import). Safe to call
+    again."""
     if self._conn is not None:
       if self._jobs:
         try:
@@ -130,9 +148,15 @@ class Painter:
         except OSError:
           pass
       else:
-        os.kill(self._pid, signal.SIGKILL)
+        try:
+          os.kill(self._pid, signal.SIGKILL)
+        except ProcessLookupError:  # ended and reaped already
+          pass
       self._conn.close()
       self._conn = None
     if self._pid is not None:
-      os.waitpid(self._pid, 0)
-      self._pid = None
+      pid, self._pid = self._pid, None
+      try:
+        os.waitpid(pid, 0)
+      except ChildProcessError:  # reaped already (a process that ignores SIGCHLD reaps by itself)
+        pass

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from linear_jax.runs import painter
 from linear_jax.runs import plots
 
 HISTORY = [
@@ -36,7 +37,7 @@ fine.draw('curves', history, f'{out}/curves.png', 'a title')
 fine.draw('templates', jnp.asarray(w), (4, 4), f'{out}/templates.png', ['a', 'b', 'c'])  # a JAX array
 fine.finish()
 said['drawn_here'] = 'matplotlib' in sys.modules  # the child drew them
-failing.draw('curves', history, f'{out}/curves.png', 'a title')
+failing.draw('curves', history, f'{out}/before_the_error.png', 'a title')
 failing.draw('curves', history, f'{out}/no_such_folder/curves.png', 'a title')
 try:
   failing.finish()
@@ -96,7 +97,27 @@ def test_an_error_is_raised_in_the_run_with_its_type_and_the_pictures_before_it_
   module, name, message = said['error']
   assert (module, name) == ('linear_jax.training.files', 'WriteError')
   assert 'no_such_folder' in message
-  assert (out / 'curves.png').exists()
+  assert (out / 'before_the_error.png').exists()
+  assert not (out / 'no_such_folder').exists()
+
+
+class _TwoArguments(Exception):
+  def __init__(self, path, why):
+    super().__init__(f'{path}: {why}')
+
+
+def test_an_error_that_pickles_is_sent_as_itself_with_its_traceback_else_as_its_text():
+  try:
+    raise ValueError('a bad picture')
+  except ValueError as e:
+    sent = painter._sendable(e)  # noqa: SLF001 - what the child sends back
+  assert type(sent) is ValueError and str(sent) == 'a bad picture'
+  assert 'painter process' in sent.__notes__[0] and 'raise ValueError' in sent.__notes__[0]
+  try:
+    raise _TwoArguments('/x.png', 'no room')
+  except _TwoArguments as e:
+    sent = painter._sendable(e)  # noqa: SLF001
+  assert type(sent) is RuntimeError and '_TwoArguments: /x.png: no room' in str(sent)
 
 
 def test_a_child_that_ended_early_got_ctrl_c_or_was_closed_costs_no_picture(painted, tmp_path):
