@@ -62,13 +62,15 @@ def start():
 
 
 def _sendable(e):
-  """`e` with the child's traceback as a note, if it survives pickling as itself; else a RuntimeError
-  with its type and message (an exception whose constructor takes other arguments than its `args`)."""
+  """`e` with the child's traceback as a note, if it pickles and can be rebuilt from its `args` (as
+  unpickling does); else a RuntimeError with its type and message (an exception whose constructor
+  takes other arguments than its `args`)."""
   e.add_note(f'(drawn in the painter process)\n{traceback.format_exc()}')
   try:
-    pickle.loads(pickle.dumps(e))
+    pickle.dumps(e)
+    type(e)(*e.args)  # what unpickling calls (BaseException.__reduce__)
     return e
-  except Exception:  # noqa: BLE001 - whatever pickling raises, the text goes instead
+  except Exception:  # noqa: BLE001 - whatever fails, the text goes instead
     return RuntimeError(f'{type(e).__name__}: {e}\n{traceback.format_exc()}')
 
 
