@@ -18,6 +18,7 @@ import typing
 from absl import app
 from absl import flags
 
+from linear_jax import _stack
 from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.runs import experiment
@@ -647,9 +648,48 @@ def run(main):
   each full collection would otherwise walk them all again: the tracing of a run's programs
   triggers several, and the interpreter runs more as it exits (together about 0.4 s of the default
   run's 3).
+
+  When the experiment exits (`SystemExit`, as absl's `app.run` always does), the process ends
+  through `exit_now`: the exit handlers run, the output is flushed, and the interpreter's own
+  teardown of JAX's modules and objects (0.07 s of the default run) is skipped.
   """
   gc.freeze()
-  app.run(main, flags_parser=parse_flags)
+  try:
+    _stack.in_one_block(app.run, main, flags_parser=parse_flags)  # its tracing, in one block of frames
+  except SystemExit as e:
+    if _watched():  # a profiler or debugger writes its findings after the program returns
+      raise
+    exit_now(e.code)
+
+
+def _watched():
+  """Whether a profiler, tracer or debugger watches this process (`python -m cProfile`, pdb, coverage)."""
+  monitoring = getattr(sys, 'monitoring', None)  # Python 3.12+: cProfile and coverage may use it
+  tools = () if monitoring is None else (monitoring.get_tool(i) for i in range(6))
+  return sys.gettrace() is not None or sys.getprofile() is not None or any(t is not None for t in tools)
+
+
+def exit_now(code):
+  """Ends the process with `code` (a `SystemExit`'s: `None`, a number, or a message for stderr and
+  status 1) as the interpreter would, but without tearing down its modules.
+
+  Every `atexit` handler runs first, in the usual order (logging's flush, JAX's shutdown of its
+  multi-process runtime and backends), then stdout and stderr are flushed; what is left is memory,
+  which the operating system takes back. No thread of the library's is left to finish work: the
+  files a run writes are closed (and renamed into place) before its call returns.
+  """
+  import atexit  # pylint: disable=import-outside-toplevel
+
+  if code is not None and not isinstance(code, int):
+    sys.stderr.write(f'{code}\n')
+    code = 1
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+      pass
+  os._exit(code or 0)  # pylint: disable=protected-access
 
 
 def configure_compilation_cache(f):

@@ -1,5 +1,12 @@
 """linear_jax: linear classifiers and regressors learned by gradient descent."""
 
+import importlib
+
+from linear_jax import _stack
+
+# The library's imports (JAX's among them) in one block of the frame stack (see `_stack`).
+_stack.in_one_block(importlib.import_module, 'linear_jax.maths.more_losses')
+
 from linear_jax.maths import more_losses  # noqa: F401 - registers squared_hinge, huber, crammer_singer
 from linear_jax.maths.grad_sources import GRAD_SOURCES
 from linear_jax.maths.grad_sources import custom_vjp_objective

@@ -18,7 +18,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'linear_jax'
 # The sub-packages, from the bottom: the lecture's maths, data, the pure step, the data path, the
 # solvers, the fit loop, tuning on top of fits, and the runs that write a command's outputs.
 LAYERS = ('maths', 'data', 'optim', 'solvers', 'datapath', 'training', 'tuning', 'runs')
-TOP = ('__init__', '__main__', 'cli')  # the package root: the public names and the command
+TOP = ('__init__', '__main__', '_stack', 'cli')  # the package root: the public names, the command, its frames
 
 
 def modules(package=None):
