@@ -235,8 +235,10 @@ def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
 
 
 def _register_builtin(name, loss):
-  """The lecture's losses: tested, so registered without tracing anything at import."""
-  LOSSES[name] = _REGISTERED[name] = dataclasses.replace(loss, name=name)
+  """The lecture's losses: tested, so registered without tracing anything at import, and never
+  probed before a run (a program of its own that each run would trace, lower and load)."""
+  LOSSES[name] = _REGISTERED[name] = record = dataclasses.replace(loss, name=name)
+  _PROBED.add(record)
 
 
 def get_loss(loss: 'str | Loss') -> Loss:

@@ -75,17 +75,26 @@ def _hvp(f, at):
   return jax.linearize(jax.grad(f), at)[1]
 
 
+def _starts(seed, params, rows, features, dtype):
+  """The power iterations' starting vectors, `(like params, [rows, C], [features + 1])`: standard
+  normal, drawn on the host from `seed`. Drawn inside the program, JAX's threefry would be lowered
+  and loaded with it, four times the rest of its lowering and loading."""
+  rng = np.random.default_rng(seed)
+  draw = lambda *shape: rng.standard_normal(shape).astype(dtype)
+  return jax.tree.map(lambda t: draw(*t.shape), params), draw(rows, params.W.shape[0]), draw(features + 1)
+
+
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty', 'iterations'))
-def _curvatures(params, x, y, w, reg, loss_hparams, key, shift, *, loss, penalty, iterations):
-  """`(λ, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`; `λ`: `shift` plus the eigenvalue of
-  `∇²f − shift·I` largest in magnitude (with `shift` 0, that of the objective's Hessian)."""
+def _curvatures(params, x, y, w, reg, loss_hparams, starts, shift, *, loss, penalty, iterations):
+  """`(λ, mean β_i, λ(X̃ᵀX̃/n), mean ‖x̃_i‖²)` at `params`, from the starting vectors `starts` (see
+  `_starts`); `λ`: `shift` plus the eigenvalue of `∇²f − shift·I` largest in magnitude (with `shift`
+  0, that of the objective's Hessian)."""
   spec = losses.get_loss(loss)
 
   def objective(p):
     return losses.unchecked_objective(p, x, y, spec, reg, penalty, loss_hparams, w)
 
-  k1, k2, k3 = jax.random.split(key, 3)
-  start = jax.tree.map(lambda t, k: jax.random.normal(k, t.shape, t.dtype), params, _keys(k1, params))
+  start, row_starts, gram_start = starts
   hvp = _hvp(objective, params)
   lam = _power(lambda u: jax.tree.map(lambda a, b: a - shift * b, hvp(u), u), start, iterations) + shift
   # One example's curvature: ‖x̃_i‖² times the largest eigenvalue of its loss's Hessian in the scores.
@@ -93,11 +102,11 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, shift, *, loss, penalty
   ones = 1.0 if params.b is not None else 0.0
   row_sq = jnp.sum(jnp.square(x), axis=1) + ones
 
-  def score_curvature(s, t, k):
+  def score_curvature(s, t, v):
     f = lambda s1: spec.value(s1[None], t[None], **loss_hparams)[0]
-    return _power(_hvp(f, s), jax.random.normal(k, s.shape, s.dtype), iterations)
+    return _power(_hvp(f, s), v, iterations)
 
-  per_row = jax.vmap(score_curvature)(scores, y, jax.random.split(k2, x.shape[0]))
+  per_row = jax.vmap(score_curvature)(scores, y, row_starts)
   live = w > 0 if w is not None else jnp.ones(x.shape[0], bool)
   weights = jnp.where(live, 1.0 if w is None else w, 0.0).astype(x.dtype)
   weights = weights / jnp.sum(weights)
@@ -108,13 +117,8 @@ def _curvatures(params, x, y, w, reg, loss_hparams, key, shift, *, loss, penalty
     xv = x @ v[:-1] + ones * v[-1]
     return jnp.concatenate([x.T @ (weights * xv), ones * jnp.sum(weights * xv)[None]]).astype(v.dtype)
 
-  lam_x = _power(gram, jax.random.normal(k3, (x.shape[1] + 1,), x.dtype), iterations)
+  lam_x = _power(gram, gram_start, iterations)
   return lam, beta, lam_x, jnp.sum(weights * row_sq)
-
-
-def _keys(key, tree):
-  leaves, treedef = jax.tree.flatten(tree)
-  return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
 
 
 def penalty_curvature(penalty, reg):
@@ -141,14 +145,17 @@ def derive(cfg, params, x, y, w, batch, num_train):
     return 1.0, {**info, 'method': 'not used: L-BFGS chooses its steps by line search'}
   if cfg.optimizer == 'adam':
     return ADAM_STEP, {**info, 'method': "adam: a step in the parameters' units (ADAM_STEP)"}
-  hp = {k: jnp.asarray(v, x.dtype) for k, v in cfg.resolved_loss_hparams().items()}
-  args = (params, jnp.asarray(x), jnp.asarray(y), None if w is None else jnp.asarray(w, x.dtype))
-  args += (jnp.asarray(cfg.reg, x.dtype), hp, jax.random.PRNGKey(cfg.seed))
+  # NumPy arguments: the program's call moves them to the device (jnp.asarray would compile a program
+  # for each).
+  x, y, dtype = np.asarray(x), np.asarray(y), np.dtype(x.dtype)
+  hp = {k: np.asarray(v, dtype) for k, v in cfg.resolved_loss_hparams().items()}
+  args = (params, x, y, None if w is None else np.asarray(w, dtype), np.asarray(cfg.reg, dtype), hp)
+  args += (_starts(cfg.seed, params, x.shape[0], x.shape[1], dtype),)
   measure = functools.partial(_curvatures, loss=cfg.loss, penalty=cfg.penalty, iterations=ITERATIONS)
-  lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(measure(*args, jnp.zeros((), x.dtype))))
+  lam, beta, lam_x, row_mean = (float(v) for v in jax.device_get(measure(*args, np.zeros((), dtype))))
   if lam < 0:  # a non-convex loss whose most negative eigenvalue is largest in magnitude: the largest is
     # λ₁ plus the largest in magnitude of ∇²f − λ₁I (which is ≥ 0), found by the same program
-    lam = float(measure(*args, jnp.asarray(lam, x.dtype))[0])
+    lam = float(measure(*args, np.asarray(lam, dtype))[0])
   if not all(np.isfinite(v) for v in (lam, beta, lam_x, row_mean)):
     raise ValueError(
       f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured at the start is not finite '

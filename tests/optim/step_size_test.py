@@ -154,3 +154,15 @@ def test_a_loss_from_the_users_file_without_a_gradient_trains_with_the_derived_s
   result = train.fit(cfg, _digits())
   assert 'power iteration' in result.learning_rate_info['method']
   assert result.history[-1]['val_accuracy'] > 0.85
+
+
+def test_the_curvature_program_draws_no_random_bits():
+  # Its starting vectors come from the host: random bits drawn inside would bring JAX's threefry into
+  # the program, four times the rest of its lowering and loading.
+  x, y, params = _problem('class')
+  starts = step_size._starts(0, params, len(x), x.shape[1], np.float32)  # pylint: disable=protected-access
+  args = (params, x, y, None, np.float32(1e-3), {}, starts, np.float32(0.0))
+  traced = step_size._curvatures.trace(*args, loss='softmax', penalty='l2', iterations=3)  # pylint: disable=protected-access
+  jaxpr = str(traced.jaxpr)  # nested programs appear by name (`_threefry_split`, ...)
+  assert 'threefry' not in jaxpr and 'random_bits' not in jaxpr and 'random_wrap' not in jaxpr
+  assert 'scan' in jaxpr or 'while' in jaxpr  # the power iterations are in it
