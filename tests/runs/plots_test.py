@@ -55,3 +55,24 @@ def test_drawing_touches_no_pyplot_state(tmp_path):
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, check=False)
   assert out.returncode == 0, out.stderr
   assert len(list(tmp_path.glob('*.png'))) == 5
+
+
+def _history(loss, mse, n=40):
+  return [
+    {'epoch': e, 'train_loss': loss / e, 'val_loss': 2 * loss / e, 'train_mse': mse / e + mse, 'val_mse': mse}
+    for e in range(1, n + 1)
+  ]
+
+
+def test_the_curves_margins_hold_every_label(tmp_path):
+  """The curves' margins are set, not measured: with labels as long as the run's can be (`1e+05`,
+  `140000`), nothing is drawn within two pixels of the picture's edge."""
+  from matplotlib import image  # pylint: disable=import-outside-toplevel
+
+  for loss, mse in ((1e5, 7e4), (0.25, 0.004), (3.0, 2.5e3)):
+    path = tmp_path / f'curves_{loss}.png'
+    plots.curves(_history(loss, mse), str(path), 'l2 on a large problem')
+    pixels = image.imread(path)[..., :3]
+    frame = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3)])
+    frame = np.concatenate([frame, pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
+    assert np.all(frame > 0.99), (loss, mse)  # white: no label reaches the edge
