@@ -10,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from linear_jax.data import build
 from linear_jax.data import datasets as data
 from linear_jax.maths import classification
 from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.optim import config
+from linear_jax.optim import step
 from linear_jax.optim import step_size
 from linear_jax.training import train
 
@@ -154,6 +156,43 @@ def test_a_loss_from_the_users_file_without_a_gradient_trains_with_the_derived_s
   result = train.fit(cfg, _digits())
   assert 'power iteration' in result.learning_rate_info['method']
   assert result.history[-1]['val_accuracy'] > 0.85
+
+
+def test_the_step_is_measured_again_after_the_first_epoch_and_used_from_the_second():
+  x, y, _ = _problem('class')
+  ds = data.prepare(build.from_arrays(x, y), 'small', val_fraction=0.0, test_fraction=0.0, seed=0)
+  cfg = config.TrainConfig(loss='softmax', learning_rate='auto', reg=1e-3, batch_size=0, epochs=4)
+  result = train.fit(cfg, ds)
+  info = result.learning_rate_info
+  # Full batch: each step is 1 / the largest eigenvalue of the Hessian, at the start and after one epoch,
+  # from the whole matrix; the parameters after one epoch are those of a run of one epoch.
+  x_std, y_std = np.asarray(ds.x_train), np.asarray(ds.y_train)
+  start = train.fit(dataclasses.replace(cfg, epochs=1), ds)
+  init = step.init_state(cfg, x.shape[1], 3, step.hparams(cfg), 1)[0]
+  lam_start = _hessian_max('softmax', init, x_std, y_std, 1e-3)
+  lam_later = _hessian_max('softmax', start.params, x_std, y_std, 1e-3)
+  np.testing.assert_allclose(info['at_start']['learning_rate'], 1 / lam_start, rtol=0.02)
+  np.testing.assert_allclose(result.learning_rate, 1 / lam_later, rtol=0.02)
+  assert start.learning_rate == info['at_start']['learning_rate'] != result.learning_rate
+  assert info['method'].startswith('after the first epoch') and info['learning_rate'] == result.learning_rate
+  # The step each epoch trained with: the first at the start, then the one measured after it.
+  assert [m['learning_rate'] for m in result.history[:2]] == [start.learning_rate, result.learning_rate]
+
+
+def test_a_run_resumed_after_the_first_epoch_keeps_the_step_measured_again(tmp_path):
+  ds = _digits()
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss='squared_hinge', epochs=5, tol_on='none')
+  whole = train.fit(cfg, ds)
+
+  def stop_after_3(metrics):
+    if metrics['epoch'] == 3:
+      raise KeyboardInterrupt
+
+  assert train.fit(cfg, ds, workdir=str(tmp_path), on_epoch=stop_after_3).interrupted
+  again = train.fit(cfg, ds, workdir=str(tmp_path), resume=True)
+  assert again.resumed_from == 3 and again.learning_rate == whole.learning_rate
+  assert whole.learning_rate > 2 * whole.learning_rate_info['at_start']['learning_rate']  # 4x on digits
+  np.testing.assert_array_equal(np.asarray(again.params.W), np.asarray(whole.params.W))
 
 
 def test_the_curvature_program_draws_no_random_bits():
