@@ -76,10 +76,10 @@ class TrainConfig:
   optimizer: str = _field(
     'sgd', 'optax optimizer; lbfgs: full-batch L-BFGS to --tol (smooth losses).', choices=OPTIMIZERS
   )
-  learning_rate: float | str = _field(  # 'auto': derived from the problem at the start (optim/step_size.py)
+  learning_rate: float | str = _field(  # 'auto': derived from the problem (optim/step_size.py)
     0.1,
     "Base learning rate, > 0; 'auto': the step gradient descent is stable at for this problem's "
-    'curvature, measured at the start (docs/training.md).',
+    'curvature, measured at the start and after the first epoch (docs/training.md).',
     auto=True,
   )
   momentum: float = _field(0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')

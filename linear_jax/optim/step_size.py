@@ -3,7 +3,8 @@
 Gradient descent on an objective whose Hessian's largest eigenvalue is `λ`
 decreases it at every step with the step `1/λ` (half the stability limit
 `2/λ`; Nesterov, *Introductory Lectures on Convex Optimization*, 2004,
-§1.2.3). `λ` is measured at the start of the run by power iteration on
+§1.2.3). `λ` is measured at the start of the run (and again after its first
+epoch, `training.train.remeasure_step`) by power iteration on
 Hessian–vector products (`jax.linearize` of `jax.grad`) of the objective on a sample
 of the training rows, so it needs nothing from the loss but its value: a
 loss from the user's own file is measured like a built-in one.
@@ -158,7 +159,7 @@ def derive(cfg, params, x, y, w, batch, num_train):
     lam = float(measure(*args, np.asarray(lam, dtype))[0])
   if not all(np.isfinite(v) for v in (lam, beta, lam_x, row_mean)):
     raise ValueError(
-      f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured at the start is not finite '
+      f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured on the training rows is not finite '
       f"(largest eigenvalue {lam:g}, one example's {beta:g}); give --learning_rate a number."
     )
   extra = penalty_curvature(cfg.penalty, cfg.reg)
