@@ -165,7 +165,7 @@ flags.register_validator('seeds', _seeds_differ)
 
 def learning_rates(cfg, dataset):
   """--lrs; else --lr_min to --lr_max if either is given; else a range around --learning_rate (its
-  default, auto, derived from the problem as `train` derives it): from 1/32 to 8 times it."""
+  default, auto, derived from the problem as `train` derives it at its start): from 1/32 to 8 times it."""
   if FLAGS.lrs is not None:
     return FLAGS.lrs
   if FLAGS['lr_min'].present or FLAGS['lr_max'].present:

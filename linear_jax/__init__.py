@@ -1,11 +1,9 @@
 """linear_jax: linear classifiers and regressors learned by gradient descent."""
 
-import importlib
-
 from linear_jax import _stack
 
-# The library's imports (JAX's among them) in one block of the frame stack (see `_stack`).
-_stack.in_one_block(importlib.import_module, 'linear_jax.maths.more_losses')
+# The imports of the library's maths, JAX's among them, in one block of the frame stack (see `_stack`).
+_stack.in_one_block(__import__, 'linear_jax.maths.more_losses')
 
 from linear_jax.maths import more_losses  # noqa: F401 - registers squared_hinge, huber, crammer_singer
 from linear_jax.maths.grad_sources import GRAD_SOURCES

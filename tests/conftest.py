@@ -221,9 +221,10 @@ def _process_state():
 
 # Runs `python -m MODULE ARGS...` in CWD for each job of the JSON list in argv[1], each in a child forked
 # after the library modules the experiments import are imported (JAX's backend is not started by them, so
-# a fork is safe); prints the JSON list of {returncode, stdout, stderr}. A child leaves the loop by the
-# exception that ends its program (SystemExit, or any other: a traceback and status 1, as the
-# interpreter does), or by SystemExit(0) when the module returns.
+# a fork is safe); prints the JSON list of {returncode, stdout, stderr}. A child ends where its program
+# does: in `common.exit_now` (os._exit) for an experiment, else by the exception that ends it
+# (SystemExit, or any other: a traceback and status 1, as the interpreter does), or by SystemExit(0)
+# when the module returns.
 _FORKED = r"""
 import json, os, runpy, sys, tempfile
 import absl.app, linear_jax, linear_jax.runs.experiment, linear_jax.runs.plots  # what the experiments import

@@ -14,22 +14,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # An experiment in miniature: buffered output (a pipe), an exit handler, and the status main asks for.
 SCRIPT = textwrap.dedent(
   """
-  import atexit, sys, threading
+  import atexit, os, sys, threading
   from experiments import common
+  class Finalized:  # the interpreter's teardown would finalize it
+    def __del__(self):
+      os.write(1, b'finalized\\n')
+  KEPT = Finalized()
   atexit.register(lambda: print('handler ran'))
   threading.Thread(target=threading.Event().wait, daemon=True).start()  # left running, as JAX's are
   def main(argv):
     print('main ran', argv[1:])
     {end}
-  common.run(main)
+  {run}
   print('after run')  # never: the process ends inside run
   """
 )
 
 
-def _run(folder, end, *args, prefix=()):
+def _run(folder, end, *args, prefix=(), run='common.run(main)'):
   script = folder / 'experiment.py'
-  script.write_text(SCRIPT.format(end=end))
+  script.write_text(SCRIPT.format(end=end, run=run))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   env.pop('PYTHONUNBUFFERED', None)  # output into a pipe stays in its buffer until flushed
   return subprocess.run(
@@ -47,7 +51,8 @@ def _run(folder, end, *args, prefix=()):
 def test_the_status_the_output_and_the_exit_handlers_are_kept(tmp_path, end, status):
   out = _run(tmp_path, end, 'rest')
   assert out.returncode == status, out.stderr
-  # Printed into a pipe's buffer, then flushed before the process ends; the handler ran after main.
+  # Printed into a pipe's buffer, then flushed before the process ends; the handler ran after main;
+  # no teardown finalized the module's objects.
   assert out.stdout.splitlines() == ["main ran ['rest']", 'handler ran'], out.stdout
   assert 'after run' not in out.stdout
 
@@ -71,3 +76,9 @@ def test_under_a_profiler_the_process_ends_as_usual_so_the_profile_is_written(tm
   assert out.returncode == 0, out.stderr
   assert profile.stat().st_size > 0  # cProfile writes it after the program returns
   assert 'after run' not in out.stdout
+
+
+def test_the_interpreters_own_exit_would_have_finalized_what_exit_now_leaves(tmp_path):
+  out = _run(tmp_path, 'return 3', run='sys.exit(main(sys.argv))')
+  assert out.returncode == 3
+  assert out.stdout.splitlines() == ['main ran []', 'handler ran', 'finalized'], out.stdout

@@ -39,7 +39,7 @@ REAL_FIELDS = (
   'explode_factor',
 )
 PARALLEL = ('none', 'shard_map', 'pmap')
-AUTO = 'auto'  # learning_rate: derived from the problem when the run starts (optim/step_size.py)
+AUTO = 'auto'  # learning_rate: derived from the problem at the start and after epoch 1 (optim/step_size.py)
 
 
 def _field(default=None, help_text='', group=None, factory=None, **more):

@@ -41,6 +41,11 @@ import numpy as np
 from linear_jax.maths import losses
 from linear_jax.maths import model
 
+
+class NotFinite(ValueError):
+  """The curvature measured is not finite (the loss overflows at these parameters or on these rows)."""
+
+
 SAMPLE_ROWS = 2048  # the rows the curvature is measured on (evenly spaced over the training split)
 ITERATIONS = 30  # power iterations; the largest eigenvalue is found to a few percent
 ADAM_STEP = 1e-2
@@ -132,7 +137,8 @@ def derive(cfg, params, x, y, w, batch, num_train):
 
   Args:
     cfg: the run's `TrainConfig` (its loss, penalty, reg, loss hyperparameters, optimizer, momentum).
-    params: the initial parameters.
+    params: the parameters where the curvature is measured (the initial ones; then those after the
+      first epoch, `training.train.remeasure_step`).
     x, y, w: a sample of the training rows, as the step sees them (standardized; `w`: weights or `None`).
     batch: rows per step.
     num_train: rows of the training split.
@@ -158,7 +164,7 @@ def derive(cfg, params, x, y, w, batch, num_train):
     # λ₁ plus the largest in magnitude of ∇²f − λ₁I (which is ≥ 0), found by the same program
     lam = float(measure(*args, np.asarray(lam, dtype))[0])
   if not all(np.isfinite(v) for v in (lam, beta, lam_x, row_mean)):
-    raise ValueError(
+    raise NotFinite(
       f'--learning_rate=auto: the curvature of loss {cfg.loss!r} measured on the training rows is not finite '
       f"(largest eigenvalue {lam:g}, one example's {beta:g}); give --learning_rate a number."
     )

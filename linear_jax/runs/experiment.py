@@ -355,12 +355,13 @@ def _train_and_evaluate(
   dataset, f_star = _load_and_check(cfg, data_config, options, progress)
   metrics_path = _start_metrics(workdir, options, write_outputs)
   result = _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch)
-  if result.learning_rate_info:  # 'auto': the refit trains with the step this fit derived
+  given = cfg  # 'auto' stays: the refit derives its steps as this fit did, at its start and after epoch 1
+  if result.learning_rate_info:
     cfg = dataclasses.replace(cfg, learning_rate=result.learning_rate)
   chosen = result.best_params if cfg.patience else result.params
   refitted = None
   if options.refit:
-    again, refitted = refit.refit(cfg, dataset, result)
+    again, refitted = refit.refit(given, dataset, result)
     chosen = again.params
   final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
   if not write_outputs:

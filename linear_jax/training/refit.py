@@ -72,6 +72,8 @@ def refit(cfg, dataset, result):
     'stop_reason': out.stop_reason,
     'final': train.evaluate(again, merged, out.params),
   }
+  if out.learning_rate_info:  # 'auto': derived on train + validation, as the first run derived its own
+    record['learning_rate_found'] = out.learning_rate_info
   return out, record
 
 

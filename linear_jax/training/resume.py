@@ -50,7 +50,7 @@ class Checkpoints:
     self.file = os.path.join(workdir, CHECKPOINT) if workdir else None
     self.key = jax.random.PRNGKey(cfg.seed)  # epoch e shuffles with fold_in(key, e)
     self._saved_at = time.monotonic()
-    self.step = None  # how `--learning_rate=auto` was resolved (`train.resolve_step_size`), saved with it
+    self.step = None  # how `--learning_rate=auto` was resolved (`train.resolve_step_size`, `remeasure_step`)
 
   def saved_step(self):
     """The resolved `--learning_rate=auto` of the checkpoint there is (`None` if none, or none recorded):

@@ -103,9 +103,12 @@ def step_now(cfg, hp, history):
   if factor == 1.0:
     return cfg, hp
   lr = cfg.learning_rate * factor
-  return dataclasses.replace(cfg, learning_rate=lr), hp._replace(
-    learning_rate=jnp.asarray(lr, hp.learning_rate.dtype)
-  )
+  return dataclasses.replace(cfg, learning_rate=lr), with_rate(hp, lr)
+
+
+def with_rate(hp, lr):
+  """`hp` with learning rate `lr`, in its dtype."""
+  return hp._replace(learning_rate=jnp.asarray(lr, hp.learning_rate.dtype))
 
 
 def update_best(best, metrics, params):

@@ -110,6 +110,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     for epoch in range(first, first if finished else cfg.epochs):
       t0 = time.perf_counter()
       key = jax.random.fold_in(checkpoints.key, epoch)
+      cfg, hp, derived = remeasure_step(epoch, cfg, hp, path, state.params, derived, checkpoints)  # 'auto'
       now, hp = stopping.step_now(cfg, hp, state.history)  # the adaptive schedule's rate
       params, opt_state, values = path.epoch(state.params, state.opt_state, key, hp)
       if not preemption.wait(values):  # a stop signal came first: abandon the epoch in flight
@@ -121,7 +122,6 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       line = metrics_lib.epoch_metrics(
         now, path, params, hp, values, epoch, time.perf_counter() - t0, multiplier, initial
       )
-      cfg, hp, derived = remeasure_step(epoch, cfg, hp, path, params, derived, checkpoints)  # 'auto'
       best = stopping.update_best(state.best, line, params)
       state = resume_lib.State(params, opt_state, (*state.history, line), best)
       saved = checkpoints.due(epoch, checkpoint_every) or epoch + 1 == cfg.epochs
@@ -182,28 +182,35 @@ def _measure(cfg, path, params):
   return {'learning_rate': path.agreed(lr), **info}
 
 
-def remeasure_step(epoch, cfg, hp, path, params, first, checkpoints=None):
-  """`(cfg, hp, info)` after epoch `epoch` (from 0): after the first of a run whose step was derived
-  (`first`, how: `resolve_step_size`), with the step derived again at `params`; else as they are.
+def remeasure_step(epoch, cfg, hp, path, params, found, checkpoints=None):
+  """`(cfg, hp, found)` for epoch `epoch` (from 0): at the start of the second epoch of a run whose step
+  was derived (`found`, how: `resolve_step_size`), the step derived again at `params`, the parameters
+  after the first epoch; else as they are.
 
   At the start the parameters are near 0, where a loss is at its most curved in the scores: every
   margin active for the hinge family, every class equally likely for softmax. One epoch on, the
   curvature the rest of the run sees is 1.6 (softmax, digits) to 5 times (logistic, breast cancer)
   smaller, or larger where residuals enter Huber's quadratic part (0.6 times the step); a step set
-  by the start alone left the squared hinge 1.5% above its best objective. A run of one epoch, and
-  Adam, whose step curvature does not set, keep the first step. `info` says both; the checkpoint
-  records the new step, so a resumed run takes it.
+  by the start alone left the squared hinge 1.5% above its best objective. A run that stops after
+  its first epoch, and Adam, whose step curvature does not set, keep the first step, as does a run
+  whose curvature after the first epoch is not finite (the epoch's divergence test then speaks).
+
+  The measurement is a function of `params` and the run's seed, so a run resumed after its first
+  epoch measures what an uninterrupted one does; the checkpoint records the new step (with the first
+  under `at_start`), so a run resumed later takes it without measuring.
   """
-  if epoch != 0 or not first or cfg.epochs <= 1 or cfg.optimizer == 'adam':
-    return cfg, hp, first
-  info = _measure(cfg, path, jax.device_get(params))  # on the host: replicated or not, as at the start
-  start = {k: first[k] for k in ('learning_rate', 'method', 'hessian_max_eigenvalue') if k in first}
-  info = {**info, 'method': f'after the first epoch, {info["method"]}', 'at_start': start}
+  if epoch != 1 or not found or 'at_start' in found or cfg.optimizer == 'adam':
+    return cfg, hp, found
+  start = {k: found[k] for k in ('learning_rate', 'method', 'hessian_max_eigenvalue') if k in found}
+  try:
+    info = _measure(cfg, path, jax.device_get(params))  # on the host: replicated or not, as at the start
+    info = {**info, 'method': f'after the first epoch, {info["method"]}', 'at_start': start}
+  except step_size.NotFinite as e:  # the first step stays
+    info = {**found, 'at_start': start, 'not_measured_again': str(e)}
   if checkpoints is not None:
     checkpoints.step = info
   lr = info['learning_rate']
-  hp = hp._replace(learning_rate=np.asarray(lr, hp.learning_rate.dtype))
-  return dataclasses.replace(cfg, learning_rate=lr), hp, info
+  return dataclasses.replace(cfg, learning_rate=lr), stopping.with_rate(hp, lr), info
 
 
 def evaluate(cfg, dataset, params):

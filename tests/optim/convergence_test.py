@@ -79,6 +79,19 @@ def test_refit_trains_on_train_plus_val_for_the_chosen_epochs():
     refit.refit(cfg, no_val, first)
 
 
+def test_refit_of_a_derived_step_derives_its_own_as_the_first_run_did():
+  ds = data.prepare(data.load_builtin('digits'), 'digits', seed=0)
+  cfg = config.TrainConfig(epochs=6, learning_rate='auto')
+  first = train.fit(cfg, ds)
+  assert first.best_epoch > 1  # so the refit measures its step again after its first epoch
+  again, record = refit.refit(cfg, ds, first)
+  # Measured on train + validation at the start and after the refit's first epoch, as fit() does there.
+  ref = train.fit(config.TrainConfig(epochs=first.best_epoch, learning_rate='auto'), refit.train_plus_val(ds))
+  assert record['learning_rate_found'] == ref.learning_rate_info == again.learning_rate_info
+  assert record['learning_rate_found']['at_start']['learning_rate'] != again.learning_rate
+  np.testing.assert_array_equal(np.asarray(ref.params.W), np.asarray(again.params.W))
+
+
 def test_refit_path_solves_the_chosen_reg_on_train_plus_val():
   from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
 

@@ -175,22 +175,54 @@ def test_the_step_is_measured_again_after_the_first_epoch_and_used_from_the_seco
   np.testing.assert_allclose(result.learning_rate, 1 / lam_later, rtol=0.02)
   assert start.learning_rate == info['at_start']['learning_rate'] != result.learning_rate
   assert info['method'].startswith('after the first epoch') and info['learning_rate'] == result.learning_rate
-  # The step each epoch trained with: the first at the start, then the one measured after it.
+  # The step recorded for each epoch: the first, then the one measured after it (that the epochs train
+  # with it, the resumed run below shows).
   assert [m['learning_rate'] for m in result.history[:2]] == [start.learning_rate, result.learning_rate]
+  # A run of one epoch, and Adam, keep their first step.
+  assert 'at_start' not in start.learning_rate_info
+  adam = train.fit(dataclasses.replace(cfg, optimizer='adam', batch_size=16), ds)
+  assert adam.learning_rate == step_size.ADAM_STEP and 'at_start' not in adam.learning_rate_info
 
 
-def test_a_run_resumed_after_the_first_epoch_keeps_the_step_measured_again(tmp_path):
+def test_a_curvature_that_is_not_finite_after_the_first_epoch_keeps_the_first_step(monkeypatch):
+  x, y, _ = _problem('class')
+  ds = data.prepare(build.from_arrays(x, y), 'small', val_fraction=0.0, test_fraction=0.0, seed=0)
+  cfg = config.TrainConfig(loss='softmax', learning_rate='auto', batch_size=0, epochs=3)
+  derive, calls = step_size.derive, []
+
+  def second_overflows(*args):
+    calls.append(1)
+    if len(calls) == 2:
+      raise step_size.NotFinite('the curvature is not finite')
+    return derive(*args)
+
+  monkeypatch.setattr(step_size, 'derive', second_overflows)
+  result = train.fit(cfg, ds)
+  assert len(calls) == 2 and len(result.history) == 3
+  info = result.learning_rate_info
+  assert (
+    result.learning_rate == info['at_start']['learning_rate'] and 'not finite' in info['not_measured_again']
+  )
+  assert {m['learning_rate'] for m in result.history} == {result.learning_rate}
+
+
+@pytest.mark.parametrize('stop', [1, 3])
+def test_a_run_resumed_after_the_first_epoch_keeps_the_step_measured_again(tmp_path, stop):
+  """Stopped after epoch 1 (the step not measured again yet) or 3 (measured, and in the checkpoint):
+  the resumed run ends bit-for-bit as an uninterrupted one, which it can only if its epochs after the
+  first trained with the step measured again."""
   ds = _digits()
   cfg = dataclasses.replace(config.COMMAND_LINE, loss='squared_hinge', epochs=5, tol_on='none')
   whole = train.fit(cfg, ds)
 
-  def stop_after_3(metrics):
-    if metrics['epoch'] == 3:
+  def stop_after(metrics):
+    if metrics['epoch'] == stop:
       raise KeyboardInterrupt
 
-  assert train.fit(cfg, ds, workdir=str(tmp_path), on_epoch=stop_after_3).interrupted
+  assert train.fit(cfg, ds, workdir=str(tmp_path), on_epoch=stop_after).interrupted
   again = train.fit(cfg, ds, workdir=str(tmp_path), resume=True)
-  assert again.resumed_from == 3 and again.learning_rate == whole.learning_rate
+  assert again.resumed_from == stop and again.learning_rate == whole.learning_rate
+  assert again.learning_rate_info == whole.learning_rate_info
   assert whole.learning_rate > 2 * whole.learning_rate_info['at_start']['learning_rate']  # 4x on digits
   np.testing.assert_array_equal(np.asarray(again.params.W), np.asarray(whole.params.W))
 
