@@ -233,7 +233,8 @@ def test_the_curvature_program_draws_no_random_bits():
   x, y, params = _problem('class')
   starts = step_size._starts(0, params, len(x), x.shape[1], np.float32)  # pylint: disable=protected-access
   args = (params, x, y, None, np.float32(1e-3), {}, starts, np.float32(0.0))
-  traced = step_size._curvatures.trace(*args, loss='softmax', penalty='l2', iterations=3)  # pylint: disable=protected-access
+  curvatures = step_size._curvatures  # pylint: disable=protected-access
+  traced = curvatures.trace(*args, loss='softmax', penalty='l2', iterations=3)
   jaxpr = str(traced.jaxpr)  # nested programs appear by name (`_threefry_split`, ...)
   assert 'threefry' not in jaxpr and 'random_bits' not in jaxpr and 'random_wrap' not in jaxpr
   assert 'scan' in jaxpr or 'while' in jaxpr  # the power iterations are in it
