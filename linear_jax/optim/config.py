@@ -85,7 +85,7 @@ class TrainConfig:
   momentum: float = _field(0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
   schedule: str = _field(
     'constant',
-    "Learning-rate schedule; adaptive (scikit-learn's): the rate is divided by 5 each time the "
+    "Learning-rate schedule; adaptive (scikit-learn's, halving): the rate is halved each time the "
     'convergence test sees no progress, and the run has converged at the next plateau after the third.',
     choices=SCHEDULES,
   )
@@ -227,7 +227,7 @@ class TrainConfig:
 # flags' defaults (experiments/common.py reads every default from here or from `TrainConfig()`).
 # It differs from `TrainConfig()` in six fields:
 # - its step size is derived from the problem (`learning_rate='auto'`, optim/step_size.py) and
-#   divided by 5 at each plateau of the objective (`schedule='adaptive'`, with scikit-learn's
+#   halved at each plateau of the objective (`schedule='adaptive'`, with scikit-learn's
 #   `MLPClassifier` patience `n_iter_no_change=10` and tolerance 1e-4): a constant mini-batch step
 #   left the objective 2% (softmax) to 14% (multiclass SVM) above its optimum on digits, and 1e-3
 #   or 5 epochs still 3-5%;

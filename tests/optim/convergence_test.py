@@ -188,7 +188,7 @@ def test_the_adaptive_schedule_divides_the_rate_at_each_plateau_then_converges()
   cfg = dataclasses.replace(config.COMMAND_LINE, learning_rate=0.5)
   result = train.fit(cfg, ds)
   rates = sorted({m['learning_rate'] for m in result.history}, reverse=True)
-  np.testing.assert_allclose(rates, [0.5 / 5**k for k in range(len(rates))], rtol=1e-6)
+  np.testing.assert_allclose(rates, [0.5 / 2**k for k in range(len(rates))], rtol=1e-6)
   assert result.stop_reason == 'converged' and len(rates) == convergence.ADAPTIVE_DIVISIONS + 1
   f = [m['train_loss'] for m in result.history]
   assert convergence.plateaus(f, convergence.tol(cfg), 10, result.history[0]['initial_loss']) == 4
