@@ -149,6 +149,9 @@ FOUR_CPU_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
 # name -> (experiment, flags, extra environment, processes). {workdir}: the case's own workdir;
 # {data}: the folder with the npy files `make_data` writes.
 CASES = {
+  # The README's first command as the command line runs it: the derived step, the adaptive schedule,
+  # and the objective's stopping test.
+  'train_defaults': ('train', ['--plots=false'], {}, 1),
   'train_digits': (
     'train',
     ['--dataset=digits', '--max_epochs=3', '--tol_on=none', '--plots=false', '--seed=0'],
