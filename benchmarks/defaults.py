@@ -82,7 +82,7 @@ def _sklearn_estimator(loss):
 
 def _best_reachable(cfg, dataset, derived, rates):
   """`(objective, how, params)`: f* by L-BFGS for a smooth loss, else the lowest objective of
-  constant-rate runs (`params`: the run's last)."""
+  constant-rate runs (`params`: those of its epoch), or SciPy's f* where lower (`C1_LOSSES`)."""
   from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.solvers import lbfgs as solvers  # pylint: disable=import-outside-toplevel
   from linear_jax.training import lbfgs  # pylint: disable=import-outside-toplevel
@@ -94,23 +94,32 @@ def _best_reachable(cfg, dataset, derived, rates):
     return float(f_star), 'f* (L-BFGS)', params
   except ValueError:
     pass
-  best = (np.inf, None, None)
-  for k in rates:
+
+  def constant(k, epochs):
     run = dataclasses.replace(
-      cfg, learning_rate=derived * 2.0**k, schedule='constant', tol_on='none', epochs=400
+      cfg, learning_rate=derived * 2.0**k, schedule='constant', tol_on='none', epochs=epochs
     )
+    return train.fit(run, dataset)
+
+  best = (np.inf, None, None)  # (objective, k, epochs to reach it)
+  for k in rates:
     try:
-      result = train.fit(run, dataset)
+      f = [m['train_loss'] for m in constant(k, 400).history]
     except results.Diverged:  # a rate past the stable range: not a contender
       continue
-    f = min(m['train_loss'] for m in result.history)
-    if f < best[0]:
-      best = (f, f'400 epochs at 2^{k} × derived', result.params)
+    if min(f) < best[0]:
+      best = (min(f), k, int(np.argmin(f)) + 1)
+  f, k, epochs = best
+  params = None
+  if k is not None:  # the same run stopped at its best epoch: its parameters (the runs are deterministic)
+    again = constant(k, epochs)
+    assert np.isclose(again.history[-1]['train_loss'], f, rtol=1e-6), (again.history[-1]['train_loss'], f)
+    params = again.params
   if cfg.loss in C1_LOSSES:
-    f_star, params = _scipy_optimum(cfg, dataset)
-    if f_star < best[0]:
-      return f_star, "f* (SciPy's L-BFGS, float64)", params
-  return best
+    f_star, at_star = _scipy_optimum(cfg, dataset)
+    if f_star < f:
+      return f_star, "f* (SciPy's L-BFGS, float64)", at_star
+  return f, f'400 epochs at 2^{k} × derived', params
 
 
 # Losses the project's L-BFGS refuses (their second derivative jumps at the margin) whose gradient is
@@ -121,30 +130,37 @@ C1_LOSSES = ('squared_hinge',)
 
 def _scipy_optimum(cfg, dataset):
   """`(f, params)`: the lowest training objective SciPy's L-BFGS-B reaches on `cfg`'s objective, in
-  float64, and its parameters (in `cfg.dtype`)."""
+  float64 whatever `jax_enable_x64` says, and its parameters (in `cfg.dtype`).
+
+  For a multiclass loss without the bias trick or sample weights (the default runs of `C1_LOSSES`);
+  it raises `ValueError` otherwise.
+  """
   import jax  # pylint: disable=import-outside-toplevel
   from scipy import optimize  # pylint: disable=import-outside-toplevel
 
   from linear_jax.maths import losses  # pylint: disable=import-outside-toplevel
   from linear_jax.maths import model  # pylint: disable=import-outside-toplevel
 
+  if cfg.loss_record.targets != 'class' or cfg.bias_trick or dataset.w_train is not None:
+    raise ValueError(f'_scipy_optimum: {cfg.loss} with these settings is not a plain multiclass objective')
   with jax.enable_x64(True):
     x = np.asarray(dataset.x_train, np.float64)
     y = np.asarray(dataset.y_train)
     classes, features = dataset.num_classes, x.shape[1]
+    hparams = cfg.resolved_loss_hparams()
 
     def unflat(theta):
       return model.Params(theta[: classes * features].reshape(classes, features), theta[classes * features :])
 
     def objective(theta):
-      return losses.unchecked_objective(unflat(theta), x, y, cfg.loss, cfg.reg, cfg.penalty)
+      return losses.unchecked_objective(unflat(theta), x, y, cfg.loss, cfg.reg, cfg.penalty, hparams)
 
     value_and_grad = jax.jit(jax.value_and_grad(objective))
-    fun = lambda t: tuple(np.asarray(v, np.float64) for v in value_and_grad(t))  # noqa: E731
+    fun = lambda t: tuple(np.asarray(v, np.float64) for v in value_and_grad(t))
     start = np.zeros(classes * features + classes)
-    found = optimize.minimize(
-      fun, start, jac=True, method='L-BFGS-B', options={'maxiter': 20000, 'gtol': 1e-10}
-    )
+    # ftol=0: stop on the gradient (or when no step lowers f), not on a small relative decrease.
+    options = {'maxiter': 20000, 'gtol': 1e-10, 'ftol': 0.0}
+    found = optimize.minimize(fun, start, jac=True, method='L-BFGS-B', options=options)
   return float(found.fun), jax.tree.map(lambda a: np.asarray(a, cfg.dtype), unflat(found.x))
 
 
@@ -165,7 +181,9 @@ def part_quality(quick):
     best, how, best_params = _best_reachable(
       cfg, ds, result.learning_rate, range(-1, 2) if quick else range(-1, 8)
     )
-    final, at_best = train.evaluate_many(cfg, ds, [result.params, best_params])
+    final, at_best = train.evaluate_many(
+      cfg, ds, [result.params, result.params if best_params is None else best_params]
+    )
     metric = 'test_accuracy' if 'test_accuracy' in final else 'test_mse'
     ours = final[metric]
     make = _sklearn_estimator(loss)
@@ -192,7 +210,7 @@ def part_quality(quick):
         'above_best': (f - best) / abs(best),
         'metric': metric,
         'ours': ours,
-        'best_test': at_best[metric],
+        'best_test': None if best_params is None else at_best[metric],
         'sklearn': theirs,
         'sklearn_estimator': name_of,
         'seconds': seconds,
@@ -287,7 +305,8 @@ def markdown(results):
     fmt = (lambda v: f'{100 * v:.1f}%') if r['metric'] == 'test_accuracy' else (lambda v: f'MSE {v:,.0f}')
     out.append(
       f'| {r["loss"]} | {r["dataset"]} | {r["learning_rate"]:.3g} | {r["epochs"]} | {r["stop_reason"]} | '
-      f'{100 * r["above_best"]:+.2f}% | {r["best_how"]} | {fmt(r["ours"])} | {fmt(r["best_test"])} | '
+      f'{100 * r["above_best"]:+.2f}% | {r["best_how"]} | {fmt(r["ours"])} | '
+      f'{"—" if r["best_test"] is None else fmt(r["best_test"])} | '
       f'{"—" if r["sklearn"] is None else fmt(r["sklearn"])} | '
       f'{r["sklearn_estimator"]} |'
     )

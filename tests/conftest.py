@@ -281,26 +281,22 @@ def run_commands():
   return run
 
 
-# Under -n each test file is sent whole to one worker (pytest-xdist's scheduling by scope, the scope
-# being the file; the files with the most tests first, as pytest-xdist orders scopes): a file's fixtures
-# (a report build, a benchmark run, a browser, the multi-device and multi-process scripts) are built
-# once, and the programs its tests share are compiled once, in that worker. Scheduled test by test, a
-# file's tests were spread over both workers in a random order, and each worker compiled their programs
-# (or loaded them from the cache after tracing and lowering them): 7:02-8:24 over five runs; by file,
-# 7:08. pytest-randomly's order stays within each file.
+# Under -n each test file is sent whole to one worker (pytest-xdist's `--dist loadfile`; the files with
+# the most tests first): a file's fixtures (a report build, a benchmark run, a browser, the multi-device
+# and multi-process scripts) are built once, and the programs its tests share are compiled once, in that
+# worker. When only ten such files were sent whole and every other test on its own, the other files'
+# tests were spread over both workers in a random order, and each worker compiled their programs (or
+# traced and lowered them to load them from the cache): 7:02-8:24 over five runs; by file, 7:08.
+# pytest-randomly's order stays within each file.
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown where it is not installed
 def pytest_xdist_make_scheduler(config, log):
-  """In place of `--dist load` (what -n chooses): pytest-xdist's scheduling by scope, a scope being a
-  whole test file. Any other `--dist` asked for is left to pytest-xdist."""
+  """In place of `--dist load` (what -n chooses): `--dist loadfile`, whole test files. Any other `--dist`
+  asked for is left to pytest-xdist."""
   if config.getoption('dist') != 'load':
     return None
-  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
+  from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel
 
-  class WholeFiles(LoadScopeScheduling):
-    def _split_scope(self, nodeid):
-      return nodeid.split('::', 1)[0]
-
-  return WholeFiles(config, log)
+  return LoadFileScheduling(config, log)
 
 
 def _random_order_line(config):

@@ -85,7 +85,7 @@ class TrainConfig:
   momentum: float = _field(0.9, 'Momentum of the momentum and nesterov optimizers, in [0, 1).')
   schedule: str = _field(
     'constant',
-    "Learning-rate schedule; adaptive (scikit-learn's, halving): the rate is halved each time the "
+    "Learning-rate schedule; adaptive: the rate is halved (scikit-learn's divides it by 5) each time the "
     'convergence test sees no progress, and the run has converged at the next plateau after the third.',
     choices=SCHEDULES,
   )

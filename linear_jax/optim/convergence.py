@@ -35,7 +35,7 @@ TOL_ON = ('objective', 'grad_norm', 'none')
 # Halving (scikit-learn divides by 5). Each division lowers the noise floor of a constant mini-batch
 # step, and after the first one an ill-conditioned objective is still falling slowly along its flat
 # directions: a fifth of the step all but stops that, a half keeps it going. Default runs of digits'
-# squared hinge ended 1.5% above f* (L-BFGS) with 5 and 0.9% with 2; softmax needed 89 epochs with 5
+# squared hinge ended 1.5% above f* (SciPy's L-BFGS) with 5 and 0.9% with 2; softmax needed 89 epochs with 5
 # and 74 with 2 (benchmarks/defaults.py measures all ten losses).
 ADAPTIVE_FACTOR = 2.0
 ADAPTIVE_DIVISIONS = 3  # the run has converged at the plateau after this many divisions
