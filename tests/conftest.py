@@ -281,22 +281,38 @@ def run_commands():
   return run
 
 
-# Under -n each test file is sent whole to one worker (pytest-xdist's `--dist loadfile`; the files with
-# the most tests first): a file's fixtures (a report build, a benchmark run, a browser, the multi-device
-# and multi-process scripts) are built once, and the programs its tests share are compiled once, in that
-# worker. When only ten such files were sent whole and every other test on its own, the other files'
-# tests were spread over both workers in a random order, and each worker compiled their programs (or
-# traced and lowered them to load them from the cache): 7:02-8:24 over five runs; by file, 7:08.
-# pytest-randomly's order stays within each file.
+# Test files whose tests share an expensive fixture (a report build, a benchmark run, a browser, compiled
+# search programs, the multi-device and multi-process scripts): under -n, each is sent whole to one
+# worker, so the fixture is built once and no worker waits for the other to build it. Every other test
+# is scheduled on its own, as `--dist load` does.
+ONE_WORKER = (
+  'tests/benchmarks/run_test.py',
+  'tests/cli_test.py',
+  'tests/datapath/parallel_test.py',
+  'tests/datapath/stream_test.py',
+  'tests/maths/custom_loss_test.py',
+  'tests/runs/demo_browser_test.py',
+  'tests/runs/painter_test.py',
+  'tests/runs/report_test.py',
+  'tests/training/longruns_test.py',
+  'tests/tuning/search_compiles_once_test.py',
+)
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown where it is not installed
 def pytest_xdist_make_scheduler(config, log):
-  """In place of `--dist load` (what -n chooses): `--dist loadfile`, whole test files. Any other `--dist`
-  asked for is left to pytest-xdist."""
+  """In place of `--dist load` (what -n chooses): pytest-xdist's scheduling by scope, a scope being a
+  whole file for `ONE_WORKER`, else one test. Any other `--dist` asked for is left to pytest-xdist."""
   if config.getoption('dist') != 'load':
     return None
-  from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel
+  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
 
-  return LoadFileScheduling(config, log)
+  class OneWorkerFiles(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      path = nodeid.split('::', 1)[0]
+      return path if path in ONE_WORKER else nodeid
+
+  return OneWorkerFiles(config, log)
 
 
 def _random_order_line(config):
