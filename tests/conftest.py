@@ -44,6 +44,8 @@ import os
 import shutil
 import tempfile
 
+import threadpoolctl
+
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
 # XLA's CPU backend compiles fast rather than well (before JAX starts its backend; see above). A test
 # that compares bits with a result recorded under XLA's defaults runs it where XLA_FLAGS is USER_XLA_FLAGS.
@@ -59,6 +61,15 @@ for _flag in (
 ):
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_flag}'.strip()
+
+# Under -n with a worker per core, each worker computes on one thread: NumPy's BLAS and XLA's Eigen
+# pool otherwise start a thread per core in every worker, and the workers' threads contend for the
+# cores (the NumPy-heavy assignment-scale checks took 2-3 times as long in the suite as alone).
+if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '0')) >= (os.cpu_count() or 1):
+  os.environ['OPENBLAS_NUM_THREADS'] = os.environ['OMP_NUM_THREADS'] = '1'  # the processes tests start
+  threadpoolctl.threadpool_limits(1)  # this one, whose NumPy may have loaded its BLAS already
+  if '--xla_cpu_multi_thread_eigen' not in os.environ.get('XLA_FLAGS', ''):
+    os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} --xla_cpu_multi_thread_eigen=false'.strip()
 
 _CACHE_ROOT = None  # the folder this process made for the run (None in an xdist worker: it inherits it)
 if 'PYTEST_XDIST_WORKER' not in os.environ:
