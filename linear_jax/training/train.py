@@ -192,9 +192,9 @@ def remeasure_step(epoch, cfg, hp, path, params, found, checkpoints=None):
   curvature the rest of the run sees is 1.6 (softmax, digits) to 5 times (logistic, breast cancer)
   smaller, or larger where residuals enter Huber's quadratic part (0.6 times the step); a step set
   by the start alone left the squared hinge 1.5% above its best objective (measured when the adaptive
-  schedule divided the step by 5). A run that stops after
-  its first epoch, and Adam, whose step curvature does not set, keep the first step, as does a run
-  whose curvature after the first epoch is not finite (the epoch's divergence test then speaks).
+  schedule divided the step by 5). A run that stops after its first epoch, and Adam, whose step
+  curvature does not set, keep the first step, as does a run whose curvature after the first epoch
+  is not finite (the epoch's divergence test then speaks).
 
   The measurement is a function of `params` and the run's seed, so a run resumed after its first
   epoch measures what an uninterrupted one does; the checkpoint records the new step (with the first
