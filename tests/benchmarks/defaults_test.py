@@ -64,3 +64,43 @@ def test_best_reachable_returns_the_parameters_of_its_objective():
   f, how, params = defaults._best_reachable(cfg, ds, 0.05, rates=[0])
   assert how == "f* (SciPy's L-BFGS, float64)"
   np.testing.assert_allclose(train.evaluate(cfg, ds, params)['train_loss'], f, rtol=1e-5)
+
+
+def test_markdown_shows_each_loss_beside_the_best_and_scikit_learn():
+  row = {
+    'loss': 'svm',
+    'dataset': 'digits',
+    'learning_rate': 0.122,
+    'epochs': 192,
+    'stop_reason': 'converged',
+    'above_best': -0.0187,
+    'best_how': '400 epochs at 2^-1 × derived',
+    'metric': 'test_accuracy',
+    'ours': 0.961,
+    'best_test': 0.955,
+    'sklearn': None,
+    'sklearn_estimator': '—',
+  }
+  regression = {
+    **row,
+    'loss': 'l1',
+    'metric': 'test_mse',
+    'ours': 2868.0,
+    'best_test': None,
+    'sklearn': 2865.0,
+  }
+  results = {
+    'quality': [row, regression],
+    'process': {'linear-jax train': 1.8, 'scikit-learn LogisticRegression': 1.2},
+    'host': {'epochs': 300, 'fit_ms': 2.0, 'epoch_ms': 0.8, 'host_ms': 1.2},
+  }
+  text = defaults.markdown(results)
+  lines = text.splitlines()
+  assert "the best's test" in lines[2]
+  assert (
+    '| svm | digits | 0.122 | 192 | converged | -1.87% | 400 epochs at 2^-1 × derived | 96.1% | 95.5% | — |'
+    in text
+  )
+  assert '| MSE 2,868 | — | MSE 2,865 |' in text  # no best parameters: a dash, not a number
+  assert '| `linear-jax train` | 1.80 | 1.50× |' in text
+  assert 'the host around it 1.20 ms' in text
