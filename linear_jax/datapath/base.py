@@ -22,6 +22,8 @@ implementation (`resident.Resident`, `parallel_path.DataParallel`,
 chooses among them.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +37,28 @@ from linear_jax.optim import gradient_norm
 from linear_jax.optim import step
 
 SPLITS = ('train', 'val', 'test')
+
+
+def several():
+  """Whether this run has several processes (`jax.distributed` is up, with more than one).
+
+  Asked only once `jax.distributed` is up: `jax.process_count` would start
+  JAX's backend, and a caller that loads its data first must still be able
+  to call `jax.distributed.initialize` after. With one process, what the
+  processes agree on is this process's own (`Path`), and `multihost` is not asked.
+  """
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def together(what):
+  """`multihost.together` with several processes: one process's error in the block stops every process.
+  With one process, the block as it is."""
+  return multihost.together(what) if several() else contextlib.nullcontext()
+
+
+def any_process(flag):
+  """`flag` or-ed over every process of the run (`flag` itself with one process)."""
+  return multihost.any_process(flag) if several() else bool(flag)
 
 
 def host_weights(dataset, split, dtype, weights=None):
@@ -86,9 +110,9 @@ class Path:
     chunks.check_mapped(self.dataset.x_train)
     chunks.check_mapped(self.dataset.y_train)
     x = np.asarray(self.dataset.x_train[rows], np.float64)
-    affine = standardize.affine(self.dataset)
-    if affine is not None:
-      x = (x - affine[0]) / affine[1]
+    if self.dataset.extra.get(standardize.AFFINE):  # a `prepare`d dataset holds the file's raw features
+      shift, scale = standardize.affine(self.dataset)
+      x = (x - shift) / scale
     if self.cfg.bias_trick:
       x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     w = host_weights(self.dataset, 'train', self.cfg.dtype, self._train_weights)
@@ -127,15 +151,14 @@ class Path:
 
   def barrier(self, name):
     """Waits until every process arrives here."""
-    multihost.barrier(name)
+    if several():
+      multihost.barrier(name)
 
-  def together(self, what):
-    """`multihost.together`: one process's error in the block stops every process."""
-    return multihost.together(what)
+  together = staticmethod(together)
 
   def agreed(self, value):
     """Process 0's `value` (a float) on every process (`multihost.from_process_0`)."""
-    return multihost.from_process_0(value)
+    return multihost.from_process_0(value) if several() else value
 
   def refuse_several_processes(self, why):
     """Raises `ValueError(why)` when the run has several processes."""
@@ -148,9 +171,15 @@ class Path:
 
   def check_same_view(self, path, found):
     """Raises a `ValueError` unless every process does (`found`) or does not see the checkpoint `path`."""
-    multihost.check_same_view(path, found)
+    if several():
+      multihost.check_same_view(path, found)
 
   def check_written_by(self, path, meta):
     """Raises a `ValueError` if checkpoint `path` (its header `meta`) was written by another number of
     processes: each process trains on its own rows, so the split of the rows would differ."""
-    multihost.check_process_count(path, meta)
+    wrote, now = meta.get('num_processes', 1), jax.process_count()
+    if wrote != now:
+      raise ValueError(
+        f'{path}: written by a run of {wrote} process(es) but this run has {now}; each process trains '
+        f'on its own shard of the data, so resume with --num_processes={wrote}.'
+      )

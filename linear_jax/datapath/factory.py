@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from linear_jax.data import datasets as data_lib
+from linear_jax.datapath import base
 from linear_jax.datapath import model_memory
-from linear_jax.datapath import multihost
 from linear_jax.datapath import parallel_path
 from linear_jax.datapath import resident as on_device
 from linear_jax.datapath import standardize
@@ -78,7 +78,7 @@ def check_lbfgs(cfg, streamed=False):
 
 def any_process(flag):
   """`flag` or-ed over every process of the run (itself with one process)."""
-  return multihost.any_process(flag)
+  return base.any_process(flag)
 
 
 def stops_alone():
@@ -87,8 +87,8 @@ def stops_alone():
 
 
 def together(what):
-  """`multihost.together`: run a block on every process; if it failed on any, raise on every one."""
-  return multihost.together(what)
+  """Runs a block on every process; if it failed on any, raises on every one (`base.together`)."""
+  return base.together(what)
 
 
 def prepare(

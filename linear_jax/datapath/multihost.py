@@ -11,55 +11,37 @@ every process, so one copy is enough: process 0 writes it after a barrier
 it from a folder they all see (a shared file system, or one machine). Each
 process trains on its own shard of the rows, and that split depends on the
 number of processes, so a checkpoint resumes only with the number of
-processes that wrote it; another number is refused, naming both. With one
-process every function here does nothing.
+processes that wrote it; another number is refused, naming both.
+
+With one process nothing here is asked: the data path (`base.Path`,
+`factory`) answers for itself when `base.several()` is false, so a
+one-process run never enters this file.
 """
 
 import contextlib
 
-import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 
 def barrier(name):
-  """Waits until every process arrives here (no-op with one process)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
-    multihost_utils.sync_global_devices(name)
+  """Waits until every process arrives here."""
+  multihost_utils.sync_global_devices(name)
 
 
 def any_process(flag):
-  """`flag` or-ed over every process (one small collective; `flag` itself with one process)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
+  """`flag` or-ed over every process (one small collective)."""
   return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
 def from_process_0(value):
-  """Process 0's `value` (a float) on every process; `value` itself with one process.
+  """Process 0's `value` (a float) on every process.
 
   What each process derives on its own from the same rows (the step size of
   `--learning_rate=auto`) may differ in its last bits between machines; the
   replicated parameters must not.
   """
-  if jax.process_count() == 1:
-    return value
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
   return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
-
-
-def several():
-  """Whether this run has several processes (`jax.distributed` is up, with more than one).
-
-  Asked only once `jax.distributed` is up: `jax.process_count` would start
-  JAX's backend, and a caller that loads its data first must still be able
-  to call `jax.distributed.initialize` after.
-  """
-  return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
 @contextlib.contextmanager
@@ -68,7 +50,7 @@ def together(what):
 
   The failing process raises its own error (a Ctrl-C included); the others
   raise a `ValueError` naming `what` and the process(es) that failed (whose
-  output says why). With one process this is the block as it is.
+  output says why).
 
   It is itself a collective: every process must enter it, the same number of
   times, in the same order, and the block must hold no collective of its own
@@ -81,39 +63,22 @@ def together(what):
     raise
   except BaseException as e:  # noqa: BLE001 - re-raised below, after the other processes learn of it
     error = e
-  if several():
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
-    failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
-    if error is None and failed.any():
-      bad = [int(i) for i in np.flatnonzero(failed)]
-      raise ValueError(
-        f'{what}: process(es) {bad} found a problem (their output names it); no process goes on.'
-      )
+  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
+  if error is None and failed.any():
+    bad = [int(i) for i in np.flatnonzero(failed)]
+    raise ValueError(
+      f'{what}: process(es) {bad} found a problem (their output names it); no process goes on.'
+    )
   if error is not None:
     raise error
 
 
 def check_same_view(path, found):
   """Raises a `ValueError` unless every process does or does not see the checkpoint `path`."""
-  if jax.process_count() == 1:
-    return
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
   seen = np.asarray(multihost_utils.process_allgather(np.int32(bool(found))))
   if seen.min() != seen.max():
     missing = [int(i) for i in np.flatnonzero(seen == 0)]
     raise ValueError(
       f'{path}: process(es) {missing} do not see this checkpoint; resuming with several processes needs '
       'a --workdir that every process reads (a shared file system).'
-    )
-
-
-def check_process_count(path, meta):
-  """Raises a `ValueError` if the checkpoint was written by another number of processes."""
-  wrote = meta.get('num_processes', 1)
-  if wrote != jax.process_count():
-    raise ValueError(
-      f'{path}: written by a run of {wrote} process(es) but this run has {jax.process_count()}; each '
-      f'process trains on its own shard of the data, so resume with --num_processes={wrote}.'
     )

@@ -17,7 +17,6 @@ import numpy as np
 from linear_jax.data import memory
 from linear_jax.data import records
 from linear_jax.datapath import base
-from linear_jax.datapath import multihost
 from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
 from linear_jax.datapath import transfer
@@ -67,7 +66,7 @@ def should_stream(cfg, dataset):
   """
   if cfg.stream or dataset.extra.get(standardize.AFFINE):
     return True
-  if multihost.several():
+  if base.several():
     return False
   return bytes_needed(cfg, dataset) > MEMORY_FRACTION * memory_budget()
 
@@ -75,7 +74,7 @@ def should_stream(cfg, dataset):
 def check_fits(cfg, dataset):
   """Raises a `ValueError` (the figures, the `--stream` advice) for in-memory splits this process
   cannot hold, with several processes, where training streams only when asked (`should_stream`)."""
-  if not multihost.several() or should_stream(cfg, dataset):
+  if not base.several() or should_stream(cfg, dataset):
     return
   need, free = bytes_needed(cfg, dataset), memory_budget()
   if need > MEMORY_FRACTION * free:
@@ -90,19 +89,16 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   """The `splits` as device arrays in the training dtype (with the constant-1 feature under the bias trick).
 
   A `prepare`d dataset (raw features, `Dataset.extra[standardize.AFFINE]`) is
-  standardized here as its streamed blocks would be (`standardize.split_affine`).
+  standardized here as its streamed blocks would be (`standardize.whole_split`).
   """
   dt = jnp.dtype(cfg.dtype)
   spec = cfg.loss_record
   ydt = dt if spec.targets == 'real' else jnp.int32
-  affine_ = standardize.affine(dataset)
 
   def put(split):
     x = getattr(dataset, f'x_{split}')
-    if affine_ is not None and len(x):  # the streamed blocks' own transform, on the whole split
-      shift, on_device = standardize.split_affine(cfg, x, affine_)
-      x = transfer.to_device(x, transfer.transfer_dtype(x, dt), shift=shift)
-      x = standardize.widen_whole(x, on_device, structure=step_lib.structural(cfg))
+    if dataset.extra.get(standardize.AFFINE) and len(x):  # the streamed blocks' own transform, whole
+      x = standardize.whole_split(cfg, x, standardize.affine(dataset), step_lib.structural(cfg))
     else:
       # One host pass at most (cast and bias column together); an aligned array of the
       # training dtype is then taken by the CPU backend without a copy (see transfer.to_device).

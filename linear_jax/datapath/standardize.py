@@ -75,7 +75,15 @@ def widen(cfg, xb, affine_=None):
   return xb
 
 
+def whole_split(cfg, x, affine_, structure):
+  """A whole split of a `prepare`d dataset on the device (`resident.device_data`), as its streamed blocks
+  are: moved in the transfer dtype (less the host's shift, `split_affine`), then `widen`ed there;
+  `structure` is the run's `step.structural(cfg)`."""
+  shift, on_device = split_affine(cfg, x, affine_)
+  x = transfer.to_device(x, transfer.transfer_dtype(x, cfg.dtype), shift=shift)
+  return _widen_whole(x, on_device, structure=structure)
+
+
 @functools.partial(jax.jit, static_argnames='structure')
-def widen_whole(x, affine_, *, structure):
-  """`widen` of a whole split, for what holds a `prepare`d dataset on the device (`resident.device_data`)."""
+def _widen_whole(x, affine_, *, structure):
   return widen(structure, x, affine_)

@@ -186,3 +186,30 @@ def test_a_prepared_dataset_held_resident_is_standardized_like_its_blocks(tmp_pa
     if bias_trick:
       np.testing.assert_array_equal(np.asarray(x)[:, -1], 1.0)
   np.testing.assert_array_equal(path.resident_split('val')[0], path.arrays['val'][0])
+
+
+def test_a_one_process_in_memory_fit_never_enters_the_other_paths_code(dataset, tmp_path):
+  """What one process agrees with itself on is answered in `base`, and an in-memory split never asks
+  how a file's raw rows are standardized: a reader following such a fit (a checkpoint and resume
+  included) skips `multihost`, `standardize` and the streaming and parallel modules."""
+  import sys  # pylint: disable=import-outside-toplevel
+
+  entered = set()
+
+  def profile(frame, event, arg):
+    del arg
+    if event == 'call' and frame.f_code.co_name != '<module>':
+      entered.add(frame.f_code.co_filename)
+
+  cfg = config.TrainConfig(epochs=2, batch_size=32, learning_rate='auto')
+  sys.setprofile(profile)
+  try:
+    first = lj.fit(cfg, dataset, workdir=str(tmp_path), resume=True)
+    again = lj.fit(cfg, dataset, workdir=str(tmp_path), resume=True)  # from the checkpoint
+  finally:
+    sys.setprofile(None)
+  names = {f.replace('\\', '/').rsplit('linear_jax/', 1)[-1] for f in entered if 'linear_jax' in f}
+  assert again.already_done and again.resumed_from == len(first.history) == 2
+  assert 'training/train.py' in names and 'datapath/resident.py' in names  # the profile saw the fit
+  for other in ('multihost', 'standardize', 'stream', 'streamed_path', 'parallel'):
+    assert f'datapath/{other}.py' not in names, other

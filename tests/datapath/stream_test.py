@@ -17,7 +17,7 @@ import pytest
 
 from linear_jax.data import chunks
 from linear_jax.data import datasets as data
-from linear_jax.datapath import multihost
+from linear_jax.datapath import base
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident
 from linear_jax.datapath import standardize
@@ -197,7 +197,7 @@ def test_several_processes_stream_only_when_asked_and_refuse_what_does_not_fit(t
   monkeypatch.setattr(resident, 'memory_budget', lambda device=None: 1000)
   resident.check_fits(cfg, ds)  # one process: it streams instead
   assert resident.should_stream(cfg, ds)
-  monkeypatch.setattr(multihost, 'several', lambda: True)
+  monkeypatch.setattr(base, 'several', lambda: True)
   assert not resident.should_stream(cfg, ds)
   with pytest.raises(
     ValueError, match=r'the splits need .* GB in memory, but process 0 has 0.00 GB free.*--stream'
