@@ -2,7 +2,7 @@
 
 `model` (f(x, W) = Wx + b, the bias trick), `losses` (the `Loss` record,
 the registry, penalties, the objective), `loss_files` (a loss from the user's
-own file or module), `classification` and `regression`
+own file or module), `classification` (multiclass), `binary` and `regression`
 (the lecture's per-example losses of the scores and their score gradients),
 `more_losses` (losses added through `register_loss`), `grads` (hand-derived gradients, no
 autodiff), `grad_sources` (analytic, autodiff, custom_vjp), `gradcheck`

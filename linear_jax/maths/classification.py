@@ -1,14 +1,12 @@
-"""The lecture's classification losses of the scores, each beside its hand-derived score gradient.
+"""The lecture's multiclass losses of the scores, each beside its hand-derived score gradient.
 
-Multiclass: the SVM (Weston–Watkins) and softmax cross-entropy, on `[N, C]`
-scores and `[N]` integer labels. Binary: the hinge, the logistic loss and the
-sigmoid unit with squared error, on one score per example (`[N, 1]`) and
-labels in `{0, 1}`. The gradients use no autodiff; docs/derivations.md derives
-each, and `losses.py` registers them under their names (`svm`, `softmax`,
-`hinge`, `logistic`, `sigmoid_l2`). A classification loss of a user's own
-calls the shape contract of its kind first (`assert_class_shapes`,
-`assert_binary_shapes`), as these do: chex assertions on static shapes, free
-under `jit`.
+The SVM (Weston–Watkins) and softmax cross-entropy, on `[N, C]` scores and
+`[N]` integer labels; the binary losses are in `binary.py`. The gradients use
+no autodiff; docs/derivations.md derives each, and `losses.py` registers them
+under their names (`svm`, `softmax`). A classification loss of a user's own
+calls the shape contract of its kind first (`assert_class_shapes` here,
+`binary.assert_binary_shapes`), as these do: chex assertions on static shapes,
+free under `jit`.
 """
 
 import chex
@@ -23,19 +21,8 @@ def assert_class_shapes(scores: chex.Array, labels: chex.Array) -> None:
   chex.assert_equal_shape_prefix([scores, labels], 1)
 
 
-def assert_binary_shapes(scores: chex.Array, labels: chex.Array) -> None:
-  """Shape contract of a binary loss: `[N, 1]` float scores, `[N]` labels in `{0, 1}`."""
-  chex.assert_shape(scores, (None, 1))
-  assert_class_shapes(scores, labels)
-
-
 def _onehot(labels, num_classes, dtype):
   return jax.nn.one_hot(labels, num_classes, dtype=dtype)
-
-
-def _binary(targets, s):
-  """`[N]` 0/1 labels and `[N, 1]` scores -> (±1 labels, `[N]` scores)."""
-  return 2.0 * targets.astype(s.dtype) - 1.0, s[:, 0]
 
 
 def svm_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
@@ -98,78 +85,3 @@ def softmax_cross_entropy_score_grad(scores: chex.Array, labels: chex.Array) -> 
   """Softmax cross-entropy: `dL_i/ds = softmax(s_i) − onehot(y_i)`."""
   assert_class_shapes(scores, labels)
   return jax.nn.softmax(scores, axis=-1) - _onehot(labels, scores.shape[-1], scores.dtype)
-
-
-def hinge_margins(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """`[N]` values `Δ − ỹ s` whose positive part is the binary hinge loss."""
-  y, s = _binary(labels, scores)
-  return margin - y * s
-
-
-def binary_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """Binary hinge, `L_i = max(0, Δ − ỹ_i s_i)` with `ỹ = 2y − 1 ∈ {−1, +1}`.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-    margin: Δ ≥ 0.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  return jax.nn.relu(hinge_margins(scores, labels, margin))
-
-
-def binary_hinge_score_grad(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
-  """Binary hinge: `dL_i/ds = −ỹ_i · 1[Δ − ỹ_i s_i > 0]`, `ỹ = 2y − 1`."""
-  assert_binary_shapes(scores, labels)
-  y = 2.0 * labels.astype(scores.dtype) - 1.0
-  return jnp.where(hinge_margins(scores, labels, margin) > 0, -y, 0.0)[:, None]
-
-
-def logistic(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid cross-entropy, `L_i = −y log σ(s) − (1 − y) log(1 − σ(s))`.
-
-  Uses `log σ(s) = log_sigmoid(s)` and `log(1 − σ(s)) = log_sigmoid(−s)`, so
-  it stays finite for scores of any size.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  s = scores[:, 0]
-  y = labels.astype(s.dtype)
-  return -(y * jax.nn.log_sigmoid(s) + (1.0 - y) * jax.nn.log_sigmoid(-s))
-
-
-def logistic_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid cross-entropy: `dL_i/ds = σ(s_i) − y_i`."""
-  assert_binary_shapes(scores, labels)
-  return jax.nn.sigmoid(scores) - labels.astype(scores.dtype)[:, None]
-
-
-def sigmoid_l2(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """The lecture's sigmoid unit with squared error, `L_i = (y_i − σ(s_i))²`.
-
-  Args:
-    scores: `[N, 1]` scores.
-    labels: `[N]` labels in `{0, 1}`.
-
-  Returns:
-    `[N]` losses.
-  """
-  assert_binary_shapes(scores, labels)
-  s = scores[:, 0]
-  return jnp.square(labels.astype(s.dtype) - jax.nn.sigmoid(s))
-
-
-def sigmoid_l2_score_grad(scores: chex.Array, labels: chex.Array) -> jax.Array:
-  """Sigmoid + squared error: `dL_i/ds = −2 (y_i − σ_i) σ_i (1 − σ_i)`, `σ_i = σ(s_i)`."""
-  assert_binary_shapes(scores, labels)
-  sig = jax.nn.sigmoid(scores)
-  return -2.0 * (labels.astype(scores.dtype)[:, None] - sig) * sig * (1.0 - sig)

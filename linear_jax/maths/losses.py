@@ -12,7 +12,7 @@ their defaults. Targets come in three kinds:
 * `'real'`: `[N]` (`C = 1`) or `[N, C]` real targets for regression.
 
 The seven losses of the lecture (their functions and hand-derived gradients
-are in `classification.py` and `regression.py`) are registered here under
+are in `classification.py`, `binary.py` and `regression.py`) are registered here under
 their names; a user adds a loss with `register_loss(name, Loss(...))`, or
 names one in a file of their own (`'my_losses.py:NAME'`,
 `'package.module:NAME'`, which `loss_files.py` loads) wherever a loss name is
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.maths import binary
 from linear_jax.maths import classification
 from linear_jax.maths import loss_files
 from linear_jax.maths import model
@@ -268,7 +269,7 @@ def loss_name(loss: 'str | Loss') -> str:
   return loss if isinstance(loss, str) else loss.name
 
 
-# The seven losses of the lecture (`classification.py`, `regression.py`), by name.
+# The seven losses of the lecture (`classification.py`, `binary.py`, `regression.py`), by name.
 _MARGIN = {'margin': 1.0}
 
 for _name, _record in {
@@ -283,14 +284,14 @@ for _name, _record in {
     classification.softmax_cross_entropy, 'class', classification.softmax_cross_entropy_score_grad
   ),
   'hinge': Loss(
-    classification.binary_hinge,
+    binary.binary_hinge,
     'binary',
-    classification.binary_hinge_score_grad,
-    classification.hinge_margins,
+    binary.binary_hinge_score_grad,
+    binary.hinge_margins,
     _MARGIN,
   ),
-  'logistic': Loss(classification.logistic, 'binary', classification.logistic_score_grad),
-  'sigmoid_l2': Loss(classification.sigmoid_l2, 'binary', classification.sigmoid_l2_score_grad),
+  'logistic': Loss(binary.logistic, 'binary', binary.logistic_score_grad),
+  'sigmoid_l2': Loss(binary.sigmoid_l2, 'binary', binary.sigmoid_l2_score_grad),
   'l2': Loss(regression.l2_regression, 'real', regression.l2_regression_score_grad),
   'l1': Loss(regression.l1_regression, 'real', regression.l1_regression_score_grad, regression.l1_residuals),
 }.items():

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import linear_jax as lj
+from linear_jax.maths import binary
 from linear_jax.maths import classification
 from linear_jax.maths import losses
 from linear_jax.maths import regression
@@ -76,11 +77,9 @@ def test_logistic_and_hinge_match_optax():
   rng = np.random.default_rng(2)
   s, y = jnp.asarray(rng.normal(size=(10, 1)) * 4), rng.integers(0, 2, 10)
   np.testing.assert_allclose(
-    classification.logistic(s, y), optax.sigmoid_binary_cross_entropy(s[:, 0], y), rtol=1e-12
+    binary.logistic(s, y), optax.sigmoid_binary_cross_entropy(s[:, 0], y), rtol=1e-12
   )
-  np.testing.assert_allclose(
-    classification.binary_hinge(s, y), optax.hinge_loss(s[:, 0], 2 * y - 1), rtol=1e-12
-  )
+  np.testing.assert_allclose(binary.binary_hinge(s, y), optax.hinge_loss(s[:, 0], 2 * y - 1), rtol=1e-12)
 
 
 def test_regression_losses_match_numpy():
@@ -97,7 +96,7 @@ def test_regression_losses_match_numpy():
 def test_sigmoid_l2_is_squared_error_of_sigmoid():
   s, y = np.array([[0.0], [2.0], [-3.0]]), np.array([1, 0, 0])
   sig = 1 / (1 + np.exp(-s[:, 0]))
-  np.testing.assert_allclose(classification.sigmoid_l2(jnp.asarray(s), y), (y - sig) ** 2, rtol=1e-12)
+  np.testing.assert_allclose(binary.sigmoid_l2(jnp.asarray(s), y), (y - sig) ** 2, rtol=1e-12)
 
 
 def test_objective_is_mean_plus_penalty_without_bias():
