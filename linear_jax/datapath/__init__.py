@@ -5,7 +5,8 @@ implementations (in memory, streamed in blocks, data-parallel over devices,
 lockstep over several processes); everything above it (fit, L-BFGS, sweeps,
 paths, search, the report) reaches the rows only through what it returns.
 `base` holds what every implementation shares; `resident`, `parallel_path`
-and `streamed_path` the implementations. `stream` (blocks from memory maps,
+and `streamed_path` the implementations; `preparation` how a loaded dataset
+becomes the splits they read. `stream` (blocks from memory maps,
 one ahead on the device), `parallel` (meshes, shard_map and pmap epochs) and
 `multihost` (what the processes of a run agree on) are their parts.
 """

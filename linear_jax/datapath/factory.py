@@ -8,20 +8,17 @@ devices by `shard_map` or `pmap`), `streamed_path.Streamed` (blocks read from
 the host, one ahead on the device) and `streamed_path.Lockstep` (streamed
 mini-batch SGD over several processes, each reading its own rows). Consumers
 call the protocol and never ask which one they hold; docs/ARCHITECTURE.md
-follows a row from the file to the step in each. Here too: how a dataset is
-prepared for a path (`prepare`) and whether a model fits in memory
-(`check_fits`).
+follows a row from the file to the step in each. Here too: whether a model
+fits in memory (`check_fits`); how a loaded dataset becomes the splits a path
+reads is `preparation.py`'s.
 """
 
 import jax
-import numpy as np
 
-from linear_jax.data import datasets as data_lib
 from linear_jax.datapath import base
 from linear_jax.datapath import model_memory
 from linear_jax.datapath import parallel_path
 from linear_jax.datapath import resident as on_device
-from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
 from linear_jax.datapath import streamed_path
 from linear_jax.optim import step
@@ -89,53 +86,6 @@ def stops_alone():
 def together(what):
   """Runs a block on every process; if it failed on any, raises on every one (`base.together`)."""
   return base.together(what)
-
-
-def prepare(
-  raw, name, val_fraction, test_fraction, preprocess, *, seed, dtype, stream_file, progress, class_weight
-):
-  """A `Dataset` of `raw`: its splits prepared in memory (`data.prepare`), or, for a memory map with
-  `stream_file`, left in the file to stream (`stream.prepare`: nothing is copied)."""
-  if stream_file and isinstance(raw.x, np.memmap):
-    dataset = stream.prepare(
-      raw, name, val_fraction, test_fraction, preprocess, dtype=dtype, class_weight=class_weight
-    )
-  else:
-    dataset = _prepare_in_memory(
-      raw, name, val_fraction, test_fraction, preprocess, seed, dtype, progress, class_weight
-    )
-  constant = dataset.extra.get(data_lib.CONSTANT)
-  if constant and progress:  # said once, whichever path prepared the splits
-    listed = ', '.join(str(j) for j in constant[:10]) + (
-      f' and {len(constant) - 10} more' if len(constant) > 10 else ''
-    )
-    progress(
-      f'{name}: feature{"s" if len(constant) > 1 else ""} {listed} '
-      f'{"are" if len(constant) > 1 else "is"} constant on the training rows (nothing to learn from); '
-      'left unscaled.'
-    )
-  return dataset
-
-
-def _prepare_in_memory(
-  raw, name, val_fraction, test_fraction, preprocess, seed, dtype, progress, class_weight
-):
-  return data_lib.prepare(
-    raw,
-    name,
-    val_fraction,
-    test_fraction,
-    preprocess,
-    seed=seed,
-    dtype=dtype,
-    progress=progress,
-    class_weight=class_weight,
-  )
-
-
-def holds_raw_features(dataset):
-  """Whether `dataset`'s splits hold the file's raw features (a `stream.prepare`d dataset)."""
-  return bool(dataset.extra.get(standardize.AFFINE))
 
 
 def check_fits(cfg, dataset, streamed=None):

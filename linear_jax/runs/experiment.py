@@ -21,6 +21,7 @@ from linear_jax.data import datasets as data
 from linear_jax.data.features import REPRESENTATIONS
 from linear_jax.data.features import histogram_features
 from linear_jax.datapath import factory as datapath
+from linear_jax.datapath import preparation
 from linear_jax.maths import model
 from linear_jax.maths import validation
 from linear_jax.optim import results
@@ -202,7 +203,7 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
   if d.features == 'histogram':
     raw = histogram_features(raw, d.bins)
   # A memory map to stream stays in its file; anything else is split and prepared in memory.
-  return datapath.prepare(
+  return preparation.prepare(
     raw,
     d.dataset,
     d.val_fraction,
@@ -497,7 +498,7 @@ def _draw(draw, cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir):
       b_raw,
       # The points in raw units (a `stream.prepare`d dataset holds them raw already).
       np.asarray(dataset.x_train)
-      if datapath.holds_raw_features(dataset)
+      if preparation.holds_raw_features(dataset)
       else dataset.shift + dataset.scale * dataset.x_train,
       dataset.y_train,
       os.path.join(workdir, 'regions.png'),

@@ -8,7 +8,7 @@ import pytest
 
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
-from linear_jax.datapath import factory as datapath
+from linear_jax.datapath import preparation
 from linear_jax.optim import config
 from linear_jax.training import train
 
@@ -70,6 +70,6 @@ def test_an_overflow_in_a_streamed_file_names_its_row_before_training(tmp_path):
     extra={data_lib.WHERE: ('x.npy', 'x.npy')},
   )
   kw = dict(seed=0, dtype=np.float32, stream_file=True, progress=None, class_weight=None)
-  ds = datapath.prepare(mapped, 'npy', 0.1, 0.2, 'standardize', **kw)
+  ds = preparation.prepare(mapped, 'npy', 0.1, 0.2, 'standardize', **kw)
   with pytest.raises(ValueError, match=rf'^x\.npy \(test rows\): row 390, feature 2: 3\.4e\+38 {CAUSE}'):
     train.check_fit(config.TrainConfig(stream=True, learning_rate=0.1), ds)

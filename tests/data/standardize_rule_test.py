@@ -5,7 +5,7 @@ import pytest
 
 from linear_jax.data import datasets as data
 from linear_jax.data.build import from_arrays
-from linear_jax.datapath import factory
+from linear_jax.datapath import preparation
 
 
 def _columns(n=400, seed=0):
@@ -28,7 +28,7 @@ def test_each_column_is_standardized_by_its_own_scale(tmp_path, streamed):
     np.save(tmp_path / 'x.npy', raw.x)
     raw = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r'), raw.y, raw.kind, raw.num_classes)
   said = []
-  ds = factory.prepare(
+  ds = preparation.prepare(
     raw, 'cols', 0.1, 0.2, 'standardize', seed=0, dtype=np.float32, stream_file=streamed,
     progress=said.append, class_weight=None,
   )  # fmt: skip

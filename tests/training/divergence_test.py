@@ -5,7 +5,7 @@ import pytest
 
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
-from linear_jax.datapath import factory as datapath
+from linear_jax.datapath import preparation
 from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.training import train
@@ -62,7 +62,7 @@ def test_a_streamed_file_overwritten_with_nan_mid_run_is_named(tmp_path):
     extra={data_lib.WHERE: (str(tmp_path / 'x.npy'),) * 2},  # as the command line names the file
   )
   kw = dict(seed=0, dtype=np.float32, stream_file=True, progress=None, class_weight=None)
-  ds = datapath.prepare(raw, 'x.npy', 0.1, 0.2, 'standardize', **kw)
+  ds = preparation.prepare(raw, 'x.npy', 0.1, 0.2, 'standardize', **kw)
 
   def overwrite(metrics):
     if metrics['epoch'] == 1:
