@@ -11,7 +11,8 @@ every process, so one copy is enough: process 0 writes it after a barrier
 it from a folder they all see (a shared file system, or one machine). Each
 process trains on its own shard of the rows, and that split depends on the
 number of processes, so a checkpoint resumes only with the number of
-processes that wrote it; another number is refused, naming both.
+processes that wrote it (`base.Path.check_written_by` refuses another,
+naming both).
 
 With one process nothing here is asked: the data path (`base.Path`,
 `factory`) answers for itself when `base.several()` is false, so a
