@@ -44,7 +44,9 @@ def several():
 
   Asked only once `jax.distributed` is up: `jax.process_count` would start
   JAX's backend, and a caller that loads its data first must still be able
-  to call `jax.distributed.initialize` after. With one process, what the
+  to call `jax.distributed.initialize` after. What runs once the backend is
+  up asks `jax.process_count()` itself (a TPU pod's processes may share one
+  run without `jax.distributed.initialize`); with one process, what the
   processes agree on is this process's own (`Path`), and `multihost` is not asked.
   """
   return jax.distributed.is_initialized() and jax.process_count() > 1
@@ -58,7 +60,7 @@ def together(what):
 
 def any_process(flag):
   """`flag` or-ed over every process of the run (`flag` itself with one process)."""
-  return multihost.any_process(flag) if several() else bool(flag)
+  return multihost.any_process(flag) if jax.process_count() > 1 else bool(flag)
 
 
 def host_weights(dataset, split, dtype, weights=None):
@@ -151,14 +153,14 @@ class Path:
 
   def barrier(self, name):
     """Waits until every process arrives here."""
-    if several():
+    if jax.process_count() > 1:
       multihost.barrier(name)
 
   together = staticmethod(together)
 
   def agreed(self, value):
     """Process 0's `value` (a float) on every process (`multihost.from_process_0`)."""
-    return multihost.from_process_0(value) if several() else value
+    return multihost.from_process_0(value) if jax.process_count() > 1 else value
 
   def refuse_several_processes(self, why):
     """Raises `ValueError(why)` when the run has several processes."""
@@ -171,7 +173,7 @@ class Path:
 
   def check_same_view(self, path, found):
     """Raises a `ValueError` unless every process does (`found`) or does not see the checkpoint `path`."""
-    if several():
+    if jax.process_count() > 1:
       multihost.check_same_view(path, found)
 
   def check_written_by(self, path, meta):

@@ -15,8 +15,7 @@ processes that wrote it (`base.Path.check_written_by` refuses another,
 naming both).
 
 With one process nothing here is asked: the data path (`base.Path`,
-`factory`) answers for itself when `base.several()` is false, so a
-one-process run never enters this file.
+`factory`) answers for itself, so a one-process run never enters this file.
 """
 
 import contextlib

@@ -98,7 +98,7 @@ def device_data(cfg, dataset, splits=('train', 'val', 'test')):
   def put(split):
     x = getattr(dataset, f'x_{split}')
     if dataset.extra.get(standardize.AFFINE) and len(x):  # the streamed blocks' own transform, whole
-      x = standardize.whole_split(cfg, x, standardize.affine(dataset), step_lib.structural(cfg))
+      x = standardize.whole_split(cfg, x, standardize.affine(dataset))
     else:
       # One host pass at most (cast and bias column together); an aligned array of the
       # training dtype is then taken by the CPU backend without a copy (see transfer.to_device).

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.datapath import transfer
+from linear_jax.optim import step
 
 # `Dataset.extra` key set by `prepare`: the splits hold raw features, standardized per block as they are
 # read (`split_affine`: on the device, the shift on the host for files whose cast rounds).
@@ -75,13 +76,12 @@ def widen(cfg, xb, affine_=None):
   return xb
 
 
-def whole_split(cfg, x, affine_, structure):
+def whole_split(cfg, x, affine_):
   """A whole split of a `prepare`d dataset on the device (`resident.device_data`), as its streamed blocks
-  are: moved in the transfer dtype (less the host's shift, `split_affine`), then `widen`ed there;
-  `structure` is the run's `step.structural(cfg)`."""
+  are: moved in the transfer dtype (less the host's shift, `split_affine`), then `widen`ed there."""
   shift, on_device = split_affine(cfg, x, affine_)
   x = transfer.to_device(x, transfer.transfer_dtype(x, cfg.dtype), shift=shift)
-  return _widen_whole(x, on_device, structure=structure)
+  return _widen_whole(x, on_device, structure=step.structural(cfg))
 
 
 @functools.partial(jax.jit, static_argnames='structure')

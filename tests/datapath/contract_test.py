@@ -10,6 +10,7 @@ simulated devices and two processes, where the lockstep path lives.
 """
 
 import dataclasses
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -192,24 +193,26 @@ def test_a_one_process_in_memory_fit_never_enters_the_other_paths_code(dataset, 
   """What one process agrees with itself on is answered in `base`, and an in-memory split never asks
   how a file's raw rows are standardized: a reader following such a fit (a checkpoint and resume
   included) skips `multihost`, `standardize` and the streaming and parallel modules."""
-  import sys  # pylint: disable=import-outside-toplevel
-
-  entered = set()
+  entered = set()  # (file under linear_jax/, function)
 
   def profile(frame, event, arg):
     del arg
-    if event == 'call' and frame.f_code.co_name != '<module>':
-      entered.add(frame.f_code.co_filename)
+    name = frame.f_code.co_filename.replace('\\', '/')
+    if event == 'call' and 'linear_jax/' in name:
+      entered.add((name.rsplit('linear_jax/', 1)[-1], frame.f_code.co_name))
 
   cfg = config.TrainConfig(epochs=2, batch_size=32, learning_rate='auto')
+  before = sys.getprofile()
   sys.setprofile(profile)
   try:
     first = lj.fit(cfg, dataset, workdir=str(tmp_path), resume=True)
     again = lj.fit(cfg, dataset, workdir=str(tmp_path), resume=True)  # from the checkpoint
   finally:
-    sys.setprofile(None)
-  names = {f.replace('\\', '/').rsplit('linear_jax/', 1)[-1] for f in entered if 'linear_jax' in f}
+    sys.setprofile(before)
   assert again.already_done and again.resumed_from == len(first.history) == 2
-  assert 'training/train.py' in names and 'datapath/resident.py' in names  # the profile saw the fit
+  # Every point where processes agree was reached, and answered in base.py.
+  for point in ('agreed', 'barrier', 'together', 'check_same_view', 'check_written_by', 'any_process'):
+    assert ('datapath/base.py', point) in entered, point
+  files = {f for f, _ in entered}
   for other in ('multihost', 'standardize', 'stream', 'streamed_path', 'parallel'):
-    assert f'datapath/{other}.py' not in names, other
+    assert f'datapath/{other}.py' not in files, other

@@ -472,7 +472,7 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, comma
 
 
 def test_loading_leaves_jax_distributed_to_be_started_after():
-  # The agreement of the processes (`multihost.together`) must not start JAX's backend by asking for
+  # The agreement of the processes (`base.together`) must not start JAX's backend by asking for
   # the process count: a script may load its data before `jax.distributed.initialize`.
   script = (
     'from jax._src import xla_bridge\n'
