@@ -172,6 +172,21 @@ def _restore_dict(target, saved, same=lambda a, b: a is b):
   return changed
 
 
+def _join(thread, deadline):
+  """Waits for `thread` to end, until `deadline`.
+
+  `threading.enumerate` also lists a thread whose `start` has not returned yet (a server's handler
+  thread, say), and `join` refuses such a thread until it runs: that refusal is retried, not raised.
+  """
+  while True:
+    try:
+      return thread.join(max(0.0, deadline - time.monotonic()))
+    except RuntimeError:  # 'cannot join thread before it is started'
+      if time.monotonic() >= deadline:
+        return None
+      time.sleep(0.01)
+
+
 def _restore(saved):
   """Puts back what `_snapshot` saw; the threads and child processes left running, as messages."""
   for s, handler in saved['signals'].items():
@@ -203,7 +218,7 @@ def _restore(saved):
   problems = []
   deadline = time.monotonic() + _GRACE_S
   for t in set(threading.enumerate()) - saved['threads']:
-    t.join(max(0.0, deadline - time.monotonic()))
+    _join(t, deadline)
     if t.is_alive():
       problems.append(f'thread {t.name!r} is still running')
   left = {pid: cmd for pid, cmd in _children().items() if pid not in saved['children']}

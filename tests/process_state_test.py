@@ -12,6 +12,10 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -126,3 +130,26 @@ def test_what_a_test_changes_is_put_back_and_what_it_leaves_running_fails_it(tmp
   # Without the fixture, test 2 sees what test 1 did: the check above could fail.
   assert 'PASSED bare/state_test.py::test_1_changes_the_process' in report, report
   assert 'FAILED bare/state_test.py::test_2_finds_what_test_1_found' in report, report
+
+
+def test_a_thread_still_starting_at_teardown_is_waited_for_not_refused():
+  import conftest  # noqa: PLC0415 - pytest put tests/ on sys.path to import it
+
+  class Slow(threading.Thread):
+    """A thread that stays between `start` and running for 0.3 s, as a server's new handler can."""
+
+    def _bootstrap(self):
+      time.sleep(0.3)
+      super()._bootstrap()
+
+  slow = Slow(target=lambda: None, name='still-starting')
+  starter = threading.Thread(target=slow.start, name='starter')
+  starter.start()
+  deadline = time.monotonic() + 5.0
+  while slow not in threading.enumerate():
+    time.sleep(0.001)
+  with pytest.raises(RuntimeError, match='before it is started'):
+    slow.join(0)  # what the fixture called before: the teardown failed with this
+  conftest._join(slow, deadline)  # pylint: disable=protected-access
+  assert not slow.is_alive() and time.monotonic() < deadline
+  starter.join()

@@ -67,6 +67,13 @@ class Handler(BaseHTTPRequestHandler):
   def log_message(self, format, *args):  # noqa: A002 - the base class's signature
     logging.debug('demo: %s - %s', self.address_string(), format % args)
 
+  def handle(self):
+    try:
+      super().handle()
+    except ConnectionError:  # the page dropped a request it no longer wanted: a newer drag replaced it
+      self.close_connection = True
+      logging.debug('demo: %s closed the connection before its answer', self.address_string())
+
   def _send(self, status, body, content_type='application/json', extra=None):
     self.send_response(status)
     self.send_header('Content-Type', content_type)
@@ -122,12 +129,12 @@ class Handler(BaseHTTPRequestHandler):
       answer = json.dumps(ROUTES[path](req), allow_nan=False).encode()
       # The server's share of the answer (the browser shows it beside the request's timing).
       ms = (time.perf_counter() - start) * 1e3
-      return self._send(HTTPStatus.OK, answer, extra={'Server-Timing': f'compute;dur={ms:.2f}'})
     except demo_api.RequestError as e:
       return self._error(e.status, str(e))
     except Exception as e:  # noqa: BLE001 - the server must go on serving; the message says what failed
       logging.exception('demo: %s failed', path)
       return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f'{type(e).__name__}: {e}')
+    return self._send(HTTPStatus.OK, answer, extra={'Server-Timing': f'compute;dur={ms:.2f}'})
 
   def _read_body(self):
     """The request's body, or None after answering 411 / 413 / 400."""

@@ -3,7 +3,10 @@ it goes on serving; two tabs share nothing."""
 
 import http.client
 import json
+import logging
+import socket
 import threading
+import types
 
 import pytest
 
@@ -200,3 +203,18 @@ def test_an_answer_says_the_servers_share_and_is_not_held_by_nagle(server):
   finally:
     conn.close()
   assert demo.Handler.disable_nagle_algorithm  # the body goes out without waiting for an acknowledgement
+
+
+def test_a_request_the_page_drops_before_its_answer_is_no_error(caplog):
+  """A drag aborts the page's previous request: the answer has nowhere to go, and that is not a failure."""
+  body = json.dumps({'name': 'blobs', 'n': 20}).encode()
+  here, there = socket.socketpair()
+  here.sendall(b'POST /api/dataset HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+  here.close()  # gone before the answer: writing it breaks the pipe
+  srv = types.SimpleNamespace(default_loss='svm')
+  local = type('Local', (demo.Handler,), {'disable_nagle_algorithm': False})  # not TCP: no Nagle to turn off
+  with caplog.at_level(logging.DEBUG):
+    local(there, ('page', 0), srv)  # handles the one request, as the server's thread does
+  there.close()
+  assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+  assert any('closed the connection before its answer' in r.getMessage() for r in caplog.records)
