@@ -1,34 +1,17 @@
-"""When training has converged: the stopping tests of `train.fit`.
+"""When training has converged: the stopping tests of `train.fit`, chosen by `TrainConfig.tol_on`.
 
-Two tests, chosen by `TrainConfig.tol_on`:
+* `'objective'`: an epoch is "no change" when the full training objective `f`
+  is not below `best − tol · min(|best|, f₀ − best)` (`best`: the lowest `f`
+  before it; `f₀`: the objective before training); the run stops after
+  `n_iter_no_change` such epochs in a row. With `schedule='adaptive'` those
+  epochs divide the learning rate by `ADAPTIVE_FACTOR` instead, and the run
+  has converged at the plateau after `ADAPTIVE_DIVISIONS` divisions.
+* `'grad_norm'`: stop once `‖∇f(W)‖_∞ ≤ tol` (scipy's L-BFGS `gtol`).
+* `'none'`: every one of `epochs`.
 
-* `'objective'` (scikit-learn's convention for `SGDClassifier` and
-  `MLPClassifier`, made safe against a small step): an epoch counts as "no
-  change" when the full training objective `f` is not below
-  `best − tol · min(|best|, f₀ − best)`, `best` being the lowest `f` of the
-  epochs before it and `f₀` the objective before training; training stops
-  after `n_iter_no_change` such epochs in a row. The second term is what makes
-  a slow run go on: with a step too small, each epoch lowers `f` by about as
-  much as every epoch before it did, so the decrease stays above `tol` times
-  the decrease so far until `1/tol` epochs have passed, however small the step
-  (scikit-learn's test alone stopped L1 regression on diabetes, targets in the
-  hundreds, 37% above its optimum). It is a pure function of the per-epoch
-  objectives, so a resumed run stops where an uninterrupted one does.
-* `'grad_norm'`: stop once the largest entry of the full-batch gradient,
-  `‖∇f(W)‖_∞` (`gradient_norm.py` measures it), is at most `tol` (scipy's
-  L-BFGS `gtol`, which `LogisticRegression(tol=)` passes on).
-
-With `schedule='adaptive'` (scikit-learn's `learning_rate='adaptive'` of
-`SGDClassifier` and `MLPClassifier`, halving where they divide by 5), the
-`'objective'` test's `n_iter_no_change` epochs without a change divide the
-learning rate by `ADAPTIVE_FACTOR` instead of stopping, and the run has
-converged at the plateau after `ADAPTIVE_DIVISIONS` divisions: a constant
-mini-batch step leaves the objective at a noise floor proportional to the
-step, which each division lowers.
-
-`'none'` runs every one of `epochs` (`--max_epochs`). Without a `tol`, each
-test takes scikit-learn's default for it: 1e-3 on the objective
-(`SGDClassifier`), 1e-4 on the gradient norm (`LogisticRegression`).
+Each is a pure function of the per-epoch history, so a resumed run stops
+where an uninterrupted one does. docs/optimum.md says why the objective's
+test is relative to the decrease so far, and why the schedule halves.
 """
 
 TOL_ON = ('objective', 'grad_norm', 'none')

@@ -1,20 +1,11 @@
 """SIGTERM and SIGINT as a clean stop: a flag the training loops read between steps.
 
-Clusters, cloud queues and TPU pods stop a job with SIGTERM and a grace
-period; a user stops one with Ctrl-C (SIGINT). Inside `handling()` either
-signal only sets a flag: the loops of `train.fit`, `sweep.run_sweep` and the
-search watch it while an epoch or a slice of generations computes (`wait`),
-abandon that step, write a checkpoint of the state before it and stop
-(`train.fit` returns with `interrupted=True`; the sweep and search raise
-`Stopped`). A second signal while the checkpoint is being
-written is noted and ignored, so it can never tear the write (the write is
-atomic anyway: see `checkpoint.py`). Outside `handling()` nothing changes:
-Ctrl-C raises `KeyboardInterrupt` as usual.
-
-With several processes (`jax.distributed`) every process must stop at the
-same step, or the others would wait for it in a collective forever:
-`stop_requested()` agrees on the flag over all processes (any one stopped
-means all stop).
+Inside `handling()` either signal only sets the flag. The loops of `train.fit`,
+`sweep.run_sweep` and the search watch it while a step computes (`wait`),
+abandon that step, write a checkpoint of the state before it and stop; a
+second signal during the write is ignored. Outside `handling()` Ctrl-C raises
+`KeyboardInterrupt` as usual. With several processes, `stop_requested()` is
+or-ed over all of them, so they stop at the same step (docs/long-runs.md).
 """
 
 import contextlib

@@ -185,20 +185,12 @@ def _measure(cfg, path, params):
 def remeasure_step(epoch, cfg, hp, path, params, found, checkpoints=None):
   """`(cfg, hp, found)` for epoch `epoch` (from 0): at the start of the second epoch of a run whose step
   was derived (`found`, how: `resolve_step_size`), the step derived again at `params`, the parameters
-  after the first epoch; else as they are.
+  after the first epoch, where the curvature the rest of the run sees is measured (docs/training.md);
+  else as they are.
 
-  At the start the parameters are near 0, where a loss is at its most curved in the scores: every
-  margin active for the hinge family, every class equally likely for softmax. One epoch on, the
-  curvature the rest of the run sees is 1.6 (softmax, digits) to 5 times (logistic, breast cancer)
-  smaller, or larger where residuals enter Huber's quadratic part (0.6 times the step); a step set
-  by the start alone left the squared hinge 1.5% above its best objective (measured when the adaptive
-  schedule divided the step by 5). A run that stops after its first epoch, and Adam, whose step
-  curvature does not set, keep the first step, as does a run whose curvature after the first epoch
-  is not finite (the epoch's divergence test then speaks).
-
-  The measurement is a function of `params` and the run's seed, so a run resumed after its first
-  epoch measures what an uninterrupted one does; the checkpoint records the new step (with the first
-  under `at_start`), so a run resumed later takes it without measuring.
+  Adam, a run that stops after its first epoch, and a run whose curvature is then not finite keep the
+  first step. The measurement depends on `params` and the seed only, so a resumed run measures what an
+  uninterrupted one does; the checkpoint records the new step (the first under `at_start`).
   """
   if epoch != 1 or not found or 'at_start' in found or cfg.optimizer == 'adam':
     return cfg, hp, found
