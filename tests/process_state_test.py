@@ -132,8 +132,10 @@ def test_what_a_test_changes_is_put_back_and_what_it_leaves_running_fails_it(tmp
   assert 'FAILED bare/state_test.py::test_2_finds_what_test_1_found' in report, report
 
 
-def test_a_thread_still_starting_at_teardown_is_waited_for_not_refused():
-  import conftest  # noqa: PLC0415 - pytest put tests/ on sys.path to import it
+def test_a_thread_still_starting_at_teardown_is_waited_for_not_refused(pytestconfig):
+  here = str(ROOT / 'tests' / 'conftest.py')  # one of several conftest.py, each a plugin of pytest's
+  plugins = pytestconfig.pluginmanager.get_plugins()
+  conftest = next(m for m in plugins if getattr(m, '__file__', None) == here)
 
   class Slow(threading.Thread):
     """A thread that stays between `start` and running for 0.3 s, as a server's new handler can."""
