@@ -49,7 +49,7 @@ def binary_hinge(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 
 def binary_hinge_score_grad(scores: chex.Array, labels: chex.Array, margin: chex.Numeric = 1.0) -> jax.Array:
   """Binary hinge: `dL_i/ds = −ỹ_i · 1[Δ − ỹ_i s_i > 0]`, `ỹ = 2y − 1`."""
   assert_binary_shapes(scores, labels)
-  y = 2.0 * labels.astype(scores.dtype) - 1.0
+  y, _ = _binary(labels, scores)
   return jnp.where(hinge_margins(scores, labels, margin) > 0, -y, 0.0)[:, None]
 
 
