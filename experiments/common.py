@@ -122,6 +122,7 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
     if meta.get('alias'):
       flags.DEFINE_alias(meta['alias'], name, flag_values=flag_values)
       GROUPS[meta['alias']] = GROUPS[name]
+      flags.register_validator(name, _one_of(name, meta['alias'], flag_values), flag_values=flag_values)
     if (
       (kind in (int, float) or meta.get('auto'))
       and meta.get('validate', True)
@@ -268,7 +269,22 @@ def parse_float_list(name, text):
     raise flags.ValidationError(f'--{name}: {text!r} is not a comma-separated list of numbers.') from e
   if not values:
     raise flags.ValidationError(f'--{name} is empty.')
+  repeated = _repeated(values)
+  if repeated is not None:
+    raise flags.ValidationError(
+      f'--{name} repeats {repeated:g} in {text!r}: each value is one point of the grid.'
+    )
   return values
+
+
+def _repeated(values):
+  """The first value that `values` holds twice, or `None`."""
+  seen = set()
+  for v in values:
+    if v in seen:
+      return v
+    seen.add(v)
+  return None
 
 
 class NumberListParser(flags.ArgumentParser):
@@ -307,6 +323,11 @@ class NumberListParser(flags.ArgumentParser):
       raise ValueError(f'--{self.name} is empty.')
     if self.bound is not None and not all(self.bound.admits(v) for v in values):
       raise ValueError(self._refusal(text))
+    repeated = _repeated(values)
+    if repeated is not None:  # a grid's axis: a repeat would train a model twice and break its pictures
+      raise ValueError(
+        f'--{self.name} repeats {repeated:g} in {text!r}: each value is one point of the grid.'
+      )
     return values
 
 
@@ -342,6 +363,10 @@ KNOWN_KINDS = {
   'linreg': ('real', None),
   'binary2d': ('class', 2),
 }
+
+
+# The step-size flags of the first-order optimizers: given with --optimizer=lbfgs, they would be ignored.
+LBFGS_UNREAD = ('learning_rate', 'momentum', 'schedule', 'decay_rate', 'decay_epochs')
 
 
 def define_training_flags(max_epochs=False):
@@ -416,9 +441,16 @@ def define_training_flags(max_epochs=False):
       raise flags.ValidationError(
         '--optimizer=lbfgs is full-batch (its line search needs the exact objective); drop --batch_size.'
       )
+    unread = [f'--{n}' for n in LBFGS_UNREAD if n in flags.FLAGS and flags.FLAGS[n].present]
+    if unread:
+      raise flags.ValidationError(
+        f'--optimizer=lbfgs chooses each step by its line search and reads no {", ".join(unread)}; drop it.'
+      )
     return True
 
-  flags.register_multi_flags_validator(['optimizer', 'loss', 'penalty', 'reg', 'batch_size'], lbfgs_fits)
+  flags.register_multi_flags_validator(
+    ['optimizer', 'loss', 'penalty', 'reg', 'batch_size', *LBFGS_UNREAD], lbfgs_fits
+  )
 
 
 def define_convergence_flags(tol_only=False):
@@ -508,6 +540,8 @@ def prepare_workdir(path):
   writable now, not after training; returns it."""
   from linear_jax.training import workdir  # pylint: disable=import-outside-toplevel
 
+  if not path.strip():
+    raise SystemExit('Error: --workdir is empty; name the folder the outputs go to.')
   path = expand_path(path)
   try:
     workdir.claim(path)
@@ -518,7 +552,7 @@ def prepare_workdir(path):
       os.close(fd)
       os.remove(probe)
   except OSError as e:
-    raise SystemExit(f'--workdir={path} is not writable: {e.strerror}.') from e
+    raise SystemExit(f'Error: --workdir={path} is not writable: {e.strerror}.') from e
   except ValueError as e:
     raise SystemExit(f'Error: {e}') from e
   return path
@@ -605,6 +639,34 @@ def help_text(program=None):
   return '\n'.join(out)
 
 
+def _one_of(name, alias, flag_values):
+  """A validator of flag `name`: refuses it given beside its `alias` (the alias sets it too, so the
+  last one given would win without a word)."""
+
+  def check(_):
+    given = flag_values[alias].present
+    if given and flag_values[name].present > given:
+      raise flags.ValidationError(f'--{alias} is another name for --{name}: give one of them.')
+    return True
+
+  return check
+
+
+def positive_float32(name):
+  """A validator of flag `name`: a number > 0 that float32 holds (neither infinite nor rounded to 0)."""
+
+  def check(value):
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    with np.errstate(over='ignore', under='ignore'):
+      cast = np.float32(value)
+    if not (value > 0 and np.isfinite(cast) and cast > 0):
+      raise flags.ValidationError(f'--{name} must be > 0 and finite in float32, got {value:g}.')
+    return True
+
+  return check
+
+
 def flag_error_line(error, flag_values=flags.FLAGS):
   """absl's flag error as one line that starts with what is wrong, not with every flag's value.
 
@@ -613,6 +675,9 @@ def flag_error_line(error, flag_values=flags.FLAGS):
   messages name their flags, so that prefix goes (a message that names no flag keeps
   `--name=value:` in front).
   """
+  lines = [t for t in str(error).splitlines() if t.strip()]  # absl joins the failing validators' messages
+  if len(lines) > 1:
+    return ' '.join(flag_error_line(t, flag_values) for t in lines)
   text = str(error)
   for flag in set(flag_values._flags().values()):  # pylint: disable=protected-access
     for validator in getattr(flag, 'validators', ()):

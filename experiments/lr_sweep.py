@@ -152,15 +152,16 @@ flags.register_multi_flags_validator(
   lambda f: f['lrs'] is not None or f['lr_min'] < f['lr_max'],
   message='--lr_min must be < --lr_max.',
 )
-
-
-def _seeds_differ(seeds):
-  if seeds is not None and len(set(seeds)) != len(seeds):
-    raise flags.ValidationError(f'--seeds repeats a seed: {",".join(map(str, seeds))!r}.')
-  return True
-
-
-flags.register_validator('seeds', _seeds_differ)
+flags.register_multi_flags_validator(
+  ['lrs', 'lr_min', 'lr_max', 'num_lrs'],
+  lambda f: f['lrs'] is None or not any(FLAGS[n].present for n in ('lr_min', 'lr_max', 'num_lrs')),
+  message='--lrs lists the learning rates and --lr_min, --lr_max, --num_lrs make a range of them: give one.',
+)
+flags.register_multi_flags_validator(
+  ['momenta', 'optimizer'],
+  lambda f: f['momenta'] is None or f['optimizer'] in ('momentum', 'nesterov'),
+  message='--momenta sweeps the momentum of --optimizer=momentum or nesterov; the others have none.',
+)
 
 
 def learning_rates(cfg, dataset):

@@ -89,6 +89,11 @@ BAD_FLAGS = [
   (['--tol=0'], '--tol must be > 0'),
   (['--optimizer=lbfgs', '--loss=svm'], 'not differentiable at its kinks'),
   (['--optimizer=lbfgs', '--batch_size=32'], 'drop --batch_size'),
+  # What L-BFGS does not read was ignored without a word (summary.json said learning_rate null).
+  (['--optimizer=lbfgs', '--learning_rate=0.1'], 'line search and reads no --learning_rate; drop it'),
+  (['--epochs=3', '--max_epochs=5'], '--epochs is another name for --max_epochs: give one of them'),
+  (['--epochs=3'], 'accepted'),
+  (['--optimizer=lbfgs', '--schedule=cosine', '--momentum=0.5'], 'reads no --momentum, --schedule; drop it'),
   (['--reg=-0.5'], 'reg'),
   (['--loss=hinge2'], 'loss'),
   (['--optimizer=newton'], 'optimizer'),
@@ -111,7 +116,15 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--regs=a,b'], "--regs: 'a,b' is not a comma-separated list"),
     (['--seeds=0,-1'], '--seeds must be comma-separated integers'),
     (['--seeds=a'], '--seeds must be comma-separated integers'),
-    (['--seeds=1,1'], '--seeds repeats a seed'),
+    (['--seeds=1,1'], "--seeds repeats 1 in '1,1'"),
+    # Every list is an axis of the grid: a repeat would break its pictures after the whole sweep.
+    (['--regs=0,0'], "--regs repeats 0 in '0,0': each value is one point of the grid"),
+    (['--lrs=0.1,0.1'], "--lrs repeats 0.1 in '0.1,0.1'"),
+    (['--momenta=0.5,0.9,0.5'], '--momenta repeats 0.5'),
+    (
+      ['--dataset=diabetes', '--loss=huber', '--sweep_loss_hparam=delta=1,2,1'],
+      "--sweep_loss_hparam=delta repeats 1 in '1,2,1'",
+    ),
     (['--momenta=0,1'], '--momenta must hold only values in [0, 1)'),
     # A margin is held to its loss's bounds (Loss.bounds), the flag named.
     (
@@ -120,12 +133,21 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     ),
     (['--margins=1'], "--margins: Loss 'softmax' has no hyperparameters; got 'margin'"),
     (['--loss=svm', '--margins=0.5,2'], 'accepted'),
+    (['--lrs=0.1', '--lr_min=0.01'], '--lrs lists the learning rates and --lr_min, --lr_max, --num_lrs'),
+    (['--lrs=0.1', '--num_lrs=4'], 'make a range of them: give one'),
+    (['--momenta=0.5,0.9'], '--momenta sweeps the momentum of --optimizer=momentum or nesterov'),
+    (['--optimizer=adam', '--momenta=0.5'], 'the others have none'),
+    (['--optimizer=nesterov', '--momenta=0.5,0.9'], 'accepted'),
   ],
   'experiments.search': [
     (['--budget=0'], '--budget must be >= 1'),
     (['--population=0'], '--population must be >= 2'),
     (['--mutation_scale=0'], '--mutation_scale must be > 0'),
     (['--mutation_scale=-1'], '--mutation_scale must be > 0'),
+    # inf passed `> 0` and failed after the data had loaded, naming an inner `scale`; 1e300 is inf in float32.
+    (['--step_size=inf'], '--step_size must be > 0 and finite in float32, got inf'),
+    (['--init_scale=1e300'], '--init_scale must be > 0 and finite in float32, got 1e+300'),
+    (['--learning_rate=1e-50'], '--learning_rate must be > 0 and finite in float32, got 1e-50'),
   ],
   'experiments.gradcheck': [
     (['--h=0'], H_MESSAGE),
@@ -193,7 +215,15 @@ def test_bad_data_file_and_workdir_fail_before_training(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('')
   out = _run('experiments.train', f'--workdir={blocker}/sub')
-  assert out.returncode != 0 and 'is not writable' in out.stderr
+  assert (
+    out.returncode != 0
+    and out.stderr.strip() == f'Error: --workdir={blocker}/sub is not writable: Not a directory.'
+  )
+  out = _run('experiments.train', '--workdir=')
+  assert (
+    out.returncode != 0
+    and out.stderr.strip() == 'Error: --workdir is empty; name the folder the outputs go to.'
+  )
 
 
 def test_divergence_exits_nonzero_and_writes_no_nan(tmp_path):

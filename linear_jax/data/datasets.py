@@ -395,10 +395,25 @@ def split_indices(
   With `has_test` (the format or a file gives the test split) no test rows
   are taken from the `n` rows. The same seed gives the same split.
   """
+  _, n_val, n_test = split_sizes(n, val_fraction, test_fraction, has_test, name)
+  order = np.random.default_rng(seed).permutation(n)
+  return {'test': order[:n_test], 'val': order[n_test : n_test + n_val], 'train': order[n_test + n_val :]}
+
+
+def split_sizes(n, val_fraction, test_fraction, has_test=False, name='data'):
+  """`(n_train, n_val, n_test)` of `n` rows (`n_test` is 0 with `has_test`: the test split is given apart).
+
+  Raises a `ValueError` for a fraction outside `[0, 1)`, fractions that leave nothing to train on
+  (their sum 1 or more, where rounding could still leave a row or two), or no training row.
+  """
   for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
     if not 0 <= f < 1:
       raise ValueError(f'{what} must be in [0, 1), got {f}.')
-  order = np.random.default_rng(seed).permutation(n)
+  if not has_test and val_fraction + test_fraction >= 1:
+    raise ValueError(
+      f'{name}: val_fraction={val_fraction} and test_fraction={test_fraction} hold out every row; '
+      'their sum must be < 1, the rest being the training split.'
+    )
   n_test = 0 if has_test else int(round(test_fraction * n))
   n_val = int(round(val_fraction * n))
   if n - n_test - n_val < 1:
@@ -406,7 +421,7 @@ def split_indices(
       f'{name}: {n} examples leave no training split with '
       f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
     )
-  return {'test': order[:n_test], 'val': order[n_test : n_test + n_val], 'train': order[n_test + n_val :]}
+  return n - n_test - n_val, n_val, n_test
 
 
 def host_dtype(source_dtype: np.dtype, dtype: np.dtype = np.float32) -> np.dtype:

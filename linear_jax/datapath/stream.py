@@ -201,18 +201,9 @@ def _check_prepare_args(raw, name, preprocess, class_weight):
 
 def _split_sizes(raw, name, val_fraction, test_fraction):
   """`(n_train, n_val)`: the rows of the training and validation ranges; the test range follows them."""
-  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
-    if not 0 <= f < 1:
-      raise ValueError(f'{what} must be in [0, 1), got {f}.')
-  n, _ = raw.x.shape
-  n_test = 0 if raw.test is not None else int(round(test_fraction * n))
-  n_val = int(round(val_fraction * n))
-  n_train = n - n_val - n_test
-  if n_train < 1:
-    raise ValueError(
-      f'{name}: {n} examples leave no training split with '
-      f'val_fraction={val_fraction}, test_fraction={test_fraction}.'
-    )
+  n_train, n_val, _ = data_lib.split_sizes(
+    len(raw.x), val_fraction, test_fraction, raw.test is not None, name
+  )
   return n_train, n_val
 
 

@@ -15,11 +15,12 @@ import os
 
 def _exec_file(spec, path):
   """The module of the user's file `path` (`spec` is the flag's text, for errors), run once."""
-  if not os.path.isfile(path):
+  if not os.path.exists(path):
     raise ValueError(f'Loss {spec!r}: no file {path}.')
-  if not path.endswith('.py'):
+  if not os.path.isfile(path) or not path.endswith('.py'):
+    what = 'a folder, not' if os.path.isdir(path) else 'not'
     raise ValueError(
-      f'Loss {spec!r}: {path} is not a Python file; write FILE.py:NAME (a file ending in .py) '
+      f'Loss {spec!r}: {path} is {what} a Python file; write FILE.py:NAME (a file ending in .py) '
       'or package.module:NAME.'
     )
   module_name = f'linear_jax_user_loss_{abs(hash(path))}'

@@ -202,6 +202,10 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
         f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
         f'{list(scores.shape)}, got {list(out.shape)}.'
       )
+    if shape is not None and not jnp.issubdtype(out.dtype, jnp.floating):  # jax.grad needs real outputs
+      raise ValueError(
+        f'Loss {loss.name!r}: field {field!r} must return floating-point values, got {out.dtype}.'
+      )
     if concrete and field != 'kinks' and not np.all(np.isfinite(np.asarray(out))):
       raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
   if concrete:

@@ -10,6 +10,8 @@ own file. Their score gradients are derived by hand in docs/derivations.md.
   `L_i = max_j (s_j + Δ·1[j ≠ y_i]) − s_{y_i}` (optax's `losses.multiclass_hinge_loss` at Δ = 1).
 """
 
+import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -93,7 +95,10 @@ SQUARED_HINGE = register_loss(
   'squared_hinge',
   Loss(squared_hinge, 'class', squared_hinge_score_grad, svm_margins, {'margin': 1.0}),
 )
-HUBER = register_loss('huber', Loss(huber, 'real', huber_score_grad, hparams={'delta': 1.0}))
+# δ = 0 would make every loss 0 (nothing to learn): δ is held above it.
+HUBER = register_loss(
+  'huber', Loss(huber, 'real', huber_score_grad, hparams={'delta': 1.0}, bounds={'delta': (1e-12, math.inf)})
+)
 CRAMMER_SINGER = register_loss(
   'crammer_singer',
   Loss(crammer_singer, 'class', crammer_singer_score_grad, crammer_singer_kinks, {'margin': 1.0}),

@@ -206,8 +206,7 @@ class TrainConfig:
     """Raises a `ValueError` for a number that is infinite, or that vanishes or overflows in the training
     dtype: a learning rate of 1e-50 passes `> 0` but is 0 in float32, and the run would learn nothing."""
     dtype = np.dtype(self.dtype)
-    for name in REAL_FIELDS:
-      value = getattr(self, name)
+    for name, value in [*((n, getattr(self, n)) for n in REAL_FIELDS), *self.loss_hparams.items()]:
       if value is None or value == AUTO:
         continue
       if not math.isfinite(value):

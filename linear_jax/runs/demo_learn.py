@@ -133,6 +133,7 @@ def handle_step(req):
     params, opt_state, x, t, mask, hp, settings['seed'], settings['t'], num, settings['batch_size'],
     loss=p.spec, penalty=p.penalty, cfg=cfg, bucket=bucket,
   ))  # fmt: skip
+  _check_finite(curve[:num], path, num, settings['learning_rate'])
   out = demo_api.evaluate_state(new, p)
   t_after = settings['t'] + num
   out.update(
@@ -146,6 +147,20 @@ def handle_step(req):
     },
   )
   return out
+
+
+def _check_finite(curve, path, num, learning_rate):
+  """Raises a `RequestError` (422) naming the first of `num` steps after which the objective or the
+  parameters are not finite: JSON has no inf or nan, and the page keeps the state it sent."""
+  after = [np.isfinite(a[:num]).reshape(num, -1).all(1) for a in (path.W, path.b)]
+  finite = after[0] & after[1] & np.append(np.isfinite(curve[1:num]), True)  # curve[i + 1]: after step i
+  finite[0] &= np.isfinite(curve[0])
+  if not finite.all():
+    raise demo_api.RequestError(
+      f'Step {int(np.argmin(finite)) + 1} of {num} diverged: the objective or W is no longer finite. '
+      f'Lower the learning rate ({learning_rate:g}); the model stays where it was.',
+      status=422,
+    )
 
 
 def handle_search(req):

@@ -71,6 +71,11 @@ def sweep_and_write(
   """
 
   loss_axes = dict(loss_hparams or {})
+  axes = {'lrs': lrs, 'regs': regs, **loss_axes, 'momenta': momenta or (), 'seeds': seeds or ()}
+  for name, given in axes.items():  # the pictures are [L] x [R] grids: one point per value
+    values = np.asarray(given).ravel().tolist()
+    if len(set(values)) != len(values):
+      raise ValueError(f'sweep_and_write: {name} {values} repeat a value; each is one point of the grid.')
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
   # The workdir's files belong to one run: the last sweep's outputs go before this one writes any. A
   # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.

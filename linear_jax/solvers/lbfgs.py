@@ -33,21 +33,26 @@ from linear_jax.optim import results
 from linear_jax.optim import step
 
 
-def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs'):
-  """Raises a `ValueError` saying why L-BFGS cannot serve a non-smooth objective, and what to use."""
+def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs', instead=None):
+  """Raises a `ValueError` saying why L-BFGS cannot serve a non-smooth objective, and what to use:
+  `instead`, else a first-order optimizer (the advice for `--optimizer=lbfgs`)."""
   spec = losses.get_loss(loss)
   smooth = ', '.join(sorted(n for n, s in losses.LOSSES.items() if s.smooth))
   if not spec.smooth:
+    use = instead or (
+      f'Use a first-order optimizer with a decaying schedule for {loss} '
+      '(e.g. --optimizer=sgd --schedule=inverse_time)'
+    )
     raise ValueError(
       f'{what} needs a smooth loss, but --loss={loss} is not differentiable at its kinks: L-BFGS builds '
-      'its curvature model and line search from gradients, which jump there. Use a first-order '
-      f'optimizer with a decaying schedule for {loss} (e.g. --optimizer=sgd --schedule=inverse_time), '
-      f'or a smooth loss ({smooth}).'
+      f'its curvature model and line search from gradients, which jump there. {use}, or use a smooth '
+      f'loss ({smooth}).'
     )
   if penalty != 'l2' and reg > 0:
+    use = instead or 'Use a first-order optimizer for the l1 penalty'
     raise ValueError(
       f'{what} needs a smooth penalty, but --penalty={penalty} is not differentiable at W = 0. '
-      'Use --penalty=l2, or --reg=0, or a first-order optimizer for the l1 penalty.'
+      f'{use}, or --penalty=l2, or --reg=0.'
     )
 
 

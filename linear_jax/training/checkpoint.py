@@ -83,13 +83,16 @@ def read(path: str) -> tuple[list[np.ndarray], dict]:
   return [files[f'leaf_{i:04d}'] for i in range(len(files)) if f'leaf_{i:04d}' in files], meta
 
 
-def load(path: str, template: chex.ArrayTree) -> tuple[chex.ArrayTree, dict]:
+def load(path: str, template: chex.ArrayTree, check_meta=None) -> tuple[chex.ArrayTree, dict]:
   """Reads a checkpoint into the structure of `template`; returns `(tree, meta)`.
 
   Raises a `ValueError` naming the file if it is unreadable or was written for
-  another model (a different number, shape or dtype of arrays).
+  another model (a different number, shape or dtype of arrays). `check_meta(meta)`, if given, runs
+  first: a header written with other settings is refused by name, not by its arrays' count.
   """
   arrays, meta = read(path)
+  if check_meta is not None:
+    check_meta(meta)
   files = {f'leaf_{i:04d}': a for i, a in enumerate(arrays)}
   leaves, treedef = jax.tree.flatten(template)
   if len(files) != len(leaves):

@@ -132,7 +132,13 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   Returns:
     `(f_star: float, params, LbfgsInfo)`.
   """
-  solvers.check_smooth(cfg.loss, cfg.penalty, cfg.reg, what='f* (the L-BFGS reference)')
+  solvers.check_smooth(
+    cfg.loss,
+    cfg.penalty,
+    cfg.reg,
+    'f* (the L-BFGS reference)',
+    'Compare without f* (train: drop --reference)',
+  )
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
   tol = (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol

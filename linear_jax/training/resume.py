@@ -78,15 +78,7 @@ class Checkpoints:
         checkpoint.remove_stale(self.workdir)
       if found:
         template = (state.params, state.opt_state, state.params, self.key)
-        (params, opt_state, best_params, self.key), meta = checkpoint.load(self.file, template)
-        self.path.check_written_by(self.file, meta)
-        saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
-        if saved != ours:
-          changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
-          raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
-        other = self.data is not None and fingerprint.refusal(self.file, meta.get('data'), self.data)
-        if other:
-          raise ValueError(other)
+        (params, opt_state, best_params, self.key), meta = checkpoint.load(self.file, template, self._check)
     if not found:
       return state
     best = {
@@ -96,6 +88,18 @@ class Checkpoints:
       'bad': meta['bad'],
     }
     return State(params, opt_state, tuple(meta['history']), best)
+
+  def _check(self, meta):
+    """Raises a `ValueError` if the checkpoint's header `meta` is of another process count, other
+    settings or other data than this run's."""
+    self.path.check_written_by(self.file, meta)
+    saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
+    if saved != ours:
+      changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+      raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
+    other = self.data is not None and fingerprint.refusal(self.file, meta.get('data'), self.data)
+    if other:
+      raise ValueError(other)
 
   def save(self, state):
     """Writes `state` (every process first reaches the same epoch; process 0 writes)."""

@@ -211,12 +211,12 @@ def _cast(name, v):
   return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
 
 
-def check_grid(settings, loss=None):
+def check_grid(settings, loss=None, optimizer=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
   The run hyperparameters are held to `BOUNDS`. With `loss` (a record or
   name), every other key must be one of its hyperparameters, within its
-  bounds.
+  bounds. With `optimizer`, a momentum only where it reads one.
   """
   if not settings:
     raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
@@ -231,6 +231,10 @@ def check_grid(settings, loss=None):
       losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
   if 'seed' in settings[0] and any('seed' not in s for s in settings):
     raise ValueError('Either every setting of a sweep names a seed or none does.')
+  if optimizer not in (None, 'momentum', 'nesterov') and any('momentum' in s for s in settings):
+    raise ValueError(
+      f"The sweep sets a momentum, which optimizer={optimizer!r} does not read: use 'momentum' or 'nesterov'."
+    )
 
 
 @dataclasses.dataclass
@@ -534,7 +538,7 @@ def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint
   checkpoints from several processes.
   """
   train.check_fit(cfg, dataset)
-  check_grid(settings, cfg.loss)
+  check_grid(settings, cfg.loss, cfg.optimizer)
   if cfg.schedule == 'adaptive':
     raise ValueError(
       "schedule='adaptive' divides a run's rate at its plateaus, and a sweep trains a fixed number of "

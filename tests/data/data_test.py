@@ -310,6 +310,24 @@ def test_from_arrays_regression_and_official_test_split():
   assert len(ds.x_test) == 20 and len(ds.x_train) + len(ds.x_val) == 80  # the given test split, kept whole
 
 
+@pytest.mark.parametrize('streamed', [False, True])
+def test_fractions_that_hold_out_every_row_are_refused(streamed):
+  # 0.5 + 0.5 of digits' 1,797 rows rounded to 898 + 898, and the run trained on the one row left.
+  from linear_jax.datapath import stream  # pylint: disable=import-outside-toplevel
+
+  prepare = stream.prepare if streamed else data.prepare
+  rng = np.random.default_rng(0)
+  raw = from_arrays(rng.normal(size=(1797, 3)).astype(np.float32), np.arange(1797) % 2)
+  with pytest.raises(
+    ValueError, match=r'val_fraction=0.5 and test_fraction=0.5 hold out every row; their sum'
+  ):
+    prepare(raw, 'mine', val_fraction=0.5, test_fraction=0.5)
+  ds = prepare(raw, 'mine', val_fraction=0.5, test_fraction=0.4)
+  assert len(ds.x_train) == 1797 - 898 - 719
+  given = from_arrays(raw.x, raw.y, test=(raw.x[:5], raw.y[:5]))  # its own test split: the fraction is unused
+  assert len(prepare(given, 'mine', val_fraction=0.5, test_fraction=0.5).x_train) == 1797 - 898
+
+
 def test_from_arrays_text_labels_name_the_classes():
   x = np.arange(12.0).reshape(6, 2)
   raw = from_arrays(x, ['dog', 'cat', 'dog', 'bird', 'cat', 'dog'], test=(x[:2], ['cat', 'bird']))

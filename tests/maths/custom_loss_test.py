@@ -85,6 +85,17 @@ def test_register_refuses_taken_name_unless_asked(registered):
     ('value', lambda s, t, margin=1.0: s, r"field 'value' must return shape \[4\]"),
     ('score_grad', lambda s, t, margin=1.0: s[:, 0], r"field 'score_grad' must return shape \[4, 1\]"),
     ('value', lambda s, t, margin=1.0: s @ jnp.ones(5), r"field 'value' raised TypeError"),
+    # An integer value has no gradient (jax.grad raised deep in training) and checked as "passed".
+    (
+      'value',
+      lambda s, t, margin=1.0: (s[:, 0] > 0).astype(jnp.int32),
+      "field 'value' must return floating-point",
+    ),
+    (
+      'score_grad',
+      lambda s, t, margin=1.0: jnp.sign(s).astype(jnp.int32),
+      "'score_grad' must return floating-point",
+    ),
   ],
 )
 def test_register_refuses_wrong_shapes_and_raising_functions(field, fn, match):
@@ -156,7 +167,7 @@ def test_hyperparameter_errors_name_the_loss_and_field():
   with pytest.raises(ValueError, match=r"Loss 'softmax' has no hyperparameters; got 'margin'"):
     p, xs, ys = gradcheck.random_problem(jax.random.PRNGKey(2), 'softmax', 5, 2, 3)
     lj.objective(p, xs, ys, loss='softmax', margin=1.0)
-  with pytest.raises(ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 0"):
+  with pytest.raises(ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 1e-12"):
     lj.objective(params, x, y, loss='huber', delta=float('nan'))
   with pytest.raises(ValueError, match=r"Loss 'huber' has delta; got 'delta2'"):
     config.TrainConfig(loss='huber', loss_hparams={'delta2': 1.0}).validate()
@@ -391,8 +402,12 @@ def test_a_loss_flag_naming_a_file_that_is_not_python_says_the_form(tmp_path, mo
       losses.get_loss(spec)
   with pytest.raises(ValueError, match=r'no_such\.txt.*\(a loss is FILE\.py:NAME or package\.module:NAME\)'):
     losses.get_loss('no_such.txt:X')
+  (tmp_path / 'pk.py').mkdir()
+  for folder in (tmp_path, tmp_path / 'pk.py'):  # a folder, even one named like a file, is no file
+    with pytest.raises(ValueError, match=rf'{folder} is a folder, not a Python file; write FILE\.py:NAME'):
+      losses.get_loss(f'{folder}:X')
   with pytest.raises(ValueError, match='no file'):
-    losses.get_loss(f'{tmp_path}:X')  # a folder
+    losses.get_loss(f'{tmp_path}/gone.py:X')
 
 
 def test_a_loss_registered_again_under_its_name_is_the_one_a_compiled_program_runs():
@@ -516,4 +531,13 @@ def test_a_flag_error_is_one_line_without_absl_prefix(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 1 and err.startswith(line), (arg, err)
     assert err.count('\n') == 1 and 'FATAL' not in err and 'flags loss=' not in err, err
+  # Two flags wrong at once: absl joins its validators' messages over two lines, each with its prefix.
+  with pytest.raises(SystemExit):
+    common.parse_flags(['prog', '--h=2', '--loss=no.py:X'], fv)
+  fv.unparse_flags()
+  err = capsys.readouterr().err
+  assert (
+    err.startswith('Error: ') and err.count('\n') == 1 and 'flags ' not in err and 'flag --' not in err
+  ), err
+  assert '--h must be < 1.' in err and "no.py defines no 'X'." in err, err
   assert common.parse_flags(['prog', '--method=forward'], fv) == ['prog']

@@ -271,7 +271,10 @@ def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
       '-c',
       _MESSAGES,
       'experiments.lr_sweep',
-      json.dumps([[f'--{f}={v!r}'] for f, _, v, _ in cases]),
+      # Momenta are swept only for an optimizer that reads them.
+      json.dumps(
+        [[f'--{f}={v!r}', *(['--optimizer=momentum'] if f == 'momenta' else [])] for f, _, v, _ in cases]
+      ),
     ],
     cwd=ROOT,
     capture_output=True,

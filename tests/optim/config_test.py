@@ -14,6 +14,12 @@ from linear_jax.optim import config
     ({'decay_epochs': float('inf')}, r'decay_epochs must be a finite number, got inf'),
     ({'tol': float('inf')}, r'tol must be a finite number, got inf'),
     ({'init_scale': float('nan')}, r'init_scale must be >= 0, got nan'),
+    # A loss's hyperparameter too: a margin of 1e300 was inf in float32, and the run blamed the data.
+    (
+      {'loss': 'svm', 'loss_hparams': {'margin': 1e300}},
+      r'margin=1e\+300 overflows float32, the training dtype',
+    ),
+    ({'loss': 'huber', 'loss_hparams': {'delta': 1e300}}, r'delta=1e\+300 overflows float32'),
   ],
 )
 def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, message):
@@ -23,6 +29,14 @@ def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, mess
 
 def test_what_float64_holds_is_accepted_there():
   config.TrainConfig(learning_rate=1e-50, reg=1e-300, dtype='float64').validate()
+  config.TrainConfig(loss='svm', loss_hparams={'margin': 1e300}, dtype='float64').validate()
+
+
+def test_a_huber_delta_of_0_is_refused_it_would_make_every_loss_0():
+  with pytest.raises(
+    ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 1e-12, got 0"
+  ):
+    config.TrainConfig(loss='huber', loss_hparams={'delta': 0.0}).validate()
   config.TrainConfig(reg=0.0, momentum=0.0, tol=None).validate()  # 0 and None are values, not vanished ones
 
 

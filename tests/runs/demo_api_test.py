@@ -78,6 +78,19 @@ def test_a_step_is_the_projects_optimizer_and_lowers_the_loss():
   assert more['optimizer']['t'] == 9 and np.isfinite(more['total'])
 
 
+def test_a_step_that_diverges_is_refused_by_name_not_answered_with_infinities():
+  # JSON has no inf or nan: the server used to answer 500 (ValueError: out of range float values).
+  state = _state('l2', reg=0.0)
+  with pytest.raises(demo_api.RequestError, match=r'Step \d+ of 200 diverged') as e:
+    demo_learn.handle_step({**state, 'steps': 200, 'optimizer': {'method': 'sgd', 'learning_rate': 100}})
+  assert e.value.status == 422 and 'Lower the learning rate (100)' in str(e.value)
+  first = int(str(e.value).split()[1])
+  ok = demo_learn.handle_step(
+    {**state, 'steps': first - 1, 'optimizer': {'method': 'sgd', 'learning_rate': 100}}
+  )  # the steps before it are finite, and answered
+  assert np.isfinite(ok['total']) and len(ok['path']) == first - 1
+
+
 def test_drag_moves_the_line_through_the_point():
   state = _state('svm')
   out = demo_api.handle_drag({**state, 'drag': {'row': 1, 'kind': 'shift', 'to': [0.5, -0.25]}})

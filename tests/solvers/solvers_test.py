@@ -113,6 +113,17 @@ def test_lbfgs_refuses_non_smooth_objectives(loss, penalty):
   with pytest.raises(ValueError, match='not differentiable at') as e:
     solvers.check_smooth(loss, penalty, reg=1e-3)
   assert 'Use ' in str(e.value)  # says what to use instead
+  assert '--optimizer=sgd' in str(e.value) or 'first-order optimizer for the l1 penalty' in str(e.value)
+
+
+def test_f_star_of_a_non_smooth_objective_is_refused_without_advising_another_optimizer():
+  # train --reference and optimizers already use first-order optimizers: the advice is to go without f*.
+  ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.0, 0.2)
+  for cfg in (config.TrainConfig(loss='hinge'), config.TrainConfig(loss='logistic', penalty='l1', reg=1e-3)):
+    with pytest.raises(ValueError, match=r'f\* \(the L-BFGS reference\) needs a smooth') as e:
+      lbfgs.optimum(cfg, ds)
+    assert 'Compare without f* (train: drop --reference), or ' in str(e.value)
+    assert '--optimizer' not in str(e.value)
 
 
 def test_bad_sample_weights_are_refused():

@@ -105,6 +105,8 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     (sweep.grid([0.1], [0.0], seeds=[-1]), r'seeds must be integers in \[0, 2\*\*32\), got -1'),
     (sweep.grid([0.1], [0.0], seeds=[1.5]), 'seeds must be integers.*got 1.5'),
     (sweep.grid([0.1], [0.0], seeds=[0]) + sweep.grid([0.2], [0.0]), 'every setting of a sweep names a seed'),
+    # sgd has no momentum: a momentum axis trained the same model once per value.
+    (sweep.grid([0.1], [0.0], momenta=[0.5, 0.9]), "sets a momentum, which optimizer='sgd' does not read"),
   ],
 )
 def test_bad_grids_are_refused(blobs, settings, match):

@@ -1,0 +1,28 @@
+"""`sweep_run.sweep_and_write`: the grid's axes are checked before any model trains."""
+
+import pytest
+
+from linear_jax.data import datasets as data
+from linear_jax.optim import config
+from linear_jax.runs import sweep_run
+
+
+@pytest.mark.parametrize(
+  ('axes', 'named'),
+  [
+    ({'lrs': [0.1, 0.1], 'regs': [0.0]}, 'lrs [0.1, 0.1]'),
+    ({'lrs': [0.1], 'regs': [0.0, 1e-3, 0.0]}, 'regs [0.0, 0.001, 0.0]'),
+    ({'lrs': [0.1], 'regs': [0.0], 'seeds': [3, 3]}, 'seeds [3, 3]'),
+    ({'lrs': [0.1], 'regs': [0.0], 'loss_hparams': {'margin': [1.0, 1.0]}}, 'margin [1.0, 1.0]'),
+  ],
+)
+def test_a_repeated_value_of_an_axis_is_refused_before_training(tmp_path, axes, named):
+  # The pictures are [L] x [R] grids: a repeat used to fail only after the whole sweep had trained.
+  earlier = tmp_path / 'sweep.json'
+  earlier.write_text('{"from": "the last run"}')
+  ds = data.prepare(data.blobs(60, 2, 3, seed=0), 'blobs')
+  cfg = config.TrainConfig(epochs=1, batch_size=20, loss='svm')
+  with pytest.raises(ValueError, match='repeat a value; each is one point of the grid') as e:
+    sweep_run.sweep_and_write(cfg, ds, str(tmp_path), **axes)
+  assert named in str(e.value)
+  assert earlier.read_text() == '{"from": "the last run"}'  # nothing trained, nothing removed
