@@ -19,7 +19,11 @@ either vs forward diffs     1e-3                 1e-6
 ==========================  ===================  ==================
 
 The absolute floor stops gradients that are zero up to round-off (where the
-relative error of two tiny numbers means nothing) from failing the check.
+relative error of two tiny numbers means nothing) from failing the check. The
+floor against finite differences is raised to the rounding error the check
+measures in `f` itself (`_rounding_floor`): an objective of 3,000 (the L2
+penalty of 30,000 unit weights at reg 0.1) rounds at 1e-13, and that alone put
+central differences of a correct gradient 4e-8 off at 500 × 3,000.
 Checks run in float64 when `jax_enable_x64` is on (the linear-model check
 requires it); a float32 check uses float32 steps and looser thresholds.
 
@@ -69,6 +73,9 @@ THRESHOLDS = {
 }
 # Coordinates re-checked one by one, per leaf, when a directional check fails.
 ESCALATION_COORDS = 4096
+# The rounding floor: f is evaluated at ROUNDING_PROBES points a step ROUNDING_STEP · h away, and a
+# difference quotient may be off by ROUNDING_AGREE times the largest error seen there, divided by h.
+ROUNDING_PROBES, ROUNDING_STEP, ROUNDING_AGREE = 16, 1e-3, 4.0
 
 
 def relative_error(a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -594,6 +601,31 @@ def _check_point(f, kinks, grad_fn, params, args, chunk_size):
   return _Point(kern, v, args, params, names, analytic, autodiff)
 
 
+def _rounding_floor(pt, h, key, dirs=None):
+  """The error rounding alone puts in a difference quotient of `f` at step `h`: `ROUNDING_AGREE` times
+  the largest `|f(v + δu) − f(v) − δ ∇f·u|` over `ROUNDING_PROBES` coordinates `u` (the rows of `dirs`,
+  if given), divided by `h`, with `δ = ROUNDING_STEP · h`, so small that what is left is rounding."""
+  kern, v, args = pt.kern, pt.v, pt.args
+  delta = ROUNDING_STEP * h
+  f0 = float(kern.value(v, args))
+  if dirs is None:
+    k = min(ROUNDING_PROBES, v.size)
+    idx = jax.random.choice(jax.random.fold_in(key, 0x5EED), v.size, (k,), replace=False)
+    moved = np.asarray(kern.minus_at(v, args, idx, -delta))  # f(v + δ e_i)
+    slope = delta * np.asarray(pt.autodiff)[np.asarray(idx)]
+  else:
+    jvp, plus, _, _ = (
+      np.asarray(a) for a in kern.directional(v, args, dirs, jnp.asarray([delta, delta], v.dtype))
+    )
+    moved, slope = plus[:, 0], delta * jvp
+  return ROUNDING_AGREE * float(np.max(np.abs(moved - f0 - slope), initial=0.0)) / h
+
+
+def _with_floor(tol, floor):
+  """`(rtol, atol)` with the absolute floor raised to `floor`."""
+  return (tol[0], max(tol[1], floor))
+
+
 def _numerical_comparisons(pt, method, h, tols, richardson, key, num_coords, num_directions, escalate):
   """Both gradients against finite differences: along random directions, or coordinate by coordinate."""
   kern, v, args, analytic, names = pt.kern, pt.v, pt.args, pt.analytic, pt.names
@@ -603,6 +635,7 @@ def _numerical_comparisons(pt, method, h, tols, richardson, key, num_coords, num
   if method == 'directional':
     dirs = jax.random.normal(key, (num_directions, v.size), v.dtype)
     dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
+    tols = {**tols, 'central': _with_floor(tols['central'], _rounding_floor(pt, h, key, dirs))}
     directional = _directional(kern, v, args, analytic, dirs, hs, tols['central'], richardson)
     if escalate and not all(c.passed for c in directional):
       directional += _escalate(
@@ -614,6 +647,7 @@ def _numerical_comparisons(pt, method, h, tols, richardson, key, num_coords, num
     coords = np.sort(np.asarray(jax.random.choice(key, v.size, (k,), replace=False)))
   else:
     coords = np.arange(v.size)
+  tols = {**tols, central: _with_floor(tols[central], _rounding_floor(pt, h, key))}
   numeric, kink, lower, upper = _coordinate_differences(
     kern, v, args, jnp.asarray(coords), h, central, richardson
   )

@@ -117,6 +117,24 @@ def test_sparse_and_directional_check_a_30k_parameter_model():
     assert report.passed and report.num_params == 30730
 
 
+def test_correct_gradients_pass_where_the_objective_rounds_at_scale_and_bugs_still_fail():
+  # `gradcheck --num_examples=500 --num_features=3000 --num_classes=10 --loss=svm --reg=0.1` (and 5,000
+  # examples): the penalty of 30,000 unit weights makes f about 3,000, which rounds at 1e-13, and central
+  # differences of the right gradient came out 3-4e-8 off, past the fixed floor of 1e-8: a false FAIL.
+  params, x, y = gradcheck.random_problem(jax.random.PRNGKey(0), 'svm', 500, 3000, 10)
+  key = jax.random.fold_in(jax.random.PRNGKey(0), 7)
+  for method in ('sparse', 'directional'):
+    report = lj.check_gradients(params, x, y, loss='svm', reg=0.1, method=method, key=key)
+    assert report.passed, report.summary()
+    numeric = report.comparisons[1]
+    assert numeric.max_abs_error > 2 * gradcheck.THRESHOLDS['float64']['central'][1]  # beyond the fixed floor
+  for bug in ('factor_two', 'missing_reg'):  # the raised floor is far below what a wrong gradient is off by
+    wrong = lj.check_gradients(
+      params, x, y, loss='svm', reg=0.1, method='sparse', grad_fn=gradcheck.PLANTED_BUGS[bug], key=key
+    )
+    assert not wrong.comparisons[1].passed and wrong.comparisons[2].passed, wrong.summary()
+
+
 def test_requires_float64():
   code = (
     'import jax, numpy as np, linear_jax as lj\n'
