@@ -77,7 +77,10 @@ def field(obj, name, kind, default=None, where='request'):
   if kind in (int, float) and isinstance(value, bool):
     raise RequestError(f'{where}: field {name!r} must be a number, got a boolean.')
   if kind is float and isinstance(value, int):
-    value = float(value)
+    try:
+      value = float(value)
+    except OverflowError:  # JSON integers have no bound: 10**400 is no float
+      raise RequestError(f'{where}: field {name!r} is an integer of {len(str(value))} digits.') from None
   if not isinstance(value, kind):
     raise RequestError(f'{where}: field {name!r} has the wrong type ({type(value).__name__}).')
   return value
@@ -86,8 +89,13 @@ def field(obj, name, kind, default=None, where='request'):
 def number(obj, name, low, high, default=None, where='request', integer=False):
   """A finite number in `[low, high]`."""
   value = field(obj, name, int if integer else float, default, where)
-  if not (math.isfinite(value) and low <= value <= high):
-    raise RequestError(f'{where}: field {name!r} must be finite and in [{low:g}, {high:g}], got {value!r}.')
+  if not (low <= value <= high and math.isfinite(value)):  # the bounds first: a huge int is no float
+    shown = (
+      f'an integer of {len(str(value))} digits'
+      if isinstance(value, int) and abs(value) > 1e15
+      else repr(value)
+    )
+    raise RequestError(f'{where}: field {name!r} must be finite and in [{low:g}, {high:g}], got {shown}.')
   return value
 
 
@@ -489,6 +497,11 @@ def handle_drag(req):
     b[row] = -w[row] @ anchor
   else:
     b[row] = -w[row] @ to
+  if abs(b[row]) > LIMITS['weight']:  # the page sends the model back: it must stay within the bounds
+    raise RequestError(
+      f'This drag would move b[{row}] to {b[row]:.4g}, past ±{LIMITS["weight"]:g}; drag nearer the points.',
+      status=422,
+    )
   return evaluate_state(model.Params(W=jnp.asarray(w), b=jnp.asarray(b)), p)
 
 

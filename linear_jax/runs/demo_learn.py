@@ -70,6 +70,12 @@ def opt_state_from(leaves, template):
   out = []
   for i, (leaf, r) in enumerate(zip(leaves, ref, strict=True)):
     a = demo_api.array(leaf, np.shape(r), f'optimizer.state[{i}]', 1e12)
+    if np.issubdtype(r.dtype, np.integer) and not (
+      np.all(a == np.round(a)) and np.all((a >= 0) & (a < 2**31))
+    ):
+      raise RequestError(
+        f'optimizer.state[{i}] is a step count: whole numbers in [0, 2**31), got {a.tolist()}.'
+      )
     out.append(jnp.asarray(a, r.dtype))
   return jax.tree.unflatten(treedef, out)
 
@@ -150,15 +156,17 @@ def handle_step(req):
 
 
 def _check_finite(curve, path, num, learning_rate):
-  """Raises a `RequestError` (422) naming the first of `num` steps after which the objective or the
-  parameters are not finite: JSON has no inf or nan, and the page keeps the state it sent."""
-  after = [np.isfinite(a[:num]).reshape(num, -1).all(1) for a in (path.W, path.b)]
-  finite = after[0] & after[1] & np.append(np.isfinite(curve[1:num]), True)  # curve[i + 1]: after step i
-  finite[0] &= np.isfinite(curve[0])
-  if not finite.all():
+  """Raises a `RequestError` (422) naming the first of `num` steps after which the objective is not
+  finite, or W or b not within the bounds the page's model is held to (JSON has no inf or nan, and
+  the page sends the model back): the page keeps the state it sent."""
+  bound = demo_api.LIMITS['weight']
+  after = [(np.abs(a[:num]) <= bound).reshape(num, -1).all(1) for a in (path.W, path.b)]  # NaN fails too
+  within = after[0] & after[1] & np.append(np.isfinite(curve[1:num]), True)  # curve[i + 1]: after step i
+  within[0] &= np.isfinite(curve[0])
+  if not within.all():
     raise demo_api.RequestError(
-      f'Step {int(np.argmin(finite)) + 1} of {num} diverged: the objective or W is no longer finite. '
-      f'Lower the learning rate ({learning_rate:g}); the model stays where it was.',
+      f'Step {int(np.argmin(within)) + 1} of {num} diverged: the objective is no longer finite or W or b '
+      f'left ±{bound:g}. Lower the learning rate ({learning_rate:g}); the model stays where it was.',
       status=422,
     )
 
@@ -263,7 +271,9 @@ def handle_surface(req):
   d2 = d2 - (d2 @ d1) * d1
   d2 = d2 / jnp.linalg.norm(d2)
   coords = np.array([[float((q - v) @ d1), float((q - v) @ d2)] for q in points]).reshape(-1, 2)
-  radius = number(req, 'radius', 1e-3, 1e3, max(1.0, 1.25 * float(np.max(np.abs(coords), initial=0.0))))
+  # Without a radius, one that holds the path: a client who sent none is not told its radius is bad.
+  fits_path = min(1e3, max(1.0, 1.25 * float(np.max(np.abs(coords), initial=0.0))))
+  radius = number(req, 'radius', 1e-3, 1e3, fits_path)
   alphas = jnp.linspace(-radius, radius, size)
   values = _surface(params, d1, d2, alphas, x, t, mask, reg, hp, loss=p.spec, penalty=p.penalty)
   return {'grid': size, 'radius': radius, 'values': demo_api.clean(values), 'path': coords.tolist()}

@@ -156,6 +156,13 @@ def test_image_data_draws_templates():
     ({'model': {'W': [[1, 2, 3]], 'b': [0]}}, 400, 'shape'),
     ({'dataset': '../etc'}, 400, 'dataset'),
     ({'features': 'cubes'}, 400, 'features'),
+    # JSON integers have no bound: 10**400 was an OverflowError, a 500.
+    ({'reg': 10**400}, 400, "field 'reg' is an integer of 401 digits"),
+    (
+      {'num_classes': 10**400},
+      400,
+      r"field 'num_classes' must be finite and in \[2, 10\], got an integer of 401",
+    ),
   ],
 )
 def test_bad_requests_are_refused_with_a_message(change, status, words):
@@ -181,6 +188,41 @@ def test_bad_requests_are_refused_with_a_message(change, status, words):
 def test_the_work_of_one_request_is_bounded(handler, extra, words):
   with pytest.raises(demo_api.RequestError, match=words):
     handler({**_state('svm'), **extra})
+
+
+def test_what_a_step_or_a_drag_answers_is_a_model_the_next_request_takes():
+  # Far points: one step of rate 100 (or dragging a line through them) put W or b past ±10,000, the
+  # bound every request holds the model it is sent to, and the page could do nothing more with it.
+  far = {'points': [[900, 900], [-900, -900], [900, -900], [-900, 900]], 'labels': [0, 1, 0, 1]}
+  state = {**far, 'num_classes': 2, 'view': [-1000, 1000, -1000, 1000], 'loss': 'svm', 'reg': 0.0}
+  state['model'] = demo_api.handle_init(state)['model']
+  with pytest.raises(demo_api.RequestError, match=r'Step 1 of 1 diverged: .* left ±10000') as e:
+    demo_learn.handle_step({**state, 'steps': 1, 'optimizer': {'method': 'sgd', 'learning_rate': 100}})
+  assert e.value.status == 422
+  fine = demo_learn.handle_step({**state, 'steps': 1, 'optimizer': {'method': 'sgd', 'learning_rate': 0.1}})
+  demo_api.handle_evaluate({**state, 'model': fine['model']})  # taken back
+  steep = {**state, 'model': {'W': [[10, 10], [1, 1]], 'b': [0, 0]}}
+  with pytest.raises(demo_api.RequestError, match=r'would move b\[0\] to -1.8e\+04, past ±10000') as e:
+    demo_api.handle_drag({**steep, 'drag': {'row': 0, 'kind': 'shift', 'to': [900, 900]}})
+  assert e.value.status == 422
+
+
+def test_a_step_count_sent_back_is_a_whole_number_in_int32():
+  state = _state('softmax')
+  first = demo_learn.handle_step({**state, 'steps': 1, 'optimizer': {'method': 'adam'}})
+  leaves = first['optimizer']['state']
+  assert leaves[0] == 1  # Adam's count
+  for count in (-5, 1e12, 2.5):  # a wrong cause named (-5), or silently wrapped or truncated
+    bad = {'method': 'adam', 'state': [count, *leaves[1:]], 't': 1}
+    with pytest.raises(demo_api.RequestError, match=r'optimizer.state\[0\] is a step count: whole numbers'):
+      demo_learn.handle_step({**state, 'model': first['model'], 'steps': 1, 'optimizer': bad})
+
+
+def test_a_surface_without_a_radius_takes_one_within_its_bounds():
+  state = _state('svm')
+  far = {'W': [[1e4] * 2] * 3, 'b': [1e4] * 3}
+  out = demo_learn.handle_surface({**state, 'grid': 5, 'path': [far]})  # said: field 'radius' must be ...
+  assert out['radius'] == 1e3
 
 
 def test_request_must_be_an_object():

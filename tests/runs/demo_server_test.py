@@ -89,6 +89,7 @@ def test_no_path_reaches_another_file(server, path):
     ('POST', '/api/evaluate', b'[1, 2]', None, 400),
     ('POST', '/api/evaluate', b'{"loss": "nope"}', None, 400),
     ('POST', '/api/evaluate', b'[' * 100000 + b']' * 100000, None, 400),
+    ('POST', '/api/evaluate', b'{"reg": ' + b'9' * 5000 + b'}', None, 400),  # past int's 4,300 digits
     ('POST', '/api/evaluate', b'{}', {'Content-Length': 'abc'}, 400),
     ('POST', '/api/evaluate', b'x', {'Content-Length': str(demo_api.MAX_BODY + 1)}, 413),
     ('POST', '/api/nothing', b'{}', None, 404),
