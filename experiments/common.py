@@ -652,16 +652,16 @@ def _one_of(name, alias, flag_values):
   return check
 
 
-def positive_float32(name):
-  """A validator of flag `name`: a number > 0 that float32 holds (neither infinite nor rounded to 0)."""
+def positive_float32(name, dtype='float32'):
+  """A validator of flag `name`: a number > 0 that `dtype` holds (neither infinite nor rounded to 0)."""
 
   def check(value):
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     with np.errstate(over='ignore', under='ignore'):
-      cast = np.float32(value)
+      cast = np.dtype(dtype).type(value)
     if not (value > 0 and np.isfinite(cast) and cast > 0):
-      raise flags.ValidationError(f'--{name} must be > 0 and finite in float32, got {value:g}.')
+      raise flags.ValidationError(f'--{name} must be > 0 and finite in {dtype}, got {value:g}.')
     return True
 
   return check

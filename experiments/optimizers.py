@@ -35,6 +35,10 @@ flags.DEFINE_float('full_batch_lr', 0.5, 'Learning rate of full-batch gradient d
 flags.DEFINE_enum('dtype', 'float64', ('float32', 'float64'), 'Precision (float64 resolves f − f* to 1e-12).')
 flags.DEFINE_string('workdir', 'workdir/optimizers', 'Where outputs go.')
 common.group('run', 'workdir')
+for _name in ('learning_rate', 'full_batch_lr'):  # each a step the run takes in --dtype
+  flags.register_multi_flags_validator(
+    [_name, 'dtype'], lambda f, n=_name: common.positive_float32(n, f['dtype'])(f[n])
+  )
 
 FLAGS = flags.FLAGS
 # A well-conditioned problem by default, so the budget reaches the regime where noise dominates.

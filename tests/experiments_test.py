@@ -149,6 +149,16 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--init_scale=1e300'], '--init_scale must be > 0 and finite in float32, got 1e+300'),
     (['--learning_rate=1e-50'], '--learning_rate must be > 0 and finite in float32, got 1e-50'),
   ],
+  'experiments.optimizers': [
+    # 1e-50 ran, learning nothing, in float32, where train refuses it; 1e300 left a row of dashes.
+    (
+      ['--learning_rate=1e-50', '--dtype=float32'],
+      '--learning_rate must be > 0 and finite in float32, got 1e-50',
+    ),
+    (['--learning_rate=1e-50'], 'accepted'),  # float64 holds it
+    (['--full_batch_lr=1e300', '--dtype=float32'], '--full_batch_lr must be > 0 and finite in float32'),
+    (['--learning_rate=-1'], '--learning_rate must be > 0 and finite in float64, got -1'),
+  ],
   'experiments.gradcheck': [
     (['--h=0'], H_MESSAGE),
     (['--h=1e300'], H_MESSAGE),
@@ -205,6 +215,10 @@ def _assert_flag_errors(flag_errors, module):
 
 def test_bad_flags_are_refused_naming_the_flag(flag_errors):
   _assert_flag_errors(flag_errors, 'experiments.train')
+
+
+def test_optimizers_refuses_a_step_its_dtype_cannot_take(flag_errors):
+  _assert_flag_errors(flag_errors, 'experiments.optimizers')
 
 
 def test_bad_data_file_and_workdir_fail_before_training(tmp_path):

@@ -74,8 +74,11 @@ def claims(results: Mapping[str, Curve], budget: int) -> dict:
   """
   tail = max(2, budget // 4)
   const = results['sgd'][2]
-  floor = float(np.median(const[-tail:]))  # where constant-lr sgd hovers at the end
   decaying = {k: float(v[2][-1]) for k, v in results.items() if k.startswith('sgd ') and len(v[2])}
+  if not len(const) or not decaying:
+    which = 'constant-rate sgd' if not len(const) else 'every decaying schedule of sgd'
+    raise ValueError(f'{which} diverged, and the claims are measured on it: lower --learning_rate.')
+  floor = float(np.median(const[-tail:]))  # where constant-lr sgd hovers at the end
   best_decay = min(decaying, key=decaying.get)
   full = results['full batch']
   mini = results['sgd']

@@ -66,6 +66,17 @@ def test_claims_measure_the_floor_the_best_decay_and_the_full_batch_on_known_cur
   )
 
 
+def test_claims_of_a_diverged_sgd_say_so_by_name():
+  # At --learning_rate=1000 every sgd run diverged, and the claims failed with `min() arg is an empty
+  # sequence` after a NumPy warning.
+  decay = {'sgd step': _curve([5, 4, 3]), 'full batch': _curve([9, 8, 7])}
+  with pytest.raises(ValueError, match=r'^constant-rate sgd diverged, .*: lower --learning_rate\.$'):
+    optimizers_run.claims({'sgd': DIVERGED, **decay}, 3)
+  only_constant = {'sgd': _curve([5, 4, 3]), 'sgd step': DIVERGED, 'full batch': _curve([9, 8, 7])}
+  with pytest.raises(ValueError, match='every decaying schedule of sgd diverged'):
+    optimizers_run.claims(only_constant, 3)
+
+
 def test_table_writes_a_dash_for_a_diverged_contender():
   rows = [
     {'optimizer': 'sgd', 'learning_rate': 0.3, 'final_gap': 1.5e-3, 'best_gap': 1e-3, 'epochs': 12.0,
