@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import dataclasses
 import json
 import math
+import types
+import typing
 
 import numpy as np
 
@@ -137,6 +139,8 @@ class TrainConfig:
   )
 
   def __post_init__(self):
+    if not isinstance(self.loss_hparams, Mapping):
+      raise ValueError(f'loss_hparams must be a mapping of names to numbers, got {self.loss_hparams!r}.')
     object.__setattr__(self, 'loss_hparams', dict(sorted(dict(self.loss_hparams).items())))
 
   def __hash__(self):  # loss_hparams is a dict; a config can still key a dict or a cache
@@ -173,6 +177,7 @@ class TrainConfig:
         'TrainConfig.loss is a name (register a Loss record with linear_jax.register_loss), '
         f'got {self.loss!r}.'
       )
+    self._check_types()
     self.resolved_loss_hparams()
     validation.check_name('penalty', self.penalty, losses.PENALTIES)
     validation.check_name('optimizer', self.optimizer, OPTIMIZERS)
@@ -194,6 +199,10 @@ class TrainConfig:
     for name in ('reg', 'batch_size', 'patience', 'init_scale', 'num_devices', 'block_rows'):
       if not getattr(self, name) >= 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
+    if not self.explode_factor > 1:  # at or below 1, a run that does not improve would count as diverged
+      raise ValueError(
+        f'explode_factor must be > 1 (a multiple of the starting loss), got {self.explode_factor}.'
+      )
     if not 0 <= self.momentum < 1:
       raise ValueError(f'momentum must be in [0, 1), got {self.momentum}.')
     if not 0 < self.decay_rate <= 1:
@@ -201,6 +210,23 @@ class TrainConfig:
     validation.check_seed('seed', self.seed)
     self._check_representable()
     return self
+
+  def _check_types(self):
+    """Raises a `ValueError` for a field of another type than its annotation: `stream='no'` would
+    stream (a non-empty string is true), `epochs=2.5` fail inside a compiled program."""
+    for f in dataclasses.fields(self):
+      value, kinds = getattr(self, f.name), _kinds(f.type)
+      if value is None and type(None) in kinds or isinstance(value, str) and str in kinds:
+        continue
+      ok = (
+        (bool in kinds and isinstance(value, (bool, np.bool_)))
+        or (int in kinds and _is_number(value) and isinstance(value, (int, np.integer)))
+        or (float in kinds and _is_number(value))
+        or (Mapping in kinds and all(_is_number(v) for v in value.values()))
+      )
+      if not ok:
+        want = ' or '.join(_KIND_WORDS.get(k, k.__name__) for k in kinds)
+        raise ValueError(f'{f.name} must be {want}, got {value!r} ({type(value).__name__}).')
 
   def _check_representable(self):
     """Raises a `ValueError` for a number that is infinite, or that vanishes or overflows in the training
@@ -241,6 +267,27 @@ class TrainConfig:
 COMMAND_LINE = TrainConfig(
   learning_rate=AUTO, schedule='adaptive', n_iter_no_change=10, reg=3e-3, tol_on='objective', epochs=1000
 )
+
+
+def _is_number(value):
+  """Whether `value` is a real number (a bool is not one here)."""
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+_KIND_WORDS = {
+  bool: 'True or False',
+  int: 'a whole number (int)',
+  float: 'a number',
+  str: 'a string',
+  type(None): 'None',
+  Mapping: 'a mapping of names to numbers',
+}
+
+
+def _kinds(annotation):
+  """The types an annotation admits: `float | None` -> `(float, NoneType)`; a mapping's is `Mapping`."""
+  kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+  return tuple(Mapping if typing.get_origin(k) is Mapping else k for k in kinds)
 
 
 @dataclasses.dataclass(frozen=True)

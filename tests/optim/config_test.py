@@ -1,5 +1,6 @@
 """`TrainConfig.validate`: every number finite and representable in the training dtype."""
 
+import numpy as np
 import pytest
 
 from linear_jax.optim import config
@@ -25,6 +26,33 @@ from linear_jax.optim import config
 def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, message):
   with pytest.raises(ValueError, match=message):
     config.TrainConfig(**fields).validate()
+
+
+@pytest.mark.parametrize(
+  'fields,message',
+  [
+    # A non-empty string is true: stream='no' streamed, silently.
+    ({'stream': 'no'}, r"stream must be True or False, got 'no' \(str\)"),
+    ({'bias_trick': 'no'}, r'bias_trick must be True or False'),
+    ({'epochs': '2'}, r"epochs must be a whole number \(int\), got '2' \(str\)"),
+    ({'epochs': 2.5}, r'epochs must be a whole number \(int\), got 2.5'),  # failed inside jit
+    ({'batch_size': 32.5}, r'batch_size must be a whole number'),
+    ({'epochs': True}, r'epochs must be a whole number \(int\), got True \(bool\)'),  # ran 1 epoch
+    ({'reg': '0.1'}, r"reg must be a number, got '0.1'"),
+    ({'tol': 'x'}, r'tol must be a number or None'),
+    ({'loss': 'svm', 'loss_hparams': {'margin': '1'}}, r'loss_hparams must be a mapping of names to numbers'),
+    ({'explode_factor': 1e-30}, r'explode_factor must be > 1'),  # every run "exploded", the rate blamed
+  ],
+)
+def test_a_field_of_another_type_is_refused_by_name(fields, message):
+  with pytest.raises(ValueError, match=message):
+    config.TrainConfig(**fields).validate()
+
+
+def test_numpy_numbers_and_none_where_allowed_are_accepted():
+  config.TrainConfig(epochs=np.int64(3), reg=np.float32(0.1), tol=None, learning_rate='auto').validate()
+  with pytest.raises(ValueError, match=r'loss_hparams must be a mapping of names to numbers, got None'):
+    config.TrainConfig(loss_hparams=None)
 
 
 def test_what_float64_holds_is_accepted_there():
