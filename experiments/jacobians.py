@@ -29,8 +29,19 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
+  from linear_jax.data import memory  # pylint: disable=import-outside-toplevel
   from linear_jax.maths import jacobians  # pylint: disable=import-outside-toplevel
 
+  c, d = FLAGS.num_classes, FLAGS.num_features
+  try:  # ds/dvec(W) is [C, C·D], held twice beside a temporary: refused before any of it is made
+    memory.check_memory(
+      3 * 4 * c * c * d,
+      'jacobians',
+      what=f'ds/dvec(W) [{c:,} x {c * d:,}]',
+      advice='use fewer --num_classes or --num_features: the conventions are the same at any size.',
+    )
+  except ValueError as e:
+    sys.exit(f'Error: {e}')
   bad = 0
   for j in jacobians.lecture_jacobians(jax.random.PRNGKey(FLAGS.seed), FLAGS.num_features, FLAGS.num_classes):
     same_shape = j.autodiff.shape == j.shape == j.derived.shape

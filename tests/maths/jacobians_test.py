@@ -1,10 +1,16 @@
 """The lecture's Jacobian conventions, with jax.jacrev / jax.jacfwd beside the hand-derived ones."""
 
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.maths import jacobians
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_every_convention_has_the_lecture_shape_and_the_derived_value():
@@ -33,3 +39,33 @@ def test_jacobian_row_i_is_the_gradient_of_output_i():
   for i in range(3):
     np.testing.assert_allclose(jac[i], jax.grad(lambda v_: f(v_)[i])(v), rtol=1e-6)
   np.testing.assert_allclose(jax.jacfwd(f)(v), jac, rtol=1e-6)
+
+
+def test_a_cifar_sized_classifier_takes_memory_of_the_size_of_its_jacobians():
+  # ds/dvec(W) of 10 classes x 3,072 features is [10, 30,720]; forward mode pushed 30,720 tangents of
+  # [30,720] through it and peaked at 11.4 GB. Measured in a process of its own.
+  code = (
+    'import resource, jax\n'
+    'from linear_jax.maths import jacobians\n'
+    'js = jacobians.lecture_jacobians(jax.random.PRNGKey(0), num_features=3072, num_classes=10)\n'
+    'j = next(j for j in js if j.name == "ds/dvec(W)")\n'
+    'assert j.autodiff.shape == (10, 30720) and float(abs(j.autodiff - j.derived).max()) == 0.0\n'
+    'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n'
+  )
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert int(out.stdout.split()[-1]) < 2 * 2**20  # KB: under 2 GB (0.4 GB measured)
+
+
+def test_the_command_refuses_a_size_whose_jacobian_cannot_fit_before_computing_it():
+  out = subprocess.run(
+    [sys.executable, '-m', 'experiments.jacobians', '--num_features=100000', '--num_classes=100000'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert out.returncode == 1
+  assert out.stderr.startswith('Error: jacobians: ds/dvec(W) [100,000 x 10,000,000,000] needs ')
+  assert 'use fewer --num_classes or --num_features' in out.stderr and out.stderr.count('\n') == 1
