@@ -30,6 +30,7 @@ that follows one consistently is not a failure.
 """
 
 import dataclasses
+import math
 import time
 
 import jax.numpy as jnp
@@ -39,9 +40,11 @@ from linear_jax.maths import gradcheck
 from linear_jax.maths import grads
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.maths import validation
 
 EPS = float(np.finfo(np.float64).eps)
 AGREE = 10.0  # analytic and numerical agree within AGREE × the estimated noise
+MAX_PROBES = 10_000  # coordinates or directions one check probes: each calls fn twice
 ROUNDING = 64.0  # κ: f's own rounding error, in units of ε · max|f|
 EXACT = 16.0  # γ: rounding bound factor for linear_jax vs fn on the same numbers
 CANDIDATES = ('svm', 'softmax')  # tried, by loss value, when `reference` is not given
@@ -246,6 +249,7 @@ def check_loss_and_grad(
   """
   start = time.perf_counter()
   gradcheck.require_x64()
+  _check_args(reg, h, seed, num_coords, num_directions)
   w, x = np.asarray(W, np.float64), np.asarray(X, np.float64)
   layout = _layout(w, x, layout)
   call = _Fn(fn, x, y)
@@ -273,6 +277,24 @@ def check_loss_and_grad(
     report.conventions.append('W laid out [C, D] (scores X @ W.T); the course lays it out [D, C]')
   report.seconds = time.perf_counter() - start
   return report
+
+
+def _check_args(reg, h, seed, num_coords, num_directions):
+  """Raises a `ValueError` naming the argument that is out of range, before `fn` is called."""
+  if not (_is_real(reg) and math.isfinite(reg) and reg >= 0):
+    raise ValueError(f'reg must be a finite number >= 0, got {reg!r}.')
+  if h is not None and not (_is_real(h) and math.isfinite(h) and h > 0):
+    raise ValueError(f'h must be a finite number > 0 (or None, to scale it by X), got {h!r}.')
+  validation.check_seed('seed', seed)
+  for name, n in (('num_coords', num_coords), ('num_directions', num_directions)):
+    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 <= n <= MAX_PROBES):
+      raise ValueError(
+        f'{name} must be an integer in [0, {MAX_PROBES:,}] (each probe calls fn twice), got {n!r}.'
+      )
+
+
+def _is_real(v):
+  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _reference_terms(spec, w, x, y, layout, loss_hparams):

@@ -91,6 +91,31 @@ def test_square_weights_need_a_layout():
     lj.check_loss_and_grad(lambda *a: 1.0, W, X, y, 0.1, layout='DC')
 
 
+@pytest.mark.parametrize(
+  ('kwargs', 'message'),
+  [
+    (
+      {'h': 0.0},
+      r'h must be a finite number > 0 \(or None, to scale it by X\), got 0.0',
+    ),  # ZeroDivisionError
+    ({'reg': -0.5}, r'reg must be a finite number >= 0, got -0.5'),  # accepted
+    ({'reg': float('nan')}, r'reg must be a finite number >= 0, got nan'),  # a FAIL verdict
+    ({'seed': -1}, r'seed must be an integer in \[0, 2\*\*32\), got -1'),  # NumPy's words
+    ({'num_coords': -1}, r'num_coords must be an integer in \[0, 10,000\]'),  # negative dimensions
+    ({'num_directions': 10**7}, r'num_directions must be an integer in \[0, 10,000\]'),  # about an hour
+  ],
+)
+def test_bad_arguments_are_refused_by_name_before_fn_is_called(kwargs, message):
+  W, X, y = _problem(4)
+  called = []
+  fn = lambda *a: called.append(1) or svm_loss_naive(*a)
+  args = {'reg': 0.1, **kwargs}
+  reg = args.pop('reg')
+  with pytest.raises(ValueError, match=message):
+    lj.check_loss_and_grad(fn, W, X, y, reg, reference='svm', **args)
+  assert not called
+
+
 # The assignment's scale: N = 500 images of 3,072 mean-subtracted pixels (about ±60) and the bias column.
 def svm_loss_vectorized(W, X, y, reg):
   """The course's vectorized multiclass SVM, as a student writes it."""
