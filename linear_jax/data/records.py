@@ -76,7 +76,7 @@ class Dataset:
 
   @property
   def num_features(self):
-    return self.x_train.shape[1]
+    return np.shape(self.x_train)[1]
 
 
 def standardize_targets(ys: dict, kind: str, preprocess: str):

@@ -122,7 +122,9 @@ class Path:
     return x.astype(dtype), np.asarray(self.dataset.y_train)[rows], None if w is None else np.asarray(w)[rows]
 
   def check(self):
-    """Raises a `ValueError` naming the split, the row and the column of the first bad value."""
+    """Raises a `ValueError` naming the split, the row and the column of the first bad value, or the
+    split whose shape disagrees with the training split's (a `Dataset` may be built by hand)."""
+    self._check_shapes()
     spec, c = self.cfg.loss_record, step.num_outputs(self.cfg, self.dataset)
     for split in SPLITS:
       x, y = getattr(self.dataset, f'x_{split}'), getattr(self.dataset, f'y_{split}')
@@ -130,6 +132,25 @@ class Path:
         continue
       self._check_rows(split, x)
       validation.check_targets(y, spec.targets, c, where=f'{self.dataset.name} {split} split')
+
+  def _check_shapes(self):
+    ds = self.dataset
+    for split in SPLITS:
+      x, y = getattr(ds, f'x_{split}'), getattr(ds, f'y_{split}')
+      if not (hasattr(x, 'shape') and hasattr(y, 'shape')):
+        raise ValueError(
+          f'{self._where(split)}: x and y must be arrays, got {type(x).__name__}, {type(y).__name__}.'
+        )
+      if len(x) and (np.ndim(x) != 2 or x.shape[1] != ds.num_features):
+        raise ValueError(
+          f'{self._where(split)}: x is {list(x.shape)}; the training split has {ds.num_features} features.'
+        )
+      if len(y) != len(x):
+        raise ValueError(f'{self._where(split)}: {len(y)} targets for {len(x)} rows.')
+    for name in ('shift', 'scale'):
+      shape = list(np.shape(getattr(ds, name)))
+      if shape != [ds.num_features]:
+        raise ValueError(f'{ds.name}: {name} is {shape}, not [{ds.num_features}], one per feature.')
 
   def _check_rows(self, split, x):
     # A memory map is checked block by block, never as a whole, and named by its file's rows.

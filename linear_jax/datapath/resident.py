@@ -52,7 +52,7 @@ def bytes_needed(cfg, dataset):
   for split in ('train', 'val', 'test'):
     x = getattr(dataset, f'x_{split}')
     if not (in_place and not cfg.bias_trick and transfer.usable_as_is(x, dt)):
-      total += len(x) * (x.shape[1] + cfg.bias_trick) * dt.itemsize
+      total += len(x) * (np.shape(x)[1] + cfg.bias_trick) * dt.itemsize
     total += np.asarray(getattr(dataset, f'y_{split}')).nbytes
   return total
 

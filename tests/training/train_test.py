@@ -268,6 +268,29 @@ def test_checkpoint_write_failure_leaves_the_old_one(tmp_path, monkeypatch):
   assert [p.name for p in tmp_path.iterdir()] == ['c.npz']  # no temporary left behind
 
 
+@pytest.mark.parametrize(
+  ('change', 'message'),
+  [
+    # Each was chex's AssertionError inside jit, an AttributeError, or accepted (x_test, shift).
+    (lambda d: {'y_val': d.y_val[:-3]}, r'^tiny val split: 5 targets for 8 rows\.$'),
+    (
+      lambda d: {'x_val': d.x_val[:, :2]},
+      r'^tiny val split: x is \[8, 2\]; the training split has 3 features\.$',
+    ),
+    (lambda d: {'x_test': d.x_test[:, :2]}, r'^tiny test split: x is \[8, 2\]'),
+    (lambda d: {'shift': d.shift[:1]}, r'^tiny: shift is \[1\], not \[3\], one per feature\.$'),
+    (
+      lambda d: {'x_train': d.x_train.tolist()},
+      r'^tiny train split: x and y must be arrays, got list, ndarray',
+    ),
+  ],
+)
+def test_a_dataset_built_by_hand_whose_splits_disagree_is_refused_by_split(change, message):
+  ds = dataclasses.replace(_tiny(), name='tiny')
+  with pytest.raises(ValueError, match=message):
+    train.fit(config.TrainConfig(epochs=1), dataclasses.replace(ds, **change(ds)))
+
+
 def test_loss_that_does_not_fit_the_data_is_refused():
   ds = _tiny(kind='real')
   with pytest.raises(ValueError, match=r'--loss=softmax does not fit --dataset=real: it has real-valued'):
