@@ -298,6 +298,9 @@ def from_arrays(
     raw = dataclasses.replace(raw, num_classes=int(num_classes))
   if test is not None:
     where = f'{name} (test)'
+    if not (isinstance(test, (tuple, list)) and len(test) in (2, 3)):
+      size = f' of {len(test)}' if isinstance(test, (tuple, list)) else ''
+      _fail(where, f'test must be (x, y) or (x, y, weights), got a {type(test).__name__}{size}.')
     x_test, test_shape = _feature_matrix(test[0], where)
     if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
       _fail(where, f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')

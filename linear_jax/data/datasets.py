@@ -527,7 +527,7 @@ def prepare(
       column), or splits that cannot fit in the memory available (with the
       figure and the `--stream` advice), all before any copy is made.
   """
-  _check_prepare_args(raw, name, preprocess, class_weight)
+  check_prepare_args(raw, name, preprocess, class_weight, val_fraction, test_fraction, seed, dtype)
   n, d = raw.x.shape
   dt = host_dtype(build.float_dtype(raw.x.dtype), dtype)  # an integer map: as if read as floats
   report, total_rows = _check_prepare_memory(raw, name, dt, progress)
@@ -569,8 +569,20 @@ def _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess):
   )
 
 
-def _check_prepare_args(raw, name, preprocess, class_weight):
-  """Refuses an unknown `preprocess` or `class_weight`, and `'balanced'` weights for real targets."""
+def check_prepare_args(
+  raw, name, preprocess, class_weight, val_fraction=0.0, test_fraction=0.0, seed=0, dtype=np.float32
+):
+  """Refuses what `prepare` and `stream.prepare` are given wrong, naming it, before any row is read:
+  a `raw` that is no `Raw`, fractions that are no numbers, a bad seed, a training dtype that is not a
+  float, an unknown `preprocess` or `class_weight`, and `'balanced'` weights for real targets."""
+  if not isinstance(raw, Raw):
+    raise ValueError(f'{name}: prepare takes a Raw (data.load, build.from_arrays), got {type(raw).__name__}.')
+  for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)):
+      raise ValueError(f'{what} must be a number in [0, 1), got {f!r}.')
+  validation.check_seed('seed', seed)
+  if not np.issubdtype(np.dtype(dtype), np.floating):
+    raise ValueError(f'dtype must be a float dtype (float32, float64), got {np.dtype(dtype).name}.')
   validation.check_name('preprocessing', preprocess, PREPROCESSING)
   if class_weight not in (None, 'none', 'balanced'):
     raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")

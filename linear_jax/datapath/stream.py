@@ -58,7 +58,6 @@ from linear_jax.data import records
 from linear_jax.datapath import parallel
 from linear_jax.datapath import standardize
 from linear_jax.datapath import transfer
-from linear_jax.maths import validation
 from linear_jax.optim import step as step_lib
 
 # ----------------------------------------------------------------- host side
@@ -152,7 +151,7 @@ def prepare(
   Sample weights (`raw.w`, `raw.w_test`, `class_weight='balanced'`) and real
   targets are kept as `data.prepare` keeps them, in `dtype`.
   """
-  _check_prepare_args(raw, name, preprocess, class_weight)
+  data_lib.check_prepare_args(raw, name, preprocess, class_weight, val_fraction, test_fraction, dtype=dtype)
   n_train, n_val = _split_sizes(raw, name, val_fraction, test_fraction)
   x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
   x_train = raw.x[:n_train]
@@ -188,15 +187,6 @@ def prepare(
       **({data_lib.CONSTANT: constant} if constant else {}),
     },
   )
-
-
-def _check_prepare_args(raw, name, preprocess, class_weight):
-  """Refuses an unknown `preprocess` or `class_weight`, and `'balanced'` weights for real targets."""
-  validation.check_name('preprocessing', preprocess, data_lib.PREPROCESSING)
-  if class_weight not in (None, 'none', 'balanced'):
-    raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
-  if class_weight == 'balanced' and raw.kind != 'class':
-    raise ValueError(f"{name}: class_weight='balanced' needs class labels, but the targets are real numbers.")
 
 
 def _split_sizes(raw, name, val_fraction, test_fraction):

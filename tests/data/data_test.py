@@ -328,6 +328,30 @@ def test_fractions_that_hold_out_every_row_are_refused(streamed):
   assert len(prepare(given, 'mine', val_fraction=0.5, test_fraction=0.5).x_train) == 1797 - 898
 
 
+@pytest.mark.parametrize('streamed', [False, True])
+@pytest.mark.parametrize(
+  ('kwargs', 'match'),
+  [  # each failed in NumPy's or Python's words (a negative seed, a str, an int dtype, a list)
+    ({'seed': -1}, r'seed must be an integer in \[0, 2\*\*32\), got -1'),
+    ({'val_fraction': '0.1'}, r"val_fraction must be a number in \[0, 1\), got '0.1'"),
+    ({'dtype': np.int32}, r'dtype must be a float dtype \(float32, float64\), got int32'),
+    (
+      {'raw': [np.ones((4, 2)), np.zeros(4)]},
+      r'mine: prepare takes a Raw \(data.load, build.from_arrays\), got list',
+    ),
+  ],
+)
+def test_prepare_refuses_bad_arguments_by_name(streamed, kwargs, match):
+  from linear_jax.datapath import stream  # pylint: disable=import-outside-toplevel
+
+  if streamed and 'seed' in kwargs:
+    kwargs = {'test_fraction': 'x'}  # streaming does not shuffle: no seed
+    match = r"test_fraction must be a number in \[0, 1\), got 'x'"
+  args = {'raw': from_arrays(np.ones((40, 2)), np.arange(40) % 2), **kwargs}
+  with pytest.raises(ValueError, match=match):
+    (stream.prepare if streamed else data.prepare)(args.pop('raw'), 'mine', **args)
+
+
 def test_from_arrays_text_labels_name_the_classes():
   x = np.arange(12.0).reshape(6, 2)
   raw = from_arrays(x, ['dog', 'cat', 'dog', 'bird', 'cat', 'dog'], test=(x[:2], ['cat', 'bird']))
@@ -364,6 +388,11 @@ def test_from_arrays_text_labels_name_the_classes():
     ),
     ((np.ones((3, 2)), np.array([0, 1, 1])), {'class_names': ['a']}, '1 class names for 2 classes'),
     ((np.ones((3, 2)), np.array([0, 1, 1])), {'name': 'mine.x', 'num_classes': 0}, 'mine.x: num_classes'),
+    (  # an IndexError
+      (np.ones((3, 2)), np.array([0, 1, 1])),
+      {'test': (np.ones((2, 2)),)},
+      r'\(test\): test must be \(x, y\) or \(x, y, weights\), got a tuple of 1',
+    ),
   ],
 )
 def test_from_arrays_refuses_bad_input(args, kwargs, match):
