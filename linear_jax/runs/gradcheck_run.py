@@ -12,6 +12,7 @@ import json
 
 import jax
 
+from linear_jax.data import memory
 from linear_jax.maths import grad_sources
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
@@ -73,6 +74,15 @@ def check_all(
   Returns:
     The reports, in the order made.
   """
+  n, d, c = num_examples, num_features + 1, num_classes  # the bias-trick form has one more feature
+  # The problem (x, W, the scores) in float64, and the gradients and temporaries beside it: refused,
+  # with the figures, before any of it is drawn (a 100,000 x 100,000 x is 80 GB: the process aborted).
+  memory.check_memory(
+    4 * 8 * (n * d + c * d + n * c),
+    'gradcheck',
+    advice='use fewer --num_examples, --num_features or --num_classes.',
+    what=f'a random problem of {n:,} examples, {num_features:,} features and {c:,} classes',
+  )
   grad_fn = grad_under_test(grad, plant)
   key = jax.random.PRNGKey(seed)
   reports = []
