@@ -444,7 +444,8 @@ def define_training_flags(max_epochs=False):
     unread = [f'--{n}' for n in LBFGS_UNREAD if n in flags.FLAGS and flags.FLAGS[n].present]
     if unread:
       raise flags.ValidationError(
-        f'--optimizer=lbfgs chooses each step by its line search and reads no {", ".join(unread)}; drop it.'
+        f'--optimizer=lbfgs chooses each step by its line search and reads no {", ".join(unread)}; '
+        f'drop {"it" if len(unread) == 1 else "them"}.'
       )
     return True
 
@@ -661,7 +662,9 @@ def positive_float32(name, dtype='float32'):
     with np.errstate(over='ignore', under='ignore'):
       cast = np.dtype(dtype).type(value)
     if not (value > 0 and np.isfinite(cast) and cast > 0):
-      raise flags.ValidationError(f'--{name} must be > 0 and finite in {dtype}, got {value:g}.')
+      raise flags.ValidationError(
+        f'--{name} must be > 0 and finite in {dtype} (not rounded to 0 there), got {value:g}.'
+      )
     return True
 
   return check

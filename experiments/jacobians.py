@@ -33,9 +33,9 @@ def main(argv):
   from linear_jax.maths import jacobians  # pylint: disable=import-outside-toplevel
 
   c, d = FLAGS.num_classes, FLAGS.num_features
-  try:  # ds/dvec(W) is [C, C·D], held twice beside a temporary: refused before any of it is made
+  try:  # ds/dvec(W) is [C, C·D]: autodiff's, the derived one, their difference and temporaries
     memory.check_memory(
-      3 * 4 * c * c * d,
+      5 * 4 * c * c * d,
       'jacobians',
       what=f'ds/dvec(W) [{c:,} x {c * d:,}]',
       advice='use fewer --num_classes or --num_features: the conventions are the same at any size.',

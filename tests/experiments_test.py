@@ -93,7 +93,10 @@ BAD_FLAGS = [
   (['--optimizer=lbfgs', '--learning_rate=0.1'], 'line search and reads no --learning_rate; drop it'),
   (['--epochs=3', '--max_epochs=5'], '--epochs is another name for --max_epochs: give one of them'),
   (['--epochs=3'], 'accepted'),
-  (['--optimizer=lbfgs', '--schedule=cosine', '--momentum=0.5'], 'reads no --momentum, --schedule; drop it'),
+  (
+    ['--optimizer=lbfgs', '--schedule=cosine', '--momentum=0.5'],
+    'reads no --momentum, --schedule; drop them',
+  ),
   (['--reg=-0.5'], 'reg'),
   (['--loss=hinge2'], 'loss'),
   (['--optimizer=newton'], 'optimizer'),
@@ -145,19 +148,28 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--mutation_scale=0'], '--mutation_scale must be > 0'),
     (['--mutation_scale=-1'], '--mutation_scale must be > 0'),
     # inf passed `> 0` and failed after the data had loaded, naming an inner `scale`; 1e300 is inf in float32.
-    (['--step_size=inf'], '--step_size must be > 0 and finite in float32, got inf'),
-    (['--init_scale=1e300'], '--init_scale must be > 0 and finite in float32, got 1e+300'),
-    (['--learning_rate=1e-50'], '--learning_rate must be > 0 and finite in float32, got 1e-50'),
+    (['--step_size=inf'], '--step_size must be > 0 and finite in float32 (not rounded to 0 there), got inf'),
+    (
+      ['--init_scale=1e300'],
+      '--init_scale must be > 0 and finite in float32 (not rounded to 0 there), got 1e+300',
+    ),
+    (
+      ['--learning_rate=1e-50'],
+      '--learning_rate must be > 0 and finite in float32 (not rounded to 0 there), got 1e-50',
+    ),
   ],
   'experiments.optimizers': [
     # 1e-50 ran, learning nothing, in float32, where train refuses it; 1e300 left a row of dashes.
     (
       ['--learning_rate=1e-50', '--dtype=float32'],
-      '--learning_rate must be > 0 and finite in float32, got 1e-50',
+      '--learning_rate must be > 0 and finite in float32 (not rounded to 0 there), got 1e-50',
     ),
     (['--learning_rate=1e-50'], 'accepted'),  # float64 holds it
     (['--full_batch_lr=1e300', '--dtype=float32'], '--full_batch_lr must be > 0 and finite in float32'),
-    (['--learning_rate=-1'], '--learning_rate must be > 0 and finite in float64, got -1'),
+    (
+      ['--learning_rate=-1'],
+      '--learning_rate must be > 0 and finite in float64 (not rounded to 0 there), got -1',
+    ),
   ],
   'experiments.gradcheck': [
     (['--h=0'], H_MESSAGE),

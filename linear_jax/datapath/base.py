@@ -135,6 +135,8 @@ class Path:
 
   def _check_shapes(self):
     ds = self.dataset
+    if np.ndim(ds.x_train) != 2:
+      raise ValueError(f'{self._where("train")}: features must be [N, D], got shape {np.shape(ds.x_train)}.')
     for split in SPLITS:
       x, y = getattr(ds, f'x_{split}'), getattr(ds, f'y_{split}')
       if not (hasattr(x, 'shape') and hasattr(y, 'shape')):
@@ -149,7 +151,7 @@ class Path:
         raise ValueError(f'{self._where(split)}: {len(y)} targets for {len(x)} rows.')
     for name in ('shift', 'scale'):
       shape = list(np.shape(getattr(ds, name)))
-      if shape != [ds.num_features]:
+      if shape not in ([], [ds.num_features]):  # one for every feature, or one per feature
         raise ValueError(f'{ds.name}: {name} is {shape}, not [{ds.num_features}], one per feature.')
 
   def _check_rows(self, split, x):

@@ -73,7 +73,7 @@ THRESHOLDS = {
 }
 # Coordinates re-checked one by one, per leaf, when a directional check fails.
 ESCALATION_COORDS = 4096
-# The rounding floor: f is evaluated at ROUNDING_PROBES points a step ROUNDING_STEP · h away, and a
+# The rounding floor: f is evaluated at up to ROUNDING_PROBES points a step ROUNDING_STEP · h away, and a
 # difference quotient may be off by ROUNDING_AGREE times the largest error seen there, divided by h.
 ROUNDING_PROBES, ROUNDING_STEP, ROUNDING_AGREE = 16, 1e-3, 4.0
 
@@ -603,22 +603,30 @@ def _check_point(f, kinks, grad_fn, params, args, chunk_size):
 
 def _rounding_floor(pt, h, key, dirs=None):
   """The error rounding alone puts in a difference quotient of `f` at step `h`: `ROUNDING_AGREE` times
-  the largest `|f(v + δu) − f(v) − δ ∇f·u|` over `ROUNDING_PROBES` coordinates `u` (the rows of `dirs`,
-  if given), divided by `h`, with `δ = ROUNDING_STEP · h`, so small that what is left is rounding."""
+  the largest `|f(v + δu) − f(v) − ∇f·(fl(v + δu) − v)|` over up to `ROUNDING_PROBES` coordinates `u`
+  (rows of `dirs`, if given), divided by `h`, with `δ = ROUNDING_STEP · h` so small that what is left
+  is rounding. A probe whose step meets a kink, or whose value is not finite, is left out."""
   kern, v, args = pt.kern, pt.v, pt.args
   delta = ROUNDING_STEP * h
   f0 = float(kern.value(v, args))
+  g, v_host = np.asarray(pt.autodiff, np.float64), np.asarray(v)
   if dirs is None:
     k = min(ROUNDING_PROBES, v.size)
-    idx = jax.random.choice(jax.random.fold_in(key, 0x5EED), v.size, (k,), replace=False)
-    moved = np.asarray(kern.minus_at(v, args, idx, -delta))  # f(v + δ e_i)
-    slope = delta * np.asarray(pt.autodiff)[np.asarray(idx)]
+    idx = np.asarray(jax.random.choice(jax.random.fold_in(key, 0x5EED), v.size, (k,), replace=False))
+    moved, kink = (np.asarray(a) for a in kern.probes(v, args, jnp.asarray(idx), delta))
+    taken = (v_host[idx] + np.asarray(delta, v_host.dtype)) - v_host[idx]  # the step v's dtype took
+    slope = taken.astype(np.float64) * g[idx]
   else:
-    jvp, plus, _, _ = (
+    dirs = dirs[:ROUNDING_PROBES]
+    _, plus, _, kink = (
       np.asarray(a) for a in kern.directional(v, args, dirs, jnp.asarray([delta, delta], v.dtype))
     )
-    moved, slope = plus[:, 0], delta * jvp
-  return ROUNDING_AGREE * float(np.max(np.abs(moved - f0 - slope), initial=0.0)) / h
+    moved = plus[:, 0]
+    taken = (v_host[None] + np.asarray(delta * dirs)) - v_host[None]
+    slope = taken.astype(np.float64) @ g
+  residual = np.abs(moved - f0 - slope)
+  residual = residual[~kink & np.isfinite(residual)]
+  return ROUNDING_AGREE * float(np.max(residual, initial=0.0)) / h
 
 
 def _with_floor(tol, floor):

@@ -220,7 +220,7 @@ class TrainConfig:
         continue
       ok = (
         (bool in kinds and isinstance(value, (bool, np.bool_)))
-        or (int in kinds and _is_number(value) and isinstance(value, (int, np.integer)))
+        or (int in kinds and _is_number(value) and np.issubdtype(np.asarray(value).dtype, np.integer))
         or (float in kinds and _is_number(value))
         or (Mapping in kinds and all(_is_number(v) for v in value.values()))
       )
@@ -270,8 +270,12 @@ COMMAND_LINE = TrainConfig(
 
 
 def _is_number(value):
-  """Whether `value` is a real number (a bool is not one here)."""
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+  """Whether `value` is a real number: a Python, NumPy or 0-d array one (a bool is not one here)."""
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  return isinstance(value, (int, float, np.integer, np.floating)) or (
+    np.ndim(value) == 0 and hasattr(value, 'dtype') and np.issubdtype(value.dtype, np.number)
+  )
 
 
 _KIND_WORDS = {

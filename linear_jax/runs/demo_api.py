@@ -80,7 +80,7 @@ def field(obj, name, kind, default=None, where='request'):
     try:
       value = float(value)
     except OverflowError:  # JSON integers have no bound: 10**400 is no float
-      raise RequestError(f'{where}: field {name!r} is an integer of {len(str(value))} digits.') from None
+      raise RequestError(f'{where}: field {name!r} is an integer of {len(str(abs(value)))} digits.') from None
   if not isinstance(value, kind):
     raise RequestError(f'{where}: field {name!r} has the wrong type ({type(value).__name__}).')
   return value
@@ -91,7 +91,7 @@ def number(obj, name, low, high, default=None, where='request', integer=False):
   value = field(obj, name, int if integer else float, default, where)
   if not (low <= value <= high and math.isfinite(value)):  # the bounds first: a huge int is no float
     shown = (
-      f'an integer of {len(str(value))} digits'
+      f'an integer of {len(str(abs(value)))} digits'
       if isinstance(value, int) and abs(value) > 1e15
       else repr(value)
     )
@@ -497,9 +497,10 @@ def handle_drag(req):
     b[row] = -w[row] @ anchor
   else:
     b[row] = -w[row] @ to
-  if abs(b[row]) > LIMITS['weight']:  # the page sends the model back: it must stay within the bounds
+  if max(abs(b[row]), *np.abs(w[row])) > LIMITS['weight']:  # the page sends the model back: within bounds
     raise RequestError(
-      f'This drag would move b[{row}] to {b[row]:.4g}, past ±{LIMITS["weight"]:g}; drag nearer the points.',
+      f'This drag would move row {row} of the model to W {np.round(w[row], 1).tolist()}, b {b[row]:.4g}, '
+      f'past ±{LIMITS["weight"]:g}; drag nearer the points.',
       status=422,
     )
   return evaluate_state(model.Params(W=jnp.asarray(w), b=jnp.asarray(b)), p)

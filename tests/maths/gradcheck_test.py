@@ -128,9 +128,9 @@ def test_correct_gradients_pass_where_the_objective_rounds_at_scale_and_bugs_sti
     assert report.passed, report.summary()
     numeric = report.comparisons[1]
     assert numeric.max_abs_error > 2 * gradcheck.THRESHOLDS['float64']['central'][1]  # beyond the fixed floor
-  for bug in ('factor_two', 'missing_reg'):  # the raised floor is far below what a wrong gradient is off by
+  for bug, method in (('factor_two', 'sparse'), ('missing_reg', 'directional')):  # far above the floor
     wrong = lj.check_gradients(
-      params, x, y, loss='svm', reg=0.1, method='sparse', grad_fn=gradcheck.PLANTED_BUGS[bug], key=key
+      params, x, y, loss='svm', reg=0.1, method=method, grad_fn=gradcheck.PLANTED_BUGS[bug], key=key
     )
     assert not wrong.comparisons[1].passed and wrong.comparisons[2].passed, wrong.summary()
 

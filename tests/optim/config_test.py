@@ -1,5 +1,6 @@
 """`TrainConfig.validate`: every number finite and representable in the training dtype."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -49,8 +50,13 @@ def test_a_field_of_another_type_is_refused_by_name(fields, message):
     config.TrainConfig(**fields).validate()
 
 
-def test_numpy_numbers_and_none_where_allowed_are_accepted():
+def test_numpy_and_jax_numbers_and_none_where_allowed_are_accepted():
   config.TrainConfig(epochs=np.int64(3), reg=np.float32(0.1), tol=None, learning_rate='auto').validate()
+  config.TrainConfig(
+    learning_rate=jnp.logspace(-2, 0, 3)[1], reg=np.array(0.1), epochs=jnp.int32(2)
+  ).validate()
+  with pytest.raises(ValueError, match=r'epochs must be a whole number \(int\)'):
+    config.TrainConfig(epochs=np.array(2.0)).validate()
   with pytest.raises(ValueError, match=r'loss_hparams must be a mapping of names to numbers, got None'):
     config.TrainConfig(loss_hparams=None)
 
@@ -58,6 +64,7 @@ def test_numpy_numbers_and_none_where_allowed_are_accepted():
 def test_what_float64_holds_is_accepted_there():
   config.TrainConfig(learning_rate=1e-50, reg=1e-300, dtype='float64').validate()
   config.TrainConfig(loss='svm', loss_hparams={'margin': 1e300}, dtype='float64').validate()
+  config.TrainConfig(reg=0.0, momentum=0.0, tol=None).validate()  # 0 and None are values, not vanished ones
 
 
 def test_a_huber_delta_of_0_is_refused_it_would_make_every_loss_0():
@@ -65,7 +72,6 @@ def test_a_huber_delta_of_0_is_refused_it_would_make_every_loss_0():
     ValueError, match=r"Loss 'huber': hyperparameter 'delta' must be finite and >= 1e-12, got 0"
   ):
     config.TrainConfig(loss='huber', loss_hparams={'delta': 0.0}).validate()
-  config.TrainConfig(reg=0.0, momentum=0.0, tol=None).validate()  # 0 and None are values, not vanished ones
 
 
 def test_runs_differing_in_what_their_schedule_does_not_read_share_one_program():

@@ -85,6 +85,7 @@ def test_a_step_that_diverges_is_refused_by_name_not_answered_with_infinities():
     demo_learn.handle_step({**state, 'steps': 200, 'optimizer': {'method': 'sgd', 'learning_rate': 100}})
   assert e.value.status == 422 and 'Lower the learning rate (100)' in str(e.value)
   first = int(str(e.value).split()[1])
+  assert first > 1  # so the steps before it can be asked for
   ok = demo_learn.handle_step(
     {**state, 'steps': first - 1, 'optimizer': {'method': 'sgd', 'learning_rate': 100}}
   )  # the steps before it are finite, and answered
@@ -202,9 +203,14 @@ def test_what_a_step_or_a_drag_answers_is_a_model_the_next_request_takes():
   fine = demo_learn.handle_step({**state, 'steps': 1, 'optimizer': {'method': 'sgd', 'learning_rate': 0.1}})
   demo_api.handle_evaluate({**state, 'model': fine['model']})  # taken back
   steep = {**state, 'model': {'W': [[10, 10], [1, 1]], 'b': [0, 0]}}
-  with pytest.raises(demo_api.RequestError, match=r'would move b\[0\] to -1.8e\+04, past ±10000') as e:
+  with pytest.raises(
+    demo_api.RequestError, match=r'would move row 0 of the model to .* b -1.8e\+04, past ±10000'
+  ) as e:
     demo_api.handle_drag({**steep, 'drag': {'row': 0, 'kind': 'shift', 'to': [900, 900]}})
   assert e.value.status == 422
+  wide = {**state, 'model': {'W': [[1e4, 1e4], [1, 1]], 'b': [0, 0]}}  # turned to (1, 0): W[0] = [14142, 0]
+  with pytest.raises(demo_api.RequestError, match=r'would move row 0 of the model to W \[14142.1, 0.0\]'):
+    demo_api.handle_drag({**wide, 'drag': {'row': 0, 'kind': 'rotate', 'anchor': [0, 0], 'to': [1, 0]}})
 
 
 def test_a_step_count_sent_back_is_a_whole_number_in_int32():
