@@ -220,7 +220,7 @@ class TrainConfig:
         continue
       ok = (
         (bool in kinds and isinstance(value, (bool, np.bool_)))
-        or (int in kinds and _is_number(value) and np.issubdtype(np.asarray(value).dtype, np.integer))
+        or (int in kinds and _is_number(value) and _is_integer(value))
         or (float in kinds and _is_number(value))
         or (Mapping in kinds and all(_is_number(v) for v in value.values()))
       )
@@ -275,6 +275,13 @@ def _is_number(value):
     return False
   return isinstance(value, (int, float, np.integer, np.floating)) or (
     np.ndim(value) == 0 and hasattr(value, 'dtype') and np.issubdtype(value.dtype, np.number)
+  )
+
+
+def _is_integer(value):
+  """Whether the number `value` is of an integer type (a Python int of any size, or an integer dtype)."""
+  return isinstance(value, (int, np.integer)) or np.issubdtype(
+    getattr(value, 'dtype', np.float64), np.integer
   )
 
 
