@@ -74,15 +74,7 @@ def check_all(
   Returns:
     The reports, in the order made.
   """
-  n, d, c = num_examples, num_features + 1, num_classes  # the bias-trick form has one more feature
-  # The problem (x, W, the scores) in float64, and the gradients and temporaries beside it: refused,
-  # with the figures, before any of it is drawn (a 100,000 x 100,000 x is 80 GB: the process aborted).
-  memory.check_memory(
-    4 * 8 * (n * d + c * d + n * c),
-    'gradcheck',
-    advice='use fewer --num_examples, --num_features or --num_classes.',
-    what=f'a random problem of {n:,} examples, {num_features:,} features and {c:,} classes',
-  )
+  _check_fits(num_examples, num_features, num_classes)
   grad_fn = grad_under_test(grad, plant)
   key = jax.random.PRNGKey(seed)
   reports = []
@@ -118,6 +110,19 @@ def check_all(
             on_report(report)
           reports.append(report)
   return reports
+
+
+def _check_fits(num_examples, num_features, num_classes):
+  """Raises a `ValueError`, with the figures, for a random problem (x, W, the scores in float64, and
+  the gradients and temporaries beside them) that cannot fit in memory, before any of it is drawn: a
+  100,000 x 100,000 x is 80 GB, and the process aborted."""
+  n, d, c = num_examples, num_features + 1, num_classes  # the bias-trick form has one more feature
+  memory.check_memory(
+    4 * 8 * (n * d + c * d + n * c),
+    'gradcheck',
+    advice='use fewer --num_examples, --num_features or --num_classes.',
+    what=f'a random problem of {n:,} examples, {num_features:,} features and {c:,} classes',
+  )
 
 
 def write_json(path, reports):
