@@ -269,20 +269,19 @@ def parse_float_list(name, text):
     raise flags.ValidationError(f'--{name}: {text!r} is not a comma-separated list of numbers.') from e
   if not values:
     raise flags.ValidationError(f'--{name} is empty.')
-  repeated = _repeated(values)
-  if repeated is not None:
-    raise flags.ValidationError(
-      f'--{name} repeats {repeated:g} in {text!r}: each value is one point of the grid.'
-    )
+  repeated = _repeated(name, text, values)
+  if repeated:
+    raise flags.ValidationError(repeated)
   return values
 
 
-def _repeated(values):
-  """The first value that `values` holds twice, or `None`."""
+def _repeated(name, text, values):
+  """The refusal of flag `name` (`text`, parsed to `values`) when a value comes twice, or `None`: each
+  value of a sweep's list is one point of its grid."""
   seen = set()
   for v in values:
     if v in seen:
-      return v
+      return f'--{name} repeats {v:g} in {text!r}: each value is one point of the grid.'
     seen.add(v)
   return None
 
@@ -323,11 +322,9 @@ class NumberListParser(flags.ArgumentParser):
       raise ValueError(f'--{self.name} is empty.')
     if self.bound is not None and not all(self.bound.admits(v) for v in values):
       raise ValueError(self._refusal(text))
-    repeated = _repeated(values)
-    if repeated is not None:  # a grid's axis: a repeat would train a model twice and break its pictures
-      raise ValueError(
-        f'--{self.name} repeats {repeated:g} in {text!r}: each value is one point of the grid.'
-      )
+    repeated = _repeated(self.name, text, values)  # a repeat would train a model twice, break its pictures
+    if repeated:
+      raise ValueError(repeated)
     return values
 
 
@@ -653,7 +650,7 @@ def _one_of(name, alias, flag_values):
   return check
 
 
-def positive_float32(name, dtype='float32'):
+def positive_in_dtype(name, dtype='float32'):
   """A validator of flag `name`: a number > 0 that `dtype` holds (neither infinite nor rounded to 0)."""
 
   def check(value):

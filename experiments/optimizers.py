@@ -37,7 +37,7 @@ flags.DEFINE_string('workdir', 'workdir/optimizers', 'Where outputs go.')
 common.group('run', 'workdir')
 for _name in ('learning_rate', 'full_batch_lr'):  # each a step the run takes in --dtype
   flags.register_multi_flags_validator(
-    [_name, 'dtype'], lambda f, n=_name: common.positive_float32(n, f['dtype'])(f[n])
+    [_name, 'dtype'], lambda f, n=_name: common.positive_in_dtype(n, f['dtype'])(f[n])
   )
 
 FLAGS = flags.FLAGS

@@ -50,7 +50,7 @@ for _name in ('budget', 'proposals', 'batch_size'):
   flags.register_validator(_name, lambda v: v >= 1, message=f'--{_name} must be >= 1.')
 flags.register_validator('population', lambda v: v >= 2, message='--population must be >= 2.')
 for _name in ('mutation_scale', 'step_size', 'init_scale', 'learning_rate'):
-  flags.register_validator(_name, common.positive_float32(_name))
+  flags.register_validator(_name, common.positive_in_dtype(_name))
 flags.register_multi_flags_validator(
   ['elite', 'population'], lambda f: f['elite'] < f['population'], message='--elite must be < --population.'
 )

@@ -578,7 +578,7 @@ def check_prepare_args(
   if not isinstance(raw, Raw):
     raise ValueError(f'{name}: prepare takes a Raw (data.load, build.from_arrays), got {type(raw).__name__}.')
   for what, f in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
-    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)):
+    if not validation.is_number(f):
       raise ValueError(f'{what} must be a number in [0, 1), got {f!r}.')
   validation.check_seed('seed', seed)
   if not np.issubdtype(np.dtype(dtype), np.floating):

@@ -152,7 +152,9 @@ def prepare(
   targets are kept as `data.prepare` keeps them, in `dtype`.
   """
   data_lib.check_prepare_args(raw, name, preprocess, class_weight, val_fraction, test_fraction, dtype=dtype)
-  n_train, n_val = _split_sizes(raw, name, val_fraction, test_fraction)
+  n_train, n_val, _ = data_lib.split_sizes(
+    len(raw.x), val_fraction, test_fraction, raw.test is not None, name
+  )
   x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
   x_train = raw.x[:n_train]
   shift, scale, constant = _fit_affine(x_train, preprocess, raw.extra.get(data_lib.WHERE, (name,))[0])
@@ -187,14 +189,6 @@ def prepare(
       **({data_lib.CONSTANT: constant} if constant else {}),
     },
   )
-
-
-def _split_sizes(raw, name, val_fraction, test_fraction):
-  """`(n_train, n_val)`: the rows of the training and validation ranges; the test range follows them."""
-  n_train, n_val, _ = data_lib.split_sizes(
-    len(raw.x), val_fraction, test_fraction, raw.test is not None, name
-  )
-  return n_train, n_val
 
 
 def _fit_affine(x_train, preprocess, name):

@@ -281,9 +281,9 @@ def check_loss_and_grad(
 
 def _check_args(reg, h, seed, num_coords, num_directions):
   """Raises a `ValueError` naming the argument that is out of range, before `fn` is called."""
-  if not (_is_real(reg) and math.isfinite(reg) and reg >= 0):
+  if not (validation.is_number(reg) and math.isfinite(reg) and reg >= 0):
     raise ValueError(f'reg must be a finite number >= 0, got {reg!r}.')
-  if h is not None and not (_is_real(h) and math.isfinite(h) and h > 0):
+  if h is not None and not (validation.is_number(h) and math.isfinite(h) and h > 0):
     raise ValueError(f'h must be a finite number > 0 (or None, to scale it by X), got {h!r}.')
   validation.check_seed('seed', seed)
   for name, n in (('num_coords', num_coords), ('num_directions', num_directions)):
@@ -291,10 +291,6 @@ def _check_args(reg, h, seed, num_coords, num_directions):
       raise ValueError(
         f'{name} must be an integer in [0, {MAX_PROBES:,}] (each probe calls fn twice), got {n!r}.'
       )
-
-
-def _is_real(v):
-  return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _reference_terms(spec, w, x, y, layout, loss_hparams):

@@ -39,6 +39,15 @@ def check_seed(what, seed):
     raise ValueError(f'{what} must be an integer in [0, 2**32), got {seed!r}.')
 
 
+def is_number(value):
+  """Whether `value` is a real number: a Python, NumPy or 0-d array one (a bool is not one here)."""
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  return isinstance(value, (int, float, np.integer, np.floating)) or (
+    np.ndim(value) == 0 and hasattr(value, 'dtype') and np.issubdtype(value.dtype, np.number)
+  )
+
+
 def concrete(a):
   """`a` as a NumPy array, or `None` when it is a tracer inside a transform."""
   if isinstance(a, jax.core.Tracer):

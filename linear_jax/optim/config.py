@@ -220,9 +220,9 @@ class TrainConfig:
         continue
       ok = (
         (bool in kinds and isinstance(value, (bool, np.bool_)))
-        or (int in kinds and _is_number(value) and _is_integer(value))
-        or (float in kinds and _is_number(value))
-        or (Mapping in kinds and all(_is_number(v) for v in value.values()))
+        or (int in kinds and validation.is_number(value) and _is_integer(value))
+        or (float in kinds and validation.is_number(value))
+        or (Mapping in kinds and all(validation.is_number(v) for v in value.values()))
       )
       if not ok:
         want = ' or '.join(_KIND_WORDS.get(k, k.__name__) for k in kinds)
@@ -267,15 +267,6 @@ class TrainConfig:
 COMMAND_LINE = TrainConfig(
   learning_rate=AUTO, schedule='adaptive', n_iter_no_change=10, reg=3e-3, tol_on='objective', epochs=1000
 )
-
-
-def _is_number(value):
-  """Whether `value` is a real number: a Python, NumPy or 0-d array one (a bool is not one here)."""
-  if isinstance(value, (bool, np.bool_)):
-    return False
-  return isinstance(value, (int, float, np.integer, np.floating)) or (
-    np.ndim(value) == 0 and hasattr(value, 'dtype') and np.issubdtype(value.dtype, np.number)
-  )
 
 
 def _is_integer(value):
