@@ -16,7 +16,13 @@ from linear_jax.runs import hard_cases
 
 from . import common
 
-flags.DEFINE_integer('num_examples', 1000, 'Examples per case.', lower_bound=10)
+flags.DEFINE_integer(
+  'num_examples',
+  1000,
+  'Examples per case (each is drawn in the pictures).',
+  lower_bound=10,
+  upper_bound=1_000_000,
+)
 flags.DEFINE_integer('epochs', 100, 'Training epochs.', lower_bound=1)
 flags.DEFINE_integer('seed', 0, 'Seed of the data and the initialization.')
 common.validate_as_field('seed')

@@ -1,4 +1,5 @@
-"""hard_cases and report: an output that cannot be written is one line (`Error: ...`, exit 1)."""
+"""hard_cases and report: an output that cannot be written, or a size past what hard_cases draws, is one
+line (`Error: ...`, exit 1)."""
 
 import os
 import re
@@ -36,6 +37,18 @@ def test_hard_cases_with_a_folder_in_place_of_its_json_says_so_in_one_line(tmp_p
     f'Error: {tmp_path}/hard_cases.json is a folder, where a file is to be written; move it or choose '
     'another folder.'
   )
+
+
+def test_hard_cases_refuses_more_examples_than_its_pictures_draw_before_any_work(tmp_path):
+  res = subprocess.run(
+    [sys.executable, '-m', 'experiments.hard_cases', '--num_examples=1000001', f'--workdir={tmp_path}/w'],
+    check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+  )  # fmt: skip
+  assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+    'Error: --num_examples=1000001: 1000001 is not an integer in the range [10, 1000000] '
+    '(--help lists the flags.)'
+  ], res.stderr[-2000:]
+  assert not (tmp_path / 'w').exists()
 
 
 @pytest.mark.parametrize(

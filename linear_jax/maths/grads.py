@@ -123,5 +123,5 @@ def analytic_grad(
     raise missing_score_grad(spec)
   validation.check_name('penalty', penalty, PENALTY_GRADS)
   hp = spec.resolve_hparams(loss_hparams)
-  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  params, x, targets, mask = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   return unchecked_analytic_grad(params, x, targets, spec, reg, penalty, hp, mask)

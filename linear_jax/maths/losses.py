@@ -364,7 +364,7 @@ def objective(
   spec = get_loss(loss)
   validation.check_name('penalty', penalty, PENALTIES)
   hp = spec.resolve_hparams(loss_hparams)
-  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  params, x, targets, mask = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   return unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
 
 

@@ -6,6 +6,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from linear_jax.maths import validation
+
 
 class Params(NamedTuple):
   """Parameters of a linear model in the lecture's notation.
@@ -79,7 +81,12 @@ def predict(params: Params, x: chex.Array) -> chex.Array:
 
   Returns:
     `[N]` integer labels.
+
+  Raises:
+    ValueError: `x` is not a finite `[N, D]` batch for `params` (checked on the
+      host for concrete arrays; a NaN row has no class).
   """
+  params, x = validation.check_model_inputs(params, x)
   s = scores(params, x)
   if s.shape[-1] == 1:
     return (s[:, 0] >= 0).astype(jnp.int32)

@@ -181,8 +181,24 @@ def check_weights(weights, num_examples, where='sample weights'):
     raise ValueError(f'{where}: all {num_examples} are 0, so no example counts.')
 
 
-def check_inputs(params, x, targets, kind, reg=0.0, mask=None):
-  """All checks of one objective call: shapes agree, values are valid."""
+def as_array(a, where):
+  """`a` itself when it is an array (NumPy's, JAX's, a tracer), else `a` read as a NumPy array.
+
+  A nested list of numbers is taken as the array the user wrote, not as chex's sequence of arrays;
+  a ragged one is refused, naming `where`.
+  """
+  if hasattr(a, 'shape') and hasattr(a, 'dtype'):
+    return a
+  try:
+    return np.asarray(a)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'{where} must be an array or a rectangular nested list of numbers: {e}') from None
+
+
+def check_model_inputs(params, x):
+  """`(params, x)` as arrays, after checking that `x` is a finite `[N, D]` batch for `params`."""
+  params = params._replace(W=as_array(params.W, 'W'), b=None if params.b is None else as_array(params.b, 'b'))
+  x = as_array(x, 'x')
   check_features(x)
   w = params.W
   if np.ndim(w) != 2:
@@ -195,6 +211,16 @@ def check_inputs(params, x, targets, kind, reg=0.0, mask=None):
     )
   if params.b is not None and np.shape(params.b) != (num_outputs,):
     raise ValueError(f'b must be [C] = [{num_outputs}], got shape {np.shape(params.b)}.')
+  return params, x
+
+
+def check_inputs(params, x, targets, kind, reg=0.0, mask=None):
+  """All checks of one objective call (shapes agree, values are valid): `(params, x, targets, mask)`
+  as arrays."""
+  params, x = check_model_inputs(params, x)
+  targets = as_array(targets, 'targets')
+  mask = None if mask is None else as_array(mask, 'mask (sample weights)')
+  num_outputs = np.shape(params.W)[0]
   if np.shape(targets)[:1] != np.shape(x)[:1]:
     raise ValueError(
       f'targets hold {np.shape(targets)[0] if np.ndim(targets) else 0} examples but x holds {np.shape(x)[0]}.'
@@ -203,3 +229,4 @@ def check_inputs(params, x, targets, kind, reg=0.0, mask=None):
   check_nonnegative('reg', reg)
   if mask is not None:
     check_weights(mask, np.shape(x)[0], where='mask (sample weights)')
+  return params, x, targets, mask

@@ -106,8 +106,25 @@ def choice(obj, name, options, default=None, where='request'):
   return value
 
 
+def _numbers_only(value):
+  """Whether every leaf of the nested list `value` is a JSON number: not a string NumPy would parse,
+  not a boolean it would read as 0 or 1."""
+  stack = [value]
+  while stack:
+    v = stack.pop()
+    if isinstance(v, list):
+      stack.extend(v)
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+      return False
+  return True
+
+
 def array(value, shape, name, bound, dtype=np.float64):
-  """A nested list as an array of `shape` (None: any length), finite and within `±bound`."""
+  """A nested list of JSON numbers as an array of `shape` (None: any length), finite and within `±bound`."""
+  if not _numbers_only(value):
+    raise RequestError(
+      f'{name} must be an array of numbers of shape {list(shape)} (not strings or booleans).'
+    )
   try:
     a = np.asarray(value, dtype=dtype)
   except (TypeError, ValueError, OverflowError):

@@ -38,6 +38,32 @@ def test_predict_argmax_and_threshold():
   np.testing.assert_array_equal(lj.predict(binary, np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])), [1, 0, 1])
 
 
+def test_predict_refuses_a_row_it_cannot_classify_and_names_it():
+  p = lj.Params(W=jnp.array([[1.0, 0.0], [0.0, 1.0]]), b=jnp.zeros(2))
+  x = np.array([[2.0, 1.0], [0.0, 3.0], [np.nan, 1.0]])  # argmax of a NaN row would be class 0
+  with pytest.raises(ValueError, match='non-finite feature.*example 2, feature 0'):
+    lj.predict(p, x)
+  with pytest.raises(ValueError, match='x has 3 features but W expects 2'):
+    lj.predict(p, np.ones((2, 3)))
+  with pytest.raises(ValueError, match=r'b must be \[C\] = \[2\]'):
+    lj.predict(p._replace(b=jnp.zeros(3)), x[:2])
+  np.testing.assert_array_equal(jax.jit(lj.predict)(p, x[:2]), [0, 1])  # inside jit: shapes only
+
+
+def test_nested_lists_are_the_arrays_they_spell():
+  p = lj.Params(W=[[1.0, 0.0], [0.0, 1.0]], b=[0.0, 0.5])
+  arrays = lj.Params(W=np.array(p.W), b=np.array(p.b))
+  x, y = [[2.0, 1.0], [0.0, 3.0]], [0, 1]
+  np.testing.assert_array_equal(lj.predict(p, x), lj.predict(arrays, np.array(x)))
+  np.testing.assert_allclose(
+    lj.objective(p, x, y, loss='svm'), lj.objective(arrays, np.array(x), np.array(y), loss='svm')
+  )
+  got, want = lj.analytic_grad(p, x, y), lj.analytic_grad(arrays, np.array(x), np.array(y))
+  np.testing.assert_allclose(got.W, want.W)
+  with pytest.raises(ValueError, match='x must be an array or a rectangular nested list'):
+    lj.objective(p, [[2.0, 1.0], [0.0]], y)
+
+
 def test_softmax_probabilities():
   p = lj.softmax(jnp.array([[3.2, 5.1, -1.7]]))
   np.testing.assert_allclose(jnp.sum(p), 1.0, rtol=1e-12)

@@ -173,6 +173,21 @@ def test_bad_requests_are_refused_with_a_message(change, status, words):
   assert e.value.status == status
 
 
+def test_numbers_sent_as_strings_or_booleans_are_refused_not_parsed():
+  """NumPy reads '0.5' as 0.5 and True as 1: a point, label or weight so sent was taken as a number."""
+  state = _state('svm')
+  pts, labels, model = state['points'], state['labels'], state['model']
+  for change, name in (
+    ({'points': [[str(a), b] for a, b in pts]}, 'points'),
+    ({'labels': [bool(v) for v in labels]}, 'labels'),
+    ({'view': ['-3', 3, -3, 3]}, 'view'),
+    ({'model': {**model, 'W': [[str(v) for v in row] for row in model['W']]}}, 'model.W'),
+  ):
+    with pytest.raises(demo_api.RequestError, match=f'{name} must be an array of numbers') as e:
+      demo_api.handle_evaluate({**state, **change})
+    assert e.value.status == 400
+
+
 @pytest.mark.parametrize(
   ('handler', 'extra', 'words'),
   [
