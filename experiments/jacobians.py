@@ -37,6 +37,7 @@ def main(argv):
     memory.check_memory(
       5 * 4 * c * c * d,
       'jacobians',
+      memory.device_memory_available(),
       what=f'ds/dvec(W) [{c:,} x {c * d:,}]',
       advice='use fewer --num_classes or --num_features: the conventions are the same at any size.',
     )

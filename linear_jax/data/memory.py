@@ -1,11 +1,14 @@
-"""How much host memory there is, and the one-line refusal when a thing does not fit.
+"""How much memory there is, and the one-line refusal when a thing does not fit.
 
 `memory_available` asks the kernel for the bytes that can be allocated
-without swapping; `check_memory` refuses, with both figures (`size_text`)
+without swapping; `device_memory_available` is the memory where JAX computes
+(an accelerator's own, or the host's on a CPU); `check_memory` refuses, with both figures (`size_text`)
 and what to do instead, when a need exceeds them.
 """
 
 import os
+
+import jax
 
 STREAM_ADVICE = 'train with --stream, which reads the file in blocks instead of holding it.'
 
@@ -23,6 +26,16 @@ def memory_available() -> int | None:
     return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
   except (ValueError, OSError, AttributeError):
     return None
+
+
+def device_memory_available(device=None) -> int | None:
+  """Bytes free where JAX computes on `device` (JAX's first by default): an accelerator's own free
+  memory, or the host's (`memory_available`) on a CPU, whose arrays live there."""
+  device = device or jax.devices()[0]
+  stats = device.memory_stats() if device.platform != 'cpu' else None
+  if stats and 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  return memory_available()
 
 
 def check_memory(

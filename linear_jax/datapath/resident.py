@@ -30,12 +30,8 @@ MEMORY_FRACTION = 0.8
 
 def memory_budget(device=None):
   """Bytes free for the data: the accelerator's free memory, or the host's `MemAvailable` on a CPU."""
-  device = device or jax.devices()[0]
-  stats = device.memory_stats() if device.platform != 'cpu' else None
-  if stats and 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  host = memory.memory_available()
-  return math.inf if host is None else host
+  available = memory.device_memory_available(device)
+  return math.inf if available is None else available
 
 
 def bytes_needed(cfg, dataset):

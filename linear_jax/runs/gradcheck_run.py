@@ -114,12 +114,13 @@ def check_all(
 
 def _check_fits(num_examples, num_features, num_classes):
   """Raises a `ValueError`, with the figures, for a random problem (x, W, the scores in float64, and
-  the gradients and temporaries beside them) that cannot fit in memory, before any of it is drawn: a
-  100,000 x 100,000 x is 80 GB, and the process aborted."""
+  the gradients and temporaries beside them) that cannot fit in the memory of the device it is drawn
+  on, before any of it is drawn: a 100,000 x 100,000 x is 80 GB, and the process aborted."""
   n, d, c = num_examples, num_features + 1, num_classes  # the bias-trick form has one more feature
   memory.check_memory(
     4 * 8 * (n * d + c * d + n * c),
     'gradcheck',
+    memory.device_memory_available(),
     advice='use fewer --num_examples, --num_features or --num_classes.',
     what=f'a random problem of {n:,} examples, {num_features:,} features and {c:,} classes',
   )
