@@ -22,8 +22,8 @@ settings in `XLA_FLAGS` (which the subprocesses inherit): LLVM's lowest optimiza
 (`--xla_backend_optimization_level=0`); XLA's classic elemental emitter for fused operations
 instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`, which spend a pass
 pipeline on each fusion); and each program's LLVM module compiled whole, not cut into parts for
-threads to compile in parallel (`--xla_cpu_parallel_codegen_split_count=1`: each process computes
-on one core, and a small program's parts cost more than they save). The suite's programs are small
+threads to compile in parallel (`--xla_cpu_parallel_codegen_split_count=1`: under `-n` each worker
+computes on one core, and a small program's parts cost more than they save). The suite's programs are small
 and run briefly: the first two compile its L-BFGS and search programs 3 to 6 times faster, and a
 trivial program in 25 ms instead of 45; the third takes a further fifth off XLA's compile time. All are
 code-generation settings below XLA's HLO, the program JAX builds and the tests check; users' runs
@@ -50,11 +50,9 @@ import tempfile
 import threadpoolctl
 
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')
-# XLA's CPU backend compiles fast rather than well (before JAX starts its backend; see above). A test
-# that compares bits with a result recorded under XLA's defaults runs it where XLA_FLAGS is USER_XLA_FLAGS.
-# Where JAX has a GPU plugin (its CUDA or ROCm wheels), the tests keep XLA's defaults: the GPU's
-# kernels would be compiled at the lowest level too.
-os.environ.setdefault('LINEAR_JAX_TESTS_USER_XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+# XLA's CPU backend compiles fast rather than well (before JAX starts its backend; see above). Where
+# JAX has a GPU plugin (its CUDA or ROCm wheels), the tests keep XLA's defaults: the GPU's kernels
+# would be compiled at the lowest level too.
 _GPU_PLUGIN = any(
   (d.metadata['Name'] or '').lower().replace('_', '-').startswith(('jax-cuda', 'jax-rocm'))
   for d in importlib.metadata.distributions()

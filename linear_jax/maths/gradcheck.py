@@ -786,7 +786,7 @@ def check_gradients(
   Returns:
     A `GradCheckReport`; `report.passed` is the verdict.
   """
-  spec, hp, grad_fn = _check_objective_args(
+  spec, hp, grad_fn, (params, x, targets, mask) = _check_objective_args(
     params, x, targets, loss, reg, penalty, grad_fn, method, mask, loss_hparams
   )
   params, args, weights = _float64_problem(params, x, targets, spec, reg, hp, mask)
@@ -816,7 +816,8 @@ def check_gradients(
 
 
 def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, method, mask, loss_hparams):
-  """`(spec, hp, grad_fn)`: the checked loss record, its hyperparameters and the gradient under test.
+  """`(spec, hp, grad_fn, (params, x, targets, mask))`: the checked loss record, its hyperparameters,
+  the gradient under test and the inputs as arrays.
 
   `grad_fn` comes back `None` for `'autodiff'` (no gradient under test).
   """
@@ -825,15 +826,15 @@ def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, metho
   spec = losses.get_loss(loss)
   validation.check_name('penalty', penalty, losses.PENALTIES)
   hp = spec.resolve_hparams(loss_hparams)
-  validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  inputs = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   losses.probe(spec, concrete=True)
   if isinstance(grad_fn, str):
     validation.check_name('gradient under test', grad_fn, ('autodiff',))
-    return spec, hp, None
+    return spec, hp, None, inputs
   if grad_fn is None and spec.score_grad is None:
     raise grads.missing_score_grad(spec)
   grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
-  return spec, hp, grad_fn
+  return spec, hp, grad_fn, inputs
 
 
 def _float64_problem(params, x, targets, spec, reg, hp, mask):

@@ -83,8 +83,9 @@ def predict(params: Params, x: chex.Array) -> chex.Array:
     `[N]` integer labels.
 
   Raises:
-    ValueError: `x` is not a finite `[N, D]` batch for `params` (checked on the
-      host for concrete arrays; a NaN row has no class).
+    ValueError: `x` is not a non-empty `[N, D]` batch for `params`, or (for
+      concrete arrays, read once on the host: `jit` the call to skip it) a
+      value of `x` is not finite: a NaN row has no class.
   """
   params, x = validation.check_model_inputs(params, x)
   s = scores(params, x)

@@ -182,15 +182,18 @@ def check_weights(weights, num_examples, where='sample weights'):
 
 
 def as_array(a, where):
-  """`a` itself when it is an array (NumPy's, JAX's, a tracer), else `a` read as a NumPy array.
+  """`a` itself when it is an array (NumPy's, JAX's, a tracer), else `a` read as an array.
 
-  A nested list of numbers is taken as the array the user wrote, not as chex's sequence of arrays;
-  a ragged one is refused, naming `where`.
+  A nested list of numbers is taken as the array the user wrote, not as chex's sequence of arrays
+  (a NumPy array; a JAX one inside a transform, which sees the list's numbers as tracers); a ragged
+  one is refused, naming `where`.
   """
   if hasattr(a, 'shape') and hasattr(a, 'dtype'):
     return a
   try:
     return np.asarray(a)
+  except jax.errors.TracerArrayConversionError:  # a list of tracers: JAX flattened it inside a transform
+    return jax.numpy.asarray(a)
   except (TypeError, ValueError) as e:
     raise ValueError(f'{where} must be an array or a rectangular nested list of numbers: {e}') from None
 

@@ -108,7 +108,7 @@ def choice(obj, name, options, default=None, where='request'):
 
 def _numbers_only(value):
   """Whether every leaf of the nested list `value` is a JSON number: not a string NumPy would parse,
-  not a boolean it would read as 0 or 1."""
+  not a boolean it would read as 0 or 1, not a null."""
   stack = [value]
   while stack:
     v = stack.pop()
@@ -123,7 +123,8 @@ def array(value, shape, name, bound, dtype=np.float64):
   """A nested list of JSON numbers as an array of `shape` (None: any length), finite and within `±bound`."""
   if not _numbers_only(value):
     raise RequestError(
-      f'{name} must be an array of numbers of shape {list(shape)} (not strings or booleans).'
+      f'{name} must be an array of numbers of shape {list(shape)} '
+      '(numbers only: no strings, booleans or nulls).'
     )
   try:
     a = np.asarray(value, dtype=dtype)

@@ -62,6 +62,10 @@ def test_nested_lists_are_the_arrays_they_spell():
   np.testing.assert_allclose(got.W, want.W)
   with pytest.raises(ValueError, match='x must be an array or a rectangular nested list'):
     lj.objective(p, [[2.0, 1.0], [0.0]], y)
+  # Inside a transform JAX sees the list's numbers as tracers: still the array they spell.
+  np.testing.assert_array_equal(jax.jit(lj.predict)(p, x), lj.predict(arrays, np.array(x)))
+  np.testing.assert_allclose(jax.grad(lambda q: lj.objective(q, x, y))(p).W, want.W, rtol=1e-12)
+  assert lj.check_gradients(p, x, y, loss='softmax', reg=0.1).passed
 
 
 def test_softmax_probabilities():
