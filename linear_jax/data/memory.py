@@ -1,9 +1,10 @@
 """How much memory there is, and the one-line refusal when a thing does not fit.
 
 `memory_available` asks the kernel for the bytes that can be allocated
-without swapping; `device_memory_available` is the memory where JAX computes
-(an accelerator's own, or the host's on a CPU); `check_memory` refuses, with both figures (`size_text`)
-and what to do instead, when a need exceeds them.
+without swapping; `device_memory_available` is the memory free where JAX
+computes (an accelerator's own, or the host's on a CPU); `check_memory`
+refuses, with both figures (`size_text`) and what to do instead, when a need
+exceeds them.
 """
 
 import os
