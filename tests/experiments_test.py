@@ -76,6 +76,25 @@ def test_train_without_test_or_validation_split_reports_what_it_has(tmp_path):
   assert 'test_accuracy' not in json.loads((tmp_path / 'b' / 'summary.json').read_text())['final']
 
 
+def test_the_last_line_scores_the_model_params_npz_holds(tmp_path):
+  """With patience the best epoch's model is saved, with --refit the refit's: the line scores that one
+  and names it, not the last epoch of the first run."""
+  diabetes = experiment.DataConfig(dataset='diabetes')
+  patient = config.TrainConfig(loss='l2', eval_every=7, epochs=20, tol_on='none', patience=1)
+  summary, line = _train_in_process(tmp_path / 'best', patient, diabetes)
+  assert summary['saved_params'] == 'best' and summary['best_epoch'] < summary['epochs_run']
+  best, last = summary['best']['test_mse'], summary['final']['test_mse']
+  assert f'{best:.4f}' != f'{last:.4f}'  # otherwise this run could not tell them apart
+  assert line.startswith(f'test_mse: {best:.4f}  (epoch {summary["best_epoch"]}, the best on validation')
+  summary = experiment.train_and_evaluate(
+    config.TrainConfig(loss='l2', epochs=30), diabetes, str(tmp_path), experiment.RunOptions(refit=True)
+  )
+  line = experiment.last_line(summary, str(tmp_path))
+  refitted, first = summary['refit']['final']['test_mse'], summary['final']['test_mse']
+  assert summary['saved_params'] == 'refit' and f'{refitted:.4f}' != f'{first:.4f}'
+  assert line.startswith(f'test_mse: {refitted:.4f}  (the refit on train + validation, saved; ')
+
+
 def test_train_on_2d_data_draws_regions(tmp_path):
   cfg = config.TrainConfig(loss='logistic', bias_trick=True, epochs=3)
   _train_in_process(tmp_path, cfg, experiment.DataConfig(dataset='binary2d'))

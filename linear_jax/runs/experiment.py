@@ -250,19 +250,32 @@ def step_size_line(found):
   return f'learning_rate=auto: {found["learning_rate"]:.3g} ({found["method"]})'
 
 
+def saved_metrics(summary):
+  """`(metrics, what)` of the model params.npz holds: the last epoch's (`what` None), the best epoch's
+  (with patience) or the refit's (`--refit`), as `summary['saved_params']` says."""
+  saved = summary.get('saved_params', 'final')
+  if saved == 'refit':
+    return summary['refit']['final'], 'the refit on train + validation, saved'
+  if saved == 'best':
+    return summary['best'], f'epoch {summary["best_epoch"]}, the best on validation, saved'
+  return summary['final'], None
+
+
 def last_line(summary, workdir):
-  """The line a finished run ends with: held-out metric, length, time, why it stopped, outputs."""
-  final = summary['final']
-  # The held-out number if there is one (test_fraction=0 leaves none).
+  """The line a finished run ends with: the held-out metric of the saved model (and which model, when
+  it is not the last epoch's), length, time, why it stopped, outputs."""
+  metrics, what = saved_metrics(summary)
+  # The held-out number if there is one (test_fraction=0 leaves none; a refit trains on validation).
   key = next(
     f'{split}_{m}'
     for split in ('test', 'val', 'train')
     for m in ('accuracy', 'mse')
-    if f'{split}_{m}' in final
+    if f'{split}_{m}' in metrics
   )
   why = summary.get('stop_why') or summary['stop_reason'].replace('_', ' ')
   return (
-    f'{key}: {final[key]:.4f}  ({summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
+    f'{key}: {metrics[key]:.4f}  ({f"{what}; " if what else ""}'
+    f'{summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
     f'{summary["seconds"]:.1f} s, stopped: {why}'
     f'{", already before this resume" if summary.get("already_done") else ""}); outputs in {workdir}'
   )
