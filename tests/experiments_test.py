@@ -76,6 +76,22 @@ def test_train_without_test_or_validation_split_reports_what_it_has(tmp_path):
   assert 'test_accuracy' not in json.loads((tmp_path / 'b' / 'summary.json').read_text())['final']
 
 
+def test_the_last_line_shows_an_error_in_small_units_and_the_tolerance_it_stopped_at(tmp_path):
+  """Targets in millionths, left in their units: the test MSE is about 1e-14, which four decimals
+  printed as 0.0000; the gradient test's tolerance is in the targets' units, and the line says so."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(400, 3))
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'y.npy', (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=400)) * 1e-6)
+  files = experiment.DataConfig(
+    dataset='npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'), preprocess='none'
+  )
+  summary, line = _train_in_process(tmp_path / 'run', config.TrainConfig(loss='l2', optimizer='lbfgs'), files)
+  mse = summary['final']['test_mse']
+  assert 1e-16 < mse < 1e-12 and line.startswith(f'test_mse: {mse:.4g}  (')
+  assert "0.0001 times the targets' spread" in line and summary['solver']['iterations'] > 1
+
+
 def test_the_last_line_scores_the_model_params_npz_holds(tmp_path):
   """With patience the best epoch's model is saved, with --refit the refit's: the line scores that one
   and names it, not the last epoch of the first run."""

@@ -2,7 +2,7 @@
 
 How arrays become these records, each checked on the host, is `build.py`'s
 job; here are the records themselves, the scaling of real targets
-(`standardize_targets`, `in_target_units`) and whether targets fit a loss
+(`standardize_targets`, `in_target_units`, `raw_target_spread`) and whether targets fit a loss
 (`fits_loss`).
 """
 
@@ -93,11 +93,30 @@ def standardize_targets(ys: dict, kind: str, preprocess: str):
   """
   if kind != 'real' or preprocess != 'standardize' or len(ys['train']) == 0:
     return ys, None, None
-  train = np.asarray(ys['train'], np.float64)
-  shift = train.mean(axis=0)
-  scale = float(np.sqrt(np.mean(np.square(train - shift))))
-  scale = scale if scale > 0 and np.isfinite(scale) else 1.0
+  shift = np.asarray(ys['train'], np.float64).mean(axis=0)
+  scale = spread(ys['train'])
   return {s: (np.asarray(y, np.float64) - shift) / scale for s, y in ys.items()}, shift, scale
+
+
+def spread(y) -> float:
+  """One scale of real targets `y` (`[N]` or `[N, K]`): the standard deviation of all of them about their
+  column means, in float64; 1 when they are all equal, or there are none."""
+  y = np.asarray(y, np.float64)
+  if y.size == 0:
+    return 1.0
+  scale = float(np.sqrt(np.mean(np.square(y - y.mean(axis=0)))))
+  return scale if scale > 0 and np.isfinite(scale) else 1.0
+
+
+def raw_target_spread(dataset) -> float:
+  """`spread` of `dataset`'s training targets when they are real and left in their own units (any
+  `preprocess` but `'standardize'`), else 1: what a gradient-norm tolerance is multiplied by. The
+  squared error's gradient grows with the targets' units (targets in millionths make it a millionth of
+  the standardized problem's), so a fixed tolerance would be met at the start in small units and never
+  in large ones."""
+  if dataset is None or dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
+    return 1.0
+  return spread(dataset.y_train)
 
 
 def in_target_units(dataset, metrics: dict) -> dict:

@@ -6,13 +6,16 @@
   `n_iter_no_change` such epochs in a row. With `schedule='adaptive'` those
   epochs divide the learning rate by `ADAPTIVE_FACTOR` instead, and the run
   has converged at the plateau after `ADAPTIVE_DIVISIONS` divisions.
-* `'grad_norm'`: stop once `‖∇f(W)‖_∞ ≤ tol` (scipy's L-BFGS `gtol`).
+* `'grad_norm'`: stop once `‖∇f(W)‖_∞ ≤ tol` (scipy's L-BFGS `gtol`), `tol` in the
+  units of standardized targets (`grad_tol`).
 * `'none'`: every one of `epochs`.
 
 Each is a pure function of the per-epoch history, so a resumed run stops
 where an uninterrupted one does. docs/optimum.md says why the objective's
 test is relative to the decrease so far, and why the schedule halves.
 """
+
+from linear_jax.data import records
 
 TOL_ON = ('objective', 'grad_norm', 'none')
 # Halving (scikit-learn divides by 5). Each division lowers the noise floor of a constant mini-batch
@@ -28,14 +31,24 @@ ADAPTIVE_TOL = 1e-4
 DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 
-def tol(cfg):
+def tol(cfg, dataset=None):
   """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's;
-  the adaptive schedule's: `ADAPTIVE_TOL`)."""
+  the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized targets:
+  on a `dataset` whose real targets are left in their own units it is `grad_tol`'s."""
   if cfg.tol is not None:
-    return cfg.tol
-  if cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':
-    return ADAPTIVE_TOL
-  return DEFAULT_TOL['grad_norm' if cfg.optimizer == 'lbfgs' else cfg.tol_on]
+    value = cfg.tol
+  elif cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':
+    value = ADAPTIVE_TOL
+  else:
+    value = DEFAULT_TOL['grad_norm' if cfg.optimizer == 'lbfgs' else cfg.tol_on]
+  return grad_tol(value, dataset) if cfg.optimizer == 'lbfgs' or cfg.tol_on == 'grad_norm' else value
+
+
+def grad_tol(value, dataset):
+  """A gradient-norm tolerance `value` on `dataset`: times the spread of its real targets where they are
+  left in their own units (`records.raw_target_spread`; `--preprocess=none` or `center`), so the test
+  stops as near the optimum in any units as with standardized targets."""
+  return value * records.raw_target_spread(dataset)
 
 
 def epochs_without_change(objectives, tol, initial=None):
@@ -93,12 +106,12 @@ def step_factor(cfg, history):
   return ADAPTIVE_FACTOR ** -min(_plateaus(cfg, history), ADAPTIVE_DIVISIONS)
 
 
-def converged(cfg, history):
-  """Whether the run whose per-epoch metrics are `history` meets `cfg`'s stopping test."""
+def converged(cfg, history, dataset=None):
+  """Whether the run on `dataset` whose per-epoch metrics are `history` meets `cfg`'s stopping test."""
   if cfg.tol_on == 'none' or not history:
     return False
   if cfg.tol_on == 'grad_norm':
-    return history[-1]['train_grad_norm'] <= tol(cfg)
+    return history[-1]['train_grad_norm'] <= tol(cfg, dataset)
   if cfg.schedule == 'adaptive':
     return _plateaus(cfg, history) > ADAPTIVE_DIVISIONS
   # Only evaluated epochs measure the full objective (see TrainConfig.eval_every).

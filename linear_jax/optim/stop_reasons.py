@@ -11,9 +11,9 @@ from linear_jax.optim import convergence
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 
 
-def explain(cfg, reason):
-  """Why a run stopped, in words: the stop reason with the test that ended it."""
-  tol = convergence.tol(cfg)
+def explain(cfg, reason, dataset=None):
+  """Why a run on `dataset` stopped, in words: the stop reason with the test that ended it."""
+  tol = convergence.tol(cfg, dataset)
   if reason == 'converged' and cfg.optimizer != 'lbfgs' and cfg.tol_on == 'objective':
     if cfg.schedule == 'adaptive':
       return (
@@ -25,7 +25,9 @@ def explain(cfg, reason):
       f'{tol:g} of its value and of its decrease so far'
     )
   if reason == 'converged':
-    return f'converged: the largest gradient entry is at most {tol:g}'
+    given = convergence.tol(cfg)
+    units = '' if tol == given else f" ({given:g} times the targets' spread, {tol / given:.4g})"
+    return f'converged: the largest gradient entry is at most {tol:g}{units}'
   if reason == 'max_epochs':
     return f'not converged: the most epochs ({cfg.epochs}) ran out'
   if reason == 'early_stopping':

@@ -274,11 +274,17 @@ def last_line(summary, workdir):
   )
   why = summary.get('stop_why') or summary['stop_reason'].replace('_', ' ')
   return (
-    f'{key}: {metrics[key]:.4f}  ({f"{what}; " if what else ""}'
+    f'{key}: {_figure(metrics[key])}  ({f"{what}; " if what else ""}'
     f'{summary["epochs_run"]} {"iterations" if summary["solver"] else "epochs"}, '
     f'{summary["seconds"]:.1f} s, stopped: {why}'
     f'{", already before this resume" if summary.get("already_done") else ""}); outputs in {workdir}'
   )
+
+
+def _figure(value):
+  """A metric as the last line prints it: four decimals, or four significant digits below 1e-3 (an
+  error in small units, which four decimals would show as 0.0000)."""
+  return f'{value:.4g}' if 0 < abs(value) < 1e-3 else f'{value:.4f}'
 
 
 def _outcome(result):
@@ -393,7 +399,7 @@ def _train_and_evaluate(
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
-    'stop_why': stop_reasons.explain(cfg, result.stop_reason),
+    'stop_why': stop_reasons.explain(cfg, result.stop_reason, dataset),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,
     'solver': result.solver,

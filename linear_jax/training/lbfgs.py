@@ -24,7 +24,7 @@ def fit(cfg, path, on_epoch=None):
   """L-BFGS from the usual initial weights over `path` (a `DataPath`): `train.fit`'s `FitResult`.
 
   `cfg.epochs` caps the iterations and `cfg.tol` is the gradient-norm target
-  (`cfg.tol_on` and `cfg.batch_size` do not apply). `on_epoch` is called once
+  (`convergence.tol`; `cfg.tol_on` and `cfg.batch_size` do not apply). `on_epoch` is called once
   per iteration with the objective, gradient norm and evaluations so far (as
   the iterations go where each is a host pass, after the solve where the
   solve is one compiled loop); the last line also has the full metrics of
@@ -54,7 +54,7 @@ def fit(cfg, path, on_epoch=None):
   params, info = path.minimize(
     params,
     hp,
-    convergence.tol(cfg),
+    convergence.tol(cfg, path.dataset),
     cfg.epochs,
     solvers.memory_size_for(params),
     on_iteration,
@@ -124,7 +124,8 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   Args:
     cfg: a `TrainConfig` with a smooth loss (see `solvers.check_smooth`).
     dataset: a `data.Dataset` (its `w_train`, if any, weights the mean).
-    tol: gradient-norm target; default 1e-10 in float64, 1e-6 in float32.
+    tol: gradient-norm target, in the units of standardized targets (`convergence.grad_tol`); default
+      1e-10 in float64, 1e-6 in float32.
     max_iter: iteration cap.
     weights: optional `[N]` sample weights of the training split (instead
       of `dataset.w_train`); the mean becomes `Σ w L / Σ w`.
@@ -141,7 +142,7 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   )
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
-  tol = (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol
+  tol = convergence.grad_tol((1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol, dataset)
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   path = datapath.make(cfg, dataset, train_weights=weights)

@@ -351,7 +351,8 @@ def fit_path(
       replaced by each of `regs`).
     dataset: a `data.Dataset`; `w_train`, if it has one, weights the mean.
     regs: `[K]` strengths ≥ 0.
-    tol: gradient-norm target (default `convergence.tol` of an L-BFGS cfg).
+    tol: gradient-norm target (default `convergence.tol` of an L-BFGS cfg), in the units of
+      standardized targets (`convergence.grad_tol`).
     max_iter: iteration cap (default `cfg.epochs`).
     memory_size: curvature pairs kept per model (`None`: `solvers.memory_size_for` of the K models;
       40 at 50,000 × 512 × 10 cut the batched path's evaluations from 104 to 86).
@@ -365,7 +366,7 @@ def fit_path(
     model for `'warm'`, batched evaluations of all K for `'batched'`).
   """
   cfg, regs = _path_config(cfg, dataset, regs, method, warm_min_iter)
-  tol = convergence.tol(cfg) if tol is None else tol
+  tol = convergence.grad_tol(convergence.tol(cfg) if tol is None else tol, dataset)
   max_iter = cfg.epochs if max_iter is None else max_iter
   path = datapath.make(cfg, dataset, resident=True, train_weights=weights)  # K models in one program
   arrays = path.arrays

@@ -197,3 +197,73 @@ def test_the_adaptive_schedule_divides_the_rate_at_each_plateau_then_converges()
     from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
 
     sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0]))
+
+
+def _linear_targets(scale, preprocess='none'):
+  """Targets `scale · (x w + noise)` on 300 × 5 normal features, left in their units by `preprocess`."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 5))
+  y = (x @ np.array([1.0, -2.0, 3.0, 0.5, -1.0]) + 0.1 * rng.normal(size=300)) * scale
+  return data.prepare(data.Raw(x=x, y=y, kind='real'), 'linear', 0.0, 0.0, preprocess=preprocess, seed=0)
+
+
+def _ridge(ds, reg):
+  """scikit-learn's exact ridge of the same objective: `(W [D], b)`."""
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
+  x, y = np.asarray(ds.x_train, np.float64), np.asarray(ds.y_train, np.float64)
+  ridge = linear_model.Ridge(alpha=reg * len(x), solver='cholesky').fit(x, y)
+  return ridge.coef_, ridge.intercept_
+
+
+@pytest.mark.parametrize('scale', [1e-6, 1.0, 1e4])
+def test_lbfgs_on_raw_targets_stops_as_near_the_optimum_in_any_units(scale):
+  """The gradient test is in standardized units: targets in millionths do not meet it at the start (an
+  absolute 1e-4 did, with W 10-25x off), targets in ten-thousands do not miss it for float32's floor."""
+  ds = _linear_targets(scale)
+  cfg = config.TrainConfig(loss='l2', optimizer='lbfgs', epochs=200)
+  result = train.fit(cfg, ds)
+  assert result.stop_reason == 'converged' and result.solver['iterations'] > 1
+  w, b = _ridge(ds, cfg.reg)
+  np.testing.assert_allclose(np.ravel(result.params.W) / scale, w / scale, atol=1e-4)
+  np.testing.assert_allclose(np.ravel(result.params.b) / scale, b / scale, atol=1e-4)
+  spread = float(np.std(ds.y_train))
+  assert convergence.tol(cfg, ds) == pytest.approx(1e-4 * spread, rel=1e-6)
+  assert result.solver['grad_norm'] <= 1e-4 * spread
+  why = stop_reasons.explain(cfg, 'converged', ds)
+  assert why.endswith(f"({1e-4:g} times the targets' spread, {spread:.4g})")
+
+
+def test_the_gradient_tolerance_scales_only_for_real_targets_left_in_their_units():
+  lbfgs_cfg = config.TrainConfig(loss='l2', optimizer='lbfgs')
+  assert convergence.tol(lbfgs_cfg, _linear_targets(1e-6, 'standardize')) == 1e-4
+  assert convergence.tol(lbfgs_cfg, _blobs()) == 1e-4
+  centered = _linear_targets(1e-6, 'center')
+  assert convergence.tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train), rel=1e-6)
+  objective = config.TrainConfig(loss='l2', tol_on='objective', tol=1e-3)  # relative: no units to scale
+  assert convergence.tol(objective, centered) == 1e-3
+  assert stop_reasons.explain(lbfgs_cfg, 'converged', _blobs()).endswith('at most 0.0001')
+
+
+def test_grad_norm_stop_on_raw_targets_in_small_units_is_near_the_optimum():
+  """Full-batch gradient descent on targets in millionths: an absolute tolerance stopped it after the
+  first epoch; in the targets' units it stops where the same run on unit targets does, near the optimum."""
+  cfg = config.TrainConfig(loss='l2', epochs=500, batch_size=0, learning_rate=0.2, tol_on='grad_norm')
+  for scale in (1e-6, 1.0):
+    ds = _linear_targets(scale)
+    result = train.fit(cfg, ds)
+    assert result.stop_reason == 'converged' and len(result.history) > 10
+    assert result.history[-1]['train_grad_norm'] <= 1e-4 * np.std(ds.y_train)
+    np.testing.assert_allclose(np.ravel(result.params.W) / scale, _ridge(ds, cfg.reg)[0] / scale, atol=1e-3)
+
+
+def test_a_regularization_path_on_raw_targets_reaches_each_optimum_in_small_units():
+  from linear_jax.tuning import paths  # pylint: disable=import-outside-toplevel
+
+  ds = _linear_targets(1e-6)
+  regs = [1e-1, 1e-3]
+  path = paths.fit_path(config.TrainConfig(loss='l2'), ds, regs, tol=1e-6)  # times the targets' spread
+  for k, reg in enumerate(regs):
+    w, _ = _ridge(ds, reg)
+    np.testing.assert_allclose(np.ravel(path.params.W[k]) * 1e6, w * 1e6, atol=1e-4)
+  assert np.all(path.converged)
