@@ -364,6 +364,14 @@ KNOWN_KINDS = {
 
 # The step-size flags of the first-order optimizers: given with --optimizer=lbfgs, they would be ignored.
 LBFGS_UNREAD = ('learning_rate', 'momentum', 'schedule', 'decay_rate', 'decay_epochs')
+# The optimizers that read --momentum, and the schedules that read --decay_rate and --decay_epochs.
+MOMENTUM_OPTIMIZERS = ('momentum', 'nesterov')
+DECAY_SCHEDULES = ('step', 'exponential', 'inverse_time')
+
+
+def _given(name):
+  """Whether flag `name` exists and was given on the command line (not left at its default)."""
+  return name in flags.FLAGS and flags.FLAGS[name].present
 
 
 def define_training_flags(max_epochs=False):
@@ -449,6 +457,29 @@ def define_training_flags(max_epochs=False):
   flags.register_multi_flags_validator(
     ['optimizer', 'loss', 'penalty', 'reg', 'batch_size', *LBFGS_UNREAD], lbfgs_fits
   )
+  flags.register_multi_flags_validator(
+    ['optimizer', 'schedule', 'full_batch', *LBFGS_UNREAD], _read_by_the_run
+  )
+
+
+def _read_by_the_run(f):
+  """Refuses a flag the chosen first-order optimizer or schedule would never read (`lbfgs_fits` names
+  what L-BFGS does not), and `--full_batch` beside `--batch_size`."""
+  if f['full_batch'] and _given('batch_size'):
+    raise flags.ValidationError('--full_batch takes every example in one step: drop --batch_size.')
+  if f['optimizer'] == 'lbfgs':
+    return True
+  if _given('momentum') and f['optimizer'] not in MOMENTUM_OPTIMIZERS:
+    raise flags.ValidationError(
+      f'--optimizer={f["optimizer"]} reads no --momentum (--optimizer=momentum and nesterov do); drop it.'
+    )
+  unread = [f'--{n}' for n in ('decay_rate', 'decay_epochs') if _given(n)]
+  if unread and f['schedule'] not in DECAY_SCHEDULES:
+    raise flags.ValidationError(
+      f'--schedule={f["schedule"]} reads no {", ".join(unread)} (--schedule={"/".join(DECAY_SCHEDULES)} '
+      f'do); drop {"it" if len(unread) == 1 else "them"}.'
+    )
+  return True
 
 
 def define_convergence_flags(tol_only=False):
@@ -457,6 +488,18 @@ def define_convergence_flags(tol_only=False):
   With `tol_only`, just `--tol` (the sweeps run a fixed count; their L-BFGS paths stop on --tol).
   """
   define_fields(config.TrainConfig, CONVERGENCE_FIELDS[:1] if tol_only else CONVERGENCE_FIELDS, RUN)
+  if not tol_only:
+    flags.register_multi_flags_validator(['tol_on', 'optimizer'], _no_change_is_read)
+
+
+def _no_change_is_read(f):
+  """Refuses `--n_iter_no_change` where no test counts epochs without change (the objective's does)."""
+  if _given('n_iter_no_change') and (f['tol_on'] != 'objective' or f['optimizer'] == 'lbfgs'):
+    why = '--optimizer=lbfgs' if f['optimizer'] == 'lbfgs' else f'--tol_on={f["tol_on"]}'
+    raise flags.ValidationError(
+      f'{why} counts no epochs without change (--tol_on=objective does); drop --n_iter_no_change.'
+    )
+  return True
 
 
 def define_run_flags():

@@ -138,6 +138,17 @@ BAD_FLAGS = [
   (['--loss=hinge'], '--loss=hinge does not fit --dataset=digits: it has 10 classes'),
   (['--dataset=diabetes', '--loss=softmax'], '--loss=softmax does not fit --dataset=diabetes'),
   (['--momentum=1.5'], '--momentum must be in [0, 1)'),
+  # Flags the chosen optimizer, schedule or test never reads were ignored without a word.
+  (['--momentum=0.5'], '--optimizer=sgd reads no --momentum (--optimizer=momentum and nesterov do); drop it'),
+  (['--optimizer=adam', '--momentum=0.5'], '--optimizer=adam reads no --momentum'),
+  (['--optimizer=nesterov', '--momentum=0.5'], 'accepted'),
+  (['--decay_epochs=3'], '--schedule=adaptive reads no --decay_epochs'),
+  (['--schedule=cosine', '--decay_rate=0.1', '--decay_epochs=3'], 'reads no --decay_rate, --decay_epochs'),
+  (['--schedule=step', '--decay_epochs=3'], 'accepted'),
+  (['--tol_on=grad_norm', '--n_iter_no_change=3'], '--tol_on=grad_norm counts no epochs without change'),
+  (['--optimizer=lbfgs', '--n_iter_no_change=3'], '--optimizer=lbfgs counts no epochs without change'),
+  (['--n_iter_no_change=3'], 'accepted'),
+  (['--full_batch', '--batch_size=32'], '--full_batch takes every example in one step: drop --batch_size'),
   (['--eval_every=0'], 'eval_every'),
   (['--block_rows=-1'], 'block_rows'),
 ]
