@@ -985,16 +985,18 @@ def params_to_raw(
   shift: np.ndarray,
   scale: np.ndarray,
   target_shift: np.ndarray | None = None,
-  target_scale: float | None = None,
+  target_scale: float | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Folds preprocessing into the weights: scores of raw `x` are `x @ W_rawᵀ + b_raw`.
 
   With `x' = (x − shift) / scale`: `W x' + b = (W / scale) x + (b − (W / scale) shift)`.
   With standardized targets (`records.standardize_targets`) the scores are
-  also mapped back to the targets' units: `target_scale · s + target_shift`.
+  also mapped back to the targets' units: `target_scale · s + target_shift`
+  (one scale per output for `[N, K]` targets).
   """
   w_raw = np.asarray(W, np.float64) / scale
   b_raw = np.asarray(b, np.float64) - w_raw @ shift
   if target_scale is not None:
-    w_raw, b_raw = w_raw * target_scale, b_raw * target_scale + target_shift
+    ts = np.asarray(target_scale, np.float64)
+    w_raw, b_raw = w_raw * np.reshape(ts, (-1, 1)), b_raw * ts + target_shift
   return w_raw, b_raw

@@ -50,8 +50,9 @@ class Dataset:
   files keep their dtype. `w_*` are `[n]` float sample weights (the data's
   own, times the class weights if asked for), or `None` when every example
   weighs 1 or the split is empty. Real targets `y_*` are `(y_raw − target_shift) /
-  target_scale` when the features are standardized (`standardize_targets`);
-  `target_shift` and `target_scale` are `None` otherwise, and for classes.
+  target_scale` (a float; `[K]` for `[N, K]` targets) when the features are
+  standardized (`standardize_targets`); `target_shift` and `target_scale` are
+  `None` otherwise, and for classes.
   """
 
   name: str
@@ -72,7 +73,7 @@ class Dataset:
   w_val: np.ndarray | None = None
   w_test: np.ndarray | None = None
   target_shift: np.ndarray | None = None
-  target_scale: float | None = None
+  target_scale: float | np.ndarray | None = None
 
   @property
   def num_features(self):
@@ -83,18 +84,20 @@ def standardize_targets(ys: dict, kind: str, preprocess: str):
   """`(ys, shift, scale)`: real targets centered and scaled by statistics of the training split.
 
   With `preprocess='standardize'` real targets become `(y − shift) / scale`:
-  `shift` is each target column's mean, `scale` one number, the standard
-  deviation of all the centered training targets together (1 if they are all
-  equal). The step size, the penalty's weight and the stopping test then mean
-  the same in any units of the targets, and one scale keeps the mean squared
-  error in the targets' units exactly `scale²` times the trained one
-  (`in_target_units`). Class labels, and any other `preprocess`, are left as
-  they are (`shift` and `scale` `None`).
+  `shift` is each target column's mean and `scale` its standard deviation
+  (`spread`; one number for `[N]` targets, `[K]` for `[N, K]` ones, as
+  scikit-learn's `StandardScaler` scales each column). The step size, the
+  penalty's weight and the stopping test then mean the same in any units of
+  the targets, and outputs in units a million times apart are fitted alike.
+  Each output's mean squared error in its own units is `scale²` times the
+  trained one (`in_target_units`). Class labels, and any other `preprocess`,
+  are left as they are (`shift` and `scale` `None`).
   """
   if kind != 'real' or preprocess != 'standardize' or len(ys['train']) == 0:
     return ys, None, None
-  shift = np.asarray(ys['train'], np.float64).mean(axis=0)
-  scale = spread(ys['train'])
+  train = np.asarray(ys['train'], np.float64)
+  shift = train.mean(axis=0)
+  scale = spread(train) if train.ndim == 1 else np.array([spread(c) for c in train.T])
   return {s: (np.asarray(y, np.float64) - shift) / scale for s, y in ys.items()}, shift, scale
 
 
@@ -109,23 +112,33 @@ def spread(y) -> float:
 
 
 def raw_target_spread(dataset) -> float:
-  """`spread` of `dataset`'s training targets when they are real and left in their own units (any
-  `preprocess` but `'standardize'`), else 1: what a gradient-norm tolerance is multiplied by. The
-  squared error's gradient grows with the targets' units (targets in millionths make it a millionth of
-  the standardized problem's), so a fixed tolerance would be met at the start in small units and never
-  in large ones."""
+  """The `spread` of `dataset`'s training targets when they are real and left in their own units (any
+  `preprocess` but `'standardize'`; the smallest column's, for `[N, K]` targets), else 1: what a
+  gradient-norm tolerance is multiplied by. The squared error's gradient grows with the targets' units
+  (targets in millionths make it a millionth of the standardized problem's), so a fixed tolerance would
+  be met at the start in small units and never in large ones."""
   if dataset is None or dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
     return 1.0
-  return spread(dataset.y_train)
+  y = np.asarray(dataset.y_train)
+  return spread(y) if y.ndim == 1 else min(spread(c) for c in y.T)
 
 
 def in_target_units(dataset, metrics: dict) -> dict:
-  """`metrics` with every MSE and MAE (keys ending in `mse` / `mae`) in the targets' own units."""
+  """`metrics` with every MSE and MAE (keys ending in `mse` / `mae`) in the targets' own units.
+
+  For `[N, K]` real targets each of them is per output (`[..., K]`, `step.make_eval_fn`): scaled by its
+  output's `target_scale` and then averaged over the outputs, one number (per model, under `vmap`).
+  """
   scale = getattr(dataset, 'target_scale', None)
-  if scale is None:
-    return metrics
+  per_output = getattr(dataset, 'kind', None) == 'real' and np.ndim(dataset.y_train) == 2
   power = {'mse': 2, 'mae': 1}
-  return {k: v * scale ** power[k[-3:]] if k[-3:] in power else v for k, v in metrics.items()}
+  out = dict(metrics)
+  for k, v in metrics.items():
+    if k[-3:] in power:
+      if scale is not None:  # a float: weakly typed, float32 metrics stay float32
+        v = v * (scale if isinstance(scale, float) else np.asarray(scale, np.float64)) ** power[k[-3:]]
+      out[k] = v.mean(axis=-1) if per_output else v
+  return out
 
 
 def fits_loss(num_classes: int | None, kind: str, loss_targets: str) -> str | None:

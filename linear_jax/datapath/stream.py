@@ -816,7 +816,7 @@ def make_eval_fn(cfg, affine_=None):
       jax.ShapeDtypeStruct((1, x.shape[1]), dt),
       jax.ShapeDtypeStruct((1, *y.shape[1:]), y.dtype),
     )
-    zero = {k: jnp.zeros((), params.W.dtype) for k in names}
+    zero = {k: jnp.zeros(v.shape, params.W.dtype) for k, v in names.items()}  # [K] per output: MSE, MAE
     zero = zero if where is None else where.replicate(zero)
     step = lambda total, k, xb, yb, wb: _accumulate_eval(
       total, params, xb, yb, wb, row_shares[k], weight_shares[k], hp, on_device, structure=scfg

@@ -209,7 +209,8 @@ def scan_batches(update, params, opt_state, x, y, idx, mask, hp):
 
 
 def make_eval_fn(cfg):
-  """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE."""
+  """`(params, x, y, hp) -> dict` of the objective and accuracy or MSE/MAE (for `[N, K]` targets one
+  per output, `[K]`, which `records.in_target_units` scales to the targets' units and averages)."""
   spec = cfg.loss_record
 
   def evaluate(params, x, y, hp, w=None):
@@ -220,8 +221,9 @@ def make_eval_fn(cfg):
     out = {'loss': data_loss + hp.reg * losses.PENALTIES[cfg.penalty](model.penalized_weights(params))}
     if spec.targets == 'real':
       r = s - (y[:, None] if y.ndim == 1 else y)
-      out['mse'] = jnp.mean(jnp.square(r))
-      out['mae'] = jnp.mean(jnp.abs(r))
+      per_output = None if y.ndim == 1 else 0  # [N, K] targets: [K], for `records.in_target_units`
+      out['mse'] = jnp.mean(jnp.square(r), axis=per_output)
+      out['mae'] = jnp.mean(jnp.abs(r), axis=per_output)
     else:
       pred = (s[:, 0] >= 0).astype(jnp.int32) if s.shape[1] == 1 else jnp.argmax(s, -1)
       out['accuracy'] = jnp.mean((pred == y).astype(jnp.float32))

@@ -408,7 +408,7 @@ def _train_and_evaluate(
     # Regression: the objective (loss, f*) is on standardized targets, y' = (y - shift) / scale; the MSE,
     # the MAE and params.npz are in the targets' units.
     'target_shift': None if dataset.target_shift is None else np.asarray(dataset.target_shift).tolist(),
-    'target_scale': dataset.target_scale,
+    'target_scale': None if dataset.target_scale is None else np.asarray(dataset.target_scale).tolist(),
     'stopped_early': result.stopped_early,
     'interrupted': result.interrupted,
     'resumed_from_epoch': result.resumed_from,

@@ -240,6 +240,10 @@ def test_the_gradient_tolerance_scales_only_for_real_targets_left_in_their_units
   assert convergence.tol(lbfgs_cfg, _blobs()) == 1e-4
   centered = _linear_targets(1e-6, 'center')
   assert convergence.tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train), rel=1e-6)
+  two = _linear_targets(1.0)
+  two = dataclasses.replace(two, y_train=two.y_train[:, None] * np.array([1e3, 1e-3]))  # outputs 1e6 apart
+  small = np.std(two.y_train[:, 1])  # the gradient test must hold for the output in the smallest units
+  assert convergence.tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small, rel=1e-6)
   objective = config.TrainConfig(loss='l2', tol_on='objective', tol=1e-3)  # relative: no units to scale
   assert convergence.tol(objective, centered) == 1e-3
   assert stop_reasons.explain(lbfgs_cfg, 'converged', _blobs()).endswith('at most 0.0001')
