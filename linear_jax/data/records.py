@@ -131,13 +131,15 @@ def in_target_units(dataset, metrics: dict) -> dict:
   """
   scale = getattr(dataset, 'target_scale', None)
   per_output = getattr(dataset, 'kind', None) == 'real' and np.ndim(dataset.y_train) == 2
+  if scale is None and not per_output:
+    return metrics
+  scale = 1.0 if scale is None else scale  # a float is weakly typed: float32 metrics stay float32
   power = {'mse': 2, 'mae': 1}
   out = dict(metrics)
   for k, v in metrics.items():
     if k[-3:] in power:
-      if scale is not None:  # a float: weakly typed, float32 metrics stay float32
-        v = v * (scale if isinstance(scale, float) else np.asarray(scale, np.float64)) ** power[k[-3:]]
-      out[k] = v.mean(axis=-1) if per_output else v
+      scaled = v * (scale if isinstance(scale, float) else np.asarray(scale)) ** power[k[-3:]]
+      out[k] = scaled.mean(axis=-1) if per_output else scaled
   return out
 
 

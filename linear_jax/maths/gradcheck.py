@@ -79,11 +79,13 @@ ROUNDING_PROBES, ROUNDING_STEP, ROUNDING_AGREE = 16, 1e-3, 4.0
 
 
 def relative_error(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-  """`|a − b| / max(|a|, |b|)` elementwise, 0 where both are 0."""
+  """`|a − b| / max(|a|, |b|)` elementwise, 0 where both are 0 (or equal), NaN where either is not
+  finite and they differ: no relative error describes a NaN against a number."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   scale = np.maximum(np.abs(a), np.abs(b))
   with np.errstate(invalid='ignore', divide='ignore'):
-    return np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
+    rel = np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(a == b, 0.0, np.where(np.isfinite(a) & np.isfinite(b), rel, np.nan))
 
 
 def _leaf_name(path):
@@ -380,7 +382,8 @@ def compare(
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   absdiff = np.abs(a - b)
   # Relative error means nothing for two values that are 0 up to round-off.
-  rel = np.where(np.maximum(np.abs(a), np.abs(b)) > atol, relative_error(a, b), 0.0)
+  # (A NaN is no round-off: its relative error is NaN, counted as inf in the maximum.)
+  rel = np.where(np.maximum(np.abs(a), np.abs(b)) <= atol, 0.0, relative_error(a, b))
   ok = (rel <= rtol) | (absdiff <= atol)
   ok &= np.isfinite(a) & np.isfinite(b)
   num_kinks = 0

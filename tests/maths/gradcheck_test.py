@@ -14,6 +14,13 @@ from linear_jax.maths import gradcheck
 
 def test_relative_error_definition():
   np.testing.assert_allclose(lj.relative_error([1.0, 0.0, -2.0], [1.1, 0.0, 2.0]), [0.1 / 1.1, 0.0, 2.0])
+  # A NaN or an infinity against a number has no relative error (it read 0, as if they agreed).
+  inf = np.inf
+  np.testing.assert_equal(
+    lj.relative_error([np.nan, inf, inf, 1.0], [3.14, 1.0, inf, np.nan]), [np.nan, np.nan, 0, np.nan]
+  )
+  c = gradcheck.compare('analytic vs numeric', [np.nan, 1.0], [3.14, 1.0], ['W[0]', 'W[1]'], (1e-6, 1e-8))
+  assert not c.passed and c.num_failed == 1 and c.max_rel_error == inf and np.isnan(c.worst[0][3])
 
 
 def test_lecture_finite_difference_arithmetic():
