@@ -234,27 +234,45 @@ def _file_rows(raw, name, n_train, n_val):
   }
 
 
-def _check_classes_in_training(ys, name, test_given):
-  """Refuses contiguous splits whose validation or test range holds a class the training range lacks.
+# A class of the training rows missing from a held-out range of the file is refused when rows in
+# random order would leave it out less often than this.
+SORTED_CHANCE = 1e-9
 
-  That happens when the file's rows are sorted by label: the model would
-  never see the class, and the accuracy of those splits would say nothing.
+
+def _check_classes_in_training(ys, name, test_given):
+  """Refuses contiguous splits whose classes say the file's rows are sorted by label.
+
+  Either a validation or test range holds a class the training range lacks
+  (the model would never see it), or a validation or test range of the file
+  lacks a class that is so common in training that rows in random order
+  would leave it out with a chance below `SORTED_CHANCE` (the accuracy of
+  that range would say nothing of the class). A test file of its own may
+  hold any classes the training rows have.
   """
-  seen = set(np.unique(ys['train']).tolist())
+  classes, counts = np.unique(ys['train'], return_counts=True)
+  seen = set(classes.tolist())
   for split in ('val', 'test'):
-    unseen = sorted(set(np.unique(ys[split]).tolist()) - seen)
+    own_file = split == 'test' and test_given
+    where = 'the test file' if own_file else f'the {split} rows'.replace('val', 'validation')
+    present = set(np.unique(ys[split]).tolist())
+    unseen = sorted(present - seen)
     if unseen:
-      where = (
-        'the test file'
-        if split == 'test' and test_given
-        else f'the {split} rows'.replace('val', 'validation')
+      why = f'class {unseen[0]} occurs in {where} but never in the {len(ys["train"])} training rows'
+    else:
+      share = {c: k / len(ys['train']) for c, k in zip(classes.tolist(), counts.tolist(), strict=True)}
+      missing = [c for c in share if c not in present and (1 - share[c]) ** len(ys[split]) < SORTED_CHANCE]
+      if own_file or not missing:
+        continue
+      why = (
+        f'class {missing[0]}, {share[missing[0]]:.0%} of the training rows, never occurs in {where} '
+        f'({len(ys[split])} of them; rows in random order would leave it out with a chance below '
+        f'{SORTED_CHANCE:g})'
       )
-      raise ValueError(
-        f'{name}: streaming takes contiguous splits (training rows first, then validation, then test), and '
-        f'class {unseen[0]} occurs in {where} but never in the {len(ys["train"])} training rows: the rows '
-        'look sorted by label. Shuffle the file once (x[p], y[p] for a permutation p), or train without '
-        '--stream.'
-      )
+    raise ValueError(
+      f'{name}: streaming takes contiguous splits (training rows first, then validation, then test), and '
+      f'{why}: the rows look sorted by label. Shuffle the file once (x[p], y[p] for a permutation p), or '
+      'train without --stream.'
+    )
 
 
 def check_config(cfg):

@@ -619,6 +619,31 @@ def test_prepare_refuses_rows_sorted_by_label(tmp_path):
   assert experiment.load_dataset(cfg).y_test.max() == 4  # in memory the splits are shuffled: no problem
 
 
+def test_prepare_refuses_held_out_rows_that_lack_a_common_class(tmp_path):
+  """Two classes sorted by label: every class is in training, but the validation and test rows hold only
+  the second, so their accuracy says nothing of the first."""
+  raw = data.blobs(800, 4, 2, seed=5)
+  order = np.argsort(raw.y, kind='stable')
+  np.save(tmp_path / 'x.npy', raw.x[order].astype(np.float32))
+  np.save(tmp_path / 'y.npy', raw.y[order])
+  files = {'dataset': 'npy', 'data_path': str(tmp_path / 'x.npy'), 'labels_path': str(tmp_path / 'y.npy')}
+  with pytest.raises(
+    ValueError,
+    match=r'npy: streaming takes contiguous splits .* class 0, 74% of the training rows, never occurs in '
+    r'the validation rows \(80 of them; rows in random order would leave it out with a chance below 1e-09\)'
+    r': the rows look sorted by label',
+  ):
+    experiment.load_dataset(experiment.DataConfig(**files), stream=True)
+  # Shuffled, the same file streams; a rare class may be missing from a short range by chance.
+  p = np.random.default_rng(0).permutation(800)
+  np.save(tmp_path / 'x.npy', raw.x[p].astype(np.float32))
+  np.save(tmp_path / 'y.npy', raw.y[p])
+  assert len(experiment.load_dataset(experiment.DataConfig(**files), stream=True).y_train) == 560
+  rare = np.where(np.arange(800) == 5, 1, 0)  # one example of class 1, in the training rows
+  np.save(tmp_path / 'y.npy', rare)
+  assert experiment.load_dataset(experiment.DataConfig(**files), stream=True).y_val.max() == 0
+
+
 def test_an_integer_file_streams(tmp_path):
   raw = data.blobs(200, 4, 2, seed=3)
   pixels = np.clip(raw.x * 40 + 128, 0, 255).astype(np.uint8)
