@@ -226,7 +226,8 @@ def make_eval_fn(cfg):
       out['mae'] = jnp.mean(jnp.abs(r), axis=per_output)
     else:
       pred = (s[:, 0] >= 0).astype(jnp.int32) if s.shape[1] == 1 else jnp.argmax(s, -1)
-      out['accuracy'] = jnp.mean((pred == y).astype(jnp.float32))
+      # In the scores' precision, at least float32's: a float64 run's accuracy is not rounded to float32.
+      out['accuracy'] = jnp.mean((pred == y).astype(jnp.promote_types(s.dtype, jnp.float32)))
     return out
 
   return evaluate

@@ -354,3 +354,19 @@ def test_sample_weights_train_streamed_and_data_parallel_as_in_memory():
   assert ours.keys() == theirs.keys()
   for k in theirs:
     np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-5, err_msg=k)
+
+
+def test_accuracy_is_exact_in_a_float64_run_and_float32_in_a_float32_run():
+  """A float64 run's accuracy was rounded to float32 (0.7700000405 for 77 of 100); it is the exact
+  share now, and a float32 run's is float32's rounding of it, as before."""
+  ds = data.prepare(data.load('breast_cancer'), 'breast_cancer', 0.2, 0.2, seed=0, dtype=np.float64)
+  for dtype in ('float64', 'float32'):
+    cfg = config.TrainConfig(loss='logistic', epochs=2, dtype=dtype)
+    params = train.fit(cfg, ds).params
+    w, b = np.asarray(params.W, np.float64), np.asarray(params.b, np.float64)
+    for split in ('train', 'test'):
+      x, y = getattr(ds, f'x_{split}'), getattr(ds, f'y_{split}')
+      share = np.mean(((np.asarray(x, np.float64) @ w.T + b)[:, 0] >= 0) == y)
+      accuracy = train.evaluate(cfg, ds, params)[f'{split}_accuracy']
+      assert accuracy == pytest.approx(share, rel=1e-15 if dtype == 'float64' else 1e-7)
+      assert (float(np.float32(accuracy)) == accuracy) == (dtype == 'float32')  # float32's rounding, or not
