@@ -113,10 +113,10 @@ def spread(y) -> float:
 
 def raw_target_spread(dataset) -> float:
   """The `spread` of `dataset`'s training targets when they are real and left in their own units (any
-  `preprocess` but `'standardize'`; the smallest column's, for `[N, K]` targets), else 1: what a
-  gradient-norm tolerance is multiplied by. The squared error's gradient grows with the targets' units
-  (targets in millionths make it a millionth of the standardized problem's), so a fixed tolerance would
-  be met at the start in small units and never in large ones."""
+  `preprocess` but `'standardize'`; the smallest column's, for `[N, K]` targets), else 1: what the
+  squared error's gradient-norm tolerance is multiplied by (`convergence.grad_tol`). Its gradient grows
+  with the targets' units (targets in millionths make it a millionth of the standardized problem's), so
+  a fixed tolerance would be met at the start in small units and never in large ones."""
   if dataset is None or dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
     return 1.0
   y = np.asarray(dataset.y_train)

@@ -23,12 +23,14 @@ chooses among them.
 """
 
 import contextlib
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.data import chunks
+from linear_jax.data import records
 from linear_jax.datapath import multihost
 from linear_jax.datapath import standardize
 from linear_jax.datapath import stream
@@ -95,6 +97,12 @@ class Path:
       given = self._train_weights if split == 'train' else None
       self._weights[split] = self._place_weights(host_weights(self.dataset, split, self.cfg.dtype, given))
     return self._weights[split]
+
+  @functools.cached_property
+  def target_spread(self):
+    """`records.raw_target_spread` of the dataset, once: what `convergence.tol` multiplies a gradient-norm
+    tolerance by."""
+    return records.raw_target_spread(self.dataset)
 
   def has(self, split):
     """Whether `split` has rows."""

@@ -15,8 +15,6 @@ where an uninterrupted one does. docs/optimum.md says why the objective's
 test is relative to the decrease so far, and why the schedule halves.
 """
 
-from linear_jax.data import records
-
 TOL_ON = ('objective', 'grad_norm', 'none')
 # Halving (scikit-learn divides by 5). Each division lowers the noise floor of a constant mini-batch
 # step, and after the first one an ill-conditioned objective is still falling slowly along its flat
@@ -31,24 +29,26 @@ ADAPTIVE_TOL = 1e-4
 DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 
-def tol(cfg, dataset=None):
+def tol(cfg, spread=1.0):
   """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's;
   the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized targets:
-  on a `dataset` whose real targets are left in their own units it is `grad_tol`'s."""
+  `grad_tol` of it, `spread` the standard deviation of real targets left in their own units
+  (`records.raw_target_spread`; 1 otherwise)."""
   if cfg.tol is not None:
     value = cfg.tol
   elif cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':
     value = ADAPTIVE_TOL
   else:
     value = DEFAULT_TOL['grad_norm' if cfg.optimizer == 'lbfgs' else cfg.tol_on]
-  return grad_tol(value, dataset) if cfg.optimizer == 'lbfgs' or cfg.tol_on == 'grad_norm' else value
+  return grad_tol(value, cfg, spread) if cfg.optimizer == 'lbfgs' or cfg.tol_on == 'grad_norm' else value
 
 
-def grad_tol(value, dataset):
-  """A gradient-norm tolerance `value` on `dataset`: times the spread of its real targets where they are
-  left in their own units (`records.raw_target_spread`; `--preprocess=none` or `center`), so the test
-  stops as near the optimum in any units as with standardized targets."""
-  return value * records.raw_target_spread(dataset)
+def grad_tol(value, cfg, spread):
+  """A gradient-norm tolerance `value` of `cfg`'s objective on targets of standard deviation `spread`,
+  left in their own units: `value · spread` for the squared error (`loss='l2'`), whose gradient grows
+  with the targets' units, so its test stops as near the optimum in any units as with standardized
+  targets; `value` for every other loss (Huber's and l1's gradients are bounded in any units)."""
+  return value * spread if cfg.loss == 'l2' else value
 
 
 def epochs_without_change(objectives, tol, initial=None):
@@ -106,12 +106,12 @@ def step_factor(cfg, history):
   return ADAPTIVE_FACTOR ** -min(_plateaus(cfg, history), ADAPTIVE_DIVISIONS)
 
 
-def converged(cfg, history, dataset=None):
-  """Whether the run on `dataset` whose per-epoch metrics are `history` meets `cfg`'s stopping test."""
+def converged(cfg, history, spread=1.0):
+  """Whether the run whose per-epoch metrics are `history` meets `cfg`'s stopping test (`spread`: `tol`'s)."""
   if cfg.tol_on == 'none' or not history:
     return False
   if cfg.tol_on == 'grad_norm':
-    return history[-1]['train_grad_norm'] <= tol(cfg, dataset)
+    return history[-1]['train_grad_norm'] <= tol(cfg, spread)
   if cfg.schedule == 'adaptive':
     return _plateaus(cfg, history) > ADAPTIVE_DIVISIONS
   # Only evaluated epochs measure the full objective (see TrainConfig.eval_every).

@@ -11,9 +11,10 @@ from linear_jax.optim import convergence
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 
 
-def explain(cfg, reason, dataset=None):
-  """Why a run on `dataset` stopped, in words: the stop reason with the test that ended it."""
-  tol = convergence.tol(cfg, dataset)
+def explain(cfg, reason, spread=1.0):
+  """Why a run stopped, in words: the stop reason with the test that ended it (`spread`: as
+  `convergence.tol` takes it)."""
+  tol = convergence.tol(cfg, spread)
   if reason == 'converged' and cfg.optimizer != 'lbfgs' and cfg.tol_on == 'objective':
     if cfg.schedule == 'adaptive':
       return (

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.data import records
 from linear_jax.data.features import REPRESENTATIONS
 from linear_jax.data.features import histogram_features
 from linear_jax.datapath import factory as datapath
@@ -399,7 +400,7 @@ def _train_and_evaluate(
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
-    'stop_why': stop_reasons.explain(cfg, result.stop_reason, dataset),
+    'stop_why': stop_reasons.explain(cfg, result.stop_reason, records.raw_target_spread(dataset)),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,
     'solver': result.solver,

@@ -54,7 +54,7 @@ def fit(cfg, path, on_epoch=None):
   params, info = path.minimize(
     params,
     hp,
-    convergence.tol(cfg, path.dataset),
+    convergence.tol(cfg, path.target_spread),
     cfg.epochs,
     solvers.memory_size_for(params),
     on_iteration,
@@ -142,9 +142,11 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   )
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
-  tol = convergence.grad_tol((1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol, dataset)
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   path = datapath.make(cfg, dataset, train_weights=weights)
+  tol = convergence.grad_tol(
+    (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol, cfg, path.target_spread
+  )
   params, info = path.minimize(params, hp, tol, max_iter, solvers.memory_size_for(params))
   return float(info.value), params, info

@@ -54,20 +54,21 @@ def update_best(best, metrics, params):
   return {**best, 'bad': best['bad'] + 1}
 
 
-def reason(cfg, state, evaluated, dataset=None):
-  """Why the fit on `dataset` stops after this epoch: `'early_stopping'`, `'converged'` or `None` (go on)."""
+def reason(cfg, state, evaluated, spread=1.0):
+  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'` (`spread`: `convergence.tol`'s)
+  or `None` to go on."""
   if cfg.patience and state.best['bad'] >= cfg.patience:
     return 'early_stopping'
-  if evaluated and convergence.converged(cfg, state.history, dataset):
+  if evaluated and convergence.converged(cfg, state.history, spread):
     return 'converged'
   return None
 
 
-def finished(cfg, state, dataset=None):
-  """Why a run on `dataset` whose state is `state` had already stopped (`'converged'`, `'early_stopping'`,
+def finished(cfg, state, spread=1.0):
+  """Why a run whose state is `state` had already stopped (`'converged'`, `'early_stopping'`,
   `'max_epochs'`), or `None` if it has epochs to go: a finished run, resumed, trains no further."""
   if not state.history:
     return None
   if len(state.history) >= cfg.epochs:
     return 'max_epochs'
-  return reason(cfg, state, state.history[-1].get('evaluated', True), dataset)
+  return reason(cfg, state, state.history[-1].get('evaluated', True), spread)

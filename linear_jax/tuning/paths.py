@@ -366,9 +366,9 @@ def fit_path(
     model for `'warm'`, batched evaluations of all K for `'batched'`).
   """
   cfg, regs = _path_config(cfg, dataset, regs, method, warm_min_iter)
-  tol = convergence.grad_tol(convergence.tol(cfg) if tol is None else tol, dataset)
   max_iter = cfg.epochs if max_iter is None else max_iter
   path = datapath.make(cfg, dataset, resident=True, train_weights=weights)  # K models in one program
+  tol = convergence.grad_tol(convergence.tol(cfg) if tol is None else tol, cfg, path.target_spread)
   arrays = path.arrays
   x = arrays['train'][0]
   hp = step.hparams(cfg)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.data import records
 from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.optim import convergence
@@ -228,25 +229,44 @@ def test_lbfgs_on_raw_targets_stops_as_near_the_optimum_in_any_units(scale):
   np.testing.assert_allclose(np.ravel(result.params.W) / scale, w / scale, atol=1e-4)
   np.testing.assert_allclose(np.ravel(result.params.b) / scale, b / scale, atol=1e-4)
   spread = float(np.std(ds.y_train))
-  assert convergence.tol(cfg, ds) == pytest.approx(1e-4 * spread, rel=1e-6)
+  assert convergence.tol(cfg, records.raw_target_spread(ds)) == pytest.approx(1e-4 * spread, rel=1e-6)
   assert result.solver['grad_norm'] <= 1e-4 * spread
-  why = stop_reasons.explain(cfg, 'converged', ds)
+  why = stop_reasons.explain(cfg, 'converged', records.raw_target_spread(ds))
   assert why.endswith(f"({1e-4:g} times the targets' spread, {spread:.4g})")
 
 
-def test_the_gradient_tolerance_scales_only_for_real_targets_left_in_their_units():
+def test_the_gradient_tolerance_scales_only_for_the_squared_error_on_targets_left_in_their_units():
   lbfgs_cfg = config.TrainConfig(loss='l2', optimizer='lbfgs')
-  assert convergence.tol(lbfgs_cfg, _linear_targets(1e-6, 'standardize')) == 1e-4
-  assert convergence.tol(lbfgs_cfg, _blobs()) == 1e-4
+
+  def tol(cfg, ds):
+    return convergence.tol(cfg, records.raw_target_spread(ds))
+
+  assert tol(lbfgs_cfg, _linear_targets(1e-6, 'standardize')) == 1e-4
+  assert tol(lbfgs_cfg, _blobs()) == 1e-4
   centered = _linear_targets(1e-6, 'center')
-  assert convergence.tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train), rel=1e-6)
+  assert tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train), rel=1e-6)
   two = _linear_targets(1.0)
   two = dataclasses.replace(two, y_train=two.y_train[:, None] * np.array([1e3, 1e-3]))  # outputs 1e6 apart
   small = np.std(two.y_train[:, 1])  # the gradient test must hold for the output in the smallest units
-  assert convergence.tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small, rel=1e-6)
+  assert tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small, rel=1e-6)
   objective = config.TrainConfig(loss='l2', tol_on='objective', tol=1e-3)  # relative: no units to scale
-  assert convergence.tol(objective, centered) == 1e-3
-  assert stop_reasons.explain(lbfgs_cfg, 'converged', _blobs()).endswith('at most 0.0001')
+  assert tol(objective, centered) == 1e-3
+  # Huber's and l1's gradients are bounded whatever the targets' units: their tolerance stays as given.
+  for loss in ('huber', 'l1'):
+    assert tol(config.TrainConfig(loss=loss, tol_on='grad_norm'), centered) == 1e-4
+  assert stop_reasons.explain(lbfgs_cfg, 'converged', records.raw_target_spread(_blobs())).endswith(
+    'at most 0.0001'
+  )
+
+
+def test_huber_on_raw_targets_in_large_units_is_not_stopped_at_the_start():
+  """Huber's gradient is at most δ·|x| in any units: a tolerance times the targets' spread (3.6 for
+  targets in ten-thousands) was met before the first step, and the initial weights were saved."""
+  ds = _linear_targets(1e4)
+  result = train.fit(config.TrainConfig(loss='huber', optimizer='lbfgs', epochs=200), ds)
+  assert result.stop_reason == 'converged' and result.solver['iterations'] > 3
+  assert result.solver['grad_norm'] <= 1e-4
+  assert np.abs(np.ravel(result.params.W)).max() > 1.0  # the initial weights are of order 1e-3
 
 
 def test_grad_norm_stop_on_raw_targets_in_small_units_is_near_the_optimum():
