@@ -166,6 +166,7 @@ def _scipy_optimum(cfg, dataset):
 
 def part_quality(quick):
   """Part 1: each loss's default run against the best objective and scikit-learn's estimator."""
+  from linear_jax.data import records  # pylint: disable=import-outside-toplevel
   from linear_jax.optim import config  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
   from linear_jax.training import train  # pylint: disable=import-outside-toplevel
@@ -196,7 +197,7 @@ def part_quality(quick):
       if metric == 'test_accuracy':
         theirs = float(np.mean(pred == y_test))
       else:  # both in the targets' units
-        theirs = float(np.mean(np.square(pred - y_test))) * ds.target_scale**2
+        theirs = float(records.in_target_units(ds, {'mse': np.mean(np.square(pred - y_test), axis=0)})['mse'])
     rows.append(
       {
         'loss': loss,

@@ -421,13 +421,16 @@ def _begin_or_resume(cfg, path, progress, eval_fn, state, x, y, hp, w_train, dt)
 
 
 def _epoch_metrics(eval_fn, params, arrays, splits, hp, weights, diverged_at):
-  """`(metrics, dead)`: `{split_metric: [K]}` float64, NaN for the `[K]` models that diverged (`dead`)."""
+  """`(metrics, dead)`: `{split_metric: [K]}` float64 (MSE and MAE `[K, outputs]` for `[N, outputs]`
+  targets, before `records.in_target_units`), NaN for the `[K]` models that diverged (`dead`)."""
   metrics = {}
   for split in splits:
     for name, v in eval_fn(params, *arrays[split], hp, weights[split]).items():
       metrics[f'{split}_{name}'] = np.asarray(v, np.float64)
   dead = np.asarray(diverged_at) >= 0
-  metrics = {m: np.where(dead, np.nan, v) for m, v in metrics.items()}
+  metrics = {
+    m: np.where(np.reshape(dead, (-1,) + (1,) * (v.ndim - 1)), np.nan, v) for m, v in metrics.items()
+  }
   return metrics, dead
 
 

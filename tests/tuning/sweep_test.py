@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -62,6 +63,25 @@ def test_divergence_is_contained_and_never_best(regression):
   rows = mixed.rows()
   assert rows[2]['diverged_step'] == int(mixed.diverged_at[2]) and rows[2]['final_train_loss'] is None
   json.dumps(rows, allow_nan=False)  # raises on any NaN
+
+
+def test_a_sweep_of_two_output_regression_scores_each_model_and_contains_its_divergence():
+  """Two models and two outputs: the evaluation's `[models, outputs]` MSE once met the `[models]` mask of
+  diverged models along its outputs (a crash for other counts, here the healthy model masked too)."""
+  raw = data.linreg(120, 3, seed=2)
+  two = dataclasses.replace(raw, y=np.stack([raw.y, 1e-3 * raw.y + 0.5], axis=1))
+  ds = data.prepare(two, 'two', seed=2)
+  cfg = config.TrainConfig(loss='l2', epochs=6, batch_size=16)
+  result = sweep.run_sweep(cfg, ds, sweep.grid([0.05, 100.0], [0.0]))
+  assert result.diverged_at[0] == -1 and result.diverged_at[1] > 0 and result.best_index() == 0
+  assert result.final['val_mse'].shape == (2,) and np.isnan(result.final['val_mse'][1])
+  # Independent: NumPy's MSE of the first model, in the targets' units, on the raw validation rows.
+  w, b = train.raw_params(jax.tree.map(lambda a: a[0], result.params), ds)
+  x = np.asarray(ds.x_val, np.float64) * ds.scale + ds.shift
+  y = ds.y_val * ds.target_scale + ds.target_shift
+  np.testing.assert_allclose(result.final['val_mse'][0], np.mean(np.square(x @ w.T + b - y)), rtol=1e-5)
+  alone = train.fit(dataclasses.replace(cfg, learning_rate=0.05), ds)
+  np.testing.assert_allclose(result.params.W[0], alone.params.W, rtol=1e-4, atol=1e-6)
 
 
 def test_all_diverged_has_no_best(regression):
