@@ -489,17 +489,24 @@ def define_convergence_flags(tol_only=False):
   """
   define_fields(config.TrainConfig, CONVERGENCE_FIELDS[:1] if tol_only else CONVERGENCE_FIELDS, RUN)
   if not tol_only:
-    flags.register_multi_flags_validator(['tol_on', 'optimizer'], _no_change_is_read)
+    flags.register_multi_flags_validator(['tol_on', 'optimizer', 'schedule'], _no_change_is_read)
 
 
 def _no_change_is_read(f):
-  """Refuses `--n_iter_no_change` where no test counts epochs without change (the objective's does)."""
-  if _given('n_iter_no_change') and (f['tol_on'] != 'objective' or f['optimizer'] == 'lbfgs'):
-    why = '--optimizer=lbfgs' if f['optimizer'] == 'lbfgs' else f'--tol_on={f["tol_on"]}'
-    raise flags.ValidationError(
-      f'{why} counts no epochs without change (--tol_on=objective does); drop --n_iter_no_change.'
-    )
-  return True
+  """Refuses `--n_iter_no_change` where nothing counts epochs without change: the objective's stopping
+  test does, and the adaptive schedule's divisions of the rate, whatever `--tol_on`."""
+  if not _given('n_iter_no_change'):
+    return True
+  if f['optimizer'] == 'lbfgs':
+    why = '--optimizer=lbfgs'
+  elif f['tol_on'] != 'objective' and f['schedule'] != 'adaptive':
+    why = f'--tol_on={f["tol_on"]} with --schedule={f["schedule"]}'
+  else:
+    return True
+  raise flags.ValidationError(
+    f'{why} counts no epochs without change (--tol_on=objective and --schedule=adaptive do); '
+    'drop --n_iter_no_change.'
+  )
 
 
 def define_run_flags():

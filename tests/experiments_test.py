@@ -145,7 +145,11 @@ BAD_FLAGS = [
   (['--decay_epochs=3'], '--schedule=adaptive reads no --decay_epochs'),
   (['--schedule=cosine', '--decay_rate=0.1', '--decay_epochs=3'], 'reads no --decay_rate, --decay_epochs'),
   (['--schedule=step', '--decay_epochs=3'], 'accepted'),
-  (['--tol_on=grad_norm', '--n_iter_no_change=3'], '--tol_on=grad_norm counts no epochs without change'),
+  (
+    ['--tol_on=grad_norm', '--schedule=constant', '--n_iter_no_change=3'],
+    '--tol_on=grad_norm with --schedule=constant counts no epochs without change',
+  ),
+  (['--tol_on=none', '--n_iter_no_change=3'], 'accepted'),  # the adaptive schedule counts them
   (['--optimizer=lbfgs', '--n_iter_no_change=3'], '--optimizer=lbfgs counts no epochs without change'),
   (['--n_iter_no_change=3'], 'accepted'),
   (['--full_batch', '--batch_size=32'], '--full_batch takes every example in one step: drop --batch_size'),

@@ -101,10 +101,14 @@ class TrainConfig:
     None,
     'Convergence tolerance, > 0: relative decrease of the training objective (--tol_on=objective; '
     'default 1e-3, 1e-4 with --schedule=adaptive) or the largest gradient entry (--tol_on=grad_norm, '
-    "and always for --optimizer=lbfgs; default 1e-4; times the targets' standard deviation where "
-    'regression targets are not standardized), as in scikit-learn.',
+    "and always for --optimizer=lbfgs; default 1e-4; for --loss=l2 times the targets' standard "
+    'deviation where they are not standardized), as in scikit-learn.',
   )
-  n_iter_no_change: int = _field(5, '--tol_on=objective: epochs in a row without a decrease of --tol, > 0.')
+  n_iter_no_change: int = _field(
+    5,
+    'Epochs in a row without a decrease of --tol that stop the run (--tol_on=objective) or halve the '
+    'rate (--schedule=adaptive), > 0.',
+  )
   # 'objective', 'grad_norm' or 'none': every one of `epochs`, the default from Python, so a
   # configuration means the same run it always did; the command line's default is 'objective'.
   tol_on: str = _field('none', 'What --tol tests; none: run all --max_epochs.', choices=convergence.TOL_ON)
