@@ -351,12 +351,18 @@ def gradient_check(params, coords, out):
     'numerical': clean(numerical),
     'relative_error': {k: clean(v) for k, v in rel.items()},
     'at_kink': kink.tolist(),
-    'max_relative_error': {k: float(np.max(v[smooth], initial=0.0)) for k, v in rel.items()},
-    'max_relative_error_at_kinks': {k: float(np.max(v[kink], initial=0.0)) for k, v in rel.items()},
+    'max_relative_error': {k: _largest(v[smooth]) for k, v in rel.items()},
+    'max_relative_error_at_kinks': {k: _largest(v[kink]) for k, v in rel.items()},
     'checked': int(len(coords)),
     'total': size,
     'h': GRAD_STEP,
   }
+
+
+def _largest(rel):
+  """The largest relative error for JSON: `None` if one is NaN (a gradient that is not finite has no
+  relative error, `gradcheck.relative_error`), as `clean` writes it."""
+  return None if np.isnan(rel).any() else float(np.max(rel, initial=0.0))
 
 
 def zero_lines(params, view):

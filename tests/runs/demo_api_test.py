@@ -1,5 +1,7 @@
 """The demo's request handlers: their numbers are the library's, and bad requests are refused by name."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,27 @@ def test_kinks_are_marked_where_a_margin_is_zero():
   g = demo_api.handle_evaluate({**state, 'hparams': {'margin': 1.0}})['gradcheck']
   assert any(g['at_kink'])
   assert g['max_relative_error']['analytic_vs_autodiff'] < 1e-9
+
+
+def test_a_gradient_that_is_not_finite_has_no_largest_relative_error_and_still_serializes():
+  """A NaN gradient has no relative error: the largest one is None (JSON null), not a NaN the server's
+  JSON refuses, and not 0."""
+  params = lj.Params(W=np.zeros((1, 2)), b=np.zeros(1))
+  out = {
+    'autodiff': np.array([np.nan, 1.0, 2.0]),
+    'numerical': np.array([3.0, 1.0]),
+    'at_kink': np.zeros(2, bool),
+  }
+  g = demo_api.gradient_check(params, np.array([0, 1]), out)
+  assert (
+    g['max_relative_error'] == {'autodiff_vs_numerical': None}
+    and g['relative_error']['autodiff_vs_numerical'][0] is None
+  )
+  json.dumps(g, allow_nan=False)
+  finite = {**out, 'autodiff': np.array([3.0, 1.0, 2.0])}
+  assert demo_api.gradient_check(params, np.array([0, 1]), finite)['max_relative_error'] == {
+    'autodiff_vs_numerical': 0.0
+  }
 
 
 def test_a_step_is_the_projects_optimizer_and_lowers_the_loss():
