@@ -489,12 +489,18 @@ def define_convergence_flags(tol_only=False):
   """
   define_fields(config.TrainConfig, CONVERGENCE_FIELDS[:1] if tol_only else CONVERGENCE_FIELDS, RUN)
   if not tol_only:
-    flags.register_multi_flags_validator(['tol_on', 'optimizer', 'schedule'], _no_change_is_read)
+    flags.register_multi_flags_validator(['tol_on', 'optimizer', 'schedule'], _convergence_flags_are_read)
 
 
-def _no_change_is_read(f):
-  """Refuses `--n_iter_no_change` where nothing counts epochs without change: the objective's stopping
-  test does, and the adaptive schedule's divisions of the rate, whatever `--tol_on`."""
+def _convergence_flags_are_read(f):
+  """Refuses `--tol` where no test reads it (`--tol_on=none`, not L-BFGS: the adaptive schedule then
+  uses its own), and `--n_iter_no_change` where nothing counts epochs without change: the objective's
+  stopping test does, and the adaptive schedule's divisions of the rate, whatever `--tol_on`."""
+  if _given('tol') and f['tol_on'] == 'none' and f['optimizer'] != 'lbfgs':
+    raise flags.ValidationError(
+      '--tol_on=none tests no tolerance (--tol_on=objective or grad_norm, or --optimizer=lbfgs, does); '
+      'drop --tol.'
+    )
   if not _given('n_iter_no_change'):
     return True
   if f['optimizer'] == 'lbfgs':

@@ -152,6 +152,8 @@ BAD_FLAGS = [
   (['--tol_on=none', '--n_iter_no_change=3'], 'accepted'),  # the adaptive schedule counts them
   (['--optimizer=lbfgs', '--n_iter_no_change=3'], '--optimizer=lbfgs counts no epochs without change'),
   (['--n_iter_no_change=3'], 'accepted'),
+  (['--tol_on=none', '--tol=0.5'], '--tol_on=none tests no tolerance'),
+  (['--tol_on=none', '--optimizer=lbfgs', '--tol=1e-6'], 'accepted'),  # L-BFGS always stops on --tol
   (['--full_batch', '--batch_size=32'], '--full_batch takes every example in one step: drop --batch_size'),
   (['--eval_every=0'], 'eval_every'),
   (['--block_rows=-1'], 'block_rows'),
