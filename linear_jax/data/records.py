@@ -2,13 +2,15 @@
 
 How arrays become these records, each checked on the host, is `build.py`'s
 job; here are the records themselves, the scaling of real targets
-(`standardize_targets`, `in_target_units`, `raw_target_spread`) and whether targets fit a loss
+(`standardize_targets`, `in_target_units`, `gradient_scale`) and whether targets fit a loss
 (`fits_loss`).
 """
 
 import dataclasses
 
 import numpy as np
+
+from linear_jax.maths import losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,14 +115,24 @@ def spread(y) -> float:
 
 def raw_target_spread(dataset) -> float:
   """The `spread` of `dataset`'s training targets when they are real and left in their own units (any
-  `preprocess` but `'standardize'`; the smallest column's, for `[N, K]` targets), else 1: what the
-  squared error's gradient-norm tolerance is multiplied by (`convergence.grad_tol`). Its gradient grows
-  with the targets' units (targets in millionths make it a millionth of the standardized problem's), so
-  a fixed tolerance would be met at the start in small units and never in large ones."""
+  `preprocess` but `'standardize'`; for `[N, K]` targets the smallest of its varying columns'), else 1."""
   if dataset is None or dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
     return 1.0
   y = np.asarray(dataset.y_train)
-  return spread(y) if y.ndim == 1 else min(spread(c) for c in y.T)
+  if y.ndim == 1:
+    return spread(y)
+  varying = [c for c in y.T if np.ptp(c) > 0]  # a constant column's stand-in of 1 is no unit
+  return min(spread(c) for c in varying) if varying else 1.0
+
+
+def gradient_scale(dataset, loss, hparams) -> float:
+  """What a gradient-norm tolerance of `loss` (a `Loss`, with `hparams`) is multiplied by on `dataset`:
+  `raw_target_spread` where the loss is quadratic in targets of that spread (the squared error:
+  `losses.quadratic_in_targets`), else 1. The squared error's gradient grows with the targets' units
+  (targets in millionths make it a millionth of the standardized problem's), so a fixed tolerance would
+  be met at the start in small units and never in large ones; l1's and Huber's are bounded in any units."""
+  scale = raw_target_spread(dataset)
+  return scale if scale != 1.0 and losses.quadratic_in_targets(loss, hparams, scale) else 1.0
 
 
 def in_target_units(dataset, metrics: dict) -> dict:

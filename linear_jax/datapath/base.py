@@ -99,10 +99,10 @@ class Path:
     return self._weights[split]
 
   @functools.cached_property
-  def target_spread(self):
-    """`records.raw_target_spread` of the dataset, once: what `convergence.tol` multiplies a gradient-norm
-    tolerance by."""
-    return records.raw_target_spread(self.dataset)
+  def gradient_scale(self):
+    """`records.gradient_scale` of the dataset and the loss, once: what `convergence.tol` multiplies a
+    gradient-norm tolerance by."""
+    return records.gradient_scale(self.dataset, self.cfg.loss_record, self.cfg.resolved_loss_hparams())
 
   def has(self, split):
     """Whether `split` has rows."""

@@ -157,6 +157,19 @@ _PROBED = weakref.WeakSet()
 _REGISTERED: dict[str, Loss] = {}
 
 
+def quadratic_in_targets(loss: 'Loss', hparams: Mapping, scale: float = 1.0) -> bool:
+  """Whether a real-target `loss` grows as the square of the targets' units at `scale`: `value(c·s, c·t)
+  = c²·value(s, t)` for c = 2 and ½ at `_probe_inputs('real')` times `scale`. Its gradient then grows
+  with the units, as the squared error's does; l1's and Huber's beyond `δ` do not
+  (`records.gradient_scale`)."""
+  s, t = _probe_inputs('real')
+  v = lambda c: np.asarray(loss.value(jnp.asarray(c * scale * s), jnp.asarray(c * scale * t), **hparams))
+  base = v(1.0).astype(np.float64)
+  return bool(np.all(np.isfinite(base))) and all(
+    np.allclose(v(c), c * c * base, rtol=1e-4) for c in (2.0, 0.5)
+  )
+
+
 def probe(loss: 'Loss', concrete: bool = False) -> None:
   """Tries `loss`'s functions on a small problem; raises naming the field that misbehaves.
 

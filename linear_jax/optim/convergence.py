@@ -7,7 +7,7 @@
   epochs divide the learning rate by `ADAPTIVE_FACTOR` instead, and the run
   has converged at the plateau after `ADAPTIVE_DIVISIONS` divisions.
 * `'grad_norm'`: stop once `‖∇f(W)‖_∞ ≤ tol` (scipy's L-BFGS `gtol`), `tol` in the
-  units of standardized targets (`grad_tol`).
+  units of standardized targets (`tol`'s `scale`).
 * `'none'`: every one of `epochs`.
 
 Each is a pure function of the per-epoch history, so a resumed run stops
@@ -29,26 +29,18 @@ ADAPTIVE_TOL = 1e-4
 DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 
-def tol(cfg, spread=1.0):
+def tol(cfg, scale=1.0):
   """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's;
-  the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized targets:
-  `grad_tol` of it, `spread` the standard deviation of real targets left in their own units
-  (`records.raw_target_spread`; 1 otherwise)."""
+  the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized targets,
+  times `scale` (`records.gradient_scale`: the targets' spread where they are left in their units and
+  the loss is the squared error's kind; 1 otherwise)."""
   if cfg.tol is not None:
     value = cfg.tol
   elif cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':
     value = ADAPTIVE_TOL
   else:
     value = DEFAULT_TOL['grad_norm' if cfg.optimizer == 'lbfgs' else cfg.tol_on]
-  return grad_tol(value, cfg, spread) if cfg.optimizer == 'lbfgs' or cfg.tol_on == 'grad_norm' else value
-
-
-def grad_tol(value, cfg, spread):
-  """A gradient-norm tolerance `value` of `cfg`'s objective on targets of standard deviation `spread`,
-  left in their own units: `value · spread` for the squared error (`loss='l2'`), whose gradient grows
-  with the targets' units, so its test stops as near the optimum in any units as with standardized
-  targets; `value` for every other loss (Huber's and l1's gradients are bounded in any units)."""
-  return value * spread if cfg.loss == 'l2' else value
+  return value * scale if cfg.optimizer == 'lbfgs' or cfg.tol_on == 'grad_norm' else value
 
 
 def epochs_without_change(objectives, tol, initial=None):
@@ -106,12 +98,12 @@ def step_factor(cfg, history):
   return ADAPTIVE_FACTOR ** -min(_plateaus(cfg, history), ADAPTIVE_DIVISIONS)
 
 
-def converged(cfg, history, spread=1.0):
-  """Whether the run whose per-epoch metrics are `history` meets `cfg`'s stopping test (`spread`: `tol`'s)."""
+def converged(cfg, history, scale=1.0):
+  """Whether the run whose per-epoch metrics are `history` meets `cfg`'s stopping test (`scale`: `tol`'s)."""
   if cfg.tol_on == 'none' or not history:
     return False
   if cfg.tol_on == 'grad_norm':
-    return history[-1]['train_grad_norm'] <= tol(cfg, spread)
+    return history[-1]['train_grad_norm'] <= tol(cfg, scale)
   if cfg.schedule == 'adaptive':
     return _plateaus(cfg, history) > ADAPTIVE_DIVISIONS
   # Only evaluated epochs measure the full objective (see TrainConfig.eval_every).

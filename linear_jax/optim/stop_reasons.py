@@ -11,10 +11,10 @@ from linear_jax.optim import convergence
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 
 
-def explain(cfg, reason, spread=1.0):
-  """Why a run stopped, in words: the stop reason with the test that ended it (`spread`: as
+def explain(cfg, reason, scale=1.0):
+  """Why a run stopped, in words: the stop reason with the test that ended it (`scale`: as
   `convergence.tol` takes it)."""
-  tol = convergence.tol(cfg, spread)
+  tol = convergence.tol(cfg, scale)
   if reason == 'converged' and cfg.optimizer != 'lbfgs' and cfg.tol_on == 'objective':
     if cfg.schedule == 'adaptive':
       return (

@@ -400,7 +400,9 @@ def _train_and_evaluate(
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
-    'stop_why': stop_reasons.explain(cfg, result.stop_reason, records.raw_target_spread(dataset)),
+    'stop_why': stop_reasons.explain(
+      cfg, result.stop_reason, records.gradient_scale(dataset, cfg.loss_record, cfg.resolved_loss_hparams())
+    ),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,
     'solver': result.solver,

@@ -54,7 +54,7 @@ def fit(cfg, path, on_epoch=None):
   params, info = path.minimize(
     params,
     hp,
-    convergence.tol(cfg, path.target_spread),
+    convergence.tol(cfg, path.gradient_scale),
     cfg.epochs,
     solvers.memory_size_for(params),
     on_iteration,
@@ -124,7 +124,7 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   Args:
     cfg: a `TrainConfig` with a smooth loss (see `solvers.check_smooth`).
     dataset: a `data.Dataset` (its `w_train`, if any, weights the mean).
-    tol: gradient-norm target, in the units of standardized targets (`convergence.grad_tol`); default
+    tol: gradient-norm target, in the units of standardized targets (`records.gradient_scale`); default
       1e-10 in float64, 1e-6 in float32.
     max_iter: iteration cap.
     weights: optional `[N]` sample weights of the training split (instead
@@ -145,8 +145,6 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   hp = step.hparams(cfg)
   params, _ = step.init_state(cfg, dataset.num_features, step.num_outputs(cfg, dataset), hp, 1)
   path = datapath.make(cfg, dataset, train_weights=weights)
-  tol = convergence.grad_tol(
-    (1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol, cfg, path.target_spread
-  )
+  tol = ((1e-10 if dtype == 'float64' else 1e-6) if tol is None else tol) * path.gradient_scale
   params, info = path.minimize(params, hp, tol, max_iter, solvers.memory_size_for(params))
   return float(info.value), params, info

@@ -54,21 +54,21 @@ def update_best(best, metrics, params):
   return {**best, 'bad': best['bad'] + 1}
 
 
-def reason(cfg, state, evaluated, spread=1.0):
-  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'` (`spread`: `convergence.tol`'s)
+def reason(cfg, state, evaluated, scale=1.0):
+  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'` (`scale`: `convergence.tol`'s)
   or `None` to go on."""
   if cfg.patience and state.best['bad'] >= cfg.patience:
     return 'early_stopping'
-  if evaluated and convergence.converged(cfg, state.history, spread):
+  if evaluated and convergence.converged(cfg, state.history, scale):
     return 'converged'
   return None
 
 
-def finished(cfg, state, spread=1.0):
+def finished(cfg, state, scale=1.0):
   """Why a run whose state is `state` had already stopped (`'converged'`, `'early_stopping'`,
   `'max_epochs'`), or `None` if it has epochs to go: a finished run, resumed, trains no further."""
   if not state.history:
     return None
   if len(state.history) >= cfg.epochs:
     return 'max_epochs'
-  return reason(cfg, state, state.history[-1].get('evaluated', True), spread)
+  return reason(cfg, state, state.history[-1].get('evaluated', True), scale)

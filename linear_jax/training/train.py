@@ -104,7 +104,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     float(path.evaluate(params, hp, 'train')['loss']) if first == 0 else state.history[0]['initial_loss']
   )
   multiplier = step.schedule_fn(cfg, path.steps)
-  finished = stopping.finished(cfg, state, path.target_spread)  # a finished run, resumed, trains no more
+  finished = stopping.finished(cfg, state, path.gradient_scale)  # a finished run, resumed, trains no more
   reason = finished or 'max_epochs'
   try:
     for epoch in range(first, first if finished else cfg.epochs):
@@ -129,7 +129,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         checkpoints.save(state)
       if on_epoch:
         on_epoch(line)
-      reason = stopping.reason(cfg, state, line['evaluated'], path.target_spread) or reason
+      reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale) or reason
       if reason != 'max_epochs':
         checkpoints.save(state)
         break

@@ -10,6 +10,7 @@ import pytest
 from linear_jax.data import datasets as data
 from linear_jax.data import records
 from linear_jax.maths import losses
+from linear_jax.maths import regression
 from linear_jax.optim import config
 from linear_jax.optim import convergence
 from linear_jax.optim import gradient_norm
@@ -229,17 +230,21 @@ def test_lbfgs_on_raw_targets_stops_as_near_the_optimum_in_any_units(scale):
   np.testing.assert_allclose(np.ravel(result.params.W) / scale, w / scale, atol=1e-4)
   np.testing.assert_allclose(np.ravel(result.params.b) / scale, b / scale, atol=1e-4)
   spread = float(np.std(ds.y_train))
-  assert convergence.tol(cfg, records.raw_target_spread(ds)) == pytest.approx(1e-4 * spread, rel=1e-6)
+  assert convergence.tol(cfg, _scale(cfg, ds)) == pytest.approx(1e-4 * spread, rel=1e-6)
   assert result.solver['grad_norm'] <= 1e-4 * spread
-  why = stop_reasons.explain(cfg, 'converged', records.raw_target_spread(ds))
+  why = stop_reasons.explain(cfg, 'converged', _scale(cfg, ds))
   assert why.endswith(f"({1e-4:g} times the targets' spread, {spread:.4g})")
+
+
+def _scale(cfg, ds):
+  return records.gradient_scale(ds, cfg.loss_record, cfg.resolved_loss_hparams())
 
 
 def test_the_gradient_tolerance_scales_only_for_the_squared_error_on_targets_left_in_their_units():
   lbfgs_cfg = config.TrainConfig(loss='l2', optimizer='lbfgs')
 
   def tol(cfg, ds):
-    return convergence.tol(cfg, records.raw_target_spread(ds))
+    return convergence.tol(cfg, _scale(cfg, ds))
 
   assert tol(lbfgs_cfg, _linear_targets(1e-6, 'standardize')) == 1e-4
   assert tol(lbfgs_cfg, _blobs()) == 1e-4
@@ -249,14 +254,30 @@ def test_the_gradient_tolerance_scales_only_for_the_squared_error_on_targets_lef
   two = dataclasses.replace(two, y_train=two.y_train[:, None] * np.array([1e3, 1e-3]))  # outputs 1e6 apart
   small = np.std(two.y_train[:, 1])  # the gradient test must hold for the output in the smallest units
   assert tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small, rel=1e-6)
+  # A constant column has no units: its stand-in spread of 1 does not set the tolerance.
+  constant = dataclasses.replace(two, y_train=np.c_[two.y_train[:, 0], np.full(len(two.y_train), 5.0)])
+  assert tol(lbfgs_cfg, constant) == pytest.approx(1e-4 * np.std(two.y_train[:, 0]), rel=1e-6)
   objective = config.TrainConfig(loss='l2', tol_on='objective', tol=1e-3)  # relative: no units to scale
   assert tol(objective, centered) == 1e-3
-  # Huber's and l1's gradients are bounded whatever the targets' units: their tolerance stays as given.
+  # l1's gradient is bounded in any units, and Huber's beyond δ = 1 (targets in ten-thousands); in
+  # millionths Huber is the squared error, and takes its scale.
+  large = _linear_targets(1e4, 'center')
   for loss in ('huber', 'l1'):
-    assert tol(config.TrainConfig(loss=loss, tol_on='grad_norm'), centered) == 1e-4
-  assert stop_reasons.explain(lbfgs_cfg, 'converged', records.raw_target_spread(_blobs())).endswith(
-    'at most 0.0001'
+    assert tol(config.TrainConfig(loss=loss, tol_on='grad_norm'), large) == 1e-4
+  assert tol(config.TrainConfig(loss='l1', tol_on='grad_norm'), centered) == 1e-4
+  assert tol(config.TrainConfig(loss='huber', tol_on='grad_norm'), centered) == tol(lbfgs_cfg, centered)
+  # The squared error under a name of its own is recognized by what it computes, not by its name.
+  mine = losses.Loss(
+    value=regression.l2_regression, targets='real', score_grad=regression.l2_regression_score_grad
   )
+  losses.register_loss('squared_error_test', mine, overwrite=True)
+  try:
+    assert tol(config.TrainConfig(loss='squared_error_test', optimizer='lbfgs'), large) == tol(
+      lbfgs_cfg, large
+    )
+  finally:
+    losses.LOSSES.pop('squared_error_test')
+  assert stop_reasons.explain(lbfgs_cfg, 'converged', _scale(lbfgs_cfg, _blobs())).endswith('at most 0.0001')
 
 
 def test_huber_on_raw_targets_in_large_units_is_not_stopped_at_the_start():
