@@ -101,8 +101,8 @@ class TrainConfig:
     None,
     'Convergence tolerance, > 0: relative decrease of the training objective (--tol_on=objective; '
     'default 1e-3, 1e-4 with --schedule=adaptive) or the largest gradient entry (--tol_on=grad_norm, '
-    "and always for --optimizer=lbfgs; default 1e-4; for --loss=l2 times the targets' standard "
-    'deviation where they are not standardized), as in scikit-learn.',
+    "and always for --optimizer=lbfgs; default 1e-4; for the squared error, times the targets' "
+    'standard deviation where they are not standardized), as in scikit-learn.',
   )
   n_iter_no_change: int = _field(
     5,
