@@ -434,8 +434,10 @@ def compare(
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
   train.check_fit(cfg, dataset)
   # The rows on the device as training has them (a `stream.prepare`d dataset standardized there).
-  x, y = datapath.make(cfg, dataset, resident=True).resident_split('train')
-  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams)
+  path = datapath.make(cfg, dataset, resident=True)
+  x, y = path.resident_split('train')
+  w = path.weights('train')  # sample weights (`--class_weight`, a weight column) weigh every method's mean
+  loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams, w)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, step.num_outputs(cfg, dataset), 1e-3)
   seg = segments.run if segments else search_state.in_one
@@ -448,10 +450,10 @@ def compare(
       loss_fn, key, init, budget, population, elite, mutation_scale, init_scale, run_segments=seg
     ),
     'GD full batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn, run_segments=seg
+      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn, run_segments=seg, weights=w
     ),
     'GD mini-batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn, run_segments=seg
+      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn, seg, weights=w
     ),
   }
   rows, curves = [], {}

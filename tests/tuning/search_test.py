@@ -1,10 +1,14 @@
 """Tests of linear_jax.search: each method learns, is deterministic, and keeps its budget."""
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from linear_jax.data import datasets as data
+from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.optim import config
 from linear_jax.tuning import search
@@ -83,3 +87,26 @@ def test_bad_search_arguments(problem, kwargs, match):
   args = {'budget': 100, 'population': 10, 'elite': 2, 'mutation_scale': 0.1, **kwargs}
   with pytest.raises(ValueError, match=match):
     search.genetic_algorithm(loss_fn, jax.random.PRNGKey(0), init, **args)
+
+
+def test_compare_minimizes_the_weighted_objective_of_a_weighted_dataset():
+  """`--class_weight=balanced` (any sample weights) changes the objective; `compare` built every method's
+  objective without them, and its tables were the unweighted ones, digit for digit."""
+  ds = data.prepare(data.load('breast_cancer'), 'bc', seed=0, class_weight='balanced')
+  cfg = config.TrainConfig(loss='logistic', learning_rate=0.1)
+  rows = {r['method']: r for r in search.compare(cfg, ds, 200, population=10)[0]}
+  plain = {
+    r['method']: r for r in search.compare(cfg, dataclasses.replace(ds, w_train=None), 200, population=10)[0]
+  }
+  x, y, w = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), jnp.asarray(ds.w_train)
+  init = model.init_params(jax.random.PRNGKey(cfg.seed), ds.num_features, 1, 1e-3)
+  # Independent: the weighted objective (`lj.objective` with the weights as its mask) at the weights
+  # gradient descent reaches when given them directly.
+  gd = search.gradient_descent(dataclasses.replace(cfg, batch_size=0), x, y, init, 200, weights=w)
+  weighted = float(losses.objective(gd.params, x, y, 'logistic', cfg.reg, mask=w))
+  assert rows['GD full batch']['best_train_loss'] == pytest.approx(weighted, rel=1e-5)
+  assert plain['GD full batch']['best_train_loss'] != pytest.approx(weighted, rel=1e-3)
+  weighted_search = search.random_search(
+    search.make_loss_fn(x, y, 'logistic', cfg.reg, mask=w), jax.random.PRNGKey(cfg.seed), init, 200
+  )
+  assert rows['random search']['best_train_loss'] == pytest.approx(weighted_search.best_loss, rel=1e-6)
