@@ -382,7 +382,7 @@ def fit_path(
   else:
     solved = _solve_batched_path(flat, params, rows, hp, regs, tol, x.dtype, static)
   seconds = time.perf_counter() - t0
-  return _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds)
+  return _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds, path.weights)
 
 
 def _path_config(cfg, dataset, regs, method, warm_min_iter):
@@ -446,18 +446,19 @@ def _solve_batched_path(flat, params, rows, hp, regs, tol, dtype, static):
   return theta, value, grad_norm, iterations, fevals
 
 
-def _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds):
-  """The `PathResult` of the `solved` K models, with every non-empty split's metrics."""
+def _path_result(cfg, dataset, arrays, regs, hp, unravel, solved, tol, seconds, weights):
+  """The `PathResult` of the `solved` K models, with every non-empty split's metrics (the objective
+  weighted by `weights(split)`, the path's sample weights, as the solves and a fit weigh it)."""
   theta, value, grad_norm, iterations, fevals = solved
   k = len(regs)
   dtype = arrays['train'][0].dtype
   stacked = jax.vmap(unravel)(jnp.asarray(theta))
-  eval_fn = jax.vmap(step.make_eval_fn(cfg), in_axes=(0, None, None, 0))
+  eval_fn = jax.vmap(step.make_eval_fn(cfg), in_axes=(0, None, None, 0, None))
   hps = jax.tree.map(lambda a: jnp.broadcast_to(a, (k,)), hp)._replace(reg=jnp.asarray(regs, dtype))
   metrics = {}
   for split in ('train', 'val', 'test'):
     if len(arrays[split][0]):
-      out = eval_fn(stacked, *arrays[split], hps)
+      out = eval_fn(stacked, *arrays[split], hps, weights(split))
       out = records.in_target_units(dataset, out)  # MSE / MAE in the targets' units
       metrics |= {f'{split}_{m}': np.asarray(v, np.float64) for m, v in out.items()}
   w = stacked.W if stacked.b is not None else stacked.W[:, :, :-1]  # the bias is not penalized

@@ -45,6 +45,8 @@ def test_sample_weights_enter_the_path(method):
   for k, reg in enumerate((1e-3, 1e-1)):
     W, _ = solvers.ridge_closed_form(ds.x_train, ds.y_train, reg, w)
     np.testing.assert_allclose(np.asarray(path.params.W[k]), W, rtol=1e-5, atol=1e-5)
+  # The reported training loss is the objective the solves minimized, weighted (it was the unweighted mean).
+  np.testing.assert_allclose(path.metrics['train_loss'], path.objective, rtol=1e-9)
 
 
 def test_bad_regs_and_non_smooth_losses_are_refused():
