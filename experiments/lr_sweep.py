@@ -162,6 +162,31 @@ flags.register_multi_flags_validator(
   lambda f: f['momenta'] is None or f['optimizer'] in ('momentum', 'nesterov'),
   message='--momenta sweeps the momentum of --optimizer=momentum or nesterov; the others have none.',
 )
+# What only a sweep of first-order runs reads: the L-BFGS path would ignore it.
+SWEEP_ONLY = (
+  'lrs',
+  'lr_min',
+  'lr_max',
+  'num_lrs',
+  'seeds',
+  'margins',
+  'sweep_loss_hparam',
+  'retrain_best',
+  'chunk_size',
+)
+
+
+def _path_reads_it(f):
+  unread = [f'--{n}' for n in SWEEP_ONLY if FLAGS[n].present]
+  if f['optimizer'] == 'lbfgs' and unread:
+    raise flags.ValidationError(
+      f'--optimizer=lbfgs fits the regularization path over --regs and reads no {", ".join(unread)}; '
+      f'drop {"it" if len(unread) == 1 else "them"}.'
+    )
+  return True
+
+
+flags.register_multi_flags_validator(['optimizer', *SWEEP_ONLY], _path_reads_it)
 
 
 def learning_rates(cfg, dataset):

@@ -164,6 +164,10 @@ H_MESSAGE = '--h must be finite and in [1e-12, 0.1]'
 BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message each must give
   'experiments.train': BAD_FLAGS,
   'experiments.lr_sweep': [
+    # The L-BFGS path reads --regs alone: a sweep's other axes were dropped without a word.
+    (['--optimizer=lbfgs', '--seeds=0,1', '--retrain_best'], 'reads no --seeds, --retrain_best; drop them'),
+    (['--optimizer=lbfgs', '--lrs=0.1,1'], '--optimizer=lbfgs fits the regularization path over --regs'),
+    (['--optimizer=lbfgs', '--regs=1e-3,1e-2'], 'accepted'),
     (['--lrs=0.1,-1'], '--lrs must hold only values > 0'),
     (['--lrs='], '--lrs is empty'),
     (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
