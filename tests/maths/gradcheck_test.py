@@ -158,3 +158,34 @@ def test_report_to_dict_is_json_ready():
   params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(5), 'l2', 5, 2, 2)
   d = lj.check_gradients(params, x, targets, loss='l2').to_dict()
   assert json.loads(json.dumps(d))['passed'] is True
+
+
+def test_a_valid_subgradient_at_an_l1_kink_passes_against_autodiff_and_an_invalid_one_fails():
+  """At W = 0 an l1 penalty has the subgradients [−reg, reg] per weight: a hand-derived gradient taking
+  sign(0) = +1 is as valid as jax.grad's sign(0) = 0 and FAILed 'analytic vs autodiff'; it passes at the
+  kinks now, between the one-sided differences, and a value outside them still fails."""
+  rng = np.random.default_rng(0)
+  x, y = rng.standard_normal((20, 6)), rng.integers(0, 4, 20)
+  zero = lj.Params(W=jnp.zeros((4, 6)), b=jnp.zeros(4))
+
+  def sign_plus(times):
+    def grad_fn(params, x, y, loss, reg, penalty, **kw):
+      g = lj.analytic_grad(params, x, y, loss=loss, reg=reg, penalty=penalty, **kw)
+      return g._replace(W=g.W + times * reg * jnp.where(params.W == 0, 1.0, 0.0))
+
+    return grad_fn
+
+  check = lambda grad_fn: lj.check_gradients(
+    zero, x, y, loss='softmax', reg=0.1, penalty='l1', grad_fn=grad_fn
+  )
+  valid = check(sign_plus(1.0)).comparisons[0]
+  assert valid.passed and valid.num_kinks == 24
+  invalid = check(sign_plus(3.0)).comparisons[0]  # 3·reg: outside the subdifferential
+  assert not invalid.passed and invalid.num_failed == 24
+
+  # Away from a kink the plain comparison stands: a gradient off by 1e-6 in b fails.
+  def off(*args, **kw):
+    g = lj.analytic_grad(*args, **kw)
+    return g._replace(b=g.b + 1e-6)
+
+  assert not check(off).comparisons[0].passed
