@@ -55,14 +55,20 @@ def run_one(cfg: config_lib.TrainConfig, dataset: data.Dataset, f_star: float) -
     result = train.fit(cfg, dataset)
   except results_lib.Diverged as e:
     return np.array([]), np.array([]), np.array([]), f'diverged: {e}'
+  epochs, seconds, f = passes(result, cfg.epochs)
+  return epochs, seconds, f - f_star, result.stop_reason
+
+
+def passes(result, budget):
+  """`(passes [T], seconds [T], f [T])` of a fit's history within `budget` passes over the data: an epoch
+  is one pass, and each of L-BFGS's evaluations of f and ∇f is one (those past the budget left out)."""
   f = np.array([m['train_loss'] for m in result.history])
-  if result.solver:  # L-BFGS: one pass over the data per evaluation of f and ∇f
-    epochs = np.array([m['fevals'] for m in result.history], float)
-    seconds = result.solver['seconds'] * epochs / max(result.solver['fevals'], 1)
-    keep = epochs <= cfg.epochs
-    return epochs[keep], seconds[keep], f[keep] - f_star, result.stop_reason
-  seconds = np.cumsum([m['seconds'] for m in result.history])
-  return np.arange(1, len(f) + 1, dtype=float), seconds, f - f_star, result.stop_reason
+  if not result.solver:
+    return np.arange(1, len(f) + 1, dtype=float), np.cumsum([m['seconds'] for m in result.history]), f
+  epochs = np.array([m['fevals'] for m in result.history], float)
+  seconds = result.solver['seconds'] * epochs / max(result.solver['fevals'], 1)
+  keep = epochs <= budget
+  return epochs[keep], seconds[keep], f[keep]
 
 
 def claims(results: Mapping[str, Curve], budget: int) -> dict:

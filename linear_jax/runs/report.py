@@ -30,6 +30,7 @@ from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.runs import hard_cases
 from linear_jax.runs import landscape
+from linear_jax.runs import optimizers_run
 from linear_jax.runs import plots
 from linear_jax.runs import report_page
 from linear_jax.training import lbfgs
@@ -319,15 +320,8 @@ def optimum_section(rep: report_page.Report, tiny: bool, seed: int) -> None:
   curves, rows = {}, []
   for label, overrides in contenders.items():
     result = train.fit(dataclasses.replace(base, **overrides), ds)
-    gap = np.array([m['train_loss'] for m in result.history]) - f_star
-    if result.solver:  # one pass over the data per evaluation of f and ∇f
-      epochs = np.array([m['fevals'] for m in result.history], float)
-      seconds = result.solver['seconds'] * epochs / max(result.solver['fevals'], 1)
-    else:
-      epochs, seconds = (
-        np.arange(1, len(gap) + 1, dtype=float),
-        np.cumsum([m['seconds'] for m in result.history]),
-      )
+    epochs, seconds, f = optimizers_run.passes(result, budget)  # L-BFGS too within the budget
+    gap = f - f_star
     curves[label] = (epochs, seconds, gap)
     rows.append([label, f'{gap[-1]:.2e}', f'{gap.min():.2e}', f'{epochs[-1]:g}'])
   plots.optimality_gap(

@@ -113,3 +113,24 @@ def test_compare_writes_its_json_and_picture_and_the_rows_agree_with_the_claims(
   assert [line.split(' | ')[0].removeprefix('| ') for line in table] == list(rows)
   for line, r in zip(table, rows.values(), strict=True):
     assert line.split(' | ')[2] == format(r['final_gap'], '.3g')
+
+
+def test_passes_count_each_lbfgs_evaluation_and_stop_at_the_budget():
+  """One pass per epoch, one per L-BFGS evaluation of f and ∇f; L-BFGS's curve is cut at the budget the
+  other contenders get (the report's optimum section let it run 66 passes against their 60)."""
+  from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
+
+  history = [{'train_loss': f, 'fevals': e} for f, e in ((3.0, 2), (2.0, 30), (1.5, 60), (1.0, 66))]
+  lbfgs = results.FitResult(
+    params=None, best_params=None, history=history, best_epoch=4, solver={'seconds': 6.6, 'fevals': 66}
+  )
+  epochs, seconds, f = optimizers_run.passes(lbfgs, 60)
+  np.testing.assert_array_equal(epochs, [2, 30, 60])
+  np.testing.assert_allclose(seconds, [0.2, 3.0, 6.0])
+  np.testing.assert_array_equal(f, [3.0, 2.0, 1.5])
+  sgd = results.FitResult(
+    params=None, best_params=None, history=[{'train_loss': 2.0, 'seconds': 0.5}] * 3, best_epoch=3
+  )
+  epochs, seconds, f = optimizers_run.passes(sgd, 60)
+  np.testing.assert_array_equal(epochs, [1, 2, 3])
+  np.testing.assert_allclose(seconds, [0.5, 1.0, 1.5])
