@@ -193,3 +193,15 @@ def test_a_step_across_a_hinge_is_a_kink_not_a_failure():
   flipped = lambda *a: (svm_loss_vectorized(*a)[0], -svm_loss_vectorized(*a)[1])
   bad = lj.check_loss_and_grad(flipped, W, X, y, 5e-6, h=1e-4, num_coords=20, num_directions=2)
   assert 'dW vs numerical (of fn)' in bad.disagreements()
+
+
+def test_no_penalty_convention_is_named_where_the_two_cannot_be_told_apart():
+  """At W = 0 the reg·ΣW² and the older 0.5·reg·ΣW² penalties give the same loss and dW: a correct
+  function was said to use the older one there; at W ≠ 0 the older one is still named."""
+  W, X, y = _problem(2)
+  at_zero = lj.check_loss_and_grad(softmax_loss_course, np.zeros_like(W), X, y, 0.1)
+  assert at_zero.passed and at_zero.conventions == [], at_zero.summary()
+  half = lj.check_loss_and_grad(
+    lambda *a: softmax_loss_course(*a, reg_factor=1.0, half_penalty=True), W, X, y, 0.1
+  )
+  assert half.passed and any('0.5·reg·ΣW²' in c for c in half.conventions), half.summary()
