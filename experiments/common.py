@@ -442,11 +442,11 @@ def define_training_flags(max_epochs=False):
       solvers.check_smooth(f['loss'], f['penalty'], f['reg'])
     except ValueError as e:
       raise flags.ValidationError(str(e)) from e
-    if flags.FLAGS['batch_size'].present:
+    if _given('batch_size'):
       raise flags.ValidationError(
         '--optimizer=lbfgs is full-batch (its line search needs the exact objective); drop --batch_size.'
       )
-    unread = [f'--{n}' for n in LBFGS_UNREAD if n in flags.FLAGS and flags.FLAGS[n].present]
+    unread = [f'--{n}' for n in LBFGS_UNREAD if _given(n)]
     if unread:
       raise flags.ValidationError(
         f'--optimizer=lbfgs chooses each step by its line search and reads no {", ".join(unread)}; '

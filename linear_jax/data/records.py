@@ -104,8 +104,8 @@ def standardize_targets(ys: dict, kind: str, preprocess: str):
 
 
 def spread(y) -> float:
-  """One scale of real targets `y` (`[N]` or `[N, K]`): the standard deviation of all of them about their
-  column means, in float64; 1 when they are all equal, or there are none."""
+  """The scale of one column of real targets `y` (`[N]`): their standard deviation, in float64; 1 when
+  they are all equal, or there are none."""
   y = np.asarray(y, np.float64)
   if y.size == 0:
     return 1.0
@@ -116,7 +116,7 @@ def spread(y) -> float:
 def raw_target_spread(dataset) -> float:
   """The `spread` of `dataset`'s training targets when they are real and left in their own units (any
   `preprocess` but `'standardize'`; for `[N, K]` targets the smallest of its varying columns'), else 1."""
-  if dataset is None or dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
+  if dataset.kind != 'real' or getattr(dataset, 'target_scale', None) is not None:
     return 1.0
   y = np.asarray(dataset.y_train)
   if y.ndim == 1:

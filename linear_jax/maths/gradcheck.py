@@ -365,6 +365,17 @@ class GradCheckReport:
     return '\n'.join(lines)
 
 
+def _agreement(a, b, tol):
+  """`(relative error, absolute difference, agree)` of float64 `a` and `b`, elementwise, within `tol =
+  (rtol, atol)`: relative error means nothing for two values that are 0 up to round-off (a NaN is no
+  round-off: its relative error is NaN, counted as inf in a maximum)."""
+  rtol, atol = tol
+  absdiff = np.abs(a - b)
+  with np.errstate(invalid='ignore'):
+    rel = np.where(np.maximum(np.abs(a), np.abs(b)) <= atol, 0.0, relative_error(a, b))
+    return rel, absdiff, ((rel <= rtol) | (absdiff <= atol)) & np.isfinite(a) & np.isfinite(b)
+
+
 def compare(
   pair: str,
   a: ArrayLike,
@@ -384,12 +395,7 @@ def compare(
   """
   rtol, atol = tol
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  absdiff = np.abs(a - b)
-  # Relative error means nothing for two values that are 0 up to round-off.
-  # (A NaN is no round-off: its relative error is NaN, counted as inf in the maximum.)
-  rel = np.where(np.maximum(np.abs(a), np.abs(b)) <= atol, 0.0, relative_error(a, b))
-  ok = (rel <= rtol) | (absdiff <= atol)
-  ok &= np.isfinite(a) & np.isfinite(b)
+  rel, absdiff, ok = _agreement(a, b, tol)
   num_kinks = 0
   if kink is not None and kink.any():
     num_kinks = int(kink.sum())
@@ -534,9 +540,7 @@ def _analytic_vs_autodiff(pt, tols, h):
   if plain.passed:
     return plain
   a, b = np.asarray(pt.analytic, np.float64), np.asarray(pt.autodiff, np.float64)
-  with np.errstate(invalid='ignore'):
-    agree = ((relative_error(a, b) <= tol[0]) | (np.abs(a - b) <= tol[1])) & np.isfinite(a) & np.isfinite(b)
-  differ = np.flatnonzero(~agree)
+  differ = np.flatnonzero(~_agreement(a, b, tol)[2])
   # The worst first: a wrong gradient differs away from kinks too, and is told after 2·KINK_PROBES calls.
   differ = differ[np.argsort(-np.nan_to_num(relative_error(a[differ], b[differ]), nan=np.inf), kind='stable')]
   first = _coordinate_differences(pt.kern, pt.v, pt.args, jnp.asarray(differ[:KINK_PROBES]), h, 'central')

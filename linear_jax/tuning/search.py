@@ -441,6 +441,9 @@ def compare(
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, step.num_outputs(cfg, dataset), 1e-3)
   seg = segments.run if segments else search_state.in_one
+  descent = lambda batch: gradient_descent(
+    dataclasses.replace(cfg, batch_size=batch), x, y, init, budget, loss_fn, run_segments=seg, weights=w
+  )
   methods = {
     'random search': lambda: random_search(loss_fn, key, init, budget, init_scale, run_segments=seg),
     'random local search': lambda: random_local_search(
@@ -449,12 +452,8 @@ def compare(
     'genetic algorithm': lambda: genetic_algorithm(
       loss_fn, key, init, budget, population, elite, mutation_scale, init_scale, run_segments=seg
     ),
-    'GD full batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=0), x, y, init, budget, loss_fn, run_segments=seg, weights=w
-    ),
-    'GD mini-batch': lambda: gradient_descent(
-      dataclasses.replace(cfg, batch_size=batch_size), x, y, init, budget, loss_fn, seg, weights=w
-    ),
+    'GD full batch': lambda: descent(0),
+    'GD mini-batch': lambda: descent(batch_size),
   }
   rows, curves = [], {}
   for label, run in methods.items():
