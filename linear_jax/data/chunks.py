@@ -271,6 +271,37 @@ class ColumnStats:
     return np.sqrt(np.maximum(self.s2 / max(self.n, 1) - m1 * m1, 0.0))
 
 
+# A column is constant when its standard deviation is at most this many float64 roundings of its mean.
+CONSTANT_ULPS = 16
+
+
+def constant_columns(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+  """Where a column's spread is within float64's rounding of its own mean: constant (`standard_scale`)."""
+  mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
+  return sd <= CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(mean)
+
+
+def smallest_spread(mean: np.ndarray, sd: np.ndarray) -> float:
+  """The smallest standard deviation among the columns that vary (`constant_columns`), a float; 1 where
+  none does, or where the statistics are not finite (non-finite features are refused before training)."""
+  sd = np.asarray(sd, np.float64)
+  varying = sd[~constant_columns(mean, sd)]
+  smallest = float(varying.min()) if varying.size else 1.0
+  return smallest if np.isfinite(smallest) and smallest > 0 else 1.0
+
+
+def column_spread(x) -> float:
+  """`smallest_spread` of the columns of `x` `[N, D]` (an array or a memory map), one pass in blocks."""
+  stats = ColumnStats(x.shape[1])
+  for a, b in blocks(len(x), rows_per_chunk(x)):
+    block = x[a:b]
+    finite = stats.add(block)
+    release(block)
+    if not finite:
+      return 1.0
+  return smallest_spread(stats.mean, stats.std) if stats.n else 1.0
+
+
 def _shifted_sums(block, k, work):
   """`(Σ(x − k), Σ(x − k)²)` over the rows of `block`, computed in `work`; `None` if not finite."""
   with np.errstate(over='ignore', invalid='ignore'):  # an overflow is answered by the caller

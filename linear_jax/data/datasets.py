@@ -451,8 +451,6 @@ def memory_needed(num_rows: int, num_features: int, dtype: np.dtype = np.float32
 # Loads of at least this many bytes report progress (rows done, MB/s) through `prepare`'s `progress`.
 PROGRESS_BYTES = 256 * 2**20
 
-# A column is constant when its standard deviation is at most this many float64 roundings of its mean.
-CONSTANT_ULPS = 16
 # The smallest spread standardized: far above float32's smallest normal number (1.2e-38), so the
 # standardized values keep float32's precision.
 TINY_SPREAD = 1e-30
@@ -536,7 +534,10 @@ def prepare(
   out, shift, scale, constant = _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows, name)
   ys, ws = _split_targets(raw, sources, class_weight, dtype, name)
   ds = _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess)
-  return dataclasses.replace(ds, extra={**ds.extra, CONSTANT: constant}) if constant else ds
+  extra = {**ds.extra, CONSTANT: constant} if constant else ds.extra
+  # A standardized column's spread is 1; any other is measured, for `records.gradient_scale`.
+  spread = 1.0 if preprocess == 'standardize' else chunks.column_spread(out['train'])
+  return dataclasses.replace(ds, extra=extra, feature_spread=spread)
 
 
 def _dataset(raw, name, out, shift, scale, ys, ws, dtype, preprocess):
@@ -655,19 +656,13 @@ def _fill_splits(raw, sources, in_place, preprocess, dt, report, total_rows, nam
   constant = ()
   if preprocess == 'standardize':
     scale = standard_scale(shift, stats.std, raw.extra.get(WHERE, (name,))[0])
-    constant = tuple(int(j) for j in np.flatnonzero(constant_columns(shift, stats.std)))
+    constant = tuple(int(j) for j in np.flatnonzero(chunks.constant_columns(shift, stats.std)))
   if in_place:
     if stats is not None:
       _standardize_in_place(out, shift, scale, sources)
   else:
     _gather_standardized(sources, out, shift, scale)
   return out, shift, scale, constant
-
-
-def constant_columns(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-  """Where a column's spread is within float64's rounding of its own mean: constant (`standard_scale`)."""
-  mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
-  return sd <= CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(mean)
 
 
 def standard_scale(mean: np.ndarray, sd: np.ndarray, where: str = 'data') -> np.ndarray:
@@ -682,7 +677,7 @@ def standard_scale(mean: np.ndarray, sd: np.ndarray, where: str = 'data') -> np.
   and is refused, naming the column.
   """
   sd = np.asarray(sd, np.float64)
-  constant = constant_columns(mean, sd)
+  constant = chunks.constant_columns(mean, sd)
   tiny = np.flatnonzero(~constant & (sd < TINY_SPREAD))
   if tiny.size:
     j = int(tiny[0])

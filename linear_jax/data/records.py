@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from linear_jax.data import chunks
 from linear_jax.maths import losses
 
 
@@ -54,7 +55,9 @@ class Dataset:
   weighs 1 or the split is empty. Real targets `y_*` are `(y_raw − target_shift) /
   target_scale` (a float; `[K]` for `[N, K]` targets) when the features are
   standardized (`standardize_targets`); `target_shift` and `target_scale` are
-  `None` otherwise, and for classes.
+  `None` otherwise, and for classes. `feature_spread` is the smallest standard
+  deviation of a varying training feature as stored (1 when standardized),
+  measured by `prepare`; `None` leaves it to `feature_spread` to measure.
   """
 
   name: str
@@ -76,6 +79,7 @@ class Dataset:
   w_test: np.ndarray | None = None
   target_shift: np.ndarray | None = None
   target_scale: float | np.ndarray | None = None
+  feature_spread: float | None = None  # `chunks.smallest_spread` of x_train (`feature_spread`)
 
   @property
   def num_features(self):
@@ -125,14 +129,29 @@ def raw_target_spread(dataset) -> float:
   return min(spread(c) for c in varying) if varying else 1.0
 
 
+def feature_spread(dataset) -> float:
+  """`dataset.feature_spread`, or where it is `None` (a `Dataset` built by hand, its `x_train` as training
+  sees it) the smallest spread of a varying training feature, measured now (`chunks.column_spread`)."""
+  given = getattr(dataset, 'feature_spread', None)
+  return float(given) if given is not None else chunks.column_spread(np.asarray(dataset.x_train))
+
+
 def gradient_scale(dataset, loss, hparams) -> float:
-  """What a gradient-norm tolerance of `loss` (a `Loss`, with `hparams`) is multiplied by on `dataset`:
-  `raw_target_spread` where the loss is quadratic in targets of that spread (the squared error:
-  `losses.quadratic_in_targets`), else 1. The squared error's gradient grows with the targets' units
-  (targets in millionths make it a millionth of the standardized problem's), so a fixed tolerance would
-  be met at the start in small units and never in large ones; l1's and Huber's are bounded in any units."""
-  scale = raw_target_spread(dataset)
-  return scale if scale != 1.0 and losses.quadratic_in_targets(loss, hparams, scale) else 1.0
+  """What a gradient-norm tolerance of `loss` (a `Loss`, with `hparams`) is multiplied by on `dataset`,
+  so that the test asks in the data's units what it asks of standardized data:
+
+  * the features' factor, `min(1, feature_spread)`: a weight's gradient entry is its feature's spread
+    times the standardized problem's, so features in millionths would meet a fixed tolerance at the
+    start. The smallest spread tests every entry at least as strictly as standardized data would (the
+    biases', and those of features spread wider than 1, more strictly);
+  * the targets' factor, `raw_target_spread`, where the loss is quadratic in targets of that spread
+    (the squared error: `losses.quadratic_in_targets`), else 1: the squared error's gradient grows with
+    the targets' units; l1's and Huber's are bounded in any units.
+  """
+  target = raw_target_spread(dataset)
+  if target != 1.0 and not losses.quadratic_in_targets(loss, hparams, target):
+    target = 1.0
+  return target * min(1.0, feature_spread(dataset))
 
 
 def in_target_units(dataset, metrics: dict) -> dict:

@@ -53,6 +53,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
 from linear_jax.datapath import parallel
@@ -157,7 +158,7 @@ def prepare(
   )
   x_test, y_test = raw.test if raw.test is not None else (raw.x[n_train + n_val :], raw.y[n_train + n_val :])
   x_train = raw.x[:n_train]
-  shift, scale, constant = _fit_affine(x_train, preprocess, raw.extra.get(data_lib.WHERE, (name,))[0])
+  shift, scale, constant, spread = _fit_affine(x_train, preprocess, raw.extra.get(data_lib.WHERE, (name,))[0])
   ydt = np.int32 if raw.kind == 'class' else np.dtype(dtype)
   ys, ws = _split_targets(raw, name, n_train, n_val, y_test, len(x_test), class_weight, dtype)
   ys, target_shift, target_scale = records.standardize_targets(ys, raw.kind, preprocess)
@@ -179,6 +180,7 @@ def prepare(
     scale=scale,
     target_shift=target_shift,
     target_scale=target_scale,
+    feature_spread=spread,
     image_shape=raw.image_shape,
     class_names=raw.class_names,
     # How the checks before training name a split's rows: their file, and the file's row numbers.
@@ -192,20 +194,25 @@ def prepare(
 
 
 def _fit_affine(x_train, preprocess, name):
-  """`(shift, scale, constant)` of `preprocess` fitted on the `[n, D]` training rows.
+  """`(shift, scale, constant, spread)` of `preprocess` fitted on the `[n, D]` training rows.
 
   `shift`, `scale`: `[D]` float64 (`data.standard_scale`, the rule of data in
-  memory); `constant`: the indices of the constant columns.
+  memory); `constant`: the indices of the constant columns; `spread`: the
+  smallest spread of a varying column as training sees it (1 once
+  standardized; `Dataset.feature_spread`). One pass over the rows, whatever
+  `preprocess`.
   """
   d = x_train.shape[1]
   shift, scale, constant = np.zeros(d), np.ones(d), ()
+  rows = max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, d * 8))
+  mean, sd, _ = _column_stats(x_train, rows)
+  spread = 1.0 if preprocess == 'standardize' else chunks.smallest_spread(mean, sd)
   if preprocess in ('standardize', 'center'):
-    rows = max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, d * 8))
-    shift, sd, _ = _column_stats(x_train, rows)
-    if preprocess == 'standardize':
-      scale = data_lib.standard_scale(shift, sd, name)
-      constant = tuple(int(j) for j in np.flatnonzero(data_lib.constant_columns(shift, sd)))
-  return shift, scale, constant
+    shift = mean
+  if preprocess == 'standardize':
+    scale = data_lib.standard_scale(shift, sd, name)
+    constant = tuple(int(j) for j in np.flatnonzero(chunks.constant_columns(shift, sd)))
+  return shift, scale, constant, spread
 
 
 def _split_targets(raw, name, n_train, n_val, y_test, num_test, class_weight, dtype):

@@ -7,7 +7,7 @@
   epochs divide the learning rate by `ADAPTIVE_FACTOR` instead, and the run
   has converged at the plateau after `ADAPTIVE_DIVISIONS` divisions.
 * `'grad_norm'`: stop once `‖∇f(W)‖_∞ ≤ tol` (scipy's L-BFGS `gtol`), `tol` in the
-  units of standardized targets (`tol`'s `scale`).
+  units of standardized data (`tol`'s `scale`).
 * `'none'`: every one of `epochs`.
 
 Each is a pure function of the per-epoch history, so a resumed run stops
@@ -31,9 +31,9 @@ DEFAULT_TOL = {'objective': 1e-3, 'grad_norm': 1e-4, 'none': 1e-4}
 
 def tol(cfg, scale=1.0):
   """The tolerance `cfg` asks for: `cfg.tol`, or the default of its test (L-BFGS: the gradient norm's;
-  the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized targets,
-  times `scale` (`records.gradient_scale`: the targets' spread where they are left in their units and
-  the loss is the squared error's kind; 1 otherwise)."""
+  the adaptive schedule's: `ADAPTIVE_TOL`). A gradient norm's is in the units of standardized data,
+  times `scale` (`records.gradient_scale`: the factor of features and targets left in their own units;
+  1 for standardized data)."""
   if cfg.tol is not None:
     value = cfg.tol
   elif cfg.schedule == 'adaptive' and cfg.tol_on == 'objective' and cfg.optimizer != 'lbfgs':

@@ -124,7 +124,7 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   Args:
     cfg: a `TrainConfig` with a smooth loss (see `solvers.check_smooth`).
     dataset: a `data.Dataset` (its `w_train`, if any, weights the mean).
-    tol: gradient-norm target, in the units of standardized targets (`records.gradient_scale`); default
+    tol: gradient-norm target, in the units of standardized data (`records.gradient_scale`); default
       1e-10 in float64, 1e-6 in float32.
     max_iter: iteration cap.
     weights: optional `[N]` sample weights of the training split (instead

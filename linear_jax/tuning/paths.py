@@ -352,7 +352,7 @@ def fit_path(
     dataset: a `data.Dataset`; `w_train`, if it has one, weights the mean.
     regs: `[K]` strengths ≥ 0.
     tol: gradient-norm target (default `convergence.tol` of an L-BFGS cfg), in the units of
-      standardized targets (`records.gradient_scale`).
+      standardized data (`records.gradient_scale`).
     max_iter: iteration cap (default `cfg.epochs`).
     memory_size: curvature pairs kept per model (`None`: `solvers.memory_size_for` of the K models;
       40 at 50,000 × 512 × 10 cut the batched path's evaluations from 104 to 86).
@@ -368,7 +368,7 @@ def fit_path(
   cfg, regs = _path_config(cfg, dataset, regs, method, warm_min_iter)
   max_iter = cfg.epochs if max_iter is None else max_iter
   path = datapath.make(cfg, dataset, resident=True, train_weights=weights)  # K models in one program
-  tol = (convergence.tol(cfg) if tol is None else tol) * path.gradient_scale  # standardized targets' units
+  tol = (convergence.tol(cfg) if tol is None else tol) * path.gradient_scale  # standardized data's units
   arrays = path.arrays
   x = arrays['train'][0]
   hp = step.hparams(cfg)

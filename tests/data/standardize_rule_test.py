@@ -1,9 +1,13 @@
 """Standardization is decided per column, by the column's own scale, the same in memory and streamed."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from linear_jax.data import chunks
 from linear_jax.data import datasets as data
+from linear_jax.data import records
 from linear_jax.data.build import from_arrays
 from linear_jax.datapath import preparation
 
@@ -47,8 +51,33 @@ def test_a_spread_too_small_for_float32_is_refused_naming_the_column():
   x[:, 1] *= 1e-35
   with pytest.raises(ValueError, match=r'feature 1 varies by only .*e-3\d'):
     data.prepare(from_arrays(x, (x[:, 0] > 0).astype(np.int64)), 'tiny')
-  assert data.constant_columns(np.array([1e18, 0.0, 3.0]), np.array([64.0, 0.0, 1e-12])).tolist() == [
+  assert chunks.constant_columns(np.array([1e18, 0.0, 3.0]), np.array([64.0, 0.0, 1e-12])).tolist() == [
     True,  # 64 ns on 1e18: within float64's rounding of the mean
     True,
     False,
   ]
+
+
+@pytest.mark.parametrize('streamed', [False, True])
+@pytest.mark.parametrize('preprocess', ['none', 'center', 'standardize'])
+def test_the_smallest_feature_spread_is_measured_as_training_sees_the_features(tmp_path, streamed, preprocess):
+  """`Dataset.feature_spread`, which scales the gradient tests (`records.gradient_scale`): NumPy's smallest
+  standard deviation of a varying training column (a constant column has none), 1 once standardized;
+  the same in memory and streamed, and measured on demand for a `Dataset` built in memory without it."""
+  rng = np.random.default_rng(1)
+  x = np.c_[1e-4 * rng.standard_normal(300), 3.0 * rng.standard_normal(300), np.full(300, 7.0)]
+  raw = from_arrays(x, (x[:, 1] > 0).astype(np.int64))
+  if streamed:
+    np.save(tmp_path / 'x.npy', x)
+    raw = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r'), raw.y, raw.kind, raw.num_classes)
+  ds = preparation.prepare(
+    raw, 'units', 0.1, 0.2, preprocess, seed=0, dtype=np.float32, stream_file=streamed, progress=None,
+    class_weight=None,
+  )  # fmt: skip
+  train = x[: len(ds.y_train)] if streamed else np.asarray(ds.x_train, np.float64)
+  expected = 1.0 if preprocess == 'standardize' else train[:, :2].std(axis=0).min()
+  assert expected == 1.0 or expected < 2e-4
+  assert ds.feature_spread == pytest.approx(expected, rel=1e-4)
+  if not streamed:  # a streamed split holds the file's rows; `stream.prepare` always measures them
+    built = dataclasses.replace(ds, feature_spread=None)
+    assert records.feature_spread(built) == pytest.approx(expected, rel=1e-3)

@@ -229,15 +229,61 @@ def test_lbfgs_on_raw_targets_stops_as_near_the_optimum_in_any_units(scale):
   w, b = _ridge(ds, cfg.reg)
   np.testing.assert_allclose(np.ravel(result.params.W) / scale, w / scale, atol=1e-4)
   np.testing.assert_allclose(np.ravel(result.params.b) / scale, b / scale, atol=1e-4)
-  spread = float(np.std(ds.y_train))
-  assert convergence.tol(cfg, _scale(cfg, ds)) == pytest.approx(1e-4 * spread, rel=1e-6)
-  assert result.solver['grad_norm'] <= 1e-4 * spread
+  units = float(np.std(ds.y_train)) * _feature_factor(ds)
+  assert convergence.tol(cfg, _scale(cfg, ds)) == pytest.approx(1e-4 * units, rel=1e-6)
+  assert result.solver['grad_norm'] <= 1e-4 * units
   why = stop_reasons.explain(cfg, 'converged', _scale(cfg, ds))
-  assert why.endswith(f"({1e-4:g} times the targets' spread, {spread:.4g})")
+  assert why.endswith(f"({1e-4:g} in standardized units, times {units:.4g} for the data's)")
 
 
 def _scale(cfg, ds):
   return records.gradient_scale(ds, cfg.loss_record, cfg.resolved_loss_hparams())
+
+
+def _feature_factor(ds):
+  """NumPy's smallest standard deviation of a training feature, at most 1: the features' part of the
+  gradient test's units."""
+  return min(1.0, float(np.std(np.asarray(ds.x_train, np.float64), axis=0).min()))
+
+
+@pytest.mark.parametrize('loss', ['l2', 'softmax'])
+def test_lbfgs_on_features_in_small_units_stops_as_near_the_optimum(loss):
+  """Features in hundred-thousandths shrink every weight's gradient entry by as much: a tolerance in the
+  units of standardized features was met after one or two iterations, at weights near 0 ("converged").
+  Scaled by the smallest feature spread, the run stops where the same run on unit features does
+  (float64; in float32 the objective cannot resolve such steps, and the run says it stalled)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(600, 5))
+  score = x @ np.array([1.0, -0.6, 2.0, 0.4, -1.0])
+  y = score + 0.1 * rng.normal(size=600) if loss == 'l2' else (score + 0.3 * rng.normal(size=600) > 0)
+  cfg = config.TrainConfig(loss=loss, optimizer='lbfgs', reg=0.0, epochs=400, dtype='float64')
+  found = {}
+  for unit in (1.0, 1e-5):
+    raw = data.Raw(
+      x=x * unit,
+      y=y.astype(np.int64) if loss == 'softmax' else y,
+      kind='real' if loss == 'l2' else 'class',
+      num_classes=None if loss == 'l2' else 2,
+    )
+    ds = data.prepare(raw, 'units', 0.0, 0.0, preprocess='none', seed=0, dtype=np.float64)
+    result = train.fit(cfg, ds)
+    assert result.stop_reason == 'converged' and result.solver['iterations'] > 3
+    found[unit] = np.ravel(result.params.W) * unit  # the weights of unit features
+  np.testing.assert_allclose(found[1e-5], found[1.0], rtol=2e-3, atol=2e-3)
+  if loss == 'l2':
+    np.testing.assert_allclose(
+      found[1.0], np.linalg.lstsq(np.c_[x, np.ones(600)], y, rcond=None)[0][:5], atol=1e-4
+    )
+  raw32 = data.Raw(
+    x=(x * 1e-5).astype(np.float32),
+    y=y.astype(np.int64) if loss == 'softmax' else y,
+    kind='real' if loss == 'l2' else 'class',
+    num_classes=None if loss == 'l2' else 2,
+  )
+  ds32 = data.prepare(raw32, 'units', 0.0, 0.0, preprocess='none', seed=0)
+  result32 = train.fit(dataclasses.replace(cfg, dtype='float32'), ds32)
+  if result32.stop_reason == 'converged':  # only if it is as near as float64's
+    np.testing.assert_allclose(np.ravel(result32.params.W) * 1e-5, found[1.0], rtol=1e-2, atol=1e-2)
 
 
 def test_the_gradient_tolerance_scales_only_for_the_squared_error_on_targets_left_in_their_units():
@@ -249,22 +295,24 @@ def test_the_gradient_tolerance_scales_only_for_the_squared_error_on_targets_lef
   assert tol(lbfgs_cfg, _linear_targets(1e-6, 'standardize')) == 1e-4
   assert tol(lbfgs_cfg, _blobs()) == 1e-4
   centered = _linear_targets(1e-6, 'center')
-  assert tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train), rel=1e-6)
+  features = _feature_factor(centered)  # below 1: one of the five normal features has a spread of 0.94
+  assert features < 1 and features == pytest.approx(_feature_factor(_linear_targets(1.0)))
+  assert tol(lbfgs_cfg, centered) == pytest.approx(1e-4 * np.std(centered.y_train) * features, rel=1e-6)
   two = _linear_targets(1.0)
   two = dataclasses.replace(two, y_train=two.y_train[:, None] * np.array([1e3, 1e-3]))  # outputs 1e6 apart
   small = np.std(two.y_train[:, 1])  # the gradient test must hold for the output in the smallest units
-  assert tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small, rel=1e-6)
+  assert tol(lbfgs_cfg, two) == pytest.approx(1e-4 * small * features, rel=1e-6)
   # A constant column has no units: its stand-in spread of 1 does not set the tolerance.
   constant = dataclasses.replace(two, y_train=np.c_[two.y_train[:, 0], np.full(len(two.y_train), 5.0)])
-  assert tol(lbfgs_cfg, constant) == pytest.approx(1e-4 * np.std(two.y_train[:, 0]), rel=1e-6)
+  assert tol(lbfgs_cfg, constant) == pytest.approx(1e-4 * np.std(two.y_train[:, 0]) * features, rel=1e-6)
   objective = config.TrainConfig(loss='l2', tol_on='objective', tol=1e-3)  # relative: no units to scale
   assert tol(objective, centered) == 1e-3
   # l1's gradient is bounded in any units, and Huber's beyond δ = 1 (targets in ten-thousands); in
   # millionths Huber is the squared error, and takes its scale.
   large = _linear_targets(1e4, 'center')
   for loss in ('huber', 'l1'):
-    assert tol(config.TrainConfig(loss=loss, tol_on='grad_norm'), large) == 1e-4
-  assert tol(config.TrainConfig(loss='l1', tol_on='grad_norm'), centered) == 1e-4
+    assert tol(config.TrainConfig(loss=loss, tol_on='grad_norm'), large) == pytest.approx(1e-4 * features)
+  assert tol(config.TrainConfig(loss='l1', tol_on='grad_norm'), centered) == pytest.approx(1e-4 * features)
   assert tol(config.TrainConfig(loss='huber', tol_on='grad_norm'), centered) == tol(lbfgs_cfg, centered)
   # The squared error under a name of its own is recognized by what it computes, not by its name.
   mine = losses.Loss(
@@ -298,7 +346,7 @@ def test_grad_norm_stop_on_raw_targets_in_small_units_is_near_the_optimum():
     ds = _linear_targets(scale)
     result = train.fit(cfg, ds)
     assert result.stop_reason == 'converged' and len(result.history) > 10
-    assert result.history[-1]['train_grad_norm'] <= 1e-4 * np.std(ds.y_train)
+    assert result.history[-1]['train_grad_norm'] <= 1e-4 * np.std(ds.y_train) * _feature_factor(ds)
     np.testing.assert_allclose(np.ravel(result.params.W) / scale, _ridge(ds, cfg.reg)[0] / scale, atol=1e-3)
 
 
