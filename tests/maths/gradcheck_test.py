@@ -108,6 +108,23 @@ def test_kink_is_reported_not_failed():
   assert not lj.check_gradients(params, x, y, loss='svm', method='central', grad_fn=wrong).passed
 
 
+@pytest.mark.parametrize('method', ['central', 'directional'])
+def test_a_point_where_every_coordinate_is_a_kink_is_reported_inconclusive(method):
+  """The multiclass SVM with margin 0 at W = 0: every score difference is 0, so every finite-difference
+  step crosses a kink, and any value between the one-sided quotients passes. The verdict says that
+  finite differences confirmed nothing there; the same check at a random point is conclusive."""
+  x = np.random.default_rng(0).normal(size=(6, 4))
+  y = np.array([0, 1, 2, 0, 1, 2])
+  zero = lj.Params(W=jnp.zeros((3, 4)), b=jnp.zeros(3))
+  report = lj.check_gradients(zero, x, y, loss='svm', margin=0.0, method=method)
+  assert report.passed and report.inconclusive and report.to_dict()['inconclusive']
+  assert all(c.num_kinks == c.num_compared for c in report.comparisons[1:])
+  assert 'finite differences confirmed nothing' in report.summary().splitlines()[0]
+  away = lj.Params(W=jnp.asarray(np.random.default_rng(1).normal(size=(3, 4))), b=jnp.zeros(3))
+  elsewhere = lj.check_gradients(away, x, y, loss='svm', margin=0.0, method=method)
+  assert elsewhere.passed and not elsewhere.inconclusive and 'confirmed nothing' not in elsewhere.summary()
+
+
 def test_l1_penalty_kink_at_zero_weight():
   params = lj.Params(W=jnp.array([[0.0, 1.0], [0.5, 0.0]]), b=jnp.zeros(2))
   x, y = np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([0, 1])
