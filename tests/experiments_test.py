@@ -89,7 +89,7 @@ def test_the_last_line_shows_an_error_in_small_units_and_the_tolerance_it_stoppe
   summary, line = _train_in_process(tmp_path / 'run', config.TrainConfig(loss='l2', optimizer='lbfgs'), files)
   mse = summary['final']['test_mse']
   assert 1e-16 < mse < 1e-12 and line.startswith(f'test_mse: {mse:.4g}  (')
-  assert "0.0001 in standardized units, times" in line and summary['solver']['iterations'] > 1
+  assert '0.0001 in standardized units, times' in line and summary['solver']['iterations'] > 1
 
 
 def test_the_last_line_scores_the_model_params_npz_holds(tmp_path):

@@ -27,7 +27,9 @@ def explain(cfg, reason, scale=1.0):
     )
   if reason == 'converged':
     given = convergence.tol(cfg)
-    units = '' if tol == given else f" ({given:g} in standardized units, times {tol / given:.4g} for the data's)"
+    units = (
+      '' if tol == given else f" ({given:g} in standardized units, times {tol / given:.4g} for the data's)"
+    )
     return f'converged: the largest gradient entry is at most {tol:g}{units}'
   if reason == 'max_epochs':
     return f'not converged: the most epochs ({cfg.epochs}) ran out'

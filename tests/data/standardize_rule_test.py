@@ -60,7 +60,9 @@ def test_a_spread_too_small_for_float32_is_refused_naming_the_column():
 
 @pytest.mark.parametrize('streamed', [False, True])
 @pytest.mark.parametrize('preprocess', ['none', 'center', 'standardize'])
-def test_the_smallest_feature_spread_is_measured_as_training_sees_the_features(tmp_path, streamed, preprocess):
+def test_the_smallest_feature_spread_is_measured_as_training_sees_the_features(
+  tmp_path, streamed, preprocess
+):
   """`Dataset.feature_spread`, which scales the gradient tests (`records.gradient_scale`): NumPy's smallest
   standard deviation of a varying training column (a constant column has none), 1 once standardized;
   the same in memory and streamed, and measured on demand for a `Dataset` built in memory without it."""
