@@ -597,6 +597,7 @@ def prepare_workdir(path):
   if not path.strip():
     raise SystemExit('Error: --workdir is empty; name the folder the outputs go to.')
   path = expand_path(path)
+  _refuse_inputs_inside(path)
   try:
     workdir.claim(path)
     fd, probe = tempfile.mkstemp(prefix='.linear_jax-write-test-', dir=path)  # a new file, never a link
@@ -610,6 +611,23 @@ def prepare_workdir(path):
   except ValueError as e:
     raise SystemExit(f'Error: {e}') from e
   return path
+
+
+# Flags that name a file the run reads: none may lie in the workdir, whose files the outputs replace.
+INPUT_FLAGS = ('data_path', 'labels_path', 'test_path', 'test_labels_path')
+
+
+def _refuse_inputs_inside(path):
+  """Exits naming the first input file (`INPUT_FLAGS`) inside the folder `path`, links resolved: an output
+  of the same name (`params.npz`, `train.csv`, …) would replace it."""
+  root = os.path.realpath(path)
+  for name in INPUT_FLAGS:
+    value = flags.FLAGS[name].value if name in flags.FLAGS else None
+    if value and os.path.commonpath([root, os.path.realpath(expand_path(value))]) == root:
+      raise SystemExit(
+        f'Error: --{name}={value} lies inside --workdir={path}, whose files the outputs replace; '
+        'choose a --workdir apart from the data.'
+      )
 
 
 def prepare_output_file(flag, path):

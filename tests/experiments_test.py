@@ -306,6 +306,20 @@ def test_bad_data_file_and_workdir_fail_before_training(tmp_path):
     out.returncode != 0
     and out.stderr.strip() == 'Error: --workdir is empty; name the folder the outputs go to.'
   )
+  # Data named as an output inside the workdir (a folder of .npz files looks like an older workdir):
+  # refused before the run could replace it, through a link to the folder too.
+  data = tmp_path / 'project'
+  data.mkdir()
+  np.savez(data / 'params.npz', x=np.ones((20, 2)), y=np.arange(20) % 2)
+  before = (data / 'params.npz').read_bytes()
+  (tmp_path / 'link').symlink_to(data)
+  for work in (data, tmp_path / 'link'):
+    out = _run('experiments.train', '--dataset=npz', f'--data_path={data}/params.npz', f'--workdir={work}')
+    assert out.returncode != 0 and out.stderr.strip() == (
+      f'Error: --data_path={data}/params.npz lies inside --workdir={work}, whose files the outputs '
+      'replace; choose a --workdir apart from the data.'
+    )
+  assert (data / 'params.npz').read_bytes() == before and os.listdir(data) == ['params.npz']
 
 
 def test_divergence_exits_nonzero_and_writes_no_nan(tmp_path):
