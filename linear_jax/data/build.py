@@ -41,18 +41,30 @@ def is_real_dtype(dtype) -> bool:
   return chunks.is_float(dtype) or dtype.kind in 'iu'
 
 
-def check_raw(raw: Raw, where: str, values: bool = True, labels_where: str | None = None) -> Raw:
+def check_raw(
+  raw: Raw, where: str, values: bool = True, labels_where: str | None = None, training: bool = True
+) -> Raw:
   """Validates loaded arrays: finite features, matching counts, valid labels.
 
   `values=False` leaves the finiteness of memory-mapped features to `prepare`,
   whose one read of the file checks every value anyway. `labels_where` names
   the labels in messages about them, when they come from another file.
+  `training` labels must hold two classes at least (a held-out test set may
+  hold one).
   """
   x, y = raw.x, raw.y
   check_features(x, where, values)
   if len(y) != len(x):
     _fail(where, f'{len(x)} feature rows but {len(y)} targets.')
   labels_where = labels_where or where
+  if raw.kind == 'class' and training and len(y) and np.ndim(y) == 1 and np.min(y) == np.max(y):
+    first = int(y[0])
+    named = repr(raw.class_names[first]) if raw.class_names and 0 <= first < len(raw.class_names) else first
+    _fail(
+      labels_where,
+      f'every label is {named}: one class, and a classifier learns nothing from it (its accuracy would '
+      'be 1 by default); give examples of two classes at least.',
+    )
   if raw.kind == 'class':
     validation.check_targets(y, 'class', max(raw.num_classes, 2), where=labels_where)
   else:
@@ -317,7 +329,7 @@ def from_arrays(
     raw = dataclasses.replace(raw, class_names=tuple(str(c) for c in class_names))
   check_raw(raw, name)
   if raw.test is not None:
-    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{name} (test)')
+    check_raw(dataclasses.replace(raw, x=raw.test[0], y=raw.test[1]), f'{name} (test)', training=False)
   return raw
 
 

@@ -293,7 +293,7 @@ def load(
   test_where = test_path or f'{where} (test split)'
   if raw.test is not None:
     test_raw = dataclasses.replace(raw, x=raw.test[0], y=raw.test[1])
-    check_raw(test_raw, test_where, check_values, labels_where=test_labels_path)
+    check_raw(test_raw, test_where, check_values, labels_where=test_labels_path, training=False)
   # How `prepare`'s errors (a non-finite value, by row) name the rows: by their file.
   return dataclasses.replace(raw, extra={**raw.extra, WHERE: (where, test_where)})
 

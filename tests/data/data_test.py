@@ -526,7 +526,7 @@ def test_threaded_read_names_the_first_bad_block_in_file_order(tmp_path, monkeyp
   x = np.ones((400, 3), np.float32)
   x[203, 1], x[377, 0] = np.nan, np.inf  # two bad blocks, probably read by different threads
   np.save(tmp_path / 'x.npy', x)
-  np.save(tmp_path / 'y.npy', np.zeros(400, np.int64))
+  np.save(tmp_path / 'y.npy', np.arange(400) % 2)
   raw = data.load(
     'npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'), check_values=False
   )
@@ -664,7 +664,7 @@ def test_non_finite_values_in_a_map_are_named_by_row_and_column(tmp_path, monkey
   x = np.ones((40, 3), np.float32)
   x[29, 2] = np.inf
   np.save(tmp_path / 'x.npy', x)
-  np.save(tmp_path / 'y.npy', np.zeros(40, np.int64))
+  np.save(tmp_path / 'y.npy', np.arange(40) % 2)
   args = dict(data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
   with pytest.raises(
     ValueError, match=r'x.npy: 1 non-finite feature value\(s\); first at example 29, feature 2: inf'
@@ -737,12 +737,12 @@ def test_an_integer_file_stays_a_map_and_prepares_like_its_float_copy(tmp_path, 
 
 def test_data_that_cannot_fit_is_refused_up_front_with_the_stream_advice(tmp_path, monkeypatch):
   np.save(tmp_path / 'x.npy', np.ones((1000, 50), np.float32))
-  np.save(tmp_path / 'y.npy', np.zeros(1000, np.int64))
+  np.save(tmp_path / 'y.npy', np.arange(1000) % 2)
   raw = data.load('npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'))
   need = data.memory_needed(1000, 50, np.float32)
   assert need == 1000 * 50 * 4 + 4 * data.chunks.CHUNK_BYTES
   monkeypatch.setattr(memory, 'memory_available', lambda: need - 1)
-  np.savez_compressed(tmp_path / 'c.npz', x=np.ones((1000, 50), np.float32), y=np.zeros(1000, np.int64))
+  np.savez_compressed(tmp_path / 'c.npz', x=np.ones((1000, 50), np.float32), y=np.arange(1000) % 2)
   with pytest.raises(ValueError, match=r'c.npz: the prepared data needs .* --stream'):
     data.load('npz', data_path=str(tmp_path / 'c.npz'))  # refused before decompressing
   # Before any work: not even the split's permutation (seconds and gigabytes for 10^8 rows).

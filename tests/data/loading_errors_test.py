@@ -321,3 +321,19 @@ def test_a_missing_file_a_dangling_link_or_a_link_loop_is_said_not_to_exist(tmp_
     readers.npz_arrays(str(tmp_path / 'loop.npz'), ('x', 'y'))
   with pytest.raises(ValueError, match=r'data_batch_1: no such file'):
     readers.read_cifar_py(str(tmp_path / 'data_batch_1'))
+
+
+def test_training_labels_of_one_class_are_refused_and_a_test_set_of_one_is_not(tmp_path):
+  """Labels all 7 made 8 classes of which one occurs: training predicted 7 and printed test accuracy
+  1.0000. All 0 was refused with advice to use a binary loss, which refused them too."""
+  x = np.random.default_rng(0).normal(size=(40, 3))
+  for label in (0, 7):
+    with pytest.raises(ValueError, match=rf'^arrays: every label is {label}: one class, and a classifier'):
+      from_arrays(x, np.full(40, label))
+  rows = ''.join(f'{a},{b},{c},setosa\n' for a, b, c in x)
+  (tmp_path / 'one.csv').write_text('a,b,c,species\n' + rows)
+  cfg = experiment.DataConfig(dataset='csv', data_path=str(tmp_path / 'one.csv'), target_column='species')
+  with pytest.raises(ValueError, match=r"one.csv: every label is 'setosa': one class"):
+    experiment.load_dataset(cfg)
+  two = from_arrays(x, np.arange(40) % 2, test=(x[:5], np.zeros(5, np.int64)))  # held out: one class is fine
+  assert two.num_classes == 2 and len(two.test[1]) == 5
