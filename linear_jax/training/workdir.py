@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 
 from linear_jax.training import files
 
@@ -35,18 +36,24 @@ def locked(path, flag='--workdir'):
   """Holds the lock of the folder `path` (created if missing) for the block.
 
   Raises `Locked` at once, naming `path` and the holder's process id, if
-  another process holds it, and a `ValueError` if `.lock` is a link or a folder.
+  another process holds it, and a `ValueError` if `.lock` is a link (symbolic or hard), a pipe or a folder.
   """
   os.makedirs(path, exist_ok=True)
   lock = os.path.join(path, LOCK)
-  try:  # never through a link planted at its name: the lock writes to its file
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+  try:  # never through a link planted at its name (nor block on a pipe): the lock writes to its file
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
   except OSError as e:
     why = 'a symbolic link' if e.errno == errno.ELOOP else e.strerror
     raise ValueError(
       f'{lock}: cannot be the lock of {flag}={path} ({why}); remove it or choose another {flag}.'
     ) from e
   try:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a pipe, or a hard link to another file
+      raise ValueError(
+        f'{lock}: cannot be the lock of {flag}={path} (not a file of its own); remove it or choose '
+        f'another {flag}.'
+      )
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

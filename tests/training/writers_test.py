@@ -116,7 +116,7 @@ def test_a_full_disk_leaves_the_last_checkpoint_intact(tmp_path, monkeypatch):
   assert meta == {'epoch': 1} and arrays[0].tolist() == [0.0, 1.0, 2.0]
 
 
-def test_the_lock_refuses_a_link(tmp_path):
+def test_the_lock_refuses_a_link_or_a_pipe(tmp_path):
   outside = tmp_path / 'outside.txt'
   outside.write_text('precious')
   (tmp_path / 'work').mkdir()
@@ -124,6 +124,16 @@ def test_the_lock_refuses_a_link(tmp_path):
   with pytest.raises(ValueError, match=r'\.lock: cannot be the lock of --workdir=.* \(a symbolic link\)'):
     with workdir_lib.locked(str(tmp_path / 'work')):
       pass
+  assert outside.read_text() == 'precious'
+  # A hard link to a file elsewhere, or a named pipe, at the lock's name: refused, the file untouched.
+  for name, plant in (('hard', lambda p: os.link(outside, p)), ('pipe', os.mkfifo)):
+    (tmp_path / name).mkdir()
+    plant(tmp_path / name / workdir_lib.LOCK)
+    with pytest.raises(
+      ValueError, match=r'\.lock: cannot be the lock of --workdir=.* \(not a file of its own\)'
+    ):
+      with workdir_lib.locked(str(tmp_path / name)):
+        pass
   assert outside.read_text() == 'precious'
 
 
