@@ -8,6 +8,7 @@ raised or exited, no such name. Whether the object is a `Loss` is
 `get_loss`'s to check.
 """
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -57,3 +58,15 @@ def load_object(spec):
   if not hasattr(module, attr):
     raise ValueError(f'Loss {spec!r}: {where} defines no {attr!r}.')
   return getattr(module, attr)
+
+
+def contents_digest(spec) -> str | None:
+  """The SHA-256 of the file a `FILE.py:NAME` loss names (`None` for a built-in name, a `Loss`, or a file
+  that is not there): a resume compares it, since the same text names the file however it was edited."""
+  if not isinstance(spec, str) or ':' not in spec:
+    return None
+  path = os.path.abspath(os.path.expanduser(spec.rpartition(':')[0]))
+  if not os.path.isfile(path):
+    return None
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()

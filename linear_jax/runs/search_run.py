@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 from linear_jax.data import datasets as data
+from linear_jax.maths import loss_files
 from linear_jax.maths import losses
 from linear_jax.runs import plots
 from linear_jax.training import files
@@ -34,9 +35,11 @@ def low_dim_problem(loss, seed):
   return name, data.prepare(raw, name, seed=seed)
 
 
-def identity(settings, problems):
-  """What fixes a search's result: `settings` and each problem's data (`fingerprint.of`)."""
+def identity(settings, problems, loss=None):
+  """What fixes a search's result: `settings`, each problem's data (`fingerprint.of`) and the contents of
+  a loss file (`loss`: the `--loss` text)."""
   out = dict(settings)
+  out['loss_file_sha256'] = loss_files.contents_digest(loss)
   for name, ds in problems:
     out[f'data {name}'] = fingerprint.of(ds)
   return out
@@ -125,7 +128,7 @@ def run_search(config, name, load, workdir, options, settings=None):
   """
   problems = [low_dim_problem(config.loss, config.seed)] if options.low_dim else []
   problems.append((name, load()))
-  identity_dict = identity(settings or dataclasses.asdict(options), problems)
+  identity_dict = identity(settings or dataclasses.asdict(options), problems, config.loss)
   segments = open_segments(workdir, identity_dict, options.checkpoint_every, options.resume)
   rows, curves = run_problems(config, problems, options.budget, segments, **options.method_options())
   write_outputs(workdir, options.budget, rows, curves)

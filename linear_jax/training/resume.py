@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from linear_jax.maths import loss_files
 from linear_jax.training import checkpoint
 from linear_jax.training import fingerprint
 
@@ -97,6 +98,11 @@ class Checkpoints:
     if saved != ours:
       changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
       raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
+    if meta.get('loss_file_sha256') != loss_files.contents_digest(self.cfg.loss):
+      raise ValueError(
+        f'{self.file}: written with another version of the loss file of --loss={self.cfg.loss} (its '
+        'contents changed); cannot resume. Restore the file, or run without --resume to start over.'
+      )
     other = self.data is not None and fingerprint.refusal(self.file, meta.get('data'), self.data)
     if other:
       raise ValueError(other)
@@ -114,6 +120,7 @@ class Checkpoints:
       'epoch': len(state.history),
       'history': list(state.history),
       'config': dataclasses.asdict(self.cfg),
+      'loss_file_sha256': loss_files.contents_digest(self.cfg.loss),  # the same --loss text, edited: refused
       'best_score': best['score'],
       'best_epoch': best['epoch'],
       'bad': best['bad'],

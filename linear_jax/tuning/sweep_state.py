@@ -21,6 +21,7 @@ import json
 import jax
 import numpy as np
 
+from linear_jax.maths import loss_files
 from linear_jax.training import checkpoint
 from linear_jax.training import fingerprint
 
@@ -48,6 +49,7 @@ def identity(cfg, dataset, settings, chunk):
     json.dumps(
       {
         'config': dataclasses.asdict(cfg),
+        'loss_file_sha256': loss_files.contents_digest(cfg.loss),
         'settings': settings,
         'chunk_size': chunk,
         'data': data,
@@ -68,6 +70,8 @@ def differences(saved, now):
   for key in ('chunk_size', 'num_processes'):
     if saved.get(key) != now[key]:
       out.append(key)
+  if saved.get('loss_file_sha256') != now['loss_file_sha256']:
+    out.append("the loss file's contents")
   if saved.get('data') != now['data']:
     out += fingerprint.differences(saved.get('data'), now['data'])
   return out

@@ -68,3 +68,52 @@ def test_fingerprint_differs_with_every_part_and_samples_large_arrays(monkeypatc
   changed[0, 0] = -1.0  # the first block is always sampled
   assert fingerprint.crc(big) != fingerprint.crc(changed)
   assert fingerprint.crc(big) == fingerprint.crc(big.copy())
+
+
+LOSS_FILE = """import jax
+import jax.numpy as jnp
+import linear_jax as lj
+
+SCALE = 1.0
+
+
+def value(scores, labels):
+  correct = jnp.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
+  return SCALE * (jax.nn.logsumexp(scores, axis=1) - correct)
+
+
+LOSS = lj.Loss(value, 'class')
+"""
+
+
+def test_a_resume_after_the_loss_file_changed_is_refused(tmp_path):
+  """A checkpoint held `--loss=FILE.py:LOSS` as text only: the file edited (the loss times 100), a
+  resume went on with another objective in the same history. Train, sweep and search checkpoints now
+  hold the file's SHA-256."""
+  from linear_jax.runs import search_run  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import sweep_state  # pylint: disable=import-outside-toplevel
+
+  path = tmp_path / 'scaled.py'
+  path.write_text(LOSS_FILE)
+  ds = _prepared()
+  cfg = config.TrainConfig(loss=f'{path}:LOSS', grad='autodiff', epochs=3, batch_size=16)
+
+  def stop_after_1(metrics):
+    if metrics['epoch'] == 1:
+      raise KeyboardInterrupt
+
+  work = tmp_path / 'w'
+  work.mkdir()
+  train.fit(cfg, ds, workdir=str(work), on_epoch=stop_after_1)
+  before = (sweep_state.identity(cfg, ds, [], 1), search_run.identity({}, [], cfg.loss))
+  path.write_text(LOSS_FILE.replace('SCALE = 1.0', 'SCALE = 100.0'))
+  with pytest.raises(
+    ValueError, match=r'written with another version of the loss file of --loss=.*scaled.py:LOSS'
+  ):
+    train.fit(cfg, ds, workdir=str(work), resume=True)
+  after = (sweep_state.identity(cfg, ds, [], 1), search_run.identity({}, [], cfg.loss))
+  assert sweep_state.differences(before[0], after[0]) == ["the loss file's contents"]
+  assert [k for k in after[1] if before[1][k] != after[1][k]] == ['loss_file_sha256']
+  path.write_text(LOSS_FILE)  # restored: the same contents resume
+  assert train.fit(cfg, ds, workdir=str(work), resume=True).resumed_from == 1
+  assert search_run.identity({}, [], 'softmax')['loss_file_sha256'] is None  # a built-in has no file
