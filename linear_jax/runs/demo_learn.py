@@ -212,10 +212,12 @@ def handle_search(req):
   results = []
   for name, run in methods.items():
     r = run()
+    if name == 'gradient descent':
+      _check_descent(r, settings['learning_rate'])
     results.append(
       {
         'method': name,
-        'best_loss': float(r.best_loss),
+        'best_loss': float(r.best_loss) if np.isfinite(r.best_loss) else None,
         'evaluations': int(r.evaluations),
         'curve_evals': np.asarray(r.curve_evals).tolist(),
         'curve_loss': demo_api.clean(r.curve_loss),
@@ -223,6 +225,20 @@ def handle_search(req):
       }
     )
   return {'budget': budget, 'methods': results, 'start_loss': float(loss_fn(params))}
+
+
+def _check_descent(result, learning_rate):
+  """Raises a `RequestError` (422) when gradient descent's last weights have no finite objective or leave
+  the bounds the page's model is held to, as `_check_finite` does for steps (it answered 500, or a
+  model every later request refused)."""
+  bound = demo_api.LIMITS['weight']
+  within = all(bool((np.abs(np.asarray(a)) <= bound).all()) for a in jax.tree.leaves(result.params))
+  if not (within and np.isfinite(result.best_loss)):
+    raise demo_api.RequestError(
+      f'Gradient descent diverged within the budget: the objective is no longer finite or W or b left '
+      f'±{bound:g}. Lower the learning rate ({learning_rate:g}); the model stays where it was.',
+      status=422,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=('loss', 'penalty'))

@@ -48,7 +48,7 @@ class SearchResult:
   best_loss: float
   evaluations: int
   curve_evals: np.ndarray  # evaluations spent at each point of the curve
-  curve_loss: np.ndarray  # best training loss found by then
+  curve_loss: np.ndarray  # training loss by then: the best found; gradient descent's current one
   seconds: float = 0.0
 
 
@@ -360,8 +360,12 @@ def gradient_descent(
   An epoch costs `GRADIENT_COST` evaluations whatever the batch size (every
   example passes forward and backward once), so it runs `budget //
   GRADIENT_COST` epochs. The curve's training loss is measured once per
-  epoch for display only; those monitoring passes are not counted.
-  `weights` (`[N]`, optional) weights the examples, 0 on padded rows.
+  epoch for display only; those monitoring passes are not counted. Descent
+  keeps no best: its result is the last weights, their loss is `best_loss`,
+  and the curve is the loss after each epoch, so a rise or a divergence
+  shows (a running minimum hid one: the curve ended at the start's loss
+  beside a final loss of 1e76). `weights` (`[N]`, optional) weights the
+  examples, 0 on padded rows.
   """
   _check(budget=budget)
   epochs = budget // GRADIENT_COST
@@ -391,7 +395,7 @@ def gradient_descent(
     float(finite[-1]),
     epochs * GRADIENT_COST,
     GRADIENT_COST * np.arange(epochs + 1),
-    np.minimum.accumulate(np.concatenate([[start], finite])),
+    np.concatenate([[start], finite]),
   )
 
 

@@ -155,6 +155,25 @@ def test_search_spends_the_same_budget_and_surface_has_its_grid():
   assert surface['values'][5][5] == pytest.approx(total)
 
 
+def test_search_answers_a_diverging_descent_with_a_422_and_draws_descent_as_it_went():
+  """Gradient descent at learning rate 10 on l2: the infinite loss answered 500 (JSON has no inf); at 0.5
+  its curve, a running minimum, ended at the start's loss beside a best_loss of 1e76."""
+  state = {**demo_api.handle_dataset({'name': 'blobs', 'n': 30}), 'loss': 'l2'}
+  state = {**state, 'model': demo_api.handle_init(state)['model']}
+  for rate in (10.0, 0.5):
+    with pytest.raises(demo_api.RequestError, match=r'Gradient descent diverged within the budget') as e:
+      demo_learn.handle_search(
+        {**state, 'budget': 300, 'optimizer': {'method': 'sgd', 'learning_rate': rate}}
+      )
+    assert e.value.status == 422 and f'({rate:g})' in str(e.value)
+  out = demo_learn.handle_search(
+    {**state, 'budget': 300, 'optimizer': {'method': 'sgd', 'learning_rate': 0.01}}
+  )
+  descent = out['methods'][-1]
+  assert descent['best_loss'] == pytest.approx(descent['curve_loss'][-1])  # the loss of the weights returned
+  json.dumps(out, allow_nan=False)
+
+
 def test_image_data_draws_templates():
   state = {'dataset': 'digits', 'n': 40, 'loss': 'softmax'}
   out = demo_api.handle_init(state)
