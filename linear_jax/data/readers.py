@@ -294,16 +294,20 @@ def _notice(message):
 
 def _column(spec, header, width, path, what):
   if isinstance(spec, str) and not spec.lstrip('-').isdigit():
-    if header is None or spec not in header:
-      _fail(path, f'no column named {spec!r}; columns: {", ".join(header or []) or "(no header)"}.')
-    where = [j + 1 for j, name in enumerate(header) if name == spec]
+    names = (
+      None if header is None else [h.strip() for h in header]
+    )  # `a, b, species`: ' species' is 'species'
+    spec = spec.strip()
+    if names is None or spec not in names:
+      _fail(path, f'no column named {spec!r}; columns: {", ".join(names or []) or "(no header)"}.')
+    where = [j + 1 for j, name in enumerate(names) if name == spec]
     if len(where) > 1:
       _fail(
         path,
         f'{spec!r} names {len(where)} columns (columns {", ".join(map(str, where))}); give the {what} '
         f'column by its index (--{what}_column={where[0] - 1}, counting from 0), or rename them.',
       )
-    return header.index(spec)
+    return names.index(spec)
   col = int(spec)
   if not -width <= col < width:
     _fail(path, f'{what} column {col} is out of range for {width} columns.')
@@ -388,7 +392,7 @@ def read_csv(
   if delimiter is not None and delimiter not in DELIMITERS:
     _fail(path, f'delimiter {delimiter!r} is not one of ",", ";", tab.')
   try:
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8-sig') as f:  # a byte-order mark (Excel's CSV UTF-8) dropped
       text = f.read()
   except (OSError, UnicodeDecodeError) as e:
     raise ValueError(f'{path}: cannot read as CSV ({e}).') from e

@@ -266,6 +266,13 @@ def test_csv_with_header_named_target_and_errors(tmp_path):
   path.write_text('a,b\n1,-1\n')
   with pytest.raises(ValueError, match=r't.csv: label -1 at index 0 is negative'):
     data.load('csv', data_path=str(path))
+  # A byte-order mark (Excel's "CSV UTF-8") is not part of the first name; names are matched stripped.
+  path.write_text('label,a,b\n0,1,2\n1,3,4\n', encoding='utf-8-sig')
+  assert data.load('csv', data_path=str(path), target_column='label').y.tolist() == [0, 1]
+  with pytest.raises(ValueError, match=r"first column is named 'label', like a label"):
+    data.load('csv', data_path=str(path))
+  path.write_text('a, b, species\n1, 2, 0\n3, 4, 1\n')
+  assert data.load('csv', data_path=str(path), target_column='species').y.tolist() == [0, 1]
 
 
 def test_unknown_dataset_and_missing_path():
