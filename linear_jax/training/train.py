@@ -25,6 +25,7 @@ from linear_jax.optim import step
 from linear_jax.optim import step_size
 from linear_jax.training import lbfgs
 from linear_jax.training import metrics as metrics_lib
+from linear_jax.training import own_gradient
 from linear_jax.training import preemption
 from linear_jax.training import resume as resume_lib
 from linear_jax.training import stopping
@@ -50,6 +51,8 @@ def check_fit(cfg, dataset):
     _check_loss(cfg, dataset)
     datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
+    if cfg.grad != 'autodiff' and not losses.is_builtin(cfg.loss_record):  # a hand-derived gradient of yours
+      own_gradient.check(cfg, path)
   return path
 
 

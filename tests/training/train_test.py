@@ -15,6 +15,7 @@ from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
 from linear_jax.training import checkpoint
+from linear_jax.training import divergence
 from linear_jax.training import train
 
 
@@ -200,6 +201,34 @@ def test_divergence_names_step_and_learning_rate():
   cfg = config.TrainConfig(loss='l2', learning_rate=50.0, epochs=20, batch_size=8)
   with pytest.raises(results.Diverged, match=r'at step \d+ \(epoch \d+\) with learning_rate=50'):
     train.fit(cfg, ds)
+
+
+def test_a_loss_files_wrong_gradient_is_refused_before_training_and_divergence_points_at_gradcheck(tmp_path):
+  """A score_grad wrong only for labels above 4 passed `gradcheck`'s 4 classes and trained to a wrong
+  point ("converged"); a sign-flipped one diverged with the blame on the learning rate alone."""
+  path = tmp_path / 'mine.py'
+  path.write_text(
+    'import jax.numpy as jnp\nimport linear_jax as lj\nfrom linear_jax.maths import classification as c\n\n'
+    'def late(scores, labels):\n'
+    '  g = c.softmax_cross_entropy_score_grad(scores, labels)\n'
+    '  return jnp.where((labels >= 5)[:, None], 0.3 * g, g)\n\n'
+    "LATE = lj.Loss(c.softmax_cross_entropy, 'class', score_grad=late)\n"
+    "GOOD = lj.Loss(c.softmax_cross_entropy, 'class', score_grad=c.softmax_cross_entropy_score_grad)\n"
+  )
+  ds = data.prepare(data.load('digits'), 'digits', seed=0)
+  for grad in ('analytic', 'custom_vjp'):
+    with pytest.raises(
+      ValueError, match=r'mine.py:LATE: its score_grad disagrees with jax.grad of its value'
+    ):
+      train.fit(config.TrainConfig(loss=f'{path}:LATE', grad=grad, epochs=1), ds)
+  assert train.fit(config.TrainConfig(loss=f'{path}:LATE', grad='autodiff', epochs=1), ds).history
+  assert train.fit(config.TrainConfig(loss=f'{path}:GOOD', epochs=1), ds).history
+  values = np.array([1.0, np.inf])
+  for loss, hint in ((f'{path}:GOOD', True), ('softmax', False)):
+    said = divergence.message(config.TrainConfig(loss=loss), values, 1, 1.0, 0, 2, None, None, True)
+    assert ('try a smaller --learning_rate' in said) and (
+      f'check it with `linear-jax gradcheck --loss={path}:GOOD`, or train with --grad=autodiff' in said
+    ) == hint
 
 
 def test_resume_is_bit_exact(tmp_path):

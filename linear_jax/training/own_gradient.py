@@ -1,0 +1,58 @@
+"""A user's hand-derived gradient, compared once with autodiff on the run's own rows before training.
+
+`gradcheck` checks a loss's `score_grad` on a random problem of its own size
+(4 classes by default), so a gradient wrong only for labels above 4, or only
+at the data's scale, passed it; training then followed that gradient to a
+point that is not the optimum and said "converged". Before a run trains with
+the `score_grad` of a loss that is not one of the lecture's (a loss file, or a
+loss registered by hand) under `--grad=analytic` or `custom_vjp`, `check`
+takes both gradients of the loss on up to `ROWS` training rows, as the step
+sees them, at `POINTS` random weights of unit scale (scores of order 1; the
+run's own start scores about 0), and refuses the run where they differ.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linear_jax.maths import grad_sources
+from linear_jax.maths import model
+
+ROWS = 256
+POINTS = 2
+# Differences above this fraction of autodiff's largest entry: float32's rounding over a few hundred rows
+# is about 1e-6 of it, and a wrong gradient is off by a good part of it.
+RTOL = 1e-3
+
+
+def check(cfg, path):
+  """Raises a `ValueError` when the gradient `cfg.grad` takes from the loss's own `score_grad` differs from
+  `jax.grad` of the same loss on `path`'s training rows. `train.check_fit` calls it for a loss that is
+  not built in, under `--grad=analytic` or `custom_vjp`."""
+  spec = cfg.loss_record
+  x, y, w = path.sample_rows(ROWS)
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  mask = None if w is None else jnp.asarray(w, x.dtype)
+  hp = cfg.resolved_loss_hparams()
+  outputs = 1 if spec.targets != 'class' else path.dataset.num_classes
+  if spec.targets == 'real' and y.ndim == 2:
+    outputs = y.shape[1]
+  for k in range(POINTS):
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k)
+    params = model.init_params(key, x.shape[1], outputs, 1.0, x.dtype)
+    if cfg.bias_trick:  # the constant column is already in x: W holds the bias
+      params = model.Params(W=params.W, b=None)
+    _, mine = grad_sources.value_and_grad(cfg.grad, params, x, y, spec, 0.0, cfg.penalty, hp, mask)
+    _, auto = grad_sources.value_and_grad('autodiff', params, x, y, spec, 0.0, cfg.penalty, hp, mask)
+    mine, auto = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (mine, auto))
+    scale = float(np.max(np.abs(auto), initial=0.0))
+    worst = float(np.max(np.abs(mine - auto), initial=0.0))
+    if not (np.isfinite(worst) and worst <= RTOL * max(scale, np.finfo(np.float32).tiny)):
+      i = int(np.nanargmax(np.where(np.isfinite(mine - auto), np.abs(mine - auto), np.inf)))
+      raise ValueError(
+        f'--loss={cfg.loss}: its score_grad disagrees with jax.grad of its value on {len(y)} training rows '
+        f'of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against {auto[i]:.6g}; the '
+        f'largest difference is {worst:.3g}, {worst / max(scale, 1e-30):.2g} of the largest entry). Check '
+        f'it with `linear-jax gradcheck --loss={cfg.loss} --num_classes={max(outputs, 2)}`, or train with '
+        '--grad=autodiff.'
+      )
