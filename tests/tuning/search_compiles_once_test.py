@@ -95,6 +95,9 @@ def test_same_seed_gives_the_numbers_of_the_closure_based_methods(now):
   for name in reference.files:
     got = np.asarray(now[name], np.float64)
     assert got.shape == reference[name].shape, name
+    if name.startswith(('gd_', 'demo/gradient descent')) and name.endswith('curve_loss'):
+      # Descent's curve is now its loss after each epoch; the reference holds their running minimum.
+      got = np.minimum.accumulate(got)
     if name.endswith(COUNTS):
       np.testing.assert_array_equal(got, reference[name], err_msg=name)
     elif name.startswith('demo/'):  # the race now runs on the padded rows with their mask: a weighted mean
