@@ -141,12 +141,15 @@ LOSSES: dict[str, Loss] = {}
 
 
 def _probe_inputs(kind):
-  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on."""
-  scores = np.asarray([[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [-2.0, 0.7, 0.2], [0.0, 0.9, -1.1]], np.float32)
+  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on: five examples,
+  a count no shape of a loss or of its scores shares (a `value` of fixed shape `[4]` passed four)."""
+  scores = np.asarray(
+    [[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [-2.0, 0.7, 0.2], [0.0, 0.9, -1.1], [0.8, -0.3, 0.5]], np.float32
+  )
   if kind == 'class':
-    return scores, np.asarray([0, 2, 1, 2], np.int32)
+    return scores, np.asarray([0, 2, 1, 2, 0], np.int32)
   if kind == 'binary':
-    return scores[:, :1], np.asarray([0, 1, 1, 0], np.int32)
+    return scores[:, :1], np.asarray([0, 1, 1, 0, 1], np.int32)
   return scores[:, :2], scores[:, 1:] * 0.5 + 0.25
 
 
