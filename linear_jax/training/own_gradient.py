@@ -7,8 +7,10 @@ point that is not the optimum and said "converged". Before a run trains with
 the `score_grad` of a loss that is not one of the lecture's (a loss file, or a
 loss registered by hand) under `--grad=analytic` or `custom_vjp`, `check`
 takes both gradients of the loss on up to `ROWS` training rows, as the step
-sees them, at `POINTS` random weights of unit scale (scores of order 1; the
-run's own start scores about 0), and refuses the run where they differ.
+sees them, at `POINTS` random weights and biases whose scores are of order 1
+(the run's own start scores about 0, where every class ties), and refuses the
+run where they differ. A point where autodiff itself is not finite (a loss
+that overflows there) checks nothing and is passed over.
 """
 
 import jax
@@ -37,14 +39,19 @@ def check(cfg, path):
   outputs = 1 if spec.targets != 'class' else path.dataset.num_classes
   if spec.targets == 'real' and y.ndim == 2:
     outputs = y.shape[1]
+  # Scores W x + b of standard deviation about 1: W's entries of 1 / rms ‖x‖, b of 1.
+  rms = float(np.sqrt(np.mean(np.sum(np.square(np.asarray(x, np.float64)), axis=1)))) or 1.0
   for k in range(POINTS):
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k)
-    params = model.init_params(key, x.shape[1], outputs, 1.0, x.dtype)
-    if cfg.bias_trick:  # the constant column is already in x: W holds the bias
-      params = model.Params(W=params.W, b=None)
+    kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k))
+    w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms
+    b = jax.random.normal(kb, (outputs,), x.dtype)
+    # With the bias trick x ends in a column of ones, whose weight is the bias.
+    params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
     _, mine = grad_sources.value_and_grad(cfg.grad, params, x, y, spec, 0.0, cfg.penalty, hp, mask)
     _, auto = grad_sources.value_and_grad('autodiff', params, x, y, spec, 0.0, cfg.penalty, hp, mask)
     mine, auto = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (mine, auto))
+    if not np.all(np.isfinite(auto)):
+      continue
     scale = float(np.max(np.abs(auto), initial=0.0))
     worst = float(np.max(np.abs(mine - auto), initial=0.0))
     if not (np.isfinite(worst) and worst <= RTOL * max(scale, np.finfo(np.float32).tiny)):
