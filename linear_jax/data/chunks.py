@@ -281,17 +281,17 @@ def constant_columns(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
   return sd <= CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(mean)
 
 
-def smallest_spread(mean: np.ndarray, sd: np.ndarray) -> float:
-  """The smallest standard deviation among the columns that vary (`constant_columns`), a float; 1 where
-  none does, or where the statistics are not finite (non-finite features are refused before training)."""
+def typical_spread(mean: np.ndarray, sd: np.ndarray) -> float:
+  """The median standard deviation of the columns that vary (`constant_columns`), a float; 1 where none
+  does, or where the statistics are not finite (non-finite features are refused before training)."""
   sd = np.asarray(sd, np.float64)
   varying = sd[~constant_columns(mean, sd)]
-  smallest = float(varying.min()) if varying.size else 1.0
-  return smallest if np.isfinite(smallest) and smallest > 0 else 1.0
+  typical = float(np.median(varying)) if varying.size else 1.0
+  return typical if np.isfinite(typical) and typical > 0 else 1.0
 
 
 def column_spread(x) -> float:
-  """`smallest_spread` of the columns of `x` `[N, D]` (an array or a memory map), one pass in blocks."""
+  """`typical_spread` of the columns of `x` `[N, D]` (an array or a memory map), one pass in blocks."""
   stats = ColumnStats(x.shape[1])
   for a, b in blocks(len(x), rows_per_chunk(x)):
     block = x[a:b]
@@ -299,7 +299,7 @@ def column_spread(x) -> float:
     release(block)
     if not finite:
       return 1.0
-  return smallest_spread(stats.mean, stats.std) if stats.n else 1.0
+  return typical_spread(stats.mean, stats.std) if stats.n else 1.0
 
 
 def _shifted_sums(block, k, work):

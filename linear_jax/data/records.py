@@ -55,8 +55,8 @@ class Dataset:
   weighs 1 or the split is empty. Real targets `y_*` are `(y_raw − target_shift) /
   target_scale` (a float; `[K]` for `[N, K]` targets) when the features are
   standardized (`standardize_targets`); `target_shift` and `target_scale` are
-  `None` otherwise, and for classes. `feature_spread` is the smallest standard
-  deviation of a varying training feature as stored (1 when standardized),
+  `None` otherwise, and for classes. `feature_spread` is the median standard
+  deviation of the varying training features as stored (1 when standardized),
   measured by `prepare`; `None` leaves it to `feature_spread` to measure.
   """
 
@@ -79,7 +79,7 @@ class Dataset:
   w_test: np.ndarray | None = None
   target_shift: np.ndarray | None = None
   target_scale: float | np.ndarray | None = None
-  feature_spread: float | None = None  # `chunks.smallest_spread` of x_train (`feature_spread`)
+  feature_spread: float | None = None  # `chunks.typical_spread` of x_train (`feature_spread`)
 
   @property
   def num_features(self):
@@ -131,7 +131,7 @@ def raw_target_spread(dataset) -> float:
 
 def feature_spread(dataset) -> float:
   """`dataset.feature_spread`, or where it is `None` (a `Dataset` built by hand, its `x_train` as training
-  sees it) the smallest spread of a varying training feature, measured now (`chunks.column_spread`)."""
+  sees it) the median spread of the varying training features, measured now (`chunks.column_spread`)."""
   given = getattr(dataset, 'feature_spread', None)
   return float(given) if given is not None else chunks.column_spread(np.asarray(dataset.x_train))
 
@@ -142,8 +142,9 @@ def gradient_scale(dataset, loss, hparams) -> float:
 
   * the features' factor, `min(1, feature_spread)`: a weight's gradient entry is its feature's spread
     times the standardized problem's, so features in millionths would meet a fixed tolerance at the
-    start. The smallest spread tests every entry at least as strictly as standardized data would (the
-    biases', and those of features spread wider than 1, more strictly);
+    start. The median spread tests features of one unit as standardized data would (and the biases',
+    and those of features spread wider than 1, more strictly); one of a spread far below the others'
+    (a rarely lit pixel) less strictly: the smallest spread made such a test unreachable in float32;
   * the targets' factor, `raw_target_spread`, where the loss is quadratic in targets of that spread
     (the squared error: `losses.quadratic_in_targets`), else 1: the squared error's gradient grows with
     the targets' units; l1's and Huber's are bounded in any units.

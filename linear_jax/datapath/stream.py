@@ -198,7 +198,7 @@ def _fit_affine(x_train, preprocess, name):
 
   `shift`, `scale`: `[D]` float64 (`data.standard_scale`, the rule of data in
   memory); `constant`: the indices of the constant columns; `spread`: the
-  smallest spread of a varying column as training sees it (1 once
+  median spread of the varying columns as training sees them (1 once
   standardized; `Dataset.feature_spread`). One pass over the rows, whatever
   `preprocess`.
   """
@@ -206,7 +206,7 @@ def _fit_affine(x_train, preprocess, name):
   shift, scale, constant = np.zeros(d), np.ones(d), ()
   rows = max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, d * 8))
   mean, sd, _ = _column_stats(x_train, rows)
-  spread = 1.0 if preprocess == 'standardize' else chunks.smallest_spread(mean, sd)
+  spread = 1.0 if preprocess == 'standardize' else chunks.typical_spread(mean, sd)
   if preprocess in ('standardize', 'center'):
     shift = mean
   if preprocess == 'standardize':
