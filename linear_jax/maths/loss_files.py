@@ -46,6 +46,7 @@ def load_object(spec):
     raise ValueError(f'Loss {spec!r}: write FILE.py:NAME or package.module:NAME.')
   path = os.path.abspath(os.path.expanduser(where))
   if where.endswith('.py') or os.sep in where or where.startswith('~') or os.path.isfile(path):
+    _LOADED[spec] = _sha256(path)  # before it runs: what the objects below were made from
     module = _exec_file(spec, path)
   else:
     try:
@@ -55,18 +56,36 @@ def load_object(spec):
         f'Loss {spec!r}: cannot import module {where!r}: {type(e).__name__}: {e} '
         '(a loss is FILE.py:NAME or package.module:NAME).'
       ) from e
+    _LOADED[spec] = _sha256(getattr(module, '__file__', None))
   if not hasattr(module, attr):
     raise ValueError(f'Loss {spec!r}: {where} defines no {attr!r}.')
   return getattr(module, attr)
 
 
-def contents_digest(spec) -> str | None:
-  """The SHA-256 of the file a `FILE.py:NAME` loss names (`None` for a built-in name, a `Loss`, or a file
-  that is not there): a resume compares it, since the same text names the file however it was edited."""
-  if not isinstance(spec, str) or ':' not in spec:
-    return None
-  path = os.path.abspath(os.path.expanduser(spec.rpartition(':')[0]))
-  if not os.path.isfile(path):
+# The SHA-256 of the file each `--loss` text was loaded from, as it was loaded (`contents_digest`).
+_LOADED = {}
+
+
+def _sha256(path):
+  if not path or not os.path.isfile(path):
     return None
   with open(path, 'rb') as f:
     return hashlib.sha256(f.read()).hexdigest()
+
+
+def contents_digest(spec) -> str | None:
+  """The SHA-256 of the file a `FILE.py:NAME` or `package.module:NAME` loss comes from, as this process
+  loaded it (`None` for a built-in name, a `Loss`, or no file): a resume compares it, since the same text
+  names the file however it was edited, before the run or during it. Not loaded yet: the file now."""
+  if not isinstance(spec, str) or ':' not in spec:
+    return None
+  if spec in _LOADED:
+    return _LOADED[spec]
+  where = spec.rpartition(':')[0]
+  path = os.path.abspath(os.path.expanduser(where))
+  if not os.path.isfile(path):
+    try:
+      path = importlib.util.find_spec(where).origin
+    except (ImportError, ValueError, AttributeError):
+      return None
+  return _sha256(path)

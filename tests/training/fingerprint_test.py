@@ -1,6 +1,8 @@
 """A checkpoint names the data it was trained on; a resume on other data is refused, saying what differs."""
 
 import dataclasses
+import hashlib
+import importlib.util
 
 import numpy as np
 import pytest
@@ -86,10 +88,11 @@ LOSS = lj.Loss(value, 'class')
 """
 
 
-def test_a_resume_after_the_loss_file_changed_is_refused(tmp_path):
+def test_a_resume_after_the_loss_file_changed_is_refused(tmp_path, monkeypatch):
   """A checkpoint held `--loss=FILE.py:LOSS` as text only: the file edited (the loss times 100), a
   resume went on with another objective in the same history. Train, sweep and search checkpoints now
-  hold the file's SHA-256."""
+  hold the SHA-256 of the file as the run loaded it: an edit during the run does not change it."""
+  from linear_jax.maths import loss_files  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import search_run  # pylint: disable=import-outside-toplevel
   from linear_jax.tuning import sweep_state  # pylint: disable=import-outside-toplevel
 
@@ -107,6 +110,8 @@ def test_a_resume_after_the_loss_file_changed_is_refused(tmp_path):
   train.fit(cfg, ds, workdir=str(work), on_epoch=stop_after_1)
   before = (sweep_state.identity(cfg, ds, [], 1), search_run.identity({}, [], cfg.loss))
   path.write_text(LOSS_FILE.replace('SCALE = 1.0', 'SCALE = 100.0'))
+  assert loss_files.contents_digest(cfg.loss) == hashlib.sha256(LOSS_FILE.encode()).hexdigest()  # as loaded
+  monkeypatch.delitem(loss_files._LOADED, cfg.loss)  # noqa: SLF001 - as a new process: the file as it is
   with pytest.raises(
     ValueError, match=r'written with another version of the loss file of --loss=.*scaled.py:LOSS'
   ):
@@ -117,3 +122,6 @@ def test_a_resume_after_the_loss_file_changed_is_refused(tmp_path):
   path.write_text(LOSS_FILE)  # restored: the same contents resume
   assert train.fit(cfg, ds, workdir=str(work), resume=True).resumed_from == 1
   assert search_run.identity({}, [], 'softmax')['loss_file_sha256'] is None  # a built-in has no file
+  module = 'linear_jax.maths.regression'  # a package.module:NAME loss: the module's file
+  with open(importlib.util.find_spec(module).origin, 'rb') as f:
+    assert loss_files.contents_digest(f'{module}:L2') == hashlib.sha256(f.read()).hexdigest()
