@@ -618,12 +618,13 @@ INPUT_FLAGS = ('data_path', 'labels_path', 'test_path', 'test_labels_path')
 
 
 def _refuse_inputs_inside(path):
-  """Exits naming the first input file (`INPUT_FLAGS`) inside the folder `path`, links resolved: an output
-  of the same name (`params.npz`, `train.csv`, …) would replace it."""
+  """Exits naming the first input file (`INPUT_FLAGS`) in the folder `path` itself, links resolved: an
+  output of the same name (`params.npz`, `train.csv`, …) would replace it. The outputs are written in
+  the folder itself, so a file in a subfolder of it is safe."""
   root = os.path.realpath(path)
   for name in INPUT_FLAGS:
     value = flags.FLAGS[name].value if name in flags.FLAGS else None
-    if value and os.path.commonpath([root, os.path.realpath(expand_path(value))]) == root:
+    if value and os.path.dirname(os.path.realpath(expand_path(value))) == root:
       raise SystemExit(
         f'Error: --{name}={value} lies inside --workdir={path}, whose files the outputs replace; '
         'choose a --workdir apart from the data.'

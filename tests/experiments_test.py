@@ -13,6 +13,7 @@ import pytest
 
 from linear_jax.optim import config
 from linear_jax.runs import experiment
+from linear_jax.training import workdir as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -320,6 +321,21 @@ def test_bad_data_file_and_workdir_fail_before_training(tmp_path):
       'replace; choose a --workdir apart from the data.'
     )
   assert (data / 'params.npz').read_bytes() == before and os.listdir(data) == ['params.npz']
+  # In a subfolder of the workdir the data is safe (every output is written in the workdir itself).
+  (tmp_path / 'w2' / 'data').mkdir(parents=True)
+  (tmp_path / 'w2' / workdir_lib.MARKER).write_text('')  # a workdir an earlier run used
+  np.savez(
+    tmp_path / 'w2' / 'data' / 'd.npz', x=np.random.default_rng(0).normal(size=(40, 2)), y=np.arange(40) % 2
+  )
+  out = _run(
+    'experiments.train',
+    '--dataset=npz',
+    f'--data_path={tmp_path}/w2/data/d.npz',
+    f'--workdir={tmp_path}/w2',
+    '--epochs=1',
+    '--plots=false',
+  )
+  assert out.returncode == 0, out.stderr
 
 
 def test_divergence_exits_nonzero_and_writes_no_nan(tmp_path):

@@ -141,8 +141,8 @@ LOSSES: dict[str, Loss] = {}
 
 
 def _probe_inputs(kind):
-  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on: five examples,
-  a count no shape of a loss or of its scores shares (a `value` of fixed shape `[4]` passed four)."""
+  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on: five examples
+  (`probe` also traces seven, so a `value` of a fixed shape passes neither)."""
   scores = np.asarray(
     [[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [-2.0, 0.7, 0.2], [0.0, 0.9, -1.1], [0.8, -0.3, 0.5]], np.float32
   )
@@ -224,8 +224,23 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
       )
     if concrete and field != 'kinks' and not np.all(np.isfinite(np.asarray(out))):
       raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
+  _check_batch_shapes(loss, calls, scores, targets)
   if concrete:
     _PROBED.add(loss)
+
+
+def _check_batch_shapes(loss, calls, scores, targets):
+  """Traces `value` and `score_grad` on seven examples too: a shape fixed in the function (a `[5]` that
+  matched the probe) fails one of the two counts, here, and not deep in a training step."""
+  scores, targets = np.concatenate([scores, scores[:2]]), np.concatenate([targets, targets[:2]])
+  for field, shape in (('value', scores.shape[:1]), ('score_grad', scores.shape)):
+    if field in calls:
+      out = jax.eval_shape(calls[field], scores, targets)
+      if out.shape != shape:
+        raise ValueError(
+          f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
+          f'{list(scores.shape)}, got {list(out.shape)}.'
+        )
 
 
 def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:

@@ -86,6 +86,7 @@ def test_register_refuses_taken_name_unless_asked(registered):
     ('score_grad', lambda s, t, margin=1.0: s[:, 0], r"field 'score_grad' must return shape \[5, 1\]"),
     # A shape fixed in the file passed a probe of four examples and ended training in a JAX traceback.
     ('value', lambda s, t, margin=1.0: jnp.zeros(4), r"field 'value' must return shape \[5\] .* got \[4\]"),
+    ('value', lambda s, t, margin=1.0: jnp.zeros(5), r"field 'value' must return shape \[7\] .* got \[5\]"),
     ('value', lambda s, t, margin=1.0: s @ jnp.ones(5), r"field 'value' raised TypeError"),
     # An integer value has no gradient (jax.grad raised deep in training) and checked as "passed".
     (

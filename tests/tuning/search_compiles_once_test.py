@@ -96,8 +96,13 @@ def test_same_seed_gives_the_numbers_of_the_closure_based_methods(now):
     got = np.asarray(now[name], np.float64)
     assert got.shape == reference[name].shape, name
     if name.startswith(('gd_', 'demo/gradient descent')) and name.endswith('curve_loss'):
-      # Descent's curve is now its loss after each epoch; the reference holds their running minimum.
-      got = np.minimum.accumulate(got)
+      # Descent's curve is now its loss after each epoch; the reference holds their running minimum:
+      # where that fell, the loss is the reference's value; elsewhere it is not below it.
+      ref = reference[name]
+      fell = np.r_[True, ref[1:] < ref[:-1]]
+      np.testing.assert_allclose(got[fell], ref[fell], rtol=1e-5, atol=1e-6, err_msg=name)
+      assert np.all(got[~fell] >= ref[~fell] - 1e-6 - 1e-5 * np.abs(ref[~fell])), name
+      continue
     if name.endswith(COUNTS):
       np.testing.assert_array_equal(got, reference[name], err_msg=name)
     elif name.startswith('demo/'):  # the race now runs on the padded rows with their mask: a weighted mean
