@@ -294,9 +294,8 @@ def _notice(message):
 
 def _column(spec, header, width, path, what):
   if isinstance(spec, str) and not spec.lstrip('-').isdigit():
-    names = (
-      None if header is None else [h.strip() for h in header]
-    )  # `a, b, species`: ' species' is 'species'
+    # Names are matched stripped: in `a, b, species` the third column is 'species'.
+    names = None if header is None else [h.strip() for h in header]
     spec = spec.strip()
     if names is None or spec not in names:
       _fail(path, f'no column named {spec!r}; columns: {", ".join(names or []) or "(no header)"}.')

@@ -33,7 +33,7 @@ def message(cfg, values, s, initial, epoch, steps, params, path, derived):
       else "the command line's default, --learning_rate=auto, derives a stable step"
     )
     cause = f'try a smaller --learning_rate ({how})'
-    if cfg.grad == 'analytic' and isinstance(cfg.loss, str) and ':' in cfg.loss:
+    if cfg.grad != 'autodiff' and isinstance(cfg.loss, str) and ':' in cfg.loss:  # a loss file's gradient
       cause += (
         f'; or the score_grad of {cfg.loss} is wrong: check it with '
         f'`linear-jax gradcheck --loss={cfg.loss}`, or train with --grad=autodiff'
