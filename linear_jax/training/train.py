@@ -71,6 +71,13 @@ def _check_loss(cfg, dataset):
       )
   if why:
     raise ValueError(f'--loss={cfg.loss} does not fit --dataset={dataset.name}: it {why}.')
+  y = np.asarray(dataset.y_train)
+  if dataset.kind == 'class' and y.ndim == 1 and len(y) and y.min() == y.max():  # a split of a file of two
+    raise ValueError(
+      f'--dataset={dataset.name}: every label of the training split is {int(y[0])}: one class, and a '
+      'classifier learns nothing from it; the split needs examples of two classes at least (more rows, '
+      'or a smaller --val_fraction / --test_fraction, leave it more).'
+    )
   if cfg.grad in ('analytic', 'custom_vjp') and spec.score_grad is None:
     raise ValueError(
       f'--grad={cfg.grad} needs a hand-derived score_grad, and loss {cfg.loss!r} has none; '

@@ -337,3 +337,10 @@ def test_training_labels_of_one_class_are_refused_and_a_test_set_of_one_is_not(t
     experiment.load_dataset(cfg)
   two = from_arrays(x, np.arange(40) % 2, test=(x[:5], np.zeros(5, np.int64)))  # held out: one class is fine
   assert two.num_classes == 2 and len(two.test[1]) == 5
+  # A file of two classes whose training split holds one (a rare class, all drawn into the held-out rows).
+  rare = np.r_[np.zeros(38, np.int64), 1, 1]
+  ds = data.prepare(from_arrays(x, rare), 'rare', 0.0, 0.0, seed=0)
+  one = dataclasses.replace(ds, y_train=np.zeros_like(ds.y_train))
+  with pytest.raises(ValueError, match=r'--dataset=rare: every label of the training split is 0: one class'):
+    train.fit(config.TrainConfig(epochs=1), one)
+  assert train.fit(config.TrainConfig(epochs=1), ds).history  # both classes in training: trains
