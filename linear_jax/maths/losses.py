@@ -213,11 +213,8 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
         f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
         f'{loss.targets} targets {targets.shape}.'
       ) from e
-    if shape is not None and out.shape != shape:
-      raise ValueError(
-        f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
-        f'{list(scores.shape)}, got {list(out.shape)}.'
-      )
+    if shape is not None:
+      _check_shape(loss, field, out, shape, scores)
     if shape is not None and not jnp.issubdtype(out.dtype, jnp.floating):  # jax.grad needs real outputs
       raise ValueError(
         f'Loss {loss.name!r}: field {field!r} must return floating-point values, got {out.dtype}.'
@@ -235,12 +232,16 @@ def _check_batch_shapes(loss, calls, scores, targets):
   scores, targets = np.concatenate([scores, scores[:2]]), np.concatenate([targets, targets[:2]])
   for field, shape in (('value', scores.shape[:1]), ('score_grad', scores.shape)):
     if field in calls:
-      out = jax.eval_shape(calls[field], scores, targets)
-      if out.shape != shape:
-        raise ValueError(
-          f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
-          f'{list(scores.shape)}, got {list(out.shape)}.'
-        )
+      _check_shape(loss, field, jax.eval_shape(calls[field], scores, targets), shape, scores)
+
+
+def _check_shape(loss, field, out, shape, scores):
+  """Raises naming `field` of `loss` when its output `out` is not of `shape` for `scores`."""
+  if out.shape != shape:
+    raise ValueError(
+      f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
+      f'{list(scores.shape)}, got {list(out.shape)}.'
+    )
 
 
 def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:

@@ -16,11 +16,13 @@ that overflows there) checks nothing and is passed over.
 import functools
 
 import jax
+from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.maths import grad_sources
 from linear_jax.maths import model
+from linear_jax.optim import step
 
 ROWS = 256
 POINTS = 2
@@ -47,9 +49,7 @@ def check(cfg, path):
   x, y = jnp.asarray(x), jnp.asarray(y)
   mask = None if w is None else jnp.asarray(w, x.dtype)
   hp = cfg.resolved_loss_hparams()
-  outputs = 1 if spec.targets != 'class' else path.dataset.num_classes
-  if spec.targets == 'real' and y.ndim == 2:
-    outputs = y.shape[1]
+  outputs = step.num_outputs(cfg, path.dataset)
   # Scores W x + b of standard deviation about 1: W's entries of 1 / rms ‖x‖, b of 1.
   rms = float(np.sqrt(np.mean(np.sum(np.square(np.asarray(x, np.float64)), axis=1)))) or 1.0
   for k in range(POINTS):
@@ -59,7 +59,7 @@ def check(cfg, path):
     # With the bias trick x ends in a column of ones, whose weight is the bias.
     params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
     mine, auto = _gradients(params, x, y, hp, mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
-    mine, auto = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(g)]) for g in (mine, auto))
+    mine, auto = (np.asarray(ravel_pytree(g)[0]) for g in (mine, auto))
     if not np.all(np.isfinite(auto)):
       continue
     scale = float(np.max(np.abs(auto), initial=0.0))

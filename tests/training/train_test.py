@@ -237,10 +237,10 @@ def test_a_loss_files_wrong_gradient_is_refused_before_training_and_divergence_p
   assert all(losses.is_builtin(lj.LOSSES[n]) for n in ('softmax', 'svm', 'huber', 'crammer_singer'))
   assert not losses.is_builtin(lj.LOSSES.get(f'{path}:NAIVE') or losses.get_loss(f'{path}:NAIVE'))
   values = np.array([1.0, np.inf])
-  for loss, hint in ((f'{path}:GOOD', True), ('softmax', False)):
+  for loss, hint in ((f'{path}:LATE', True), ('softmax', False)):
     said = divergence.message(config.TrainConfig(loss=loss), values, 1, 1.0, 0, 2, None, None, True)
     assert ('try a smaller --learning_rate' in said) and (
-      f'check it with `linear-jax gradcheck --loss={path}:GOOD`, or train with --grad=autodiff' in said
+      f'check it with `linear-jax gradcheck --loss={path}:LATE`, or train with --grad=autodiff' in said
     ) == hint
 
 
