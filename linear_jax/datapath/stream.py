@@ -212,6 +212,10 @@ def _fit_affine(x_train, preprocess, name):
   if preprocess == 'standardize':
     scale = data_lib.standard_scale(shift, sd, name)
     constant = tuple(int(j) for j in np.flatnonzero(chunks.constant_columns(shift, sd)))
+  if not standardize.host_shift(x_train, np.float32):
+    # Rows that reach float32 exactly are shifted on the device, in float32 when training is: the
+    # dataset records the shift subtracted, so that `params_to_raw` undoes exactly what was done.
+    shift = shift.astype(np.float32).astype(np.float64)
   return shift, scale, constant, spread
 
 

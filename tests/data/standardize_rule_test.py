@@ -10,6 +10,8 @@ from linear_jax.data import datasets as data
 from linear_jax.data import records
 from linear_jax.data.build import from_arrays
 from linear_jax.datapath import preparation
+from linear_jax.optim import config
+from linear_jax.training import train
 
 
 def _columns(n=400, seed=0):
@@ -82,3 +84,34 @@ def test_the_typical_feature_spread_is_measured_as_training_sees_the_features(tm
   if not streamed:  # a streamed split holds the file's rows; `stream.prepare` always measures them
     built = dataclasses.replace(ds, feature_spread=None)
     assert records.feature_spread(built) == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize('streamed', [False, True])
+@pytest.mark.parametrize('preprocess', ['center', 'standardize'])
+def test_the_saved_model_scores_raw_rows_as_the_run_reported_when_a_float32_mean_rounds(
+  tmp_path, streamed, preprocess
+):
+  """A float32 column of mean 1e6 (float32's spacing there: 0.0625) is shifted by its mean rounded to
+  float32; `raw_params` must fold in that shift, not the float64 mean, or the saved model's scores on
+  the raw rows are off by `W · (mean − float32(mean))` while the run's own metrics look right."""
+  rng = np.random.default_rng(2)
+  x = np.c_[1e6 + rng.standard_normal(600), rng.standard_normal(600)].astype(np.float32)
+  xd = x.astype(np.float64)
+  y = 1000 * (xd[:, 0] - 1e6) + 5 * xd[:, 1] + 0.01 * rng.standard_normal(600)
+  assert np.float32(xd[:400, 0].mean()) != xd[:400, 0].mean()  # the case: the mean rounds
+  if streamed:
+    np.save(tmp_path / 'x.npy', x[:400])
+    fit_x = np.load(tmp_path / 'x.npy', mmap_mode='r')
+  else:
+    fit_x = x[:400]
+  raw = data.Raw(fit_x, y[:400], 'real', None, test=(x[400:], y[400:]))
+  ds = preparation.prepare(
+    raw, 'units', 0.0, 0.0, preprocess, seed=0, dtype=np.float32, stream_file=streamed, progress=None,
+    class_weight=None,
+  )  # fmt: skip
+  cfg = config.TrainConfig(loss='l2', optimizer='lbfgs', reg=0.0)
+  result = train.fit(cfg, ds)
+  reported = train.evaluate(cfg, ds, result.params)['test_mse']
+  w, b = train.raw_params(result.params, ds)
+  saved = float(np.mean((xd[400:] @ np.asarray(w, np.float64).T + b - y[400:, None]) ** 2))
+  assert reported < 0.01 and saved == pytest.approx(reported, rel=0.1, abs=1e-3)
