@@ -159,6 +159,28 @@ def test_correct_gradients_pass_where_the_objective_rounds_at_scale_and_bugs_sti
     assert not wrong.comparisons[1].passed and wrong.comparisons[2].passed, wrong.summary()
 
 
+def test_a_correct_gradient_passes_on_mean_subtracted_pixels_at_the_assignments_scale():
+  """500 × 3,073 mean-subtracted pixels (±128), 10 classes, the library's initial weights: a step of 1e-5
+  moves the scores by ~1e-3, and the truncation error of central differences failed the right softmax
+  gradient (rel 1e-4) at two of four sparse draws. The default step is divided by the features' rms."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (500, 3073)).astype(np.float64)
+  x -= x.mean(0)
+  y = rng.integers(0, 10, 500)
+  params = lj.init_params(jax.random.PRNGKey(0), num_features=3073, num_classes=10)
+  for seed in (0, 3):
+    key = jax.random.PRNGKey(seed)
+    report = lj.check_gradients(params, x, y, loss='softmax', reg=1e-3, method='sparse', key=key)
+    assert report.passed, report.summary()
+    assert report.step == pytest.approx(1e-5 / np.sqrt(np.mean(x * x)))
+  unscaled = lj.check_gradients(params, x, y, loss='softmax', reg=1e-3, method='sparse', h=1e-5)
+  assert not unscaled.passed and 'suspect the step' in unscaled.summary()  # what the report says of it
+  wrong = lj.check_gradients(
+    params, x, y, loss='softmax', reg=1e-3, method='sparse', grad_fn=gradcheck.PLANTED_BUGS['factor_two']
+  )
+  assert not wrong.comparisons[1].passed and wrong.comparisons[2].passed, wrong.summary()
+
+
 def test_requires_float64():
   code = (
     'import jax, numpy as np, linear_jax as lj\n'
