@@ -189,6 +189,24 @@ def _path_reads_it(f):
 flags.register_multi_flags_validator(['optimizer', *SWEEP_ONLY], _path_reads_it)
 
 
+def _sweep_reads_it(f):
+  """A sweep trains every setting for --epochs, evaluating each epoch, and stops none early; only its
+  L-BFGS path stops on a tolerance."""
+  unread = [f'--{n}' for n in ('patience', 'eval_every') if FLAGS[n].present]
+  if FLAGS['tol'].present and f['optimizer'] != 'lbfgs':
+    unread.append('--tol')
+  if unread:
+    raise flags.ValidationError(
+      'lr_sweep trains every setting for --epochs, evaluates each epoch and chooses its best on validation '
+      f'(only --optimizer=lbfgs, a regularization path, stops on --tol); it reads no {", ".join(unread)}: '
+      f'drop {"it" if len(unread) == 1 else "them"}.'
+    )
+  return True
+
+
+flags.register_multi_flags_validator(['optimizer', 'patience', 'eval_every', 'tol'], _sweep_reads_it)
+
+
 def learning_rates(cfg, dataset):
   """--lrs; else --lr_min to --lr_max if either is given; else a range around --learning_rate (its
   default, auto, derived from the problem as `train` derives it at its start): from 1/32 to 8 times it."""

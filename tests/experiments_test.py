@@ -198,6 +198,10 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--momenta=0.5,0.9'], '--momenta sweeps the momentum of --optimizer=momentum or nesterov'),
     (['--optimizer=adam', '--momenta=0.5'], 'the others have none'),
     (['--optimizer=nesterov', '--momenta=0.5,0.9'], 'accepted'),
+    # Every setting trains --epochs: early stopping and a tolerance were accepted and never read.
+    (['--patience=2', '--eval_every=4'], 'reads no --patience, --eval_every: drop them'),
+    (['--tol=0.9'], 'only --optimizer=lbfgs, a regularization path, stops on --tol); it reads no --tol'),
+    (['--optimizer=lbfgs', '--tol=1e-6'], 'accepted'),
   ],
   'experiments.search': [
     (['--budget=0'], '--budget must be >= 1'),

@@ -115,7 +115,9 @@ class TrainConfig:
   grad: str = _field('analytic', 'Gradient source.', 'model', choices=grad_sources.GRAD_SOURCES)
   bias_trick: bool = _field(False, 'Fold b into W and append the constant-1 feature.', 'model')
   init_scale: float = _field(1e-3, 'Standard deviation of the initial weights, >= 0.', 'model')
-  patience: int = _field(0, 'Early stopping: epochs without validation gain, >= 0 (0: off).')
+  patience: int = _field(  # counted in evaluations: every --eval_every epochs
+    0, 'Early stopping: evaluations (every --eval_every epochs) without validation gain, >= 0 (0: off).'
+  )
   explode_factor: float = _field(  # a safety limit of the library; no command needs to change it
     1e4, 'Training stops as diverged when the loss exceeds this factor times its start.', flag=False
   )

@@ -14,6 +14,7 @@ that overflows there) checks nothing and is passed over.
 """
 
 import functools
+import itertools
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.maths import grad_sources
+from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.optim import step
 
@@ -40,25 +42,32 @@ def _gradients(params, x, y, hp, mask, *, source, loss, penalty):
   return mine, auto
 
 
-def check(cfg, path):
+def check(cfg, path, loss_hparams=None):
   """Raises a `ValueError` when the gradient `cfg.grad` takes from the loss's own `score_grad` differs from
-  `jax.grad` of the same loss on `path`'s training rows. `train.check_fit` calls it for a loss that is
-  not built in, under `--grad=analytic` or `custom_vjp`."""
+  `jax.grad` of the same loss on `path`'s training rows.
+
+  Only for a loss that is not built in, under `--grad=analytic` or `custom_vjp`
+  (else it returns at once). `loss_hparams`: the loss's hyperparameters to
+  compare at, a list of dicts (a sweep's every value; default: `cfg`'s).
+  """
   spec = cfg.loss_record
+  if cfg.grad == 'autodiff' or losses.is_builtin(spec):
+    return
   x, y, w = path.sample_rows(ROWS)
   x, y = jnp.asarray(x), jnp.asarray(y)
   mask = None if w is None else jnp.asarray(w, x.dtype)
-  hp = cfg.resolved_loss_hparams()
+  swept = loss_hparams is not None
+  settings = {tuple(sorted(spec.resolve_hparams(h).items())) for h in (loss_hparams or [cfg.loss_hparams])}
   outputs = step.num_outputs(cfg, path.dataset)
   # Scores W x + b of standard deviation about 1: W's entries of 1 / rms ‖x‖, b of 1.
   rms = float(np.sqrt(np.mean(np.sum(np.square(np.asarray(x, np.float64)), axis=1)))) or 1.0
-  for k in range(POINTS):
+  for hp, k in itertools.product(sorted(settings), range(POINTS)):
     kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k))
     w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms
     b = jax.random.normal(kb, (outputs,), x.dtype)
     # With the bias trick x ends in a column of ones, whose weight is the bias.
     params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
-    mine, auto = _gradients(params, x, y, hp, mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
+    mine, auto = _gradients(params, x, y, dict(hp), mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
     mine, auto = (np.asarray(ravel_pytree(g)[0]) for g in (mine, auto))
     if not np.all(np.isfinite(auto)):
       continue
@@ -66,9 +75,10 @@ def check(cfg, path):
     worst = float(np.max(np.abs(mine - auto), initial=0.0))
     if not (np.isfinite(worst) and worst <= RTOL * max(scale, np.finfo(np.float32).tiny)):
       i = int(np.nanargmax(np.where(np.isfinite(mine - auto), np.abs(mine - auto), np.inf)))
+      at = f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
       raise ValueError(
-        f'--loss={cfg.loss}: its score_grad disagrees with jax.grad of its value on {len(y)} training rows '
-        f'of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against {auto[i]:.6g}; the '
+        f'--loss={cfg.loss}{at}: its score_grad disagrees with jax.grad of its value on {len(y)} training '
+        f'rows of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against {auto[i]:.6g}; the '
         f'largest difference is {worst:.3g}, {worst / max(scale, 1e-30):.2g} of the largest entry). Check '
         f'it with `linear-jax gradcheck --loss={cfg.loss} --num_classes={max(outputs, 2)}`, or train with '
         '--grad=autodiff.'

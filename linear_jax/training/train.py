@@ -49,10 +49,14 @@ def check_fit(cfg, dataset):
         'without it JAX would silently train in float32.'
       )
     _check_loss(cfg, dataset)
+    if cfg.patience and not path.has('val'):  # else it would stop on the training score, named validation's
+      raise ValueError(
+        f'--patience stops early on the validation score, and --dataset={dataset.name} has no validation '
+        'split: give --val_fraction > 0, or --patience=0.'
+      )
     datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
-    if cfg.grad != 'autodiff' and not losses.is_builtin(cfg.loss_record):  # a hand-derived gradient of yours
-      own_gradient.check(cfg, path)
+    own_gradient.check(cfg, path)  # a hand-derived gradient of yours, against autodiff on these rows
   return path
 
 

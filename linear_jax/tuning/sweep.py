@@ -28,6 +28,7 @@ from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.optim import results
 from linear_jax.optim import step
+from linear_jax.training import own_gradient
 from linear_jax.training import preemption
 from linear_jax.training import train
 from linear_jax.tuning import sweep_state
@@ -540,8 +541,10 @@ def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint
   Refuses a bad fit or grid, `chunk_size` or `checkpoint_every` below 1, and
   checkpoints from several processes.
   """
-  train.check_fit(cfg, dataset)
+  fit_path = train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss, cfg.optimizer)
+  # A loss file's score_grad at every swept value of its hyperparameters, not only at cfg's.
+  own_gradient.check(cfg, fit_path, [config_for(cfg, s).loss_hparams for s in settings])
   if cfg.schedule == 'adaptive':
     raise ValueError(
       "schedule='adaptive' divides a run's rate at its plateaus, and a sweep trains a fixed number of "

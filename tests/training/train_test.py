@@ -197,6 +197,17 @@ def test_early_stopping_keeps_the_best_params():
   assert train.evaluate(cfg, ds, result.best_params)['val_accuracy'] == pytest.approx(best)
 
 
+def test_patience_without_a_validation_split_is_refused_before_training():
+  """Without validation rows, early stopping fell back to the training score and said 'validation'."""
+  ds = _tiny(n=60)
+  no_val = dataclasses.replace(ds, x_val=ds.x_val[:0], y_val=ds.y_val[:0])
+  with pytest.raises(
+    ValueError, match=r'--patience stops early on the validation score, and --dataset=\S+ has no'
+  ):
+    train.fit(config.TrainConfig(epochs=5, patience=2), no_val)
+  assert len(train.fit(config.TrainConfig(epochs=2), no_val).history) == 2  # without patience it trains
+
+
 def test_divergence_names_step_and_learning_rate():
   ds = _tiny(kind='real')
   cfg = config.TrainConfig(loss='l2', learning_rate=50.0, epochs=20, batch_size=8)

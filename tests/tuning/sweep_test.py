@@ -204,3 +204,23 @@ def test_without_a_grid_the_sweep_spans_the_derived_step():
   np.testing.assert_allclose(rates, want * np.geomspace(1 / 32, 8, 9), rtol=1e-12)
   rates, center, found = sweep.rates_around(config.TrainConfig(learning_rate=0.3), ds, 3)
   assert center == 0.3 and found is None and np.isclose(rates[0], 0.3 / 32)
+
+
+def test_a_loss_files_gradient_is_compared_at_every_swept_value_of_its_hyperparameters(blobs, tmp_path):
+  """A score_grad that forgets the temperature is right at temp = 1 only: a sweep over temp = 1, 3 was
+  checked at the configuration's temp alone and trained the temp = 3 models along the wrong gradient."""
+  path = tmp_path / 'tempered.py'
+  path.write_text(
+    'import linear_jax as lj\nfrom linear_jax.maths import classification as c\n\n'
+    'def value(scores, labels, temp=1.0):\n'
+    '  return c.softmax_cross_entropy(scores / temp, labels)\n\n'
+    'def forgets(scores, labels, temp=1.0):  # d/ds of value is this divided by temp\n'
+    '  return c.softmax_cross_entropy_score_grad(scores / temp, labels)\n\n'
+    "TEMP = lj.Loss(value, 'class', score_grad=forgets, hparams={'temp': 1.0})\n"
+  )
+  cfg = config.TrainConfig(loss=f'{path}:TEMP', epochs=1, batch_size=16)
+  with pytest.raises(ValueError, match=r'tempered.py:TEMP \(at temp=3\): its score_grad disagrees'):
+    sweep.run_sweep(cfg, blobs, sweep.grid([0.1], [0.0], loss_hparams={'temp': [1.0, 3.0]}))
+  assert (
+    sweep.run_sweep(cfg, blobs, sweep.grid([0.1], [0.0], loss_hparams={'temp': [1.0]})).params.W.shape[0] == 1
+  )
