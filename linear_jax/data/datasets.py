@@ -76,10 +76,17 @@ def load_builtin(name: str) -> Raw:
 # ---------------------------------------------------------------- files
 
 
+# Where each dataset read from files is published (nothing is downloaded at run time).
+SOURCES = {
+  'CIFAR-10': 'the binary or Python version from https://www.cs.toronto.edu/~kriz/cifar.html, unpacked',
+  'MNIST IDX': 'the four IDX files of MNIST or of Fashion-MNIST (github.com/zalandoresearch/fashion-mnist)',
+}
+
+
 def _find_dir(data_dir, names, what):
   """`data_dir` itself if it holds one of `names`, else its one subfolder that does."""
   if not data_dir:
-    raise ValueError(f'{what} needs --data_dir: the unpacked folder, or the folder above it.')
+    raise ValueError(f'{what} needs --data_dir: the folder of {SOURCES[what]}, or the folder above it.')
   candidates = (
     [data_dir]
     + [
@@ -94,7 +101,8 @@ def _find_dir(data_dir, names, what):
     if any(os.path.exists(os.path.join(d, n)) for n in names):
       return d
   raise ValueError(
-    f'{data_dir}: no {what} files found here or one folder below (looked for {", ".join(names)}).'
+    f'{data_dir}: no {what} files found here or one folder below (looked for {", ".join(names)}); '
+    f'put {SOURCES[what]} there.'
   )
 
 

@@ -215,8 +215,11 @@ def test_mnist_rejects_bad_magic_and_counts(tmp_path):
   path.write_bytes(path.read_bytes()[:-5])
   with pytest.raises(ValueError, match=r'header says 6 images of 4x3 \(88 bytes\) but the file has 83'):
     data.load('mnist', data_dir=str(tmp_path / 'c'))
-  with pytest.raises(ValueError, match=r'no MNIST IDX files found'):
+  with pytest.raises(ValueError, match=r'no MNIST IDX files found.*; put the four IDX files of MNIST'):
     data.load('mnist', data_dir=str(tmp_path / 'nothing-here'))
+  # Where to get CIFAR-10 is said, since nothing is downloaded.
+  with pytest.raises(ValueError, match=r'no CIFAR-10 files .*www.cs.toronto.edu/~kriz/cifar.html, unpacked'):
+    data.load('cifar10', data_dir=str(tmp_path / 'nothing-here'))
 
 
 # ------------------------------------------------------------------ npz / csv
