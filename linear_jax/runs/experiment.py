@@ -293,6 +293,9 @@ def _outcome(result):
   return {
     'epochs_run': len(result.history),
     'stop_reason': result.stop_reason,
+    # How much of the decrease so far one feature-scaled step still gained where the objective's test
+    # passed (training/plateau.py); None where it did not.
+    'plateau_gain': result.history[-1].get('plateau_gain') if result.history else None,
     'solver': result.solver,
     'interrupted': result.interrupted,
   }
@@ -400,8 +403,14 @@ def _train_and_evaluate(
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
+    # How much of the decrease so far one feature-scaled step still gained where the objective's test
+    # passed (training/plateau.py); None where it did not.
+    'plateau_gain': result.history[-1].get('plateau_gain') if result.history else None,
     'stop_why': stop_reasons.explain(
-      cfg, result.stop_reason, records.gradient_scale(dataset, cfg.loss_record, cfg.resolved_loss_hparams())
+      cfg,
+      result.stop_reason,
+      records.gradient_scale(dataset, cfg.loss_record, cfg.resolved_loss_hparams()),
+      result.history[-1].get('plateau_gain') if result.history else None,
     ),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,

@@ -13,6 +13,7 @@ import numpy as np
 from linear_jax.optim import convergence
 from linear_jax.optim import results
 from linear_jax.training import divergence
+from linear_jax.training import plateau
 
 
 def check_divergence(cfg, values, initial, epoch, steps, params=None, path=None, derived=None):
@@ -54,13 +55,24 @@ def update_best(best, metrics, params):
   return {**best, 'bad': best['bad'] + 1}
 
 
-def reason(cfg, state, evaluated, scale=1.0):
-  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'` (`scale`: `convergence.tol`'s)
-  or `None` to go on."""
+def reason(cfg, state, evaluated, scale=1.0, gain=None):
+  """Why the fit stops after this epoch: `'early_stopping'`, `'converged'` (`scale`: `convergence.tol`'s),
+  `'stalled'` or `None` to go on.
+
+  Where the objective's test has passed, `gain(params)` (`plateau.gain` at the epoch's) is recorded
+  in the epoch's metrics as `plateau_gain`, and above `plateau.GAIN` (or a looser `tol`) the run has
+  'stalled', not converged; a resumed run reads the recorded value.
+  """
   if cfg.patience and state.best['bad'] >= cfg.patience:
     return 'early_stopping'
   if evaluated and convergence.converged(cfg, state.history, scale):
-    return 'converged'
+    last = state.history[-1]
+    if gain is not None and cfg.tol_on == 'objective' and 'plateau_gain' not in last:
+      last['plateau_gain'] = gain(state.params)
+    # A tolerance looser than GAIN, asked for, is the user's to take.
+    return (
+      'stalled' if last.get('plateau_gain', 0.0) > max(plateau.GAIN, convergence.tol(cfg)) else 'converged'
+    )
   return None
 
 

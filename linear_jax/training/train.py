@@ -8,6 +8,7 @@ runs epochs of it; what it carries between epochs and its checkpoints are
 """
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -26,6 +27,7 @@ from linear_jax.optim import step_size
 from linear_jax.training import lbfgs
 from linear_jax.training import metrics as metrics_lib
 from linear_jax.training import own_gradient
+from linear_jax.training import plateau
 from linear_jax.training import preemption
 from linear_jax.training import resume as resume_lib
 from linear_jax.training import stopping
@@ -114,10 +116,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   )
   state = checkpoints.restore(resume_lib.start(params, opt_state), resume)
   first = len(state.history)
-  initial = (
-    float(path.evaluate(params, hp, 'train')['loss']) if first == 0 else state.history[0]['initial_loss']
-  )
+  initial = state.history[0]['initial_loss'] if first else float(path.evaluate(params, hp, 'train')['loss'])
   multiplier = step.schedule_fn(cfg, path.steps)
+  gain = functools.partial(plateau.gain, cfg, path, hp=hp, initial=initial)  # is a plateau the optimum?
   finished = stopping.finished(cfg, state, path.gradient_scale)  # a finished run, resumed, trains no more
   reason = finished or 'max_epochs'
   try:
@@ -143,7 +144,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
         checkpoints.save(state)
       if on_epoch:
         on_epoch(line)
-      reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale) or reason
+      reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale, gain) or reason
       if reason != 'max_epochs':
         checkpoints.save(state)
         break

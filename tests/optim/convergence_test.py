@@ -1,6 +1,7 @@
 """Stopping tests: scikit-learn's no-change rule, the gradient norm's test, stop reasons, refit."""
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,9 @@ from linear_jax.optim import convergence
 from linear_jax.optim import gradient_norm
 from linear_jax.optim import stop_reasons
 from linear_jax.training import lbfgs
+from linear_jax.training import plateau
 from linear_jax.training import refit
+from linear_jax.training import stopping
 from linear_jax.training import train
 
 
@@ -199,6 +202,35 @@ def test_the_adaptive_schedule_divides_the_rate_at_each_plateau_then_converges()
     from linear_jax.tuning import sweep  # pylint: disable=import-outside-toplevel
 
     sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0]))
+
+
+def test_a_plateau_one_feature_scaled_step_still_descends_from_is_stalled_not_converged():
+  """Features of spreads 1e-3 to 1e3 left in their units: the adaptive schedule's plateau test passed at a
+  mean squared error hundreds of times the least-squares optimum's, and the run said 'converged'. One step
+  scaled to each feature's units (`plateau.gain`) gains much of what is left there, and the run says
+  'stalled'; on the same features standardized it gains nothing, and the run is at the optimum."""
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((500, 4)) * [1e-3, 1.0, 1e3, 1.0]
+  y = x @ np.array([2000.0, 1.0, 0.003, -2.0]) + 0.1 * rng.standard_normal(500)
+  best = np.mean((linear_model.LinearRegression().fit(x, y).predict(x) - y) ** 2)
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss='l2', reg=0.0)
+  for preprocess in ('none', 'standardize'):
+    ds = data.prepare(data.Raw(x=x, y=y, kind='real'), 'units', 0.0, 0.0, preprocess=preprocess, seed=0)
+    result = train.fit(cfg, ds)
+    w, b = train.raw_params(result.params, ds)
+    mse = np.mean((x @ np.asarray(w, np.float64).T + b - y[:, None]) ** 2)
+    gain = result.history[-1]['plateau_gain']
+    if preprocess == 'none':
+      assert result.stop_reason == 'stalled' and gain > plateau.GAIN and mse > 10 * best, (gain, mse, best)
+      why = stop_reasons.explain(cfg, 'stalled', plateau_gain=gain)
+      assert why.startswith('stalled: the objective stopped falling') and '--preprocess=standardize' in why
+      # A resumed run reads the gain its last epoch recorded: it stopped, stalled, as it did.
+      done = types.SimpleNamespace(history=result.history, best={'bad': 0})
+      assert stopping.reason(cfg, done, True) == 'stalled'
+    else:
+      assert result.stop_reason == 'converged' and gain < plateau.GAIN / 10 and mse < 1.05 * best, (gain, mse)
 
 
 def _linear_targets(scale, preprocess='none'):
