@@ -664,7 +664,7 @@ flags.DEFINE_string(
   'compilation_cache',
   _default_cache_dir(),
   'Directory where compiled XLA programs are kept between runs, so a repeated run skips compilation '
-  '(about 1 s of the 3.5 s of the default training run; at most 512 MiB, least recently used '
+  '(the default training run takes about 1.7 s with it, 3.6 s without; at most 512 MiB, least recently used '
   'programs go first); empty to turn it off.',
 )
 GROUPS['compilation_cache'] = 'run'
