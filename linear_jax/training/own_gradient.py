@@ -51,7 +51,7 @@ def check(cfg, path, loss_hparams=None):
   compare at, a list of dicts (a sweep's every value; default: `cfg`'s).
   """
   spec = cfg.loss_record
-  if cfg.grad == 'autodiff' or losses.is_builtin(spec):
+  if cfg.grad == 'autodiff' or losses.is_builtin(spec):  # train.check_fit asks the same before calling
     return
   x, y, w = path.sample_rows(ROWS)
   x, y = jnp.asarray(x), jnp.asarray(y)

@@ -26,7 +26,7 @@ from linear_jax.maths import losses
 # and measured; the gradient is the full objective's.
 ROWS = 16384
 # Step lengths tried, from twice the Jacobi step down (a subgradient's best is often far shorter).
-LENGTHS = tuple(2.0**-k for k in range(-1, 11))
+LENGTHS = tuple(np.logspace(1, -10, 12, base=2.0))
 # A plateau from which one such step still lowers the objective by more than this fraction of what
 # training lowered it is not the optimum's.
 GAIN = 1e-2
