@@ -190,21 +190,27 @@ flags.register_multi_flags_validator(['optimizer', *SWEEP_ONLY], _path_reads_it)
 
 
 def _sweep_reads_it(f):
-  """A sweep trains every setting for --epochs, evaluating each epoch, and stops none early; only its
-  L-BFGS path stops on a tolerance."""
-  unread = [f'--{n}' for n in ('patience', 'eval_every') if FLAGS[n].present]
+  """A sweep trains every setting for --epochs, evaluating each epoch, and stops none early: early
+  stopping and its evaluations are --retrain_best's run's alone, and a tolerance the L-BFGS path's."""
+  unread = [
+    f'--{n}'
+    for n, default in (('patience', 0), ('eval_every', 1))
+    if f[n] != default and not f['retrain_best']
+  ]
   if FLAGS['tol'].present and f['optimizer'] != 'lbfgs':
     unread.append('--tol')
   if unread:
     raise flags.ValidationError(
-      'lr_sweep trains every setting for --epochs, evaluates each epoch and chooses its best on validation '
-      f'(only --optimizer=lbfgs, a regularization path, stops on --tol); it reads no {", ".join(unread)}: '
-      f'drop {"it" if len(unread) == 1 else "them"}.'
+      'lr_sweep trains every setting for --epochs, evaluates each epoch and chooses its best on validation; '
+      "--patience and --eval_every apply to --retrain_best's run alone, --tol to --optimizer=lbfgs (a "
+      f'regularization path) alone: drop {", ".join(unread)}.'
     )
   return True
 
 
-flags.register_multi_flags_validator(['optimizer', 'patience', 'eval_every', 'tol'], _sweep_reads_it)
+flags.register_multi_flags_validator(
+  ['optimizer', 'patience', 'eval_every', 'tol', 'retrain_best'], _sweep_reads_it
+)
 
 
 def learning_rates(cfg, dataset):

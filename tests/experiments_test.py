@@ -199,9 +199,12 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--optimizer=adam', '--momenta=0.5'], 'the others have none'),
     (['--optimizer=nesterov', '--momenta=0.5,0.9'], 'accepted'),
     # Every setting trains --epochs: early stopping and a tolerance were accepted and never read.
-    (['--patience=2', '--eval_every=4'], 'reads no --patience, --eval_every: drop them'),
-    (['--tol=0.9'], 'only --optimizer=lbfgs, a regularization path, stops on --tol); it reads no --tol'),
+    (['--patience=2', '--eval_every=4'], "apply to --retrain_best's run alone"),
+    (['--patience=2', '--eval_every=4'], 'drop --patience, --eval_every.'),
+    (['--tol=0.9'], '--tol to --optimizer=lbfgs (a regularization path) alone: drop --tol.'),
     (['--optimizer=lbfgs', '--tol=1e-6'], 'accepted'),
+    (['--patience=0', '--eval_every=1'], 'accepted'),  # what the sweep does
+    (['--retrain_best', '--patience=3'], 'accepted'),  # the retrained run stops early
   ],
   'experiments.search': [
     (['--budget=0'], '--budget must be >= 1'),

@@ -12,18 +12,13 @@ from linear_jax.optim import convergence
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 
 
-def explain(cfg, reason, scale=1.0, plateau_gain=None):
+def explain(cfg, reason, scale=1.0, plateau_gain=None, preprocess=None):
   """Why a run stopped, in words: the stop reason with the test that ended it (`scale`: as
-  `convergence.tol` takes it; `plateau_gain`: the last epoch's, where a plateau was measured)."""
+  `convergence.tol` takes it; `plateau_gain`: the last epoch's, where a plateau was measured;
+  `preprocess`: the data's, where known, for the advice)."""
   tol = convergence.tol(cfg, scale)
   if reason == 'stalled' and plateau_gain is not None:
-    return (
-      "stalled: the objective stopped falling, but one step scaled to each feature's units still lowers "
-      f'it by {plateau_gain:.2g} of its decrease so far: not the optimum. A constant step stops at its '
-      'noise floor (--schedule=adaptive, the default, lowers it), gradient descent crawls where the '
-      "features' units differ widely (--preprocess=standardize), and --optimizer=lbfgs reaches the "
-      'optimum of a smooth loss'
-    )
+    return _stalled(cfg, plateau_gain, preprocess)
   if reason == 'converged' and cfg.optimizer != 'lbfgs' and cfg.tol_on == 'objective':
     if cfg.schedule == 'adaptive':
       return (
@@ -45,3 +40,26 @@ def explain(cfg, reason, scale=1.0, plateau_gain=None):
   if reason == 'early_stopping':
     return f'early stopping: {cfg.patience} evaluations without a better validation score'
   return reason.replace('_', ' ')
+
+
+def _stalled(cfg, gain, preprocess):
+  """Why an objective's plateau is no optimum (`training/plateau.py`), and what would reach it for `cfg`."""
+  if gain >= 1.0:
+    return (
+      'stalled: the objective stopped falling no lower than it started: the step is too large; lower '
+      '--learning_rate'
+    )
+  advice = []
+  if cfg.schedule != 'adaptive':
+    advice.append(
+      f"--schedule={cfg.schedule} stops at its step's noise floor, which --schedule=adaptive lowers"
+    )
+  if preprocess not in (None, 'standardize'):
+    advice.append("gradient descent crawls where the features' units differ widely: --preprocess=standardize")
+  if cfg.loss_record.kinks is None and cfg.penalty == 'l2':
+    advice.append('--optimizer=lbfgs reaches the optimum of this smooth objective')
+  advice.append('a smaller --tol trains on past such a plateau')
+  return (
+    "stalled: the objective stopped falling, but one step scaled to each feature's units still lowers it "
+    f'by {gain:.2g} of its decrease so far: not the optimum ({"; ".join(advice)})'
+  )

@@ -411,6 +411,7 @@ def _train_and_evaluate(
       result.stop_reason,
       records.gradient_scale(dataset, cfg.loss_record, cfg.resolved_loss_hparams()),
       result.history[-1].get('plateau_gain') if result.history else None,
+      data_config.preprocess,
     ),
     'learning_rate': result.learning_rate,
     'learning_rate_found': result.learning_rate_info,

@@ -11,7 +11,9 @@ divided by its feature's second moment as the step sees it, plus the penalty's
 lengths, and measures the best decrease as a fraction of the decrease so far.
 Above `GAIN` the plateau is no optimum, and the fit says 'stalled'. On
 standardized features the step gains nothing gradient descent had not found
-(at most about 1e-3 of the decrease in the default runs of every loss).
+(at most about 1e-3 of the decrease in the default runs of every loss). The
+test can only refute: a plateau a little above the optimum (a constant step's
+noise floor) may gain less than `GAIN` from one step and pass.
 """
 
 import functools
@@ -22,9 +24,10 @@ import numpy as np
 
 from linear_jax.maths import losses
 
-# Training rows (evenly spaced over the split: all of them up to this many) on which the step is scaled
-# and measured; the gradient is the full objective's.
+# Training rows (evenly spaced over the split: all of them up to this many, and at most `SAMPLE_BYTES` of
+# float64 features) on which the step is scaled and measured; the gradient is the full objective's.
 ROWS = 16384
+SAMPLE_BYTES = 64 * 2**20
 # Step lengths tried, from twice the Jacobi step down (a subgradient's best is often far shorter).
 LENGTHS = tuple(np.logspace(1, -10, 12, base=2.0))
 # A plateau from which one such step still lowers the objective by more than this fraction of what
@@ -38,19 +41,26 @@ def gain(cfg, path, params, hp, initial):
   The gradient is the full objective's (`path.objective`, one pass); the step's
   scale and its gain are measured on up to `ROWS` training rows as the step
   sees them (`path.sample_rows`: every row of a smaller split), so that a
-  file streamed from disk is read once, not once per length.
+  file streamed from disk is read once, not once per length. Each weight's
+  entry is divided by its feature's (weighted) second moment plus the l2
+  penalty's `2·reg` (none for a bias, folded or not).
 
   Args:
     cfg: the run's `TrainConfig`; path: its `DataPath`; params, hp: where the plateau is.
     initial: the objective before training.
 
   Returns:
-    A float >= 0: the best of `f(params) − f(params + t·d)` over `LENGTHS`, over `initial − f(params)`.
+    A float >= 0: the best of `f(params) − f(params + t·d)` over `LENGTHS`, over `initial − f(params)`;
+    1 where the objective has not fallen below `initial` at all and a step still lowers it.
   """
   value, grad = path.objective(params, hp)
-  x, y, w = path.sample_rows(ROWS)
-  moment = np.mean(np.square(np.asarray(x, np.float64)), axis=0)  # [D], the bias trick's column included
-  damping = 2.0 * float(cfg.reg)
+  rows = max(1, min(ROWS, SAMPLE_BYTES // (8 * params.W.shape[1])))
+  x, y, w = path.sample_rows(rows)
+  w = None if w is None or not np.sum(w) > 0 else w
+  moment = np.average(np.square(x, dtype=np.float64), axis=0, weights=w)  # [D], a folded bias's 1 included
+  damping = np.full(moment.shape, 2.0 * float(cfg.reg) if cfg.penalty == 'l2' else 0.0)
+  if grad.b is None:
+    damping[-1] = 0.0  # the folded bias is not penalized (`model.penalized_weights`)
 
   def scaled(g, denominator):
     g = np.asarray(g, np.float64)
@@ -58,17 +68,19 @@ def gain(cfg, path, params, hp, initial):
       return np.where(denominator > 0, -g / denominator, 0.0)
 
   direction = grad._replace(
-    W=scaled(grad.W, moment[None, :] + damping),
-    b=None if grad.b is None else scaled(grad.b, np.full(grad.b.shape, 1.0 + damping)),
+    W=scaled(grad.W, (moment + damping)[None, :]),
+    b=None if grad.b is None else scaled(grad.b, np.ones(grad.b.shape)),
   )
-  rows = tuple(None if a is None else jnp.asarray(a) for a in (x, y, w))
+  sample = tuple(None if a is None else jnp.asarray(a) for a in (x, y, w))
   at = lambda t: _objective(
-    jax.tree.map(lambda p, d: p + jnp.asarray(t * d, p.dtype), params, direction), *rows, hp, cfg=cfg
+    jax.tree.map(lambda p, d: p + jnp.asarray(t * d, p.dtype), params, direction), *sample, hp, cfg=cfg
   )
   here = float(at(0.0))
-  moved = [float(at(t)) for t in LENGTHS]
-  best = min([f for f in moved if np.isfinite(f)], default=here)
-  return max(0.0, here - best) / max(initial - float(value), np.finfo(np.float64).tiny)
+  best = min([f for f in (float(at(t)) for t in LENGTHS) if np.isfinite(f)], default=here)
+  gained, fallen = max(0.0, here - best), initial - float(value)
+  if fallen <= 0:  # the objective test passed without any decrease: a step too large, or no progress
+    return 1.0 if gained > 0 or fallen < 0 else 0.0
+  return gained / fallen
 
 
 @functools.partial(jax.jit, static_argnames='cfg')

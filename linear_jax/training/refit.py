@@ -59,7 +59,7 @@ def refit(cfg, dataset, result):
   check_refit(dataset)
   merged = train_plus_val(dataset)
   if cfg.optimizer == 'lbfgs':
-    again = cfg
+    again = dataclasses.replace(cfg, patience=0)  # train + validation has no validation to stop on
     what = {'setting': 'the same L-BFGS solve (tol, max iterations) on train + validation'}
   else:
     epochs = max(1, int(result.best_epoch))
@@ -93,7 +93,7 @@ def refit_path(cfg, dataset, path, tol=None, max_iter=None):
 
   check_refit(dataset)
   reg = float(path.regs[path.best_index()])
-  again = dataclasses.replace(cfg, optimizer='lbfgs', reg=reg)
+  again = dataclasses.replace(cfg, optimizer='lbfgs', reg=reg, patience=0)  # nothing left to stop on
   again = dataclasses.replace(
     again,
     tol=convergence.tol(again) if tol is None else tol,

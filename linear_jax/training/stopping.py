@@ -76,11 +76,12 @@ def reason(cfg, state, evaluated, scale=1.0, gain=None):
   return None
 
 
-def finished(cfg, state, scale=1.0):
-  """Why a run whose state is `state` had already stopped (`'converged'`, `'early_stopping'`,
-  `'max_epochs'`), or `None` if it has epochs to go: a finished run, resumed, trains no further."""
+def finished(cfg, state, scale=1.0, gain=None):
+  """Why a run whose state is `state` had already stopped (`'converged'`, `'stalled'`, `'early_stopping'`,
+  `'max_epochs'`), or `None` if it has epochs to go: a finished run, resumed, trains no further (`gain`:
+  as for `reason`, measured only where the last epoch passed the objective's test without a record)."""
   if not state.history:
     return None
   if len(state.history) >= cfg.epochs:
     return 'max_epochs'
-  return reason(cfg, state, state.history[-1].get('evaluated', True), scale)
+  return reason(cfg, state, state.history[-1].get('evaluated', True), scale, gain)

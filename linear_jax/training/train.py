@@ -120,7 +120,9 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   initial = state.history[0]['initial_loss'] if first else float(path.evaluate(params, hp, 'train')['loss'])
   multiplier = step.schedule_fn(cfg, path.steps)
   gain = functools.partial(plateau.gain, cfg, path, hp=hp, initial=initial)  # is a plateau the optimum?
-  finished = stopping.finished(cfg, state, path.gradient_scale)  # a finished run, resumed, trains no more
+  finished = stopping.finished(
+    cfg, state, path.gradient_scale, gain
+  )  # a finished run, resumed, trains no more
   reason = finished or 'max_epochs'
   try:
     for epoch in range(first, first if finished else cfg.epochs):
@@ -140,14 +142,14 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       )
       best = stopping.update_best(state.best, line, params)
       state = resume_lib.State(params, opt_state, (*state.history, line), best)
-      saved = checkpoints.due(epoch, checkpoint_every) or epoch + 1 == cfg.epochs
+      # Decided before the epoch is saved or reported: the line then holds what the verdict measured.
+      reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale, gain) or reason
+      saved = reason != 'max_epochs' or checkpoints.due(epoch, checkpoint_every) or epoch + 1 == cfg.epochs
       if saved:
         checkpoints.save(state)
       if on_epoch:
         on_epoch(line)
-      reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale, gain) or reason
       if reason != 'max_epochs':
-        checkpoints.save(state)
         break
       if epoch + 1 < cfg.epochs and preemption.stop_requested():  # SIGTERM / SIGINT (see preemption.py)
         reason = 'interrupted'

@@ -224,13 +224,50 @@ def test_a_plateau_one_feature_scaled_step_still_descends_from_is_stalled_not_co
     gain = result.history[-1]['plateau_gain']
     if preprocess == 'none':
       assert result.stop_reason == 'stalled' and gain > plateau.GAIN and mse > 10 * best, (gain, mse, best)
-      why = stop_reasons.explain(cfg, 'stalled', plateau_gain=gain)
+      why = stop_reasons.explain(cfg, 'stalled', plateau_gain=gain, preprocess='none')
       assert why.startswith('stalled: the objective stopped falling') and '--preprocess=standardize' in why
-      # A resumed run reads the gain its last epoch recorded: it stopped, stalled, as it did.
-      done = types.SimpleNamespace(history=result.history, best={'bad': 0})
-      assert stopping.reason(cfg, done, True) == 'stalled'
+      assert '--optimizer=lbfgs' in why and '--schedule' not in why  # the advice that applies to this run
     else:
       assert result.stop_reason == 'converged' and gain < plateau.GAIN / 10 and mse < 1.05 * best, (gain, mse)
+
+
+def test_a_stalled_run_says_so_in_its_metrics_and_again_when_resumed(tmp_path):
+  """The verdict is taken before the epoch is saved or reported: metrics.jsonl's last line holds the gain,
+  a resumed run stops as the uninterrupted one did, and one saved without the record measures it."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((500, 4)) * [1e-3, 1.0, 1e3, 1.0]
+  y = x @ np.array([2000.0, 1.0, 0.003, -2.0]) + 0.1 * rng.standard_normal(500)
+  ds = data.prepare(data.Raw(x=x, y=y, kind='real'), 'units', 0.0, 0.0, preprocess='none', seed=0)
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss='l2', reg=0.0)
+  lines = []
+  done = train.fit(cfg, ds, workdir=str(tmp_path), on_epoch=lines.append)
+  assert done.stop_reason == 'stalled' and lines[-1]['plateau_gain'] == done.history[-1]['plateau_gain']
+  again = train.fit(cfg, ds, workdir=str(tmp_path), resume=True)
+  assert again.already_done and again.stop_reason == 'stalled' and again.history == done.history
+  # Saved without the record (stopped while measuring it, or by an older version): measured on resume.
+  unrecorded = [*done.history[:-1], {k: v for k, v in done.history[-1].items() if k != 'plateau_gain'}]
+  state = types.SimpleNamespace(params=done.params, history=unrecorded, best={'bad': 0})
+  assert stopping.finished(cfg, state, 1.0) == 'converged'  # what it would say without measuring
+  assert stopping.finished(cfg, state, 1.0, gain=lambda params: 0.5) == 'stalled'
+
+
+def test_an_objective_that_never_fell_below_its_start_is_not_converged():
+  """A constant step too large for l1 regression: the objective ends above where it started, and the
+  plateau test (relative to a decrease of 0) passed; the gain is 1 and the advice is a smaller step."""
+  ds = data.prepare(data.load_builtin('diabetes'), 'diabetes', seed=0)
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss='l1', reg=0.0, learning_rate=30.0, schedule='constant')
+  result = train.fit(cfg, ds)
+  assert result.history[-1]['train_loss'] > result.history[0]['initial_loss']
+  assert result.stop_reason == 'stalled' and result.history[-1]['plateau_gain'] == 1.0
+  assert 'lower --learning_rate' in stop_reasons.explain(cfg, 'stalled', plateau_gain=1.0)
+
+
+def test_an_lbfgs_refit_of_a_run_with_patience_has_no_validation_to_stop_on():
+  """The refit trains on train + validation: a patience passed on to it was refused after the first run."""
+  ds = _blobs()
+  cfg = config.TrainConfig(optimizer='lbfgs', patience=2, reg=1e-2)
+  again, record = refit.refit(cfg, ds, train.fit(cfg, ds))
+  assert again.stop_reason == 'converged' and record['setting'].startswith('the same L-BFGS solve')
 
 
 def _linear_targets(scale, preprocess='none'):
