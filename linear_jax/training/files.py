@@ -22,6 +22,16 @@ import tempfile
 TEMP_PREFIX = '.tmp-linear_jax-'
 
 
+# The permissions a plain `open()` would give a new file: `mkstemp` makes it 0600 (read once, at import:
+# `os.umask` can only be read by setting it, and a thread writing meanwhile must not see 0).
+def _umask():
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
 # The two calls that put bytes on disk, named here so a test can make them fail as a full disk does.
 _fdopen = os.fdopen
 _write = os.write
@@ -62,6 +72,7 @@ def replace(path, write, binary=False, suffix='', sync=True):
   tmp = None
   try:
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
+    os.fchmod(fd, FILE_MODE)  # outputs are shared, as a report is: not the temporary file's 0600
     with _fdopen(
       fd, 'wb' if binary else 'w', **({} if binary else {'encoding': 'utf-8', 'newline': ''})
     ) as f:

@@ -6,6 +6,8 @@ Nothing outside the workdir is touched, and each failure is one line (a
 
 import errno
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -171,3 +173,15 @@ def test_workdir_of_other_files_is_refused_and_nothing_not_ours_is_deleted(tmp_p
   _train(work, plots=False)
   checkpoint.remove_stale(str(work))
   assert all((work / n).read_text() == 'mine' for n in ('.write-test', '.tmp-mine.npz', 'notes.txt'))
+
+
+def test_outputs_take_the_permissions_a_plain_open_gives(tmp_path):
+  """`mkstemp` creates 0600: a report, a summary or a checkpoint was readable by its owner alone, whatever
+  the umask; they are shared as any new file is (0644 under umask 022, 0600 under 077)."""
+  code = 'import sys; from linear_jax.training import files; files.write_text(sys.argv[1], "x")'
+  for umask in (0o022, 0o077):
+    path = tmp_path / f'out{umask:o}.txt'
+    subprocess.run(
+      [sys.executable, '-c', code, str(path)], check=True, preexec_fn=lambda umask=umask: os.umask(umask)
+    )
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
