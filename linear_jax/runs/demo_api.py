@@ -130,6 +130,8 @@ def array(value, shape, name, bound, dtype=np.float64):
     a = np.asarray(value, dtype=dtype)
   except (TypeError, ValueError, OverflowError):
     raise RequestError(f'{name} must be an array of numbers of shape {list(shape)}.') from None
+  if a.size == 0 and shape and shape[0] is None and None not in shape[1:]:  # [] of rows: no rows
+    a = a.reshape((0, *shape[1:]))
   if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape, strict=True)):
     raise RequestError(f'{name} must have shape {list(shape)}, got {list(a.shape)}.')
   if not (np.all(np.isfinite(a)) and np.all(np.abs(a) <= bound)):
@@ -490,6 +492,13 @@ def handle_init(req):
   params = model.init_params(jax.random.PRNGKey(seed), p.x.shape[1], p.outputs, scale, jnp.float64)
   if p.image is None and p.features == 'none':  # lines through the view's centre region
     params = params._replace(b=jnp.asarray(-np.asarray(params.W) @ _centre(p.view)))
+  largest = float(np.max(np.abs(np.concatenate([np.ravel(params.W), np.ravel(params.b)]))))
+  if largest > LIMITS['weight']:  # the page sends the model back: within the bounds it is held to
+    raise RequestError(
+      f"These initial weights (scale {scale:g}) would put a line through the view's centre with |b| up to "
+      f'{largest:.4g}, past ±{LIMITS["weight"]:g}; ask for a smaller scale, or a view nearer the origin.',
+      status=422,
+    )
   return evaluate_state(params, p)
 
 

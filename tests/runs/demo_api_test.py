@@ -268,6 +268,22 @@ def test_what_a_step_or_a_drag_answers_is_a_model_the_next_request_takes():
   wide = {**state, 'model': {'W': [[1e4, 1e4], [1, 1]], 'b': [0, 0]}}  # turned to (1, 0): W[0] = [14142, 0]
   with pytest.raises(demo_api.RequestError, match=r'would move row 0 of the model to W \[14142.1, 0.0\]'):
     demo_api.handle_drag({**wide, 'drag': {'row': 0, 'kind': 'rotate', 'anchor': [0, 0], 'to': [1, 0]}})
+  # Initial weights of scale 10 through the centre of a view far out: b = -W·centre past ±10,000 was
+  # answered, and every request after it refused the model it had been given.
+  corner = {**far, 'num_classes': 3, 'labels': [0, 1, 2, 0], 'view': [850, 1000, 850, 1000], 'loss': 'svm'}
+  with pytest.raises(demo_api.RequestError, match=r'past ±10000; ask for a smaller scale') as e:
+    demo_api.handle_init({**corner, 'scale': 10})
+  assert e.value.status == 422
+  demo_api.handle_evaluate({**corner, 'model': demo_api.handle_init(corner)['model']})  # scale 1: taken
+
+
+def test_a_page_with_every_point_deleted_is_told_so_by_search():
+  """`[]` of points had shape [0], and 'points must have shape [None, 2], got [0]' answered a page whose
+  user deleted every point, not the search's own message."""
+  empty = {'points': [], 'labels': [], 'num_classes': 2, 'view': [-3, 3, -3, 3], 'loss': 'svm'}
+  model = demo_api.handle_init(empty)['model']
+  with pytest.raises(demo_api.RequestError, match=r'^There are no points to search on\.$'):
+    demo_learn.handle_search({**empty, 'model': model, 'budget': 50})
 
 
 def test_a_step_count_sent_back_is_a_whole_number_in_int32():
