@@ -495,7 +495,7 @@ def handle_init(req):
   largest = float(np.max(np.abs(np.concatenate([np.ravel(params.W), np.ravel(params.b)]))))
   if largest > LIMITS['weight']:  # the page sends the model back: within the bounds it is held to
     raise RequestError(
-      f"These initial weights (scale {scale:g}) would put a line through the view's centre with |b| up to "
+      f"These initial weights (scale {scale:g}) would put a line through the view's centre with a bias of "
       f'{largest:.4g}, past ±{LIMITS["weight"]:g}; ask for a smaller scale, or a view nearer the origin.',
       status=422,
     )
