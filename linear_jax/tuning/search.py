@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from linear_jax.data import memory
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.maths import model
@@ -411,6 +412,22 @@ __all__ = [
 ]
 
 
+def _check_population_fits(name, members, init, x):
+  """Raises, with the figures, where `members` models like `init` (the genetic algorithm's population,
+  local search's proposals), a child and a mutation of each, and their scores on the rows `x`, cannot
+  fit in the device's memory: 12,000 members of 200,010 weights ran the other methods for minutes, then
+  ended in a traceback."""
+  weights = sum(int(np.size(a)) for a in jax.tree.leaves(init))
+  need = np.dtype(x.dtype).itemsize * members * (3 * weights + x.shape[0] * init.W.shape[0])
+  memory.check_memory(
+    need,
+    f'search on {name}',
+    memory.device_memory_available(),
+    advice='use a smaller --population (or --proposals).',
+    what=f'a population of {members:,} models of {weights:,} weights',
+  )
+
+
 def compare(
   cfg,
   dataset,
@@ -444,6 +461,7 @@ def compare(
   loss_fn = make_loss_fn(x, y, cfg.loss, cfg.reg, cfg.penalty, cfg.loss_hparams, w)
   key = jax.random.PRNGKey(cfg.seed)
   init = model.init_params(key, dataset.num_features, step.num_outputs(cfg, dataset), 1e-3)
+  _check_population_fits(name or dataset.name, max(population, proposals), init, x)
   seg = segments.run if segments else search_state.in_one
   descent = lambda batch: gradient_descent(
     dataclasses.replace(cfg, batch_size=batch), x, y, init, budget, loss_fn, run_segments=seg, weights=w

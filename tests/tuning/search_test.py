@@ -110,3 +110,23 @@ def test_compare_minimizes_the_weighted_objective_of_a_weighted_dataset():
     search.make_loss_fn(x, y, 'logistic', cfg.reg, mask=w), jax.random.PRNGKey(cfg.seed), init, 200
   )
   assert rows['random search']['best_train_loss'] == pytest.approx(weighted_search.best_loss, rel=1e-6)
+
+
+def test_a_population_that_cannot_fit_is_refused_before_any_method_runs(monkeypatch):
+  """A population of members (weights, a child and a mutation of each, their scores) past the device's
+  memory ran random and local search first, then ended in an out-of-memory traceback."""
+  from linear_jax.data import memory  # pylint: disable=import-outside-toplevel
+
+  ds = data.prepare(data.blobs(100, 5, 3, seed=0), 'blobs', seed=0)
+  n = len(ds.y_train)
+  need = 4 * 500 * (3 * (5 * 3 + 3) + n * 3)  # float32: 500 members of 18 weights, scores on n rows
+  ran = []
+  monkeypatch.setattr(search, 'random_search', lambda *a, **k: ran.append(a))
+  monkeypatch.setattr(memory, 'device_memory_available', lambda device=None: need - 1)
+  cfg = config.TrainConfig(epochs=1)
+  with pytest.raises(ValueError, match=r'search on blobs: a population of 500 models of 18 weights needs'):
+    search.compare(cfg, ds, 1000, population=500)
+  assert not ran
+  monkeypatch.setattr(memory, 'device_memory_available', lambda device=None: need)
+  with pytest.raises(ValueError, match='use a smaller --population'):
+    search.compare(cfg, ds, 1000, population=501)
