@@ -6,6 +6,7 @@ schedule) travels to the page and back as the list of its leaves.
 """
 
 import functools
+import threading
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -25,6 +26,22 @@ from linear_jax.runs.demo_api import number
 from linear_jax.tuning import search
 
 STEP_BUCKETS = (1, 8, 32, LIMITS['steps'])  # steps are padded up to one of these: four programs at most
+# The search methods' loop lengths follow the budget, so each budget compiles programs of its own (about
+# 21 MB): the server keeps those of this many budgets, and clears JAX's caches to take one more.
+SEARCH_BUDGETS_KEPT = 8
+_search_budgets = set()
+_search_budgets_lock = threading.Lock()
+
+
+def _keep_programs_of(budget):
+  """Bounds the memory of the search's compiled programs: a budget past `SEARCH_BUDGETS_KEPT` others
+  clears JAX's caches first (every program compiles again when next asked for)."""
+  with _search_budgets_lock:
+    if budget not in _search_budgets:
+      if len(_search_budgets) >= SEARCH_BUDGETS_KEPT:
+        jax.clear_caches()
+        _search_budgets.clear()
+      _search_budgets.add(budget)
 
 
 def parse_optimizer(req, p):
@@ -186,6 +203,7 @@ def handle_search(req):
   seed = number(req, 'seed', 0, 2**31 - 1, 0, integer=True)
   if p.n == 0:
     raise RequestError('There are no points to search on.')
+  _keep_programs_of(budget)
   cfg_step, _, settings, _ = parse_optimizer(req, p)
   # The padded rows with their mask, as every other request: the programs take the data as arguments,
   # so a race on the same budget compiles nothing whatever the points.

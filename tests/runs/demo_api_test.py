@@ -334,3 +334,21 @@ def test_moving_adding_and_removing_points_compiles_nothing():
     assert len(out['losses']) == len(s['points'])
     demo_learn.handle_step({**s, **step})
   assert [f._cache_size() for f in programs] == before  # noqa: SLF001
+
+
+def test_the_search_keeps_the_programs_of_a_bounded_number_of_budgets(monkeypatch):
+  """Each budget compiles the methods' programs anew (about 21 MB); a client stepping through budgets
+  grew the server by that much a request, without end. Past `SEARCH_BUDGETS_KEPT` budgets the caches
+  are cleared first."""
+  cleared = []
+  monkeypatch.setattr(jax, 'clear_caches', lambda: cleared.append(True))
+  monkeypatch.setattr(demo_learn, 'SEARCH_BUDGETS_KEPT', 2)
+  monkeypatch.setattr(demo_learn, '_search_budgets', set())
+  state = _state('svm')
+  demo_learn.handle_search({**state, 'budget': 10})
+  demo_learn.handle_search({**state, 'budget': 10})
+  assert demo_learn._search_budgets == {10} and not cleared  # pylint: disable=protected-access
+  demo_learn.handle_search({**state, 'budget': 11})
+  assert not cleared
+  demo_learn.handle_search({**state, 'budget': 12})  # a third budget: the programs of two are dropped
+  assert cleared == [True] and demo_learn._search_budgets == {12}  # pylint: disable=protected-access
