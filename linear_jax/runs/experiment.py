@@ -377,7 +377,7 @@ def _train_and_evaluate(
 ):
   start = time.perf_counter()
   dataset, f_star = _load_and_check(cfg, data_config, options, progress)
-  metrics_path = _start_metrics(workdir, options, write_outputs)
+  metrics_path = _start_metrics(workdir, options, write_outputs, f_star)
   result = _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch)
   given = cfg  # 'auto' stays: the refit derives its steps as this fit did, at its start and after epoch 1
   if result.learning_rate_info:
@@ -462,7 +462,7 @@ def _load_and_check(cfg, data_config, options, progress):
   return dataset, f_star
 
 
-def _start_metrics(workdir, options, write_outputs):
+def _start_metrics(workdir, options, write_outputs, f_star=None):
   """Starts metrics.jsonl afresh (or from the checkpoint's history when resuming); returns its path.
 
   Every process runs the same fits and evaluations (a streamed pass over several processes adds its
@@ -479,9 +479,19 @@ def _start_metrics(workdir, options, write_outputs):
         files.remove_outputs(workdir, OUTPUTS)
       history = checkpoint.read(ckpt)[1]['history'] if resuming else []
       files.write_text(
-        metrics_path, ''.join(json.dumps(finite_json(m), allow_nan=False) + '\n' for m in history)
+        metrics_path,
+        ''.join(json.dumps(finite_json(_gap(m, f_star)), allow_nan=False) + '\n' for m in history),
       )
   return metrics_path
+
+
+def _gap(metrics, f_star):
+  """`metrics` with `f_minus_f_star` where f* is known and the epoch was evaluated, and without it where
+  f* is not: a run resumed with or without `--reference` records it for every epoch alike."""
+  metrics = {k: v for k, v in metrics.items() if k != 'f_minus_f_star'}
+  if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
+    metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
+  return metrics
 
 
 def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on_epoch):

@@ -90,6 +90,16 @@ def test_sgd_reference_records_the_gap_every_epoch(tmp_path):
   rows = [json.loads(x) for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert len(rows) == 5 and all(r['f_minus_f_star'] > 0 for r in rows)
   assert 'stopped: not converged: the most epochs (5) ran out' in out.stdout
+  # Resumed without --reference, then with it: every epoch is recorded alike (a resume mixed epochs with
+  # f − f* and epochs without, beside a summary whose f* said the other).
+  for reference, has_gap in (('--noreference', False), ('--reference', True)):
+    out = _run(
+      'experiments.train', reference, '--tol_on=none', '--epochs=5', f'--workdir={tmp_path}', '--resume'
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+    assert len(rows) == 5 and all(('f_minus_f_star' in r) == has_gap for r in rows)
+    assert (json.loads((tmp_path / 'summary.json').read_text())['f_star'] is not None) == has_gap
 
 
 def test_refit_without_validation_and_divergence_are_reported(tmp_path):

@@ -181,7 +181,8 @@ def test_outputs_take_the_permissions_a_plain_open_gives(tmp_path):
   code = 'import sys; from linear_jax.training import files; files.write_text(sys.argv[1], "x")'
   for umask in (0o022, 0o077):
     path = tmp_path / f'out{umask:o}.txt'
+    # The umask set by a shell: a preexec_fn would fork this multithreaded (JAX) process.
     subprocess.run(
-      [sys.executable, '-c', code, str(path)], check=True, preexec_fn=lambda umask=umask: os.umask(umask)
+      ['sh', '-c', f'umask {umask:o} && exec "$0" -c \'{code}\' "$1"', sys.executable, str(path)], check=True
     )
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
