@@ -61,7 +61,8 @@ def reason(cfg, state, evaluated, scale=1.0, gain=None):
 
   Where the objective's test has passed, `gain(params)` (`plateau.gain` at the epoch's) is recorded
   in the epoch's metrics as `plateau_gain`, and above `plateau.GAIN` (or a looser `tol`) the run has
-  'stalled', not converged; a resumed run reads the recorded value.
+  'stalled', not converged; a resumed run reads the recorded value. `train.fit` asks before it saves or
+  reports the epoch, so both hold the line as the verdict left it.
   """
   if cfg.patience and state.best['bad'] >= cfg.patience:
     return 'early_stopping'

@@ -142,13 +142,12 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
       )
       best = stopping.update_best(state.best, line, params)
       state = resume_lib.State(params, opt_state, (*state.history, line), best)
-      # Decided before the epoch is reported or saved: the line then holds what the verdict measured.
       reason = stopping.reason(cfg, state, line['evaluated'], path.gradient_scale, gain) or reason
-      if on_epoch:
-        on_epoch(line)
       saved = reason != 'max_epochs' or checkpoints.due(epoch, checkpoint_every) or epoch + 1 == cfg.epochs
       if saved:
         checkpoints.save(state)
+      if on_epoch:
+        on_epoch(line)
       if reason != 'max_epochs':
         break
       if epoch + 1 < cfg.epochs and preemption.stop_requested():  # SIGTERM / SIGINT (see preemption.py)
