@@ -130,7 +130,7 @@ def array(value, shape, name, bound, dtype=np.float64):
     a = np.asarray(value, dtype=dtype)
   except (TypeError, ValueError, OverflowError):
     raise RequestError(f'{name} must be an array of numbers of shape {list(shape)}.') from None
-  if a.size == 0 and shape and shape[0] is None and None not in shape[1:]:  # [] of rows: no rows
+  if a.shape == (0,) and shape and shape[0] is None and None not in shape[1:]:  # [] of rows: no rows
     a = a.reshape((0, *shape[1:]))
   if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape, strict=True)):
     raise RequestError(f'{name} must have shape {list(shape)}, got {list(a.shape)}.')

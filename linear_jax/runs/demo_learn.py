@@ -26,22 +26,24 @@ from linear_jax.runs.demo_api import number
 from linear_jax.tuning import search
 
 STEP_BUCKETS = (1, 8, 32, LIMITS['steps'])  # steps are padded up to one of these: four programs at most
-# The search methods' loop lengths follow the budget, so each budget compiles programs of its own (about
-# 21 MB): the server keeps those of this many budgets, and clears JAX's caches to take one more.
-SEARCH_BUDGETS_KEPT = 8
-_search_budgets = set()
-_search_budgets_lock = threading.Lock()
+# The search methods' loop lengths follow the budget, and their programs the problem's shapes, loss and
+# optimizer, so each such request compiles programs of its own (about 21 MB to 100 MB): the server keeps
+# those of this many, and clears JAX's caches to take one more.
+SEARCH_PROGRAMS_KEPT = 8
+_search_programs = set()
+_search_programs_lock = threading.Lock()
 
 
-def _keep_programs_of(budget):
-  """Bounds the memory of the search's compiled programs: a budget past `SEARCH_BUDGETS_KEPT` others
-  clears JAX's caches first (every program compiles again when next asked for)."""
-  with _search_budgets_lock:
-    if budget not in _search_budgets:
-      if len(_search_budgets) >= SEARCH_BUDGETS_KEPT:
+def _keep_programs_of(signature):
+  """Bounds the memory of the search's compiled programs: a `signature` (what the programs compile for)
+  past `SEARCH_PROGRAMS_KEPT` others clears JAX's caches first (every program compiles again when next
+  asked for)."""
+  with _search_programs_lock:
+    if signature not in _search_programs:
+      if len(_search_programs) >= SEARCH_PROGRAMS_KEPT:
         jax.clear_caches()
-        _search_budgets.clear()
-      _search_budgets.add(budget)
+        _search_programs.clear()
+      _search_programs.add(signature)
 
 
 def parse_optimizer(req, p):
@@ -203,8 +205,8 @@ def handle_search(req):
   seed = number(req, 'seed', 0, 2**31 - 1, 0, integer=True)
   if p.n == 0:
     raise RequestError('There are no points to search on.')
-  _keep_programs_of(budget)
   cfg_step, _, settings, _ = parse_optimizer(req, p)
+  _keep_programs_of((budget, p.x.shape, p.outputs, p.spec.name, p.penalty, repr(cfg_step)))
   # The padded rows with their mask, as every other request: the programs take the data as arguments,
   # so a race on the same budget compiles nothing whatever the points.
   x, t, mask = jnp.asarray(p.x), jnp.asarray(p.targets), jnp.asarray(p.mask)

@@ -72,7 +72,10 @@ def replace(path, write, binary=False, suffix='', sync=True):
   tmp = None
   try:
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
-    os.fchmod(fd, FILE_MODE)  # outputs are shared, as a report is: not the temporary file's 0600
+    try:
+      os.fchmod(fd, FILE_MODE)  # outputs are shared, as a report is: not the temporary file's 0600
+    except OSError:
+      pass  # a file system without modes (some network mounts) keeps its own
     with _fdopen(
       fd, 'wb' if binary else 'w', **({} if binary else {'encoding': 'utf-8', 'newline': ''})
     ) as f:

@@ -336,19 +336,23 @@ def test_moving_adding_and_removing_points_compiles_nothing():
   assert [f._cache_size() for f in programs] == before  # noqa: SLF001
 
 
-def test_the_search_keeps_the_programs_of_a_bounded_number_of_budgets(monkeypatch):
-  """Each budget compiles the methods' programs anew (about 21 MB); a client stepping through budgets
-  grew the server by that much a request, without end. Past `SEARCH_BUDGETS_KEPT` budgets the caches
-  are cleared first."""
+def test_the_search_keeps_the_programs_of_a_bounded_number_of_requests(monkeypatch):
+  """Each budget (and each problem shape, loss and optimizer) compiles the methods' programs anew, 21 to
+  100 MB; a client stepping through budgets or class counts grew the server by that much a request,
+  without end. Past `SEARCH_PROGRAMS_KEPT` of them the caches are cleared first."""
   cleared = []
   monkeypatch.setattr(jax, 'clear_caches', lambda: cleared.append(True))
-  monkeypatch.setattr(demo_learn, 'SEARCH_BUDGETS_KEPT', 2)
-  monkeypatch.setattr(demo_learn, '_search_budgets', set())
+  monkeypatch.setattr(demo_learn, 'SEARCH_PROGRAMS_KEPT', 2)
+  monkeypatch.setattr(demo_learn, '_search_programs', set())
   state = _state('svm')
   demo_learn.handle_search({**state, 'budget': 10})
   demo_learn.handle_search({**state, 'budget': 10})
-  assert demo_learn._search_budgets == {10} and not cleared  # pylint: disable=protected-access
+  assert len(demo_learn._search_programs) == 1 and not cleared  # pylint: disable=protected-access
   demo_learn.handle_search({**state, 'budget': 11})
   assert not cleared
-  demo_learn.handle_search({**state, 'budget': 12})  # a third budget: the programs of two are dropped
-  assert cleared == [True] and demo_learn._search_budgets == {12}  # pylint: disable=protected-access
+  other = _state('softmax')  # the same budget, another loss: programs of their own
+  demo_learn.handle_search({**other, 'budget': 11})  # a third kind: the programs of two are dropped
+  assert cleared == [True] and len(demo_learn._search_programs) == 1  # pylint: disable=protected-access
+  with pytest.raises(demo_api.RequestError):  # a refused request compiles nothing and counts for nothing
+    demo_learn.handle_search({**other, 'budget': 12, 'optimizer': {'method': 'nothing'}})
+  assert len(demo_learn._search_programs) == 1  # pylint: disable=protected-access
