@@ -24,13 +24,9 @@ TEMP_PREFIX = '.tmp-linear_jax-'
 
 # The permissions a plain `open()` would give a new file: `mkstemp` makes it 0600 (read once, at import:
 # `os.umask` can only be read by setting it, and a thread writing meanwhile must not see 0).
-def _umask():
-  mask = os.umask(0o022)
-  os.umask(mask)
-  return mask
-
-
-FILE_MODE = 0o666 & ~_umask()
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 # The two calls that put bytes on disk, named here so a test can make them fail as a full disk does.
 _fdopen = os.fdopen
