@@ -173,6 +173,12 @@ class TrainConfig:
     """The `losses.Loss` that `loss` names."""
     return losses.get_loss(self.loss)
 
+  @property
+  def own_gradient(self):
+    """Whether the run trains with a hand-derived gradient not the library's: the `score_grad` of a loss
+    file (or of a loss registered by hand) under `grad='analytic'` or `'custom_vjp'`."""
+    return self.grad != 'autodiff' and not losses.is_builtin(self.loss_record)
+
   def resolved_loss_hparams(self):
     """Every hyperparameter of the loss: the given values, defaults for the rest."""
     return self.loss_record.resolve_hparams(self.loss_hparams)

@@ -25,6 +25,11 @@ class FitResult:
   learning_rate: float | None = None  # the step used ('auto' derived: see learning_rate_info)
   learning_rate_info: dict | None = None  # how an 'auto' step was found (step_size.derive)
 
+  @property
+  def plateau_gain(self):
+    """The last epoch's `plateau_gain` (training/plateau.py), or `None` where no plateau was measured."""
+    return self.history[-1].get('plateau_gain') if self.history else None
+
 
 def selection_metric(metrics, prefix):
   """What 'best' means: accuracy for classifiers, −MSE for regression (higher is better)."""

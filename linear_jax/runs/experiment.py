@@ -293,9 +293,7 @@ def _outcome(result):
   return {
     'epochs_run': len(result.history),
     'stop_reason': result.stop_reason,
-    # How much of the decrease so far one feature-scaled step still gained where the objective's test
-    # passed (training/plateau.py); None where it did not.
-    'plateau_gain': result.history[-1].get('plateau_gain') if result.history else None,
+    'plateau_gain': result.plateau_gain,  # training/plateau.py: None where no plateau was measured
     'solver': result.solver,
     'interrupted': result.interrupted,
   }
@@ -403,14 +401,12 @@ def _train_and_evaluate(
     'epochs_run': len(result.history),
     'saved_params': 'refit' if refitted else ('best' if cfg.patience else 'final'),
     'stop_reason': result.stop_reason,
-    # How much of the decrease so far one feature-scaled step still gained where the objective's test
-    # passed (training/plateau.py); None where it did not.
-    'plateau_gain': result.history[-1].get('plateau_gain') if result.history else None,
+    'plateau_gain': result.plateau_gain,  # training/plateau.py: None where no plateau was measured
     'stop_why': stop_reasons.explain(
       cfg,
       result.stop_reason,
       records.gradient_scale(dataset, cfg.loss_record, cfg.resolved_loss_hparams()),
-      result.history[-1].get('plateau_gain') if result.history else None,
+      result.plateau_gain,
       data_config.preprocess,
     ),
     'learning_rate': result.learning_rate,
@@ -498,8 +494,7 @@ def _fit(cfg, dataset, workdir, options, write_outputs, metrics_path, f_star, on
   """Trains, adding each epoch's metrics (and f − f* where known) to metrics.jsonl; `train.fit`'s result."""
 
   def write_epoch(metrics):
-    if f_star is not None and 'train_loss' in metrics:  # evaluated epochs (see eval_every)
-      metrics['f_minus_f_star'] = metrics['train_loss'] - f_star
+    metrics.update(_gap(metrics, f_star))  # f − f* where known
     files.append(metrics_path, json.dumps(finite_json(metrics), allow_nan=False) + '\n')
     if on_epoch is not None:
       on_epoch(metrics)

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.datapath import standardize
-from linear_jax.maths import losses
 
 
 def message(cfg, values, s, initial, epoch, steps, params, path, derived):
@@ -34,7 +33,7 @@ def message(cfg, values, s, initial, epoch, steps, params, path, derived):
       else "the command line's default, --learning_rate=auto, derives a stable step"
     )
     cause = f'try a smaller --learning_rate ({how})'
-    if cfg.grad != 'autodiff' and not losses.is_builtin(cfg.loss_record):  # a gradient of your own
+    if cfg.own_gradient:
       cause += (
         f'; or the score_grad of {cfg.loss} is wrong: check it with '
         f'`linear-jax gradcheck --loss={cfg.loss}`, or train with --grad=autodiff'

@@ -58,8 +58,8 @@ def check_fit(cfg, dataset):
       )
     datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
-    if cfg.grad != 'autodiff' and not losses.is_builtin(cfg.loss_record):  # a hand-derived gradient of yours
-      own_gradient.check(cfg, path)  # against autodiff on these rows
+    if cfg.own_gradient:  # a hand-derived gradient of yours, against autodiff on these rows
+      own_gradient.check(cfg, path)
   return path
 
 
