@@ -72,11 +72,9 @@ def gain(cfg, path, params, hp, initial):
     b=None if grad.b is None else scaled(grad.b, np.ones(grad.b.shape)),
   )
   sample = tuple(None if a is None else jnp.asarray(a) for a in (x, y, w))
-  at = lambda t: _objective(
-    jax.tree.map(lambda p, d: p + jnp.asarray(t * d, p.dtype), params, direction), *sample, hp, cfg=cfg
-  )
-  here = float(at(0.0))
-  best = min([f for f in (float(at(t)) for t in LENGTHS) if np.isfinite(f)], default=here)
+  lengths = jnp.asarray((0.0, *LENGTHS), params.W.dtype)
+  here, *moved = np.asarray(_along(params, direction, lengths, *sample, hp, cfg=cfg), np.float64)
+  best = min([f for f in moved if np.isfinite(f)], default=here)
   gained, fallen = max(0.0, here - best), initial - float(value)
   if fallen <= 0:  # the objective test passed without any decrease: a step too large, or no progress
     return 1.0 if gained > 0 or fallen < 0 else 0.0
@@ -84,6 +82,12 @@ def gain(cfg, path, params, hp, initial):
 
 
 @functools.partial(jax.jit, static_argnames='cfg')
-def _objective(params, x, y, w, hp, *, cfg):
+def _along(params, direction, lengths, x, y, w, hp, *, cfg):
+  """The objective on the rows `x` at `params + t · direction` for every `t` of `lengths`, in one program."""
   spec = cfg.loss_record
-  return losses.unchecked_objective(params, x, y, spec, hp.reg, cfg.penalty, hp.loss_hparams, w)
+
+  def at(t):
+    moved = jax.tree.map(lambda p, d: p + (t * d).astype(p.dtype), params, direction)
+    return losses.unchecked_objective(moved, x, y, spec, hp.reg, cfg.penalty, hp.loss_hparams, w)
+
+  return jax.vmap(at)(lengths)
