@@ -55,8 +55,8 @@ class Loss:
       `dL_i/ds_i` of each example; `None` if there is none (then the
       analytic gradient source is refused, `jax.grad` still works).
     kinks: `None` for a loss differentiable everywhere; otherwise
-      `(scores, targets, **hparams) ->` an array whose entries change sign
-      exactly where the loss has a kink. The gradient checker uses it to
+      `(scores, targets, **hparams) -> [N, ...]`, one row per example, whose
+      entries change sign exactly where the loss has a kink. The gradient checker uses it to
       tell a kink from a wrong gradient; L-BFGS refuses such a loss.
     hparams: each hyperparameter's name and default value, passed to
       `value`, `score_grad` and `kinks` as keyword arguments.
@@ -215,6 +215,8 @@ def probe(loss: 'Loss', concrete: bool = False) -> None:
       ) from e
     if shape is not None:
       _check_shape(loss, field, out, shape, scores)
+    else:
+      _check_rows(loss, field, out, scores)
     if shape is not None and not jnp.issubdtype(out.dtype, jnp.floating):  # jax.grad needs real outputs
       raise ValueError(
         f'Loss {loss.name!r}: field {field!r} must return floating-point values, got {out.dtype}.'
@@ -233,6 +235,8 @@ def _check_batch_shapes(loss, calls, scores, targets):
   for field, shape in (('value', scores.shape[:1]), ('score_grad', scores.shape)):
     if field in calls:
       _check_shape(loss, field, jax.eval_shape(calls[field], scores, targets), shape, scores)
+  if 'kinks' in calls:
+    _check_rows(loss, 'kinks', jax.eval_shape(calls['kinks'], scores, targets), scores)
 
 
 def _check_shape(loss, field, out, shape, scores):
@@ -241,6 +245,16 @@ def _check_shape(loss, field, out, shape, scores):
     raise ValueError(
       f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
       f'{list(scores.shape)}, got {list(out.shape)}.'
+    )
+
+
+def _check_rows(loss, field, out, scores):
+  """Raises naming `field` of `loss` when its output `out` has not one row per example: a kink is told
+  example by example (a row of weight 0 has none), so `[N]`, `[N, C]` or `[N, ...]` for `N` examples."""
+  if not out.shape or out.shape[0] != scores.shape[0]:
+    raise ValueError(
+      f'Loss {loss.name!r}: field {field!r} must return one row per example ([{scores.shape[0]}] or '
+      f'[{scores.shape[0]}, ...]) for scores of shape {list(scores.shape)}, got {list(out.shape)}.'
     )
 
 

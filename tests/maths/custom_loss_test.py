@@ -99,6 +99,10 @@ def test_register_refuses_taken_name_unless_asked(registered):
       lambda s, t, margin=1.0: jnp.sign(s).astype(jnp.int32),
       "'score_grad' must return floating-point",
     ),
+    # Kinks are told example by example; a sum, or the examples on another axis, hid them or failed in jit.
+    ('kinks', lambda s, t, margin=1.0: jnp.sum(margin - s), r"field 'kinks' must return one row per example"),
+    ('kinks', lambda s, t, margin=1.0: (margin - s).T, r"'kinks' must return one row .* got \[1, 5\]"),
+    ('kinks', lambda s, t, margin=1.0: jnp.zeros(5), r"'kinks' must return one row per example \(\[7\]"),
   ],
 )
 def test_register_refuses_wrong_shapes_and_raising_functions(field, fn, match):
