@@ -112,6 +112,20 @@ def test_every_relative_link_resolves(page):
       assert anchor in _anchors(linked), f'{_name(page)} links {target}, a heading that does not exist'
 
 
+def test_every_test_a_page_cites_exists():
+  """A page that gives a test as its evidence (`test_...`) names one that tests/ defines."""
+  defined = set(
+    re.findall(
+      r'^def (test_\w+)\(',
+      '\n'.join(p.read_text(encoding='utf-8') for p in (ROOT / 'tests').rglob('*_test.py')),
+      re.M,
+    )
+  )
+  for page in PAGES:
+    for name in re.findall(r'`(test_\w+)`', page.read_text(encoding='utf-8')):
+      assert name in defined, f'{_name(page)} cites {name}, which no test defines'
+
+
 @pytest.mark.parametrize('page', PAGES, ids=_name)
 def test_python_blocks_run_as_written(page, tmp_path):
   """Every ```python block of the page runs, in order, in one namespace, in a fresh process.

@@ -352,7 +352,7 @@ SECTIONS = (
   ('f − f* of four optimizers against the L-BFGS optimum, in float64', optimum_section),
 )
 # Seconds the whole report takes on 2 free CPU cores (measured; a busy machine takes longer).
-SECONDS = {False: 90, True: 60}
+SECONDS = {False: 30, True: 15}
 
 
 def header(workdir: str, tiny: bool = False) -> str:

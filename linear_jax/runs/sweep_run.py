@@ -23,6 +23,8 @@ from linear_jax.tuning import sweep
 METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
 # Every file `sweep_and_write` writes (besides its checkpoint).
 SWEEP_OUTPUTS = ('sweep.json', 'sweep.csv', 'settings.csv', 'heatmap.png', 'loss_vs_lr.png', 'curves.png')
+# Every file `path_and_write` writes. A workdir's outputs are one run's: each of the two writers removes both.
+PATH_OUTPUTS = ('path.json', 'path.csv', 'path.png')
 
 
 def write_csv(path, rows):
@@ -81,7 +83,7 @@ def sweep_and_write(
   # The workdir's files belong to one run: the last sweep's outputs go before this one writes any. A
   # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.
   if not (resume and checkpoint_path and os.path.exists(checkpoint_path)):
-    files.remove_outputs(workdir, SWEEP_OUTPUTS)
+    files.remove_outputs(workdir, SWEEP_OUTPUTS + PATH_OUTPUTS)
   if not resume and checkpoint_path:
     files.remove_outputs(*os.path.split(os.path.abspath(checkpoint_path)))
   result = sweep.run_sweep(
@@ -188,6 +190,7 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
   }
   if refit:
     out['refit'] = refit_lib.refit_path(config, dataset, result, max_iter=max_iter)[1]
+  files.remove_outputs(workdir, SWEEP_OUTPUTS + PATH_OUTPUTS)  # a sweep's tables beside a path misread
   files.write_json(os.path.join(workdir, 'path.json'), out)
   write_csv(os.path.join(workdir, 'path.csv'), rows)
   label = metric.replace('_', ' ')

@@ -97,7 +97,10 @@ class Checkpoints:
     saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
     if saved != ours:
       changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
-      raise ValueError(f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume.')
+      raise ValueError(
+        f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume. '
+        'Run again with the settings it was written with, or without --resume to start over.'
+      )
     if meta.get('loss_file_sha256') != loss_files.contents_digest(self.cfg.loss):
       raise ValueError(
         f'{self.file}: written with another version of the loss file of --loss={self.cfg.loss} (its '

@@ -26,3 +26,15 @@ def test_a_repeated_value_of_an_axis_is_refused_before_training(tmp_path, axes, 
     sweep_run.sweep_and_write(cfg, ds, str(tmp_path), **axes)
   assert named in str(e.value)
   assert earlier.read_text() == '{"from": "the last run"}'  # nothing trained, nothing removed
+
+
+def test_a_workdir_holds_the_last_runs_outputs_only_sweep_or_path(tmp_path):
+  # A path written where a sweep had been left its sweep.json and heatmap beside path.json, and back.
+  ds = data.prepare(data.blobs(60, 2, 2, seed=0), 'blobs', val_fraction=0.25)
+  cfg = config.TrainConfig(epochs=1, batch_size=20, loss='logistic')
+  sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0, 1e-3])
+  assert {'sweep.json', 'sweep.csv', 'heatmap.png'} <= {p.name for p in tmp_path.iterdir()}
+  sweep_run.path_and_write(cfg, ds, str(tmp_path), regs=[1e-3, 1e-2], max_iter=50)
+  assert {p.name for p in tmp_path.iterdir()} == set(sweep_run.PATH_OUTPUTS)
+  sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0])
+  assert not set(sweep_run.PATH_OUTPUTS) & {p.name for p in tmp_path.iterdir()}

@@ -271,7 +271,9 @@ def test_resume_is_bit_exact(tmp_path):
   np.testing.assert_array_equal(resumed.params.W, whole.params.W)
   np.testing.assert_array_equal(resumed.params.b, whole.params.b)
   other = dataclasses.replace(cfg, learning_rate=0.1)
-  with pytest.raises(ValueError, match=r'written with other settings \(learning_rate\)'):
+  with pytest.raises(
+    ValueError, match=r'written with other settings \(learning_rate\); cannot resume. Run again with'
+  ):
     train.fit(other, ds, workdir=str(tmp_path), resume=True)
   # Another optimizer holds another number of arrays: the setting is still what the message names.
   with pytest.raises(ValueError, match=r'written with other settings \(learning_rate, optimizer\)'):
