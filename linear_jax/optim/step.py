@@ -89,7 +89,12 @@ def make_optimizer(cfg, hp, steps):
       return optax.sgd(lr)
     if cfg.optimizer in ('momentum', 'nesterov'):
       return optax.sgd(lr, momentum=momentum, nesterov=cfg.optimizer == 'nesterov')
-    return optax.adam(lr)
+    if cfg.optimizer == 'adam':
+      return optax.adam(lr)
+    raise ValueError(  # lbfgs is no step of this loop: it was trained as adam, silently
+      f"optimizer={cfg.optimizer!r} has no optax step here; 'lbfgs' trains by `train.fit` (or "
+      '`paths.fit_path` over regs), the others are sgd, momentum, nesterov and adam.'
+    )
 
   values = {'learning_rate': 1.0, 'momentum': 0.0} if hp is None else _injected(hp)
   return optax.inject_hyperparams(factory)(**values)
@@ -106,9 +111,9 @@ def with_hparams(opt_state, hp):
 
 
 def init_state(cfg, num_features, num_outputs, hp, steps):
-  """Initial `(params, opt_state)`: small random `W`, zero `b`."""
+  """Initial `(params, opt_state)`: small random `W`, zero `b`; L-BFGS keeps its own state (`None`)."""
   params = _init_params(cfg.seed, num_features, num_outputs, cfg.init_scale, cfg.dtype, cfg.bias_trick)
-  return params, make_optimizer(cfg, hp, steps).init(params)
+  return params, None if cfg.optimizer == 'lbfgs' else make_optimizer(cfg, hp, steps).init(params)
 
 
 @functools.partial(jax.jit, static_argnums=range(6))

@@ -454,6 +454,11 @@ def compare(
   """
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
   train.check_fit(cfg, dataset)
+  if cfg.optimizer == 'lbfgs':  # gradient descent takes steps of an optax optimizer within the budget
+    raise ValueError(
+      'search races gradient descent by an optax optimizer (sgd, momentum, nesterov, adam); '
+      "optimizer='lbfgs' has no step of its own there."
+    )
   # The rows on the device as training has them (a `stream.prepare`d dataset standardized there).
   path = datapath.make(cfg, dataset, resident=True)
   x, y = path.resident_split('train')

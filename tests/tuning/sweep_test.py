@@ -224,3 +224,19 @@ def test_a_loss_files_gradient_is_compared_at_every_swept_value_of_its_hyperpara
   assert (
     sweep.run_sweep(cfg, blobs, sweep.grid([0.1], [0.0], loss_hparams={'temp': [1.0]})).params.W.shape[0] == 1
   )
+
+
+def test_lbfgs_is_refused_by_the_sweep_search_and_the_step_not_trained_as_adam():
+  # optimizer='lbfgs' fell through make_optimizer's last branch: a sweep of it trained adam's models.
+  from linear_jax.optim import step  # pylint: disable=import-outside-toplevel
+  from linear_jax.tuning import search  # pylint: disable=import-outside-toplevel
+
+  ds = data.prepare(data.blobs(60, 2, 3, seed=0), 'blobs')
+  cfg = config.TrainConfig(optimizer='lbfgs', epochs=2, learning_rate=0.1)
+  with pytest.raises(ValueError, match=r"optimizer='lbfgs' fit the regularization path: paths.fit_path"):
+    sweep.run_sweep(cfg, ds, sweep.grid([0.1], [0.0]))
+  with pytest.raises(ValueError, match='search races gradient descent by an optax optimizer'):
+    search.compare(cfg, ds, 200)
+  with pytest.raises(ValueError, match=r"optimizer='lbfgs' has no optax step here"):
+    step.make_optimizer(cfg, None, 1).init(jnp.zeros(3))
+  assert step.make_optimizer(dataclasses.replace(cfg, optimizer='adam'), None, 1).init(jnp.zeros(3))
