@@ -589,9 +589,9 @@ def progress_line(message):
   print(message, file=sys.stderr, flush=True)
 
 
-def prepare_workdir(path):
-  """Creates `path` (its `~` expanded), refuses a folder of other files (`workdir.claim`), and proves it
-  writable now, not after training; returns it."""
+def prepare_workdir(path, command):
+  """Creates `path` (its `~` expanded), refuses a folder of other files or of another command's outputs
+  (`workdir.claim`), and proves it writable now, not after training; returns it."""
   from linear_jax.training import workdir  # pylint: disable=import-outside-toplevel
 
   if not path.strip():
@@ -599,7 +599,7 @@ def prepare_workdir(path):
   path = expand_path(path)
   _refuse_inputs_inside(path)
   try:
-    workdir.claim(path)
+    workdir.claim(path, command=command)
     fd, probe = tempfile.mkstemp(prefix='.linear_jax-write-test-', dir=path)  # a new file, never a link
     try:
       os.write(fd, b'ok')

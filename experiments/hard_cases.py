@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   common.start(FLAGS)
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  workdir = common.prepare_workdir(FLAGS.workdir, 'hard_cases')
   try:
     rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
   except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback

@@ -42,6 +42,12 @@ def continue_command(module, argv=None):
   return shlex.join(['python', '-m', module, *args, '--resume'])
 
 
+def note_fresh_start(resume, checkpoint):
+  """Says on stderr that `--resume` found no checkpoint at `checkpoint`, so the run starts afresh."""
+  if resume and checkpoint and not os.path.exists(checkpoint):
+    print(f'--resume: {checkpoint} does not exist; starting a new run.', file=sys.stderr, flush=True)
+
+
 def exit_stopped(module, checkpoint, progress):
   """Says where the stopped run's checkpoint is and how to continue, then exits with status 75."""
   where = f'checkpoint saved to {checkpoint}' if checkpoint else 'no checkpoint (no workdir)'

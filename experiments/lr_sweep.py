@@ -273,7 +273,9 @@ def main(argv):
   import jax  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs
-  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else tempfile.mkdtemp()
+  workdir = common.prepare_workdir(FLAGS.workdir, 'lr_sweep') if main_process else tempfile.mkdtemp()
+  if main_process and FLAGS.optimizer != 'lbfgs':  # a path keeps no checkpoint
+    longrun.note_fresh_start(FLAGS.resume, checkpoint_path(workdir))
   try:
     with longrun.guarded(workdir if main_process else None):
       out = run(workdir)
@@ -287,7 +289,7 @@ def main(argv):
   varied = loss_hparam_axes(FLAGS.sweep_loss_hparam, FLAGS.margins)
   print('\n'.join(sweep_run.result_lines(out, workdir, varied)))
   if out['best'] is None:
-    sys.exit('Every model diverged: lower --lr_max.')
+    sys.exit(f'Every model diverged: lower {"the values of --lrs" if FLAGS.lrs else "--lr_max"}.')
 
 
 if __name__ == '__main__':

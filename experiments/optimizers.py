@@ -62,7 +62,7 @@ def main(argv):
   del argv
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)  # f* in float64
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  workdir = common.prepare_workdir(FLAGS.workdir, 'optimizers')
   try:
     dataset = common.load_dataset(FLAGS)
     out = optimizers_run.compare(

@@ -35,7 +35,7 @@ def main(argv):
   del argv
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)  # for the gradient checks; training stays float32
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  workdir = common.prepare_workdir(FLAGS.workdir, 'report')
   print(report.header(workdir, FLAGS.tiny), flush=True)
   t = time.perf_counter()
   try:

@@ -11,6 +11,7 @@ hopeless with hundreds.
 """
 
 import dataclasses
+import os
 import sys
 
 from absl import flags
@@ -68,7 +69,8 @@ OPTIONS = [f.name for f in dataclasses.fields(search_run.SearchOptions)]
 def main(argv):
   del argv
   common.start(FLAGS)
-  workdir = common.prepare_workdir(FLAGS.workdir)
+  workdir = common.prepare_workdir(FLAGS.workdir, 'search')
+  longrun.note_fresh_start(FLAGS.resume, os.path.join(workdir, search_state.FILE))
   settings = {  # what fixes the result, recorded in the checkpoint: the flags but the run's own
     f.name: f.value
     for module in (sys.modules[__name__], common)

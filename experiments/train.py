@@ -72,7 +72,11 @@ def _train(drawing):
   from linear_jax.training import resume  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
-  workdir = common.prepare_workdir(FLAGS.workdir) if main_process else common.expand_path(FLAGS.workdir)
+  workdir = (
+    common.prepare_workdir(FLAGS.workdir, 'train') if main_process else common.expand_path(FLAGS.workdir)
+  )
+  if main_process:
+    longrun.note_fresh_start(FLAGS.resume, os.path.join(workdir, resume.CHECKPOINT))
   display = progress.Progress(verbose=FLAGS.verbose)
   show = lambda metrics: display(experiment.progress_line(metrics, FLAGS.max_epochs))
   try:

@@ -435,10 +435,14 @@ def test_lr_sweep_where_every_model_diverges_still_writes_its_pictures(tmp_path)
     '--regs=0,1e-3',
     '--epochs=5',
     f'--workdir={tmp_path}',
+    '--resume',  # with no checkpoint there: said, and a new sweep starts
   )
   assert out.returncode == 1  # nothing to recommend, said plainly, after the pictures
   assert '0 alive' in out.stdout and '6 diverged' in out.stdout
-  assert out.stderr.strip() == 'Every model diverged: lower --lr_max.'  # no traceback, no warning
+  assert out.stderr.strip().splitlines() == [  # no traceback, no warning; the flag given is the one named
+    f'--resume: {tmp_path}/sweep_checkpoint.npz does not exist; starting a new run.',
+    'Every model diverged: lower the values of --lrs.',
+  ]
   for png in ('heatmap.png', 'loss_vs_lr.png', 'curves.png'):
     _assert_png(tmp_path / png)
 

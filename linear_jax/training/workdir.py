@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
 import stat
 
@@ -69,38 +70,64 @@ def locked(path, flag='--workdir'):
     os.close(fd)  # closing releases the lock; the file stays, so no other run races on its creation
 
 
-# The file that marks a folder as a workdir of this project (`claim`).
+# The file that marks a folder as a workdir of this project (`claim`), naming the command whose it is.
 MARKER = '.linear_jax-workdir'
-# What an older workdir, made before the marker, may hold: the outputs' kinds of file.
+# What a workdir an older version made (before the marker) holds: its run's lock and outputs of these kinds.
 OUTPUT_SUFFIXES = ('.json', '.jsonl', '.csv', '.png', '.npz', '.html', '.svg')
+_OWNER = re.compile(r'^A workdir of linear_jax (\w+)\b')
 
 
-def claim(path, flag='--workdir'):
-  """Makes `path` this project's workdir, or refuses a folder that holds files it did not write.
+def claim(path, flag='--workdir', command=None):
+  """Makes `path` the workdir of `command`, or refuses a folder of files this project did not write.
 
-  A new or empty folder, or one that holds the marker (`MARKER`, left by an
-  earlier run), is taken; so is one holding only files of the kinds the
-  outputs are (`OUTPUT_SUFFIXES`: a workdir of an older version). Anything
-  else (`/etc`, `/`, a home folder) is refused in one line, before any file is
-  written there. Returns `path`; raises `ValueError`.
+  A new or empty folder is taken and marked (`MARKER`, naming `command`). A
+  marked folder is taken again by the command it names (a marker naming none
+  by any); another command's is refused, so one folder never holds two
+  commands' outputs side by side. A folder an older version's run used (its
+  `.lock` beside files of the outputs' kinds, `OUTPUT_SUFFIXES`) is taken and
+  marked; anything else (`/etc`, a home folder, a folder of the user's own
+  figures) is refused in one line, before any file is written there. Returns
+  `path`; raises `ValueError`.
   """
   if os.path.lexists(path) and not os.path.isdir(path):
     raise ValueError(f'{flag}={path} is not a folder.')
   os.makedirs(path, exist_ok=True)
   names = os.listdir(path)
-  if MARKER not in names:
-    foreign = sorted(
-      n
-      for n in names
-      if n != LOCK and not (n.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(path, n)))
-    )
+  marker = os.path.join(path, MARKER)
+  if MARKER in names:
+    owner = _owner(marker)
+    if command and owner and owner != command:
+      raise ValueError(
+        f'{flag}={path} holds the outputs of `{owner}`; each command writes to a folder of its own: '
+        f'choose another {flag} for `{command}`.'
+      )
+    if owner:
+      return path
+  else:
+    older = LOCK in names and all(n == LOCK or _an_output(path, n) for n in names)
+    foreign = sorted(n for n in names if n != LOCK and (not older or not _an_output(path, n)))
     if foreign:
       shown = ', '.join(foreign[:3]) + (f' and {len(foreign) - 3} more' if len(foreign) > 3 else '')
       raise ValueError(
         f'{flag}={path} holds files this project did not write ({shown}); '
         f'choose a new or empty folder for {flag}, or one an earlier run used.'
       )
-    files.write_text(
-      os.path.join(path, MARKER), 'A workdir of linear_jax: its runs write their outputs here.\n'
-    )
+  files.write_text(
+    marker, f'A workdir of linear_jax {command or "runs"}: its runs write their outputs here.\n'
+  )
   return path
+
+
+def _an_output(folder, name):
+  return name.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+
+
+def _owner(marker):
+  """The command a marker names, or `None` (an older marker, or one that cannot be read)."""
+  try:
+    with open(marker, encoding='utf-8', errors='replace') as f:
+      match = _OWNER.match(f.read(200))
+  except OSError:
+    return None
+  owner = match.group(1) if match else None
+  return None if owner == 'runs' else owner

@@ -175,6 +175,34 @@ def test_workdir_of_other_files_is_refused_and_nothing_not_ours_is_deleted(tmp_p
   assert all((work / n).read_text() == 'mine' for n in ('.write-test', '.tmp-mine.npz', 'notes.txt'))
 
 
+def test_a_folder_of_the_users_own_figures_or_another_commands_outputs_is_refused(tmp_path):
+  # Files named as outputs (curves.png, summary.json) made a folder look like an older workdir: a run
+  # replaced the user's own; and train's outputs and a sweep's piled up in one folder.
+  paper = tmp_path / 'paper'
+  paper.mkdir()
+  (paper / 'curves.png').write_text('my figure')
+  (paper / 'summary.json').write_text('{"mine": 1}')
+  with pytest.raises(
+    ValueError, match=r'holds files this project did not write \(curves.png, summary.json\)'
+  ):
+    workdir_lib.claim(str(paper), command='train')
+  assert sorted(os.listdir(paper)) == ['curves.png', 'summary.json']
+  older = tmp_path / 'older'  # an older version's workdir: its lock beside its outputs
+  older.mkdir()
+  for name in (workdir_lib.LOCK, 'summary.json', 'metrics.jsonl'):
+    (older / name).write_text('')
+  assert workdir_lib.claim(str(older), command='train') == str(older)
+  work = tmp_path / 'work'
+  workdir_lib.claim(str(work), command='train')
+  workdir_lib.claim(str(work), command='train')  # its own command again
+  with pytest.raises(ValueError, match=r'work holds the outputs of `train`; each command writes to a folder'):
+    workdir_lib.claim(str(work), command='lr_sweep')
+  (work / workdir_lib.MARKER).write_text('A workdir of linear_jax: its runs write their outputs here.\n')
+  workdir_lib.claim(str(work), command='lr_sweep')  # a marker naming no command: taken, and now named
+  with pytest.raises(ValueError, match=r'holds the outputs of `lr_sweep`'):
+    workdir_lib.claim(str(work), command='train')
+
+
 def test_outputs_take_the_permissions_a_plain_open_gives(tmp_path):
   """`mkstemp` creates 0600: a report, a summary or a checkpoint was readable by its owner alone, whatever
   the umask; they are shared as any new file is (0644 under umask 022, 0600 under 077)."""
