@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from linear_jax.data import memory
 from linear_jax.data.records import Raw
 
 REPRESENTATIONS = ('pixels', 'histogram')
@@ -32,7 +33,22 @@ def histogram_features(raw: Raw, bins: int = 16) -> Raw:
     raise ValueError('histogram features need image data (digits, mnist, cifar10 or an npz of images).')
   if not (isinstance(bins, int) and bins >= 1):
     raise ValueError(f'bins must be a whole number >= 1, got {bins!r}.')
+  shape = tuple(raw.image_shape)
+  if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):  # read as [C, H, W], wrongly
+    raise ValueError(
+      f'images of shape {list(shape)} look channels-last ([H, W, C]); histogram features read [C, H, W] '
+      "(CIFAR-10's layout), and would count each image row as a channel: save them as "
+      'x.transpose(0, 3, 1, 2).'
+    )
   arrays = [raw.x] + ([raw.test[0]] if raw.test is not None else [])
+  channels = shape[0] if len(shape) == 3 else 1
+  # The counts (float64) and their normalized copy, for every image: refused before any is made.
+  memory.check_memory(
+    2 * 8 * sum(len(a) for a in arrays) * channels * bins,
+    f'--bins={bins}',
+    what=f'a histogram of {bins:,} bins per image{" and channel" if channels > 1 else ""}',
+    advice='choose fewer --bins.',
+  )
   lo, hi = min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)
   test = None if raw.test is None else (_histograms(raw.test[0], raw.image_shape, bins, lo, hi), raw.test[1])
   return dataclasses.replace(

@@ -34,6 +34,14 @@ def prepare(
       progress=progress,
       class_weight=class_weight,
     )
+  for split, fraction, what in (('val', val_fraction, 'validation'), ('test', test_fraction, 'test')):
+    rows = len(getattr(dataset, f'x_{split}'))
+    if fraction > 0 and rows == 0 and progress and (split == 'val' or raw.test is None):
+      n = len(raw.x)
+      progress(  # the split the flag asked for is not there: said, not dropped in silence
+        f'{name}: --{split}_fraction={fraction} of {n:,} rows rounds to no row, so there is no {what} '
+        f'split; --{split}_fraction={1 / n:.3g} or more gives one row.'
+      )
   constant = dataset.extra.get(data_lib.CONSTANT)
   if constant and progress:  # said once, whichever path prepared the splits
     listed = ', '.join(str(j) for j in constant[:10]) + (

@@ -174,10 +174,15 @@ class TrainConfig:
     return losses.get_loss(self.loss)
 
   @property
+  def own_loss(self):
+    """Whether the run's loss is not the library's own: a loss file's, or one registered by hand."""
+    return not losses.is_builtin(self.loss_record)
+
+  @property
   def own_gradient(self):
     """Whether the run trains with a hand-derived gradient not the library's: the `score_grad` of a loss
     file (or of a loss registered by hand) under `grad='analytic'` or `'custom_vjp'`."""
-    return self.grad != 'autodiff' and not losses.is_builtin(self.loss_record)
+    return self.grad != 'autodiff' and self.own_loss
 
   def resolved_loss_hparams(self):
     """Every hyperparameter of the loss: the given values, defaults for the rest."""

@@ -1,4 +1,4 @@
-"""A user's hand-derived gradient, compared once with autodiff on the run's own rows before training.
+"""A user's loss on the run's own rows before training: its values finite, its own gradient autodiff's.
 
 `gradcheck` checks a loss's `score_grad` on a random problem of its own size
 (4 classes by default), so a gradient wrong only for labels above 4, or only
@@ -10,7 +10,10 @@ takes both gradients of the loss on up to `ROWS` training rows, as the step
 sees them, at `POINTS` random weights and biases whose scores are of order 1
 (the run's own start scores about 0, where every class ties), and refuses the
 run where they differ. A point where autodiff itself is not finite (a loss
-that overflows there) checks nothing and is passed over.
+that overflows there) checks nothing and is passed over. Under any gradient
+source, the loss's values on those rows must be finite at the start's scores
+(0) and at those points: a NaN for one label was blamed on the score_grad,
+the data's scale or the learning rate.
 """
 
 import functools
@@ -32,6 +35,12 @@ POINTS = 2
 RTOL = 1e-3
 
 
+@functools.partial(jax.jit, static_argnames=('loss',))
+def _values(params, x, y, hp, *, loss):
+  """The loss's per-example values `[N]` at `params`."""
+  return loss.value(model.scores(params, x), y, **hp)
+
+
 @functools.partial(jax.jit, static_argnames=('source', 'loss', 'penalty'))
 def _gradients(params, x, y, hp, mask, *, source, loss, penalty):
   """`(source's gradient, autodiff's)` of the loss alone (no penalty weight), as one compiled program:
@@ -42,15 +51,17 @@ def _gradients(params, x, y, hp, mask, *, source, loss, penalty):
 
 
 def check(cfg, path, loss_hparams=None):
-  """Raises a `ValueError` when the gradient `cfg.grad` takes from the loss's own `score_grad` differs from
-  `jax.grad` of the same loss on `path`'s training rows.
+  """Raises a `ValueError` when a loss that is not built in gives a non-finite value on `path`'s training
+  rows (at the start's scores, 0, or at scores of order 1), or when the gradient `cfg.grad` takes from its
+  own `score_grad` differs from `jax.grad` of the same loss there.
 
-  Only for a loss that is not built in, under `--grad=analytic` or `custom_vjp`
-  (else it returns at once). `loss_hparams`: the loss's hyperparameters to
-  compare at, a list of dicts (a sweep's every value; default: `cfg`'s).
+  Returns at once for a built-in loss; compares gradients only under
+  `--grad=analytic` or `custom_vjp`. `loss_hparams`: the loss's
+  hyperparameters to compare at, a list of dicts (a sweep's every value;
+  default: `cfg`'s).
   """
   spec = cfg.loss_record
-  if not cfg.own_gradient:
+  if not cfg.own_loss:
     return
   x, y, w = path.sample_rows(ROWS)
   x, y = jnp.asarray(x), jnp.asarray(y)
@@ -60,12 +71,16 @@ def check(cfg, path, loss_hparams=None):
   outputs = step.num_outputs(cfg, path.dataset)
   # Scores W x + b of standard deviation about 1: W's entries of 1 / rms ‖x‖, b of 1.
   rms = float(np.sqrt(np.mean(np.sum(np.square(np.asarray(x, np.float64)), axis=1)))) or 1.0
-  for hp, k in itertools.product(sorted(settings), range(POINTS)):
-    kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k))
-    w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms
-    b = jax.random.normal(kb, (outputs,), x.dtype)
+  for hp, k in itertools.product(sorted(settings), range(-1, POINTS)):
+    kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), max(k, 0)))
+    w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms * (k >= 0)  # k = -1: the start's 0
+    b = jax.random.normal(kb, (outputs,), x.dtype) * (k >= 0)
     # With the bias trick x ends in a column of ones, whose weight is the bias.
     params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
+    at = f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
+    _check_values(cfg, path, np.asarray(_values(params, x, y, dict(hp), loss=spec)), y, at, k < 0)
+    if k < 0 or not cfg.own_gradient:  # every class ties at 0: gradients are compared elsewhere
+      continue
     mine, auto = _gradients(params, x, y, dict(hp), mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
     mine, auto = (np.asarray(ravel_pytree(g)[0]) for g in (mine, auto))
     if not np.all(np.isfinite(auto)):
@@ -74,7 +89,6 @@ def check(cfg, path, loss_hparams=None):
     worst = float(np.max(np.abs(mine - auto), initial=0.0))
     if not (np.isfinite(worst) and worst <= RTOL * max(scale, np.finfo(np.float32).tiny)):
       i = int(np.nanargmax(np.where(np.isfinite(mine - auto), np.abs(mine - auto), np.inf)))
-      at = f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
       raise ValueError(
         f'--loss={cfg.loss}{at}: its score_grad disagrees with jax.grad of its value on {len(y)} training '
         f'rows of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against {auto[i]:.6g}; the '
@@ -82,3 +96,18 @@ def check(cfg, path, loss_hparams=None):
         f'it with `linear-jax gradcheck --loss={cfg.loss} --num_classes={max(outputs, 2)}`, or train with '
         '--grad=autodiff.'
       )
+
+
+def _check_values(cfg, path, values, y, at, start):
+  """Raises naming the loss's value function, and its first row, where `values` are not all finite:
+  before, a NaN there was blamed on the score_grad, the data's scale or the learning rate."""
+  bad = np.flatnonzero(~np.isfinite(values))
+  if bad.size:
+    i = int(bad[0])
+    target = np.asarray(y[i]).tolist()
+    raise ValueError(
+      f'--loss={cfg.loss}{at}: its value is not finite ({values[i]}) on {bad.size} of {len(values)} '
+      f'training rows of {path.dataset.name}, at {"the start, scores 0" if start else "scores of order 1"} '
+      f'(the first: {"target" if path.dataset.kind == "real" else "label"} {target}); check the value '
+      'function of your loss for those targets.'
+    )

@@ -11,7 +11,8 @@ def check_refit(dataset):
   """Raises a `ValueError` unless `dataset` has a validation split to choose the setting on."""
   if len(dataset.x_val) == 0:
     raise ValueError(
-      '--refit needs a validation split to choose the epoch count (or setting) on: give --val_fraction > 0.'
+      '--refit needs a validation split to choose the epoch count (or setting) on, and there is none: give '
+      'a --val_fraction > 0 that holds one row at least.'
     )
 
 

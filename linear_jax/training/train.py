@@ -54,11 +54,13 @@ def check_fit(cfg, dataset):
     if cfg.patience and not path.has('val'):  # else it would stop on the training score, named validation's
       raise ValueError(
         f'--patience stops early on the validation score, and --dataset={dataset.name} has no validation '
-        'split: give --val_fraction > 0, or --patience=0.'
+        'split: give a --val_fraction > 0 that holds one row at least, or --patience=0.'
       )
     datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
-    if cfg.own_gradient:  # a hand-derived gradient of yours, against autodiff on these rows
+    if (
+      cfg.own_loss
+    ):  # your loss's values, and a hand-derived gradient of yours against autodiff, on these rows
       own_gradient.check(cfg, path)
   return path
 

@@ -115,3 +115,22 @@ def test_the_saved_model_scores_raw_rows_as_the_run_reported_when_a_float32_mean
   w, b = train.raw_params(result.params, ds)
   saved = float(np.mean((xd[400:] @ np.asarray(w, np.float64).T + b - y[400:, None]) ** 2))
   assert reported < 0.01 and saved == pytest.approx(reported, rel=0.1, abs=1e-3)
+
+
+@pytest.mark.parametrize('streamed', [False, True])
+def test_a_fraction_that_rounds_to_no_row_is_said_not_dropped_in_silence(tmp_path, streamed):
+  # --val_fraction=0.001 of 150 rows gave no validation split and no word of it; a sweep then chose on train.
+  raw = from_arrays(np.random.default_rng(0).normal(size=(150, 3)), np.arange(150) % 3)
+  if streamed:
+    np.save(tmp_path / 'x.npy', raw.x)
+    raw = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r'), raw.y, raw.kind, raw.num_classes)
+  said = []
+  ds = preparation.prepare(
+    raw, 'iris', 0.001, 0.004, 'standardize', seed=0, dtype=np.float32, stream_file=streamed,
+    progress=said.append, class_weight=None,
+  )  # fmt: skip
+  assert len(ds.x_val) == 0 and len(ds.x_test) == 1  # 0.15 rows round to none, 0.6 to one
+  assert said == [
+    'iris: --val_fraction=0.001 of 150 rows rounds to no row, so there is no validation split; '
+    '--val_fraction=0.00667 or more gives one row.'
+  ]

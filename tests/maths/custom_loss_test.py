@@ -1,5 +1,6 @@
 """Your own loss, end to end: Loss records, register_loss, files on the command line, hyperparameters."""
 
+import contextlib
 import gc
 import json
 import pathlib
@@ -548,3 +549,33 @@ def test_a_flag_error_is_one_line_without_absl_prefix(tmp_path, capsys):
   ), err
   assert '--h must be < 1.' in err and "no.py defines no 'X'." in err, err
   assert common.parse_flags(['prog', '--method=forward'], fv) == ['prog']
+
+
+@contextlib.contextmanager
+def _unregistered(name):
+  try:
+    yield
+  finally:
+    losses.LOSSES.pop(name, None)
+
+
+@pytest.mark.parametrize('grad', ['analytic', 'autodiff'])
+def test_a_loss_whose_value_is_nan_for_one_label_is_named_before_training(grad):
+  # A NaN for a label the loss's probe has none of (it tries 3 classes) was blamed on the score_grad
+  # (analytic) or on the data's scale (autodiff).
+  def value(s, y):
+    return jnp.where(y == 3, jnp.nan, classification.softmax_cross_entropy(s, y))
+
+  nan_label = lj.Loss(value, 'class', lambda s, y: classification.softmax_cross_entropy_score_grad(s, y))
+  lj.register_loss('test_nan_for_label_3', nan_label, overwrite=True)
+  ds = data.prepare(data.blobs(120, 2, 4, seed=0), 'blobs', seed=0)
+  cfg = config.TrainConfig(loss='test_nan_for_label_3', grad=grad, epochs=1)
+  with (
+    _unregistered('test_nan_for_label_3'),
+    pytest.raises(
+      ValueError,
+      match=r'its value is not finite \(nan\) on \d+ of \d+ training rows of blobs, '
+      r'at the start, scores 0 \(the first: label 3\); check the value function',
+    ),
+  ):
+    train.fit(cfg, ds)

@@ -45,3 +45,19 @@ def test_histogram_features_count_pixels():
   np.testing.assert_allclose(hc.x.reshape(2, 3, 4).sum(-1), 1.0)  # one histogram per channel
   with pytest.raises(ValueError, match='histogram features need image data'):
     histogram_features(data.load('diabetes'))
+
+
+def test_histograms_refuse_channels_last_images_and_bins_beyond_memory():
+  # [N, 8, 8, 1] images were read as 8 channels of 8 x 1 (one histogram per image row, 77% on digits where
+  # the intensity histogram gives ~25%); --bins=10**8 ended in a NumPy traceback asking for 1.3 TiB.
+  digits = data.load('digits')
+  last = data.Raw(digits.x, digits.y, 'class', 10, (8, 8, 1))
+  with pytest.raises(
+    ValueError, match=r'images of shape \[8, 8, 1\] look channels-last .* x.transpose\(0, 3, 1, 2\)'
+  ):
+    histogram_features(last, bins=4)
+  with pytest.raises(
+    ValueError, match=r'--bins=100000000: a histogram of 100,000,000 bins per image needs .* fewer --bins'
+  ):
+    histogram_features(digits, bins=10**8)
+  assert histogram_features(digits, bins=16).x.shape == (len(digits.x), 16)
