@@ -88,18 +88,23 @@ class Loss:
       )
     if not isinstance(self.hparams, Mapping) or not isinstance(self.bounds, Mapping):
       raise ValueError(f"{where}: fields 'hparams' and 'bounds' must be mappings (dicts).")
-    for hp, default in self.hparams.items():
+    for hp in self.hparams:
       if not (isinstance(hp, str) and hp.isidentifier()) or hp in RESERVED_HPARAMS:
         raise ValueError(
           f'{where}: hyperparameter name {hp!r} must be a Python identifier and not one of '
           f'{", ".join(sorted(RESERVED_HPARAMS))}.'
         )
-      self.check_hparam(hp, default, what='default of hyperparameter')
     for hp, b in self.bounds.items():
       if hp not in self.hparams:
         raise ValueError(f"{where}: field 'bounds' names {hp!r}, which is not in 'hparams'.")
-      if not (isinstance(b, tuple | list) and len(b) == 2 and b[0] <= b[1]):
-        raise ValueError(f'{where}: bounds of {hp!r} must be (low, high) with low <= high, got {b!r}.')
+      if not (
+        isinstance(b, tuple | list) and len(b) == 2 and all(map(validation.is_number, b)) and b[0] <= b[1]
+      ):
+        raise ValueError(
+          f'{where}: bounds of {hp!r} must be two numbers (low, high) with low <= high, got {b!r}.'
+        )
+    for hp, default in self.hparams.items():  # within the bounds, once they are known to be numbers
+      self.check_hparam(hp, default, what='default of hyperparameter')
     # Frozen copies, so a record cannot change under a compiled program that uses it.
     object.__setattr__(
       self, 'hparams', types.MappingProxyType({k: float(v) for k, v in self.hparams.items()})

@@ -85,9 +85,10 @@ def predict(params: Params, x: chex.Array) -> chex.Array:
   Raises:
     ValueError: `x` is not a non-empty `[N, D]` batch for `params`, or (for
       concrete arrays, read once on the host: `jit` the call to skip it) a
-      value of `x` is not finite: a NaN row has no class.
+      value of `x` or of `params` is not finite: a NaN row has no class.
   """
   params, x = validation.check_model_inputs(params, x)
+  validation.check_params(params)
   s = scores(params, x)
   if s.shape[-1] == 1:
     return (s[:, 0] >= 0).astype(jnp.int32)

@@ -57,6 +57,8 @@ def concrete(a):
 
 def check_nonnegative(what, value):
   v = concrete(value)
+  if v is not None and v.dtype.kind not in 'iuf':  # a string or a bool: NumPy's own TypeError named nothing
+    raise ValueError(f'{what} must be a number, got {value!r}.')
   if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
     raise ValueError(f'{what} must be finite and >= 0, got {v.tolist()}.')
 
@@ -196,6 +198,26 @@ def as_array(a, where):
     return jax.numpy.asarray(a)
   except (TypeError, ValueError) as e:
     raise ValueError(f'{where} must be an array or a rectangular nested list of numbers: {e}') from None
+
+
+def check_params(params, num_outputs=None, num_features=None):
+  """Raises a `ValueError` when concrete `params` hold a NaN or an infinity (a diverged model, whose
+  scores rank no class: its argmax is class 0 for every row), or when `W` is not `[num_outputs,
+  num_features]` (where given) or `b` not `[C]`."""
+  shape = np.shape(params.W)
+  want = (num_outputs, num_features)
+  if len(shape) != 2 or any(w is not None and n != w for n, w in zip(shape, want, strict=True)):
+    expected = ', '.join(name if n is None else str(n) for name, n in zip('CD', want, strict=True))
+    raise ValueError(f'W must be [{expected}] for this model and data, got shape {list(shape)}.')
+  if params.b is not None and np.shape(params.b) != shape[:1]:
+    raise ValueError(f'b must be [C] = [{shape[0]}], got shape {list(np.shape(params.b))}.')
+  for name, a in (('W', params.W), ('b', params.b)):
+    v = None if a is None else concrete(a)
+    if v is not None and not np.all(np.isfinite(v)):
+      raise ValueError(
+        f'{name} holds {np.size(v) - int(np.isfinite(v).sum())} non-finite values (NaN or infinity): a '
+        'model with them ranks no class, so it has no predictions or metrics.'
+      )
 
 
 def check_model_inputs(params, x):

@@ -312,10 +312,11 @@ OUTPUTS = (
 
 
 def check_outputs(workdir):
-  """Raises, naming it, if an output name of a run (`OUTPUTS`) is a folder in `workdir`."""
+  """Raises, naming it, if an output name of a run (`OUTPUTS`) is a folder in `workdir`; a link there, to a
+  folder too, is replaced as every output's link is, and its target left alone."""
   for name in OUTPUTS:
     path = os.path.join(workdir, name)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
       raise ValueError(
         f'{path} is a folder, where the run writes its file {name}; move it or use another --workdir.'
       )

@@ -33,9 +33,10 @@ from linear_jax.optim import results
 from linear_jax.optim import step
 
 
-def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs', instead=None):
+def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs', instead=None, no_reg='--reg=0'):
   """Raises a `ValueError` saying why L-BFGS cannot serve a non-smooth objective, and what to use:
-  `instead`, else a first-order optimizer (the advice for `--optimizer=lbfgs`)."""
+  `instead`, else a first-order optimizer (the advice for `--optimizer=lbfgs`); `no_reg`: the flag that
+  turns the penalty off."""
   spec = losses.get_loss(loss)
   smooth = ', '.join(sorted(n for n, s in losses.LOSSES.items() if s.smooth))
   if not spec.smooth:
@@ -52,7 +53,7 @@ def check_smooth(loss, penalty='l2', reg=0.0, what='--optimizer=lbfgs', instead=
     use = instead or 'Use a first-order optimizer for the l1 penalty'
     raise ValueError(
       f'{what} needs a smooth penalty, but --penalty={penalty} is not differentiable at W = 0. '
-      f'{use}, or --penalty=l2, or --reg=0.'
+      f'{use}, or --penalty=l2, or {no_reg}.'
     )
 
 

@@ -20,6 +20,7 @@ from linear_jax.datapath import factory as datapath
 from linear_jax.datapath.base import SPLITS
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.maths import validation
 from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
@@ -231,7 +232,13 @@ def evaluate(cfg, dataset, params):
 
 
 def evaluate_many(cfg, dataset, params_list):
-  """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once."""
+  """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once.
+
+  Raises a `ValueError` for parameters of another shape than `cfg`'s model of `dataset`, or not finite.
+  """
+  for p in params_list:
+    d = dataset.num_features + (p.b is None and cfg.bias_trick)
+    validation.check_params(p, step.num_outputs(cfg, dataset), d)
   path = datapath.make(cfg, dataset)
   hp = step.hparams(cfg)
   splits = [s for s in SPLITS if path.has(s)]

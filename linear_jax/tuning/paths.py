@@ -395,8 +395,8 @@ def _path_config(cfg, dataset, regs, method, warm_min_iter):
   if regs.ndim != 1 or len(regs) == 0 or not np.all(np.isfinite(regs) & (regs >= 0)):
     raise ValueError(f'regs must be a non-empty list of finite values >= 0, got {regs.tolist()}.')
   cfg = dataclasses.replace(cfg, optimizer='lbfgs', reg=float(regs.max()))
+  solvers.check_smooth(cfg.loss, cfg.penalty, cfg.reg, no_reg='--regs=0')  # the path's flag, not --reg
   train.check_fit(cfg, dataset)
-  solvers.check_smooth(cfg.loss, cfg.penalty, float(regs.max()))
   return cfg, regs
 
 

@@ -65,6 +65,10 @@ def registered():
       r"'t' must be finite and in \[0, 1\], got 5.0",
     ),
     (dict(value=_sq_value, targets='binary', bounds={'t': (0.0, 1.0)}), r"'bounds' names 't'"),
+    (  # strings compare as strings: the default's check then failed in NumPy, naming nothing
+      dict(value=_sq_value, targets='binary', hparams={'t': 1.0}, bounds={'t': ('0.1', '10')}),
+      r"bounds of 't' must be two numbers \(low, high\) with low <= high, got \('0.1', '10'\)",
+    ),
   ],
 )
 def test_rejects_malformed_record_naming_the_field(kwargs, match):

@@ -30,6 +30,7 @@ X = np.ones((4, 2))
     (P3, X, np.zeros(4, int), {'loss': 'hinge2'}, r"Unknown loss 'hinge2'; valid: .*hinge, .*l1, l2"),
     (P3, X, np.zeros(4, int), {'penalty': 'l3'}, r"Unknown penalty 'l3'; valid: l1, l2"),
     (P3, X, np.zeros(4, int), {'reg': -0.1}, r'reg must be finite and >= 0'),
+    (P3, X, np.zeros(4, int), {'reg': '0.1'}, r"reg must be a number, got '0.1'"),  # was NumPy's TypeError
     (
       P3,
       X,

@@ -1,6 +1,7 @@
 """experiment.train_and_evaluate: the whole run of experiments/train.py as a library call."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -52,6 +53,19 @@ def test_an_output_name_that_is_a_folder_is_refused_before_training(tmp_path, na
   with pytest.raises(ValueError, match=rf'{name} is a folder, where the run writes its file {name}'):
     experiment.train_and_evaluate(config.TrainConfig(epochs=1), experiment.DataConfig(), str(tmp_path))
   assert [p.name for p in tmp_path.iterdir()] == [name]  # nothing trained, nothing written
+
+
+def test_a_link_to_a_folder_at_an_output_name_is_replaced_and_the_folder_left_alone(tmp_path):
+  # It was refused as 'params.npz is a folder', where a link to a file is replaced as every output's is.
+  work, elsewhere = tmp_path / 'work', tmp_path / 'elsewhere'
+  work.mkdir()
+  elsewhere.mkdir()
+  (elsewhere / 'mine.txt').write_text('mine')
+  (work / 'params.npz').symlink_to(elsewhere)
+  options = experiment.RunOptions(plots=False)
+  experiment.train_and_evaluate(config.TrainConfig(epochs=1), experiment.DataConfig(), str(work), options)
+  assert (work / 'params.npz').is_file() and not (work / 'params.npz').is_symlink()
+  assert os.listdir(elsewhere) == ['mine.txt']
 
 
 def test_json_outputs_are_valid_json_written_whole(tmp_path):

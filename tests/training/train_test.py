@@ -432,3 +432,19 @@ def test_accuracy_is_exact_in_a_float64_run_and_float32_in_a_float32_run():
       accuracy = train.evaluate(cfg, ds, params)[f'{split}_accuracy']
       assert accuracy == pytest.approx(share, rel=1e-15 if dtype == 'float64' else 1e-7)
       assert (float(np.float32(accuracy)) == accuracy) == (dtype == 'float32')  # float32's rounding, or not
+
+
+def test_parameters_of_another_shape_or_not_finite_get_no_metrics_or_predictions():
+  # NaN weights predicted class 0 for every row and reported accuracies beside a NaN loss; parameters of
+  # another model failed in a chex AssertionError.
+  ds = data.prepare(data.blobs(90, 2, 3, seed=0), 'blobs')
+  cfg = config.TrainConfig(epochs=2)
+  params = train.fit(cfg, ds).params
+  nan = params._replace(W=params.W.at[1, 0].set(np.nan))
+  with pytest.raises(ValueError, match=r'W holds 1 non-finite values \(NaN or infinity\)'):
+    train.evaluate(cfg, ds, nan)
+  with pytest.raises(ValueError, match=r'W holds 1 non-finite values'):
+    lj.predict(nan, np.ones((4, 2)))
+  with pytest.raises(ValueError, match=r'W must be \[1, 2\] for this model and data, got shape \[3, 2\]'):
+    train.evaluate(dataclasses.replace(cfg, loss='hinge'), data.prepare(data.binary2d(60), 'b'), params)
+  assert 0 <= train.evaluate(cfg, ds, params)['test_accuracy'] <= 1

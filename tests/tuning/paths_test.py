@@ -55,6 +55,8 @@ def test_bad_regs_and_non_smooth_losses_are_refused():
     paths.fit_path(config.TrainConfig(loss='logistic'), ds, [1e-3, -1.0])
   with pytest.raises(ValueError, match='not differentiable at its kinks'):
     paths.fit_path(config.TrainConfig(loss='hinge'), ds, [1e-3])
+  with pytest.raises(ValueError, match=r'--penalty=l1 is not differentiable at W = 0\..*, or --regs=0\.$'):
+    paths.fit_path(config.TrainConfig(loss='logistic', penalty='l1'), ds, [1e-3])  # lr_sweep takes --regs
   with pytest.raises(ValueError, match='method must be one of batched, warm'):
     paths.fit_path(config.TrainConfig(loss='logistic'), ds, [1e-3], method='cold')
   with pytest.raises(ValueError, match="warm_min_iter applies to method='warm'"):
