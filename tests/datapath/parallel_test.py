@@ -418,6 +418,7 @@ def test_two_processes_train_together_and_equal_one(tmp_path, one_process_params
     ('file_missing_on_one_process', 'train'),
     ('file_missing_on_one_process', 'lr_sweep'),
     ('corrupt_checkpoint_on_process_0', 'train'),
+    ('workdir_refused_on_process_0', 'train'),  # it stopped alone; the other waited out Gloo's timeout
   ],
 )
 def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, command):
@@ -432,8 +433,11 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, comma
   np.save(tmp_path / 'y.npy', rng.integers(0, 3, 96))
   for i in range(2):
     (tmp_path / f'p{i}').mkdir()
-  if problem == 'corrupt_checkpoint_on_process_0':
+  if problem == 'corrupt_checkpoint_on_process_0':  # in a workdir an earlier run of train made
+    (tmp_path / 'p0' / '.linear_jax-workdir').write_text('A workdir of linear_jax train\n')
     (tmp_path / 'p0' / 'checkpoint.npz').write_bytes(b'not a checkpoint')
+  if problem == 'workdir_refused_on_process_0':
+    (tmp_path / 'p0' / 'notes.txt').write_text('mine')
   missing = problem == 'file_missing_on_one_process'
   extra = {
     'train': ['--batch_size=8', '--epochs=1', '--val_fraction=0', '--plots=false'],
@@ -454,16 +458,18 @@ def test_one_process_with_bad_input_stops_every_process(tmp_path, problem, comma
     timeout=90,  # no waiting for a collective's timeout
   )
   assert code0 != 0 and code1 != 0
-  bad, err, other = (0, err0, err1) if problem == 'corrupt_checkpoint_on_process_0' else (1, err1, err0)
+  bad, err, other = (0, err0, err1) if problem.endswith('on_process_0') else (1, err1, err0)
   found = {
     'nan_in_the_second_half': 'non-finite feature value(s); first at example 70, feature 2',
     'file_missing_on_one_process': 'missing.npy',
     'corrupt_checkpoint_on_process_0': 'checkpoint.npz',
+    'workdir_refused_on_process_0': 'holds files this project did not write (notes.txt)',
   }[problem]
   said = {
     'nan_in_the_second_half': 'the checks before training',
     'file_missing_on_one_process': f'loading {tmp_path}/x.npy',
     'corrupt_checkpoint_on_process_0': f'{tmp_path}/p1: preparing the outputs',
+    'workdir_refused_on_process_0': f'--workdir={tmp_path}/p1',
   }[problem]
   assert found in err, err[-2000:]
   assert f'{said}: process(es) [{bad}] found a problem' in other, other[-2000:]
