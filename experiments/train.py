@@ -80,7 +80,7 @@ def _train(drawing):
       )
   except ValueError as e:
     sys.exit(f'Error: {e}')
-  if main_process:
+  if main_process and FLAGS.optimizer != 'lbfgs':  # L-BFGS keeps no checkpoint
     longrun.note_fresh_start(FLAGS.resume, os.path.join(workdir, resume.CHECKPOINT))
   display = progress.Progress(verbose=FLAGS.verbose)
   show = lambda metrics: display(experiment.progress_line(metrics, FLAGS.max_epochs))

@@ -34,7 +34,7 @@ def histogram_features(raw: Raw, bins: int = 16) -> Raw:
   if not (isinstance(bins, int) and bins >= 1):
     raise ValueError(f'bins must be a whole number >= 1, got {bins!r}.')
   shape = tuple(raw.image_shape)
-  if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):  # read as [C, H, W], wrongly
+  if len(shape) == 3 and shape[-1] <= 4 < min(shape[:2]):  # [H, W, C] images, read as [C, H, W] wrongly
     raise ValueError(
       f'images of shape {list(shape)} look channels-last ([H, W, C]); histogram features read [C, H, W] '
       "(CIFAR-10's layout), and would count each image row as a channel: save them as "
@@ -45,7 +45,7 @@ def histogram_features(raw: Raw, bins: int = 16) -> Raw:
   # The counts (float64) and their normalized copy, for every image: refused before any is made.
   memory.check_memory(
     2 * 8 * sum(len(a) for a in arrays) * channels * bins,
-    f'--bins={bins}',
+    f'histogram features (bins={bins})',
     what=f'a histogram of {bins:,} bins per image{" and channel" if channels > 1 else ""}',
     advice='choose fewer --bins.',
   )

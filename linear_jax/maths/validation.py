@@ -57,7 +57,7 @@ def concrete(a):
 
 def check_nonnegative(what, value):
   v = concrete(value)
-  if v is not None and v.dtype.kind not in 'iuf':  # a string or a bool: NumPy's own TypeError named nothing
+  if v is not None and not (v.dtype.kind in 'iuf' or v.dtype == jax.numpy.bfloat16):  # a string, a bool
     raise ValueError(f'{what} must be a number, got {value!r}.')
   if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
     raise ValueError(f'{what} must be finite and >= 0, got {v.tolist()}.')
@@ -215,7 +215,7 @@ def check_params(params, num_outputs=None, num_features=None):
     v = None if a is None else concrete(a)
     if v is not None and not np.all(np.isfinite(v)):
       raise ValueError(
-        f'{name} holds {np.size(v) - int(np.isfinite(v).sum())} non-finite values (NaN or infinity): a '
+        f'{name} holds {np.size(v) - int(np.isfinite(v).sum())} non-finite value(s) (NaN or infinity): a '
         'model with them ranks no class, so it has no predictions or metrics.'
       )
 

@@ -12,8 +12,8 @@ sees them, at `POINTS` random weights and biases whose scores are of order 1
 run where they differ. A point where autodiff itself is not finite (a loss
 that overflows there) checks nothing and is passed over. Under any gradient
 source, the loss's values on those rows must be finite at the start's scores
-(0) and at those points: a NaN for one label was blamed on the score_grad,
-the data's scale or the learning rate.
+(0): a NaN for one label was blamed on the score_grad, the data's scale or
+the learning rate.
 """
 
 import functools
@@ -78,8 +78,10 @@ def check(cfg, path, loss_hparams=None):
     # With the bias trick x ends in a column of ones, whose weight is the bias.
     params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
     at = f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
-    _check_values(cfg, path, np.asarray(_values(params, x, y, dict(hp), loss=spec)), y, at, k < 0)
-    if k < 0 or not cfg.own_gradient:  # every class ties at 0: gradients are compared elsewhere
+    if k < 0:  # the start: every class ties at 0, where a value must be finite (gradients: elsewhere)
+      _check_values(cfg, path, np.asarray(_values(params, x, y, dict(hp), loss=spec)), y, at)
+      continue
+    if not cfg.own_gradient:
       continue
     mine, auto = _gradients(params, x, y, dict(hp), mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
     mine, auto = (np.asarray(ravel_pytree(g)[0]) for g in (mine, auto))
@@ -98,16 +100,17 @@ def check(cfg, path, loss_hparams=None):
       )
 
 
-def _check_values(cfg, path, values, y, at, start):
-  """Raises naming the loss's value function, and its first row, where `values` are not all finite:
-  before, a NaN there was blamed on the score_grad, the data's scale or the learning rate."""
+def _check_values(cfg, path, values, y, at):
+  """Raises naming the loss's value function, and its first row, where `values` (at the start's scores,
+  0) are not all finite: before, a NaN there was blamed on the score_grad, the data's scale or the
+  learning rate. (Away from 0 a loss may overflow; the step's divergence test tells that.)"""
   bad = np.flatnonzero(~np.isfinite(values))
   if bad.size:
     i = int(bad[0])
     target = np.asarray(y[i]).tolist()
     raise ValueError(
       f'--loss={cfg.loss}{at}: its value is not finite ({values[i]}) on {bad.size} of {len(values)} '
-      f'training rows of {path.dataset.name}, at {"the start, scores 0" if start else "scores of order 1"} '
+      f'training rows of {path.dataset.name}, at the start, scores 0 '
       f'(the first: {"target" if path.dataset.kind == "real" else "label"} {target}); check the value '
       'function of your loss for those targets.'
     )

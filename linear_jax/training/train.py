@@ -59,9 +59,7 @@ def check_fit(cfg, dataset):
       )
     datapath.check_fits(cfg, dataset, path.streamed)
     path.check()
-    if (
-      cfg.own_loss
-    ):  # your loss's values, and a hand-derived gradient of yours against autodiff, on these rows
+    if cfg.own_loss:  # your loss's values on these rows, and your score_grad against autodiff there
       own_gradient.check(cfg, path)
   return path
 

@@ -72,8 +72,10 @@ def locked(path, flag='--workdir'):
 
 # The file that marks a folder as a workdir of this project (`claim`), naming the command whose it is.
 MARKER = '.linear_jax-workdir'
-# What a workdir an older version made (before the marker) holds: its run's lock and outputs of these kinds.
+# The kinds of file the outputs are; and files no one but this project writes, whose presence shows that
+# a folder without the marker is a workdir of an older version, or one written from Python.
 OUTPUT_SUFFIXES = ('.json', '.jsonl', '.csv', '.png', '.npz', '.html', '.svg')
+OURS_ALONE = (LOCK, 'metrics.jsonl', 'checkpoint.npz', 'sweep_checkpoint.npz', 'search_checkpoint.npz')
 _OWNER = re.compile(r'^A workdir of linear_jax (\w+)\b')
 
 
@@ -82,43 +84,59 @@ def claim(path, flag='--workdir', command=None):
 
   A new or empty folder is taken and marked (`MARKER`, naming `command`). A
   marked folder is taken again by the command it names (a marker naming none
-  by any); another command's is refused, so one folder never holds two
-  commands' outputs side by side. A folder an older version's run used (its
-  `.lock` beside files of the outputs' kinds, `OUTPUT_SUFFIXES`) is taken and
-  marked; anything else (`/etc`, a home folder, a folder of the user's own
-  figures) is refused in one line, before any file is written there. Returns
-  `path`; raises `ValueError`.
+  by any); another command's is refused while it holds anything but the
+  marker and the lock, so one folder never holds two commands' outputs side
+  by side. An unmarked folder of outputs (`OUTPUT_SUFFIXES`) with one of the
+  files only this project writes (`OURS_ALONE`: an older version's workdir,
+  or one written by `experiment.train_and_evaluate` and its kin) is taken
+  and marked; anything else (`/etc`, a home folder, a folder of the user's
+  own figures) is refused in one line, before any file is written there.
+  Returns `path`; raises `ValueError`.
   """
   if os.path.lexists(path) and not os.path.isdir(path):
     raise ValueError(f'{flag}={path} is not a folder.')
   os.makedirs(path, exist_ok=True)
-  names = os.listdir(path)
+  names = [n for n in os.listdir(path) if not n.startswith(files.TEMP_PREFIX)]
   marker = os.path.join(path, MARKER)
   if MARKER in names:
     owner = _owner(marker)
-    if command and owner and owner != command:
+    held = [n for n in names if n not in (MARKER, LOCK)]
+    if command and owner and owner != command and held:
       raise ValueError(
         f'{flag}={path} holds the outputs of `{owner}`; each command writes to a folder of its own: '
         f'choose another {flag} for `{command}`.'
       )
-    if owner:
+    if owner == command or (owner and not command):
       return path
   else:
-    older = LOCK in names and all(n == LOCK or _an_output(path, n) for n in names)
-    foreign = sorted(n for n in names if n != LOCK and (not older or not _an_output(path, n)))
-    if foreign:
-      shown = ', '.join(foreign[:3]) + (f' and {len(foreign) - 3} more' if len(foreign) > 3 else '')
-      raise ValueError(
-        f'{flag}={path} holds files this project did not write ({shown}); '
-        f'choose a new or empty folder for {flag}, or one an earlier run used.'
-      )
+    _refuse_foreign(path, flag, names)
   files.write_text(
     marker, f'A workdir of linear_jax {command or "runs"}: its runs write their outputs here.\n'
   )
   return path
 
 
+def _refuse_foreign(path, flag, names):
+  """Raises unless the unmarked folder `path`, holding `names`, is empty or a workdir of this project."""
+  others = sorted(n for n in names if n != LOCK and not _an_output(path, n))
+  outputs = sorted(n for n in names if _an_output(path, n))
+  if not others and (not outputs or set(names) & set(OURS_ALONE)):
+    return
+  shown = others or outputs
+  listed = ', '.join(shown[:3]) + (f' and {len(shown) - 3} more' if len(shown) > 3 else '')
+  why = (
+    'files this project did not write'
+    if others
+    else "files named as this project's outputs, but none a run of it alone writes"
+  )
+  raise ValueError(
+    f'{flag}={path} holds {why} ({listed}); choose a new or empty folder for {flag}, or one an earlier '
+    'run used.'
+  )
+
+
 def _an_output(folder, name):
+  """Whether `name` in `folder` is a file of one of the outputs' kinds (`OUTPUT_SUFFIXES`)."""
   return name.endswith(OUTPUT_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
 
 

@@ -453,12 +453,12 @@ def compare(
   `preemption.Stopped` after a checkpoint.
   """
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
-  train.check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':  # gradient descent takes steps of an optax optimizer within the budget
     raise ValueError(
       'search races gradient descent by an optax optimizer (sgd, momentum, nesterov, adam); '
       "optimizer='lbfgs' has no step of its own there."
     )
+  train.check_fit(cfg, dataset)
   # The rows on the device as training has them (a `stream.prepare`d dataset standardized there).
   path = datapath.make(cfg, dataset, resident=True)
   x, y = path.resident_split('train')
@@ -507,7 +507,10 @@ def _run_method(cfg, dataset, label, run, problem):
   t = time.perf_counter()
   result = run()
   seconds = time.perf_counter() - t
-  metrics = train.evaluate(cfg, dataset, result.params)
+  finite = all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(result.params))
+  # Weights a diverged descent left have no metric (their argmax is class 0 everywhere): NaN, and the row.
+  nan = float('nan')
+  metrics = train.evaluate(cfg, dataset, result.params) if finite else {'val_accuracy': nan}
   row = {
     'problem': problem,
     'method': label,

@@ -541,12 +541,12 @@ def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint
   Refuses a bad fit or grid, `chunk_size` or `checkpoint_every` below 1, and
   checkpoints from several processes.
   """
-  fit_path = train.check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':  # each model to its optimum, no learning rate: the regularization path
     raise ValueError(
       "A sweep trains learning rate x reg with an optax optimizer; for optimizer='lbfgs' fit the "
       'regularization path: paths.fit_path(cfg, dataset, regs) (lr_sweep --optimizer=lbfgs).'
     )
+  fit_path = train.check_fit(cfg, dataset)
   check_grid(settings, cfg.loss, cfg.optimizer)
   # A loss file's score_grad at every swept value of its hyperparameters, not only at cfg's.
   own_gradient.check(cfg, fit_path, [config_for(cfg, s).loss_hparams for s in settings])

@@ -47,6 +47,13 @@ def test_rejects_bad_input(fn, params, x, targets, kwargs, match):
     fn(params, x, targets, **kwargs)
 
 
+def test_a_reg_of_any_real_dtype_is_taken():
+  # Refusing strings and bools (NumPy's TypeError named nothing) must not refuse bfloat16, a real number.
+  y = np.array([0, 1, 2, 0])
+  for reg in (0.1, 1, np.float32(0.1), jnp.asarray(0.1, jnp.bfloat16)):
+    assert np.isfinite(float(lj.objective(P3, X, y, reg=reg)))
+
+
 def test_bias_trick_feature_mismatch_says_so():
   folded = lj.fold_bias(P3)
   with pytest.raises(ValueError, match='bias-trick form'):

@@ -57,7 +57,11 @@ def test_histograms_refuse_channels_last_images_and_bins_beyond_memory():
   ):
     histogram_features(last, bins=4)
   with pytest.raises(
-    ValueError, match=r'--bins=100000000: a histogram of 100,000,000 bins per image needs .* fewer --bins'
+    ValueError,
+    match=r'histogram features \(bins=100000000\): a histogram of 100,000,000 bins per image needs .* fewer',
   ):
     histogram_features(digits, bins=10**8)
   assert histogram_features(digits, bins=16).x.shape == (len(digits.x), 16)
+  for shape in ((2, 5, 3), (3, 4, 4), (4, 8, 1)):  # [C, H, W] of narrow images, 4 channels at most: taken
+    raw = data.Raw(np.zeros((3, int(np.prod(shape)))), np.arange(3), 'class', 3, shape)
+    assert histogram_features(raw, bins=2).x.shape == (3, 2 * shape[0])

@@ -441,9 +441,9 @@ def test_parameters_of_another_shape_or_not_finite_get_no_metrics_or_predictions
   cfg = config.TrainConfig(epochs=2)
   params = train.fit(cfg, ds).params
   nan = params._replace(W=params.W.at[1, 0].set(np.nan))
-  with pytest.raises(ValueError, match=r'W holds 1 non-finite values \(NaN or infinity\)'):
+  with pytest.raises(ValueError, match=r'W holds 1 non-finite value\(s\) \(NaN or infinity\)'):
     train.evaluate(cfg, ds, nan)
-  with pytest.raises(ValueError, match=r'W holds 1 non-finite values'):
+  with pytest.raises(ValueError, match=r'W holds 1 non-finite value'):
     lj.predict(nan, np.ones((4, 2)))
   with pytest.raises(ValueError, match=r'W must be \[1, 2\] for this model and data, got shape \[3, 2\]'):
     train.evaluate(dataclasses.replace(cfg, loss='hinge'), data.prepare(data.binary2d(60), 'b'), params)

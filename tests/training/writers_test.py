@@ -183,10 +183,21 @@ def test_a_folder_of_the_users_own_figures_or_another_commands_outputs_is_refuse
   (paper / 'curves.png').write_text('my figure')
   (paper / 'summary.json').write_text('{"mine": 1}')
   with pytest.raises(
-    ValueError, match=r'holds files this project did not write \(curves.png, summary.json\)'
+    ValueError, match=r'outputs, but none a run of it alone writes \(curves.png, summary.json\)'
   ):
     workdir_lib.claim(str(paper), command='train')
   assert sorted(os.listdir(paper)) == ['curves.png', 'summary.json']
+  (paper / 'notes.txt').write_text('mine')  # what is not an output is named first
+  with pytest.raises(ValueError, match=r'holds files this project did not write \(notes.txt\)'):
+    workdir_lib.claim(str(paper), command='train')
+  python = tmp_path / 'from_python'  # a run of experiment.train_and_evaluate leaves no marker
+  python.mkdir()
+  _train(python, plots=False)
+  assert workdir_lib.claim(str(python), command='train') == str(python)
+  failed = tmp_path / 'failed'  # a run refused after the claim leaves only the marker and the lock
+  workdir_lib.claim(str(failed), command='train')
+  (failed / workdir_lib.LOCK).write_text('')
+  assert workdir_lib.claim(str(failed), command='lr_sweep') == str(failed)
   older = tmp_path / 'older'  # an older version's workdir: its lock beside its outputs
   older.mkdir()
   for name in (workdir_lib.LOCK, 'summary.json', 'metrics.jsonl'):
@@ -195,6 +206,7 @@ def test_a_folder_of_the_users_own_figures_or_another_commands_outputs_is_refuse
   work = tmp_path / 'work'
   workdir_lib.claim(str(work), command='train')
   workdir_lib.claim(str(work), command='train')  # its own command again
+  (work / 'summary.json').write_text('{}')  # train's output
   with pytest.raises(ValueError, match=r'work holds the outputs of `train`; each command writes to a folder'):
     workdir_lib.claim(str(work), command='lr_sweep')
   (work / workdir_lib.MARKER).write_text('A workdir of linear_jax: its runs write their outputs here.\n')

@@ -130,3 +130,15 @@ def test_a_population_that_cannot_fit_is_refused_before_any_method_runs(monkeypa
   monkeypatch.setattr(memory, 'device_memory_available', lambda device=None: need)
   with pytest.raises(ValueError, match='use a smaller --population'):
     search.compare(cfg, ds, 1000, population=501)
+
+
+def test_a_descent_that_diverges_keeps_every_methods_row_with_no_metric_of_its_own():
+  # Its non-finite weights were evaluated: every row was lost to the refusal of NaN parameters (and before
+  # that refusal, their argmax gave class 0 everywhere: a validation accuracy of a model that has none).
+  ds = data.prepare(data.blobs(120, 4, 3, seed=0), 'blobs', seed=0)
+  cfg = config.TrainConfig(loss='softmax', optimizer='sgd', learning_rate=1e30, epochs=1)
+  rows, _ = search.compare(cfg, ds, 400, population=10, elite=2, batch_size=16)
+  by = {r['method']: r for r in rows}
+  assert len(rows) == 5 and not np.isfinite(by['GD full batch']['best_train_loss'])
+  assert np.isnan(by['GD full batch']['val_metric']) and np.isnan(by['GD mini-batch']['val_metric'])
+  assert 0 < by['random search']['val_metric'] <= 1
