@@ -13,6 +13,7 @@ import sys
 from absl import flags
 
 from linear_jax.runs import hard_cases
+from linear_jax.training import workdir as workdir_lib
 
 from . import common
 
@@ -37,7 +38,8 @@ def main(argv):
   common.start(FLAGS)
   workdir = common.prepare_workdir(FLAGS.workdir, 'hard_cases')
   try:
-    rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
+    with workdir_lib.locked(workdir):  # one run per workdir
+      rows = hard_cases.run_all(workdir, FLAGS.num_examples, FLAGS.epochs, FLAGS.seed)
   except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback
     sys.exit(common.error_line(e))
   print(f'{"case":<12} {"majority":>9} {"linear":>9} {"feature map":>12}')

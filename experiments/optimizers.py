@@ -21,6 +21,7 @@ import jax
 
 from linear_jax.optim import config
 from linear_jax.runs import optimizers_run
+from linear_jax.training import workdir as workdir_lib
 
 from . import common
 
@@ -64,15 +65,16 @@ def main(argv):
   jax.config.update('jax_enable_x64', True)  # f* in float64
   workdir = common.prepare_workdir(FLAGS.workdir, 'optimizers')
   try:
-    dataset = common.load_dataset(FLAGS)
-    out = optimizers_run.compare(
-      optimizers_config(),
-      dataset,
-      workdir,
-      learning_rate=FLAGS.learning_rate,
-      batch_size=FLAGS.batch_size,
-      full_batch_lr=FLAGS.full_batch_lr,
-    )
+    with workdir_lib.locked(workdir):  # one run per workdir
+      dataset = common.load_dataset(FLAGS)
+      out = optimizers_run.compare(
+        optimizers_config(),
+        dataset,
+        workdir,
+        learning_rate=FLAGS.learning_rate,
+        batch_size=FLAGS.batch_size,
+        full_batch_lr=FLAGS.full_batch_lr,
+      )
   except ValueError as e:
     sys.exit(f'Error: {e}')
   print(optimizers_run.table(out))

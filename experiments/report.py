@@ -19,6 +19,7 @@ from absl import flags
 import jax
 
 from linear_jax.runs import report
+from linear_jax.training import workdir as workdir_lib
 
 from . import common
 
@@ -39,7 +40,8 @@ def main(argv):
   print(report.header(workdir, FLAGS.tiny), flush=True)
   t = time.perf_counter()
   try:
-    path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
+    with workdir_lib.locked(workdir):  # one run per workdir
+      path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
   except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback
     sys.exit(common.error_line(e))
   print(f'{path} written in {time.perf_counter() - t:.0f} s; gradient checks {"all pass" if ok else "FAIL"}')

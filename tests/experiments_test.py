@@ -648,3 +648,37 @@ def test_a_loss_file_without_a_gradient_trains_with_defaults_and_says_how(tmp_pa
   assert summary['final']['test_accuracy'] > 0.9
   bad = _run('experiments.train', '--learning_rate=fast', f'--workdir={tmp_path}/x')
   assert bad.returncode != 0 and "a number or 'auto'" in bad.stderr and 'Traceback' not in bad.stderr
+
+
+@pytest.mark.parametrize('module', ['experiments.hard_cases', 'experiments.optimizers', 'experiments.report'])
+def test_every_command_that_writes_a_workdir_holds_its_lock(tmp_path, module):
+  # optimizers, hard_cases and report took no lock: two of them in one folder both ran, the last writer
+  # winning each file, and a train run's folder took their pictures beside its own outputs.
+  import fcntl  # pylint: disable=import-outside-toplevel
+
+  proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    [sys.executable, '-m', module, f'--workdir={tmp_path}', '--dataset=digits' * (module.endswith('zers'))],
+    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+  )  # fmt: skip
+  held, deadline = False, time.monotonic() + 120
+  try:
+    while not held and proc.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.05)
+      try:
+        fd = os.open(tmp_path / workdir_lib.LOCK, os.O_RDONLY)
+      except FileNotFoundError:
+        continue
+      try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+      except BlockingIOError:
+        held = True
+      finally:
+        os.close(fd)
+    assert held, (
+      f'{module} ran without locking {tmp_path}: {proc.stderr.read() if proc.poll() is not None else ""}'
+    )
+    second = _run(module, f'--workdir={tmp_path}', timeout=120)
+    assert second.returncode == 1 and 'is in use by another run (process' in second.stderr, second.stderr
+  finally:
+    proc.kill()
+    proc.wait()

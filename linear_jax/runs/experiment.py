@@ -474,7 +474,10 @@ def _start_metrics(workdir, options, write_outputs, f_star=None):
       resuming = options.resume and os.path.exists(ckpt)
       if not resuming:
         files.remove_outputs(workdir, OUTPUTS)
-      history = checkpoint.read(ckpt)[1]['history'] if resuming else []
+      meta = checkpoint.read(ckpt)[1] if resuming else {'history': []}
+      if 'history' not in meta:  # a sweep's or a search's, under this name
+        raise ValueError(f'{ckpt}: not a checkpoint of train; run without --resume to start over.')
+      history = meta['history']
       files.write_text(
         metrics_path,
         ''.join(json.dumps(finite_json(_gap(m, f_star)), allow_nan=False) + '\n' for m in history),

@@ -18,6 +18,7 @@ from linear_jax.training import refit as refit_lib
 from linear_jax.training import train
 from linear_jax.tuning import paths
 from linear_jax.tuning import sweep
+from linear_jax.tuning import sweep_state
 
 # What a sweep is judged and pictured by: the first of these that it has.
 METRICS = ('val_accuracy', 'val_mse', 'train_accuracy', 'train_mse')
@@ -82,8 +83,9 @@ def sweep_and_write(
   sweep.check_grid(settings, config.loss, config.optimizer)  # refused before the last run's files go
   # The workdir's files belong to one run: the last sweep's outputs go before this one writes any. A
   # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.
+  files.remove_outputs(workdir, PATH_OUTPUTS)  # never this sweep's, resumed or not
   if not (resume and checkpoint_path and os.path.exists(checkpoint_path)):
-    files.remove_outputs(workdir, SWEEP_OUTPUTS + PATH_OUTPUTS)
+    files.remove_outputs(workdir, SWEEP_OUTPUTS)
   if not resume and checkpoint_path:
     files.remove_outputs(*os.path.split(os.path.abspath(checkpoint_path)))
   result = sweep.run_sweep(
@@ -190,7 +192,8 @@ def path_and_write(config, dataset, workdir, regs, max_iter, refit=False):
   }
   if refit:
     out['refit'] = refit_lib.refit_path(config, dataset, result, max_iter=max_iter)[1]
-  files.remove_outputs(workdir, SWEEP_OUTPUTS + PATH_OUTPUTS)  # a sweep's tables beside a path misread
+  # A sweep's tables beside a path misread, and its checkpoint would resume a sweep whose tables are gone.
+  files.remove_outputs(workdir, SWEEP_OUTPUTS + PATH_OUTPUTS + (sweep_state.FILE,))
   files.write_json(os.path.join(workdir, 'path.json'), out)
   write_csv(os.path.join(workdir, 'path.csv'), rows)
   label = metric.replace('_', ' ')

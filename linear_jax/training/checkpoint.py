@@ -8,6 +8,7 @@ never a torn one. Read with `allow_pickle=False`.
 import json
 import os
 import time
+import zipfile
 
 import chex
 import jax
@@ -69,6 +70,8 @@ def read(path: str) -> tuple[list[np.ndarray], dict]:
 
   Raises a `ValueError` naming the file if it is unreadable.
   """
+  if os.path.isfile(path) and not zipfile.is_zipfile(path):  # np.load would call it pickled data
+    raise ValueError(f'{path}: not a readable checkpoint (not an .npz archive).')
   try:
     with np.load(path, allow_pickle=False) as f:
       files = dict(f.items())

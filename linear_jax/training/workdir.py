@@ -12,10 +12,12 @@ such as local disks and most NFSv4 mounts.)
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import socket
 import stat
+import zipfile
 
 from linear_jax.training import files
 
@@ -72,67 +74,127 @@ def locked(path, flag='--workdir'):
 
 # The file that marks a folder as a workdir of this project (`claim`), naming the command whose it is.
 MARKER = '.linear_jax-workdir'
-# The kinds of file the outputs are; and files no one but this project writes, whose presence shows that
-# a folder without the marker is a workdir of an older version, or one written from Python.
+# The kinds of file the outputs are.
 OUTPUT_SUFFIXES = ('.json', '.jsonl', '.csv', '.png', '.npz', '.html', '.svg')
-OURS_ALONE = (LOCK, 'metrics.jsonl', 'checkpoint.npz', 'sweep_checkpoint.npz', 'search_checkpoint.npz')
+# The outputs that show whose workdir a folder is where no marker names it (an older version's, or one
+# written from Python by `experiment.train_and_evaluate` and its kin): each file's command and a test of
+# its contents, so a file of the same name from elsewhere proves nothing.
+SIGNATURES = {
+  'summary.json': ('train', lambda d: isinstance(d, dict) and {'stop_reason', 'versions'} <= set(d)),
+  'sweep.json': ('lr_sweep', lambda d: isinstance(d, dict) and {'models', 'versions'} <= set(d)),
+  'path.json': ('lr_sweep', lambda d: isinstance(d, dict) and {'models', 'versions'} <= set(d)),
+  'search.json': ('search', lambda d: isinstance(d, dict) and {'gradient_cost', 'rows'} <= set(d)),
+  'optimizers.json': ('optimizers', lambda d: isinstance(d, dict) and {'claims', 'versions'} <= set(d)),
+  'hard_cases.json': (
+    'hard_cases',
+    lambda d: isinstance(d, list) and bool(d) and isinstance(d[0], dict) and 'feature_map_accuracy' in d[0],
+  ),
+  'checkpoint.npz': ('train', None),  # a checkpoint's: its header
+  'sweep_checkpoint.npz': ('lr_sweep', None),
+  'search_checkpoint.npz': ('search', None),
+  'report.html': ('report', None),  # its title
+}
 _OWNER = re.compile(r'^A workdir of linear_jax (\w+)\b')
 
 
 def claim(path, flag='--workdir', command=None):
-  """Makes `path` the workdir of `command`, or refuses a folder of files this project did not write.
+  """Makes `path` the workdir of `command`, or refuses a folder that is not free for it.
 
   A new or empty folder is taken and marked (`MARKER`, naming `command`). A
-  marked folder is taken again by the command it names (a marker naming none
-  by any); another command's is refused while it holds anything but the
-  marker and the lock, so one folder never holds two commands' outputs side
-  by side. An unmarked folder of outputs (`OUTPUT_SUFFIXES`) with one of the
-  files only this project writes (`OURS_ALONE`: an older version's workdir,
-  or one written by `experiment.train_and_evaluate` and its kin) is taken
-  and marked; anything else (`/etc`, a home folder, a folder of the user's
-  own figures) is refused in one line, before any file is written there.
-  Returns `path`; raises `ValueError`.
+  folder whose marker, or whose outputs (`SIGNATURES`), name a command is
+  taken again by that command; another command is refused while the folder
+  holds anything but the marker and the lock, so one folder never holds two
+  commands' outputs side by side. A folder a live run holds (its `.lock`
+  locked) is refused before its marker is touched. An unmarked folder holding
+  anything else (`/etc`, a home folder, a folder of the user's own figures) is
+  refused in one line, before any file is written there. Returns `path`;
+  raises `ValueError` (`Locked` for a live run's).
   """
   if os.path.lexists(path) and not os.path.isdir(path):
     raise ValueError(f'{flag}={path} is not a folder.')
   os.makedirs(path, exist_ok=True)
   names = [n for n in os.listdir(path) if not n.startswith(files.TEMP_PREFIX)]
+  held = [n for n in names if n not in (MARKER, LOCK)]
+  if LOCK in names:
+    _refuse_if_running(path, flag)
   marker = os.path.join(path, MARKER)
   if MARKER in names:
-    owner = _owner(marker)
-    held = [n for n in names if n not in (MARKER, LOCK)]
-    if command and owner and owner != command and held:
-      raise ValueError(
-        f'{flag}={path} holds the outputs of `{owner}`; each command writes to a folder of its own: '
-        f'choose another {flag} for `{command}`.'
-      )
-    if owner == command or (owner and not command):
-      return path
+    owner = _owner(marker) or _signed_by(path, names)
   else:
-    _refuse_foreign(path, flag, names)
+    owner = _signed_by(path, names)
+    _refuse_foreign(path, flag, names, owner)
+  if command and owner and owner != command and held:
+    raise ValueError(
+      f'{flag}={path} holds the outputs of `{owner}`; each command writes to a folder of its own: '
+      f'choose another {flag} for `{command}`.'
+    )
+  if MARKER in names and owner and (owner == command or not command):
+    return path
   files.write_text(
-    marker, f'A workdir of linear_jax {command or "runs"}: its runs write their outputs here.\n'
+    marker, f'A workdir of linear_jax {command or owner or "runs"}: its runs write their outputs here.\n'
   )
   return path
 
 
-def _refuse_foreign(path, flag, names):
+def _refuse_if_running(path, flag):
+  """Raises `Locked` if a live run holds the lock of `path` (its marker is then not to be touched)."""
+  try:
+    fd = os.open(os.path.join(path, LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+  except OSError:
+    return  # not a lock file of its own: `locked` refuses it, naming why
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except BlockingIOError:
+    raise Locked(
+      f'{flag}={path} is in use by another run (process {_holder(fd)}); wait for it to end, stop it, '
+      f'or choose another {flag}.'
+    ) from None
+  finally:
+    os.close(fd)
+
+
+def _refuse_foreign(path, flag, names, owner):
   """Raises unless the unmarked folder `path`, holding `names`, is empty or a workdir of this project."""
   others = sorted(n for n in names if n != LOCK and not _an_output(path, n))
   outputs = sorted(n for n in names if _an_output(path, n))
-  if not others and (not outputs or set(names) & set(OURS_ALONE)):
+  if not others and (not outputs or owner):
     return
-  shown = others or outputs
+  shown = [n + '/' * os.path.isdir(os.path.join(path, n)) for n in others or outputs]  # a folder: 'name/'
   listed = ', '.join(shown[:3]) + (f' and {len(shown) - 3} more' if len(shown) > 3 else '')
   why = (
-    'files this project did not write'
-    if others
-    else "files named as this project's outputs, but none a run of it alone writes"
+    'files this project did not write' if others else 'files named as its outputs, but none a run of it wrote'
   )
+
   raise ValueError(
     f'{flag}={path} holds {why} ({listed}); choose a new or empty folder for {flag}, or one an earlier '
     'run used.'
   )
+
+
+def _signed_by(path, names):
+  """The command whose outputs (`SIGNATURES`) the folder `path` holds, or `None`."""
+  for name in names:
+    if name in SIGNATURES and _an_output(path, name):
+      command, test = SIGNATURES[name]
+      if _signed(os.path.join(path, name), test):
+        return command
+  return None
+
+
+def _signed(file, test):
+  """Whether `file` is the output it is named as: a JSON that passes `test`, a checkpoint with its
+  header, or the report with its title."""
+  try:
+    if file.endswith('.npz'):
+      with zipfile.ZipFile(file) as z:
+        return 'meta.npy' in z.namelist()
+    with open(file, 'rb') as f:
+      head = f.read(1 << 20)
+    if file.endswith('.html'):
+      return b'<title>linear_jax:' in head[:4096]
+    return len(head) < 1 << 20 and test(json.loads(head))
+  except (OSError, ValueError, zipfile.BadZipFile):
+    return False
 
 
 def _an_output(folder, name):
@@ -141,11 +203,12 @@ def _an_output(folder, name):
 
 
 def _owner(marker):
-  """The command a marker names, or `None` (an older marker, or one that cannot be read)."""
+  """The command a marker names, or `None` (a marker of an older version, naming none). Raises a
+  `ValueError` if it cannot be read: whose folder it is cannot then be told."""
   try:
     with open(marker, encoding='utf-8', errors='replace') as f:
       match = _OWNER.match(f.read(200))
-  except OSError:
-    return None
+  except OSError as e:
+    raise ValueError(f'{marker}: cannot be read ({e.strerror}); whose workdir this is cannot be told.') from e
   owner = match.group(1) if match else None
   return None if owner == 'runs' else owner

@@ -32,9 +32,15 @@ def test_a_workdir_holds_the_last_runs_outputs_only_sweep_or_path(tmp_path):
   # A path written where a sweep had been left its sweep.json and heatmap beside path.json, and back.
   ds = data.prepare(data.blobs(60, 2, 2, seed=0), 'blobs', val_fraction=0.25)
   cfg = config.TrainConfig(epochs=1, batch_size=20, loss='logistic')
-  sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0, 1e-3])
-  assert {'sweep.json', 'sweep.csv', 'heatmap.png'} <= {p.name for p in tmp_path.iterdir()}
+  ckpt = str(tmp_path / 'sweep_checkpoint.npz')
+  sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0, 1e-3], checkpoint_path=ckpt)
+  assert {'sweep.json', 'sweep.csv', 'heatmap.png', 'sweep_checkpoint.npz'} <= {
+    p.name for p in tmp_path.iterdir()
+  }
   sweep_run.path_and_write(cfg, ds, str(tmp_path), regs=[1e-3, 1e-2], max_iter=50)
-  assert {p.name for p in tmp_path.iterdir()} == set(sweep_run.PATH_OUTPUTS)
+  assert {p.name for p in tmp_path.iterdir()} == set(sweep_run.PATH_OUTPUTS)  # the checkpoint too is gone
+  (tmp_path / 'sweep.json').write_text('{}')  # a sweep resumed here keeps its own, and not the path's
+  sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0], checkpoint_path=ckpt, resume=True)
+  assert not set(sweep_run.PATH_OUTPUTS) & {p.name for p in tmp_path.iterdir()}
   sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0])
   assert not set(sweep_run.PATH_OUTPUTS) & {p.name for p in tmp_path.iterdir()}

@@ -15,6 +15,7 @@ from linear_jax.maths import losses
 from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
+from linear_jax.runs import experiment
 from linear_jax.training import checkpoint
 from linear_jax.training import divergence
 from linear_jax.training import train
@@ -310,6 +311,21 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
   checkpoint.save(path, lj.Params(W=np.zeros((3, 4), np.float32), b=np.zeros(3, np.float32)), {'a': 1})
   with pytest.raises(ValueError, match=r'array 0 is float32\[3, 4\] but this model needs float32\[3, 5\]'):
     checkpoint.load(path, lj.Params(W=np.zeros((3, 5), np.float32), b=np.zeros(3, np.float32)))
+
+
+def test_a_checkpoint_of_garbage_or_of_another_command_is_named_so(tmp_path):
+  # 'garbage' was 'This file contains pickled (object) data. If you trust the file ...', hinting at
+  # allow_pickle; a sweep's checkpoint under train's name ended in KeyError: 'history'.
+  bad = tmp_path / 'c.npz'
+  bad.write_bytes(b'garbage')
+  with pytest.raises(ValueError, match=r'c\.npz: not a readable checkpoint \(not an \.npz archive\)\.$'):
+    checkpoint.read(str(bad))
+  work = tmp_path / 'work'
+  work.mkdir()
+  checkpoint.save(str(work / 'checkpoint.npz'), lj.Params(W=np.zeros((1, 1)), b=np.zeros(1)), {'sweep': 1})
+  cfg, data_cfg = config.TrainConfig(epochs=1), experiment.DataConfig(dataset='blobs')
+  with pytest.raises(ValueError, match=r'checkpoint\.npz: not a checkpoint of train; run without --resume'):
+    experiment.train_and_evaluate(cfg, data_cfg, str(work), experiment.RunOptions(resume=True, plots=False))
 
 
 def test_checkpoint_write_failure_leaves_the_old_one(tmp_path, monkeypatch):

@@ -180,39 +180,54 @@ def test_a_folder_of_the_users_own_figures_or_another_commands_outputs_is_refuse
   # replaced the user's own; and train's outputs and a sweep's piled up in one folder.
   paper = tmp_path / 'paper'
   paper.mkdir()
-  (paper / 'curves.png').write_text('my figure')
-  (paper / 'summary.json').write_text('{"mine": 1}')
+  for name, text in (('curves.png', 'my figure'), ('summary.json', '{"mine": 1}'), ('metrics.jsonl', '')):
+    (paper / name).write_text(text)
+  (paper / workdir_lib.LOCK).write_text('')  # common names: none of them proves a run of ours
   with pytest.raises(
-    ValueError, match=r'outputs, but none a run of it alone writes \(curves.png, summary.json\)'
+    ValueError, match=r'outputs, but none a run of it wrote \(curves.png, metrics.jsonl, summary'
   ):
     workdir_lib.claim(str(paper), command='train')
-  assert sorted(os.listdir(paper)) == ['curves.png', 'summary.json']
+  assert sorted(os.listdir(paper)) == [workdir_lib.LOCK, 'curves.png', 'metrics.jsonl', 'summary.json']
   (paper / 'notes.txt').write_text('mine')  # what is not an output is named first
   with pytest.raises(ValueError, match=r'holds files this project did not write \(notes.txt\)'):
     workdir_lib.claim(str(paper), command='train')
-  python = tmp_path / 'from_python'  # a run of experiment.train_and_evaluate leaves no marker
-  python.mkdir()
+  python = tmp_path / 'from_python'  # a run of experiment.train_and_evaluate leaves no marker: its outputs
+  python.mkdir()  # name train, and another command is refused there
   _train(python, plots=False)
+  with pytest.raises(ValueError, match=r'from_python holds the outputs of `train`'):
+    workdir_lib.claim(str(python), command='lr_sweep')
   assert workdir_lib.claim(str(python), command='train') == str(python)
   failed = tmp_path / 'failed'  # a run refused after the claim leaves only the marker and the lock
   workdir_lib.claim(str(failed), command='train')
   (failed / workdir_lib.LOCK).write_text('')
   assert workdir_lib.claim(str(failed), command='lr_sweep') == str(failed)
-  older = tmp_path / 'older'  # an older version's workdir: its lock beside its outputs
-  older.mkdir()
-  for name in (workdir_lib.LOCK, 'summary.json', 'metrics.jsonl'):
-    (older / name).write_text('')
-  assert workdir_lib.claim(str(older), command='train') == str(older)
   work = tmp_path / 'work'
   workdir_lib.claim(str(work), command='train')
   workdir_lib.claim(str(work), command='train')  # its own command again
-  (work / 'summary.json').write_text('{}')  # train's output
+  (work / 'params.npz').write_text('')  # train's output
   with pytest.raises(ValueError, match=r'work holds the outputs of `train`; each command writes to a folder'):
     workdir_lib.claim(str(work), command='lr_sweep')
   (work / workdir_lib.MARKER).write_text('A workdir of linear_jax: its runs write their outputs here.\n')
-  workdir_lib.claim(str(work), command='lr_sweep')  # a marker naming no command: taken, and now named
+  workdir_lib.claim(str(work), command='lr_sweep')  # a marker naming no command, no signed output: taken
   with pytest.raises(ValueError, match=r'holds the outputs of `lr_sweep`'):
     workdir_lib.claim(str(work), command='train')
+  os.chmod(work / workdir_lib.MARKER, 0)  # whose it is cannot be told: refused (root reads it anyway)
+  if not os.access(work / workdir_lib.MARKER, os.R_OK):
+    with pytest.raises(ValueError, match=r'cannot be read .*whose workdir this is cannot be told'):
+      workdir_lib.claim(str(work), command='train')
+
+
+def test_a_workdir_a_live_run_holds_is_refused_before_its_marker_is_touched(tmp_path):
+  # The claim came before the lock: a refused command rewrote the live run's marker, and then the run's
+  # own command was refused there.
+  work = tmp_path / 'work'
+  workdir_lib.claim(str(work), command='train')
+  with workdir_lib.locked(str(work)):
+    for command in ('lr_sweep', 'hard_cases', 'train'):
+      with pytest.raises(workdir_lib.Locked, match=r'work is in use by another run \(process \d+'):
+        workdir_lib.claim(str(work), command=command)
+    assert (work / workdir_lib.MARKER).read_text().startswith('A workdir of linear_jax train:')
+  assert workdir_lib.claim(str(work), command='train') == str(work)
 
 
 def test_outputs_take_the_permissions_a_plain_open_gives(tmp_path):
