@@ -26,9 +26,9 @@ from linear_jax.runs.demo_api import number
 from linear_jax.tuning import search
 
 STEP_BUCKETS = (1, 8, 32, LIMITS['steps'])  # steps are padded up to one of these: four programs at most
-# The search methods' loop lengths follow the budget, and their programs the problem's shapes, loss and
-# optimizer, so each such request compiles programs of its own (about 21 MB to 100 MB): the server keeps
-# those of this many, and clears JAX's caches to take one more.
+# The search methods' loop lengths follow the budget, and their programs (and the steps') the problem's
+# shapes, loss and optimizer (its decay too), so each such request compiles programs of its own (about
+# 21 MB to 100 MB): the server keeps those of this many, and clears JAX's caches to take one more.
 SEARCH_PROGRAMS_KEPT = 8
 _search_programs = set()
 _search_programs_lock = threading.Lock()
@@ -63,6 +63,8 @@ def parse_optimizer(req, p):
   )
   if cfg.grad == 'analytic' and p.spec.score_grad is None:
     cfg = config.StepConfig(**{**cfg.__dict__, 'grad': 'autodiff'})
+  if cfg.schedule not in ('step', 'exponential', 'inverse_time'):  # they alone read the decay: one program
+    cfg = config.StepConfig(**{**cfg.__dict__, 'decay_rate': 0.5, 'decay_epochs': 100.0})
   settings = {
     'learning_rate': number(o, 'learning_rate', 1e-6, 100.0, 0.1, where),
     'momentum': number(o, 'momentum', 0.0, 0.999, 0.9, where),
@@ -152,6 +154,7 @@ def handle_step(req):
   cfg, hp, settings, leaves = parse_optimizer(req, p)
   num = number(req, 'steps', 1, LIMITS['steps'], 1, integer=True)
   bucket = next(b for b in STEP_BUCKETS if b >= num)
+  _keep_programs_of(('step', bucket, p.x.shape, p.outputs, p.spec.name, p.penalty, repr(cfg)))
   opt_state = opt_state_from(leaves, _fresh_state(params, hp, cfg=cfg))
   x, t, mask, _, _ = demo_api.problem_args(p)
   new, opt_state, curve, path = jax.device_get(_run_steps(

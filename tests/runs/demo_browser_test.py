@@ -202,3 +202,34 @@ def test_the_search_methods_race(page):
   for method in ('random search', 'random local search', 'genetic algorithm', 'gradient descent'):
     assert method in text
   assert page.find_element('id', 'status').get_attribute('class') != 'error'
+
+
+def test_a_step_answered_after_the_model_was_reset_is_dropped(page):
+  # A step answer that arrived after Reset W (or a loss, feature-map or dataset change) put the old
+  # optimizer state, curve and path back: t showed 1 for a model never stepped, and the next Step failed
+  # with "optimizer.state[3] must have shape ...".
+  page.execute_script(
+    'window._fetch = window.fetch; window.fetch = async (u, o) => { const r = await window._fetch(u, o);'
+    " if (String(u).includes('step')) await new Promise((z) => setTimeout(z, 1500)); return r; };"
+  )
+  page.find_element('id', 'step').click()
+  _wait(page, 'return S.inflight')
+  page.find_element('id', 'reset').click()
+  _idle(page)
+  assert page.execute_script('return [S.opt.t, S.opt.state, S.curve.length]') == [0, None, 0]
+  assert page.find_element('id', 'opt-info').text.startswith('t = 0')
+  page.execute_script('window.fetch = window._fetch;')
+  page.find_element('id', 'step').click()
+  _idle(page)
+  assert page.execute_script('return S.opt.t') == 1
+  assert page.find_element('id', 'status').get_attribute('class') != 'error'
+
+
+def test_the_loss_curve_of_a_long_run_is_bounded_and_still_drawn(page):
+  # A curve of ~125,000 steps overflowed the call stack in Math.min(...ys) and the page stopped.
+  page.execute_script('S.curve = Array.from({length: 300000}, (_, i) => 1 / (i + 1));')
+  page.find_element('id', 'step').click()
+  _idle(page)
+  assert page.find_element('id', 'status').get_attribute('class') != 'error'
+  assert page.execute_script('return S.curve.length') <= page.execute_script('return CURVE_MAX') < 300000
+  assert page.execute_script('return S.curveStart + S.curve.length') == 300001  # the steps keep their numbers

@@ -12,9 +12,12 @@ const $ = (id) => document.getElementById(id);
 const S = {
   cfg: null, dataset: 'points', datasetName: 'blobs', points: [], labels: [], numClasses: 3, view: [-1, 1, -1, 1],
   features: 'none', model: null, loss: 'svm', hparams: {}, penalty: 'l2', reg: 0.001,
-  opt: {state: null, t: 0}, curve: [], path: [], result: null, imageN: 300, tool: 'move', running: false,
-  inflight: false, pending: null, search: null, surface: null,
+  opt: {state: null, t: 0}, curve: [], curveStart: 0, path: [], result: null, imageN: 300, tool: 'move',
+  running: false, inflight: false, pending: null, search: null, surface: null,
+  gen: 0,  // counts the optimizer's restarts: a step answered for an earlier one is dropped
+  problem: 0,  // counts changes of the data or the loss: a race answered for an earlier one is dropped
 };
+const CURVE_MAX = 20000;  // the loss curve keeps its last this many steps (a long Run's grew without end)
 window.demoTimings = [];  // {route, ms}: the benchmark reads these (the page's own requests, timed here)
 
 function fmt(v) {
@@ -63,25 +66,35 @@ async function api(route, payload) {
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
 // The payload is taken when the wish is made, so an answer arriving meanwhile cannot undo an edit.
 function request(route, makePayload, onDone) {
-  S.pending = {route, payload: makePayload(), onDone};
+  S.pending = {route, payload: makePayload(), onDone, gen: S.gen};
   if (!S.inflight) pump();
+}
+
+// A new start of the optimizer (new W, loss, data, method, schedule): its state and step count restart
+// together, so the step size shown is the one the next step takes.
+function resetOpt() {
+  S.gen += 1;
+  S.opt = {state: null, t: 0};
 }
 
 async function pump() {
   if (!S.pending) return;
-  const {route, payload, onDone} = S.pending;
+  const {route, payload, onDone, gen} = S.pending;
   S.pending = null;
   S.inflight = true;
   try {
     const [j, ms] = await api(route, payload);
     if (S.pending && route !== 'step') return;  // a newer wish supersedes this answer
+    if (route === 'step' && gen !== S.gen) return;  // steps of a model the optimizer has since left
     if (onDone) onDone(j);
     show(j);
     setStatus(`${route}: ${ms.toFixed(0)} ms`);
   } catch (e) {
     setStatus(e.message, true);
-    S.running = false;
-    $('run').textContent = 'Run';
+    if (route !== 'surface') {  // a slice too large to draw leaves Run running
+      S.running = false;
+      $('run').textContent = 'Run';
+    }
   } finally {
     S.inflight = false;
     if (S.pending) pump();
@@ -91,8 +104,10 @@ async function pump() {
 function evaluate() { request('evaluate', () => body()); }
 
 function reinit(seed) {
-  S.opt = {state: null, t: 0};
+  resetOpt();
+  S.problem += 1;
   S.curve = [];
+  S.curveStart = 0;
   S.path = [];
   S.surface = null;
   request('init', () => { const b = body({seed: seed || 0}); delete b.model; return b; }, (j) => {
@@ -317,10 +332,11 @@ function drawGradcheck() {
 function plotFrame(c, xs, ys, logy) {
   const m = {l: 70, r: 14, t: 12, b: 44}, w = c.width - m.l - m.r, h = c.height - m.t - m.b;
   const ty = (y) => (logy ? Math.log10(Math.max(y, 1e-12)) : y);
-  let y0 = Math.min(...ys.map(ty)), y1 = Math.max(...ys.map(ty));
+  const lo = (a) => a.reduce((m, v) => Math.min(m, v), Infinity), hi = (a) => a.reduce((m, v) => Math.max(m, v), -Infinity);
+  let y0 = lo(ys.map(ty)), y1 = hi(ys.map(ty));
   if (!(y1 > y0)) { y0 -= 0.5; y1 += 0.5; }
   const pad = 0.05 * (y1 - y0);
-  const v = [Math.min(...xs), Math.max(...xs) > Math.min(...xs) ? Math.max(...xs) : Math.min(...xs) + 1, y0 - pad, y1 + pad];
+  const v = [lo(xs), hi(xs) > lo(xs) ? hi(xs) : lo(xs) + 1, y0 - pad, y1 + pad];
   return {c, m, w, h, v, ty, px: (x) => m.l + (x - v[0]) / (v[1] - v[0]) * w, py: (y) => m.t + (v[3] - ty(y)) / (v[3] - v[2]) * h};
 }
 
@@ -337,7 +353,7 @@ function drawCurve() {
   $('opt-info').textContent = `t = ${S.opt.t}` + (S.opt.lr !== undefined ? `, step size now ${fmt(S.opt.lr)}` : '') +
     (S.result ? `, L = ${fmt(S.result.total)}` : '');
   if (ys.length < 1) { ctx.fillStyle = '#777'; ctx.font = '15px sans-serif'; ctx.fillText('press Step or Run', 80, 100); return; }
-  const xs = S.curve.map((_, i) => i);
+  const xs = S.curve.map((_, i) => S.curveStart + i);
   const f = plotFrame(c, xs.length > 1 ? xs : [0, 1], ys, false);
   axes(ctx, f, 'step', 'total loss L');
   polyline(ctx, f, xs, S.curve, '#0b5cad');
@@ -461,7 +477,11 @@ function onUp() { drag = null; }
 
 function doStep(steps) {
   request('step', () => body({optimizer: optimizerBody(), steps}), (j) => {
-    S.curve.push(...j.curve);
+    for (const y of j.curve) S.curve.push(y);
+    if (S.curve.length > CURVE_MAX) {
+      S.curveStart += S.curve.length - CURVE_MAX;
+      S.curve = S.curve.slice(-CURVE_MAX);
+    }
     if (!S.path.length) S.path.push(S.model);
     S.path.push(...j.path);
     if (S.path.length > S.cfg.limits.path) S.path = S.path.slice(S.path.length - S.cfg.limits.path);
@@ -492,7 +512,10 @@ function onLossChange() {
   S.loss = next.name;
   S.hparams = Object.fromEntries(Object.entries(next.hparams).map(([k, v]) => [k, v.default]));
   buildHparams(next);
-  S.opt = {state: null, t: 0};
+  resetOpt();
+  S.problem += 1;
+  S.curve = [];  // another loss's totals are not one curve
+  S.curveStart = 0;
   if (!prev || (prev.targets === 'binary') !== (next.targets === 'binary')) reinit(); else evaluate();
 }
 
@@ -574,7 +597,7 @@ function wire() {
     if (k === 'b') S.model.b[r] = +inp.value; else S.model.W[r][+k] = +inp.value;
     evaluate();
   });
-  ['opt-method', 'opt-grad', 'schedule'].forEach((id) => $(id).addEventListener('change', () => { S.opt = {state: null, t: S.opt.t}; }));
+  ['opt-method', 'opt-grad', 'schedule'].forEach((id) => $(id).addEventListener('change', resetOpt));
   $('step').addEventListener('click', () => doStep(1));
   $('run').addEventListener('click', () => {
     S.running = !S.running; $('run').textContent = S.running ? 'Pause' : 'Run';
@@ -586,7 +609,8 @@ function wire() {
   $('search-table').addEventListener('click', (e) => {
     const i = e.target.dataset && e.target.dataset.i;
     if (i === undefined || !S.search) return;
-    S.model = S.search.methods[+i].model; S.opt = {state: null, t: S.opt.t}; evaluate();
+    if (S.search.problem !== S.problem) { setStatus('these weights were found for other data or another loss: race again', true); return; }
+    S.model = S.search.methods[+i].model; resetOpt(); evaluate();
   });
 }
 
@@ -597,8 +621,13 @@ async function runSearch() {
   try {
     const payload = body({budget: Math.round(+$('budget').value), optimizer: optimizerBody()});
     payload.optimizer.state = null;
+    const problem = S.problem;
     const [j, ms] = await api('search', payload);
-    S.search = j;
+    if (problem !== S.problem) {  // the data or the loss changed while it ran: its table is another problem's
+      setStatus('the data or the loss changed during the race: race again', true);
+      return;
+    }
+    S.search = {...j, problem};
     drawSearch();
     setStatus(`search: ${(ms / 1000).toFixed(1)} s`);
   } catch (e) { setStatus(e.message, true); } finally { button.disabled = false; }
