@@ -26,24 +26,29 @@ from linear_jax.runs.demo_api import number
 from linear_jax.tuning import search
 
 STEP_BUCKETS = (1, 8, 32, LIMITS['steps'])  # steps are padded up to one of these: four programs at most
-# The search methods' loop lengths follow the budget, and their programs (and the steps') the problem's
-# shapes, loss and optimizer (its decay too), so each such request compiles programs of its own (about
-# 21 MB to 100 MB): the server keeps those of this many, and clears JAX's caches to take one more.
+# The search methods' loop lengths follow the budget, and their programs the problem's shapes, loss and
+# optimizer, so each such request compiles programs of its own (about 21 MB to 100 MB): the server keeps
+# those of this many, and clears JAX's caches to take one more. The same bound holds the step's programs
+# for each decay rate and interval (static in them) of the schedules that read one.
 SEARCH_PROGRAMS_KEPT = 8
+DECAYING = ('step', 'exponential', 'inverse_time')  # the schedules that read the decay
 _search_programs = set()
-_search_programs_lock = threading.Lock()
+_decay_programs = set()
+_programs_lock = threading.Lock()
 
 
-def _keep_programs_of(signature):
-  """Bounds the memory of the search's compiled programs: a `signature` (what the programs compile for)
-  past `SEARCH_PROGRAMS_KEPT` others clears JAX's caches first (every program compiles again when next
-  asked for)."""
-  with _search_programs_lock:
-    if signature not in _search_programs:
-      if len(_search_programs) >= SEARCH_PROGRAMS_KEPT:
+def _keep_programs_of(signature, kept=None):
+  """Bounds the memory of compiled programs: a `signature` (what they compile for) new to `kept` (the
+  search's, by default), past `SEARCH_PROGRAMS_KEPT` others there, clears JAX's caches first (every
+  program compiles again when next asked for)."""
+  kept = _search_programs if kept is None else kept
+  with _programs_lock:
+    if signature not in kept:
+      if len(kept) >= SEARCH_PROGRAMS_KEPT:
         jax.clear_caches()
         _search_programs.clear()
-      _search_programs.add(signature)
+        _decay_programs.clear()
+      kept.add(signature)
 
 
 def parse_optimizer(req, p):
@@ -63,7 +68,7 @@ def parse_optimizer(req, p):
   )
   if cfg.grad == 'analytic' and p.spec.score_grad is None:
     cfg = config.StepConfig(**{**cfg.__dict__, 'grad': 'autodiff'})
-  if cfg.schedule not in ('step', 'exponential', 'inverse_time'):  # they alone read the decay: one program
+  if cfg.schedule not in DECAYING:  # the others read no decay: one program for any
     cfg = config.StepConfig(**{**cfg.__dict__, 'decay_rate': 0.5, 'decay_epochs': 100.0})
   settings = {
     'learning_rate': number(o, 'learning_rate', 1e-6, 100.0, 0.1, where),
@@ -154,7 +159,8 @@ def handle_step(req):
   cfg, hp, settings, leaves = parse_optimizer(req, p)
   num = number(req, 'steps', 1, LIMITS['steps'], 1, integer=True)
   bucket = next(b for b in STEP_BUCKETS if b >= num)
-  _keep_programs_of(('step', bucket, p.x.shape, p.outputs, p.spec.name, p.penalty, repr(cfg)))
+  if cfg.schedule in DECAYING:  # only these compile a program per decay rate and interval
+    _keep_programs_of((cfg.schedule, cfg.decay_rate, cfg.decay_epochs), _decay_programs)
   opt_state = opt_state_from(leaves, _fresh_state(params, hp, cfg=cfg))
   x, t, mask, _, _ = demo_api.problem_args(p)
   new, opt_state, curve, path = jax.device_get(_run_steps(

@@ -371,7 +371,10 @@ def test_a_decay_the_schedule_does_not_read_compiles_nothing_and_one_it_reads_is
   cleared = []
   monkeypatch.setattr(jax, 'clear_caches', lambda: cleared.append(True))
   monkeypatch.setattr(demo_learn, 'SEARCH_PROGRAMS_KEPT', 2)
-  monkeypatch.setattr(demo_learn, '_search_programs', set())
+  monkeypatch.setattr(demo_learn, '_decay_programs', set())
+  for loss in ('softmax', 'l2', 'crammer_singer'):  # other losses, under a constant schedule: none cleared
+    demo_learn.handle_step({**_state(loss), 'steps': 1})
+  assert not cleared
   for rate in (0.3, 0.31, 0.32):  # read by the exponential schedule: a program each, at most 2 kept
     demo_learn.handle_step(
       {**state, 'steps': 1, 'optimizer': {'schedule': 'exponential', 'decay_rate': rate}}
