@@ -34,6 +34,17 @@ def _holder(fd):
   return text or 'unknown'
 
 
+def _flock(fd, how, path, flag):
+  """`flock(fd, how)` without waiting; raises `Locked`, naming the holder, where a live run holds it."""
+  try:
+    fcntl.flock(fd, how | fcntl.LOCK_NB)
+  except BlockingIOError:
+    raise Locked(
+      f'{flag}={path} is in use by another run (process {_holder(fd)}); wait for it to end, stop it, '
+      f'or choose another {flag}.'
+    ) from None
+
+
 @contextlib.contextmanager
 def locked(path, flag='--workdir'):
   """Holds the lock of the folder `path` (created if missing) for the block.
@@ -57,13 +68,7 @@ def locked(path, flag='--workdir'):
         f'{lock}: cannot be the lock of {flag}={path} (not a file of its own); remove it or choose '
         f'another {flag}.'
       )
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise Locked(
-        f'{flag}={path} is in use by another run (process {_holder(fd)}); wait for it to end, stop it, '
-        f'or choose another {flag}.'
-      ) from None
+    _flock(fd, fcntl.LOCK_EX, path, flag)
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f'{os.getpid()} on {socket.gethostname()}\n'.encode())
@@ -143,12 +148,7 @@ def _refuse_if_running(path, flag):
   except OSError:
     return  # not a lock file of its own: `locked` refuses it, naming why
   try:
-    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-  except BlockingIOError:
-    raise Locked(
-      f'{flag}={path} is in use by another run (process {_holder(fd)}); wait for it to end, stop it, '
-      f'or choose another {flag}.'
-    ) from None
+    _flock(fd, fcntl.LOCK_SH, path, flag)
   finally:
     os.close(fd)
 

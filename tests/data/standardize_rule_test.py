@@ -27,17 +27,23 @@ def _columns(n=400, seed=0):
   return from_arrays(x, y)
 
 
-@pytest.mark.parametrize('streamed', [False, True])
-def test_each_column_is_standardized_by_its_own_scale(tmp_path, streamed):
-  raw = _columns()
+def _prepared(raw, name, fractions, tmp_path, streamed):
+  """`(raw, dataset, said)`: `raw` (a memory map of it where `streamed`) prepared by `preparation.prepare`
+  with `fractions` (val, test), standardized, and the lines it said."""
   if streamed:
     np.save(tmp_path / 'x.npy', raw.x)
     raw = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r'), raw.y, raw.kind, raw.num_classes)
   said = []
   ds = preparation.prepare(
-    raw, 'cols', 0.1, 0.2, 'standardize', seed=0, dtype=np.float32, stream_file=streamed,
+    raw, name, *fractions, 'standardize', seed=0, dtype=np.float32, stream_file=streamed,
     progress=said.append, class_weight=None,
   )  # fmt: skip
+  return raw, ds, said
+
+
+@pytest.mark.parametrize('streamed', [False, True])
+def test_each_column_is_standardized_by_its_own_scale(tmp_path, streamed):
+  raw, ds, said = _prepared(_columns(), 'cols', (0.1, 0.2), tmp_path, streamed)
   train_rows = np.asarray(raw.x[: len(ds.x_train)]) if streamed else None
   if streamed:
     np.testing.assert_allclose(ds.scale[:4], train_rows[:, :4].std(axis=0), rtol=1e-6)
@@ -121,14 +127,7 @@ def test_the_saved_model_scores_raw_rows_as_the_run_reported_when_a_float32_mean
 def test_a_fraction_that_rounds_to_no_row_is_said_not_dropped_in_silence(tmp_path, streamed):
   # --val_fraction=0.001 of 150 rows gave no validation split and no word of it; a sweep then chose on train.
   raw = from_arrays(np.random.default_rng(0).normal(size=(150, 3)), np.arange(150) % 3)
-  if streamed:
-    np.save(tmp_path / 'x.npy', raw.x)
-    raw = data.Raw(np.load(tmp_path / 'x.npy', mmap_mode='r'), raw.y, raw.kind, raw.num_classes)
-  said = []
-  ds = preparation.prepare(
-    raw, 'iris', 0.001, 0.004, 'standardize', seed=0, dtype=np.float32, stream_file=streamed,
-    progress=said.append, class_weight=None,
-  )  # fmt: skip
+  _, ds, said = _prepared(raw, 'iris', (0.001, 0.004), tmp_path, streamed)
   assert len(ds.x_val) == 0 and len(ds.x_test) == 1  # 0.15 rows round to none, 0.6 to one
   assert said == [
     'iris: --val_fraction=0.001 of 150 rows rounds to no row, so there is no validation split; '
