@@ -589,9 +589,25 @@ def progress_line(message):
   print(message, file=sys.stderr, flush=True)
 
 
-def prepare_workdir(path, command):
+def prepare_workdir(path, command, elsewhere=None):
   """Creates `path` (its `~` expanded), refuses a folder of other files or of another command's outputs
-  (`workdir.claim`), and proves it writable now, not after training; returns it."""
+  (`workdir.claim`), and proves it writable now, not after training; returns it.
+
+  With several processes only process 0 does so, and the others return `elsewhere(path)`; a refusal on
+  process 0 stops every process at once (the others waited at their first collective).
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from linear_jax.datapath import factory as datapath  # pylint: disable=import-outside-toplevel
+
+  try:
+    with datapath.together(f'--workdir={path}'):
+      return _prepare_workdir(path, command) if jax.process_index() == 0 else elsewhere(path)
+  except ValueError as e:  # process 0 failed: it exits with its own error, the others with this one
+    raise SystemExit(f'Error: {e}') from e
+
+
+def _prepare_workdir(path, command):
   from linear_jax.training import workdir  # pylint: disable=import-outside-toplevel
 
   if not path.strip():

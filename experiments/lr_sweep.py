@@ -272,14 +272,8 @@ def main(argv):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
-  from linear_jax.datapath import factory as datapath  # pylint: disable=import-outside-toplevel
-
   main_process = jax.process_index() == 0  # only process 0 writes outputs
-  try:
-    with datapath.together(f'--workdir={FLAGS.workdir}'):  # refused on process 0: every process stops
-      workdir = common.prepare_workdir(FLAGS.workdir, 'lr_sweep') if main_process else tempfile.mkdtemp()
-  except ValueError as e:
-    sys.exit(f'Error: {e}')
+  workdir = common.prepare_workdir(FLAGS.workdir, 'lr_sweep', elsewhere=lambda _: tempfile.mkdtemp())
   if main_process and FLAGS.optimizer != 'lbfgs':  # a path keeps no checkpoint
     longrun.note_fresh_start(FLAGS.resume, checkpoint_path(workdir))
   try:

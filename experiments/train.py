@@ -66,20 +66,13 @@ def _train(drawing):
   common.start(FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
 
-  from linear_jax.datapath import factory as datapath  # pylint: disable=import-outside-toplevel
   from linear_jax.optim import results  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import experiment  # pylint: disable=import-outside-toplevel
   from linear_jax.runs import progress  # pylint: disable=import-outside-toplevel
   from linear_jax.training import resume  # pylint: disable=import-outside-toplevel
 
   main_process = jax.process_index() == 0  # only process 0 writes outputs and checkpoints
-  try:
-    with datapath.together(f'--workdir={FLAGS.workdir}'):  # refused on process 0: every process stops
-      workdir = (
-        common.prepare_workdir(FLAGS.workdir, 'train') if main_process else common.expand_path(FLAGS.workdir)
-      )
-  except ValueError as e:
-    sys.exit(f'Error: {e}')
+  workdir = common.prepare_workdir(FLAGS.workdir, 'train', elsewhere=common.expand_path)
   if main_process and FLAGS.optimizer != 'lbfgs':  # L-BFGS keeps no checkpoint
     longrun.note_fresh_start(FLAGS.resume, os.path.join(workdir, resume.CHECKPOINT))
   display = progress.Progress(verbose=FLAGS.verbose)

@@ -52,8 +52,8 @@ def _gradients(params, x, y, hp, mask, *, source, loss, penalty):
 
 def check(cfg, path, loss_hparams=None):
   """Raises a `ValueError` when a loss that is not built in gives a non-finite value on `path`'s training
-  rows (at the start's scores, 0, or at scores of order 1), or when the gradient `cfg.grad` takes from its
-  own `score_grad` differs from `jax.grad` of the same loss there.
+  rows at the start's scores (0), or when the gradient `cfg.grad` takes from its own `score_grad` differs
+  from `jax.grad` of the same loss there (at scores of order 1).
 
   Returns at once for a built-in loss; compares gradients only under
   `--grad=analytic` or `custom_vjp`. `loss_hparams`: the loss's
@@ -71,18 +71,19 @@ def check(cfg, path, loss_hparams=None):
   outputs = step.num_outputs(cfg, path.dataset)
   # Scores W x + b of standard deviation about 1: W's entries of 1 / rms ‖x‖, b of 1.
   rms = float(np.sqrt(np.mean(np.sum(np.square(np.asarray(x, np.float64)), axis=1)))) or 1.0
-  for hp, k in itertools.product(sorted(settings), range(-1, POINTS)):
-    kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), max(k, 0)))
-    w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms * (k >= 0)  # k = -1: the start's 0
-    b = jax.random.normal(kb, (outputs,), x.dtype) * (k >= 0)
+  at = lambda hp: f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
+  zero_b = None if cfg.bias_trick else jnp.zeros((outputs,), x.dtype)
+  start = model.Params(W=jnp.zeros((outputs, x.shape[1]), x.dtype), b=zero_b)
+  for hp in sorted(settings):  # the start's scores, 0: every class ties, and each value must be finite
+    _check_values(cfg, path, np.asarray(_values(start, x, y, dict(hp), loss=spec)), y, at(hp))
+  if not cfg.own_gradient:
+    return
+  for hp, k in itertools.product(sorted(settings), range(POINTS)):
+    kw, kb = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), k))
+    w = jax.random.normal(kw, (outputs, x.shape[1]), x.dtype) / rms
+    b = jax.random.normal(kb, (outputs,), x.dtype)
     # With the bias trick x ends in a column of ones, whose weight is the bias.
     params = model.Params(W=w.at[:, -1].set(b), b=None) if cfg.bias_trick else model.Params(W=w, b=b)
-    at = f' (at {", ".join(f"{n}={v:g}" for n, v in hp)})' if swept and hp else ''
-    if k < 0:  # the start: every class ties at 0, where a value must be finite (gradients: elsewhere)
-      _check_values(cfg, path, np.asarray(_values(params, x, y, dict(hp), loss=spec)), y, at)
-      continue
-    if not cfg.own_gradient:
-      continue
     mine, auto = _gradients(params, x, y, dict(hp), mask, source=cfg.grad, loss=spec, penalty=cfg.penalty)
     mine, auto = (np.asarray(ravel_pytree(g)[0]) for g in (mine, auto))
     if not np.all(np.isfinite(auto)):
@@ -92,11 +93,11 @@ def check(cfg, path, loss_hparams=None):
     if not (np.isfinite(worst) and worst <= RTOL * max(scale, np.finfo(np.float32).tiny)):
       i = int(np.nanargmax(np.where(np.isfinite(mine - auto), np.abs(mine - auto), np.inf)))
       raise ValueError(
-        f'--loss={cfg.loss}{at}: its score_grad disagrees with jax.grad of its value on {len(y)} training '
-        f'rows of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against {auto[i]:.6g}; the '
-        f'largest difference is {worst:.3g}, {worst / max(scale, 1e-30):.2g} of the largest entry). Check '
-        f'it with `linear-jax gradcheck --loss={cfg.loss} --num_classes={max(outputs, 2)}`, or train with '
-        '--grad=autodiff.'
+        f'--loss={cfg.loss}{at(hp)}: its score_grad disagrees with jax.grad of its value on {len(y)} '
+        f'training rows of {path.dataset.name} (entry {i} of the gradient: {mine[i]:.6g} against '
+        f'{auto[i]:.6g}; the largest difference is {worst:.3g}, {worst / max(scale, 1e-30):.2g} of the '
+        f'largest entry). Check it with `linear-jax gradcheck --loss={cfg.loss} '
+        f'--num_classes={max(outputs, 2)}`, or train with --grad=autodiff.'
       )
 
 

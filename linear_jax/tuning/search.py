@@ -509,8 +509,7 @@ def _run_method(cfg, dataset, label, run, problem):
   seconds = time.perf_counter() - t
   finite = all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(result.params))
   # Weights a diverged descent left have no metric (their argmax is class 0 everywhere): NaN, and the row.
-  nan = float('nan')
-  metrics = train.evaluate(cfg, dataset, result.params) if finite else {'val_accuracy': nan}
+  metrics = train.evaluate(cfg, dataset, result.params) if finite else {'val_accuracy': float('nan')}
   row = {
     'problem': problem,
     'method': label,
