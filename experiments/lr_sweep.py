@@ -25,6 +25,7 @@ import tempfile
 from absl import flags
 import numpy as np
 
+from linear_jax.runs import progress
 from linear_jax.runs import sweep_run
 from linear_jax.training import preemption
 from linear_jax.tuning import sweep as sweep_lib
@@ -90,7 +91,10 @@ flags.DEFINE_integer(
   lower_bound=1,
 )
 flags.DEFINE_bool('quiet', False, 'No progress display.')
-common.group('run', 'workdir', 'resume', 'checkpoint_every', 'quiet')
+flags.DEFINE_bool(
+  'verbose', False, "A line per epoch (default: one line that updates in place, or a log's line every 5 s)."
+)
+common.group('run', 'workdir', 'resume', 'checkpoint_every', 'quiet', 'verbose')
 
 FLAGS = flags.FLAGS
 
@@ -226,8 +230,11 @@ def learning_rates(cfg, dataset):
   return rates
 
 
-def _progress(epoch, start, k, total, metrics, dead):
-  print(sweep_run.progress_line(epoch, FLAGS.epochs, start, k, total, metrics, dead), flush=True)
+def _progress(display):
+  """The sweep's `on_epoch`: its line to `display` (a `progress.Progress`)."""
+  return lambda epoch, start, k, total, metrics, dead: display(
+    sweep_run.progress_line(epoch, FLAGS.epochs, start, k, total, metrics, dead)
+  )
 
 
 def run_path(cfg, dataset, workdir):
@@ -236,7 +243,7 @@ def run_path(cfg, dataset, workdir):
   return sweep_run.path_and_write(cfg, dataset, workdir, FLAGS.regs, max_iter, refit=FLAGS.refit)
 
 
-def run(workdir):
+def run(workdir, display):
 
   cfg = common.train_config(FLAGS)
   dataset = common.load_dataset(FLAGS)
@@ -255,7 +262,7 @@ def run(workdir):
     checkpoint_path=checkpoint_path(workdir),
     resume=FLAGS.resume,
     chunk_size=FLAGS.chunk_size or None,
-    on_epoch=None if FLAGS.quiet else _progress,
+    on_epoch=None if FLAGS.quiet else _progress(display),
     checkpoint_every=FLAGS.checkpoint_every,
   )
 
@@ -276,13 +283,17 @@ def main(argv):
   workdir = common.prepare_workdir(FLAGS.workdir, 'lr_sweep', elsewhere=lambda _: tempfile.mkdtemp())
   if main_process and FLAGS.optimizer != 'lbfgs':  # a path keeps no checkpoint
     longrun.note_fresh_start(FLAGS.resume, checkpoint_path(workdir))
+  display = progress.Progress(verbose=FLAGS.verbose)
   try:
     with longrun.guarded(workdir if main_process else None):
-      out = run(workdir)
+      out = run(workdir, display)
   except preemption.Stopped as e:
+    display.close()
     longrun.exit_stopped(__spec__.name, e.checkpoint, e.progress)  # the module as it was started
   except ValueError as e:
+    display.close()
     sys.exit(f'Error: {e}')
+  display.close()
   if not main_process:
     shutil.rmtree(workdir)
     return

@@ -447,18 +447,25 @@ def test_lr_sweep_where_every_model_diverges_still_writes_its_pictures(tmp_path)
     _assert_png(tmp_path / png)
 
 
+def _epoch_lines(stdout):
+  return [line for line in stdout.splitlines() if line.startswith('epoch ')]
+
+
 def test_lr_sweep_over_seeds_reports_mean_and_std(tmp_path):
+  start = time.monotonic()
   out = _run(
     'experiments.lr_sweep',
     '--dataset=digits',
     '--lrs=0.05,0.5',
     '--regs=0',
     '--seeds=0,1,2',
-    '--epochs=3',
-    '--quiet',
+    '--epochs=20',
     f'--workdir={tmp_path}',
   )
   assert out.returncode == 0, out.stderr
+  # Piped, the progress is a log's: the first epoch's line, one every 5 s at most, and the last.
+  lines = _epoch_lines(out.stdout)
+  assert len(lines) <= 2 + (time.monotonic() - start) / 5 and lines[-1].startswith('epoch   20/20 '), lines
   result = json.loads((tmp_path / 'sweep.json').read_text())
   assert result['num_models'] == 6 and result['seeds'] == [0, 1, 2]
   assert sorted(r['seed'] for r in result['models']) == [0, 0, 1, 1, 2, 2]
@@ -478,11 +485,12 @@ def test_lr_sweep_over_seeds_reports_mean_and_std(tmp_path):
     '--lrs=0.1',
     '--regs=0',
     '--seeds=0,1',
-    '--epochs=1',
-    '--quiet',
+    '--epochs=2',
+    '--verbose',  # every epoch's line
     f'--workdir={tmp_path}/noval',
   )
   assert out.returncode == 0, out.stderr
+  assert [line[:12] for line in _epoch_lines(out.stdout)] == ['epoch    1/2', 'epoch    2/2'] * 2  # per seed
   assert 'best_train_accuracy=' in out.stdout and 'over 2 seeds' in out.stdout
 
 
