@@ -152,6 +152,36 @@ def test_dragging_a_line_changes_the_table(page):
   assert page.find_element('css selector', '#example-table tbody tr').text != first
 
 
+def test_a_point_dragged_past_the_edge_stays_in_view_and_can_be_grabbed_again(page):
+  from selenium.webdriver.common.action_chains import ActionChains
+
+  _idle(page)
+  # A point that a press grabs (no line's handle nor other point over it), in CSS pixels from the
+  # canvas's centre, and how far up the pointer goes: past the canvas's top edge, inside the window.
+  i, x, y, up = page.execute_script(
+    """const f = geoFrame(), c = f.c, r = c.getBoundingClientRect();
+       const grabs = (p, k) => { const h = hit(f.px(p[0]), f.py(p[1])); return h && h.i === k; };
+       const i = S.points.findIndex(grabs);
+       const X = f.px(S.points[i][0]) * r.width / c.width, Y = f.py(S.points[i][1]) * r.height / c.height;
+       return [i, X - r.width / 2, Y - r.height / 2, Y + Math.min(r.top, 30) - 2];"""
+  )
+  assert i >= 0 and up > 0
+  geo = page.find_element('id', 'geo')
+  ActionChains(page).move_to_element_with_offset(geo, int(x), int(y)).click_and_hold().move_by_offset(
+    0, -int(up) // 2
+  ).move_by_offset(0, -int(up) + int(up) // 2).release().perform()
+  _idle(page)
+  inside, grabbed = page.execute_script(
+    f"""const f = geoFrame(), p = S.points[{i}], v = S.view, h = hit(f.px(p[0]), f.py(p[1]));
+       const inside = v[0] <= p[0] && p[0] <= v[1] && v[2] <= p[1] && p[1] <= v[3];
+       return [inside, !!h && h.kind === 'point' && h.i === {i}];"""
+  )
+  assert inside and grabbed
+  assert page.execute_script(f'return S.points[{i}][1]') == pytest.approx(
+    page.execute_script('return S.view[3]'), abs=1e-3
+  )  # at the top edge, where the pointer left
+
+
 def test_nudging_an_entry_of_w_recomputes(page):
   before = _total(page)
   box = page.find_element('css selector', '#params-table input[data-r="1"][data-k="0"]')

@@ -469,7 +469,10 @@ function onMove(e) {
   const [X, Y] = pointerPos(e), f = geoFrame();
   if (!drag) { const h = hit(X, Y); $('geo').style.cursor = h ? (h.kind === 'rotate' ? 'grab' : 'move') : 'crosshair'; return; }
   const to = [f.dx(X), f.dy(Y)];
-  if (drag.kind === 'point') { S.points[drag.i] = [+to[0].toFixed(4), +to[1].toFixed(4)]; evaluate(); return; }
+  if (drag.kind === 'point') {  // kept inside the view, where it can be grabbed again
+    const inside = [f.dx(Math.min(Math.max(X, f.m.l), f.m.l + f.w)), f.dy(Math.min(Math.max(Y, f.m.t), f.m.t + f.h))];
+    S.points[drag.i] = [+inside[0].toFixed(4), +inside[1].toFixed(4)]; evaluate(); return;
+  }
   request('drag', () => body({drag: {row: drag.row, kind: drag.kind, to, anchor: drag.anchor}}));
 }
 
