@@ -182,6 +182,24 @@ def test_a_point_dragged_past_the_edge_stays_in_view_and_can_be_grabbed_again(pa
   )  # at the top edge, where the pointer left
 
 
+def test_a_refused_input_greys_the_figures_until_one_is_accepted(page):
+  stale = "return document.querySelector('main').classList.contains('stale')"
+  opacity = "return +getComputedStyle(document.getElementById('total').closest('table')).opacity"
+  _idle(page)
+  assert not page.execute_script(stale) and page.execute_script(opacity) == 1
+  box = page.find_element('id', 'reg')
+  box.clear()
+  box.send_keys('-1')  # λ < 0: the server refuses it
+  _wait(page, "return document.getElementById('status').classList.contains('error')")
+  _idle(page)
+  assert page.execute_script(stale) and page.execute_script(opacity) < 1
+  assert 'greyed' in page.find_element('id', 'status').text
+  box.clear()
+  box.send_keys('0.01')
+  _wait(page, 'return S.reg === 0.01 && !S.inflight && !S.pending')
+  assert not page.execute_script(stale) and page.execute_script(opacity) == 1
+
+
 def test_nudging_an_entry_of_w_recomputes(page):
   before = _total(page)
   box = page.find_element('css selector', '#params-table input[data-r="1"][data-k="0"]')

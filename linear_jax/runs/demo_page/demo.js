@@ -63,6 +63,9 @@ async function api(route, payload) {
   return [j, ms];
 }
 
+// The routes that answer a new input (the data, the loss, W); a step refused leaves its model's figures true.
+const STALE_ON_ERROR = ['evaluate', 'init', 'drag'];
+
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
 // The payload is taken when the wish is made, so an answer arriving meanwhile cannot undo an edit.
 function request(route, makePayload, onDone) {
@@ -90,7 +93,10 @@ async function pump() {
     show(j);
     setStatus(`${route}: ${ms.toFixed(0)} ms`);
   } catch (e) {
-    setStatus(e.message, true);
+    // A refused input leaves the figures of the last one accepted: greyed, and said, until one is.
+    const stale = STALE_ON_ERROR.includes(route);
+    setStatus(stale ? `${e.message} (greyed: the figures of the last input accepted)` : e.message, true);
+    if (stale) document.querySelector('main').classList.add('stale');
     if (route !== 'surface') {  // a slice too large to draw leaves Run running
       S.running = false;
       $('run').textContent = 'Run';
@@ -118,6 +124,7 @@ function reinit(seed) {
 // ------------------------------------------------------------------ drawing
 
 function show(j) {
+  document.querySelector('main').classList.remove('stale');
   S.result = j;
   S.model = j.model;
   drawGeometric();
