@@ -386,7 +386,7 @@ def _train_and_evaluate(
   if options.refit:
     again, refitted = refit.refit(given, dataset, result)
     chosen = again.params
-  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params])
+  final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params], checked=True)
   if not write_outputs:
     return {'final': final, **_outcome(result)}
   w_raw, b_raw = train.raw_params(chosen, dataset)

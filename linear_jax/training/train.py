@@ -64,8 +64,9 @@ def check_fit(cfg, dataset):
   return path
 
 
-def _check_loss(cfg, dataset):
-  """Raises a `ValueError` when the loss does not fit the targets, or has no gradient `cfg.grad` needs."""
+def _check_loss(cfg, dataset, training=True):
+  """Raises a `ValueError` when the loss does not fit the targets, or (`training`) has no gradient `cfg.grad`
+  needs or nothing to learn from the training split."""
   spec = cfg.loss_record
   losses.probe(spec, concrete=True)
   why = records.fits_loss(dataset.num_classes, dataset.kind, spec.targets)
@@ -79,6 +80,8 @@ def _check_loss(cfg, dataset):
       )
   if why:
     raise ValueError(f'--loss={cfg.loss} does not fit --dataset={dataset.name}: it {why}.')
+  if not training:
+    return
   y = np.asarray(dataset.y_train)
   if dataset.kind == 'class' and y.ndim == 1 and len(y) and y.min() == y.max():  # a split of a file of two
     raise ValueError(
@@ -229,15 +232,22 @@ def evaluate(cfg, dataset, params):
   return evaluate_many(cfg, dataset, [params])[0]
 
 
-def evaluate_many(cfg, dataset, params_list):
+def evaluate_many(cfg, dataset, params_list, checked=False):
   """`[evaluate(cfg, dataset, p) for p in params_list]`, with the data moved to the device once.
 
-  Raises a `ValueError` for parameters of another shape than `cfg`'s model of `dataset`, or not finite.
+  Raises a `ValueError` for parameters of another shape than `cfg`'s model of `dataset`, or not finite,
+  and, as `fit` does, for a config, a loss or rows that a fit would refuse (`checked`: a fit of `cfg` on
+  `dataset` has just checked them).
   """
+  if not checked:
+    cfg.validate()
+    _check_loss(cfg, dataset, training=False)
   for p in params_list:
     d = dataset.num_features + (p.b is None and cfg.bias_trick)
     validation.check_params(p, step.num_outputs(cfg, dataset), d)
   path = datapath.make(cfg, dataset)
+  if not checked:
+    path.check()
   hp = step.hparams(cfg)
   splits = [s for s in SPLITS if path.has(s)]
   return [

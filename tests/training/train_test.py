@@ -464,3 +464,42 @@ def test_parameters_of_another_shape_or_not_finite_get_no_metrics_or_predictions
   with pytest.raises(ValueError, match=r'W must be \[1, 2\] for this model and data, got shape \[3, 2\]'):
     train.evaluate(dataclasses.replace(cfg, loss='hinge'), data.prepare(data.binary2d(60), 'b'), params)
   assert 0 <= train.evaluate(cfg, ds, params)['test_accuracy'] <= 1
+
+
+def test_a_streamed_accuracy_counts_its_rows_and_equals_the_in_memory_one():
+  # Each block's share of the rows, added in float32, made 1.0000004 of thirty right rows.
+  x = np.random.default_rng(0).normal(size=(150, 3))
+  y = (x[:, 0] > 0).astype(int)
+  x[:, 0] += np.where(y, 3, -3)  # separable: every row right
+  ds = data.prepare(from_arrays(x, y), 'separable', seed=0)
+  cfg = config.TrainConfig(epochs=3)
+  params = train.fit(cfg, ds).params
+  in_memory = train.evaluate(cfg, ds, params)
+  assert in_memory['test_accuracy'] == 1.0
+  for block_rows in (1, 7):
+    streamed = train.evaluate(dataclasses.replace(cfg, stream=True, block_rows=block_rows), ds, params)
+    for split in ('train', 'val', 'test'):
+      assert streamed[f'{split}_accuracy'] == in_memory[f'{split}_accuracy'], (block_rows, split)
+
+
+def test_evaluate_refuses_the_rows_and_the_loss_that_fit_refuses():
+  # `evaluate` checked only the parameters: a label out of range, a loss of other targets and an infinite
+  # feature gave accuracies and a NaN or infinite loss.
+  ds = data.prepare(data.blobs(90, 2, 3, seed=0), 'blobs')
+  cfg = config.TrainConfig(epochs=1)
+  params = train.fit(cfg, ds).params
+  y_val = np.asarray(ds.y_val).copy()
+  y_val[0] = 7
+  with pytest.raises(ValueError, match=r'blobs val split.*7'):
+    train.evaluate(cfg, dataclasses.replace(ds, y_val=y_val), params)
+  x_val = np.asarray(ds.x_val).copy()
+  x_val[1, 0] = np.inf
+  with pytest.raises(ValueError, match=r'blobs val split'):
+    train.evaluate(cfg, dataclasses.replace(ds, x_val=x_val), params)
+  binary = params._replace(W=params.W[:1], b=params.b[:1])
+  with pytest.raises(ValueError, match=r'--loss=hinge does not fit --dataset=blobs'):
+    train.evaluate(dataclasses.replace(cfg, loss='hinge'), ds, binary)
+  regression = data.prepare(data.linreg(60, 2, seed=0), 'linreg')
+  with pytest.raises(ValueError, match=r'--loss=svm does not fit --dataset=linreg'):
+    train.evaluate(dataclasses.replace(cfg, loss='svm'), regression, params)
+  assert 0 <= train.evaluate(cfg, ds, params)['val_accuracy'] <= 1
