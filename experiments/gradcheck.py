@@ -41,8 +41,12 @@ flags.register_validator(
 flags.DEFINE_integer('num_examples', 20, 'N, examples in the random problem.', lower_bound=1)
 flags.DEFINE_integer('num_features', 6, 'D, input features.', lower_bound=1)
 flags.DEFINE_integer('num_classes', 4, 'C, classes (binary losses use 1).', lower_bound=2)
-flags.DEFINE_integer('num_coords', 64, 'Coordinates drawn by the sparse check.', lower_bound=1)
-flags.DEFINE_integer('num_directions', 8, 'Directions drawn by the directional check.', lower_bound=1)
+flags.DEFINE_integer(
+  'num_coords', 64, 'Coordinates drawn by the sparse check.', lower_bound=1, upper_bound=10_000
+)
+flags.DEFINE_integer(
+  'num_directions', 8, 'Directions drawn by the directional check.', lower_bound=1, upper_bound=10_000
+)
 flags.DEFINE_enum(
   'bias_trick', 'both', ('no', 'yes', 'both'), 'Check the plain form, the bias-trick form, or both.'
 )

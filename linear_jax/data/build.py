@@ -305,8 +305,10 @@ def from_arrays(
   else:
     if raw.kind != 'class':
       _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
-    if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 1):
-      _fail(name, f'num_classes must be a whole number >= 1, got {num_classes!r}.')
+    if isinstance(num_classes, (bool, np.bool_)) or not (
+      isinstance(num_classes, (int, np.integer)) and num_classes >= 2
+    ):
+      _fail(name, f'num_classes must be a whole number >= 2 (two classes at least), got {num_classes!r}.')
     raw = dataclasses.replace(raw, num_classes=int(num_classes))
   if test is not None:
     where = f'{name} (test)'
@@ -317,6 +319,8 @@ def from_arrays(
     if x_test.shape[1] != x.shape[1] or test_shape != image_shape:
       _fail(where, f'x has shape {np.shape(test[0])}, but the training x has {np.shape(x)}.')
     y_test, w_test = np.asarray(test[1]), (test[2] if len(test) > 2 else None)
+    if raw.kind == 'real' and y_test.shape[1:] != raw.y.shape[1:]:
+      _fail(where, f'y has shape {list(y_test.shape)}, but the training targets have {list(raw.y.shape)}.')
     if raw.extra.get('text_labels'):
       y_test = labels_by_name(y_test, raw.class_names, where)
     elif raw.kind == 'class' and _targets_kind(y_test, where) == 'class':

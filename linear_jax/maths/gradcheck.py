@@ -77,6 +77,8 @@ THRESHOLDS = {
 ESCALATION_COORDS = 4096
 # Where the gradient under test and jax.grad's differ, the worst this many are probed for kinks first.
 KINK_PROBES = 16
+# The most coordinates or random directions one sparse or directional check draws (each is two calls of f).
+MAX_PROBES = 10_000
 # The rounding floor: f is evaluated at up to ROUNDING_PROBES points a step ROUNDING_STEP · h away, and a
 # difference quotient may be off by ROUNDING_AGREE times the largest error seen there, divided by h.
 ROUNDING_PROBES, ROUNDING_STEP, ROUNDING_AGREE = 16, 1e-3, 4.0
@@ -247,6 +249,7 @@ def make_numerical_grad(
   """A jitted `params -> numerical gradient of f` for repeated use (see `numerical_grad`)."""
   validation.check_name('numerical method', method, ('central', 'forward'))
   check_step_range(h, 'float64' if jax.config.jax_enable_x64 else 'float32')
+  _check_counts(1, 1, chunk_size)
 
   @jax.jit
   def numerical(params):
@@ -537,6 +540,7 @@ def check_function_gradients(
       of NaN).
   """
   validation.check_name('gradient-check method', method, METHODS)
+  _check_counts(num_coords, num_directions, chunk_size)
   params, dtype = _float_params(params)
   h = _check_step(h, dtype, method, richardson)
   key = jax.random.PRNGKey(0) if key is None else key
@@ -551,6 +555,21 @@ def check_function_gradients(
     comparisons = _autodiff_only(comparisons)
   report = _report(f, name, info, method, h, pt, comparisons, richardson, dtype)
   return dataclasses.replace(report, grad='autodiff') if grad_fn is None else report
+
+
+def _check_counts(num_coords, num_directions, chunk_size):
+  """Raises a `ValueError` naming a count that is not a whole number in range: a check of 0 coordinates
+  or directions compares nothing (and would pass), and a negative or huge one fails deep in JAX."""
+  for name, n, high in (
+    ('num_coords', num_coords, MAX_PROBES),
+    ('num_directions', num_directions, MAX_PROBES),
+    ('chunk_size', chunk_size, None),
+  ):
+    if not (
+      isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 and (not high or n <= high)
+    ):
+      within = f'in [1, {high:,}]' if high else '>= 1'
+      raise ValueError(f'{name} must be a whole number {within}, got {n!r}.')
 
 
 def _analytic_vs_autodiff(pt, tols, h):

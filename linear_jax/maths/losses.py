@@ -121,11 +121,11 @@ class Loss:
 
   def check_hparam(self, hp, value, what='hyperparameter'):
     """Raises unless `value` is finite and within `hp`'s bounds (skipped for tracers)."""
-    v = validation.concrete(value)
+    v = validation.one_number(f'Loss {self.name!r}: {what} {hp!r}', value)
     if v is None:
       return
     low, high = self.bound(hp)
-    if not (np.all(np.isfinite(v)) and np.all(v >= low) and np.all(v <= high)):
+    if not (np.isfinite(v) and low <= v <= high):
       rng = f'>= {low:g}' if high == math.inf else f'in [{low:g}, {high:g}]'
       raise ValueError(f'Loss {self.name!r}: {what} {hp!r} must be finite and {rng}, got {v.tolist()}.')
 

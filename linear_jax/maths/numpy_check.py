@@ -44,7 +44,7 @@ from linear_jax.maths import validation
 
 EPS = float(np.finfo(np.float64).eps)
 AGREE = 10.0  # analytic and numerical agree within AGREE × the estimated noise
-MAX_PROBES = 10_000  # coordinates or directions one check probes: each calls fn twice
+MAX_PROBES = gradcheck.MAX_PROBES  # coordinates or directions one check probes: each calls fn twice
 ROUNDING = 64.0  # κ: f's own rounding error, in units of ε · max|f|
 EXACT = 16.0  # γ: rounding bound factor for linear_jax vs fn on the same numbers
 CANDIDATES = ('svm', 'softmax')  # tried, by loss value, when `reference` is not given
@@ -291,6 +291,8 @@ def _check_args(reg, h, seed, num_coords, num_directions):
       raise ValueError(
         f'{name} must be an integer in [0, {MAX_PROBES:,}] (each probe calls fn twice), got {n!r}.'
       )
+  if num_coords == num_directions == 0:
+    raise ValueError('num_coords and num_directions are both 0: the check would compare nothing.')
 
 
 def _reference_terms(spec, w, x, y, layout, loss_hparams):

@@ -55,11 +55,23 @@ def concrete(a):
   return np.asarray(a)
 
 
-def check_nonnegative(what, value):
+def one_number(what, value):
+  """`value` as a 0-d NumPy array, or `None` for a tracer; raises unless it is one real number (a string, a
+  bool or an array of several is refused: an array `reg` or margin broadcast into a vector objective, or a
+  penalty per column, silently)."""
   v = concrete(value)
-  if v is not None and not (v.dtype.kind in 'iuf' or v.dtype == jax.numpy.bfloat16):  # a string, a bool
+  if v is None:
+    return None
+  if not (v.dtype.kind in 'iuf' or v.dtype == jax.numpy.bfloat16):  # a string, a bool
     raise ValueError(f'{what} must be a number, got {value!r}.')
-  if v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0)):
+  if v.ndim:
+    raise ValueError(f'{what} must be one number, got an array of shape {list(v.shape)}.')
+  return v
+
+
+def check_nonnegative(what, value):
+  v = one_number(what, value)
+  if v is not None and not (np.isfinite(v) and v >= 0):
     raise ValueError(f'{what} must be finite and >= 0, got {v.tolist()}.')
 
 

@@ -398,6 +398,14 @@ def test_from_arrays_text_labels_name_the_classes():
     ),
     ((np.ones((3, 2)), np.array([0, 1, 1])), {'class_names': ['a']}, '1 class names for 2 classes'),
     ((np.ones((3, 2)), np.array([0, 1, 1])), {'name': 'mine.x', 'num_classes': 0}, 'mine.x: num_classes'),
+    # Both were taken as one class while the labels held two.
+    ((np.ones((3, 2)), np.array([0, 1, 1])), {'num_classes': 1}, r'num_classes must be a whole number >= 2'),
+    ((np.ones((3, 2)), np.array([0, 1, 1])), {'num_classes': True}, r'num_classes .* got True'),
+    (  # NumPy's broadcast error
+      (np.ones((3, 2)), np.array([[0.5, 1.5], [1.0, 2.5], [0.2, 0.1]])),
+      {'test': (np.ones((2, 2)), np.array([0.5, 1.5]))},
+      r'\(test\): y has shape \[2\], but the training targets have \[3, 2\]',
+    ),
     (  # an IndexError
       (np.ones((3, 2)), np.array([0, 1, 1])),
       {'test': (np.ones((2, 2)),)},

@@ -52,6 +52,32 @@ def test_a_step_where_a_finite_difference_means_nothing_is_refused(h):
     lj.numerical_grad(lambda w: jnp.sum(w**2), jnp.ones(3), h=h)
 
 
+@pytest.mark.parametrize(
+  'kwargs, message',
+  [
+    (
+      {'method': 'sparse', 'num_coords': 0},
+      r'num_coords must be a whole number in \[1, 10,000\], got 0',
+    ),  # a PASS
+    ({'method': 'directional', 'num_directions': 0}, r'num_directions .* got 0'),  # a PASS of nothing
+    ({'method': 'directional', 'num_directions': 10**9}, r'num_directions .* got 1000000000'),  # 36 GB
+    ({'method': 'directional', 'num_directions': -3}, r'num_directions .* got -3'),  # an MLIR error
+    ({'method': 'sparse', 'num_coords': 2.5}, r'num_coords .* got 2.5'),
+    ({'chunk_size': 0}, r'chunk_size must be a whole number >= 1, got 0'),
+    ({'chunk_size': -1}, r'chunk_size .* got -1'),  # a reshape TypeError
+  ],
+)
+def test_a_count_that_would_compare_nothing_or_fail_in_jax_is_refused(kwargs, message):
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(1), 'svm', 10, 4, 3)
+  with pytest.raises(ValueError, match=message):
+    lj.check_gradients(params, x, targets, loss='svm', **kwargs)
+  with pytest.raises(ValueError, match=message):
+    lj.check_function_gradients(lambda w: jnp.sum(w**2), jnp.ones(3), None, **kwargs)
+  if 'chunk_size' in kwargs:
+    with pytest.raises(ValueError, match=message):
+      lj.numerical_grad(lambda w: jnp.sum(w**2), jnp.ones(3), chunk_size=kwargs['chunk_size'])
+
+
 @pytest.mark.parametrize('method', gradcheck.METHODS)
 @pytest.mark.parametrize('loss', ['svm', 'softmax', 'hinge', 'l1'])
 def test_correct_gradients_pass(method, loss):

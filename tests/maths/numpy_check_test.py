@@ -103,6 +103,7 @@ def test_square_weights_need_a_layout():
     ({'seed': -1}, r'seed must be an integer in \[0, 2\*\*32\), got -1'),  # NumPy's words
     ({'num_coords': -1}, r'num_coords must be an integer in \[0, 10,000\]'),  # negative dimensions
     ({'num_directions': 10**7}, r'num_directions must be an integer in \[0, 10,000\]'),  # about an hour
+    ({'num_coords': 0, 'num_directions': 0}, r'both 0: the check would compare nothing'),  # a PASS
   ],
 )
 def test_bad_arguments_are_refused_by_name_before_fn_is_called(kwargs, message):

@@ -31,6 +31,22 @@ X = np.ones((4, 2))
     (P3, X, np.zeros(4, int), {'penalty': 'l3'}, r"Unknown penalty 'l3'; valid: l1, l2"),
     (P3, X, np.zeros(4, int), {'reg': -0.1}, r'reg must be finite and >= 0'),
     (P3, X, np.zeros(4, int), {'reg': '0.1'}, r"reg must be a number, got '0.1'"),  # was NumPy's TypeError
+    # An array made a vector objective and a penalty per column of W, silently.
+    (
+      P3,
+      X,
+      np.zeros(4, int),
+      {'reg': np.array([0.1, 0.2])},
+      r'reg must be one number, got an array of shape \[2\]',
+    ),
+    (
+      P3,
+      X,
+      np.zeros(4, int),
+      {'loss': 'svm', 'margin': np.ones(3)},
+      r"'margin' must be one number, got an array",
+    ),
+    (P3, X, np.zeros(4, int), {'loss': 'svm', 'margin': '1'}, r"'margin' must be a number, got '1'"),
     (
       P3,
       X,
