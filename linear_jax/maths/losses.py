@@ -132,10 +132,12 @@ class Loss:
   def resolve_hparams(self, given=None):
     """The defaults updated with `given`; unknown names and bad values raise, naming them."""
     given = dict(given or {})
-    unknown = sorted(set(given) - set(self.hparams))
+    unknown = sorted(set(given) - set(self.hparams), key=str)
     if unknown:
       has = f'has {", ".join(sorted(self.hparams))}' if self.hparams else 'has no hyperparameters'
-      raise ValueError(f'Loss {self.name!r} {has}; got {", ".join(repr(u) for u in unknown)}.')
+      named = ', '.join(repr(str(u)[:40] + '…' if len(str(u)) > 40 else u) for u in unknown[:5])
+      more = f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''
+      raise ValueError(f'Loss {self.name!r} {has}; got {named}{more}.')
     for hp, v in given.items():
       self.check_hparam(hp, v)
     return {**self.hparams, **given}

@@ -92,6 +92,13 @@ class Handler(BaseHTTPRequestHandler):
   def _error(self, status, message, extra=None):
     self._json(status, {'error': message, 'status': int(status)}, extra)
 
+  def send_error(self, code, message=None, explain=None):
+    """The base class's own refusals (a request line or a header too long, a method it has no `do_` for)
+    in JSON too, as every refusal of the server is."""
+    del explain
+    self.close_connection = True
+    self._error(code, message or HTTPStatus(code).phrase)
+
   def _path(self):
     return urllib.parse.urlsplit(self.path).path
 

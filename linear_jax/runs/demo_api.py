@@ -43,6 +43,8 @@ LIMITS = {
   'coordinate': 1e3,  # |x| of a point, and the view box
   'weight': 1e4,  # |W|, |b|
   'surface_work': 5e8,  # grid² · examples · features · outputs of one surface
+  'search_work': 2e10,  # budget · examples · features · outputs of one race (a few seconds)
+  'path_numbers': 60_000,  # numbers of the weights a step's answer lists on its path (a body of ~1 MB)
 }
 PAD = 512  # rows every point set is padded to (> LIMITS['points'])
 MAX_BODY = 2 << 20  # bytes of one request body (a CIFAR-shaped W is 30,720 numbers)

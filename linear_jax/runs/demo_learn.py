@@ -6,6 +6,7 @@ schedule) travels to the page and back as the list of its leaves.
 """
 
 import functools
+import math
 import threading
 
 import jax
@@ -25,6 +26,7 @@ from linear_jax.runs.demo_api import field
 from linear_jax.runs.demo_api import number
 from linear_jax.tuning import search
 
+SURFACE_GRID = (5, 41)  # the fewest points a side of a surface, and the most a surface asked for none gets
 STEP_BUCKETS = (1, 8, 32, LIMITS['steps'])  # steps are padded up to one of these: four programs at most
 # The search methods' loop lengths follow the budget, and their programs the problem's shapes, loss and
 # optimizer, so each such request compiles programs of its own (about 21 MB to 100 MB): the server keeps
@@ -170,9 +172,12 @@ def handle_step(req):
   _check_finite(curve[:num], path, num, settings['learning_rate'])
   out = demo_api.evaluate_state(new, p)
   t_after = settings['t'] + num
+  # Every step's weights, or every k-th and the last where they would be more than LIMITS['path_numbers']
+  # numbers (200 steps of a CIFAR-shaped W made an answer of 140 MB).
+  every = math.ceil(num / max(1, LIMITS['path_numbers'] // path.W[0].size))
   out.update(
     curve=demo_api.clean(curve[:num]),
-    path=[{'W': path.W[i].tolist(), 'b': path.b[i].tolist()} for i in range(num)],
+    path=[{'W': path.W[i].tolist(), 'b': path.b[i].tolist()} for i in range(num)[::-1][::every][::-1]],
     optimizer={
       'state': [np.asarray(leaf).tolist() for leaf in jax.tree.leaves(opt_state)],
       't': t_after,
@@ -214,6 +219,12 @@ def handle_search(req):
   seed = number(req, 'seed', 0, 2**31 - 1, 0, integer=True)
   if p.n == 0:
     raise RequestError('There are no points to search on.')
+  per_evaluation = p.x.shape[0] * p.x.shape[1] * p.outputs
+  if budget * per_evaluation > LIMITS['search_work']:
+    raise RequestError(
+      f'A race of {budget} evaluations a method on this data is too much work for one request; a budget '
+      f'of {int(LIMITS["search_work"] // per_evaluation)} at most.'
+    )
   cfg_step, _, settings, _ = parse_optimizer(req, p)
   _keep_programs_of((budget, p.x.shape, p.outputs, p.spec.name, p.penalty, repr(cfg_step)))
   # The padded rows with their mask, as every other request: the programs take the data as arguments,
@@ -292,8 +303,11 @@ def handle_surface(req):
   """
   p = demo_api.parse_problem(req)
   params = demo_api.parse_params(req, p)
-  size = number(req, 'grid', 5, LIMITS['grid'], 41, integer=True)
-  work = size * size * max(p.n, 1) * p.x.shape[1] * p.outputs
+  per_point = max(p.n, 1) * p.x.shape[1] * p.outputs
+  # Without a grid, the finest up to 41 a side that the data allow (7 on 300 CIFAR-shaped images).
+  fits = max(SURFACE_GRID[0], min(SURFACE_GRID[1], math.isqrt(int(LIMITS['surface_work'] // per_point))))
+  size = number(req, 'grid', SURFACE_GRID[0], LIMITS['grid'], fits, integer=True)
+  work = size * size * per_point
   if work > LIMITS['surface_work']:
     raise RequestError(
       f'A surface of {size}×{size} on this data is too much work for one request; ask a smaller grid.'

@@ -396,3 +396,35 @@ def test_an_exactly_zero_gradient_entry_is_no_relative_error_of_100_percent(loss
     demo_api.gradient_check(params, np.array([0]), wrong)['max_relative_error']['autodiff_vs_numerical']
     == 0.5
   )
+
+
+def test_a_cifar_shaped_problem_gets_a_surface_a_race_and_a_path_within_the_bounds():
+  """A surface of 41×41 on CIFAR-shaped data was refused on every request, a race of 5,000 evaluations
+  took 48 s, and 200 steps answered with every step's 30,720 weights (140 MB)."""
+  state = {'dataset': 'cifar', 'n': 300, 'loss': 'softmax'}
+  state['model'] = demo_api.handle_init(state)['model']
+  per_point = 300 * 3073 * 10
+  surface = demo_learn.handle_surface({**state, 'path': []})
+  side = surface['grid']
+  assert side * side * per_point <= demo_api.LIMITS['surface_work'] < (side + 1) ** 2 * per_point
+  assert np.asarray(surface['values']).shape == (side, side) and side >= 5
+  blobs = _state('softmax')
+  assert demo_learn.handle_surface({**blobs, 'path': []})['grid'] == 41  # small data: the finest
+  most = int(demo_api.LIMITS['search_work'] // (demo_api.PAD * 3073 * 10))  # a race scores the padded rows
+  with pytest.raises(demo_api.RequestError, match=f'a budget of {most} at most') as e:
+    demo_learn.handle_search({**state, 'budget': 5000})
+  assert e.value.status == 400
+  out = demo_learn.handle_step({**state, 'steps': 20, 'optimizer': {'learning_rate': 1e-4}})
+  numbers = sum(np.size(m['W']) for m in out['path'])
+  assert 1 <= len(out['path']) < 20 and numbers <= demo_api.LIMITS['path_numbers']
+  assert out['path'][-1] == out['model']  # the last step's weights are always on it
+  small = demo_learn.handle_step({**blobs, 'steps': 20})
+  assert len(small['path']) == 20 and small['path'][-1] == small['model']
+
+
+def test_unknown_hyperparameters_are_named_briefly():
+  # 2,000 names of 1,000 characters were echoed whole: an error of 2 MB.
+  state = {**_state('svm'), 'hparams': {f'{k:04d}' + 'x' * 1000: 1 for k in range(2000)}}
+  with pytest.raises(demo_api.RequestError, match=r"got '0000x{36}…', .* and 1995 more\.$") as e:
+    demo_api.handle_evaluate(state)
+  assert len(str(e.value)) < 400

@@ -250,6 +250,85 @@ def test_the_search_methods_race(page):
   for method in ('random search', 'random local search', 'genetic algorithm', 'gradient descent'):
     assert method in text
   assert page.find_element('id', 'status').get_attribute('class') != 'error'
+  # Another λ makes the race another problem's: its table greys and its weights are refused (they were
+  # taken, and the table kept the losses of the objective before).
+  stale = "return document.getElementById('search-table').classList.contains('stale')"
+  assert not page.execute_script(stale)
+  reg = page.find_element('id', 'reg')
+  reg.clear()
+  reg.send_keys('5')
+  _wait(page, 'return S.reg === 5 && !S.inflight && !S.pending')
+  assert page.execute_script(stale)
+  before = page.execute_script('return JSON.stringify(S.model)')
+  page.find_element('css selector', '#search-table button[data-i="3"]').click()
+  assert 'another objective: race again' in page.find_element('id', 'status').text
+  assert page.execute_script('return JSON.stringify(S.model)') == before
+
+
+def _slow_steps(page, ms=1500):
+  """Holds every answer of /api/step back `ms` milliseconds, so the test can act while one is in flight."""
+  page.execute_script(
+    'window._fetch = window._fetch || window.fetch; window.fetch = async (u, o) => {'
+    " const r = await window._fetch(u, o); if (String(u).includes('step'))"
+    f' await new Promise((z) => setTimeout(z, {ms})); return r; }};'
+  )
+
+
+def test_two_quick_steps_are_two_steps_and_an_edit_during_one_drops_it(page):
+  # A second Step pressed while one ran sent the weights and optimizer state from before the first: two
+  # presses made t = 1 and two equal points on the curve. An edit made meanwhile was applied to the
+  # weights before the step while t and the curve counted it.
+  _slow_steps(page)
+  page.execute_script("$('step').click(); $('step').click();")
+  _wait(page, 'return S.opt.t === 2 && !S.inflight && !S.pending')
+  curve = page.execute_script('return S.curve')
+  assert len(curve) == 2 and curve[1] < curve[0]
+  page.find_element('id', 'step').click()
+  _wait(page, 'return S.inflight')
+  box = page.find_element('css selector', '#params-table input[data-r="0"][data-k="0"]')
+  box.clear()
+  box.send_keys('2.5')
+  _idle(page)
+  assert page.execute_script('return [S.model.W[0][0], S.opt.t, S.curve.length]') == [2.5, 2, 2]
+  page.execute_script('window.fetch = window._fetch;')
+
+
+def test_a_binary_loss_is_refused_where_it_is_chosen_for_three_classes(page):
+  from selenium.webdriver.support.ui import Select
+
+  # It was taken, and every request after it refused until the loss was changed back.
+  Select(page.find_element('id', 'loss-select')).select_by_value('hinge')
+  assert (
+    'hinge is a binary loss: it needs 2 classes, and these data have 3'
+    in page.find_element('id', 'status').text
+  )
+  assert page.execute_script("return [S.loss, $('loss-select').value]") == ['svm', 'svm']
+  page.find_element('id', 'step').click()
+  _wait(page, 'return S.opt.t === 1 && !S.inflight && !S.pending')
+  assert page.find_element('id', 'status').get_attribute('class') != 'error'
+
+
+def test_a_new_schedule_shows_its_restart_at_once(page):
+  from selenium.webdriver.support.ui import Select
+
+  for _ in range(2):
+    page.find_element('id', 'step').click()
+    _idle(page)
+  assert page.find_element('id', 'opt-info').text.startswith('t = 2')
+  Select(page.find_element('id', 'schedule')).select_by_value('exponential')
+  assert page.find_element('id', 'opt-info').text.startswith('t = 0')  # was t = 2 until the next step
+
+
+def test_the_descent_path_keeps_its_start_and_end_within_its_bound(page):
+  # A CIFAR-shaped W is 30,720 numbers: the path of a long Run grew to hundreds of MB, and its surface
+  # requests past the server's body limit.
+  kept = page.execute_script(
+    """const w = (v) => ({W: Array.from({length: 10}, () => Array(3072).fill(v)), b: Array(10).fill(v)});
+       S.path = Array.from({length: 40}, (_, i) => w(i));
+       keepPathBounded();
+       return S.path.map((m) => m.b[0]);"""
+  )
+  assert kept[0] == 0 and kept[-1] == 39 and 1 < len(kept) <= max(3, 60_000 // (10 * 3073))
 
 
 def test_a_step_answered_after_the_model_was_reset_is_dropped(page):

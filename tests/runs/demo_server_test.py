@@ -97,6 +97,10 @@ def test_no_path_reaches_another_file(server, path):
     ('POST', '/', b'{}', None, 405),
     ('PUT', '/api/evaluate', b'{}', None, 405),
     ('DELETE', '/', None, None, 405),
+    # The base class's own refusals, which were HTML pages.
+    ('TRACE', '/', None, None, 501),
+    ('GET', '/' + 'a' * 70_000, None, None, 414),
+    ('GET', '/', None, {'X-Big': 'a' * 70_000}, 431),
   ],
 )
 def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, method, path, body, headers, status):

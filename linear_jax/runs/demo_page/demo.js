@@ -15,7 +15,7 @@ const S = {
   opt: {state: null, t: 0}, curve: [], curveStart: 0, path: [], result: null, imageN: 300, tool: 'move',
   running: false, inflight: false, pending: null, search: null, surface: null,
   gen: 0,  // counts the optimizer's restarts: a step answered for an earlier one is dropped
-  problem: 0,  // counts changes of the data or the loss: a race answered for an earlier one is dropped
+  problem: 0,  // counts changes of the data or the objective: a race answered for an earlier one is dropped
 };
 const CURVE_MAX = 20000;  // the loss curve keeps its last this many steps (a long Run's grew without end)
 window.demoTimings = [];  // {route, ms}: the benchmark reads these (the page's own requests, timed here)
@@ -67,9 +67,10 @@ async function api(route, payload) {
 const STALE_ON_ERROR = ['evaluate', 'init', 'drag'];
 
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
-// The payload is taken when the wish is made, so an answer arriving meanwhile cannot undo an edit.
-function request(route, makePayload, onDone) {
-  S.pending = {route, payload: makePayload(), onDone, gen: S.gen};
+// An edit's payload is taken when the wish is made, so an answer arriving meanwhile cannot undo it; a
+// step's when it is sent (`atSend`), so each step starts where the one before it ended.
+function request(route, makePayload, onDone, atSend) {
+  S.pending = {route, payload: atSend ? null : makePayload(), makePayload, onDone, gen: S.gen};
   if (!S.inflight) pump();
 }
 
@@ -78,16 +79,19 @@ function request(route, makePayload, onDone) {
 function resetOpt() {
   S.gen += 1;
   S.opt = {state: null, t: 0};
+  if (S.cfg) drawCurve();
 }
 
 async function pump() {
   if (!S.pending) return;
-  const {route, payload, onDone, gen} = S.pending;
+  const {route, payload, makePayload, onDone, gen} = S.pending;
   S.pending = null;
   S.inflight = true;
   try {
-    const [j, ms] = await api(route, payload);
-    if (S.pending && route !== 'step') return;  // a newer wish supersedes this answer
+    const [j, ms] = await api(route, payload || makePayload());
+    // A newer wish supersedes this answer; a step's is kept unless an edit is waiting, which was made on
+    // the weights before the step and applies to them (the step is dropped, and counts nowhere).
+    if (S.pending && (route !== 'step' || S.pending.route !== 'step')) return;
     if (route === 'step' && gen !== S.gen) return;  // steps of a model the optimizer has since left
     if (onDone) onDone(j);
     show(j);
@@ -109,9 +113,15 @@ async function pump() {
 
 function evaluate() { request('evaluate', () => body()); }
 
+// The data or the objective changed: a race's table and weights are another problem's (greyed, refused).
+function problemChanged() {
+  S.problem += 1;
+  $('search-table').classList.add('stale');
+}
+
 function reinit(seed) {
   resetOpt();
-  S.problem += 1;
+  problemChanged();
   S.curve = [];
   S.curveStart = 0;
   S.path = [];
@@ -419,6 +429,7 @@ function drawSearch() {
   ctx.font = '14px sans-serif'; ctx.textAlign = 'left';
   s.methods.forEach((m, i) => { ctx.fillStyle = METHOD_COLORS[m.method]; ctx.fillRect(f.m.l + f.w - 190, f.m.t + 8 + 18 * i, 14, 4);
     ctx.fillStyle = '#222'; ctx.fillText(m.method, f.m.l + f.w - 170, f.m.t + 12 + 18 * i); });
+  $('search-table').classList.remove('stale');
   $('search-table').tBodies[0].innerHTML = s.methods.map((m, i) => `<tr><th style="color:${METHOD_COLORS[m.method]}">${m.method}</th>` +
     `<td>${fmt(m.best_loss)}</td><td>${m.evaluations}</td><td><button class="secondary" data-i="${i}">use these weights</button></td></tr>`).join('');
 }
@@ -462,11 +473,12 @@ function onDown(e) {
     if (S.points.length >= S.cfg.limits.points) { setStatus(`at most ${S.cfg.limits.points} points`, true); return; }
     S.points.push([+f.dx(X).toFixed(4), +f.dy(Y).toFixed(4)]);
     S.labels.push(+$('add-class').value);
+    problemChanged();
     evaluate();
     return;
   }
   if (S.tool === 'remove') {
-    if (h && h.kind === 'point') { S.points.splice(h.i, 1); S.labels.splice(h.i, 1); evaluate(); }
+    if (h && h.kind === 'point') { S.points.splice(h.i, 1); S.labels.splice(h.i, 1); problemChanged(); evaluate(); }
     return;
   }
   if (h) { drag = h; $('geo').setPointerCapture(e.pointerId); e.preventDefault(); }
@@ -478,7 +490,7 @@ function onMove(e) {
   const to = [f.dx(X), f.dy(Y)];
   if (drag.kind === 'point') {  // kept inside the view, where it can be grabbed again
     const inside = [f.dx(Math.min(Math.max(X, f.m.l), f.m.l + f.w)), f.dy(Math.min(Math.max(Y, f.m.t), f.m.t + f.h))];
-    S.points[drag.i] = [+inside[0].toFixed(4), +inside[1].toFixed(4)]; evaluate(); return;
+    S.points[drag.i] = [+inside[0].toFixed(4), +inside[1].toFixed(4)]; problemChanged(); evaluate(); return;
   }
   request('drag', () => body({drag: {row: drag.row, kind: drag.kind, to, anchor: drag.anchor}}));
 }
@@ -486,18 +498,30 @@ function onMove(e) {
 function onUp() { drag = null; }
 
 function doStep(steps) {
-  request('step', () => body({optimizer: optimizerBody(), steps}), (j) => {
-    for (const y of j.curve) S.curve.push(y);
-    if (S.curve.length > CURVE_MAX) {
-      S.curveStart += S.curve.length - CURVE_MAX;
-      S.curve = S.curve.slice(-CURVE_MAX);
-    }
-    if (!S.path.length) S.path.push(S.model);
-    S.path.push(...j.path);
-    if (S.path.length > S.cfg.limits.path) S.path = S.path.slice(S.path.length - S.cfg.limits.path);
-    S.opt = {state: j.optimizer.state, t: j.optimizer.t, lr: j.optimizer.learning_rate_now};
-    if ($('surface-follow').checked) S.surfaceDue = true;
-  });
+  request('step', () => body({optimizer: optimizerBody(), steps}), onSteps, true);
+}
+
+function onSteps(j) {
+  for (const y of j.curve) S.curve.push(y);
+  if (S.curve.length > CURVE_MAX) {
+    S.curveStart += S.curve.length - CURVE_MAX;
+    S.curve = S.curve.slice(-CURVE_MAX);
+  }
+  if (!S.path.length) S.path.push(S.model);
+  S.path.push(...j.path);
+  keepPathBounded();
+  S.opt = {state: j.optimizer.state, t: j.optimizer.t, lr: j.optimizer.learning_rate_now};
+  if ($('surface-follow').checked) S.surfaceDue = true;
+}
+
+// The path the surface shows holds at most PATH_NUMBERS numbers (a CIFAR-shaped W has 30,720): every
+// other one is dropped when it grows past them, the start and the latest kept, so its request body stays
+// small and the page's memory bounded.
+const PATH_NUMBERS = 60000;
+function keepPathBounded() {
+  const size = S.path.length ? S.path[0].W.length * (S.path[0].W[0].length + 1) : 1;
+  const most = Math.max(3, Math.min(S.cfg.limits.path, Math.floor(PATH_NUMBERS / size)));
+  while (S.path.length > most) S.path = S.path.filter((_, i) => i % 2 === 0 || i === S.path.length - 1);
 }
 
 async function runLoop() {
@@ -510,7 +534,7 @@ async function runLoop() {
 
 function drawSurfaceRequest() {
   S.surfaceDue = false;
-  request('surface', () => body({path: S.path.slice(0, -1), grid: 41}), (j) => { S.surface = j; return j; });
+  request('surface', () => body({path: S.path.slice(0, -1)}), (j) => { S.surface = j; return j; });
 }
 
 // The surface's answer is not an evaluation: keep the last evaluation on show.
@@ -519,11 +543,16 @@ show = function (j) { if (j && j.values && j.grid) { drawSurface(); return; } sh
 
 function onLossChange() {
   const prev = S.cfg.losses.find((l) => l.name === S.loss), next = S.cfg.losses.find((l) => l.name === $('loss-select').value);
+  if (next.targets === 'binary' && S.numClasses !== 2) {  // else every request after it is refused
+    $('loss-select').value = S.loss;
+    setStatus(`${next.name} is a binary loss: it needs 2 classes, and these data have ${S.numClasses}`, true);
+    return;
+  }
   S.loss = next.name;
   S.hparams = Object.fromEntries(Object.entries(next.hparams).map(([k, v]) => [k, v.default]));
   buildHparams(next);
   resetOpt();
-  S.problem += 1;
+  problemChanged();
   S.curve = [];  // another loss's totals are not one curve
   S.curveStart = 0;
   if (!prev || (prev.targets === 'binary') !== (next.targets === 'binary')) reinit(); else evaluate();
@@ -533,7 +562,7 @@ function buildHparams(spec) {
   $('hparams').innerHTML = Object.entries(spec.hparams).map(([k, v]) =>
     `<label title="${k}">${HP_SYMBOLS[k] || k} <input type="number" data-hp="${k}" step="0.1" min="${v.bounds[0]}" max="${v.bounds[1]}" value="${S.hparams[k]}"></label>`).join('');
   $('hparams').querySelectorAll('input').forEach((inp) => inp.addEventListener('input', () => {
-    if (inp.value === '') return; S.hparams[inp.dataset.hp] = +inp.value; evaluate();
+    if (inp.value === '') return; S.hparams[inp.dataset.hp] = +inp.value; problemChanged(); evaluate();
   }));
 }
 
@@ -598,8 +627,8 @@ function wire() {
   $('dataset-select').addEventListener('change', () => loadDataset($('dataset-select').value));
   $('features').addEventListener('change', () => { S.features = $('features').checked && S.caseName ? S.caseName : 'none'; reinit(); });
   $('loss-select').addEventListener('change', onLossChange);
-  $('penalty-select').addEventListener('change', () => { S.penalty = $('penalty-select').value; evaluate(); });
-  $('reg').addEventListener('input', () => { if ($('reg').value !== '') { S.reg = +$('reg').value; evaluate(); } });
+  $('penalty-select').addEventListener('change', () => { S.penalty = $('penalty-select').value; problemChanged(); evaluate(); });
+  $('reg').addEventListener('input', () => { if ($('reg').value !== '') { S.reg = +$('reg').value; problemChanged(); evaluate(); } });
   $('params-table').addEventListener('input', (e) => {
     const inp = e.target;
     if (inp.value === '' || !isFinite(+inp.value)) return;
@@ -619,7 +648,7 @@ function wire() {
   $('search-table').addEventListener('click', (e) => {
     const i = e.target.dataset && e.target.dataset.i;
     if (i === undefined || !S.search) return;
-    if (S.search.problem !== S.problem) { setStatus('these weights were found for other data or another loss: race again', true); return; }
+    if (S.search.problem !== S.problem) { setStatus('these weights were found for other data or another objective: race again', true); return; }
     S.model = S.search.methods[+i].model; resetOpt(); evaluate();
   });
 }
@@ -634,7 +663,7 @@ async function runSearch() {
     const problem = S.problem;
     const [j, ms] = await api('search', payload);
     if (problem !== S.problem) {  // the data or the loss changed while it ran: its table is another problem's
-      setStatus('the data or the loss changed during the race: race again', true);
+      setStatus('the data or the objective changed during the race: race again', true);
       return;
     }
     S.search = {...j, problem};
