@@ -61,9 +61,10 @@ def test_claims_measure_the_floor_the_best_decay_and_the_full_batch_on_known_cur
   results['full batch'] = DIVERGED
   c = optimizers_run.claims(results, budget)
   assert c['gap_after_budget'] is None and 'mini_batch_better_per_epoch' not in c
-  assert optimizers_run.claims_text({'claims': c}) == (
-    'constant-lr sgd noise floor 0.4; best decaying (sgd cosine) ends at 0.1; below the floor: True'
-  )
+  assert optimizers_run.claims_text({'claims': c}).splitlines() == [
+    'constant-lr sgd noise floor 0.4; best decaying (sgd cosine) ends at 0.1; below the floor: True',
+    'full batch diverged (lower --full_batch_lr): no per-epoch comparison with it',
+  ]
 
 
 def test_claims_of_a_diverged_sgd_say_so_by_name():
@@ -75,6 +76,16 @@ def test_claims_of_a_diverged_sgd_say_so_by_name():
   only_constant = {'sgd': _curve([5, 4, 3]), 'sgd step': DIVERGED, 'full batch': _curve([9, 8, 7])}
   with pytest.raises(ValueError, match='every decaying schedule of sgd diverged'):
     optimizers_run.claims(only_constant, 3)
+
+
+def test_a_contender_whose_loss_rises_tenfold_has_diverged_and_no_claim_is_measured_on_it(tmp_path):
+  # On diabetes sgd at 0.3 rose to f − f* = 1.15e4, under the library's limit (10⁴ times the start), and
+  # the claims were printed and saved from it.
+  dataset = data.prepare(data.load('diabetes'), 'diabetes', seed=0, dtype=np.float64)
+  config = config_lib.TrainConfig(loss='l2', dtype='float64', epochs=3, seed=0)
+  with pytest.raises(ValueError, match=r'^constant-rate sgd diverged'):
+    optimizers_run.compare(config, dataset, str(tmp_path), learning_rate=0.3)
+  assert not (tmp_path / 'optimizers.json').exists()
 
 
 def test_table_writes_a_dash_for_a_diverged_contender():
