@@ -244,9 +244,12 @@ def parse_loss_hparams(items, margin=None):
     try:
       if not eq or not name.strip():
         raise ValueError
-      out[name.strip()] = float(value)
+      number = float(value)
     except ValueError as e:
       raise flags.ValidationError(f'--loss_hparams: {item!r} is not NAME=NUMBER.') from e
+    if name.strip() in out:  # the last would win, silently
+      raise flags.ValidationError(f'--loss_hparams gives {name.strip()!r} twice; give it once.')
+    out[name.strip()] = number
   if margin is not None:
     if 'margin' in out and out['margin'] != margin:
       raise flags.ValidationError('--margin and --loss_hparams=margin=... disagree; give one.')
@@ -413,6 +416,12 @@ def define_training_flags(max_epochs=False):
     lambda f: f['process_id'] is None or f['process_id'] < f['num_processes'],
     message='--process_id must be < --num_processes.',
   )
+  flags.register_multi_flags_validator(
+    ['num_devices', 'parallel'],
+    lambda f: not _given('num_devices') or f['parallel'] != 'none',
+    message='--num_devices is the devices --parallel=shard_map or pmap splits the batches over; give '
+    '--parallel, or drop --num_devices.',
+  )
 
   def loss_fits_dataset(f):
     known = KNOWN_KINDS.get(f['dataset'])
@@ -490,6 +499,23 @@ def define_convergence_flags(tol_only=False):
   define_fields(config.TrainConfig, CONVERGENCE_FIELDS[:1] if tol_only else CONVERGENCE_FIELDS, RUN)
   if not tol_only:
     flags.register_multi_flags_validator(['tol_on', 'optimizer', 'schedule'], _convergence_flags_are_read)
+    flags.register_multi_flags_validator(['optimizer', *LBFGS_STOPS_UNREAD], _lbfgs_stops_on_its_gradient)
+
+
+# What an L-BFGS run never reads: it stops on --tol (its gradient's largest entry) or after --max_epochs
+# iterations, and evaluates its model once, at the last.
+LBFGS_STOPS_UNREAD = ('tol_on', 'patience', 'eval_every')
+
+
+def _lbfgs_stops_on_its_gradient(f):
+  unread = [f'--{n}' for n in LBFGS_STOPS_UNREAD if _given(n)]
+  if f['optimizer'] == 'lbfgs' and unread:
+    raise flags.ValidationError(
+      '--optimizer=lbfgs stops when its largest gradient entry is within --tol, or after --max_epochs '
+      f'iterations, and evaluates its model once, at the last: it reads no {", ".join(unread)}; '
+      f'drop {"it" if len(unread) == 1 else "them"}.'
+    )
+  return True
 
 
 def _convergence_flags_are_read(f):
@@ -647,23 +673,30 @@ def _refuse_inputs_inside(path):
       )
 
 
-def prepare_output_file(flag, path):
+def prepare_output_file(flag, path, ours=None):
   """Proves `--flag=path` (its `~` expanded) can be written now, before any work; returns the path.
 
-  Its folder is made; a folder given as the file, or a file that cannot be opened for writing, is
-  a one-line error naming the flag. A file that was not there is not left behind.
+  Its folder is made; a folder given as the file, a file there that `ours(path)` does not recognize as
+  this command's (the user's own file, which the output would replace), or a file that cannot be opened
+  for writing, is a one-line error naming the flag. A file that was not there is not left behind.
   """
   path = expand_path(path)
   if os.path.isdir(path):
-    raise SystemExit(f'--{flag}={path} is a folder; give the name of a file to write.')
+    raise SystemExit(f'Error: --{flag}={path} is a folder; give the name of a file to write.')
+  if os.path.lexists(path) and not (ours is not None and ours(path)):
+    raise SystemExit(
+      f'Error: --{flag}={path} is a file this command did not write; choose a new name, or remove it.'
+    )
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.lexists(folder) and not os.path.isdir(folder):
+    raise SystemExit(f'Error: --{flag}={path} cannot be written: {folder} is not a folder.')
   try:  # a new file beside it, never the file itself: a link planted at its name is not followed
-    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, probe = tempfile.mkstemp(prefix='.linear_jax-write-test-', dir=folder)
     os.close(fd)
     os.remove(probe)
   except OSError as e:
-    raise SystemExit(f'--{flag}={path} cannot be written: {e.strerror}.') from e
+    raise SystemExit(f'Error: --{flag}={path} cannot be written: {e.strerror}.') from e
   return path
 
 

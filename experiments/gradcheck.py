@@ -11,6 +11,7 @@ missing_reg, missing_bias) checks a deliberately wrong gradient instead, to
 show the checker catching it. Runs in float64.
 """
 
+import json
 import math
 import sys
 
@@ -61,6 +62,25 @@ flags.DEFINE_enum(
 flags.DEFINE_string('json_out', None, 'Write every report to this JSON file.')
 common.group('run', 'json_out')
 
+
+def _read_by_the_method(f):
+  """Refuses a flag the chosen method never reads, and a planted bug the check cannot show."""
+  if f['richardson'] and f['method'] == 'forward':
+    raise flags.ValidationError('--richardson extrapolates central differences; --method=forward takes none.')
+  for name, method in (('num_coords', 'sparse'), ('num_directions', 'directional')):
+    if FLAGS[name].present and f['method'] not in (method, 'all'):
+      raise flags.ValidationError(f'--{name} is read by --method={method} alone; drop it.')
+  if f['plant'] == 'missing_reg' and f['reg'] == 0:
+    raise flags.ValidationError(
+      "--plant=missing_reg leaves out the penalty's gradient, which is 0 at --reg=0: give --reg > 0."
+    )
+  return True
+
+
+flags.register_multi_flags_validator(
+  ['method', 'richardson', 'num_coords', 'num_directions', 'plant', 'reg'], _read_by_the_method
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -92,9 +112,19 @@ def run():
   )
 
 
+def _a_report(path):
+  """Whether `path` holds what --json_out writes (an earlier run's reports), which a run may replace."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      out = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(out, dict) and set(out) == {'passed', 'reports'}
+
+
 def main(argv):
   del argv
-  json_out = common.prepare_output_file('json_out', FLAGS.json_out) if FLAGS.json_out else None
+  json_out = common.prepare_output_file('json_out', FLAGS.json_out, _a_report) if FLAGS.json_out else None
   common.start(FLAGS)
   jax.config.update('jax_enable_x64', True)
   try:

@@ -20,8 +20,8 @@ from . import common
 flags.DEFINE_integer(
   'num_examples',
   1000,
-  'Examples per case (each is drawn in the pictures).',
-  lower_bound=10,
+  'Examples per case (each is drawn in the pictures); 100 at least, a test split of 20.',
+  lower_bound=100,
   upper_bound=1_000_000,
 )
 flags.DEFINE_integer('epochs', 100, 'Training epochs.', lower_bound=1)

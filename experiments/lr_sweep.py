@@ -45,10 +45,10 @@ common.define_number_list(
   bound=sweep_lib.BOUNDS['learning_rate'],
 )
 flags.DEFINE_float(
-  'lr_min', 1e-4, 'Smallest learning rate of a log-spaced range, > 0 (default: 1/32 of the derived rate).'
+  'lr_min', None, 'Smallest learning rate of a log-spaced range, > 0 (default: 1/32 of the derived rate).'
 )
 flags.DEFINE_float(
-  'lr_max', 10.0, 'Largest learning rate of a log-spaced range (default: 8 times the derived rate).'
+  'lr_max', None, 'Largest learning rate of a log-spaced range (default: 8 times the derived rate).'
 )
 flags.DEFINE_integer('num_lrs', 16, 'Learning rates in the log-spaced range.', lower_bound=1)
 common.define_number_list(
@@ -95,12 +95,30 @@ flags.DEFINE_bool(
   'verbose', False, "A line per epoch (default: one line that updates in place, or a log's line every 5 s)."
 )
 common.group('run', 'workdir', 'resume', 'checkpoint_every', 'quiet', 'verbose')
+flags.register_multi_flags_validator(
+  ['quiet', 'verbose'],
+  lambda f: not (f['quiet'] and f['verbose']),
+  message='--quiet shows no progress and --verbose every epoch: give one.',
+)
 
 FLAGS = flags.FLAGS
 
 
 _LR = sweep_lib.BOUNDS['learning_rate']
-flags.register_validator('lr_min', _LR.admits, message=f'--lr_min must be {_LR.describe()}.')
+for _name in ('lr_min', 'lr_max'):
+  flags.register_validator(
+    _name, lambda v: v is None or _LR.admits(v), message=f'--{_name} must be {_LR.describe()}.'
+  )
+flags.register_multi_flags_validator(
+  ['reg'],
+  lambda f: not FLAGS['reg'].present,
+  message='lr_sweep trains every strength of --regs: give them there (--regs=0.5, say), not --reg.',
+)
+flags.register_multi_flags_validator(
+  ['momentum', 'momenta'],
+  lambda f: not (FLAGS['momentum'].present and f['momenta'] is not None),
+  message='--momenta lists the momenta the sweep trains: drop --momentum.',
+)
 flags.register_multi_flags_validator(
   ['refit', 'optimizer'],
   lambda f: not f['refit'] or f['optimizer'] == 'lbfgs',
@@ -153,7 +171,7 @@ flags.register_multi_flags_validator(
 )
 flags.register_multi_flags_validator(
   ['lr_min', 'lr_max', 'lrs'],
-  lambda f: f['lrs'] is not None or f['lr_min'] < f['lr_max'],
+  lambda f: f['lrs'] is not None or None in (f['lr_min'], f['lr_max']) or f['lr_min'] < f['lr_max'],
   message='--lr_min must be < --lr_max.',
 )
 flags.register_multi_flags_validator(
@@ -218,13 +236,23 @@ flags.register_multi_flags_validator(
 
 
 def learning_rates(cfg, dataset):
-  """--lrs; else --lr_min to --lr_max if either is given; else a range around --learning_rate (its
-  default, auto, derived from the problem as `train` derives it at its start): from 1/32 to 8 times it."""
+  """--lrs; else --lr_min to --lr_max; else a range around --learning_rate (its default, auto, derived
+  from the problem as `train` derives it at its start) from 1/32 to 8 times it, where --lr_min or
+  --lr_max, given alone, sets its own end."""
   if FLAGS.lrs is not None:
     return FLAGS.lrs
-  if FLAGS['lr_min'].present or FLAGS['lr_max'].present:
+  if FLAGS.lr_min is not None and FLAGS.lr_max is not None:
     return list(np.logspace(np.log10(FLAGS.lr_min), np.log10(FLAGS.lr_max), FLAGS.num_lrs))
   rates, center, found = sweep_lib.rates_around(cfg, dataset, FLAGS.num_lrs)
+  if FLAGS.lr_min is not None or FLAGS.lr_max is not None:
+    low = rates[0] if FLAGS.lr_min is None else FLAGS.lr_min
+    high = rates[-1] if FLAGS.lr_max is None else FLAGS.lr_max
+    if not low < high:
+      given = f'--lr_min={low:g}' if FLAGS.lr_min is not None else f'--lr_max={high:g}'
+      derived = ('8 times', high) if FLAGS.lr_min is not None else ('1/32 of', low)
+      other = f'{derived[0]} the derived rate, {derived[1]:.3g}'
+      raise ValueError(f"{given} is past the range's other end ({other}): give both --lr_min and --lr_max.")
+    rates = list(np.logspace(np.log10(low), np.log10(high), FLAGS.num_lrs))
   how = f'learning_rate=auto: {center:.3g} ({found["method"]})' if found else f'--learning_rate={center:g}'
   print(f'{FLAGS.num_lrs} learning rates from {rates[0]:.3g} to {rates[-1]:.3g} around {how}', flush=True)
   return rates

@@ -42,6 +42,11 @@ flags.DEFINE_bool(
   'verbose', False, "A line per epoch (default: one line that updates in place, or a log's line every 5 s)."
 )
 common.group('run', 'workdir', 'quiet', 'verbose')
+flags.register_multi_flags_validator(
+  ['quiet', 'verbose'],
+  lambda f: not (f['quiet'] and f['verbose']),
+  message='--quiet shows no progress and --verbose every epoch: give one.',
+)
 
 FLAGS = flags.FLAGS
 

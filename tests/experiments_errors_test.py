@@ -28,7 +28,7 @@ def test_hard_cases_with_a_folder_in_place_of_its_json_says_so_in_one_line(tmp_p
   (tmp_path / '.linear_jax-workdir').write_text('')  # a workdir of ours, where a folder took a file's name
   (tmp_path / 'hard_cases.json').mkdir()
   res = subprocess.run(
-    [sys.executable, '-m', 'experiments.hard_cases', '--epochs=1', '--num_examples=20',
+    [sys.executable, '-m', 'experiments.hard_cases', '--epochs=1', '--num_examples=100',
      f'--workdir={tmp_path}'],
     check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
   )  # fmt: skip
@@ -39,14 +39,16 @@ def test_hard_cases_with_a_folder_in_place_of_its_json_says_so_in_one_line(tmp_p
   )
 
 
-def test_hard_cases_refuses_more_examples_than_its_pictures_draw_before_any_work(tmp_path):
+@pytest.mark.parametrize('n', [1000001, 10])  # 10 made a test split of 2 rows: XOR "solved" at 100%
+def test_hard_cases_refuses_more_examples_than_its_pictures_draw_or_too_few_to_test_before_any_work(
+  tmp_path, n
+):
   res = subprocess.run(
-    [sys.executable, '-m', 'experiments.hard_cases', '--num_examples=1000001', f'--workdir={tmp_path}/w'],
+    [sys.executable, '-m', 'experiments.hard_cases', f'--num_examples={n}', f'--workdir={tmp_path}/w'],
     check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
   )  # fmt: skip
   assert res.returncode == 1 and res.stderr.strip().splitlines() == [
-    'Error: --num_examples=1000001: 1000001 is not an integer in the range [10, 1000000] '
-    '(--help lists the flags.)'
+    f'Error: --num_examples={n}: {n} is not an integer in the range [100, 1000000] (--help lists the flags.)'
   ], res.stderr[-2000:]
   assert not (tmp_path / 'w').exists()
 

@@ -8,13 +8,26 @@ from experiments import common
 
 
 def test_json_out_that_cannot_be_written_is_refused_before_any_work(tmp_path):
-  with pytest.raises(SystemExit, match=r'^--json_out=.* is a folder; give the name of a file to write\.$'):
+  with pytest.raises(SystemExit, match=r'^Error: --json_out=.* is a folder; give the name of a file'):
     common.prepare_output_file('json_out', str(tmp_path))
   (tmp_path / 'file').write_text('x')
-  with pytest.raises(SystemExit, match=r'^--json_out=.*file/r\.json cannot be written: '):
+  with pytest.raises(SystemExit, match=r'^Error: --json_out=.*file/r\.json cannot be written: .*folder'):
     common.prepare_output_file('json_out', str(tmp_path / 'file' / 'r.json'))  # a file where a folder must be
   path = common.prepare_output_file('json_out', str(tmp_path / 'new' / 'r.json'))
   assert os.path.isdir(tmp_path / 'new') and not os.path.exists(path)  # the folder made, no empty file left
+
+
+def test_json_out_replaces_an_earlier_report_and_never_a_file_of_the_users(tmp_path):
+  # The user's own file was replaced by the reports without a word.
+  mine = tmp_path / 'mine.txt'
+  mine.write_text('precious')
+  ours = lambda p: open(p).read().startswith('{"passed"')
+  with pytest.raises(SystemExit, match=r'^Error: --json_out=.*mine\.txt is a file this command did not'):
+    common.prepare_output_file('json_out', str(mine), ours)
+  assert mine.read_text() == 'precious'
+  earlier = tmp_path / 'r.json'
+  earlier.write_text('{"passed": true, "reports": []}')
+  assert common.prepare_output_file('json_out', str(earlier), ours) == str(earlier)
 
 
 def test_json_out_under_home_is_expanded(tmp_path, monkeypatch):

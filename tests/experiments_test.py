@@ -154,7 +154,14 @@ BAD_FLAGS = [
   (['--optimizer=lbfgs', '--n_iter_no_change=3'], '--optimizer=lbfgs counts no epochs without change'),
   (['--n_iter_no_change=3'], 'accepted'),
   (['--tol_on=none', '--tol=0.5'], '--tol_on=none tests no tolerance'),
-  (['--tol_on=none', '--optimizer=lbfgs', '--tol=1e-6'], 'accepted'),  # L-BFGS always stops on --tol
+  (['--optimizer=lbfgs', '--tol=1e-6'], 'accepted'),  # L-BFGS always stops on --tol
+  # L-BFGS stopped on its gradient under --tol_on=none, and --patience never fired (it evaluates once).
+  (['--tol_on=none', '--optimizer=lbfgs'], '--optimizer=lbfgs stops when its largest gradient entry'),
+  (['--optimizer=lbfgs', '--patience=2', '--eval_every=2'], 'reads no --patience, --eval_every; drop them'),
+  (['--num_devices=5'], '--num_devices is the devices --parallel=shard_map or pmap splits'),
+  (['--num_devices=5', '--parallel=shard_map'], 'accepted'),
+  (['--verbose', '--quiet'], '--quiet shows no progress and --verbose every epoch: give one'),
+  (['--loss=svm', '--loss_hparams=margin=1,margin=2'], "--loss_hparams gives 'margin' twice"),  # the last won
   (['--full_batch', '--batch_size=32'], '--full_batch takes every example in one step: drop --batch_size'),
   (['--eval_every=0'], 'eval_every'),
   (['--block_rows=-1'], 'block_rows'),
@@ -172,6 +179,12 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--lrs=0.1,-1'], '--lrs must hold only values > 0'),
     (['--lrs='], '--lrs is empty'),
     (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
+    (['--lr_min=20'], 'accepted'),  # the other end derived (was the literal default 10: refused)
+    # --reg and --momentum beside --momenta were never trained and moved the range derived for the sweep.
+    (['--reg=0.5'], 'lr_sweep trains every strength of --regs: give them there'),
+    (['--optimizer=momentum', '--momenta=0.5,0.9', '--momentum=0.3'], '--momenta lists the momenta'),
+    (['--optimizer=momentum', '--momentum=0.3'], 'accepted'),
+    (['--verbose', '--quiet'], 'give one'),
     (['--regs=0,-1e-3'], '--regs must hold only values >= 0'),
     (['--regs=a,b'], "--regs: 'a,b' is not a comma-separated list"),
     (['--seeds=0,-1'], '--seeds must be comma-separated integers'),
@@ -240,6 +253,13 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--h=1e300'], H_MESSAGE),
     (['--h=nan'], H_MESSAGE),
     (['--h=1e-13'], H_MESSAGE),
+    # Each was accepted and did nothing: a forward check with no extrapolation, a count no method drew,
+    # a penalty's bug that a check at reg 0 cannot see.
+    (['--method=forward', '--richardson'], '--richardson extrapolates central differences'),
+    (['--method=central', '--num_coords=5'], '--num_coords is read by --method=sparse alone'),
+    (['--method=sparse', '--num_directions=3'], '--num_directions is read by --method=directional alone'),
+    (['--num_coords=5'], 'accepted'),  # --method=all draws them
+    (['--plant=missing_reg', '--reg=0'], "--plant=missing_reg leaves out the penalty's gradient"),
   ],
 }
 
@@ -445,6 +465,19 @@ def test_lr_sweep_where_every_model_diverges_still_writes_its_pictures(tmp_path)
   ]
   for png in ('heatmap.png', 'loss_vs_lr.png', 'curves.png'):
     _assert_png(tmp_path / png)
+
+
+def test_lr_sweep_with_one_end_of_its_range_derives_the_other(tmp_path):
+  # The other end was the flag's literal default (1e-4 or 10), where --help promises the derived one.
+  out = _run(
+    'experiments.lr_sweep', '--lr_max=1', '--num_lrs=3', '--regs=0', '--epochs=1', '--quiet',
+    f'--workdir={tmp_path}',
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr
+  said = next(line for line in out.stdout.splitlines() if 'learning rates from' in line)
+  center = float(said.split('learning_rate=auto: ')[1].split()[0])
+  rates = sorted({m['learning_rate'] for m in json.loads((tmp_path / 'sweep.json').read_text())['models']})
+  assert rates[-1] == pytest.approx(1.0) and rates[0] == pytest.approx(center / 32, rel=2e-3), (rates, said)
 
 
 def _epoch_lines(stdout):

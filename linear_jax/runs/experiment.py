@@ -109,6 +109,14 @@ class DataConfig:
         f'--{name}={value} is read only by --dataset={"/".join(readers)}; --dataset={self.dataset}{which} '
         f'does not read it. Name the dataset that does (--dataset={readers[0]}, say), or drop --{name}.'
       )
+    if self.bins != default.bins and self.features != 'histogram':
+      raise ValueError(f'--bins={self.bins} is read only with --features=histogram: give it, or drop --bins.')
+    same = lambda a, b: os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+    if self.test_path and self.data_path and same(self.test_path, self.data_path):
+      raise ValueError(
+        f'--test_path={self.test_path} is --data_path itself: the test metrics would be of rows the model '
+        'trained on. Give a held-out file, or drop --test_path (a test split is then taken from the data).'
+      )
     return self
 
 
@@ -199,6 +207,11 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
     weight_column=d.weight_column,
     real_targets=targets == 'real',
   )
+  if raw.test is not None and d.test_fraction != DataConfig().test_fraction:
+    held = f'--test_path={d.test_path}' if d.test_path else f'{d.data_path} (its x_test and y_test)'
+    raise ValueError(
+      f'{held} is the test split, so none is taken from the data: drop --test_fraction={d.test_fraction:g}.'
+    )
   if targets in ('class', 'binary'):
     _check_labels(raw, d)
   if d.features == 'histogram':

@@ -1,14 +1,13 @@
-"""Every gradient check of a loss × penalty × form × method grid as one call, and its JSON report.
+"""Every gradient check of a loss × penalty × form × method grid as one call.
 
 The library half of `experiments/gradcheck.py` (which keeps the flags, the
-float64 switch, the printing and the exit status): `check_all` runs
-`gradcheck.check_gradients` over the grid, `write_json` writes the reports.
+float64 switch, the printing, the JSON report and the exit status): `check_all`
+runs `gradcheck.check_gradients` over the grid.
 """
 
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
-import json
 
 import jax
 
@@ -124,11 +123,3 @@ def _check_fits(num_examples, num_features, num_classes):
     advice='use fewer --num_examples, --num_features or --num_classes.',
     what=f'a random problem of {n:,} examples, {num_features:,} features and {c:,} classes',
   )
-
-
-def write_json(path, reports):
-  """`{"passed": every report passed, "reports": [report dicts]}` to `path`."""
-  with open(path, 'w') as f:
-    json.dump(
-      {'passed': all(r.passed for r in reports), 'reports': [r.to_dict() for r in reports]}, f, indent=1
-    )

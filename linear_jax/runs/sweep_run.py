@@ -215,6 +215,14 @@ def progress_line(epoch, epochs, start, k, total, metrics, dead):
   return f'epoch {epoch:>4}/{epochs}{chunk}: {int((~dead).sum())} alive{best}'
 
 
+def _refit_line(refit):
+  """`--refit`'s line: the chosen reg solved again on train + validation, and its test metric."""
+  if not refit:
+    return []
+  tested = ', '.join(f'{k}={v:.4f}' for k, v in refit['final'].items() if k.startswith('test'))
+  return [f'refit on train + validation ({refit["train_examples"]} rows) at reg={refit["reg"]:g}: {tested}']
+
+
 def result_lines(out, workdir, varied=()):
   """The lines a finished sweep (or L-BFGS path) ends with (only the first if every model diverged).
 
@@ -226,6 +234,7 @@ def result_lines(out, workdir, varied=()):
       f'{out["num_models"]} regs by L-BFGS in {out["seconds"]:.2f} s ({out["fevals"]} evaluations of all); '
       f'{sum(r["converged"] for r in out["models"])} converged',
       f'best: reg={b["reg"]:g} {out["chosen_by"]}={b[out["chosen_by"]]:.4f}; outputs in {workdir}',
+      *_refit_line(out.get('refit')),
     ]
   diverged = sum(r['diverged_step'] is not None for r in out['models'])
   lines = [

@@ -1,5 +1,6 @@
 """Tests of linear_jax.data: every format built here, validated where it enters."""
 
+import dataclasses
 import gzip
 import io
 import json
@@ -624,6 +625,24 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path):
     data.load(
       'npy', data_path=str(tmp_path / 'x.npy'), labels_path=str(tmp_path / 'y.npy'), test_labels_path='y.npy'
     )
+
+
+def test_data_flags_a_run_would_ignore_or_that_would_test_on_training_rows_are_refused(tmp_path):
+  from linear_jax.runs import experiment
+
+  np.savez(tmp_path / 'd.npz', x=np.ones((40, 3)), y=np.arange(40) % 2)
+  with pytest.raises(ValueError, match=r'--bins=8 is read only with --features=histogram'):
+    experiment.DataConfig(bins=8).check_read()
+  experiment.DataConfig(bins=8, features='histogram').check_read()
+  d = str(tmp_path / 'd.npz')
+  same = experiment.DataConfig(dataset='npz', data_path=d, test_path=d)
+  with pytest.raises(ValueError, match=r'--test_path=.*d\.npz is --data_path itself: the test metrics would'):
+    same.check_read()
+  np.savez(tmp_path / 't.npz', x=np.ones((10, 3)), y=np.arange(10) % 2)
+  held = dataclasses.replace(same, test_path=str(tmp_path / 't.npz'), test_fraction=0.5)
+  with pytest.raises(ValueError, match=r'--test_path=.*t\.npz is the test split, .*--test_fraction=0\.5'):
+    experiment.load_dataset(held.check_read())
+  assert len(experiment.load_dataset(dataclasses.replace(held, test_fraction=0.2)).x_test) == 10
 
 
 def test_arrays_of_the_wrong_rank_are_named_by_their_file(tmp_path):

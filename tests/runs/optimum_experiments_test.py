@@ -121,6 +121,11 @@ def test_lr_sweep_lbfgs_fits_a_path_and_chooses_on_validation(tmp_path):
   result = json.loads((tmp_path / 'path.json').read_text())
   assert result['refit']['reg'] == result['best']['reg'] and result['refit']['stop_reason'] == 'converged'
   assert result['refit']['train_examples'] > 0
+  refit = result['refit']  # said, as --retrain_best's result is (it was in path.json alone)
+  assert out.stdout.strip().splitlines()[-1] == (
+    f'refit on train + validation ({refit["train_examples"]} rows) at reg={refit["reg"]:g}: '
+    f'test_accuracy={refit["final"]["test_accuracy"]:.4f}, test_loss={refit["final"]["test_loss"]:.4f}'
+  )
   accs = [m['val_accuracy'] for m in result['models']]
   assert result['best']['val_accuracy'] == max(accs) and all(m['converged'] for m in result['models'])
   norms = [m['weight_norm'] for m in result['models']]
