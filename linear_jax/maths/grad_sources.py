@@ -11,6 +11,7 @@ import jax
 
 from linear_jax.maths import grads
 from linear_jax.maths import losses
+from linear_jax.maths import validation
 
 GRAD_SOURCES = ('analytic', 'autodiff', 'custom_vjp')
 
@@ -49,7 +50,15 @@ def custom_vjp_objective(
   if spec.score_grad is None:
     raise grads.missing_score_grad(spec)
   hp = spec.resolve_hparams(loss_hparams)
+  _check_penalty_and_reg(penalty, reg)
   return _custom_objective(params, x, targets, reg, hp, mask, spec, penalty)
+
+
+def _check_penalty_and_reg(penalty, reg):
+  """The checks that cost nothing: the penalty's name (a `KeyError` deep inside), and `reg` where it is
+  concrete (a negative one made the objective fall without bound). The rows are the caller's to check."""
+  validation.check_name('penalty', penalty, tuple(losses.PENALTIES))
+  validation.check_nonnegative('reg', reg)
 
 
 def value_and_grad(
@@ -64,10 +73,12 @@ def value_and_grad(
     loss_hparams: dict of the loss's hyperparameters (defaults for the rest).
 
   Returns:
-    A scalar and a `Params`-shaped gradient. Pure and jittable; no host checks.
+    A scalar and a `Params`-shaped gradient. Pure and jittable; it checks the penalty's name and a
+    concrete `reg`, not the rows.
   """
   spec = losses.get_loss(loss)
   hp = spec.resolve_hparams(loss_hparams)
+  _check_penalty_and_reg(penalty, reg)
   if source == 'analytic':
     value = losses.unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
     g = grads.unchecked_analytic_grad(params, x, targets, spec, reg, penalty, hp, mask)

@@ -54,6 +54,9 @@ def hparams(cfg, dtype=None, **overrides):
 
 
 def steps_per_epoch(cfg, num_examples):
+  """`(steps, batch)` of one epoch over `num_examples` rows; a `ValueError` for a split of none."""
+  if num_examples < 1:
+    raise ValueError('the training split has no rows: there is nothing to train on.')
   batch = num_examples if cfg.batch_size in (0, None) else min(cfg.batch_size, num_examples)
   return math.ceil(num_examples / batch), batch
 

@@ -7,12 +7,14 @@ compiled loop on resident rows, scipy's L-BFGS-B over streamed passes.
 """
 
 import dataclasses
+import math
 import time
 
 import jax
 import numpy as np
 
 from linear_jax.datapath import factory as datapath
+from linear_jax.maths import validation
 from linear_jax.optim import convergence
 from linear_jax.optim import results
 from linear_jax.optim import step
@@ -140,6 +142,11 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
     'f* (the L-BFGS reference)',
     'Compare without f* (train: drop --reference)',
   )
+  # A NaN tolerance stopped at once, at the start's loss, as if it were f*; a negative count failed in XLA.
+  if tol is not None and not (validation.is_number(tol) and 0 < tol < math.inf):
+    raise ValueError(f'tol must be a finite number > 0 (or None, the default), got {tol!r}.')
+  if isinstance(max_iter, bool) or not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+    raise ValueError(f'max_iter must be a whole number >= 1, got {max_iter!r}.')
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
   hp = step.hparams(cfg)

@@ -77,7 +77,8 @@ class Bound:
     """Why `v` is refused: `'momenta must be in [0, 1), got 1.0.'`."""
     if self.kind is int:
       return f'{self.plural} must be integers {self.describe()}, got {v!r}.'
-    return f'{self.plural} must be {self.describe()}, got {v}.'
+    shown = repr(v) if isinstance(v, str) else v  # '0.1' is text, not the number it spells
+    return f'{self.plural} must be {self.describe()}, got {shown}.'
 
 
 # The run hyperparameters a sweep varies (the keys of a setting besides the loss's), and their bounds.
@@ -212,10 +213,11 @@ def _cast(name, v):
   return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
 
 
-def check_grid(settings, loss=None, optimizer=None):
+def check_grid(settings, loss=None, optimizer=None, dtype=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
-  The run hyperparameters are held to `BOUNDS`. With `loss` (a record or
+        raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {s[name]:g} does.')
+  learning rate of 1e-50 is 0 in float32, and the model would learn nothing). With `loss` (a record or
   name), every other key must be one of its hyperparameters, within its
   bounds. With `optimizer`, a momentum only where it reads one.
   """
@@ -228,6 +230,9 @@ def check_grid(settings, loss=None, optimizer=None):
     for name, bound in BOUNDS.items():
       if name in s and not bound.admits(s[name]):
         raise ValueError(bound.message(s[name]))
+      if dtype is not None and name in s and s[name] != 0 and np.dtype(dtype).type(s[name]) == 0:
+        value = s[name]
+        raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {value:g} does.')
     if loss is not None:
       losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
   if 'seed' in settings[0] and any('seed' not in s for s in settings):
@@ -547,7 +552,7 @@ def _sweep_plan_checks(cfg, dataset, settings, chunk_size, max_bytes, checkpoint
       'regularization path: paths.fit_path(cfg, dataset, regs) (lr_sweep --optimizer=lbfgs).'
     )
   fit_path = train.check_fit(cfg, dataset)
-  check_grid(settings, cfg.loss, cfg.optimizer)
+  check_grid(settings, cfg.loss, cfg.optimizer, cfg.dtype)
   # A loss file's score_grad at every swept value of its hyperparameters, not only at cfg's.
   own_gradient.check(cfg, fit_path, [config_for(cfg, s).loss_hparams for s in settings])
   if cfg.schedule == 'adaptive':

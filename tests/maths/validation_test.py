@@ -102,3 +102,20 @@ def test_all_finite_agrees_with_isfinite(dtype):
   y = x.copy()
   y[5, :3] = big  # a row sum that overflows, every value finite: checked value by value
   assert validation.all_finite(y)
+
+
+@pytest.mark.parametrize(
+  'kwargs, match',
+  [
+    ({'penalty': 'l3'}, r"Unknown penalty 'l3'; valid: l1, l2"),
+    ({'reg': -1.0}, r'reg must be finite and >= 0'),
+  ],
+)
+def test_the_gradient_sources_check_what_costs_nothing(kwargs, match):
+  # A KeyError from deep inside, and an objective that fell without bound at a negative reg.
+  y = np.array([0, 1, 2, 0])
+  for source in ('analytic', 'autodiff', 'custom_vjp'):
+    with pytest.raises(ValueError, match=match):
+      lj.value_and_grad(source, P3, X, y, **kwargs)
+  with pytest.raises(ValueError, match=match):
+    lj.custom_vjp_objective(P3, X, y, **kwargs)

@@ -503,3 +503,21 @@ def test_evaluate_refuses_the_rows_and_the_loss_that_fit_refuses():
   with pytest.raises(ValueError, match=r'--loss=svm does not fit --dataset=linreg'):
     train.evaluate(dataclasses.replace(cfg, loss='svm'), regression, params)
   assert 0 <= train.evaluate(cfg, ds, params)['val_accuracy'] <= 1
+
+
+def test_an_empty_training_split_and_an_optimum_asked_for_nothing_are_refused():
+  # A ZeroDivisionError in the step count; a NaN tol returned the start's loss as f*, and a negative
+  # max_iter failed in XLA's words.
+  ds = data.prepare(data.blobs(60, 2, 2, seed=0), 'blobs')
+  empty = dataclasses.replace(ds, x_train=ds.x_train[:0], y_train=ds.y_train[:0])
+  with pytest.raises(ValueError, match='the training split has no rows'):
+    train.fit(config.TrainConfig(epochs=1), empty)
+  cfg = config.TrainConfig(loss='logistic')
+  for kwargs, match in (
+    ({'tol': float('nan')}, r'tol must be a finite number > 0 \(or None, the default\), got nan'),
+    ({'tol': -1.0}, r'tol must be a finite number > 0'),
+    ({'max_iter': -5}, r'max_iter must be a whole number >= 1, got -5'),
+    ({'max_iter': 2.5}, r'max_iter must be a whole number >= 1'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      lj.optimum(cfg, ds, **kwargs)

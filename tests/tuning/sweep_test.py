@@ -127,6 +127,9 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     (sweep.grid([0.1], [0.0], seeds=[0]) + sweep.grid([0.2], [0.0]), 'every setting of a sweep names a seed'),
     # sgd has no momentum: a momentum axis trained the same model once per value.
     (sweep.grid([0.1], [0.0], momenta=[0.5, 0.9]), "sets a momentum, which optimizer='sgd' does not read"),
+    # 1e-50 is 0 in float32: the sweep trained nothing and said nothing; '0.1' was shown as a number.
+    (sweep.grid([1e-50], [0.0]), r'learning rates must not round to 0 in float32, the dtype; 1e-50 does'),
+    ([{'learning_rate': '0.1', 'reg': 0.0}], r"learning rates must be > 0, got '0\.1'"),
   ],
 )
 def test_bad_grids_are_refused(blobs, settings, match):
