@@ -33,6 +33,7 @@ from linear_jax.data import memory
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
 from linear_jax.maths import model
+from linear_jax.maths import validation
 from linear_jax.optim import step
 from linear_jax.training import train
 from linear_jax.tuning import search_state
@@ -53,13 +54,18 @@ class SearchResult:
   seconds: float = 0.0
 
 
-def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0):
-  for name, v in (('budget', budget), ('population', population)):
-    if not (isinstance(v, (int, np.integer)) and v >= 1):
-      raise ValueError(f'{name} must be a whole number >= 1, got {v!r}.')
-  for name, v in (('mutation_scale', mutation_scale), ('scale', scale)):
-    if not (math.isfinite(v) and v > 0):
-      raise ValueError(f'{name} must be > 0, got {v!r}.')
+# Evaluations are counted in int32 on the device.
+MAX_BUDGET = 2**31 - 1
+
+
+def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0, scale_name='scale'):
+  for name, v, high in (('budget', budget, MAX_BUDGET), ('population', population, None)):
+    if isinstance(v, bool) or not (isinstance(v, (int, np.integer)) and v >= 1 and (not high or v <= high)):
+      within = f'>= 1 (and at most {high:,})' if high else '>= 1'
+      raise ValueError(f'{name} must be a whole number {within}, got {v!r}.')
+  for name, v in (('mutation_scale', mutation_scale), (scale_name, scale)):
+    if not (validation.is_number(v) and math.isfinite(v) and v > 0):
+      raise ValueError(f'{name} must be > 0 and finite, got {v!r}.')
 
 
 @jax.tree_util.register_pytree_node_class
@@ -213,7 +219,7 @@ def random_local_search(
   replaces the current weights if it is lower. Spends `1 + k·proposals ≤
   budget` evaluations (the start, then `k` iterations).
   """
-  _check(budget=budget, population=proposals, scale=step_size)
+  _check(budget=budget, population=proposals, scale=step_size, scale_name='step_size')
   iterations = (budget - 1) // proposals
   objective = _objective(loss_fn)
   segment = lambda carry, keys: _local_segment(objective, step_size, carry, keys, proposals=proposals)
@@ -313,7 +319,8 @@ def genetic_algorithm(
 
 def _check_genetic(budget, population, elite, mutation_scale, init_scale):
   """Refuses a genetic algorithm's budget, population, elite or scales out of range."""
-  _check(budget=budget, population=population, mutation_scale=mutation_scale, scale=init_scale)
+  scales = {'mutation_scale': mutation_scale, 'scale': init_scale, 'scale_name': 'init_scale'}
+  _check(budget=budget, population=population, **scales)
   if not 0 <= elite < population:
     raise ValueError(f'elite must be in [0, population), got {elite} with population {population}.')
   if budget < population:
@@ -453,6 +460,13 @@ def compare(
   `preemption.Stopped` after a checkpoint.
   """
   cfg = dataclasses.replace(cfg, bias_trick=False)  # the methods keep the bias apart (`model.Params.b`)
+  # Every method's arguments before any method runs (a bad elite failed after random search had).
+  _check_genetic(budget, population, elite, mutation_scale, init_scale)
+  _check(budget=budget, population=proposals, scale=step_size, scale_name='step_size')
+  if isinstance(batch_size, bool) or not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+    raise ValueError(f'batch_size must be a whole number >= 1, got {batch_size!r}.')
+  if segments is not None and not isinstance(segments, search_state.Segments):
+    raise ValueError(f'segments must be a search_state.Segments or None, got {type(segments).__name__}.')
   if cfg.optimizer == 'lbfgs':  # gradient descent takes steps of an optax optimizer within the budget
     raise ValueError(
       'search races gradient descent by an optax optimizer (sgd, momentum, nesterov, adam); '

@@ -89,6 +89,25 @@ def test_bad_search_arguments(problem, kwargs, match):
     search.genetic_algorithm(loss_fn, jax.random.PRNGKey(0), init, **args)
 
 
+@pytest.mark.parametrize(
+  'kwargs,match',
+  [
+    ({'batch_size': -1}, r'batch_size must be a whole number >= 1, got -1'),  # a reshape TypeError
+    ({'segments': -2}, r'segments must be a search_state.Segments or None, got int'),  # an AttributeError
+    ({'budget': 10**12}, r'budget must be a whole number >= 1 \(and at most 2,147,483,647\)'),
+    ({'step_size': -1.0}, r'step_size must be > 0 and finite, got -1.0'),  # named 'scale'
+    ({'init_scale': float('nan')}, r'init_scale must be > 0 and finite'),
+    ({'elite': 10}, r'elite must be in \[0, population\)'),  # after random search had run
+  ],
+)
+def test_compare_refuses_each_bad_argument_by_name_before_any_method_runs(kwargs, match, monkeypatch):
+  ds = data.prepare(data.blobs(60, 2, 2, seed=0), 'blobs')
+  monkeypatch.setattr(search, 'random_search', lambda *a, **k: pytest.fail('a method ran'))
+  args = {'budget': 40, 'population': 10, **kwargs}
+  with pytest.raises(ValueError, match=match):
+    search.compare(config.TrainConfig(), ds, **args)
+
+
 def test_compare_minimizes_the_weighted_objective_of_a_weighted_dataset():
   """`--class_weight=balanced` (any sample weights) changes the objective; `compare` built every method's
   objective without them, and its tables were the unweighted ones, digit for digit."""
