@@ -5,6 +5,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from linear_jax.maths import validation
 
@@ -39,11 +40,17 @@ def init_params(
   Returns:
     `Params(W=[C, D], b=[C])`.
   """
-  if num_features < 1 or num_classes < 1:
+  whole = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+  if not (whole(num_features) and whole(num_classes)):
     raise ValueError(
-      f'init_params needs num_features >= 1 and num_classes >= 1, got '
-      f'num_features={num_features}, num_classes={num_classes}.'
+      f'init_params needs whole numbers num_features >= 1 and num_classes >= 1, got '
+      f'num_features={num_features!r}, num_classes={num_classes!r}.'
     )
+  if not hasattr(key, 'dtype'):  # a seed given where a key belongs: JAX's TypeError named neither
+    raise ValueError(f'key must be a jax.random key (jax.random.PRNGKey({key!r})), got {type(key).__name__}.')
+  s = validation.concrete(scale)
+  if s is not None and not (np.ndim(s) == 0 and s.dtype.kind in 'iuf' and np.isfinite(s) and s >= 0):
+    raise ValueError(f'scale must be one finite number >= 0, got {scale!r}.')  # NaN made a NaN W
   # The barrier keeps XLA from folding `scale` into the draw's arithmetic: the same bits whether
   # this runs op by op or inside a compiled program (`optim.step.init_state`'s).
   w = scale * jax.lax.optimization_barrier(jax.random.normal(key, (num_classes, num_features), dtype))

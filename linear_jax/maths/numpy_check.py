@@ -252,6 +252,7 @@ def check_loss_and_grad(
   _check_args(reg, h, seed, num_coords, num_directions)
   w, x = np.asarray(W, np.float64), np.asarray(X, np.float64)
   layout = _layout(w, x, layout)
+  _check_labels(y, x, w, layout, reference)
   call = _Fn(fn, x, y)
   loss, dw = call(w, reg)
   loss0, dw0 = call(w, 0.0)
@@ -277,6 +278,18 @@ def check_loss_and_grad(
     report.conventions.append('W laid out [C, D] (scores X @ W.T); the course lays it out [D, C]')
   report.seconds = time.perf_counter() - start
   return report
+
+
+def _check_labels(y, x, w, layout, reference):
+  """Raises a `ValueError` naming the first bad label before `fn` sees it (a label of 7 failed in the
+  user's own indexing, an IndexError); real targets are taken for a regression `reference`."""
+  y = np.asarray(y)
+  if np.ndim(y) < 1 or len(y) != x.shape[0]:
+    raise ValueError(f'y must hold one target per row of X ({x.shape[0]}), got shape {list(np.shape(y))}.')
+  kind = 'class' if reference is None else losses.get_loss(reference).targets
+  outputs = w.shape[1] if layout == 'DC' else w.shape[0]
+  if kind != 'real' and (kind == 'binary' or outputs >= 2):
+    validation.check_targets(y, kind, outputs, where='y')
 
 
 def _check_args(reg, h, seed, num_coords, num_directions):

@@ -212,10 +212,18 @@ def as_array(a, where):
     raise ValueError(f'{where} must be an array or a rectangular nested list of numbers: {e}') from None
 
 
+def check_params_kind(params):
+  """Raises a `ValueError` unless `params` is a `Params(W, b)` (a dict failed in an AttributeError)."""
+  if not (hasattr(params, '_replace') and hasattr(params, 'W') and hasattr(params, 'b')):
+    hint = ': lj.Params(**params) makes one of a dict with keys W and b' if isinstance(params, dict) else ''
+    raise ValueError(f'params must be an lj.Params(W, b), got a {type(params).__name__}{hint}.')
+
+
 def check_params(params, num_outputs=None, num_features=None):
   """Raises a `ValueError` when concrete `params` hold a NaN or an infinity (a diverged model, whose
   scores rank no class: its argmax is class 0 for every row), or when `W` is not `[num_outputs,
   num_features]` (where given) or `b` not `[C]`."""
+  check_params_kind(params)
   shape = np.shape(params.W)
   want = (num_outputs, num_features)
   if len(shape) != 2 or any(w is not None and n != w for n, w in zip(shape, want, strict=True)):
@@ -234,6 +242,7 @@ def check_params(params, num_outputs=None, num_features=None):
 
 def check_model_inputs(params, x):
   """`(params, x)` as arrays, after checking that `x` is a finite `[N, D]` batch for `params`."""
+  check_params_kind(params)
   params = params._replace(W=as_array(params.W, 'W'), b=None if params.b is None else as_array(params.b, 'b'))
   x = as_array(x, 'x')
   check_features(x)

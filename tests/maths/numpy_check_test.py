@@ -206,3 +206,19 @@ def test_no_penalty_convention_is_named_where_the_two_cannot_be_told_apart():
     lambda *a: softmax_loss_course(*a, reg_factor=1.0, half_penalty=True), W, X, y, 0.1
   )
   assert half.passed and any('0.5·reg·ΣW²' in c for c in half.conventions), half.summary()
+
+
+@pytest.mark.parametrize(
+  'bad, message',
+  [(7, r'y: label 7 at index 0 is outside \[0, 4\)'), (1.5, r'labels must be integers, got 1.5 at index 0')],
+)
+def test_a_bad_label_is_named_before_fn_is_called(bad, message):
+  # fn's own indexing failed first (an IndexError in the user's code), or took 1.5 as a label.
+  W, X, y = _problem(4)
+  y = np.asarray(y, float if isinstance(bad, float) else int).copy()
+  y[0] = bad
+  called = []
+  fn = lambda *a: called.append(1) or svm_loss_naive(*a)
+  with pytest.raises(ValueError, match=message):
+    lj.check_loss_and_grad(fn, W, X, y, 0.1, reference='svm')
+  assert not called

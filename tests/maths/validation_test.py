@@ -1,5 +1,6 @@
 """Bad input to the core functions: a ValueError naming the problem, before any work."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -119,3 +120,23 @@ def test_the_gradient_sources_check_what_costs_nothing(kwargs, match):
       lj.value_and_grad(source, P3, X, y, **kwargs)
   with pytest.raises(ValueError, match=match):
     lj.custom_vjp_objective(P3, X, y, **kwargs)
+
+
+def test_params_of_another_kind_and_bad_initial_weights_are_refused_by_name():
+  # A dict failed in an AttributeError, a float count and an int key in JAX's TypeErrors; a NaN scale
+  # gave a NaN W without a word.
+  as_dict = {'W': P3.W, 'b': P3.b}
+  with pytest.raises(ValueError, match=r'must be an lj.Params\(W, b\), got a dict: lj.Params\(\*\*params\)'):
+    lj.objective(as_dict, X, np.zeros(4, int))
+  with pytest.raises(ValueError, match=r'params must be an lj.Params'):
+    lj.predict(as_dict, X)
+  key = jax.random.PRNGKey(0)
+  for args, match in (
+    ((key, 3.5, 3), r'whole numbers num_features >= 1 and num_classes >= 1, got num_features=3.5'),
+    ((key, 3, True), r'num_classes=True'),
+    ((0, 3, 3), r'key must be a jax.random key \(jax.random.PRNGKey\(0\)\), got int'),
+    ((key, 3, 3, float('nan')), r'scale must be one finite number >= 0, got nan'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      lj.init_params(*args)
+  assert lj.init_params(key, np.int64(3), 2).W.shape == (2, 3)
