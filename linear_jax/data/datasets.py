@@ -815,6 +815,12 @@ def first_overflow(block, lo, hi) -> tuple[int, int] | None:
 def overflow_error(where, row, column, value, shift, scale, dtype):
   """The `ValueError` of a finite raw value whose standardization overflows `dtype` (`overflow_bounds`)."""
   dt = np.dtype(dtype)
+  if float(shift[column]) == 0 and float(scale[column]) == 1:  # the value itself is too large
+    return ValueError(
+      f"{where}: row {row}, feature {column}: {float(value):g} is finite, but beyond {dt.name}'s largest "
+      f'value, {float(np.finfo(dt).max):.3g} ({dt.name} is the training dtype); rescale that feature, or '
+      'train in float64 (--dtype=float64).'
+    )
   return ValueError(
     f'{where}: row {row}, feature {column}: {float(value):g} is finite, but standardizing it overflows '
     f"{dt.name} ((x - mean) / std with the training rows' mean {float(shift[column]):.3g} and std "
@@ -1005,8 +1011,16 @@ def params_to_raw(
   also mapped back to the targets' units: `target_scale · s + target_shift`
   (one scale per output for `[N, K]` targets).
   """
-  w_raw = np.asarray(W, np.float64) / scale
-  b_raw = np.asarray(b, np.float64) - w_raw @ shift
+  w, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+  if w.ndim != 2 or b.shape != w.shape[:1]:
+    raise ValueError(f'W must be [C, D] and b [C], got shapes {list(w.shape)} and {list(b.shape)}.')
+  for name, v in (('shift', shift), ('scale', scale)):
+    if np.shape(v) not in ((), w.shape[1:]):
+      raise ValueError(f'{name} must be one number or [D] = [{w.shape[1]}], got shape {list(np.shape(v))}.')
+  if not (np.all(np.isfinite(scale)) and np.all(np.asarray(scale) > 0)):  # 0 made W infinite, silently
+    raise ValueError('scale must hold finite numbers > 0 (a standard deviation per feature).')
+  w_raw = w / scale
+  b_raw = b - w_raw @ np.broadcast_to(np.asarray(shift, np.float64), w.shape[1:])
   if target_scale is not None:
     ts = np.asarray(target_scale, np.float64)
     w_raw, b_raw = w_raw * np.reshape(ts, (-1, 1)), b_raw * ts + target_shift

@@ -1079,3 +1079,35 @@ def test_half_precision_splits_train_like_float32(narrow):
     assert ds.x_train.dtype == (dt if name == 'narrow' else np.float32)
     accs[name] = train.evaluate(cfg, ds, train.fit(cfg, ds).params)['test_accuracy']
   assert abs(accs['narrow'] - accs['wide']) <= 0.05 and accs['wide'] > 0.8
+
+
+@pytest.mark.parametrize(
+  'make, match',
+  [
+    (lambda: data.blobs(50, 2, 3, spread=float('nan')), r'spread must be a finite number >= 0, got nan'),
+    (lambda: data.blobs(50, 2, 3, spread=-1.0), r'spread must be a finite number >= 0, got -1.0'),
+    (lambda: data.blobs(50, 0, 3), r'num_features must be a whole number >= 1, got 0'),
+    (lambda: data.blobs(0, 2, 3), r'num_examples must be a whole number >= 1, got 0'),
+    (lambda: data.blobs(50, 2, 0), r'num_classes must be a whole number >= 2, got 0'),  # NumPy: high <= 0
+    (lambda: data.blobs(50, 2, 3, seed=-1), r'seed must be an integer in \[0, 2\*\*32\), got -1'),
+    (lambda: data.linreg(50, 2, noise=float('inf')), r'noise must be a finite number >= 0'),
+    (lambda: data.binary2d(2.5), r'num_examples must be a whole number >= 1, got 2.5'),
+  ],
+)
+def test_the_generators_refuse_arguments_out_of_range_by_name(make, match):
+  # Each made data silently (a NaN spread, no features) or failed in NumPy's words.
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_params_to_raw_checks_its_shapes_and_refuses_a_zero_scale():
+  w, b = np.ones((2, 3)), np.zeros(2)
+  with pytest.raises(ValueError, match=r'W must be \[C, D\] and b \[C\], got shapes \[2, 3\] and \[3\]'):
+    data.params_to_raw(w, np.zeros(3), np.zeros(3), np.ones(3))
+  with pytest.raises(ValueError, match=r'shift must be one number or \[D\] = \[3\], got shape \[2\]'):
+    data.params_to_raw(w, b, np.zeros(2), np.ones(3))
+  with pytest.raises(ValueError, match=r'scale must hold finite numbers > 0'):  # W was infinite
+    data.params_to_raw(w, b, np.zeros(3), np.array([1.0, 0.0, 1.0]))
+  w_raw, b_raw = data.params_to_raw(w, b, np.full(3, 2.0), np.full(3, 4.0))
+  np.testing.assert_allclose(w_raw, w / 4)
+  np.testing.assert_allclose(b_raw, -1.5 * np.ones(2))  # b − (W / scale) · shift

@@ -73,3 +73,12 @@ def test_an_overflow_in_a_streamed_file_names_its_row_before_training(tmp_path):
   ds = preparation.prepare(mapped, 'npy', 0.1, 0.2, 'standardize', **kw)
   with pytest.raises(ValueError, match=rf'^x\.npy \(test rows\): row 390, feature 2: 3\.4e\+38 {CAUSE}'):
     train.check_fit(config.TrainConfig(stream=True, learning_rate=0.1), ds)
+
+
+def test_a_value_beyond_the_training_dtype_without_preprocessing_is_not_blamed_on_standardizing():
+  # With --preprocess=none the message blamed a mean of 0 and std of 1, and advised --preprocess=none.
+  x = np.random.default_rng(0).uniform(size=(50, 3)) * 1e60
+  raw = records.Raw(x=x, y=np.arange(50) % 2, kind='class', num_classes=2)
+  with pytest.raises(ValueError, match=r"but beyond float32's largest value, .* train in float64") as e:
+    data_lib.prepare(raw, 't', preprocess='none')
+  assert '--preprocess=none' not in str(e.value)

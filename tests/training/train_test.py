@@ -521,3 +521,21 @@ def test_an_empty_training_split_and_an_optimum_asked_for_nothing_are_refused():
   ):
     with pytest.raises(ValueError, match=match):
       lj.optimum(cfg, ds, **kwargs)
+
+
+def test_fit_takes_a_workdir_as_the_commands_do_and_refuses_one_it_cannot_use(tmp_path, monkeypatch):
+  # A missing folder and a file failed in the OS's words, '~' was a folder named '~', '' wrote no
+  # checkpoint without a word, and a negative interval was taken.
+  ds = data.prepare(data.blobs(60, 2, 2, seed=0), 'blobs')
+  cfg = config.TrainConfig(epochs=1)
+  (tmp_path / 'file').write_text('x')
+  for workdir, kwargs, match in (
+    (str(tmp_path / 'file'), {}, r'workdir=.*file is not a folder'),
+    ('', {}, r'workdir is empty'),
+    (str(tmp_path / 'w'), {'checkpoint_every': -1}, r'checkpoint_every must be a whole number >= 0'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      train.fit(cfg, ds, workdir=workdir, **kwargs)
+  monkeypatch.setenv('HOME', str(tmp_path))
+  train.fit(cfg, ds, workdir='~/new/run', checkpoint_every=1)
+  assert (tmp_path / 'new' / 'run' / 'checkpoint.npz').is_file()
