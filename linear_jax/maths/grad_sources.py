@@ -29,7 +29,7 @@ def _custom_fwd(params, x, targets, reg, loss_hparams, mask, loss, penalty):
 def _custom_bwd(loss, penalty, residuals, cotangent):
   params, x, targets, reg, loss_hparams, mask = residuals
   g = grads.unchecked_analytic_grad(params, x, targets, loss, reg, penalty, loss_hparams, mask)
-  g = jax.tree.map(lambda a: cotangent * a, g)
+  g = jax.tree.map(lambda a: (cotangent * a).astype(a.dtype), g)  # in the parameters' dtype
   # Only the parameters are differentiated through the hand-derived rule.
   return g, None, None, None, None, None
 

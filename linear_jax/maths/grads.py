@@ -98,7 +98,9 @@ def unchecked_analytic_grad(
     w = jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1.0), 0.0)
     g = jnp.where(w[:, None] > 0, w[:, None] * g, 0.0)
   grad = linear_layer_grad(params, x, g)
-  return grad._replace(W=grad.W + penalty_grad(params, penalty, reg))
+  grad = grad._replace(W=grad.W + penalty_grad(params, penalty, reg))
+  # In each parameter's dtype, as jax.grad's: float32 weights and float64 rows gave float64 gradients.
+  return jax.tree.map(lambda d, p: d.astype(jnp.result_type(p)), grad, params)
 
 
 def analytic_grad(

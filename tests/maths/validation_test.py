@@ -140,3 +140,15 @@ def test_params_of_another_kind_and_bad_initial_weights_are_refused_by_name():
     with pytest.raises(ValueError, match=match):
       lj.init_params(*args)
   assert lj.init_params(key, np.int64(3), 2).W.shape == (2, 3)
+
+
+def test_every_gradient_source_returns_the_parameters_dtype():
+  # float32 weights and float64 rows: the hand-derived and custom_vjp gradients came back in float64,
+  # jax.grad's in float32.
+  with jax.enable_x64(True):
+    params = lj.init_params(jax.random.PRNGKey(0), 2, 3)
+    x, y = np.random.default_rng(0).uniform(size=(5, 2)), np.array([0, 1, 2, 1, 0])
+    for source in ('analytic', 'autodiff', 'custom_vjp'):
+      _, g = lj.value_and_grad(source, params, x, y)
+      assert (g.W.dtype, g.b.dtype) == (jnp.float32, jnp.float32), source
+    assert lj.analytic_grad(params, x, y).W.dtype == jnp.float32
