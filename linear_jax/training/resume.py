@@ -41,10 +41,28 @@ def start(params, opt_state):
   return State(params, opt_state, (), {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0})
 
 
-class Checkpoints:
-  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`) on `dataset`."""
+def checked_workdir(workdir, checkpoint_every):
+  """`workdir` with its `~` expanded, made if missing; a `ValueError` for an empty name, a file, or a
+  `checkpoint_every` that is not a whole number >= 0 (they failed in the OS's words, or wrote nothing)."""
+  if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
+    raise ValueError(f'checkpoint_every must be a whole number >= 0 (0: by time), got {checkpoint_every!r}.')
+  if workdir is None:
+    return None
+  if not str(workdir).strip():
+    raise ValueError('workdir is empty: name the folder of the checkpoints, or give None for none.')
+  workdir = os.path.expanduser(os.fspath(workdir))
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f'workdir={workdir} is not a folder.')
+  os.makedirs(workdir, exist_ok=True)
+  return workdir
 
-  def __init__(self, cfg, path, workdir, dataset=None):
+
+class Checkpoints:
+  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`) on `dataset`, written every
+  `every` epochs (0: by time); `workdir` is made if missing, its `~` expanded."""
+
+  def __init__(self, cfg, path, workdir, dataset=None, every=1):
+    workdir = checked_workdir(workdir, every)
     self.cfg, self.path, self.workdir = cfg, path, workdir
     # Process 0's rows name the data (each process of a multi-host run holds its own).
     self.data = fingerprint.of(dataset) if dataset is not None and path.writer and workdir else None

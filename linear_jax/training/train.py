@@ -9,7 +9,6 @@ runs epochs of it; what it carries between epochs and its checkpoints are
 
 import dataclasses
 import functools
-import os
 import time
 
 import jax
@@ -111,11 +110,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   Returns:
     A `FitResult`. Raises `Diverged` when the loss stops being finite or exceeds `explode_factor` × its start.
   """
-  workdir = _checked_workdir(workdir, checkpoint_every)
   path = check_fit(cfg, dataset)
   if cfg.optimizer == 'lbfgs':
     return lbfgs.fit(cfg, path, on_epoch)
-  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)  # the config as given: 'auto' stays
+  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset, checkpoint_every)  # 'auto' stays
   cfg, derived = resolve_step_size(cfg, path, checkpoints, resume)
   hp = step.hparams(cfg)
   params, opt_state = step.init_state(
@@ -178,22 +176,6 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     learning_rate=cfg.learning_rate,
     learning_rate_info=derived,
   )
-
-
-def _checked_workdir(workdir, checkpoint_every):
-  """`workdir` with its `~` expanded, made if missing; a `ValueError` for an empty name, a file, or a
-  `checkpoint_every` that is not a whole number >= 0 (they failed in the OS's words, or wrote nothing)."""
-  if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
-    raise ValueError(f'checkpoint_every must be a whole number >= 0 (0: by time), got {checkpoint_every!r}.')
-  if workdir is None:
-    return None
-  if not str(workdir).strip():
-    raise ValueError('workdir is empty: name the folder of the checkpoints, or give None for none.')
-  workdir = os.path.expanduser(os.fspath(workdir))
-  if os.path.lexists(workdir) and not os.path.isdir(workdir):
-    raise ValueError(f'workdir={workdir} is not a folder.')
-  os.makedirs(workdir, exist_ok=True)
-  return workdir
 
 
 def resolve_step_size(cfg, path, checkpoints=None, resume=False):
