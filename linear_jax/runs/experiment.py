@@ -111,6 +111,11 @@ class DataConfig:
       )
     if self.bins != default.bins and self.features != 'histogram':
       raise ValueError(f'--bins={self.bins} is read only with --features=histogram: give it, or drop --bins.')
+    if self.test_path and self.test_fraction != default.test_fraction:
+      raise ValueError(
+        f'--test_path={self.test_path} is the test split, so none is taken from the data: drop '
+        f'--test_fraction={self.test_fraction:g}.'
+      )
     same = lambda a, b: os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
     if self.test_path and self.data_path and same(self.test_path, self.data_path):
       raise ValueError(
@@ -207,8 +212,8 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
     weight_column=d.weight_column,
     real_targets=targets == 'real',
   )
-  if raw.test is not None and d.test_fraction != DataConfig().test_fraction:
-    held = f'--test_path={d.test_path}' if d.test_path else f'{d.data_path} (its x_test and y_test)'
+  if raw.test is not None and d.test_fraction != DataConfig().test_fraction:  # a file of its own test split
+    held = f'{d.data_path} (its x_test and y_test)' if d.data_path else f"--dataset={d.dataset}'s test set"
     raise ValueError(
       f'{held} is the test split, so none is taken from the data: drop --test_fraction={d.test_fraction:g}.'
     )

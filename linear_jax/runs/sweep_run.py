@@ -220,7 +220,8 @@ def _refit_line(refit):
   if not refit:
     return []
   tested = ', '.join(f'{k}={v:.4f}' for k, v in refit['final'].items() if k.startswith('test'))
-  return [f'refit on train + validation ({refit["train_examples"]} rows) at reg={refit["reg"]:g}: {tested}']
+  said = f'refit on train + validation ({refit["train_examples"]} rows) at reg={refit["reg"]:g}'
+  return [f'{said}: {tested}' if tested else f'{said} (no test split to measure it on)']
 
 
 def result_lines(out, workdir, varied=()):

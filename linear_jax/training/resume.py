@@ -58,11 +58,10 @@ def checked_workdir(workdir, checkpoint_every):
 
 
 class Checkpoints:
-  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`) on `dataset`, written every
-  `every` epochs (0: by time); `workdir` is made if missing, its `~` expanded."""
+  """The checkpoint of one fit in `workdir` (none when `workdir` is `None`; see `checked_workdir`) on
+  `dataset`."""
 
-  def __init__(self, cfg, path, workdir, dataset=None, every=1):
-    workdir = checked_workdir(workdir, every)
+  def __init__(self, cfg, path, workdir, dataset=None):
     self.cfg, self.path, self.workdir = cfg, path, workdir
     # Process 0's rows name the data (each process of a multi-host run holds its own).
     self.data = fingerprint.of(dataset) if dataset is not None and path.writer and workdir else None

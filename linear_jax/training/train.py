@@ -111,9 +111,10 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     A `FitResult`. Raises `Diverged` when the loss stops being finite or exceeds `explode_factor` × its start.
   """
   path = check_fit(cfg, dataset)
+  workdir = resume_lib.checked_workdir(workdir, checkpoint_every)  # L-BFGS too hears of a bad one
   if cfg.optimizer == 'lbfgs':
     return lbfgs.fit(cfg, path, on_epoch)
-  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset, checkpoint_every)  # 'auto' stays
+  checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)  # the config as given: 'auto' stays
   cfg, derived = resolve_step_size(cfg, path, checkpoints, resume)
   hp = step.hparams(cfg)
   params, opt_state = step.init_state(
@@ -124,9 +125,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
   initial = state.history[0]['initial_loss'] if first else float(path.evaluate(params, hp, 'train')['loss'])
   multiplier = step.schedule_fn(cfg, path.steps)
   gain = functools.partial(plateau.gain, cfg, path, hp=hp, initial=initial)  # is a plateau the optimum?
-  finished = stopping.finished(
-    cfg, state, path.gradient_scale, gain
-  )  # a finished run, resumed, trains no more
+  finished = stopping.finished(cfg, state, path.gradient_scale, gain)  # resumed finished: trains no more
   reason = finished or 'max_epochs'
   try:
     for epoch in range(first, first if finished else cfg.epochs):

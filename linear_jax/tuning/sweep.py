@@ -216,7 +216,7 @@ def _cast(name, v):
 def check_grid(settings, loss=None, optimizer=None, dtype=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
-        raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {s[name]:g} does.')
+  The run hyperparameters are held to `BOUNDS` (and, with `dtype`, must not round to 0 in it: a
   learning rate of 1e-50 is 0 in float32, and the model would learn nothing). With `loss` (a record or
   name), every other key must be one of its hyperparameters, within its
   bounds. With `optimizer`, a momentum only where it reads one.

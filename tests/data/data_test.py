@@ -641,7 +641,12 @@ def test_data_flags_a_run_would_ignore_or_that_would_test_on_training_rows_are_r
   np.savez(tmp_path / 't.npz', x=np.ones((10, 3)), y=np.arange(10) % 2)
   held = dataclasses.replace(same, test_path=str(tmp_path / 't.npz'), test_fraction=0.5)
   with pytest.raises(ValueError, match=r'--test_path=.*t\.npz is the test split, .*--test_fraction=0\.5'):
-    experiment.load_dataset(held.check_read())
+    held.check_read()  # before anything is loaded
+  test = {'x_test': np.ones((9, 3)), 'y_test': np.arange(9) % 2}
+  np.savez(tmp_path / 'own.npz', x=np.ones((40, 3)), y=np.arange(40) % 2, **test)
+  own = experiment.DataConfig(dataset='npz', data_path=str(tmp_path / 'own.npz'), test_fraction=0.5)
+  with pytest.raises(ValueError, match=r'own\.npz \(its x_test and y_test\) is the test split'):
+    experiment.load_dataset(own.check_read())
   assert len(experiment.load_dataset(dataclasses.replace(held, test_fraction=0.2)).x_test) == 10
 
 

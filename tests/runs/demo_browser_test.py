@@ -265,11 +265,11 @@ def test_the_search_methods_race(page):
   assert page.execute_script('return JSON.stringify(S.model)') == before
 
 
-def _slow_steps(page, ms=1500):
-  """Holds every answer of /api/step back `ms` milliseconds, so the test can act while one is in flight."""
+def _slow_steps(page, ms=1500, route='step'):
+  """Holds every answer of /api/`route` back `ms` milliseconds, so the test can act while one is in flight."""
   page.execute_script(
     'window._fetch = window._fetch || window.fetch; window.fetch = async (u, o) => {'
-    " const r = await window._fetch(u, o); if (String(u).includes('step'))"
+    f" const r = await window._fetch(u, o); if (String(u).endsWith('/{route}'))"
     f' await new Promise((z) => setTimeout(z, {ms})); return r; }};'
   )
 
@@ -290,6 +290,25 @@ def test_two_quick_steps_are_two_steps_and_an_edit_during_one_drops_it(page):
   box.send_keys('2.5')
   _idle(page)
   assert page.execute_script('return [S.model.W[0][0], S.opt.t, S.curve.length]') == [2.5, 2, 2]
+  # A slice asked for while a step runs is no edit: the step stays, and the slice's path holds it.
+  page.find_element('id', 'step').click()
+  _wait(page, 'return S.inflight')
+  page.find_element('id', 'surface-draw').click()
+  _wait(page, 'return S.opt.t === 3 && S.surface && !S.inflight && !S.pending')
+  assert page.execute_script('return S.surface.path.length === S.path.length - 1')
+  page.execute_script('window.fetch = window._fetch;')
+
+
+def test_a_step_pressed_before_the_method_changes_is_a_step_of_the_new_method(page):
+  from selenium.webdriver.support.ui import Select
+
+  # Pressed while another request ran, it was sent with the new method's fresh state and then dropped as
+  # a step of the old one: the press did nothing.
+  _slow_steps(page, route='evaluate')
+  page.execute_script("S.reg = 0.002; evaluate(); $('step').click();")
+  Select(page.find_element('id', 'opt-method')).select_by_value('adam')
+  _wait(page, 'return S.opt.t === 1 && !S.inflight && !S.pending')
+  assert page.execute_script('return S.curve.length') == 1
   page.execute_script('window.fetch = window._fetch;')
 
 

@@ -44,3 +44,21 @@ def test_a_workdir_holds_the_last_runs_outputs_only_sweep_or_path(tmp_path):
   assert not set(sweep_run.PATH_OUTPUTS) & {p.name for p in tmp_path.iterdir()}
   sweep_run.sweep_and_write(cfg, ds, str(tmp_path), lrs=[0.1], regs=[0.0])
   assert not set(sweep_run.PATH_OUTPUTS) & {p.name for p in tmp_path.iterdir()}
+
+
+def test_a_path_says_its_refit_and_what_it_measured_even_without_a_test_split():
+  # --refit's result was in path.json alone; without a test split the new line ended in an empty list.
+  out = {
+    'optimizer': 'lbfgs', 'num_models': 2, 'seconds': 1.0, 'fevals': 30, 'chosen_by': 'val_accuracy',
+    'models': [{'converged': True}] * 2, 'best': {'reg': 0.01, 'val_accuracy': 0.96},
+    'refit': {'train_examples': 455, 'reg': 0.01, 'final': {'train_loss': 0.1, 'test_accuracy': 0.9825}},
+  }  # fmt: skip
+  assert sweep_run.result_lines(out, 'w')[-1] == (
+    'refit on train + validation (455 rows) at reg=0.01: test_accuracy=0.9825'
+  )
+  out['refit']['final'] = {'train_loss': 0.1, 'train_accuracy': 0.97}
+  assert sweep_run.result_lines(out, 'w')[-1] == (
+    'refit on train + validation (455 rows) at reg=0.01 (no test split to measure it on)'
+  )
+  del out['refit']
+  assert sweep_run.result_lines(out, 'w')[-1].startswith('best: reg=0.01 val_accuracy=0.9600')

@@ -534,8 +534,9 @@ def test_fit_takes_a_workdir_as_the_commands_do_and_refuses_one_it_cannot_use(tm
     ('', {}, r'workdir is empty'),
     (str(tmp_path / 'w'), {'checkpoint_every': -1}, r'checkpoint_every must be a whole number >= 0'),
   ):
-    with pytest.raises(ValueError, match=match):
-      train.fit(cfg, ds, workdir=workdir, **kwargs)
+    for optimizer in ('sgd', 'lbfgs'):  # L-BFGS writes no checkpoint, and is told of a bad workdir too
+      with pytest.raises(ValueError, match=match):
+        train.fit(dataclasses.replace(cfg, optimizer=optimizer), ds, workdir=workdir, **kwargs)
   monkeypatch.setenv('HOME', str(tmp_path))
   train.fit(cfg, ds, workdir='~/new/run', checkpoint_every=1)
   assert (tmp_path / 'new' / 'run' / 'checkpoint.npz').is_file()

@@ -63,14 +63,15 @@ async function api(route, payload) {
   return [j, ms];
 }
 
-// The routes that answer a new input (the data, the loss, W); a step refused leaves its model's figures true.
-const STALE_ON_ERROR = ['evaluate', 'init', 'drag'];
+// The routes that carry an edit (of the data, the objective or W): one waiting drops a step's answer, and
+// one refused greys the figures (a step refused leaves its model's figures true).
+const EDIT_ROUTES = ['evaluate', 'init', 'drag'];
 
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
 // An edit's payload is taken when the wish is made, so an answer arriving meanwhile cannot undo it; a
 // step's when it is sent (`atSend`), so each step starts where the one before it ended.
 function request(route, makePayload, onDone, atSend) {
-  S.pending = {route, payload: atSend ? null : makePayload(), makePayload, onDone, gen: S.gen};
+  S.pending = {route, payload: atSend ? null : makePayload(), makePayload, onDone, gen: atSend ? null : S.gen};
   if (!S.inflight) pump();
 }
 
@@ -84,21 +85,22 @@ function resetOpt() {
 
 async function pump() {
   if (!S.pending) return;
-  const {route, payload, makePayload, onDone, gen} = S.pending;
+  const {route, payload, makePayload, onDone} = S.pending;
+  const gen = S.pending.gen === null ? S.gen : S.pending.gen;  // a payload made now is of the optimizer now
   S.pending = null;
   S.inflight = true;
   try {
     const [j, ms] = await api(route, payload || makePayload());
     // A newer wish supersedes this answer; a step's is kept unless an edit is waiting, which was made on
     // the weights before the step and applies to them (the step is dropped, and counts nowhere).
-    if (S.pending && (route !== 'step' || S.pending.route !== 'step')) return;
+    if (S.pending && (route !== 'step' || EDIT_ROUTES.includes(S.pending.route))) return;
     if (route === 'step' && gen !== S.gen) return;  // steps of a model the optimizer has since left
     if (onDone) onDone(j);
     show(j);
     setStatus(`${route}: ${ms.toFixed(0)} ms`);
   } catch (e) {
     // A refused input leaves the figures of the last one accepted: greyed, and said, until one is.
-    const stale = STALE_ON_ERROR.includes(route);
+    const stale = EDIT_ROUTES.includes(route);
     setStatus(stale ? `${e.message} (greyed: the figures of the last input accepted)` : e.message, true);
     if (stale) document.querySelector('main').classList.add('stale');
     if (route !== 'surface') {  // a slice too large to draw leaves Run running
@@ -534,7 +536,7 @@ async function runLoop() {
 
 function drawSurfaceRequest() {
   S.surfaceDue = false;
-  request('surface', () => body({path: S.path.slice(0, -1)}), (j) => { S.surface = j; return j; });
+  request('surface', () => body({path: S.path.slice(0, -1)}), (j) => { S.surface = j; return j; }, true);
 }
 
 // The surface's answer is not an evaluation: keep the last evaluation on show.
