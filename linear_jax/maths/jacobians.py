@@ -72,8 +72,9 @@ def lecture_jacobians(key=None, num_features=4, num_classes=3, batch=2, image=(2
   ).W
   out.append(Jacobian('dL/dW', (c, d), jax.grad(loss_of_w)(params.W), derived, '(softmax(s) − onehot(y)) xᵀ'))
 
-  # A batch of images [B, H, W]: flatten to [B·H·W]; the scores [B·C] then have
-  # the block-diagonal Jacobian I_B ⊗ W (each example's scores see only its own pixels).
+  # A batch of images [B, H, W]: flatten to [B·H·W]; the scores [B·C] then have the block-diagonal
+  # Jacobian I_B ⊗ W_img (each example's scores see only its own pixels), W_img the [C, H·W] weights of
+  # a classifier of those images: not the classifier of `num_features` above.
   pixels = int(np.prod(image))
   wi = jax.random.normal(kw, (c, pixels))
   images = jax.random.normal(kx, (batch, *image))
@@ -85,7 +86,7 @@ def lecture_jacobians(key=None, num_features=4, num_classes=3, batch=2, image=(2
       (batch * c, batch * pixels),
       jax.jacfwd(scores_of_flat)(images.ravel()),
       derived,
-      'I_B ⊗ W',
+      f'I_B ⊗ W_img (W_img [{c}, {pixels}] of {image[0]}×{image[1]} images)',
     )
   )
   return [j._replace(autodiff=np.asarray(j.autodiff), derived=np.asarray(j.derived)) for j in out]

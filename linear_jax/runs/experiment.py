@@ -400,13 +400,16 @@ def _train_and_evaluate(
   if result.learning_rate_info:
     cfg = dataclasses.replace(cfg, learning_rate=result.learning_rate)
   chosen = result.best_params if cfg.patience else result.params
-  refitted = None
-  if options.refit:
+  refitted, interrupted = None, result.interrupted
+  if options.refit and not interrupted:  # a run stopped before its refit refits when resumed
     again, refitted = refit.refit(given, dataset, result)
-    chosen = again.params
+    if again.interrupted:  # stopped during the refit: its half-trained model is no result
+      interrupted, refitted = True, None
+    else:
+      chosen = again.params
   final, best = train.evaluate_many(cfg, dataset, [result.params, result.best_params], checked=True)
   if not write_outputs:
-    return {'final': final, **_outcome(result)}
+    return {'final': final, **_outcome(result), 'interrupted': interrupted}
   w_raw, b_raw = train.raw_params(chosen, dataset)
   files.replace(os.path.join(workdir, 'params.npz'), lambda f: np.savez(f, W=w_raw, b=b_raw), binary=True)
   summary = {
@@ -438,7 +441,7 @@ def _train_and_evaluate(
     'target_shift': None if dataset.target_shift is None else np.asarray(dataset.target_shift).tolist(),
     'target_scale': None if dataset.target_scale is None else np.asarray(dataset.target_scale).tolist(),
     'stopped_early': result.stopped_early,
-    'interrupted': result.interrupted,
+    'interrupted': interrupted,
     'resumed_from_epoch': result.resumed_from,
     'already_done': result.already_done,
     'streamed': result.streamed,
@@ -448,7 +451,7 @@ def _train_and_evaluate(
   }
   write_json(os.path.join(workdir, 'summary.json'), summary)
   evaluated = [m for m in result.history if m.get('evaluated', True)]
-  if options.plots and evaluated and not result.interrupted:  # a stopped run exits within its grace period
+  if options.plots and evaluated and not interrupted:  # a stopped run exits within its grace period
     if painter is None:
       _draw(_draw_here, cfg, dataset, evaluated, chosen, w_raw, b_raw, workdir)
     else:

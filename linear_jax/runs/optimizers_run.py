@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from linear_jax.data import datasets as data
+from linear_jax.maths import losses
 from linear_jax.optim import config as config_lib
 from linear_jax.optim import results as results_lib
 from linear_jax.runs import experiment
@@ -138,6 +139,7 @@ def compare(
   # A contender whose loss rises past EXPLODE times its start has diverged for the comparison (the
   # library's limit, 10⁴, let sgd hover at 10⁴ on diabetes, and claims were measured on it).
   base = dataclasses.replace(config, tol_on='none', explode_factor=EXPLODE)
+  _check_smooth(base)
   f_star, _, info = lbfgs.optimum(base, dataset)
   results, rows = {}, []
   for label, overrides in runs(base.epochs, learning_rate, batch_size, full_batch_lr).items():
@@ -172,6 +174,23 @@ def compare(
     f'f − f* on {dataset.name} ({base.loss}, reg={base.reg:g}); f* = {f_star:.6g}',
   )
   return out
+
+
+def _check_smooth(cfg):
+  """Raises a `ValueError` for an objective f* cannot be solved for: there is no comparison without it
+  (the solver's own advice, to drop the reference, is not this command's to follow)."""
+  spec = losses.get_loss(cfg.loss)
+  if spec.smooth and (cfg.penalty == 'l2' or cfg.reg == 0):
+    return
+  if not spec.smooth:
+    smooth = ', '.join(sorted(n for n, s in losses.LOSSES.items() if s.smooth))
+    why, use = f'--loss={cfg.loss} is not differentiable at its kinks', f'a smooth loss ({smooth})'
+  else:
+    why, use = f'--penalty={cfg.penalty} is not differentiable at W = 0', '--penalty=l2, or --reg=0'
+  raise ValueError(
+    f'optimizers measures every contender by f − f*, and f* is an L-BFGS solve, which needs a smooth '
+    f'objective: {why}. Use {use}.'
+  )
 
 
 def table(out: Mapping) -> str:

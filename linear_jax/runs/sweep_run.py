@@ -14,6 +14,7 @@ import numpy as np
 from linear_jax.runs import experiment
 from linear_jax.runs import plots
 from linear_jax.training import files
+from linear_jax.training import preemption
 from linear_jax.training import refit as refit_lib
 from linear_jax.training import train
 from linear_jax.tuning import paths
@@ -94,7 +95,10 @@ def sweep_and_write(
   out, best = _summary(config, dataset, result, seeds)
   if best is not None and retrain_best:
     alone = sweep.config_for(config, settings[best])
-    out['best_retrained'] = train.evaluate(alone, dataset, train.fit(alone, dataset).params)
+    again = train.fit(alone, dataset)
+    if again.interrupted:  # a stop signal: its half-trained model is no result, and a resume retrains it
+      raise preemption.Stopped(checkpoint_path, 'the sweep, while retraining its best setting alone')
+    out['best_retrained'] = train.evaluate(alone, dataset, again.params)
   _write_tables(workdir, out, seeds)
   _write_pictures(workdir, result, settings, lrs, regs, loss_axes, momenta, seeds)
   return out

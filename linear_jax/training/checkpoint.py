@@ -83,6 +83,8 @@ def read(path: str) -> tuple[list[np.ndarray], dict]:
     meta = json.loads(str(files.pop('meta')))
   except ValueError as e:
     raise ValueError(f'{path}: not a linear_jax checkpoint (unreadable header: {e}).') from e
+  if not isinstance(meta, dict):  # a number or a list: every reader looks its fields up by name
+    raise ValueError(f'{path}: not a linear_jax checkpoint (its header is not a record of fields).')
   return [files[f'leaf_{i:04d}'] for i in range(len(files)) if f'leaf_{i:04d}' in files], meta
 
 

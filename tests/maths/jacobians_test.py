@@ -70,3 +70,11 @@ def test_the_command_refuses_a_size_whose_jacobian_cannot_fit_before_computing_i
   assert out.returncode == 1
   assert out.stderr.startswith('Error: jacobians: ds/dvec(W) [100,000 x 10,000,000,000] needs ')
   assert 'use fewer --num_classes or --num_features' in out.stderr and out.stderr.count('\n') == 1
+
+
+def test_the_image_batch_row_names_the_weights_of_its_own_images():
+  # Its formula said `I_B ⊗ W` beside a W of 4 pixel columns, while the classifier's W above had 1.
+  rows = {j.name: j for j in jacobians.lecture_jacobians(num_features=1, num_classes=2)}
+  images = rows['d vec(S)/d vec(X)']
+  assert images.formula == 'I_B ⊗ W_img (W_img [2, 4] of 2×2 images)'
+  assert images.derived.shape == (4, 8) and rows['ds/dx'].derived.shape == (2, 1)

@@ -90,3 +90,29 @@ def test_a_refused_resume_deletes_none_of_the_runs_outputs(tmp_path):
   with pytest.raises(ValueError, match='trained on other data'):
     experiment.train_and_evaluate(cfg, other, str(tmp_path), experiment.RunOptions(plots=False, resume=True))
   assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith('.')} == before
+
+
+@pytest.mark.parametrize('phase', ['first', 'refit'])
+def test_a_run_stopped_before_or_during_its_refit_is_interrupted_and_keeps_no_half_trained_refit(
+  tmp_path, monkeypatch, phase
+):
+  # Stopped during the refit, the run exited 0 with the half-trained refit saved as its result; stopped
+  # before it, it still refitted for about one epoch.
+  from linear_jax.training import preemption
+  from linear_jax.training import refit
+
+  stop = lambda: monkeypatch.setattr(preemption, 'stop_requested', lambda: True)
+  refits = []
+  if phase == 'first':
+    stop()
+  else:
+    first_fit = refit.refit
+    monkeypatch.setattr(refit, 'refit', lambda *a: (stop(), refits.append(a[2].best_epoch), first_fit(*a))[2])
+  cfg = config.TrainConfig(epochs=30, batch_size=32, learning_rate=0.01)  # a refit of more than one epoch
+  options = experiment.RunOptions(refit=True, plots=False)
+  summary = experiment.train_and_evaluate(
+    cfg, experiment.DataConfig(dataset='breast_cancer'), str(tmp_path), options
+  )
+  assert summary['interrupted'] is True and summary['refit'] is None and summary['saved_params'] != 'refit'
+  assert json.loads((tmp_path / 'summary.json').read_text())['interrupted'] is True
+  assert refits == ([] if phase == 'first' else [refits[0]]) and (phase == 'first' or refits[0] > 1)

@@ -145,3 +145,14 @@ def test_passes_count_each_lbfgs_evaluation_and_stop_at_the_budget():
   epochs, seconds, f = optimizers_run.passes(sgd, 60)
   np.testing.assert_array_equal(epochs, [1, 2, 3])
   np.testing.assert_allclose(seconds, [0.5, 1.0, 1.5])
+
+
+def test_a_non_smooth_objective_is_refused_with_advice_this_command_can_follow(tmp_path):
+  # The solver's advice was to compare without f* (train: drop --reference), which optimizers cannot do.
+  dataset = data.prepare(data.blobs(60, 2, 3, seed=0), 'blobs', seed=0)
+  for kwargs, match in (
+    ({'loss': 'svm'}, r'--loss=svm is not differentiable at its kinks\. Use a smooth loss \(.*softmax\)\.$'),
+    ({'penalty': 'l1', 'reg': 1e-2}, r'--penalty=l1 is not differentiable at W = 0\. Use --penalty=l2, or'),
+  ):
+    with pytest.raises(ValueError, match=r'^optimizers measures every contender by f − f\*.*' + match):
+      optimizers_run.compare(config_lib.TrainConfig(epochs=2, **kwargs), dataset, str(tmp_path))

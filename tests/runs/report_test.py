@@ -43,6 +43,11 @@ def test_build_writes_every_section_in_order_and_the_gradient_checks_pass(built)
   for title, start in zip(titles, SECTIONS, strict=True):
     assert title.startswith(start), title
   assert page.count('<td>FAIL</td>') == 0 and page.count('<td>OK</td>') > 0
+  # The text says what this build ran: the tiny one trains 5 epochs (it said 30), and L-BFGS's gap is the
+  # table's (it said "f* to float64 precision" beside a gap of 3.7e-03).
+  assert '5 epochs of mini-batch SGD reach test accuracy' in page
+  lbfgs = re.search(r'<tr><td>L-BFGS</td><td>([^<]+)</td><td>[^<]+</td><td>([^<]+)</td></tr>', page)
+  assert f'L-BFGS ends {lbfgs[1]} above f* after {lbfgs[2]} passes.' in page
 
 
 def test_every_picture_the_page_names_is_the_png_beside_it(built):

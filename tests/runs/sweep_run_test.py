@@ -62,3 +62,24 @@ def test_a_path_says_its_refit_and_what_it_measured_even_without_a_test_split():
   )
   del out['refit']
   assert sweep_run.result_lines(out, 'w')[-1].startswith('best: reg=0.01 val_accuracy=0.9600')
+
+
+def test_a_sweep_stopped_while_retraining_its_best_stops_and_reports_no_half_trained_result(
+  tmp_path, monkeypatch
+):
+  # The retrained run, stopped by SIGTERM, was printed and saved as the best setting's test metric, exit 0.
+  from linear_jax.training import preemption
+  from linear_jax.training import train
+
+  fit = train.fit
+  stopping = lambda *a, **k: (monkeypatch.setattr(preemption, 'stop_requested', lambda: True), fit(*a, **k))[
+    1
+  ]
+  monkeypatch.setattr(train, 'fit', stopping)
+  ds = data.prepare(data.blobs(120, 2, 3, seed=0), 'blobs')
+  with pytest.raises(preemption.Stopped, match='while retraining its best setting alone'):
+    sweep_run.sweep_and_write(
+      config.TrainConfig(epochs=4), ds, str(tmp_path), [0.1, 0.3], [0.0], retrain_best=True,
+      checkpoint_path=str(tmp_path / 'sweep_checkpoint.npz'),
+    )  # fmt: skip
+  assert not (tmp_path / 'sweep.json').exists()

@@ -326,6 +326,11 @@ def test_a_checkpoint_of_garbage_or_of_another_command_is_named_so(tmp_path):
   cfg, data_cfg = config.TrainConfig(epochs=1), experiment.DataConfig(dataset='blobs')
   with pytest.raises(ValueError, match=r'checkpoint\.npz: not a checkpoint of train; run without --resume'):
     experiment.train_and_evaluate(cfg, data_cfg, str(work), experiment.RunOptions(resume=True, plots=False))
+  # A header that is a number failed in a TypeError inside each command's reader (train, lr_sweep, search).
+  for header in ('5', '[1, 2]'):
+    np.savez(bad, meta=np.array(header), leaf_0000=np.zeros(1))
+    with pytest.raises(ValueError, match=r'c\.npz: not a linear_jax checkpoint \(its header is not a record'):
+      checkpoint.read(str(bad))
 
 
 def test_checkpoint_write_failure_leaves_the_old_one(tmp_path, monkeypatch):
