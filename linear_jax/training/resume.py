@@ -41,9 +41,10 @@ def start(params, opt_state):
   return State(params, opt_state, (), {'params': params, 'score': -np.inf, 'epoch': 0, 'bad': 0})
 
 
-def checked_workdir(workdir, checkpoint_every):
-  """`workdir` with its `~` expanded, made if missing; a `ValueError` for an empty name, a file, or a
-  `checkpoint_every` that is not a whole number >= 0 (they failed in the OS's words, or wrote nothing)."""
+def checked_workdir(workdir, checkpoint_every, writer=True):
+  """`workdir` with its `~` expanded, made if missing by the process that writes (`writer`); a `ValueError`
+  for an empty name, a file, or a `checkpoint_every` that is not a whole number >= 0 (they failed in the
+  OS's words, or wrote nothing)."""
   if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
     raise ValueError(f'checkpoint_every must be a whole number >= 0 (0: by time), got {checkpoint_every!r}.')
   if workdir is None:
@@ -53,7 +54,8 @@ def checked_workdir(workdir, checkpoint_every):
   workdir = os.path.expanduser(os.fspath(workdir))
   if os.path.lexists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f'workdir={workdir} is not a folder.')
-  os.makedirs(workdir, exist_ok=True)
+  if writer:  # the other processes of a run write nothing
+    os.makedirs(workdir, exist_ok=True)
   return workdir
 
 

@@ -111,7 +111,7 @@ def fit(cfg, dataset, workdir=None, resume=False, on_epoch=None, checkpoint_ever
     A `FitResult`. Raises `Diverged` when the loss stops being finite or exceeds `explode_factor` × its start.
   """
   path = check_fit(cfg, dataset)
-  workdir = resume_lib.checked_workdir(workdir, checkpoint_every)  # L-BFGS too hears of a bad one
+  workdir = resume_lib.checked_workdir(workdir, checkpoint_every, path.writer)  # L-BFGS hears of a bad one
   if cfg.optimizer == 'lbfgs':
     return lbfgs.fit(cfg, path, on_epoch)
   checkpoints = resume_lib.Checkpoints(cfg, path, workdir, dataset)  # the config as given: 'auto' stays
