@@ -36,11 +36,6 @@ from . import longrun
 
 common.define_objective_flags()
 common.define_data_flags()
-flags.register_validator(
-  'stream',
-  lambda v: not v,
-  message='lr_sweep trains its models together on rows held in memory; it reads no --stream.',
-)
 common.define_training_flags()
 common.define_convergence_flags(tol_only=True)
 common.define_number_list(

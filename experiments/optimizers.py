@@ -27,11 +27,6 @@ from . import common
 
 common.define_objective_flags()
 common.define_data_flags()
-flags.register_validator(
-  'stream',
-  lambda v: not v,
-  message='optimizers trains every contender on rows held in memory; it reads no --stream.',
-)
 flags.DEFINE_integer(
   'epochs', 100, 'Budget: passes over the training data for every optimizer.', lower_bound=2
 )

@@ -26,9 +26,6 @@ from . import longrun
 
 common.define_objective_flags()
 common.define_data_flags()
-flags.register_validator(
-  'stream', lambda v: not v, message='search races its methods on rows held in memory; it reads no --stream.'
-)
 flags.DEFINE_integer('budget', 20000, 'Loss evaluations each method may spend, >= 1.')
 flags.DEFINE_integer('population', 100, 'Genetic algorithm: population size, >= 2.')
 flags.DEFINE_integer('elite', 4, 'Genetic algorithm: members kept unchanged each generation.', lower_bound=0)

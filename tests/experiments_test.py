@@ -185,7 +185,6 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--optimizer=momentum', '--momenta=0.5,0.9', '--momentum=0.3'], '--momenta lists the momenta'),
     (['--optimizer=momentum', '--momentum=0.3'], 'accepted'),
     (['--verbose', '--quiet'], 'give one'),
-    (['--stream'], 'lr_sweep trains its models together on rows held in memory; it reads no --stream'),
     (['--regs=0,-1e-3'], '--regs must hold only values >= 0'),
     (['--regs=a,b'], "--regs: 'a,b' is not a comma-separated list"),
     (['--seeds=0,-1'], '--seeds must be comma-separated integers'),
@@ -221,7 +220,6 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--retrain_best', '--patience=3'], 'accepted'),  # the retrained run stops early
   ],
   'experiments.search': [
-    (['--stream'], 'search races its methods on rows held in memory; it reads no --stream'),  # ignored
     (['--budget=0'], '--budget must be >= 1'),
     (['--population=0'], '--population must be >= 2'),
     (['--mutation_scale=0'], '--mutation_scale must be > 0'),
@@ -238,7 +236,6 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     ),
   ],
   'experiments.optimizers': [
-    (['--stream'], 'optimizers trains every contender on rows held in memory; it reads no --stream'),
     # 1e-50 ran, learning nothing, in float32, where train refuses it; 1e300 left a row of dashes.
     (
       ['--learning_rate=1e-50', '--dtype=float32'],
