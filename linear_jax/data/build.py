@@ -305,9 +305,7 @@ def from_arrays(
   else:
     if raw.kind != 'class':
       _fail(name, f'num_classes={num_classes} was given but the targets are real numbers.')
-    if isinstance(num_classes, (bool, np.bool_)) or not (
-      isinstance(num_classes, (int, np.integer)) and num_classes >= 2
-    ):
+    if not validation.is_whole(num_classes, 2):
       _fail(name, f'num_classes must be a whole number >= 2 (two classes at least), got {num_classes!r}.')
     raw = dataclasses.replace(raw, num_classes=int(num_classes))
   if test is not None:

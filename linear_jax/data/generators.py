@@ -14,8 +14,7 @@ def _check(seed, counts, reals):
   or negative spread made data silently)."""
   validation.check_seed('seed', seed)
   for name, (n, least) in counts.items():
-    if isinstance(n, bool) or not (isinstance(n, (int, np.integer)) and n >= least):
-      raise ValueError(f'{name} must be a whole number >= {least}, got {n!r}.')
+    validation.check_whole(name, n, least)
   for name, v in reals.items():
     if not (validation.is_number(v) and math.isfinite(v) and v >= 0):
       raise ValueError(f'{name} must be a finite number >= 0, got {v!r}.')

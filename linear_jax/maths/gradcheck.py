@@ -565,11 +565,7 @@ def _check_counts(num_coords, num_directions, chunk_size):
     ('num_directions', num_directions, MAX_PROBES),
     ('chunk_size', chunk_size, None),
   ):
-    if not (
-      isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 and (not high or n <= high)
-    ):
-      within = f'in [1, {high:,}]' if high else '>= 1'
-      raise ValueError(f'{name} must be a whole number {within}, got {n!r}.')
+    validation.check_whole(name, n, 1, high)
 
 
 def _analytic_vs_autodiff(pt, tols, h):

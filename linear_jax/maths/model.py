@@ -40,8 +40,7 @@ def init_params(
   Returns:
     `Params(W=[C, D], b=[C])`.
   """
-  whole = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
-  if not (whole(num_features) and whole(num_classes)):
+  if not (validation.is_whole(num_features) and validation.is_whole(num_classes)):
     raise ValueError(
       f'init_params needs whole numbers num_features >= 1 and num_classes >= 1, got '
       f'num_features={num_features!r}, num_classes={num_classes!r}.'

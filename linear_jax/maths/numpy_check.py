@@ -300,7 +300,7 @@ def _check_args(reg, h, seed, num_coords, num_directions):
     raise ValueError(f'h must be a finite number > 0 (or None, to scale it by X), got {h!r}.')
   validation.check_seed('seed', seed)
   for name, n in (('num_coords', num_coords), ('num_directions', num_directions)):
-    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 <= n <= MAX_PROBES):
+    if not validation.is_whole(n, 0, MAX_PROBES):
       raise ValueError(
         f'{name} must be an integer in [0, {MAX_PROBES:,}] (each probe calls fn twice), got {n!r}.'
       )

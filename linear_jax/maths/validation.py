@@ -48,6 +48,23 @@ def is_number(value):
   )
 
 
+def is_whole(n, low=1, high=None):
+  """Whether `n` is a whole number (a Python or NumPy integer, not a bool) in `[low, high]`."""
+  return (
+    isinstance(n, (int, np.integer))
+    and not isinstance(n, (bool, np.bool_))
+    and n >= low
+    and (high is None or n <= high)
+  )
+
+
+def check_whole(what, n, low=1, high=None):
+  """Raises a `ValueError` naming `what` unless `n` is a whole number in `[low, high]` (`is_whole`)."""
+  if not is_whole(n, low, high):
+    most = '' if high is None else f' (and at most {high:,})'
+    raise ValueError(f'{what} must be a whole number >= {low}{most}, got {n!r}.')
+
+
 def concrete(a):
   """`a` as a NumPy array, or `None` when it is a tracer inside a transform."""
   if isinstance(a, jax.core.Tracer):

@@ -145,8 +145,7 @@ def optimum(cfg, dataset, tol=None, max_iter=10_000, weights=None):
   # A NaN tolerance stopped at once, at the start's loss, as if it were f*; a negative count failed in XLA.
   if tol is not None and not (validation.is_number(tol) and 0 < tol < math.inf):
     raise ValueError(f'tol must be a finite number > 0 (or None, the default), got {tol!r}.')
-  if isinstance(max_iter, bool) or not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-    raise ValueError(f'max_iter must be a whole number >= 1, got {max_iter!r}.')
+  validation.check_whole('max_iter', max_iter)
   dtype = 'float64' if jax.config.jax_enable_x64 else cfg.dtype
   cfg = dataclasses.replace(cfg, dtype=dtype, optimizer='lbfgs', parallel='none')
   hp = step.hparams(cfg)

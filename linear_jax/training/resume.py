@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from linear_jax.maths import loss_files
+from linear_jax.maths import validation
 from linear_jax.training import checkpoint
 from linear_jax.training import fingerprint
 
@@ -45,8 +46,7 @@ def checked_workdir(workdir, checkpoint_every, writer=True):
   """`workdir` with its `~` expanded, made if missing by the process that writes (`writer`); a `ValueError`
   for an empty name, a file, or a `checkpoint_every` that is not a whole number >= 0 (they failed in the
   OS's words, or wrote nothing)."""
-  if isinstance(checkpoint_every, bool) or not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
-    raise ValueError(f'checkpoint_every must be a whole number >= 0 (0: by time), got {checkpoint_every!r}.')
+  validation.check_whole('checkpoint_every', checkpoint_every, 0)  # 0: by time
   if workdir is None:
     return None
   if not str(workdir).strip():

@@ -59,10 +59,8 @@ MAX_BUDGET = 2**31 - 1
 
 
 def _check(budget=1, population=1, mutation_scale=1.0, scale=1.0, scale_name='scale'):
-  for name, v, high in (('budget', budget, MAX_BUDGET), ('population', population, None)):
-    if isinstance(v, bool) or not (isinstance(v, (int, np.integer)) and v >= 1 and (not high or v <= high)):
-      within = f'>= 1 (and at most {high:,})' if high else '>= 1'
-      raise ValueError(f'{name} must be a whole number {within}, got {v!r}.')
+  validation.check_whole('budget', budget, 1, MAX_BUDGET)
+  validation.check_whole('population', population)
   for name, v in (('mutation_scale', mutation_scale), (scale_name, scale)):
     if not (validation.is_number(v) and math.isfinite(v) and v > 0):
       raise ValueError(f'{name} must be > 0 and finite, got {v!r}.')
@@ -463,8 +461,7 @@ def compare(
   # Every method's arguments before any method runs (a bad elite failed after random search had).
   _check_genetic(budget, population, elite, mutation_scale, init_scale)
   _check(budget=budget, population=proposals, scale=step_size, scale_name='step_size')
-  if isinstance(batch_size, bool) or not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-    raise ValueError(f'batch_size must be a whole number >= 1, got {batch_size!r}.')
+  validation.check_whole('batch_size', batch_size)
   if segments is not None and not isinstance(segments, search_state.Segments):
     raise ValueError(f'segments must be a search_state.Segments or None, got {type(segments).__name__}.')
   if cfg.optimizer == 'lbfgs':  # gradient descent takes steps of an optax optimizer within the budget
