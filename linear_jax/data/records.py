@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from linear_jax.data import chunks
-from linear_jax.maths import losses
+from linear_jax.maths import loss_probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +146,11 @@ def gradient_scale(dataset, loss, hparams) -> float:
     and those of features spread wider than 1, more strictly); one of a spread far below the others'
     (a rarely lit pixel) less strictly: the smallest spread made such a test unreachable in float32;
   * the targets' factor, `raw_target_spread`, where the loss is quadratic in targets of that spread
-    (the squared error: `losses.quadratic_in_targets`), else 1: the squared error's gradient grows with
+    (the squared error: `loss_probe.quadratic_in_targets`), else 1: the squared error's gradient grows with
     the targets' units; l1's and Huber's are bounded in any units.
   """
   target = raw_target_spread(dataset)
-  if target != 1.0 and not losses.quadratic_in_targets(loss, hparams, target):
+  if target != 1.0 and not loss_probe.quadratic_in_targets(loss, hparams, target):
     target = 1.0
   return target * min(1.0, feature_spread(dataset))
 

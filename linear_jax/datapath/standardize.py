@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.datapath import blocks
 from linear_jax.datapath import transfer
 from linear_jax.optim import step
 
@@ -39,7 +40,7 @@ def affine(dataset):
 def host_shift(x, dtype):
   """Whether blocks of `x` lose precision on their way to `dtype`, so the host subtracts the shift first.
 
-  A block travels in `transfer.transfer_dtype(x, dtype)`. When NumPy does not count
+  A block travels in `blocks.transfer_dtype(x, dtype)`. When NumPy does not count
   that cast as safe (float64 to float32, int32 and wider to float32), a value far
   from zero keeps its rounding error, `|x| · ε`, through the standardization
   after it: int64 values `2^40 + k` in float32 all round to multiples of
@@ -48,7 +49,7 @@ def host_shift(x, dtype):
   float64 counts as safe: beyond `2^53` it rounds, as it does in memory.)
   """
   xd = np.dtype(x.dtype)
-  return not np.can_cast(xd, transfer.transfer_dtype(x, dtype), 'safe')
+  return not np.can_cast(xd, blocks.transfer_dtype(x, dtype), 'safe')
 
 
 def split_affine(cfg, x, affine_):
@@ -80,7 +81,7 @@ def whole_split(cfg, x, affine_):
   """A whole split of a `prepare`d dataset on the device (`resident.device_data`), as its streamed blocks
   are: moved in the transfer dtype (less the host's shift, `split_affine`), then `widen`ed there."""
   shift, on_device = split_affine(cfg, x, affine_)
-  x = transfer.to_device(x, transfer.transfer_dtype(x, cfg.dtype), shift=shift)
+  x = transfer.to_device(x, blocks.transfer_dtype(x, cfg.dtype), shift=shift)
   return _widen_whole(x, on_device, structure=step.structural(cfg))
 
 

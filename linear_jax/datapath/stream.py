@@ -56,6 +56,7 @@ import numpy as np
 from linear_jax.data import chunks
 from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
+from linear_jax.datapath import blocks
 from linear_jax.datapath import parallel
 from linear_jax.datapath import standardize
 from linear_jax.datapath import transfer
@@ -96,8 +97,8 @@ def check_features(x, where, rows=None, first_row=0, affine_=None, dtype=np.floa
   rows = rows or max(1, transfer.DEFAULT_BLOCK_BYTES // max(1, x.shape[1] * dt.itemsize))
   count, first = 0, None
   bounds = None if affine_ is None else data_lib.overflow_bounds(*affine_, dtype)
-  for a, b in transfer.spans(x.shape[0], rows):
-    block = transfer.rows(x, a, b)
+  for a, b in blocks.spans(x.shape[0], rows):
+    block = blocks.rows(x, a, b)
     bad = ~np.isfinite(block.astype(np.float32) if dt.name == 'bfloat16' else block)
     if bad.any():
       count += int(bad.sum())
@@ -107,7 +108,7 @@ def check_features(x, where, rows=None, first_row=0, affine_=None, dtype=np.floa
     elif bounds is not None and first is None and (found := data_lib.first_overflow(block, *bounds)):
       i, j = found
       raise data_lib.overflow_error(where, first_row + a + i, j, block[i, j], *affine_, dtype)
-    transfer.release(x, a, b)
+    blocks.release(x, a, b)
   if count:
     i, j, v = first
     raise ValueError(f'{where}: {count} non-finite feature value(s); first at example {i}, feature {j}: {v}.')
@@ -117,8 +118,8 @@ def _column_stats(x, rows):
   """`(mean, std, max |x|)` of every column of `x`, in float64, one block at a time (Chan et al.'s merge)."""
   d = x.shape[1]
   count, mean, m2, top = 0, np.zeros(d), np.zeros(d), 0.0
-  for a, b in transfer.spans(x.shape[0], rows):
-    block = transfer.rows(x, a, b).astype(np.float64, copy=False)
+  for a, b in blocks.spans(x.shape[0], rows):
+    block = blocks.rows(x, a, b).astype(np.float64, copy=False)
     # A non-finite value is named by the checks before training, not warned about here.
     with np.errstate(invalid='ignore', over='ignore'):
       k, bmean = b - a, block.mean(axis=0)
@@ -127,7 +128,7 @@ def _column_stats(x, rows):
       mean += delta * k / (count + k)
     count += k
     top = max(top, float(np.abs(block).max(initial=0.0)))
-    transfer.release(x, a, b)
+    blocks.release(x, a, b)
   return mean, np.sqrt(m2 / max(count, 1)), top
 
 
@@ -317,7 +318,7 @@ class Placement(NamedTuple):
     return self.split if rows % self.devices == 0 else self.everywhere
 
   def spans(self, num_rows, rows):
-    """`transfer.spans` of blocks of about `rows` rows whose rows divide evenly over the devices.
+    """`blocks.spans` of blocks of about `rows` rows whose rows divide evenly over the devices.
 
     `rows` is rounded down to a multiple of the device count (at least one
     row each), and the last block is cut in two: the rows that divide evenly,
@@ -325,7 +326,7 @@ class Placement(NamedTuple):
     every device. So a split of any size is spread over the devices, not
     only one whose row count is a multiple of theirs.
     """
-    out = transfer.spans(num_rows, max(self.devices, rows // self.devices * self.devices))
+    out = blocks.spans(num_rows, max(self.devices, rows // self.devices * self.devices))
     if out:
       a, b = out[-1]
       cut = a + (b - a) // self.devices * self.devices
@@ -386,7 +387,7 @@ def lockstep_spans(num_rows, rows, index=None, count=None):
   first = parallel.shard_rows(num_rows, 0, count)
   mine = parallel.shard_rows(num_rows, index, count)
   own = mine.stop - mine.start
-  common = transfer.spans(first.stop - first.start, rows)
+  common = blocks.spans(first.stop - first.start, rows)
   return [b - a for a, b in common], [(min(a, own), min(b, own)) for a, b in common]
 
 
@@ -472,22 +473,22 @@ def pipeline(step, state, x, y, block_spans, dtype, w=None, where=None, shift=No
   def put(k):
     a, b = block_spans[k]
     to = jax.device_put if where is None else lambda block: where.put(block, k)
-    wb = None if w is None else to(transfer.rows(w, a, b))
-    return to(transfer.read(x, a, b, dtype, shift)), to(transfer.rows(y, a, b)), wb
+    wb = None if w is None else to(blocks.rows(w, a, b))
+    return to(transfer.read(x, a, b, dtype, shift)), to(blocks.rows(y, a, b)), wb
 
-  transfer.prefetch(x, *block_spans[0])
+  blocks.prefetch(x, *block_spans[0])
   pending, current = None, put(0)
   for k, span in enumerate(block_spans):
     state = step(state, k, *current)
     if k + 1 < len(block_spans):
-      transfer.prefetch(x, *block_spans[k + 1])
+      blocks.prefetch(x, *block_spans[k + 1])
     if pending is not None:
       jax.block_until_ready(pending[0])
-      transfer.release(x, *pending[1])
+      blocks.release(x, *pending[1])
     pending = (state, span)
     current = put(k + 1) if k + 1 < len(block_spans) else None
   jax.block_until_ready(state)
-  transfer.release(x, *pending[1])
+  blocks.release(x, *pending[1])
   return state
 
 
@@ -639,7 +640,7 @@ def epoch_order(cfg, key, num_rows, num_features=1, itemsize=4):
   """
   rows = block_rows(cfg, num_rows, num_features, itemsize)
   _, batch = step_lib.steps_per_epoch(cfg, num_rows)
-  block_spans = transfer.spans(num_rows, rows)
+  block_spans = blocks.spans(num_rows, rows)
   order, rows_key = block_order(key, len(block_spans))
   out = []
   for k in order:
@@ -670,14 +671,14 @@ def make_objective_fn(cfg, x, y, affine_=None, w=None):
   """
   num_rows = x.shape[0]
   shift, affine_ = standardize.split_affine(cfg, x, affine_)
-  dt = transfer.transfer_dtype(x, cfg.dtype)
+  dt = blocks.transfer_dtype(x, cfg.dtype)
   where = placement(cfg)
   rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
   mine = local_rows(num_rows)
   x_local, y_local = x[mine], y[mine]
   w_local = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))[mine]
   local = x_local.shape[0]
-  local_spans = transfer.spans(local, rows) if where is None else where.spans(local, rows)
+  local_spans = blocks.spans(local, rows) if where is None else where.spans(local, rows)
   block_shares = shares(local_spans, num_rows, w, offset=mine.start)
   scfg = step_lib.structural(cfg)
 
@@ -707,9 +708,9 @@ def make_epoch_fn(cfg, x, y, affine_=None, w=None):
   the `_x, _y, _w` it is called with are ignored (they are `x, y, w` themselves in `train.fit`).
   """
   num_rows = x.shape[0]
-  dt = transfer.transfer_dtype(x, cfg.dtype)
+  dt = blocks.transfer_dtype(x, cfg.dtype)
   rows = block_rows(cfg, num_rows, x.shape[1], dt.itemsize)
-  block_spans = transfer.spans(num_rows, rows)
+  block_spans = blocks.spans(num_rows, rows)
   steps, batch = step_lib.steps_per_epoch(cfg, num_rows)
   scfg = step_lib.structural(cfg)
   if w is not None:
@@ -777,7 +778,7 @@ def _lockstep_epoch(cfg, x, y, affine_, w, rows):
   (`parallel.device_plan`), as in-memory training over several processes does.
   """
   num_rows = x.shape[0]
-  dt = transfer.transfer_dtype(x, cfg.dtype)
+  dt = blocks.transfer_dtype(x, cfg.dtype)
   lock, local_spans = lockstep(num_rows, rows)
   mine = local_rows(num_rows)
   x, y = x[mine], y[mine]
@@ -832,7 +833,7 @@ def make_eval_fn(cfg, affine_=None):
 
   def evaluate(params, x, y, hp, w=None):
     num_rows = x.shape[0]
-    dt = transfer.transfer_dtype(x, cfg.dtype)
+    dt = blocks.transfer_dtype(x, cfg.dtype)
     shift, on_device = standardize.split_affine(cfg, x, affine_)
     rows = pass_block_rows(cfg, x.shape[1], dt.itemsize)
     if where is not None:
@@ -840,7 +841,7 @@ def make_eval_fn(cfg, affine_=None):
     mine = local_rows(num_rows)  # several processes: each its own rows, the sums added up
     x, y = x[mine], y[mine]
     w = None if w is None else np.asarray(w, jnp.dtype(cfg.dtype))
-    block_spans = transfer.spans(x.shape[0], rows) if where is None else where.spans(x.shape[0], rows)
+    block_spans = blocks.spans(x.shape[0], rows) if where is None else where.spans(x.shape[0], rows)
     as_array = lambda v: jnp.asarray(v, params.W.dtype)
     row_shares = [as_array(v) for v in shares(block_spans, num_rows)]
     weight_shares = [as_array(v) for v in shares(block_spans, num_rows, w, offset=mine.start)]

@@ -1,20 +1,19 @@
-"""Rows from the host to the device: aligned host copies, one transfer, blocks read from a memory map.
+"""Rows from the host to the device: aligned host copies, one transfer, rows read from a memory map.
 
 A block of an `.npy` map in the training dtype is sent as it is (its rows are
 64-byte aligned, and `jax.device_put` on the CPU then reads the mapped pages
-without a copy); other blocks are copied once into an aligned buffer. Pages
-of a memory map are handed back to the kernel as soon as a block is read
-(`release`), and the next block is asked for ahead (`prefetch`).
+without a copy); other blocks are copied once into an aligned buffer. A memory
+map is read a block at a time (`blocks`).
 """
 
 import functools
-import mmap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from linear_jax.data import chunks
+from linear_jax.datapath import blocks
 
 DEFAULT_BLOCK_BYTES = 32 * 2**20
 
@@ -62,7 +61,7 @@ def host_array(x, dtype, bias_column=False, copy=False, shift=None):
       out[a:b, : x.shape[1]] = x[a:b]
     else:  # float64 arithmetic (NumPy's buffered loop), then the cast
       np.subtract(x[a:b], shift, out=out[a:b, : x.shape[1]], casting='unsafe')
-    release(x, a, b)
+    blocks.release(x, a, b)
   return out
 
 
@@ -82,15 +81,15 @@ def to_device(x, dtype, bias_column=False, block_bytes=None, shift=None):
   dtype = np.dtype(dtype)
   if block_bytes is None and jax.default_backend() == 'cpu':
     return jax.device_put(host_array(x, dtype, bias_column, shift=shift))
-  travel = dtype if shift is not None else transfer_dtype(x, dtype)
+  travel = dtype if shift is not None else blocks.transfer_dtype(x, dtype)
   rows, cols = x.shape[0], x.shape[1] + bias_column
   step = max(1, (block_bytes or DEFAULT_BLOCK_BYTES) // max(1, cols * dtype.itemsize))
   if rows <= step:
     return jax.device_put(host_array(x, travel, bias_column, shift=shift)).astype(dtype)
   out = jnp.zeros((rows, cols), dtype)
-  for a, b in spans(rows, step):
+  for a, b in blocks.spans(rows, step):
     out = _write_rows(out, jax.device_put(host_array(x[a:b], travel, bias_column, shift=shift)), a)
-    release(x, a, b)
+    blocks.release(x, a, b)
   return out
 
 
@@ -99,34 +98,6 @@ def _write_rows(out, block, start):
   """`out` with rows `[start, start + len(block))` replaced by `block` widened to `out`'s dtype, in place
   (`out` is donated)."""
   return jax.lax.dynamic_update_slice_in_dim(out, block.astype(out.dtype), start, axis=0)
-
-
-def release(x, start, stop):
-  """Hands the pages of rows `[start, stop)` of a memory map back to the kernel (a no-op otherwise).
-
-  The pages stay in the page cache; they only stop counting as this
-  process's resident memory, and a later read maps them again.
-  """
-  if stop > start and isinstance(x, np.ndarray):
-    chunks.release(x[start:stop])
-
-
-def prefetch(x, start, stop):
-  """Asks the kernel to start reading rows `[start, stop)` of a memory map in the background."""
-  if stop > start and isinstance(x, np.ndarray):
-    chunks.advise(x[start:stop], mmap.MADV_WILLNEED)
-
-
-def transfer_dtype(x, dtype):
-  """The dtype a block travels in: the file's float dtype if not wider than `dtype`, else `dtype`.
-
-  Always in the machine's byte order: a big-endian file's blocks are copied, swapped.
-  """
-  xd = np.dtype(x.dtype)
-  if np.issubdtype(xd, np.floating) or xd.name == 'bfloat16':
-    if xd.itemsize <= np.dtype(dtype).itemsize:
-      return xd.newbyteorder('=')
-  return np.dtype(dtype)
 
 
 def read(x, start, stop, dtype, shift=None):
@@ -144,18 +115,3 @@ def read(x, start, stop, dtype, shift=None):
   if shift is None and view.dtype == dtype and view.flags.c_contiguous and view.ctypes.data % ALIGN == 0:
     return np.asarray(view)
   return host_array(view, dtype, copy=True, shift=shift)
-
-
-def rows(a, start, stop):
-  """Rows `[start, stop)` of `a` (targets, weights; an array or a memory map) as an array in memory.
-
-  Raises:
-    ValueError: `a` maps a file that has since been truncated (`chunks.check_mapped`).
-  """
-  chunks.check_mapped(a)
-  return np.asarray(a[start:stop])
-
-
-def spans(num_rows, rows):
-  """`[(start, stop), ...]`: `num_rows` cut into contiguous blocks of `rows` (the last may be shorter)."""
-  return [(a, min(a + rows, num_rows)) for a in range(0, num_rows, rows)]

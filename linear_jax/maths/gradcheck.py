@@ -51,6 +51,7 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from linear_jax.maths import grads
+from linear_jax.maths import inputs
 from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.maths import validation
@@ -911,15 +912,15 @@ def _check_objective_args(params, x, targets, loss, reg, penalty, grad_fn, metho
   spec = losses.get_loss(loss)
   validation.check_name('penalty', penalty, losses.PENALTIES)
   hp = spec.resolve_hparams(loss_hparams)
-  inputs = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  arrays = inputs.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   losses.probe(spec, concrete=True)
   if isinstance(grad_fn, str):
     validation.check_name('gradient under test', grad_fn, ('autodiff',))
-    return spec, hp, None, inputs
+    return spec, hp, None, arrays
   if grad_fn is None and spec.score_grad is None:
     raise grads.missing_score_grad(spec)
   grad_fn = grads.analytic_grad if grad_fn is None else grad_fn
-  return spec, hp, grad_fn, inputs
+  return spec, hp, grad_fn, arrays
 
 
 def _step_for_features(x, method):

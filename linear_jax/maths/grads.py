@@ -16,6 +16,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from linear_jax.maths import inputs
 from linear_jax.maths import losses
 from linear_jax.maths import model
 from linear_jax.maths import validation
@@ -125,5 +126,5 @@ def analytic_grad(
     raise missing_score_grad(spec)
   validation.check_name('penalty', penalty, PENALTY_GRADS)
   hp = spec.resolve_hparams(loss_hparams)
-  params, x, targets, mask = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  params, x, targets, mask = inputs.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   return unchecked_analytic_grad(params, x, targets, spec, reg, penalty, hp, mask)

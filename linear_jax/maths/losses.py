@@ -24,7 +24,6 @@ from collections.abc import Mapping
 import dataclasses
 import math
 import types
-import weakref
 
 import chex
 import jax
@@ -33,7 +32,9 @@ import numpy as np
 
 from linear_jax.maths import binary
 from linear_jax.maths import classification
+from linear_jax.maths import inputs
 from linear_jax.maths import loss_files
+from linear_jax.maths import loss_probe
 from linear_jax.maths import model
 from linear_jax.maths import regression
 from linear_jax.maths import validation
@@ -147,122 +148,19 @@ class Loss:
 LOSSES: dict[str, Loss] = {}
 
 
-def _probe_inputs(kind):
-  """Small scores and targets of target kind `kind`, as NumPy arrays, to try a record on: five examples
-  (`probe` also traces seven, so a `value` of a fixed shape passes neither)."""
-  scores = np.asarray(
-    [[0.3, -1.2, 2.0], [1.5, 0.1, -0.4], [-2.0, 0.7, 0.2], [0.0, 0.9, -1.1], [0.8, -0.3, 0.5]], np.float32
-  )
-  if kind == 'class':
-    return scores, np.asarray([0, 2, 1, 2, 0], np.int32)
-  if kind == 'binary':
-    return scores[:, :1], np.asarray([0, 1, 1, 0, 1], np.int32)
-  return scores[:, :2], scores[:, 1:] * 0.5 + 0.25
-
-
-# Records whose output was found finite, held weakly: an id could be reused by a record made later.
-_PROBED = weakref.WeakSet()
 # The record each name was last registered with: programs compiled for it may still be cached, even
 # after the name has left LOSSES.
 _REGISTERED: dict[str, Loss] = {}
-
-
-def quadratic_in_targets(loss: 'Loss', hparams: Mapping, scale: float = 1.0) -> bool:
-  """Whether a real-target `loss` grows as the square of the targets' units at `scale`: `value(c·s, c·t)
-  = c²·value(s, t)` for c = 2 and ½ at `_probe_inputs('real')` times `scale`. Its gradient then grows
-  with the units, as the squared error's does; l1's and Huber's beyond `δ` do not
-  (`records.gradient_scale`)."""
-  s, t = _probe_inputs('real')
-  v = lambda c: np.asarray(loss.value(jnp.asarray(c * scale * s), jnp.asarray(c * scale * t), **hparams))
-  base = v(1.0).astype(np.float64)
-  return bool(np.all(np.isfinite(base))) and all(
-    np.allclose(v(c), c * c * base, rtol=1e-4) for c in (2.0, 0.5)
-  )
+# The lecture's records (`_register_builtin`): tested with the library.
+_LECTURE: set[Loss] = set()
 
 
 def probe(loss: 'Loss', concrete: bool = False) -> None:
-  """Tries `loss`'s functions on a small problem; raises naming the field that misbehaves.
-
-  Catches, at registration rather than deep inside `jit`: a function that
-  raises, a `value` that is not `[N]`, a `score_grad` that is not `[N, C]`.
-  By default only shapes are traced (`jax.eval_shape`, which starts no
-  backend, so a multi-process run can still start after a loss is loaded);
-  `concrete=True` also computes the output and refuses non-finite values
-  (training and the gradient checker do this before any work).
-  """
-  if concrete and loss in _PROBED:
-    return
-  scores, targets = _probe_inputs(loss.targets)
-  n, c = scores.shape
-  expected = {'value': (n,), 'score_grad': (n, c), 'kinks': None}
-  calls = {
-    field: lambda s, t, fn=fn: jnp.asarray(fn(s, t, **loss.hparams))
-    for field in expected
-    if (fn := getattr(loss, field)) is not None
-  }
-  # Every field in one program (compiled, or only traced); where that fails, one per field names the culprit.
-  everything = lambda s, t: {f: call(s, t) for f, call in calls.items()}
-  try:
-    together = (
-      jax.jit(everything)(scores, targets) if concrete else jax.eval_shape(everything, scores, targets)
-    )
-  except Exception:  # noqa: BLE001 - reported below, by field
-    together = None
-  for field, call in calls.items():
-    shape = expected[field]
-    try:
-      if together is not None:
-        out = together[field]
-      else:
-        out = jax.jit(call)(scores, targets) if concrete else jax.eval_shape(call, scores, targets)
-    except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
-      raise ValueError(
-        f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
-        f'{loss.targets} targets {targets.shape}.'
-      ) from e
-    if shape is not None:
-      _check_shape(loss, field, out, shape, scores)
-    else:
-      _check_rows(loss, field, out, scores)
-    if shape is not None and not jnp.issubdtype(out.dtype, jnp.floating):  # jax.grad needs real outputs
-      raise ValueError(
-        f'Loss {loss.name!r}: field {field!r} must return floating-point values, got {out.dtype}.'
-      )
-    if concrete and field != 'kinks' and not np.all(np.isfinite(np.asarray(out))):
-      raise ValueError(f'Loss {loss.name!r}: field {field!r} returned non-finite values on finite scores.')
-  _check_batch_shapes(loss, calls, scores, targets)
-  if concrete:
-    _PROBED.add(loss)
-
-
-def _check_batch_shapes(loss, calls, scores, targets):
-  """Traces `value` and `score_grad` on seven examples too: a shape fixed in the function (a `[5]` that
-  matched the probe) fails one of the two counts, here, and not deep in a training step."""
-  scores, targets = np.concatenate([scores, scores[:2]]), np.concatenate([targets, targets[:2]])
-  for field, shape in (('value', scores.shape[:1]), ('score_grad', scores.shape)):
-    if field in calls:
-      _check_shape(loss, field, jax.eval_shape(calls[field], scores, targets), shape, scores)
-  if 'kinks' in calls:
-    _check_rows(loss, 'kinks', jax.eval_shape(calls['kinks'], scores, targets), scores)
-
-
-def _check_shape(loss, field, out, shape, scores):
-  """Raises naming `field` of `loss` when its output `out` is not of `shape` for `scores`."""
-  if out.shape != shape:
-    raise ValueError(
-      f'Loss {loss.name!r}: field {field!r} must return shape {list(shape)} for scores of shape '
-      f'{list(scores.shape)}, got {list(out.shape)}.'
-    )
-
-
-def _check_rows(loss, field, out, scores):
-  """Raises naming `field` of `loss` when its output `out` has not one row per example: a kink is told
-  example by example (a row of weight 0 has none), so `[N]`, `[N, C]` or `[N, ...]` for `N` examples."""
-  if not out.shape or out.shape[0] != scores.shape[0]:
-    raise ValueError(
-      f'Loss {loss.name!r}: field {field!r} must return one row per example ([{scores.shape[0]}] or '
-      f'[{scores.shape[0]}, ...]) for scores of shape {list(scores.shape)}, got {list(out.shape)}.'
-    )
+  """`loss_probe.probe(loss, concrete)`, except that the lecture's seven records, which the library's own
+  tests try, are not tried again before a run (a program of its own that each run would trace, lower
+  and load)."""
+  if not (concrete and loss in _LECTURE):
+    loss_probe.probe(loss, concrete)
 
 
 def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
@@ -294,9 +192,9 @@ def register_loss(name: str, loss: Loss, *, overwrite: bool = False) -> Loss:
 
 def _register_builtin(name, loss):
   """The lecture's losses: tested, so registered without tracing anything at import, and never
-  probed before a run (a program of its own that each run would trace, lower and load)."""
+  probed before a run (`probe`)."""
   LOSSES[name] = _REGISTERED[name] = record = dataclasses.replace(loss, name=name)
-  _PROBED.add(record)
+  _LECTURE.add(record)
 
 
 def is_builtin(loss: 'Loss') -> bool:
@@ -425,7 +323,7 @@ def objective(
   spec = get_loss(loss)
   validation.check_name('penalty', penalty, PENALTIES)
   hp = spec.resolve_hparams(loss_hparams)
-  params, x, targets, mask = validation.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
+  params, x, targets, mask = inputs.check_inputs(params, x, targets, spec.targets, reg=reg, mask=mask)
   return unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.maths import inputs
 from linear_jax.maths import validation
 
 
@@ -93,8 +94,8 @@ def predict(params: Params, x: chex.Array) -> chex.Array:
       concrete arrays, read once on the host: `jit` the call to skip it) a
       value of `x` or of `params` is not finite: a NaN row has no class.
   """
-  params, x = validation.check_model_inputs(params, x)
-  validation.check_params(params)
+  params, x = inputs.check_model_inputs(params, x)
+  inputs.check_params(params)
   s = scores(params, x)
   if s.shape[-1] == 1:
     return (s[:, 0] >= 0).astype(jnp.int32)

@@ -18,9 +18,9 @@ from linear_jax.data import datasets as data_lib
 from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.datapath.base import SPLITS
+from linear_jax.maths import inputs
 from linear_jax.maths import losses
 from linear_jax.maths import model
-from linear_jax.maths import validation
 from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
@@ -243,7 +243,7 @@ def evaluate_many(cfg, dataset, params_list, checked=False):
     _check_loss(cfg, dataset, training=False)
   for p in params_list:
     d = dataset.num_features + (p.b is None and cfg.bias_trick)
-    validation.check_params(p, step.num_outputs(cfg, dataset), d)
+    inputs.check_params(p, step.num_outputs(cfg, dataset), d)
   path = datapath.make(cfg, dataset)
   if not checked:
     path.check()

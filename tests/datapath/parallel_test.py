@@ -28,10 +28,10 @@ import jax
 jax.config.update('jax_num_cpu_devices', 8)
 import numpy as np
 from linear_jax.data import datasets as data
+from linear_jax.datapath import blocks
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident
 from linear_jax.datapath import stream
-from linear_jax.datapath import transfer
 from linear_jax.optim import config
 from linear_jax.training import train
 from linear_jax.tuning import paths
@@ -167,9 +167,9 @@ def streamed():
 
   y = np.asarray(mapped.y_train)
   f32 = np.dtype(np.float32)
-  stream.pipeline(record, 0, mapped.x_train, y, transfer.spans(142, 32), f32, where=where)
+  stream.pipeline(record, 0, mapped.x_train, y, blocks.spans(142, 32), f32, where=where)
   everywhere = stream.placement(dataclasses.replace(cfg, batch_size=13), split=False)
-  stream.pipeline(record, 0, mapped.x_train, y, transfer.spans(142, 26), f32, where=everywhere)
+  stream.pipeline(record, 0, mapped.x_train, y, blocks.spans(142, 26), f32, where=everywhere)
   res['blocks'] = seen
   res['placed_spans'] = where.spans(142, 37)  # 32-row blocks; the last 14 rows cut into 8 split and 6 copied
   res['small_split'] = where.spans(5, 37)  # fewer rows than devices: one block on every device

@@ -18,6 +18,7 @@ import pytest
 from linear_jax.data import chunks
 from linear_jax.data import datasets as data
 from linear_jax.datapath import base
+from linear_jax.datapath import blocks
 from linear_jax.datapath import parallel
 from linear_jax.datapath import resident
 from linear_jax.datapath import standardize
@@ -53,7 +54,7 @@ def test_full_batch_stream_equals_in_memory(tmp_path, loss):
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=17), ds)
   ref = train.fit(cfg, _in_memory(ds))
   assert streamed.streamed and not ref.streamed
-  assert len(transfer.spans(len(ds.x_train), 17)) > 5  # several blocks, the last one short
+  assert len(blocks.spans(len(ds.x_train), 17)) > 5  # several blocks, the last one short
   np.testing.assert_allclose(streamed.params.W, ref.params.W, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(streamed.params.b, ref.params.b, rtol=1e-5, atol=1e-6)
   for s, r in zip(streamed.history, ref.history, strict=True):
@@ -126,9 +127,9 @@ def test_sgd_stream_follows_epoch_order(tmp_path):
   update = jax.jit(step.make_update(cfg, steps, masked=False))
   # the batches: each block's rows, cut into 8s (the short block gives one 4-row batch)
   starts = [0] + [i for i in range(1, len(order)) if order[i] // 24 != order[i - 1] // 24]
-  blocks = np.split(order, starts[1:])
+  visits = np.split(order, starts[1:])
   count = 0
-  for block in blocks:
+  for block in visits:
     for j in range(0, len(block), 8):
       rows = block[j : j + 8]
       params, opt_state, _ = update(params, opt_state, x[rows], y[rows], None, hp)
@@ -148,7 +149,7 @@ def test_sgd_stream_learns_as_well_as_in_memory(tmp_path):
 def test_float16_file_is_widened_on_the_device(tmp_path):
   ds = _dataset(tmp_path, dtype=np.float16)
   assert ds.x_train.dtype == np.float16
-  assert transfer.transfer_dtype(ds.x_train, 'float32') == np.float16
+  assert blocks.transfer_dtype(ds.x_train, 'float32') == np.float16
   cfg = config.TrainConfig(batch_size=0, epochs=3)
   streamed = train.fit(dataclasses.replace(cfg, stream=True, block_rows=32), ds)
   ref = train.fit(cfg, dataclasses.replace(ds, x_train=np.asarray(ds.x_train, np.float32)))
@@ -224,7 +225,7 @@ def test_release_keeps_the_data_correct(tmp_path):
   x = np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32)
   np.save(tmp_path / 'x.npy', x)
   m = np.load(tmp_path / 'x.npy', mmap_mode='r')
-  for a, b in transfer.spans(len(m), 100):
+  for a, b in blocks.spans(len(m), 100):
     np.testing.assert_array_equal(transfer.read(m, a, b, np.float32), x[a:b])
   np.testing.assert_array_equal(np.asarray(m), x)  # pages read again after release
 
@@ -815,7 +816,7 @@ def test_streamed_lbfgs_reaches_the_in_memory_optimum(dtype, tol, rtol, atol):
   lines = []
   ours = train.fit(dataclasses.replace(cfg, stream=True, block_rows=200), ds, on_epoch=lines.append)
   ref = train.fit(cfg, ds)
-  assert len(transfer.spans(len(ds.x_train), 200)) > 5  # several blocks, the last one short
+  assert len(blocks.spans(len(ds.x_train), 200)) > 5  # several blocks, the last one short
   assert ours.streamed and not ref.streamed
   s = ours.solver
   assert ours.stop_reason == 'converged' and s['converged'] and s['grad_norm'] <= tol
@@ -858,7 +859,7 @@ def test_streamed_lbfgs_on_a_prepared_npy_map_standardizes_on_the_device(tmp_pat
   cfg = config.TrainConfig(optimizer='lbfgs', reg=1e-2, dtype='float64', tol=1e-9, block_rows=16)
   ours, ref = train.fit(cfg, ds), train.fit(cfg, ref_ds)
   assert ours.streamed and not ref.streamed  # a prepared map always streams
-  assert len(transfer.spans(n_train, 16)) > 5
+  assert len(blocks.spans(n_train, 16)) > 5
   assert ours.solver['converged'] and ours.solver['grad_norm'] <= 1e-9
   np.testing.assert_allclose(ours.solver['objective'], ref.solver['objective'], rtol=1e-12)
   np.testing.assert_allclose(ours.params.W, ref.params.W, atol=1e-7)
@@ -992,15 +993,15 @@ def test_weighted_sgd_stream_ignores_rows_of_weight_zero(tmp_path):
 
 def test_block_shares_are_the_weight_fractions_and_add_up_over_processes():
   w = np.array([0.5, 0.0, 2.0, 1.5, 0.0, 0.0, 3.0])
-  whole = stream.shares(transfer.spans(7, 3), 7, w)
+  whole = stream.shares(blocks.spans(7, 3), 7, w)
   np.testing.assert_allclose(whole, [2.5 / 7, 1.5 / 7, 3.0 / 7])
   # Two processes, rows [0, 4) and [4, 7), each cutting its own rows into blocks of 3.
-  first = stream.shares(transfer.spans(4, 3), 7, w, offset=0)
-  second = stream.shares(transfer.spans(3, 3), 7, w, offset=4)
+  first = stream.shares(blocks.spans(4, 3), 7, w, offset=0)
+  second = stream.shares(blocks.spans(3, 3), 7, w, offset=4)
   np.testing.assert_allclose(first, [2.5 / 7, 1.5 / 7])
   np.testing.assert_allclose(second, [3.0 / 7])
   assert sum(first) + sum(second) == pytest.approx(1.0)
-  assert stream.shares(transfer.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
+  assert stream.shares(blocks.spans(7, 3), 7) == [3 / 7, 3 / 7, 1 / 7]  # no weights: rows
 
 
 def test_a_stop_signal_ends_a_streamed_lbfgs_after_the_iteration_in_progress():
