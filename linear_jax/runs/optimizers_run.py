@@ -112,6 +112,19 @@ def claims(results: Mapping[str, Curve], budget: int) -> dict:
   return out
 
 
+def batch_note(batch_size: int, num_train: int) -> dict:
+  """`{'note': ...}` when `batch_size` (0: the full batch) covers all `num_train` training rows: every
+  stochastic contender then takes one full-batch step an epoch, and "mini-batch against full batch"
+  compares two learning rates, not two methods. `{}` otherwise."""
+  if 0 < batch_size < num_train:
+    return {}
+  return {
+    'note': f'--batch_size={batch_size} covers all {num_train} training rows, so every "mini-batch" '
+    'contender took full-batch steps: mini-batch against full batch compares two learning rates here '
+    f'(a --batch_size below {num_train} compares the methods)'
+  }
+
+
 def compare(
   config: config_lib.TrainConfig,
   dataset: data.Dataset,
@@ -164,7 +177,7 @@ def compare(
     'f_star': f_star,
     'f_star_grad_norm': float(info.grad_norm),
     'rows': rows,
-    'claims': claims(results, base.epochs),
+    'claims': {**claims(results, base.epochs), **batch_note(batch_size, len(dataset.y_train))},
     'versions': experiment.versions(),
   }
   files.write_json(os.path.join(workdir, 'optimizers.json'), out)
@@ -223,4 +236,6 @@ def claims_text(out: Mapping) -> str:
       f'per epoch: mini-batch {c["gap_after_budget"]["mini-batch sgd"]:.3g} vs full batch '
       f'{c["gap_after_budget"]["full batch"]:.3g}; seconds per epoch {c["seconds_per_epoch"]}'
     )
+  if 'note' in c:
+    lines.append(f'note: {c["note"]}')
   return '\n'.join(lines)

@@ -67,6 +67,19 @@ def test_claims_measure_the_floor_the_best_decay_and_the_full_batch_on_known_cur
   ]
 
 
+def test_a_batch_that_covers_every_row_is_noted_beside_the_mini_batch_claim():
+  # With --batch_size at or above the training rows (or 0), "mini-batch sgd" took full-batch steps and
+  # its claim against full batch compared two learning rates, without a word.
+  assert optimizers_run.batch_note(64, 65) == {}
+  for batch, n in ((64, 64), (64, 30), (0, 500)):
+    note = optimizers_run.batch_note(batch, n)['note']
+    assert note.startswith(f'--batch_size={batch} covers all {n} training rows') and f'below {n}' in note
+  results = {'sgd': _curve([3, 2, 1]), 'sgd step': _curve([3, 2, 0.5]), 'full batch': _curve([3, 2.5, 2])}
+  c = {**optimizers_run.claims(results, 3), **optimizers_run.batch_note(64, 30)}
+  last = optimizers_run.claims_text({'claims': c}).splitlines()[-1]
+  assert last == f'note: {c["note"]}'
+
+
 def test_claims_of_a_diverged_sgd_say_so_by_name():
   # At --learning_rate=1000 every sgd run diverged, and the claims failed with `min() arg is an empty
   # sequence` after a NumPy warning.
