@@ -13,6 +13,9 @@ from linear_jax.data import chunks
 from linear_jax.data.records import Raw
 from linear_jax.maths import validation
 
+# `Raw.extra` key: the header's names of a CSV's feature columns, which a test file's must equal.
+FEATURE_NAMES = 'feature_names'
+
 
 def _fail(where, what):
   raise ValueError(f'{where}: {what}')
@@ -217,6 +220,27 @@ def _feature_kind(dtype):
   return 'float' if chunks.is_float(dtype) else 'integer'
 
 
+def _check_feature_names(raw, test, where, train_where):
+  """Refuses a test file whose header names its features otherwise than the training file's does: the
+  columns are matched by position, so `d,c,b,a` against `a,b,c,d` scored every row on the wrong
+  weights. A file without a header names nothing, and is matched by position."""
+  names, ours = test.extra.get(FEATURE_NAMES), raw.extra.get(FEATURE_NAMES)
+  if names is None or ours is None or names == ours:
+    return
+  if sorted(names) == sorted(ours):
+    _fail(
+      where,
+      f"its feature columns are {train_where}'s in another order ({', '.join(names)} against "
+      f"{', '.join(ours)}); features are matched by position: save them in the training file's order.",
+    )
+  j = next(j for j, (a, b) in enumerate(zip(names, ours, strict=True)) if a != b)
+  _fail(
+    where,
+    f'feature column {j + 1} is named {names[j]!r}, but {train_where} names it {ours[j]!r}: a test file '
+    "holds the training file's features, under the same names.",
+  )
+
+
 def with_test(
   raw: Raw,
   test: Raw,
@@ -242,6 +266,7 @@ def with_test(
       f'{" x ".join(map(str, shape(test)))} features, but {train_where} has '
       f'{" x ".join(map(str, shape(raw)))}.',
     )
+  _check_feature_names(raw, test, where, train_where)
   kinds = raw.extra.get('x_kind'), test.extra.get('x_kind')
   if None not in kinds and kinds[0] != kinds[1]:
     _fail(where, f'features are {kinds[1]}s, but {train_where} holds {kinds[0]}s: save both alike.')

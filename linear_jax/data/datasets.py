@@ -228,8 +228,9 @@ def load_csv(
       removed from the features.
     real: read whole-number targets as real numbers (`build.raw_from_file`).
   """
-  x, y, w = readers.read_csv(path, target_column, delimiter, weight_column)
-  return build.raw_from_file(x, y, w, path, real=real)
+  x, y, w, names = readers.read_csv(path, target_column, delimiter, weight_column)
+  raw = build.raw_from_file(x, y, w, path, real=real)
+  return raw if names is None else dataclasses.replace(raw, extra={**raw.extra, build.FEATURE_NAMES: names})
 
 
 # ---------------------------------------------------------------- entry

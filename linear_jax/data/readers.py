@@ -363,7 +363,7 @@ def read_csv(
   target_column: int | str = -1,
   delimiter: str | None = None,
   weight_column: int | str | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
   """A `.csv`, one example a row: numeric features, a target column of numbers or text labels.
 
   A first row with a text cell above a number names the columns. Files as spreadsheets and data
@@ -382,8 +382,9 @@ def read_csv(
       removed from the features.
 
   Returns:
-    `(x [N, D] float64, y [N], w [N] float64 or None)`: `y` holds numbers, or
-    strings when no cell of the target column is a number.
+    `(x [N, D] float64, y [N], w [N] float64 or None, names)`: `y` holds
+    numbers, or strings when no cell of the target column is a number; `names`
+    are the header's names of `x`'s columns (`None` without a header).
 
   Raises:
     ValueError: naming the file (and the line and column) for anything it cannot read as meant.
@@ -485,7 +486,7 @@ def _label_first(path, header):
 
 
 def _values(path, header, rows, number, columns):
-  """`(x, y, w)` of the checked rows: every column a number but a target of text labels.
+  """`(x, y, w, names)` of the checked rows: every column a number but a target of text labels.
 
   `columns` is `(target, weights or None, row index or None)`.
   """
@@ -508,7 +509,8 @@ def _values(path, header, rows, number, columns):
   x = np.delete(values, [where[j] for j in (col, wcol) if j is not None and j in where], axis=1)
   if x.shape[1] == 0:
     _fail(path, 'no feature columns besides the target.')
-  return x, y, w
+  names = None if header is None else tuple(header[j].strip() for j in numbers if j not in (col, wcol))
+  return x, y, w, names
 
 
 def _text_hint(header, rows, number, j):

@@ -1070,6 +1070,39 @@ def test_train_on_a_csv_of_text_labels_with_a_test_file_and_balanced_weights(tmp
   assert summary['class_names'] == ['setosa', 'versicolor', 'virginica']
 
 
+def test_a_test_csv_whose_header_names_other_features_is_refused_by_name(tmp_path):
+  # Features are matched by position: a test file with the training file's columns in another order
+  # (d,c,b,a against a,b,c,d) scored every row on the wrong weights, at a third of the accuracy.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(30, 4))
+  y = np.arange(30) % 3
+
+  def write(name, header, cols):
+    rows = '\n'.join(','.join([*(f'{v:.4f}' for v in x[i, cols]), str(y[i])]) for i in range(30))
+    (tmp_path / name).write_text(header + '\n' + rows + '\n')
+    return str(tmp_path / name)
+
+  train = write('train.csv', 'a,b,c,d,label', [0, 1, 2, 3])
+  load = lambda test: data.load('csv', data_path=train, test_path=test)  # the target: the last column
+  raw = load(write('same.csv', 'a,b,c,d,label', [0, 1, 2, 3]))
+  np.testing.assert_allclose(raw.test[0], np.round(x, 4))
+  assert raw.extra['feature_names'] == ('a', 'b', 'c', 'd')
+  moved = write('moved.csv', 'd,c,b,a,label', [3, 2, 1, 0])
+  order = (
+    r"moved\.csv: its feature columns are .*train\.csv's in another order \(d, c, b, a against a, b, c, d\)"
+  )
+  with pytest.raises(ValueError, match=order + '; features are matched by position'):
+    load(moved)
+  renamed = write('renamed.csv', 'a,b,z,d,label', [0, 1, 2, 3])
+  with pytest.raises(
+    ValueError, match=r"renamed\.csv: feature column 3 is named 'z', but .*train\.csv names it"
+  ):
+    load(renamed)
+  unnamed = tmp_path / 'unnamed.csv'  # no header: matched by position, as before
+  unnamed.write_text('\n'.join(','.join([*(f'{v:.4f}' for v in x[i]), str(y[i])]) for i in range(30)) + '\n')
+  np.testing.assert_allclose(load(str(unnamed)).test[0], np.round(x, 4))
+
+
 @pytest.mark.parametrize('narrow', ['float16', 'bfloat16'])
 def test_half_precision_splits_train_like_float32(narrow):
   from linear_jax.optim import config  # pylint: disable=import-outside-toplevel

@@ -13,11 +13,12 @@ def test_read_csv_matches_numpy_loadtxt(tmp_path):
   table = np.column_stack([rng.normal(size=(6, 3)), rng.integers(0, 3, 6), rng.uniform(0.5, 2.0, 6)])
   path = tmp_path / 'a.csv'
   np.savetxt(path, table, delimiter=';', header='f0;f1;f2;label;weight', comments='')
-  x, y, w = readers.read_csv(str(path), target_column='label', weight_column='weight')
+  x, y, w, names = readers.read_csv(str(path), target_column='label', weight_column='weight')
   expected = np.loadtxt(path, delimiter=';', skiprows=1)
   np.testing.assert_array_equal(x, expected[:, :3])
   np.testing.assert_array_equal(y, expected[:, 3])
   np.testing.assert_array_equal(w, expected[:, 4])
+  assert names == ('f0', 'f1', 'f2')  # x's columns, the target's and the weights' left out
 
 
 def test_npz_arrays_asks_before_decompressing_and_maps_stored_arrays(tmp_path):
@@ -69,7 +70,7 @@ def test_a_row_index_written_by_pandas_or_r_is_not_a_feature_and_is_said_once(tm
     path = tmp_path / f'{name}.csv'
     path.write_text('\n'.join(text) + '\n')
     with pytest.warns(readers.ReadNotice, match=r'the first column .* a row index .* not used as a feature'):
-      got_x, got_y, _ = readers.read_csv(str(path))
+      got_x, got_y, _, _ = readers.read_csv(str(path))
     np.testing.assert_array_equal(got_x, x)
     np.testing.assert_array_equal(got_y, y)
   # A first column with a name of its own, or in a file without a header, is a feature like any other.
@@ -87,7 +88,7 @@ def test_decimal_commas_are_read_with_a_notice_or_refused_never_misread(tmp_path
   rows = [f'{a};{b};{c}'.replace('.', ',') for (a, b), c in zip(x, y, strict=True)]
   path.write_text('\n'.join(['a;b;label', *rows]) + '\n')
   with pytest.warns(readers.ReadNotice, match=r"decimal commas \(line 2, column 1: '.*'\)"):
-    got_x, got_y, _ = readers.read_csv(str(path), target_column='label')
+    got_x, got_y, _, _ = readers.read_csv(str(path), target_column='label')
   np.testing.assert_array_equal(got_x, x)
   np.testing.assert_array_equal(got_y, y)
   path.write_text('a;b;label\n1,5;2.5;0\n')
