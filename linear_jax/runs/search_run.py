@@ -144,8 +144,9 @@ def table(rows, budget):
     f'{"problem":<12} {"method":<22} {"best train loss":>15} {"val metric":>10} {"evals":>7} {"seconds":>8}',
   ]
   for r in rows:
+    val = '—' if r['val_metric'] is None else f'{r["val_metric"]:.4f}'  # no validation split
     lines.append(
-      f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {r["val_metric"]:>10.4f} '
+      f'{r["problem"]:<12} {r["method"]:<22} {r["best_train_loss"]:>15.4f} {val:>10} '
       f'{r["evaluations"]:>7} {r["seconds"]:>8.2f}'
     )
   return '\n'.join(lines)
