@@ -247,23 +247,33 @@ class TrainConfig:
         raise ValueError(f'{f.name} must be {want}, got {value!r} ({type(value).__name__}).')
 
   def _check_representable(self):
-    """Raises a `ValueError` for a number that is infinite, or that vanishes or overflows in the training
-    dtype: a learning rate of 1e-50 passes `> 0` but is 0 in float32, and the run would learn nothing."""
-    dtype = np.dtype(self.dtype)
+    """Raises a `ValueError` for a number the training dtype cannot hold (`check_representable`)."""
     for name, value in [*((n, getattr(self, n)) for n in REAL_FIELDS), *self.loss_hparams.items()]:
-      if value is None or value == AUTO:
-        continue
-      if not math.isfinite(value):
-        raise ValueError(f'{name} must be a finite number, got {value}.')
-      with np.errstate(over='ignore', under='ignore'):
-        cast = dtype.type(value)
-      if not np.isfinite(cast):
-        raise ValueError(f'{name}={value:g} overflows {dtype.name}, the training dtype (--dtype).')
-      if value != 0 and cast == 0:
-        raise ValueError(
-          f'{name}={value:g} rounds to 0 in {dtype.name}, the training dtype (--dtype), so it would do '
-          f'nothing; the smallest positive {dtype.name} is {np.finfo(dtype).smallest_subnormal:g}.'
-        )
+      if value is not None and value != AUTO:
+        check_representable(name, value, self.dtype)
+
+
+def check_representable(name, value, dtype):
+  """Raises a `ValueError` for a number `value` (of the hyperparameter `name`) that is infinite, or that
+  vanishes or overflows in `dtype`: a learning rate of 1e-50 passes `> 0` but is 0 in float32, and the
+  run would learn nothing; a momentum of 0.999999999 passes `< 1` but is 1 there, and nothing decays."""
+  dtype = np.dtype(dtype)
+  if not math.isfinite(value):
+    raise ValueError(f'{name} must be a finite number, got {value}.')
+  with np.errstate(over='ignore', under='ignore'):
+    cast = dtype.type(value)
+  if not np.isfinite(cast):
+    raise ValueError(f'{name}={value:g} overflows {dtype.name}, the training dtype (--dtype).')
+  if value != 0 and cast == 0:
+    raise ValueError(
+      f'{name}={value:g} rounds to 0 in {dtype.name}, the training dtype (--dtype), so it would do '
+      f'nothing; the smallest positive {dtype.name} is {np.finfo(dtype).smallest_subnormal:g}.'
+    )
+  if name == 'momentum' and value < 1 <= cast:
+    raise ValueError(
+      f'momentum={value!r} rounds to 1 in {dtype.name}, the training dtype (--dtype): the velocity would '
+      f'never decay; the largest momentum below 1 there is {float(np.nextafter(dtype.type(1), 0))!r}.'
+    )
 
 
 # The run `python -m experiments.train` describes when no flag is given, and the one source of the

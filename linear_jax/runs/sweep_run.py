@@ -81,7 +81,7 @@ def sweep_and_write(
     if len(set(values)) != len(values):
       raise ValueError(f'sweep_and_write: {name} {values} repeat a value; each is one point of the grid.')
   settings = sweep.grid(lrs, regs, momenta=momenta, seeds=seeds, loss_hparams=loss_axes)
-  sweep.check_grid(settings, config.loss, config.optimizer)  # refused before the last run's files go
+  sweep.check_grid(settings, config.loss, config.optimizer, config.dtype)  # before the last run's files go
   # The workdir's files belong to one run: the last sweep's outputs go before this one writes any. A
   # resume continues the run they belong to, and one refused (other settings or data) deletes nothing.
   files.remove_outputs(workdir, PATH_OUTPUTS)  # never this sweep's, resumed or not

@@ -26,6 +26,7 @@ import optax
 from linear_jax.data import records
 from linear_jax.datapath import factory as datapath
 from linear_jax.maths import losses
+from linear_jax.optim import config
 from linear_jax.optim import results
 from linear_jax.optim import step
 from linear_jax.training import own_gradient
@@ -217,9 +218,10 @@ def check_grid(settings, loss=None, optimizer=None, dtype=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
   The run hyperparameters are held to `BOUNDS` (and, with `dtype`, must not round to 0 in it: a
-  learning rate of 1e-50 is 0 in float32, and the model would learn nothing). With `loss` (a record or
-  name), every other key must be one of its hyperparameters, within its
-  bounds. With `optimizer`, a momentum only where it reads one.
+  learning rate of 1e-50 is 0 in float32, and the model would learn nothing), and every value must be
+  one it holds (`config.check_representable`: a reg of 1e300 overflows float32). With `loss` (a record
+  or name), every other key must be one of its hyperparameters, within its bounds. With `optimizer`, a
+  momentum only where it reads one.
   """
   if not settings:
     raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
@@ -235,6 +237,9 @@ def check_grid(settings, loss=None, optimizer=None, dtype=None):
         raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {value:g} does.')
     if loss is not None:
       losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
+    for name, value in s.items():  # a reg, margin or delta of 1e300 is inf in float32, and so is the loss
+      if dtype is not None and name != 'seed':
+        config.check_representable(name, value, dtype)
   if 'seed' in settings[0] and any('seed' not in s for s in settings):
     raise ValueError('Either every setting of a sweep names a seed or none does.')
   if optimizer not in (None, 'momentum', 'nesterov') and any('momentum' in s for s in settings):

@@ -22,6 +22,8 @@ from linear_jax.optim import config
       r'margin=1e\+300 overflows float32, the training dtype',
     ),
     ({'loss': 'huber', 'loss_hparams': {'delta': 1e300}}, r'delta=1e\+300 overflows float32'),
+    # 0.999999999 passes `< 1` and is 1 in float32: the velocity never decayed and the run learned nothing.
+    ({'optimizer': 'momentum', 'momentum': 0.999999999}, r'momentum=0.999999999 rounds to 1 in float32'),
   ],
 )
 def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, message):

@@ -130,11 +130,21 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     # 1e-50 is 0 in float32: the sweep trained nothing and said nothing; '0.1' was shown as a number.
     (sweep.grid([1e-50], [0.0]), r'learning rates must not round to 0 in float32, the dtype; 1e-50 does'),
     ([{'learning_rate': '0.1', 'reg': 0.0}], r"learning rates must be > 0, got '0\.1'"),
+    # 1e300 is inf in float32: a reg or margin that large trained and blamed the learning rates, and a
+    # Huber delta of 1e300 trained with delta = inf and reported its best model.
+    (sweep.grid([0.1], [1e300]), r'reg=1e\+300 overflows float32, the training dtype'),
   ],
 )
 def test_bad_grids_are_refused(blobs, settings, match):
   with pytest.raises(ValueError, match=match):
     sweep.run_sweep(config.TrainConfig(epochs=1), blobs, settings)
+
+
+def test_a_loss_hyperparameter_the_dtype_cannot_hold_is_refused():
+  settings = sweep.grid([0.1], [0.0], loss_hparams={'delta': [1.0, 1e300]})
+  sweep.check_grid(settings, 'huber', 'sgd', 'float64')  # 1e300 is a float64
+  with pytest.raises(ValueError, match=r'^delta=1e\+300 overflows float32, the training dtype'):
+    sweep.check_grid(settings, 'huber', 'sgd', 'float32')
 
 
 def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
