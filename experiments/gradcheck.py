@@ -19,6 +19,7 @@ from absl import flags
 import jax
 
 from linear_jax.maths import gradcheck
+from linear_jax.maths import losses
 from linear_jax.runs import gradcheck_run
 from linear_jax.training import files
 
@@ -80,6 +81,21 @@ def _read_by_the_method(f):
 flags.register_multi_flags_validator(
   ['method', 'richardson', 'num_coords', 'num_directions', 'plant', 'reg'], _read_by_the_method
 )
+
+
+def _classes_read(f):
+  """Refuses --num_classes where every loss checked is binary: one output, whatever it says."""
+  if FLAGS['num_classes'].present and all(
+    losses.get_loss(name).targets == 'binary' for name in common.loss_names(f['loss'])
+  ):
+    raise flags.ValidationError(
+      f'--num_classes is not read by --loss={f["loss"]}: a binary loss has one output (labels 0 and 1); '
+      'drop it.'
+    )
+  return True
+
+
+flags.register_multi_flags_validator(['loss', 'num_classes'], _classes_read)
 
 FLAGS = flags.FLAGS
 

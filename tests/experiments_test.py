@@ -260,6 +260,10 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--method=sparse', '--num_directions=3'], '--num_directions is read by --method=directional alone'),
     (['--num_coords=5'], 'accepted'),  # --method=all draws them
     (['--plant=missing_reg', '--reg=0'], "--plant=missing_reg leaves out the penalty's gradient"),
+    # A binary loss has one output: the flag was accepted and the check ran on C = 1 all the same.
+    (['--loss=hinge', '--num_classes=3'], '--num_classes is not read by --loss=hinge: a binary loss has one'),
+    (['--loss=svm', '--num_classes=3'], 'accepted'),
+    (['--num_classes=3'], 'accepted'),  # --loss=all checks multiclass losses too
   ],
 }
 
