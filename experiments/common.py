@@ -683,6 +683,10 @@ def prepare_output_file(flag, path, ours=None):
   path = expand_path(path)
   if os.path.isdir(path):
     raise SystemExit(f'Error: --{flag}={path} is a folder; give the name of a file to write.')
+  if os.path.islink(path):  # the output replaces a link, and is never written through one
+    raise SystemExit(
+      f'Error: --{flag}={path} is a link (to {os.readlink(path)}); choose a new name, or remove the link.'
+    )
   if os.path.lexists(path) and not (ours is not None and ours(path)):
     raise SystemExit(
       f'Error: --{flag}={path} is a file this command did not write; choose a new name, or remove it.'

@@ -107,7 +107,9 @@ FLAGS = flags.FLAGS
 _LR = sweep_lib.BOUNDS['learning_rate']
 for _name in ('lr_min', 'lr_max'):
   flags.register_validator(
-    _name, lambda v: v is None or _LR.admits(v), message=f'--{_name} must be {_LR.describe()}.'
+    _name,
+    lambda v: v is None or _LR.admits(v),
+    message=f'--{_name} must be a finite number {_LR.describe()}.',
   )
 flags.register_multi_flags_validator(
   ['reg'],

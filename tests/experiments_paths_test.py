@@ -30,6 +30,22 @@ def test_json_out_replaces_an_earlier_report_and_never_a_file_of_the_users(tmp_p
   assert common.prepare_output_file('json_out', str(earlier), ours) == str(earlier)
 
 
+def test_json_out_that_is_a_link_is_refused_as_a_link(tmp_path):
+  # A dangling link was 'a file this command did not write', and a link to a report was accepted.
+  dangling = tmp_path / 'gone.json'
+  dangling.symlink_to(tmp_path / 'nowhere.json')
+  with pytest.raises(
+    SystemExit, match=r'^Error: --json_out=.*gone\.json is a link \(to .*nowhere\.json\); choose'
+  ):
+    common.prepare_output_file('json_out', str(dangling), lambda p: True)
+  report = tmp_path / 'r.json'
+  report.write_text('{"passed": true, "reports": []}')
+  (tmp_path / 'to_report.json').symlink_to(report)
+  with pytest.raises(SystemExit, match=r'to_report\.json is a link'):
+    common.prepare_output_file('json_out', str(tmp_path / 'to_report.json'), lambda p: True)
+  assert report.read_text() == '{"passed": true, "reports": []}'
+
+
 def test_json_out_under_home_is_expanded(tmp_path, monkeypatch):
   monkeypatch.setenv('HOME', str(tmp_path))
   assert common.prepare_output_file('json_out', '~/r.json') == str(tmp_path / 'r.json')

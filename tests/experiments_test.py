@@ -179,6 +179,8 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--lrs=0.1,-1'], '--lrs must hold only values > 0'),
     (['--lrs='], '--lrs is empty'),
     (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
+    (['--lr_max=inf'], '--lr_max must be a finite number > 0'),  # said '> 0' of an infinity
+    (['--lr_min=0'], '--lr_min must be a finite number > 0'),
     (['--lr_min=20'], 'accepted'),  # the other end derived (was the literal default 10: refused)
     # --reg and --momentum beside --momenta were never trained and moved the range derived for the sweep.
     (['--reg=0.5'], 'lr_sweep trains every strength of --regs: give them there'),

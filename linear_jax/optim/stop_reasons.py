@@ -36,7 +36,8 @@ def explain(cfg, reason, scale=1.0, plateau_gain=None, preprocess=None):
     )
     return f'converged: the largest gradient entry is at most {tol:g}{units}'
   if reason == 'max_epochs':
-    return f'not converged: the most epochs ({cfg.epochs}) ran out'
+    most = 'iterations' if cfg.optimizer == 'lbfgs' else 'epochs'  # --max_epochs caps L-BFGS's iterations
+    return f'not converged: the most {most} ({cfg.epochs}) ran out'
   if reason == 'early_stopping':
     return f'early stopping: {cfg.patience} evaluations without a better validation score'
   return reason.replace('_', ' ')

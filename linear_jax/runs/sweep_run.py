@@ -255,8 +255,8 @@ def result_lines(out, workdir, varied=()):
   shown = ''.join(f' {n}={b[n]:g}' for n in varied)
   lines.append(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g}{shown} {metric}={value}')
   if 'best_retrained' in out:
-    retrained = out['best_retrained'].items()
+    test = ', '.join(f'{k}={v:.4f}' for k, v in out['best_retrained'].items() if k.startswith('test'))
     lines.append(
-      'best retrained alone: ' + ', '.join(f'{k}={v:.4f}' for k, v in retrained if k.startswith('test'))
+      f'best retrained alone: {test}' if test else 'best retrained alone (no test split to measure it on)'
     )
   return [*lines, f'outputs in {workdir}']

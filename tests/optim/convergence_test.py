@@ -440,3 +440,11 @@ def test_a_regularization_path_on_raw_targets_reaches_each_optimum_in_small_unit
     w, _ = _ridge(ds, reg)
     np.testing.assert_allclose(np.ravel(path.params.W[k]) * 1e6, w * 1e6, atol=1e-4)
   assert np.all(path.converged)
+
+
+def test_an_lbfgs_run_that_ran_out_says_iterations():
+  # --max_epochs caps L-BFGS's iterations, and a run stopped by it said "the most epochs (3) ran out".
+  lbfgs = config.TrainConfig(optimizer='lbfgs', epochs=3)
+  assert stop_reasons.explain(lbfgs, 'max_epochs') == 'not converged: the most iterations (3) ran out'
+  sgd = config.TrainConfig(epochs=3)
+  assert stop_reasons.explain(sgd, 'max_epochs') == 'not converged: the most epochs (3) ran out'

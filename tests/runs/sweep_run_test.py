@@ -64,6 +64,20 @@ def test_a_path_says_its_refit_and_what_it_measured_even_without_a_test_split():
   assert sweep_run.result_lines(out, 'w')[-1].startswith('best: reg=0.01 val_accuracy=0.9600')
 
 
+def test_a_retrained_best_says_so_even_without_a_test_split():
+  # lr_sweep --retrain_best with --test_fraction=0 printed 'best retrained alone: ' and nothing after it.
+  out = {
+    'num_models': 2, 'epochs': 3, 'seconds': 1.0, 'models': [{'diverged_step': None}] * 2,
+    'best': {'learning_rate': 0.1, 'reg': 0.0, 'best_val_accuracy': 0.9},
+    'best_retrained': {'train_loss': 0.2, 'test_loss': 0.3, 'test_accuracy': 0.875},
+  }  # fmt: skip
+  assert (
+    sweep_run.result_lines(out, 'w')[-2] == 'best retrained alone: test_loss=0.3000, test_accuracy=0.8750'
+  )
+  out['best_retrained'] = {'train_loss': 0.2, 'train_accuracy': 0.95}
+  assert sweep_run.result_lines(out, 'w')[-2] == 'best retrained alone (no test split to measure it on)'
+
+
 def test_a_sweep_stopped_while_retraining_its_best_stops_and_reports_no_half_trained_result(
   tmp_path, monkeypatch
 ):
