@@ -47,20 +47,22 @@ CONVERGENCE_FIELDS = ('tol', 'n_iter_no_change', 'tol_on')
 OWN_FIELDS = OBJECTIVE_FIELDS + CONVERGENCE_FIELDS + ('stream',)  # `stream` is a data flag
 
 
-def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS):
+def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, alias=None):
   """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
 
   `record` is `config.TrainConfig` unless given (`experiment.DataConfig`); the
   record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
-  flag error `--momentum must be in [0, 1), got 1.5.`
+  flag error `--momentum must be in [0, 1), got 1.5.` (`--max_epochs (--epochs) must ...` for a flag
+  with an `alias`, which the user may have typed instead).
   """
   field = field or name
+  shown = f'--{name}' + (f' (--{alias})' if alias else '')
 
   def check(value):
     try:
       (record or config.TrainConfig)(**{field: value}).validate()
     except ValueError as e:
-      raise flags.ValidationError(f'--{name}{str(e).removeprefix(field)}') from e
+      raise flags.ValidationError(f'{shown}{str(e).removeprefix(field)}') from e
     return True
 
   flags.register_validator(name, check, flag_values=flag_values)
@@ -128,7 +130,7 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
       and meta.get('validate', True)
       and hasattr(record, 'validate')
     ):
-      validate_as_field(name, field.name, record, flag_values)
+      validate_as_field(name, field.name, record, flag_values, alias=meta.get('alias'))
 
 
 class _FloatOrAuto(flags.ArgumentParser):

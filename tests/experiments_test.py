@@ -121,7 +121,7 @@ def test_train_on_2d_data_draws_regions(tmp_path):
 BAD_FLAGS = [
   (['--learning_rate=0'], '--learning_rate must be > 0'),
   (['--batch_size=0'], '--batch_size must be > 0'),
-  (['--epochs=-1'], '--max_epochs must be > 0'),
+  (['--epochs=-1'], '--max_epochs (--epochs) must be > 0'),  # named only the flag not typed
   (['--tol=0'], '--tol must be > 0'),
   (['--optimizer=lbfgs', '--loss=svm'], 'not differentiable at its kinks'),
   (['--optimizer=lbfgs', '--batch_size=32'], 'drop --batch_size'),
