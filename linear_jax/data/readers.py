@@ -408,6 +408,12 @@ def read_csv(
   if not rows:
     _fail(path, 'a header but no data rows.')
   width = len(header or rows[0])
+  if width == 1:  # a target and no feature: most often a file read at another delimiter than its own
+    _fail(
+      path,
+      f'every line is one field when split at {delimiter!r}, so there is no feature beside the target: is '
+      'that the delimiter of the file (--delimiter; leave it out to detect it)?',
+    )
   col = _column(target_column, header, width, path, 'target')
   wcol = None if weight_column in (None, '') else _column(weight_column, header, width, path, 'weight')
   if wcol == col:

@@ -181,15 +181,23 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
 
 
 def _check_labels(raw, d):
-  """Refuses real-valued targets given to a classification loss, naming the file and the first non-label."""
+  """Refuses real-valued targets given to a classification loss, naming the file and the first non-label;
+  one-hot rows, with the line that makes them labels."""
   y = np.asarray(raw.y)  # finite: `data.load` checked it
+  where = d.labels_path or d.data_path or d.dataset
+  one_hot = y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+  if raw.kind == 'real' and one_hot:
+    raise ValueError(
+      f'{where}: the targets are one-hot rows [{y.shape[0]}, {y.shape[1]}], and a classification loss takes '
+      'one class index a row [N]: save y.argmax(axis=1) as y.'
+    )
   if raw.kind != 'real' or y.ndim != 1:
-    return  # class labels; [N, K] targets are refused by the loss check with their shape
+    return  # class labels; other [N, K] targets are refused by the loss check with their shape
   i = validation.first_non_integer(y)
   if i is None:
     return  # whole numbers read as real targets (a bundled regression set): the loss check says so
   raise ValueError(
-    f'{d.labels_path or d.data_path or d.dataset}: a classification loss needs integer class labels, got '
+    f'{where}: a classification loss needs integer class labels, got '
     f'{float(y[i])} at index {i}; for real-valued targets use a regression loss (--loss=l2, say).'
   )
 

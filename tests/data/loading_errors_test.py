@@ -156,6 +156,13 @@ def test_real_targets_for_a_classification_loss_name_the_file_and_the_value(tmp_
     ValueError, match=r'labels.npy: a classification loss needs integer class labels, got 1.5 at index 7'
   ):
     experiment.load_dataset(_config(x_path, y_path), targets='class')
+  # One-hot rows [N, 3] were called 'real-valued targets'.
+  onehot = tmp_path / 'onehot.npz'
+  np.savez(onehot, x=np.random.default_rng(0).normal(size=(40, 2)), y=np.eye(3)[np.arange(40) % 3])
+  with pytest.raises(
+    ValueError, match=r'onehot\.npz: the targets are one-hot rows \[40, 3\], .*save y\.argmax'
+  ):
+    experiment.load_dataset(experiment.DataConfig(dataset='npz', data_path=str(onehot)), targets='class')
   # A bundled regression set in whole numbers is left to the loss check, which says what the targets are.
   diabetes = experiment.load_dataset(experiment.DataConfig(dataset='diabetes'), targets='class')
   with pytest.raises(ValueError, match=r'--loss=softmax does not fit --dataset=diabetes: it has real-valued'):

@@ -124,3 +124,14 @@ def test_a_header_name_of_several_columns_is_refused_naming_them(tmp_path):
   path.write_text('a,b,a\n1,2,cat\n3,4,dog\n')
   with pytest.raises(ValueError, match=r"twice.csv: 'a' names 2 columns \(columns 1, 3\); give the target"):
     readers.read_csv(str(path), target_column='a')
+
+
+def test_a_file_read_at_another_delimiter_than_its_own_says_so(tmp_path):
+  # A tab file read with --delimiter=, was one column a line, and the error said the file had no
+  # column named 'species' and no header.
+  path = tmp_path / 'iris.tsv'
+  path.write_text('a\tb\tspecies\n1.0\t2.0\tsetosa\n3.0\t4.0\tvirginica\n')
+  with pytest.raises(ValueError, match=r"iris\.tsv: every line is one field when split at ','"):
+    readers.read_csv(str(path), target_column='species', delimiter=',')
+  x, y, _, names = readers.read_csv(str(path), target_column='species')  # detected: tab
+  assert x.shape == (2, 2) and list(y) == ['setosa', 'virginica'] and names == ('a', 'b')
