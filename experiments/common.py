@@ -50,8 +50,8 @@ OWN_FIELDS = OBJECTIVE_FIELDS + CONVERGENCE_FIELDS + ('stream',)  # `stream` is 
 def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, alias=None):
   """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
 
-  `record` is `config.TrainConfig` unless given (`experiment.DataConfig`); the
-  record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
+  `record` is `config.TrainConfig` unless given (`experiment.DataConfig`), made with the command's
+  `--dtype` and `--optimizer`; the record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
   flag error `--momentum must be in [0, 1), got 1.5.` (`--max_epochs (--epochs) must ...` for a flag
   with an `alias`, which the user may have typed instead).
   """
@@ -59,8 +59,16 @@ def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, al
   shown = f'--{name}' + (f' (--{alias})' if alias else '')
 
   def check(value):
+    # A number's check depends on the run's dtype (1e-50 is 0 in float32, not in float64) and, for a
+    # momentum, on its optimizer: those flags' values, where the command has them.
+    cls = record or config.TrainConfig
+    given = {
+      n: flag_values[n].value
+      for n in ('dtype', 'optimizer')
+      if cls is config.TrainConfig and n in flag_values
+    }
     try:
-      (record or config.TrainConfig)(**{field: value}).validate()
+      cls(**{**given, field: value}).validate()
     except ValueError as e:
       raise flags.ValidationError(f'{shown}{str(e).removeprefix(field)}') from e
     return True

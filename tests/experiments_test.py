@@ -122,6 +122,11 @@ BAD_FLAGS = [
   (['--learning_rate=0'], '--learning_rate must be > 0'),
   (['--batch_size=0'], '--batch_size must be > 0'),
   (['--epochs=-1'], '--max_epochs (--epochs) must be > 0'),  # named only the flag not typed
+  # A number's flag is checked in the run's dtype: float64 holds what float32 rounds away.
+  (['--optimizer=momentum', '--momentum=0.999999999'], '--momentum=0.999999999 rounds to 1 in float32'),
+  (['--optimizer=momentum', '--momentum=0.999999999', '--dtype=float64'], 'accepted'),
+  (['--learning_rate=1e-50', '--dtype=float64'], 'accepted'),
+  (['--optimizer=adam', '--momentum=0.999999999'], '--optimizer=adam reads no --momentum'),
   (['--tol=0'], '--tol must be > 0'),
   (['--optimizer=lbfgs', '--loss=svm'], 'not differentiable at its kinks'),
   (['--optimizer=lbfgs', '--batch_size=32'], 'drop --batch_size'),

@@ -408,7 +408,11 @@ def read_csv(
   if not rows:
     _fail(path, 'a header but no data rows.')
   width = len(header or rows[0])
-  if width == 1:  # a target and no feature: most often a file read at another delimiter than its own
+  first_line = 2 if header else 1
+  for i, r in enumerate(rows):
+    if len(r) != width:
+      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+  if width == 1:  # every line a target and no feature: most often read at another delimiter than its own
     _fail(
       path,
       f'every line is one field when split at {delimiter!r}, so there is no feature beside the target: is '
@@ -418,10 +422,6 @@ def read_csv(
   wcol = None if weight_column in (None, '') else _column(weight_column, header, width, path, 'weight')
   if wcol == col:
     _fail(path, 'the weight column cannot also be the target column.')
-  first_line = 2 if header else 1
-  for i, r in enumerate(rows):
-    if len(r) != width:
-      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
   if str(target_column) == '-1':
     _label_first(path, header)
   index = index_column(path, header, rows, number, {col, wcol})

@@ -8,5 +8,7 @@ paths, search, the report) reaches the rows only through what it returns.
 and `streamed_path` the implementations; `preparation` how a loaded dataset
 becomes the splits they read. `stream` (blocks from memory maps,
 one ahead on the device), `parallel` (meshes, shard_map and pmap epochs) and
-`multihost` (what the processes of a run agree on) are their parts.
+`multihost` (what the processes of a run agree on) are their parts, over
+`transfer` (host copies, one transfer) and `blocks` (a memory map a block at
+a time).
 """

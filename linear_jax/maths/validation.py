@@ -157,7 +157,10 @@ def check_targets(targets, kind, num_outputs, where='targets'):
       f'{where}: a binary loss needs a single score per example (C = 1), got C = {num_outputs}.'
     )
   if kind in ('class', 'binary') and len(shape) != 1:
-    raise ValueError(f'{where}: labels must be [N], got shape {shape}.')
+    t = concrete(targets)
+    one_hot = t is not None and t.ndim == 2 and np.isin(t, (0, 1)).all() and (t.sum(axis=1) == 1).all()
+    hint = ' (one-hot rows: the labels are their argmax(axis=1))' if one_hot else ''
+    raise ValueError(f'{where}: labels must be [N], got shape {shape}{hint}.')
   if kind == 'real' and not (
     (len(shape) == 1 and num_outputs == 1) or (len(shape) == 2 and shape[1] == num_outputs)
   ):

@@ -249,6 +249,8 @@ class TrainConfig:
   def _check_representable(self):
     """Raises a `ValueError` for a number the training dtype cannot hold (`check_representable`)."""
     for name, value in [*((n, getattr(self, n)) for n in REAL_FIELDS), *self.loss_hparams.items()]:
+      if name == 'momentum' and self.optimizer not in ('momentum', 'nesterov'):
+        continue  # read by those two alone (and held to [0, 1) by `validate`)
       if value is not None and value != AUTO:
         check_representable(name, value, self.dtype)
 

@@ -232,7 +232,9 @@ def check_grid(settings, loss=None, optimizer=None, dtype=None):
     for name, bound in BOUNDS.items():
       if name in s and not bound.admits(s[name]):
         raise ValueError(bound.message(s[name]))
-      if dtype is not None and name in s and s[name] != 0 and np.dtype(dtype).type(s[name]) == 0:
+      with np.errstate(over='ignore', under='ignore'):  # an overflow is `check_representable`'s to name
+        vanishes = dtype is not None and name in s and s[name] != 0 and np.dtype(dtype).type(s[name]) == 0
+      if vanishes:
         value = s[name]
         raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {value:g} does.')
     if loss is not None:

@@ -163,6 +163,9 @@ def test_real_targets_for_a_classification_loss_name_the_file_and_the_value(tmp_
     ValueError, match=r'onehot\.npz: the targets are one-hot rows \[40, 3\], .*save y\.argmax'
   ):
     experiment.load_dataset(experiment.DataConfig(dataset='npz', data_path=str(onehot)), targets='class')
+  np.savez(onehot, x=np.zeros((40, 2)), y=np.eye(3, dtype=int)[np.arange(40) % 3])  # integer one-hot rows
+  with pytest.raises(ValueError, match=r'got shape \(40, 3\) \(one-hot rows: the labels are their argmax'):
+    experiment.load_dataset(experiment.DataConfig(dataset='npz', data_path=str(onehot)), targets='class')
   # A bundled regression set in whole numbers is left to the loss check, which says what the targets are.
   diabetes = experiment.load_dataset(experiment.DataConfig(dataset='diabetes'), targets='class')
   with pytest.raises(ValueError, match=r'--loss=softmax does not fit --dataset=diabetes: it has real-valued'):

@@ -31,6 +31,13 @@ def test_numbers_that_vanish_overflow_or_are_not_finite_are_refused(fields, mess
     config.TrainConfig(**fields).validate()
 
 
+def test_a_momentum_is_held_to_its_dtype_where_an_optimizer_reads_it():
+  config.TrainConfig(optimizer='momentum', momentum=0.999999999, dtype='float64').validate()  # it holds it
+  config.TrainConfig(optimizer='adam', momentum=0.999999999).validate()  # adam reads no momentum
+  with pytest.raises(ValueError, match='rounds to 1 in float32'):
+    config.TrainConfig(optimizer='nesterov', momentum=0.999999999).validate()
+
+
 @pytest.mark.parametrize(
   'fields,message',
   [

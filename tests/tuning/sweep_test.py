@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -145,6 +146,10 @@ def test_a_loss_hyperparameter_the_dtype_cannot_hold_is_refused():
   sweep.check_grid(settings, 'huber', 'sgd', 'float64')  # 1e300 is a float64
   with pytest.raises(ValueError, match=r'^delta=1e\+300 overflows float32, the training dtype'):
     sweep.check_grid(settings, 'huber', 'sgd', 'float32')
+  with warnings.catch_warnings():  # the refusal alone: no NumPy overflow warning printed before it
+    warnings.simplefilter('error')
+    with pytest.raises(ValueError, match=r'^reg=1e\+300 overflows float32'):
+      sweep.check_grid(sweep.grid([0.1], [1e300]), 'softmax', 'sgd', 'float32')
 
 
 def test_settings_given_as_zero_d_arrays_are_their_numbers(blobs):
