@@ -182,6 +182,44 @@ def test_a_point_dragged_past_the_edge_stays_in_view_and_can_be_grabbed_again(pa
   )  # at the top edge, where the pointer left
 
 
+def test_the_points_move_by_keyboard(page):
+  # The canvas was not reachable by keyboard: a point could be moved, added or removed by mouse alone.
+  from selenium.webdriver.common.keys import Keys
+
+  _idle(page)
+  page.find_element('id', 'reg').click()
+  page.switch_to.active_element.send_keys(Keys.TAB)  # the next control in the page's order: the picture
+  assert page.switch_to.active_element.get_attribute('id') == 'geo'
+  geo = page.find_element('id', 'geo')
+  n, view = page.execute_script('return [S.points.length, S.view]')
+  first = page.execute_script('return S.points[0].slice()')
+  geo.send_keys(']')  # the first point
+  assert page.execute_script('return S.focus') == 0
+  total = _total(page)
+  geo.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.SHIFT + Keys.ARROW_UP)
+  _idle(page)
+  moved = page.execute_script('return S.points[0]')
+  assert moved[0] == pytest.approx(min(first[0] + 2 * 0.02 * (view[1] - view[0]), view[1]), abs=1e-4)
+  assert moved[1] == pytest.approx(min(first[1] + 5 * 0.02 * (view[3] - view[2]), view[3]), abs=1e-4)
+  assert _total(page) != total  # the server scored the moved point
+  assert page.execute_script('return window.scrollY') == 0  # the arrows moved the point, not the page
+  geo.send_keys('[')  # wraps to the last point
+  assert page.execute_script('return S.focus') == n - 1
+  geo.send_keys(Keys.DELETE)
+  _idle(page)
+  assert page.execute_script('return [S.points.length, S.labels.length, S.focus]') == [n - 1, n - 1, n - 2]
+  page.execute_script("document.getElementById('add-class').value = '2'")
+  geo.send_keys(Keys.ENTER)
+  _idle(page)
+  added = page.execute_script(
+    'return [S.points.length, S.points[S.points.length - 1], S.labels.at(-1), S.focus]'
+  )
+  centre = [(view[0] + view[1]) / 2, (view[2] + view[3]) / 2]
+  assert added[0] == n and added[1] == pytest.approx(centre, abs=1e-4) and added[2:] == [2, n - 1]
+  rows = page.find_elements('css selector', '#example-table tbody tr')
+  assert len(rows) == n  # the table the server answered holds the added point
+
+
 def test_a_refused_input_greys_the_figures_until_one_is_accepted(page):
   stale = "return document.querySelector('main').classList.contains('stale')"
   opacity = "return +getComputedStyle(document.getElementById('total').closest('table')).opacity"

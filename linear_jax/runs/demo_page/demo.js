@@ -16,6 +16,7 @@ const S = {
   running: false, inflight: false, pending: null, search: null, surface: null,
   gen: 0,  // counts the optimizer's restarts: a step answered for an earlier one is dropped
   problem: 0,  // counts changes of the data or the objective: a race answered for an earlier one is dropped
+  focus: null,  // the point the keyboard moves (onKey), or none
 };
 const CURVE_MAX = 20000;  // the loss curve keeps its last this many steps (a long Run's grew without end)
 window.demoTimings = [];  // {route, ms}: the benchmark reads these (the page's own requests, timed here)
@@ -224,6 +225,11 @@ function drawGeometric() {
     ctx.fillStyle = classColor(labels[i]); ctx.fill();
     ctx.lineWidth = wrong ? 3 : 1.2; ctx.strokeStyle = wrong ? '#000' : '#fff'; ctx.stroke();
   });
+  if (!imageData && S.focus !== null && S.points[S.focus] && document.activeElement === f.c) {
+    const p = S.points[S.focus];  // the keyboard's point: a dashed ring
+    ctx.setLineDash([4, 3]); ctx.lineWidth = 2; ctx.strokeStyle = '#000';
+    ctx.beginPath(); ctx.arc(f.px(p[0]), f.py(p[1]), 11, 0, 2 * Math.PI); ctx.stroke(); ctx.setLineDash([]);
+  }
   (j.lines || []).forEach((ln, row) => {
     if (!ln || !ln.visible) return;
     const col = lineColor(row);
@@ -480,7 +486,11 @@ function onDown(e) {
     return;
   }
   if (S.tool === 'remove') {
-    if (h && h.kind === 'point') { S.points.splice(h.i, 1); S.labels.splice(h.i, 1); problemChanged(); evaluate(); }
+    if (h && h.kind === 'point') {
+      S.points.splice(h.i, 1); S.labels.splice(h.i, 1);
+      if (S.focus !== null && S.focus >= h.i) S.focus = S.focus > h.i ? S.focus - 1 : null;  // the same point, or none
+      problemChanged(); evaluate();
+    }
     return;
   }
   if (h) { drag = h; $('geo').setPointerCapture(e.pointerId); e.preventDefault(); }
@@ -498,6 +508,36 @@ function onMove(e) {
 }
 
 function onUp() { drag = null; }
+
+// The points by keyboard (the canvas takes the focus with Tab): [ and ] select a point, the arrows move
+// it (Shift: five times as far), Delete removes it and Enter adds one of the Add menu's class at the
+// view's centre. The lines move with the W and b entries of the algebraic table.
+const KEY_STEP = 0.02;  // of the view's width or height, an arrow's move
+function onKey(e) {
+  if (S.dataset !== 'points' || e.altKey || e.ctrlKey || e.metaKey) return;
+  const n = S.points.length, v = S.view, at = S.focus;
+  const arrows = {ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1]};
+  if (e.key === '[' || e.key === ']') {
+    if (!n) return;
+    S.focus = at === null ? (e.key === ']' ? 0 : n - 1) : (at + (e.key === ']' ? 1 : n - 1)) % n;
+  } else if (arrows[e.key] && at !== null) {
+    const [ax, ay] = arrows[e.key], k = KEY_STEP * (e.shiftKey ? 5 : 1), p = S.points[at];
+    const x = Math.min(Math.max(p[0] + ax * k * (v[1] - v[0]), v[0]), v[1]);
+    const y = Math.min(Math.max(p[1] + ay * k * (v[3] - v[2]), v[2]), v[3]);
+    S.points[at] = [+x.toFixed(4), +y.toFixed(4)]; problemChanged(); evaluate();
+  } else if ((e.key === 'Delete' || e.key === 'Backspace') && at !== null) {
+    S.points.splice(at, 1); S.labels.splice(at, 1);
+    S.focus = S.points.length ? Math.min(at, S.points.length - 1) : null; problemChanged(); evaluate();
+  } else if (e.key === 'Enter') {
+    if (n >= S.cfg.limits.points) { setStatus(`at most ${S.cfg.limits.points} points`, true); return; }
+    S.points.push([+((v[0] + v[1]) / 2).toFixed(4), +((v[2] + v[3]) / 2).toFixed(4)]);
+    S.labels.push(+$('add-class').value); S.focus = n; problemChanged(); evaluate();
+  } else {
+    return;  // Tab and every other key keep their meaning
+  }
+  e.preventDefault();  // an arrow would scroll the page
+  drawGeometric();
+}
 
 function doStep(steps) {
   request('step', () => body({optimizer: optimizerBody(), steps}), onSteps, true);
@@ -574,7 +614,7 @@ async function loadDataset(name) {
     const [d] = await api('dataset', {name, n: name in S.cfg.image_sets ? 300 : 90, seed: 0});
     S.datasetName = name;
     if (d.dataset === 'points') {
-      Object.assign(S, {dataset: 'points', points: d.points, labels: d.labels, numClasses: d.num_classes, view: d.view});
+      Object.assign(S, {dataset: 'points', points: d.points, labels: d.labels, numClasses: d.num_classes, view: d.view, focus: null});
       S.features = $('features').checked && d.case ? d.case : 'none';
       $('features').disabled = !d.case;
       if (!d.case) $('features').checked = false;
@@ -625,6 +665,9 @@ function wire() {
   geo.addEventListener('pointermove', onMove);
   geo.addEventListener('pointerup', onUp);
   geo.addEventListener('pointercancel', onUp);
+  geo.addEventListener('keydown', onKey);
+  geo.addEventListener('focus', drawGeometric);
+  geo.addEventListener('blur', drawGeometric);
   document.querySelectorAll('input[name=tool]').forEach((r) => r.addEventListener('change', () => { S.tool = r.value; }));
   $('dataset-select').addEventListener('change', () => loadDataset($('dataset-select').value));
   $('features').addEventListener('change', () => { S.features = $('features').checked && S.caseName ? S.caseName : 'none'; reinit(); });
