@@ -25,6 +25,7 @@ import tempfile
 from absl import flags
 import numpy as np
 
+from linear_jax.optim import config
 from linear_jax.runs import progress
 from linear_jax.runs import sweep_run
 from linear_jax.training import preemption
@@ -100,6 +101,22 @@ flags.register_multi_flags_validator(
   lambda f: not (f['quiet'] and f['verbose']),
   message='--quiet shows no progress and --verbose every epoch: give one.',
 )
+
+
+def _held_by_the_dtype(f):
+  """Refuses a listed value the training dtype cannot hold (1e-50 is 0 in float32, 1e300 infinite), by
+  its flag, before the data loads."""
+  named = {'lrs': 'learning_rate', 'regs': 'reg', 'momenta': 'momentum', 'margins': 'margin'}
+  for flag, name in named.items():
+    for value in f[flag] or ():
+      try:
+        config.check_representable(name, value, f['dtype'])
+      except ValueError as e:
+        raise flags.ValidationError(f'--{flag}: {e}') from e
+  return True
+
+
+flags.register_multi_flags_validator(['lrs', 'regs', 'momenta', 'margins', 'dtype'], _held_by_the_dtype)
 
 FLAGS = flags.FLAGS
 

@@ -182,6 +182,13 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--optimizer=lbfgs', '--lrs=0.1,1'], '--optimizer=lbfgs fits the regularization path over --regs'),
     (['--optimizer=lbfgs', '--regs=1e-3,1e-2'], 'accepted'),
     (['--lrs=0.1,-1'], '--lrs must hold only values > 0'),
+    # Values the dtype cannot hold, by their flag and before the data loads (were refused after it, or
+    # trained: a reg of 1e300 blamed the learning rates).
+    (['--lrs=1e-50'], '--lrs: learning_rate=1e-50 rounds to 0 in float32'),
+    (['--lrs=1e-50', '--dtype=float64'], 'accepted'),
+    (['--regs=1e300'], '--regs: reg=1e+300 overflows float32'),
+    (['--optimizer=momentum', '--momenta=0.5,0.999999999'], '--momenta: momentum=0.999999999 rounds to 1'),
+    (['--loss=svm', '--margins=1e300'], '--margins: margin=1e+300 overflows float32'),
     (['--lrs='], '--lrs is empty'),
     (['--lr_min=1', '--lr_max=0.1'], '--lr_min must be < --lr_max'),
     (['--lr_max=inf'], '--lr_max must be a finite number > 0'),  # said '> 0' of an infinity
