@@ -108,6 +108,26 @@ def test_lbfgs_fit_reports_iterations_evaluations_and_gradient_norm():
   assert capped.stop_reason == 'max_epochs' and capped.solver['iterations'] == 3
 
 
+def test_an_lbfgs_run_that_never_lowered_its_objective_is_refused_not_called_stalled():
+  # Diabetes' targets in millionths, features as given, float32: no step of the first line search was
+  # measurably lower, and the start (W = 0) was returned as the model, 'stalled', at 9 times the optimum's
+  # test MSE. float64 reaches the optimum.
+  raw = data.load('diabetes')
+  raw = dataclasses.replace(raw, y=raw.y * 1e6)
+  ds = data.prepare(raw, 'diabetes', seed=0, preprocess='none')
+  cfg = config.TrainConfig(loss='l2', optimizer='lbfgs', reg=3e-3, tol=1e-4, epochs=1000)
+  start = r'^L-BFGS could not lower the objective from its start \(f = 2\.9.*no step its line search tried'
+  with pytest.raises(
+    ValueError, match=start + r'.*Train in --dtype=float64, or keep --preprocess=standardize'
+  ):
+    train.fit(cfg, ds)
+  wide = data.prepare(raw, 'diabetes', seed=0, preprocess='none', dtype=np.float64)
+  result = train.fit(dataclasses.replace(cfg, dtype='float64'), wide)
+  assert (
+    result.stop_reason == 'converged' and result.solver['objective'] < 0.2 * result.history[0]['initial_loss']
+  )
+
+
 @pytest.mark.parametrize('loss,penalty', [('svm', 'l2'), ('hinge', 'l2'), ('l1', 'l2'), ('softmax', 'l1')])
 def test_lbfgs_refuses_non_smooth_objectives(loss, penalty):
   with pytest.raises(ValueError, match='not differentiable at') as e:
