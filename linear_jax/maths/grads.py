@@ -52,7 +52,7 @@ def linear_layer_grad(params: model.Params, x: jax.Array, g: jax.Array) -> model
 def penalty_grad(params: model.Params, penalty: str, reg: chex.Numeric) -> jax.Array:
   """`reg · dR/dW` shaped like `W`, zero on the bias column in bias-trick form."""
   chex.assert_rank(params.W, 2)
-  dr = reg * PENALTY_GRADS[penalty](params.W)
+  dr = reg * PENALTY_GRADS[penalty](jnp.asarray(params.W))  # a NumPy W has no `.at`
   if params.b is None:
     dr = dr.at[:, -1].set(0.0)
   return dr

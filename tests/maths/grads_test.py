@@ -175,3 +175,14 @@ def test_unchecked_gradient_asserts_the_shapes_of_x_targets_and_mask():
     fn(params, x, targets[:-1])
   with pytest.raises(AssertionError):
     fn(params, x, targets, mask=jnp.ones(len(x) + 1))
+
+
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+def test_numpy_parameters_in_bias_trick_form_get_their_gradient(penalty):
+  # The penalty's gradient zeroes the bias column with `.at`, which a NumPy W lacks: an AttributeError.
+  params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(6), 'softmax', 5, 3, 3, bias_trick=True)
+  as_numpy = lj.Params(np.asarray(params.W), None)
+  kw = dict(loss='softmax', reg=0.1, penalty=penalty)
+  got = lj.analytic_grad(as_numpy, np.asarray(x), np.asarray(targets), **kw)
+  np.testing.assert_allclose(got.W, jax.grad(lj.objective)(params, x, targets, **kw).W, rtol=1e-12)
+  assert not np.any(np.asarray(grads_lib.penalty_grad(as_numpy, penalty, 0.1))[:, -1])  # the bias: no penalty
