@@ -59,7 +59,8 @@ def test_analytic_matches_autodiff(loss, penalty, bias_trick):
 @pytest.mark.parametrize('loss', sorted(n for n, rec in losses.LOSSES.items() if rec.smooth))
 def test_smooth_objectives_pass_check_grads(loss):
   params, x, targets = gradcheck.random_problem(jax.random.PRNGKey(3), loss, 6, 3, 3)
-  f = lambda p: lj.objective(p, x, targets, loss=loss, reg=0.1, penalty='l2')
+  # Compiled: check_grads evaluates f and its derivatives many times, op by op otherwise.
+  f = jax.jit(lambda p: lj.objective(p, x, targets, loss=loss, reg=0.1, penalty='l2'))
   check_grads(f, (params,), order=2, modes=['fwd', 'rev'])
 
 
@@ -69,7 +70,9 @@ def test_custom_vjp_matches_analytic_and_passes_check_grads(loss):
   kw = dict(loss=loss, reg=0.2, penalty='l2')
   g = jax.grad(lj.custom_vjp_objective)(params, x, targets, **kw)
   np.testing.assert_allclose(_flat(g), _flat(lj.analytic_grad(params, x, targets, **kw)), rtol=1e-12)
-  check_grads(lambda p: lj.custom_vjp_objective(p, x, targets, **kw), (params,), order=1, modes=['rev'])
+  check_grads(
+    jax.jit(lambda p: lj.custom_vjp_objective(p, x, targets, **kw)), (params,), order=1, modes=['rev']
+  )
 
 
 def test_value_and_grad_sources_agree_under_jit():
