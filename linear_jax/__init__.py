@@ -6,8 +6,8 @@ from linear_jax import _stack
 _stack.in_one_block(__import__, 'linear_jax.maths.more_losses')
 
 from linear_jax.maths import more_losses  # noqa: F401 - registers squared_hinge, huber, crammer_singer
+from linear_jax.maths.custom_vjp import custom_vjp_objective
 from linear_jax.maths.grad_sources import GRAD_SOURCES
-from linear_jax.maths.grad_sources import custom_vjp_objective
 from linear_jax.maths.grad_sources import value_and_grad
 from linear_jax.maths.gradcheck import GradCheckReport
 from linear_jax.maths.gradcheck import check_function_gradients

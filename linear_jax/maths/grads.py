@@ -58,6 +58,13 @@ def penalty_grad(params: model.Params, penalty: str, reg: chex.Numeric) -> jax.A
   return dr
 
 
+def check_penalty_and_reg(penalty, reg):
+  """The checks that cost nothing: the penalty's name (a `KeyError` deep inside), and `reg` where it is
+  concrete (a negative one made the objective fall without bound). The rows are the caller's to check."""
+  validation.check_name('penalty', penalty, tuple(losses.PENALTIES))
+  validation.check_nonnegative('reg', reg)
+
+
 def missing_score_grad(loss: 'str | losses.Loss') -> ValueError:
   return ValueError(
     f'Loss {losses.loss_name(loss)!r} has no hand-derived score_grad, so there is no analytic gradient; '

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import jax
 
 from linear_jax.data import memory
-from linear_jax.maths import grad_sources
+from linear_jax.maths import custom_vjp
 from linear_jax.maths import gradcheck
 from linear_jax.maths import losses
 
@@ -27,7 +27,7 @@ def grad_under_test(grad='analytic', plant='none'):
   if plant != 'none':
     return gradcheck.PLANTED_BUGS[plant]
   if grad == 'custom_vjp':
-    return lambda params, x, targets, **kw: jax.grad(grad_sources.custom_vjp_objective)(
+    return lambda params, x, targets, **kw: jax.grad(custom_vjp.custom_vjp_objective)(
       params, x, targets, **kw
     )
   return None

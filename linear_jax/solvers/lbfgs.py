@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from linear_jax.maths import grad_sources
+from linear_jax.maths import custom_vjp
 from linear_jax.maths import losses
 from linear_jax.optim import convergence
 from linear_jax.optim import gradient_norm
@@ -67,7 +67,7 @@ def objective_fn(cfg, x, y, hp, weights=None):
   spec = cfg.loss_record
   if cfg.grad == 'autodiff' or spec.score_grad is None:
     return lambda p: losses.unchecked_objective(p, x, y, spec, hp.reg, cfg.penalty, hp.loss_hparams, weights)
-  return lambda p: grad_sources.custom_vjp_objective(
+  return lambda p: custom_vjp.custom_vjp_objective(
     p, x, y, spec, hp.reg, cfg.penalty, weights, **hp.loss_hparams
   )
 
