@@ -199,8 +199,17 @@ class Path:
       raise ValueError(why)
 
   def record(self):
-    """What a checkpoint records of the path: the process count and the data order."""
-    return {'num_processes': jax.process_count(), 'data_order': self.data_order}
+    """What a checkpoint records of the path: the process and device counts and the data order."""
+    return {
+      'num_processes': jax.process_count(),
+      'num_devices': self.num_devices,
+      'data_order': self.data_order,
+    }
+
+  @property
+  def num_devices(self):
+    """The devices a step's batch is split over (1 without `--parallel`)."""
+    return 1 if self.cfg.parallel == 'none' else self.cfg.num_devices or jax.device_count()
 
   def check_same_view(self, path, found):
     """Raises a `ValueError` unless every process does (`found`) or does not see the checkpoint `path`."""
@@ -215,4 +224,11 @@ class Path:
       raise ValueError(
         f'{path}: written by a run of {wrote} process(es) but this run has {now}; each process trains '
         f'on its own shard of the data, so resume with --num_processes={wrote}.'
+      )
+    wrote = meta.get('num_devices', self.num_devices)  # a checkpoint from before the count was kept: as now
+    if wrote != self.num_devices:
+      raise ValueError(
+        f'{path}: written by a run whose steps were split over {wrote} device(s), and this run splits them '
+        f'over {self.num_devices}: the sums would be added in another order, and the run resumed would not '
+        f'be the one stopped. Resume with --num_devices={wrote}.'
       )

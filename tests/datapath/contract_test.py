@@ -73,6 +73,18 @@ def test_make_is_the_one_choice_of_the_implementation(name, dataset):
   assert path.num_train == len(dataset.x_train) and path.has('test')
   record = path.record()
   assert record['num_processes'] == 1 and isinstance(record['data_order'], str)
+  assert record['num_devices'] == 1  # one device here, with or without --parallel
+
+
+@pytest.mark.parametrize('name', ['resident', 'shard_map', 'streamed_shard_map'])
+def test_a_checkpoint_of_another_device_count_is_refused(name, dataset):
+  # Resumed on 2 devices, a run stopped on 4 mixed 4- and 2-device epochs: neither refused nor bit-exact.
+  _, path = _path(name, dataset)
+  path.check_written_by('c.npz', {'num_processes': 1, 'num_devices': 1})
+  path.check_written_by('c.npz', {'num_processes': 1})  # written before the count was kept: as now
+  with pytest.raises(ValueError, match=r'c\.npz: written by a run whose steps were split over 4 device\(s\), '
+                     r'and this run splits them over 1: .*Resume with --num_devices=4\.'):  # fmt: skip
+    path.check_written_by('c.npz', {'num_processes': 1, 'num_devices': 4})
 
 
 @pytest.mark.parametrize('name', PATHS)
