@@ -271,9 +271,13 @@ def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
       '-c',
       _MESSAGES,
       'experiments.lr_sweep',
-      # Momenta are swept only for an optimizer that reads them.
+      # Momenta are swept only for an optimizer that reads them. In float64, which holds each value next
+      # to a bound (5e-324 is 0 in float32, the largest float64 below 1 is 1 there: refused for that).
       json.dumps(
-        [[f'--{f}={v!r}', *(['--optimizer=momentum'] if f == 'momenta' else [])] for f, _, v, _ in cases]
+        [
+          [f'--{f}={v!r}', '--dtype=float64', *(['--optimizer=momentum'] if f == 'momenta' else [])]
+          for f, _, v, _ in cases
+        ]
       ),
     ],
     cwd=ROOT,
@@ -288,7 +292,7 @@ def test_lr_sweep_list_flags_refuse_just_outside_each_library_bound():
     setting = {'learning_rate': 0.1, 'reg': 0.0, name: value}
     if admitted:
       assert message == 'accepted', (flag, value, message)
-      sweep.check_grid([setting])
+      sweep.check_grid([setting], dtype='float64')
       continue
     # The flag names itself and the library's bound in the library's words; the library refuses it too.
     assert f'--{flag} must' in message and bound.describe() in message, (flag, value, message)
