@@ -217,11 +217,10 @@ def _cast(name, v):
 def check_grid(settings, loss=None, optimizer=None, dtype=None):
   """Raises a `ValueError` naming the hyperparameter whose values are bad.
 
-  The run hyperparameters are held to `BOUNDS` (and, with `dtype`, must not round to 0 in it: a
-  learning rate of 1e-50 is 0 in float32, and the model would learn nothing), and every value must be
-  one it holds (`config.check_representable`: a reg of 1e300 overflows float32). With `loss` (a record
-  or name), every other key must be one of its hyperparameters, within its bounds. With `optimizer`, a
-  momentum only where it reads one.
+  The run hyperparameters are held to `BOUNDS`; with `dtype`, every value must be one it holds
+  (`config.check_representable`: a learning rate of 1e-50 is 0 in float32, and the model would learn
+  nothing; a reg of 1e300 overflows). With `loss` (a record or name), every other key must be one of its
+  hyperparameters, within its bounds. With `optimizer`, a momentum only where it reads one.
   """
   if not settings:
     raise ValueError('The sweep is empty: give at least one learning rate and one reg.')
@@ -232,11 +231,6 @@ def check_grid(settings, loss=None, optimizer=None, dtype=None):
     for name, bound in BOUNDS.items():
       if name in s and not bound.admits(s[name]):
         raise ValueError(bound.message(s[name]))
-      with np.errstate(over='ignore', under='ignore'):  # an overflow is `check_representable`'s to name
-        vanishes = dtype is not None and name in s and s[name] != 0 and np.dtype(dtype).type(s[name]) == 0
-      if vanishes:
-        value = s[name]
-        raise ValueError(f'{bound.plural} must not round to 0 in {dtype}, the dtype; {value:g} does.')
     if loss is not None:
       losses.get_loss(loss).resolve_hparams({n: v for n, v in s.items() if n not in RUN_HPARAMS})
     for name, value in s.items():  # a reg, margin or delta of 1e300 is inf in float32, and so is the loss

@@ -129,7 +129,7 @@ def test_no_recompile_for_new_hyperparameter_values(blobs):
     # sgd has no momentum: a momentum axis trained the same model once per value.
     (sweep.grid([0.1], [0.0], momenta=[0.5, 0.9]), "sets a momentum, which optimizer='sgd' does not read"),
     # 1e-50 is 0 in float32: the sweep trained nothing and said nothing; '0.1' was shown as a number.
-    (sweep.grid([1e-50], [0.0]), r'learning rates must not round to 0 in float32, the dtype; 1e-50 does'),
+    (sweep.grid([1e-50], [0.0]), r'learning_rate=1e-50 rounds to 0 in float32, the training dtype'),
     ([{'learning_rate': '0.1', 'reg': 0.0}], r"learning rates must be > 0, got '0\.1'"),
     # 1e300 is inf in float32: a reg or margin that large trained and blamed the learning rates, and a
     # Huber delta of 1e300 trained with delta = inf and reported its best model.
