@@ -111,11 +111,8 @@ class DataConfig:
       )
     if self.bins != default.bins and self.features != 'histogram':
       raise ValueError(f'--bins={self.bins} is read only with --features=histogram: give it, or drop --bins.')
-    if self.test_path and self.test_fraction != default.test_fraction:
-      raise ValueError(
-        f'--test_path={self.test_path} is the test split, so none is taken from the data: drop '
-        f'--test_fraction={self.test_fraction:g}.'
-      )
+    if self.test_path:
+      _refuse_test_fraction(f'--test_path={self.test_path}', self)
     same = lambda a, b: os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
     if self.test_path and self.data_path and same(self.test_path, self.data_path):
       raise ValueError(
@@ -180,6 +177,15 @@ def load_dataset(data_config, seed=0, dtype='float32', stream=False, progress=No
     return _load_dataset(data_config.validate().check_read(), seed, dtype, stream, progress, targets)
 
 
+def _refuse_test_fraction(held, d):
+  """Raises a `ValueError` when `d` (a `DataConfig`) gives a --test_fraction beside a test split `held`
+  of its own, which it would ignore."""
+  if d.test_fraction != DataConfig().test_fraction:
+    raise ValueError(
+      f'{held} is the test split, so none is taken from the data: drop --test_fraction={d.test_fraction:g}.'
+    )
+
+
 def _check_labels(raw, d):
   """Refuses real-valued targets given to a classification loss, naming the file and the first non-label;
   one-hot rows, with the line that makes them labels."""
@@ -220,11 +226,9 @@ def _load_dataset(d, seed, dtype, stream, progress, targets=None):
     weight_column=d.weight_column,
     real_targets=targets == 'real',
   )
-  if raw.test is not None and d.test_fraction != DataConfig().test_fraction:  # a file of its own test split
+  if raw.test is not None:  # a file of its own test split (a --test_path is refused before the load)
     held = f'{d.data_path} (its x_test and y_test)' if d.data_path else f"--dataset={d.dataset}'s test set"
-    raise ValueError(
-      f'{held} is the test split, so none is taken from the data: drop --test_fraction={d.test_fraction:g}.'
-    )
+    _refuse_test_fraction(held, d)
   if targets in ('class', 'binary'):
     _check_labels(raw, d)
   if d.features == 'histogram':

@@ -223,9 +223,14 @@ def _refit_line(refit):
   """`--refit`'s line: the chosen reg solved again on train + validation, and its test metric."""
   if not refit:
     return []
-  tested = ', '.join(f'{k}={v:.4f}' for k, v in refit['final'].items() if k.startswith('test'))
   said = f'refit on train + validation ({refit["train_examples"]} rows) at reg={refit["reg"]:g}'
-  return [f'{said}: {tested}' if tested else f'{said} (no test split to measure it on)']
+  return [_tested(said, refit['final'])]
+
+
+def _tested(said, metrics):
+  """`said`, then the test metrics of `metrics` (or that there is no test split to measure it on)."""
+  tested = ', '.join(f'{k}={v:.4f}' for k, v in metrics.items() if k.startswith('test'))
+  return f'{said}: {tested}' if tested else f'{said} (no test split to measure it on)'
 
 
 def result_lines(out, workdir, varied=()):
@@ -255,8 +260,5 @@ def result_lines(out, workdir, varied=()):
   shown = ''.join(f' {n}={b[n]:g}' for n in varied)
   lines.append(f'best: learning_rate={b["learning_rate"]:.4g} reg={b["reg"]:g}{shown} {metric}={value}')
   if 'best_retrained' in out:
-    test = ', '.join(f'{k}={v:.4f}' for k, v in out['best_retrained'].items() if k.startswith('test'))
-    lines.append(
-      f'best retrained alone: {test}' if test else 'best retrained alone (no test split to measure it on)'
-    )
+    lines.append(_tested('best retrained alone', out['best_retrained']))
   return [*lines, f'outputs in {workdir}']
