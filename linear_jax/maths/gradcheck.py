@@ -78,6 +78,8 @@ THRESHOLDS = {
 ESCALATION_COORDS = 4096
 # Where the gradient under test and jax.grad's differ, the worst this many are probed for kinks first.
 KINK_PROBES = 16
+# A coordinate sits at a kink when a step this fraction of h either side crosses one (`_at_kink`).
+KINK_STEP = 1e-6
 # The most coordinates or random directions one sparse or directional check draws (each is two calls of f).
 MAX_PROBES = 10_000
 # The rounding floor: f is evaluated at up to ROUNDING_PROBES points a step ROUNDING_STEP · h away, and a
@@ -171,7 +173,7 @@ class _Kernels(NamedTuple):
   minus_at: Callable
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # each holds its f and what f closes over
 def _kernels(f, kinks, treedef, leaves, chunk_size):
   """Jitted pieces of a check, compiled once per function, kink function, structure and shapes.
 
@@ -428,11 +430,12 @@ def compare(
   if kink is not None and kink.any():
     num_kinks = int(kink.sum())
     lo, hi = np.minimum(lower, upper), np.maximum(lower, upper)
-    slack = atol + rtol * np.maximum(np.abs(lo), np.abs(hi))
-    within = (a >= lo - slack) & (a <= hi + slack)
-    ok = np.where(kink, within, ok)
-    rel = np.where(kink, 0.0, rel)
-    absdiff = np.where(kink, 0.0, absdiff)
+    scale = np.maximum(np.abs(lo), np.abs(hi))
+    outside = np.maximum(np.maximum(lo - a, a - hi), 0.0)  # how far outside the one-sided quotients
+    with np.errstate(invalid='ignore', divide='ignore'):
+      ok = np.where(kink, outside <= atol + rtol * scale, ok)
+      rel = np.where(kink, np.where(outside > 0, outside / np.where(scale > 0, scale, 1.0), 0.0), rel)
+    absdiff = np.where(kink, outside, absdiff)
   bad = np.flatnonzero(~ok)
   with np.errstate(invalid='ignore'):
     order = bad[np.argsort(-np.nan_to_num(relative_error(a[bad], b[bad]), nan=np.inf))][:top]
@@ -455,6 +458,8 @@ def _flat_grad(grad_fn, params, args, structure):
   if got != structure:
     raise ValueError(f'The gradient under test has structure {got}, but params have {structure}.')
   for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(g)[0], jax.tree.leaves(params), strict=True):
+    if jnp.iscomplexobj(a):
+      raise ValueError(f'The gradient under test is complex at {_leaf_name(path)}; params are real.')
     if np.shape(a) != np.shape(b):
       raise ValueError(
         f'The gradient under test has shape {np.shape(a)} at {_leaf_name(path)}, '
@@ -536,9 +541,10 @@ def check_function_gradients(
     A `GradCheckReport`; `report.passed` is the verdict.
 
   Raises:
-    ValueError: a bad method or step, a gradient of another structure, or a
-      value of `f` at `params` that is NaN or infinite (named, not a report
-      of NaN).
+    ValueError: a bad method or step, `params` with no coordinates, an `f`
+      that is not a real scalar function JAX can trace, a gradient of
+      another structure or a complex one, or a value of `f` at `params`
+      that is NaN or infinite (named, not a report of NaN).
   """
   validation.check_name('gradient-check method', method, METHODS)
   _check_counts(num_coords, num_directions, chunk_size)
@@ -546,8 +552,10 @@ def check_function_gradients(
   h = _check_step(h, dtype, method, richardson)
   key = jax.random.PRNGKey(0) if key is None else key
   tols = THRESHOLDS[dtype]
+  label = name or getattr(f, '__name__', type(f).__name__)
+  _check_function(f, params, tuple(args), label)
   pt = _check_point(f, kinks, grad_fn, params, args, chunk_size)
-  _check_finite_value(pt, name or getattr(f, '__name__', 'f'))
+  _check_finite_value(pt, label)
   comparisons = [_analytic_vs_autodiff(pt, tols, h)]
   comparisons += _numerical_comparisons(
     pt, method, h, tols, richardson, key, num_coords, num_directions, escalate
@@ -556,6 +564,31 @@ def check_function_gradients(
     comparisons = _autodiff_only(comparisons)
   report = _report(f, name, info, method, h, pt, comparisons, richardson, dtype)
   return dataclasses.replace(report, grad='autodiff') if grad_fn is None else report
+
+
+def _check_function(f, params, args, label):
+  """Raises a `ValueError` naming `label` when `params` have no coordinates (the check would compare
+  nothing), or `f` is not one JAX can trace or does not return a real scalar: `jax.grad` would fail
+  inside the checker, naming the checker's code, not `f`."""
+  if not ravel_pytree(params)[0].size:
+    raise ValueError(f'{label}: params have no coordinates, so the check would compare nothing.')
+  untraceable = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+  )
+  try:
+    out = jax.eval_shape(lambda p: f(p, *args), params)
+  except untraceable as e:
+    raise ValueError(
+      f'{label}: JAX cannot trace it ({type(e).__name__}): a checked function is written in jax.numpy, '
+      'with no Python if, float() or NumPy call on the values of its arguments.'
+    ) from e
+  if not (
+    isinstance(out, jax.ShapeDtypeStruct) and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)
+  ):
+    got = jax.tree.map(lambda a: f'{a.dtype}{list(a.shape)}', out)
+    raise ValueError(f'{label} must return a real scalar (a float of shape ()), got {got}.')
 
 
 def _check_counts(num_coords, num_directions, chunk_size):
@@ -571,10 +604,10 @@ def _check_counts(num_coords, num_directions, chunk_size):
 
 def _analytic_vs_autodiff(pt, tols, h):
   """The gradient under test against `jax.grad`'s. Where they differ, each such coordinate is probed a
-  step either side: if every one sits at a kink (two different subgradients, both valid: sign(0) = +1
-  against jax's 0 for an l1 penalty at W = 0), the comparison is `compare`'s at a kink, the gradient under
-  test passing between the one-sided difference quotients, at the finite differences' tolerance those
-  quotients need; if any does not, the plain comparison stands."""
+  tiny step either side (`_at_kink`): if every one sits at a kink (two different subgradients, both
+  valid: sign(0) = +1 against jax's 0 for an l1 penalty at W = 0), the comparison is `compare`'s at a
+  kink, the gradient under test passing between the one-sided difference quotients, at the finite
+  differences' tolerance those quotients need; if any does not, the plain comparison stands."""
   tol = tols['autodiff']
   plain = compare('analytic vs autodiff', pt.analytic, pt.autodiff, pt.names, tol)
   if plain.passed:
@@ -583,21 +616,30 @@ def _analytic_vs_autodiff(pt, tols, h):
   differ = np.flatnonzero(~_agreement(a, b, tol)[2])
   # The worst first: a wrong gradient differs away from kinks too, and is told after 2·KINK_PROBES calls.
   differ = differ[np.argsort(-np.nan_to_num(relative_error(a[differ], b[differ]), nan=np.inf), kind='stable')]
-  first = _coordinate_differences(pt.kern, pt.v, pt.args, jnp.asarray(differ[:KINK_PROBES]), h, 'central')
-  if not first[1].all():
+  if not _at_kink(pt, differ[:KINK_PROBES], h).all() or not _at_kink(pt, differ[KINK_PROBES:], h).all():
     return plain
-  parts = [first]
-  if differ.size > KINK_PROBES:
-    rest = jnp.asarray(differ[KINK_PROBES:])
-    parts.append(_coordinate_differences(pt.kern, pt.v, pt.args, rest, h, 'central'))
-  _, kink, lower, upper = (np.concatenate(p) for p in zip(*parts, strict=True))
-  if not kink.all():
-    return plain
+  _, _, lower, upper = _coordinate_differences(pt.kern, pt.v, pt.args, jnp.asarray(differ), h, 'central')
   at = np.zeros(a.size, bool)
   at[differ] = True
   lo, hi = np.zeros(a.size), np.zeros(a.size)
   lo[differ], hi[differ] = lower, upper
   return compare('analytic vs autodiff', a, b, pt.names, tols['central'], at, lo, hi)
+
+
+def _at_kink(pt, coords, h):
+  """`[len(coords)]` bools: whether `f` sits at a kink in each coordinate of `coords`, that is, whether a
+  step of `KINK_STEP · h` either side (at least a few units of the last place of `v`'s largest entry, so
+  that every coordinate moves) changes which side of a kink it is on.
+
+  A step of `h` that crosses a kink says only that one lies within `h`: on pixel-scale features a step of
+  1e-2 crosses hinges in every coordinate, where `jax.grad` is exact and must stand.
+  """
+  if not len(coords):
+    return np.ones(0, bool)
+  v, idx = pt.v, jnp.asarray(coords)
+  delta = max(KINK_STEP * h, 16 * float(jnp.finfo(v.dtype).eps) * float(jnp.max(jnp.abs(v))))
+  crossed = [np.asarray(pt.kern.probes(v, pt.args, idx, step)[1]) for step in (delta, -delta)]
+  return crossed[0] | crossed[1]
 
 
 def _check_finite_value(pt, name):
@@ -673,23 +715,50 @@ class _Point(NamedTuple):
 def _check_point(f, kinks, grad_fn, params, args, chunk_size):
   """The `_Point` of `f` at `params`: its compiled kernels, the gradient under test, and `jax.grad`'s."""
   v, _ = ravel_pytree(params)
-  flat, treedef = jax.tree.flatten(params)
   structure = jax.tree.structure(params)
   names = coordinate_names(params)
-  leaves = tuple((tuple(np.shape(a)), jnp.result_type(a)) for a in flat)
-  kern = _kernels(f, kinks, treedef, leaves, int(chunk_size))
   args = tuple(args)
-
-  autodiff = kern.grad(v, args)
+  kern, autodiff = _current_kernels(f, kinks, params, v, args, int(chunk_size))
   analytic = autodiff if grad_fn is None else _flat_grad(grad_fn, params, args, structure)
   return _Point(kern, v, args, params, names, analytic, autodiff)
+
+
+def _current_kernels(f, kinks, params, v, args, chunk_size):
+  """`(kernels, jax.grad of f at v)`: `_kernels`' cached copy while it computes what `f` computes now.
+
+  A cached copy is compiled from `f` as it was when first checked; an `f` that reads a global its caller
+  has changed since (`reg` in a notebook) would be judged against that old `f`, so on a cache hit the
+  gradient is taken once more without `jit`, and a copy that differs from it is compiled again. An `f`
+  that cannot be hashed (a callable dataclass) is compiled for this check alone.
+  """
+  flat, treedef = jax.tree.flatten(params)
+  leaves = tuple((tuple(np.shape(a)), jnp.result_type(a)) for a in flat)
+  key = (f, kinks, treedef, leaves, chunk_size)
+  try:
+    hash(key)
+  except TypeError:
+    kern = _kernels.__wrapped__(*key)
+    return kern, kern.grad(v, args)
+  hits = _kernels.cache_info().hits
+  kern = _kernels(*key)
+  cached = kern.grad(v, args)
+  if _kernels.cache_info().hits == hits:  # compiled just now
+    return kern, cached
+  now = ravel_pytree(jax.grad(lambda p: f(p, *args))(params))[0]
+  rtol, atol = THRESHOLDS['float64' if v.dtype == jnp.float64 else 'float32']['autodiff']
+  if np.allclose(np.asarray(now), np.asarray(cached), rtol=rtol / 10, atol=atol / 10):
+    return kern, cached
+  _kernels.cache_clear()
+  kern = _kernels(*key)
+  return kern, kern.grad(v, args)
 
 
 def _rounding_floor(pt, h, key, dirs=None):
   """The error rounding alone puts in a difference quotient of `f` at step `h`: `ROUNDING_AGREE` times
   the largest `|f(v + δu) − f(v) − ∇f·(fl(v + δu) − v)|` over up to `ROUNDING_PROBES` coordinates `u`
-  (rows of `dirs`, if given), divided by `h`, with `δ = ROUNDING_STEP · h` so small that what is left
-  is rounding. A probe whose step meets a kink, or whose value is not finite, is left out."""
+  (rows of `dirs`, if given), and at least `eps·|f(v)|`, divided by `h`, with `δ = ROUNDING_STEP · h`
+  so small that what is left is rounding. A probe whose step meets a kink, or whose value is not
+  finite, is left out."""
   kern, v, args = pt.kern, pt.v, pt.args
   delta = ROUNDING_STEP * h
   f0 = float(kern.value(v, args))
@@ -710,7 +779,10 @@ def _rounding_floor(pt, h, key, dirs=None):
     slope = taken.astype(np.float64) @ g
   residual = np.abs(moved - f0 - slope)
   residual = residual[~kink & np.isfinite(residual)]
-  return ROUNDING_AGREE * float(np.max(residual, initial=0.0)) / h
+  # Where ∇f·δ is below a unit in the last place of f, f does not move and the residual is that slope,
+  # not f's rounding: f's own precision, eps·|f|, is the least the floor can be.
+  least = float(jnp.finfo(v.dtype).eps) * abs(f0)
+  return ROUNDING_AGREE * max(float(np.max(residual, initial=0.0)), least) / h
 
 
 def _with_floor(tol, floor):

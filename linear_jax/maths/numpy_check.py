@@ -120,6 +120,12 @@ class LossAndGradReport:
   def passed(self):
     return self.loss_ok and all(c.passed for c in self.comparisons)
 
+  @property
+  def inconclusive(self):
+    """Whether every finite-difference probe sat at a kink, where any subgradient passes: they confirmed
+    nothing there (the SVM with margin 0 at W = 0); check at another `W`."""
+    return bool(self.probes) and all(p.kink for p in self.probes)
+
   def disagreements(self):
     """The parts that disagree, in words."""
     out = [] if self.loss_ok else ['the loss value']
@@ -130,6 +136,11 @@ class LossAndGradReport:
     lines = [
       f'fn vs {ref} ({self.reference_note}; W laid out {self.layout}, reg={self.reg:g}): '
       f'{"OK" if self.passed else "FAIL"}'
+      + (
+        ', but finite differences confirmed nothing: every probe sits at a kink; check at another W'
+        if self.inconclusive
+        else ''
+      )
     ]
     if self.reference is not None:
       diff, bound = self.bounds['loss']
@@ -201,11 +212,24 @@ class _Fn:
       return self(w, reg)
     if not (isinstance(out, tuple) and len(out) == 2):
       raise ValueError(f'fn must return (loss, dW), got {type(out).__name__}.')
-    loss, dw = out
-    dw = np.asarray(dw, np.float64)
+    loss, dw = (np.asarray(a) for a in out)
+    for name, a in (('loss', loss), ('dW', dw)):
+      if a.dtype.kind not in 'fiu':  # a complex dW lost its imaginary part here, and passed
+        raise ValueError(f'fn returned a {name} of dtype {a.dtype}; it must be real numbers.')
+      if a.dtype.kind == 'f' and a.dtype.itemsize < 8:
+        raise ValueError(
+          f'fn returned its {name} in {a.dtype}: the check needs float64 (its finite differences and '
+          f"rounding bounds are float64's; in {a.dtype} a right gradient fails them). Compute in float64."
+        )
+    if loss.shape != ():
+      raise ValueError(f'fn must return a scalar loss (the mean over the examples), got shape {loss.shape}.')
+    if not np.isfinite(loss):
+      raise ValueError(
+        f'fn returned a loss of {float(loss)} at a finite W: no gradient can be checked there.'
+      )
     if dw.shape != np.shape(w):
       raise ValueError(f'fn returned dW of shape {dw.shape}; W is {np.shape(w)}.')
-    return float(loss), dw
+    return float(loss), dw.astype(np.float64)
 
 
 def check_loss_and_grad(
@@ -438,13 +462,18 @@ def _central(call, w, reg, f0, dw, u, h, name):
   Truncation of `D(h)` is measured as `|D(2h) − D(h)| / 3` (both err by
   `s²·f‴/6`); rounding is `κ · ε · max|f| / h`. Smooth `f` has
   `D(4h) − D(2h) ≈ 4 · (D(2h) − D(h))`; when that fails beyond the noise the
-  steps straddle a kink.
+  steps straddle a kink (and when the second differences at `h` and `2h`
+  differ, one sits at `w`).
   """
   f = {s: call(w + s * h * u, reg)[0] for s in (-4, -2, -1, 1, 2, 4)}
   d = {s: (f[s] - f[-s]) / (2 * s * h) for s in (1, 2, 4)}
   rounding = ROUNDING * EPS * max(abs(v) for v in (f0, *f.values())) / h
   e1, e2 = d[2] - d[1], d[4] - d[2]
-  kink = abs(e2 - 4 * e1) > max(AGREE * 8 * rounding, 0.25 * abs(e2))
+  # A kink at w itself leaves D(s) of a piecewise-linear f the same at every step; there the second
+  # differences c(s) = (f(w + s·u) − 2 f(w) + f(w − s·u)) / s² halve as s doubles, where a smooth f's agree.
+  c1, c2 = (f[1] - 2 * f0 + f[-1]) / h**2, (f[2] - 2 * f0 + f[-2]) / (2 * h) ** 2
+  at_w = abs(c1 - c2) > max(AGREE * 8 * rounding / h, 0.25 * max(abs(c1), abs(c2)))
+  kink = at_w or abs(e2 - 4 * e1) > max(AGREE * 8 * rounding, 0.25 * abs(e2))
   backward, forward = (f0 - f[-1]) / h, (f[1] - f0) / h
   # On a kink's smooth side the one-sided quotients miss the slope by h·f''/2: allow that much.
   curvature = min(abs(backward - (f0 - f[-2]) / (2 * h)), abs(forward - (f[2] - f0) / (2 * h)))

@@ -71,20 +71,25 @@ def two_loop(grad, s, y, rho):
   Returns:
     `[K, P]` directions; `−g / ‖g‖₂` where a model has no curvature pair yet.
   """
-  q = grad
-  alphas = []
-  for i in reversed(range(s.shape[0])):  # newest first
-    a = rho[i] * _dot(s[i], q)
-    q = q - a[:, None] * y[i]
-    alphas.append(a)
+
+  def newest_first(q, pair):
+    s_i, y_i, rho_i = pair
+    a = rho_i * _dot(s_i, q)
+    return q - a[:, None] * y_i, a
+
+  # A `lax.scan` over the M pairs, not a Python loop: unrolled, XLA's CPU compile of the solve took 10×
+  # longer (13 s against 1.4 s for diabetes' path).
+  q, alphas = jax.lax.scan(newest_first, grad, (s, y, rho), reverse=True)
   # H₀ = γ I with γ = <s, y> / <y, y> of the newest pair (the usual scaling).
   sy, yy = _dot(s[-1], y[-1]), _dot(y[-1], y[-1])
   has_pair = rho[-1] > 0
   gamma = jnp.where(has_pair, sy / jnp.where(has_pair, yy, 1.0), 1.0 / jnp.maximum(_norm2(grad), 1e-30))
-  r = gamma[:, None] * q
-  for i, a in zip(range(s.shape[0]), reversed(alphas), strict=True):  # oldest first
-    b = rho[i] * _dot(y[i], r)
-    r = r + (a - b)[:, None] * s[i]
+
+  def oldest_first(r, pair):
+    s_i, y_i, rho_i, a = pair
+    return r + (a - rho_i * _dot(y_i, r))[:, None] * s_i, None
+
+  r, _ = jax.lax.scan(oldest_first, gamma[:, None] * q, (s, y, rho, alphas))
   return -r
 
 

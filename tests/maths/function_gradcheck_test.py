@@ -1,5 +1,7 @@
 """check_function_gradients: any scalar function of any pytree, a two-layer network included."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,3 +142,64 @@ def test_rejects_integer_leaves_and_forward_richardson():
     lj.check_function_gradients(
       lambda p: jnp.sum(p), jnp.ones(2), jnp.ones_like, method='forward', richardson=True
     )
+
+
+def test_a_function_that_reads_a_global_is_checked_as_it_is_now():
+  """A notebook's loss reads `reg`; the gradient forgets the penalty. Checked at reg = 0 it is right; at
+  reg = 10 the cached compiled copy of the loss still held reg = 0, and the wrong gradient passed."""
+  state = {'reg': 0.0}
+  loss = lambda w: jnp.sum(jnp.sin(w)) + state['reg'] * jnp.sum(w**2)
+  grad = jnp.cos
+  w = jnp.linspace(-1.0, 1.0, 4)
+  assert lj.check_function_gradients(loss, w, grad).passed
+  state['reg'] = 10.0
+  report = lj.check_function_gradients(loss, w, grad)
+  assert not report.passed and not report.comparisons[0].passed, report.summary()
+  assert lj.check_function_gradients(loss, w, lambda w: jnp.cos(w) + 20.0 * w).passed
+
+
+def test_a_callable_object_is_checked_though_it_cannot_be_hashed():
+  @dataclasses.dataclass
+  class Quadratic:
+    scale: float
+
+    def __call__(self, w):
+      return self.scale * jnp.sum(w**2)
+
+  w = jnp.arange(3.0)
+  assert lj.check_function_gradients(Quadratic(2.0), w, lambda w: 4.0 * w).passed
+  assert not lj.check_function_gradients(Quadratic(2.0), w, lambda w: 2.0 * w).passed
+
+
+@pytest.mark.parametrize('offset', [1e9, 1e10])
+def test_a_correct_gradient_of_a_function_with_a_large_value_passes(offset):
+  # A step of 1e-8 moves f by less than its last place: the rounding floor measured 0 and read the
+  # quotients' rounding (eps·|f|/h, 0.02 at 1e9) as errors of the right gradient.
+  f = lambda p: offset + jnp.sum(jnp.sin(p['w']))
+  p = {'w': jnp.linspace(-1.0, 1.0, 5)}
+  assert lj.check_function_gradients(f, p, lambda p: {'w': jnp.cos(p['w'])}).passed
+  assert not lj.check_function_gradients(f, p, lambda p: {'w': jnp.cos(p['w']) + 1e-6}).passed
+
+
+_W = {'w': jnp.arange(3.0) + 0.5}
+_CUBE = lambda p: jnp.sum(p['w'] ** 3)
+_CUBE_GRAD = lambda p: {'w': 3 * p['w'] ** 2}
+
+
+@pytest.mark.parametrize(
+  'f, params, grad_fn, message',
+  [
+    (lambda p: p['w'] ** 3, _W, _CUBE_GRAD, r'must return a real scalar .*got float64\[3\]'),  # jax's words
+    (lambda p: (_CUBE(p), 0.0), _W, _CUBE_GRAD, 'must return a real scalar'),
+    (lambda p: _CUBE(p).astype(jnp.int32), _W, _CUBE_GRAD, r'got int32\[\]'),
+    (lambda p: _CUBE(p) + 0j, _W, _CUBE_GRAD, r'got complex128\[\]'),
+    (lambda p: float(_CUBE(p)), _W, _CUBE_GRAD, 'JAX cannot trace it'),  # named the checker's flat_f
+    (lambda p: _CUBE(p) if p['w'][0] > 0 else 0.0, _W, _CUBE_GRAD, r'no Python if, float\(\)'),
+    (lambda p: 0.0, {}, lambda p: {}, 'params have no coordinates'),  # an IndexError inside JAX
+    (lambda p: jnp.sum(p['w']), {'w': jnp.zeros(0)}, lambda p: p, 'params have no coordinates'),
+    (_CUBE, _W, lambda p: {'w': 3 * p['w'] ** 2 + 1j}, r"complex at \['w'\]"),  # passed, truncated
+  ],
+)
+def test_a_function_or_gradient_that_cannot_be_checked_is_refused_by_name(f, params, grad_fn, message):
+  with pytest.raises(ValueError, match=message):
+    lj.check_function_gradients(f, params, grad_fn)

@@ -254,3 +254,38 @@ def test_a_valid_subgradient_at_an_l1_kink_passes_against_autodiff_and_an_invali
     return g._replace(b=g.b + 1e-6)
 
   assert not check(off).comparisons[0].passed
+
+
+def test_a_step_that_crosses_hinges_away_from_them_does_not_excuse_a_wrong_gradient():
+  """On pixel-scale features a step of 1e-2 moves the scores by ~1 and crosses hinges in every
+  coordinate, though the point sits on none: jax.grad is exact there. A gradient missing the penalty
+  passed 'analytic vs autodiff' between the wide one-sided quotients; the kink test now steps a millionth
+  of h, and the right gradient still passes."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (60, 40)).astype(np.float64)
+  x = np.hstack([x - x.mean(0), np.ones((60, 1))])
+  y = rng.integers(0, 5, 60)
+  params = lj.Params(W=jnp.asarray(1e-3 * rng.standard_normal((5, 41))), b=None)
+  check = lambda grad_fn=None: lj.check_gradients(
+    params, x, y, loss='svm', reg=1e3, h=1e-2, method='sparse', num_coords=32, grad_fn=grad_fn
+  )
+  wrong = check(gradcheck.PLANTED_BUGS['missing_reg'])
+  vs_autodiff = wrong.comparisons[0]
+  assert not wrong.passed and not vs_autodiff.passed and vs_autodiff.num_kinks == 0, wrong.summary()
+  assert vs_autodiff.num_failed > 150 and vs_autodiff.max_rel_error > 0.5
+  assert check().passed
+
+
+def test_a_failure_at_a_kink_shows_how_far_outside_the_one_sided_quotients_it_lies():
+  # It printed `max rel 0.00e+00 max abs 0.00e+00` beside `failed 1/2`.
+  c = gradcheck.compare(
+    'analytic vs numerical',
+    [0.5, 3.0],
+    [0.0, 0.0],
+    ['W[0]', 'W[1]'],
+    (1e-6, 1e-8),
+    kink=np.array([True, True]),
+    lower=np.array([-1.0, -1.0]),
+    upper=np.array([1.0, 1.0]),
+  )
+  assert c.num_failed == 1 and c.max_abs_error == 2.0 and c.max_rel_error == 2.0 and c.worst[0][0] == 'W[1]'

@@ -6,7 +6,7 @@ import pytest
 import linear_jax as lj
 
 
-def svm_loss_naive(W, X, y, reg):
+def svm_loss_naive(W, X, y, reg, delta=1.0):
   """The course's multiclass SVM, W [D, C], written with loops."""
   dW = np.zeros(W.shape)
   loss = 0.0
@@ -15,7 +15,7 @@ def svm_loss_naive(W, X, y, reg):
     for j in range(W.shape[1]):
       if j == y[i]:
         continue
-      margin = scores[j] - scores[y[i]] + 1
+      margin = scores[j] - scores[y[i]] + delta
       if margin > 0:
         loss += margin
         dW[:, j] += X[i]
@@ -222,3 +222,39 @@ def test_a_bad_label_is_named_before_fn_is_called(bad, message):
   with pytest.raises(ValueError, match=message):
     lj.check_loss_and_grad(fn, W, X, y, 0.1, reference='svm')
   assert not called
+
+
+def test_a_point_exactly_on_hinges_passes_a_correct_svm_and_fails_a_wrong_one():
+  """Scores [1, 0, 0] by the bias column: every row of class 0 sits exactly on two hinges. Central
+  differences of a piecewise-linear f are then the same at every step, so no kink was seen, and the
+  course's correct SVM FAILed every probe; the second differences find a kink at W itself."""
+  W, X, y = _problem(5, n=50, d=11, c=3)
+  W = np.zeros_like(W)
+  W[-1, 0] = 1.0
+  report = lj.check_loss_and_grad(svm_loss_vectorized, W, X, y, 0.1)
+  assert report.passed and report.comparisons[-1].num_kinks > 0, report.summary()
+  flipped = lambda *a: (svm_loss_vectorized(*a)[0], -svm_loss_vectorized(*a)[1])
+  assert 'dW vs numerical (of fn)' in lj.check_loss_and_grad(flipped, W, X, y, 0.1).disagreements()
+  # The SVM with margin 0 at W = 0: every probe at a kink, and the verdict says it confirmed nothing.
+  zero = lj.check_loss_and_grad(
+    lambda *a: svm_loss_naive(*a, delta=0.0), np.zeros_like(W), X, y, 0.1, reference='svm', margin=0.0
+  )
+  assert zero.inconclusive and 'confirmed nothing' in zero.summary().splitlines()[0]
+  assert not lj.check_loss_and_grad(svm_loss_vectorized, *_problem(5, n=50, d=11, c=3), 0.1).inconclusive
+
+
+@pytest.mark.parametrize(
+  'out, message',
+  [
+    (lambda loss, dw: (loss, dw + 1j), 'dW of dtype complex128; it must be real'),  # passed, truncated
+    (lambda loss, dw: (np.float32(loss), dw), 'loss in float32: the check needs float64'),  # false FAIL
+    (lambda loss, dw: (loss, dw.astype(np.float32)), 'dW in float32'),
+    (lambda loss, dw: (np.full(3, loss), dw), r'a scalar loss .* got shape \(3,\)'),  # a TypeError
+    (lambda loss, dw: (None, dw), 'loss of dtype object'),
+    (lambda loss, dw: (np.nan, dw), 'loss of nan at a finite W'),  # a FAIL named 'dW vs numerical'
+  ],
+)
+def test_what_fn_returns_is_refused_by_name_when_it_cannot_be_checked(out, message):
+  W, X, y = _problem(6)
+  with pytest.raises(ValueError, match=message):
+    lj.check_loss_and_grad(lambda *a: out(*svm_loss_naive(*a)), W, X, y, 0.1)

@@ -158,7 +158,7 @@ def test_sweeps_honour_sample_weights():
 def test_a_streamed_run_tests_the_full_gradient_over_its_blocks(monkeypatch):
   ds = _blobs()
   cfg = config.TrainConfig(
-    epochs=2000, tol_on='grad_norm', tol=2e-3, batch_size=0, learning_rate=0.5, stream=True, block_rows=64
+    epochs=2000, tol_on='grad_norm', tol=1e-2, batch_size=0, learning_rate=0.5, stream=True, block_rows=64
   )
   ref = train.fit(dataclasses.replace(cfg, stream=False), ds)
   # Streamed, the full gradient comes from the blocks: the whole split never goes to the device.
