@@ -47,13 +47,14 @@ CONVERGENCE_FIELDS = ('tol', 'n_iter_no_change', 'tol_on')
 OWN_FIELDS = OBJECTIVE_FIELDS + CONVERGENCE_FIELDS + ('stream',)  # `stream` is a data flag
 
 
-def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, alias=None):
+def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, alias=None, dtype=None):
   """Checks `--name` by the `validate()` of the config record whose `field` it sets: bounds said once.
 
   `record` is `config.TrainConfig` unless given (`experiment.DataConfig`), made with the command's
   `--dtype` and `--optimizer`; the record's message, e.g. `momentum must be in [0, 1), got 1.5.`, becomes the
   flag error `--momentum must be in [0, 1), got 1.5.` (`--max_epochs (--epochs) must ...` for a flag
-  with an `alias`, which the user may have typed instead).
+  with an `alias`, which the user may have typed instead). `dtype`: what a command without `--dtype`
+  computes in (gradcheck: float64), if not the record's default.
   """
   field = field or name
   shown = f'--{name}' + (f' (--{alias})' if alias else '')
@@ -67,6 +68,8 @@ def validate_as_field(name, field=None, record=None, flag_values=flags.FLAGS, al
       for n in ('dtype', 'optimizer')
       if cls is config.TrainConfig and n in flag_values
     }
+    if dtype and cls is config.TrainConfig:
+      given.setdefault('dtype', dtype)
     try:
       cls(**{**given, field: value}).validate()
     except ValueError as e:
@@ -83,7 +86,7 @@ def _kind(annotation):
   return typing.get_origin(annotation) or annotation
 
 
-def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **overrides):
+def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, dtype=None, **overrides):
   """Defines a flag for each field of the dataclass `record` (or of those `names`), from its metadata.
 
   The flag is the field's name, its help `metadata['help']`, its default the field's in `defaults`
@@ -93,7 +96,7 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
   `validate()` (`validate_as_field`). Fields with `metadata['flag']` false have none.
   `overrides[field]` changes this command's flag: any of `name`, `default`, `help`, `choices`,
   `alias` (a second name) and `validate` (false: no `validate_as_field`). The flags go into
-  `flag_values` (absl's `FLAGS` unless given).
+  `flag_values` (absl's `FLAGS` unless given); `dtype` is `validate_as_field`'s.
   """
   defaults = defaults if defaults is not None else record()
   for field in dataclasses.fields(record):
@@ -138,7 +141,7 @@ def define_fields(record, names=None, defaults=None, flag_values=flags.FLAGS, **
       and meta.get('validate', True)
       and hasattr(record, 'validate')
     ):
-      validate_as_field(name, field.name, record, flag_values, alias=meta.get('alias'))
+      validate_as_field(name, field.name, record, flag_values, alias=meta.get('alias'), dtype=dtype)
 
 
 class _FloatOrAuto(flags.ArgumentParser):
@@ -198,8 +201,11 @@ def record_from_flags(record, f):
   )
 
 
-def define_objective_flags(allow_all=False):
-  """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked."""
+def define_objective_flags(allow_all=False, dtype=None):
+  """`--loss`, `--loss_hparams`, `--margin`, `--penalty`, `--reg`, `--seed`; `all` allowed if asked.
+
+  `dtype`: what the command computes in, when it has no `--dtype` flag and it is not float32.
+  """
   everything = {}
   if allow_all:
     loss_help = config.TrainConfig.__dataclass_fields__['loss'].metadata['help']
@@ -208,7 +214,7 @@ def define_objective_flags(allow_all=False):
       'penalty': {'default': 'all', 'choices': PENALTY_NAMES + ('all',)},
       'reg': {'default': 0.1},
     }
-  define_fields(config.TrainConfig, OBJECTIVE_FIELDS, RUN, **everything)
+  define_fields(config.TrainConfig, OBJECTIVE_FIELDS, RUN, dtype=dtype, **everything)
   flags.DEFINE_float(
     'margin', None, 'Margin Δ of the losses that have one (svm, hinge, ...); their default if unset.'
   )

@@ -25,7 +25,7 @@ from linear_jax.training import files
 
 from . import common
 
-common.define_objective_flags(allow_all=True)
+common.define_objective_flags(allow_all=True, dtype='float64')  # checks run in float64
 flags.DEFINE_enum(
   'method', 'all', ('central', 'forward', 'sparse', 'directional', 'all'), 'Numerical method.'
 )
@@ -75,11 +75,25 @@ def _read_by_the_method(f):
     raise flags.ValidationError(
       "--plant=missing_reg leaves out the penalty's gradient, which is 0 at --reg=0: give --reg > 0."
     )
+  if f['plant'] != 'none' and f['grad'] == 'custom_vjp':  # the plant replaced the custom VJP, unsaid
+    raise flags.ValidationError(
+      f'--plant={f["plant"]} plants a bug in the hand-derived gradient, so --grad=custom_vjp would go '
+      'unchecked: give one of the two.'
+    )
+  wants = f'--plant={f["plant"]}' if f['plant'] != 'none' else '--grad=custom_vjp'
+  if f['plant'] != 'none' or f['grad'] == 'custom_vjp':
+    for name in common.loss_names(f['loss']):
+      if losses.get_loss(name).score_grad is None:
+        raise flags.ValidationError(
+          f'{wants} needs a hand-derived score_grad, and loss {name!r} has none: without {wants}, its '
+          'jax.grad is checked against finite differences.'
+        )
   return True
 
 
 flags.register_multi_flags_validator(
-  ['method', 'richardson', 'num_coords', 'num_directions', 'plant', 'reg'], _read_by_the_method
+  ['method', 'richardson', 'num_coords', 'num_directions', 'plant', 'reg', 'grad', 'loss'],
+  _read_by_the_method,
 )
 
 

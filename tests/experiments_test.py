@@ -278,6 +278,9 @@ BAD_FLAGS_OF = {  # each command's refused (or accepted) flags, with the message
     (['--loss=hinge', '--num_classes=3'], '--num_classes is not read by --loss=hinge: a binary loss has one'),
     (['--loss=svm', '--num_classes=3'], 'accepted'),
     (['--num_classes=3'], 'accepted'),  # --loss=all checks multiclass losses too
+    # The plant replaced the custom VJP unsaid; the float32 bound refused what a float64 check holds.
+    (['--grad=custom_vjp', '--plant=sign_flip'], '--grad=custom_vjp would go unchecked: give one of the two'),
+    (['--loss=svm', '--reg=1e39'], 'accepted'),
   ],
 }
 

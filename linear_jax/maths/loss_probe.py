@@ -1,5 +1,5 @@
 """A `Loss` record tried on a small problem: each function's output of the right shape, of floats,
-finite, for five examples and for seven.
+finite, for five examples and for seven, and for one output more.
 
 A record is tried when it is registered (shapes only, traced with
 `jax.eval_shape`, which starts no backend) and before a run (outputs computed
@@ -81,10 +81,7 @@ def probe(loss, concrete: bool = False) -> None:
       else:
         out = jax.jit(call)(scores, targets) if concrete else jax.eval_shape(call, scores, targets)
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
-      raise ValueError(
-        f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
-        f'{loss.targets} targets {targets.shape}.'
-      ) from e
+      raise _raised(loss, field, e, scores, targets) from e
     if shape is not None:
       _check_shape(loss, field, out, shape, scores)
     else:
@@ -100,15 +97,33 @@ def probe(loss, concrete: bool = False) -> None:
     _PROBED.add(loss)
 
 
+def _raised(loss, field, e, scores, targets):
+  return ValueError(
+    f'Loss {loss.name!r}: field {field!r} raised {type(e).__name__}: {e} on scores {scores.shape} and '
+    f'{loss.targets} targets {targets.shape}.'
+  )
+
+
 def _check_batch_shapes(loss, calls, scores, targets):
-  """Traces `value` and `score_grad` on seven examples too: a shape fixed in the function (a `[5]` that
-  matched the probe) fails one of the two counts, here, and not deep in a training step."""
-  scores, targets = np.concatenate([scores, scores[:2]]), np.concatenate([targets, targets[:2]])
-  for field, shape in (('value', scores.shape[:1]), ('score_grad', scores.shape)):
-    if field in calls:
-      _check_shape(loss, field, jax.eval_shape(calls[field], scores, targets), shape, scores)
-  if 'kinks' in calls:
-    _check_rows(loss, 'kinks', jax.eval_shape(calls['kinks'], scores, targets), scores)
+  """Traces every field on seven examples too, and (but for a binary loss) on one output more: a shape
+  fixed in the function (a `[5]` that matched the probe, a `one_hot(y, 3)`) fails here, naming the
+  field, and not deep in a training step."""
+  cases = [(np.concatenate([scores, scores[:2]]), np.concatenate([targets, targets[:2]]))]
+  if loss.targets != 'binary':
+    wider = np.concatenate([scores, scores[:, :1] - 0.5], axis=1)
+    cases.append(
+      (wider, targets if loss.targets == 'class' else np.concatenate([targets, targets[:, :1]], 1))
+    )
+  for s, t in cases:
+    for field, call in calls.items():
+      try:
+        out = jax.eval_shape(call, s, t)
+      except Exception as e:  # noqa: BLE001 - any failure of user code is reported by field
+        raise _raised(loss, field, e, s, t) from e
+      if field == 'kinks':
+        _check_rows(loss, field, out, s)
+      else:
+        _check_shape(loss, field, out, s.shape if field == 'score_grad' else s.shape[:1], s)
 
 
 def _check_shape(loss, field, out, shape, scores):

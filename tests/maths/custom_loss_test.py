@@ -583,3 +583,17 @@ def test_a_loss_whose_value_is_nan_for_one_label_is_named_before_training(grad):
     ),
   ):
     train.fit(cfg, ds)
+
+
+def test_a_loss_written_for_one_number_of_classes_is_refused_naming_the_field():
+  """A Brier score with `one_hot(y, 3)` passed the probe's three classes, then failed inside gradcheck's
+  and train's compiled code on four (a JAX traceback); a regression loss fixed at two outputs too."""
+  brier = lambda s, y: jnp.sum((jax.nn.softmax(s) - jax.nn.one_hot(y, 3)) ** 2, axis=1)
+  with pytest.raises(ValueError, match=r"field 'value' raised TypeError: .* on scores \(5, 4\)"):
+    lj.register_loss('test_brier_of_3', lj.Loss(value=brier, targets='class'))
+  two = lambda s, t: jnp.sum((s - t) ** 2 * jnp.asarray([1.0, 2.0]), axis=1)
+  with pytest.raises(ValueError, match=r"field 'value' raised ValueError: .* on scores \(5, 3\)"):
+    lj.register_loss('test_two_outputs', lj.Loss(value=two, targets='real'))
+  any_count = lambda s, y: jnp.sum((jax.nn.softmax(s) - jax.nn.one_hot(y, s.shape[1])) ** 2, axis=1)
+  lj.register_loss('test_brier', lj.Loss(value=any_count, targets='class'))  # any number of classes
+  assert losses.LOSSES.pop('test_brier') and 'test_brier_of_3' not in losses.LOSSES
