@@ -12,6 +12,7 @@ beside it. --tiny runs a smaller version for tests. The work is
 `linear_jax.runs.report.build`.
 """
 
+import signal
 import sys
 import time
 
@@ -19,6 +20,7 @@ from absl import flags
 import jax
 
 from linear_jax.runs import report
+from linear_jax.training import preemption
 from linear_jax.training import workdir as workdir_lib
 
 from . import common
@@ -44,6 +46,12 @@ def main(argv):
       path, ok = report.build(workdir, FLAGS.tiny, FLAGS.seed, lambda line: print(line, flush=True))
   except (ValueError, OSError) as e:  # an output that cannot be written: one line, no traceback
     sys.exit(common.error_line(e))
+  except report.Stopped as e:  # its numbers would be those of runs cut short
+    print(f'report: stopped by {e}', file=sys.stderr)
+    sys.exit(128 + int(getattr(signal, preemption.signal_name())))
+  except KeyboardInterrupt:  # Ctrl-C before the sections (while compiling the first)
+    print('report: stopped by SIGINT: no report written.', file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
   print(f'{path} written in {time.perf_counter() - t:.0f} s; gradient checks {"all pass" if ok else "FAIL"}')
 
 

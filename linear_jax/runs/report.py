@@ -34,6 +34,7 @@ from linear_jax.runs import optimizers_run
 from linear_jax.runs import plots
 from linear_jax.runs import report_page
 from linear_jax.training import lbfgs
+from linear_jax.training import preemption
 from linear_jax.training import train
 from linear_jax.tuning import search
 from linear_jax.tuning import sweep
@@ -395,16 +396,50 @@ def build(
   Returns:
     `Built(path, gradient_checks_passed)`. The gradient checks and the optimum section run in float64:
     the caller turns on `jax_enable_x64` first (training stays float32).
+
+  Raises:
+    Stopped: on SIGINT or SIGTERM, at the end of the section it came in (which stops early), before
+      report.html is written.
   """
   if not jax.config.jax_enable_x64:
     raise ValueError('report.build needs float64: turn on jax_enable_x64 first.')
+  check_outputs(workdir)
   rep = report_page.Report(workdir)
   rep.parts.append(DEMO_LINK)
   start, ok = time.perf_counter(), True
-  for i, (what, section) in enumerate(SECTIONS, 1):
-    if progress:
-      progress(progress_line(i, what, time.perf_counter() - start))
-    out = section(rep, tiny, seed)
-    if section is gradient_checks:
-      ok = out
+  with preemption.handling():  # a signal stops the fits, sweeps and searches it reaches: no report then
+    for i, (what, section) in enumerate(SECTIONS, 1):
+      if progress:
+        progress(progress_line(i, what, time.perf_counter() - start))
+      try:
+        out = section(rep, tiny, seed)
+      except preemption.Stopped:
+        out = None
+      if preemption.requested():
+        raise Stopped(f'{preemption.signal_name()} during section {i} of {len(SECTIONS)}: no report written.')
+      if section is gradient_checks:
+        ok = out
   return Built(rep.write(TITLE), ok)
+
+
+def outputs():
+  """The names of the files `build` writes: report.html and every picture."""
+  cases = [f'{case}_{tag}.png' for case in hard_cases.CASES for tag in ('linear', 'feature_map')]
+  pictures = ['curves', 'templates', 'regions', 'sweep_heatmap', 'loss_vs_lr', 'search', 'landscapes']
+  return ['report.html', *(f'{p}.png' for p in pictures), *cases, 'svm_vs_softmax.png', 'optimality_gap.png']
+
+
+def check_outputs(workdir):
+  """Raises a `ValueError` naming an output of the report that is a folder in `workdir` (a link is
+  replaced, as every output's is), before any section runs: the write failed after all the work."""
+  for name in outputs():
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      raise ValueError(
+        f'{path} is a folder, where the report writes {name}; move it or use another --workdir.'
+      )
+
+
+class Stopped(Exception):  # noqa: N818 - a stop, not an error
+  """A stop signal came while the report was built: the section it reached stopped early, its numbers
+  are no result, and report.html is not written."""

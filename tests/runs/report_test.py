@@ -3,14 +3,17 @@
 import base64
 import contextlib
 import io
+import os
 import pathlib
 import re
+import signal
 
 import jax
 import numpy as np
 import pytest
 
 from linear_jax.runs import report
+from linear_jax.training import preemption
 
 SECTIONS = (
   '1. Training a softmax classifier on digits',
@@ -95,3 +98,38 @@ def test_a_linear_panel_without_a_line_in_view_says_so():
   for scores, cls in ((x0**2 + 1.0, '1'), (-(x1**2) - 0.1, '0')):  # one sign over the whole picture
     caption = report.linear_caption('ring', scores)[0]
     assert 'best line a linear' not in caption and f'in one class ({cls})' in caption and 'outside' in caption
+
+
+def test_a_stop_signal_writes_no_report_of_runs_cut_short(tmp_path, monkeypatch):
+  """Ctrl-C while section 7 trained: fit caught it and returned the model it had, and report.html was
+  written with that accuracy (7% where the run gives 26%), exit 0. Now the section's fits stop, and the
+  build raises at its end, before any page is written."""
+  trained = []
+
+  def section(rep, tiny, seed):
+    del rep, tiny
+    ds = report.data.prepare(report.data.load('digits'), 'digits', seed=seed)
+    os.kill(os.getpid(), signal.SIGINT)  # while the fit below would run, as a user's Ctrl-C
+    trained.append(report.train.fit(report.config.TrainConfig(epochs=50), ds))
+
+  monkeypatch.setattr(report, 'SECTIONS', (('training', section), ('never reached', None)))
+  try:
+    with pytest.raises(report.Stopped, match='SIGINT during section 1 of 2: no report written'):
+      report.build(str(tmp_path))
+  finally:
+    preemption.reset()
+  assert trained[0].interrupted and len(trained[0].history) < 50
+  assert not (tmp_path / 'report.html').exists()
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_section_runs(tmp_path, monkeypatch):
+  (tmp_path / 'report.html').mkdir()
+  monkeypatch.setattr(report, 'SECTIONS', (('must not run', lambda *a: pytest.fail('a section ran')),))
+  with pytest.raises(ValueError, match=r'report.html is a folder, where the report writes report.html'):
+    report.build(str(tmp_path))
+
+
+def test_every_file_the_report_writes_is_one_it_checks_first(built):
+  workdir = built[0]
+  written = sorted(p.name for p in workdir.iterdir() if p.suffix in ('.html', '.png'))
+  assert written == sorted(report.outputs())
