@@ -18,6 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 import importlib.resources
+import ipaddress
 import json
 import logging
 import time
@@ -124,6 +125,10 @@ class Handler(BaseHTTPRequestHandler):
         return self._error(HTTPStatus.METHOD_NOT_ALLOWED, f'{path} takes GET.', {'Allow': 'GET'})
       self.close_connection = True
       return self._error(HTTPStatus.NOT_FOUND, f'No such route: {path[:100]}')
+    refused = self._not_from_the_page()
+    if refused:
+      self.close_connection = True
+      return self._error(*refused)
     body = self._read_body()
     if body is None:
       return None
@@ -142,6 +147,33 @@ class Handler(BaseHTTPRequestHandler):
       logging.exception('demo: %s failed', path)
       return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f'{type(e).__name__}: {e}')
     return self._send(HTTPStatus.OK, answer, extra={'Server-Timing': f'compute;dur={ms:.2f}'})
+
+  def _not_from_the_page(self):
+    """`(status, message)` refusing an API call that another site's page could have made, else `None`.
+
+    Any page the user visits may POST to this server. A `Content-Type` other than JSON is the only kind
+    a foreign page can send without asking first (browsers ask with OPTIONS, which is refused); an
+    `Origin` other than the server's own names such a page; a `Host` that is a domain name other than
+    `localhost`, or another port, is one that DNS rebinding pointed here.
+    """
+    kind = self.headers.get('Content-Type', '').split(';')[0].strip().lower()
+    if kind != 'application/json':
+      return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, 'The API takes a JSON body: Content-Type: application/json.'
+    host = self.headers.get('Host', '')
+    try:
+      where = urllib.parse.urlsplit(f'//{host}')
+      name, port = where.hostname, where.port
+    except ValueError:
+      name = port = None
+    if port != self.server.server_address[1] or not _loopback_or_address(name):
+      return (
+        HTTPStatus.FORBIDDEN,
+        f'Host {host[:100]!r} is not this server: open the page at its own address.',
+      )
+    origin = self.headers.get('Origin')
+    if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != host.lower():
+      return HTTPStatus.FORBIDDEN, f'A page of {origin[:100]} may not call this server; open {host} itself.'
+    return None
 
   def _read_body(self):
     """The request's body, or None after answering 411 / 413 / 400."""
@@ -200,6 +232,20 @@ def warm_up(loss):
     demo_learn.handle_step(
       {**state, 'steps': steps, 'optimizer': {'method': 'momentum'}}
     )  # the page's default
+
+
+def _loopback_or_address(name):
+  """Whether a `Host` header's name is `localhost` or an IP address, not a domain that DNS could point
+  here from another site."""
+  if not name:
+    return False
+  if name.lower() == 'localhost':
+    return True
+  try:
+    ipaddress.ip_address(name)
+  except ValueError:
+    return False
+  return True
 
 
 def serve(host='127.0.0.1', port=8000, loss=None, warm=True):

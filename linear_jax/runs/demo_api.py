@@ -47,7 +47,9 @@ LIMITS = {
   'path_numbers': 60_000,  # numbers of the weights a step's answer lists on its path (a body of ~1 MB)
 }
 PAD = 512  # rows every point set is padded to (> LIMITS['points'])
-MAX_BODY = 2 << 20  # bytes of one request body (a CIFAR-shaped W is 30,720 numbers)
+# Bytes of one request body: a CIFAR-shaped W is 30,720 numbers, and a step sends W, b and Adam's two
+# moments of each (JSON, up to 25 bytes a number: 3 MB); 2 MiB refused Adam's state after a few steps.
+MAX_BODY = 8 << 20
 FEATURES = ('none', *hard_cases.FEATURE_MAPS)
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam')
 SCHEDULES = ('constant', 'step', 'exponential', 'inverse_time')

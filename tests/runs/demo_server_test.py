@@ -25,17 +25,22 @@ def server():
   thread.join(10)
 
 
+JSON = {'Content-Type': 'application/json'}
+
+
 def _ask(server, method, path, body=None, headers=None):
   """`(status, decoded body)` of one request on a fresh connection; raw paths are sent as written."""
   host, port = server.server_address[:2]
   conn = http.client.HTTPConnection(host, port, timeout=60)
   try:
-    conn.putrequest(method, path, skip_accept_encoding=True)
+    conn.putrequest(method, path, skip_accept_encoding=True, skip_host='Host' in (headers or {}))
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     for k, v in (headers or {}).items():
       conn.putheader(k, v)
     if data is not None and 'Content-Length' not in (headers or {}):
       conn.putheader('Content-Length', str(len(data)))
+    if method == 'POST' and 'Content-Type' not in (headers or {}):
+      conn.putheader('Content-Type', JSON['Content-Type'])  # as the page sends
     conn.endheaders()
     if data is not None:
       conn.send(data)
@@ -200,7 +205,7 @@ def test_an_answer_says_the_servers_share_and_is_not_held_by_nagle(server):
   conn = http.client.HTTPConnection(host, port, timeout=60)
   try:
     for _ in range(2):  # one kept-alive connection, as the page's
-      conn.request('POST', '/api/dataset', json.dumps({'name': 'blobs', 'n': 20}))
+      conn.request('POST', '/api/dataset', json.dumps({'name': 'blobs', 'n': 20}), JSON)
       r = conn.getresponse()
       assert r.status == 200 and len(json.loads(r.read())['points']) == 20
       name, dur = r.getheader('Server-Timing').split(';')
@@ -214,12 +219,41 @@ def test_a_request_the_page_drops_before_its_answer_is_no_error(caplog):
   """A drag aborts the page's previous request: the answer has nowhere to go, and that is not a failure."""
   body = json.dumps({'name': 'blobs', 'n': 20}).encode()
   here, there = socket.socketpair()
-  here.sendall(b'POST /api/dataset HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+  head = b'POST /api/dataset HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n'
+  here.sendall(head + b'Content-Length: %d\r\n\r\n' % len(body) + body)
   here.close()  # gone before the answer: writing it breaks the pipe
-  srv = types.SimpleNamespace(default_loss='svm')
+  srv = types.SimpleNamespace(default_loss='svm', server_address=('127.0.0.1', 8000))
   local = type('Local', (demo.Handler,), {'disable_nagle_algorithm': False})  # not TCP: no Nagle to turn off
   with caplog.at_level(logging.DEBUG):
     local(there, ('page', 0), srv)  # handles the one request, as the server's thread does
   there.close()
   assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
   assert any('closed the connection before its answer' in r.getMessage() for r in caplog.records)
+
+
+def test_an_api_call_another_site_could_have_made_is_refused(server):
+  """Any page the user visits could POST here: a text/plain body (no preflight), a foreign Origin, or a
+  Host that DNS rebinding pointed at the loopback address. Each was answered, and computed on."""
+  port = server.server_address[1]
+  body = {'name': 'blobs', 'n': 20}
+  cases = [
+    ({'Content-Type': 'text/plain'}, 415, 'Content-Type: application/json'),
+    ({'Origin': 'http://evil.example'}, 403, 'A page of http://evil.example may not call this server'),
+    ({'Host': f'evil.example:{port}'}, 403, "Host 'evil.example:"),
+    ({'Host': f'127.0.0.1:{port + 1}'}, 403, 'is not this server'),
+  ]
+  for headers, status, words in cases:
+    got, answer = _ask(server, 'POST', '/api/dataset', body, {**JSON, **headers})
+    assert got == status and words in answer['error'], (headers, got, answer)
+  for host in (f'localhost:{port}', f'127.0.0.1:{port}'):  # the page at its own address, either name
+    origin = {'Host': host, 'Origin': f'http://{host}'}
+    assert _ask(server, 'POST', '/api/dataset', body, {**JSON, **origin})[0] == 200
+
+
+def test_a_step_of_adam_on_a_cifar_shaped_model_fits_in_a_request():
+  """The page sends W, b and Adam's two moments of each, as JSON numbers of up to 25 bytes: 2 MiB
+  refused it after a few steps (413), and the page took no step again until Reset."""
+  w = [[-1.2345678901234567e-05] * 3072] * 10
+  b = [-1.2345678901234567e-05] * 10
+  body = json.dumps({'model': {'W': w, 'b': b}, 'optimizer': {'state': [w, b, w, b], 't': 1}}).encode()
+  assert len(body) > 2 << 20 and len(body) < demo_api.MAX_BODY
