@@ -1,18 +1,19 @@
-"""Whether a plateau of the objective is the optimum's: one step scaled to each feature's units.
+"""Whether a plateau of the objective is the optimum's: a step scaled to the features' units.
 
 The objective's stopping tests (`optim/convergence.py`) stop where the objective
 stops falling. On features whose units differ widely (`--preprocess=none` on
 breast_cancer: spreads from 0.0026 to 350) that is where gradient descent
 crawls, not the optimum: logistic regression stopped there, "converged", at an
 objective of 0.242 against L-BFGS's 0.117. Before a fit says 'converged' on such
-a test, `gain` takes one step of the full gradient with each weight's entry
-divided by its feature's second moment as the step sees it, plus the penalty's
-`2·reg` (the step standardizing would have made: a Jacobi step), at a few
-lengths, and measures the best decrease as a fraction of the decrease so far.
-Above `GAIN` the plateau is no optimum, and the fit says 'stalled'. On
-standardized features the step gains nothing gradient descent had not found
-(at most about 1e-3 of the decrease in the default runs of every loss). The
-test can only refute: a plateau a little above the optimum (a constant step's
+a test, `gain` takes one step of the full gradient as standardizing the features
+would have scaled it (a Jacobi step there: each weight's entry, less the
+bias's share that a feature's mean carries, divided by its variance plus the
+penalty's `2·reg`), and the bias's part of it alone, at a few lengths, and
+measures the best decrease as a fraction of the decrease so far. Above `GAIN`
+the plateau is no optimum, and the fit says 'stalled'. On standardized
+features the step gains nothing gradient descent had not found (at most
+about 1e-3 of the decrease in the default runs of every loss). The test can
+only refute: a plateau a little above the optimum (a constant step's
 noise floor) may gain less than `GAIN` from one step and pass.
 """
 
@@ -22,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linear_jax.data import records
+from linear_jax.maths import loss_probe
 from linear_jax.maths import losses
 
 # Training rows (evenly spaced over the split: all of them up to this many, and at most `SAMPLE_BYTES` of
@@ -36,14 +39,14 @@ GAIN = 1e-2
 
 
 def gain(cfg, path, params, hp, initial):
-  """The fraction of the decrease so far, `initial − f(params)`, that one feature-scaled step gains.
+  """The fraction of the decrease so far, `initial − f(params)`, that the better of two steps gains: the
+  one standardizing would have made (`_standardized_step`), and the bias's part of it alone.
 
   The gradient is the full objective's (`path.objective`, one pass); the step's
   scale and its gain are measured on up to `ROWS` training rows as the step
   sees them (`path.sample_rows`: every row of a smaller split), so that a
-  file streamed from disk is read once, not once per length. Each weight's
-  entry is divided by its feature's (weighted) second moment plus the l2
-  penalty's `2·reg` (none for a bias, folded or not).
+  file streamed from disk is read once, not once per length. The lengths
+  are scaled by `_reach`.
 
   Args:
     cfg: the run's `TrainConfig`; path: its `DataPath`; params, hp: where the plateau is.
@@ -57,28 +60,63 @@ def gain(cfg, path, params, hp, initial):
   rows = max(1, min(ROWS, SAMPLE_BYTES // (8 * params.W.shape[1])))
   x, y, w = path.sample_rows(rows)
   w = None if w is None or not np.sum(w) > 0 else w
-  moment = np.average(np.square(x, dtype=np.float64), axis=0, weights=w)  # [D], a folded bias's 1 included
-  damping = np.full(moment.shape, 2.0 * float(cfg.reg) if cfg.penalty == 'l2' else 0.0)
-  if grad.b is None:
-    damping[-1] = 0.0  # the folded bias is not penalized (`model.penalized_weights`)
-
-  def scaled(g, denominator):
-    g = np.asarray(g, np.float64)
-    with np.errstate(divide='ignore', invalid='ignore'):
-      return np.where(denominator > 0, -g / denominator, 0.0)
-
-  direction = grad._replace(
-    W=scaled(grad.W, (moment + damping)[None, :]),
-    b=None if grad.b is None else scaled(grad.b, np.ones(grad.b.shape)),
-  )
+  step = _standardized_step(cfg, grad, x, w)
   sample = tuple(None if a is None else jnp.asarray(a) for a in (x, y, w))
-  lengths = jnp.asarray((0.0, *LENGTHS), params.W.dtype)
-  here, *moved = np.asarray(_along(params, direction, lengths, *sample, hp, cfg=cfg), np.float64)
+  lengths = jnp.asarray((0.0, *(_reach(cfg, path.dataset) * np.asarray(LENGTHS))), params.W.dtype)
+  moved = []
+  for direction in (step, _bias_only(step, grad)):
+    here, *along = np.asarray(_along(params, direction, lengths, *sample, hp, cfg=cfg), np.float64)
+    moved += along
   best = min([f for f in moved if np.isfinite(f)], default=here)
   gained, fallen = max(0.0, here - best), initial - float(value)
   if fallen <= 0:  # the objective test passed without any decrease: a step too large, or no progress
     return 1.0 if gained > 0 or fallen < 0 else 0.0
   return gained / fallen
+
+
+def _standardized_step(cfg, grad, x, w):
+  """The step of the full gradient `grad` that standardizing the features would have made (a Jacobi step
+  there), mapped back to the features' units: `ΔW_d = −(g_W_d − g_b·μ_d) / (σ_d² + 2·reg)` and
+  `Δb = −g_b − ΔW·μ`, with `μ` and `σ²` the (weighted) mean and variance of feature `d` on the rows `x`.
+
+  Uncentered features (pixels of 200 to 255, `--preprocess=none`) couple each weight with the bias: a
+  step scaled by the second moments alone moved both 200 times too little, and a fit 10 times above
+  its optimum passed as converged.
+  """
+  folded = grad.b is None  # the bias trick: the last column of W is the bias, its feature the 1s
+  features = np.asarray(x[:, :-1] if folded else x, np.float64)
+  mean = np.average(features, axis=0, weights=w)
+  var = np.average(np.square(features - mean), axis=0, weights=w)
+  g = np.asarray(grad.W, np.float64)
+  g_w, g_b = (g[:, :-1], g[:, -1]) if folded else (g, np.asarray(grad.b, np.float64))
+  denominator = var + (2.0 * float(cfg.reg) if cfg.penalty == 'l2' else 0.0)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    d_w = np.where(denominator > 0, -(g_w - g_b[:, None] * mean) / denominator, 0.0)
+  d_b = -g_b - d_w @ mean
+  if folded:
+    return grad._replace(W=np.concatenate([d_w, d_b[:, None]], axis=1))
+  return grad._replace(W=d_w, b=d_b)
+
+
+def _bias_only(step, grad):
+  """`step` with its weights' part 0 and the bias's `−g_b`: where the bias alone is far from its optimum
+  (targets far from 0, left in their units), the weights' part of `step` on a loss of no curvature
+  (l1) costs more in penalty than the bias's part gains."""
+  if grad.b is not None:
+    return step._replace(W=np.zeros_like(step.W), b=-np.asarray(grad.b, np.float64))
+  bias = np.zeros_like(step.W)
+  bias[:, -1] = -np.asarray(grad.W, np.float64)[:, -1]
+  return step._replace(W=bias)
+
+
+def _reach(cfg, dataset):
+  """How far the step reaches: 1, or the targets' spread where they are left in their own units and the
+  loss is not quadratic in them (l1, Huber): their gradient is bounded in any units, so a step of
+  `LENGTHS` moves a bias 1e8 away from its optimum by 2, which float32 cannot see."""
+  target = records.raw_target_spread(dataset)
+  if target == 1.0 or loss_probe.quadratic_in_targets(cfg.loss_record, cfg.resolved_loss_hparams(), target):
+    return 1.0
+  return target
 
 
 @functools.partial(jax.jit, static_argnames='cfg')

@@ -448,3 +448,30 @@ def test_an_lbfgs_run_that_ran_out_says_iterations():
   assert stop_reasons.explain(lbfgs, 'max_epochs') == 'not converged: the most iterations (3) ran out'
   sgd = config.TrainConfig(epochs=3)
   assert stop_reasons.explain(sgd, 'max_epochs') == 'not converged: the most epochs (3) ran out'
+
+
+def test_a_plateau_where_the_bias_is_far_from_its_optimum_is_stalled_not_converged():
+  """Two plateaus the feature-scaled step (each weight over its feature's second moment) did not refute,
+  both said 'converged': features of 200 to 255 left in their units, where each weight's step moves the
+  bias (a fit 10 times above the ridge optimum); and l1 on targets of mean 1.5e8 left in their units,
+  whose bounded gradient moved the bias by 2 in any step (the model was the one it started from)."""
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(12)
+  x = rng.uniform(200, 255, (1000, 5))
+  y = (x - 227) @ np.array([0.1, -0.2, 0.05, 0.3, 0.0]) + 10 + rng.normal(0, 0.5, 1000)
+  pixels = data.prepare(data.Raw(x=x, y=y, kind='real'), 'pixels', 0.0, 0.0, preprocess='none', seed=0)
+  cfg = dataclasses.replace(config.COMMAND_LINE, loss='l2')
+  result = train.fit(cfg, pixels)
+  ridge = linear_model.Ridge(alpha=cfg.reg * len(y)).fit(x, y)
+  f_star = np.mean((ridge.predict(x) - y) ** 2) + cfg.reg * np.sum(ridge.coef_**2)
+  assert result.history[-1]['train_loss'] > 5 * f_star  # far from the optimum, then: not 'converged'
+  assert result.stop_reason == 'stalled' and result.history[-1]['plateau_gain'] > plateau.GAIN
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(500, 3))
+  y = 5e7 * (x @ np.array([1.0, -2.0, 0.5]) + 3 + 0.3 * rng.normal(size=500))
+  units = data.prepare(data.Raw(x=x, y=y, kind='real'), 'units', 0.0, 0.0, preprocess='none', seed=0)
+  result = train.fit(dataclasses.replace(config.COMMAND_LINE, loss='l1'), units)
+  assert result.history[-1]['train_loss'] > 0.9 * np.mean(np.abs(y))  # no better than predicting 0
+  assert result.stop_reason == 'stalled' and result.history[-1]['plateau_gain'] > plateau.GAIN
