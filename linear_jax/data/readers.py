@@ -317,24 +317,27 @@ def _column(spec, header, width, path, what):
 DECIMAL_COMMA = re.compile(r'\s*[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?\s*')
 
 
-def _first(rows, test):
-  """`(line, column, cell)` of the first cell of `rows` that passes `test`, counting from 1; else `None`."""
+def _first(rows, test, lines=None):
+  """`(line, column, cell)` of the first cell of `rows` that passes `test`, counting from 1 (the file's
+  line of each row: `lines`, if given); else `None`."""
   for i, r in enumerate(rows):
     for j, c in enumerate(r):
       if test(c):
-        return i + 1, j + 1, c
+        return (i + 1 if lines is None else lines[i]), j + 1, c
   return None
 
 
-def number_reader(path: str, rows: list[list[str]], delimiter: str) -> Callable[[str], float]:
+def number_reader(
+  path: str, rows: list[list[str]], delimiter: str, lines: list[int] | None = None
+) -> Callable[[str], float]:
   """How the numbers of `rows` are written: `float`, or with decimal commas (`'3,14'` -> 3.14).
 
   Decimal commas are read in a file whose fields are separated by `;` or tab, said once
   (`ReadNotice`); a file that also writes decimal points, or a comma inside a number of a
   comma-separated file (a decimal comma or a thousands separator: nothing tells which), is refused
-  naming the cell, never read as another number.
+  naming the cell, never read as another number. `lines`: the file's line of each row.
   """
-  comma = _first(rows, lambda c: ',' in c and DECIMAL_COMMA.fullmatch(c) is not None)
+  comma = _first(rows, lambda c: ',' in c and DECIMAL_COMMA.fullmatch(c) is not None, lines)
   if comma is None:
     return float
   line, col, cell = comma
@@ -345,7 +348,9 @@ def number_reader(path: str, rows: list[list[str]], delimiter: str) -> Callable[
       "separator?); write numbers with a decimal point and no separator, or separate the fields with ';' "
       'to read decimal commas.',
     )
-  point = _first(rows, lambda c: '.' in c and re.fullmatch(r'\s*[+-]?[\d.,]*\d[\d.,]*([eE][+-]?\d+)?\s*', c))
+  point = _first(
+    rows, lambda c: '.' in c and re.fullmatch(r'\s*[+-]?[\d.,]*\d[\d.,]*([eE][+-]?\d+)?\s*', c), lines
+  )
   if point is not None:
     _fail(
       path,
@@ -398,20 +403,25 @@ def read_csv(
     raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
   delimiter = delimiter or detect_delimiter(text.splitlines()[:5])
   try:
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and any(c.strip() for c in r)]
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    # Each row with its line in the file (blank lines are skipped, and counted).
+    numbered = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
   except csv.Error as e:
     raise ValueError(f'{path}: cannot read as CSV ({e}).') from e
-  if not rows:
+  if not numbered:
     _fail(path, 'no rows.')
-  number = number_reader(path, rows, delimiter)
+  if all(len(r) > 1 and not r[-1].strip() for _, r in numbered):  # a delimiter ending every line
+    numbered = [(n, r[:-1]) for n, r in numbered]
+  lines, rows = [n for n, _ in numbered], [r for _, r in numbered]
+  number = number_reader(path, rows, delimiter, lines)
   header, rows = _split_header(rows, number)
+  lines = lines[1:] if header else lines
   if not rows:
     _fail(path, 'a header but no data rows.')
   width = len(header or rows[0])
-  first_line = 2 if header else 1
   for i, r in enumerate(rows):
     if len(r) != width:
-      _fail(path, f'line {i + first_line} has {len(r)} fields, expected {width}.')
+      _fail(path, f'line {lines[i]} has {len(r)} fields, expected {width}.')
   if width == 1:  # every line a target and no feature: most often read at another delimiter than its own
     _fail(
       path,
@@ -425,7 +435,7 @@ def read_csv(
   if str(target_column) == '-1':
     _label_first(path, header)
   index = index_column(path, header, rows, number, {col, wcol})
-  return _values(path, header, rows, number, (col, wcol, index))
+  return _values(path, header, rows, number, (col, wcol, index), lines)
 
 
 def _parses(number, cell):
@@ -491,13 +501,13 @@ def _label_first(path, header):
     )
 
 
-def _values(path, header, rows, number, columns):
-  """`(x, y, w, names)` of the checked rows: every column a number but a target of text labels.
+def _values(path, header, rows, number, columns, lines):
+  """`(x, y, w, names)` of the checked rows: every column a finite number but a target of text labels.
 
-  `columns` is `(target, weights or None, row index or None)`.
+  `columns` is `(target, weights or None, row index or None)`; `lines` the file's line of each row.
   """
   col, wcol, index = columns
-  width, first_line = len(rows[0]), 2 if header else 1
+  width = len(rows[0])
   targets = [r[col].strip() for r in rows]
   text_targets = not any(_parses(number, t) for t in targets)  # all text: labels; a mix: a bad number
   numbers = [j for j in range(width) if (j != col or not text_targets) and j != index]
@@ -508,7 +518,10 @@ def _values(path, header, rows, number, columns):
     except ValueError:
       bad = next(j for j in numbers if not _parses(number, r[j]))
       hint = _text_hint(header, rows, number, bad) if bad != col else ''
-      _fail(path, f'line {i + first_line}, column {bad + 1}: {r[bad]!r} is not a number{hint}.')
+      _fail(path, f'line {lines[i]}, column {bad + 1}: {r[bad]!r} is not a number{hint}.')
+  if not np.all(np.isfinite(values)):  # 'nan', 'inf': parsed, and no value of a feature or a target
+    i, k = (int(a[0]) for a in np.nonzero(~np.isfinite(values)))
+    _fail(path, f'line {lines[i]}, column {numbers[k] + 1}: {rows[i][numbers[k]]!r} is not a finite number.')
   where = {j: k for k, j in enumerate(numbers)}
   y = np.array(targets) if text_targets else values[:, where[col]]
   w = None if wcol is None else values[:, where[wcol]]

@@ -135,3 +135,31 @@ def test_a_file_read_at_another_delimiter_than_its_own_says_so(tmp_path):
     readers.read_csv(str(path), target_column='species', delimiter=',')
   x, y, _, names = readers.read_csv(str(path), target_column='species')  # detected: tab
   assert x.shape == (2, 2) and list(y) == ['setosa', 'virginica'] and names == ('a', 'b')
+
+
+def test_a_cell_is_named_at_its_line_in_the_file_blank_lines_counted(tmp_path):
+  # Blank lines were dropped before the lines were numbered: 'x' on line 4 was said to be on line 3, and a
+  # 'nan' was named later, 0-based, as example 2, feature 1.
+  path = tmp_path / 'b.csv'
+  path.write_text('a,b,y\n1,2,3\n\n4,x,6\n7,8,9\n')
+  with pytest.raises(ValueError, match=r"b.csv: line 4, column 2: 'x' is not a number"):
+    readers.read_csv(str(path))
+  path.write_text('a,b,y\n1,2,3\n\n\n4,5,6\n7,nan,9\n')
+  with pytest.raises(ValueError, match=r"b.csv: line 6, column 2: 'nan' is not a finite number"):
+    readers.read_csv(str(path))
+  path.write_text('1,2,3\n\n4,5\n')
+  with pytest.raises(ValueError, match=r'b.csv: line 3 has 2 fields, expected 3'):
+    readers.read_csv(str(path))
+
+
+def test_a_delimiter_ending_every_line_is_no_column(tmp_path):
+  # A spreadsheet's trailing comma: the empty last column was taken for the target ("every label is ''").
+  path = tmp_path / 't.csv'
+  path.write_text('a,b,y,\n1,2,3,\n4,5,6,\n7,8,10,\n')
+  x, y, w, names = readers.read_csv(str(path))
+  np.testing.assert_array_equal(x, [[1, 2], [4, 5], [7, 8]])
+  np.testing.assert_array_equal(y, [3, 6, 10])
+  assert names == ('a', 'b') and w is None
+  path.write_text('a,b,y,c\n1,2,3,\n4,5,6,7\n')  # a last column empty on one line only is a missing cell
+  with pytest.raises(ValueError, match='line 2'):
+    readers.read_csv(str(path))
