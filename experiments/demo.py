@@ -32,10 +32,17 @@ def main(argv):
   common.start(FLAGS)
   from linear_jax.runs import demo  # pylint: disable=import-outside-toplevel
 
+  if not FLAGS.host.strip():
+    sys.exit('demo: --host is empty, which would listen on every network address; give 127.0.0.1.')
   try:
     server = demo.serve(FLAGS.host, FLAGS.port, FLAGS.loss)
   except (OSError, ValueError) as e:
     sys.exit(f'demo: {e}')
+  if not demo.loopback(server.server_address[0]):
+    print(
+      f'demo: --host={FLAGS.host} serves the page and its API to every machine that can reach this one.',
+      file=sys.stderr,
+    )
   stop = threading.Event()
 
   def on_signal(signum, frame):

@@ -182,10 +182,8 @@ class Handler(BaseHTTPRequestHandler):
       self.close_connection = True
       self._error(HTTPStatus.LENGTH_REQUIRED, 'A POST needs a Content-Length (no chunked bodies).')
       return None
-    try:
-      size = int(length)
-    except ValueError:
-      size = -1
+    lengths = set(self.headers.get_all('Content-Length'))
+    size = int(length) if len(lengths) == 1 and length.strip().isdigit() else -1  # not '+10', '1_0', two
     if size < 0:
       self.close_connection = True
       self._error(HTTPStatus.BAD_REQUEST, f'Bad Content-Length: {length[:40]!r}')
@@ -196,7 +194,15 @@ class Handler(BaseHTTPRequestHandler):
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f'The body has {size} bytes; at most {demo_api.MAX_BODY}.'
       )
       return None
-    return self.rfile.read(size)
+    try:
+      body = self.rfile.read(size)
+    except TimeoutError:  # the client stopped sending: it is told, not left waiting on a closed socket
+      body = b''
+    if len(body) < size:
+      self.close_connection = True
+      self._error(HTTPStatus.BAD_REQUEST, f'The body ended before its Content-Length of {size} bytes.')
+      return None
+    return body
 
   def _refuse(self):
     self.close_connection = True
@@ -232,6 +238,14 @@ def warm_up(loss):
     demo_learn.handle_step(
       {**state, 'steps': steps, 'optimizer': {'method': 'momentum'}}
     )  # the page's default
+
+
+def loopback(address):
+  """Whether a bound `address` is this machine's alone (127.0.0.0/8, ::1)."""
+  try:
+    return ipaddress.ip_address(address).is_loopback
+  except ValueError:
+    return address == 'localhost'
 
 
 def _loopback_or_address(name):

@@ -334,5 +334,6 @@ def handle_surface(req):
   fits_path = min(1e3, max(1.0, 1.25 * float(np.max(np.abs(coords), initial=0.0))))
   radius = number(req, 'radius', 1e-3, 1e3, fits_path)
   alphas = jnp.linspace(-radius, radius, size)
+  _keep_programs_of(('surface', size, p.x.shape, p.outputs, p.spec.name, p.penalty))  # one per grid size
   values = _surface(params, d1, d2, alphas, x, t, mask, reg, hp, loss=p.spec, penalty=p.penalty)
   return {'grid': size, 'radius': radius, 'values': demo_api.clean(values), 'path': coords.tolist()}

@@ -428,3 +428,14 @@ def test_unknown_hyperparameters_are_named_briefly():
   with pytest.raises(demo_api.RequestError, match=r"got '0000x{36}…', .* and 1995 more\.$") as e:
     demo_api.handle_evaluate(state)
   assert len(str(e.value)) < 400
+
+
+def test_the_surfaces_programs_are_bounded_as_the_searches_are():
+  """Each grid size compiles a program of its own (about 1.4 MB): a page asking for sizes 5 to 45 grew the
+  server's memory by 50 MB, never freed. They count among the programs the server keeps."""
+  state = _state()
+  demo_learn._search_programs.clear()  # pylint: disable=protected-access
+  for size in range(5, 5 + 2 * demo_learn.SEARCH_PROGRAMS_KEPT):
+    demo_learn.handle_surface({**state, 'grid': size})
+    assert len(demo_learn._search_programs) <= demo_learn.SEARCH_PROGRAMS_KEPT  # pylint: disable=protected-access
+  assert any(s[0] == 'surface' for s in demo_learn._search_programs)  # pylint: disable=protected-access

@@ -257,3 +257,35 @@ def test_a_step_of_adam_on_a_cifar_shaped_model_fits_in_a_request():
   b = [-1.2345678901234567e-05] * 10
   body = json.dumps({'model': {'W': w, 'b': b}, 'optimizer': {'state': [w, b, w, b], 't': 1}}).encode()
   assert len(body) > 2 << 20 and len(body) < demo_api.MAX_BODY
+
+
+def _raw(server, head, body=b'', wait=10.0):
+  """The server's answer to bytes sent as they are, on a fresh connection (the body may fall short)."""
+  with socket.create_connection(server.server_address[:2], timeout=wait) as s:
+    port = server.server_address[1]
+    s.sendall(head.replace(b'HOST', b'127.0.0.1:%d' % port) + body)
+    answer = b''
+    while chunk := s.recv(65536):  # until the server closes the connection, as it does after a refusal
+      answer += chunk
+    return answer.decode()
+
+
+def test_a_body_that_falls_short_or_a_content_length_of_another_form_is_answered_400(server):
+  # A short body got no answer (the connection closed after 2 s); '1_0' and '+10' were read as 10 by
+  # Python's int(); of two Content-Lengths the first won.
+  head = b'POST /api/dataset HTTP/1.1\r\nHost: HOST\r\nContent-Type: application/json\r\n'
+  short = _raw(server, head + b'Content-Length: 100\r\n\r\n', b'{}')
+  assert short.startswith('HTTP/1.1 400') and 'The body ended before its Content-Length of 100' in short
+  for length in (
+    b'Content-Length: 1_0\r\n',
+    b'Content-Length: +10\r\n',
+    b'Content-Length: 2\r\nContent-Length: 9\r\n',
+  ):
+    answer = _raw(server, head + length + b'\r\n', b'{}')
+    assert answer.startswith('HTTP/1.1 400') and 'Bad Content-Length' in answer, (length, answer)
+
+
+def test_an_address_that_serves_other_machines_is_told_from_the_loopback():
+  # `demo --host=0.0.0.0` (or an empty --host) served every network without a word; it now warns.
+  assert demo.loopback('127.0.0.1') and demo.loopback('::1') and demo.loopback('127.0.0.2')
+  assert not demo.loopback('0.0.0.0') and not demo.loopback('192.168.1.5') and not demo.loopback('::')
