@@ -271,11 +271,17 @@ def serve(host='127.0.0.1', port=8000, loss=None, warm=True):
     loss: a registered loss name, or `FILE.py:NAME` / `package.module:NAME`
       (loaded and registered here, at start, never from a request): the
       loss the page starts with. Default: the multiclass SVM.
-    warm: compile the first interactions before returning.
+    warm: compile the first interactions before returning (after binding: a port in use is said at
+      once, not after the compiles).
   """
   jax.config.update('jax_enable_x64', True)  # the gradient check compares in float64
   name = 'svm' if loss is None else losses.get_loss(loss).name
   spec = losses.LOSSES[name]
+  server = DemoServer((host, port), name)
   if warm:
-    warm_up(name if spec.targets != 'binary' else 'svm')
-  return DemoServer((host, port), name)
+    try:
+      warm_up(name if spec.targets != 'binary' else 'svm')
+    except BaseException:
+      server.server_close()
+      raise
+  return server

@@ -97,7 +97,7 @@ def opt_state_from(leaves, template):
     raise RequestError('optimizer.state does not fit this optimizer and model; send null to start afresh.')
   out = []
   for i, (leaf, r) in enumerate(zip(leaves, ref, strict=True)):
-    a = demo_api.array(leaf, np.shape(r), f'optimizer.state[{i}]', 1e12)
+    a = demo_api.array(leaf, np.shape(r), f'optimizer.state[{i}]', STATE_BOUND)
     if np.issubdtype(r.dtype, np.integer) and not (
       np.all(a == np.round(a)) and np.all((a >= 0) & (a < 2**31))
     ):
@@ -170,6 +170,7 @@ def handle_step(req):
     loss=p.spec, penalty=p.penalty, cfg=cfg, bucket=bucket,
   ))  # fmt: skip
   _check_finite(curve[:num], path, num, settings['learning_rate'])
+  _check_state(opt_state, settings['learning_rate'])
   out = demo_api.evaluate_state(new, p)
   t_after = settings['t'] + num
   # Every step's weights, or every k-th and the last where they would be more than LIMITS['path_numbers']
@@ -186,6 +187,21 @@ def handle_step(req):
     },
   )
   return out
+
+
+STATE_BOUND = 1e12  # the largest optimizer state entry the page may send back (`opt_state_from`)
+
+
+def _check_state(opt_state, learning_rate):
+  """Raises a `RequestError` (422) when the optimizer's new state holds an entry the next request would
+  refuse (Adam's second moment of gradients near 1e6): the page keeps the state it sent."""
+  for leaf in jax.tree.leaves(opt_state):
+    if np.issubdtype(np.asarray(leaf).dtype, np.floating) and not np.all(np.abs(leaf) <= STATE_BOUND):
+      raise demo_api.RequestError(
+        f"The optimizer's state left ±{STATE_BOUND:g} (gradients too large for it): lower the learning "
+        f'rate ({learning_rate:g}) or reset W; the model stays where it was.',
+        status=422,
+      )
 
 
 def _check_finite(curve, path, num, learning_rate):

@@ -439,3 +439,25 @@ def test_the_surfaces_programs_are_bounded_as_the_searches_are():
     demo_learn.handle_surface({**state, 'grid': size})
     assert len(demo_learn._search_programs) <= demo_learn.SEARCH_PROGRAMS_KEPT  # pylint: disable=protected-access
   assert any(s[0] == 'surface' for s in demo_learn._search_programs)  # pylint: disable=protected-access
+
+
+def test_a_step_whose_optimizer_state_the_next_request_would_refuse_is_refused_itself():
+  """Points near ±1000 with l2 and Adam: step 3 answered a second moment of 1.4e12, and step 4 was
+  refused for sending it back (`optimizer.state[6] must hold finite numbers within ±1e+12`)."""
+  state = {
+    'points': [[1000.0, 1000.0], [-1000.0, 900.0], [500.0, -1000.0]],
+    'labels': [0, 1, 1],
+    'num_classes': 2,
+    'view': [-1000, 1000, -1000, 1000],
+    'loss': 'l2',
+    'reg': 0.0,
+    'model': {'W': [[10.0, 10.0], [-10.0, 10.0]], 'b': [0.0, 0.0]},
+    'steps': 1,
+    'optimizer': {'method': 'adam', 'learning_rate': 0.01},
+  }
+  with pytest.raises(demo_api.RequestError, match=r"optimizer's state left ±1e\+12") as refused:
+    for _ in range(6):  # each answer is sent back, as the page does
+      out = demo_learn.handle_step(state)
+      state = {**state, 'model': out['model'], 'optimizer': {**state['optimizer'], **out['optimizer']}}
+      state['optimizer'].pop('learning_rate_now')
+  assert refused.value.status == 422

@@ -289,3 +289,10 @@ def test_an_address_that_serves_other_machines_is_told_from_the_loopback():
   # `demo --host=0.0.0.0` (or an empty --host) served every network without a word; it now warns.
   assert demo.loopback('127.0.0.1') and demo.loopback('::1') and demo.loopback('127.0.0.2')
   assert not demo.loopback('0.0.0.0') and not demo.loopback('192.168.1.5') and not demo.loopback('::')
+
+
+def test_a_port_in_use_is_refused_before_the_warm_up(server, monkeypatch):
+  # `demo --port=<in use>` said 'Address already in use' after 5 s of compiling the first interactions.
+  monkeypatch.setattr(demo, 'warm_up', lambda loss: pytest.fail('compiled before binding'))
+  with pytest.raises(OSError):
+    demo.serve('127.0.0.1', server.server_address[1], warm=True)
