@@ -8,7 +8,7 @@ from linear_jax.optim import convergence
 
 # Why a run stopped, as `FitResult.stop_reason`, summary.json and the last printed line say.
 # 'stalled': L-BFGS's line search could not lower f any further (the precision floor) before tol; or the
-# objective's plateau, where one feature-scaled step still lowers it (training/plateau.py).
+# objective's plateau, where one step scaled to the features' units still lowers it (training/plateau.py).
 STOP_REASONS = ('converged', 'max_epochs', 'early_stopping', 'diverged', 'interrupted', 'stalled')
 
 
@@ -61,6 +61,6 @@ def _stalled(cfg, gain, preprocess):
     advice.append('--optimizer=lbfgs reaches the optimum of this smooth objective')
   advice.append('a smaller --tol trains on past such a plateau')
   return (
-    "stalled: the objective stopped falling, but one step scaled to each feature's units still lowers it "
-    f'by {gain:.2g} of its decrease so far: not the optimum ({"; ".join(advice)})'
+    "stalled: the objective stopped falling, but one step scaled to the features' units still lowers it "
+    f'by {gain:.2g} of its value or of its decrease so far: not the optimum ({"; ".join(advice)})'
   )

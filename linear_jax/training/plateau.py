@@ -9,7 +9,8 @@ a test, `gain` takes one step of the full gradient as standardizing the features
 would have scaled it (a Jacobi step there: each weight's entry, less the
 bias's share that a feature's mean carries, divided by its variance plus the
 penalty's `2·reg`), and the bias's part of it alone, at a few lengths, and
-measures the best decrease as a fraction of the decrease so far. Above `GAIN`
+measures the best decrease as a fraction of the decrease so far, or of the
+objective where that is smaller (as the objective's own test does). Above `GAIN`
 the plateau is no optimum, and the fit says 'stalled'. On standardized
 features the step gains nothing gradient descent had not found (at most
 about 1e-3 of the decrease in the default runs of every loss). The test can
@@ -39,8 +40,9 @@ GAIN = 1e-2
 
 
 def gain(cfg, path, params, hp, initial):
-  """The fraction of the decrease so far, `initial − f(params)`, that the better of two steps gains: the
-  one standardizing would have made (`_standardized_step`), and the bias's part of it alone.
+  """The fraction of the decrease so far, `initial − f(params)`, or of `f(params)` where that is smaller,
+  that the better of two steps gains: the one standardizing would have made (`_standardized_step`), and
+  the bias's part of it alone.
 
   The gradient is the full objective's (`path.objective`, one pass); the step's
   scale and its gain are measured on up to `ROWS` training rows as the step
@@ -53,8 +55,9 @@ def gain(cfg, path, params, hp, initial):
     initial: the objective before training.
 
   Returns:
-    A float >= 0: the best of `f(params) − f(params + t·d)` over `LENGTHS`, over `initial − f(params)`;
-    1 where the objective has not fallen below `initial` at all and a step still lowers it.
+    A float >= 0: the best of `f(params) − f(params + t·d)` over `LENGTHS`, over the smaller of
+    `initial − f(params)` and `f(params)`; 1 where the objective has not fallen below `initial` at all
+    and a step still lowers it.
   """
   value, grad = path.objective(params, hp)
   rows = max(1, min(ROWS, SAMPLE_BYTES // (8 * params.W.shape[1])))
@@ -71,7 +74,9 @@ def gain(cfg, path, params, hp, initial):
   gained, fallen = max(0.0, here - best), initial - float(value)
   if fallen <= 0:  # the objective test passed without any decrease: a step too large, or no progress
     return 1.0 if gained > 0 or fallen < 0 else 0.0
-  return gained / fallen
+  # Of the objective too, where it is the smaller, as the objective's own test asks: l1 on 60 nearly
+  # linear rows fell from 0.77 to 0.050, and a step gaining 0.006 (12% of f, 0.8% of the fall) passed.
+  return gained / min(fallen, float(value)) if float(value) > 0 else gained / fallen
 
 
 def _standardized_step(cfg, grad, x, w):
