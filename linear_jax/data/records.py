@@ -168,9 +168,16 @@ def in_target_units(dataset, metrics: dict) -> dict:
   scale = 1.0 if scale is None else scale  # a float is weakly typed: float32 metrics stay float32
   power = {'mse': 2, 'mae': 1}
   out = dict(metrics)
+  factor = scale if isinstance(scale, float) else np.asarray(scale)
   for k, v in metrics.items():
     if k[-3:] in power:
-      scaled = v * (scale if isinstance(scale, float) else np.asarray(scale)) ** power[k[-3:]]
+      n = power[k[-3:]]
+      if np.any(np.abs(np.asarray(factor, np.float64)) ** n > np.finfo(np.float32).max):
+        scaled = v  # scale² beyond float32 (targets spread 1.8e19 and more): one factor at a time, not inf
+        for _ in range(n):
+          scaled = scaled * factor
+      else:
+        scaled = v * factor**n
       out[k] = scaled.mean(axis=-1) if per_output else scaled
   return out
 

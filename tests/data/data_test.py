@@ -15,6 +15,7 @@ import pytest
 
 from linear_jax.data import datasets as data
 from linear_jax.data import memory
+from linear_jax.data import records
 from linear_jax.data.build import from_arrays
 from linear_jax.data.readers import detect_delimiter
 
@@ -1149,3 +1150,17 @@ def test_params_to_raw_checks_its_shapes_and_refuses_a_zero_scale():
   w_raw, b_raw = data.params_to_raw(w, b, np.full(3, 2.0), np.full(3, 4.0))
   np.testing.assert_allclose(w_raw, w / 4)
   np.testing.assert_allclose(b_raw, -1.5 * np.ones(2))  # b − (W / scale) · shift
+
+
+def test_an_mse_in_targets_of_1e19_is_the_number_not_inf():
+  """Targets spread 2.3e19: scale² (5e38) overflows float32 where the MSE itself (1e36) does not, and
+  train_mse was reported inf (null in summary.json)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(200, 2))
+  y = 1e19 * (x @ np.array([1.0, 2.0]) + 0.1 * rng.normal(size=200))
+  ds = data.prepare(data.Raw(x=x, y=y, kind='real'), 'big', 0.0, 0.0, seed=0)
+  mse = records.in_target_units(ds, {'train_mse': np.float32(0.0047), 'train_mae': np.float32(0.05)})
+  assert np.isfinite(mse['train_mse']) and mse['train_mse'] == pytest.approx(
+    0.0047 * ds.target_scale**2, rel=1e-5
+  )
+  assert mse['train_mae'] == pytest.approx(0.05 * ds.target_scale, rel=1e-6)
