@@ -417,3 +417,23 @@ def test_the_loss_curve_of_a_long_run_is_bounded_and_still_drawn(page):
   assert page.find_element('id', 'status').get_attribute('class') != 'error'
   assert page.execute_script('return S.curve.length') <= page.execute_script('return CURVE_MAX') < 300000
   assert page.execute_script('return S.curveStart + S.curve.length') == 300001  # the steps keep their numbers
+
+
+def test_an_edit_made_while_a_new_model_is_asked_for_applies_to_the_new_model(page):
+  from selenium.webdriver.support.ui import Select
+
+  # A binary loss asks /api/init for a model of one output. λ typed before its answer was an edit made on
+  # the two-output model, and it superseded the answer: every request after it was refused ('model.W must
+  # have shape [1, 2]') until Reset W.
+  Select(page.find_element('id', 'dataset-select')).select_by_value('two_clouds')
+  _wait(page, "return S.datasetName === 'two_clouds' && S.result && !S.inflight && !S.pending")
+  _slow_steps(page, route='init')
+  Select(page.find_element('id', 'loss-select')).select_by_value('logistic')
+  _wait(page, 'return S.inflight')
+  reg = page.find_element('id', 'reg')
+  reg.clear()
+  reg.send_keys('0.01')
+  _wait(page, "return S.loss === 'logistic' && S.reg === 0.01 && !S.inflight && !S.pending")
+  assert page.execute_script('return [S.model.W.length, S.result.model.W.length]') == [1, 1]
+  assert page.find_element('id', 'status').get_attribute('class') != 'error'
+  page.execute_script('window.fetch = window._fetch;')

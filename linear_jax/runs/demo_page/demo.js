@@ -14,6 +14,7 @@ const S = {
   features: 'none', model: null, loss: 'svm', hparams: {}, penalty: 'l2', reg: 0.001,
   opt: {state: null, t: 0}, curve: [], curveStart: 0, path: [], result: null, imageN: 300, tool: 'move',
   running: false, inflight: false, pending: null, search: null, surface: null,
+  initing: false, after: null,  // a new model asked for and not yet answered; a wish waiting for it
   gen: 0,  // counts the optimizer's restarts: a step answered for an earlier one is dropped
   problem: 0,  // counts changes of the data or the objective: a race answered for an earlier one is dropped
   focus: null,  // the point the keyboard moves (onKey), or none
@@ -70,9 +71,15 @@ const EDIT_ROUTES = ['evaluate', 'init', 'drag'];
 
 // One request in flight at a time; while one runs, only the latest wish is kept (drags stay live).
 // An edit's payload is taken when the wish is made, so an answer arriving meanwhile cannot undo it; a
-// step's when it is sent (`atSend`), so each step starts where the one before it ended.
+// step's when it is sent (`atSend`), so each step starts where the one before it ended. A new model
+// (`init`) is never superseded: an edit wished while it is asked for waits for its answer and is made
+// on the model it brings (made on the one it replaces, of another shape, every request after was refused).
 function request(route, makePayload, onDone, atSend) {
-  S.pending = {route, payload: atSend ? null : makePayload(), makePayload, onDone, gen: atSend ? null : S.gen};
+  const later = atSend || S.initing;
+  const wish = {route, payload: later ? null : makePayload(), makePayload, onDone, gen: later ? null : S.gen};
+  if (route === 'init') S.initing = true;
+  if (S.pending && S.pending.route === 'init' && route !== 'init') S.after = wish;  // the init goes first
+  else S.pending = wish;
   if (!S.inflight) pump();
 }
 
@@ -94,7 +101,7 @@ async function pump() {
     const [j, ms] = await api(route, payload || makePayload());
     // A newer wish supersedes this answer; a step's is kept unless an edit is waiting, which was made on
     // the weights before the step and applies to them (the step is dropped, and counts nowhere).
-    if (S.pending && (route !== 'step' || EDIT_ROUTES.includes(S.pending.route))) return;
+    if (S.pending && route !== 'init' && (route !== 'step' || EDIT_ROUTES.includes(S.pending.route))) return;
     if (route === 'step' && gen !== S.gen) return;  // steps of a model the optimizer has since left
     if (onDone) onDone(j);
     show(j);
@@ -110,6 +117,8 @@ async function pump() {
     }
   } finally {
     S.inflight = false;
+    if (route === 'init') S.initing = Boolean(S.pending && S.pending.route === 'init');
+    if (!S.pending && S.after) [S.pending, S.after] = [S.after, null];
     if (S.pending) pump();
   }
 }
