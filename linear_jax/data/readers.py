@@ -412,6 +412,8 @@ def read_csv(
     _fail(path, 'no rows.')
   if all(len(r) > 1 and not r[-1].strip() for _, r in numbered):  # a delimiter ending every line
     numbered = [(n, r[:-1]) for n, r in numbered]
+    _notice(f'{path}: every line ends with its delimiter; the empty column after it is no column.')
+    target_column, weight_column = _as_written(target_column), _as_written(weight_column)
   lines, rows = [n for n, _ in numbered], [r for _, r in numbered]
   number = number_reader(path, rows, delimiter, lines)
   header, rows = _split_header(rows, number)
@@ -436,6 +438,16 @@ def read_csv(
     _label_first(path, header)
   index = index_column(path, header, rows, number, {col, wcol})
   return _values(path, header, rows, number, (col, wcol, index), lines)
+
+
+def _as_written(column):
+  """A column index counted from the end (−2, −3, …) on a file whose empty last column was dropped: as the
+  file is written, the empty column counted. −1, the default, stays the last column that holds values."""
+  try:
+    k = int(column)
+  except (TypeError, ValueError):
+    return column
+  return k + 1 if k < -1 else column
 
 
 def _parses(number, cell):

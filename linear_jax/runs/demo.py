@@ -21,6 +21,8 @@ import importlib.resources
 import ipaddress
 import json
 import logging
+import re
+import socket
 import time
 import urllib.parse
 
@@ -154,18 +156,17 @@ class Handler(BaseHTTPRequestHandler):
     Any page the user visits may POST to this server. A `Content-Type` other than JSON is the only kind
     a foreign page can send without asking first (browsers ask with OPTIONS, which is refused); an
     `Origin` other than the server's own names such a page; a `Host` that is a domain name other than
-    `localhost`, or another port, is one that DNS rebinding pointed here.
+    `localhost` or this machine's is one that DNS rebinding pointed here.
     """
     kind = self.headers.get('Content-Type', '').split(';')[0].strip().lower()
     if kind != 'application/json':
       return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, 'The API takes a JSON body: Content-Type: application/json.'
     host = self.headers.get('Host', '')
     try:
-      where = urllib.parse.urlsplit(f'//{host}')
-      name, port = where.hostname, where.port
+      name = urllib.parse.urlsplit(f'//{host}').hostname
     except ValueError:
-      name = port = None
-    if port != self.server.server_address[1] or not _loopback_or_address(name):
+      name = None
+    if not _this_machine(name):  # the port may differ: a forwarded one (ssh -L, docker -p) is the page's
       return (
         HTTPStatus.FORBIDDEN,
         f'Host {host[:100]!r} is not this server: open the page at its own address.',
@@ -183,7 +184,8 @@ class Handler(BaseHTTPRequestHandler):
       self._error(HTTPStatus.LENGTH_REQUIRED, 'A POST needs a Content-Length (no chunked bodies).')
       return None
     lengths = set(self.headers.get_all('Content-Length'))
-    size = int(length) if len(lengths) == 1 and length.strip().isdigit() else -1  # not '+10', '1_0', two
+    digits = re.fullmatch(r'[0-9]+', length.strip())  # not '+10', '1_0' or '²', which int() or isdigit() take
+    size = int(length) if len(lengths) == 1 and digits else -1  # nor two different lengths
     if size < 0:
       self.close_connection = True
       self._error(HTTPStatus.BAD_REQUEST, f'Bad Content-Length: {length[:40]!r}')
@@ -248,12 +250,12 @@ def loopback(address):
     return address == 'localhost'
 
 
-def _loopback_or_address(name):
-  """Whether a `Host` header's name is `localhost` or an IP address, not a domain that DNS could point
-  here from another site."""
+def _this_machine(name):
+  """Whether a `Host` header's name is `localhost`, an IP address or this machine's own name, not a domain
+  that DNS could point here from another site."""
   if not name:
     return False
-  if name.lower() == 'localhost':
+  if name.lower() in ('localhost', socket.gethostname().lower(), socket.getfqdn().lower()):
     return True
   try:
     ipaddress.ip_address(name)

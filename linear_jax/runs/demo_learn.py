@@ -170,7 +170,7 @@ def handle_step(req):
     loss=p.spec, penalty=p.penalty, cfg=cfg, bucket=bucket,
   ))  # fmt: skip
   _check_finite(curve[:num], path, num, settings['learning_rate'])
-  _check_state(opt_state, settings['learning_rate'])
+  _check_state(opt_state)
   out = demo_api.evaluate_state(new, p)
   t_after = settings['t'] + num
   # Every step's weights, or every k-th and the last where they would be more than LIMITS['path_numbers']
@@ -189,17 +189,20 @@ def handle_step(req):
   return out
 
 
-STATE_BOUND = 1e12  # the largest optimizer state entry the page may send back (`opt_state_from`)
+# The optimizer state the page may send back: any finite float64. Adam's second moment is about 1e-3·g²,
+# and on points and weights within the page's bounds g reaches 1e10: a bound of 1e12 refused Adam there
+# whatever the learning rate.
+STATE_BOUND = float(np.finfo(np.float64).max)
 
 
-def _check_state(opt_state, learning_rate):
-  """Raises a `RequestError` (422) when the optimizer's new state holds an entry the next request would
-  refuse (Adam's second moment of gradients near 1e6): the page keeps the state it sent."""
+def _check_state(opt_state):
+  """Raises a `RequestError` (422) when the optimizer's new state is not finite, which JSON cannot carry
+  back: the page keeps the state it sent."""
   for leaf in jax.tree.leaves(opt_state):
-    if np.issubdtype(np.asarray(leaf).dtype, np.floating) and not np.all(np.abs(leaf) <= STATE_BOUND):
+    if np.issubdtype(np.asarray(leaf).dtype, np.floating) and not np.all(np.isfinite(leaf)):
       raise demo_api.RequestError(
-        f"The optimizer's state left ±{STATE_BOUND:g} (gradients too large for it): lower the learning "
-        f'rate ({learning_rate:g}) or reset W; the model stays where it was.',
+        "The optimizer's state is no longer finite (gradients too large for it): reset W, or take the "
+        'sgd method; the model stays where it was.',
         status=422,
       )
 

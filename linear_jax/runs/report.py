@@ -408,7 +408,8 @@ def build(
   rep = report_page.Report(workdir)
   rep.parts.append(DEMO_LINK)
   start, ok = time.perf_counter(), True
-  with preemption.handling():  # a signal stops the fits, sweeps and searches it reaches: no report then
+  # A signal stops the fits, sweeps and searches it reaches, and no report is written; a second stops at once.
+  with preemption.handling(second='quit'):
     for i, (what, section) in enumerate(SECTIONS, 1):
       if progress:
         progress(progress_line(i, what, time.perf_counter() - start))

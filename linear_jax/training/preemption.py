@@ -32,6 +32,8 @@ class Stopped(Exception):  # noqa: N818 - a stop, not an error
 def _handler(signum, frame):
   del frame
   _received.append(signum)
+  if len(_received) > 1 and _handling and _handling[-1] == 'quit':  # nothing to save: stop now
+    raise KeyboardInterrupt
   if len(_received) > 1:  # os.write, not print: a handler may interrupt a print in progress
     os.write(
       2, f'{signal.Signals(signum).name} again: already stopping, the checkpoint is on its way.\n'.encode()
@@ -39,17 +41,21 @@ def _handler(signum, frame):
 
 
 @contextlib.contextmanager
-def handling(signals=SIGNALS):
+def handling(signals=SIGNALS, second='wait'):
   """Within the block, `signals` set the stop flag instead of killing the process.
 
   Only the main thread may install handlers; elsewhere this does nothing.
-  The previous handlers come back on exit.
+  The previous handlers come back on exit. `second`: what a second signal does: `'wait'` for the
+  checkpoint being written (it is said, and ignored), or `'quit'` (raises `KeyboardInterrupt`) where
+  there is none to wait for (the report).
   """
+  if second not in ('wait', 'quit'):
+    raise ValueError(f"second must be 'wait' or 'quit', got {second!r}.")
   if threading.current_thread() is not threading.main_thread():
     yield
     return
   previous = {s: signal.signal(s, _handler) for s in signals}
-  _handling.append(True)
+  _handling.append(second)
   try:
     yield
   finally:

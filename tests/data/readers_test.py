@@ -156,10 +156,14 @@ def test_a_delimiter_ending_every_line_is_no_column(tmp_path):
   # A spreadsheet's trailing comma: the empty last column was taken for the target ("every label is ''").
   path = tmp_path / 't.csv'
   path.write_text('a,b,y,\n1,2,3,\n4,5,6,\n7,8,10,\n')
-  x, y, w, names = readers.read_csv(str(path))
+  with pytest.warns(readers.ReadNotice, match='every line ends with its delimiter; the empty column'):
+    x, y, w, names = readers.read_csv(str(path))
   np.testing.assert_array_equal(x, [[1, 2], [4, 5], [7, 8]])
   np.testing.assert_array_equal(y, [3, 6, 10])
   assert names == ('a', 'b') and w is None
+  with pytest.warns(readers.ReadNotice):  # counted from the end as the file is written, the empty column too
+    x, y, _, _ = readers.read_csv(str(path), target_column=-2)
+  np.testing.assert_array_equal(y, [3, 6, 10])
   path.write_text('a,b,y,c\n1,2,3,\n4,5,6,7\n')  # a last column empty on one line only is a missing cell
   with pytest.raises(ValueError, match='line 2'):
     readers.read_csv(str(path))

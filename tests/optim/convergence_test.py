@@ -493,3 +493,15 @@ def test_a_plateau_whose_gain_is_small_beside_the_fall_but_not_beside_the_object
   gain = result.history[-1]['plateau_gain']
   assert result.stop_reason == 'stalled' and gain > plateau.GAIN, gain
   assert gain * f / fallen < plateau.GAIN  # measured against the fall alone, it passed
+
+
+@pytest.mark.parametrize('seed', [0, 2])
+def test_an_exact_fit_whose_objective_is_rounding_is_converged(seed):
+  # Noiseless l2 at reg 0 ends at f = 3e-15 in float32, which is rounding: measured against it, the
+  # rounding of a trial step read as a gain of 2-28% and the run said 'stalled'.
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(200, 5))
+  y = x @ np.array([1.0, -2.0, 0.5, 3.0, -1.0]) + 3
+  ds = data.prepare(data.Raw(x=x, y=y, kind='real'), 'exact', 0.0, 0.0, seed=0)
+  result = train.fit(dataclasses.replace(config.COMMAND_LINE, loss='l2', reg=0.0), ds)
+  assert result.stop_reason == 'converged' and result.history[-1]['train_loss'] < 1e-10, result.stop_reason

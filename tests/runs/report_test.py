@@ -133,3 +133,24 @@ def test_every_file_the_report_writes_is_one_it_checks_first(built):
   workdir = built[0]
   written = sorted(p.name for p in workdir.iterdir() if p.suffix in ('.html', '.png'))
   assert written == sorted(report.outputs())
+
+
+def test_a_second_stop_signal_stops_the_report_at_once(tmp_path, monkeypatch):
+  """The first signal waits for the section to end (an L-BFGS solve does not watch for it); a second
+  said 'already stopping, the checkpoint is on its way', where the report writes none, and could not
+  force the stop. It raises at once now."""
+  after = []
+
+  def section(rep, tiny, seed):
+    del rep, tiny, seed
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+    after.append('ran on')  # the second signal's KeyboardInterrupt comes before this line
+
+  monkeypatch.setattr(report, 'SECTIONS', (('solving', section),))
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      report.build(str(tmp_path))
+  finally:
+    preemption.reset()
+  assert not after and not (tmp_path / 'report.html').exists()
