@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import math
 from typing import NamedTuple
+import weakref
 
 import chex
 import jax
@@ -728,7 +729,8 @@ def _current_kernels(f, kinks, params, v, args, chunk_size):
 
   A cached copy is compiled from `f` as it was when first checked; an `f` that reads a global its caller
   has changed since (`reg` in a notebook) would be judged against that old `f`, so on a cache hit the
-  gradient is taken once more without `jit`, and a copy that differs from it is compiled again. An `f`
+  gradient is taken once more without `jit` (but for the linear model's objectives, `_PURE`), and a
+  copy that differs from it is compiled again. An `f`
   that cannot be hashed (a callable dataclass) is compiled for this check alone.
   """
   flat, treedef = jax.tree.flatten(params)
@@ -742,7 +744,7 @@ def _current_kernels(f, kinks, params, v, args, chunk_size):
   hits = _kernels.cache_info().hits
   kern = _kernels(*key)
   cached = kern.grad(v, args)
-  if _kernels.cache_info().hits == hits:  # compiled just now
+  if _kernels.cache_info().hits == hits or f in _PURE:  # compiled just now, or reads nothing but its args
     return kern, cached
   now = ravel_pytree(jax.grad(lambda p: f(p, *args))(params))[0]
   rtol, atol = THRESHOLDS['float64' if v.dtype == jnp.float64 else 'float32']['autodiff']
@@ -878,6 +880,11 @@ def _escalate(kern, v, args, analytic, params, names, h, tols, richardson, key, 
   return out
 
 
+# The objectives `_objective_fns` makes: they read nothing but their arguments, so a cached compiled copy
+# is theirs (`_current_kernels` takes no eager gradient to tell).
+_PURE = weakref.WeakSet()
+
+
 @functools.lru_cache(maxsize=256)
 def _objective_fns(spec, penalty):
   """`(f, kinks)` of the linear model's objective for one loss record and penalty.
@@ -888,6 +895,8 @@ def _objective_fns(spec, penalty):
 
   def f(params, x, targets, reg, hp, mask):
     return losses.unchecked_objective(params, x, targets, spec, reg, penalty, hp, mask)
+
+  _PURE.add(f)
 
   if spec.kinks is None and penalty != 'l1':
     return f, None

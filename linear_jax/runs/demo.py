@@ -14,6 +14,7 @@ server goes on serving. The server keeps no state between requests: the
 page sends its whole state each time, so two tabs share nothing.
 """
 
+import functools
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
@@ -250,12 +251,18 @@ def loopback(address):
     return address == 'localhost'
 
 
+@functools.cache
+def _own_names():
+  """`localhost` and this machine's names, looked up once (`getfqdn` may ask DNS), by `serve`."""
+  return frozenset(n.lower() for n in ('localhost', socket.gethostname(), socket.getfqdn()))
+
+
 def _this_machine(name):
   """Whether a `Host` header's name is `localhost`, an IP address or this machine's own name, not a domain
   that DNS could point here from another site."""
   if not name:
     return False
-  if name.lower() in ('localhost', socket.gethostname().lower(), socket.getfqdn().lower()):
+  if name.lower() in _own_names():
     return True
   try:
     ipaddress.ip_address(name)
@@ -280,6 +287,7 @@ def serve(host='127.0.0.1', port=8000, loss=None, warm=True):
   name = 'svm' if loss is None else losses.get_loss(loss).name
   spec = losses.LOSSES[name]
   server = DemoServer((host, port), name)
+  _own_names()  # before the first request, not during it
   if warm:
     try:
       warm_up(name if spec.targets != 'binary' else 'svm')
