@@ -66,10 +66,9 @@ def gain(cfg, path, params, hp, initial):
   step = _standardized_step(cfg, grad, x, w)
   sample = tuple(None if a is None else jnp.asarray(a) for a in (x, y, w))
   lengths = jnp.asarray((0.0, *(_reach(cfg, path.dataset) * np.asarray(LENGTHS))), params.W.dtype)
-  moved = []
-  for direction in (step, _bias_only(step, grad)):
-    here, *along = np.asarray(_along(params, direction, lengths, *sample, hp, cfg=cfg), np.float64)
-    moved += along
+  directions = jax.tree.map(lambda *d: np.stack(d), step, _bias_only(step, grad))
+  values = np.asarray(_along(params, directions, lengths, *sample, hp, cfg=cfg), np.float64)  # [2, lengths]
+  here, moved = values[0, 0], values[:, 1:].ravel()
   best = min([f for f in moved if np.isfinite(f)], default=here)
   gained, fallen = max(0.0, here - best), initial - float(value)
   if fallen <= 0:  # the objective test passed without any decrease: a step too large, or no progress
@@ -128,12 +127,13 @@ def _reach(cfg, dataset):
 
 
 @functools.partial(jax.jit, static_argnames='cfg')
-def _along(params, direction, lengths, x, y, w, hp, *, cfg):
-  """The objective on the rows `x` at `params + t · direction` for every `t` of `lengths`, in one program."""
+def _along(params, directions, lengths, x, y, w, hp, *, cfg):
+  """`[K, L]`: the objective on the rows `x` at `params + t · d` for each of the `K` stacked `directions`
+  and each `t` of `lengths`, in one program."""
   spec = cfg.loss_record
 
-  def at(t):
+  def at(direction, t):
     moved = jax.tree.map(lambda p, d: p + (t * d).astype(p.dtype), params, direction)
     return losses.unchecked_objective(moved, x, y, spec, hp.reg, cfg.penalty, hp.loss_hparams, w)
 
-  return jax.vmap(at)(lengths)
+  return jax.vmap(lambda d: jax.vmap(lambda t: at(d, t))(lengths))(directions)
