@@ -1,6 +1,10 @@
 """check_function_gradients: any scalar function of any pytree, a two-layer network included."""
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -91,9 +95,66 @@ def test_richardson_passes_where_a_plain_step_does_not():
   f = lambda p: jnp.sum(jnp.exp(a * p['w']))
   grad = lambda p: {'w': a * jnp.exp(a * p['w'])}
   params = {'w': jnp.asarray([0.001, -0.002, 0.003])}
+  # A plain step's quotients miss by no more than their own error (they move as the step halves): no
+  # verdict, and a report that says so; Richardson's settle, and confirm the gradient.
   plain = lj.check_function_gradients(f, params, grad, method='central')
-  assert plain.comparisons[0].passed and not plain.comparisons[1].passed
-  assert lj.check_function_gradients(f, params, grad, method='central', richardson=True).passed
+  assert plain.passed and plain.inconclusive and plain.comparisons[1].num_unsettled == 3, plain.summary()
+  assert 'confirmed nothing' in plain.summary() and 'richardson=True' in plain.summary()
+  extrapolated = lj.check_function_gradients(f, params, grad, method='central', richardson=True)
+  assert extrapolated.passed and not extrapolated.inconclusive, extrapolated.summary()
+  assert extrapolated.comparisons[1].num_unsettled == 0
+  # A gradient 1% off is more than the settled quotients' error: it fails.
+  off = lambda p: {'w': 1.01 * a * jnp.exp(a * p['w'])}
+  wrong = lj.check_function_gradients(f, params, off, method='central', richardson=True)
+  assert not wrong.comparisons[1].passed and wrong.comparisons[1].num_unsettled == 0, wrong.summary()
+
+
+FLOAT32_PIXELS = """
+import json, numpy as np, jax, jax.numpy as jnp, linear_jax as lj
+assert not jax.config.jax_enable_x64
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.uniform(-128, 128, (200, 3073)), jnp.float32)
+y = jnp.asarray(rng.integers(0, 10, 200))
+w = jnp.asarray(rng.standard_normal((3073, 10)) * 1e-4, jnp.float32)
+
+def f(w, x, y, cut=False):
+  s = x @ w
+  picked = s[jnp.arange(len(y)), y]
+  return jnp.mean(jax.nn.logsumexp(s, axis=1) - (jax.lax.stop_gradient(picked) if cut else picked))
+
+def grad(w, x, y):
+  p = jax.nn.softmax(x @ w, axis=1) - jax.nn.one_hot(y, 10)
+  return x.T @ p / len(y)
+
+out = {}
+for method in ('sparse', 'directional'):
+  right = lj.check_function_gradients(f, w, grad, args=(x, y), method=method)
+  out[method] = [right.passed, right.comparisons[1].num_unsettled, right.summary()]
+cut = lambda w, x, y: f(w, x, y, cut=True)  # jax.grad of it misses a term: finite differences must tell
+wrong = lj.check_function_gradients(cut, w, jax.grad(cut), args=(x, y), method='sparse')
+out['cut'] = [wrong.passed, [c.num_failed for c in wrong.comparisons], wrong.summary()]
+print(json.dumps(out))
+"""
+
+
+def test_float32_at_pixel_scale_passes_a_right_gradient_and_fails_a_wrong_one():
+  """x64 off (a fresh process): float32's default step moves pixel-scale scores by ~1, and its quotients
+  missed a right softmax gradient by up to 50% (20 of 64 sparse coordinates FAILed). Those are within the
+  quotients' own error; a gradient that `stop_gradient` cut a term from is not."""
+  env = {**os.environ, 'JAX_ENABLE_X64': '0', 'JAX_PLATFORMS': 'cpu'}
+  res = subprocess.run(
+    [sys.executable, '-c', FLOAT32_PIXELS], capture_output=True, text=True, timeout=300, env=env, check=False
+  )
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  for method in ('sparse', 'directional'):
+    passed, unsettled, summary = out[method]
+    assert passed, summary
+    if unsettled:
+      assert 'check in float64' in summary, summary
+  assert out['sparse'][1] > 0, out['sparse'][2]  # what made it FAIL before: quotients this step cannot settle
+  passed, failed, summary = out['cut']
+  assert not passed and failed[0] == 0 and failed[1] > 0, summary  # jax.grad agrees; the quotients do not
 
 
 def test_coordinate_names_come_from_tree_paths():
