@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -264,3 +265,64 @@ _CUBE_GRAD = lambda p: {'w': 3 * p['w'] ** 2}
 def test_a_function_or_gradient_that_cannot_be_checked_is_refused_by_name(f, params, grad_fn, message):
   with pytest.raises(ValueError, match=message):
     lj.check_function_gradients(f, params, grad_fn)
+
+
+def _exp_with_grad_off(a, factor):
+  """`f(p) = Σ exp(a·w)` whose `jax.grad` (a custom rule) is `factor` times the true one."""
+
+  @jax.custom_jvp
+  def e(w):
+    return jnp.exp(a * w)
+
+  @e.defjvp
+  def _(primals, tangents):
+    (w,), (dw,) = primals, tangents
+    return e(w), factor * a * jnp.exp(a * w) * dw
+
+  return lambda p: jnp.sum(e(p['w']))
+
+
+def test_quotients_judge_by_their_own_error_under_richardson_and_at_a_pole():
+  # A jax.grad 1% off: Richardson's quotients, settled to 1e-7, catch it along directions and coordinates
+  # alike (their error is taken from the extrapolated quotient at h/2, not from a plain one).
+  f = _exp_with_grad_off(7e4, 1.01)
+  params = {'w': jnp.asarray([1e-6, -2e-6, 3e-6])}
+  for method in ('central', 'directional'):
+    report = lj.check_function_gradients(f, params, None, method=method, richardson=True)
+    assert not report.passed and report.unsettled == 0, report.summary()
+  # A pole just beyond h/2 of w[0]: the quotient at h is right, its re-take at h/2 infinite, which is no
+  # error estimate: a jax.grad of -500 there still fails, and nothing overflows.
+  h = 1e-5
+
+  @jax.custom_jvp
+  def pole(w):
+    return 1e-30 / (w - 1.0 - h / 2) ** 2
+
+  @pole.defjvp
+  def _(primals, tangents):
+    (w,), (dw,) = primals, tangents
+    return pole(w), -500.0 * dw
+
+  g = lambda p: jnp.sum(p['w'] ** 2) + pole(p['w'][0])
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    report = lj.check_function_gradients(g, {'w': jnp.asarray([1.0, 2.0, 3.0])}, None, h=h)
+  assert not report.passed and report.comparisons[0].worst[0][0] == "['w'][0]", report.summary()
+
+
+def test_a_check_with_quotients_that_decided_nothing_says_so_in_its_verdict():
+  # sin(1e5 w) turns within the default step in two coordinates and not in the other six.
+  f = lambda p: jnp.sum(jnp.sin(1e5 * p['sharp'])) + jnp.sum(jnp.exp(p['smooth']))
+  grad = lambda p: {'sharp': 1e5 * jnp.cos(1e5 * p['sharp']), 'smooth': jnp.exp(p['smooth'])}
+  params = {'sharp': jnp.asarray([1e-5, 3e-5]), 'smooth': jnp.linspace(-1.0, 1.0, 6)}
+  report = lj.check_function_gradients(f, params, grad)
+  assert report.passed and report.unsettled == 2 and not report.inconclusive, report.summary()
+  assert report.to_dict()['unsettled'] == 2
+  assert 'OK, but 2 of the 8 difference quotients decided nothing' in report.summary()
+  assert 'richardson=True' in report.summary()
+  # The smooth leaf's quotients settle, and a gradient wrong there fails.
+  off = lambda p: {**grad(p), 'smooth': 1.001 * jnp.exp(p['smooth'])}
+  wrong = lj.check_function_gradients(f, params, off)
+  assert not wrong.passed and {n for n, *_ in wrong.comparisons[1].worst} <= {
+    f"['smooth'][{i}]" for i in range(6)
+  }, wrong.summary()
