@@ -33,6 +33,7 @@ import dataclasses
 import math
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -333,10 +334,11 @@ def _check_args(reg, h, seed, num_coords, num_directions):
 
 
 def _reference_terms(spec, w, x, y, layout, loss_hparams):
-  """`(data loss, data gradient, rounding scale)`: linear_jax's objective at `w`, `reg = 0`.
+  """`(data loss, data gradient, rounding scale, kink allowance)`: linear_jax's objective at `w`, `reg = 0`.
 
   The gradient is `w`'s shape, in `layout`; the scale is `|X|ᵀ|G|` (`G` the
-  score gradient over `N`), the size of the sums `dW`'s rounding comes from.
+  score gradient over `N`), the size of the sums `dW`'s rounding comes from;
+  the allowance is `_kink_allowance`'s, in `layout`.
   """
   w_cd = w.T if layout == 'DC' else w
   to_user = (lambda a: np.asarray(a).T) if layout == 'DC' else np.asarray
@@ -346,9 +348,54 @@ def _reference_terms(spec, w, x, y, layout, loss_hparams):
   kw = dict(loss=spec, penalty='l2', **loss_hparams)
   ref_loss = float(losses.objective(params, x, targets, reg=0.0, **kw))
   ref_data = to_user(grads.analytic_grad(params, x, targets, reg=0.0, **kw).W)
-  g = np.asarray(spec.score_grad(jnp.asarray(x @ w_cd.T), targets, **spec.resolve_hparams(loss_hparams)))
+  hp = spec.resolve_hparams(loss_hparams)
+  scores = jnp.asarray(x @ w_cd.T)
+  g = np.asarray(spec.score_grad(scores, targets, **hp))
   scale = to_user((np.abs(g).T @ np.abs(x)) / x.shape[0])
-  return ref_loss, ref_data, scale
+  reach = np.abs(x) @ np.abs(w_cd).T  # [N, C]: what the scores' rounding scales with
+  return ref_loss, ref_data, scale, to_user(_kink_allowance(spec, scores, targets, x, hp, reach))
+
+
+def _kink_allowance(spec, scores, targets, x, hp, reach):
+  """`[C, D]`: how far, entry by entry, `dW`'s data term may lie from linear_jax's because examples sit
+  exactly on a kink of `spec`, where every subgradient is valid (a margin of exactly 0: the course's
+  `margin > 0` and a `margin >= 0` are both right there); zeros where none does.
+
+  Each kink entry of an example that is 0 up to the rounding of its scores (`fn` computes them in
+  its own order: `EXACT · ε · (D + 10)` times the example's `reach`, `|x_i|·|w_c|` at most, plus 1 for
+  a margin) and that the scores move (the Jacobian of `kinks`) is crossed alone a tiny step either way
+  (along the pseudo-inverse of the example's kink Jacobian, which holds its other kinks where they are);
+  the score gradients on the two sides differ by that kink's jump, and the example's jumps, times
+  `|x_i|`, over `N`, bound what its choice of subgradient moves.
+  """
+  n, c = scores.shape
+  allowance = np.zeros((c, x.shape[1]))
+  if spec.kinks is None:
+    return allowance
+  kinks = np.asarray(spec.kinks(scores, targets, **hp)).reshape(n, -1)
+  within = EXACT * EPS * (x.shape[1] + 10) * (reach.max(axis=1, keepdims=True) + 1.0)  # [N, 1]
+  on = np.abs(kinks) <= within
+  tied = np.flatnonzero(on.any(axis=1))
+  if not tied.size:
+    return allowance
+  row = lambda s, t: jnp.ravel(spec.kinks(s[None], t[None], **hp))
+  jac = np.asarray(jax.vmap(jax.jacrev(row))(scores[tied], jnp.asarray(targets)[tied]))  # [T, K, C]
+  at, dirs = [], []
+  for i in range(tied.size):  # each kink crossed alone: the others of its example held where they are
+    rows = jac[i][on[tied[i]] & (np.abs(jac[i]).sum(axis=1) > 0)]  # [K_i, C]
+    for u in np.linalg.pinv(rows).T:
+      at.append(i)
+      dirs.append(u / np.linalg.norm(u))
+  if not at:
+    return allowance
+  at, u = np.asarray(at), np.asarray(dirs)
+  s = np.asarray(scores)[tied][at]
+  step = 1e-7 * (1.0 + np.abs(s).max(axis=1, keepdims=True)) * u
+  t = jnp.asarray(targets)[tied][at]
+  side = [np.asarray(spec.score_grad(jnp.asarray(s + sign * step), t, **hp)) for sign in (1, -1)]
+  jump = np.zeros((tied.size, c))
+  np.add.at(jump, at, np.abs(side[0] - side[1]).reshape(len(at), c))
+  return jump.T @ np.abs(x[tied]) / n
 
 
 def _loss_bound(a, b, n):
@@ -378,8 +425,13 @@ def _against_reference(report, spec, w, x, y, values, data_factor, names, loss_h
   """Fills the loss verdict and the data and penalty comparisons of `report`, naming conventions."""
   loss, dw, loss0, dw0 = values
   n, reg = x.shape[0], report.reg
-  ref_loss, ref_data, scale = _reference_terms(spec, w, x, y, report.layout, loss_hparams)
+  ref_loss, ref_data, scale, allowance = _reference_terms(spec, w, x, y, report.layout, loss_hparams)
   ref_loss, ref_data, scale = data_factor * ref_loss, data_factor * ref_data, data_factor * scale
+  if allowance.any():
+    report.conventions.append(
+      'examples sit exactly on a kink of the loss (a margin of exactly 0), where every subgradient is '
+      "valid: dW's data term is held to the range their subgradients span there"
+    )
   if data_factor != 1:
     report.conventions.append(
       'a sum over the examples, not a mean (the course divides by N); its dW follows suit'
@@ -403,7 +455,7 @@ def _against_reference(report, spec, w, x, y, values, data_factor, names, loss_h
   report.bounds['loss'] = (diff, bound)
   report.loss_rel_error = float(gradcheck.relative_error(loss, report.loss_reference))
   report.loss_ok = bool(diff <= bound)
-  data_bound = EXACT * EPS * (n + 10) * scale + 1e-300
+  data_bound = EXACT * EPS * (n + 10) * (scale + data_factor * allowance) + data_factor * allowance + 1e-300
   reg_bound = EXACT * EPS * (np.abs(dw) + np.abs(dw0) + np.abs(ref_reg)) + 1e-300
   report.comparisons += [
     _exact(report, PAIRS[0], dw0, ref_data, data_bound, names),

@@ -118,15 +118,17 @@ def test_bad_arguments_are_refused_by_name_before_fn_is_called(kwargs, message):
 
 
 # The assignment's scale: N = 500 images of 3,072 mean-subtracted pixels (about ±60) and the bias column.
-def svm_loss_vectorized(W, X, y, reg):
-  """The course's vectorized multiclass SVM, as a student writes it."""
+def svm_loss_vectorized(W, X, y, reg, on_hinge=False):
+  """The course's vectorized multiclass SVM, as a student writes it (`on_hinge`: with `margin >= 0`
+  taken as active, another valid subgradient where a margin is exactly 0)."""
   num_train = X.shape[0]
   scores = X.dot(W)
   correct = scores[np.arange(num_train), y][:, None]
   margins = np.maximum(0, scores - correct + 1)
   margins[np.arange(num_train), y] = 0
   loss = np.sum(margins) / num_train + reg * np.sum(W * W)
-  mask = (margins > 0).astype(float)
+  mask = (scores - correct + 1 >= 0 if on_hinge else margins > 0).astype(float)
+  mask[np.arange(num_train), y] = 0
   mask[np.arange(num_train), y] = -mask.sum(axis=1)
   return loss, X.T.dot(mask) / num_train + 2 * reg * W
 
@@ -241,6 +243,29 @@ def test_a_point_exactly_on_hinges_passes_a_correct_svm_and_fails_a_wrong_one():
   )
   assert zero.inconclusive and 'confirmed nothing' in zero.summary().splitlines()[0]
   assert not lj.check_loss_and_grad(svm_loss_vectorized, *_problem(5, n=50, d=11, c=3), 0.1).inconclusive
+
+
+def test_a_margin_of_exactly_0_takes_either_subgradient_and_nothing_beyond_them():
+  """Rows of class 0 sit exactly on two hinges. `margin >= 0` there is as valid as the course's
+  `margin > 0`, and its data term (0.4 from linear_jax's) FAILed; it is now held to the range the tied
+  rows' subgradients span, which is 0 in a feature those rows do not have."""
+  W, X, y = _problem(5, n=50, d=11, c=3)
+  W = np.zeros_like(W)
+  W[-1, 0] = 1.0
+  X[y == 0, 2] = 0.0  # feature 2: no tied row has it
+  for on_hinge in (False, True):
+    report = lj.check_loss_and_grad(lambda *a: svm_loss_vectorized(*a, on_hinge=on_hinge), W, X, y, 0.1)
+    data = report.bounds['dW data term vs linear_jax']
+    assert report.passed and 'exactly on a kink' in report.summary(), report.summary()
+    assert (data[0] > 0.3) == on_hinge, data
+
+  def wrong(*a):
+    loss, dw = svm_loss_vectorized(*a, on_hinge=True)
+    dw[2, 1] += 1e-3
+    return loss, dw
+
+  report = lj.check_loss_and_grad(wrong, W, X, y, 0.1)
+  assert 'dW data term vs linear_jax' in report.disagreements(), report.summary()
 
 
 @pytest.mark.parametrize(
