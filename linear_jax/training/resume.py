@@ -114,10 +114,12 @@ class Checkpoints:
     settings or other data than this run's."""
     self.path.check_written_by(self.file, meta)
     saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
-    if saved != ours:
-      changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+    changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+    if changed == ['epochs']:  # more epochs go on where the run stopped; fewer, or a cosine's, cannot
+      self._check_extension(saved['epochs'])
+    elif changed or saved.keys() != ours.keys():
       raise ValueError(
-        f'{self.file}: written with other settings ({", ".join(changed)}); cannot resume. '
+        f'{self.file}: written with other settings ({", ".join(changed) or "its fields"}); cannot resume. '
         'Run again with the settings it was written with, or without --resume to start over.'
       )
     if meta.get('loss_file_sha256') != loss_files.contents_digest(self.cfg.loss):
@@ -128,6 +130,23 @@ class Checkpoints:
     other = self.data is not None and fingerprint.refusal(self.file, meta.get('data'), self.data)
     if other:
       raise ValueError(other)
+
+  def _check_extension(self, written):
+    """Raises a `ValueError` unless a run written for `written` epochs can go on to `cfg.epochs`: more
+    of them, under a schedule that does not spread over the epoch count (the cosine's does, so its
+    first epochs would have taken other steps)."""
+    epochs = self.cfg.epochs
+    if not (isinstance(written, int) and 0 < written < epochs):
+      raise ValueError(
+        f'{self.file}: written for --epochs={written}; a resume may raise --epochs to train on, not '
+        f'lower it (--epochs={epochs}). Run with --epochs={written} or more, or without --resume.'
+      )
+    if self.cfg.schedule == 'cosine':
+      raise ValueError(
+        f'{self.file}: written for --epochs={written} under --schedule=cosine, whose decay spans the '
+        f'epochs: a run of {epochs} would have taken other steps from the start; cannot resume. '
+        f'Run with --epochs={written}, or without --resume to start over.'
+      )
 
   def save(self, state):
     """Writes `state` (every process first reaches the same epoch; process 0 writes)."""

@@ -281,6 +281,35 @@ def test_resume_is_bit_exact(tmp_path):
     train.fit(dataclasses.replace(other, optimizer='sgd'), ds, workdir=str(tmp_path), resume=True)
 
 
+@pytest.mark.parametrize('schedule', ['constant', 'step', 'cosine'])
+def test_a_resume_with_more_epochs_trains_on_to_what_a_longer_run_gives(tmp_path, schedule):
+  """`train --resume --epochs=N` with N above the checkpoint's was refused as 'other settings
+  (epochs)'. It now goes on, bit for bit as a run of N from the start, where the schedule does not
+  spread over the epoch count; fewer epochs, or the cosine's, are refused by name."""
+  ds = _tiny(n=60)
+  cfg = config.TrainConfig(
+    epochs=3, batch_size=8, optimizer='momentum', learning_rate=0.05, schedule=schedule, decay_epochs=2.0
+  )
+  done = train.fit(cfg, ds, workdir=str(tmp_path))
+  assert done.stop_reason == 'max_epochs' and len(done.history) == 3
+  longer = dataclasses.replace(cfg, epochs=7)
+  if schedule == 'cosine':
+    with pytest.raises(ValueError, match=r'written for --epochs=3 under --schedule=cosine, whose decay'):
+      train.fit(longer, ds, workdir=str(tmp_path), resume=True)
+    return
+  went_on = train.fit(longer, ds, workdir=str(tmp_path), resume=True)
+  whole = train.fit(longer, ds)
+  assert went_on.resumed_from == 3 and len(went_on.history) == 7 and went_on.stop_reason == 'max_epochs'
+  np.testing.assert_array_equal(went_on.params.W, whole.params.W)
+  np.testing.assert_array_equal(went_on.params.b, whole.params.b)
+  fewer = dataclasses.replace(cfg, epochs=5)
+  with pytest.raises(ValueError, match=r'written for --epochs=7; a resume may raise --epochs to train on'):
+    train.fit(fewer, ds, workdir=str(tmp_path), resume=True)
+  with pytest.raises(ValueError, match=r'other settings \(epochs, learning_rate\)'):  # epochs and more
+    other = dataclasses.replace(longer, epochs=9, learning_rate=0.1)
+    train.fit(other, ds, workdir=str(tmp_path), resume=True)
+
+
 @pytest.mark.parametrize('stop', ['converged', 'early_stopping', 'max_epochs'])
 def test_resuming_a_finished_run_trains_no_further(tmp_path, stop):
   ds = _tiny(n=60)
