@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 import numpy as np
+import pytest
 
 from linear_jax.data import datasets as data
 
@@ -69,6 +70,7 @@ KINDS = ['cifar_bin', 'cifar_py', 'idx_images', 'idx_labels', 'idx_images.gz', '
 
 
 @FUZZ
+@pytest.mark.filterwarnings('ignore::linear_jax.data.readers.ReadNotice')  # what was read, no error
 @given(
   kind=st.sampled_from(KINDS),
   cut=st.floats(0.0, 1.0),
