@@ -134,12 +134,20 @@ class Checkpoints:
   def _check_extension(self, written):
     """Raises a `ValueError` unless a run written for `written` epochs can go on to `cfg.epochs`: more
     of them, under a schedule that does not spread over the epoch count (the cosine's does, so its
-    first epochs would have taken other steps)."""
+    first epochs would have taken other steps), and a last epoch evaluated on the `eval_every` cadence
+    (one evaluated only for being the last is in the history a longer run would not have)."""
     epochs = self.cfg.epochs
     if not (isinstance(written, int) and 0 < written < epochs):
       raise ValueError(
         f'{self.file}: written for --epochs={written}; a resume may raise --epochs to train on, not '
         f'lower it (--epochs={epochs}). Run with --epochs={written} or more, or without --resume.'
+      )
+    every = self.cfg.eval_every
+    if every > 1 and written % every:  # its last epoch was evaluated for being the last
+      raise ValueError(
+        f'{self.file}: written for --epochs={written}, whose last epoch was evaluated for being the last '
+        f'(--eval_every={every}); a run of {epochs} would not have evaluated it, and the evaluation counts '
+        f'for --patience and the best epoch; cannot resume. Run with --epochs={written}, or without --resume.'
       )
     if self.cfg.schedule == 'cosine':
       raise ValueError(

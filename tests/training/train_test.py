@@ -305,6 +305,11 @@ def test_a_resume_with_more_epochs_trains_on_to_what_a_longer_run_gives(tmp_path
   fewer = dataclasses.replace(cfg, epochs=5)
   with pytest.raises(ValueError, match=r'written for --epochs=7; a resume may raise --epochs to train on'):
     train.fit(fewer, ds, workdir=str(tmp_path), resume=True)
+  # Every 2nd epoch evaluated: a last epoch 3 was evaluated for being the last, which a run of 9 does not.
+  sparse = dataclasses.replace(cfg, eval_every=2)
+  train.fit(sparse, ds, workdir=str(tmp_path / 'sparse'))
+  with pytest.raises(ValueError, match=r'--epochs=3, whose last epoch was evaluated for being the last'):
+    train.fit(dataclasses.replace(sparse, epochs=9), ds, workdir=str(tmp_path / 'sparse'), resume=True)
   with pytest.raises(ValueError, match=r'other settings \(epochs, learning_rate\)'):  # epochs and more
     other = dataclasses.replace(longer, epochs=9, learning_rate=0.1)
     train.fit(other, ds, workdir=str(tmp_path), resume=True)
