@@ -36,7 +36,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import optimize
 
 from linear_jax.maths import gradcheck
 from linear_jax.maths import grads
@@ -440,8 +439,10 @@ def _nearest_subgradient(delta, tied):
   gens, low, high = tied
   if gens is None:
     return np.clip(delta, low, high), False
+  import scipy.optimize  # only a check at exact ties needs it; the import costs about 0.3 s
+
   a = gens.reshape(len(gens), -1).T
-  lam = optimize.lsq_linear(a, delta.ravel(), bounds=(0.0, 1.0), method='bvls').x
+  lam = scipy.optimize.lsq_linear(a, delta.ravel(), bounds=(0.0, 1.0), method='bvls').x
   return (a @ lam).reshape(delta.shape), True
 
 
