@@ -48,9 +48,9 @@ AGREE = 10.0  # analytic and numerical agree within AGREE × the estimated noise
 MAX_PROBES = gradcheck.MAX_PROBES  # coordinates or directions one check probes: each calls fn twice
 ROUNDING = 64.0  # κ: f's own rounding error, in units of ε · max|f|
 EXACT = 16.0  # γ: rounding bound factor for linear_jax vs fn on the same numbers
-CANDIDATES = ('svm', 'softmax')
+CANDIDATES = ('svm', 'softmax')  # tried, by loss value, when `reference` is not given
 # Past this many entries the subgradients of tied kinks are held entry by entry, not solved together.
-MAX_GENERATOR_ENTRIES = 4_000_000  # tried, by loss value, when `reference` is not given
+MAX_GENERATOR_ENTRIES = 4_000_000
 PAIRS = ('dW data term vs linear_jax', 'dW regularization term vs linear_jax', 'dW vs numerical (of fn)')
 
 

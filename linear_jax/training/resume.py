@@ -116,7 +116,7 @@ class Checkpoints:
     saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
     changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
     if changed == ['epochs']:  # more epochs go on where the run stopped; fewer, or a cosine's, cannot
-      self._check_extension(saved['epochs'])
+      self._check_extension(saved['epochs'], len(meta.get('history') or ()))
     elif changed or saved.keys() != ours.keys():
       raise ValueError(
         f'{self.file}: written with other settings ({", ".join(changed) or "its fields"}); cannot resume. '
@@ -131,11 +131,12 @@ class Checkpoints:
     if other:
       raise ValueError(other)
 
-  def _check_extension(self, written):
+  def _check_extension(self, written, reached):
     """Raises a `ValueError` unless a run written for `written` epochs can go on to `cfg.epochs`: more
     of them, under a schedule that does not spread over the epoch count (the cosine's does, so its
-    first epochs would have taken other steps), and a last epoch evaluated on the `eval_every` cadence
-    (one evaluated only for being the last is in the history a longer run would not have)."""
+    first epochs would have taken other steps), and, for a run that `reached` its last epoch, that epoch
+    on the `eval_every` cadence (one evaluated only for being the last is in the history a longer run
+    would not have)."""
     epochs = self.cfg.epochs
     if not (isinstance(written, int) and 0 < written < epochs):
       raise ValueError(
@@ -143,7 +144,7 @@ class Checkpoints:
         f'lower it (--epochs={epochs}). Run with --epochs={written} or more, or without --resume.'
       )
     every = self.cfg.eval_every
-    if every > 1 and written % every:  # its last epoch was evaluated for being the last
+    if every > 1 and written % every and reached >= written:  # evaluated for being the last
       raise ValueError(
         f'{self.file}: written for --epochs={written}, whose last epoch was evaluated for being the last '
         f'(--eval_every={every}); a run of {epochs} would not have evaluated it, and the evaluation counts '

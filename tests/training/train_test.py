@@ -310,6 +310,20 @@ def test_a_resume_with_more_epochs_trains_on_to_what_a_longer_run_gives(tmp_path
   train.fit(sparse, ds, workdir=str(tmp_path / 'sparse'))
   with pytest.raises(ValueError, match=r'--epochs=3, whose last epoch was evaluated for being the last'):
     train.fit(dataclasses.replace(sparse, epochs=9), ds, workdir=str(tmp_path / 'sparse'), resume=True)
+
+  # Stopped before its last epoch, it evaluated nothing extra, and goes on.
+  def stop_after_1(metrics):
+    if metrics['epoch'] == 1:
+      raise KeyboardInterrupt
+
+  cut = tmp_path / 'cut'
+  assert train.fit(sparse, ds, workdir=str(cut), on_epoch=stop_after_1).interrupted
+  went_on = train.fit(dataclasses.replace(sparse, epochs=6), ds, workdir=str(cut), resume=True)
+  whole = train.fit(dataclasses.replace(sparse, epochs=6), ds)
+  np.testing.assert_array_equal(went_on.params.W, whole.params.W)
+  clock = ('seconds', 'examples_per_s')
+  timeless = lambda history: [{k: v for k, v in h.items() if k not in clock} for h in history]
+  assert timeless(went_on.history) == timeless(whole.history)
   with pytest.raises(ValueError, match=r'other settings \(epochs, learning_rate\)'):  # epochs and more
     other = dataclasses.replace(longer, epochs=9, learning_rate=0.1)
     train.fit(other, ds, workdir=str(tmp_path), resume=True)
