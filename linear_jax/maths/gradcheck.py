@@ -422,7 +422,8 @@ class GradCheckReport:
       if self.dtype == 'float32':
         how = "in float32: check in float64 (jax.config.update('jax_enable_x64', True) first)"
       else:
-        how = 'try another h' + ('' if self.richardson else ', or richardson=True')
+        plain = not self.richardson and self.method != 'forward'  # Richardson extrapolates central ones
+        how = 'try another h' + (', or richardson=True' if plain else '')
       quotients = 'quotient' if self.unsettled == 1 else 'quotients'
       return (
         f'{self.unsettled} difference {quotients} missed by no more than their own error '
@@ -542,7 +543,7 @@ def _step_error(numeric, half):
   Truncation shrinks a central quotient's error fourfold as the step halves, so its error is 4/3 of that
   move; rounding makes the move as large as the error. A gradient that a quotient misses by no more than
   this is not shown wrong by it (float32's default step on pixel-scale features moves the scores by ~1,
-  and the quotients miss a right gradient by up to 50%), while one that a settled quotient misses is.
+  and the quotients miss a right gradient by as much as 87%), while one that a settled quotient misses is.
   Where the quotient at `h/2` is not finite (a pole within the step) there is no estimate: 0, and the
   quotient at `h` is taken as it is.
   """

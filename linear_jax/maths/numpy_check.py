@@ -418,6 +418,12 @@ def _tied_subgradients(spec, scores, g, targets, x, hp, reach):
   own = 1e-9 * (1.0 + np.abs(base).max())  # the side that is linear_jax's own changes nothing
   keep = np.abs(jumps).max(axis=1) > own
   jumps, example = jumps[keep], example[keep]
+  # Two kinks of one row on one hyperplane (Crammer-Singer's s_j1 - s_j2 and s_j2 - s_j1) cross to the
+  # same side: one generator, not two (which would reach twice the jump).
+  rounded = np.round(jumps / (own * 1e3), 0)
+  _, first = np.unique(np.column_stack([example, rounded]), axis=0, return_index=True)
+  first = np.sort(first)
+  jumps, example = jumps[first], example[first]
   if not len(jumps):
     return None
   pos, neg = np.zeros((rows.size, c)), np.zeros((rows.size, c))  # each row's jumps, by sign

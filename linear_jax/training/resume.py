@@ -115,7 +115,7 @@ class Checkpoints:
     self.path.check_written_by(self.file, meta)
     saved, ours = meta.get('config', {}), dataclasses.asdict(self.cfg)
     changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
-    if changed == ['epochs']:  # more epochs go on where the run stopped; fewer, or a cosine's, cannot
+    if changed == ['epochs'] and saved.keys() == ours.keys():  # more epochs go on; fewer, a cosine's, not
       self._check_extension(saved['epochs'], len(meta.get('history') or ()))
     elif changed or saved.keys() != ours.keys():
       raise ValueError(

@@ -90,7 +90,7 @@ def test_directional_failure_escalates_to_the_leaf_and_its_coordinates():
   assert escalated[0].num_failed > 0 and all(n.startswith("['w2'][") for n, *_ in escalated[0].worst)
 
 
-def test_richardson_passes_where_a_plain_step_does_not():
+def test_richardson_settles_where_a_plain_step_decides_nothing():
   # d/dw exp(a w) has third derivative a³ exp(a w): the central error h² a² / 6 is 2e-5 here.
   a = 1000.0
   f = lambda p: jnp.sum(jnp.exp(a * p['w']))
@@ -320,6 +320,8 @@ def test_a_check_with_quotients_that_decided_nothing_says_so_in_its_verdict():
   assert report.to_dict()['unsettled'] == 2
   assert 'OK, but 2 of the 8 difference quotients decided nothing' in report.summary()
   assert 'richardson=True' in report.summary()
+  forward = lj.check_function_gradients(f, params, grad, method='forward')  # which Richardson cannot take
+  assert forward.passed and forward.unsettled and 'richardson' not in forward.summary(), forward.summary()
   # The smooth leaf's quotients settle, and a gradient wrong there fails.
   off = lambda p: {**grad(p), 'smooth': 1.001 * jnp.exp(p['smooth'])}
   wrong = lj.check_function_gradients(f, params, off)

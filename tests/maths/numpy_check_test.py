@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import linear_jax as lj
+from linear_jax.maths import numpy_check
 
 
 def svm_loss_naive(W, X, y, reg, delta=1.0):
@@ -280,6 +281,12 @@ def test_a_margin_of_exactly_0_takes_either_subgradient_and_nothing_beyond_them(
   for wrong in (off_by, mixed):
     report = lj.check_loss_and_grad(wrong, W, X, y, 0.1)
     assert 'dW data term vs linear_jax' in report.disagreements(), report.summary()
+  # Past MAX_GENERATOR_ENTRIES the data term is held entry by entry, and says so.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(numpy_check, 'MAX_GENERATOR_ENTRIES', 0)
+    loose = lj.check_loss_and_grad(lambda *a: svm_loss_vectorized(*a, on_hinge=True), W, X, y, 0.1)
+    assert loose.passed and 'entry by entry' in loose.summary(), loose.summary()
+    assert 'dW data term vs linear_jax' in lj.check_loss_and_grad(off_by, W, X, y, 0.1).disagreements()
   # A loss whose kinks are ints (the contract asks only for a sign change) has no Jacobian to cross them
   # by: the course's own subgradient is still checked, and nothing crashes (it was a TypeError).
   svm = lj.get_loss('svm')
@@ -302,3 +309,30 @@ def test_what_fn_returns_is_refused_by_name_when_it_cannot_be_checked(out, messa
   W, X, y = _problem(6)
   with pytest.raises(ValueError, match=message):
     lj.check_loss_and_grad(lambda *a: out(*svm_loss_naive(*a)), W, X, y, 0.1)
+
+
+def test_two_kinks_of_one_row_on_one_hyperplane_span_one_subgradient_range():
+  """Crammer-Singer at W = 0: the two wrong classes of every row tie for the largest score, two kink
+  entries on one hyperplane. Either class, or any mix, is a valid subgradient; 2·e_j2 - e_j1 (twice
+  the jump) is none, and passed the data term when each kink counted as a generator of its own."""
+  rng = np.random.default_rng(0)
+  n, d, c = 30, 6, 3
+  X, y, W = rng.standard_normal((n, d)), rng.integers(0, c, n), np.zeros((d, 3))
+
+  def crammer_singer(weights):
+    def fn(W, X, y, reg):
+      s = X @ W
+      loss = np.mean((s + 1.0 - np.eye(c)[y]).max(1) - s[np.arange(n), y]) + reg * np.sum(W * W)
+      G = -np.eye(c)[y]
+      for i in range(n):
+        j1, j2 = (j for j in range(c) if j != y[i])
+        G[i, j1] += weights[0]
+        G[i, j2] += weights[1]
+      return loss, X.T @ G / n + 2 * reg * W
+
+    return fn
+
+  cases = (((1, 0), True), ((0.5, 0.5), True), ((0, 1), True), ((-1, 2), False), ((1, 1), False))
+  for weights, valid in cases:
+    report = lj.check_loss_and_grad(crammer_singer(weights), W, X, y, 0.1, reference='crammer_singer')
+    assert ('dW data term vs linear_jax' not in report.disagreements()) == valid, (weights, report.summary())
