@@ -324,6 +324,12 @@ def test_a_resume_with_more_epochs_trains_on_to_what_a_longer_run_gives(tmp_path
   clock = ('seconds', 'examples_per_s')
   timeless = lambda history: [{k: v for k, v in h.items() if k not in clock} for h in history]
   assert timeless(went_on.history) == timeless(whole.history)
+  # A header with a field this version has not (hand-edited, or another version's) is no extension.
+  leaves, meta = checkpoint.read(str(tmp_path / 'checkpoint.npz'))
+  meta['config']['unknown_field'] = 1
+  checkpoint.save(str(tmp_path / 'checkpoint.npz'), leaves, meta)
+  with pytest.raises(ValueError, match=r'other settings \(epochs\); cannot resume'):
+    train.fit(dataclasses.replace(longer, epochs=9), ds, workdir=str(tmp_path), resume=True)
   with pytest.raises(ValueError, match=r'other settings \(epochs, learning_rate\)'):  # epochs and more
     other = dataclasses.replace(longer, epochs=9, learning_rate=0.1)
     train.fit(other, ds, workdir=str(tmp_path), resume=True)
