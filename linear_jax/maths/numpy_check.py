@@ -344,10 +344,7 @@ def _reference_terms(spec, w, x, y, layout, loss_hparams):
   """
   w_cd = w.T if layout == 'DC' else w
   to_user = (lambda a: np.swapaxes(np.asarray(a), -1, -2)) if layout == 'DC' else np.asarray
-  # A separate zero bias keeps every entry of W penalized, as the course does.
-  params = model.Params(W=jnp.asarray(w_cd), b=jnp.zeros(w_cd.shape[0], jnp.float64))
-  targets = np.asarray(y)
-  kw = dict(loss=spec, penalty='l2', **loss_hparams)
+  params, targets, kw = _reference_args(spec, w_cd, y, loss_hparams)
   ref_loss = float(losses.objective(params, x, targets, reg=0.0, **kw))
   ref_data = to_user(grads.analytic_grad(params, x, targets, reg=0.0, **kw).W)
   hp = spec.resolve_hparams(loss_hparams)
@@ -359,6 +356,19 @@ def _reference_terms(spec, w, x, y, layout, loss_hparams):
   if tied is not None:
     tied = tuple(a if a is None else to_user(a) for a in tied)
   return ref_loss, ref_data, scale, tied
+
+
+def _reference_args(spec, w_cd, y, loss_hparams):
+  """`(params, targets, keywords)` of linear_jax's objective for `[C, D]` weights `w_cd`."""
+  # A separate zero bias keeps every entry of W penalized, as the course does.
+  params = model.Params(W=jnp.asarray(w_cd), b=jnp.zeros(w_cd.shape[0], jnp.float64))
+  return params, np.asarray(y), dict(loss=spec, penalty='l2', **loss_hparams)
+
+
+def _reference_loss(spec, w, x, y, layout, loss_hparams):
+  """linear_jax's data loss at `w` (`reg = 0`): all that choosing a reference needs."""
+  params, targets, kw = _reference_args(spec, w.T if layout == 'DC' else w, y, loss_hparams)
+  return float(losses.objective(params, x, targets, reg=0.0, **kw))
 
 
 def _tied_kinks(spec, scores, targets, hp, reach, num_features):
@@ -461,13 +471,13 @@ def _choose_reference(reference, w, x, y, loss0, layout, loss_hparams):
   n = x.shape[0]
   if reference is not None:
     spec = losses.get_loss(reference)
-    ref = _reference_terms(spec, w, x, y, layout, loss_hparams)[0]
+    ref = _reference_loss(spec, w, x, y, layout, loss_hparams)
     factor = n if abs(loss0 - n * ref) <= _loss_bound(loss0, n * ref, n) < abs(loss0 - ref) else 1
     return spec, 'named', factor
   if np.issubdtype(np.asarray(y).dtype, np.integer):
     for name in CANDIDATES:
       spec = losses.get_loss(name)
-      ref = _reference_terms(spec, w, x, y, layout, loss_hparams)[0]
+      ref = _reference_loss(spec, w, x, y, layout, loss_hparams)
       for factor in (1, n):
         if abs(loss0 - factor * ref) <= _loss_bound(loss0, factor * ref, n):
           return spec, 'matched by its loss value', factor
